@@ -1,0 +1,33 @@
+// Randomness (DESIGN.md): every stochastic function takes an explicit
+// at::Generator&; nothing is seeded globally. Streams are derived from
+// (seed, stream id) so independent consumers never share a sequence.
+#pragma once
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace ebm {
+
+// Well-known stream ids, so a stream means the same thing in every run.
+enum Stream : uint64_t {
+  kStreamInit = 1,      // parameter initialisation
+  kStreamTrain = 2,     // batches, sampler noise, buffer during training
+  kStreamEval = 3,      // evaluation-time randomness
+  kStreamData = 4,      // synthetic data generation and splits
+  kStreamSample = 5,    // `ebm sample`
+  kStreamTestData = 6,  // fresh held-out toy data
+};
+
+// SplitMix64 of (seed, stream): decorrelated seeds for nearby inputs.
+uint64_t mix_seed(uint64_t seed, uint64_t stream);
+
+// A CPU generator seeded from (seed, stream).
+at::Generator make_generator(uint64_t seed, uint64_t stream);
+
+// Generator state as a uint8 tensor and back (for checkpoints).
+at::Tensor generator_state(const at::Generator& gen);
+void set_generator_state(at::Generator& gen, const at::Tensor& state);
+
+}  // namespace ebm

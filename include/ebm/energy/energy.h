@@ -1,0 +1,172 @@
+// Energies (DESIGN.md "Core abstractions"). Contract: rows are samples,
+// energy(x): [B, ...] -> [B], grad(x) = dE/dx with the shape of x.
+// p(x) = exp(-E(x)) / Z.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ebm {
+
+class EnergyImpl : public torch::nn::Module {
+ public:
+  // E(x) for each row; differentiable w.r.t. parameters and x.
+  virtual torch::Tensor energy(const torch::Tensor& x) = 0;
+  // dE/dx, detached. Autograd by default; subclasses override it with an
+  // analytic form that builds no graph.
+  virtual torch::Tensor grad(const torch::Tensor& x);
+  // E(x) and dE/dx together (both detached); samplers call this.
+  virtual std::pair<torch::Tensor, torch::Tensor> energy_and_grad(const torch::Tensor& x);
+  // Event shape of one sample ({D} for vectors).
+  virtual std::vector<int64_t> event_shape() const = 0;
+};
+using Energy = std::shared_ptr<EnergyImpl>;
+
+// ---------------------------------------------------------------------------
+// MLP energy: E(x) = w_L . h_{L-1} + b_L + |x|^2 / (2 prior_std^2),
+// h_i = act(W_i h_{i-1} + b_i). The optional Gaussian base term keeps exp(-E)
+// integrable whatever the network learns far from the data (off when 0).
+struct MLPEnergyOptions {
+  MLPEnergyOptions(int64_t in_dim, std::vector<int64_t> hidden)
+      : in_dim_(in_dim), hidden_(std::move(hidden)) {}
+  TORCH_ARG(int64_t, in_dim);                   // input dimension D
+  TORCH_ARG(std::vector<int64_t>, hidden);      // hidden widths, e.g. {128, 128}
+  TORCH_ARG(std::string, activation) = "swish";  // swish | softplus | elu | leaky_relu
+  TORCH_ARG(bool, spectral_norm) = false;       // W / sigma_max(W), one power iteration per training forward
+  TORCH_ARG(double, prior_std) = 0.0;           // std of the Gaussian base term; 0 = none
+};
+
+// Activation names accepted by MLPEnergyOptions::activation.
+const std::vector<std::string>& mlp_activations();
+
+class MLPEnergyImpl : public EnergyImpl {
+ public:
+  explicit MLPEnergyImpl(const MLPEnergyOptions& options);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  // Analytic input gradient: one forward pass storing act'(z), one backward
+  // pass of matrix products; no autograd graph, buffers reused across calls.
+  torch::Tensor grad(const torch::Tensor& x) override;
+  std::pair<torch::Tensor, torch::Tensor> energy_and_grad(const torch::Tensor& x) override;
+  std::vector<int64_t> event_shape() const override { return {options_.in_dim()}; }
+  const MLPEnergyOptions& options() const { return options_; }
+
+ private:
+  // Weight of layer i as used (spectrally normalised when enabled).
+  torch::Tensor weight(size_t i, bool update_power_iteration);
+  void fast_pass(const torch::Tensor& x, bool want_energy);
+
+  MLPEnergyOptions options_;
+  std::vector<torch::nn::Linear> layers_;
+  std::vector<torch::Tensor> u_;  // power-iteration vectors (buffers)
+  // Workspace of the analytic pass, reused while the batch shape is unchanged.
+  std::vector<torch::Tensor> z_, deriv_;
+  torch::Tensor e_out_, g_out_;
+};
+TORCH_MODULE(MLPEnergy);
+
+// ---------------------------------------------------------------------------
+// Analytic targets: known moments, log Z and an exact sampler. Every
+// statistical test stands on these. energy() is normalised so that
+// log Z = log_z() (the log of the integral of exp(-E)).
+class AnalyticEnergyImpl : public EnergyImpl {
+ public:
+  virtual torch::Tensor mean() const = 0;        // [D] float64
+  virtual torch::Tensor covariance() const = 0;  // [D, D] float64
+  virtual double log_z() const = 0;
+  virtual torch::Tensor sample(int64_t n, at::Generator& gen) const = 0;  // [n, D]
+  std::vector<int64_t> event_shape() const override { return {dim()}; }
+  virtual int64_t dim() const = 0;
+};
+using AnalyticEnergy = std::shared_ptr<AnalyticEnergyImpl>;
+
+// N(mu, Sigma), E = 1/2 (x-mu)^T Sigma^{-1} (x-mu).
+class GaussianEnergyImpl : public AnalyticEnergyImpl {
+ public:
+  GaussianEnergyImpl(torch::Tensor mean, torch::Tensor cov);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor grad(const torch::Tensor& x) override;
+  torch::Tensor mean() const override { return mean_; }
+  torch::Tensor covariance() const override { return cov_; }
+  double log_z() const override { return log_z_; }
+  torch::Tensor sample(int64_t n, at::Generator& gen) const override;
+  int64_t dim() const override { return mean_.size(0); }
+
+ private:
+  torch::Tensor mean_, cov_, precision_, chol_;
+  double log_z_;
+};
+
+// Mixture sum_k w_k N(mu_k, s_k^2 I); normalised (log Z = 0).
+class MixtureEnergyImpl : public AnalyticEnergyImpl {
+ public:
+  MixtureEnergyImpl(torch::Tensor weights, torch::Tensor means, torch::Tensor stds);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor mean() const override;
+  torch::Tensor covariance() const override;
+  double log_z() const override { return 0.0; }
+  torch::Tensor sample(int64_t n, at::Generator& gen) const override;
+  int64_t dim() const override { return means_.size(1); }
+
+ private:
+  torch::Tensor weights_, means_, stds_;  // [K], [K, D], [K]
+};
+
+// Neal's funnel: y ~ N(0, 3^2), x_i | y ~ N(0, exp(y)), i = 1..D-1.
+class FunnelEnergyImpl : public AnalyticEnergyImpl {
+ public:
+  explicit FunnelEnergyImpl(int64_t dim);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor mean() const override;
+  torch::Tensor covariance() const override;
+  double log_z() const override;
+  torch::Tensor sample(int64_t n, at::Generator& gen) const override;
+  int64_t dim() const override { return dim_; }
+
+ private:
+  int64_t dim_;
+};
+
+// Banana (Haario et al. 1999, a twisted Gaussian): x1 ~ N(0, s1^2),
+// x2 | x1 ~ N(b x1^2, s2^2). Normalised: log Z = log(2 pi s1 s2).
+class BananaEnergyImpl : public AnalyticEnergyImpl {
+ public:
+  BananaEnergyImpl(double s1 = 1.0, double s2 = 0.5, double b = 0.5);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor mean() const override;
+  torch::Tensor covariance() const override;
+  double log_z() const override;
+  torch::Tensor sample(int64_t n, at::Generator& gen) const override;
+  int64_t dim() const override { return 2; }
+
+ private:
+  double s1_, s2_, b_;
+};
+
+// Double well along x1, standard Gaussian in the other coordinates:
+// E = a (x1^2 - 1)^2 + 1/2 sum_{i>1} x_i^2. Moments of x1 and log Z by
+// high-order quadrature; exact sampler by rejection from a Gaussian envelope.
+class DoubleWellEnergyImpl : public AnalyticEnergyImpl {
+ public:
+  explicit DoubleWellEnergyImpl(int64_t dim = 2, double barrier = 2.0);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor mean() const override;
+  torch::Tensor covariance() const override;
+  double log_z() const override;
+  torch::Tensor sample(int64_t n, at::Generator& gen) const override;
+  int64_t dim() const override { return dim_; }
+
+ private:
+  int64_t dim_;
+  double a_;
+  double log_z1_, var1_;  // of the x1 marginal
+};
+
+// Builds a target by name: gaussian, mixture, funnel, banana, double_well
+// (`dim` applies where the target has a free dimension).
+AnalyticEnergy make_target(const std::string& name, int64_t dim);
+const std::vector<std::string>& target_names();
+
+}  // namespace ebm

@@ -1,0 +1,47 @@
+// File formats (DESIGN.md "Data formats"): N x D float matrices as CSV (an
+// optional header line), NPY (float32/float64, C order, version 1-3) and IDX /
+// IDX.gz (MNIST family; images are flattened to rows); PNG output. Every
+// reader throws ebm::Error: kMissingInput when the file cannot be opened,
+// kBadData naming the file and the row (CSV) or byte offset (NPY/IDX) of the
+// problem, including non-finite values. Nothing is ever silently truncated.
+// Writers are atomic: a temp file in the same directory, then rename.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ebm {
+
+// Dispatches on the extension (.csv, .npy, .idx, .idx.gz, *-ubyte, *-ubyte.gz).
+// Returns float32 [N, D] (IDX: [N, prod(rest dims)], raw values).
+torch::Tensor read_matrix(const std::string& path);
+torch::Tensor read_csv(const std::string& path);
+torch::Tensor read_npy(const std::string& path);
+torch::Tensor read_idx(const std::string& path);  // gzip detected by magic bytes
+
+// Writes [N, D] (or [N]) as CSV (%.9g, header line when given) or NPY
+// (float32/float64 as the tensor's dtype); dispatch by extension.
+void write_matrix(const std::string& path, const torch::Tensor& x,
+                  const std::vector<std::string>& header = {});
+void write_csv(const std::string& path, const torch::Tensor& x,
+               const std::vector<std::string>& header = {});
+void write_npy(const std::string& path, const torch::Tensor& x);
+
+// PNG: uint8 [H, W] (gray) or [H, W, 3] (RGB).
+void write_png(const std::string& path, const torch::Tensor& image);
+
+// Writes through `write_tmp(tmp_path)` then renames onto `path`; on any
+// exception the temp file is removed and `path` is untouched.
+void atomic_write(const std::string& path, const std::function<void(const std::string&)>& write_tmp);
+void atomic_write_text(const std::string& path, const std::string& text);
+
+// Throws kBadData naming `what` and the first row with a NaN or infinity.
+void check_finite_rows(const torch::Tensor& x, const std::string& what);
+
+// Lower-cased extension with .gz kept: "a/b.IDX.gz" -> ".idx.gz".
+std::string file_extension(const std::string& path);
+
+}  // namespace ebm

@@ -1,0 +1,235 @@
+#include "ebm/core/error.h"
+#include "ebm/energy/energy.h"
+
+namespace ebm {
+namespace {
+const double kLog2Pi = std::log(2.0 * M_PI);
+
+torch::Tensor like(const torch::Tensor& t, const torch::Tensor& x) {
+  return t.to(x.options());
+}
+
+void check_input(const torch::Tensor& x, int64_t dim, const char* who) {
+  EBM_CHECK_DATA(x.dim() == 2 && x.size(1) == dim, who, " expects [B, ", dim,
+                 "] input, got ", x.sizes());
+}
+}  // namespace
+
+// ----- Gaussian -------------------------------------------------------------
+GaussianEnergyImpl::GaussianEnergyImpl(torch::Tensor mean, torch::Tensor cov)
+    : mean_(mean.to(torch::kDouble)), cov_(cov.to(torch::kDouble)) {
+  int64_t d = mean_.size(0);
+  EBM_CHECK_CONFIG(cov_.dim() == 2 && cov_.size(0) == d && cov_.size(1) == d,
+                   "Gaussian covariance must be [", d, ", ", d, "]");
+  chol_ = torch::linalg::cholesky(cov_);
+  precision_ = torch::cholesky_inverse(chol_);
+  log_z_ = 0.5 * d * kLog2Pi + chol_.diagonal().log().sum().item<double>();
+}
+
+torch::Tensor GaussianEnergyImpl::energy(const torch::Tensor& x) {
+  check_input(x, dim(), "gaussian");
+  auto d = x - like(mean_, x);
+  return 0.5 * (torch::mm(d, like(precision_, x)) * d).sum(-1);
+}
+
+torch::Tensor GaussianEnergyImpl::grad(const torch::Tensor& x) {
+  check_input(x, dim(), "gaussian");
+  torch::NoGradGuard ng;
+  return torch::mm(x - like(mean_, x), like(precision_, x));
+}
+
+torch::Tensor GaussianEnergyImpl::sample(int64_t n, at::Generator& gen) const {
+  auto z = at::normal(0.0, 1.0, {n, dim()}, gen, torch::kDouble);
+  return mean_ + torch::mm(z, chol_.t());
+}
+
+// ----- Mixture --------------------------------------------------------------
+MixtureEnergyImpl::MixtureEnergyImpl(torch::Tensor weights, torch::Tensor means,
+                                     torch::Tensor stds)
+    : weights_(weights.to(torch::kDouble)),
+      means_(means.to(torch::kDouble)),
+      stds_(stds.to(torch::kDouble)) {
+  EBM_CHECK_CONFIG(means_.dim() == 2 && weights_.size(0) == means_.size(0) &&
+                       stds_.size(0) == means_.size(0),
+                   "mixture: weights [K], means [K, D], stds [K] must agree");
+  weights_ = weights_ / weights_.sum();
+}
+
+torch::Tensor MixtureEnergyImpl::energy(const torch::Tensor& x) {
+  check_input(x, dim(), "mixture");
+  auto mu = like(means_, x), s = like(stds_, x), w = like(weights_, x);
+  auto d2 = (x.unsqueeze(1) - mu.unsqueeze(0)).pow(2).sum(-1);  // [B, K]
+  auto logp = w.log() - d2 / (2 * s * s) - 0.5 * dim() * (kLog2Pi + 2 * s.log());
+  return -torch::logsumexp(logp, 1);
+}
+
+torch::Tensor MixtureEnergyImpl::mean() const {
+  return torch::mv(means_.t(), weights_);
+}
+
+torch::Tensor MixtureEnergyImpl::covariance() const {
+  auto m = mean();
+  auto second = torch::mm(means_.t() * weights_, means_) +
+                torch::eye(dim(), torch::kDouble) * (weights_ * stds_ * stds_).sum();
+  return second - torch::outer(m, m);
+}
+
+torch::Tensor MixtureEnergyImpl::sample(int64_t n, at::Generator& gen) const {
+  auto k = at::multinomial(weights_, n, true, gen);  // [n]
+  auto z = at::normal(0.0, 1.0, {n, dim()}, gen, torch::kDouble);
+  return means_.index_select(0, k) + z * stds_.index_select(0, k).unsqueeze(1);
+}
+
+// ----- Funnel ---------------------------------------------------------------
+FunnelEnergyImpl::FunnelEnergyImpl(int64_t dim) : dim_(dim) {
+  EBM_CHECK_CONFIG(dim >= 2, "funnel dimension must be >= 2, got ", dim);
+}
+
+torch::Tensor FunnelEnergyImpl::energy(const torch::Tensor& x) {
+  check_input(x, dim_, "funnel");
+  auto y = x.select(1, 0);
+  auto rest = x.narrow(1, 1, dim_ - 1);
+  return y * y / 18.0 + 0.5 * rest.pow(2).sum(-1) * torch::exp(-y) + 0.5 * (dim_ - 1) * y;
+}
+
+torch::Tensor FunnelEnergyImpl::mean() const { return torch::zeros({dim_}, torch::kDouble); }
+
+torch::Tensor FunnelEnergyImpl::covariance() const {
+  auto v = torch::full({dim_}, std::exp(4.5), torch::kDouble);  // E[exp(y)], y ~ N(0, 9)
+  v[0] = 9.0;
+  return torch::diag(v);
+}
+
+double FunnelEnergyImpl::log_z() const {
+  return 0.5 * (kLog2Pi + std::log(9.0)) + 0.5 * (dim_ - 1) * kLog2Pi;
+}
+
+torch::Tensor FunnelEnergyImpl::sample(int64_t n, at::Generator& gen) const {
+  auto y = at::normal(0.0, 3.0, {n, 1}, gen, torch::kDouble);
+  auto z = at::normal(0.0, 1.0, {n, dim_ - 1}, gen, torch::kDouble);
+  return torch::cat({y, z * torch::exp(0.5 * y)}, 1);
+}
+
+// ----- Banana ---------------------------------------------------------------
+BananaEnergyImpl::BananaEnergyImpl(double s1, double s2, double b) : s1_(s1), s2_(s2), b_(b) {
+  EBM_CHECK_CONFIG(s1 > 0 && s2 > 0, "banana scales must be > 0");
+}
+
+torch::Tensor BananaEnergyImpl::energy(const torch::Tensor& x) {
+  check_input(x, 2, "banana");
+  auto x1 = x.select(1, 0), x2 = x.select(1, 1);
+  return x1 * x1 / (2 * s1_ * s1_) + (x2 - b_ * x1 * x1).pow(2) / (2 * s2_ * s2_);
+}
+
+torch::Tensor BananaEnergyImpl::mean() const {
+  return torch::tensor({0.0, b_ * s1_ * s1_}, torch::kDouble);
+}
+
+torch::Tensor BananaEnergyImpl::covariance() const {
+  double v2 = s2_ * s2_ + 2 * b_ * b_ * std::pow(s1_, 4);  // Var(b x1^2) = 2 b^2 s1^4
+  return torch::tensor({s1_ * s1_, 0.0, 0.0, v2}, torch::kDouble).view({2, 2});
+}
+
+double BananaEnergyImpl::log_z() const { return std::log(2 * M_PI * s1_ * s2_); }
+
+torch::Tensor BananaEnergyImpl::sample(int64_t n, at::Generator& gen) const {
+  auto x1 = at::normal(0.0, s1_, {n}, gen, torch::kDouble);
+  auto x2 = b_ * x1 * x1 + at::normal(0.0, s2_, {n}, gen, torch::kDouble);
+  return torch::stack({x1, x2}, 1);
+}
+
+// ----- Double well ----------------------------------------------------------
+DoubleWellEnergyImpl::DoubleWellEnergyImpl(int64_t dim, double barrier)
+    : dim_(dim), a_(barrier) {
+  EBM_CHECK_CONFIG(dim >= 1, "double_well dimension must be >= 1, got ", dim);
+  EBM_CHECK_CONFIG(barrier > 0, "double_well barrier must be > 0, got ", barrier);
+  // Trapezoid rule on a wide grid: exponentially accurate for this smooth,
+  // super-Gaussian integrand (errors far below 1e-12).
+  const int64_t n = 400001;
+  const double lo = -8.0, h = 16.0 / (n - 1);
+  double z = 0, m2 = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double x = lo + i * h, u = x * x - 1;
+    double p = std::exp(-a_ * u * u) * ((i == 0 || i == n - 1) ? 0.5 : 1.0);
+    z += p;
+    m2 += p * x * x;
+  }
+  log_z1_ = std::log(z * h);
+  var1_ = m2 / z;
+}
+
+torch::Tensor DoubleWellEnergyImpl::energy(const torch::Tensor& x) {
+  check_input(x, dim_, "double_well");
+  auto x1 = x.select(1, 0);
+  auto e = a_ * (x1 * x1 - 1).pow(2);
+  if (dim_ > 1) e = e + 0.5 * x.narrow(1, 1, dim_ - 1).pow(2).sum(-1);
+  return e;
+}
+
+torch::Tensor DoubleWellEnergyImpl::mean() const { return torch::zeros({dim_}, torch::kDouble); }
+
+torch::Tensor DoubleWellEnergyImpl::covariance() const {
+  auto v = torch::ones({dim_}, torch::kDouble);
+  v[0] = var1_;
+  return torch::diag(v);
+}
+
+double DoubleWellEnergyImpl::log_z() const { return log_z1_ + 0.5 * (dim_ - 1) * kLog2Pi; }
+
+torch::Tensor DoubleWellEnergyImpl::sample(int64_t n, at::Generator& gen) const {
+  // Envelope N(0, 1): log[p~(x) / N~(x)] = -a (u-1)^2 + u/2 with u = x^2,
+  // maximal at u* = 1 + 1/(4a).
+  double us = 1 + 1 / (4 * a_);
+  double fmax = -a_ * (us - 1) * (us - 1) + us / 2;
+  std::vector<torch::Tensor> got;
+  int64_t have = 0;
+  while (have < n) {
+    int64_t m = 2 * (n - have) + 16;
+    auto x = at::normal(0.0, 1.0, {m}, gen, torch::kDouble);
+    auto u = x * x;
+    auto logr = -a_ * (u - 1).pow(2) + u / 2 - fmax;
+    auto accept = at::rand({m}, gen, torch::kDouble).log() < logr;
+    auto keep = x.masked_select(accept);
+    got.push_back(keep);
+    have += keep.size(0);
+  }
+  auto x1 = torch::cat(got).narrow(0, 0, n).unsqueeze(1);
+  if (dim_ == 1) return x1;
+  return torch::cat({x1, at::normal(0.0, 1.0, {n, dim_ - 1}, gen, torch::kDouble)}, 1);
+}
+
+// ----- Factory --------------------------------------------------------------
+const std::vector<std::string>& target_names() {
+  static const std::vector<std::string> names = {"gaussian", "mixture", "funnel", "banana",
+                                                 "double_well"};
+  return names;
+}
+
+AnalyticEnergy make_target(const std::string& name, int64_t dim) {
+  EBM_CHECK_CONFIG(dim >= 1, "target dimension must be >= 1, got ", dim);
+  if (name == "gaussian") {
+    // Correlated: cov_ij = 0.5^|i-j| (an AR(1) correlation matrix).
+    auto idx = torch::arange(dim, torch::kDouble);
+    auto cov = torch::pow(0.5, (idx.unsqueeze(0) - idx.unsqueeze(1)).abs());
+    return std::make_shared<GaussianEnergyImpl>(torch::zeros({dim}, torch::kDouble), cov);
+  }
+  if (name == "mixture") {
+    EBM_CHECK_CONFIG(dim >= 2, "mixture target needs dim >= 2, got ", dim);
+    auto means = torch::zeros({3, dim}, torch::kDouble);
+    means[0][0] = -2.0;
+    means[1][0] = 2.0;
+    means[2][1] = 2.5;
+    return std::make_shared<MixtureEnergyImpl>(torch::tensor({0.5, 0.3, 0.2}), means,
+                                               torch::tensor({0.5, 0.7, 0.6}));
+  }
+  if (name == "funnel") return std::make_shared<FunnelEnergyImpl>(std::max<int64_t>(dim, 2));
+  if (name == "banana") {
+    EBM_CHECK_CONFIG(dim == 2, "banana target is 2-dimensional, got dim ", dim);
+    return std::make_shared<BananaEnergyImpl>();
+  }
+  if (name == "double_well") return std::make_shared<DoubleWellEnergyImpl>(dim);
+  fail(ExitCode::kBadConfig, "unknown target '", name,
+       "' (known: gaussian, mixture, funnel, banana, double_well)");
+}
+
+}  // namespace ebm

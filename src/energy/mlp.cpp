@@ -1,0 +1,201 @@
+#include <ATen/Dispatch.h>
+
+#include "ebm/core/error.h"
+#include "ebm/energy/energy.h"
+
+namespace ebm {
+
+torch::Tensor EnergyImpl::grad(const torch::Tensor& x) {
+  return energy_and_grad(x).second;
+}
+
+std::pair<torch::Tensor, torch::Tensor> EnergyImpl::energy_and_grad(const torch::Tensor& x) {
+  torch::AutoGradMode enable(true);
+  auto xr = x.detach().requires_grad_(true);
+  auto e = energy(xr);                                         // [B]
+  auto g = torch::autograd::grad({e.sum()}, {xr}, {}, false, false)[0];
+  return {e.detach(), g.detach()};
+}
+
+const std::vector<std::string>& mlp_activations() {
+  static const std::vector<std::string> names = {"swish", "softplus", "elu", "leaky_relu"};
+  return names;
+}
+
+namespace {
+constexpr double kLeakySlope = 0.2;
+
+enum class Act { kSwish, kSoftplus, kElu, kLeaky };
+
+Act parse_act(const std::string& name) {
+  if (name == "swish" || name == "silu") return Act::kSwish;
+  if (name == "softplus") return Act::kSoftplus;
+  if (name == "elu") return Act::kElu;
+  if (name == "leaky_relu") return Act::kLeaky;
+  fail(ExitCode::kBadConfig, "energy.activation must be one of swish, softplus, elu, ",
+       "leaky_relu; got '", name, "'");
+}
+
+torch::Tensor apply_act(Act act, const torch::Tensor& z) {
+  switch (act) {
+    case Act::kSwish: return torch::silu(z);
+    case Act::kSoftplus: return torch::softplus(z);
+    case Act::kElu: return torch::elu(z);
+    case Act::kLeaky: return torch::leaky_relu(z, kLeakySlope);
+  }
+  TORCH_INTERNAL_ASSERT(false);
+}
+
+// In place: z <- act(z), d <- act'(z_old). For swish, d holds sigmoid(z) on
+// entry (computed by ATen's vectorised kernel); the rest is one fused loop.
+template <typename T>
+void act_and_deriv(Act act, T* z, T* d, int64_t n) {
+  switch (act) {
+    case Act::kSwish:
+      for (int64_t j = 0; j < n; ++j) {
+        T s = d[j], h = z[j] * s;
+        z[j] = h;
+        d[j] = s + h * (T(1) - s);
+      }
+      break;
+    case Act::kSoftplus:  // d holds sigmoid(z)
+      for (int64_t j = 0; j < n; ++j) {
+        T v = z[j];
+        z[j] = std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v)));
+      }
+      break;
+    case Act::kElu:
+      for (int64_t j = 0; j < n; ++j) {
+        T v = z[j];
+        bool pos = v > T(0);
+        T ev = pos ? T(1) : std::exp(v);
+        z[j] = pos ? v : ev - T(1);
+        d[j] = ev;
+      }
+      break;
+    case Act::kLeaky:
+      for (int64_t j = 0; j < n; ++j) {
+        T v = z[j];
+        bool pos = v > T(0);
+        z[j] = pos ? v : T(kLeakySlope) * v;
+        d[j] = pos ? T(1) : T(kLeakySlope);
+      }
+      break;
+  }
+}
+}  // namespace
+
+MLPEnergyImpl::MLPEnergyImpl(const MLPEnergyOptions& options) : options_(options) {
+  EBM_CHECK_CONFIG(options_.in_dim() > 0, "MLPEnergyOptions.in_dim must be > 0, got ",
+                   options_.in_dim());
+  EBM_CHECK_CONFIG(!options_.hidden().empty(), "energy.hidden must list at least one width");
+  for (auto w : options_.hidden())
+    EBM_CHECK_CONFIG(w > 0, "energy.hidden widths must be > 0, got ", w);
+  EBM_CHECK_CONFIG(options_.prior_std() >= 0 && std::isfinite(options_.prior_std()),
+                   "energy.prior_std must be >= 0, got ", options_.prior_std());
+  parse_act(options_.activation());
+  int64_t in = options_.in_dim();
+  std::vector<int64_t> outs = options_.hidden();
+  outs.push_back(1);
+  for (size_t i = 0; i < outs.size(); ++i) {
+    layers_.push_back(register_module("fc" + std::to_string(i),
+                                      torch::nn::Linear(in, outs[i])));
+    if (options_.spectral_norm()) {
+      auto u = torch::ones({outs[i]}) / std::sqrt(double(outs[i]));
+      u_.push_back(register_buffer("u" + std::to_string(i), u));
+    }
+    in = outs[i];
+  }
+}
+
+torch::Tensor MLPEnergyImpl::weight(size_t i, bool update) {
+  const auto& w = layers_[i]->weight;
+  if (!options_.spectral_norm()) return w;
+  torch::Tensor v;
+  {
+    torch::NoGradGuard ng;
+    auto& u = u_[i];
+    auto wd = w.detach();
+    v = torch::nn::functional::normalize(torch::mv(wd.t(), u),
+                                         torch::nn::functional::NormalizeFuncOptions().dim(0));
+    if (update) {
+      u.copy_(torch::nn::functional::normalize(
+          torch::mv(wd, v), torch::nn::functional::NormalizeFuncOptions().dim(0)));
+      v = torch::nn::functional::normalize(torch::mv(wd.t(), u),
+                                           torch::nn::functional::NormalizeFuncOptions().dim(0));
+    }
+  }
+  auto sigma = torch::dot(u_[i], torch::mv(w, v));
+  return w / sigma;
+}
+
+torch::Tensor MLPEnergyImpl::energy(const torch::Tensor& x) {
+  EBM_CHECK_DATA(x.dim() == 2 && x.size(1) == options_.in_dim(), "MLP energy expects [B, ",
+                 options_.in_dim(), "] input, got ", x.sizes());
+  bool update = is_training() && torch::GradMode::is_enabled();
+  Act act = parse_act(options_.activation());
+  auto h = x;
+  for (size_t i = 0; i + 1 < layers_.size(); ++i)
+    h = apply_act(act, torch::nn::functional::linear(h, weight(i, update), layers_[i]->bias));
+  auto e = torch::nn::functional::linear(h, weight(layers_.size() - 1, update),
+                                         layers_.back()->bias)
+               .squeeze(-1);
+  if (options_.prior_std() > 0)
+    e = e + x.pow(2).sum(-1) / (2 * options_.prior_std() * options_.prior_std());
+  return e;
+}
+
+void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
+  const size_t n_hidden = layers_.size() - 1;
+  Act act = parse_act(options_.activation());
+  if (z_.size() != n_hidden || z_[0].size(0) != x.size(0) ||
+      z_[0].scalar_type() != x.scalar_type()) {
+    z_.assign(n_hidden, {});
+    deriv_.assign(n_hidden, {});
+    for (size_t i = 0; i < n_hidden; ++i) {
+      z_[i] = torch::empty({x.size(0), options_.hidden()[i]}, x.options());
+      deriv_[i] = torch::empty_like(z_[i]);
+    }
+  }
+  auto h = x;
+  for (size_t i = 0; i < n_hidden; ++i) {
+    auto w = weight(i, false);
+    at::addmm_out(z_[i], layers_[i]->bias, h, w.t());  // [B, H_i]
+    if (act == Act::kSwish || act == Act::kSoftplus) at::sigmoid_out(deriv_[i], z_[i]);
+    AT_DISPATCH_FLOATING_TYPES(z_[i].scalar_type(), "mlp_act", [&] {
+      act_and_deriv<scalar_t>(act, z_[i].data_ptr<scalar_t>(), deriv_[i].data_ptr<scalar_t>(),
+                              z_[i].numel());
+    });
+    h = z_[i];
+  }
+  auto w_last = weight(n_hidden, false);  // [1, H]
+  if (want_energy) e_out_ = at::addmv(layers_.back()->bias, h, w_last[0]);  // [B]
+  // Backward: delta_{L-1} = w_L * act'(z_{L-1}); delta_{i-1} = (delta_i W_i) * act'(z_{i-1}).
+  deriv_[n_hidden - 1].mul_(w_last);
+  for (size_t i = n_hidden - 1; i > 0; --i)
+    deriv_[i - 1].mul_(at::mm(deriv_[i], weight(i, false)));
+  g_out_ = at::mm(deriv_[0], weight(0, false));  // [B, D]
+  if (options_.prior_std() > 0) {
+    double inv = 1.0 / (options_.prior_std() * options_.prior_std());
+    g_out_.add_(x, inv);
+    if (want_energy) e_out_.add_(x.pow(2).sum(-1), 0.5 * inv);
+  }
+}
+
+torch::Tensor MLPEnergyImpl::grad(const torch::Tensor& x) {
+  EBM_CHECK_DATA(x.dim() == 2 && x.size(1) == options_.in_dim(), "MLP energy expects [B, ",
+                 options_.in_dim(), "] input, got ", x.sizes());
+  torch::NoGradGuard ng;
+  fast_pass(x.contiguous(), false);
+  return g_out_;
+}
+
+std::pair<torch::Tensor, torch::Tensor> MLPEnergyImpl::energy_and_grad(const torch::Tensor& x) {
+  EBM_CHECK_DATA(x.dim() == 2 && x.size(1) == options_.in_dim(), "MLP energy expects [B, ",
+                 options_.in_dim(), "] input, got ", x.sizes());
+  torch::NoGradGuard ng;
+  fast_pass(x.contiguous(), true);
+  return {e_out_, g_out_};
+}
+
+}  // namespace ebm
