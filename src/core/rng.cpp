@@ -17,7 +17,7 @@ at::Generator make_generator(uint64_t seed, uint64_t stream) {
   return at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, stream));
 }
 
-at::Tensor generator_state(const at::Generator& gen) {
+at::Tensor generator_state(at::Generator gen) {
   std::lock_guard<std::mutex> lock(gen.mutex());
   return gen.get_state();
 }

@@ -27,7 +27,7 @@ uint64_t mix_seed(uint64_t seed, uint64_t stream);
 at::Generator make_generator(uint64_t seed, uint64_t stream);
 
 // Generator state as a uint8 tensor and back (for checkpoints).
-at::Tensor generator_state(const at::Generator& gen);
+at::Tensor generator_state(at::Generator gen);
 void set_generator_state(at::Generator& gen, const at::Tensor& state);
 
 }  // namespace ebm

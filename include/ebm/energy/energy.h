@@ -164,6 +164,11 @@ class DoubleWellEnergyImpl : public AnalyticEnergyImpl {
   double log_z1_, var1_;  // of the x1 marginal
 };
 
+// Re-draws every Linear / Conv weight and bias from U(-1/sqrt(fan_in),
+// 1/sqrt(fan_in)) -- LibTorch's default distribution -- using `gen`, so
+// initial weights depend on the run's seed only.
+void reset_parameters(torch::nn::Module& module, at::Generator& gen);
+
 // Builds a target by name: gaussian, mixture, funnel, banana, double_well
 // (`dim` applies where the target has a free dimension).
 AnalyticEnergy make_target(const std::string& name, int64_t dim);

@@ -1,0 +1,30 @@
+// The `ebm` subcommands: each file registers one on the CLI11 app and runs it.
+// No algorithms here: they live in the library.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace ebm::cli {
+
+// Options every subcommand shares.
+struct Common {
+  int64_t seed = 0;
+  bool seed_set = false;
+  int threads = 1;
+  std::string device = "cpu";
+};
+void add_common(CLI::App* cmd, Common& common);
+// Applies --threads and checks --device; throws kUsage on a bad value.
+void apply_common(const Common& common);
+
+using Runner = std::function<int()>;
+Runner add_train(CLI::App& app);
+Runner add_sample(CLI::App& app);
+Runner add_energy(CLI::App& app);
+Runner add_eval(CLI::App& app);
+Runner add_bench(CLI::App& app);
+
+}  // namespace ebm::cli

@@ -1,0 +1,72 @@
+// ebm: command-line front end (DESIGN.md "CLI contract"). Errors are one line
+// on stderr with the documented exit code.
+#include <iostream>
+#include <map>
+
+#include "commands.h"
+#include "ebm/core/error.h"
+
+namespace ebm::cli {
+
+void add_common(CLI::App* cmd, Common& c) {
+  cmd->add_option("--seed", c.seed, "random seed (default 0, or the config's)")
+      ->each([&c](const std::string&) { c.seed_set = true; });
+  cmd->add_option("--threads", c.threads, "LibTorch intra-op threads")->capture_default_str();
+  cmd->add_option("--device", c.device, "cpu or cuda:N")->capture_default_str();
+}
+
+void apply_common(const Common& c) {
+  EBM_CHECK_USAGE(c.threads >= 1, "--threads must be >= 1, got ", c.threads);
+  torch::set_num_threads(c.threads);
+  EBM_CHECK_USAGE(c.device == "cpu" || c.device.rfind("cuda", 0) == 0,
+                  "--device must be cpu or cuda:N, got '", c.device, "'");
+  EBM_CHECK_USAGE(c.device == "cpu", "--device ", c.device,
+                  ": this build runs on the CPU only (no CUDA device available)");
+}
+
+}  // namespace ebm::cli
+
+namespace {
+std::string first_line(const std::string& s) {
+  auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace ebm;
+  CLI::App app{"ebm: energy-based models on LibTorch"};
+  app.require_subcommand(1);
+  std::map<CLI::App*, cli::Runner> runners;
+  try {
+    cli::Runner r;
+    r = cli::add_train(app);
+    runners[app.get_subcommand("train")] = r;
+    r = cli::add_sample(app);
+    runners[app.get_subcommand("sample")] = r;
+    r = cli::add_energy(app);
+    runners[app.get_subcommand("energy")] = r;
+    r = cli::add_eval(app);
+    runners[app.get_subcommand("eval")] = r;
+    r = cli::add_bench(app);
+    runners[app.get_subcommand("bench")] = r;
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "ebm: " << e.what() << " (see ebm --help)\n";
+    return int(ExitCode::kUsage);
+  }
+  try {
+    for (auto* sub : app.get_subcommands()) return runners.at(sub)();
+    return int(ExitCode::kUsage);
+  } catch (const Error& e) {
+    std::cerr << "ebm: " << first_line(e.what()) << "\n";
+    return int(e.code());
+  } catch (const c10::Error& e) {
+    std::cerr << "ebm: internal error: " << first_line(e.what_without_backtrace()) << "\n";
+    return int(ExitCode::kInternal);
+  } catch (const std::exception& e) {
+    std::cerr << "ebm: internal error: " << first_line(e.what()) << "\n";
+    return int(ExitCode::kInternal);
+  }
+}

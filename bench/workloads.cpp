@@ -1,0 +1,108 @@
+#include "workloads.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <functional>
+
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/data/data.h"
+#include "ebm/energy/energy.h"
+#include "ebm/objectives/objective.h"
+#include "ebm/sampling/sampling.h"
+
+namespace ebm::bench {
+
+std::string Result::json() const {
+  nlohmann::ordered_json j = {{"workload", workload}, {"rate", rate},       {"unit", unit},
+                      {"threads", threads},   {"seconds", seconds}};
+  return j.dump();
+}
+
+const std::vector<std::string>& workload_names() {
+  static const std::vector<std::string> names = {"langevin-mlp", "langevin-mlp-64d",
+                                                 "pcd-mlp-2d"};
+  return names;
+}
+
+namespace {
+struct Workload {
+  std::function<void()> step;
+  double units_per_step;
+  std::string unit;
+};
+
+std::shared_ptr<MLPEnergyImpl> swish_mlp(int64_t in, std::vector<int64_t> hidden, at::Generator& gen) {
+  MLPEnergy net(MLPEnergyOptions(in, std::move(hidden)).activation("swish"));
+  reset_parameters(*net, gen);
+  return net.ptr();
+}
+
+Workload langevin(int64_t dim, int64_t width, uint64_t seed) {
+  auto gen = std::make_shared<at::Generator>(make_generator(seed, kStreamSample));
+  auto net = swish_mlp(dim, {width, width}, *gen);
+  for (auto& p : net->parameters()) p.requires_grad_(false);
+  const int64_t chains = 1024;
+  auto state = std::make_shared<ChainState>(at::normal(0.0, 1.0, {chains, dim}, *gen, torch::kFloat));
+  auto sampler = std::make_shared<LangevinSampler>(LangevinOptions(0.01).noise(0.005));
+  return {[=] { sampler->step(*net, *state, *gen); }, double(chains), "chain-steps/s"};
+}
+
+// Persistent CD on 8 gaussians, as BENCHMARKS.md states it.
+Workload pcd_2d(uint64_t seed) {
+  auto gen = std::make_shared<at::Generator>(make_generator(seed, kStreamTrain));
+  auto net = swish_mlp(2, {128, 128}, *gen);
+  auto buffer = std::make_shared<ReplayBuffer>(
+      ReplayBufferOptions(10000).reinit_prob(0.05).init("uniform").low(-4).high(4),
+      std::vector<int64_t>{2});
+  auto sampler = std::make_shared<LangevinSampler>(LangevinOptions(0.01).noise(0.005));
+  auto cd = std::make_shared<ContrastiveDivergence>(ContrastiveDivergenceOptions(20).alpha(0.1),
+                                                    sampler, buffer);
+  auto opt = std::make_shared<torch::optim::Adam>(
+      net->parameters(), torch::optim::AdamOptions(1e-4).betas({0.0, 0.999}));
+  return {[=] {
+            Batch b{toy2d("8gaussians", 256, *gen), {}};
+            auto out = cd->compute(*net, b, *gen);
+            opt->zero_grad();
+            out.loss.backward();
+            opt->step();
+          },
+          1.0, "iterations/s"};
+}
+}  // namespace
+
+Result run_workload(const std::string& name, double seconds, int threads, uint64_t seed) {
+  torch::set_num_threads(threads);
+  Workload w;
+  if (name == "langevin-mlp") {
+    w = langevin(2, 128, seed);
+  } else if (name == "langevin-mlp-64d") {
+    w = langevin(64, 256, seed);
+  } else if (name == "pcd-mlp-2d") {
+    w = pcd_2d(seed);
+  } else {
+    std::string known;
+    for (const auto& n : workload_names()) known += (known.empty() ? "" : ", ") + n;
+    fail(ExitCode::kUsage, "--workload ", name, ": unknown (known: ", known, ")");
+  }
+  for (int i = 0; i < 5; ++i) w.step();
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  int64_t iters = 0;
+  double elapsed = 0;
+  do {
+    w.step();
+    ++iters;
+    elapsed = std::chrono::duration<double>(clock::now() - t0).count();
+  } while (elapsed < seconds);
+  Result r;
+  r.workload = name;
+  r.unit = w.unit;
+  r.rate = iters * w.units_per_step / elapsed;
+  r.seconds = elapsed;
+  r.threads = threads;
+  return r;
+}
+
+}  // namespace ebm::bench

@@ -1,0 +1,46 @@
+// Evaluation: exact log-likelihood in 2D by quadrature, and pictures.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <array>
+#include <string>
+
+#include "ebm/energy/energy.h"
+
+namespace ebm {
+
+struct Box2d {
+  std::array<double, 2> lo, hi;
+};
+
+// log Z = log of the integral of exp(-E) over the box, by the midpoint rule
+// on an n x n grid (log-sum-exp in float64).
+double log_z_grid(EnergyImpl& energy, const Box2d& box, int64_t n);
+
+struct Nll2dResult {
+  double log_z;        // converged quadrature value
+  double log_z_error;  // |last change| under refinement / enlargement
+  double mean_nll;     // mean over test points of E(x) + log Z
+  double nll_se;       // standard error of the mean NLL (sampling only)
+  int64_t grid;        // final grid points per axis
+  Box2d box;           // final box
+  bool converged;
+};
+
+// Refines the grid (x2 points) and enlarges the box (x1.5 about its centre,
+// same cell size) until both change log Z by less than `tol`, starting from
+// the data's bounding box widened by half its extent.
+Nll2dResult nll2d(EnergyImpl& energy, const torch::Tensor& test, double tol = 1e-3,
+                  int64_t max_grid = 4096);
+
+// Box around points: bounding box widened by `margin` times its extent.
+Box2d bounding_box(const torch::Tensor& points, double margin);
+
+// exp(-E) normalised on the box as a heat map (RGB PNG, px x px).
+void density_png(const std::string& path, EnergyImpl& energy, const Box2d& box, int64_t px = 256);
+// Data (grey) with samples (red) over it (RGB PNG).
+void scatter_png(const std::string& path, const torch::Tensor& samples, const torch::Tensor& data,
+                 const Box2d& box, int64_t px = 512);
+
+}  // namespace ebm

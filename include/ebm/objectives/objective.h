@@ -1,0 +1,63 @@
+// Training objectives (DESIGN.md "Objective"): loss plus named metrics.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "ebm/energy/energy.h"
+#include "ebm/sampling/sampling.h"
+
+namespace ebm {
+
+struct Batch {
+  torch::Tensor x;  // [B, ...] data
+  torch::Tensor y;  // [B] labels, or undefined
+};
+
+struct Output {
+  torch::Tensor loss;                      // scalar, differentiable w.r.t. parameters
+  std::map<std::string, double> metrics;   // e_pos, e_neg, gap, accept_rate, ...
+};
+
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  virtual Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) = 0;
+  // Persistent state (replay buffers) for checkpoints.
+  virtual void save(torch::serialize::OutputArchive&) const {}
+  virtual void load(torch::serialize::InputArchive&) {}
+};
+
+// Contrastive divergence (Hinton 2002; PCD, Tieleman 2008; short-run chains,
+// Nijkamp et al. 2019; L2 energy penalty of IGEBM, Du & Mordatch 2019):
+//   loss = mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2),
+// x- from `steps` sampler transitions started at the buffer (PCD; short-run
+// when its capacity is 0) or at the data batch (CD-k).
+struct ContrastiveDivergenceOptions {
+  explicit ContrastiveDivergenceOptions(int64_t steps) : steps_(steps) {}
+  TORCH_ARG(int64_t, steps);                // sampler transitions per iteration (k)
+  TORCH_ARG(double, alpha) = 0.0;           // L2 energy penalty weight >= 0
+  TORCH_ARG(double, data_noise) = 0.0;      // std of Gaussian noise added to x+
+  TORCH_ARG(std::string, chain_init) = "buffer";  // buffer | data
+};
+
+class ContrastiveDivergence : public Objective {
+ public:
+  ContrastiveDivergence(const ContrastiveDivergenceOptions& options,
+                        std::shared_ptr<Sampler> sampler, std::shared_ptr<ReplayBuffer> buffer);
+  Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
+  ReplayBuffer& buffer() { return *buffer_; }
+  Sampler& sampler() { return *sampler_; }
+
+ private:
+  ContrastiveDivergenceOptions options_;
+  std::shared_ptr<Sampler> sampler_;
+  std::shared_ptr<ReplayBuffer> buffer_;
+};
+
+}  // namespace ebm

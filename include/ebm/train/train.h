@@ -1,0 +1,74 @@
+// Training runs (DESIGN.md "Data flow of a training run"): a Config is built
+// into dataset, energy, sampler, objective and optimizer; the Trainer loops,
+// logs metrics.jsonl, writes checkpoints atomically, resumes bit-exactly, and
+// guards against divergence by rolling back with a smaller learning rate.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "ebm/core/config.h"
+#include "ebm/energy/energy.h"
+#include "ebm/objectives/objective.h"
+#include "ebm/sampling/sampling.h"
+
+namespace ebm {
+
+// Every key a training config may hold, with defaults and docs.
+std::vector<ConfigKey> train_schema();
+Config make_train_config();
+
+// Builders from a resolved config.
+Energy build_energy(const Config& cfg, int64_t in_dim);
+std::shared_ptr<Sampler> build_sampler(const Config& cfg);
+std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_t> event_shape);
+std::shared_ptr<Objective> build_objective(const Config& cfg, std::vector<int64_t> event_shape);
+
+// The dataset of a run: data.path when set, else the toy set data.name;
+// split into train and test by data.test_fraction (seeded).
+struct RunData {
+  torch::Tensor train, test;  // float32 [N, D]
+  std::string description;
+};
+RunData build_data(const Config& cfg);
+
+// model.pt: weights plus the [energy] section and input dimension that
+// rebuild the energy. load_model throws kMissingInput / kBadData.
+void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg, int64_t in_dim);
+Energy load_model(const std::string& path);
+
+class Trainer {
+ public:
+  Trainer(Config cfg, std::string out_dir);
+  // Runs to train.steps; continues from checkpoint.pt when resume is true.
+  // Returns the number of divergence rollbacks. Throws kInternal after
+  // train.max_retries rollbacks.
+  int64_t run(bool resume);
+  EnergyImpl& energy() { return *energy_; }
+  const RunData& data() const { return data_; }
+  int64_t step() const { return step_; }
+
+ private:
+  double lr_at(int64_t step) const;
+  void save_checkpoint(const std::string& path);
+  void load_checkpoint(const std::string& path);
+  std::string snapshot() const;
+  void restore(const std::string& bytes);
+  void write_outputs();
+
+  Config cfg_;
+  std::string out_;
+  RunData data_;
+  Energy energy_;
+  std::shared_ptr<Objective> objective_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  at::Generator gen_;
+  int64_t step_ = 0;
+  double lr_scale_ = 1.0;  // shrunk by each divergence rollback
+  int64_t retries_ = 0;
+};
+
+}  // namespace ebm

@@ -1,0 +1,39 @@
+#include "ebm/core/progress.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace ebm {
+
+bool Progress::interactive() { return isatty(STDERR_FILENO) == 1; }
+
+Progress::Progress(std::string label, int64_t total, int64_t start)
+    : label_(std::move(label)), total_(total), start_(start), enabled_(interactive()) {
+  t0_ = last_ = std::chrono::steady_clock::now();
+}
+
+double Progress::rate(int64_t done) const {
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  return s > 0 ? double(done - start_) / s : 0.0;
+}
+
+void Progress::update(int64_t done, const std::string& extra) {
+  if (!enabled_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (done < total_ && std::chrono::duration<double>(now - last_).count() < 0.2) return;
+  last_ = now;
+  double r = rate(done);
+  long eta = r > 0 ? long((total_ - done) / r) : 0;
+  std::fprintf(stderr, "\r\033[K%s %lld/%lld  %s  %.1f/s  ETA %ld:%02ld", label_.c_str(),
+               (long long)done, (long long)total_, extra.c_str(), r, eta / 60, eta % 60);
+  std::fflush(stderr);
+  drawn_ = true;
+}
+
+void Progress::finish() {
+  if (enabled_ && drawn_) std::fprintf(stderr, "\n");
+  drawn_ = false;
+}
+
+}  // namespace ebm

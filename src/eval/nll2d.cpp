@@ -1,0 +1,158 @@
+#include "ebm/core/error.h"
+#include "ebm/eval/eval.h"
+#include "ebm/io/io.h"
+
+namespace ebm {
+namespace {
+constexpr int64_t kChunk = 1 << 16;
+
+// Energies on the midpoint grid of `box`, row-major with y varying slowest:
+// [n * n] float64.
+torch::Tensor grid_energy(EnergyImpl& energy, const Box2d& box, int64_t n) {
+  torch::NoGradGuard ng;
+  const double hx = (box.hi[0] - box.lo[0]) / n, hy = (box.hi[1] - box.lo[1]) / n;
+  auto xs = box.lo[0] + hx * (torch::arange(n, torch::kDouble) + 0.5);
+  auto ys = box.lo[1] + hy * (torch::arange(n, torch::kDouble) + 0.5);
+  auto out = torch::empty({n * n}, torch::kDouble);
+  auto dtype = energy.parameters().empty() ? torch::kDouble : energy.parameters()[0].scalar_type();
+  for (int64_t start = 0; start < n * n; start += kChunk) {
+    int64_t len = std::min(kChunk, n * n - start);
+    auto idx = torch::arange(start, start + len, torch::kLong);
+    auto pts = torch::stack({xs.index_select(0, idx % n), ys.index_select(0, idx / n)}, 1);
+    out.narrow(0, start, len).copy_(energy.energy(pts.to(dtype)).to(torch::kDouble));
+  }
+  return out;
+}
+}  // namespace
+
+double log_z_grid(EnergyImpl& energy, const Box2d& box, int64_t n) {
+  auto e = grid_energy(energy, box, n);
+  const double cell = (box.hi[0] - box.lo[0]) * (box.hi[1] - box.lo[1]) / double(n * n);
+  return torch::logsumexp(-e, 0).item<double>() + std::log(cell);
+}
+
+Box2d bounding_box(const torch::Tensor& points, double margin) {
+  auto p = points.to(torch::kDouble);
+  auto lo = std::get<0>(p.min(0)), hi = std::get<0>(p.max(0));
+  Box2d b;
+  for (int i = 0; i < 2; ++i) {
+    double l = lo[i].item<double>(), h = hi[i].item<double>();
+    double ext = std::max(h - l, 1e-3);
+    b.lo[i] = l - margin * ext;
+    b.hi[i] = h + margin * ext;
+  }
+  return b;
+}
+
+Nll2dResult nll2d(EnergyImpl& energy, const torch::Tensor& test, double tol, int64_t max_grid) {
+  EBM_CHECK_DATA(test.dim() == 2 && test.size(1) == 2, "nll2d needs [N, 2] test data, got ",
+                 test.sizes());
+  EBM_CHECK_DATA(test.size(0) >= 2, "nll2d needs at least 2 test points");
+  Nll2dResult r;
+  Box2d box = bounding_box(test, 0.5);
+  int64_t n = 256;
+  double lz = log_z_grid(energy, box, n);
+  double d_refine = INFINITY, d_enlarge = INFINITY;
+  r.converged = false;
+  while (2 * n <= max_grid) {
+    const double fine = log_z_grid(energy, box, 2 * n);
+    d_refine = std::abs(fine - lz);
+    if (d_refine >= tol) {  // the grid is too coarse: refine
+      n *= 2;
+      lz = fine;
+      continue;
+    }
+    // Fine enough: does mass lie outside the box? Enlarge 1.5x, same cell size.
+    Box2d big = box;
+    for (int i = 0; i < 2; ++i) {
+      const double c = 0.5 * (box.lo[i] + box.hi[i]), h = 0.75 * (box.hi[i] - box.lo[i]);
+      big.lo[i] = c - h;
+      big.hi[i] = c + h;
+    }
+    const int64_t nb = (n * 3) / 2;
+    const double wide = log_z_grid(energy, big, nb);
+    d_enlarge = std::abs(wide - lz);
+    if (d_enlarge < tol) {
+      r.converged = true;
+      lz = fine;
+      n *= 2;
+      break;
+    }
+    box = big;
+    n = nb;
+    lz = wide;
+  }
+  r.log_z = lz;
+  r.log_z_error = std::max(d_refine, d_enlarge);
+  r.grid = n;
+  r.box = box;
+  torch::NoGradGuard ng;
+  auto dtype = energy.parameters().empty() ? torch::kDouble : energy.parameters()[0].scalar_type();
+  std::vector<torch::Tensor> parts;
+  for (int64_t s = 0; s < test.size(0); s += kChunk)
+    parts.push_back(energy.energy(test.narrow(0, s, std::min(kChunk, test.size(0) - s)).to(dtype))
+                        .to(torch::kDouble));
+  auto nll = torch::cat(parts) + lz;
+  r.mean_nll = nll.mean().item<double>();
+  r.nll_se = nll.std().item<double>() / std::sqrt(double(test.size(0)));
+  EBM_CHECK_DATA(std::isfinite(r.mean_nll), "nll2d: non-finite energy on the test data");
+  return r;
+}
+
+// ----- Pictures -------------------------------------------------------------
+namespace {
+// A perceptually ordered dark-blue -> teal -> yellow ramp (viridis-like).
+std::array<uint8_t, 3> ramp(double t) {
+  static const double stops[5][3] = {
+      {68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+  t = std::min(std::max(t, 0.0), 1.0) * 4;
+  int i = std::min(int(t), 3);
+  double f = t - i;
+  std::array<uint8_t, 3> c;
+  for (int k = 0; k < 3; ++k) c[k] = uint8_t(stops[i][k] + f * (stops[i + 1][k] - stops[i][k]));
+  return c;
+}
+}  // namespace
+
+void density_png(const std::string& path, EnergyImpl& energy, const Box2d& box, int64_t px) {
+  auto e = grid_energy(energy, box, px);  // y slowest
+  auto p = torch::exp(-(e - e.min()));
+  auto t = (p / p.max()).contiguous();
+  auto img = torch::empty({px, px, 3}, torch::kUInt8);
+  auto* d = img.data_ptr<uint8_t>();
+  const double* tp = t.data_ptr<double>();
+  for (int64_t row = 0; row < px; ++row) {
+    int64_t gy = px - 1 - row;  // image rows go down, y goes up
+    for (int64_t col = 0; col < px; ++col) {
+      auto c = ramp(tp[gy * px + col]);
+      for (int k = 0; k < 3; ++k) d[(row * px + col) * 3 + k] = c[k];
+    }
+  }
+  write_png(path, img);
+}
+
+void scatter_png(const std::string& path, const torch::Tensor& samples, const torch::Tensor& data,
+                 const Box2d& box, int64_t px) {
+  auto img = torch::full({px, px, 3}, 255, torch::kUInt8);
+  auto* d = img.data_ptr<uint8_t>();
+  auto plot = [&](const torch::Tensor& pts, std::array<uint8_t, 3> color) {
+    auto p = pts.to(torch::kDouble).contiguous();
+    const double* v = p.data_ptr<double>();
+    for (int64_t i = 0; i < p.size(0); ++i) {
+      double fx = (v[2 * i] - box.lo[0]) / (box.hi[0] - box.lo[0]);
+      double fy = (v[2 * i + 1] - box.lo[1]) / (box.hi[1] - box.lo[1]);
+      if (!(fx >= 0 && fx < 1 && fy >= 0 && fy < 1)) continue;
+      int64_t col = int64_t(fx * px), row = px - 1 - int64_t(fy * px);
+      for (int64_t dr = 0; dr < 2; ++dr)
+        for (int64_t dc = 0; dc < 2; ++dc) {
+          int64_t r = std::min(row + dr, px - 1), c = std::min(col + dc, px - 1);
+          for (int k = 0; k < 3; ++k) d[(r * px + c) * 3 + k] = color[k];
+        }
+    }
+  };
+  if (data.defined()) plot(data, {170, 170, 170});
+  plot(samples, {200, 30, 30});
+  write_png(path, img);
+}
+
+}  // namespace ebm

@@ -1,0 +1,625 @@
+// Readers and writers for the matrix formats of DESIGN.md "Data formats".
+// Readers load the whole file, validate every byte they use, and report the
+// first problem as one line naming the file and the CSV line (1-based) or the
+// NPY/IDX byte offset. All writers go through atomic_write.
+#include "ebm/io/io.h"
+
+#include "ebm/core/error.h"
+
+#include <stb/stb_image_write.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace ebm {
+namespace {
+
+std::string basename_of(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ExitCode::kMissingInput, path, ": cannot open for reading: ", std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) fail(ExitCode::kMissingInput, path, ": read error: ", std::strerror(errno));
+  return ss.str();
+}
+
+// A write that fails (disk full, bad directory) is reported like an unreadable
+// input: the exit-code set of DESIGN.md has no separate "cannot create".
+[[noreturn]] void fail_write(const std::string& path, const std::string& what) {
+  fail(ExitCode::kMissingInput, path, ": cannot write: ", what);
+}
+
+struct File {
+  std::FILE* f = nullptr;
+  std::string path;
+  explicit File(const std::string& p) : path(p) {
+    f = std::fopen(p.c_str(), "wb");
+    if (!f) fail_write(p, std::strerror(errno));
+  }
+  void write(const void* data, size_t n) {
+    if (n > 0 && std::fwrite(data, 1, n, f) != n) fail_write(path, std::strerror(errno));
+  }
+  void write(const std::string& s) { write(s.data(), s.size()); }
+  void close() {
+    std::FILE* g = f;
+    f = nullptr;
+    if (std::fclose(g) != 0) fail_write(path, std::strerror(errno));
+  }
+  ~File() {
+    if (f) std::fclose(f);
+  }
+};
+
+std::string trim(const std::string& s) {
+  size_t b = 0, e = s.size();
+  while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
+  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t')) --e;
+  return s.substr(b, e - b);
+}
+
+enum class Parse { kOk, kNotNumber, kOutOfRange };
+
+// Locale-independent decimal parse of a whole field.
+Parse parse_double(const std::string& field, double* out) {
+  const char* b = field.data();
+  const char* e = b + field.size();
+  if (b != e && *b == '+') ++b;
+  if (b == e || (b != field.data() && *b == '-')) return Parse::kNotNumber;
+  const auto r = std::from_chars(b, e, *out);
+  if (r.ptr != e) return Parse::kNotNumber;
+  if (r.ec == std::errc::result_out_of_range) return Parse::kOutOfRange;
+  if (r.ec != std::errc()) return Parse::kNotNumber;
+  return Parse::kOk;
+}
+
+std::vector<std::string> split_fields(const std::string& line) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const auto comma = line.find(',', start);
+    out.push_back(trim(line.substr(start, comma - start)));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+bool all_numbers(const std::vector<std::string>& fields) {
+  double v;
+  for (const auto& f : fields)
+    if (parse_double(f, &v) == Parse::kNotNumber) return false;
+  return true;
+}
+
+uint32_t load_be32(const unsigned char* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+bool host_is_little_endian() {
+  const uint16_t one = 1;
+  unsigned char b;
+  std::memcpy(&b, &one, 1);
+  return b == 1;
+}
+
+void byteswap_inplace(unsigned char* data, int64_t count, int64_t width) {
+  for (int64_t i = 0; i < count; ++i) std::reverse(data + i * width, data + (i + 1) * width);
+}
+
+// --- NPY header: a Python dict literal such as
+// {'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }
+struct NpyHeader {
+  std::string descr;
+  bool fortran_order = false;
+  std::vector<int64_t> shape;
+  bool has_descr = false, has_order = false, has_shape = false;
+};
+
+class DictParser {
+ public:
+  DictParser(const std::string& path, const std::string& text, size_t base)
+      : path_(path), s_(text), base_(base) {}
+
+  NpyHeader parse() {
+    NpyHeader h;
+    expect('{');
+    while (true) {
+      skip_ws();
+      if (peek() == '}') {
+        ++i_;
+        break;
+      }
+      const auto key = string_literal();
+      expect(':');
+      if (key == "descr") {
+        h.descr = string_literal();
+        h.has_descr = true;
+      } else if (key == "fortran_order") {
+        h.fortran_order = boolean();
+        h.has_order = true;
+      } else if (key == "shape") {
+        h.shape = tuple();
+        h.has_shape = true;
+      } else {
+        bad("unexpected key '" + key + "' in header");
+      }
+      skip_ws();
+      if (peek() == ',') {
+        ++i_;
+      } else if (peek() != '}') {
+        bad("expected ',' or '}' in header");
+      }
+    }
+    if (!h.has_descr || !h.has_order || !h.has_shape)
+      bad("header lacks one of 'descr', 'fortran_order', 'shape'");
+    return h;
+  }
+
+ private:
+  [[noreturn]] void bad(const std::string& what) {
+    fail(ExitCode::kBadData, path_, ": byte offset ", base_ + i_, ": ", what);
+  }
+  void skip_ws() {
+    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+  }
+  char peek() { return i_ < s_.size() ? s_[i_] : '\0'; }
+  void expect(char c) {
+    skip_ws();
+    if (peek() != c) bad(std::string("expected '") + c + "' in header");
+    ++i_;
+  }
+  std::string string_literal() {
+    skip_ws();
+    const char q = peek();
+    if (q != '\'' && q != '"') bad("expected a quoted string in header");
+    const auto end = s_.find(q, i_ + 1);
+    if (end == std::string::npos) bad("unterminated string in header");
+    auto out = s_.substr(i_ + 1, end - i_ - 1);
+    i_ = end + 1;
+    return out;
+  }
+  bool boolean() {
+    skip_ws();
+    if (s_.compare(i_, 4, "True") == 0) {
+      i_ += 4;
+      return true;
+    }
+    if (s_.compare(i_, 5, "False") == 0) {
+      i_ += 5;
+      return false;
+    }
+    bad("expected True or False in header");
+  }
+  std::vector<int64_t> tuple() {
+    std::vector<int64_t> dims;
+    expect('(');
+    while (true) {
+      skip_ws();
+      if (peek() == ')') {
+        ++i_;
+        return dims;
+      }
+      if (!std::isdigit(static_cast<unsigned char>(peek()))) bad("expected a dimension in 'shape'");
+      int64_t v = 0;
+      while (std::isdigit(static_cast<unsigned char>(peek()))) {
+        if (v > (std::numeric_limits<int64_t>::max() - 9) / 10) bad("dimension too large in 'shape'");
+        v = v * 10 + (s_[i_++] - '0');
+      }
+      dims.push_back(v);
+      skip_ws();
+      if (peek() == ',') {
+        ++i_;
+      } else if (peek() != ')') {
+        bad("expected ',' or ')' in 'shape'");
+      }
+    }
+  }
+
+  const std::string& path_;
+  const std::string& s_;
+  size_t base_;
+  size_t i_ = 0;
+};
+
+std::string shape_str(const std::vector<int64_t>& dims) {
+  std::string s = "(";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+torch::Tensor as_matrix(const torch::Tensor& x, const char* fn) {
+  TORCH_CHECK(x.dim() == 1 || x.dim() == 2, fn, ": want a [N, D] or [N] tensor, got ", x.sizes());
+  return (x.dim() == 1 ? x.unsqueeze(1) : x).cpu().contiguous();
+}
+
+}  // namespace
+
+std::string file_extension(const std::string& path) {
+  const auto name = lower(basename_of(path));
+  const bool gz = ends_with(name, ".gz");
+  const auto stem = gz ? name.substr(0, name.size() - 3) : name;
+  const auto dot = stem.find_last_of('.');
+  const auto ext = dot == std::string::npos ? std::string() : stem.substr(dot);
+  return gz ? ext + ".gz" : ext;
+}
+
+void check_finite_rows(const torch::Tensor& x, const std::string& what) {
+  if (!x.is_floating_point() || x.numel() == 0) return;
+  const auto flat = x.dim() == 0 ? x.reshape({1, 1}) : x.reshape({x.size(0), -1});  // [N, D]
+  const auto bad = torch::logical_not(torch::isfinite(flat));
+  if (!bad.any().item<bool>()) return;
+  const auto idx = bad.reshape({-1}).nonzero()[0][0].item<int64_t>();
+  const int64_t d = flat.size(1);
+  const double v = flat.reshape({-1})[idx].item<double>();
+  fail(ExitCode::kBadData, what, ": non-finite value ", v, " at row ", idx / d, ", column ",
+       idx % d, " (0-based)");
+}
+
+torch::Tensor read_matrix(const std::string& path) {
+  const auto ext = file_extension(path);
+  const auto name = lower(basename_of(path));
+  if (ext == ".csv") return read_csv(path);
+  if (ext == ".npy") return read_npy(path);
+  if (ext == ".idx" || ext == ".idx.gz" || ends_with(name, "-ubyte") || ends_with(name, "-ubyte.gz"))
+    return read_idx(path);
+  fail(ExitCode::kUsage, path, ": unknown file format '", ext,
+       "' (want .csv, .npy, .idx, .idx.gz, *-ubyte or *-ubyte.gz)");
+}
+
+torch::Tensor read_csv(const std::string& path) {
+  const auto text = read_file_bytes(path);
+  std::vector<std::string> lines;
+  {
+    size_t start = 0;
+    while (start < text.size()) {
+      auto nl = text.find('\n', start);
+      if (nl == std::string::npos) nl = text.size();
+      auto line = text.substr(start, nl - start);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      lines.push_back(std::move(line));
+      start = nl + 1;
+    }
+  }
+  // Blank lines are allowed only at the end.
+  size_t n_lines = lines.size();
+  while (n_lines > 0 && trim(lines[n_lines - 1]).empty()) --n_lines;
+  if (n_lines == 0) fail(ExitCode::kBadData, path, ": empty file (no data rows)");
+
+  size_t first = 0;
+  int64_t cols = -1;
+  {
+    const auto fields = split_fields(lines[0]);
+    if (!all_numbers(fields)) {
+      first = 1;  // header line
+      cols = static_cast<int64_t>(fields.size());
+    }
+  }
+  if (first >= n_lines) fail(ExitCode::kBadData, path, ": header line but no data rows");
+
+  std::vector<float> values;
+  for (size_t li = first; li < n_lines; ++li) {
+    const size_t lineno = li + 1;
+    if (trim(lines[li]).empty()) fail(ExitCode::kBadData, path, ":", lineno, ": blank line before the end of the file");
+    const auto fields = split_fields(lines[li]);
+    if (cols < 0) cols = static_cast<int64_t>(fields.size());
+    if (static_cast<int64_t>(fields.size()) != cols)
+      fail(ExitCode::kBadData, path, ":", lineno, ": expected ", cols, " columns, got ", fields.size());
+    for (size_t c = 0; c < fields.size(); ++c) {
+      double v = 0;
+      switch (parse_double(fields[c], &v)) {
+        case Parse::kNotNumber:
+          fail(ExitCode::kBadData, path, ":", lineno, ": non-numeric value '", fields[c], "' in column ", c + 1);
+        case Parse::kOutOfRange:
+          fail(ExitCode::kBadData, path, ":", lineno, ": value '", fields[c], "' out of range in column ", c + 1);
+        case Parse::kOk:
+          break;
+      }
+      if (!std::isfinite(v))
+        fail(ExitCode::kBadData, path, ":", lineno, ": non-finite value '", fields[c], "' in column ", c + 1);
+      if (std::fabs(v) > std::numeric_limits<float>::max())
+        fail(ExitCode::kBadData, path, ":", lineno, ": value '", fields[c], "' exceeds float32 range in column ", c + 1);
+      values.push_back(static_cast<float>(v));
+    }
+  }
+  const int64_t rows = static_cast<int64_t>(n_lines - first);
+  return torch::from_blob(values.data(), {rows, cols}, torch::kFloat32).clone();
+}
+
+torch::Tensor read_npy(const std::string& path) {
+  const auto bytes = read_file_bytes(path);
+  const auto* u = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t size = bytes.size();
+  static const char kMagic[] = "\x93NUMPY";
+  if (size < 6 || std::memcmp(u, kMagic, 6) != 0)
+    fail(ExitCode::kBadData, path, ": byte offset 0: not an NPY file (bad magic)");
+  if (size < 8) fail(ExitCode::kBadData, path, ": byte offset ", size, ": truncated header");
+  const int major = u[6];
+  size_t header_len = 0, header_start = 0;
+  if (major == 1) {
+    if (size < 10) fail(ExitCode::kBadData, path, ": byte offset ", size, ": truncated header");
+    header_len = size_t(u[8]) | (size_t(u[9]) << 8);
+    header_start = 10;
+  } else if (major == 2 || major == 3) {
+    if (size < 12) fail(ExitCode::kBadData, path, ": byte offset ", size, ": truncated header");
+    header_len = size_t(u[8]) | (size_t(u[9]) << 8) | (size_t(u[10]) << 16) | (size_t(u[11]) << 24);
+    header_start = 12;
+  } else {
+    fail(ExitCode::kBadData, path, ": byte offset 6: unsupported NPY version ", major, ".", int(u[7]),
+         " (want 1.0, 2.0 or 3.0)");
+  }
+  if (size - header_start < header_len)
+    fail(ExitCode::kBadData, path, ": byte offset ", size, ": truncated header (declares ", header_len,
+         " bytes from offset ", header_start, ")");
+  const std::string header = bytes.substr(header_start, header_len);
+  const auto h = DictParser(path, header, header_start).parse();
+
+  int64_t width = 0;
+  if (h.descr == "<f4") {
+    width = 4;
+  } else if (h.descr == "<f8") {
+    width = 8;
+  } else {
+    fail(ExitCode::kBadData, path, ": unsupported dtype '", h.descr, "' (want <f4 or <f8)");
+  }
+  if (h.fortran_order)
+    fail(ExitCode::kBadData, path, ": fortran_order True is not supported (want C order)");
+  if (h.shape.size() != 1 && h.shape.size() != 2)
+    fail(ExitCode::kBadData, path, ": unsupported shape ", shape_str(h.shape), " (want 1-D or 2-D)");
+  const int64_t rows = h.shape[0];
+  const int64_t cols = h.shape.size() == 2 ? h.shape[1] : 1;
+  const size_t data_start = header_start + header_len;
+  const size_t available = size - data_start;
+  // Overflow-safe: compare element counts, not byte counts.
+  const bool fits = cols == 0 || rows == 0 ||
+                    (static_cast<uint64_t>(rows) <= available / width / static_cast<uint64_t>(cols));
+  const uint64_t want = fits ? static_cast<uint64_t>(rows) * cols * width : 0;
+  if (!fits || want > available)
+    fail(ExitCode::kBadData, path, ": byte offset ", size, ": truncated data (shape ", shape_str(h.shape),
+         " needs ", rows, "*", cols, "*", width, " bytes from offset ", data_start, ", file has ",
+         available, ")");
+  if (want < available)
+    fail(ExitCode::kBadData, path, ": byte offset ", data_start + want, ": ", available - want,
+         " trailing bytes after the data of shape ", shape_str(h.shape));
+
+  auto out = torch::empty({rows, cols}, width == 4 ? torch::kFloat32 : torch::kFloat64);
+  if (want > 0) {
+    auto* dst = static_cast<unsigned char*>(out.data_ptr());
+    std::memcpy(dst, u + data_start, want);
+    if (!host_is_little_endian()) byteswap_inplace(dst, rows * cols, width);
+  }
+  check_finite_rows(out, path);
+  out = out.to(torch::kFloat32);
+  if (width == 8) check_finite_rows(out, path + " (as float32)");
+  return out;
+}
+
+torch::Tensor read_idx(const std::string& path) {
+  unsigned char magic[2] = {0, 0};
+  {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) fail(ExitCode::kMissingInput, path, ": cannot open for reading: ", std::strerror(errno));
+    const size_t got = std::fread(magic, 1, 2, f);
+    std::fclose(f);
+    if (got < 2) magic[0] = magic[1] = 0;
+  }
+  const bool gz = magic[0] == 0x1f && magic[1] == 0x8b;
+  const std::string where = gz ? " (decompressed)" : "";
+
+  std::vector<unsigned char> data;
+  {
+    gzFile g = gzopen(path.c_str(), "rb");
+    if (!g) fail(ExitCode::kMissingInput, path, ": cannot open for reading: ", std::strerror(errno));
+    unsigned char buf[1 << 16];
+    while (true) {
+      const int n = gzread(g, buf, sizeof(buf));
+      if (n < 0) {
+        int errnum = 0;
+        const std::string msg = gzerror(g, &errnum);
+        gzclose(g);
+        fail(ExitCode::kBadData, path, ": byte offset ", data.size(), where, ": gzip error: ", msg);
+      }
+      if (n == 0) break;
+      data.insert(data.end(), buf, buf + n);
+    }
+    // A truncated gzip stream reads as EOF; gzclose reports it as an error.
+    const int rc = gzclose(g);
+    if (rc != Z_OK)
+      fail(ExitCode::kBadData, path, ": byte offset ", data.size(), where,
+           ": gzip stream is truncated or corrupt");
+  }
+
+  const size_t size = data.size();
+  if (size < 4) fail(ExitCode::kBadData, path, ": byte offset ", size, where, ": truncated IDX header");
+  if (data[0] != 0 || data[1] != 0)
+    fail(ExitCode::kBadData, path, ": byte offset 0", where, ": not an IDX file (bad magic)");
+  const int type = data[2];
+  int64_t width = 0;
+  if (type == 0x08) {
+    width = 1;
+  } else if (type == 0x0D) {
+    width = 4;
+  } else {
+    char hex[8];
+    std::snprintf(hex, sizeof(hex), "0x%02X", type);
+    fail(ExitCode::kBadData, path, ": byte offset 2", where, ": unsupported IDX type ", hex,
+         " (want 0x08 ubyte or 0x0D float32)");
+  }
+  const int ndim = data[3];
+  if (ndim < 1) fail(ExitCode::kBadData, path, ": byte offset 3", where, ": IDX with 0 dimensions");
+  const size_t data_start = 4 + 4 * static_cast<size_t>(ndim);
+  if (size < data_start)
+    fail(ExitCode::kBadData, path, ": byte offset ", size, where, ": truncated IDX header (", ndim,
+         " dimensions)");
+  std::vector<int64_t> dims(ndim);
+  for (int i = 0; i < ndim; ++i) dims[i] = load_be32(&data[4 + 4 * i]);
+  const size_t available = size - data_start;
+  // Overflow-safe element count bounded by what the file holds.
+  uint64_t count = 1;
+  bool fits = true;
+  for (auto d : dims) {
+    if (d == 0) {
+      count = 0;
+      break;
+    }
+    if (count > available / width / static_cast<uint64_t>(d)) fits = false;
+    if (fits) count *= d;
+  }
+  if (!fits || count * width > available)
+    fail(ExitCode::kBadData, path, ": byte offset ", size, where, ": truncated data (dims ",
+         shape_str(dims), " of ", width, "-byte values from offset ", data_start, ", file has ",
+         available, " bytes)");
+  if (count * width < available)
+    fail(ExitCode::kBadData, path, ": byte offset ", data_start + count * width, where, ": ",
+         available - count * width, " trailing bytes after the data of dims ", shape_str(dims));
+
+  const int64_t rows = dims[0];
+  int64_t cols = 1;
+  for (int i = 1; i < ndim; ++i) cols *= dims[i];
+  const unsigned char* p = data.data() + data_start;
+  if (width == 1) {
+    return torch::from_blob(const_cast<unsigned char*>(p), {rows, cols}, torch::kUInt8).to(torch::kFloat32);
+  }
+  auto out = torch::empty({rows, cols}, torch::kFloat32);
+  auto* dst = out.data_ptr<float>();
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint32_t bits = load_be32(p + 4 * i);
+    std::memcpy(&dst[i], &bits, 4);
+  }
+  check_finite_rows(out, path);
+  return out;
+}
+
+void write_matrix(const std::string& path, const torch::Tensor& x,
+                  const std::vector<std::string>& header) {
+  const auto ext = file_extension(path);
+  if (ext == ".csv") return write_csv(path, x, header);
+  // NPY has no place for column names; they are dropped.
+  if (ext == ".npy") return write_npy(path, x);
+  fail(ExitCode::kUsage, path, ": cannot write format '", ext, "' (want .csv or .npy)");
+}
+
+void write_csv(const std::string& path, const torch::Tensor& x,
+               const std::vector<std::string>& header) {
+  const auto m = as_matrix(x, "write_csv").to(torch::kFloat64);  // [N, D]
+  const int64_t rows = m.size(0), cols = m.size(1);
+  TORCH_CHECK(header.empty() || static_cast<int64_t>(header.size()) == cols, "write_csv: ",
+              header.size(), " header names for ", cols, " columns");
+  std::string head;
+  for (size_t i = 0; i < header.size(); ++i) {
+    TORCH_CHECK(header[i].find_first_of(",\r\n") == std::string::npos,
+                "write_csv: header name '", header[i], "' contains a comma or newline");
+    head += (i ? "," : "") + header[i];
+  }
+  const double* v = m.data_ptr<double>();
+  atomic_write(path, [&](const std::string& tmp) {
+    File f(tmp);
+    if (!header.empty()) f.write(head + "\n");
+    std::string buf;
+    char num[40];
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const int len = std::snprintf(num, sizeof(num), "%.9g", v[r * cols + c]);
+        if (c) buf += ',';
+        buf.append(num, len);
+      }
+      buf += '\n';
+      if (buf.size() > (1 << 16)) {
+        f.write(buf);
+        buf.clear();
+      }
+    }
+    f.write(buf);
+    f.close();
+  });
+}
+
+void write_npy(const std::string& path, const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() == 1 || x.dim() == 2, "write_npy: want a [N, D] or [N] tensor, got ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64,
+              "write_npy: want float32 or float64, got ", x.scalar_type());
+  const auto t = x.cpu().contiguous();
+  const int64_t width = t.element_size();
+  std::string dict = std::string("{'descr': '") + (width == 4 ? "<f4" : "<f8") +
+                     "', 'fortran_order': False, 'shape': " + shape_str(t.sizes().vec()) + ", }";
+  // Version 1.0: magic(6) + version(2) + len(2) + header, padded with spaces
+  // and ended by '\n' so the data starts on a 64-byte boundary.
+  size_t total = 10 + dict.size() + 1;
+  total = (total + 63) / 64 * 64;
+  dict.append(total - 10 - dict.size() - 1, ' ');
+  dict += '\n';
+  TORCH_CHECK(dict.size() <= 65535, "write_npy: header too long");
+  std::string pre = "\x93NUMPY";
+  pre += '\x01';
+  pre += '\x00';
+  pre += static_cast<char>(dict.size() & 0xff);
+  pre += static_cast<char>((dict.size() >> 8) & 0xff);
+  std::vector<unsigned char> payload(t.numel() * width);
+  if (!payload.empty()) std::memcpy(payload.data(), t.data_ptr(), payload.size());
+  if (!host_is_little_endian()) byteswap_inplace(payload.data(), t.numel(), width);
+  atomic_write(path, [&](const std::string& tmp) {
+    File f(tmp);
+    f.write(pre + dict);
+    f.write(payload.data(), payload.size());
+    f.close();
+  });
+}
+
+void write_png(const std::string& path, const torch::Tensor& image) {
+  TORCH_CHECK(image.scalar_type() == torch::kUInt8, "write_png: want uint8, got ", image.scalar_type());
+  TORCH_CHECK(image.dim() == 2 || (image.dim() == 3 && image.size(2) == 3),
+              "write_png: want [H, W] or [H, W, 3], got ", image.sizes());
+  TORCH_CHECK(image.size(0) > 0 && image.size(1) > 0, "write_png: empty image ", image.sizes());
+  const auto img = image.cpu().contiguous();
+  const int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1));
+  const int comp = img.dim() == 2 ? 1 : 3;
+  atomic_write(path, [&](const std::string& tmp) {
+    if (!stbi_write_png(tmp.c_str(), w, h, comp, img.data_ptr<uint8_t>(), w * comp))
+      fail_write(tmp, "stbi_write_png failed");
+  });
+}
+
+void atomic_write(const std::string& path, const std::function<void(const std::string&)>& write_tmp) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  try {
+    write_tmp(tmp);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) fail_write(path, std::strerror(errno));
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
+
+void atomic_write_text(const std::string& path, const std::string& text) {
+  atomic_write(path, [&](const std::string& tmp) {
+    File f(tmp);
+    f.write(text);
+    f.close();
+  });
+}
+
+}  // namespace ebm

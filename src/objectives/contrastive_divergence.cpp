@@ -1,0 +1,67 @@
+#include "ebm/core/error.h"
+#include "ebm/objectives/objective.h"
+
+namespace ebm {
+
+ContrastiveDivergence::ContrastiveDivergence(const ContrastiveDivergenceOptions& o,
+                                             std::shared_ptr<Sampler> sampler,
+                                             std::shared_ptr<ReplayBuffer> buffer)
+    : options_(o), sampler_(std::move(sampler)), buffer_(std::move(buffer)) {
+  EBM_CHECK_CONFIG(o.steps() >= 0, "sampler.steps must be >= 0, got ", o.steps());
+  EBM_CHECK_CONFIG(o.alpha() >= 0, "objective.alpha must be >= 0, got ", o.alpha());
+  EBM_CHECK_CONFIG(o.data_noise() >= 0, "objective.data_noise must be >= 0, got ",
+                   o.data_noise());
+  EBM_CHECK_CONFIG(o.chain_init() == "buffer" || o.chain_init() == "data",
+                   "objective.chain_init must be buffer or data, got '", o.chain_init(), "'");
+  TORCH_INTERNAL_ASSERT(sampler_ && buffer_);
+}
+
+Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
+                                      at::Generator& gen) {
+  auto x_pos = batch.x;
+  if (options_.data_noise() > 0)
+    x_pos = x_pos + options_.data_noise() * at::normal(0.0, 1.0, x_pos.sizes(), gen,
+                                                        x_pos.scalar_type());
+  const int64_t n = x_pos.size(0);
+  torch::Tensor x0, slots;
+  if (options_.chain_init() == "data") {
+    x0 = x_pos.clone();
+  } else {
+    std::tie(x0, slots) = buffer_->sample(n, gen);
+  }
+  ChainState chains(x0.to(x_pos.dtype()));
+  Stats stats;
+  {
+    FreezeParameters frozen(energy);
+    stats = sampler_->run(energy, chains, options_.steps(), gen);
+  }
+  auto x_neg = chains.x.detach();
+  if (slots.defined()) buffer_->push(x_neg, slots);
+
+  auto e = energy.energy(torch::cat({x_pos, x_neg}, 0));  // [2B]
+  auto e_pos = e.narrow(0, 0, n), e_neg = e.narrow(0, n, n);
+  auto loss = e_pos.mean() - e_neg.mean();
+  if (options_.alpha() > 0)
+    loss = loss + options_.alpha() * (e_pos.pow(2).mean() + e_neg.pow(2).mean());
+  Output out;
+  out.loss = loss;
+  double ep = e_pos.mean().item<double>(), en = e_neg.mean().item<double>();
+  out.metrics = {{"e_pos", ep},
+                 {"e_neg", en},
+                 {"gap", en - ep},
+                 {"accept_rate", stats.accept_rate},
+                 {"step_size", stats.step_size},
+                 {"n_divergent", double(stats.n_divergent)},
+                 {"energy_mean", stats.energy_mean}};
+  return out;
+}
+
+void ContrastiveDivergence::save(torch::serialize::OutputArchive& archive) const {
+  buffer_->save(archive);
+}
+
+void ContrastiveDivergence::load(torch::serialize::InputArchive& archive) {
+  buffer_->load(archive);
+}
+
+}  // namespace ebm
