@@ -18,7 +18,7 @@ torch::Tensor grid_energy(EnergyImpl& energy, const Box2d& box, int64_t n) {
   for (int64_t start = 0; start < n * n; start += kChunk) {
     int64_t len = std::min(kChunk, n * n - start);
     auto idx = torch::arange(start, start + len, torch::kLong);
-    auto pts = torch::stack({xs.index_select(0, idx % n), ys.index_select(0, idx / n)}, 1);
+    auto pts = torch::stack({xs.index_select(0, idx % n), ys.index_select(0, torch::div(idx, n, "floor"))}, 1);
     out.narrow(0, start, len).copy_(energy.energy(pts.to(dtype)).to(torch::kDouble));
   }
   return out;

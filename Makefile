@@ -1,0 +1,28 @@
+# Thin wrapper over CMake. `make demo` and `make test` are the README's two
+# commands; both install dependencies first (scripts/setup is idempotent).
+BUILD ?= build
+JOBS ?= 2
+CMAKE_FLAGS ?=
+
+.PHONY: setup configure build test demo bench clean
+
+setup:
+	bash scripts/setup
+
+configure:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	cmake --build $(BUILD) -j$(JOBS)
+
+test: setup build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+demo: setup build
+	$(BUILD)/ebm train --config configs/toy2d-pcd.toml --out runs/toy2d-pcd
+
+bench: build
+	$(BUILD)/ebm bench --all
+
+clean:
+	rm -rf $(BUILD)

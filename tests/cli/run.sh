@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# CLI contract (DESIGN.md): each bad input gets its documented exit code and
+# exactly one line on stderr that names the problem; no crash, no hang.
+set -u
+EBM=${1:?usage: run.sh path/to/ebm}
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0
+
+# expect CODE PATTERN -- command...
+expect() {
+  local code=$1 pattern=$2
+  shift 3
+  timeout 120 "$@" >"$T/out" 2>"$T/err"
+  local got=$?
+  local lines
+  lines=$(wc -l <"$T/err")
+  if [ "$got" -ne "$code" ] || [ "$lines" -ne 1 ] || ! grep -q -- "$pattern" "$T/err"; then
+    echo "FAIL: $* -> exit $got (want $code), $lines stderr lines (want 1), want /$pattern/:"
+    sed 's/^/    /' "$T/err"
+    fails=$((fails + 1))
+  else
+    echo "ok:   exit $code  $(cat "$T/err")"
+  fi
+}
+
+# A tiny trained model to point the other commands at.
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/run" \
+  --set train.steps=5 --set data.n=500 --set eval.sample_steps=5 --set eval.sample_chains=50 \
+  >"$T/train.out" 2>"$T/train.err" || { echo "FAIL: tiny training run"; cat "$T/train.err"; exit 1; }
+M="$T/run/model.pt"
+
+printf '0.1,0.2\n0.3,0.4\n' >"$T/good.csv"
+printf 'x,y\n0.1,0.2\n0.3,abc\n' >"$T/bad_cell.csv"
+printf '0.1,0.2\n0.3,0.4,0.5\n' >"$T/ragged.csv"
+printf '0.1,0.2\nnan,0.4\n' >"$T/nan.csv"
+printf '0.1,0.2,0.3\n' >"$T/three.csv"
+printf '\x93NUMPY\x01\x00\x46\x00{'"'"'descr'"'"': '"'"'<i4'"'"', '"'"'fortran_order'"'"': False, '"'"'shape'"'"': (2, 2), }          \n' >"$T/int.npy"
+head -c 64 /dev/zero >>"$T/int.npy"
+printf 'not a numpy file at all' >"$T/garbage.npy"
+printf '[train]\nstepz = 3\n' >"$T/unknown.toml"
+printf '[train\nsteps = 3\n' >"$T/broken.toml"
+printf 'data,x\n1,2\nnan,3\n' >"$T/nan_train.csv"
+
+expect 0 ""          -- bash -c "'$EBM' energy --model '$M' --input '$T/good.csv' --out '$T/e.csv' && echo 'energy ok' >&2"
+expect 65 "bad_cell.csv:3" -- "$EBM" energy --model "$M" --input "$T/bad_cell.csv" --out "$T/e.csv"
+expect 65 "ragged.csv:2"   -- "$EBM" energy --model "$M" --input "$T/ragged.csv" --out "$T/e.csv"
+expect 65 "nan.csv:2"      -- "$EBM" energy --model "$M" --input "$T/nan.csv" --out "$T/e.csv"
+expect 65 "three.csv"      -- "$EBM" energy --model "$M" --input "$T/three.csv" --out "$T/e.csv"
+expect 65 "int.npy"        -- "$EBM" energy --model "$M" --input "$T/int.npy" --out "$T/e.csv"
+expect 65 "garbage.npy"    -- "$EBM" energy --model "$M" --input "$T/garbage.npy" --out "$T/e.csv"
+expect 66 "missing.csv"    -- "$EBM" energy --model "$M" --input "$T/missing.csv" --out "$T/e.csv"
+expect 66 "nope.pt"        -- "$EBM" energy --model "$T/nope.pt" --input "$T/good.csv" --out "$T/e.csv"
+expect 65 "good.csv"       -- "$EBM" energy --model "$T/good.csv" --input "$T/good.csv" --out "$T/e.csv"
+expect 78 "train.stepz"    -- "$EBM" train --config "$T/unknown.toml" --out "$T/r1"
+expect 78 "broken.toml:1"  -- "$EBM" train --config "$T/broken.toml" --out "$T/r2"
+expect 66 "absent.toml"    -- "$EBM" train --config "$T/absent.toml" --out "$T/r3"
+expect 78 "step_size"      -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r4" --set sampler.step_size=-0.5
+expect 78 "objective.alpha" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r5" --set objective.alpha=-1
+expect 78 "sampler.bogus"  -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r6" --set sampler.bogus=1
+expect 65 "nan_train.csv:3" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r7" --set data.path="$T/nan_train.csv"
+expect 66 "checkpoint"     -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r8" --resume
+expect 64 ""               -- "$EBM"
+expect 64 "frobnicate"     -- "$EBM" frobnicate
+expect 64 "threads"        -- "$EBM" bench --workload langevin-mlp --threads 0
+expect 64 "unknown"        -- "$EBM" bench --workload nope
+expect 78 "hmmc"           -- "$EBM" sample --target gaussian --sampler hmmc --n 4 --steps 1 --out "$T/s.csv"
+expect 78 "step"           -- "$EBM" sample --target gaussian --sampler "langevin:step=-1" --n 4 --steps 1 --out "$T/s.csv"
+expect 78 "nosuch"         -- "$EBM" sample --target nosuch --n 4 --steps 1 --out "$T/s.csv"
+expect 64 "extension"      -- "$EBM" sample --target gaussian --n 4 --steps 1 --out "$T/s.txt"
+expect 64 "--model or --target" -- "$EBM" sample --n 4 --steps 1 --out "$T/s.csv"
+expect 64 "nll3d"          -- "$EBM" eval --model "$M" --task nll3d --dataset moons
+expect 78 "unknown dataset" -- "$EBM" eval --model "$M" --task nll2d --dataset nine
+
+# Outputs that a user had are not lost when a command fails.
+printf 'keep me\n' >"$T/keep.csv"
+"$EBM" energy --model "$M" --input "$T/bad_cell.csv" --out "$T/keep.csv" 2>/dev/null
+grep -q "keep me" "$T/keep.csv" || { echo "FAIL: failed command clobbered its output"; fails=$((fails + 1)); }
+
+# Successful commands produce what they promise.
+"$EBM" energy --model "$M" --input "$T/good.csv" --out "$T/e.csv" 2>/dev/null
+[ "$(wc -l <"$T/e.csv")" -eq 3 ] || { echo "FAIL: energy output rows"; fails=$((fails + 1)); }
+"$EBM" sample --target banana --sampler "mh:step=0.5" --n 50 --steps 20 --out "$T/s.npy" >/dev/null 2>&1 \
+  && [ -s "$T/s.npy" ] || { echo "FAIL: sample to npy"; fails=$((fails + 1)); }
+"$EBM" sample --model "$M" --n 50 --steps 20 --out "$T/s.png" >/dev/null 2>&1 \
+  && [ -s "$T/s.png" ] || { echo "FAIL: sample to png"; fails=$((fails + 1)); }
+for f in config.toml metrics.jsonl checkpoint.pt model.pt samples/density.png samples/samples.png eval.json; do
+  [ -s "$T/run/$f" ] || { echo "FAIL: run directory lacks $f"; fails=$((fails + 1)); }
+done
+"$EBM" bench --workload langevin-mlp --seconds 0.05 | grep -q '"workload":"langevin-mlp"' \
+  || { echo "FAIL: bench JSON"; fails=$((fails + 1)); }
+
+echo "$fails failure(s)"
+[ "$fails" -eq 0 ]

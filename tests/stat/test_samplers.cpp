@@ -1,0 +1,125 @@
+// Statistical tests against analytic answers. Every tolerance is z * SE with
+// z = 4.89, the two-sided normal quantile for a false-alarm rate of 1e-6 per
+// assertion. Draws are final states of independent chains (or exact samples),
+// so they are i.i.d. and the effective sample size is the number of chains;
+// burn-in is chosen so that the remaining bias is < 1e-6 of an SE.
+#include <gtest/gtest.h>
+
+#include "ebm/core/rng.h"
+#include "ebm/energy/energy.h"
+#include "ebm/sampling/sampling.h"
+
+using namespace ebm;
+
+namespace {
+constexpr double kZ = 4.89;
+
+// Checks per-dimension mean and variance of i.i.d. draws x [N, D] against the
+// truth. SE(mean) = sd / sqrt(N); SE(var) = sqrt((m4 - var^2) / N) with the
+// fourth central moment estimated from the draws.
+void expect_moments(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& var,
+                    const std::string& what) {
+  auto xd = x.to(torch::kDouble);
+  const double n = xd.size(0);
+  for (int64_t j = 0; j < xd.size(1); ++j) {
+    auto c = xd.select(1, j);
+    const double m = c.mean().item<double>(), v = c.var().item<double>();
+    const double m4 = (c - m).pow(4).mean().item<double>();
+    const double tm = mean[j].item<double>(), tv = var[j].item<double>();
+    EXPECT_NEAR(m, tm, kZ * std::sqrt(tv / n)) << what << " mean of dim " << j;
+    EXPECT_NEAR(v, tv, kZ * std::sqrt(std::max(m4 - v * v, 0.0) / n)) << what << " var of dim " << j;
+  }
+}
+}  // namespace
+
+// ULA on N(0, diag(s2)): x' = (1 - eta/s2) x + sqrt(2 eta) xi is AR(1) with
+// stationary variance s2 / (1 - eta / (2 s2)) -- the known discretisation bias.
+TEST(Langevin, MatchesBiasedStationaryVarianceOfGaussian) {
+  auto s2 = torch::tensor({1.0, 0.5}, torch::kDouble);
+  auto target = std::make_shared<GaussianEnergyImpl>(torch::zeros({2}, torch::kDouble), torch::diag(s2));
+  const double eta = 0.1;
+  LangevinSampler ula(LangevinOptions(eta).exact_noise(true));
+  auto gen = make_generator(11, kStreamSample);
+  const int64_t chains = 100000;
+  ChainState st(at::normal(0.0, 1.0, {chains, 2}, gen, torch::kDouble));
+  // Slowest contraction 1 - eta/1 = 0.9: 0.9^300 ~ 2e-14 of the initial offset.
+  ula.run(*target, st, 300, gen);
+  auto biased = s2 / (1 - eta / (2 * s2));
+  expect_moments(st.x, torch::zeros({2}, torch::kDouble), biased, "ULA");
+  // And the bias is real: the exact variance is rejected at the same z.
+  const double v0 = st.x.select(1, 0).var().item<double>();
+  EXPECT_GT(std::abs(v0 - 1.0), kZ * std::sqrt(2.0 / chains) * biased[0].item<double>());
+}
+
+TEST(RandomWalkMH, MatchesCorrelatedGaussianMoments) {
+  auto target = make_target("gaussian", 3);  // cov_ij = 0.5^|i-j|
+  RandomWalkMH mh(RandomWalkMHOptions(0.8));
+  auto gen = make_generator(12, kStreamSample);
+  const int64_t chains = 40000;
+  ChainState st(2.0 * at::normal(0.0, 1.0, {chains, 3}, gen, torch::kDouble));  // overdispersed
+  auto stats = mh.run(*target, st, 1500, gen);
+  EXPECT_GT(stats.accept_rate, 0.2);
+  EXPECT_LT(stats.accept_rate, 0.9);
+  expect_moments(st.x, target->mean(), target->covariance().diagonal(), "MH gaussian");
+  // Off-diagonal covariance: SE = sqrt((s11 s22 + s12^2) / N) for Gaussian draws.
+  auto cov = target->covariance();
+  auto x = st.x - st.x.mean(0);
+  const double c01 = (x.select(1, 0) * x.select(1, 1)).mean().item<double>();
+  const double se = std::sqrt((1.0 + 0.25) / chains);
+  EXPECT_NEAR(c01, cov[0][1].item<double>(), kZ * se);
+}
+
+// Two overlapping components (the chains cross freely between them), unequal
+// weights: MH must reproduce the mixture's mean and variance.
+TEST(RandomWalkMH, MatchesMixtureMoments) {
+  auto means = torch::tensor({-1.0, 0.0, 1.0, 0.5}, torch::kDouble).view({2, 2});
+  MixtureEnergyImpl target(torch::tensor({0.3, 0.7}), means, torch::tensor({0.7, 0.5}));
+  RandomWalkMH mh(RandomWalkMHOptions(0.9));
+  auto gen = make_generator(13, kStreamSample);
+  const int64_t chains = 40000;
+  ChainState st(2.0 * at::normal(0.0, 1.0, {chains, 2}, gen, torch::kDouble));
+  mh.run(target, st, 2000, gen);
+  expect_moments(st.x, target.mean(), target.covariance().diagonal(), "MH mixture");
+}
+
+// Exact samplers of the analytic targets against their stated moments.
+TEST(AnalyticTargets, ExactSamplersMatchMoments) {
+  auto gen = make_generator(14, kStreamSample);
+  const int64_t n = 200000;
+  for (const std::string name : {"gaussian", "mixture", "banana", "double_well"}) {
+    auto t = make_target(name, name == "banana" ? 2 : 3);
+    auto x = t->sample(n, gen);
+    ASSERT_EQ(x.sizes(), (std::vector<int64_t>{n, t->dim()}));
+    expect_moments(x, t->mean(), t->covariance().diagonal(), name);
+  }
+  // Funnel: y ~ N(0, 9) and x / exp(y/2) ~ N(0, 1) (the x moments themselves
+  // have tails too heavy for a useful standard error).
+  FunnelEnergyImpl funnel(4);
+  auto x = funnel.sample(n, gen);
+  auto y = x.select(1, 0);
+  auto z = x.narrow(1, 1, 3) * torch::exp(-0.5 * y).unsqueeze(1);
+  expect_moments(y.unsqueeze(1), torch::zeros({1}, torch::kDouble), torch::full({1}, 9.0, torch::kDouble),
+                 "funnel y");
+  expect_moments(z, torch::zeros({3}, torch::kDouble), torch::ones({3}, torch::kDouble), "funnel x|y");
+}
+
+// The double well's exact sampler against its density: the fraction of mass
+// in x1 > 0 is 1/2 and in |x1| < 1 is the quadrature value.
+TEST(AnalyticTargets, DoubleWellHistogramMatchesDensity) {
+  DoubleWellEnergyImpl dw(1, 2.0);
+  auto gen = make_generator(15, kStreamSample);
+  const int64_t n = 200000;
+  auto x = dw.sample(n, gen).select(1, 0);
+  // P(|x| < 1) by the trapezoid rule on the normalised density.
+  const int64_t m = 200001;
+  double inside = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    double v = -1.0 + 2.0 * i / (m - 1), u = v * v - 1;
+    inside += std::exp(-2.0 * u * u) * ((i == 0 || i == m - 1) ? 0.5 : 1.0);
+  }
+  inside *= (2.0 / (m - 1)) / std::exp(dw.log_z());
+  const double p_hat = (x.abs() < 1).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(p_hat, inside, kZ * std::sqrt(inside * (1 - inside) / n));
+  const double pos = (x > 0).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(pos, 0.5, kZ * std::sqrt(0.25 / n));
+}

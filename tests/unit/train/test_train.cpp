@@ -1,0 +1,148 @@
+// Training runs: exact resume, the divergence guard, model files, config errors.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "ebm/core/error.h"
+#include "ebm/train/train.h"
+
+using namespace ebm;
+namespace fs = std::filesystem;
+
+namespace {
+std::string fresh_dir(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("ebm_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  return d.string();
+}
+
+Config small_config(int64_t steps) {
+  Config c = make_train_config();
+  c.load_string(R"(
+seed = 3
+[data]
+name = "moons"
+n = 2000
+[energy]
+hidden = [16, 16]
+spectral_norm = true
+prior_std = 4.0
+[sampler]
+steps = 5
+step_size = 0.01
+exact_noise = true
+[buffer]
+capacity = 500
+[train]
+batch_size = 32
+lr = 1e-3
+schedule = "cosine"
+log_every = 5
+checkpoint_every = 10
+)", "test");
+  c.set("train.steps=" + std::to_string(steps));
+  return c;
+}
+
+std::vector<torch::Tensor> weights(EnergyImpl& e) {
+  std::vector<torch::Tensor> out;
+  for (auto& p : e.parameters()) out.push_back(p.detach().clone());
+  for (auto& b : e.buffers()) out.push_back(b.detach().clone());
+  return out;
+}
+
+int count_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::string l;
+  int n = 0;
+  while (std::getline(in, l)) ++n;
+  return n;
+}
+}  // namespace
+
+TEST(Trainer, ResumeIsBitExact) {
+  const std::string a = fresh_dir("full"), b = fresh_dir("split");
+  Trainer full(small_config(40), a);
+  full.run(false);
+  {
+    Trainer first(small_config(20), b);
+    first.run(false);
+  }
+  Trainer second(small_config(40), b);
+  second.run(true);
+  EXPECT_EQ(second.step(), 40);
+  auto wa = weights(full.energy()), wb = weights(second.energy());
+  ASSERT_EQ(wa.size(), wb.size());
+  for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(torch::equal(wa[i], wb[i])) << "tensor " << i;
+  // metrics.jsonl holds each logged step once.
+  EXPECT_EQ(count_lines(a + "/metrics.jsonl"), 8);
+  EXPECT_EQ(count_lines(b + "/metrics.jsonl"), 8);
+  for (const char* f : {"config.toml", "metrics.jsonl", "checkpoint.pt", "model.pt", "test.csv"})
+    EXPECT_TRUE(fs::exists(a + "/" + f)) << f;
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+TEST(Trainer, ModelFileRebuildsTheEnergy) {
+  const std::string d = fresh_dir("model");
+  Trainer t(small_config(10), d);
+  t.run(false);
+  Energy loaded = load_model(d + "/model.pt");
+  auto x = torch::randn({7, 2});
+  torch::NoGradGuard ng;
+  t.energy().eval();
+  EXPECT_TRUE(torch::equal(loaded->energy(x), t.energy().energy(x)));
+  fs::remove_all(d);
+}
+
+TEST(Trainer, DivergenceRollsBackThenFailsClearly) {
+  const std::string d = fresh_dir("diverge");
+  Config c = small_config(30);
+  c.set("train.energy_limit=1e-12");  // every step counts as divergent
+  c.set("train.max_retries=2");
+  Trainer t(c, d);
+  try {
+    t.run(false);
+    FAIL() << "expected failure";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kInternal);
+    EXPECT_NE(std::string(e.what()).find("diverged"), std::string::npos);
+  }
+  std::ifstream in(d + "/metrics.jsonl");
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t events = 0;
+  for (size_t p = all.find("divergence"); p != std::string::npos; p = all.find("divergence", p + 1))
+    ++events;
+  EXPECT_EQ(events, 3u);  // two rollbacks logged, then the final failure
+  EXPECT_NE(all.find("\"lr_scale\":0.25"), std::string::npos);
+  fs::remove_all(d);
+}
+
+TEST(Trainer, BadConfigValuesNameTheKey) {
+  auto code_msg = [](const std::function<void()>& f) -> std::pair<ExitCode, std::string> {
+    try {
+      f();
+    } catch (const Error& e) {
+      return {e.code(), e.what()};
+    }
+    return {ExitCode::kOk, ""};
+  };
+  Config c = make_train_config();
+  auto r = code_msg([&] { c.set("train.stepz=3"); });
+  EXPECT_EQ(r.first, ExitCode::kBadConfig);
+  EXPECT_NE(r.second.find("train.stepz"), std::string::npos);
+  Config neg = small_config(5);
+  neg.set("sampler.step_size=-0.1");
+  r = code_msg([&] { Trainer(neg, fresh_dir("neg")); });
+  EXPECT_EQ(r.first, ExitCode::kBadConfig);
+  EXPECT_NE(r.second.find("step_size"), std::string::npos);
+  Config lr = small_config(5);
+  lr.set("train.lr=0");
+  EXPECT_EQ(code_msg([&] { Trainer(lr, fresh_dir("lr")); }).first, ExitCode::kBadConfig);
+  Config data = small_config(5);
+  data.set("data.name=nine_gaussians");
+  EXPECT_EQ(code_msg([&] { Trainer(data, fresh_dir("data")); }).first, ExitCode::kBadConfig);
+  EXPECT_EQ(code_msg([] { load_model("/nonexistent/model.pt"); }).first, ExitCode::kMissingInput);
+}
