@@ -244,6 +244,7 @@ int64_t Trainer::run(bool resume) {
     extra << "loss " << loss << "  E+ " << out.metrics["e_pos"] << "  E- "
           << out.metrics["e_neg"];
     progress.update(step_, extra.str());
+    if (callback_ && callback_(step_, out.metrics)) break;
   }
   progress.finish();
   if (steps == 0) save_checkpoint(ckpt);

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -47,6 +48,10 @@ class Trainer {
   // Returns the number of divergence rollbacks. Throws kInternal after
   // train.max_retries rollbacks.
   int64_t run(bool resume);
+  // Called after every completed step (and its checkpoint, if due); return
+  // true to stop the run there, as an interruption would.
+  using StepCallback = std::function<bool(int64_t step, const std::map<std::string, double>& metrics)>;
+  void on_step(StepCallback callback) { callback_ = std::move(callback); }
   EnergyImpl& energy() { return *energy_; }
   const RunData& data() const { return data_; }
   int64_t step() const { return step_; }
@@ -69,6 +74,7 @@ class Trainer {
   int64_t step_ = 0;
   double lr_scale_ = 1.0;  // shrunk by each divergence rollback
   int64_t retries_ = 0;
+  StepCallback callback_;
 };
 
 }  // namespace ebm
