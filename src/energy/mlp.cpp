@@ -1,6 +1,7 @@
 #include <ATen/Dispatch.h>
 
 #include "ebm/core/error.h"
+#include "ebm/core/simd.h"
 #include "ebm/energy/energy.h"
 
 namespace ebm {
@@ -63,7 +64,37 @@ torch::Tensor apply_act(Act act, const torch::Tensor& z) {
 // In place: z <- act(z), d <- act'(z_old). For swish, d holds sigmoid(z) on
 // entry (computed by ATen's vectorised kernel); the rest is one fused loop.
 template <typename T>
-void act_and_deriv(Act act, T* z, T* d, int64_t n) {
+void act_and_deriv(Act act, T* z, T* d, int64_t n);
+
+// Float swish in one pass: s = sigmoid(z), z <- z s, d <- (s + z s (1 - s))
+// * scale[column] (scale = the output layer's weights, or ones).
+EBM_MULTIVERSION
+void swish_fused(float* __restrict z, float* __restrict d, int64_t rows, int64_t cols,
+                 const float* __restrict scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* __restrict zr = z + r * cols;
+    float* __restrict dr = d + r * cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = zr[c];
+      const float s = 1.0f / (1.0f + exp_approx(-v));
+      const float h = v * s;
+      zr[c] = h;
+      dr[c] = (s + h * (1.0f - s)) * scale[c];
+    }
+  }
+}
+
+template <typename T>
+EBM_MULTIVERSION void act_and_deriv_scaled(Act act, T* z, T* d, int64_t rows, int64_t cols, const T* scale) {
+  act_and_deriv(act, z, d, rows * cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    T* dr = d + r * cols;
+    for (int64_t c = 0; c < cols; ++c) dr[c] *= scale[c];
+  }
+}
+
+template <typename T>
+EBM_MULTIVERSION void act_and_deriv(Act act, T* z, T* d, int64_t n) {
   switch (act) {
     case Act::kSwish:
       for (int64_t j = 0; j < n; ++j) {
@@ -161,34 +192,52 @@ torch::Tensor MLPEnergyImpl::energy(const torch::Tensor& x) {
 
 void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   const size_t n_hidden = layers_.size() - 1;
+  const int64_t batch = x.size(0);
   Act act = parse_act(options_.activation());
-  if (z_.size() != n_hidden || z_[0].size(0) != x.size(0) ||
-      z_[0].scalar_type() != x.scalar_type()) {
+  if (z_.size() != n_hidden || z_[0].size(0) != batch || z_[0].scalar_type() != x.scalar_type()) {
     z_.assign(n_hidden, {});
     deriv_.assign(n_hidden, {});
+    back_.assign(n_hidden, {});
     for (size_t i = 0; i < n_hidden; ++i) {
-      z_[i] = torch::empty({x.size(0), options_.hidden()[i]}, x.options());
+      z_[i] = torch::empty({batch, options_.hidden()[i]}, x.options());
       deriv_[i] = torch::empty_like(z_[i]);
+      back_[i] = torch::empty_like(z_[i]);
     }
   }
+  std::vector<torch::Tensor> w(layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i) w[i] = weight(i, false);
+  auto w_last = w[n_hidden][0].contiguous();  // [H]
   auto h = x;
   for (size_t i = 0; i < n_hidden; ++i) {
-    auto w = weight(i, false);
-    at::addmm_out(z_[i], layers_[i]->bias, h, w.t());  // [B, H_i]
+    at::addmm_out(z_[i], layers_[i]->bias, h, w[i].t());  // [B, H_i]
+    const bool last = i + 1 == n_hidden;
+    if (act == Act::kSwish && x.scalar_type() == torch::kFloat) {
+      if (!last && (!ones_.defined() || ones_.size(0) != z_[i].size(1)))
+        ones_ = torch::ones({z_[i].size(1)});
+      swish_fused(z_[i].data_ptr<float>(), deriv_[i].data_ptr<float>(), batch, z_[i].size(1),
+                  last ? w_last.data_ptr<float>() : ones_.data_ptr<float>());
+      h = z_[i];
+      continue;
+    }
     if (act == Act::kSwish || act == Act::kSoftplus) at::sigmoid_out(deriv_[i], z_[i]);
     AT_DISPATCH_FLOATING_TYPES(z_[i].scalar_type(), "mlp_act", [&] {
-      act_and_deriv<scalar_t>(act, z_[i].data_ptr<scalar_t>(), deriv_[i].data_ptr<scalar_t>(),
-                              z_[i].numel());
+      auto* zp = z_[i].data_ptr<scalar_t>();
+      auto* dp = deriv_[i].data_ptr<scalar_t>();
+      if (last)  // delta_{L-1} = w_L * act'(z_{L-1}), fused
+        act_and_deriv_scaled<scalar_t>(act, zp, dp, batch, z_[i].size(1),
+                                       w_last.data_ptr<scalar_t>());
+      else
+        act_and_deriv<scalar_t>(act, zp, dp, z_[i].numel());
     });
     h = z_[i];
   }
-  auto w_last = weight(n_hidden, false);  // [1, H]
-  if (want_energy) e_out_ = at::addmv(layers_.back()->bias, h, w_last[0]);  // [B]
-  // Backward: delta_{L-1} = w_L * act'(z_{L-1}); delta_{i-1} = (delta_i W_i) * act'(z_{i-1}).
-  deriv_[n_hidden - 1].mul_(w_last);
-  for (size_t i = n_hidden - 1; i > 0; --i)
-    deriv_[i - 1].mul_(at::mm(deriv_[i], weight(i, false)));
-  g_out_ = at::mm(deriv_[0], weight(0, false));  // [B, D]
+  if (want_energy) e_out_ = at::addmv(layers_.back()->bias, h, w_last);  // [B]
+  // delta_{i-1} = (delta_i W_i) * act'(z_{i-1}); dE/dx = delta_0 W_0.
+  for (size_t i = n_hidden - 1; i > 0; --i) {
+    at::mm_out(back_[i - 1], deriv_[i], w[i]);
+    deriv_[i - 1].mul_(back_[i - 1]);
+  }
+  g_out_ = at::mm(deriv_[0], w[0]);  // [B, D]
   if (options_.prior_std() > 0) {
     double inv = 1.0 / (options_.prior_std() * options_.prior_std());
     g_out_.add_(x, inv);

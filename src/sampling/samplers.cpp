@@ -1,4 +1,7 @@
+#include <ATen/Dispatch.h>
+
 #include "ebm/core/error.h"
+#include "ebm/core/simd.h"
 #include "ebm/sampling/sampling.h"
 
 #include <sstream>
@@ -59,31 +62,70 @@ double LangevinSampler::noise() const {
   return options_.exact_noise() ? std::sqrt(2 * options_.step_size()) : options_.noise();
 }
 
+namespace {
+// True when every energy and gradient entry is finite; `sum` gets sum(e).
+template <typename T>
+EBM_MULTIVERSION bool all_finite(const T* e, int64_t ne, const T* g, int64_t ng, double* sum) {
+  double acc = 0;
+  for (int64_t i = 0; i < ne; ++i) acc += double(e[i]);
+  T probe = 0;  // NaN or inf anywhere makes the product-sum non-finite
+  for (int64_t i = 0; i < ng; ++i) probe += g[i] * T(0);
+  *sum = acc;
+  return std::isfinite(acc) && std::isfinite(double(probe));
+}
+
+// x <- clamp(x - eta * clip(g) + sigma * n, lo, hi), one pass.
+template <typename T>
+EBM_MULTIVERSION void langevin_update(T* x, const T* g, const T* n, int64_t len, T eta, T sigma, T clip, T lo,
+                     T hi) {
+  const bool do_clip = clip > 0, do_box = std::isfinite(lo) || std::isfinite(hi);
+  for (int64_t i = 0; i < len; ++i) {
+    T gi = do_clip ? std::min(std::max(g[i], -clip), clip) : g[i];
+    T v = x[i] - eta * gi + (n ? sigma * n[i] : T(0));
+    x[i] = do_box ? std::min(std::max(v, lo), hi) : v;
+  }
+}
+}  // namespace
+
 Stats LangevinSampler::step(EnergyImpl& energy, ChainState& state, at::Generator& gen) {
-  auto [e, g] = energy.energy_and_grad(state.x);  // [B], like x
+  if (!state.x.is_contiguous()) state.x = state.x.contiguous();
+  auto& x = state.x;
+  auto [e, g] = energy.energy_and_grad(x);  // [B], like x
+  e = e.contiguous();
+  g = g.contiguous();
   Stats s;
   s.step_size = options_.step_size();
-  if (options_.grad_clip() > 0) g.clamp_(-options_.grad_clip(), options_.grad_clip());
-  double sigma = noise();
-  if (!noise_buf_.defined() || !noise_buf_.sizes().equals(state.x.sizes()) ||
-      noise_buf_.scalar_type() != state.x.scalar_type())
-    noise_buf_ = torch::empty_like(state.x);
-  if (sigma > 0) noise_buf_.normal_(0.0, 1.0, gen);
-  auto ok = torch::isfinite(e) & finite_rows(g);
-  int64_t n_ok = ok.sum().item<int64_t>();
-  s.n_divergent = state.x.size(0) - n_ok;
-  if (s.n_divergent > 0) {  // those chains stay where they are
+  s.accept_rate = 1.0;
+  const double sigma = noise();
+  if (sigma > 0) {
+    if (!noise_buf_.defined() || !noise_buf_.sizes().equals(x.sizes()) ||
+        noise_buf_.scalar_type() != x.scalar_type())
+      noise_buf_ = torch::empty_like(x);
+    noise_buf_.normal_(0.0, 1.0, gen);
+  }
+  bool finite = false;
+  double esum = 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "langevin_check", [&] {
+    finite = all_finite<scalar_t>(e.data_ptr<scalar_t>(), e.numel(), g.data_ptr<scalar_t>(),
+                                  g.numel(), &esum);
+  });
+  if (finite) {
+    s.energy_mean = esum / double(e.numel());
+  } else {  // chains with a non-finite energy or gradient stay where they are
+    auto ok = torch::isfinite(e) & finite_rows(g);
+    s.n_divergent = x.size(0) - ok.sum().item<int64_t>();
     auto bad = row_mask(~ok, g);
     g.masked_fill_(bad, 0.0);
     if (sigma > 0) noise_buf_.masked_fill_(bad, 0.0);
+    s.energy_mean = finite_mean(e);
   }
-  s.energy_mean = finite_mean(e);
-  auto& x = state.x;
-  x.add_(g, -options_.step_size());
-  if (sigma > 0) x.add_(noise_buf_, sigma);
-  if (std::isfinite(options_.clamp_min()) || std::isfinite(options_.clamp_max()))
-    x.clamp_(options_.clamp_min(), options_.clamp_max());
-  s.accept_rate = 1.0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "langevin_update", [&] {
+    langevin_update<scalar_t>(x.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
+                              sigma > 0 ? noise_buf_.data_ptr<scalar_t>() : nullptr, x.numel(),
+                              scalar_t(options_.step_size()), scalar_t(sigma),
+                              scalar_t(options_.grad_clip()), scalar_t(options_.clamp_min()),
+                              scalar_t(options_.clamp_max()));
+  });
   state.invalidate();
   return s;
 }

@@ -62,8 +62,8 @@ class MLPEnergyImpl : public EnergyImpl {
   std::vector<torch::nn::Linear> layers_;
   std::vector<torch::Tensor> u_;  // power-iteration vectors (buffers)
   // Workspace of the analytic pass, reused while the batch shape is unchanged.
-  std::vector<torch::Tensor> z_, deriv_;
-  torch::Tensor e_out_, g_out_;
+  std::vector<torch::Tensor> z_, deriv_, back_;
+  torch::Tensor e_out_, g_out_, ones_;
 };
 TORCH_MODULE(MLPEnergy);
 
