@@ -59,9 +59,17 @@ std::string format_double(double d) {
   }
   if (std::isnan(d)) return "nan";
   if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
-  std::ostringstream os;
-  os << std::setprecision(std::numeric_limits<double>::max_digits10) << d;
-  return os.str();
+  // Shortest of 15 or 17 significant digits that reads back to the same bits.
+  for (int digits : {15, std::numeric_limits<double>::max_digits10}) {
+    std::ostringstream os;
+    os << std::setprecision(digits) << d;
+    if (std::stod(os.str()) == d || digits > 15) {
+      std::string t = os.str();
+      if (t.find_first_of(".eE") == std::string::npos) t += ".0";
+      return t;
+    }
+  }
+  return "";
 }
 
 std::string quote(const std::string& s) {
