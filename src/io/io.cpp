@@ -4,9 +4,8 @@
 // NPY/IDX byte offset. All writers go through atomic_write.
 #include "ebm/io/io.h"
 
-#include "ebm/core/error.h"
-
 #include <stb/stb_image_write.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -21,6 +20,8 @@
 #include <limits>
 #include <sstream>
 
+#include "ebm/core/error.h"
+
 namespace ebm {
 namespace {
 
@@ -30,8 +31,7 @@ std::string basename_of(const std::string& path) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string lower(std::string s) {
@@ -39,7 +39,16 @@ std::string lower(std::string s) {
   return s;
 }
 
+// Opening a directory succeeds on Linux and then reads as empty.
+void check_readable(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0)
+    fail(ExitCode::kMissingInput, path, ": cannot open for reading: ", std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) fail(ExitCode::kMissingInput, path, ": cannot open for reading: is a directory");
+}
+
 std::string read_file_bytes(const std::string& path) {
+  check_readable(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(ExitCode::kMissingInput, path, ": cannot open for reading: ", std::strerror(errno));
   std::ostringstream ss;
@@ -276,8 +285,8 @@ void check_finite_rows(const torch::Tensor& x, const std::string& what) {
   const auto idx = bad.reshape({-1}).nonzero()[0][0].item<int64_t>();
   const int64_t d = flat.size(1);
   const double v = flat.reshape({-1})[idx].item<double>();
-  fail(ExitCode::kBadData, what, ": non-finite value ", v, " at row ", idx / d, ", column ",
-       idx % d, " (0-based)");
+  fail(ExitCode::kBadData, what, ": non-finite value ", v, " at row ", idx / d, ", column ", idx % d,
+       " (0-based)");
 }
 
 torch::Tensor read_matrix(const std::string& path) {
@@ -324,7 +333,8 @@ torch::Tensor read_csv(const std::string& path) {
   std::vector<float> values;
   for (size_t li = first; li < n_lines; ++li) {
     const size_t lineno = li + 1;
-    if (trim(lines[li]).empty()) fail(ExitCode::kBadData, path, ":", lineno, ": blank line before the end of the file");
+    if (trim(lines[li]).empty())
+      fail(ExitCode::kBadData, path, ":", lineno, ": blank line before the end of the file");
     const auto fields = split_fields(lines[li]);
     if (cols < 0) cols = static_cast<int64_t>(fields.size());
     if (static_cast<int64_t>(fields.size()) != cols)
@@ -333,16 +343,19 @@ torch::Tensor read_csv(const std::string& path) {
       double v = 0;
       switch (parse_double(fields[c], &v)) {
         case Parse::kNotNumber:
-          fail(ExitCode::kBadData, path, ":", lineno, ": non-numeric value '", fields[c], "' in column ", c + 1);
+          fail(ExitCode::kBadData, path, ":", lineno, ": non-numeric value '", fields[c], "' in column ",
+               c + 1);
         case Parse::kOutOfRange:
-          fail(ExitCode::kBadData, path, ":", lineno, ": value '", fields[c], "' out of range in column ", c + 1);
+          fail(ExitCode::kBadData, path, ":", lineno, ": value '", fields[c], "' out of range in column ",
+               c + 1);
         case Parse::kOk:
           break;
       }
       if (!std::isfinite(v))
         fail(ExitCode::kBadData, path, ":", lineno, ": non-finite value '", fields[c], "' in column ", c + 1);
       if (std::fabs(v) > std::numeric_limits<float>::max())
-        fail(ExitCode::kBadData, path, ":", lineno, ": value '", fields[c], "' exceeds float32 range in column ", c + 1);
+        fail(ExitCode::kBadData, path, ":", lineno, ": value '", fields[c],
+             "' exceeds float32 range in column ", c + 1);
       values.push_back(static_cast<float>(v));
     }
   }
@@ -386,8 +399,7 @@ torch::Tensor read_npy(const std::string& path) {
   } else {
     fail(ExitCode::kBadData, path, ": unsupported dtype '", h.descr, "' (want <f4 or <f8)");
   }
-  if (h.fortran_order)
-    fail(ExitCode::kBadData, path, ": fortran_order True is not supported (want C order)");
+  if (h.fortran_order) fail(ExitCode::kBadData, path, ": fortran_order True is not supported (want C order)");
   if (h.shape.size() != 1 && h.shape.size() != 2)
     fail(ExitCode::kBadData, path, ": unsupported shape ", shape_str(h.shape), " (want 1-D or 2-D)");
   const int64_t rows = h.shape[0];
@@ -400,8 +412,8 @@ torch::Tensor read_npy(const std::string& path) {
   const uint64_t want = fits ? static_cast<uint64_t>(rows) * cols * width : 0;
   if (!fits || want > available)
     fail(ExitCode::kBadData, path, ": byte offset ", size, ": truncated data (shape ", shape_str(h.shape),
-         " needs ", rows, "*", cols, "*", width, " bytes from offset ", data_start, ", file has ",
-         available, ")");
+         " needs ", rows, "*", cols, "*", width, " bytes from offset ", data_start, ", file has ", available,
+         ")");
   if (want < available)
     fail(ExitCode::kBadData, path, ": byte offset ", data_start + want, ": ", available - want,
          " trailing bytes after the data of shape ", shape_str(h.shape));
@@ -420,6 +432,7 @@ torch::Tensor read_npy(const std::string& path) {
 
 torch::Tensor read_idx(const std::string& path) {
   unsigned char magic[2] = {0, 0};
+  check_readable(path);
   {
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) fail(ExitCode::kMissingInput, path, ": cannot open for reading: ", std::strerror(errno));
@@ -490,9 +503,8 @@ torch::Tensor read_idx(const std::string& path) {
     if (fits) count *= d;
   }
   if (!fits || count * width > available)
-    fail(ExitCode::kBadData, path, ": byte offset ", size, where, ": truncated data (dims ",
-         shape_str(dims), " of ", width, "-byte values from offset ", data_start, ", file has ",
-         available, " bytes)");
+    fail(ExitCode::kBadData, path, ": byte offset ", size, where, ": truncated data (dims ", shape_str(dims),
+         " of ", width, "-byte values from offset ", data_start, ", file has ", available, " bytes)");
   if (count * width < available)
     fail(ExitCode::kBadData, path, ": byte offset ", data_start + count * width, where, ": ",
          available - count * width, " trailing bytes after the data of dims ", shape_str(dims));
@@ -514,8 +526,7 @@ torch::Tensor read_idx(const std::string& path) {
   return out;
 }
 
-void write_matrix(const std::string& path, const torch::Tensor& x,
-                  const std::vector<std::string>& header) {
+void write_matrix(const std::string& path, const torch::Tensor& x, const std::vector<std::string>& header) {
   const auto ext = file_extension(path);
   if (ext == ".csv") return write_csv(path, x, header);
   // NPY has no place for column names; they are dropped.
@@ -523,16 +534,15 @@ void write_matrix(const std::string& path, const torch::Tensor& x,
   fail(ExitCode::kUsage, path, ": cannot write format '", ext, "' (want .csv or .npy)");
 }
 
-void write_csv(const std::string& path, const torch::Tensor& x,
-               const std::vector<std::string>& header) {
+void write_csv(const std::string& path, const torch::Tensor& x, const std::vector<std::string>& header) {
   const auto m = as_matrix(x, "write_csv").to(torch::kFloat64);  // [N, D]
   const int64_t rows = m.size(0), cols = m.size(1);
-  TORCH_CHECK(header.empty() || static_cast<int64_t>(header.size()) == cols, "write_csv: ",
-              header.size(), " header names for ", cols, " columns");
+  TORCH_CHECK(header.empty() || static_cast<int64_t>(header.size()) == cols, "write_csv: ", header.size(),
+              " header names for ", cols, " columns");
   std::string head;
   for (size_t i = 0; i < header.size(); ++i) {
-    TORCH_CHECK(header[i].find_first_of(",\r\n") == std::string::npos,
-                "write_csv: header name '", header[i], "' contains a comma or newline");
+    TORCH_CHECK(header[i].find_first_of(",\r\n") == std::string::npos, "write_csv: header name '", header[i],
+                "' contains a comma or newline");
     head += (i ? "," : "") + header[i];
   }
   const double* v = m.data_ptr<double>();

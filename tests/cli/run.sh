@@ -62,14 +62,14 @@ expect 78 "sampler.bogus"  -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml
 expect 65 "nan_train.csv:3" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r7" --set data.path="$T/nan_train.csv"
 expect 66 "checkpoint"     -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r8" --resume
 expect 64 ""               -- "$EBM"
-expect 64 "frobnicate"     -- "$EBM" frobnicate
+expect 64 "subcommand"     -- "$EBM" frobnicate
 expect 64 "threads"        -- "$EBM" bench --workload langevin-mlp --threads 0
 expect 64 "unknown"        -- "$EBM" bench --workload nope
 expect 78 "hmmc"           -- "$EBM" sample --target gaussian --sampler hmmc --n 4 --steps 1 --out "$T/s.csv"
 expect 78 "step"           -- "$EBM" sample --target gaussian --sampler "langevin:step=-1" --n 4 --steps 1 --out "$T/s.csv"
 expect 78 "nosuch"         -- "$EBM" sample --target nosuch --n 4 --steps 1 --out "$T/s.csv"
 expect 64 "extension"      -- "$EBM" sample --target gaussian --n 4 --steps 1 --out "$T/s.txt"
-expect 64 "--model or --target" -- "$EBM" sample --n 4 --steps 1 --out "$T/s.csv"
+expect 64 "--target"       -- "$EBM" sample --n 4 --steps 1 --out "$T/s.csv"
 expect 64 "nll3d"          -- "$EBM" eval --model "$M" --task nll3d --dataset moons
 expect 78 "unknown dataset" -- "$EBM" eval --model "$M" --task nll2d --dataset nine
 

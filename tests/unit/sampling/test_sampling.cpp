@@ -141,7 +141,9 @@ TEST(ReplayBuffer, PersistentChainsComeBack) {
   auto [y, s2] = b.sample(16, gen);
   for (int64_t i = 0; i < 16; ++i) {
     bool was_pushed = (slots == s2[i]).any().item<bool>();
-    if (was_pushed) EXPECT_TRUE((y[i] == 100.0).all().item<bool>());
+    if (was_pushed) {
+      EXPECT_TRUE((y[i] == 100.0).all().item<bool>());
+    }
   }
 }
 

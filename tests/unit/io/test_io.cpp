@@ -1,0 +1,390 @@
+// io: round trips for every format and one test per error path; each error
+// must carry the right exit code and a one-line message naming the file and
+// the row or byte offset.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/io/io.h"
+
+namespace {
+
+class IoTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "/ebm_io_XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    for (const auto& f : list_dir()) std::remove((dir_ + "/" + f).c_str());
+    ::rmdir(dir_.c_str());
+  }
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
+  std::string write_bytes(const std::string& name, const std::string& bytes) const {
+    const auto p = path(name);
+    std::ofstream(p, std::ios::binary) << bytes;
+    return p;
+  }
+  std::vector<std::string> list_dir() const {
+    std::vector<std::string> out;
+    if (DIR* d = ::opendir(dir_.c_str())) {
+      while (auto* e = ::readdir(d)) {
+        const std::string n = e->d_name;
+        if (n != "." && n != "..") out.push_back(n);
+      }
+      ::closedir(d);
+    }
+    return out;
+  }
+  std::string dir_;
+};
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+template <typename F>
+ebm::Error error_of(F&& f) {
+  try {
+    f();
+  } catch (const ebm::Error& e) {
+    return e;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected ebm::Error, got: " << e.what();
+    return ebm::Error(ebm::ExitCode::kOk, "");
+  }
+  ADD_FAILURE() << "expected ebm::Error, nothing thrown";
+  return ebm::Error(ebm::ExitCode::kOk, "");
+}
+
+// The error has `code`, one line, and every one of `parts`.
+void expect_error(const ebm::Error& e, ebm::ExitCode code, const std::vector<std::string>& parts) {
+  const std::string msg = e.what();
+  EXPECT_EQ(static_cast<int>(e.code()), static_cast<int>(code)) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+}
+
+torch::Tensor randn(int64_t n, int64_t d, uint64_t seed = 1) {
+  auto g = ebm::make_generator(seed, ebm::kStreamTestData);
+  return at::normal(0.0, 1.0, {n, d}, g, torch::kFloat32) * 1e3;
+}
+
+std::string be32(uint32_t v) {
+  return {char(v >> 24), char((v >> 16) & 0xff), char((v >> 8) & 0xff), char(v & 0xff)};
+}
+
+// NPY v1.0 with the given header dict, padded to 64 bytes.
+std::string npy_bytes(const std::string& dict, const std::string& payload) {
+  std::string h = dict;
+  while ((10 + h.size() + 1) % 64) h += ' ';
+  h += '\n';
+  std::string out = std::string("\x93NUMPY\x01\x00", 8);
+  out += char(h.size() & 0xff);
+  out += char(h.size() >> 8);
+  return out + h + payload;
+}
+
+TEST_F(IoTest, CsvRoundTripFloat32WithoutHeader) {
+  const auto x = randn(7, 3);
+  const auto p = path("a.csv");
+  ebm::write_csv(p, x);
+  EXPECT_TRUE(torch::equal(ebm::read_csv(p), x));  // %.9g round-trips float32
+  EXPECT_TRUE(torch::equal(ebm::read_matrix(p), x));
+}
+
+TEST_F(IoTest, CsvRoundTripWithHeaderAndFloat64) {
+  const auto x = randn(5, 2).to(torch::kFloat64);  // float32-representable values
+  const auto p = path("b.csv");
+  ebm::write_matrix(p, x, {"u", "v"});
+  EXPECT_EQ(slurp(p).substr(0, 4), "u,v\n");
+  const auto y = ebm::read_matrix(p);
+  EXPECT_EQ(y.scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::equal(y, x.to(torch::kFloat32)));
+}
+
+TEST_F(IoTest, CsvWritesOneColumnForVectors) {
+  const auto p = path("v.csv");
+  ebm::write_csv(p, torch::tensor({1.5f, -2.0f, 3.25f}));
+  EXPECT_EQ(slurp(p), "1.5\n-2\n3.25\n");
+  EXPECT_EQ(ebm::read_csv(p).sizes(), (std::vector<int64_t>{3, 1}));
+}
+
+TEST_F(IoTest, CsvAcceptsSpacesCrlfAndTrailingBlankLines) {
+  const auto p = write_bytes("c.csv", "x, y\r\n1, 2\r\n 3 ,+4e0\r\n\r\n\n");
+  const auto y = ebm::read_csv(p);
+  EXPECT_TRUE(torch::equal(y, torch::tensor({{1.f, 2.f}, {3.f, 4.f}})));
+}
+
+TEST_F(IoTest, CsvNonNumericCell) {
+  const auto p = write_bytes("bad.csv", "a,b\n1,2\n3,oops\n");
+  expect_error(error_of([&] { ebm::read_csv(p); }), ebm::ExitCode::kBadData,
+               {"bad.csv:3:", "'oops'", "column 2"});
+}
+
+TEST_F(IoTest, CsvRaggedRow) {
+  const auto p = write_bytes("ragged.csv", "1,2\n3,4\n5,6\n7,8,9\n");
+  expect_error(error_of([&] { ebm::read_csv(p); }), ebm::ExitCode::kBadData,
+               {"ragged.csv:4:", "expected 2 columns, got 3"});
+}
+
+TEST_F(IoTest, CsvRowShorterThanHeader) {
+  const auto p = write_bytes("short.csv", "a,b,c\n1,2,3\n4,5\n");
+  expect_error(error_of([&] { ebm::read_csv(p); }), ebm::ExitCode::kBadData,
+               {"short.csv:3:", "expected 3 columns, got 2"});
+}
+
+TEST_F(IoTest, CsvNonFinite) {
+  for (const std::string v : {"nan", "inf", "-inf", "1e999"}) {
+    const auto p = write_bytes("nf.csv", "1,2\n3,4\n5," + v + "\n");
+    expect_error(error_of([&] { ebm::read_csv(p); }), ebm::ExitCode::kBadData,
+                 {"nf.csv:3:", "'" + v + "'", "column 2"});
+  }
+}
+
+TEST_F(IoTest, CsvEmptyHeaderOnlyAndInnerBlankLine) {
+  expect_error(error_of([&] { ebm::read_csv(write_bytes("e.csv", "")); }), ebm::ExitCode::kBadData,
+               {"e.csv", "empty"});
+  expect_error(error_of([&] { ebm::read_csv(write_bytes("blank.csv", "\n \n")); }), ebm::ExitCode::kBadData,
+               {"blank.csv", "empty"});
+  expect_error(error_of([&] { ebm::read_csv(write_bytes("h.csv", "a,b\n")); }), ebm::ExitCode::kBadData,
+               {"h.csv", "no data rows"});
+  expect_error(error_of([&] { ebm::read_csv(write_bytes("gap.csv", "1,2\n\n3,4\n")); }),
+               ebm::ExitCode::kBadData, {"gap.csv:2:", "blank line"});
+}
+
+TEST_F(IoTest, NpyRoundTripFloat32AndFloat64) {
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    const auto x = randn(9, 4, 2).to(dtype);
+    const auto p = path("m.npy");
+    ebm::write_matrix(p, x);
+    const auto bytes = slurp(p);
+    ASSERT_EQ((bytes.size() - x.numel() * x.element_size()) % 64, 0u);  // header padded to 64
+    EXPECT_NE(bytes.find(dtype == torch::kFloat32 ? "'<f4'" : "'<f8'"), std::string::npos);
+    EXPECT_NE(bytes.find("'shape': (9, 4)"), std::string::npos);
+    EXPECT_TRUE(torch::equal(ebm::read_npy(p), x.to(torch::kFloat32)));
+    EXPECT_TRUE(torch::equal(ebm::read_matrix(p), x.to(torch::kFloat32)));
+  }
+}
+
+TEST_F(IoTest, NpyOneDimensionalReadsAsColumn) {
+  const auto x = torch::tensor({1.0, 2.0, -3.0}, torch::kFloat64);
+  const auto p = path("v.npy");
+  ebm::write_npy(p, x);
+  EXPECT_NE(slurp(p).find("'shape': (3,)"), std::string::npos);
+  EXPECT_TRUE(torch::equal(ebm::read_npy(p), x.to(torch::kFloat32).unsqueeze(1)));
+}
+
+TEST_F(IoTest, NpyHandWrittenVersion2) {
+  float v[2] = {1.0f, 2.0f};
+  std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2)}";
+  std::string bytes = std::string("\x93NUMPY\x02\x00", 8) + char(dict.size()) + std::string(3, '\0') + dict;
+  bytes += std::string(reinterpret_cast<char*>(v), 8);
+  EXPECT_TRUE(torch::equal(ebm::read_npy(write_bytes("v2.npy", bytes)), torch::tensor({{1.f, 2.f}})));
+}
+
+TEST_F(IoTest, NpyWrongDtype) {
+  const auto p = write_bytes(
+      "i.npy", npy_bytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", std::string(8, '\0')));
+  expect_error(error_of([&] { ebm::read_npy(p); }), ebm::ExitCode::kBadData,
+               {"i.npy", "unsupported dtype '<i4' (want <f4 or <f8)"});
+}
+
+TEST_F(IoTest, NpyBadMagicAndBadHeader) {
+  expect_error(error_of([&] { ebm::read_npy(write_bytes("m.npy", "PK\x03\x04 not numpy")); }),
+               ebm::ExitCode::kBadData, {"m.npy", "byte offset 0", "magic"});
+  expect_error(error_of([&] {
+                 ebm::read_npy(write_bytes("h.npy", npy_bytes("{'descr': '<f4', 'shape': (2,), ", "")));
+               }),
+               ebm::ExitCode::kBadData, {"h.npy", "byte offset"});
+  expect_error(error_of([&] {
+                 ebm::read_npy(write_bytes(
+                     "f.npy", npy_bytes("{'descr': '<f4', 'fortran_order': True, 'shape': (1, 1), }",
+                                        std::string(4, '\0'))));
+               }),
+               ebm::ExitCode::kBadData, {"f.npy", "fortran_order"});
+  expect_error(error_of([&] {
+                 ebm::read_npy(write_bytes(
+                     "s.npy", npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1), }",
+                                        std::string(4, '\0'))));
+               }),
+               ebm::ExitCode::kBadData, {"s.npy", "shape (1, 1, 1)"});
+  // Header length pointing past the end of the file.
+  expect_error(
+      error_of([&] { ebm::read_npy(write_bytes("t.npy", std::string("\x93NUMPY\x01\x00\xff\x00{", 11))); }),
+      ebm::ExitCode::kBadData, {"t.npy", "byte offset 11", "truncated header"});
+}
+
+TEST_F(IoTest, NpyTruncatedAndTrailingData) {
+  const auto p = path("t.npy");
+  ebm::write_npy(p, randn(4, 3));
+  const auto full = slurp(p);
+  const auto cut = write_bytes("cut.npy", full.substr(0, full.size() - 5));
+  expect_error(error_of([&] { ebm::read_npy(cut); }), ebm::ExitCode::kBadData,
+               {"cut.npy", "byte offset " + std::to_string(full.size() - 5), "truncated data"});
+  const auto extra = write_bytes("extra.npy", full + "xyz");
+  expect_error(error_of([&] { ebm::read_npy(extra); }), ebm::ExitCode::kBadData,
+               {"extra.npy", "byte offset " + std::to_string(full.size()), "trailing"});
+}
+
+TEST_F(IoTest, NpyNonFiniteNamesRow) {
+  auto x = randn(5, 2).to(torch::kFloat64);
+  x[3][1] = std::numeric_limits<double>::quiet_NaN();
+  const auto p = path("nan.npy");
+  ebm::write_npy(p, x);
+  expect_error(error_of([&] { ebm::read_npy(p); }), ebm::ExitCode::kBadData,
+               {"nan.npy", "non-finite", "row 3", "column 1"});
+  // Finite in float64 but not representable in float32.
+  auto big = torch::ones({2, 1}, torch::kFloat64);
+  big[1][0] = 1e300;
+  ebm::write_npy(p, big);
+  expect_error(error_of([&] { ebm::read_npy(p); }), ebm::ExitCode::kBadData, {"nan.npy", "row 1"});
+}
+
+TEST_F(IoTest, MissingFile) {
+  for (const std::string name : {"none.csv", "none.npy", "none-ubyte", "none.idx.gz"}) {
+    const auto p = path(name);
+    expect_error(error_of([&] { ebm::read_matrix(p); }), ebm::ExitCode::kMissingInput, {p});
+  }
+  expect_error(error_of([&] { ebm::read_idx(path("x.idx")); }), ebm::ExitCode::kMissingInput, {"x.idx"});
+  const auto d = path("dir.csv");
+  ASSERT_EQ(::mkdir(d.c_str(), 0700), 0);
+  expect_error(error_of([&] { ebm::read_matrix(d); }), ebm::ExitCode::kMissingInput,
+               {"dir.csv", "directory"});
+  ::rmdir(d.c_str());
+}
+
+TEST_F(IoTest, UnknownExtension) {
+  expect_error(error_of([&] { ebm::read_matrix(path("a.txt")); }), ebm::ExitCode::kUsage, {"a.txt"});
+  expect_error(error_of([&] {
+                 ebm::write_matrix(path("a.txt"), torch::ones({1, 1}));
+               }),
+               ebm::ExitCode::kUsage, {"a.txt"});
+}
+
+std::string idx_ubyte() {  // dims 2 x 3 x 2, values 0..11 plus 250
+  std::string b = std::string("\0\0\x08\x03", 4) + be32(2) + be32(3) + be32(2);
+  for (int i = 0; i < 12; ++i) b += char(i == 11 ? 250 : i);
+  return b;
+}
+
+TEST_F(IoTest, IdxUbyteFlattensToRows) {
+  const auto p = write_bytes("img-idx3-ubyte", idx_ubyte());
+  auto want = torch::arange(12, torch::kFloat32);
+  want[11] = 250;
+  EXPECT_TRUE(torch::equal(ebm::read_matrix(p), want.reshape({2, 6})));
+}
+
+TEST_F(IoTest, IdxLabelsAndFloat) {
+  const auto labels =
+      write_bytes("l.idx", std::string("\0\0\x08\x01", 4) + be32(3) + std::string("\x07\x00\x09", 3));
+  EXPECT_TRUE(torch::equal(ebm::read_idx(labels), torch::tensor({{7.f}, {0.f}, {9.f}})));
+  std::string f = std::string("\0\0\x0D\x02", 4) + be32(1) + be32(2);
+  for (float v : {1.5f, -2.0f}) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    f += be32(bits);
+  }
+  EXPECT_TRUE(torch::equal(ebm::read_idx(write_bytes("f.idx", f)), torch::tensor({{1.5f, -2.0f}})));
+}
+
+TEST_F(IoTest, IdxGzip) {
+  const auto raw = idx_ubyte();
+  for (const std::string name : {"g.idx.gz", "t10k-images-idx3-ubyte.gz", "gz-without-suffix.idx"}) {
+    const auto p = path(name);
+    gzFile g = gzopen(p.c_str(), "wb");
+    ASSERT_NE(g, nullptr);
+    ASSERT_EQ(gzwrite(g, raw.data(), raw.size()), static_cast<int>(raw.size()));
+    ASSERT_EQ(gzclose(g), Z_OK);
+    ASSERT_EQ(static_cast<unsigned char>(slurp(p)[0]), 0x1f);
+    EXPECT_TRUE(torch::equal(ebm::read_matrix(p), ebm::read_idx(write_bytes("plain-ubyte", raw)))) << name;
+  }
+  // A cut gzip stream is an error, never a short dataset.
+  const auto full = slurp(path("g.idx.gz"));
+  const auto cut = write_bytes("cut.idx.gz", full.substr(0, full.size() / 2));
+  expect_error(error_of([&] { ebm::read_idx(cut); }), ebm::ExitCode::kBadData, {"cut.idx.gz"});
+}
+
+TEST_F(IoTest, IdxErrors) {
+  const auto raw = idx_ubyte();
+  expect_error(error_of([&] { ebm::read_idx(write_bytes("cut.idx", raw.substr(0, raw.size() - 1))); }),
+               ebm::ExitCode::kBadData,
+               {"cut.idx", "byte offset " + std::to_string(raw.size() - 1), "truncated"});
+  expect_error(error_of([&] { ebm::read_idx(write_bytes("hdr.idx", raw.substr(0, 9))); }),
+               ebm::ExitCode::kBadData, {"hdr.idx", "byte offset 9", "truncated IDX header"});
+  expect_error(error_of([&] { ebm::read_idx(write_bytes("more.idx", raw + "z")); }), ebm::ExitCode::kBadData,
+               {"more.idx", "byte offset " + std::to_string(raw.size()), "trailing"});
+  auto typed = raw;
+  typed[2] = 0x0B;
+  expect_error(error_of([&] { ebm::read_idx(write_bytes("type.idx", typed)); }), ebm::ExitCode::kBadData,
+               {"type.idx", "byte offset 2", "0x0B"});
+  auto magic = raw;
+  magic[0] = 1;
+  expect_error(error_of([&] { ebm::read_idx(write_bytes("magic.idx", magic)); }), ebm::ExitCode::kBadData,
+               {"magic.idx", "byte offset 0"});
+}
+
+TEST_F(IoTest, AtomicWriteKeepsOldFileWhenWriterThrows) {
+  const auto p = path("out.csv");
+  ebm::atomic_write_text(p, "old\n");
+  EXPECT_THROW(ebm::atomic_write(p,
+                                 [](const std::string& tmp) {
+                                   std::ofstream(tmp) << "half-written";
+                                   throw std::runtime_error("disk on fire");
+                                 }),
+               std::runtime_error);
+  EXPECT_EQ(slurp(p), "old\n");
+  EXPECT_EQ(list_dir(), std::vector<std::string>{"out.csv"});  // no temp file left
+  ebm::atomic_write_text(p, "new\n");
+  EXPECT_EQ(slurp(p), "new\n");
+  EXPECT_EQ(list_dir().size(), 1u);
+}
+
+TEST_F(IoTest, WriteIntoMissingDirectoryFails) {
+  const auto p = path("no/such/dir/x.npy");
+  expect_error(error_of([&] {
+                 ebm::write_npy(p, torch::ones({1, 1}));
+               }),
+               ebm::ExitCode::kMissingInput, {"no/such/dir"});
+}
+
+TEST_F(IoTest, WritePng) {
+  const auto gray = torch::arange(12, torch::kUInt8).reshape({3, 4});
+  const auto rgb = torch::zeros({2, 5, 3}, torch::kUInt8);
+  for (const auto& img : {gray, rgb}) {
+    const auto p = path("i.png");
+    ebm::write_png(p, img);
+    EXPECT_EQ(slurp(p).substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  }
+  EXPECT_ANY_THROW(ebm::write_png(path("bad.png"), torch::zeros({2, 2}, torch::kFloat32)));
+  EXPECT_EQ(list_dir(), std::vector<std::string>{"i.png"});
+}
+
+TEST_F(IoTest, CheckFiniteRowsAndExtension) {
+  EXPECT_NO_THROW(ebm::check_finite_rows(torch::ones({3, 2}), "x"));
+  auto x = torch::ones({4, 2});
+  x[2][0] = std::numeric_limits<float>::infinity();
+  expect_error(error_of([&] { ebm::check_finite_rows(x, "batch"); }), ebm::ExitCode::kBadData,
+               {"batch", "row 2", "column 0"});
+  EXPECT_EQ(ebm::file_extension("a/b.IDX.gz"), ".idx.gz");
+  EXPECT_EQ(ebm::file_extension("dir.v1/data.CSV"), ".csv");
+  EXPECT_EQ(ebm::file_extension("dir.v1/train-images-idx3-ubyte"), "");
+  EXPECT_EQ(ebm::file_extension("x.npy"), ".npy");
+}
+
+}  // namespace
