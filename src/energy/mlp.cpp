@@ -84,6 +84,49 @@ void swish_fused(float* __restrict z, float* __restrict d, int64_t rows, int64_t
   }
 }
 
+// Input dimensions up to this use hand-written loops for the first layer and
+// the final input gradient: a GEMM with K or N = 2 is mostly overhead.
+constexpr int64_t kSmallDim = 4;
+
+// z[r, :] = b + sum_j x[r, j] wt[j, :]   (wt = W^T, [D, H])
+EBM_MULTIVERSION
+void small_input_layer(const float* __restrict x, const float* __restrict wt,
+                       const float* __restrict b, float* __restrict z, int64_t rows, int64_t d,
+                       int64_t h) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* __restrict zr = z + r * h;
+    for (int64_t c = 0; c < h; ++c) zr[c] = b[c];
+    for (int64_t j = 0; j < d; ++j) {
+      const float xv = x[r * d + j];
+      const float* __restrict wj = wt + j * h;
+      for (int64_t c = 0; c < h; ++c) zr[c] += xv * wj[c];
+    }
+  }
+}
+
+// g[r, j] = sum_c back[r, c] deriv[r, c] wt[j, c]  (back may be null = ones)
+EBM_MULTIVERSION
+void small_input_grad(const float* __restrict back, const float* __restrict deriv,
+                      const float* __restrict wt, float* __restrict g, int64_t rows, int64_t d,
+                      int64_t h) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict dr = deriv + r * h;
+    const float* __restrict br = back ? back + r * h : nullptr;
+    for (int64_t j = 0; j < d; ++j) {
+      const float* __restrict wj = wt + j * h;
+      float acc = 0.0f;
+      if (br) {
+#pragma omp simd reduction(+ : acc)
+        for (int64_t c = 0; c < h; ++c) acc += br[c] * dr[c] * wj[c];
+      } else {
+#pragma omp simd reduction(+ : acc)
+        for (int64_t c = 0; c < h; ++c) acc += dr[c] * wj[c];
+      }
+      g[r * d + j] = acc;
+    }
+  }
+}
+
 template <typename T>
 EBM_MULTIVERSION void act_and_deriv_scaled(Act act, T* z, T* d, int64_t rows, int64_t cols, const T* scale) {
   act_and_deriv(act, z, d, rows * cols);
@@ -207,9 +250,18 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   std::vector<torch::Tensor> w(layers_.size());
   for (size_t i = 0; i < layers_.size(); ++i) w[i] = weight(i, false);
   auto w_last = w[n_hidden][0].contiguous();  // [H]
+  const int64_t dim = x.size(1);
+  const bool small = x.scalar_type() == torch::kFloat && dim <= kSmallDim;
+  torch::Tensor w0t;  // [D, H_0]
+  if (small) w0t = w[0].t().contiguous();
   auto h = x;
   for (size_t i = 0; i < n_hidden; ++i) {
-    at::addmm_out(z_[i], layers_[i]->bias, h, w[i].t());  // [B, H_i]
+    if (i == 0 && small)
+      small_input_layer(x.data_ptr<float>(), w0t.data_ptr<float>(),
+                        layers_[0]->bias.data_ptr<float>(), z_[0].data_ptr<float>(), batch, dim,
+                        z_[0].size(1));
+    else
+      at::addmm_out(z_[i], layers_[i]->bias, h, w[i].t());  // [B, H_i]
     const bool last = i + 1 == n_hidden;
     if (act == Act::kSwish && x.scalar_type() == torch::kFloat) {
       if (!last && (!ones_.defined() || ones_.size(0) != z_[i].size(1)))
@@ -235,9 +287,16 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   // delta_{i-1} = (delta_i W_i) * act'(z_{i-1}); dE/dx = delta_0 W_0.
   for (size_t i = n_hidden - 1; i > 0; --i) {
     at::mm_out(back_[i - 1], deriv_[i], w[i]);
-    deriv_[i - 1].mul_(back_[i - 1]);
+    if (!(i == 1 && small)) deriv_[i - 1].mul_(back_[i - 1]);
   }
-  g_out_ = at::mm(deriv_[0], w[0]);  // [B, D]
+  if (small) {  // the last product fused with the final elementwise one
+    g_out_ = torch::empty({batch, dim}, x.options());
+    small_input_grad(n_hidden > 1 ? back_[0].data_ptr<float>() : nullptr,
+                     deriv_[0].data_ptr<float>(), w0t.data_ptr<float>(), g_out_.data_ptr<float>(),
+                     batch, dim, z_[0].size(1));
+  } else {
+    g_out_ = at::mm(deriv_[0], w[0]);  // [B, D]
+  }
   if (options_.prior_std() > 0) {
     double inv = 1.0 / (options_.prior_std() * options_.prior_std());
     g_out_.add_(x, inv);

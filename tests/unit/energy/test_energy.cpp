@@ -78,6 +78,24 @@ TEST(MlpEnergy, FloatFastPathMatchesAutograd) {
   EXPECT_TRUE(torch::allclose(net->grad(x2), net->EnergyImpl::energy_and_grad(x2).second, 1e-4, 1e-6));
 }
 
+// Float paths: small input dimension (hand-written first and last layers),
+// one or three hidden layers, every activation; and a wide input (GEMMs).
+TEST(MlpEnergy, FloatPathsMatchAutogradForEveryShape) {
+  auto gen = make_generator(2, kStreamInit);
+  for (int64_t d : {1, 3, 4, 9})
+    for (const auto& hidden : {std::vector<int64_t>{32}, std::vector<int64_t>{24, 16, 8}})
+      for (const auto& act : mlp_activations()) {
+        MLPEnergy net(MLPEnergyOptions(d, hidden).activation(act).prior_std(d == 3 ? 2.0 : 0.0));
+        reset_parameters(*net, gen);
+        auto x = at::normal(0.0, 1.0, {33, d}, gen, torch::kFloat);
+        auto [e, g] = net->energy_and_grad(x);
+        auto [e_auto, g_auto] = net->EnergyImpl::energy_and_grad(x);
+        EXPECT_TRUE(torch::allclose(e, e_auto, 1e-4, 1e-5)) << d << " " << act;
+        EXPECT_TRUE(torch::allclose(g, g_auto, 1e-4, 1e-5))
+            << d << " " << act << " " << (g - g_auto).abs().max().item<double>();
+      }
+}
+
 TEST(MlpEnergy, BadOptionsAndShapesAreUserErrors) {
   auto code = [](auto f) {
     try {
