@@ -221,8 +221,24 @@ std::shared_ptr<Sampler> make_sampler(const std::string& spec) {
     RandomWalkMHOptions o(0.1);
     if (auto v = take("step")) o.step_size(spec_number(spec, "step", *v));
     out = std::make_shared<RandomWalkMH>(o);
+  } else if (name == "mala") {
+    MALAOptions o(0.01);
+    if (auto v = take("step")) o.step_size(spec_number(spec, "step", *v));
+    out = std::make_shared<MALASampler>(o);
+  } else if (name == "hmc") {
+    HMCOptions o(0.05);
+    if (auto v = take("step")) o.step_size(spec_number(spec, "step", *v));
+    if (auto v = take("leapfrog")) {
+      double n = spec_number(spec, "leapfrog", *v);
+      EBM_CHECK_CONFIG(n == std::floor(n), "sampler spec '", spec, "': leapfrog='", *v,
+                       "' is not an integer");
+      o.n_leapfrog(int64_t(n));
+    }
+    if (auto v = take("jitter")) o.jitter(spec_number(spec, "jitter", *v));
+    out = std::make_shared<HMCSampler>(o);
   } else {
-    fail(ExitCode::kBadConfig, "unknown sampler '", name, "' (known: langevin, ula, mh)");
+    fail(ExitCode::kBadConfig, "unknown sampler '", name,
+         "' (known: langevin, ula, mh, mala, hmc)");
   }
   EBM_CHECK_CONFIG(kv.empty(), "sampler spec '", spec, "': unknown key '",
                    kv.empty() ? "" : kv.begin()->first, "' for ", name);

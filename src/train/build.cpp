@@ -25,13 +25,15 @@ std::vector<ConfigKey> train_schema() {
       {"energy.activation", std::string("swish"), "swish | softplus | elu | leaky_relu"},
       {"energy.spectral_norm", false, "spectral normalisation of every weight"},
       {"energy.prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"},
-      {"sampler.name", std::string("langevin"), "langevin | ula | mh"},
+      {"sampler.name", std::string("langevin"), "langevin | ula | mh | mala | hmc"},
       {"sampler.steps", int64_t(20), "sampler transitions per training iteration"},
       {"sampler.step_size", 0.01, "Langevin step eta, or MH proposal std"},
       {"sampler.noise", 0.005, "Langevin noise std (ignored when sampler.exact_noise)"},
       {"sampler.exact_noise", false, "Langevin noise = sqrt(2 step_size)"},
       {"sampler.grad_clip", 0.0, "clamp each gradient element to +-grad_clip; 0 = off"},
       {"sampler.clamp", F{}, "[min, max] box for the chains; empty = none"},
+      {"sampler.leapfrog", int64_t(10), "HMC leapfrog steps per transition"},
+      {"sampler.jitter", 0.0, "HMC step-size jitter fraction in [0, 1)"},
       {"buffer.capacity", int64_t(10000), "replay buffer chains; 0 = short-run chains"},
       {"buffer.reinit_prob", 0.05, "probability a drawn chain restarts from the init distribution"},
       {"buffer.init", std::string("uniform"), "uniform | gaussian"},
@@ -107,6 +109,9 @@ std::shared_ptr<Sampler> build_sampler(const Config& cfg) {
     EBM_CHECK_CONFIG(box.empty() || box.size() == 2,
                      "sampler.clamp must be [] or [min, max], got ", box.size(), " values");
     if (box.size() == 2) spec += ",min=" + number(box[0]) + ",max=" + number(box[1]);
+  } else if (name == "hmc") {
+    spec += ",leapfrog=" + std::to_string(cfg.get_int("sampler.leapfrog")) +
+            ",jitter=" + number(cfg.get_float("sampler.jitter"));
   }
   return make_sampler(spec);
 }

@@ -123,3 +123,28 @@ TEST(AnalyticTargets, DoubleWellHistogramMatchesDensity) {
   const double pos = (x > 0).to(torch::kDouble).mean().item<double>();
   EXPECT_NEAR(pos, 0.5, kZ * std::sqrt(0.25 / n));
 }
+
+// MALA and HMC are exact (up to Monte Carlo error) on a correlated 10-d
+// Gaussian: cov_ij = 0.5^|i-j|, started overdispersed.
+TEST(MALA, MatchesCorrelatedGaussianMoments) {
+  auto target = make_target("gaussian", 10);
+  MALASampler mala(MALAOptions(0.25));
+  auto gen = make_generator(16, kStreamSample);
+  const int64_t chains = 20000;
+  ChainState st(2.0 * at::normal(0.0, 1.0, {chains, 10}, gen, torch::kDouble));
+  auto stats = mala.run(*target, st, 400, gen);
+  EXPECT_GT(stats.accept_rate, 0.5);
+  expect_moments(st.x, target->mean(), target->covariance().diagonal(), "MALA gaussian10");
+}
+
+TEST(HMC, MatchesCorrelatedGaussianMoments) {
+  auto target = make_target("gaussian", 10);
+  HMCSampler hmc(HMCOptions(0.25).n_leapfrog(8).jitter(0.2));
+  auto gen = make_generator(17, kStreamSample);
+  const int64_t chains = 20000;
+  ChainState st(2.0 * at::normal(0.0, 1.0, {chains, 10}, gen, torch::kDouble));
+  auto stats = hmc.run(*target, st, 100, gen);
+  EXPECT_GT(stats.accept_rate, 0.7);
+  EXPECT_EQ(stats.n_divergent, 0);
+  expect_moments(st.x, target->mean(), target->covariance().diagonal(), "HMC gaussian10");
+}

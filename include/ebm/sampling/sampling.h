@@ -83,8 +83,58 @@ class RandomWalkMH : public Sampler {
   RandomWalkMHOptions options_;
 };
 
+// Metropolis-adjusted Langevin (Roberts & Tweedie 1996):
+//   x* = x - eps grad E(x) + sqrt(2 eps) xi, accepted with probability
+//   min(1, exp(E(x) - E(x*) + log q(x | x*) - log q(x* | x))),
+//   log q(b | a) = -|b - a + eps grad E(a)|^2 / (4 eps)  (squared norm, variance 2 eps).
+struct MALAOptions {
+  explicit MALAOptions(double step_size) : step_size_(step_size) {}
+  TORCH_ARG(double, step_size);  // eps > 0
+};
+
+class MALASampler : public Sampler {
+ public:
+  explicit MALASampler(const MALAOptions& options);
+  Stats step(EnergyImpl& energy, ChainState& state, at::Generator& gen) override;
+  std::string name() const override { return "mala"; }
+
+ private:
+  MALAOptions options_;
+};
+
+// Leapfrog (Stormer-Verlet) for H(x, p) = E(x) + 1/2 p^T M^{-1} p, n steps of
+// size eps (per chain when eps is [B]): p -= eps/2 grad; x += eps M^{-1} p;
+// p -= eps/2 grad. `grad` holds dE/dx at x on entry and on exit; returns E at
+// the final x. Time-reversible and volume-preserving.
+torch::Tensor leapfrog(EnergyImpl& energy, torch::Tensor& x, torch::Tensor& p, torch::Tensor& grad,
+                       const torch::Tensor& inv_mass, const torch::Tensor& eps, int64_t n_steps);
+
+// Hamiltonian Monte Carlo (Duane et al. 1987; Neal 2011): p ~ N(0, M),
+// leapfrog trajectory, accepted with probability min(1, exp(H - H*)). The
+// step is jittered uniformly in eps * [1 - jitter, 1 + jitter] per chain and
+// transition (Neal's advice against periodic trajectories). A non-finite
+// energy or an energy error above 1000 is a divergence (rejected, counted).
+struct HMCOptions {
+  explicit HMCOptions(double step_size) : step_size_(step_size) {}
+  TORCH_ARG(double, step_size);         // eps > 0
+  TORCH_ARG(int64_t, n_leapfrog) = 10;  // leapfrog steps per transition >= 1
+  TORCH_ARG(double, jitter) = 0.0;      // in [0, 1)
+  TORCH_ARG(torch::Tensor, inv_mass) = {};  // diagonal M^{-1} [D]; undefined = identity
+};
+
+class HMCSampler : public Sampler {
+ public:
+  explicit HMCSampler(const HMCOptions& options);
+  Stats step(EnergyImpl& energy, ChainState& state, at::Generator& gen) override;
+  std::string name() const override { return "hmc"; }
+
+ private:
+  HMCOptions options_;
+};
+
 // "name:key=value,key=value" -> sampler. Names: langevin (keys step, noise,
-// exact, clip, min, max), ula (= langevin with exact noise), mh (step).
+// exact, clip, min, max), ula (= langevin with exact noise), mh (step),
+// mala (step), hmc (step, leapfrog, jitter).
 // Unknown names or keys and bad values throw kBadConfig naming them.
 std::shared_ptr<Sampler> make_sampler(const std::string& spec);
 // Splits a spec string; values stay strings.

@@ -3,6 +3,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/energy/energy.h"
 #include "ebm/sampling/sampling.h"
 
 using namespace ebm;
@@ -182,4 +183,70 @@ TEST(ReplayBuffer, BadOptionsAreConfigErrors) {
             ExitCode::kBadConfig);
   EXPECT_EQ(code_of([] { ReplayBuffer(ReplayBufferOptions(4).init("cauchy"), {2}); }),
             ExitCode::kBadConfig);
+}
+
+// ----- MALA, HMC, leapfrog: exact invariants in float64 ----------------------
+TEST(Leapfrog, ReversesExactly) {
+  auto target = make_target("gaussian", 5);
+  auto gen = make_generator(3, kStreamSample);
+  auto x0 = at::normal(0.0, 1.0, {16, 5}, gen, torch::kDouble);
+  auto p0 = at::normal(0.0, 1.0, {16, 5}, gen, torch::kDouble);
+  auto x = x0.clone(), p = p0.clone(), g = target->grad(x);
+  auto eps = torch::full({16}, 0.1, torch::kDouble);
+  leapfrog(*target, x, p, g, {}, eps, 25);
+  p = -p;
+  leapfrog(*target, x, p, g, {}, eps, 25);
+  EXPECT_TRUE(torch::allclose(x, x0, 0, 1e-12)) << (x - x0).abs().max().item<double>();
+  EXPECT_TRUE(torch::allclose(p, -p0, 0, 1e-12));
+}
+
+TEST(Leapfrog, HalvingTheStepQuartersTheEnergyError) {
+  auto target = make_target("gaussian", 5);
+  auto gen = make_generator(4, kStreamSample);
+  auto x0 = at::normal(0.0, 1.0, {200, 5}, gen, torch::kDouble);
+  auto p0 = at::normal(0.0, 1.0, {200, 5}, gen, torch::kDouble);
+  auto h0 = target->energy(x0) + 0.5 * p0.pow(2).sum(1);
+  auto error = [&](double eps, int64_t n) {
+    auto x = x0.clone(), p = p0.clone(), g = target->grad(x);
+    auto e = leapfrog(*target, x, p, g, {}, torch::full({200}, eps, torch::kDouble), n);
+    return (e + 0.5 * p.pow(2).sum(1) - h0).abs().mean().item<double>();
+  };
+  const double ratio = error(0.1, 10) / error(0.05, 20);  // same trajectory length 1
+  EXPECT_GT(ratio, 3.5);
+  EXPECT_LT(ratio, 4.5);
+}
+
+TEST(MALA, AcceptsEveryProposalOnALinearEnergy) {
+  LinearEnergy e(torch::tensor({0.7, -1.3, 0.2}, torch::kDouble));
+  MALASampler s(MALAOptions(0.3));
+  auto gen = make_generator(5, kStreamSample);
+  ChainState st(torch::zeros({64, 3}, torch::kDouble));
+  for (int k = 0; k < 5; ++k) EXPECT_DOUBLE_EQ(s.step(e, st, gen).accept_rate, 1.0);
+}
+
+TEST(HMC, AcceptsEveryProposalOnALinearEnergy) {
+  LinearEnergy e(torch::tensor({0.7, -1.3, 0.2}, torch::kDouble));
+  HMCSampler s(HMCOptions(0.2).n_leapfrog(7).jitter(0.2));
+  auto gen = make_generator(6, kStreamSample);
+  ChainState st(torch::zeros({64, 3}, torch::kDouble));
+  for (int k = 0; k < 5; ++k) EXPECT_DOUBLE_EQ(s.step(e, st, gen).accept_rate, 1.0);
+}
+
+TEST(HMC, NonFiniteTrajectoryIsADivergence) {
+  LinearEnergy e(torch::tensor({-1.0, 0.0}, torch::kDouble), /*nan_above=*/0.5);
+  HMCSampler s(HMCOptions(0.5).n_leapfrog(5));
+  auto gen = make_generator(7, kStreamSample);
+  ChainState st(torch::zeros({8, 2}, torch::kDouble));  // pushed towards x0 > 0.5
+  auto stats = s.step(e, st, gen);
+  EXPECT_GT(stats.n_divergent, 0);
+  EXPECT_TRUE(torch::isfinite(st.x).all().item<bool>());
+  EXPECT_TRUE(torch::isfinite(st.energy).all().item<bool>());
+}
+
+TEST(SamplerSpec, MalaAndHmc) {
+  EXPECT_EQ(make_sampler("mala:step=0.1")->name(), "mala");
+  EXPECT_EQ(make_sampler("hmc:step=0.05,leapfrog=10,jitter=0.2")->name(), "hmc");
+  EXPECT_EQ(code_of([] { make_sampler("hmc:leapfrog=2.5"); }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([] { make_sampler("hmc:leapfrog=0"); }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([] { make_sampler("hmc:jitter=1"); }), ExitCode::kBadConfig);
 }
