@@ -19,7 +19,7 @@ test: setup build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 demo: setup build
-	$(BUILD)/ebm train --config configs/toy2d-pcd.toml --out runs/toy2d-pcd
+	$(BUILD)/ebm train --config configs/toy2d-pcd.toml --out runs/toy2d-pcd --force
 
 bench: build
 	$(BUILD)/ebm bench --all

@@ -18,7 +18,7 @@ struct TrainArgs {
   Common common;
   std::string config, out;
   std::vector<std::string> sets;
-  bool resume = false, help_config = false;
+  bool resume = false, force = false, help_config = false;
 };
 
 // Pictures and, in 2D, the exact test NLL of a finished run.
@@ -61,6 +61,7 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--set", args->sets, "override a config key: key=value (repeatable)");
   cmd->add_option("--out", args->out, "run directory (default runs/<config name>)");
   cmd->add_flag("--resume", args->resume, "continue from <out>/checkpoint.pt");
+  cmd->add_flag("--force", args->force, "start over in an <out> that already holds a run");
   cmd->add_flag("--help-config", args->help_config, "list every config key and exit");
   add_common(cmd, args->common);
   return [args]() -> int {
@@ -76,6 +77,9 @@ Runner add_train(CLI::App& app) {
     if (args->common.seed_set) cfg.set_value("seed", args->common.seed);
     std::string out = args->out;
     if (out.empty()) out = "runs/" + std::filesystem::path(args->config).stem().string();
+    EBM_CHECK_USAGE(args->resume || args->force ||
+                        !std::filesystem::exists(out + "/checkpoint.pt"),
+                    out, " already holds a run: --resume to continue it, --force to start over");
     Trainer trainer(cfg, out);
     auto t0 = std::chrono::steady_clock::now();
     int64_t rollbacks = trainer.run(args->resume);

@@ -61,6 +61,7 @@ expect 78 "objective.alpha" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.tom
 expect 78 "sampler.bogus"  -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r6" --set sampler.bogus=1
 expect 65 "nan_train.csv:3" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r7" --set data.path="$T/nan_train.csv"
 expect 66 "checkpoint"     -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r8" --resume
+expect 64 "already holds a run" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/run"
 expect 64 ""               -- "$EBM"
 expect 64 "subcommand"     -- "$EBM" frobnicate
 expect 64 "threads"        -- "$EBM" bench --workload langevin-mlp --threads 0
