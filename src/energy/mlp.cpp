@@ -181,7 +181,7 @@ MLPEnergyImpl::MLPEnergyImpl(const MLPEnergyOptions& options) : options_(options
     EBM_CHECK_CONFIG(w > 0, "energy.hidden widths must be > 0, got ", w);
   EBM_CHECK_CONFIG(options_.prior_std() >= 0 && std::isfinite(options_.prior_std()),
                    "energy.prior_std must be >= 0, got ", options_.prior_std());
-  parse_act(options_.activation());
+  act_ = static_cast<int>(parse_act(options_.activation()));
   int64_t in = options_.in_dim();
   std::vector<int64_t> outs = options_.hidden();
   outs.push_back(1);
@@ -194,6 +194,11 @@ MLPEnergyImpl::MLPEnergyImpl(const MLPEnergyOptions& options) : options_(options
     }
     in = outs[i];
   }
+}
+
+void MLPEnergyImpl::check_input(const torch::Tensor& x) const {
+  EBM_CHECK_DATA(x.dim() == 2 && x.size(1) == options_.in_dim(), "MLP energy expects [B, ",
+                 options_.in_dim(), "] input, got ", x.sizes());
 }
 
 torch::Tensor MLPEnergyImpl::weight(size_t i, bool update) {
@@ -218,10 +223,9 @@ torch::Tensor MLPEnergyImpl::weight(size_t i, bool update) {
 }
 
 torch::Tensor MLPEnergyImpl::energy(const torch::Tensor& x) {
-  EBM_CHECK_DATA(x.dim() == 2 && x.size(1) == options_.in_dim(), "MLP energy expects [B, ",
-                 options_.in_dim(), "] input, got ", x.sizes());
+  check_input(x);
   bool update = is_training() && torch::GradMode::is_enabled();
-  Act act = parse_act(options_.activation());
+  const Act act = static_cast<Act>(act_);
   auto h = x;
   for (size_t i = 0; i + 1 < layers_.size(); ++i)
     h = apply_act(act, torch::nn::functional::linear(h, weight(i, update), layers_[i]->bias));
@@ -236,7 +240,7 @@ torch::Tensor MLPEnergyImpl::energy(const torch::Tensor& x) {
 void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   const size_t n_hidden = layers_.size() - 1;
   const int64_t batch = x.size(0);
-  Act act = parse_act(options_.activation());
+  const Act act = static_cast<Act>(act_);
   if (z_.size() != n_hidden || z_[0].size(0) != batch || z_[0].scalar_type() != x.scalar_type()) {
     z_.assign(n_hidden, {});
     deriv_.assign(n_hidden, {});
@@ -305,16 +309,14 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
 }
 
 torch::Tensor MLPEnergyImpl::grad(const torch::Tensor& x) {
-  EBM_CHECK_DATA(x.dim() == 2 && x.size(1) == options_.in_dim(), "MLP energy expects [B, ",
-                 options_.in_dim(), "] input, got ", x.sizes());
+  check_input(x);
   torch::NoGradGuard ng;
   fast_pass(x.contiguous(), false);
   return g_out_;
 }
 
 std::pair<torch::Tensor, torch::Tensor> MLPEnergyImpl::energy_and_grad(const torch::Tensor& x) {
-  EBM_CHECK_DATA(x.dim() == 2 && x.size(1) == options_.in_dim(), "MLP energy expects [B, ",
-                 options_.in_dim(), "] input, got ", x.sizes());
+  check_input(x);
   torch::NoGradGuard ng;
   fast_pass(x.contiguous(), true);
   return {e_out_, g_out_};

@@ -1,18 +1,11 @@
 // Metropolis-adjusted samplers: MALA and HMC (with leapfrog as a free function).
 #include "ebm/core/error.h"
 #include "ebm/sampling/sampling.h"
+#include "rows.h"
 
 namespace ebm {
 namespace {
 constexpr double kDivergence = 1000.0;  // energy error that counts as divergent (Stan's)
-
-torch::Tensor rows_sum(const torch::Tensor& t) { return t.flatten(1).sum(1); }
-
-torch::Tensor row_view(const torch::Tensor& v, const torch::Tensor& like) {
-  std::vector<int64_t> shape(like.dim(), 1);
-  shape[0] = like.size(0);
-  return v.view(shape);
-}
 
 void ensure_cache(EnergyImpl& energy, ChainState& s) {
   if (!s.energy.defined() || !s.grad.defined()) {
@@ -28,7 +21,7 @@ Stats accept_reject(ChainState& s, const torch::Tensor& x_new, const torch::Tens
                     const torch::Tensor& divergent, at::Generator& gen, double step) {
   auto log_u = at::rand({s.x.size(0)}, gen, log_alpha.scalar_type()).log();
   auto accept = (~divergent) & (log_u < log_alpha);
-  auto m = row_view(accept, s.x);
+  auto m = rows::per_row(accept, s.x);
   s.x = torch::where(m, x_new, s.x);
   s.energy = torch::where(accept, e_new, s.energy);
   s.grad = torch::where(m, g_new, s.grad);
@@ -55,8 +48,8 @@ Stats MALASampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   auto x_new = s.x - eps * s.grad + std::sqrt(2 * eps) * noise;
   auto [e_new, g_new] = energy.energy_and_grad(x_new);
   // log q(x*|x) = -|x* - x + eps g(x)|^2 / (4 eps) = -|sqrt(2 eps) xi|^2 / (4 eps).
-  auto fwd = rows_sum((x_new - s.x + eps * s.grad).pow(2)) / (4 * eps);
-  auto bwd = rows_sum((s.x - x_new + eps * g_new).pow(2)) / (4 * eps);
+  auto fwd = rows::sum((x_new - s.x + eps * s.grad).pow(2)) / (4 * eps);
+  auto bwd = rows::sum((s.x - x_new + eps * g_new).pow(2)) / (4 * eps);
   auto log_alpha = s.energy - e_new - bwd + fwd;
   auto divergent = ~torch::isfinite(log_alpha) | (e_new - s.energy > kDivergence);
   return accept_reject(s, x_new, e_new, g_new, log_alpha, divergent, gen, eps);
@@ -66,7 +59,7 @@ Stats MALASampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
 torch::Tensor leapfrog(EnergyImpl& energy, torch::Tensor& x, torch::Tensor& p, torch::Tensor& grad,
                        const torch::Tensor& inv_mass, const torch::Tensor& eps, int64_t n_steps) {
   torch::NoGradGuard ng;
-  auto e_col = row_view(eps.to(x.scalar_type()), x);  // [B, 1, ...]
+  auto e_col = rows::per_row(eps.to(x.scalar_type()), x);  // [B, 1, ...]
   auto half = 0.5 * e_col;
   torch::Tensor e;
   for (int64_t k = 0; k < n_steps; ++k) {
@@ -101,7 +94,7 @@ Stats HMCSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   if (options_.jitter() > 0)
     eps = eps * (1 + options_.jitter() * (2 * at::rand({b}, gen, dtype) - 1));
   auto kinetic = [&](const torch::Tensor& mom) {
-    return 0.5 * rows_sum(inv_mass.defined() ? inv_mass * mom * mom : mom * mom);
+    return 0.5 * rows::sum(inv_mass.defined() ? inv_mass * mom * mom : mom * mom);
   };
   const auto h0 = s.energy + kinetic(p);
   auto x = s.x.clone(), g = s.grad.clone();

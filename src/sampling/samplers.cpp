@@ -3,6 +3,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/simd.h"
 #include "ebm/sampling/sampling.h"
+#include "rows.h"
 
 #include <sstream>
 
@@ -29,22 +30,12 @@ Stats Sampler::run(EnergyImpl& energy, ChainState& state, int64_t steps, at::Gen
 }
 
 namespace {
-// Rows of `t` ([B, ...]) whose entries are all finite: [B] bool.
-torch::Tensor finite_rows(const torch::Tensor& t) {
-  return torch::isfinite(t).flatten(1).all(1);
-}
-
 double finite_mean(const torch::Tensor& e) {
   auto ok = torch::isfinite(e);
   auto n = ok.sum().item<int64_t>();
   return n ? torch::where(ok, e, torch::zeros_like(e)).sum().item<double>() / n : NAN;
 }
 
-torch::Tensor row_mask(const torch::Tensor& mask, const torch::Tensor& like) {
-  std::vector<int64_t> shape(like.dim(), 1);
-  shape[0] = like.size(0);
-  return mask.view(shape);
-}
 }  // namespace
 
 // ----- Langevin -------------------------------------------------------------
@@ -112,9 +103,9 @@ Stats LangevinSampler::step(EnergyImpl& energy, ChainState& state, at::Generator
   if (finite) {
     s.energy_mean = esum / double(e.numel());
   } else {  // chains with a non-finite energy or gradient stay where they are
-    auto ok = torch::isfinite(e) & finite_rows(g);
+    auto ok = torch::isfinite(e) & rows::finite(g);
     s.n_divergent = x.size(0) - ok.sum().item<int64_t>();
-    auto bad = row_mask(~ok, g);
+    auto bad = rows::per_row(~ok, g);
     g.masked_fill_(bad, 0.0);
     if (sigma > 0) noise_buf_.masked_fill_(bad, 0.0);
     s.energy_mean = finite_mean(e);
@@ -150,7 +141,7 @@ Stats RandomWalkMH::step(EnergyImpl& energy, ChainState& state, at::Generator& g
   s.step_size = options_.step_size();
   s.n_divergent = x.size(0) - finite.sum().item<int64_t>();
   s.accept_rate = accept.to(torch::kDouble).mean().item<double>();
-  x = torch::where(row_mask(accept, x), prop, x);
+  x = torch::where(rows::per_row(accept, x), prop, x);
   state.energy = torch::where(accept, e_prop, state.energy);
   state.grad = torch::Tensor();
   s.energy_mean = finite_mean(state.energy);

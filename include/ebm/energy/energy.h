@@ -57,8 +57,10 @@ class MLPEnergyImpl : public EnergyImpl {
   // Weight of layer i as used (spectrally normalised when enabled).
   torch::Tensor weight(size_t i, bool update_power_iteration);
   void fast_pass(const torch::Tensor& x, bool want_energy);
+  void check_input(const torch::Tensor& x) const;
 
   MLPEnergyOptions options_;
+  int act_ = 0;  // the parsed activation, so the hot path compares no strings
   std::vector<torch::nn::Linear> layers_;
   std::vector<torch::Tensor> u_;  // power-iteration vectors (buffers)
   // Workspace of the analytic pass, reused while the batch shape is unchanged.

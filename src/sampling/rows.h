@@ -1,0 +1,23 @@
+// Per-chain (per-row) helpers shared by the samplers: rows are chains.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace ebm::rows {
+
+// [B] -> [B, 1, ...] broadcastable against `like` ([B, ...]).
+inline torch::Tensor per_row(const torch::Tensor& v, const torch::Tensor& like) {
+  std::vector<int64_t> shape(like.dim(), 1);
+  shape[0] = like.size(0);
+  return v.view(shape);
+}
+
+// Sum over everything but the chain dimension: [B, ...] -> [B].
+inline torch::Tensor sum(const torch::Tensor& t) { return t.flatten(1).sum(1); }
+
+// Chains whose entries are all finite: [B] bool.
+inline torch::Tensor finite(const torch::Tensor& t) { return torch::isfinite(t).flatten(1).all(1); }
+
+}  // namespace ebm::rows
