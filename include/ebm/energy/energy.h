@@ -25,6 +25,22 @@ class EnergyImpl : public torch::nn::Module {
 };
 using Energy = std::shared_ptr<EnergyImpl>;
 
+// Energies conditioned on a noise level sigma (NCSN, Song & Ermon 2019):
+// energy_at(x, sigma) takes one level per row; energy(x) evaluates every row
+// at the level last set by set_noise_level (annealed samplers set it per level).
+class NoiseConditionalEnergyImpl : public EnergyImpl {
+ public:
+  virtual torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) = 0;
+  torch::Tensor energy(const torch::Tensor& x) override {
+    return energy_at(x, torch::full({x.size(0)}, noise_level_, x.options()));
+  }
+  void set_noise_level(double sigma) { noise_level_ = sigma; }
+  double noise_level() const { return noise_level_; }
+
+ protected:
+  double noise_level_ = 1.0;
+};
+
 // ---------------------------------------------------------------------------
 // MLP energy: E(x) = w_L . h_{L-1} + b_L + |x|^2 / (2 prior_std^2),
 // h_i = act(W_i h_{i-1} + b_i). The optional Gaussian base term keeps exp(-E)
