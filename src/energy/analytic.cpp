@@ -1,4 +1,5 @@
 #include "ebm/core/error.h"
+#include "ebm/core/spec.h"
 #include "ebm/energy/energy.h"
 
 namespace ebm {
@@ -24,18 +25,33 @@ GaussianEnergyImpl::GaussianEnergyImpl(torch::Tensor mean, torch::Tensor cov)
   chol_ = torch::linalg::cholesky(cov_);
   precision_ = torch::cholesky_inverse(chol_);
   log_z_ = 0.5 * d * kLog2Pi + chol_.diagonal().log().sum().item<double>();
+  // Diagonal covariance: elementwise energy and gradient instead of a matmul.
+  if (torch::equal(cov_, torch::diag(cov_.diagonal()))) diag_precision_ = precision_.diagonal().clone();
+  zero_mean_ = !mean_.any().item<bool>();
+}
+
+torch::Tensor GaussianEnergyImpl::centred(const torch::Tensor& x) const {
+  return zero_mean_ ? x : x - like(mean_, x);
 }
 
 torch::Tensor GaussianEnergyImpl::energy(const torch::Tensor& x) {
   check_input(x, dim(), "gaussian");
-  auto d = x - like(mean_, x);
+  auto d = centred(x);
+  if (diag_precision_.defined()) return 0.5 * (d * d * like(diag_precision_, x)).sum(-1);
   return 0.5 * (torch::mm(d, like(precision_, x)) * d).sum(-1);
 }
 
 torch::Tensor GaussianEnergyImpl::grad(const torch::Tensor& x) {
   check_input(x, dim(), "gaussian");
   torch::NoGradGuard ng;
-  return torch::mm(x - like(mean_, x), like(precision_, x));
+  if (diag_precision_.defined()) return centred(x) * like(diag_precision_, x);
+  return torch::mm(centred(x), like(precision_, x));
+}
+
+std::pair<torch::Tensor, torch::Tensor> GaussianEnergyImpl::energy_and_grad(const torch::Tensor& x) {
+  torch::NoGradGuard ng;
+  auto g = grad(x);
+  return {0.5 * (centred(x) * g).sum(-1), g};
 }
 
 torch::Tensor GaussianEnergyImpl::sample(int64_t n, at::Generator& gen) const {
@@ -200,36 +216,69 @@ torch::Tensor DoubleWellEnergyImpl::sample(int64_t n, at::Generator& gen) const 
 
 // ----- Factory --------------------------------------------------------------
 const std::vector<std::string>& target_names() {
-  static const std::vector<std::string> names = {"gaussian", "mixture", "funnel", "banana",
-                                                 "double_well"};
+  static const std::vector<std::string> names = {"gaussian", "neal100", "mixture", "funnel",
+                                                 "banana", "double_well"};
   return names;
 }
 
-AnalyticEnergy make_target(const std::string& name, int64_t dim) {
-  EBM_CHECK_CONFIG(dim >= 1, "target dimension must be >= 1, got ", dim);
+AnalyticEnergy make_target(const std::string& text, int64_t default_dim) {
+  Spec spec("target", text);
+  const std::string& name = spec.name();
+  // Each target's own default dimension applies when neither the spec nor the
+  // caller gives one.
+  auto dim_or = [&](int64_t fallback) {
+    int64_t d = spec.integer("dim").value_or(default_dim > 0 ? default_dim : fallback);
+    EBM_CHECK_CONFIG(d >= 1, "target '", text, "': dim must be >= 1, got ", d);
+    return d;
+  };
+  AnalyticEnergy out;
   if (name == "gaussian") {
-    // Correlated: cov_ij = 0.5^|i-j| (an AR(1) correlation matrix).
-    auto idx = torch::arange(dim, torch::kDouble);
-    auto cov = torch::pow(0.5, (idx.unsqueeze(0) - idx.unsqueeze(1)).abs());
-    return std::make_shared<GaussianEnergyImpl>(torch::zeros({dim}, torch::kDouble), cov);
-  }
-  if (name == "mixture") {
+    const int64_t dim = dim_or(2);
+    if (auto cond = spec.number("cond")) {
+      // Diagonal, variances log-spaced from 1/cond to 1 (condition number cond).
+      EBM_CHECK_CONFIG(*cond >= 1, "target '", text, "': cond must be >= 1, got ", *cond);
+      auto var = torch::logspace(-std::log10(*cond), 0.0, dim, 10.0, torch::kDouble);
+      if (dim == 1) var = torch::ones({1}, torch::kDouble);
+      out = std::make_shared<GaussianEnergyImpl>(torch::zeros({dim}, torch::kDouble), torch::diag(var));
+    } else {
+      // Correlated: cov_ij = rho^|i-j| (an AR(1) correlation matrix).
+      double rho = spec.number("rho").value_or(0.5);
+      EBM_CHECK_CONFIG(rho > -1 && rho < 1, "target '", text, "': rho must be in (-1, 1), got ", rho);
+      auto idx = torch::arange(dim, torch::kDouble);
+      auto lag = (idx.unsqueeze(0) - idx.unsqueeze(1)).abs();
+      auto cov = torch::pow(torch::tensor(rho, torch::kDouble), lag);
+      out = std::make_shared<GaussianEnergyImpl>(torch::zeros({dim}, torch::kDouble), cov);
+    }
+  } else if (name == "neal100") {
+    // Neal (2011), section 5.4.4: independent, standard deviations 0.01, 0.02, ..., 1.00.
+    auto sd = torch::arange(1, 101, torch::kDouble) / 100.0;
+    out = std::make_shared<GaussianEnergyImpl>(torch::zeros({100}, torch::kDouble),
+                                               torch::diag(sd * sd));
+  } else if (name == "mixture") {
+    const int64_t dim = dim_or(2);
     EBM_CHECK_CONFIG(dim >= 2, "mixture target needs dim >= 2, got ", dim);
     auto means = torch::zeros({3, dim}, torch::kDouble);
     means[0][0] = -2.0;
     means[1][0] = 2.0;
     means[2][1] = 2.5;
-    return std::make_shared<MixtureEnergyImpl>(torch::tensor({0.5, 0.3, 0.2}), means,
-                                               torch::tensor({0.5, 0.7, 0.6}));
+    out = std::make_shared<MixtureEnergyImpl>(torch::tensor({0.5, 0.3, 0.2}), means,
+                                              torch::tensor({0.5, 0.7, 0.6}));
+  } else if (name == "funnel") {
+    // Neal's funnel: y ~ N(0, 3^2), x_1..9 | y ~ N(0, exp(y/2)^2) in 10 dimensions.
+    out = std::make_shared<FunnelEnergyImpl>(dim_or(10));
+  } else if (name == "banana") {
+    EBM_CHECK_CONFIG(dim_or(2) == 2, "banana target is 2-dimensional");
+    out = std::make_shared<BananaEnergyImpl>(1.0, 0.5, spec.number("b").value_or(0.5));
+  } else if (name == "double_well") {
+    const int64_t dim = dim_or(2);
+    out = std::make_shared<DoubleWellEnergyImpl>(dim, spec.number("barrier").value_or(2.0));
+  } else {
+    std::string known;
+    for (const auto& n : target_names()) known += (known.empty() ? "" : ", ") + n;
+    fail(ExitCode::kBadConfig, "unknown target '", name, "' (known: ", known, ")");
   }
-  if (name == "funnel") return std::make_shared<FunnelEnergyImpl>(std::max<int64_t>(dim, 2));
-  if (name == "banana") {
-    EBM_CHECK_CONFIG(dim == 2, "banana target is 2-dimensional, got dim ", dim);
-    return std::make_shared<BananaEnergyImpl>();
-  }
-  if (name == "double_well") return std::make_shared<DoubleWellEnergyImpl>(dim);
-  fail(ExitCode::kBadConfig, "unknown target '", name,
-       "' (known: gaussian, mixture, funnel, banana, double_well)");
+  spec.finish();
+  return out;
 }
 
 }  // namespace ebm

@@ -1,4 +1,5 @@
-// Metropolis-adjusted samplers: MALA and HMC (with leapfrog as a free function).
+// Metropolis-adjusted samplers: MALA, HMC (with leapfrog as a free function)
+// and NUTS.
 #include "ebm/core/error.h"
 #include "ebm/sampling/sampling.h"
 #include "rows.h"
@@ -32,27 +33,43 @@ Stats accept_reject(ChainState& s, const torch::Tensor& x_new, const torch::Tens
   st.energy_mean = s.energy.to(torch::kDouble).mean().item<double>();
   return st;
 }
+
+void check_inv_mass(const torch::Tensor& inv_mass) {
+  if (inv_mass.defined())
+    EBM_CHECK_CONFIG(inv_mass.dim() == 1 && (inv_mass > 0).all().item<bool>(),
+                     "inverse mass must be a positive vector [D]");
+}
 }  // namespace
 
 // ----- MALA -----------------------------------------------------------------
+
 MALASampler::MALASampler(const MALAOptions& o) : options_(o) {
   EBM_CHECK_CONFIG(o.step_size() > 0 && std::isfinite(o.step_size()),
                    "sampler.step_size must be > 0, got ", o.step_size());
+  check_inv_mass(o.inv_mass());
 }
 
 Stats MALASampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   torch::NoGradGuard ng;
   ensure_cache(energy, s);
   const double eps = options_.step_size();
+  const auto a = options_.inv_mass().defined() ? options_.inv_mass().to(s.x.scalar_type())
+                                               : torch::Tensor();
+  auto precond = [&](const torch::Tensor& v) { return a.defined() ? a * v : v; };
   auto noise = at::normal(0.0, 1.0, s.x.sizes(), gen, s.x.scalar_type());
-  auto x_new = s.x - eps * s.grad + std::sqrt(2 * eps) * noise;
+  auto x_new = s.x - eps * precond(s.grad) + std::sqrt(2 * eps) * (a.defined() ? a.sqrt() * noise : noise);
   auto [e_new, g_new] = energy.energy_and_grad(x_new);
-  // log q(x*|x) = -|x* - x + eps g(x)|^2 / (4 eps) = -|sqrt(2 eps) xi|^2 / (4 eps).
-  auto fwd = rows::sum((x_new - s.x + eps * s.grad).pow(2)) / (4 * eps);
-  auto bwd = rows::sum((s.x - x_new + eps * g_new).pow(2)) / (4 * eps);
+  // log q(b|a) = -r^T A^{-1} r / (4 eps) with r = b - a + eps A g(a).
+  auto quad = [&](const torch::Tensor& r) {
+    return rows::sum(a.defined() ? r * r / a : r * r) / (4 * eps);
+  };
+  auto fwd = quad(x_new - s.x + eps * precond(s.grad));
+  auto bwd = quad(s.x - x_new + eps * precond(g_new));
   auto log_alpha = s.energy - e_new - bwd + fwd;
   auto divergent = ~torch::isfinite(log_alpha) | (e_new - s.energy > kDivergence);
-  return accept_reject(s, x_new, e_new, g_new, log_alpha, divergent, gen, eps);
+  auto st = accept_reject(s, x_new, e_new, g_new, log_alpha, divergent, gen, eps);
+  st.n_grad = 1;
+  return st;
 }
 
 // ----- Leapfrog and HMC -----------------------------------------------------
@@ -61,12 +78,20 @@ torch::Tensor leapfrog(EnergyImpl& energy, torch::Tensor& x, torch::Tensor& p, t
   torch::NoGradGuard ng;
   auto e_col = rows::per_row(eps.to(x.scalar_type()), x);  // [B, 1, ...]
   auto half = 0.5 * e_col;
+  auto step_x = inv_mass.defined() ? e_col * inv_mass : e_col;
   torch::Tensor e;
+  // In place on fresh copies: x and p may alias the caller's chain state.
+  x = x.clone();
+  p = p.clone();
   for (int64_t k = 0; k < n_steps; ++k) {
-    p = p - half * grad;
-    x = x + e_col * (inv_mass.defined() ? inv_mass * p : p);
-    std::tie(e, grad) = energy.energy_and_grad(x);
-    p = p - half * grad;
+    p.addcmul_(half, grad, -1);
+    x.addcmul_(step_x, p);
+    // The energy is only needed at the end of the trajectory.
+    if (k + 1 < n_steps)
+      grad = energy.grad(x);
+    else
+      std::tie(e, grad) = energy.energy_and_grad(x);
+    p.addcmul_(half, grad, -1);
   }
   return e;
 }
@@ -77,8 +102,7 @@ HMCSampler::HMCSampler(const HMCOptions& o) : options_(o) {
   EBM_CHECK_CONFIG(o.n_leapfrog() >= 1, "sampler.leapfrog must be >= 1, got ", o.n_leapfrog());
   EBM_CHECK_CONFIG(o.jitter() >= 0 && o.jitter() < 1, "sampler.jitter must be in [0, 1), got ",
                    o.jitter());
-  if (o.inv_mass().defined())
-    EBM_CHECK_CONFIG((o.inv_mass() > 0).all().item<bool>(), "HMC inverse mass must be > 0");
+  check_inv_mass(o.inv_mass());
 }
 
 Stats HMCSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
@@ -97,12 +121,153 @@ Stats HMCSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
     return 0.5 * rows::sum(inv_mass.defined() ? inv_mass * mom * mom : mom * mom);
   };
   const auto h0 = s.energy + kinetic(p);
-  auto x = s.x.clone(), g = s.grad.clone();
+  auto x = s.x, g = s.grad;
   auto e_new = leapfrog(energy, x, p, g, inv_mass, eps, options_.n_leapfrog());
   const auto h1 = e_new + kinetic(p);
   auto log_alpha = h0 - h1;
   auto divergent = ~torch::isfinite(log_alpha) | (h1 - h0 > kDivergence);
-  return accept_reject(s, x, e_new, g, log_alpha, divergent, gen, options_.step_size());
+  auto st = accept_reject(s, x, e_new, g, log_alpha, divergent, gen, options_.step_size());
+  st.n_grad = double(options_.n_leapfrog());
+  return st;
+}
+
+// ----- NUTS -----------------------------------------------------------------
+NUTSSampler::NUTSSampler(const NUTSOptions& o) : options_(o) {
+  EBM_CHECK_CONFIG(o.step_size() > 0 && std::isfinite(o.step_size()),
+                   "sampler.step_size must be > 0, got ", o.step_size());
+  EBM_CHECK_CONFIG(o.max_depth() >= 1 && o.max_depth() <= 20, "NUTS max depth must be in [1, 20], got ",
+                   o.max_depth());
+  EBM_CHECK_CONFIG(o.max_energy_error() > 0, "NUTS max energy error must be > 0");
+  check_inv_mass(o.inv_mass());
+}
+
+namespace {
+// Per-row select: where(mask [B], a, b) for a, b [B, ...].
+torch::Tensor pick(const torch::Tensor& mask, const torch::Tensor& a, const torch::Tensor& b) {
+  return torch::where(rows::per_row(mask, a), a, b);
+}
+}  // namespace
+
+Stats NUTSSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
+  torch::NoGradGuard ng;
+  ensure_cache(energy, s);
+  const int64_t b = s.x.size(0);
+  const auto dtype = s.x.scalar_type();
+  const auto opts = torch::TensorOptions().dtype(dtype);
+  const auto inv_mass = options_.inv_mass().defined() ? options_.inv_mass().to(dtype) : torch::Tensor();
+  auto sharp = [&](const torch::Tensor& p) { return inv_mass.defined() ? inv_mass * p : p; };
+  auto dot = [](const torch::Tensor& u, const torch::Tensor& v) { return rows::sum(u * v); };
+  auto kinetic = [&](const torch::Tensor& p) { return 0.5 * dot(p, sharp(p)); };
+  auto log_uniform = [&]() { return at::rand({b}, gen, dtype).log(); };
+  const double eps = options_.step_size();
+
+  auto p0 = at::normal(0.0, 1.0, s.x.sizes(), gen, dtype);
+  if (inv_mass.defined()) p0 = p0 / inv_mass.sqrt();
+  const auto h0 = s.energy + kinetic(p0);
+  // The trajectory: its two ends, the sum of its momenta, the log of its
+  // total weight sum exp(H0 - H) and its current draw.
+  auto xl = s.x, pl = p0, gl = s.grad, xr = s.x, pr = p0, gr = s.grad;
+  auto rho = p0.clone();
+  auto log_w = torch::zeros({b}, opts);
+  auto x_draw = s.x, e_draw = s.energy, g_draw = s.grad;
+  auto done = torch::zeros({b}, torch::kBool);
+  auto divergent = torch::zeros({b}, torch::kBool);
+  auto sum_accept = torch::zeros({b}, opts);
+  auto n_leaf = torch::zeros({b}, opts);
+  auto depth = torch::zeros({b}, opts);
+
+  for (int64_t j = 0; j < options_.max_depth() && !done.all().item<bool>(); ++j) {
+    const auto forward = at::rand({b}, gen, dtype) < 0.5;
+    const auto dir = torch::where(forward, torch::ones({b}, opts), -torch::ones({b}, opts));
+    // The new half starts from the end it extends.
+    auto xf = pick(forward, xr, xl), pf = pick(forward, pr, pl), gf = pick(forward, gr, gl);
+    auto ef = torch::zeros({b}, opts);
+    auto building = ~done;
+    auto sub_log_w = torch::full({b}, -INFINITY, opts);
+    auto sub_rho = torch::zeros_like(p0);
+    auto sub_x = xf, sub_e = ef, sub_g = gf;
+    // Checkpoints for the U-turn test of each power-of-two block of the new
+    // half: momentum (sharp) at the block's first leaf and the running sum of
+    // momenta just before it. Slot k holds the open block of 2^k leaves.
+    std::vector<torch::Tensor> ck_sharp(j + 1), ck_rho(j + 1);
+    const int64_t leaves = int64_t(1) << j;
+    for (int64_t n = 0; n < leaves; ++n) {
+      // One leapfrog step for the chains still building, in their direction
+      // (the others are not evaluated).
+      const int64_t n_building = building.sum().item<int64_t>();
+      if (n_building == 0) break;
+      if (n_building == b) {
+        ef = leapfrog(energy, xf, pf, gf, inv_mass, eps * dir, 1);
+      } else {
+        auto idx = building.nonzero().squeeze(1);
+        auto xa = xf.index_select(0, idx), pa = pf.index_select(0, idx), ga = gf.index_select(0, idx);
+        auto ea = leapfrog(energy, xa, pa, ga, inv_mass, eps * dir.index_select(0, idx), 1);
+        xf = xf.index_copy(0, idx, xa);
+        pf = pf.index_copy(0, idx, pa);
+        gf = gf.index_copy(0, idx, ga);
+        ef = ef.index_copy(0, idx, ea);
+      }
+      auto leaf_w = h0 - (ef + kinetic(pf));  // log weight of the new leaf
+      leaf_w = torch::where(building, leaf_w, torch::full_like(leaf_w, -INFINITY));
+      auto finite = torch::isfinite(leaf_w);
+      auto div = building & (~finite | (-leaf_w > options_.max_energy_error()));
+      sum_accept += torch::where(building & finite, leaf_w.clamp_max(0).exp(), torch::zeros_like(leaf_w));
+      n_leaf += building.to(dtype);
+      auto ok = building & ~div;
+      // Progressive multinomial draw inside the new half.
+      auto new_sub = torch::logaddexp(sub_log_w, torch::where(ok, leaf_w, torch::full_like(leaf_w, -INFINITY)));
+      auto take = ok & (log_uniform() < leaf_w - new_sub);
+      sub_x = pick(take, xf, sub_x);
+      sub_g = pick(take, gf, sub_g);
+      sub_e = torch::where(take, ef, sub_e);
+      sub_log_w = torch::where(ok, new_sub, sub_log_w);
+      auto before = sub_rho;
+      sub_rho = sub_rho + pick(ok, pf, torch::zeros_like(pf));
+      auto turned = torch::zeros({b}, torch::kBool);
+      const auto p_sharp = sharp(pf);
+      for (int64_t k = 1; k <= j; ++k) {
+        const int64_t size = int64_t(1) << k;
+        if (n % size == 0) {  // this leaf opens a block of 2^k leaves
+          ck_sharp[k] = p_sharp;
+          ck_rho[k] = before;
+        }
+        if ((n + 1) % size == 0) {  // and this one closes it
+          auto r = sub_rho - ck_rho[k];
+          turned = turned | (dot(ck_sharp[k], r) <= 0) | (dot(p_sharp, r) <= 0);
+        }
+      }
+      divergent = divergent | div;
+      auto stop = div | (ok & turned);
+      done = done | stop;
+      building = building & ~stop;
+    }
+    // A new half that finished without a U-turn or divergence joins the
+    // trajectory; its draw replaces the current one w.p. min(1, w_new/w_old).
+    auto merge = building;
+    auto take = merge & (log_uniform() < sub_log_w - log_w);
+    x_draw = pick(take, sub_x, x_draw);
+    g_draw = pick(take, sub_g, g_draw);
+    e_draw = torch::where(take, sub_e, e_draw);
+    log_w = torch::where(merge, torch::logaddexp(log_w, sub_log_w), log_w);
+    rho = rho + pick(merge, sub_rho, torch::zeros_like(sub_rho));
+    auto right = merge & forward, left = merge & ~forward;
+    xr = pick(right, xf, xr), pr = pick(right, pf, pr), gr = pick(right, gf, gr);
+    xl = pick(left, xf, xl), pl = pick(left, pf, pl), gl = pick(left, gf, gl);
+    auto turned = (dot(sharp(pl), rho) <= 0) | (dot(sharp(pr), rho) <= 0);
+    done = done | (merge & turned);
+    depth = torch::where(merge, torch::full_like(depth, double(j + 1)), depth);
+  }
+  s.x = x_draw;
+  s.energy = e_draw;
+  s.grad = g_draw;
+  Stats st;
+  st.step_size = eps;
+  st.accept_rate = (sum_accept / n_leaf.clamp_min(1)).to(torch::kDouble).mean().item<double>();
+  st.n_divergent = divergent.sum().item<int64_t>();
+  st.n_grad = n_leaf.to(torch::kDouble).mean().item<double>();
+  st.energy_mean = s.energy.to(torch::kDouble).mean().item<double>();
+  last_depth_ = depth.to(torch::kDouble).mean().item<double>();
+  return st;
 }
 
 }  // namespace ebm

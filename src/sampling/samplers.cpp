@@ -22,11 +22,20 @@ Stats Sampler::run(EnergyImpl& energy, ChainState& state, int64_t steps, at::Gen
     total.step_size += s.step_size;
     total.energy_mean += s.energy_mean;
     total.n_divergent += s.n_divergent;
+    total.n_grad += s.n_grad;
   }
   total.accept_rate /= steps;
   total.step_size /= steps;
   total.energy_mean /= steps;
   return total;
+}
+
+void Sampler::set_step_size(double) {
+  fail(ExitCode::kBadConfig, "sampler ", name(), " has no step size to adapt");
+}
+
+void Sampler::set_inv_mass(const torch::Tensor&) {
+  fail(ExitCode::kBadConfig, "sampler ", name(), " has no mass matrix to adapt");
 }
 
 namespace {
@@ -87,6 +96,7 @@ Stats LangevinSampler::step(EnergyImpl& energy, ChainState& state, at::Generator
   Stats s;
   s.step_size = options_.step_size();
   s.accept_rate = 1.0;
+  s.n_grad = 1;
   const double sigma = noise();
   if (sigma > 0) {
     if (!noise_buf_.defined() || !noise_buf_.sizes().equals(x.sizes()) ||
@@ -139,6 +149,7 @@ Stats RandomWalkMH::step(EnergyImpl& energy, ChainState& state, at::Generator& g
   auto accept = finite & (log_u < (state.energy - e_prop));
   Stats s;
   s.step_size = options_.step_size();
+  s.n_grad = 1;  // one energy evaluation (MH needs no gradient)
   s.n_divergent = x.size(0) - finite.sum().item<int64_t>();
   s.accept_rate = accept.to(torch::kDouble).mean().item<double>();
   x = torch::where(rows::per_row(accept, x), prop, x);
@@ -227,9 +238,19 @@ std::shared_ptr<Sampler> make_sampler(const std::string& spec) {
     }
     if (auto v = take("jitter")) o.jitter(spec_number(spec, "jitter", *v));
     out = std::make_shared<HMCSampler>(o);
+  } else if (name == "nuts") {
+    NUTSOptions o(0.1);
+    if (auto v = take("step")) o.step_size(spec_number(spec, "step", *v));
+    if (auto v = take("depth")) {
+      double n = spec_number(spec, "depth", *v);
+      EBM_CHECK_CONFIG(n == std::floor(n), "sampler spec '", spec, "': depth='", *v,
+                       "' is not an integer");
+      o.max_depth(int64_t(n));
+    }
+    out = std::make_shared<NUTSSampler>(o);
   } else {
     fail(ExitCode::kBadConfig, "unknown sampler '", name,
-         "' (known: langevin, ula, mh, mala, hmc)");
+         "' (known: langevin, ula, mh, mala, hmc, nuts)");
   }
   EBM_CHECK_CONFIG(kv.empty(), "sampler spec '", spec, "': unknown key '",
                    kv.empty() ? "" : kv.begin()->first, "' for ", name);

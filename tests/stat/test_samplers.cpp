@@ -148,3 +148,72 @@ TEST(HMC, MatchesCorrelatedGaussianMoments) {
   EXPECT_EQ(stats.n_divergent, 0);
   expect_moments(st.x, target->mean(), target->covariance().diagonal(), "HMC gaussian10");
 }
+
+// NUTS on the correlated 10-d Gaussian, with a fixed step and no adaptation.
+TEST(NUTS, MatchesCorrelatedGaussianMoments) {
+  auto target = make_target("gaussian", 10);
+  NUTSSampler nuts(NUTSOptions(0.3));
+  auto gen = make_generator(18, kStreamSample);
+  const int64_t chains = 4000;
+  ChainState st(2.0 * at::normal(0.0, 1.0, {chains, 10}, gen, torch::kDouble));
+  // Each transition is close to an independent draw here (trees of ~8
+  // leaves span the target): 30 transitions leave no measurable bias.
+  auto stats = nuts.run(*target, st, 30, gen);
+  EXPECT_GT(stats.accept_rate, 0.8);
+  EXPECT_EQ(stats.n_divergent, 0);
+  expect_moments(st.x, target->mean(), target->covariance().diagonal(), "NUTS gaussian10");
+}
+
+// Neal's 100-d Gaussian (sd 0.01 .. 1.00) after Stan-style warm-up: the
+// adapted mass matrix makes it isotropic, so a short run mixes. Each
+// sampler's draws are the final states of independent chains. Warm-up itself
+// is checked: the adapted inverse mass tracks the variances and the step
+// size lands where the target acceptance puts it.
+class Neal100 : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Neal100, AdaptedSamplerMatchesMoments) {
+  auto target = make_target("neal100");
+  auto sampler = make_sampler(GetParam());
+  auto gen = make_generator(19, kStreamSample);
+  // NUTS's early warm-up, with the identity metric on a target of condition
+  // number 1e4, builds trees to the maximum depth: fewer chains and depth 7
+  // (a user option) keep the test short.
+  const int64_t chains = GetParam().rfind("nuts", 0) == 0 ? 1000 : 4000;
+  ChainState st(at::normal(0.0, 1.0, {chains, 100}, gen, torch::kDouble));
+  WarmupAdapter warmup(*sampler, WarmupOptions(300));
+  while (!warmup.done()) warmup.step(*target, st, gen);
+  // Stan's windows for 300 warm-up steps: 75 + [25, 50, 100] + 50.
+  using W = std::vector<std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(warmup.windows(), (W{{75, 100}, {100, 150}, {150, 250}}));
+  auto stats = sampler->run(*target, st, 40, gen);
+  EXPECT_EQ(stats.n_divergent, 0);
+  // A functional check of dual averaging (not a statistical bound): the
+  // acceptance after warm-up is near the target.
+  EXPECT_NEAR(stats.accept_rate, sampler->target_accept(), 0.15) << GetParam();
+  expect_moments(st.x, target->mean(), target->covariance().diagonal(), GetParam() + " neal100");
+}
+
+INSTANTIATE_TEST_SUITE_P(Samplers, Neal100,
+                         ::testing::Values("mala:step=0.001", "hmc:step=0.01,leapfrog=10,jitter=0.2",
+                                           "nuts:step=0.01,depth=7"),
+                         [](const auto& info) { return info.param.substr(0, info.param.find(':')); });
+
+// Neal's funnel (10-d) with NUTS: y ~ N(0, 3^2). A small adapted step (target
+// acceptance 0.95) lets trajectories enter the neck.
+TEST(NUTS, FunnelScaleOfY) {
+  auto target = make_target("funnel");
+  NUTSSampler nuts(NUTSOptions(0.1));
+  auto gen = make_generator(20, kStreamSample);
+  const int64_t chains = 1000;
+  ChainState st(target->sample(chains, gen));  // stationary start: no burn-in bias
+  WarmupAdapter warmup(nuts, WarmupOptions(50).target_accept(0.95).adapt_mass(false));
+  while (!warmup.done()) warmup.step(*target, st, gen);
+  nuts.run(*target, st, 10, gen);
+  auto y = st.x.select(1, 0);
+  const double n = chains, sd = y.std().item<double>();
+  const double m4 = y.pow(4).mean().item<double>();
+  // SE of the variance from the fourth moment; delta method for the sd.
+  const double se_sd = std::sqrt(std::max(m4 - 81.0, 0.0) / n) / (2 * 3.0);
+  EXPECT_NEAR(sd, 3.0, kZ * se_sd);
+  EXPECT_NEAR(y.mean().item<double>(), 0.0, kZ * 3.0 / std::sqrt(n));
+}

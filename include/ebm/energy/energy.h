@@ -106,6 +106,7 @@ class GaussianEnergyImpl : public AnalyticEnergyImpl {
   GaussianEnergyImpl(torch::Tensor mean, torch::Tensor cov);
   torch::Tensor energy(const torch::Tensor& x) override;
   torch::Tensor grad(const torch::Tensor& x) override;
+  std::pair<torch::Tensor, torch::Tensor> energy_and_grad(const torch::Tensor& x) override;
   torch::Tensor mean() const override { return mean_; }
   torch::Tensor covariance() const override { return cov_; }
   double log_z() const override { return log_z_; }
@@ -113,7 +114,10 @@ class GaussianEnergyImpl : public AnalyticEnergyImpl {
   int64_t dim() const override { return mean_.size(0); }
 
  private:
+  torch::Tensor centred(const torch::Tensor& x) const;
   torch::Tensor mean_, cov_, precision_, chol_;
+  torch::Tensor diag_precision_;  // [D] when the covariance is diagonal, else undefined
+  bool zero_mean_ = false;
   double log_z_;
 };
 
@@ -187,9 +191,14 @@ class DoubleWellEnergyImpl : public AnalyticEnergyImpl {
 // initial weights depend on the run's seed only.
 void reset_parameters(torch::nn::Module& module, at::Generator& gen);
 
-// Builds a target by name: gaussian, mixture, funnel, banana, double_well
-// (`dim` applies where the target has a free dimension).
-AnalyticEnergy make_target(const std::string& name, int64_t dim);
+// Builds a target from a spec "name[:key=value,...]":
+//   gaussian    dim, cond (diagonal, variances log-spaced 1/cond..1) or rho
+//               (default: correlated, cov_ij = rho^|i-j|, rho = 0.5)
+//   neal100     Neal's 100-d Gaussian, standard deviations 0.01, 0.02, ..., 1.00
+//   funnel      dim (default 10)      mixture  dim (default 2)
+//   banana      b (curvature)         double_well  dim, barrier
+// `default_dim` > 0 applies when the spec has no dim (0 = the target's own default).
+AnalyticEnergy make_target(const std::string& spec, int64_t default_dim = 0);
 const std::vector<std::string>& target_names();
 
 }  // namespace ebm

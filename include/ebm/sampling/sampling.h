@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ebm/energy/energy.h"
 
@@ -23,20 +24,32 @@ struct ChainState {
 };
 
 // Fixed names (Stan's): averaged over the steps of a run.
+// n_grad is the mean number of gradient evaluations per chain (summed over
+// the steps of a run), the cost unit of ESS per gradient.
 struct Stats {
   double accept_rate = 1.0;
   double step_size = 0.0;
   int64_t n_divergent = 0;
   double energy_mean = 0.0;
+  double n_grad = 0.0;
 };
 
 class Sampler {
  public:
   virtual ~Sampler() = default;
   virtual Stats step(EnergyImpl& energy, ChainState& state, at::Generator& gen) = 0;
-  // `steps` transitions; stats averaged (n_divergent summed).
+  // `steps` transitions; stats averaged (n_divergent and n_grad summed).
   Stats run(EnergyImpl& energy, ChainState& state, int64_t steps, at::Generator& gen);
   virtual std::string name() const = 0;
+
+  // Tuning hooks for warm-up adaptation (WarmupAdapter). A sampler that
+  // adapts its step reports the acceptance it aims at (0 = not adaptable);
+  // one with a diagonal mass matrix takes M^{-1} [D].
+  virtual double target_accept() const { return 0.0; }
+  virtual double step_size() const { return 0.0; }
+  virtual void set_step_size(double eps);
+  virtual bool has_mass() const { return false; }
+  virtual void set_inv_mass(const torch::Tensor& inv_mass);
 };
 
 // Unadjusted Langevin / SGLD (Welling & Teh 2011; IGEBM, Du & Mordatch 2019):
@@ -78,18 +91,25 @@ class RandomWalkMH : public Sampler {
   explicit RandomWalkMH(const RandomWalkMHOptions& options);
   Stats step(EnergyImpl& energy, ChainState& state, at::Generator& gen) override;
   std::string name() const override { return "mh"; }
+  // 0.234: the optimum of Roberts, Gelman & Gilks (1997) in high dimension.
+  double target_accept() const override { return 0.234; }
+  double step_size() const override { return options_.step_size(); }
+  void set_step_size(double eps) override { options_.step_size(eps); }
 
  private:
   RandomWalkMHOptions options_;
 };
 
-// Metropolis-adjusted Langevin (Roberts & Tweedie 1996):
-//   x* = x - eps grad E(x) + sqrt(2 eps) xi, accepted with probability
+// Metropolis-adjusted Langevin (Roberts & Tweedie 1996), preconditioned by a
+// diagonal A = M^{-1} (identity by default):
+//   x* = x - eps A grad E(x) + sqrt(2 eps) A^{1/2} xi, accepted with probability
 //   min(1, exp(E(x) - E(x*) + log q(x | x*) - log q(x* | x))),
-//   log q(b | a) = -|b - a + eps grad E(a)|^2 / (4 eps)  (squared norm, variance 2 eps).
+//   log q(b | a) = -(b - a + eps A g(a))^T A^{-1} (b - a + eps A g(a)) / (4 eps)
+// (a squared norm; the proposal variance is 2 eps A).
 struct MALAOptions {
   explicit MALAOptions(double step_size) : step_size_(step_size) {}
-  TORCH_ARG(double, step_size);  // eps > 0
+  TORCH_ARG(double, step_size);              // eps > 0
+  TORCH_ARG(torch::Tensor, inv_mass) = {};   // diagonal A [D]; undefined = identity
 };
 
 class MALASampler : public Sampler {
@@ -97,6 +117,11 @@ class MALASampler : public Sampler {
   explicit MALASampler(const MALAOptions& options);
   Stats step(EnergyImpl& energy, ChainState& state, at::Generator& gen) override;
   std::string name() const override { return "mala"; }
+  double target_accept() const override { return 0.57; }  // Roberts & Rosenthal (1998)
+  double step_size() const override { return options_.step_size(); }
+  void set_step_size(double eps) override { options_.step_size(eps); }
+  bool has_mass() const override { return true; }
+  void set_inv_mass(const torch::Tensor& inv_mass) override { options_.inv_mass(inv_mass); }
 
  private:
   MALAOptions options_;
@@ -127,14 +152,121 @@ class HMCSampler : public Sampler {
   explicit HMCSampler(const HMCOptions& options);
   Stats step(EnergyImpl& energy, ChainState& state, at::Generator& gen) override;
   std::string name() const override { return "hmc"; }
+  double target_accept() const override { return 0.65; }  // Beskos et al. (2013)
+  double step_size() const override { return options_.step_size(); }
+  void set_step_size(double eps) override { options_.step_size(eps); }
+  bool has_mass() const override { return true; }
+  void set_inv_mass(const torch::Tensor& inv_mass) override { options_.inv_mass(inv_mass); }
 
  private:
   HMCOptions options_;
 };
 
+// The No-U-Turn Sampler (Hoffman & Gelman 2014) with multinomial sampling of
+// the trajectory (Betancourt 2017), as Stan and BlackJAX run it: the
+// trajectory doubles in a random direction until the generalised U-turn
+// criterion (with rho, the sum of momenta) fails on the whole trajectory or
+// on any power-of-two sub-trajectory of the newest half, the energy error
+// exceeds 1000 (a divergence) or max_depth doublings are done. The new
+// half's draw is chosen progressively in proportion to exp(-H) and replaces
+// the current one with probability min(1, w_new / w_old) (biased progressive
+// sampling). Chains are batched: each has its own direction, tree and stop
+// mask, and only running chains are evaluated. Stats::accept_rate is Stan's
+// accept_stat (mean over the new leaves of min(1, exp(H0 - H))), which
+// dual averaging drives to its target.
+struct NUTSOptions {
+  explicit NUTSOptions(double step_size) : step_size_(step_size) {}
+  TORCH_ARG(double, step_size);              // eps > 0
+  TORCH_ARG(int64_t, max_depth) = 10;        // at most 2^max_depth - 1 leapfrog steps
+  TORCH_ARG(double, max_energy_error) = 1000.0;  // divergence threshold on H - H0
+  TORCH_ARG(torch::Tensor, inv_mass) = {};   // diagonal M^{-1} [D]; undefined = identity
+};
+
+class NUTSSampler : public Sampler {
+ public:
+  explicit NUTSSampler(const NUTSOptions& options);
+  Stats step(EnergyImpl& energy, ChainState& state, at::Generator& gen) override;
+  std::string name() const override { return "nuts"; }
+  double target_accept() const override { return 0.8; }
+  double step_size() const override { return options_.step_size(); }
+  void set_step_size(double eps) override { options_.step_size(eps); }
+  bool has_mass() const override { return true; }
+  void set_inv_mass(const torch::Tensor& inv_mass) override { options_.inv_mass(inv_mass); }
+  // Mean tree depth of the chains in the last step.
+  double last_depth() const { return last_depth_; }
+  const NUTSOptions& options() const { return options_; }
+
+ private:
+  NUTSOptions options_;
+  double last_depth_ = 0;
+};
+
+// Dual averaging of log step size (Nesterov 2009; Hoffman & Gelman 2014,
+// Algorithm 5) with Stan's constants. update() takes the acceptance
+// statistic of one transition and returns the next step size; final() is the
+// averaged iterate exp(x_bar) that sampling keeps after warm-up.
+struct DualAveragingOptions {
+  explicit DualAveragingOptions(double target) : target_(target) {}
+  TORCH_ARG(double, target);         // acceptance statistic to reach, in (0, 1)
+  TORCH_ARG(double, gamma) = 0.05;
+  TORCH_ARG(double, kappa) = 0.75;
+  TORCH_ARG(double, t0) = 10.0;
+};
+
+class DualAveraging {
+ public:
+  DualAveraging(const DualAveragingOptions& options, double initial_step);
+  // Starts over, shrinking towards log(10 eps) (Stan, after each mass update).
+  void restart(double step);
+  double update(double accept_stat);
+  double final() const { return std::exp(x_bar_); }
+
+ private:
+  DualAveragingOptions options_;
+  double mu_ = 0, x_bar_ = 0, h_bar_ = 0;
+  int64_t t_ = 0;
+};
+
+// Stan's warm-up: dual averaging of the step size throughout; a diagonal mass
+// matrix estimated from the draws of doubling windows (init buffer 75, first
+// window 25, terminal buffer 50, scaled down proportionally when warm-up is
+// shorter than 150 steps), regularised as (n/(n+5)) var + 1e-3 (5/(n+5)),
+// with dual averaging restarted after each update. Batched chains pool their
+// draws in each window and share one step size.
+struct WarmupOptions {
+  explicit WarmupOptions(int64_t steps) : steps_(steps) {}
+  TORCH_ARG(int64_t, steps);               // warm-up transitions >= 0
+  TORCH_ARG(double, target_accept) = 0.0;  // 0 = the sampler's default
+  TORCH_ARG(bool, adapt_mass) = true;      // only where the sampler has one
+  TORCH_ARG(int64_t, init_buffer) = 75;
+  TORCH_ARG(int64_t, base_window) = 25;
+  TORCH_ARG(int64_t, term_buffer) = 50;
+};
+
+class WarmupAdapter {
+ public:
+  WarmupAdapter(Sampler& sampler, const WarmupOptions& options);
+  // One warm-up transition with adaptation; after the last one the sampler
+  // holds its final step size (and mass matrix).
+  Stats step(EnergyImpl& energy, ChainState& state, at::Generator& gen);
+  bool done() const { return t_ >= options_.steps(); }
+  // Windows [start, end) of mass-matrix estimation (for tests and logs).
+  const std::vector<std::pair<int64_t, int64_t>>& windows() const { return windows_; }
+
+ private:
+  Sampler& sampler_;
+  WarmupOptions options_;
+  DualAveraging averager_;
+  std::vector<std::pair<int64_t, int64_t>> windows_;
+  int64_t t_ = 0;
+  size_t window_ = 0;
+  torch::Tensor sum_, sum_sq_;  // running moments of the current window, [D] float64
+  int64_t count_ = 0;
+};
+
 // "name:key=value,key=value" -> sampler. Names: langevin (keys step, noise,
 // exact, clip, min, max), ula (= langevin with exact noise), mh (step),
-// mala (step), hmc (step, leapfrog, jitter).
+// mala (step), hmc (step, leapfrog, jitter), nuts (step, depth).
 // Unknown names or keys and bad values throw kBadConfig naming them.
 std::shared_ptr<Sampler> make_sampler(const std::string& spec);
 // Splits a spec string; values stay strings.

@@ -250,3 +250,94 @@ TEST(SamplerSpec, MalaAndHmc) {
   EXPECT_EQ(code_of([] { make_sampler("hmc:leapfrog=0"); }), ExitCode::kBadConfig);
   EXPECT_EQ(code_of([] { make_sampler("hmc:jitter=1"); }), ExitCode::kBadConfig);
 }
+
+// ----- NUTS and adaptation ---------------------------------------------------
+// On a flat energy momentum never changes, so no U-turn can occur: every
+// chain doubles to the maximum depth (2^d - 1 leapfrog steps) and every leaf
+// has acceptance statistic 1. The draw moves along p0 only.
+TEST(NUTS, FlatEnergyRunsToMaxDepth) {
+  LinearEnergy e(torch::tensor({0.0, 0.0, 0.0}, torch::kDouble));
+  NUTSSampler s(NUTSOptions(0.1).max_depth(5));
+  auto gen = make_generator(8, kStreamSample);
+  ChainState st(torch::zeros({32, 3}, torch::kDouble));
+  auto stats = s.step(e, st, gen);
+  EXPECT_DOUBLE_EQ(stats.n_grad, 31.0);
+  EXPECT_DOUBLE_EQ(stats.accept_rate, 1.0);
+  EXPECT_DOUBLE_EQ(s.last_depth(), 5.0);
+  EXPECT_EQ(stats.n_divergent, 0);
+}
+
+// A strongly curved energy stops trajectories early: a 1-d Gaussian with
+// step 0.5 completes a half orbit in ~6 steps, far below max depth.
+TEST(NUTS, UTurnStopsTrajectories) {
+  auto target = make_target("gaussian", 1);
+  NUTSSampler s(NUTSOptions(0.5));
+  auto gen = make_generator(9, kStreamSample);
+  ChainState st(at::normal(0.0, 1.0, {256, 1}, gen, torch::kDouble));
+  auto stats = s.step(*target, st, gen);
+  EXPECT_LT(s.last_depth(), 4.0);
+  EXPECT_LT(stats.n_grad, 16.0);
+  EXPECT_GT(stats.accept_rate, 0.8);
+}
+
+TEST(NUTS, NonFiniteTrajectoryIsADivergence) {
+  LinearEnergy e(torch::tensor({-1.0, 0.0}, torch::kDouble), /*nan_above=*/0.5);
+  NUTSSampler s(NUTSOptions(0.5));
+  auto gen = make_generator(10, kStreamSample);
+  ChainState st(torch::zeros({16, 2}, torch::kDouble));
+  auto stats = s.step(e, st, gen);
+  EXPECT_GT(stats.n_divergent, 0);
+  EXPECT_TRUE(torch::isfinite(st.x).all().item<bool>());
+  EXPECT_TRUE(torch::isfinite(st.energy).all().item<bool>());
+}
+
+// Dual averaging on a known acceptance curve a(eps) = exp(-eps) converges to
+// the eps with a(eps) = target, i.e. -log(target).
+TEST(DualAveraging, FindsTheStepOfTheTargetAcceptance) {
+  DualAveraging da(DualAveragingOptions(0.65), 1.0);
+  double eps = 1.0;
+  for (int i = 0; i < 2000; ++i) eps = da.update(std::exp(-eps));
+  EXPECT_NEAR(da.final(), -std::log(0.65), 1e-2);
+}
+
+TEST(WarmupAdapter, WindowsFollowStan) {
+  using W = std::vector<std::pair<int64_t, int64_t>>;
+  auto windows = [](int64_t n) {
+    HMCSampler hmc(HMCOptions(0.1));
+    return WarmupAdapter(hmc, WarmupOptions(n)).windows();
+  };
+  EXPECT_EQ(windows(1000), (W{{75, 100}, {100, 150}, {150, 250}, {250, 450}, {450, 950}}));
+  EXPECT_EQ(windows(100), (W{{15, 90}}));  // 15% / 75% / 10%
+  EXPECT_TRUE(windows(10).empty());       // too short to estimate a metric
+  MALASampler m(MALAOptions(0.1));
+  EXPECT_TRUE(WarmupAdapter(m, WarmupOptions(1000).adapt_mass(false)).windows().empty());
+  LangevinSampler ula(LangevinOptions(0.1));
+  EXPECT_EQ(code_of([&] { WarmupAdapter(ula, WarmupOptions(10)); }), ExitCode::kBadConfig);
+}
+
+// The adapted inverse mass of a diagonal Gaussian is its variances: the last
+// window pools 500 chains x 50 draws, an effective sample of at least 500
+// (draws within a chain are at worst fully correlated), so the relative error
+// of each variance is below z sqrt(2 / 500) = 0.31 at z = 4.89 (false-alarm
+// rate 1e-6 per dimension).
+TEST(WarmupAdapter, MassMatrixTracksVariances) {
+  auto target = make_target("gaussian:dim=4,cond=100");
+  NUTSSampler nuts(NUTSOptions(0.05));
+  auto gen = make_generator(11, kStreamSample);
+  ChainState st(target->sample(500, gen));
+  WarmupAdapter w(nuts, WarmupOptions(200));
+  while (!w.done()) w.step(*target, st, gen);
+  auto var = target->covariance().diagonal();
+  auto rel = (nuts.options().inv_mass() / var - 1).abs();
+  EXPECT_LT(rel.max().item<double>(), 4.89 * std::sqrt(2.0 / 500)) << nuts.options().inv_mass();
+  // With the metric right, the step is O(1) though the smallest sd is 0.1.
+  EXPECT_GT(nuts.step_size(), 0.3);
+}
+
+TEST(SamplerSpec, Nuts) {
+  EXPECT_EQ(make_sampler("nuts:step=0.1,depth=8")->name(), "nuts");
+  EXPECT_DOUBLE_EQ(make_sampler("nuts")->target_accept(), 0.8);
+  EXPECT_EQ(code_of([] { make_sampler("nuts:depth=0"); }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([] { make_sampler("nuts:depth=1.5"); }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([] { make_sampler("nuts:leapfrog=3"); }), ExitCode::kBadConfig);
+}
