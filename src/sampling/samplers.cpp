@@ -3,6 +3,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/simd.h"
 #include "ebm/sampling/sampling.h"
+#include "ebm/sampling/tempering.h"
 #include "rows.h"
 
 #include <sstream>
@@ -28,15 +29,6 @@ Stats Sampler::run(EnergyImpl& energy, ChainState& state, int64_t steps, at::Gen
   total.energy_mean /= steps;
   return total;
 }
-
-namespace {
-double finite_mean(const torch::Tensor& e) {
-  auto ok = torch::isfinite(e);
-  auto n = ok.sum().item<int64_t>();
-  return n ? torch::where(ok, e, torch::zeros_like(e)).sum().item<double>() / n : NAN;
-}
-
-}  // namespace
 
 // ----- Langevin -------------------------------------------------------------
 LangevinSampler::LangevinSampler(const LangevinOptions& o) : options_(o) {
@@ -108,7 +100,7 @@ Stats LangevinSampler::step(EnergyImpl& energy, ChainState& state, at::Generator
     auto bad = rows::per_row(~ok, g);
     g.masked_fill_(bad, 0.0);
     if (sigma > 0) noise_buf_.masked_fill_(bad, 0.0);
-    s.energy_mean = finite_mean(e);
+    s.energy_mean = rows::finite_mean(e);
   }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "langevin_update", [&] {
     langevin_update<scalar_t>(x.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
@@ -144,7 +136,7 @@ Stats RandomWalkMH::step(EnergyImpl& energy, ChainState& state, at::Generator& g
   x = torch::where(rows::per_row(accept, x), prop, x);
   state.energy = torch::where(accept, e_prop, state.energy);
   state.grad = torch::Tensor();
-  s.energy_mean = finite_mean(state.energy);
+  s.energy_mean = rows::finite_mean(state.energy);
   return s;
 }
 
@@ -178,6 +170,13 @@ double spec_number(const std::string& spec, const std::string& key, const std::s
   EBM_CHECK_CONFIG(used == v.size() && !v.empty(), "sampler spec '", spec, "': ", key, "='", v,
                    "' is not a number");
   return d;
+}
+
+int64_t spec_int(const std::string& spec, const std::string& key, const std::string& v) {
+  double d = spec_number(spec, key, v);
+  EBM_CHECK_CONFIG(d == std::floor(d) && std::abs(d) < 1e15, "sampler spec '", spec, "': ", key,
+                   "='", v, "' is not an integer");
+  return int64_t(d);
 }
 
 bool spec_bool(const std::string& spec, const std::string& key, const std::string& v) {
@@ -227,9 +226,24 @@ std::shared_ptr<Sampler> make_sampler(const std::string& spec) {
     }
     if (auto v = take("jitter")) o.jitter(spec_number(spec, "jitter", *v));
     out = std::make_shared<HMCSampler>(o);
+  } else if (name == "annealed") {
+    AnnealedLangevinOptions o(2e-5);
+    if (auto v = take("eps")) o.step_size(spec_number(spec, "eps", *v));
+    if (auto v = take("smax")) o.sigma_max(spec_number(spec, "smax", *v));
+    if (auto v = take("smin")) o.sigma_min(spec_number(spec, "smin", *v));
+    if (auto v = take("levels")) o.n_levels(spec_int(spec, "levels", *v));
+    if (auto v = take("steps")) o.steps_per_level(spec_int(spec, "steps", *v));
+    if (auto v = take("denoise")) o.denoise(spec_bool(spec, "denoise", *v));
+    out = std::make_shared<AnnealedLangevinSampler>(o);
+  } else if (name == "pt") {
+    ParallelTemperingOptions o(0.05);
+    if (auto v = take("step")) o.step_size(spec_number(spec, "step", *v));
+    if (auto v = take("temps")) o.n_temps(spec_int(spec, "temps", *v));
+    if (auto v = take("tmax")) o.t_max(spec_number(spec, "tmax", *v));
+    out = std::make_shared<ParallelTempering>(o);
   } else {
     fail(ExitCode::kBadConfig, "unknown sampler '", name,
-         "' (known: langevin, ula, mh, mala, hmc)");
+         "' (known: langevin, ula, mh, mala, hmc, annealed, pt)");
   }
   EBM_CHECK_CONFIG(kv.empty(), "sampler spec '", spec, "': unknown key '",
                    kv.empty() ? "" : kv.begin()->first, "' for ", name);

@@ -134,7 +134,8 @@ class HMCSampler : public Sampler {
 
 // "name:key=value,key=value" -> sampler. Names: langevin (keys step, noise,
 // exact, clip, min, max), ula (= langevin with exact noise), mh (step),
-// mala (step), hmc (step, leapfrog, jitter).
+// mala (step), hmc (step, leapfrog, jitter), annealed (eps, smax, smin,
+// levels, steps, denoise; tempering.h), pt (step, temps, tmax; tempering.h).
 // Unknown names or keys and bad values throw kBadConfig naming them.
 std::shared_ptr<Sampler> make_sampler(const std::string& spec);
 // Splits a spec string; values stay strings.
