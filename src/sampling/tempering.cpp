@@ -69,6 +69,9 @@ Stats AnnealedLangevinSampler::step(EnergyImpl& energy, ChainState& state, at::G
   auto diverged = torch::zeros({x.size(0)}, x.options().dtype(torch::kBool));  // [B]
   // Rows with a non-finite energy or gradient get a zero move.
   auto hold_bad = [&](const torch::Tensor& e, torch::Tensor& g, torch::Tensor* xi) {
+    // Fast path: a finite total means every entry is finite (an overflowing
+    // one only sends us down the exact path).
+    if (std::isfinite((e.sum() + g.sum()).item<double>())) return;
     auto ok = torch::isfinite(e) & rows::finite(g);  // [B]
     if (ok.all().item<bool>()) return;
     diverged |= ~ok;
@@ -84,7 +87,7 @@ Stats AnnealedLangevinSampler::step(EnergyImpl& energy, ChainState& state, at::G
       auto [e, g] = energy.energy_and_grad(x);  // [B], like x
       auto xi = at::normal(0.0, 1.0, x.sizes(), gen, x.scalar_type());
       hold_bad(e, g, &xi);
-      x = x - drift * g + sd * xi;
+      x = x.add(g, -drift).add_(xi, sd);
     }
   }
   const double last = levels_.back();
