@@ -280,6 +280,28 @@ TEST(ParallelTempering, FlatEnergyMovesAndSwapsExactly) {
   EXPECT_EQ(pt.swap_rates(), (std::vector<double>{1.0, 1.0}));
 }
 
+// On a linear energy the tempered MALA ratio is exactly 1 at every
+// temperature (drift eps a, noise variance 2 eps T_k, q evaluated with 4 eps
+// T_k), so every replica moves; swaps only permute a chain's replicas, so the
+// per-chain sum over rungs is exactly the sum of the replayed moves.
+TEST(ParallelTempering, TemperedMALAAcceptsEveryMoveOnALinearEnergy) {
+  auto a = torch::tensor({1.0, -2.0}, torch::kDouble);
+  Linear e(a);
+  const double eps = 0.5;
+  ParallelTempering pt(ParallelTemperingOptions(eps).n_temps(4).t_max(8.0));
+  auto gen = make_generator(8, kStreamTrain);
+  ChainState st(torch::zeros({64, 2}, torch::kDouble));
+  pt.step(e, st, gen);
+  auto before = pt.replicas().clone();
+  auto replay = gen.clone();
+  auto stats = pt.step(e, st, gen);
+  EXPECT_EQ(stats.accept_rate, 1.0);
+  auto xi = at::normal(0.0, 1.0, {4, 64, 2}, replay, torch::kDouble);
+  auto sd = torch::tensor(pt.temperatures(), torch::kDouble).mul(2 * eps).sqrt().view({4, 1, 1});
+  auto moved = before - eps * a + sd * xi;
+  EXPECT_TRUE(torch::allclose(pt.replicas().sum(0), moved.sum(0), 1e-12, 1e-12));
+}
+
 // K = 1: no swaps, and the local move is MALA's, draw for draw.
 TEST(ParallelTempering, OneTemperatureIsMALA) {
   auto target = make_target("gaussian", 3);
