@@ -136,7 +136,7 @@ Stats ParallelTempering::step(EnergyImpl& energy, ChainState& state, at::Generat
   const bool fresh = !x_.defined() || !x_.sizes().equals(shape) ||
                      x_.scalar_type() != state.x.scalar_type() || x_.device() != state.x.device();
   // The cold row: the ChainState's chains, with its cache when it has one.
-  // Clones: some energies return buffers that their next call overwrites.
+  // Clones: energy_and_grad does not promise tensors its next call leaves alone.
   if (!state.energy.defined() || !state.grad.defined()) {
     auto [e, g] = energy.energy_and_grad(state.x);
     state.energy = e.clone();
