@@ -20,4 +20,11 @@ inline torch::Tensor sum(const torch::Tensor& t) { return t.flatten(1).sum(1); }
 // Chains whose entries are all finite: [B] bool.
 inline torch::Tensor finite(const torch::Tensor& t) { return torch::isfinite(t).flatten(1).all(1); }
 
+// Mean of the finite entries of per-chain energies [B]; NaN when none is.
+inline double finite_mean(const torch::Tensor& e) {
+  auto ok = torch::isfinite(e);
+  auto n = ok.sum().item<int64_t>();
+  return n ? torch::where(ok, e, torch::zeros_like(e)).sum().item<double>() / n : NAN;
+}
+
 }  // namespace ebm::rows

@@ -2,10 +2,11 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/simd.h"
+#include "ebm/core/spec.h"
 #include "ebm/sampling/sampling.h"
+#include "ebm/sampling/tempering.h"
 #include "rows.h"
 
-#include <sstream>
 
 namespace ebm {
 
@@ -37,15 +38,6 @@ void Sampler::set_step_size(double) {
 void Sampler::set_inv_mass(const torch::Tensor&) {
   fail(ExitCode::kBadConfig, "sampler ", name(), " has no mass matrix to adapt");
 }
-
-namespace {
-double finite_mean(const torch::Tensor& e) {
-  auto ok = torch::isfinite(e);
-  auto n = ok.sum().item<int64_t>();
-  return n ? torch::where(ok, e, torch::zeros_like(e)).sum().item<double>() / n : NAN;
-}
-
-}  // namespace
 
 // ----- Langevin -------------------------------------------------------------
 LangevinSampler::LangevinSampler(const LangevinOptions& o) : options_(o) {
@@ -118,7 +110,7 @@ Stats LangevinSampler::step(EnergyImpl& energy, ChainState& state, at::Generator
     auto bad = rows::per_row(~ok, g);
     g.masked_fill_(bad, 0.0);
     if (sigma > 0) noise_buf_.masked_fill_(bad, 0.0);
-    s.energy_mean = finite_mean(e);
+    s.energy_mean = rows::finite_mean(e);
   }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "langevin_update", [&] {
     langevin_update<scalar_t>(x.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
@@ -155,105 +147,55 @@ Stats RandomWalkMH::step(EnergyImpl& energy, ChainState& state, at::Generator& g
   x = torch::where(rows::per_row(accept, x), prop, x);
   state.energy = torch::where(accept, e_prop, state.energy);
   state.grad = torch::Tensor();
-  s.energy_mean = finite_mean(state.energy);
+  s.energy_mean = rows::finite_mean(state.energy);
   return s;
 }
 
 // ----- Factory --------------------------------------------------------------
-std::pair<std::string, std::map<std::string, std::string>> parse_spec(const std::string& spec) {
-  auto colon = spec.find(':');
-  std::string name = spec.substr(0, colon);
-  std::map<std::string, std::string> kv;
-  if (colon == std::string::npos) return {name, kv};
-  std::stringstream ss(spec.substr(colon + 1));
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.empty()) continue;
-    auto eq = item.find('=');
-    EBM_CHECK_CONFIG(eq != std::string::npos && eq > 0, "sampler spec '", spec, "': item '",
-                     item, "' is not key=value");
-    kv[item.substr(0, eq)] = item.substr(eq + 1);
-  }
-  return {name, kv};
-}
-
-namespace {
-double spec_number(const std::string& spec, const std::string& key, const std::string& v) {
-  size_t used = 0;
-  double d = 0;
-  try {
-    d = std::stod(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  EBM_CHECK_CONFIG(used == v.size() && !v.empty(), "sampler spec '", spec, "': ", key, "='", v,
-                   "' is not a number");
-  return d;
-}
-
-bool spec_bool(const std::string& spec, const std::string& key, const std::string& v) {
-  if (v == "true" || v == "1") return true;
-  if (v == "false" || v == "0") return false;
-  fail(ExitCode::kBadConfig, "sampler spec '", spec, "': ", key, "='", v,
-       "' is not true or false");
-}
-}  // namespace
-
-std::shared_ptr<Sampler> make_sampler(const std::string& spec) {
-  auto [name, kv] = parse_spec(spec);
-  auto take = [&, &kv = kv](const std::string& key) -> std::optional<std::string> {
-    auto it = kv.find(key);
-    if (it == kv.end()) return std::nullopt;
-    std::string v = it->second;
-    kv.erase(it);
-    return v;
-  };
+std::shared_ptr<Sampler> make_sampler(const std::string& text) {
+  Spec spec("sampler", text);
+  const std::string& name = spec.name();
   std::shared_ptr<Sampler> out;
   if (name == "langevin" || name == "ula" || name == "sgld") {
-    LangevinOptions o(0.01);
+    LangevinOptions o(spec.number("step").value_or(0.01));
     o.exact_noise(name == "ula");
-    if (auto v = take("step")) o.step_size(spec_number(spec, "step", *v));
-    if (auto v = take("noise")) o.noise(spec_number(spec, "noise", *v));
-    if (auto v = take("exact")) o.exact_noise(spec_bool(spec, "exact", *v));
-    if (auto v = take("clip")) o.grad_clip(spec_number(spec, "clip", *v));
-    if (auto v = take("min")) o.clamp_min(spec_number(spec, "min", *v));
-    if (auto v = take("max")) o.clamp_max(spec_number(spec, "max", *v));
+    if (auto v = spec.number("noise")) o.noise(*v);
+    if (auto v = spec.boolean("exact")) o.exact_noise(*v);
+    if (auto v = spec.number("clip")) o.grad_clip(*v);
+    if (auto v = spec.number("min")) o.clamp_min(*v);
+    if (auto v = spec.number("max")) o.clamp_max(*v);
     out = std::make_shared<LangevinSampler>(o);
   } else if (name == "mh" || name == "rwmh") {
-    RandomWalkMHOptions o(0.1);
-    if (auto v = take("step")) o.step_size(spec_number(spec, "step", *v));
-    out = std::make_shared<RandomWalkMH>(o);
+    out = std::make_shared<RandomWalkMH>(RandomWalkMHOptions(spec.number("step").value_or(0.1)));
   } else if (name == "mala") {
-    MALAOptions o(0.01);
-    if (auto v = take("step")) o.step_size(spec_number(spec, "step", *v));
-    out = std::make_shared<MALASampler>(o);
+    out = std::make_shared<MALASampler>(MALAOptions(spec.number("step").value_or(0.01)));
   } else if (name == "hmc") {
-    HMCOptions o(0.05);
-    if (auto v = take("step")) o.step_size(spec_number(spec, "step", *v));
-    if (auto v = take("leapfrog")) {
-      double n = spec_number(spec, "leapfrog", *v);
-      EBM_CHECK_CONFIG(n == std::floor(n), "sampler spec '", spec, "': leapfrog='", *v,
-                       "' is not an integer");
-      o.n_leapfrog(int64_t(n));
-    }
-    if (auto v = take("jitter")) o.jitter(spec_number(spec, "jitter", *v));
+    HMCOptions o(spec.number("step").value_or(0.05));
+    if (auto v = spec.integer("leapfrog")) o.n_leapfrog(*v);
+    if (auto v = spec.number("jitter")) o.jitter(*v);
     out = std::make_shared<HMCSampler>(o);
   } else if (name == "nuts") {
-    NUTSOptions o(0.1);
-    if (auto v = take("step")) o.step_size(spec_number(spec, "step", *v));
-    if (auto v = take("depth")) {
-      double n = spec_number(spec, "depth", *v);
-      EBM_CHECK_CONFIG(n == std::floor(n), "sampler spec '", spec, "': depth='", *v,
-                       "' is not an integer");
-      o.max_depth(int64_t(n));
-    }
+    NUTSOptions o(spec.number("step").value_or(0.1));
+    if (auto v = spec.integer("depth")) o.max_depth(*v);
     out = std::make_shared<NUTSSampler>(o);
+  } else if (name == "annealed") {
+    AnnealedLangevinOptions o(spec.number("eps").value_or(2e-5));
+    if (auto v = spec.number("smax")) o.sigma_max(*v);
+    if (auto v = spec.number("smin")) o.sigma_min(*v);
+    if (auto v = spec.integer("levels")) o.n_levels(*v);
+    if (auto v = spec.integer("steps")) o.steps_per_level(*v);
+    if (auto v = spec.boolean("denoise")) o.denoise(*v);
+    out = std::make_shared<AnnealedLangevinSampler>(o);
+  } else if (name == "pt") {
+    ParallelTemperingOptions o(spec.number("step").value_or(0.05));
+    if (auto v = spec.integer("temps")) o.n_temps(*v);
+    if (auto v = spec.number("tmax")) o.t_max(*v);
+    out = std::make_shared<ParallelTempering>(o);
   } else {
     fail(ExitCode::kBadConfig, "unknown sampler '", name,
-         "' (known: langevin, ula, mh, mala, hmc, nuts)");
+         "' (known: langevin, ula, sgld, mh, mala, hmc, nuts, annealed, pt)");
   }
-  EBM_CHECK_CONFIG(kv.empty(), "sampler spec '", spec, "': unknown key '",
-                   kv.empty() ? "" : kv.begin()->first, "' for ", name);
+  spec.finish();
   return out;
 }
 

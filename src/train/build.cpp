@@ -25,15 +25,23 @@ std::vector<ConfigKey> train_schema() {
       {"energy.activation", std::string("swish"), "swish | softplus | elu | leaky_relu"},
       {"energy.spectral_norm", false, "spectral normalisation of every weight"},
       {"energy.prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"},
-      {"sampler.name", std::string("langevin"), "langevin | ula | mh | mala | hmc"},
+      {"sampler.name", std::string("langevin"), "langevin | ula | mh | mala | hmc | nuts | annealed | pt"},
       {"sampler.steps", int64_t(20), "sampler transitions per training iteration"},
-      {"sampler.step_size", 0.01, "Langevin step eta, or MH proposal std"},
+      {"sampler.step_size", 0.01, "Langevin step eta, or MH proposal std (annealed: eta at the last level; pt: MALA step at T = 1)"},
       {"sampler.noise", 0.005, "Langevin noise std (ignored when sampler.exact_noise)"},
       {"sampler.exact_noise", false, "Langevin noise = sqrt(2 step_size)"},
       {"sampler.grad_clip", 0.0, "clamp each gradient element to +-grad_clip; 0 = off"},
       {"sampler.clamp", F{}, "[min, max] box for the chains; empty = none"},
       {"sampler.leapfrog", int64_t(10), "HMC leapfrog steps per transition"},
       {"sampler.jitter", 0.0, "HMC step-size jitter fraction in [0, 1)"},
+      {"sampler.max_depth", int64_t(10), "NUTS maximum tree depth (2^depth - 1 leapfrog steps at most)"},
+      {"sampler.levels", int64_t(10), "annealed: noise levels / temperatures L (one transition sweeps all)"},
+      {"sampler.level_steps", int64_t(100), "annealed: Langevin steps T per level"},
+      {"sampler.sigma_max", 1.0, "annealed: first (largest) level"},
+      {"sampler.sigma_min", 0.01, "annealed: last (smallest) level; 1 ends on exp(-E) in temperature mode"},
+      {"sampler.denoise", false, "annealed: final denoising step x - sigma_min^2 grad E (noise-conditional energies)"},
+      {"sampler.temps", int64_t(8), "pt: temperatures K (geometric from 1 to sampler.tmax)"},
+      {"sampler.tmax", 10.0, "pt: hottest temperature"},
       {"buffer.capacity", int64_t(10000), "replay buffer chains; 0 = short-run chains"},
       {"buffer.reinit_prob", 0.05, "probability a drawn chain restarts from the init distribution"},
       {"buffer.init", std::string("uniform"), "uniform | gaussian"},
@@ -100,7 +108,8 @@ Energy build_energy(const Config& cfg, int64_t in_dim) {
 
 std::shared_ptr<Sampler> build_sampler(const Config& cfg) {
   const std::string name = cfg.get_string("sampler.name");
-  std::string spec = name + ":step=" + number(cfg.get_float("sampler.step_size"));
+  std::string spec = name + (name == "annealed" ? ":eps=" : ":step=") +
+                     number(cfg.get_float("sampler.step_size"));
   if (name == "langevin" || name == "ula" || name == "sgld") {
     spec += ",noise=" + number(cfg.get_float("sampler.noise"));
     if (name != "ula") spec += std::string(",exact=") + (cfg.get_bool("sampler.exact_noise") ? "true" : "false");
@@ -112,6 +121,17 @@ std::shared_ptr<Sampler> build_sampler(const Config& cfg) {
   } else if (name == "hmc") {
     spec += ",leapfrog=" + std::to_string(cfg.get_int("sampler.leapfrog")) +
             ",jitter=" + number(cfg.get_float("sampler.jitter"));
+  } else if (name == "nuts") {
+    spec += ",depth=" + std::to_string(cfg.get_int("sampler.max_depth"));
+  } else if (name == "annealed") {
+    spec += ",smax=" + number(cfg.get_float("sampler.sigma_max")) +
+            ",smin=" + number(cfg.get_float("sampler.sigma_min")) +
+            ",levels=" + std::to_string(cfg.get_int("sampler.levels")) +
+            ",steps=" + std::to_string(cfg.get_int("sampler.level_steps")) +
+            ",denoise=" + (cfg.get_bool("sampler.denoise") ? "true" : "false");
+  } else if (name == "pt") {
+    spec += ",temps=" + std::to_string(cfg.get_int("sampler.temps")) +
+            ",tmax=" + number(cfg.get_float("sampler.tmax"));
   }
   return make_sampler(spec);
 }

@@ -266,11 +266,11 @@ class WarmupAdapter {
 
 // "name:key=value,key=value" -> sampler. Names: langevin (keys step, noise,
 // exact, clip, min, max), ula (= langevin with exact noise), mh (step),
-// mala (step), hmc (step, leapfrog, jitter), nuts (step, depth).
+// mala (step), hmc (step, leapfrog, jitter), nuts (step, depth), annealed
+// (eps, smax, smin, levels, steps, denoise; tempering.h), pt (step, temps,
+// tmax; tempering.h).
 // Unknown names or keys and bad values throw kBadConfig naming them.
 std::shared_ptr<Sampler> make_sampler(const std::string& spec);
-// Splits a spec string; values stay strings.
-std::pair<std::string, std::map<std::string, std::string>> parse_spec(const std::string& spec);
 
 // Parameters stop requiring grad for the lifetime of the guard, so sampling
 // builds no graph over them (the flags are restored afterwards).
