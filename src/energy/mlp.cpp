@@ -322,4 +322,265 @@ std::pair<torch::Tensor, torch::Tensor> MLPEnergyImpl::energy_and_grad(const tor
   return {e_out_, g_out_};
 }
 
+// ----- score-matching terms ---------------------------------------------------
+namespace {
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// h = act(z) and its first three derivatives (the third only for the
+// second-order terms' reverse sweep).
+struct ActJet {
+  torch::Tensor h, d1, d2, d3;
+};
+
+ActJet act_jet(Act act, const torch::Tensor& z, bool third) {
+  ActJet j;
+  switch (act) {
+    case Act::kSwish: {  // h = z s, s' = s (1 - s), s'' = s' u, s''' = s' (1 - 6 s')
+      auto s = torch::sigmoid(z);
+      auto sp = s * (1 - s);
+      auto u = 1 - 2 * s;
+      j.h = z * s;
+      j.d1 = s + z * sp;             // s + z s'
+      j.d2 = sp * (2 + z * u);       // 2 s' + z s''
+      if (third) j.d3 = sp * (3 * u + z * (1 - 6 * sp));  // 3 s'' + z s'''
+      break;
+    }
+    case Act::kSoftplus: {
+      auto s = torch::sigmoid(z);
+      auto sp = s * (1 - s);
+      j.h = torch::softplus(z);
+      j.d1 = s;
+      j.d2 = sp;
+      if (third) j.d3 = sp * (1 - 2 * s);
+      break;
+    }
+    case Act::kElu: {
+      auto pos = z > 0;
+      auto ez = torch::exp(torch::clamp_max(z, 0));
+      j.h = torch::where(pos, z, ez - 1);
+      j.d1 = torch::where(pos, torch::ones_like(z), ez);
+      j.d2 = torch::where(pos, torch::zeros_like(z), ez);
+      if (third) j.d3 = j.d2;
+      break;
+    }
+    case Act::kLeaky: {
+      auto pos = z > 0;
+      j.h = torch::leaky_relu(z, kLeakySlope);
+      j.d1 = torch::where(pos, torch::ones_like(z), torch::full_like(z, kLeakySlope));
+      j.d2 = torch::zeros_like(z);
+      if (third) j.d3 = j.d2;
+      break;
+    }
+  }
+  return j;
+}
+
+// Inputs: x [N, D], v [N, D] or undefined, then W_0, b_0, ..., W_n, b_n (the
+// weights as used, so autograd chains through spectral normalisation).
+// Outputs g = dE/dx and q = v^T H v of the network part (no base term).
+//
+// Forward: z_i = W_i h_{i-1} + b_i, h_i = a(z_i), and along v the 2-jet
+// zd_i = W_i hd_{i-1}, hd_i = a' zd_i, zdd_i = W_i hdd_{i-1},
+// hdd_i = a'' zd_i^2 + a' zdd_i (hd_{-1} = v, hdd_{-1} = 0), q = w . hdd;
+// g by the delta recursion. Backward: given cotangents A (of g) and c (of q),
+// the parameter gradient of sum_b A_b . g_b + c_b q_b equals that of the
+// surrogate sum_b w . (ha_b + c_b hdd_b), ha the tangent along A (A . g is
+// the directional derivative of E along A). One reverse sweep carries four
+// cotangent streams (of h, ha, hd, hdd); the one of ha is the delta
+// recursion already stored.
+struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
+  static variable_list forward(AutogradContext* ctx, torch::Tensor x,
+                               c10::optional<torch::Tensor> v_opt, torch::TensorList params,
+                               int64_t act_code) {
+    const Act act = static_cast<Act>(act_code);
+    torch::Tensor v = v_opt.has_value() ? *v_opt : torch::Tensor();
+    const int64_t n = int64_t(params.size()) / 2 - 1;  // hidden layers
+    const bool second = v.defined();
+    std::vector<torch::Tensor> h(n), d1(n), d2(n), d3(n), zd(n), zdd(n), hd(n), hdd(n);
+    torch::Tensor prev = x, prev_d = v, prev_dd;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto& w = params[2 * i];
+      auto z = torch::addmm(params[2 * i + 1], prev, w.t());  // [N, H_i]
+      auto j = act_jet(act, z, second);
+      h[i] = j.h, d1[i] = j.d1, d2[i] = j.d2, d3[i] = j.d3;
+      if (second) {
+        zd[i] = torch::mm(prev_d, w.t());
+        hd[i] = d1[i] * zd[i];
+        hdd[i] = d2[i] * zd[i] * zd[i];
+        if (prev_dd.defined()) {
+          zdd[i] = torch::mm(prev_dd, w.t());
+          hdd[i] = hdd[i] + d1[i] * zdd[i];
+        }
+        prev_d = hd[i];
+        prev_dd = hdd[i];
+      }
+      prev = h[i];
+    }
+    auto w_last = params[2 * n][0];  // [H]
+    std::vector<torch::Tensor> delta(n);
+    delta[n - 1] = d1[n - 1] * w_last;
+    for (int64_t i = n - 1; i > 0; --i) delta[i - 1] = torch::mm(delta[i], params[2 * i]) * d1[i - 1];
+    auto g = torch::mm(delta[0], params[0]);  // [N, D]
+    auto q = second ? torch::mv(hdd[n - 1], w_last) : torch::zeros({x.size(0)}, x.options());
+    std::vector<torch::Tensor> saved = {x, v};
+    for (const auto& p : params) saved.push_back(p);
+    for (int64_t i = 0; i < n; ++i)
+      for (auto* t : {&h[i], &d1[i], &d2[i], &d3[i], &zd[i], &zdd[i], &hd[i], &hdd[i], &delta[i]})
+        saved.push_back(*t);
+    // Saved lists hold no undefined tensors: those become empty 1-d
+    // placeholders (every real entry is 2-d).
+    for (auto& t : saved)
+      if (!t.defined()) t = torch::empty({0}, x.options());
+    ctx->saved_data["state"] = saved;
+    ctx->saved_data["n"] = n;
+    return {g, q};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto st = ctx->saved_data["state"].toTensorVector();
+    for (auto& t : st)
+      if (t.dim() == 1 && t.numel() == 0) t = torch::Tensor();
+    const int64_t n = ctx->saved_data["n"].toInt();
+    const int64_t np = 2 * (n + 1);
+    auto x = st[0], v = st[1];
+    std::vector<torch::Tensor> W(n + 1), h(n), d1(n), d2(n), d3(n), zd(n), zdd(n), hd(n), hdd(n),
+        delta(n);
+    for (int64_t i = 0; i <= n; ++i) W[i] = st[2 + 2 * i];
+    for (int64_t i = 0; i < n; ++i) {
+      const auto* s = &st[2 + np + 9 * i];
+      h[i] = s[0], d1[i] = s[1], d2[i] = s[2], d3[i] = s[3], zd[i] = s[4], zdd[i] = s[5];
+      hd[i] = s[6], hdd[i] = s[7], delta[i] = s[8];
+    }
+    auto A = grads[0].defined() ? grads[0] : torch::zeros_like(x);
+    auto c = grads[1];
+    const bool second = v.defined() && c.defined();
+    // Tangent along A: za_0 = W_0 A, ha_i = a'(z_i) za_i, za_{i+1} = W_{i+1} ha_i.
+    std::vector<torch::Tensor> za(n), ha(n);
+    for (int64_t i = 0; i < n; ++i) {
+      za[i] = torch::mm(i == 0 ? A : ha[i - 1], W[i].t());
+      ha[i] = d1[i] * za[i];
+    }
+    variable_list gw(np);
+    auto top = second ? ha[n - 1] + c.unsqueeze(1) * hdd[n - 1] : ha[n - 1];
+    gw[2 * n] = top.sum(0, /*keepdim=*/true);
+    gw[2 * n + 1] = torch::zeros({1}, x.options());
+    auto w_last = W[n][0];
+    // Cotangents of h, hd and hdd (that of ha, GA, gives dza = GA a' = delta).
+    torch::Tensor G, GV, GVV;
+    if (second) GVV = c.unsqueeze(1) * w_last;
+    for (int64_t i = n - 1; i >= 0; --i) {
+      const auto& dza = delta[i];
+      auto GA = i == n - 1 ? w_last.expand_as(h[i]) : torch::mm(delta[i + 1], W[i + 1]);
+      auto dz = GA * d2[i] * za[i];
+      if (G.defined()) dz = dz + G * d1[i];
+      torch::Tensor dzd, dzdd;
+      if (second) {
+        dzdd = GVV * d1[i];
+        dzd = 2 * GVV * d2[i] * zd[i];
+        auto t = GVV * d3[i] * zd[i] * zd[i];
+        if (zdd[i].defined()) t = t + GVV * d2[i] * zdd[i];
+        if (GV.defined()) {
+          dzd = dzd + GV * d1[i];
+          t = t + GV * d2[i] * zd[i];
+        }
+        dz = dz + t;
+      }
+      auto gW = torch::mm(dz.t(), i == 0 ? x : h[i - 1]).addmm_(dza.t(), i == 0 ? A : ha[i - 1]);
+      if (second) {
+        gW.addmm_(dzd.t(), i == 0 ? v : hd[i - 1]);
+        if (i > 0) gW.addmm_(dzdd.t(), hdd[i - 1]);
+      }
+      gw[2 * i] = gW;
+      gw[2 * i + 1] = dz.sum(0);
+      if (i > 0) {
+        G = torch::mm(dz, W[i]);
+        if (second) {
+          GV = torch::mm(dzd, W[i]);
+          GVV = torch::mm(dzdd, W[i]);
+        }
+      }
+    }
+    variable_list out = {torch::Tensor(), torch::Tensor()};
+    for (auto& t : gw) out.push_back(t);
+    out.push_back(torch::Tensor());
+    return out;
+  }
+};
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> MLPEnergyImpl::score_terms(const torch::Tensor& x,
+                                                                   const torch::Tensor& v) {
+  check_input(x);
+  const bool update = is_training() && torch::GradMode::is_enabled();
+  std::vector<torch::Tensor> params;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    params.push_back(weight(i, update));
+    params.push_back(layers_[i]->bias);
+  }
+  auto xd = x.detach().contiguous();
+  auto vd = v.defined() ? v.detach().contiguous() : v;
+  c10::optional<torch::Tensor> vo;
+  if (vd.defined()) vo = vd;
+  auto out = MLPScoreFunction::apply(xd, vo, torch::TensorList(params), int64_t(act_));
+  auto g = out[0], q = out[1];
+  if (options_.prior_std() > 0) {
+    const double inv = 1.0 / (options_.prior_std() * options_.prior_std());
+    g = g + inv * xd;
+    if (vd.defined()) q = q + inv * vd.pow(2).sum(1);
+  }
+  return {g, q};
+}
+
+// ----- noise-conditional MLP ------------------------------------------------
+NoiseConditionalMLPImpl::NoiseConditionalMLPImpl(const NoiseConditionalMLPOptions& o)
+    : options_(o) {
+  EBM_CHECK_CONFIG(o.in_dim() > 0, "NoiseConditionalMLPOptions.in_dim must be > 0, got ",
+                   o.in_dim());
+  EBM_CHECK_CONFIG(o.noise_level() > 0 && std::isfinite(o.noise_level()),
+                   "energy.noise_level must be > 0, got ", o.noise_level());
+  EBM_CHECK_CONFIG(o.prior_std() >= 0 && std::isfinite(o.prior_std()),
+                   "energy.prior_std must be >= 0, got ", o.prior_std());
+  f_ = register_module("f", MLPEnergy(MLPEnergyOptions(o.in_dim() + 1, o.hidden())
+                                          .activation(o.activation())
+                                          .spectral_norm(o.spectral_norm())));
+  set_noise_level(o.noise_level());
+}
+
+torch::Tensor NoiseConditionalMLPImpl::with_level(const torch::Tensor& x,
+                                                  const torch::Tensor& sigma) const {
+  EBM_CHECK_DATA(x.dim() == 2 && x.size(1) == options_.in_dim(),
+                 "noise-conditional MLP expects [B, ", options_.in_dim(), "] input, got ",
+                 x.sizes());
+  EBM_CHECK_DATA(sigma.dim() == 1 && sigma.size(0) == x.size(0),
+                 "noise-conditional MLP expects one sigma per row, got ", sigma.sizes());
+  return torch::cat({x, sigma.log().unsqueeze(1)}, 1);
+}
+
+torch::Tensor NoiseConditionalMLPImpl::energy_at(const torch::Tensor& x,
+                                                 const torch::Tensor& sigma) {
+  auto s = sigma.to(x.dtype());
+  auto e = f_->energy(with_level(x, s)) / s;
+  if (options_.prior_std() > 0)
+    e = e + x.pow(2).sum(-1) / (2 * options_.prior_std() * options_.prior_std());
+  return e;
+}
+
+std::pair<torch::Tensor, torch::Tensor> NoiseConditionalMLPImpl::score_terms(
+    const torch::Tensor& x, const torch::Tensor& v, const torch::Tensor& sigma) {
+  auto s = sigma.to(x.dtype());
+  auto xd = x.detach();
+  torch::Tensor vin;
+  if (v.defined()) vin = torch::cat({v.detach(), torch::zeros({v.size(0), 1}, v.options())}, 1);
+  auto [gf, qf] = f_->score_terms(with_level(xd, s), vin);
+  auto g = gf.narrow(1, 0, options_.in_dim()) / s.unsqueeze(1);  // d/dx of f / sigma
+  auto q = qf / s;
+  if (options_.prior_std() > 0) {
+    const double inv = 1.0 / (options_.prior_std() * options_.prior_std());
+    g = g + inv * xd;
+    if (v.defined()) q = q + inv * v.detach().pow(2).sum(1);
+  }
+  return {g, q};
+}
+
 }  // namespace ebm

@@ -4,6 +4,7 @@
 #include "ebm/core/rng.h"
 #include "ebm/data/data.h"
 #include "ebm/io/io.h"
+#include "ebm/objectives/score_matching.h"
 #include "ebm/train/train.h"
 
 #include <fstream>
@@ -20,11 +21,12 @@ std::vector<ConfigKey> train_schema() {
       {"data.path", std::string(""), "N x D CSV or NPY file of training data"},
       {"data.n", int64_t(100000), "points generated for a toy set"},
       {"data.test_fraction", 0.1, "held-out fraction, written to test.csv"},
-      {"energy.name", std::string("mlp"), "energy network: mlp"},
+      {"energy.name", std::string("mlp"), "energy network: mlp | ncmlp (noise-conditional, for objective.form = ncsn)"},
       {"energy.hidden", V{128, 128}, "hidden layer widths"},
       {"energy.activation", std::string("swish"), "swish | softplus | elu | leaky_relu"},
       {"energy.spectral_norm", false, "spectral normalisation of every weight"},
       {"energy.prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"},
+      {"energy.noise_level", 0.0, "ncmlp: sigma at which E(x) is evaluated (sampling, eval); 0 = objective.sigma_min"},
       {"sampler.name", std::string("langevin"), "langevin | ula | mh | mala | hmc | nuts | annealed | pt"},
       {"sampler.steps", int64_t(20), "sampler transitions per training iteration"},
       {"sampler.step_size", 0.01, "Langevin step eta, or MH proposal std (annealed: eta at the last level; pt: MALA step at T = 1)"},
@@ -48,10 +50,20 @@ std::vector<ConfigKey> train_schema() {
       {"buffer.init_low", -4.0, "uniform init box low"},
       {"buffer.init_high", 4.0, "uniform init box high"},
       {"buffer.init_std", 1.0, "gaussian init std"},
-      {"objective.name", std::string("cd"), "cd (contrastive divergence)"},
+      {"objective.name", std::string("cd"),
+       "cd (contrastive divergence) | esm (exact score matching) | ssm (sliced) | dsm (denoising) | mdsm (multi-scale denoising)"},
       {"objective.alpha", 0.1, "L2 energy penalty weight"},
       {"objective.data_noise", 0.0, "std of Gaussian noise added to data"},
       {"objective.chain_init", std::string("buffer"), "buffer (PCD / short-run) | data (CD-k)"},
+      {"objective.sigma", 0.1, "dsm: noise std; mdsm form li: reference scale sigma_0"},
+      {"objective.sigma_max", 1.0, "mdsm: largest noise level"},
+      {"objective.sigma_min", 0.01, "mdsm: smallest noise level"},
+      {"objective.levels", int64_t(10), "mdsm: levels of the geometric ladder sigma_max .. sigma_min"},
+      {"objective.form", std::string("ncsn"), "mdsm: ncsn (noise-conditional energy, weight sigma^2) | li (one energy, Li et al. 2019)"},
+      {"objective.projections", int64_t(1), "ssm: projections per sample"},
+      {"objective.projection", std::string("gaussian"), "ssm: gaussian | rademacher"},
+      {"objective.variance_reduced", false, "ssm: SSM-VR, 1/2 |grad E|^2 in closed form (gaussian only)"},
+      {"objective.analytic", true, "score matching: hand-derived MLP derivatives; false = autograd double backward"},
       {"train.steps", int64_t(10000), "training iterations"},
       {"train.batch_size", int64_t(256), "data points (and chains) per iteration"},
       {"train.lr", 1e-4, "learning rate"},
@@ -87,6 +99,16 @@ const Registry<Energy, const Config&, int64_t>& energy_registry() {
                            .activation(c.get_string("energy.activation"))
                            .spectral_norm(c.get_bool("energy.spectral_norm"))
                            .prior_std(c.get_float("energy.prior_std")))
+          .ptr();
+    });
+    r.add("ncmlp", [](const Config& c, int64_t d) -> Energy {
+      double level = c.get_float("energy.noise_level");
+      if (level == 0) level = c.get_float("objective.sigma_min");
+      return NoiseConditionalMLP(NoiseConditionalMLPOptions(d, c.get_int_list("energy.hidden"))
+                                     .activation(c.get_string("energy.activation"))
+                                     .spectral_norm(c.get_bool("energy.spectral_norm"))
+                                     .prior_std(c.get_float("energy.prior_std"))
+                                     .noise_level(level))
           .ptr();
     });
     return r;
@@ -149,7 +171,33 @@ std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_
 
 std::shared_ptr<Objective> build_objective(const Config& cfg, std::vector<int64_t> shape) {
   const std::string name = cfg.get_string("objective.name");
-  EBM_CHECK_CONFIG(name == "cd", "unknown objective.name '", name, "' (known: cd)");
+  const bool analytic = cfg.get_bool("objective.analytic");
+  if (name == "esm") {
+    int64_t dim = 1;
+    for (auto s : shape) dim *= s;
+    return std::make_shared<ExactScoreMatching>(ExactScoreMatchingOptions(dim).analytic(analytic));
+  }
+  if (name == "ssm")
+    return std::make_shared<SlicedScoreMatching>(
+        SlicedScoreMatchingOptions()
+            .projections(cfg.get_int("objective.projections"))
+            .projection(cfg.get_string("objective.projection"))
+            .variance_reduced(cfg.get_bool("objective.variance_reduced"))
+            .analytic(analytic));
+  if (name == "dsm")
+    return std::make_shared<DenoisingScoreMatching>(
+        DenoisingScoreMatchingOptions(cfg.get_float("objective.sigma")).analytic(analytic));
+  if (name == "mdsm")
+    return std::make_shared<MultiscaleScoreMatching>(
+        MultiscaleScoreMatchingOptions()
+            .sigma_max(cfg.get_float("objective.sigma_max"))
+            .sigma_min(cfg.get_float("objective.sigma_min"))
+            .levels(cfg.get_int("objective.levels"))
+            .form(cfg.get_string("objective.form"))
+            .sigma_ref(cfg.get_float("objective.sigma"))
+            .analytic(analytic));
+  EBM_CHECK_CONFIG(name == "cd", "unknown objective.name '", name,
+                   "' (known: cd, esm, ssm, dsm, mdsm)");
   return std::make_shared<ContrastiveDivergence>(
       ContrastiveDivergenceOptions(cfg.get_int("sampler.steps"))
           .alpha(cfg.get_float("objective.alpha"))
@@ -185,7 +233,11 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg, 
   torch::serialize::OutputArchive ar, weights;
   energy.save(weights);
   ar.write("weights", weights);
-  ar.write("energy_config", c10::IValue(cfg.section_toml("energy")));
+  // A noise-conditional energy keeps the level it evaluates at, resolved.
+  Config resolved = cfg;
+  if (auto* nc = dynamic_cast<NoiseConditionalEnergyImpl*>(&energy))
+    resolved.set_value("energy.noise_level", nc->noise_level());
+  ar.write("energy_config", c10::IValue(resolved.section_toml("energy")));
   ar.write("in_dim", torch::tensor(in_dim));
   ar.write("format", c10::IValue(std::string("ebm-model-1")));
   atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });

@@ -193,8 +193,14 @@ int64_t Trainer::run(bool resume) {
     Batch b{data_.train.index_select(0, idx), {}};
     Output out = objective_->compute(*energy_, b, gen_);
     const double loss = out.loss.item<double>();
-    bool bad = !std::isfinite(loss) || !(std::abs(out.metrics["e_pos"]) <= limit) ||
-               !(std::abs(out.metrics["e_neg"]) <= limit);
+    // Objectives without energies in their metrics (score matching) are
+    // guarded by the loss and the weights alone.
+    auto metric = [&](const char* k) {
+      auto it = out.metrics.find(k);
+      return it == out.metrics.end() ? 0.0 : it->second;
+    };
+    bool bad = !std::isfinite(loss) || !(std::abs(metric("e_pos")) <= limit) ||
+               !(std::abs(metric("e_neg")) <= limit);
     if (!bad) {
       optimizer_->zero_grad();
       out.loss.backward();
@@ -207,7 +213,7 @@ int64_t Trainer::run(bool resume) {
       const double scale = lr_scale_ * cfg_.get_float("train.retry_lr_factor");
       const int64_t at_step = step_;
       nlohmann::json ev = {{"event", "divergence"}, {"step", at_step}, {"loss", loss},
-                           {"e_pos", out.metrics["e_pos"]}, {"e_neg", out.metrics["e_neg"]},
+                           {"e_pos", metric("e_pos")}, {"e_neg", metric("e_neg")},
                            {"retry", tries}, {"lr_scale", scale}};
       metrics << ev.dump() << "\n" << std::flush;
       progress.finish();
@@ -241,8 +247,8 @@ int64_t Trainer::run(bool resume) {
     }
     std::ostringstream extra;
     extra.precision(4);
-    extra << "loss " << loss << "  E+ " << out.metrics["e_pos"] << "  E- "
-          << out.metrics["e_neg"];
+    extra << "loss " << loss;
+    if (out.metrics.count("e_pos")) extra << "  E+ " << metric("e_pos") << "  E- " << metric("e_neg");
     progress.update(step_, extra.str());
     if (callback_ && callback_(step_, out.metrics)) break;
   }

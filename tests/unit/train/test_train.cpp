@@ -148,3 +148,25 @@ TEST(Trainer, BadConfigValuesNameTheKey) {
   EXPECT_EQ(code_msg([&] { Trainer(data, fresh_dir("data")); }).first, ExitCode::kBadConfig);
   EXPECT_EQ(code_msg([] { load_model("/nonexistent/model.pt"); }).first, ExitCode::kMissingInput);
 }
+
+// A noise-conditional energy round-trips through model.pt and evaluates at
+// the level it was trained down to (objective.sigma_min when
+// energy.noise_level is 0).
+TEST(Trainer, NoiseConditionalModelKeepsItsLevel) {
+  const std::string d = fresh_dir("ncmlp");
+  Config c = small_config(10);
+  c.set("energy.name=ncmlp");
+  c.set("objective.name=mdsm");
+  c.set("objective.sigma_min=0.05");
+  Trainer t(c, d);
+  t.run(false);
+  Energy loaded = load_model(d + "/model.pt");
+  auto* nc = dynamic_cast<NoiseConditionalEnergyImpl*>(loaded.get());
+  ASSERT_NE(nc, nullptr);
+  EXPECT_DOUBLE_EQ(nc->noise_level(), 0.05);
+  auto x = torch::randn({7, 2});
+  torch::NoGradGuard ng;
+  t.energy().eval();
+  EXPECT_TRUE(torch::equal(loaded->energy(x), t.energy().energy(x)));
+  fs::remove_all(d);
+}

@@ -1,0 +1,136 @@
+// Score matching (DESIGN.md "Objective"): train E without sampling from it by
+// matching the model score s(x) = -grad_x E(x) to the data's. Every loss here
+// is a function of g = grad_x E and q = v^T (d^2E/dx^2) v per row, computed
+// by score_terms(): for MLP energies by hand-derived derivatives with one
+// pass over the parameters in backward, for any other energy by autograd's
+// double backward (create_graph).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "ebm/objectives/objective.h"
+
+namespace ebm {
+
+// g = dE/dx [N, D] and, when v [N, D] is defined, q = v^T H v [N] (else
+// undefined); both differentiable w.r.t. the energy's parameters. sigma [N]
+// gives each row's level for a NoiseConditionalEnergyImpl (ignored by
+// others; required by them). analytic = false forces the generic autograd
+// path even for MLP energies (the reference the fast path is tested against).
+struct ScoreTerms {
+  torch::Tensor g, q;
+};
+ScoreTerms score_terms(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& v,
+                       const torch::Tensor& sigma = {}, bool analytic = true);
+
+// Per-row losses with the randomness passed in, so tests and golden values
+// can fix it. Each returns [B]; the objective's loss is the mean.
+//
+// Exact (Hyvarinen 2005): 1/2 |g|^2 - tr(H), the trace by D extra passes.
+torch::Tensor exact_sm_loss(EnergyImpl& energy, const torch::Tensor& x, bool analytic = true);
+// Sliced (Song et al. 2019), v [B, M, D] projections:
+//   1/M sum_m [ 1/2 (v_m . g)^2 - v_m^T H v_m ],
+// variance-reduced (SSM-VR) replaces 1/2 (v.g)^2 by its Gaussian-v mean 1/2 |g|^2.
+torch::Tensor sliced_sm_loss(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& v,
+                             bool variance_reduced, bool analytic = true);
+// Denoising (Vincent 2011) at per-row levels sigma [B] and reference scales
+// r [B]: x~ = x + sigma eps, loss 1/2 |r g(x~) - (sigma / r) eps|^2. With
+// r = sigma it is DSM weighted by lambda(sigma) = sigma^2 (NCSN, Song & Ermon
+// 2019); a constant r = sigma_0 is MDSM (Li et al. 2019). A noise-conditional
+// energy is evaluated at sigma.
+torch::Tensor denoising_sm_loss(EnergyImpl& energy, const torch::Tensor& x,
+                                const torch::Tensor& eps, const torch::Tensor& sigma,
+                                const torch::Tensor& r, bool analytic = true);
+
+// The geometric ladder sigma_max .. sigma_min with `levels` entries ([L], float64).
+torch::Tensor geometric_ladder(double sigma_max, double sigma_min, int64_t levels);
+
+// Exact score matching refuses dimensions above this (D backward passes per step).
+constexpr int64_t kExactScoreMatchingMaxDim = 100;
+
+struct ExactScoreMatchingOptions {
+  explicit ExactScoreMatchingOptions(int64_t dim) : dim_(dim) {}
+  TORCH_ARG(int64_t, dim);             // data dimension D, 1..kExactScoreMatchingMaxDim
+  TORCH_ARG(bool, analytic) = true;    // MLP fast path where the energy is an MLP
+};
+
+class ExactScoreMatching : public Objective {
+ public:
+  explicit ExactScoreMatching(const ExactScoreMatchingOptions& options);
+  Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
+
+ private:
+  ExactScoreMatchingOptions options_;
+};
+
+struct SlicedScoreMatchingOptions {
+  SlicedScoreMatchingOptions() = default;
+  TORCH_ARG(int64_t, projections) = 1;          // M projections per sample >= 1
+  TORCH_ARG(std::string, projection) = "gaussian";  // gaussian | rademacher
+  TORCH_ARG(bool, variance_reduced) = false;    // SSM-VR (needs gaussian projections)
+  TORCH_ARG(bool, analytic) = true;
+};
+
+class SlicedScoreMatching : public Objective {
+ public:
+  explicit SlicedScoreMatching(const SlicedScoreMatchingOptions& options);
+  Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
+
+ private:
+  SlicedScoreMatchingOptions options_;
+};
+
+struct DenoisingScoreMatchingOptions {
+  explicit DenoisingScoreMatchingOptions(double sigma) : sigma_(sigma) {}
+  TORCH_ARG(double, sigma);             // noise std > 0
+  TORCH_ARG(bool, analytic) = true;
+};
+
+class DenoisingScoreMatching : public Objective {
+ public:
+  explicit DenoisingScoreMatching(const DenoisingScoreMatchingOptions& options);
+  Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
+
+ private:
+  DenoisingScoreMatchingOptions options_;
+};
+
+// Multi-scale DSM: each sample draws a level uniformly from the geometric
+// ladder. form "ncsn": a noise-conditional energy E(x, sigma), weight sigma^2
+// (Song & Ermon 2019). form "li": one energy E(x) for every level, reference
+// scale sigma_ref (Li et al. 2019): loss |x - x~ + sigma_ref^2 grad E(x~)|^2 / (2 sigma_ref^2).
+struct MultiscaleScoreMatchingOptions {
+  MultiscaleScoreMatchingOptions() = default;
+  TORCH_ARG(double, sigma_max) = 1.0;      // largest level > sigma_min
+  TORCH_ARG(double, sigma_min) = 0.01;     // smallest level > 0
+  TORCH_ARG(int64_t, levels) = 10;         // L >= 2
+  TORCH_ARG(std::string, form) = "ncsn";   // ncsn | li
+  TORCH_ARG(double, sigma_ref) = 0.1;      // li: reference scale sigma_0 > 0
+  TORCH_ARG(bool, analytic) = true;
+};
+
+class MultiscaleScoreMatching : public Objective {
+ public:
+  explicit MultiscaleScoreMatching(const MultiscaleScoreMatchingOptions& options);
+  Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
+  const torch::Tensor& ladder() const { return ladder_; }
+
+ private:
+  MultiscaleScoreMatchingOptions options_;
+  torch::Tensor ladder_;  // [L] float64, decreasing
+};
+
+// Annealed Langevin (Song & Ermon 2019, Algorithm 1) over `ladder` for a
+// noise-conditional energy: at level sigma_i, `steps` updates
+// x <- x - a_i grad E(x, sigma_i) + sqrt(2 a_i) N(0, I), a_i = eps sigma_i^2 / sigma_L^2.
+// TEMPORARY: a local loop for evaluating multi-scale models until the
+// sampling module's annealed sampler lands; it then replaces this. Leaves the
+// energy's noise level at the last level.
+torch::Tensor annealed_langevin(NoiseConditionalEnergyImpl& energy, torch::Tensor x,
+                                const torch::Tensor& ladder, int64_t steps, double eps,
+                                at::Generator& gen);
+
+}  // namespace ebm

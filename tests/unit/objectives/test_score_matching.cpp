@@ -1,0 +1,346 @@
+// Score matching: golden values from tests/golden/score_matching_golden.py,
+// the MLP fast path against autograd's double backward (float64, exact up to
+// rounding), closed-form optima on Gaussian data, unbiasedness of the sliced
+// estimator, and config errors. Statistical tolerances are z * SE with
+// z = 4.89 (two-sided normal, false-alarm rate 1e-6 per assertion) or, where
+// the SE is estimated from R = 20 replicates, Student's t_19 = 7.07 (same rate).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/objectives/score_matching.h"
+
+using namespace ebm;
+
+namespace {
+constexpr double kZ = 4.89;
+constexpr double kT19 = 7.07;
+
+// The closed-form tables of score_matching_golden.py.
+torch::Tensor table(int64_t rows, int64_t cols, double a, double b, double c, double scale) {
+  auto t = torch::empty({rows, cols}, torch::kDouble);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) t[i][j] = scale * std::sin(a * i + b * j + c);
+  return t;
+}
+
+void set_golden_weights(torch::nn::Module& m) {
+  torch::NoGradGuard ng;
+  for (auto& kv : m.named_parameters()) {
+    auto& p = kv.value();
+    const std::string& name = kv.key();
+    const int layer = name[name.find("fc") + 2] - '0';
+    if (name.find("weight") != std::string::npos) {
+      for (int64_t r = 0; r < p.size(0); ++r)
+        for (int64_t c = 0; c < p.size(1); ++c)
+          p[r][c] = 0.5 * std::sin(1.3 * (r + 1) + 0.7 * (c + 1) + layer);
+    } else {
+      for (int64_t r = 0; r < p.size(0); ++r) p[r] = 0.1 * std::cos(double(r + layer));
+    }
+  }
+}
+
+nlohmann::json golden() {
+  std::ifstream in(std::string(EBM_SOURCE_DIR) + "/tests/golden/score_matching_golden.json");
+  EXPECT_TRUE(in.good());
+  return nlohmann::json::parse(in);
+}
+
+std::vector<torch::Tensor> param_grads(torch::nn::Module& m, const torch::Tensor& loss) {
+  std::vector<torch::Tensor> ps;
+  for (auto& p : m.parameters()) ps.push_back(p);
+  auto g = torch::autograd::grad({loss}, ps, {}, false, false, /*allow_unused=*/true);
+  for (size_t i = 0; i < g.size(); ++i)
+    if (!g[i].defined()) g[i] = torch::zeros_like(ps[i]);
+  return g;
+}
+
+void expect_same_grads(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b,
+                       const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double scale = 1.0 + b[i].abs().max().item<double>();
+    // float64 rounding of a few hundred operations: 1e-10 relative is ~1e5 ulps of margin.
+    EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), 1e-10 * scale) << what << " param " << i;
+  }
+}
+
+// E(x) = 1/2 (x - mu)^T P (x - mu), P = L L^T (L lower-triangular): the
+// family whose exact score matching optimum is the inverse sample covariance.
+class QuadraticEnergyImpl : public EnergyImpl {
+ public:
+  explicit QuadraticEnergyImpl(int64_t d) {
+    mu = register_parameter("mu", torch::zeros({d}, torch::kDouble));
+    l = register_parameter("l", torch::eye(d, torch::kDouble));
+  }
+  torch::Tensor precision() { return torch::mm(l.tril(), l.tril().t()); }
+  torch::Tensor energy(const torch::Tensor& x) override {
+    auto y = x - mu;
+    return 0.5 * (torch::mm(y, precision()) * y).sum(1);
+  }
+  std::vector<int64_t> event_shape() const override { return {mu.size(0)}; }
+  torch::Tensor mu, l;
+};
+
+// Minimises loss() over the energy's parameters with L-BFGS to a gradient
+// norm of 1e-12 (float64).
+void fit(QuadraticEnergyImpl& e, const std::function<torch::Tensor()>& loss) {
+  torch::optim::LBFGS opt(e.parameters(), torch::optim::LBFGSOptions(1.0)
+                                              .max_iter(500)
+                                              .tolerance_grad(1e-12)
+                                              .tolerance_change(1e-16)
+                                              .line_search_fn("strong_wolfe"));
+  for (int k = 0; k < 20; ++k)
+    opt.step([&] {
+      opt.zero_grad();
+      auto l = loss();
+      l.backward();
+      return l;
+    });
+}
+
+// Gaussian data with covariance [[1, 0.6], [0.6, 0.5]] and mean (1, -2).
+torch::Tensor gaussian_data(int64_t n, at::Generator& gen) {
+  auto chol = torch::tensor({1.0, 0.0, 0.6, std::sqrt(0.5 - 0.36)}, torch::kDouble).view({2, 2});
+  auto z = at::normal(0.0, 1.0, {n, 2}, gen, torch::kDouble);
+  return torch::mm(z, chol.t()) + torch::tensor({1.0, -2.0}, torch::kDouble);
+}
+
+torch::Tensor sample_cov(const torch::Tensor& x) {  // 1/N, the ESM optimum's
+  auto y = x - x.mean(0);
+  return torch::mm(y.t(), y) / x.size(0);
+}
+}  // namespace
+
+TEST(ScoreMatchingGolden, EveryLossMatchesTheReferenceScript) {
+  auto j = golden();
+  ASSERT_NE(j["generated"].get<std::string>().find("do not edit"), std::string::npos);
+  const auto& s = j["setup"];
+  const int64_t b = s["B"], d = s["D"], m = s["M"], h = s["H"];
+  const double prior = s["prior_std"], sigma = s["sigma"], ref = s["sigma_ref"];
+  MLPEnergy mlp(MLPEnergyOptions(d, {h, h}).prior_std(prior));
+  NoiseConditionalMLP ncm(NoiseConditionalMLPOptions(d, {h, h}).prior_std(prior));
+  mlp->to(torch::kDouble);
+  ncm->to(torch::kDouble);
+  set_golden_weights(*mlp);
+  set_golden_weights(*ncm);
+  auto x = table(b, d, 0.9, 1.7, 0.3, 1.5);
+  std::vector<torch::Tensor> vs;
+  for (int64_t k = 0; k < m; ++k) vs.push_back(table(b, d, 0.4 + 0.3 * k, 1.1, 0.2 * k, 1.0));
+  auto v = torch::stack(vs, 1);  // [B, M, D]
+  auto eps = table(b, d, 2.3, 0.5, 0.1, 1.0);
+  auto sig = torch::full({b}, sigma, torch::kDouble);
+  auto ladder = geometric_ladder(s["ladder"][0], s["ladder"][1], s["ladder"][2]);
+  auto idx = torch::arange(b, torch::kLong).remainder(ladder.size(0));
+  auto lev = ladder.index_select(0, idx);
+  for (bool analytic : {true, false}) {
+    const std::string path = analytic ? " (analytic)" : " (autograd)";
+    auto near = [&](const torch::Tensor& got, const char* key) {
+      const double want = j[key];
+      // float64, different operation order: agreement to ~1e-14 expected.
+      EXPECT_NEAR(got.mean().item<double>(), want, 1e-11 * (1 + std::abs(want))) << key << path;
+    };
+    near(exact_sm_loss(*mlp, x, analytic), "esm");
+    near(sliced_sm_loss(*mlp, x, v, false, analytic), "ssm");
+    near(sliced_sm_loss(*mlp, x, v, true, analytic), "ssm_vr");
+    near(denoising_sm_loss(*mlp, x, eps, sig, sig, analytic), "dsm");
+    near(denoising_sm_loss(*ncm, x, eps, lev, lev, analytic), "mdsm_ncsn");
+    near(denoising_sm_loss(*mlp, x, eps, lev, torch::full({b}, ref, torch::kDouble), analytic),
+         "mdsm_li");
+  }
+}
+
+// The hand-derived backward equals autograd's double backward for every
+// loss, activation, spectral normalisation and base term.
+TEST(ScoreMatchingFastPath, ParameterGradientsMatchDoubleBackward) {
+  auto gen = make_generator(5, kStreamTrain);
+  const int64_t b = 7, d = 3;
+  auto x = at::normal(0.0, 1.0, {b, d}, gen, torch::kDouble);
+  auto v = at::normal(0.0, 1.0, {b, 2, d}, gen, torch::kDouble);
+  auto eps = at::normal(0.0, 1.0, {b, d}, gen, torch::kDouble);
+  auto sig = torch::tensor({0.1, 0.2, 0.5, 1.0, 0.3, 0.05, 2.0}, torch::kDouble);
+  for (const auto& act : mlp_activations()) {
+    for (bool sn : {false, true}) {
+      for (const std::vector<int64_t>& hidden : {std::vector<int64_t>{5}, {6, 5}, {4, 6, 5}}) {
+        MLPEnergy mlp(MLPEnergyOptions(d, hidden).activation(act).spectral_norm(sn).prior_std(1.5));
+        NoiseConditionalMLP ncm(
+            NoiseConditionalMLPOptions(d, hidden).activation(act).spectral_norm(sn).prior_std(1.5));
+        reset_parameters(*mlp, gen);
+        reset_parameters(*ncm, gen);
+        mlp->to(torch::kDouble);
+        ncm->to(torch::kDouble);
+        mlp->eval();  // no power-iteration update between the two paths
+        ncm->eval();
+        const std::string what = act + (sn ? " sn " : " ") + std::to_string(hidden.size());
+        using L = std::function<torch::Tensor(EnergyImpl&, bool)>;
+        std::vector<std::pair<std::string, L>> losses = {
+            {"esm", [&](EnergyImpl& e, bool a) { return exact_sm_loss(e, x, a).mean(); }},
+            {"ssm", [&](EnergyImpl& e, bool a) { return sliced_sm_loss(e, x, v, false, a).mean(); }},
+            {"ssm_vr", [&](EnergyImpl& e, bool a) { return sliced_sm_loss(e, x, v, true, a).mean(); }},
+            {"dsm", [&](EnergyImpl& e, bool a) {
+               return denoising_sm_loss(e, x, eps, sig, sig, a).mean(); }},
+        };
+        for (auto& [name, loss] : losses) {
+          for (EnergyImpl* e : {static_cast<EnergyImpl*>(mlp.get()), static_cast<EnergyImpl*>(ncm.get())}) {
+            auto la = loss(*e, true), lg = loss(*e, false);
+            EXPECT_NEAR(la.item<double>(), lg.item<double>(), 1e-11 * (1 + std::abs(lg.item<double>())))
+                << what << " " << name;
+            expect_same_grads(param_grads(*e, la), param_grads(*e, lg), what + " " + name);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Hyvarinen (2005): for Gaussian data and the quadratic family, exact score
+// matching's minimiser is mu = sample mean, P = inverse sample covariance
+// (1/N). Float64 and L-BFGS to a gradient norm of 1e-12: the tolerance
+// (1e-8 relative) is the optimiser's, not statistical.
+TEST(ScoreMatchingClosedForm, ExactRecoversInverseSampleCovariance) {
+  auto gen = make_generator(21, kStreamTestData);
+  auto x = gaussian_data(500, gen);
+  QuadraticEnergyImpl e(2);
+  fit(e, [&] { return exact_sm_loss(e, x).mean(); });
+  auto want = torch::inverse(sample_cov(x));
+  auto got = e.precision().detach();
+  const double scale = want.abs().max().item<double>();
+  EXPECT_LT((got - want).abs().max().item<double>(), 1e-8 * scale) << got << "\n" << want;
+  EXPECT_LT((e.mu.detach() - x.mean(0)).abs().max().item<double>(), 1e-8);
+}
+
+// Sliced SM (Song et al. 2019) on the same data: its minimiser converges to
+// the exact one as projections grow. R = 20 fits with independent
+// projections (K = N M = 10^5 each); the mean of the fitted precisions must
+// sit within t_19 * SE of the inverse sample covariance. The estimator's
+// ratio bias is O(1/K) ~ 1e-5 relative, far below the SE (~1e-3).
+TEST(ScoreMatchingClosedForm, SlicedApproachesTheExactOptimum) {
+  auto gen = make_generator(22, kStreamTestData);
+  const int64_t n = 500, m = 200, reps = 20;
+  auto x = gaussian_data(n, gen);
+  auto want = torch::inverse(sample_cov(x));
+  for (const char* kind : {"gaussian", "rademacher"}) {
+    std::vector<torch::Tensor> fits;
+    for (int64_t r = 0; r < reps; ++r) {
+      auto v = std::string(kind) == "gaussian"
+                   ? at::normal(0.0, 1.0, {n, m, 2}, gen, torch::kDouble)
+                   : at::randint(0, 2, {n, m, 2}, gen, torch::kDouble).mul_(2).sub_(1);
+      QuadraticEnergyImpl e(2);
+      fit(e, [&] { return sliced_sm_loss(e, x, v, false).mean(); });
+      fits.push_back(e.precision().detach());
+    }
+    auto all = torch::stack(fits);  // [R, 2, 2]
+    auto mean = all.mean(0), se = all.std(0) / std::sqrt(double(reps));
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j <= i; ++j)
+        EXPECT_NEAR(mean[i][j].item<double>(), want[i][j].item<double>(),
+                    kT19 * se[i][j].item<double>()) << kind << " P[" << i << "][" << j << "]";
+    // And it does approach: each fit is within 5% of the exact optimum.
+    EXPECT_LT(((all - want).abs() / want.abs().max()).max().item<double>(), 0.05) << kind;
+  }
+}
+
+// Denoising SM (Vincent 2011) at noise sigma: the minimiser of its
+// population loss is the optimum on the smoothed data, P = (S + sigma^2 I)^-1,
+// which tends to S^-1 as sigma -> 0 with error <= sigma^2 / lambda_min(S)^2.
+// R = 20 fits with independent noise (K = 100 draws per point).
+TEST(ScoreMatchingClosedForm, DenoisingApproachesTheSmoothedOptimum) {
+  auto gen = make_generator(23, kStreamTestData);
+  const int64_t n = 500, k = 100, reps = 20;
+  const double sigma = 0.05;
+  auto x = gaussian_data(n, gen);
+  auto s = sample_cov(x);
+  auto want = torch::inverse(s + sigma * sigma * torch::eye(2, torch::kDouble));
+  auto xs = x.repeat({k, 1});
+  auto sig = torch::full({n * k}, sigma, torch::kDouble);
+  std::vector<torch::Tensor> fits;
+  for (int64_t r = 0; r < reps; ++r) {
+    auto eps = at::normal(0.0, 1.0, xs.sizes(), gen, torch::kDouble);
+    QuadraticEnergyImpl e(2);
+    fit(e, [&] { return denoising_sm_loss(e, xs, eps, sig, sig).mean(); });
+    fits.push_back(e.precision().detach());
+  }
+  auto all = torch::stack(fits);
+  auto mean = all.mean(0), se = all.std(0) / std::sqrt(double(reps));
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j <= i; ++j)
+      EXPECT_NEAR(mean[i][j].item<double>(), want[i][j].item<double>(),
+                  kT19 * se[i][j].item<double>()) << "P[" << i << "][" << j << "]";
+  // The smoothed optimum is within the stated bound of the exact one.
+  const double lmin = std::get<0>(torch::linalg_eigh(s)).min().item<double>();
+  EXPECT_LT((want - torch::inverse(s)).abs().max().item<double>(), sigma * sigma / (lmin * lmin));
+}
+
+// The sliced estimator is unbiased for exact SM on a fixed batch and fixed
+// weights: the mean over K independent projection draws is within z * SE.
+TEST(ScoreMatchingUnbiased, SlicedMeanEqualsExactOnABatch) {
+  auto gen = make_generator(24, kStreamTestData);
+  const int64_t b = 32, d = 3, draws = 20000;
+  MLPEnergy mlp(MLPEnergyOptions(d, {16, 16}).prior_std(2.0));
+  reset_parameters(*mlp, gen);
+  mlp->to(torch::kDouble);
+  auto x = at::normal(0.0, 1.0, {b, d}, gen, torch::kDouble);
+  torch::NoGradGuard ng;
+  const double exact = exact_sm_loss(*mlp, x).mean().item<double>();
+  auto xs = x.repeat({draws, 1});  // row (k, b)
+  for (const char* kind : {"gaussian", "rademacher", "vr"}) {
+    auto v = std::string(kind) == "rademacher"
+                 ? at::randint(0, 2, {b * draws, 1, d}, gen, torch::kDouble).mul_(2).sub_(1)
+                 : at::normal(0.0, 1.0, {b * draws, 1, d}, gen, torch::kDouble);
+    auto per_draw = sliced_sm_loss(*mlp, xs, v, std::string(kind) == "vr").view({draws, b}).mean(1);
+    const double mean = per_draw.mean().item<double>();
+    const double se = per_draw.std().item<double>() / std::sqrt(double(draws));
+    EXPECT_NEAR(mean, exact, kZ * se) << kind;
+  }
+}
+
+TEST(ScoreMatchingOptions, BadValuesNameTheKey) {
+  auto msg = [](const std::function<void()>& f) -> std::string {
+    try {
+      f();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ExitCode::kBadConfig);
+      return e.what();
+    }
+    return "";
+  };
+  auto big = msg([] { ExactScoreMatching(ExactScoreMatchingOptions(784)); });
+  EXPECT_NE(big.find("ssm"), std::string::npos) << big;
+  EXPECT_NE(big.find("784"), std::string::npos) << big;
+  EXPECT_NO_THROW(ExactScoreMatching(ExactScoreMatchingOptions(100)));
+  EXPECT_NE(msg([] { SlicedScoreMatching(SlicedScoreMatchingOptions().projections(0)); })
+                .find("objective.projections"), std::string::npos);
+  EXPECT_NE(msg([] { SlicedScoreMatching(SlicedScoreMatchingOptions().projection("sphere")); })
+                .find("sphere"), std::string::npos);
+  EXPECT_NE(msg([] {
+              SlicedScoreMatching(
+                  SlicedScoreMatchingOptions().projection("rademacher").variance_reduced(true));
+            }).find("variance_reduced"), std::string::npos);
+  EXPECT_NE(msg([] { DenoisingScoreMatching(DenoisingScoreMatchingOptions(0)); })
+                .find("objective.sigma"), std::string::npos);
+  EXPECT_NE(msg([] { MultiscaleScoreMatching(MultiscaleScoreMatchingOptions().sigma_max(0.001)); })
+                .find("objective.sigma_max"), std::string::npos);
+  EXPECT_NE(msg([] { MultiscaleScoreMatching(MultiscaleScoreMatchingOptions().levels(1)); })
+                .find("objective.levels"), std::string::npos);
+  EXPECT_NE(msg([] { MultiscaleScoreMatching(MultiscaleScoreMatchingOptions().form("ddpm")); })
+                .find("ddpm"), std::string::npos);
+  // ncsn needs a noise-conditional energy.
+  MultiscaleScoreMatching ncsn{MultiscaleScoreMatchingOptions()};
+  MLPEnergy plain(MLPEnergyOptions(2, {4}));
+  auto gen = make_generator(1, kStreamTrain);
+  Batch batch{torch::zeros({3, 2}), {}};
+  EXPECT_NE(msg([&] { ncsn.compute(*plain, batch, gen); }).find("ncmlp"), std::string::npos);
+}
+
+TEST(ScoreMatchingLadder, GeometricFromMaxToMin) {
+  auto l = geometric_ladder(1.0, 0.01, 5);
+  ASSERT_EQ(l.size(0), 5);
+  EXPECT_DOUBLE_EQ(l[0].item<double>(), 1.0);
+  EXPECT_NEAR(l[4].item<double>(), 0.01, 1e-15);
+  auto ratio = l.slice(0, 1) / l.slice(0, 0, 4);
+  EXPECT_LT((ratio - std::sqrt(0.1)).abs().max().item<double>(), 1e-14);
+}
