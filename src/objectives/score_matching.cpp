@@ -1,4 +1,5 @@
 #include "ebm/objectives/score_matching.h"
+#include "ebm/sampling/tempering.h"
 
 #include <cmath>
 
@@ -91,12 +92,6 @@ torch::Tensor denoising_sm_loss(EnergyImpl& energy, const torch::Tensor& x,
   return 0.5 * (rr * g - (s / rr) * eps).pow(2).sum(1);
 }
 
-torch::Tensor geometric_ladder(double sigma_max, double sigma_min, int64_t levels) {
-  if (levels == 1) return torch::full({1}, sigma_max, torch::kDouble);
-  return torch::exp(torch::linspace(std::log(sigma_max), std::log(sigma_min), levels,
-                                    torch::kDouble));
-}
-
 // ----- objectives -------------------------------------------------------------
 ExactScoreMatching::ExactScoreMatching(const ExactScoreMatchingOptions& o) : options_(o) {
   EBM_CHECK_CONFIG(o.dim() >= 1, "exact score matching needs data of dimension >= 1, got ", o.dim());
@@ -167,7 +162,7 @@ MultiscaleScoreMatching::MultiscaleScoreMatching(const MultiscaleScoreMatchingOp
   EBM_CHECK_CONFIG(o.sigma_ref() > 0 && std::isfinite(o.sigma_ref()),
                    "objective.sigma must be > 0 (the reference scale of form li), got ",
                    o.sigma_ref());
-  ladder_ = geometric_ladder(o.sigma_max(), o.sigma_min(), o.levels());
+  ladder_ = torch::tensor(geometric_ladder(o.sigma_max(), o.sigma_min(), o.levels()), torch::kDouble);
 }
 
 Output MultiscaleScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
@@ -187,22 +182,6 @@ Output MultiscaleScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
   Output out;
   out.loss = denoising_sm_loss(energy, x, eps, sigma, r, options_.analytic()).mean();
   return out;
-}
-
-torch::Tensor annealed_langevin(NoiseConditionalEnergyImpl& energy, torch::Tensor x,
-                                const torch::Tensor& ladder, int64_t steps, double eps,
-                                at::Generator& gen) {
-  const double last = ladder[ladder.size(0) - 1].item<double>();
-  for (int64_t i = 0; i < ladder.size(0); ++i) {
-    const double s = ladder[i].item<double>();
-    energy.set_noise_level(s);
-    const double a = eps * s * s / (last * last);
-    for (int64_t k = 0; k < steps; ++k) {
-      auto g = energy.grad(x);
-      x = x - a * g + std::sqrt(2 * a) * at::normal(0.0, 1.0, x.sizes(), gen, x.scalar_type());
-    }
-  }
-  return x;
 }
 
 }  // namespace ebm

@@ -45,9 +45,6 @@ torch::Tensor denoising_sm_loss(EnergyImpl& energy, const torch::Tensor& x,
                                 const torch::Tensor& eps, const torch::Tensor& sigma,
                                 const torch::Tensor& r, bool analytic = true);
 
-// The geometric ladder sigma_max .. sigma_min with `levels` entries ([L], float64).
-torch::Tensor geometric_ladder(double sigma_max, double sigma_min, int64_t levels);
-
 // Exact score matching refuses dimensions above this (D backward passes per step).
 constexpr int64_t kExactScoreMatchingMaxDim = 100;
 
@@ -123,14 +120,5 @@ class MultiscaleScoreMatching : public Objective {
   torch::Tensor ladder_;  // [L] float64, decreasing
 };
 
-// Annealed Langevin (Song & Ermon 2019, Algorithm 1) over `ladder` for a
-// noise-conditional energy: at level sigma_i, `steps` updates
-// x <- x - a_i grad E(x, sigma_i) + sqrt(2 a_i) N(0, I), a_i = eps sigma_i^2 / sigma_L^2.
-// TEMPORARY: a local loop for evaluating multi-scale models until the
-// sampling module's annealed sampler lands; it then replaces this. Leaves the
-// energy's noise level at the last level.
-torch::Tensor annealed_langevin(NoiseConditionalEnergyImpl& energy, torch::Tensor x,
-                                const torch::Tensor& ladder, int64_t steps, double eps,
-                                at::Generator& gen);
 
 }  // namespace ebm
