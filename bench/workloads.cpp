@@ -22,8 +22,8 @@ std::string Result::json() const {
 }
 
 const std::vector<std::string>& workload_names() {
-  static const std::vector<std::string> names = {"langevin-mlp", "langevin-mlp-64d",
-                                                 "pcd-mlp-2d", "dsm-mlp-2d", "ssm-mlp-2d"};
+  static const std::vector<std::string> names = {"langevin-mlp", "langevin-mlp-64d", "pcd-mlp-2d",
+                                                 "dsm-mlp-2d",   "ssm-mlp-2d",       "hmc-gauss-100d"};
   return names;
 }
 
@@ -74,6 +74,16 @@ Workload pcd_2d(uint64_t seed) {
 
 // One score matching training step on 8 gaussians, batch 1024, Adam lr 1e-3:
 // dsm-mlp-2d (sigma = 0.1) and ssm-mlp-2d (one Gaussian projection).
+// HMC on a 100-d Gaussian, condition number 100 (variances log-spaced
+// 0.01 .. 1), 10 leapfrog steps of 0.05, Metropolis correction, 256 chains.
+Workload hmc_gauss_100d(uint64_t seed) {
+  auto gen = std::make_shared<at::Generator>(make_generator(seed, kStreamSample));
+  auto target = make_target("gaussian:dim=100,cond=100");
+  auto state = std::make_shared<ChainState>(at::normal(0.0, 1.0, {256, 100}, *gen, torch::kFloat));
+  auto sampler = std::make_shared<HMCSampler>(HMCOptions(0.05).n_leapfrog(10));
+  return {[=] { sampler->step(*target, *state, *gen); }, 256.0, "chain-steps/s"};
+}
+
 Workload score_matching_2d(std::shared_ptr<Objective> objective, uint64_t seed) {
   auto gen = std::make_shared<at::Generator>(make_generator(seed, kStreamTrain));
   auto net = swish_mlp(2, {128, 128}, *gen);
@@ -100,6 +110,8 @@ Result run_workload(const std::string& name, double seconds, int threads, uint64
     w = pcd_2d(seed);
   } else if (name == "dsm-mlp-2d") {
     w = score_matching_2d(std::make_shared<DenoisingScoreMatching>(DenoisingScoreMatchingOptions(0.1)), seed);
+  } else if (name == "hmc-gauss-100d") {
+    w = hmc_gauss_100d(seed);
   } else if (name == "ssm-mlp-2d") {
     w = score_matching_2d(std::make_shared<SlicedScoreMatching>(SlicedScoreMatchingOptions()), seed);
   } else {

@@ -1,51 +1,114 @@
-// ebm sample (--model model.pt | --target NAME) --sampler SPEC --n N --steps K
-//            [--init FILE] --out FILE.{csv,npy,png}
+// ebm sample (--model model.pt | --energy-script f.pt | --target SPEC) --sampler SPEC
+//            --n N --steps K [--warmup W] [--thin T] [--init FILE] --out FILE.{csv,npy,png}
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include "commands.h"
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
+#include "ebm/energy/script_energy.h"
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
+#include "ebm/sampling/diagnostics.h"
+#include "ebm/sampling/tempering.h"
 #include "ebm/train/train.h"
 
 namespace ebm::cli {
+namespace {
+constexpr int64_t kSummaryDims = 10;   // rows of the summary table
+constexpr int64_t kEssDims = 100;      // dimensions whose minimum ESS is reported
+
+std::string fmt(double v, int precision = 4) {
+  std::ostringstream os;
+  os << std::setprecision(precision) << v;
+  return os.str();
+}
+
+// The draws file: final states [n, D], or with --thin every kept draw,
+// chain-major [n * draws, D] with the chain (and draw) index beside them: as
+// columns in CSV, as a sidecar FILE.chain.npy in NPY.
+void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, D] */) {
+  const int64_t n = draws.size(0), k = draws.size(1), d = draws.size(2);
+  auto flat = draws.reshape({n * k, d}).to(torch::kFloat);
+  std::vector<std::string> header;
+  for (int64_t i = 0; i < d; ++i) header.push_back("x" + std::to_string(i));
+  auto chain = torch::arange(n, torch::kFloat).repeat_interleave(k);
+  auto draw = torch::arange(k, torch::kFloat).repeat(n);
+  if (file_extension(out) == ".csv") {
+    header.push_back("chain");
+    header.push_back("draw");
+    write_csv(out, torch::cat({flat, chain.unsqueeze(1), draw.unsqueeze(1)}, 1), header);
+  } else {
+    write_npy(out, flat);
+    write_npy(out.substr(0, out.size() - 4) + ".chain.npy", chain);
+  }
+}
+}  // namespace
 
 Runner add_sample(CLI::App& app) {
   struct Args {
     Common common;
-    std::string model, target, sampler = "ula:step=0.01", init, out;
-    int64_t n = 1000, steps = 1000, dim = 2;
+    std::string model, script, target, sampler = "ula:step=0.01", init, out;
+    int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0;
+    double target_accept = 0;
+    bool no_adapt_mass = false, no_adapt = false;
   };
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("sample", "draw samples from a model or a built-in target");
+  auto* cmd = app.add_subcommand("sample", "draw samples from a model, a TorchScript energy or a built-in target");
   auto* m = cmd->add_option("--model", a->model, "model.pt from ebm train");
+  auto* s = cmd->add_option("--energy-script", a->script,
+                            "TorchScript module whose forward maps [B, D] to [B] energies");
   auto* t = cmd->add_option("--target", a->target,
-                            "built-in energy: gaussian, mixture, funnel, banana, double_well");
-  m->excludes(t);
-  cmd->add_option("--dim", a->dim, "dimension of --target")->capture_default_str();
-  cmd->add_option("--sampler", a->sampler, "spec, e.g. \"langevin:step=0.01,noise=0.005\"")
+                            "built-in energy spec: gaussian[:dim=,cond=|rho=], neal100, "
+                            "funnel[:dim=], banana, mixture, double_well[:dim=,barrier=]");
+  m->excludes(t)->excludes(s);
+  s->excludes(t);
+  cmd->add_option("--dim", a->dim, "dimension of --target / --energy-script (0 = its default)")
+      ->capture_default_str();
+  cmd->add_option("--sampler", a->sampler,
+                  "spec, e.g. \"nuts\", \"hmc:step=0.05,leapfrog=10\", \"langevin:step=0.01,noise=0.005\"")
       ->capture_default_str();
   cmd->add_option("--n", a->n, "number of chains")->capture_default_str();
-  cmd->add_option("--steps", a->steps, "transitions per chain")->capture_default_str();
+  cmd->add_option("--warmup", a->warmup,
+                  "warm-up transitions, discarded; they adapt the step size (and a diagonal "
+                  "mass matrix) of mh, mala, hmc and nuts")
+      ->capture_default_str();
+  cmd->add_option("--steps", a->steps, "transitions per chain after warm-up")->capture_default_str();
+  cmd->add_option("--thin", a->thin,
+                  "write every T-th draw of each chain (with its chain index); 0 = final states only")
+      ->capture_default_str();
+  cmd->add_option("--target-accept", a->target_accept,
+                  "acceptance the warm-up aims at (default: mh 0.234, mala 0.57, hmc 0.65, nuts 0.8)");
+  cmd->add_flag("--no-adapt-mass", a->no_adapt_mass, "adapt the step size only");
+  cmd->add_flag("--no-adapt", a->no_adapt, "warm-up is plain burn-in: nothing is adapted");
   cmd->add_option("--init", a->init, "initial states (CSV/NPY, n rows); default N(0, I)");
-  cmd->add_option("--out", a->out, "final states: .csv, .npy or .png (2D)")->required();
+  cmd->add_option("--out", a->out, "draws: .csv, .npy or .png (2D, final states)")->required();
   add_common(cmd, a->common);
   return [a]() -> int {
     apply_common(a->common);
-    EBM_CHECK_USAGE(!a->model.empty() || !a->target.empty(),
-                    "sample: give --model FILE or --target NAME");
+    EBM_CHECK_USAGE(!a->model.empty() || !a->target.empty() || !a->script.empty(),
+                    "sample: give --model FILE, --energy-script FILE or --target NAME");
     EBM_CHECK_USAGE(a->n >= 1, "--n must be >= 1, got ", a->n);
     EBM_CHECK_USAGE(a->steps >= 0, "--steps must be >= 0, got ", a->steps);
+    EBM_CHECK_USAGE(a->warmup >= 0, "--warmup must be >= 0, got ", a->warmup);
+    EBM_CHECK_USAGE(a->thin >= 0, "--thin must be >= 0, got ", a->thin);
+    EBM_CHECK_USAGE(a->dim >= 0, "--dim must be >= 0, got ", a->dim);
+    EBM_CHECK_USAGE(a->target_accept == 0 || (a->target_accept > 0 && a->target_accept < 1),
+                    "--target-accept must be in (0, 1), got ", a->target_accept);
     const std::string ext = file_extension(a->out);
     EBM_CHECK_USAGE(ext == ".csv" || ext == ".npy" || ext == ".png", "--out ", a->out,
                     ": extension must be .csv, .npy or .png");
+    EBM_CHECK_USAGE(a->thin == 0 || ext != ".png", "--thin: a PNG shows final states only");
+    EBM_CHECK_USAGE(a->thin == 0 || a->steps >= a->thin, "--thin ", a->thin,
+                    " keeps no draw of ", a->steps, " steps");
     Energy energy;
     AnalyticEnergy target;
     if (!a->model.empty()) {
       energy = load_model(a->model);
+    } else if (!a->script.empty()) {
+      energy = std::make_shared<ScriptEnergyImpl>(a->script, a->dim);
     } else {
       target = make_target(a->target, a->dim);
       energy = target;
@@ -65,43 +128,102 @@ Runner add_sample(CLI::App& app) {
     }
     if (target) x0 = x0.to(torch::kDouble);
     ChainState chains(x0);
+
+    // Warm-up: adapted where the sampler can be, plain burn-in otherwise.
+    std::unique_ptr<WarmupAdapter> adapter;
+    if (a->warmup > 0 && sampler->target_accept() > 0 && !a->no_adapt)
+      adapter = std::make_unique<WarmupAdapter>(
+          *sampler, WarmupOptions(a->warmup).target_accept(a->target_accept).adapt_mass(!a->no_adapt_mass));
+    int64_t warm_divergent = 0;
+    {
+      Progress progress("warmup", a->warmup);
+      for (int64_t k = 0; k < a->warmup; ++k) {
+        Stats st = adapter ? adapter->step(*energy, chains, gen) : sampler->step(*energy, chains, gen);
+        warm_divergent += st.n_divergent;
+        progress.update(k + 1, "step " + fmt(st.step_size) + " accept " + fmt(st.accept_rate, 3));
+      }
+      progress.finish();
+    }
+    if (auto* pt = dynamic_cast<ParallelTempering*>(sampler.get())) pt->reset_swap_counts();
+
+    // Sampling: the first dimensions of every draw feed the summary; --thin
+    // keeps all dimensions of every T-th draw for the output file.
+    const int64_t shown = std::min(dim, kSummaryDims), tracked = std::min(dim, kEssDims);
+    std::unique_ptr<DrawRecorder> summary, kept;
+    if (a->steps >= 4) summary = std::make_unique<DrawRecorder>(a->n, tracked, a->steps);
+    if (a->thin > 0) kept = std::make_unique<DrawRecorder>(a->n, dim, a->steps / a->thin, a->thin);
     Stats total;
     total.accept_rate = 0;
     Progress progress("sample", a->steps);
     for (int64_t k = 0; k < a->steps; ++k) {
-      Stats s = sampler->step(*energy, chains, gen);
-      total.accept_rate += s.accept_rate;
-      total.n_divergent += s.n_divergent;
-      total.step_size = s.step_size;
-      progress.update(k + 1, "accept " + std::to_string(total.accept_rate / (k + 1)));
+      Stats st = sampler->step(*energy, chains, gen);
+      total.accept_rate += st.accept_rate;
+      total.n_divergent += st.n_divergent;
+      total.n_grad += st.n_grad;
+      total.step_size = st.step_size;
+      if (summary) summary->record(chains.x.flatten(1).narrow(1, 0, tracked));
+      if (kept) kept->record(chains.x);
+      progress.update(k + 1, "accept " + fmt(total.accept_rate / (k + 1), 3));
     }
     progress.finish();
+
     auto x = chains.x.to(torch::kFloat);
     if (ext == ".png") {
       torch::Tensor backdrop;
       if (target) backdrop = target->sample(5000, gen);
       scatter_png(a->out, x, backdrop, bounding_box(backdrop.defined() ? backdrop : x, 0.1));
     } else {
-      std::vector<std::string> header;
-      for (int64_t i = 0; i < dim; ++i) header.push_back("x" + std::to_string(i));
-      write_matrix(a->out, x, header);
+      write_draws(a->out, kept ? kept->draws() : chains.x.to(torch::kDouble).unsqueeze(1));
     }
-    auto xd = chains.x.to(torch::kDouble);
-    auto mean = xd.mean(0), sd = xd.std(0);
-    std::cout << "sampler " << sampler->name() << ": " << a->n << " chains x " << a->steps
-              << " steps, accept_rate " << (a->steps ? total.accept_rate / a->steps : 1.0)
-              << ", n_divergent " << total.n_divergent << "\n";
-    std::cout << std::setw(6) << "dim" << std::setw(12) << "mean" << std::setw(12) << "sd";
-    if (target) std::cout << std::setw(12) << "true mean" << std::setw(12) << "true sd";
-    std::cout << "\n";
-    for (int64_t i = 0; i < std::min<int64_t>(dim, 10); ++i) {
-      std::cout << std::setw(6) << i << std::setw(12) << mean[i].item<double>() << std::setw(12)
-                << sd[i].item<double>();
+
+    // Summary: sampler statistics, then mean, sd, MCSE, ESS and R-hat of the
+    // first dimensions (from all post-warm-up draws of all chains).
+    auto& os = std::cout;
+    os << "sampler " << sampler->name() << ": " << a->n << " chains, " << a->warmup
+       << " warm-up + " << a->steps << " steps; step_size " << fmt(sampler->step_size() > 0 ? sampler->step_size() : total.step_size)
+       << ", accept_rate " << fmt(a->steps ? total.accept_rate / a->steps : 1.0, 3)
+       << ", divergent " << total.n_divergent << " (warm-up " << warm_divergent << ")"
+       << ", gradients/chain " << fmt(total.n_grad, 6) << "\n";
+    if (auto* pt = dynamic_cast<ParallelTempering*>(sampler.get())) {
+      os << "swap acceptance per adjacent temperature pair:";
+      for (double r : pt->swap_rates()) os << " " << fmt(r, 3);
+      os << "\n";
+    }
+    std::vector<SummaryRow> rows;
+    double min_ess = INFINITY;
+    if (summary) {
+      auto draws = summary->draws();
+      rows = summarize(draws.narrow(2, 0, shown), shown);
+      auto e = ess_bulk(draws);
+      e = e.masked_select(torch::isfinite(e));
+      if (e.numel()) min_ess = e.min().item<double>();
+    }
+    const int w = 11;
+    os << std::setw(5) << "dim" << std::setw(w) << "mean" << std::setw(w) << "sd";
+    if (summary) os << std::setw(w) << "mcse" << std::setw(w) << "ess_bulk" << std::setw(w) << "ess_tail" << std::setw(w) << "rhat";
+    if (target) os << std::setw(w) << "true_mean" << std::setw(w) << "true_sd";
+    os << "\n";
+    auto xd = chains.x.to(torch::kDouble).flatten(1);
+    for (int64_t i = 0; i < shown; ++i) {
+      os << std::setw(5) << i;
+      if (summary) {
+        const auto& r = rows[i];
+        os << std::setw(w) << fmt(r.mean) << std::setw(w) << fmt(r.sd) << std::setw(w) << fmt(r.mcse, 3)
+           << std::setw(w) << fmt(r.ess_bulk, 5) << std::setw(w) << fmt(r.ess_tail, 5)
+           << std::setw(w) << fmt(r.rhat, 4);
+      } else {
+        auto c = xd.select(1, i);
+        os << std::setw(w) << fmt(c.mean().item<double>()) << std::setw(w)
+           << fmt(a->n > 1 ? c.std().item<double>() : 0.0);
+      }
       if (target)
-        std::cout << std::setw(12) << target->mean()[i].item<double>() << std::setw(12)
-                  << std::sqrt(target->covariance()[i][i].item<double>());
-      std::cout << "\n";
+        os << std::setw(w) << fmt(target->mean()[i].item<double>()) << std::setw(w)
+           << fmt(std::sqrt(target->covariance()[i][i].item<double>()));
+      os << "\n";
     }
+    if (summary && std::isfinite(min_ess) && total.n_grad > 0)
+      os << "min ess_bulk " << fmt(min_ess, 5) << " over " << (tracked < dim ? "the first " : "all ")
+         << tracked << " dims; per gradient evaluation " << fmt(min_ess / (total.n_grad * a->n), 3) << "\n";
     return 0;
   };
 }
