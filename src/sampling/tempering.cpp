@@ -101,6 +101,8 @@ Stats AnnealedLangevinSampler::step(EnergyImpl& energy, ChainState& state, at::G
   Stats st;
   st.step_size = steps_.back();
   st.accept_rate = 1.0;
+  // One gradient per update of the sweep (plus the denoising step).
+  st.n_grad = double(options_.n_levels() * options_.steps_per_level() + (options_.denoise() ? 1 : 0));
   st.n_divergent = diverged.sum().item<int64_t>();
   st.energy_mean = rows::finite_mean(energy.energy(x).detach());
   return st;
@@ -179,6 +181,7 @@ Stats ParallelTempering::step(EnergyImpl& energy, ChainState& state, at::Generat
   g_ = torch::where(m, g_new, g).view(shape);
   Stats st;
   st.step_size = eps;
+  st.n_grad = double(n_t);  // one gradient per replica and chain
   st.accept_rate = accept.narrow(0, 0, b).to(torch::kDouble).mean().item<double>();
   st.n_divergent = divergent.sum().item<int64_t>();
 
