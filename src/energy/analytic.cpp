@@ -26,7 +26,10 @@ GaussianEnergyImpl::GaussianEnergyImpl(torch::Tensor mean, torch::Tensor cov)
   precision_ = torch::cholesky_inverse(chol_);
   log_z_ = 0.5 * d * kLog2Pi + chol_.diagonal().log().sum().item<double>();
   // Diagonal covariance: elementwise energy and gradient instead of a matmul.
-  if (torch::equal(cov_, torch::diag(cov_.diagonal()))) diag_precision_ = precision_.diagonal().clone();
+  if (torch::equal(cov_, torch::diag(cov_.diagonal()))) {
+    diag_precision_ = precision_.diagonal().clone();
+    diag_precision_f_ = diag_precision_.to(torch::kFloat);  // float chains skip a cast per call
+  }
   zero_mean_ = !mean_.any().item<bool>();
 }
 
@@ -44,7 +47,8 @@ torch::Tensor GaussianEnergyImpl::energy(const torch::Tensor& x) {
 torch::Tensor GaussianEnergyImpl::grad(const torch::Tensor& x) {
   check_input(x, dim(), "gaussian");
   torch::NoGradGuard ng;
-  if (diag_precision_.defined()) return centred(x) * like(diag_precision_, x);
+  if (diag_precision_.defined())
+    return centred(x) * (x.scalar_type() == torch::kFloat ? diag_precision_f_ : like(diag_precision_, x));
   return torch::mm(centred(x), like(precision_, x));
 }
 

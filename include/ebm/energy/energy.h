@@ -159,7 +159,8 @@ class GaussianEnergyImpl : public AnalyticEnergyImpl {
  private:
   torch::Tensor centred(const torch::Tensor& x) const;
   torch::Tensor mean_, cov_, precision_, chol_;
-  torch::Tensor diag_precision_;  // [D] when the covariance is diagonal, else undefined
+  torch::Tensor diag_precision_;    // [D] when the covariance is diagonal, else undefined
+  torch::Tensor diag_precision_f_;  // its float32 copy
   bool zero_mean_ = false;
   double log_z_;
 };
