@@ -31,6 +31,14 @@ GaussianEnergyImpl::GaussianEnergyImpl(torch::Tensor mean, torch::Tensor cov)
     diag_precision_f_ = diag_precision_.to(torch::kFloat);  // float chains skip a cast per call
   }
   zero_mean_ = !mean_.any().item<bool>();
+  mean_f_ = mean_.to(torch::kFloat);
+}
+
+std::pair<torch::Tensor, torch::Tensor> GaussianEnergyImpl::diagonal_quadratic(
+    torch::ScalarType dtype) const {
+  if (!diag_precision_.defined()) return {};
+  if (dtype == torch::kFloat) return {mean_f_, diag_precision_f_};
+  return {mean_.to(dtype), diag_precision_.to(dtype)};
 }
 
 torch::Tensor GaussianEnergyImpl::centred(const torch::Tensor& x) const {

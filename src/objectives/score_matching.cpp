@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "ebm/core/error.h"
+#include "ebm/core/rng.h"
 
 namespace ebm {
 
@@ -125,7 +126,7 @@ Output SlicedScoreMatching::compute(EnergyImpl& energy, const Batch& batch, at::
   const int64_t b = x.size(0), d = x.size(1), m = options_.projections();
   torch::Tensor v;
   if (options_.projection() == "gaussian")
-    v = at::normal(0.0, 1.0, {b, m, d}, gen, x.scalar_type());
+    v = standard_normal({b, m, d}, gen, x.scalar_type());
   else
     v = at::randint(0, 2, {b, m, d}, gen, x.options()).mul_(2).sub_(1);
   Output out;
@@ -142,7 +143,7 @@ DenoisingScoreMatching::DenoisingScoreMatching(const DenoisingScoreMatchingOptio
 Output DenoisingScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
                                        at::Generator& gen) {
   const auto& x = batch.x;
-  auto eps = at::normal(0.0, 1.0, x.sizes(), gen, x.scalar_type());
+  auto eps = standard_normal(x.sizes(), gen, x.scalar_type());
   auto sigma = torch::full({x.size(0)}, options_.sigma(), x.options());
   Output out;
   out.loss = denoising_sm_loss(energy, x, eps, sigma, sigma, options_.analytic()).mean();
@@ -177,7 +178,7 @@ Output MultiscaleScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
   const auto& x = batch.x;
   auto idx = at::randint(ladder_.size(0), {x.size(0)}, gen, torch::kLong);
   auto sigma = ladder_.index_select(0, idx).to(x.scalar_type());
-  auto eps = at::normal(0.0, 1.0, x.sizes(), gen, x.scalar_type());
+  auto eps = standard_normal(x.sizes(), gen, x.scalar_type());
   auto r = options_.form() == "ncsn" ? sigma : torch::full_like(sigma, options_.sigma_ref());
   Output out;
   out.loss = denoising_sm_loss(energy, x, eps, sigma, r, options_.analytic()).mean();

@@ -1,6 +1,13 @@
 // Metropolis-adjusted samplers: MALA, HMC (with leapfrog as a free function)
 // and NUTS.
+#include <ATen/Dispatch.h>
+
+#include <cmath>
+#include <cstring>
+
 #include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/core/simd.h"
 #include "ebm/sampling/sampling.h"
 #include "rows.h"
 
@@ -56,7 +63,7 @@ Stats MALASampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   const auto a = options_.inv_mass().defined() ? options_.inv_mass().to(s.x.scalar_type())
                                                : torch::Tensor();
   auto precond = [&](const torch::Tensor& v) { return a.defined() ? a * v : v; };
-  auto noise = at::normal(0.0, 1.0, s.x.sizes(), gen, s.x.scalar_type());
+  auto noise = standard_normal(s.x.sizes(), gen, s.x.scalar_type());
   auto x_new = s.x - eps * precond(s.grad) + std::sqrt(2 * eps) * (a.defined() ? a.sqrt() * noise : noise);
   auto [e_new, g_new] = energy.energy_and_grad(x_new);
   // log q(b|a) = -r^T A^{-1} r / (4 eps) with r = b - a + eps A g(a).
@@ -73,9 +80,144 @@ Stats MALASampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
 }
 
 // ----- Leapfrog and HMC -----------------------------------------------------
+namespace {
+// Leapfrog on E = 1/2 sum_j prec_j (x_j - mu_j)^2 for one chain's row, in
+// place: the same operations, in the same order, as the generic loop, with
+// the row kept in L1 across its n_steps steps. Returns E at the end.
+template <typename T>
+inline __attribute__((always_inline)) T diagonal_trajectory(
+    T* __restrict x, T* __restrict p, T* __restrict g, const T* __restrict mu,
+    const T* __restrict prec, const T* __restrict inv_mass, T step, int64_t dim, int64_t n_steps) {
+  const T half = T(0.5) * step;
+  for (int64_t k = 0; k < n_steps; ++k) {
+    for (int64_t j = 0; j < dim; ++j) {
+      const T pj = p[j] - half * g[j];
+      const T xj = x[j] + step * inv_mass[j] * pj;
+      const T gj = prec[j] * (xj - mu[j]);
+      p[j] = pj - half * gj;
+      x[j] = xj;
+      g[j] = gj;
+    }
+  }
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < dim; ++j) acc += (x[j] - mu[j]) * g[j];
+  return T(0.5) * acc;
+}
+
+template <typename T>
+inline __attribute__((always_inline)) T kinetic_row(const T* __restrict p,
+                                                    const T* __restrict inv_mass, int64_t dim) {
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < dim; ++j) acc += inv_mass[j] * p[j] * p[j];
+  return T(0.5) * acc;
+}
+
+template <typename T>
+struct DiagonalArgs {
+  const T *mu, *prec, *inv_mass;
+  int64_t rows, dim, n_steps;
+};
+
+template <typename T>
+inline __attribute__((always_inline)) void diagonal_leapfrog_rows(const DiagonalArgs<T>& a, T* x,
+                                                                  T* p, T* g, T* e,
+                                                                  const T* eps) {
+  for (int64_t b = 0; b < a.rows; ++b)
+    e[b] = diagonal_trajectory(x + b * a.dim, p + b * a.dim, g + b * a.dim, a.mu, a.prec,
+                               a.inv_mass, eps[b], a.dim, a.n_steps);
+}
+
+EBM_MULTIVERSION
+void diagonal_leapfrog(const DiagonalArgs<float>& a, float* x, float* p, float* g, float* e,
+                       const float* eps) {
+  diagonal_leapfrog_rows(a, x, p, g, e, eps);
+}
+
+EBM_MULTIVERSION
+void diagonal_leapfrog(const DiagonalArgs<double>& a, double* x, double* p, double* g, double* e,
+                       const double* eps) {
+  diagonal_leapfrog_rows(a, x, p, g, e, eps);
+}
+
+// One whole HMC transition per chain. In: the state (x0, g0, e0), standard
+// normal draws xi (overwritten), log-uniforms and step sizes per chain. Out:
+// the next state (x1, g1, e1). Returns the number of accepted proposals and
+// counts divergences (energy error > kDivergence or non-finite).
+template <typename T>
+inline __attribute__((always_inline)) int64_t diagonal_hmc_rows(
+    const DiagonalArgs<T>& a, const T* x0, const T* g0, const T* e0, T* xi,
+    const T* __restrict sqrt_mass, const T* log_u, const T* eps, T* x1, T* g1, T* e1,
+    int64_t* n_divergent) {
+  int64_t accepted = 0;
+  const int64_t d = a.dim;
+  for (int64_t b = 0; b < a.rows; ++b) {
+    T* __restrict xr = x1 + b * d;
+    T* __restrict gr = g1 + b * d;
+    T* __restrict pr = xi + b * d;
+    std::memcpy(xr, x0 + b * d, sizeof(T) * d);
+    std::memcpy(gr, g0 + b * d, sizeof(T) * d);
+    for (int64_t j = 0; j < d; ++j) pr[j] *= sqrt_mass[j];  // p ~ N(0, M)
+    const T h0 = e0[b] + kinetic_row(pr, a.inv_mass, d);
+    const T e = diagonal_trajectory(xr, pr, gr, a.mu, a.prec, a.inv_mass, eps[b], d, a.n_steps);
+    const T h1 = e + kinetic_row(pr, a.inv_mass, d);
+    const T log_alpha = h0 - h1;
+    const bool divergent = !std::isfinite(log_alpha) || h1 - h0 > T(kDivergence);
+    if (!divergent && log_u[b] < log_alpha) {
+      e1[b] = e;
+      ++accepted;
+    } else {
+      std::memcpy(xr, x0 + b * d, sizeof(T) * d);
+      std::memcpy(gr, g0 + b * d, sizeof(T) * d);
+      e1[b] = e0[b];
+    }
+    *n_divergent += divergent;
+  }
+  return accepted;
+}
+
+EBM_MULTIVERSION
+int64_t diagonal_hmc(const DiagonalArgs<float>& a, const float* x0, const float* g0,
+                     const float* e0, float* xi, const float* sqrt_mass, const float* log_u,
+                     const float* eps, float* x1, float* g1, float* e1, int64_t* n_divergent) {
+  return diagonal_hmc_rows(a, x0, g0, e0, xi, sqrt_mass, log_u, eps, x1, g1, e1, n_divergent);
+}
+
+EBM_MULTIVERSION
+int64_t diagonal_hmc(const DiagonalArgs<double>& a, const double* x0, const double* g0,
+                     const double* e0, double* xi, const double* sqrt_mass, const double* log_u,
+                     const double* eps, double* x1, double* g1, double* e1,
+                     int64_t* n_divergent) {
+  return diagonal_hmc_rows(a, x0, g0, e0, xi, sqrt_mass, log_u, eps, x1, g1, e1, n_divergent);
+}
+}  // namespace
+
 torch::Tensor leapfrog(EnergyImpl& energy, torch::Tensor& x, torch::Tensor& p, torch::Tensor& grad,
                        const torch::Tensor& inv_mass, const torch::Tensor& eps, int64_t n_steps) {
   torch::NoGradGuard ng;
+  const auto dtype = x.scalar_type();
+  if (x.dim() == 2 && (dtype == torch::kFloat || dtype == torch::kDouble)) {
+    auto quadratic = energy.diagonal_quadratic(dtype);
+    if (quadratic.second.defined()) {
+      const auto mu = quadratic.first.contiguous(), prec = quadratic.second.contiguous();
+      // Fresh contiguous copies: x, p and grad may alias the caller's chain state.
+      x = x.contiguous().clone();
+      p = p.contiguous().clone();
+      grad = grad.contiguous().clone();
+      auto im = inv_mass.defined() ? inv_mass.to(dtype).contiguous() : torch::ones_like(mu);
+      auto ev = eps.to(dtype).expand({x.size(0)}).contiguous();
+      auto e = torch::empty({x.size(0)}, x.options());
+      AT_DISPATCH_FLOATING_TYPES(dtype, "diagonal_leapfrog", [&] {
+        const DiagonalArgs<scalar_t> args{mu.data_ptr<scalar_t>(), prec.data_ptr<scalar_t>(),
+                                          im.data_ptr<scalar_t>(), x.size(0), x.size(1), n_steps};
+        diagonal_leapfrog(args, x.data_ptr<scalar_t>(), p.data_ptr<scalar_t>(),
+                          grad.data_ptr<scalar_t>(), e.data_ptr<scalar_t>(),
+                          ev.data_ptr<scalar_t>());
+      });
+      return e;
+    }
+  }
   auto e_col = rows::per_row(eps.to(x.scalar_type()), x);  // [B, 1, ...]
   auto half = 0.5 * e_col;
   auto step_x = inv_mass.defined() ? e_col * inv_mass : e_col;
@@ -112,11 +254,44 @@ Stats HMCSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   const auto dtype = s.x.scalar_type();
   auto inv_mass = options_.inv_mass().defined() ? options_.inv_mass().to(dtype) : torch::Tensor();
   // p ~ N(0, M): p = xi / sqrt(M^{-1}).
-  auto p = at::normal(0.0, 1.0, s.x.sizes(), gen, dtype);
-  if (inv_mass.defined()) p = p / inv_mass.sqrt();
+  auto p = standard_normal(s.x.sizes(), gen, dtype);
   auto eps = torch::full({b}, options_.step_size(), torch::TensorOptions().dtype(dtype));
   if (options_.jitter() > 0)
     eps = eps * (1 + options_.jitter() * (2 * at::rand({b}, gen, dtype) - 1));
+  auto quadratic = s.x.dim() == 2 && (dtype == torch::kFloat || dtype == torch::kDouble)
+                       ? energy.diagonal_quadratic(dtype)
+                       : std::pair<torch::Tensor, torch::Tensor>();
+  if (quadratic.second.defined()) {
+    // The whole transition fused per chain (momentum, trajectory, Metropolis).
+    const auto mu = quadratic.first.contiguous(), prec = quadratic.second.contiguous();
+    auto im = inv_mass.defined() ? inv_mass.contiguous() : torch::ones_like(mu);
+    auto sqrt_mass = im.rsqrt();
+    auto log_u = at::rand({b}, gen, dtype).log_();
+    auto x0 = s.x.contiguous(), g0 = s.grad.contiguous(), e0 = s.energy.contiguous();
+    auto x1 = torch::empty_like(x0), g1 = torch::empty_like(x0), e1 = torch::empty_like(e0);
+    int64_t accepted = 0, divergent = 0;
+    AT_DISPATCH_FLOATING_TYPES(dtype, "diagonal_hmc", [&] {
+      const DiagonalArgs<scalar_t> args{mu.data_ptr<scalar_t>(), prec.data_ptr<scalar_t>(),
+                                        im.data_ptr<scalar_t>(), b, s.x.size(1),
+                                        options_.n_leapfrog()};
+      accepted = diagonal_hmc(args, x0.data_ptr<scalar_t>(), g0.data_ptr<scalar_t>(),
+                              e0.data_ptr<scalar_t>(), p.data_ptr<scalar_t>(),
+                              sqrt_mass.data_ptr<scalar_t>(), log_u.data_ptr<scalar_t>(),
+                              eps.data_ptr<scalar_t>(), x1.data_ptr<scalar_t>(),
+                              g1.data_ptr<scalar_t>(), e1.data_ptr<scalar_t>(), &divergent);
+    });
+    s.x = x1;
+    s.grad = g1;
+    s.energy = e1;
+    Stats st;
+    st.step_size = options_.step_size();
+    st.accept_rate = double(accepted) / double(b);
+    st.n_divergent = divergent;
+    st.energy_mean = e1.to(torch::kDouble).mean().item<double>();
+    st.n_grad = double(options_.n_leapfrog());
+    return st;
+  }
+  if (inv_mass.defined()) p = p / inv_mass.sqrt();
   auto kinetic = [&](const torch::Tensor& mom) {
     return 0.5 * rows::sum(inv_mass.defined() ? inv_mass * mom * mom : mom * mom);
   };
@@ -161,7 +336,7 @@ Stats NUTSSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   auto log_uniform = [&]() { return at::rand({b}, gen, dtype).log(); };
   const double eps = options_.step_size();
 
-  auto p0 = at::normal(0.0, 1.0, s.x.sizes(), gen, dtype);
+  auto p0 = standard_normal(s.x.sizes(), gen, dtype);
   if (inv_mass.defined()) p0 = p0 / inv_mass.sqrt();
   const auto h0 = s.energy + kinetic(p0);
   // The trajectory: its two ends, the sum of its momenta, the log of its

@@ -1,6 +1,7 @@
 #include <ATen/Dispatch.h>
 
 #include "ebm/core/error.h"
+#include "ebm/core/rng.h"
 #include "ebm/core/simd.h"
 #include "ebm/core/spec.h"
 #include "ebm/sampling/sampling.h"
@@ -94,7 +95,7 @@ Stats LangevinSampler::step(EnergyImpl& energy, ChainState& state, at::Generator
     if (!noise_buf_.defined() || !noise_buf_.sizes().equals(x.sizes()) ||
         noise_buf_.scalar_type() != x.scalar_type())
       noise_buf_ = torch::empty_like(x);
-    noise_buf_.normal_(0.0, 1.0, gen);
+    normal_fill_(noise_buf_, gen);
   }
   bool finite = false;
   double esum = 0;
@@ -133,8 +134,7 @@ Stats RandomWalkMH::step(EnergyImpl& energy, ChainState& state, at::Generator& g
   torch::NoGradGuard ng;
   auto& x = state.x;
   if (!state.energy.defined()) state.energy = energy.energy(x).detach();
-  auto prop = x + options_.step_size() * at::normal(0.0, 1.0, x.sizes(), gen,
-                                                     x.scalar_type());
+  auto prop = x + options_.step_size() * standard_normal(x.sizes(), gen, x.scalar_type());
   auto e_prop = energy.energy(prop).detach();
   auto finite = torch::isfinite(e_prop);
   auto log_u = at::rand({x.size(0)}, gen, state.energy.scalar_type()).log();

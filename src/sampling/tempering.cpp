@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "ebm/core/error.h"
+#include "ebm/core/rng.h"
 #include "rows.h"
 
 namespace ebm {
@@ -85,7 +86,7 @@ Stats AnnealedLangevinSampler::step(EnergyImpl& energy, ChainState& state, at::G
     const double drift = nc ? eta : eta / s;  // grad of E(x, s) or of E(x) / s
     for (int64_t t = 0; t < options_.steps_per_level(); ++t) {
       auto [e, g] = energy.energy_and_grad(x);  // [B], like x
-      auto xi = at::normal(0.0, 1.0, x.sizes(), gen, x.scalar_type());
+      auto xi = standard_normal(x.sizes(), gen, x.scalar_type());
       hold_bad(e, g, &xi);
       x = x.add(g, -drift).add_(xi, sd);
     }
@@ -165,7 +166,7 @@ Stats ParallelTempering::step(EnergyImpl& energy, ChainState& state, at::Generat
   auto x = x_.flatten(0, 1), e = e_.flatten(), g = g_.flatten(0, 1);
   auto temp = values_like(t_rows, e), den = values_like(den_rows, e);  // [K * B]
   auto sd = rows::per_row(values_like(sd_rows, x), x);
-  auto noise = at::normal(0.0, 1.0, x.sizes(), gen, x.scalar_type());
+  auto noise = standard_normal(x.sizes(), gen, x.scalar_type());
   auto x_new = x - eps * g + sd * noise;
   auto [e_out, g_out] = energy.energy_and_grad(x_new);
   auto e_new = e_out.clone(), g_new = g_out.clone();

@@ -26,6 +26,14 @@ uint64_t mix_seed(uint64_t seed, uint64_t stream);
 // A CPU generator seeded from (seed, stream).
 at::Generator make_generator(uint64_t seed, uint64_t stream);
 
+// Standard normal draws, fast: one 64-bit seed is taken from `gen` (so the
+// generator advances deterministically and checkpoints stay exact), then a
+// counter-based SplitMix64 stream feeds a vectorised Box-Muller transform.
+// Float: 31-bit radius and 24-bit angle uniforms (|z| <= 6.66); double: 53-bit
+// uniforms. normal_fill_ overwrites a contiguous float or double tensor.
+at::Tensor standard_normal(at::IntArrayRef sizes, at::Generator& gen, at::ScalarType dtype);
+void normal_fill_(at::Tensor& t, at::Generator& gen);
+
 // Generator state as a uint8 tensor and back (for checkpoints).
 at::Tensor generator_state(at::Generator gen);
 void set_generator_state(at::Generator& gen, const at::Tensor& state);

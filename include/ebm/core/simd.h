@@ -1,5 +1,5 @@
 // Portable builds run on any x86-64; hot elementwise loops are compiled twice
-// (baseline and x86-64-v3: AVX2 + FMA) and the loader picks one at run time
+// (baseline, x86-64-v3: AVX2 + FMA, and x86-64-v4: AVX-512) and the loader picks one at run time
 // (GCC function multi-versioning). Elsewhere the attribute is empty.
 #pragma once
 
@@ -8,7 +8,8 @@
 #include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define EBM_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define EBM_MULTIVERSION \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define EBM_MULTIVERSION
 #endif
@@ -35,6 +36,50 @@ inline float exp_approx(float x) {
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
+}
+
+// log(x) for finite float x > 0, vectorisable: exponent split and Cephes'
+// logf polynomial on the mantissa in [sqrt(1/2), sqrt(2)) (error ~1 ulp).
+inline float log_approx(float x) {
+  int32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  float e = float(((bits >> 23) & 0xff) - 127);
+  int32_t mbits = (bits & 0x007fffff) | 0x3f800000;  // mantissa in [1, 2)
+  float m;
+  std::memcpy(&m, &mbits, sizeof m);
+  const bool big = m > 1.41421356f;
+  m = big ? 0.5f * m : m;
+  e = big ? e + 1.0f : e;
+  const float f = m - 1.0f;
+  const float z = f * f;
+  float y = 7.0376836292e-2f;
+  y = y * f - 1.1514610310e-1f;
+  y = y * f + 1.1676998740e-1f;
+  y = y * f - 1.2420140846e-1f;
+  y = y * f + 1.4249322787e-1f;
+  y = y * f - 1.6668057665e-1f;
+  y = y * f + 2.0000714765e-1f;
+  y = y * f - 2.4999993993e-1f;
+  y = y * f + 3.3333331174e-1f;
+  y = y * f * z;
+  y = y - 2.12194440e-4f * e - 0.5f * z;
+  return f + y + 0.693359375f * e;
+}
+
+// sin(2 pi t) and cos(2 pi t) for t in [-1/2, 1/2], vectorisable: quarter-turn
+// reduction to |a| <= pi/4 and Cephes' sinf/cosf polynomials.
+inline void sincos_turns(float t, float& s, float& c) {
+  const float q = (t * 4.0f + 12582912.0f) - 12582912.0f;  // nearest quarter turn
+  const float a = (t - 0.25f * q) * 6.28318530717958648f;
+  const float a2 = a * a;
+  const float sa = a + a * a2 * (-1.6666654611e-1f + a2 * (8.3321608736e-3f + a2 * -1.9515295891e-4f));
+  const float ca = 1.0f - 0.5f * a2 +
+                   a2 * a2 * (4.166664568298827e-2f + a2 * (-1.388731625493765e-3f + a2 * 2.443315711809948e-5f));
+  const int32_t k = static_cast<int32_t>(q) & 3;  // angle = a + k pi/2
+  const float s1 = (k & 1) ? ca : sa;
+  const float c1 = (k & 1) ? sa : ca;
+  s = (k & 2) ? -s1 : s1;
+  c = ((k + 1) & 2) ? -c1 : c1;
 }
 
 }  // namespace ebm

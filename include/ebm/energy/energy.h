@@ -22,6 +22,12 @@ class EnergyImpl : public torch::nn::Module {
   virtual std::pair<torch::Tensor, torch::Tensor> energy_and_grad(const torch::Tensor& x);
   // Event shape of one sample ({D} for vectors).
   virtual std::vector<int64_t> event_shape() const = 0;
+  // An energy that is exactly E(x) = 1/2 sum_j prec_j (x_j - mean_j)^2 returns
+  // {mean, prec} ([D], in `dtype`) so samplers can fuse whole trajectories into
+  // one pass over memory; every other energy returns undefined tensors.
+  virtual std::pair<torch::Tensor, torch::Tensor> diagonal_quadratic(torch::ScalarType dtype) const {
+    return {};
+  }
 };
 using Energy = std::shared_ptr<EnergyImpl>;
 
@@ -155,12 +161,14 @@ class GaussianEnergyImpl : public AnalyticEnergyImpl {
   double log_z() const override { return log_z_; }
   torch::Tensor sample(int64_t n, at::Generator& gen) const override;
   int64_t dim() const override { return mean_.size(0); }
+  std::pair<torch::Tensor, torch::Tensor> diagonal_quadratic(torch::ScalarType dtype) const override;
 
  private:
   torch::Tensor centred(const torch::Tensor& x) const;
   torch::Tensor mean_, cov_, precision_, chol_;
   torch::Tensor diag_precision_;    // [D] when the covariance is diagonal, else undefined
   torch::Tensor diag_precision_f_;  // its float32 copy
+  torch::Tensor mean_f_;            // float32 copy of the mean
   bool zero_mean_ = false;
   double log_z_;
 };

@@ -196,6 +196,67 @@ TEST(Leapfrog, HalvingTheStepQuartersTheEnergyError) {
   EXPECT_LT(ratio, 4.5);
 }
 
+// A diagonal Gaussian exposes its quadratic form and HMC and the leapfrog run
+// fused kernels; hiding the form forces the generic tensor code. Both must
+// give the same chains (same random draws, same arithmetic up to the order of
+// the row sums), with a non-zero mean, a mass matrix and step jitter.
+namespace {
+struct OpaqueEnergy : EnergyImpl {
+  explicit OpaqueEnergy(Energy inner) : inner_(std::move(inner)) {}
+  torch::Tensor energy(const torch::Tensor& x) override { return inner_->energy(x); }
+  torch::Tensor grad(const torch::Tensor& x) override { return inner_->grad(x); }
+  std::pair<torch::Tensor, torch::Tensor> energy_and_grad(const torch::Tensor& x) override {
+    return inner_->energy_and_grad(x);
+  }
+  std::vector<int64_t> event_shape() const override { return inner_->event_shape(); }
+  Energy inner_;
+};
+}  // namespace
+
+TEST(HMC, FusedDiagonalPathMatchesTheGenericOne) {
+  auto mean = torch::linspace(-1, 2, 7, torch::kDouble);
+  auto var = torch::logspace(-2, 0, 7, 10, torch::kDouble);
+  auto target = std::make_shared<GaussianEnergyImpl>(mean, torch::diag(var));
+  ASSERT_TRUE(target->diagonal_quadratic(torch::kDouble).second.defined());
+  OpaqueEnergy opaque(target);
+  ASSERT_FALSE(opaque.diagonal_quadratic(torch::kDouble).second.defined());
+  for (bool with_mass : {false, true}) {
+    auto o = HMCOptions(0.12).n_leapfrog(9).jitter(0.3);
+    if (with_mass) o.inv_mass(var * 1.5);
+    HMCSampler fused(o), generic(o);
+    auto g1 = make_generator(9, kStreamSample), g2 = make_generator(9, kStreamSample);
+    auto x0 = torch::randn({40, 7}, torch::kDouble);
+    ChainState a(x0.clone()), b(x0.clone());
+    double acc_a = 0, acc_b = 0;
+    for (int t = 0; t < 25; ++t) {
+      acc_a += fused.step(*target, a, g1).accept_rate;
+      acc_b += generic.step(opaque, b, g2).accept_rate;
+    }
+    EXPECT_EQ(acc_a, acc_b);
+    EXPECT_GT(acc_a / 25, 0.3);  // the chains moved
+    EXPECT_LT(acc_a / 25, 0.999);  // and some proposals were rejected
+    EXPECT_TRUE(torch::allclose(a.x, b.x, 0, 1e-12)) << (a.x - b.x).abs().max().item<double>();
+    EXPECT_TRUE(torch::allclose(a.energy, b.energy, 0, 1e-12));
+    EXPECT_TRUE(torch::allclose(a.grad, b.grad, 0, 1e-12));
+  }
+  // The fused leapfrog alone (NUTS builds its trees from it), float32 too.
+  for (auto dtype : {torch::kDouble, torch::kFloat}) {
+    auto x = torch::randn({5, 7}, dtype), p = torch::randn({5, 7}, dtype);
+    auto eps = torch::rand({5}, dtype) * 0.2;
+    auto xa = x.clone(), pa = p.clone(), ga = target->grad(x);
+    const auto xa_in = xa, pa_in = pa;  // the caller's tensors: never written
+    auto xb = x.clone(), pb = p.clone(), gb = opaque.grad(x);
+    auto ea = leapfrog(*target, xa, pa, ga, var.to(dtype), eps, 6);
+    auto eb = leapfrog(opaque, xb, pb, gb, var.to(dtype), eps, 6);
+    const double tol = dtype == torch::kDouble ? 1e-12 : 1e-5;
+    EXPECT_TRUE(torch::allclose(xa, xb, tol, tol));
+    EXPECT_TRUE(torch::allclose(pa, pb, tol, tol));
+    EXPECT_TRUE(torch::allclose(ga, gb, tol, tol));
+    EXPECT_TRUE(torch::allclose(ea, eb, tol, tol));
+    EXPECT_TRUE(torch::equal(xa_in, x) && torch::equal(pa_in, p));
+  }
+}
+
 TEST(MALA, AcceptsEveryProposalOnALinearEnergy) {
   LinearEnergy e(torch::tensor({0.7, -1.3, 0.2}, torch::kDouble));
   MALASampler s(MALAOptions(0.3));

@@ -50,7 +50,7 @@ std::string message_of(const std::function<void()>& f) {
 }
 
 torch::Tensor normal_like(const torch::Tensor& x, at::Generator& gen) {
-  return at::normal(0.0, 1.0, x.sizes(), gen, x.scalar_type());
+  return standard_normal(x.sizes(), gen, x.scalar_type());
 }
 
 bool close(const torch::Tensor& a, const torch::Tensor& b) {
@@ -250,7 +250,7 @@ TEST(ParallelTempering, FlatEnergyMovesAndSwapsExactly) {
   auto replay = gen.clone();
   auto stats = pt.step(flat, st, gen);  // odd pairs: (2, 3) swap
   EXPECT_EQ(stats.accept_rate, 1.0);
-  auto xi = at::normal(0.0, 1.0, {3, 6, 2}, replay, torch::kDouble);
+  auto xi = standard_normal({3, 6, 2}, replay, torch::kDouble);
   auto m0 = z + std::sqrt(2 * eps) * xi[0];
   auto m1 = before[1] + std::sqrt(2 * eps * 2) * xi[1];
   auto m2 = before[2] + std::sqrt(2 * eps * 4) * xi[2];
@@ -277,7 +277,7 @@ TEST(ParallelTempering, TemperedMALAAcceptsEveryMoveOnALinearEnergy) {
   auto replay = gen.clone();
   auto stats = pt.step(e, st, gen);
   EXPECT_EQ(stats.accept_rate, 1.0);
-  auto xi = at::normal(0.0, 1.0, {4, 64, 2}, replay, torch::kDouble);
+  auto xi = standard_normal({4, 64, 2}, replay, torch::kDouble);
   auto sd = torch::tensor(pt.temperatures(), torch::kDouble).mul(2 * eps).sqrt().view({4, 1, 1});
   auto moved = before - eps * a + sd * xi;
   EXPECT_TRUE(torch::allclose(pt.replicas().sum(0), moved.sum(0), 1e-12, 1e-12));
