@@ -2,6 +2,9 @@
 // on stderr with the documented exit code.
 #include <iostream>
 #include <map>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "commands.h"
 #include "ebm/core/error.h"
@@ -27,6 +30,18 @@ void apply_common(const Common& c) {
 }  // namespace ebm::cli
 
 namespace {
+// Training and sampling allocate and free the same few 0.1-10 MB activation
+// tensors every step. glibc serves those from fresh mmap()s or returns them to
+// the kernel on free, so every step pays page faults and page clearing
+// (measured: ~15% of a DSM step). Keep freed memory in the heap instead.
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  mallopt(M_TOP_PAD, 16 << 20);
+#endif
+}
+
 std::string first_line(const std::string& s) {
   auto nl = s.find('\n');
   return nl == std::string::npos ? s : s.substr(0, nl);
@@ -35,6 +50,7 @@ std::string first_line(const std::string& s) {
 
 int main(int argc, char** argv) {
   using namespace ebm;
+  keep_freed_memory();
   CLI::App app{"ebm: energy-based models on LibTorch"};
   app.require_subcommand(1);
   std::map<CLI::App*, cli::Runner> runners;

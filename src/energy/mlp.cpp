@@ -333,8 +333,57 @@ struct ActJet {
   torch::Tensor h, d1, d2, d3;
 };
 
+// Float swish jet in one pass (s = sigmoid(z), s' = s (1 - s), u = 1 - 2 s).
+EBM_MULTIVERSION
+void swish_jet(const float* __restrict z, float* __restrict h, float* __restrict d1,
+               float* __restrict d2, float* __restrict d3, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = z[i];
+    const float s = 1.0f / (1.0f + exp_approx(-v));
+    const float sp = s * (1.0f - s);
+    const float u = 1.0f - 2.0f * s;
+    h[i] = v * s;
+    d1[i] = s + v * sp;
+    d2[i] = sp * (2.0f + v * u);
+    if (d3) d3[i] = sp * (3.0f * u + v * (1.0f - 6.0f * sp));
+  }
+}
+
+// The second-order cotangents of one layer in one pass (float):
+// dz += GVV (d3 zd^2 + d2 zdd) + GV d2 zd, dzd = 2 GVV d2 zd + GV d1,
+// dzdd = GVV d1; gv and zdd may be null (zero).
+EBM_MULTIVERSION
+void second_order_cotangents(float* __restrict dz, float* __restrict dzd, float* __restrict dzdd,
+                             const float* __restrict gvv, const float* __restrict gv,
+                             const float* __restrict d1, const float* __restrict d2,
+                             const float* __restrict d3, const float* __restrict zd,
+                             const float* __restrict zdd, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = gvv[i], y = zd[i];
+    float t = a * d3[i] * y * y;
+    float td = 2.0f * a * d2[i] * y;
+    if (zdd) t += a * d2[i] * zdd[i];
+    if (gv) {
+      td += gv[i] * d1[i];
+      t += gv[i] * d2[i] * y;
+    }
+    dz[i] += t;
+    dzd[i] = td;
+    dzdd[i] = a * d1[i];
+  }
+}
+
 ActJet act_jet(Act act, const torch::Tensor& z, bool third) {
   ActJet j;
+  if (act == Act::kSwish && z.scalar_type() == torch::kFloat && z.is_contiguous()) {
+    j.h = torch::empty_like(z);
+    j.d1 = torch::empty_like(z);
+    j.d2 = torch::empty_like(z);
+    if (third) j.d3 = torch::empty_like(z);
+    swish_jet(z.data_ptr<float>(), j.h.data_ptr<float>(), j.d1.data_ptr<float>(),
+              j.d2.data_ptr<float>(), third ? j.d3.data_ptr<float>() : nullptr, z.numel());
+    return j;
+  }
   switch (act) {
     case Act::kSwish: {  // h = z s, s' = s (1 - s), s'' = s' u, s''' = s' (1 - 6 s')
       auto s = torch::sigmoid(z);
@@ -418,15 +467,20 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
       prev = h[i];
     }
     auto w_last = params[2 * n][0];  // [H]
-    std::vector<torch::Tensor> delta(n);
+    // back[i] = delta_{i+1} W_{i+1}, kept: the reverse sweep needs it again.
+    std::vector<torch::Tensor> delta(n), back(n);
     delta[n - 1] = d1[n - 1] * w_last;
-    for (int64_t i = n - 1; i > 0; --i) delta[i - 1] = torch::mm(delta[i], params[2 * i]) * d1[i - 1];
+    for (int64_t i = n - 1; i > 0; --i) {
+      back[i - 1] = torch::mm(delta[i], params[2 * i]);
+      delta[i - 1] = back[i - 1] * d1[i - 1];
+    }
     auto g = torch::mm(delta[0], params[0]);  // [N, D]
     auto q = second ? torch::mv(hdd[n - 1], w_last) : torch::zeros({x.size(0)}, x.options());
     std::vector<torch::Tensor> saved = {x, v};
     for (const auto& p : params) saved.push_back(p);
     for (int64_t i = 0; i < n; ++i)
-      for (auto* t : {&h[i], &d1[i], &d2[i], &d3[i], &zd[i], &zdd[i], &hd[i], &hdd[i], &delta[i]})
+      for (auto* t : {&h[i], &d1[i], &d2[i], &d3[i], &zd[i], &zdd[i], &hd[i], &hdd[i], &delta[i],
+                      &back[i]})
         saved.push_back(*t);
     // Saved lists hold no undefined tensors: those become empty 1-d
     // placeholders (every real entry is 2-d).
@@ -445,12 +499,12 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     const int64_t np = 2 * (n + 1);
     auto x = st[0], v = st[1];
     std::vector<torch::Tensor> W(n + 1), h(n), d1(n), d2(n), d3(n), zd(n), zdd(n), hd(n), hdd(n),
-        delta(n);
+        delta(n), back(n);
     for (int64_t i = 0; i <= n; ++i) W[i] = st[2 + 2 * i];
     for (int64_t i = 0; i < n; ++i) {
-      const auto* s = &st[2 + np + 9 * i];
+      const auto* s = &st[2 + np + 10 * i];
       h[i] = s[0], d1[i] = s[1], d2[i] = s[2], d3[i] = s[3], zd[i] = s[4], zdd[i] = s[5];
-      hd[i] = s[6], hdd[i] = s[7], delta[i] = s[8];
+      hd[i] = s[6], hdd[i] = s[7], delta[i] = s[8], back[i] = s[9];
     }
     auto A = grads[0].defined() ? grads[0] : torch::zeros_like(x);
     auto c = grads[1];
@@ -471,11 +525,23 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     if (second) GVV = c.unsqueeze(1) * w_last;
     for (int64_t i = n - 1; i >= 0; --i) {
       const auto& dza = delta[i];
-      auto GA = i == n - 1 ? w_last.expand_as(h[i]) : torch::mm(delta[i + 1], W[i + 1]);
-      auto dz = GA * d2[i] * za[i];
-      if (G.defined()) dz = dz + G * d1[i];
+      auto dz = (i == n - 1 ? w_last.expand_as(h[i]) : back[i]) * d2[i];
+      dz.mul_(za[i]);
+      if (G.defined()) dz.addcmul_(G, d1[i]);
       torch::Tensor dzd, dzdd;
-      if (second) {
+      if (second && dz.scalar_type() == torch::kFloat) {
+        dzd = torch::empty_like(dz);
+        dzdd = torch::empty_like(dz);
+        auto ptr = [](const torch::Tensor& t) -> const float* {
+          if (!t.defined()) return nullptr;
+          TORCH_INTERNAL_ASSERT(t.is_contiguous());  // all freshly computed
+          return t.data_ptr<float>();
+        };
+        GVV = GVV.contiguous();
+        second_order_cotangents(dz.data_ptr<float>(), dzd.data_ptr<float>(),
+                                dzdd.data_ptr<float>(), ptr(GVV), ptr(GV), ptr(d1[i]), ptr(d2[i]),
+                                ptr(d3[i]), ptr(zd[i]), ptr(zdd[i]), dz.numel());
+      } else if (second) {
         dzdd = GVV * d1[i];
         dzd = 2 * GVV * d2[i] * zd[i];
         auto t = GVV * d3[i] * zd[i] * zd[i];

@@ -61,13 +61,14 @@ std::vector<torch::Tensor> param_grads(torch::nn::Module& m, const torch::Tensor
   return g;
 }
 
+// float64 rounding of a few hundred operations: 1e-10 relative is ~1e5 ulps
+// of margin; float32 (the fused swish kernels): 2e-4 is ~1e3 ulps.
 void expect_same_grads(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b,
-                       const std::string& what) {
+                       const std::string& what, double rel = 1e-10) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     const double scale = 1.0 + b[i].abs().max().item<double>();
-    // float64 rounding of a few hundred operations: 1e-10 relative is ~1e5 ulps of margin.
-    EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), 1e-10 * scale) << what << " param " << i;
+    EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), rel * scale) << what << " param " << i;
   }
 }
 
@@ -195,6 +196,45 @@ TEST(ScoreMatchingFastPath, ParameterGradientsMatchDoubleBackward) {
           }
         }
       }
+    }
+  }
+}
+
+// Float32 swish runs fused kernels (the activation jet, the second-order
+// cotangents) instead of tensor expressions; they must agree with autograd's
+// float64 double backward on the same weights.
+TEST(ScoreMatchingFastPath, FloatSwishKernelsMatchDoubleBackward) {
+  auto gen = make_generator(6, kStreamTrain);
+  const int64_t b = 64, d = 3;
+  auto x = at::normal(0.0, 1.0, {b, d}, gen, torch::kDouble);
+  auto v = at::normal(0.0, 1.0, {b, 2, d}, gen, torch::kDouble);
+  auto eps = at::normal(0.0, 1.0, {b, d}, gen, torch::kDouble);
+  auto sig = torch::rand({b}, torch::kDouble) + 0.1;
+  for (const std::vector<int64_t>& hidden : {std::vector<int64_t>{16}, {16, 12}, {8, 16, 12}}) {
+    MLPEnergy mf(MLPEnergyOptions(d, hidden)), md(MLPEnergyOptions(d, hidden));
+    reset_parameters(*mf, gen);
+    {
+      torch::NoGradGuard ng;
+      for (size_t i = 0; i < mf->parameters().size(); ++i)
+        md->parameters()[i].copy_(mf->parameters()[i]);
+    }
+    md->to(torch::kDouble);
+    using L = std::function<torch::Tensor(EnergyImpl&, bool, torch::ScalarType)>;
+    std::vector<std::pair<std::string, L>> losses = {
+        {"esm", [&](EnergyImpl& e, bool a, auto t) { return exact_sm_loss(e, x.to(t), a).mean(); }},
+        {"ssm", [&](EnergyImpl& e, bool a, auto t) {
+           return sliced_sm_loss(e, x.to(t), v.to(t), false, a).mean(); }},
+        {"dsm", [&](EnergyImpl& e, bool a, auto t) {
+           return denoising_sm_loss(e, x.to(t), eps.to(t), sig.to(t), sig.to(t), a).mean(); }},
+    };
+    for (auto& [name, loss] : losses) {
+      auto lf = loss(*mf, true, torch::kFloat), ld = loss(*md, false, torch::kDouble);
+      const std::string what = name + " " + std::to_string(hidden.size());
+      EXPECT_NEAR(lf.item<double>(), ld.item<double>(), 1e-5 * (1 + std::abs(ld.item<double>())))
+          << what;
+      auto gf = param_grads(*mf, lf), gd = param_grads(*md, ld);
+      for (auto& g : gf) g = g.to(torch::kDouble);
+      expect_same_grads(gf, gd, what, 2e-4);
     }
   }
 }
