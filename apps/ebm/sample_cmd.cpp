@@ -117,6 +117,13 @@ Runner add_sample(CLI::App& app) {
     EBM_CHECK_USAGE(ext != ".png" || dim == 2, "--out ", a->out, ": PNG needs a 2D energy, got D=",
                     dim);
     auto sampler = make_sampler(a->sampler);
+    if (auto* annealed = dynamic_cast<AnnealedLangevinSampler*>(sampler.get())) {
+      const double last = annealed->levels().back();
+      if (!dynamic_cast<NoiseConditionalEnergyImpl*>(energy.get()) && last != 1.0)
+        std::cerr << "ebm sample: warning: with an energy that has no noise levels the annealed "
+                  << "sampler's levels are temperatures and it ends on exp(-E / " << last
+                  << "), not exp(-E); use smin=1 (and smax > 1) to end on the model\n";
+    }
     auto gen = make_generator(a->common.seed, kStreamSample);
     torch::Tensor x0;
     if (!a->init.empty()) {

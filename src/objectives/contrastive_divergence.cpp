@@ -58,10 +58,15 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
 
 void ContrastiveDivergence::save(torch::serialize::OutputArchive& archive) const {
   buffer_->save(archive);
+  torch::serialize::OutputArchive sampler;
+  sampler_->save(sampler);
+  archive.write("sampler", sampler);
 }
 
 void ContrastiveDivergence::load(torch::serialize::InputArchive& archive) {
   buffer_->load(archive);
+  torch::serialize::InputArchive sampler;
+  if (archive.try_read("sampler", sampler)) sampler_->load(sampler);
 }
 
 }  // namespace ebm

@@ -124,6 +124,28 @@ void ParallelTempering::reset_swap_counts() {
   swap_attempted_.assign(temps_.size() - 1, 0);
 }
 
+void ParallelTempering::save(torch::serialize::OutputArchive& archive) const {
+  archive.write("n_steps", torch::tensor(n_steps_));
+  archive.write("swap_accepted", torch::tensor(swap_accepted_, torch::kLong));
+  archive.write("swap_attempted", torch::tensor(swap_attempted_, torch::kLong));
+  if (x_.defined()) archive.write("replicas", x_);
+}
+
+void ParallelTempering::load(torch::serialize::InputArchive& archive) {
+  torch::Tensor n, acc, att, x;
+  archive.read("n_steps", n);
+  archive.read("swap_accepted", acc);
+  archive.read("swap_attempted", att);
+  EBM_CHECK_DATA(acc.numel() == int64_t(temps_.size()) - 1 && att.numel() == acc.numel(),
+                 "checkpoint: parallel tempering state has ", acc.numel() + 1,
+                 " temperatures, the config ", temps_.size());
+  n_steps_ = n.item<int64_t>();
+  swap_accepted_.assign(acc.data_ptr<int64_t>(), acc.data_ptr<int64_t>() + acc.numel());
+  swap_attempted_.assign(att.data_ptr<int64_t>(), att.data_ptr<int64_t>() + att.numel());
+  x_ = archive.try_read("replicas", x) ? x : torch::Tensor();
+  e_ = g_ = torch::Tensor();  // recomputed on the next step
+}
+
 std::vector<double> ParallelTempering::swap_rates() const {
   std::vector<double> r;
   for (size_t k = 0; k < swap_accepted_.size(); ++k)
@@ -140,10 +162,20 @@ Stats ParallelTempering::step(EnergyImpl& energy, ChainState& state, at::Generat
                      x_.scalar_type() != state.x.scalar_type() || x_.device() != state.x.device();
   // The cold row: the ChainState's chains, with its cache when it has one.
   // Clones: energy_and_grad does not promise tensors its next call leaves alone.
+  // A caller that hands over chains without a cache may have changed the
+  // energy since the last call (training does, every iteration), so the hot
+  // replicas' cached energies and gradients are recomputed too.
+  const bool stale = !state.energy.defined() || !state.grad.defined() || !e_.defined();
   if (!state.energy.defined() || !state.grad.defined()) {
     auto [e, g] = energy.energy_and_grad(state.x);
     state.energy = e.clone();
     state.grad = g.clone();
+  }
+  if (!fresh && stale && n_t > 1) {
+    auto hot = x_.narrow(0, 1, n_t - 1);
+    auto [e, g] = energy.energy_and_grad(hot.flatten(0, 1));
+    e_ = torch::cat({state.energy.unsqueeze(0), e.view({n_t - 1, b})});
+    g_ = torch::cat({state.grad.unsqueeze(0), g.view(hot.sizes())});
   }
   if (fresh) {
     x_ = state.x.unsqueeze(0).expand(shape).clone();

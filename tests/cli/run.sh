@@ -89,6 +89,13 @@ grep -q "keep me" "$T/keep.csv" || { echo "FAIL: failed command clobbered its ou
 for f in config.toml metrics.jsonl checkpoint.pt model.pt samples/density.png samples/samples.png eval.json; do
   [ -s "$T/run/$f" ] || { echo "FAIL: run directory lacks $f"; fails=$((fails + 1)); }
 done
+# The annealed sampler on a plain energy ends on exp(-E / smin): one warning
+# line unless smin = 1.
+expect 0 "ends on exp(-E / 0.01)" -- "$EBM" sample --target gaussian:dim=2 \
+  --sampler "annealed:eps=1e-5,levels=2,steps=2" --n 4 --steps 1 --out "$T/a.csv"
+"$EBM" sample --target gaussian:dim=2 --sampler "annealed:eps=1e-3,smax=4,smin=1,levels=2,steps=2" \
+  --n 4 --steps 1 --out "$T/a.csv" >/dev/null 2>"$T/err" && [ ! -s "$T/err" ] \
+  || { echo "FAIL: annealed with smin=1 warns"; fails=$((fails + 1)); }
 "$EBM" bench --workload langevin-mlp --seconds 0.05 | grep -q '"workload":"langevin-mlp"' \
   || { echo "FAIL: bench JSON"; fails=$((fails + 1)); }
 

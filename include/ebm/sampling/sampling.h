@@ -50,6 +50,11 @@ class Sampler {
   virtual void set_step_size(double eps);
   virtual bool has_mass() const { return false; }
   virtual void set_inv_mass(const torch::Tensor& inv_mass);
+
+  // State kept between calls to step (parallel tempering's hot replicas), for
+  // checkpoints; stateless samplers write and read nothing.
+  virtual void save(torch::serialize::OutputArchive& archive) const {}
+  virtual void load(torch::serialize::InputArchive& archive) {}
 };
 
 // Unadjusted Langevin / SGLD (Welling & Teh 2011; IGEBM, Du & Mordatch 2019):

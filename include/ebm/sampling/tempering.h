@@ -94,6 +94,9 @@ class ParallelTempering : public Sampler {
   void reset_swap_counts();
   // Every replica [K, B, ...] (row 0 = the cold chains); undefined before the first step.
   const torch::Tensor& replicas() const { return x_; }
+  // The hot replicas, the swap counters and the swap parity.
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
 
  private:
   ParallelTemperingOptions options_;

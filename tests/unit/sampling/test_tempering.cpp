@@ -283,6 +283,30 @@ TEST(ParallelTempering, TemperedMALAAcceptsEveryMoveOnALinearEnergy) {
   EXPECT_TRUE(torch::allclose(pt.replicas().sum(0), moved.sum(0), 1e-12, 1e-12));
 }
 
+// Chains handed over without a cache signal a changed energy (training
+// updates it between calls): the hot replicas' cached energies and gradients
+// are recomputed, so every replica makes the exact tempered MALA move on the
+// new linear energy (as in the test above). A stale flat-energy cache would
+// drop the drift -eps a from the hot replicas' proposals.
+TEST(ParallelTempering, InvalidatedChainsRefreshTheHotReplicas) {
+  Linear flat(torch::zeros({2}, torch::kDouble));
+  auto a = torch::tensor({1.0, -2.0}, torch::kDouble);
+  Linear e(a);
+  const double eps = 0.5;
+  ParallelTempering pt(ParallelTemperingOptions(eps).n_temps(4).t_max(8.0));
+  auto gen = make_generator(9, kStreamTrain);
+  ChainState st(torch::zeros({64, 2}, torch::kDouble));
+  pt.step(flat, st, gen);
+  st.invalidate();
+  auto before = pt.replicas().clone();
+  auto replay = gen.clone();
+  pt.step(e, st, gen);
+  auto xi = standard_normal({4, 64, 2}, replay, torch::kDouble);
+  auto sd = torch::tensor(pt.temperatures(), torch::kDouble).mul(2 * eps).sqrt().view({4, 1, 1});
+  auto moved = before - eps * a + sd * xi;
+  EXPECT_TRUE(torch::allclose(pt.replicas().sum(0), moved.sum(0), 1e-12, 1e-12));
+}
+
 // K = 1: no swaps, and the local move is MALA's, draw for draw.
 TEST(ParallelTempering, OneTemperatureIsMALA) {
   auto target = make_target("gaussian", 3);

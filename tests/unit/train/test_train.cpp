@@ -62,22 +62,29 @@ int count_lines(const std::string& path) {
 }
 }  // namespace
 
-TEST(Trainer, ResumeIsBitExact) {
-  const std::string a = fresh_dir("full"), b = fresh_dir("split");
-  Trainer full(small_config(40), a);
+// An uninterrupted run and one interrupted after step 25 (last checkpoint at
+// step 20) then resumed end with the same weights, bit for bit.
+void expect_resume_bit_exact(const std::string& tag, const std::vector<std::string>& sets) {
+  const std::string a = fresh_dir(tag + "_full"), b = fresh_dir(tag + "_split");
+  auto config = [&] {
+    Config c = small_config(40);
+    for (const auto& s : sets) c.set(s);
+    return c;
+  };
+  Trainer full(config(), a);
   full.run(false);
   {
-    // Interrupted after step 25: the last checkpoint is at step 20.
-    Trainer first(small_config(40), b);
+    Trainer first(config(), b);
     first.on_step([](int64_t step, const auto&) { return step == 25; });
     first.run(false);
   }
-  Trainer second(small_config(40), b);
+  Trainer second(config(), b);
   second.run(true);
   EXPECT_EQ(second.step(), 40);
   auto wa = weights(full.energy()), wb = weights(second.energy());
   ASSERT_EQ(wa.size(), wb.size());
-  for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(torch::equal(wa[i], wb[i])) << "tensor " << i;
+  for (size_t i = 0; i < wa.size(); ++i)
+    EXPECT_TRUE(torch::equal(wa[i], wb[i])) << tag << " tensor " << i;
   // metrics.jsonl holds each logged step once.
   EXPECT_EQ(count_lines(a + "/metrics.jsonl"), 8);
   EXPECT_EQ(count_lines(b + "/metrics.jsonl"), 8);
@@ -85,6 +92,14 @@ TEST(Trainer, ResumeIsBitExact) {
     EXPECT_TRUE(fs::exists(a + "/" + f)) << f;
   fs::remove_all(a);
   fs::remove_all(b);
+}
+
+TEST(Trainer, ResumeIsBitExact) { expect_resume_bit_exact("langevin", {}); }
+
+// Parallel tempering keeps hot replicas between iterations: they are part of
+// the checkpoint.
+TEST(Trainer, ResumeWithParallelTemperingIsBitExact) {
+  expect_resume_bit_exact("pt", {"sampler.name=pt", "sampler.temps=3", "sampler.tmax=4.0"});
 }
 
 TEST(Trainer, ModelFileRebuildsTheEnergy) {
