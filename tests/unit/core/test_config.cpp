@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "common/errors.h"
 #include "ebm/core/config.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
@@ -14,14 +15,7 @@ Config schema() {
                  {"data.name", std::string("moons"), "name"},
                  {"flag", false, "a flag"}});
 }
-std::pair<ExitCode, std::string> error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return {e.code(), e.what()};
-  }
-  return {ExitCode::kOk, ""};
-}
+using ebm::test_helpers::error_of;
 }  // namespace
 
 TEST(Config, LoadsTomlAndOverrides) {

@@ -4,23 +4,14 @@
 #include <cmath>
 #include <set>
 
+#include "common/errors.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/data.h"
 
 namespace {
 
-template <typename F>
-ebm::ExitCode code_of(F&& f, std::string* message = nullptr) {
-  try {
-    f();
-  } catch (const ebm::Error& e) {
-    if (message) *message = e.what();
-    return e.code();
-  }
-  ADD_FAILURE() << "expected ebm::Error";
-  return ebm::ExitCode::kOk;
-}
+using ebm::test_helpers::code_of;
 
 torch::Tensor make(const std::string& name, int64_t n, uint64_t seed) {
   auto gen = ebm::make_generator(seed, ebm::kStreamData);

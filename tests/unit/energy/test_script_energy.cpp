@@ -2,6 +2,7 @@
 // so no Python is needed here) against their closed forms.
 #include <gtest/gtest.h>
 
+#include "common/errors.h"
 #include "ebm/core/error.h"
 #include "ebm/energy/energy.h"
 #include "ebm/energy/script_energy.h"
@@ -11,14 +12,7 @@ using namespace ebm;
 namespace {
 std::string data(const std::string& name) { return std::string(EBM_SOURCE_DIR) + "/tests/data/" + name; }
 
-std::pair<ExitCode, std::string> error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return {e.code(), e.what()};
-  }
-  return {ExitCode::kOk, ""};
-}
+using ebm::test_helpers::error_of;
 
 // E = a (x1^2 - 1)^2 + 1/2 sum_{i>1} x_i^2 and its gradient, in float64.
 torch::Tensor well_energy(const torch::Tensor& x, double a) {

@@ -3,7 +3,7 @@
 
 #include <functional>
 
-#include "ebm/core/error.h"
+#include "common/errors.h"
 #include "ebm/energy/energy.h"
 
 namespace ebm::test_helpers {
@@ -23,15 +23,5 @@ class LinearEnergy : public EnergyImpl {
   torch::Tensor a_;
   double nan_above_;
 };
-
-// The exit code an action throws (kOk when it throws nothing).
-inline ExitCode code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return ExitCode::kOk;
-}
 
 }  // namespace ebm::test_helpers

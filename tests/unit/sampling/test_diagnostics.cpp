@@ -3,6 +3,7 @@
 // 1e-6 per assertion), plus a stated bias allowance where the estimator has one.
 #include <gtest/gtest.h>
 
+#include "common/errors.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/energy/energy.h"
@@ -28,15 +29,7 @@ torch::Tensor ar1(int64_t chains, int64_t draws, int64_t reps, double phi, at::G
   return e.view({draws, chains, reps}).permute({1, 0, 2}).contiguous();
 }
 
-ExitCode code_of(const std::function<void()>& f, std::string* message = nullptr) {
-  try {
-    f();
-  } catch (const Error& e) {
-    if (message) *message = e.what();
-    return e.code();
-  }
-  return ExitCode::kOk;
-}
+using ebm::test_helpers::code_of;
 }  // namespace
 
 // The integrated autocorrelation time of AR(1) is tau = (1 + phi) / (1 - phi),
