@@ -61,7 +61,8 @@ template <typename T>
 EBM_MULTIVERSION bool all_finite(const T* e, int64_t ne, const T* g, int64_t ng, double* sum) {
   double acc = 0;
   for (int64_t i = 0; i < ne; ++i) acc += double(e[i]);
-  T probe = 0;  // NaN or inf anywhere makes the product-sum non-finite
+  T probe = 0;  // NaN or inf anywhere makes the product-sum non-finite (in any order)
+#pragma omp simd reduction(+ : probe)
   for (int64_t i = 0; i < ng; ++i) probe += g[i] * T(0);
   *sum = acc;
   return std::isfinite(acc) && std::isfinite(double(probe));
