@@ -33,7 +33,8 @@ inline uint64_t splitmix(uint64_t seed, uint64_t i) {
 // Pair i gives out[i] = r cos(theta) and out[i + half] = r sin(theta); an odd
 // last element takes the cosine of one more pair.
 inline void box_muller(uint64_t z, float& c, float& s) {
-  const float u1 = (float(int32_t(z >> 33)) + 0.5f) * 4.656612873077393e-10f;  // (0, 1)
+  // u1 in (0, 1] (rounding can give 1: r = 0), never 0; t in [-1/2, 1/2).
+  const float u1 = (float(int32_t(z >> 33)) + 0.5f) * 4.656612873077393e-10f;
   const float t = float(int32_t(uint32_t(z) >> 8)) * 5.9604644775390625e-8f - 0.5f;
   const float r = std::sqrt(-2.0f * log_approx(u1));
   sincos_turns(t, s, c);
@@ -71,9 +72,11 @@ void normal_fill_double(double* out, int64_t n, uint64_t seed) {
 }  // namespace
 
 void normal_fill_(at::Tensor& t, at::Generator& gen) {
-  TORCH_CHECK(t.is_contiguous() && t.device().is_cpu() &&
-                (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble),
-            "normal_fill_ needs a contiguous CPU float or double tensor");
+  if (!t.device().is_cpu() || (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble)) {
+    t.normal_(0.0, 1.0, gen);  // other devices and dtypes: ATen's generator
+    return;
+  }
+  TORCH_CHECK(t.is_contiguous(), "normal_fill_ needs a contiguous tensor");
   uint64_t seed;
   {
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -86,7 +89,7 @@ void normal_fill_(at::Tensor& t, at::Generator& gen) {
 }
 
 at::Tensor standard_normal(at::IntArrayRef sizes, at::Generator& gen, at::ScalarType dtype) {
-  auto t = at::empty(sizes, at::TensorOptions().dtype(dtype));
+  auto t = at::empty(sizes, at::TensorOptions().dtype(dtype));  // CPU
   normal_fill_(t, gen);
   return t;
 }

@@ -310,6 +310,7 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
 
 torch::Tensor MLPEnergyImpl::grad(const torch::Tensor& x) {
   check_input(x);
+  if (!x.device().is_cpu()) return EnergyImpl::grad(x);  // the fast pass is CPU code
   torch::NoGradGuard ng;
   fast_pass(x.contiguous(), false);
   return g_out_;
@@ -317,6 +318,7 @@ torch::Tensor MLPEnergyImpl::grad(const torch::Tensor& x) {
 
 std::pair<torch::Tensor, torch::Tensor> MLPEnergyImpl::energy_and_grad(const torch::Tensor& x) {
   check_input(x);
+  if (!x.device().is_cpu()) return EnergyImpl::energy_and_grad(x);
   torch::NoGradGuard ng;
   fast_pass(x.contiguous(), true);
   return {e_out_, g_out_};
@@ -375,7 +377,8 @@ void second_order_cotangents(float* __restrict dz, float* __restrict dzd, float*
 
 ActJet act_jet(Act act, const torch::Tensor& z, bool third) {
   ActJet j;
-  if (act == Act::kSwish && z.scalar_type() == torch::kFloat && z.is_contiguous()) {
+  if (act == Act::kSwish && z.scalar_type() == torch::kFloat && z.is_contiguous() &&
+      z.device().is_cpu()) {
     j.h = torch::empty_like(z);
     j.d1 = torch::empty_like(z);
     j.d2 = torch::empty_like(z);
@@ -529,7 +532,10 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
       dz.mul_(za[i]);
       if (G.defined()) dz.addcmul_(G, d1[i]);
       torch::Tensor dzd, dzdd;
-      if (second && dz.scalar_type() == torch::kFloat) {
+      // The fused kernel builds no graph: only when none is asked for (a
+      // backward with create_graph runs with grad mode on).
+      if (second && dz.scalar_type() == torch::kFloat && dz.device().is_cpu() &&
+          !torch::GradMode::is_enabled()) {
         dzd = torch::empty_like(dz);
         dzdd = torch::empty_like(dz);
         auto ptr = [](const torch::Tensor& t) -> const float* {

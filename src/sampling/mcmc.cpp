@@ -191,16 +191,32 @@ int64_t diagonal_hmc(const DiagonalArgs<double>& a, const double* x0, const doub
                      int64_t* n_divergent) {
   return diagonal_hmc_rows(a, x0, g0, e0, xi, sqrt_mass, log_u, eps, x1, g1, e1, n_divergent);
 }
+// {mean, prec} when the fused diagonal kernels apply to chains x: CPU, [B, D],
+// float or double, an energy with a diagonal quadratic form of length D and
+// a mass of length D (or none); undefined tensors otherwise.
+std::pair<torch::Tensor, torch::Tensor> fusable_diagonal(const EnergyImpl& energy,
+                                                         const torch::Tensor& x,
+                                                         const torch::Tensor& inv_mass) {
+  const auto dtype = x.scalar_type();
+  if (x.dim() != 2 || !x.device().is_cpu() || (dtype != torch::kFloat && dtype != torch::kDouble))
+    return {};
+  auto q = energy.diagonal_quadratic(dtype);
+  const int64_t d = x.size(1);
+  if (!q.second.defined() || q.first.numel() != d || q.second.numel() != d ||
+      (inv_mass.defined() && inv_mass.numel() != d))
+    return {};
+  return {q.first.contiguous(), q.second.contiguous()};
+}
 }  // namespace
 
 torch::Tensor leapfrog(EnergyImpl& energy, torch::Tensor& x, torch::Tensor& p, torch::Tensor& grad,
                        const torch::Tensor& inv_mass, const torch::Tensor& eps, int64_t n_steps) {
   torch::NoGradGuard ng;
   const auto dtype = x.scalar_type();
-  if (x.dim() == 2 && (dtype == torch::kFloat || dtype == torch::kDouble)) {
-    auto quadratic = energy.diagonal_quadratic(dtype);
-    if (quadratic.second.defined()) {
-      const auto mu = quadratic.first.contiguous(), prec = quadratic.second.contiguous();
+  {
+    const auto diag = fusable_diagonal(energy, x, inv_mass);
+    const auto &mu = diag.first, &prec = diag.second;
+    if (prec.defined()) {
       // Fresh contiguous copies: x, p and grad may alias the caller's chain state.
       x = x.contiguous().clone();
       p = p.contiguous().clone();
@@ -258,12 +274,10 @@ Stats HMCSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   auto eps = torch::full({b}, options_.step_size(), torch::TensorOptions().dtype(dtype));
   if (options_.jitter() > 0)
     eps = eps * (1 + options_.jitter() * (2 * at::rand({b}, gen, dtype) - 1));
-  auto quadratic = s.x.dim() == 2 && (dtype == torch::kFloat || dtype == torch::kDouble)
-                       ? energy.diagonal_quadratic(dtype)
-                       : std::pair<torch::Tensor, torch::Tensor>();
-  if (quadratic.second.defined()) {
+  const auto diag = fusable_diagonal(energy, s.x, inv_mass);
+  const auto &mu = diag.first, &prec = diag.second;
+  if (prec.defined()) {
     // The whole transition fused per chain (momentum, trajectory, Metropolis).
-    const auto mu = quadratic.first.contiguous(), prec = quadratic.second.contiguous();
     auto im = inv_mass.defined() ? inv_mass.contiguous() : torch::ones_like(mu);
     auto sqrt_mass = im.rsqrt();
     auto log_u = at::rand({b}, gen, dtype).log_();

@@ -133,7 +133,7 @@ void ParallelTempering::save(torch::serialize::OutputArchive& archive) const {
 
 void ParallelTempering::load(torch::serialize::InputArchive& archive) {
   torch::Tensor n, acc, att, x;
-  archive.read("n_steps", n);
+  if (!archive.try_read("n_steps", n)) return;  // written by another sampler: start fresh
   archive.read("swap_accepted", acc);
   archive.read("swap_attempted", att);
   EBM_CHECK_DATA(acc.numel() == int64_t(temps_.size()) - 1 && att.numel() == acc.numel(),
@@ -171,11 +171,15 @@ Stats ParallelTempering::step(EnergyImpl& energy, ChainState& state, at::Generat
     state.energy = e.clone();
     state.grad = g.clone();
   }
-  if (!fresh && stale && n_t > 1) {
+  if (!fresh && stale) {
     auto hot = x_.narrow(0, 1, n_t - 1);
-    auto [e, g] = energy.energy_and_grad(hot.flatten(0, 1));
-    e_ = torch::cat({state.energy.unsqueeze(0), e.view({n_t - 1, b})});
-    g_ = torch::cat({state.grad.unsqueeze(0), g.view(hot.sizes())});
+    e_ = state.energy.unsqueeze(0);
+    g_ = state.grad.unsqueeze(0);
+    if (n_t > 1) {
+      auto [e, g] = energy.energy_and_grad(hot.flatten(0, 1));
+      e_ = torch::cat({e_, e.reshape({n_t - 1, b})});
+      g_ = torch::cat({g_, g.reshape(hot.sizes())});
+    }
   }
   if (fresh) {
     x_ = state.x.unsqueeze(0).expand(shape).clone();

@@ -30,7 +30,8 @@ at::Generator make_generator(uint64_t seed, uint64_t stream);
 // generator advances deterministically and checkpoints stay exact), then a
 // counter-based SplitMix64 stream feeds a vectorised Box-Muller transform.
 // Float: 31-bit radius and 24-bit angle uniforms (|z| <= 6.66); double: 53-bit
-// uniforms. normal_fill_ overwrites a contiguous float or double tensor.
+// uniforms. normal_fill_ overwrites a contiguous tensor; other dtypes and
+// devices fall back to ATen's normal_ with `gen`.
 at::Tensor standard_normal(at::IntArrayRef sizes, at::Generator& gen, at::ScalarType dtype);
 void normal_fill_(at::Tensor& t, at::Generator& gen);
 

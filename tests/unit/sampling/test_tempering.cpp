@@ -3,6 +3,8 @@
 // generator, spec parsing, and the replica bookkeeping of PT.
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "helpers.h"
 
 #include "ebm/core/error.h"
@@ -305,6 +307,45 @@ TEST(ParallelTempering, InvalidatedChainsRefreshTheHotReplicas) {
   auto sd = torch::tensor(pt.temperatures(), torch::kDouble).mul(2 * eps).sqrt().view({4, 1, 1});
   auto moved = before - eps * a + sd * xi;
   EXPECT_TRUE(torch::allclose(pt.replicas().sum(0), moved.sum(0), 1e-12, 1e-12));
+}
+
+// Checkpoint round trip: a restored sampler continues exactly as the
+// original (one temperature too, whose state is only the parity), and an
+// archive written by another sampler leaves it fresh.
+TEST(ParallelTempering, SaveAndLoadContinueExactly) {
+  auto target = make_target("gaussian", 2);
+  for (int64_t k : {1, 3}) {
+    ParallelTempering a(ParallelTemperingOptions(0.2).n_temps(k).t_max(4.0));
+    auto gen = make_generator(2, kStreamTrain);
+    ChainState st(torch::zeros({8, 2}, torch::kDouble));
+    a.run(*target, st, 3, gen);
+    torch::serialize::OutputArchive out;
+    a.save(out);
+    std::ostringstream os;
+    out.save_to(os);
+    ParallelTempering b(ParallelTemperingOptions(0.2).n_temps(k).t_max(4.0));
+    torch::serialize::InputArchive in;
+    std::istringstream is(os.str());
+    in.load_from(is);
+    b.load(in);
+    ChainState sa(st.x.clone()), sb(st.x.clone());  // caches dropped, as training does
+    auto ga = gen.clone(), gb = gen.clone();
+    a.run(*target, sa, 4, ga);
+    b.run(*target, sb, 4, gb);
+    EXPECT_TRUE(torch::equal(a.replicas(), b.replicas())) << k;
+    EXPECT_EQ(a.swap_rates().size(), b.swap_rates().size());
+    for (size_t i = 0; i < a.swap_rates().size(); ++i)
+      EXPECT_EQ(a.swap_rates()[i], b.swap_rates()[i]) << k;
+  }
+  torch::serialize::OutputArchive empty;
+  std::ostringstream os;
+  empty.save_to(os);
+  torch::serialize::InputArchive in;
+  std::istringstream is(os.str());
+  in.load_from(is);
+  ParallelTempering c(ParallelTemperingOptions(0.2).n_temps(3));
+  c.load(in);
+  EXPECT_FALSE(c.replicas().defined());
 }
 
 // K = 1: no swaps, and the local move is MALA's, draw for draw.
