@@ -30,8 +30,7 @@ inline uint64_t splitmix(uint64_t seed, uint64_t i) {
   return z ^ (z >> 31);
 }
 
-// Pair i gives out[i] = r cos(theta) and out[i + half] = r sin(theta); an odd
-// last element takes the cosine of one more pair.
+// One 64-bit draw -> the pair (r cos(theta), r sin(theta)).
 inline void box_muller(uint64_t z, float& c, float& s) {
   // u1 in (0, 1] (rounding can give 1: r = 0), never 0; t in [-1/2, 1/2).
   const float u1 = (float(int32_t(z >> 33)) + 0.5f) * 4.656612873077393e-10f;
@@ -42,6 +41,8 @@ inline void box_muller(uint64_t z, float& c, float& s) {
   s *= r;
 }
 
+// Pair i gives out[i] = r cos(theta) and out[i + pairs] = r sin(theta); an odd
+// last element takes the cosine of one more pair.
 EBM_MULTIVERSION
 void normal_fill_float(float* __restrict out, int64_t n, uint64_t seed) {
   const int64_t half = n / 2, pairs = (n + 1) / 2;

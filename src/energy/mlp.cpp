@@ -76,7 +76,7 @@ void swish_fused(float* __restrict z, float* __restrict d, int64_t rows, int64_t
     float* __restrict dr = d + r * cols;
     for (int64_t c = 0; c < cols; ++c) {
       const float v = zr[c];
-      const float s = 1.0f / (1.0f + exp_approx(-v));
+      const float s = sigmoid_approx(v);
       const float h = v * s;
       zr[c] = h;
       dr[c] = (s + h * (1.0f - s)) * scale[c];
@@ -341,7 +341,7 @@ void swish_jet(const float* __restrict z, float* __restrict h, float* __restrict
                float* __restrict d2, float* __restrict d3, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = z[i];
-    const float s = 1.0f / (1.0f + exp_approx(-v));
+    const float s = sigmoid_approx(v);
     const float sp = s * (1.0f - s);
     const float u = 1.0f - 2.0f * s;
     h[i] = v * s;

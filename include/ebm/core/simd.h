@@ -38,6 +38,9 @@ inline float exp_approx(float x) {
   return p * scale;
 }
 
+// 1 / (1 + exp(-x)), vectorisable (exp_approx's accuracy).
+inline float sigmoid_approx(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+
 // log(x) for finite float x > 0, vectorisable: exponent split and Cephes'
 // logf polynomial on the mantissa in [sqrt(1/2), sqrt(2)) (error ~1 ulp).
 inline float log_approx(float x) {

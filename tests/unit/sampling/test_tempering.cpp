@@ -263,6 +263,18 @@ TEST(ParallelTempering, FlatEnergyMovesAndSwapsExactly) {
   EXPECT_EQ(pt.swap_rates(), (std::vector<double>{1.0, 1.0}));
 }
 
+// Every replica of a step on E = a . x made its tempered MALA move
+// x - eps a + sqrt(2 eps T_k) xi (draws replayed from `replay`); swaps only
+// permute a chain's replicas, so the sums over rungs must match.
+void expect_every_replica_moved(const ParallelTempering& pt, const torch::Tensor& before,
+                                at::Generator& replay, const torch::Tensor& a, double eps) {
+  const int64_t k = before.size(0);
+  auto xi = standard_normal(before.sizes(), replay, torch::kDouble);
+  auto sd = torch::tensor(pt.temperatures(), torch::kDouble).mul(2 * eps).sqrt().view({k, 1, 1});
+  auto moved = before - eps * a + sd * xi;
+  EXPECT_TRUE(torch::allclose(pt.replicas().sum(0), moved.sum(0), 1e-12, 1e-12));
+}
+
 // On a linear energy the tempered MALA ratio is exactly 1 at every
 // temperature (drift eps a, noise variance 2 eps T_k, q evaluated with 4 eps
 // T_k), so every replica moves; swaps only permute a chain's replicas, so the
@@ -279,10 +291,7 @@ TEST(ParallelTempering, TemperedMALAAcceptsEveryMoveOnALinearEnergy) {
   auto replay = gen.clone();
   auto stats = pt.step(e, st, gen);
   EXPECT_EQ(stats.accept_rate, 1.0);
-  auto xi = standard_normal({4, 64, 2}, replay, torch::kDouble);
-  auto sd = torch::tensor(pt.temperatures(), torch::kDouble).mul(2 * eps).sqrt().view({4, 1, 1});
-  auto moved = before - eps * a + sd * xi;
-  EXPECT_TRUE(torch::allclose(pt.replicas().sum(0), moved.sum(0), 1e-12, 1e-12));
+  expect_every_replica_moved(pt, before, replay, a, eps);
 }
 
 // Chains handed over without a cache signal a changed energy (training
@@ -303,10 +312,7 @@ TEST(ParallelTempering, InvalidatedChainsRefreshTheHotReplicas) {
   auto before = pt.replicas().clone();
   auto replay = gen.clone();
   pt.step(e, st, gen);
-  auto xi = standard_normal({4, 64, 2}, replay, torch::kDouble);
-  auto sd = torch::tensor(pt.temperatures(), torch::kDouble).mul(2 * eps).sqrt().view({4, 1, 1});
-  auto moved = before - eps * a + sd * xi;
-  EXPECT_TRUE(torch::allclose(pt.replicas().sum(0), moved.sum(0), 1e-12, 1e-12));
+  expect_every_replica_moved(pt, before, replay, a, eps);
 }
 
 // Checkpoint round trip: a restored sampler continues exactly as the
