@@ -1,6 +1,7 @@
 #include <ATen/Dispatch.h>
 
 #include "ebm/core/error.h"
+#include "ebm/core/gemm.h"
 #include "ebm/core/simd.h"
 #include "ebm/energy/energy.h"
 
@@ -66,16 +67,17 @@ torch::Tensor apply_act(Act act, const torch::Tensor& z) {
 template <typename T>
 void act_and_deriv(Act act, T* z, T* d, int64_t n);
 
-// Float swish in one pass: s = sigmoid(z), z <- z s, d <- (s + z s (1 - s))
-// * scale[column] (scale = the output layer's weights, or ones).
+// Float swish in one pass: v = z + bias[column], s = sigmoid(v), z <- v s,
+// d <- (s + v s (1 - s)) * scale[column] (scale = the output layer's weights,
+// or ones).
 EBM_MULTIVERSION
 void swish_fused(float* __restrict z, float* __restrict d, int64_t rows, int64_t cols,
-                 const float* __restrict scale) {
+                 const float* __restrict bias, const float* __restrict scale) {
   for (int64_t r = 0; r < rows; ++r) {
     float* __restrict zr = z + r * cols;
     float* __restrict dr = d + r * cols;
     for (int64_t c = 0; c < cols; ++c) {
-      const float v = zr[c];
+      const float v = zr[c] + bias[c];
       const float s = sigmoid_approx(v);
       const float h = v * s;
       zr[c] = h;
@@ -258,20 +260,28 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   const bool small = x.scalar_type() == torch::kFloat && dim <= kSmallDim;
   torch::Tensor w0t;  // [D, H_0]
   if (small) w0t = w[0].t().contiguous();
+  const bool fused = act == Act::kSwish && x.scalar_type() == torch::kFloat;
+  if (fused && (!zeros_.defined() || zeros_.size(0) != z_[0].size(1)))
+    zeros_ = torch::zeros({z_[0].size(1)});
   auto h = x;
   for (size_t i = 0; i < n_hidden; ++i) {
+    const bool last = i + 1 == n_hidden;
     if (i == 0 && small)
       small_input_layer(x.data_ptr<float>(), w0t.data_ptr<float>(),
                         layers_[0]->bias.data_ptr<float>(), z_[0].data_ptr<float>(), batch, dim,
                         z_[0].size(1));
+    else if (fused)  // the bias is added by the swish pass
+      mm_into(z_[i], h, w[i].t());
     else
       at::addmm_out(z_[i], layers_[i]->bias, h, w[i].t());  // [B, H_i]
-    const bool last = i + 1 == n_hidden;
-    if (act == Act::kSwish && x.scalar_type() == torch::kFloat) {
+    if (fused) {
       if (!last && (!ones_.defined() || ones_.size(0) != z_[i].size(1)))
         ones_ = torch::ones({z_[i].size(1)});
+      // (the hand-written first layer has added its bias already)
+      const float* bias = i == 0 && small ? zeros_.data_ptr<float>()
+                                          : layers_[i]->bias.data_ptr<float>();
       swish_fused(z_[i].data_ptr<float>(), deriv_[i].data_ptr<float>(), batch, z_[i].size(1),
-                  last ? w_last.data_ptr<float>() : ones_.data_ptr<float>());
+                  bias, last ? w_last.data_ptr<float>() : ones_.data_ptr<float>());
       h = z_[i];
       continue;
     }
@@ -290,7 +300,7 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   if (want_energy) e_out_ = at::addmv(layers_.back()->bias, h, w_last);  // [B]
   // delta_{i-1} = (delta_i W_i) * act'(z_{i-1}); dE/dx = delta_0 W_0.
   for (size_t i = n_hidden - 1; i > 0; --i) {
-    at::mm_out(back_[i - 1], deriv_[i], w[i]);
+    mm_into(back_[i - 1], deriv_[i], w[i]);
     if (!(i == 1 && small)) deriv_[i - 1].mul_(back_[i - 1]);
   }
   if (small) {  // the last product fused with the final elementwise one
@@ -299,7 +309,7 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
                      deriv_[0].data_ptr<float>(), w0t.data_ptr<float>(), g_out_.data_ptr<float>(),
                      batch, dim, z_[0].size(1));
   } else {
-    g_out_ = at::mm(deriv_[0], w[0]);  // [B, D]
+    g_out_ = ebm::mm(deriv_[0], w[0]);  // [B, D]
   }
   if (options_.prior_std() > 0) {
     double inv = 1.0 / (options_.prior_std() * options_.prior_std());
@@ -335,19 +345,25 @@ struct ActJet {
   torch::Tensor h, d1, d2, d3;
 };
 
-// Float swish jet in one pass (s = sigmoid(z), s' = s (1 - s), u = 1 - 2 s).
+// Float swish jet in one pass over z [rows, cols] (v = z + bias[column],
+// s = sigmoid(v), s' = s (1 - s), u = 1 - 2 s); z is left holding v.
 EBM_MULTIVERSION
-void swish_jet(const float* __restrict z, float* __restrict h, float* __restrict d1,
-               float* __restrict d2, float* __restrict d3, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = z[i];
-    const float s = sigmoid_approx(v);
-    const float sp = s * (1.0f - s);
-    const float u = 1.0f - 2.0f * s;
-    h[i] = v * s;
-    d1[i] = s + v * sp;
-    d2[i] = sp * (2.0f + v * u);
-    if (d3) d3[i] = sp * (3.0f * u + v * (1.0f - 6.0f * sp));
+void swish_jet(float* __restrict z, const float* __restrict bias, float* __restrict h,
+               float* __restrict d1, float* __restrict d2, float* __restrict d3, int64_t rows,
+               int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t i = r * cols + c;
+      const float v = z[i] + bias[c];
+      const float s = sigmoid_approx(v);
+      const float sp = s * (1.0f - s);
+      const float u = 1.0f - 2.0f * s;
+      z[i] = v;
+      h[i] = v * s;
+      d1[i] = s + v * sp;
+      d2[i] = sp * (2.0f + v * u);
+      if (d3) d3[i] = sp * (3.0f * u + v * (1.0f - 6.0f * sp));
+    }
   }
 }
 
@@ -375,18 +391,21 @@ void second_order_cotangents(float* __restrict dz, float* __restrict dzd, float*
   }
 }
 
-ActJet act_jet(Act act, const torch::Tensor& z, bool third) {
+// The jet at z = zw + bias (zw = the layer's product, [N, H], fresh).
+ActJet act_jet(Act act, torch::Tensor zw, const torch::Tensor& bias, bool third) {
   ActJet j;
-  if (act == Act::kSwish && z.scalar_type() == torch::kFloat && z.is_contiguous() &&
-      z.device().is_cpu()) {
-    j.h = torch::empty_like(z);
-    j.d1 = torch::empty_like(z);
-    j.d2 = torch::empty_like(z);
-    if (third) j.d3 = torch::empty_like(z);
-    swish_jet(z.data_ptr<float>(), j.h.data_ptr<float>(), j.d1.data_ptr<float>(),
-              j.d2.data_ptr<float>(), third ? j.d3.data_ptr<float>() : nullptr, z.numel());
+  if (act == Act::kSwish && zw.scalar_type() == torch::kFloat && zw.is_contiguous() &&
+      zw.device().is_cpu() && bias.is_contiguous() && !zw.requires_grad()) {
+    j.h = torch::empty_like(zw);
+    j.d1 = torch::empty_like(zw);
+    j.d2 = torch::empty_like(zw);
+    if (third) j.d3 = torch::empty_like(zw);
+    swish_jet(zw.data_ptr<float>(), bias.data_ptr<float>(), j.h.data_ptr<float>(),
+              j.d1.data_ptr<float>(), j.d2.data_ptr<float>(),
+              third ? j.d3.data_ptr<float>() : nullptr, zw.size(0), zw.size(1));
     return j;
   }
+  const auto z = zw + bias;
   switch (act) {
     case Act::kSwish: {  // h = z s, s' = s (1 - s), s'' = s' u, s''' = s' (1 - 6 s')
       auto s = torch::sigmoid(z);
@@ -453,15 +472,14 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     torch::Tensor prev = x, prev_d = v, prev_dd;
     for (int64_t i = 0; i < n; ++i) {
       const auto& w = params[2 * i];
-      auto z = torch::addmm(params[2 * i + 1], prev, w.t());  // [N, H_i]
-      auto j = act_jet(act, z, second);
+      auto j = act_jet(act, ebm::mm(prev, w.t()), params[2 * i + 1], second);  // [N, H_i]
       h[i] = j.h, d1[i] = j.d1, d2[i] = j.d2, d3[i] = j.d3;
       if (second) {
-        zd[i] = torch::mm(prev_d, w.t());
+        zd[i] = ebm::mm(prev_d, w.t());
         hd[i] = d1[i] * zd[i];
         hdd[i] = d2[i] * zd[i] * zd[i];
         if (prev_dd.defined()) {
-          zdd[i] = torch::mm(prev_dd, w.t());
+          zdd[i] = ebm::mm(prev_dd, w.t());
           hdd[i] = hdd[i] + d1[i] * zdd[i];
         }
         prev_d = hd[i];
@@ -474,10 +492,10 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     std::vector<torch::Tensor> delta(n), back(n);
     delta[n - 1] = d1[n - 1] * w_last;
     for (int64_t i = n - 1; i > 0; --i) {
-      back[i - 1] = torch::mm(delta[i], params[2 * i]);
+      back[i - 1] = ebm::mm(delta[i], params[2 * i]);
       delta[i - 1] = back[i - 1] * d1[i - 1];
     }
-    auto g = torch::mm(delta[0], params[0]);  // [N, D]
+    auto g = ebm::mm(delta[0], params[0]);  // [N, D]
     auto q = second ? torch::mv(hdd[n - 1], w_last) : torch::zeros({x.size(0)}, x.options());
     std::vector<torch::Tensor> saved = {x, v};
     for (const auto& p : params) saved.push_back(p);
@@ -515,7 +533,7 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     // Tangent along A: za_0 = W_0 A, ha_i = a'(z_i) za_i, za_{i+1} = W_{i+1} ha_i.
     std::vector<torch::Tensor> za(n), ha(n);
     for (int64_t i = 0; i < n; ++i) {
-      za[i] = torch::mm(i == 0 ? A : ha[i - 1], W[i].t());
+      za[i] = ebm::mm(i == 0 ? A : ha[i - 1], W[i].t());
       ha[i] = d1[i] * za[i];
     }
     variable_list gw(np);
@@ -558,18 +576,19 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
         }
         dz = dz + t;
       }
-      auto gW = torch::mm(dz.t(), i == 0 ? x : h[i - 1]).addmm_(dza.t(), i == 0 ? A : ha[i - 1]);
+      auto gW = ebm::mm(dz.t(), i == 0 ? x : h[i - 1]);
+      mm_into(gW, dza.t(), i == 0 ? A : ha[i - 1], 1.0f);
       if (second) {
-        gW.addmm_(dzd.t(), i == 0 ? v : hd[i - 1]);
-        if (i > 0) gW.addmm_(dzdd.t(), hdd[i - 1]);
+        mm_into(gW, dzd.t(), i == 0 ? v : hd[i - 1], 1.0f);
+        if (i > 0) mm_into(gW, dzdd.t(), hdd[i - 1], 1.0f);
       }
       gw[2 * i] = gW;
       gw[2 * i + 1] = dz.sum(0);
       if (i > 0) {
-        G = torch::mm(dz, W[i]);
+        G = ebm::mm(dz, W[i]);
         if (second) {
-          GV = torch::mm(dzd, W[i]);
-          GVV = torch::mm(dzdd, W[i]);
+          GV = ebm::mm(dzd, W[i]);
+          GVV = ebm::mm(dzdd, W[i]);
         }
       }
     }
