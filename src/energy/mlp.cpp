@@ -71,7 +71,7 @@ void act_and_deriv(Act act, T* z, T* d, int64_t n);
 // d <- (s + v s (1 - s)) * scale[column] (scale = the output layer's weights,
 // or ones).
 EBM_MULTIVERSION
-void swish_fused(float* __restrict z, float* __restrict d, int64_t rows, int64_t cols,
+void swish_fused_generic(float* __restrict z, float* __restrict d, int64_t rows, int64_t cols,
                  const float* __restrict bias, const float* __restrict scale) {
   for (int64_t r = 0; r < rows; ++r) {
     float* __restrict zr = z + r * cols;
@@ -84,6 +84,36 @@ void swish_fused(float* __restrict z, float* __restrict d, int64_t rows, int64_t
       dr[c] = (s + h * (1.0f - s)) * scale[c];
     }
   }
+}
+
+#if EBM_AVX512_KERNELS
+EBM_TARGET_AVX512
+void swish_fused_avx512(float* __restrict z, float* __restrict d, int64_t rows, int64_t cols,
+                        const float* __restrict bias, const float* __restrict scale) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* __restrict zr = z + r * cols;
+    float* __restrict dr = d + r * cols;
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = lanes_mask(cols - c);
+      const __m512 v =
+          _mm512_add_ps(_mm512_maskz_loadu_ps(m, zr + c), _mm512_maskz_loadu_ps(m, bias + c));
+      const __m512 sg = sigmoid_avx512(v);
+      const __m512 h = _mm512_mul_ps(v, sg);
+      _mm512_mask_storeu_ps(zr + c, m, h);
+      const __m512 dv = _mm512_fmadd_ps(h, _mm512_sub_ps(one, sg), sg);
+      _mm512_mask_storeu_ps(dr + c, m, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, scale + c)));
+    }
+  }
+}
+#endif
+
+void swish_fused(float* z, float* d, int64_t rows, int64_t cols, const float* bias,
+                 const float* scale) {
+#if EBM_AVX512_KERNELS
+  if (cpu_has_avx512()) return swish_fused_avx512(z, d, rows, cols, bias, scale);
+#endif
+  swish_fused_generic(z, d, rows, cols, bias, scale);
 }
 
 // Input dimensions up to this use hand-written loops for the first layer and
@@ -348,7 +378,7 @@ struct ActJet {
 // Float swish jet in one pass over z [rows, cols] (v = z + bias[column],
 // s = sigmoid(v), s' = s (1 - s), u = 1 - 2 s); z is left holding v.
 EBM_MULTIVERSION
-void swish_jet(float* __restrict z, const float* __restrict bias, float* __restrict h,
+void swish_jet_generic(float* __restrict z, const float* __restrict bias, float* __restrict h,
                float* __restrict d1, float* __restrict d2, float* __restrict d3, int64_t rows,
                int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -365,6 +395,43 @@ void swish_jet(float* __restrict z, const float* __restrict bias, float* __restr
       if (d3) d3[i] = sp * (3.0f * u + v * (1.0f - 6.0f * sp));
     }
   }
+}
+
+#if EBM_AVX512_KERNELS
+EBM_TARGET_AVX512
+void swish_jet_avx512(float* __restrict z, const float* __restrict bias, float* __restrict h,
+                      float* __restrict d1, float* __restrict d2, float* __restrict d3,
+                      int64_t rows, int64_t cols) {
+  const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; c += 16) {
+      const int64_t i = r * cols + c;
+      const __mmask16 m = lanes_mask(cols - c);
+      const __m512 v =
+          _mm512_add_ps(_mm512_maskz_loadu_ps(m, z + i), _mm512_maskz_loadu_ps(m, bias + c));
+      const __m512 sg = sigmoid_avx512(v);
+      const __m512 sp = _mm512_mul_ps(sg, _mm512_sub_ps(one, sg));
+      const __m512 u = _mm512_fnmadd_ps(two, sg, one);
+      _mm512_mask_storeu_ps(z + i, m, v);
+      _mm512_mask_storeu_ps(h + i, m, _mm512_mul_ps(v, sg));
+      _mm512_mask_storeu_ps(d1 + i, m, _mm512_fmadd_ps(v, sp, sg));
+      _mm512_mask_storeu_ps(d2 + i, m, _mm512_mul_ps(sp, _mm512_fmadd_ps(v, u, two)));
+      if (d3) {  // sp (3 u + v (1 - 6 sp))
+        const __m512 w = _mm512_fnmadd_ps(_mm512_set1_ps(6.0f), sp, one);
+        const __m512 t = _mm512_fmadd_ps(v, w, _mm512_mul_ps(_mm512_set1_ps(3.0f), u));
+        _mm512_mask_storeu_ps(d3 + i, m, _mm512_mul_ps(sp, t));
+      }
+    }
+  }
+}
+#endif
+
+void swish_jet(float* z, const float* bias, float* h, float* d1, float* d2, float* d3,
+               int64_t rows, int64_t cols) {
+#if EBM_AVX512_KERNELS
+  if (cpu_has_avx512()) return swish_jet_avx512(z, bias, h, d1, d2, d3, rows, cols);
+#endif
+  swish_jet_generic(z, bias, h, d1, d2, d3, rows, cols);
 }
 
 // The second-order cotangents of one layer in one pass (float):
