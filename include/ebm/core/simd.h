@@ -3,6 +3,7 @@
 // (GCC function multi-versioning). Elsewhere the attribute is empty.
 #pragma once
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -96,10 +97,16 @@ inline void sincos_turns(float t, float& s, float& c) {
   c = ((k + 1) & 2) ? -c1 : c1;
 }
 
+// Set by tests to run the portable loops on a CPU that has AVX-512 too.
+inline std::atomic<bool>& force_portable_kernels() {
+  static std::atomic<bool> forced{false};
+  return forced;
+}
+
 #if EBM_AVX512_KERNELS
 inline bool cpu_has_avx512() {
   static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-  return yes;
+  return yes && !force_portable_kernels().load(std::memory_order_relaxed);
 }
 
 // sigmoid of 16 floats: exp(-v) = 2^n exp(r) with n = round(-v log2 e) and
