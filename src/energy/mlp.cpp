@@ -434,28 +434,93 @@ void swish_jet(float* z, const float* bias, float* h, float* d1, float* d2, floa
   swish_jet_generic(z, bias, h, d1, d2, d3, rows, cols);
 }
 
-// The second-order cotangents of one layer in one pass (float):
-// dz += GVV (d3 zd^2 + d2 zdd) + GV d2 zd, dzd = 2 GVV d2 zd + GV d1,
-// dzdd = GVV d1; gv and zdd may be null (zero).
-EBM_MULTIVERSION
-void second_order_cotangents(float* __restrict dz, float* __restrict dzd, float* __restrict dzdd,
-                             const float* __restrict gvv, const float* __restrict gv,
-                             const float* __restrict d1, const float* __restrict d2,
-                             const float* __restrict d3, const float* __restrict zd,
-                             const float* __restrict zdd, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float a = gvv[i], y = zd[i];
-    float t = a * d3[i] * y * y;
-    float td = 2.0f * a * d2[i] * y;
-    if (zdd) t += a * d2[i] * zdd[i];
-    if (gv) {
-      td += gv[i] * d1[i];
-      t += gv[i] * d2[i] * y;
+struct CotangentArgs {
+  int64_t rows, cols;
+  const float *base, *d1, *d2, *za, *g, *gvv, *gv, *d3, *zd, *zdd;
+  bool base_rows;
+  float *dz, *dzd, *dzdd;
+  double* colsum;
+};
+
+// One branch-free body per combination of the optional inputs, so that each
+// vectorises; inlined into the multiversioned callers below.
+template <bool kG, bool kSecond, bool kGv, bool kZdd>
+__attribute__((always_inline)) inline void layer_cotangents_body(const CotangentArgs& p) {
+  const int64_t cols = p.cols;
+  const float* __restrict d1 = p.d1;
+  const float* __restrict d2 = p.d2;
+  const float* __restrict za = p.za;
+  const float* __restrict g = p.g;
+  const float* __restrict gvv = p.gvv;
+  const float* __restrict gv = p.gv;
+  const float* __restrict d3 = p.d3;
+  const float* __restrict zd = p.zd;
+  const float* __restrict zdd = p.zdd;
+  float* __restrict dz = p.dz;
+  float* __restrict dzd = p.dzd;
+  float* __restrict dzdd = p.dzdd;
+  double* __restrict colsum = p.colsum;
+  for (int64_t c = 0; c < cols; ++c) colsum[c] = 0.0;
+  for (int64_t r = 0; r < p.rows; ++r) {
+    const int64_t o = r * cols;
+    const float* __restrict br = p.base + (p.base_rows ? o : 0);
+    // Every pointer is a distinct buffer (more than GCC will check at run time).
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t i = o + c;
+      float t = br[c] * d2[i] * za[i];
+      if constexpr (kG) t += g[i] * d1[i];
+      if constexpr (kSecond) {
+        const float a = gvv[i], y = zd[i];
+        float td = 2.0f * a * d2[i] * y;
+        t += a * d3[i] * y * y;
+        if constexpr (kZdd) t += a * d2[i] * zdd[i];
+        if constexpr (kGv) {
+          td += gv[i] * d1[i];
+          t += gv[i] * d2[i] * y;
+        }
+        dzd[i] = td;
+        dzdd[i] = a * d1[i];
+      }
+      dz[i] = t;
+      colsum[c] += double(t);
     }
-    dz[i] += t;
-    dzd[i] = td;
-    dzdd[i] = a * d1[i];
   }
+}
+
+EBM_MULTIVERSION void layer_cotangents_first(const CotangentArgs& p) {
+  if (p.g)
+    layer_cotangents_body<true, false, false, false>(p);
+  else
+    layer_cotangents_body<false, false, false, false>(p);
+}
+
+EBM_MULTIVERSION void layer_cotangents_second(const CotangentArgs& p) {
+  const int k = (p.g ? 4 : 0) + (p.gv ? 2 : 0) + (p.zdd ? 1 : 0);
+  switch (k) {
+    case 0: return layer_cotangents_body<false, true, false, false>(p);
+    case 1: return layer_cotangents_body<false, true, false, true>(p);
+    case 2: return layer_cotangents_body<false, true, true, false>(p);
+    case 3: return layer_cotangents_body<false, true, true, true>(p);
+    case 4: return layer_cotangents_body<true, true, false, false>(p);
+    case 5: return layer_cotangents_body<true, true, false, true>(p);
+    case 6: return layer_cotangents_body<true, true, true, false>(p);
+    default: return layer_cotangents_body<true, true, true, true>(p);
+  }
+}
+
+// The cotangent of one layer's pre-activation in one pass (float):
+// dz = base d2 za + G d1 (base: row r of a [rows, cols] array, or the same
+// vector for every row when base_rows = false; G may be null) and, with
+// gvv, the second-order terms: dz += GVV (d3 zd^2 + d2 zdd) + GV d2 zd,
+// dzd = 2 GVV d2 zd + GV d1, dzdd = GVV d1 (gv and zdd may be null).
+// colsum (the bias gradient) receives the column sums of dz, accumulated in
+// double so that long batches lose nothing to float rounding.
+void layer_cotangents(const CotangentArgs& p) {
+  if (p.gvv)
+    layer_cotangents_second(p);
+  else
+    layer_cotangents_first(p);
 }
 
 // The jet at z = zw + bias (zw = the layer's product, [N, H], fresh).
@@ -613,35 +678,54 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     if (second) GVV = c.unsqueeze(1) * w_last;
     for (int64_t i = n - 1; i >= 0; --i) {
       const auto& dza = delta[i];
-      auto dz = (i == n - 1 ? w_last.expand_as(h[i]) : back[i]) * d2[i];
-      dz.mul_(za[i]);
-      if (G.defined()) dz.addcmul_(G, d1[i]);
-      torch::Tensor dzd, dzdd;
+      torch::Tensor dz, dzd, dzdd, gb;
       // The fused kernel builds no graph: only when none is asked for (a
       // backward with create_graph runs with grad mode on).
-      if (second && dz.scalar_type() == torch::kFloat && dz.device().is_cpu() &&
+      if (dza.scalar_type() == torch::kFloat && dza.device().is_cpu() &&
           !torch::GradMode::is_enabled()) {
-        dzd = torch::empty_like(dz);
-        dzdd = torch::empty_like(dz);
         auto ptr = [](const torch::Tensor& t) -> const float* {
           if (!t.defined()) return nullptr;
           TORCH_INTERNAL_ASSERT(t.is_contiguous());  // all freshly computed
           return t.data_ptr<float>();
         };
-        GVV = GVV.contiguous();
-        second_order_cotangents(dz.data_ptr<float>(), dzd.data_ptr<float>(),
-                                dzdd.data_ptr<float>(), ptr(GVV), ptr(GV), ptr(d1[i]), ptr(d2[i]),
-                                ptr(d3[i]), ptr(zd[i]), ptr(zdd[i]), dz.numel());
-      } else if (second) {
-        dzdd = GVV * d1[i];
-        dzd = 2 * GVV * d2[i] * zd[i];
-        auto t = GVV * d3[i] * zd[i] * zd[i];
-        if (zdd[i].defined()) t = t + GVV * d2[i] * zdd[i];
-        if (GV.defined()) {
-          dzd = dzd + GV * d1[i];
-          t = t + GV * d2[i] * zd[i];
+        const bool top_layer = i == n - 1;
+        const torch::Tensor base = top_layer ? w_last.contiguous() : back[i];
+        if (second) GVV = GVV.contiguous();
+        dz = torch::empty_like(d1[i]);
+        auto colsum = torch::empty({dz.size(1)}, dz.options().dtype(torch::kDouble));
+        if (second) {
+          dzd = torch::empty_like(dz);
+          dzdd = torch::empty_like(dz);
         }
-        dz = dz + t;
+        CotangentArgs args{};
+        args.rows = dz.size(0), args.cols = dz.size(1);
+        args.base = base.data_ptr<float>(), args.base_rows = !top_layer;
+        args.d1 = ptr(d1[i]), args.d2 = ptr(d2[i]), args.za = ptr(za[i]), args.g = ptr(G);
+        if (second) {
+          args.gvv = ptr(GVV), args.gv = ptr(GV), args.d3 = ptr(d3[i]);
+          args.zd = ptr(zd[i]), args.zdd = ptr(zdd[i]);
+          args.dzd = dzd.data_ptr<float>(), args.dzdd = dzdd.data_ptr<float>();
+        }
+        args.dz = dz.data_ptr<float>();
+        args.colsum = colsum.data_ptr<double>();
+        layer_cotangents(args);
+        gb = colsum.to(torch::kFloat);
+      } else {
+        dz = (i == n - 1 ? w_last.expand_as(h[i]) : back[i]) * d2[i];
+        dz.mul_(za[i]);
+        if (G.defined()) dz.addcmul_(G, d1[i]);
+        if (second) {
+          dzdd = GVV * d1[i];
+          dzd = 2 * GVV * d2[i] * zd[i];
+          auto t = GVV * d3[i] * zd[i] * zd[i];
+          if (zdd[i].defined()) t = t + GVV * d2[i] * zdd[i];
+          if (GV.defined()) {
+            dzd = dzd + GV * d1[i];
+            t = t + GV * d2[i] * zd[i];
+          }
+          dz = dz + t;
+        }
+        gb = dz.sum(0);
       }
       auto gW = ebm::mm(dz.t(), i == 0 ? x : h[i - 1]);
       mm_into(gW, dza.t(), i == 0 ? A : ha[i - 1], 1.0f);
@@ -650,7 +734,7 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
         if (i > 0) mm_into(gW, dzdd.t(), hdd[i - 1], 1.0f);
       }
       gw[2 * i] = gW;
-      gw[2 * i + 1] = dz.sum(0);
+      gw[2 * i + 1] = gb;
       if (i > 0) {
         G = ebm::mm(dz, W[i]);
         if (second) {
