@@ -434,6 +434,25 @@ void swish_jet(float* z, const float* bias, float* h, float* d1, float* d2, floa
   swish_jet_generic(z, bias, h, d1, d2, d3, rows, cols);
 }
 
+// The 2-jet of one layer's output along v in one pass (float):
+// hd = d1 zd, hdd = d2 zd^2 + d1 zdd (zdd may be null: zero).
+EBM_MULTIVERSION
+void layer_tangents(int64_t n, const float* __restrict d1, const float* __restrict d2,
+                    const float* __restrict zd, const float* __restrict zdd,
+                    float* __restrict hd, float* __restrict hdd) {
+  if (zdd) {
+    for (int64_t i = 0; i < n; ++i) {
+      hd[i] = d1[i] * zd[i];
+      hdd[i] = d2[i] * zd[i] * zd[i] + d1[i] * zdd[i];
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      hd[i] = d1[i] * zd[i];
+      hdd[i] = d2[i] * zd[i] * zd[i];
+    }
+  }
+}
+
 struct CotangentArgs {
   int64_t rows, cols;
   const float *base, *d1, *d2, *za, *g, *gvv, *gv, *d3, *zd, *zdd;
@@ -608,11 +627,19 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
       h[i] = j.h, d1[i] = j.d1, d2[i] = j.d2, d3[i] = j.d3;
       if (second) {
         zd[i] = ebm::mm(prev_d, w.t());
-        hd[i] = d1[i] * zd[i];
-        hdd[i] = d2[i] * zd[i] * zd[i];
-        if (prev_dd.defined()) {
-          zdd[i] = ebm::mm(prev_dd, w.t());
-          hdd[i] = hdd[i] + d1[i] * zdd[i];
+        if (prev_dd.defined()) zdd[i] = ebm::mm(prev_dd, w.t());
+        if (d1[i].scalar_type() == torch::kFloat && d1[i].device().is_cpu() &&
+            d1[i].is_contiguous() && d2[i].is_contiguous()) {  // one pass
+          hd[i] = torch::empty_like(zd[i]);
+          hdd[i] = torch::empty_like(zd[i]);
+          layer_tangents(zd[i].numel(), d1[i].data_ptr<float>(), d2[i].data_ptr<float>(),
+                         zd[i].data_ptr<float>(),
+                         zdd[i].defined() ? zdd[i].data_ptr<float>() : nullptr,
+                         hd[i].data_ptr<float>(), hdd[i].data_ptr<float>());
+        } else {
+          hd[i] = d1[i] * zd[i];
+          hdd[i] = d2[i] * zd[i] * zd[i];
+          if (zdd[i].defined()) hdd[i] = hdd[i] + d1[i] * zdd[i];
         }
         prev_d = hd[i];
         prev_dd = hdd[i];
