@@ -136,6 +136,32 @@ void small_input_layer(const float* __restrict x, const float* __restrict wt,
   }
 }
 
+#if EBM_AVX512_KERNELS
+// small_input_layer and swish_fused in one pass: z never leaves registers.
+EBM_TARGET_AVX512
+void swish_input_layer_avx512(const float* __restrict x, const float* __restrict wt,
+                              const float* __restrict b, float* __restrict z,
+                              float* __restrict d, int64_t rows, int64_t dim, int64_t cols,
+                              const float* __restrict scale) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * dim;
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = lanes_mask(cols - c);
+      __m512 v = _mm512_maskz_loadu_ps(m, b + c);
+      for (int64_t j = 0; j < dim; ++j)
+        v = _mm512_fmadd_ps(_mm512_set1_ps(xr[j]), _mm512_maskz_loadu_ps(m, wt + j * cols + c), v);
+      const __m512 sg = sigmoid_avx512(v);
+      const __m512 h = _mm512_mul_ps(v, sg);
+      _mm512_mask_storeu_ps(z + r * cols + c, m, h);
+      const __m512 dv = _mm512_fmadd_ps(h, _mm512_sub_ps(one, sg), sg);
+      _mm512_mask_storeu_ps(d + r * cols + c, m,
+                            _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, scale + c)));
+    }
+  }
+}
+#endif
+
 // g[r, j] = sum_c back[r, c] deriv[r, c] wt[j, c]  (back may be null = ones)
 EBM_MULTIVERSION
 void small_input_grad(const float* __restrict back, const float* __restrict deriv,
@@ -296,6 +322,18 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   auto h = x;
   for (size_t i = 0; i < n_hidden; ++i) {
     const bool last = i + 1 == n_hidden;
+#if EBM_AVX512_KERNELS
+    if (i == 0 && small && fused && cpu_has_avx512()) {
+      if (!last && (!ones_.defined() || ones_.size(0) != z_[0].size(1)))
+        ones_ = torch::ones({z_[0].size(1)});
+      swish_input_layer_avx512(x.data_ptr<float>(), w0t.data_ptr<float>(),
+                               layers_[0]->bias.data_ptr<float>(), z_[0].data_ptr<float>(),
+                               deriv_[0].data_ptr<float>(), batch, dim, z_[0].size(1),
+                               last ? w_last.data_ptr<float>() : ones_.data_ptr<float>());
+      h = z_[0];
+      continue;
+    }
+#endif
     if (i == 0 && small)
       small_input_layer(x.data_ptr<float>(), w0t.data_ptr<float>(),
                         layers_[0]->bias.data_ptr<float>(), z_[0].data_ptr<float>(), batch, dim,
