@@ -1,7 +1,9 @@
 #include "ebm/core/gemm.h"
 
 #include <ATen/ATen.h>
+#include <ATen/MemoryOverlap.h>
 #include <torch/csrc/autograd/grad_mode.h>
+#include <torch/csrc/autograd/variable.h>
 
 #ifdef EBM_HAVE_DNNL
 #include <dnnl.h>
@@ -30,14 +32,6 @@ bool records_graph(const at::Tensor& a, const at::Tensor& b) {
   return at::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad());
 }
 }  // namespace
-
-bool gemm_uses_onednn() {
-#ifdef EBM_HAVE_DNNL
-  return true;
-#else
-  return false;
-#endif
-}
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
@@ -79,23 +73,30 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 void mm_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, float beta) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "mm: shapes ", a.sizes(),
               " and ", b.sizes(), " do not multiply");
+  at::assert_no_overlap(out, a);
+  at::assert_no_overlap(out, b);
   bool ta = false, tb = false;
   int64_t lda = 0, ldb = 0;
-  if (!records_graph(a, b) && !(at::GradMode::is_enabled() && out.requires_grad()) &&
+  const bool graph = records_graph(a, b) || (at::GradMode::is_enabled() && out.requires_grad());
+  if (!graph &&
       out.is_contiguous() && out.scalar_type() == at::kFloat &&
       out.dim() == 2 && out.size(0) == a.size(0) && out.size(1) == b.size(1) &&
       raw_operand(a, ta, lda) && raw_operand(b, tb, ldb) && out.device().is_cpu()) {
     sgemm(ta, tb, a.size(0), b.size(1), a.size(1), 1.0f, a.data_ptr<float>(), lda,
           b.data_ptr<float>(), ldb, beta, out.data_ptr<float>(), b.size(1));
+    // An in-place write, as ATen's would be: a graph that saved `out` sees it.
+    torch::autograd::impl::bump_version(out);
     return;
   }
-  if (beta == 0.0f)
+  if (graph && beta == 0.0f)
+    out.copy_(at::mm(a, b));  // out= variants do not record a graph
+  else if (beta == 0.0f)
     at::mm_out(out, a, b);
   else
     out.addmm_(a, b, beta, 1.0);
 }
 
-at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
+at::Tensor fast_mm(const at::Tensor& a, const at::Tensor& b) {
   bool ta = false, tb = false;
   int64_t lda = 0, ldb = 0;
   if (records_graph(a, b) || !raw_operand(a, ta, lda) || !raw_operand(b, tb, ldb) ||

@@ -87,10 +87,21 @@ void swish_fused_generic(float* __restrict z, float* __restrict d, int64_t rows,
 }
 
 #if EBM_AVX512_KERNELS
+EBM_AVX512_BEGIN
+// One 16-lane swish step: h = v s and (s + h (1 - s)) * scale, s = sigmoid(v),
+// stored under mask m.
+EBM_TARGET_AVX512 inline void swish_store_avx512(__m512 v, __mmask16 m, const float* scale,
+                                                 float* h_out, float* d_out) {
+  const __m512 sg = sigmoid_avx512(v);
+  const __m512 h = _mm512_mul_ps(v, sg);
+  _mm512_mask_storeu_ps(h_out, m, h);
+  const __m512 dv = _mm512_fmadd_ps(h, _mm512_sub_ps(_mm512_set1_ps(1.0f), sg), sg);
+  _mm512_mask_storeu_ps(d_out, m, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, scale)));
+}
+
 EBM_TARGET_AVX512
 void swish_fused_avx512(float* __restrict z, float* __restrict d, int64_t rows, int64_t cols,
                         const float* __restrict bias, const float* __restrict scale) {
-  const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t r = 0; r < rows; ++r) {
     float* __restrict zr = z + r * cols;
     float* __restrict dr = d + r * cols;
@@ -98,14 +109,11 @@ void swish_fused_avx512(float* __restrict z, float* __restrict d, int64_t rows, 
       const __mmask16 m = lanes_mask(cols - c);
       const __m512 v =
           _mm512_add_ps(_mm512_maskz_loadu_ps(m, zr + c), _mm512_maskz_loadu_ps(m, bias + c));
-      const __m512 sg = sigmoid_avx512(v);
-      const __m512 h = _mm512_mul_ps(v, sg);
-      _mm512_mask_storeu_ps(zr + c, m, h);
-      const __m512 dv = _mm512_fmadd_ps(h, _mm512_sub_ps(one, sg), sg);
-      _mm512_mask_storeu_ps(dr + c, m, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, scale + c)));
+      swish_store_avx512(v, m, scale + c, zr + c, dr + c);
     }
   }
 }
+EBM_AVX512_END
 #endif
 
 void swish_fused(float* z, float* d, int64_t rows, int64_t cols, const float* bias,
@@ -137,13 +145,13 @@ void small_input_layer(const float* __restrict x, const float* __restrict wt,
 }
 
 #if EBM_AVX512_KERNELS
+EBM_AVX512_BEGIN
 // small_input_layer and swish_fused in one pass: z never leaves registers.
 EBM_TARGET_AVX512
 void swish_input_layer_avx512(const float* __restrict x, const float* __restrict wt,
                               const float* __restrict b, float* __restrict z,
                               float* __restrict d, int64_t rows, int64_t dim, int64_t cols,
                               const float* __restrict scale) {
-  const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t r = 0; r < rows; ++r) {
     const float* __restrict xr = x + r * dim;
     for (int64_t c = 0; c < cols; c += 16) {
@@ -151,15 +159,11 @@ void swish_input_layer_avx512(const float* __restrict x, const float* __restrict
       __m512 v = _mm512_maskz_loadu_ps(m, b + c);
       for (int64_t j = 0; j < dim; ++j)
         v = _mm512_fmadd_ps(_mm512_set1_ps(xr[j]), _mm512_maskz_loadu_ps(m, wt + j * cols + c), v);
-      const __m512 sg = sigmoid_avx512(v);
-      const __m512 h = _mm512_mul_ps(v, sg);
-      _mm512_mask_storeu_ps(z + r * cols + c, m, h);
-      const __m512 dv = _mm512_fmadd_ps(h, _mm512_sub_ps(one, sg), sg);
-      _mm512_mask_storeu_ps(d + r * cols + c, m,
-                            _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, scale + c)));
+      swish_store_avx512(v, m, scale + c, z + r * cols + c, d + r * cols + c);
     }
   }
 }
+EBM_AVX512_END
 #endif
 
 // g[r, j] = sum_c back[r, c] deriv[r, c] wt[j, c]  (back may be null = ones)
@@ -318,14 +322,14 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   if (small) w0t = w[0].t().contiguous();
   const bool fused = act == Act::kSwish && x.scalar_type() == torch::kFloat;
   if (fused && (!zeros_.defined() || zeros_.size(0) != z_[0].size(1)))
-    zeros_ = torch::zeros({z_[0].size(1)});
+    zeros_ = torch::zeros({z_[0].size(1)}, x.options());
   auto h = x;
   for (size_t i = 0; i < n_hidden; ++i) {
     const bool last = i + 1 == n_hidden;
 #if EBM_AVX512_KERNELS
     if (i == 0 && small && fused && cpu_has_avx512()) {
       if (!last && (!ones_.defined() || ones_.size(0) != z_[0].size(1)))
-        ones_ = torch::ones({z_[0].size(1)});
+        ones_ = torch::ones({z_[0].size(1)}, x.options());
       swish_input_layer_avx512(x.data_ptr<float>(), w0t.data_ptr<float>(),
                                layers_[0]->bias.data_ptr<float>(), z_[0].data_ptr<float>(),
                                deriv_[0].data_ptr<float>(), batch, dim, z_[0].size(1),
@@ -344,7 +348,7 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
       at::addmm_out(z_[i], layers_[i]->bias, h, w[i].t());  // [B, H_i]
     if (fused) {
       if (!last && (!ones_.defined() || ones_.size(0) != z_[i].size(1)))
-        ones_ = torch::ones({z_[i].size(1)});
+        ones_ = torch::ones({z_[i].size(1)}, x.options());
       // (the hand-written first layer has added its bias already)
       const float* bias = i == 0 && small ? zeros_.data_ptr<float>()
                                           : layers_[i]->bias.data_ptr<float>();
@@ -377,7 +381,7 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
                      deriv_[0].data_ptr<float>(), w0t.data_ptr<float>(), g_out_.data_ptr<float>(),
                      batch, dim, z_[0].size(1));
   } else {
-    g_out_ = ebm::mm(deriv_[0], w[0]);  // [B, D]
+    g_out_ = fast_mm(deriv_[0], w[0]);  // [B, D]
   }
   if (options_.prior_std() > 0) {
     double inv = 1.0 / (options_.prior_std() * options_.prior_std());
@@ -436,6 +440,7 @@ void swish_jet_generic(float* __restrict z, const float* __restrict bias, float*
 }
 
 #if EBM_AVX512_KERNELS
+EBM_AVX512_BEGIN
 EBM_TARGET_AVX512
 void swish_jet_avx512(float* __restrict z, const float* __restrict bias, float* __restrict h,
                       float* __restrict d1, float* __restrict d2, float* __restrict d3,
@@ -462,6 +467,7 @@ void swish_jet_avx512(float* __restrict z, const float* __restrict bias, float* 
     }
   }
 }
+EBM_AVX512_END
 #endif
 
 void swish_jet(float* z, const float* bias, float* h, float* d1, float* d2, float* d3,
@@ -491,12 +497,19 @@ void layer_tangents(int64_t n, const float* __restrict d1, const float* __restri
   }
 }
 
+// Inputs and outputs of layer_cotangents (all [rows, cols] row-major unless
+// said otherwise; optional ones are null when absent).
 struct CotangentArgs {
   int64_t rows, cols;
-  const float *base, *d1, *d2, *za, *g, *gvv, *gv, *d3, *zd, *zdd;
-  bool base_rows;
-  float *dz, *dzd, *dzdd;
-  double* colsum;
+  const float* base;          // cotangent of h: [rows, cols], or one [cols] row for all
+  bool base_rows;             // whether base has a row per sample
+  const float *d1, *d2, *d3;  // the activation's first three derivatives at z (d3: second order)
+  const float* za;            // tangent of z along the first-order cotangent
+  const float* g;             // optional: cotangent of h from the layer above
+  const float *gvv, *gv;      // second order: cotangents of hdd and hd (gv optional)
+  const float *zd, *zdd;      // second order: the 2-jet of z along v (zdd optional)
+  float *dz, *dzd, *dzdd;     // outputs: cotangents of z, zd, zdd
+  double* colsum;             // output: column sums of dz ([cols])
 };
 
 // One branch-free body per combination of the optional inputs, so that each
@@ -661,11 +674,11 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     torch::Tensor prev = x, prev_d = v, prev_dd;
     for (int64_t i = 0; i < n; ++i) {
       const auto& w = params[2 * i];
-      auto j = act_jet(act, ebm::mm(prev, w.t()), params[2 * i + 1], second);  // [N, H_i]
+      auto j = act_jet(act, fast_mm(prev, w.t()), params[2 * i + 1], second);  // [N, H_i]
       h[i] = j.h, d1[i] = j.d1, d2[i] = j.d2, d3[i] = j.d3;
       if (second) {
-        zd[i] = ebm::mm(prev_d, w.t());
-        if (prev_dd.defined()) zdd[i] = ebm::mm(prev_dd, w.t());
+        zd[i] = fast_mm(prev_d, w.t());
+        if (prev_dd.defined()) zdd[i] = fast_mm(prev_dd, w.t());
         if (d1[i].scalar_type() == torch::kFloat && d1[i].device().is_cpu() &&
             d1[i].is_contiguous() && d2[i].is_contiguous()) {  // one pass
           hd[i] = torch::empty_like(zd[i]);
@@ -689,10 +702,10 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     std::vector<torch::Tensor> delta(n), back(n);
     delta[n - 1] = d1[n - 1] * w_last;
     for (int64_t i = n - 1; i > 0; --i) {
-      back[i - 1] = ebm::mm(delta[i], params[2 * i]);
+      back[i - 1] = fast_mm(delta[i], params[2 * i]);
       delta[i - 1] = back[i - 1] * d1[i - 1];
     }
-    auto g = ebm::mm(delta[0], params[0]);  // [N, D]
+    auto g = fast_mm(delta[0], params[0]);  // [N, D]
     auto q = second ? torch::mv(hdd[n - 1], w_last) : torch::zeros({x.size(0)}, x.options());
     std::vector<torch::Tensor> saved = {x, v};
     for (const auto& p : params) saved.push_back(p);
@@ -730,7 +743,7 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     // Tangent along A: za_0 = W_0 A, ha_i = a'(z_i) za_i, za_{i+1} = W_{i+1} ha_i.
     std::vector<torch::Tensor> za(n), ha(n);
     for (int64_t i = 0; i < n; ++i) {
-      za[i] = ebm::mm(i == 0 ? A : ha[i - 1], W[i].t());
+      za[i] = fast_mm(i == 0 ? A : ha[i - 1], W[i].t());
       ha[i] = d1[i] * za[i];
     }
     variable_list gw(np);
@@ -764,7 +777,7 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
         }
         CotangentArgs args{};
         args.rows = dz.size(0), args.cols = dz.size(1);
-        args.base = base.data_ptr<float>(), args.base_rows = !top_layer;
+        args.base = ptr(base), args.base_rows = !top_layer;
         args.d1 = ptr(d1[i]), args.d2 = ptr(d2[i]), args.za = ptr(za[i]), args.g = ptr(G);
         if (second) {
           args.gvv = ptr(GVV), args.gv = ptr(GV), args.d3 = ptr(d3[i]);
@@ -792,7 +805,7 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
         }
         gb = dz.sum(0);
       }
-      auto gW = ebm::mm(dz.t(), i == 0 ? x : h[i - 1]);
+      auto gW = fast_mm(dz.t(), i == 0 ? x : h[i - 1]);
       mm_into(gW, dza.t(), i == 0 ? A : ha[i - 1], 1.0f);
       if (second) {
         mm_into(gW, dzd.t(), i == 0 ? v : hd[i - 1], 1.0f);
@@ -801,10 +814,10 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
       gw[2 * i] = gW;
       gw[2 * i + 1] = gb;
       if (i > 0) {
-        G = ebm::mm(dz, W[i]);
+        G = fast_mm(dz, W[i]);
         if (second) {
-          GV = ebm::mm(dzd, W[i]);
-          GVV = ebm::mm(dzdd, W[i]);
+          GV = fast_mm(dzd, W[i]);
+          GVV = fast_mm(dzdd, W[i]);
         }
       }
     }

@@ -19,12 +19,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
            int64_t ldc);
 
-// a @ b for 2-D tensors; `out` (contiguous, [a.size(0), b.size(1)]) receives
-// a @ b + beta * out. Either operand may be a transposed view.
-at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
+// a @ b for 2-D tensors; `out` (contiguous, [a.size(0), b.size(1)], not
+// overlapping a or b) receives a @ b + beta * out. Either operand may be a
+// transposed view.
+at::Tensor fast_mm(const at::Tensor& a, const at::Tensor& b);
 void mm_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, float beta = 0.0f);
-
-// Whether the products above run on oneDNN in this build.
-bool gemm_uses_onednn();
 
 }  // namespace ebm

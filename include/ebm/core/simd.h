@@ -18,9 +18,13 @@
 #define EBM_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
 #include <immintrin.h>
 // GCC 12 warns falsely about the self-initialised _mm512_undefined_ps inside
-// the AVX-512 intrinsics wherever they are inlined (GCC bug 105593).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
+// the AVX-512 intrinsics wherever they are inlined (GCC bug 105593): code
+// using them sits between these two.
+#define EBM_AVX512_BEGIN                                         \
+  _Pragma("GCC diagnostic push")                                 \
+  _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"") \
+  _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#define EBM_AVX512_END _Pragma("GCC diagnostic pop")
 #else
 #define EBM_MULTIVERSION
 #define EBM_AVX512_KERNELS 0
@@ -103,6 +107,17 @@ inline std::atomic<bool>& force_portable_kernels() {
   return forced;
 }
 
+// Portable loops while in scope (tests).
+struct ScopedPortableKernels {
+  explicit ScopedPortableKernels(bool on) : was_(force_portable_kernels().exchange(on)) {}
+  ~ScopedPortableKernels() { force_portable_kernels() = was_; }
+  ScopedPortableKernels(const ScopedPortableKernels&) = delete;
+  ScopedPortableKernels& operator=(const ScopedPortableKernels&) = delete;
+
+ private:
+  bool was_;
+};
+
 #if EBM_AVX512_KERNELS
 inline bool cpu_has_avx512() {
   static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
@@ -117,6 +132,7 @@ inline bool cpu_has_avx512() {
 // float64 (tested). |v| > 88 is clamped (the sigmoid is within 1e-38 of 0 or
 // 1 there); NaN in v gives a finite value here: callers multiply by v, which
 // carries the NaN.
+EBM_AVX512_BEGIN
 EBM_TARGET_AVX512 inline __m512 sigmoid_avx512(__m512 v) {
   const __m512 vc = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-88.0f)), _mm512_set1_ps(88.0f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(vc, _mm512_set1_ps(-1.44269504088896341f)),
@@ -135,6 +151,7 @@ EBM_TARGET_AVX512 inline __m512 sigmoid_avx512(__m512 v) {
   const __m512 q = _mm512_rcp14_ps(den);
   return _mm512_fmadd_ps(q, _mm512_fnmadd_ps(den, q, _mm512_set1_ps(1.0f)), q);
 }
+EBM_AVX512_END
 
 // The mask of the first min(16, remaining) lanes.
 inline __mmask16 lanes_mask(int64_t remaining) {

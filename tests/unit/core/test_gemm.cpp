@@ -36,7 +36,7 @@ TEST(Gemm, EveryLayoutAndPathWithinTheRoundingBound) {
       const bool ta = layout & 1, tb = layout & 2;
       auto a = ta ? torch::randn({k, m}, gen).t() : torch::randn({m, k}, gen);
       auto b = tb ? torch::randn({n, k}, gen).t() : torch::randn({k, n}, gen);
-      auto c = ebm::mm(a, b);
+      auto c = fast_mm(a, b);
       EXPECT_LE(bound_ratio(c, a, b), 1.0) << m << "x" << k << "x" << n << " layout " << layout;
       // out = a b + beta out
       auto c0 = torch::randn({m, n}, gen);
@@ -48,24 +48,52 @@ TEST(Gemm, EveryLayoutAndPathWithinTheRoundingBound) {
   }
 }
 
+// Operands that are slices of larger arrays (leading dimension above the
+// width, non-zero storage offset), plainly or transposed, and k or n of 1.
+TEST(Gemm, SlicedOperandsUseTheirStridesAndOffsets) {
+  auto gen = at::detail::createCPUGenerator(8);
+  const std::vector<std::array<int64_t, 3>> shapes = {{40, 64, 48}, {40, 1, 48}, {40, 64, 1}};
+  for (auto [m, k, n] : shapes) {
+    auto big_a = torch::randn({m + 5, k + 7}, gen), big_b = torch::randn({k + 3, n + 9}, gen);
+    auto a = big_a.narrow(0, 2, m).narrow(1, 3, k);        // ld k + 7, offset
+    auto b = big_b.narrow(0, 1, k).narrow(1, 4, n);        // ld n + 9, offset
+    auto at_ = big_a.t().narrow(0, 3, k).narrow(1, 2, m);  // a^T as a sliced transposed view
+    for (const auto& [x, y] : {std::pair{a, b}, std::pair{at_.t(), b}}) {
+      EXPECT_LE(bound_ratio(fast_mm(x, y), x, y), 1.0) << m << "x" << k << "x" << n;
+    }
+  }
+}
+
 TEST(Gemm, EmptyInnerDimensionScalesTheOutput) {
   auto a = torch::zeros({3, 0}), b = torch::zeros({0, 20});
   auto out = torch::ones({3, 20});
   mm_into(out, a, b, 0.25f);
   EXPECT_TRUE(torch::allclose(out, torch::full({3, 20}, 0.25f)));
-  EXPECT_TRUE(torch::equal(ebm::mm(a, b), torch::zeros({3, 20})));
+  EXPECT_TRUE(torch::equal(fast_mm(a, b), torch::zeros({3, 20})));
 }
 
 TEST(Gemm, GraphBuildingProductsStayDifferentiable) {
   auto a = torch::randn({8, 32}).requires_grad_(true);
   auto b = torch::randn({32, 24});
-  auto c = ebm::mm(a, b);
+  auto c = fast_mm(a, b);
   ASSERT_TRUE(c.requires_grad());
   c.sum().backward();
   EXPECT_TRUE(torch::allclose(a.grad(), b.sum(1).expand({8, 32}), 1e-5, 1e-5));
+  // mm_into under grad mode records the product too (beta 0 and 1).
+  for (float beta : {0.0f, 1.0f}) {
+    a.mutable_grad() = torch::Tensor();
+    auto out = torch::ones({8, 24});
+    mm_into(out, a, b, beta);
+    ASSERT_TRUE(out.requires_grad());
+    out.sum().backward();
+    EXPECT_TRUE(torch::allclose(a.grad(), b.sum(1).expand({8, 32}), 1e-5, 1e-5)) << beta;
+  }
   // Other dtypes go through ATen and give the same answer.
   auto ad = torch::randn({5, 20}, torch::kDouble), bd = torch::randn({20, 30}, torch::kDouble);
-  EXPECT_TRUE(torch::allclose(ebm::mm(ad, bd), torch::mm(ad, bd)));
+  EXPECT_TRUE(torch::allclose(fast_mm(ad, bd), torch::mm(ad, bd)));
+  // An output overlapping an input is refused, not silently garbage.
+  auto sq = torch::randn({16, 16});
+  EXPECT_THROW(mm_into(sq, sq, torch::randn({16, 16})), c10::Error);
 }
 
 }  // namespace

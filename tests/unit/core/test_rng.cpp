@@ -20,11 +20,13 @@ constexpr double kZ = 4.9;
 double normal_cdf(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 
 #if EBM_AVX512_KERNELS
+EBM_AVX512_BEGIN
 // sigmoid_avx512 over the first min(16, n) of x.
 EBM_TARGET_AVX512 void sigmoid_block(const float* x, float* out, size_t n) {
   const __mmask16 m = lanes_mask(int64_t(n));
   _mm512_mask_storeu_ps(out, m, sigmoid_avx512(_mm512_maskz_loadu_ps(m, x)));
 }
+EBM_AVX512_END
 #endif
 
 // Both sigmoids (the portable one and the AVX-512 one the swish kernels take

@@ -84,21 +84,30 @@ TEST(MlpEnergy, FloatFastPathMatchesAutograd) {
 TEST(MlpEnergy, FloatPathsMatchAutogradForEveryShape) {
   auto gen = make_generator(2, kStreamInit);
   // Both kernel sets: the AVX-512 one (where the CPU has it) and the portable one.
-  for (bool portable : {false, true})
-  for (int64_t d : {1, 3, 4, 9})
-    for (const auto& hidden : {std::vector<int64_t>{32}, std::vector<int64_t>{24, 16, 8}})
-      for (const auto& act : mlp_activations()) {
-        MLPEnergy net(MLPEnergyOptions(d, hidden).activation(act).prior_std(d == 3 ? 2.0 : 0.0));
-        reset_parameters(*net, gen);
-        auto x = at::normal(0.0, 1.0, {33, d}, gen, torch::kFloat);
-        force_portable_kernels() = portable;
-        auto [e, g] = net->energy_and_grad(x);
-        force_portable_kernels() = false;
-        auto [e_auto, g_auto] = net->EnergyImpl::energy_and_grad(x);
-        EXPECT_TRUE(torch::allclose(e, e_auto, 1e-4, 1e-5)) << d << " " << act << " " << portable;
-        EXPECT_TRUE(torch::allclose(g, g_auto, 1e-4, 1e-5))
-            << d << " " << act << " " << portable << " " << (g - g_auto).abs().max().item<double>();
+  for (bool portable : {false, true}) {
+    for (int64_t d : {1, 3, 4, 9}) {
+      for (const auto& hidden : {std::vector<int64_t>{32}, std::vector<int64_t>{24, 16, 8}}) {
+        for (const auto& act : mlp_activations()) {
+          MLPEnergy net(
+              MLPEnergyOptions(d, hidden).activation(act).prior_std(d == 3 ? 2.0 : 0.0));
+          reset_parameters(*net, gen);
+          auto x = at::normal(0.0, 1.0, {33, d}, gen, torch::kFloat);
+          std::pair<torch::Tensor, torch::Tensor> eg;
+          {
+            ScopedPortableKernels scoped(portable);
+            eg = net->energy_and_grad(x);
+          }
+          auto [e, g] = eg;
+          auto [e_auto, g_auto] = net->EnergyImpl::energy_and_grad(x);
+          const std::string what =
+              std::to_string(d) + " " + act + (portable ? " portable" : "");
+          EXPECT_TRUE(torch::allclose(e, e_auto, 1e-4, 1e-5)) << what;
+          EXPECT_TRUE(torch::allclose(g, g_auto, 1e-4, 1e-5))
+              << what << " " << (g - g_auto).abs().max().item<double>();
+        }
       }
+    }
+  }
 }
 
 TEST(MlpEnergy, BadOptionsAndShapesAreUserErrors) {

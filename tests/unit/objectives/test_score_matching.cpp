@@ -10,10 +10,9 @@
 #include <cmath>
 #include <fstream>
 
-#include "ebm/core/simd.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
-#include "ebm/sampling/tempering.h"
+#include "ebm/core/simd.h"
 #include "ebm/objectives/score_matching.h"
 #include "ebm/sampling/tempering.h"
 
@@ -229,17 +228,19 @@ TEST(ScoreMatchingFastPath, FloatSwishKernelsMatchDoubleBackward) {
            return denoising_sm_loss(e, x.to(t), eps.to(t), sig.to(t), sig.to(t), a).mean(); }},
     };
     // Both kernel sets: AVX-512 (where the CPU has it) and the portable loops.
-    for (bool portable : {false, true})
-    for (auto& [name, loss] : losses) {
-      force_portable_kernels() = portable;
-      auto lf = loss(*mf, true, torch::kFloat), ld = loss(*md, false, torch::kDouble);
-      const std::string what = name + " " + std::to_string(hidden.size()) + (portable ? " portable" : "");
-      EXPECT_NEAR(lf.item<double>(), ld.item<double>(), 1e-5 * (1 + std::abs(ld.item<double>())))
-          << what;
-      auto gf = param_grads(*mf, lf), gd = param_grads(*md, ld);
-      force_portable_kernels() = false;
-      for (auto& g : gf) g = g.to(torch::kDouble);
-      expect_same_grads(gf, gd, what, 2e-4);
+    for (bool portable : {false, true}) {
+      for (auto& [name, loss] : losses) {
+        ScopedPortableKernels scoped(portable);
+        auto lf = loss(*mf, true, torch::kFloat), ld = loss(*md, false, torch::kDouble);
+        const std::string what =
+            name + " " + std::to_string(hidden.size()) + (portable ? " portable" : "");
+        EXPECT_NEAR(lf.item<double>(), ld.item<double>(),
+                    1e-5 * (1 + std::abs(ld.item<double>())))
+            << what;
+        auto gf = param_grads(*mf, lf), gd = param_grads(*md, ld);
+        for (auto& g : gf) g = g.to(torch::kDouble);
+        expect_same_grads(gf, gd, what, 2e-4);
+      }
     }
   }
 }
