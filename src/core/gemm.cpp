@@ -58,16 +58,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
   auto cv = view(c, false, m, n, ldc);
   auto av = view(a, trans_a, m, k, lda);
   auto bv = view(b, trans_b, k, n, ldb);
-  if (beta == 0.0f) {
-    if (alpha == 1.0f) {
-      at::mm_out(cv, av, bv);
-    } else {
-      at::mm_out(cv, av, bv);
-      cv.mul_(alpha);
-    }
-  } else {
+  if (beta != 0.0f) {
     cv.addmm_(av, bv, beta, alpha);
+    return;
   }
+  at::mm_out(cv, av, bv);
+  if (alpha != 1.0f) cv.mul_(alpha);
 }
 
 void mm_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, float beta) {
