@@ -72,7 +72,7 @@ void act_and_deriv(Act act, T* z, T* d, int64_t n);
 // or ones).
 EBM_MULTIVERSION
 void swish_fused_generic(float* __restrict z, float* __restrict d, int64_t rows, int64_t cols,
-                 const float* __restrict bias, const float* __restrict scale) {
+                         const float* __restrict bias, const float* __restrict scale) {
   for (int64_t r = 0; r < rows; ++r) {
     float* __restrict zr = z + r * cols;
     float* __restrict dr = d + r * cols;

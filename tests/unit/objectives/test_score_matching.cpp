@@ -200,9 +200,10 @@ TEST(ScoreMatchingFastPath, ParameterGradientsMatchDoubleBackward) {
   }
 }
 
-// Float32 swish runs fused kernels (the activation jet, the second-order
-// cotangents) instead of tensor expressions; they must agree with autograd's
-// float64 double backward on the same weights.
+// Float32 swish runs fused kernels (the activation jet, the 2-jet tangents,
+// each layer's cotangents with its bias gradient) instead of tensor
+// expressions; they must agree with autograd's float64 double backward on the
+// same weights.
 TEST(ScoreMatchingFastPath, FloatSwishKernelsMatchDoubleBackward) {
   auto gen = make_generator(6, kStreamTrain);
   const int64_t b = 64, d = 3;
