@@ -284,25 +284,170 @@ torch::Tensor MLPEnergyImpl::weight(size_t i, bool update) {
   return w / sigma;
 }
 
+namespace {
+// E(x) of the network part (no base term) with autograd ops, from params =
+// W_0, b_0, ..., W_n, b_n (the weights as used).
+torch::Tensor reference_energy(const torch::Tensor& x, torch::TensorList params, Act act) {
+  const size_t n = params.size() / 2 - 1;  // hidden layers
+  auto h = x;
+  for (size_t i = 0; i < n; ++i)
+    h = apply_act(act, torch::nn::functional::linear(h, params[2 * i], params[2 * i + 1]));
+  return torch::nn::functional::linear(h, params[2 * n], params[2 * n + 1]).squeeze(-1);
+}
+}  // namespace
+
+// The energy with a hand-written backward for the parameter gradient (the
+// training step of contrastive divergence): one graph-free forward sweep keeps
+// h_i and act'(z_i); backward is the delta recursion, two products a layer.
+// Inputs x (not differentiated), then W_0, b_0, ..., W_n, b_n. A backward
+// asked to build a graph (create_graph: grad mode is on) recomputes the
+// energy with autograd ops and differentiates that, so higher derivatives
+// stay exact.
+struct MLPEnergyImpl::EnergyFunction : torch::autograd::Function<EnergyFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
+                               torch::TensorList params, MLPEnergyImpl* self) {
+    const size_t n = params.size() / 2 - 1;
+    std::vector<torch::Tensor> h(n), d(n);
+    for (size_t i = 0; i < n; ++i) {
+      h[i] = torch::empty({x.size(0), params[2 * i].size(0)}, x.options());
+      d[i] = torch::empty_like(h[i]);
+    }
+    self->forward_sweep(x, params, h, d);
+    auto e = at::addmv(params[2 * n + 1], h[n - 1], params[2 * n][0]);
+    std::vector<torch::Tensor> saved = {x};
+    for (const auto& p : params) saved.push_back(p);
+    ctx->save_for_backward(saved);
+    ctx->saved_data["h"] = h;
+    ctx->saved_data["d"] = d;
+    ctx->saved_data["act"] = int64_t(self->act_);
+    return e;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto x = saved[0];
+    const std::vector<torch::Tensor> params(saved.begin() + 1, saved.end());
+    const int64_t n = int64_t(params.size()) / 2 - 1;
+    torch::autograd::variable_list out(params.size() + 2);  // x, params, self
+    const auto& ge = grads[0];
+    if (!ge.defined()) return out;
+    if (torch::GradMode::is_enabled()) {  // a graph is wanted: differentiate the ATen form
+      std::vector<torch::Tensor> wrt;
+      std::vector<size_t> at;
+      for (size_t i = 0; i < params.size(); ++i)
+        if (params[i].requires_grad()) wrt.push_back(params[i]), at.push_back(i);
+      if (wrt.empty()) return out;
+      auto e = reference_energy(x, params, static_cast<Act>(ctx->saved_data["act"].toInt()));
+      auto g = torch::autograd::grad({e}, wrt, {ge}, /*retain_graph=*/true,
+                                     /*create_graph=*/true, /*allow_unused=*/true);
+      for (size_t k = 0; k < at.size(); ++k) out[1 + at[k]] = g[k];
+      return out;
+    }
+    const auto h = ctx->saved_data["h"].toTensorVector();
+    const auto d = ctx->saved_data["d"].toTensorVector();
+    const auto g = ge.contiguous();
+    out[1 + 2 * n] = at::mv(h[n - 1].t(), g).unsqueeze(0);  // [1, H]
+    out[2 + 2 * n] = g.sum().reshape({1});
+    // delta_{n-1} = g * act'(z_{n-1}) * w_n (d[n-1] holds the last two);
+    // delta_{i-1} = (delta_i W_i) * act'(z_{i-1}); dW_i = delta_i^T h_{i-1}.
+    auto delta = d[n - 1] * g.unsqueeze(1);
+    for (int64_t i = n - 1; i >= 0; --i) {
+      out[1 + 2 * i] = fast_mm(delta.t(), i > 0 ? h[i - 1] : x);
+      out[2 + 2 * i] = delta.sum(0);
+      if (i > 0) {
+        delta = fast_mm(delta, params[2 * i]);
+        delta.mul_(d[i - 1]);
+      }
+    }
+    return out;
+  }
+};
+
 torch::Tensor MLPEnergyImpl::energy(const torch::Tensor& x) {
   check_input(x);
   bool update = is_training() && torch::GradMode::is_enabled();
-  const Act act = static_cast<Act>(act_);
-  auto h = x;
-  for (size_t i = 0; i + 1 < layers_.size(); ++i)
-    h = apply_act(act, torch::nn::functional::linear(h, weight(i, update), layers_[i]->bias));
-  auto e = torch::nn::functional::linear(h, weight(layers_.size() - 1, update),
-                                         layers_.back()->bias)
-               .squeeze(-1);
+  std::vector<torch::Tensor> params;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    params.push_back(weight(i, update));
+    params.push_back(layers_[i]->bias);
+  }
+  // The fast pass when no graph through x is wanted (a gradient in x, as score
+  // matching or a learned sampler takes, goes through the ATen form).
+  const bool fast = x.device().is_cpu() && !x.requires_grad() &&
+                    (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble);
+  auto e = fast ? EnergyFunction::apply(x.contiguous(), torch::TensorList(params), this)
+                : reference_energy(x, params, static_cast<Act>(act_));
   if (options_.prior_std() > 0)
     e = e + x.pow(2).sum(-1) / (2 * options_.prior_std() * options_.prior_std());
   return e;
 }
 
+torch::Tensor MLPEnergyImpl::forward_sweep(const torch::Tensor& x, torch::TensorList params,
+                                           std::vector<torch::Tensor>& z,
+                                           std::vector<torch::Tensor>& deriv) {
+  const size_t n_hidden = z.size();
+  const int64_t batch = x.size(0);
+  const Act act = static_cast<Act>(act_);
+  auto w_last = params[2 * n_hidden][0].contiguous();  // [H]
+  const int64_t dim = x.size(1);
+  const bool small = x.scalar_type() == torch::kFloat && dim <= kSmallDim;
+  torch::Tensor w0t;  // [D, H_0]
+  if (small) w0t = params[0].t().contiguous();
+  const bool fused = act == Act::kSwish && x.scalar_type() == torch::kFloat;
+  if (fused && (!zeros_.defined() || zeros_.size(0) != z[0].size(1)))
+    zeros_ = torch::zeros({z[0].size(1)}, x.options());
+  auto h = x;
+  for (size_t i = 0; i < n_hidden; ++i) {
+    const bool last = i + 1 == n_hidden;
+    const auto& bias = params[2 * i + 1];
+#if EBM_AVX512_KERNELS
+    if (i == 0 && small && fused && cpu_has_avx512()) {
+      if (!last && (!ones_.defined() || ones_.size(0) != z[0].size(1)))
+        ones_ = torch::ones({z[0].size(1)}, x.options());
+      swish_input_layer_avx512(x.data_ptr<float>(), w0t.data_ptr<float>(), bias.data_ptr<float>(),
+                               z[0].data_ptr<float>(), deriv[0].data_ptr<float>(), batch, dim,
+                               z[0].size(1),
+                               last ? w_last.data_ptr<float>() : ones_.data_ptr<float>());
+      h = z[0];
+      continue;
+    }
+#endif
+    if (i == 0 && small)
+      small_input_layer(x.data_ptr<float>(), w0t.data_ptr<float>(), bias.data_ptr<float>(),
+                        z[0].data_ptr<float>(), batch, dim, z[0].size(1));
+    else if (fused)  // the bias is added by the swish pass
+      mm_into(z[i], h, params[2 * i].t());
+    else
+      at::addmm_out(z[i], bias, h, params[2 * i].t());  // [B, H_i]
+    if (fused) {
+      if (!last && (!ones_.defined() || ones_.size(0) != z[i].size(1)))
+        ones_ = torch::ones({z[i].size(1)}, x.options());
+      // (the hand-written first layer has added its bias already)
+      const float* b = i == 0 && small ? zeros_.data_ptr<float>() : bias.data_ptr<float>();
+      swish_fused(z[i].data_ptr<float>(), deriv[i].data_ptr<float>(), batch, z[i].size(1), b,
+                  last ? w_last.data_ptr<float>() : ones_.data_ptr<float>());
+      h = z[i];
+      continue;
+    }
+    if (act == Act::kSwish || act == Act::kSoftplus) at::sigmoid_out(deriv[i], z[i]);
+    AT_DISPATCH_FLOATING_TYPES(z[i].scalar_type(), "mlp_act", [&] {
+      auto* zp = z[i].data_ptr<scalar_t>();
+      auto* dp = deriv[i].data_ptr<scalar_t>();
+      if (last)  // delta_{L-1} = w_L * act'(z_{L-1}), fused
+        act_and_deriv_scaled<scalar_t>(act, zp, dp, batch, z[i].size(1),
+                                       w_last.data_ptr<scalar_t>());
+      else
+        act_and_deriv<scalar_t>(act, zp, dp, z[i].numel());
+    });
+    h = z[i];
+  }
+  return w0t;
+}
+
 void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   const size_t n_hidden = layers_.size() - 1;
   const int64_t batch = x.size(0);
-  const Act act = static_cast<Act>(act_);
   if (z_.size() != n_hidden || z_[0].size(0) != batch || z_[0].scalar_type() != x.scalar_type()) {
     z_.assign(n_hidden, {});
     deriv_.assign(n_hidden, {});
@@ -313,66 +458,19 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
       back_[i] = torch::empty_like(z_[i]);
     }
   }
-  std::vector<torch::Tensor> w(layers_.size());
-  for (size_t i = 0; i < layers_.size(); ++i) w[i] = weight(i, false);
-  auto w_last = w[n_hidden][0].contiguous();  // [H]
+  std::vector<torch::Tensor> params;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    params.push_back(weight(i, false));
+    params.push_back(layers_[i]->bias);
+  }
+  const auto w0t = forward_sweep(x, params, z_, deriv_);  // [D, H_0] when small
+  const auto& h = z_[n_hidden - 1];
+  if (want_energy) e_out_ = at::addmv(params[2 * n_hidden + 1], h, params[2 * n_hidden][0]);  // [B]
   const int64_t dim = x.size(1);
   const bool small = x.scalar_type() == torch::kFloat && dim <= kSmallDim;
-  torch::Tensor w0t;  // [D, H_0]
-  if (small) w0t = w[0].t().contiguous();
-  const bool fused = act == Act::kSwish && x.scalar_type() == torch::kFloat;
-  if (fused && (!zeros_.defined() || zeros_.size(0) != z_[0].size(1)))
-    zeros_ = torch::zeros({z_[0].size(1)}, x.options());
-  auto h = x;
-  for (size_t i = 0; i < n_hidden; ++i) {
-    const bool last = i + 1 == n_hidden;
-#if EBM_AVX512_KERNELS
-    if (i == 0 && small && fused && cpu_has_avx512()) {
-      if (!last && (!ones_.defined() || ones_.size(0) != z_[0].size(1)))
-        ones_ = torch::ones({z_[0].size(1)}, x.options());
-      swish_input_layer_avx512(x.data_ptr<float>(), w0t.data_ptr<float>(),
-                               layers_[0]->bias.data_ptr<float>(), z_[0].data_ptr<float>(),
-                               deriv_[0].data_ptr<float>(), batch, dim, z_[0].size(1),
-                               last ? w_last.data_ptr<float>() : ones_.data_ptr<float>());
-      h = z_[0];
-      continue;
-    }
-#endif
-    if (i == 0 && small)
-      small_input_layer(x.data_ptr<float>(), w0t.data_ptr<float>(),
-                        layers_[0]->bias.data_ptr<float>(), z_[0].data_ptr<float>(), batch, dim,
-                        z_[0].size(1));
-    else if (fused)  // the bias is added by the swish pass
-      mm_into(z_[i], h, w[i].t());
-    else
-      at::addmm_out(z_[i], layers_[i]->bias, h, w[i].t());  // [B, H_i]
-    if (fused) {
-      if (!last && (!ones_.defined() || ones_.size(0) != z_[i].size(1)))
-        ones_ = torch::ones({z_[i].size(1)}, x.options());
-      // (the hand-written first layer has added its bias already)
-      const float* bias = i == 0 && small ? zeros_.data_ptr<float>()
-                                          : layers_[i]->bias.data_ptr<float>();
-      swish_fused(z_[i].data_ptr<float>(), deriv_[i].data_ptr<float>(), batch, z_[i].size(1),
-                  bias, last ? w_last.data_ptr<float>() : ones_.data_ptr<float>());
-      h = z_[i];
-      continue;
-    }
-    if (act == Act::kSwish || act == Act::kSoftplus) at::sigmoid_out(deriv_[i], z_[i]);
-    AT_DISPATCH_FLOATING_TYPES(z_[i].scalar_type(), "mlp_act", [&] {
-      auto* zp = z_[i].data_ptr<scalar_t>();
-      auto* dp = deriv_[i].data_ptr<scalar_t>();
-      if (last)  // delta_{L-1} = w_L * act'(z_{L-1}), fused
-        act_and_deriv_scaled<scalar_t>(act, zp, dp, batch, z_[i].size(1),
-                                       w_last.data_ptr<scalar_t>());
-      else
-        act_and_deriv<scalar_t>(act, zp, dp, z_[i].numel());
-    });
-    h = z_[i];
-  }
-  if (want_energy) e_out_ = at::addmv(layers_.back()->bias, h, w_last);  // [B]
   // delta_{i-1} = (delta_i W_i) * act'(z_{i-1}); dE/dx = delta_0 W_0.
   for (size_t i = n_hidden - 1; i > 0; --i) {
-    mm_into(back_[i - 1], deriv_[i], w[i]);
+    mm_into(back_[i - 1], deriv_[i], params[2 * i]);
     if (!(i == 1 && small)) deriv_[i - 1].mul_(back_[i - 1]);
   }
   if (small) {  // the last product fused with the final elementwise one
@@ -381,7 +479,7 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
                      deriv_[0].data_ptr<float>(), w0t.data_ptr<float>(), g_out_.data_ptr<float>(),
                      batch, dim, z_[0].size(1));
   } else {
-    g_out_ = fast_mm(deriv_[0], w[0]);  // [B, D]
+    g_out_ = fast_mm(deriv_[0], params[0]);  // [B, D]
   }
   if (options_.prior_std() > 0) {
     double inv = 1.0 / (options_.prior_std() * options_.prior_std());
