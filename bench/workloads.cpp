@@ -11,6 +11,7 @@
 #include "ebm/energy/energy.h"
 #include "ebm/objectives/objective.h"
 #include "ebm/objectives/score_matching.h"
+#include "ebm/train/train.h"
 #include "ebm/sampling/sampling.h"
 
 namespace ebm::bench {
@@ -60,7 +61,7 @@ Workload pcd_2d(uint64_t seed) {
   auto sampler = std::make_shared<LangevinSampler>(LangevinOptions(0.01).noise(0.005));
   auto cd = std::make_shared<ContrastiveDivergence>(ContrastiveDivergenceOptions(20).alpha(0.1),
                                                     sampler, buffer);
-  auto opt = std::make_shared<torch::optim::Adam>(
+  auto opt = std::make_shared<FusedAdam>(
       net->parameters(), torch::optim::AdamOptions(1e-4).betas({0.0, 0.999}));
   return {[=] {
             Batch b{toy2d("8gaussians", 256, *gen), {}};
@@ -87,7 +88,7 @@ Workload hmc_gauss_100d(uint64_t seed) {
 Workload score_matching_2d(std::shared_ptr<Objective> objective, uint64_t seed) {
   auto gen = std::make_shared<at::Generator>(make_generator(seed, kStreamTrain));
   auto net = swish_mlp(2, {128, 128}, *gen);
-  auto opt = std::make_shared<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(1e-3));
+  auto opt = std::make_shared<FusedAdam>(net->parameters(), torch::optim::AdamOptions(1e-3));
   return {[=] {
             Batch b{toy2d("8gaussians", 1024, *gen), {}};
             auto out = objective->compute(*net, b, *gen);

@@ -8,12 +8,89 @@
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
+#include "ebm/core/simd.h"
 #include "ebm/io/io.h"
 #include "ebm/train/train.h"
 
 namespace fs = std::filesystem;
 
 namespace ebm {
+
+namespace {
+// One Adam update of n floats, in torch::optim::Adam's order of operations:
+// g += wd p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+// p -= step_size m / (sqrt(v) / sqrt(bc2) + eps).
+EBM_MULTIVERSION void adam_update(float* __restrict p, const float* __restrict grad,
+                                  float* __restrict m, float* __restrict v, int64_t n, float b1,
+                                  float one_minus_b1, float b2, float one_minus_b2, float wd,
+                                  float inv_sqrt_bc2, float eps, float neg_step) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float g = wd != 0.0f ? grad[j] + wd * p[j] : grad[j];
+    const float mj = m[j] * b1 + one_minus_b1 * g;
+    const float vj = v[j] * b2 + one_minus_b2 * g * g;
+    m[j] = mj;
+    v[j] = vj;
+    p[j] += neg_step * (mj / (std::sqrt(vj) * inv_sqrt_bc2 + eps));
+  }
+}
+
+bool fusable_tensor(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kFloat && t.device().is_cpu() && t.is_contiguous() &&
+         !t.is_sparse();
+}
+}  // namespace
+
+bool FusedAdam::fusable() {
+  for (auto& group : param_groups()) {
+    if (static_cast<torch::optim::AdamOptions&>(group.options()).amsgrad()) return false;
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      if (!fusable_tensor(p) || !fusable_tensor(p.grad()) || !p.grad().sizes().equals(p.sizes()))
+        return false;
+      auto it = state_.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it == state_.end()) continue;
+      auto& st = static_cast<torch::optim::AdamParamState&>(*it->second);
+      for (const auto* t : {&st.exp_avg(), &st.exp_avg_sq()})
+        if (!fusable_tensor(*t) || !t->sizes().equals(p.sizes())) return false;
+    }
+  }
+  return true;
+}
+
+torch::Tensor FusedAdam::step(LossClosure closure) {
+  if (!fusable()) return torch::optim::Adam::step(std::move(closure));
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure != nullptr) {
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  for (auto& group : param_groups()) {
+    const auto& o = static_cast<torch::optim::AdamOptions&>(group.options());
+    const double b1 = std::get<0>(o.betas()), b2 = std::get<1>(o.betas());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      const auto key = c10::guts::to_string(p.unsafeGetTensorImpl());
+      auto it = state_.find(key);
+      if (it == state_.end()) {  // as Adam initialises it
+        auto st = std::make_unique<torch::optim::AdamParamState>();
+        st->step(0);
+        st->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        st->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        it = state_.emplace(key, std::move(st)).first;
+      }
+      auto& st = static_cast<torch::optim::AdamParamState&>(*it->second);
+      st.step(st.step() + 1);
+      const double bc1 = 1 - std::pow(b1, st.step()), bc2 = 1 - std::pow(b2, st.step());
+      adam_update(p.data_ptr<float>(), p.grad().data_ptr<float>(), st.exp_avg().data_ptr<float>(),
+                  st.exp_avg_sq().data_ptr<float>(), p.numel(), float(b1), float(1 - b1),
+                  float(b2), float(1 - b2), float(o.weight_decay()), float(1 / std::sqrt(bc2)),
+                  float(o.eps()), float(-o.lr() / bc1));
+      p.unsafeGetTensorImpl()->bump_version();
+    }
+  }
+  return loss;
+}
 
 Trainer::Trainer(Config cfg, std::string out_dir)
     : cfg_(std::move(cfg)), out_(std::move(out_dir)),
@@ -51,7 +128,7 @@ Trainer::Trainer(Config cfg, std::string out_dir)
     double b1 = cfg_.get_float("train.beta1"), b2 = cfg_.get_float("train.beta2");
     EBM_CHECK_CONFIG(b1 >= 0 && b1 < 1, "train.beta1 must be in [0, 1), got ", b1);
     EBM_CHECK_CONFIG(b2 >= 0 && b2 < 1, "train.beta2 must be in [0, 1), got ", b2);
-    optimizer_ = std::make_unique<torch::optim::Adam>(
+    optimizer_ = std::make_unique<FusedAdam>(
         energy_->parameters(), torch::optim::AdamOptions(lr).betas({b1, b2}).weight_decay(wd));
   } else if (opt == "sgd") {
     optimizer_ = std::make_unique<torch::optim::SGD>(

@@ -18,6 +18,21 @@
 
 namespace ebm {
 
+// torch::optim::Adam whose update of float32 CPU parameters is one fused pass
+// per tensor instead of about ten ATen operations (their per-call overhead is
+// most of Adam's cost on small layers). The state (step, exp_avg, exp_avg_sq)
+// and its serialisation are Adam's own, so checkpoints move freely between the
+// two; when any parameter, gradient or state is not float32, CPU and
+// contiguous, or with amsgrad, the whole step is Adam's.
+class FusedAdam : public torch::optim::Adam {
+ public:
+  using torch::optim::Adam::Adam;
+  torch::Tensor step(LossClosure closure = nullptr) override;
+
+ private:
+  bool fusable();
+};
+
 // Every key a training config may hold, with defaults and docs.
 std::vector<ConfigKey> train_schema();
 Config make_train_config();

@@ -1,11 +1,15 @@
-// Training runs: exact resume, the divergence guard, model files, config errors.
+// Training runs: exact resume, the divergence guard, model files, config errors;
+// FusedAdam against torch::optim::Adam.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/core/rng.h"
 #include "ebm/train/train.h"
 
 using namespace ebm;
@@ -184,4 +188,107 @@ TEST(Trainer, NoiseConditionalModelKeepsItsLevel) {
   t.energy().eval();
   EXPECT_TRUE(torch::equal(loaded->energy(x), t.energy().energy(x)));
   fs::remove_all(d);
+}
+
+// ----- FusedAdam ---------------------------------------------------------------
+namespace {
+struct AdamRun {
+  std::vector<torch::Tensor> params;
+  std::unique_ptr<torch::optim::Adam> opt;
+};
+
+AdamRun adam_run(bool fused, const torch::optim::AdamOptions& o, torch::Dtype dtype) {
+  auto gen = make_generator(5, kStreamInit);
+  AdamRun r;
+  for (auto shape : {std::vector<int64_t>{37}, std::vector<int64_t>{5, 7}, std::vector<int64_t>{1}})
+    r.params.push_back(at::normal(0.0, 1.0, shape, gen, dtype).requires_grad_(true));
+  if (fused)
+    r.opt = std::make_unique<FusedAdam>(r.params, o);
+  else
+    r.opt = std::make_unique<torch::optim::Adam>(r.params, o);
+  return r;
+}
+
+// Sets the gradients of step t (the same in every run).
+void set_grads(AdamRun& r, int t) {
+  auto gen = make_generator(100 + t, kStreamTrain);
+  for (auto& p : r.params) p.mutable_grad() = at::normal(0.0, 1.0, p.sizes(), gen, p.scalar_type());
+}
+}  // namespace
+
+// Same update in a different rounding order. Per step each side's update is
+// within ~20 float32 roundings of the exact one, whose size is at most
+// lr max(1, (1 - b1) / sqrt(1 - b2)) (Kingma & Ba 2015, sec. 2.1), and the
+// parameter write adds half an ulp of |p|; the bound sums both over the steps.
+TEST(FusedAdam, MatchesAdamToRounding) {
+  const double eps32 = std::numeric_limits<float>::epsilon();
+  for (double wd : {0.0, 0.01}) {
+    for (double b1 : {0.0, 0.9}) {
+      auto o = torch::optim::AdamOptions(1e-2).betas({b1, 0.999}).weight_decay(wd);
+      auto fused = adam_run(true, o, torch::kFloat), plain = adam_run(false, o, torch::kFloat);
+      const double step_max = 1e-2 * std::max(1.0, (1 - b1) / std::sqrt(1 - 0.999));
+      for (int t = 1; t <= 25; ++t) {
+        set_grads(fused, t);
+        set_grads(plain, t);
+        fused.opt->step();
+        plain.opt->step();
+        for (size_t i = 0; i < fused.params.size(); ++i) {
+          auto diff = (fused.params[i] - plain.params[i]).abs();
+          auto bound = t * (20 * eps32 * step_max + eps32 * plain.params[i].abs());
+          EXPECT_TRUE((diff <= bound).all().item<bool>())
+              << "wd " << wd << " b1 " << b1 << " step " << t << " param " << i << " diff "
+              << diff.max().item<double>();
+        }
+      }
+    }
+  }
+}
+
+// The state is Adam's: a FusedAdam checkpoint continues in torch::optim::Adam
+// and the other way round.
+TEST(FusedAdam, CheckpointsMoveBetweenAdamAndFusedAdam) {
+  auto o = torch::optim::AdamOptions(1e-2).betas({0.5, 0.99});
+  for (bool from_fused : {true, false}) {
+    auto src = adam_run(from_fused, o, torch::kFloat);
+    for (int t = 1; t <= 5; ++t) {
+      set_grads(src, t);
+      src.opt->step();
+    }
+    std::stringstream bytes;
+    {
+      torch::serialize::OutputArchive archive;
+      src.opt->save(archive);
+      archive.save_to(bytes);
+    }
+    auto dst = adam_run(!from_fused, o, torch::kFloat);
+    {
+      torch::NoGradGuard ng;
+      for (size_t i = 0; i < dst.params.size(); ++i) dst.params[i].copy_(src.params[i]);
+    }
+    torch::serialize::InputArchive archive;
+    archive.load_from(bytes);
+    dst.opt->load(archive);
+    set_grads(src, 6);
+    set_grads(dst, 6);
+    src.opt->step();
+    dst.opt->step();
+    for (size_t i = 0; i < src.params.size(); ++i)  // one step apart in rounding only
+      EXPECT_TRUE(torch::allclose(src.params[i], dst.params[i], 1e-6, 1e-6)) << i;
+  }
+}
+
+// amsgrad and float64 are Adam's own step, bit for bit.
+TEST(FusedAdam, OtherCasesAreAdamExactly) {
+  for (auto [amsgrad, dtype] : {std::pair{true, torch::kFloat}, std::pair{false, torch::kDouble}}) {
+    auto o = torch::optim::AdamOptions(1e-2).amsgrad(amsgrad).weight_decay(0.1);
+    auto fused = adam_run(true, o, dtype), plain = adam_run(false, o, dtype);
+    for (int t = 1; t <= 5; ++t) {
+      set_grads(fused, t);
+      set_grads(plain, t);
+      fused.opt->step();
+      plain.opt->step();
+    }
+    for (size_t i = 0; i < fused.params.size(); ++i)
+      EXPECT_TRUE(torch::equal(fused.params[i], plain.params[i])) << i;
+  }
 }
