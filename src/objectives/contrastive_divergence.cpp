@@ -39,13 +39,17 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
   if (slots.defined()) buffer_->push(x_neg, slots);
 
   auto e = energy.energy(torch::cat({x_pos, x_neg}, 0));  // [2B]
-  auto e_pos = e.narrow(0, 0, n), e_neg = e.narrow(0, n, n);
-  auto loss = e_pos.mean() - e_neg.mean();
-  if (options_.alpha() > 0)
-    loss = loss + options_.alpha() * (e_pos.pow(2).mean() + e_neg.pow(2).mean());
+  // mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2), both halves
+  // of size n: w . e + (alpha / n) e . e with w = +1/n, then -1/n. (Two dot
+  // products: a few autograd nodes instead of a dozen.)
+  auto w = torch::full({2 * n}, 1.0 / double(n), e.options().requires_grad(false));
+  w.narrow(0, n, n).fill_(-1.0 / double(n));
+  auto loss = torch::dot(e, w);
+  if (options_.alpha() > 0) loss = loss + (options_.alpha() / double(n)) * torch::dot(e, e);
   Output out;
   out.loss = loss;
-  double ep = e_pos.mean().item<double>(), en = e_neg.mean().item<double>();
+  auto means = e.detach().view({2, n}).mean(1).to(torch::kCPU, torch::kDouble);  // one sync
+  double ep = means[0].item<double>(), en = means[1].item<double>();
   out.metrics = {{"e_pos", ep},
                  {"e_neg", en},
                  {"gap", en - ep},
