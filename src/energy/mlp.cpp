@@ -166,14 +166,21 @@ void swish_input_layer_avx512(const float* __restrict x, const float* __restrict
 EBM_AVX512_END
 #endif
 
-// g[r, j] = sum_c back[r, c] deriv[r, c] wt[j, c]  (back may be null = ones)
+// g[r, j] = sum_c back[r, c] deriv[r, c] wt[j, c]  (back may be null = ones);
+// prod, when given, receives back * deriv.
 EBM_MULTIVERSION
 void small_input_grad(const float* __restrict back, const float* __restrict deriv,
                       const float* __restrict wt, float* __restrict g, int64_t rows, int64_t d,
-                      int64_t h) {
+                      int64_t h, float* __restrict prod = nullptr) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* __restrict dr = deriv + r * h;
     const float* __restrict br = back ? back + r * h : nullptr;
+    if (prod && br) {  // then g from the stored product
+      float* __restrict pr = prod + r * h;
+      for (int64_t c = 0; c < h; ++c) pr[c] = br[c] * dr[c];
+      dr = pr;
+      br = nullptr;
+    }
     for (int64_t j = 0; j < d; ++j) {
       const float* __restrict wj = wt + j * h;
       float acc = 0.0f;
@@ -595,6 +602,113 @@ void layer_tangents(int64_t n, const float* __restrict d1, const float* __restri
   }
 }
 
+// One swish layer of the score-matching forward pass, everything elementwise
+// in one sweep (AVX-512 only; elsewhere act_jet, layer_tangents and ATen
+// products do the same in separate passes). Null outputs are skipped.
+struct SwishLayerArgs {
+  int64_t rows, cols;
+  const float* z;                // the product h_prev W^T [rows, cols], or null: a small
+  const float *x, *vx, *wt;      // input layer, z = x W^T (and zd = vx W^T) formed here
+  int64_t dim;                   // from x, vx [rows, dim] and wt = W^T [dim, cols]
+  const float* bias;             // [cols]
+  const float *zd, *zdd;         // second order: the products of hd_prev, hdd_prev (zdd optional)
+  float *h, *d1, *d2, *d3;       // h = act(z + b) and its derivatives (h, d3 optional)
+  float* zd_out;                 // small input, second order: receives zd
+  float *hd, *hdd;               // second order: hd = d1 zd, hdd = d2 zd^2 + d1 zdd
+  const float* w_last;           // last hidden layer: the output weights [cols], and
+  float *delta, *q;              // delta = d1 w_last, q[r] = sum_c hdd w_last (second order)
+};
+
+#if EBM_AVX512_KERNELS
+EBM_AVX512_BEGIN
+EBM_TARGET_AVX512 void swish_layer_avx512(const SwishLayerArgs& p) {
+  const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+  const bool second = p.hdd != nullptr;
+  for (int64_t r = 0; r < p.rows; ++r) {
+    __m512 qacc = _mm512_setzero_ps();
+    for (int64_t c = 0; c < p.cols; c += 16) {
+      const int64_t i = r * p.cols + c;
+      const __mmask16 m = lanes_mask(p.cols - c);
+      __m512 v = _mm512_maskz_loadu_ps(m, p.bias + c), zd = _mm512_setzero_ps();
+      if (p.z) {
+        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, p.z + i));
+        if (second) zd = _mm512_maskz_loadu_ps(m, p.zd + i);
+      } else {
+        for (int64_t j = 0; j < p.dim; ++j) {
+          const __m512 w = _mm512_maskz_loadu_ps(m, p.wt + j * p.cols + c);
+          v = _mm512_fmadd_ps(_mm512_set1_ps(p.x[r * p.dim + j]), w, v);
+          if (second) zd = _mm512_fmadd_ps(_mm512_set1_ps(p.vx[r * p.dim + j]), w, zd);
+        }
+        if (p.zd_out) _mm512_mask_storeu_ps(p.zd_out + i, m, zd);
+      }
+      const __m512 sg = sigmoid_avx512(v);
+      const __m512 sp = _mm512_mul_ps(sg, _mm512_sub_ps(one, sg));
+      const __m512 u = _mm512_fnmadd_ps(two, sg, one);
+      const __m512 d1 = _mm512_fmadd_ps(v, sp, sg);                     // s + v s'
+      const __m512 d2 = _mm512_mul_ps(sp, _mm512_fmadd_ps(v, u, two));  // 2 s' + v s''
+      if (p.h) _mm512_mask_storeu_ps(p.h + i, m, _mm512_mul_ps(v, sg));
+      _mm512_mask_storeu_ps(p.d1 + i, m, d1);
+      _mm512_mask_storeu_ps(p.d2 + i, m, d2);
+      if (p.d3) {  // s' (3 u + v (1 - 6 s'))
+        const __m512 w = _mm512_fnmadd_ps(_mm512_set1_ps(6.0f), sp, one);
+        const __m512 t = _mm512_fmadd_ps(v, w, _mm512_mul_ps(_mm512_set1_ps(3.0f), u));
+        _mm512_mask_storeu_ps(p.d3 + i, m, _mm512_mul_ps(sp, t));
+      }
+      const __m512 wl = p.w_last ? _mm512_maskz_loadu_ps(m, p.w_last + c) : one;
+      if (p.delta) _mm512_mask_storeu_ps(p.delta + i, m, _mm512_mul_ps(d1, wl));
+      if (second) {
+        __m512 hdd = _mm512_mul_ps(_mm512_mul_ps(d2, zd), zd);
+        if (p.zdd) hdd = _mm512_fmadd_ps(d1, _mm512_maskz_loadu_ps(m, p.zdd + i), hdd);
+        if (p.hd) _mm512_mask_storeu_ps(p.hd + i, m, _mm512_mul_ps(d1, zd));
+        _mm512_mask_storeu_ps(p.hdd + i, m, hdd);
+        if (p.q) qacc = _mm512_fmadd_ps(hdd, wl, qacc);  // tail lanes: wl = 0
+      }
+    }
+    if (p.q) p.q[r] = _mm512_reduce_add_ps(qacc);
+  }
+}
+EBM_AVX512_END
+#endif
+
+// za = a W^T [rows, cols] for a small a [rows, dim] (wt = W^T [dim, cols]) and
+// ha = d1 za in one pass.
+EBM_MULTIVERSION
+void small_input_tangent(const float* __restrict a, const float* __restrict wt,
+                         const float* __restrict d1, float* __restrict za, float* __restrict ha,
+                         int64_t rows, int64_t dim, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* __restrict zr = za + r * cols;
+    for (int64_t c = 0; c < cols; ++c) zr[c] = 0.0f;
+    for (int64_t j = 0; j < dim; ++j) {
+      const float av = a[r * dim + j];
+      const float* __restrict wj = wt + j * cols;
+      for (int64_t c = 0; c < cols; ++c) zr[c] += av * wj[c];
+    }
+    const float* __restrict dr = d1 + r * cols;
+    float* __restrict hr = ha + r * cols;
+    for (int64_t c = 0; c < cols; ++c) hr[c] = dr[c] * zr[c];
+  }
+}
+
+// Column sums (in double) of d1 za + c[row] hdd (c, hdd null: first order).
+EBM_MULTIVERSION
+void top_tangent_colsum(const float* __restrict d1, const float* __restrict za,
+                        const float* __restrict c, const float* __restrict hdd,
+                        double* __restrict colsum, int64_t rows, int64_t cols) {
+  for (int64_t k = 0; k < cols; ++k) colsum[k] = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * cols;
+    if (hdd) {
+      const float cr = c[r];
+#pragma omp simd
+      for (int64_t k = 0; k < cols; ++k) colsum[k] += double(d1[o + k] * za[o + k] + cr * hdd[o + k]);
+    } else {
+#pragma omp simd
+      for (int64_t k = 0; k < cols; ++k) colsum[k] += double(d1[o + k] * za[o + k]);
+    }
+  }
+}
+
 // Inputs and outputs of layer_cotangents (all [rows, cols] row-major unless
 // said otherwise; optional ones are null when absent).
 struct CotangentArgs {
@@ -760,6 +874,22 @@ ActJet act_jet(Act act, torch::Tensor zw, const torch::Tensor& bias, bool third)
 // the directional derivative of E along A). One reverse sweep carries four
 // cotangent streams (of h, ha, hd, hdd); the one of ha is the delta
 // recursion already stored.
+// Whether MLPScoreFunction's forward takes one fused sweep a layer
+// (swish_layer_avx512): float32 CPU swish networks on AVX-512 CPUs.
+bool fused_score_layers(Act act, const torch::Tensor& x, const torch::Tensor& v,
+                        torch::TensorList params) {
+#if EBM_AVX512_KERNELS
+  if (act != Act::kSwish || !cpu_has_avx512() || x.scalar_type() != torch::kFloat ||
+      !x.device().is_cpu() || !x.is_contiguous() || (v.defined() && !v.is_contiguous()))
+    return false;
+  for (const auto& p : params)
+    if (p.scalar_type() != torch::kFloat || !p.is_contiguous()) return false;
+  return true;
+#else
+  return false;
+#endif
+}
+
 struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
   static variable_list forward(AutogradContext* ctx, torch::Tensor x,
                                c10::optional<torch::Tensor> v_opt, torch::TensorList params,
@@ -769,9 +899,52 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     const int64_t n = int64_t(params.size()) / 2 - 1;  // hidden layers
     const bool second = v.defined();
     std::vector<torch::Tensor> h(n), d1(n), d2(n), d3(n), zd(n), zdd(n), hd(n), hdd(n);
+    // back[i] = delta_{i+1} W_{i+1}, kept: the reverse sweep needs it again.
+    std::vector<torch::Tensor> delta(n), back(n);
+    auto w_last = params[2 * n][0];  // [H]
+    const bool fused = fused_score_layers(act, x, v, params);
+    const bool small = fused && x.size(1) <= kSmallDim;  // first layer formed in the sweep
+    const torch::Tensor w0t = small ? params[0].t().contiguous() : torch::Tensor();  // [D, H_0]
+    torch::Tensor q;
     torch::Tensor prev = x, prev_d = v, prev_dd;
     for (int64_t i = 0; i < n; ++i) {
       const auto& w = params[2 * i];
+#if EBM_AVX512_KERNELS
+      if (fused) {  // one sweep; h and hd of the last layer are never used
+        const bool last = i == n - 1, formed = small && i == 0;
+        torch::Tensor zw;
+        if (!formed) {
+          zw = fast_mm(prev, w.t());
+          if (second) zd[i] = fast_mm(prev_d, w.t());
+          if (second && prev_dd.defined()) zdd[i] = fast_mm(prev_dd, w.t());
+        }
+        auto fresh = [&] { return torch::empty({x.size(0), w.size(0)}, x.options()); };
+        const torch::Tensor wl = last ? w_last.contiguous() : torch::Tensor();
+        d1[i] = fresh(), d2[i] = fresh();
+        if (!last) h[i] = fresh();
+        if (second) {
+          d3[i] = fresh(), hdd[i] = fresh();
+          if (!last) hd[i] = fresh();
+          if (formed) zd[i] = fresh();
+        }
+        if (last) delta[i] = fresh();
+        if (last && second) q = torch::empty({x.size(0)}, x.options());
+        auto ptr = [](const torch::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; };
+        SwishLayerArgs a{};
+        a.rows = x.size(0), a.cols = w.size(0);
+        a.z = ptr(zw);
+        if (formed) a.x = ptr(x), a.vx = ptr(v), a.wt = ptr(w0t), a.dim = x.size(1);
+        a.bias = ptr(params[2 * i + 1]);
+        if (!formed) a.zd = ptr(zd[i]), a.zdd = ptr(zdd[i]);
+        a.h = ptr(h[i]), a.d1 = ptr(d1[i]), a.d2 = ptr(d2[i]), a.d3 = ptr(d3[i]);
+        if (formed) a.zd_out = ptr(zd[i]);
+        a.hd = ptr(hd[i]), a.hdd = ptr(hdd[i]);
+        a.w_last = ptr(wl), a.delta = ptr(delta[i]), a.q = ptr(q);
+        swish_layer_avx512(a);
+        prev = h[i], prev_d = hd[i], prev_dd = hdd[i];
+        continue;
+      }
+#endif
       auto j = act_jet(act, fast_mm(prev, w.t()), params[2 * i + 1], second);  // [N, H_i]
       h[i] = j.h, d1[i] = j.d1, d2[i] = j.d2, d3[i] = j.d3;
       if (second) {
@@ -795,16 +968,24 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
       }
       prev = h[i];
     }
-    auto w_last = params[2 * n][0];  // [H]
-    // back[i] = delta_{i+1} W_{i+1}, kept: the reverse sweep needs it again.
-    std::vector<torch::Tensor> delta(n), back(n);
-    delta[n - 1] = d1[n - 1] * w_last;
+    if (!delta[n - 1].defined()) delta[n - 1] = d1[n - 1] * w_last;
     for (int64_t i = n - 1; i > 0; --i) {
       back[i - 1] = fast_mm(delta[i], params[2 * i]);
-      delta[i - 1] = back[i - 1] * d1[i - 1];
+      if (!(small && i == 1)) delta[i - 1] = back[i - 1] * d1[i - 1];
     }
-    auto g = fast_mm(delta[0], params[0]);  // [N, D]
-    auto q = second ? torch::mv(hdd[n - 1], w_last) : torch::zeros({x.size(0)}, x.options());
+    torch::Tensor g;
+    if (small) {  // g = delta_0 W_0, with delta_0 = back_0 d1_0 formed on the way
+      g = torch::empty({x.size(0), x.size(1)}, x.options());
+      if (n > 1) delta[0] = torch::empty_like(d1[0]);
+      small_input_grad(n > 1 ? back[0].data_ptr<float>() : nullptr,
+                       n > 1 ? d1[0].data_ptr<float>() : delta[0].data_ptr<float>(),
+                       w0t.data_ptr<float>(), g.data_ptr<float>(), x.size(0), x.size(1),
+                       d1[0].size(1), n > 1 ? delta[0].data_ptr<float>() : nullptr);
+    } else {
+      g = fast_mm(delta[0], params[0]);  // [N, D]
+    }
+    if (!q.defined())
+      q = second ? torch::mv(hdd[n - 1], w_last) : torch::zeros({x.size(0)}, x.options());
     std::vector<torch::Tensor> saved = {x, v};
     for (const auto& p : params) saved.push_back(p);
     for (int64_t i = 0; i < n; ++i)
@@ -838,15 +1019,42 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     auto A = grads[0].defined() ? grads[0] : torch::zeros_like(x);
     auto c = grads[1];
     const bool second = v.defined() && c.defined();
-    // Tangent along A: za_0 = W_0 A, ha_i = a'(z_i) za_i, za_{i+1} = W_{i+1} ha_i.
+    // Hand-written passes when no graph is asked for (a backward with
+    // create_graph runs with grad mode on) and the tensors are float CPU.
+    const bool raw = !torch::GradMode::is_enabled() && A.scalar_type() == torch::kFloat &&
+                     A.device().is_cpu() && d1[0].scalar_type() == torch::kFloat;
+    if (raw) {
+      A = A.contiguous();
+      if (second) c = c.contiguous();
+    }
+    // Tangent along A: za_0 = W_0 A, ha_i = a'(z_i) za_i, za_{i+1} = W_{i+1} ha_i
+    // (ha of the top layer only enters through its column sums).
     std::vector<torch::Tensor> za(n), ha(n);
     for (int64_t i = 0; i < n; ++i) {
+      if (raw && i == 0 && x.size(1) <= kSmallDim) {
+        za[0] = torch::empty_like(d1[0]);
+        ha[0] = torch::empty_like(d1[0]);
+        auto w0t = W[0].t().contiguous();
+        small_input_tangent(A.data_ptr<float>(), w0t.data_ptr<float>(), d1[0].data_ptr<float>(),
+                            za[0].data_ptr<float>(), ha[0].data_ptr<float>(), x.size(0),
+                            x.size(1), d1[0].size(1));
+        continue;
+      }
       za[i] = fast_mm(i == 0 ? A : ha[i - 1], W[i].t());
-      ha[i] = d1[i] * za[i];
+      if (!(raw && i == n - 1)) ha[i] = d1[i] * za[i];
     }
     variable_list gw(np);
-    auto top = second ? ha[n - 1] + c.unsqueeze(1) * hdd[n - 1] : ha[n - 1];
-    gw[2 * n] = top.sum(0, /*keepdim=*/true);
+    if (raw) {
+      auto colsum = torch::empty({d1[n - 1].size(1)}, x.options().dtype(torch::kDouble));
+      top_tangent_colsum(d1[n - 1].data_ptr<float>(), za[n - 1].data_ptr<float>(),
+                         second ? c.data_ptr<float>() : nullptr,
+                         second ? hdd[n - 1].data_ptr<float>() : nullptr,
+                         colsum.data_ptr<double>(), d1[n - 1].size(0), d1[n - 1].size(1));
+      gw[2 * n] = colsum.to(torch::kFloat).unsqueeze(0);
+    } else {
+      auto top = second ? ha[n - 1] + c.unsqueeze(1) * hdd[n - 1] : ha[n - 1];
+      gw[2 * n] = top.sum(0, /*keepdim=*/true);
+    }
     gw[2 * n + 1] = torch::zeros({1}, x.options());
     auto w_last = W[n][0];
     // Cotangents of h, hd and hdd (that of ha, GA, gives dza = GA a' = delta).
@@ -887,7 +1095,7 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
         layer_cotangents(args);
         gb = colsum.to(torch::kFloat);
       } else {
-        dz = (i == n - 1 ? w_last.expand_as(h[i]) : back[i]) * d2[i];
+        dz = (i == n - 1 ? w_last.expand_as(d1[i]) : back[i]) * d2[i];
         dz.mul_(za[i]);
         if (G.defined()) dz.addcmul_(G, d1[i]);
         if (second) {

@@ -206,41 +206,45 @@ TEST(ScoreMatchingFastPath, ParameterGradientsMatchDoubleBackward) {
 // same weights.
 TEST(ScoreMatchingFastPath, FloatSwishKernelsMatchDoubleBackward) {
   auto gen = make_generator(6, kStreamTrain);
-  const int64_t b = 64, d = 3;
-  auto x = at::normal(0.0, 1.0, {b, d}, gen, torch::kDouble);
-  auto v = at::normal(0.0, 1.0, {b, 2, d}, gen, torch::kDouble);
-  auto eps = at::normal(0.0, 1.0, {b, d}, gen, torch::kDouble);
-  auto sig = torch::rand({b}, torch::kDouble) + 0.1;
-  for (const std::vector<int64_t>& hidden : {std::vector<int64_t>{16}, {16, 12}, {8, 16, 12}}) {
-    MLPEnergy mf(MLPEnergyOptions(d, hidden)), md(MLPEnergyOptions(d, hidden));
-    reset_parameters(*mf, gen);
-    {
-      torch::NoGradGuard ng;
-      for (size_t i = 0; i < mf->parameters().size(); ++i)
-        md->parameters()[i].copy_(mf->parameters()[i]);
-    }
-    md->to(torch::kDouble);
-    using L = std::function<torch::Tensor(EnergyImpl&, bool, torch::ScalarType)>;
-    std::vector<std::pair<std::string, L>> losses = {
-        {"esm", [&](EnergyImpl& e, bool a, auto t) { return exact_sm_loss(e, x.to(t), a).mean(); }},
-        {"ssm", [&](EnergyImpl& e, bool a, auto t) {
-           return sliced_sm_loss(e, x.to(t), v.to(t), false, a).mean(); }},
-        {"dsm", [&](EnergyImpl& e, bool a, auto t) {
-           return denoising_sm_loss(e, x.to(t), eps.to(t), sig.to(t), sig.to(t), a).mean(); }},
-    };
-    // Both kernel sets: AVX-512 (where the CPU has it) and the portable loops.
-    for (bool portable : {false, true}) {
-      for (auto& [name, loss] : losses) {
-        ScopedPortableKernels scoped(portable);
-        auto lf = loss(*mf, true, torch::kFloat), ld = loss(*md, false, torch::kDouble);
-        const std::string what =
-            name + " " + std::to_string(hidden.size()) + (portable ? " portable" : "");
-        EXPECT_NEAR(lf.item<double>(), ld.item<double>(),
-                    1e-5 * (1 + std::abs(ld.item<double>())))
-            << what;
-        auto gf = param_grads(*mf, lf), gd = param_grads(*md, ld);
-        for (auto& g : gf) g = g.to(torch::kDouble);
-        expect_same_grads(gf, gd, what, 2e-4);
+  const int64_t b = 64;
+  // d = 3: the first layer is formed inside the fused sweep; d = 6: by a GEMM.
+  for (int64_t d : {3, 6}) {
+    auto x = at::normal(0.0, 1.0, {b, d}, gen, torch::kDouble);
+    auto v = at::normal(0.0, 1.0, {b, 2, d}, gen, torch::kDouble);
+    auto eps = at::normal(0.0, 1.0, {b, d}, gen, torch::kDouble);
+    auto sig = torch::rand({b}, torch::kDouble) + 0.1;
+    for (const std::vector<int64_t>& hidden : {std::vector<int64_t>{16}, {16, 12}, {8, 16, 12}}) {
+      MLPEnergy mf(MLPEnergyOptions(d, hidden)), md(MLPEnergyOptions(d, hidden));
+      reset_parameters(*mf, gen);
+      {
+        torch::NoGradGuard ng;
+        for (size_t i = 0; i < mf->parameters().size(); ++i)
+          md->parameters()[i].copy_(mf->parameters()[i]);
+      }
+      md->to(torch::kDouble);
+      using L = std::function<torch::Tensor(EnergyImpl&, bool, torch::ScalarType)>;
+      std::vector<std::pair<std::string, L>> losses = {
+          {"esm", [&](EnergyImpl& e, bool a, auto t) {
+             return exact_sm_loss(e, x.to(t), a).mean(); }},
+          {"ssm", [&](EnergyImpl& e, bool a, auto t) {
+             return sliced_sm_loss(e, x.to(t), v.to(t), false, a).mean(); }},
+          {"dsm", [&](EnergyImpl& e, bool a, auto t) {
+             return denoising_sm_loss(e, x.to(t), eps.to(t), sig.to(t), sig.to(t), a).mean(); }},
+      };
+      // Both kernel sets: AVX-512 (where the CPU has it) and the portable loops.
+      for (bool portable : {false, true}) {
+        for (auto& [name, loss] : losses) {
+          ScopedPortableKernels scoped(portable);
+          auto lf = loss(*mf, true, torch::kFloat), ld = loss(*md, false, torch::kDouble);
+          const std::string what = name + " d " + std::to_string(d) + " " +
+                                   std::to_string(hidden.size()) + (portable ? " portable" : "");
+          EXPECT_NEAR(lf.item<double>(), ld.item<double>(),
+                      1e-5 * (1 + std::abs(ld.item<double>())))
+              << what;
+          auto gf = param_grads(*mf, lf), gd = param_grads(*md, ld);
+          for (auto& g : gf) g = g.to(torch::kDouble);
+          expect_same_grads(gf, gd, what, 2e-4);
+        }
       }
     }
   }
