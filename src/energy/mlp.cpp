@@ -113,6 +113,33 @@ void swish_fused_avx512(float* __restrict z, float* __restrict d, int64_t rows, 
     }
   }
 }
+// The last hidden layer's swish pass with the output layer folded in:
+// d = swish'(v) w, e[r] = b_out + sum_c swish(v) w[c] (v = z + bias); z
+// receives swish(v) only when keep_h.
+EBM_TARGET_AVX512
+void swish_last_avx512(float* __restrict z, float* __restrict d, int64_t rows, int64_t cols,
+                       const float* __restrict bias, const float* __restrict w, float b_out,
+                       float* __restrict e, bool keep_h) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* __restrict zr = z + r * cols;
+    float* __restrict dr = d + r * cols;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = lanes_mask(cols - c);
+      const __m512 v =
+          _mm512_add_ps(_mm512_maskz_loadu_ps(m, zr + c), _mm512_maskz_loadu_ps(m, bias + c));
+      const __m512 sg = sigmoid_avx512(v);
+      const __m512 h = _mm512_mul_ps(v, sg);
+      if (keep_h) _mm512_mask_storeu_ps(zr + c, m, h);
+      const __m512 wl = _mm512_maskz_loadu_ps(m, w + c);
+      const __m512 dv = _mm512_fmadd_ps(h, _mm512_sub_ps(one, sg), sg);
+      _mm512_mask_storeu_ps(dr + c, m, _mm512_mul_ps(dv, wl));
+      acc = _mm512_fmadd_ps(h, wl, acc);  // tail lanes: wl = 0
+    }
+    e[r] = b_out + _mm512_reduce_add_ps(acc);
+  }
+}
 EBM_AVX512_END
 #endif
 
@@ -319,8 +346,8 @@ struct MLPEnergyImpl::EnergyFunction : torch::autograd::Function<EnergyFunction>
       h[i] = torch::empty({x.size(0), params[2 * i].size(0)}, x.options());
       d[i] = torch::empty_like(h[i]);
     }
-    self->forward_sweep(x, params, h, d);
-    auto e = at::addmv(params[2 * n + 1], h[n - 1], params[2 * n][0]);
+    torch::Tensor e;
+    self->forward_sweep(x, params, h, d, &e);
     std::vector<torch::Tensor> saved = {x};
     for (const auto& p : params) saved.push_back(p);
     ctx->save_for_backward(saved);
@@ -392,7 +419,8 @@ torch::Tensor MLPEnergyImpl::energy(const torch::Tensor& x) {
 
 torch::Tensor MLPEnergyImpl::forward_sweep(const torch::Tensor& x, torch::TensorList params,
                                            std::vector<torch::Tensor>& z,
-                                           std::vector<torch::Tensor>& deriv) {
+                                           std::vector<torch::Tensor>& deriv, torch::Tensor* e,
+                                           bool keep_last_h) {
   const size_t n_hidden = z.size();
   const int64_t batch = x.size(0);
   const Act act = static_cast<Act>(act_);
@@ -427,6 +455,16 @@ torch::Tensor MLPEnergyImpl::forward_sweep(const torch::Tensor& x, torch::Tensor
       mm_into(z[i], h, params[2 * i].t());
     else
       at::addmm_out(z[i], bias, h, params[2 * i].t());  // [B, H_i]
+#if EBM_AVX512_KERNELS
+    if (fused && last && e && i > 0 && cpu_has_avx512()) {  // the output layer folded in
+      *e = torch::empty({batch}, x.options());
+      swish_last_avx512(z[i].data_ptr<float>(), deriv[i].data_ptr<float>(), batch, z[i].size(1),
+                        bias.data_ptr<float>(), w_last.data_ptr<float>(),
+                        *params[2 * n_hidden + 1].data_ptr<float>(), e->data_ptr<float>(),
+                        keep_last_h);
+      return w0t;
+    }
+#endif
     if (fused) {
       if (!last && (!ones_.defined() || ones_.size(0) != z[i].size(1)))
         ones_ = torch::ones({z[i].size(1)}, x.options());
@@ -449,6 +487,7 @@ torch::Tensor MLPEnergyImpl::forward_sweep(const torch::Tensor& x, torch::Tensor
     });
     h = z[i];
   }
+  if (e) *e = at::addmv(params[2 * n_hidden + 1], z[n_hidden - 1], w_last);  // [B]
   return w0t;
 }
 
@@ -470,9 +509,9 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
     params.push_back(weight(i, false));
     params.push_back(layers_[i]->bias);
   }
-  const auto w0t = forward_sweep(x, params, z_, deriv_);  // [D, H_0] when small
-  const auto& h = z_[n_hidden - 1];
-  if (want_energy) e_out_ = at::addmv(params[2 * n_hidden + 1], h, params[2 * n_hidden][0]);  // [B]
+  // (the last layer's h is not needed afterwards: only the energy)
+  const auto w0t = forward_sweep(x, params, z_, deriv_, want_energy ? &e_out_ : nullptr,
+                                 /*keep_last_h=*/false);  // [D, H_0] when small
   const int64_t dim = x.size(1);
   const bool small = x.scalar_type() == torch::kFloat && dim <= kSmallDim;
   // delta_{i-1} = (delta_i W_i) * act'(z_{i-1}); dE/dx = delta_0 W_0.

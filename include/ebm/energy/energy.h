@@ -86,10 +86,13 @@ class MLPEnergyImpl : public EnergyImpl {
   torch::Tensor weight(size_t i, bool update_power_iteration);
   // Graph-free forward sweep from params = W_0, b_0, ..., W_n, b_n into
   // [B, H_i] workspaces: z[i] <- h_i = act(z_i), deriv[i] <- act'(z_i), the
-  // last hidden layer's times the output weights (= dE/dz there). Returns
+  // last hidden layer's times the output weights (= dE/dz there). With e,
+  // also the energy (no base term) into *e; then z[n-1] keeps h only when
+  // keep_last_h (the output layer may be folded into the last pass). Returns
   // W_0^T [D, H_0] when the first layer was hand-written (small float input).
   torch::Tensor forward_sweep(const torch::Tensor& x, torch::TensorList params,
-                              std::vector<torch::Tensor>& z, std::vector<torch::Tensor>& deriv);
+                              std::vector<torch::Tensor>& z, std::vector<torch::Tensor>& deriv,
+                              torch::Tensor* e = nullptr, bool keep_last_h = true);
   void fast_pass(const torch::Tensor& x, bool want_energy);
   struct EnergyFunction;  // energy() with a hand-written parameter gradient (mlp.cpp)
   void check_input(const torch::Tensor& x) const;
