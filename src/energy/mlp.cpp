@@ -200,14 +200,15 @@ void small_input_grad(const float* __restrict back, const float* __restrict deri
                       const float* __restrict wt, float* __restrict g, int64_t rows, int64_t d,
                       int64_t h, float* __restrict prod = nullptr) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict dr = deriv + r * h;
-    const float* __restrict br = back ? back + r * h : nullptr;
-    if (prod && br) {  // then g from the stored product
+    if (prod && back) {  // the product first, then g from it
       float* __restrict pr = prod + r * h;
-      for (int64_t c = 0; c < h; ++c) pr[c] = br[c] * dr[c];
-      dr = pr;
-      br = nullptr;
+      const float* __restrict b0 = back + r * h;
+      const float* __restrict d0 = deriv + r * h;
+      for (int64_t c = 0; c < h; ++c) pr[c] = b0[c] * d0[c];
     }
+    const bool from_prod = prod && back;
+    const float* __restrict dr = from_prod ? prod + r * h : deriv + r * h;
+    const float* __restrict br = back && !from_prod ? back + r * h : nullptr;
     for (int64_t j = 0; j < d; ++j) {
       const float* __restrict wj = wt + j * h;
       float acc = 0.0f;
@@ -456,7 +457,7 @@ torch::Tensor MLPEnergyImpl::forward_sweep(const torch::Tensor& x, torch::Tensor
     else
       at::addmm_out(z[i], bias, h, params[2 * i].t());  // [B, H_i]
 #if EBM_AVX512_KERNELS
-    if (fused && last && e && i > 0 && cpu_has_avx512()) {  // the output layer folded in
+    if (fused && last && e && cpu_has_avx512()) {  // the output layer folded in
       *e = torch::empty({batch}, x.options());
       swish_last_avx512(z[i].data_ptr<float>(), deriv[i].data_ptr<float>(), batch, z[i].size(1),
                         bias.data_ptr<float>(), w_last.data_ptr<float>(),
@@ -900,19 +901,6 @@ ActJet act_jet(Act act, torch::Tensor zw, const torch::Tensor& bias, bool third)
   return j;
 }
 
-// Inputs: x [N, D], v [N, D] or undefined, then W_0, b_0, ..., W_n, b_n (the
-// weights as used, so autograd chains through spectral normalisation).
-// Outputs g = dE/dx and q = v^T H v of the network part (no base term).
-//
-// Forward: z_i = W_i h_{i-1} + b_i, h_i = a(z_i), and along v the 2-jet
-// zd_i = W_i hd_{i-1}, hd_i = a' zd_i, zdd_i = W_i hdd_{i-1},
-// hdd_i = a'' zd_i^2 + a' zdd_i (hd_{-1} = v, hdd_{-1} = 0), q = w . hdd;
-// g by the delta recursion. Backward: given cotangents A (of g) and c (of q),
-// the parameter gradient of sum_b A_b . g_b + c_b q_b equals that of the
-// surrogate sum_b w . (ha_b + c_b hdd_b), ha the tangent along A (A . g is
-// the directional derivative of E along A). One reverse sweep carries four
-// cotangent streams (of h, ha, hd, hdd); the one of ha is the delta
-// recursion already stored.
 // Whether MLPScoreFunction's forward takes one fused sweep a layer
 // (swish_layer_avx512): float32 CPU swish networks on AVX-512 CPUs.
 bool fused_score_layers(Act act, const torch::Tensor& x, const torch::Tensor& v,
@@ -929,6 +917,19 @@ bool fused_score_layers(Act act, const torch::Tensor& x, const torch::Tensor& v,
 #endif
 }
 
+// Inputs: x [N, D], v [N, D] or undefined, then W_0, b_0, ..., W_n, b_n (the
+// weights as used, so autograd chains through spectral normalisation).
+// Outputs g = dE/dx and q = v^T H v of the network part (no base term).
+//
+// Forward: z_i = W_i h_{i-1} + b_i, h_i = a(z_i), and along v the 2-jet
+// zd_i = W_i hd_{i-1}, hd_i = a' zd_i, zdd_i = W_i hdd_{i-1},
+// hdd_i = a'' zd_i^2 + a' zdd_i (hd_{-1} = v, hdd_{-1} = 0), q = w . hdd;
+// g by the delta recursion. Backward: given cotangents A (of g) and c (of q),
+// the parameter gradient of sum_b A_b . g_b + c_b q_b equals that of the
+// surrogate sum_b w . (ha_b + c_b hdd_b), ha the tangent along A (A . g is
+// the directional derivative of E along A). One reverse sweep carries four
+// cotangent streams (of h, ha, hd, hdd); the one of ha is the delta
+// recursion already stored.
 struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
   static variable_list forward(AutogradContext* ctx, torch::Tensor x,
                                c10::optional<torch::Tensor> v_opt, torch::TensorList params,
@@ -1072,6 +1073,7 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     std::vector<torch::Tensor> za(n), ha(n);
     for (int64_t i = 0; i < n; ++i) {
       if (raw && i == 0 && x.size(1) <= kSmallDim) {
+        TORCH_INTERNAL_ASSERT(d1[0].is_contiguous());  // all freshly computed
         za[0] = torch::empty_like(d1[0]);
         ha[0] = torch::empty_like(d1[0]);
         auto w0t = W[0].t().contiguous();
@@ -1085,6 +1087,8 @@ struct MLPScoreFunction : torch::autograd::Function<MLPScoreFunction> {
     }
     variable_list gw(np);
     if (raw) {
+      TORCH_INTERNAL_ASSERT(d1[n - 1].is_contiguous() && za[n - 1].is_contiguous() &&
+                            (!second || hdd[n - 1].is_contiguous()));
       auto colsum = torch::empty({d1[n - 1].size(1)}, x.options().dtype(torch::kDouble));
       top_tangent_colsum(d1[n - 1].data_ptr<float>(), za[n - 1].data_ptr<float>(),
                          second ? c.data_ptr<float>() : nullptr,

@@ -19,7 +19,8 @@ namespace ebm {
 namespace {
 // One Adam update of n floats, in torch::optim::Adam's order of operations:
 // g += wd p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
-// p -= step_size m / (sqrt(v) / sqrt(bc2) + eps).
+// p -= step_size m / (sqrt(v) / sqrt(bc2) + eps), the division by sqrt(bc2)
+// taken as a product with its reciprocal (a rounding difference only).
 EBM_MULTIVERSION void adam_update(float* __restrict p, const float* __restrict grad,
                                   float* __restrict m, float* __restrict v, int64_t n, float b1,
                                   float one_minus_b1, float b2, float one_minus_b2, float wd,
@@ -35,8 +36,8 @@ EBM_MULTIVERSION void adam_update(float* __restrict p, const float* __restrict g
 }
 
 bool fusable_tensor(const torch::Tensor& t) {
-  return t.scalar_type() == torch::kFloat && t.device().is_cpu() && t.is_contiguous() &&
-         !t.is_sparse();
+  return !t.is_sparse() && t.scalar_type() == torch::kFloat && t.device().is_cpu() &&
+         t.is_contiguous();
 }
 }  // namespace
 
@@ -58,13 +59,16 @@ bool FusedAdam::fusable() {
 }
 
 torch::Tensor FusedAdam::step(LossClosure closure) {
-  if (!fusable()) return torch::optim::Adam::step(std::move(closure));
-  torch::NoGradGuard no_grad;
   torch::Tensor loss;
-  if (closure != nullptr) {
+  if (closure != nullptr) {  // first: the gradients to check come from it
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
+  if (!fusable()) {
+    torch::optim::Adam::step();
+    return loss;
+  }
+  torch::NoGradGuard no_grad;
   for (auto& group : param_groups()) {
     const auto& o = static_cast<torch::optim::AdamOptions&>(group.options());
     const double b1 = std::get<0>(o.betas()), b2 = std::get<1>(o.betas());

@@ -87,8 +87,8 @@ class MLPEnergyImpl : public EnergyImpl {
   // Graph-free forward sweep from params = W_0, b_0, ..., W_n, b_n into
   // [B, H_i] workspaces: z[i] <- h_i = act(z_i), deriv[i] <- act'(z_i), the
   // last hidden layer's times the output weights (= dE/dz there). With e,
-  // also the energy (no base term) into *e; then z[n-1] keeps h only when
-  // keep_last_h (the output layer may be folded into the last pass). Returns
+  // also the energy (no base term) into *e; without keep_last_h, z[n-1] may
+  // then not hold h (the output layer folded into the last pass). Returns
   // W_0^T [D, H_0] when the first layer was hand-written (small float input).
   torch::Tensor forward_sweep(const torch::Tensor& x, torch::TensorList params,
                               std::vector<torch::Tensor>& z, std::vector<torch::Tensor>& deriv,

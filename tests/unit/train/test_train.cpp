@@ -10,6 +10,8 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/objectives/objective.h"
+#include "ebm/sampling/sampling.h"
 #include "ebm/train/train.h"
 
 using namespace ebm;
@@ -277,18 +279,90 @@ TEST(FusedAdam, CheckpointsMoveBetweenAdamAndFusedAdam) {
   }
 }
 
-// amsgrad and float64 are Adam's own step, bit for bit.
+// amsgrad, float64, a float64 parameter among float32 ones, and gradients
+// made non-contiguous by a closure are Adam's own step, bit for bit.
 TEST(FusedAdam, OtherCasesAreAdamExactly) {
-  for (auto [amsgrad, dtype] : {std::pair{true, torch::kFloat}, std::pair{false, torch::kDouble}}) {
-    auto o = torch::optim::AdamOptions(1e-2).amsgrad(amsgrad).weight_decay(0.1);
+  enum Case { kAmsgrad, kDouble, kMixed, kClosure };
+  for (Case c : {kAmsgrad, kDouble, kMixed, kClosure}) {
+    auto o = torch::optim::AdamOptions(1e-2).amsgrad(c == kAmsgrad).weight_decay(0.1);
+    const auto dtype = c == kDouble ? torch::kDouble : torch::kFloat;
     auto fused = adam_run(true, o, dtype), plain = adam_run(false, o, dtype);
+    if (c == kMixed) {
+      for (auto* r : {&fused, &plain}) {
+        torch::NoGradGuard ng;
+        r->params[0].set_data(r->params[0].to(torch::kDouble));
+      }
+    }
     for (int t = 1; t <= 5; ++t) {
+      if (c == kClosure) {
+        for (auto* r : {&fused, &plain})
+          r->opt->step([r, t] {
+            set_grads(*r, t);
+            auto& g = r->params[1].mutable_grad();  // [5, 7] stored transposed
+            g = g.t().contiguous().t();
+            return torch::zeros({});
+          });
+        continue;
+      }
       set_grads(fused, t);
       set_grads(plain, t);
       fused.opt->step();
       plain.opt->step();
     }
     for (size_t i = 0; i < fused.params.size(); ++i)
-      EXPECT_TRUE(torch::equal(fused.params[i], plain.params[i])) << i;
+      EXPECT_TRUE(torch::equal(fused.params[i], plain.params[i])) << "case " << c << " param " << i;
   }
+}
+
+// With a closure the gradients come from it: a fused step with a closure
+// equals one without.
+TEST(FusedAdam, ClosureStepsMatch) {
+  auto o = torch::optim::AdamOptions(1e-2);
+  auto a = adam_run(true, o, torch::kFloat), b = adam_run(true, o, torch::kFloat);
+  for (int t = 1; t <= 5; ++t) {
+    auto loss = a.opt->step([&a, t] {
+      set_grads(a, t);
+      return torch::full({}, double(t));
+    });
+    EXPECT_EQ(loss.item<double>(), double(t));
+    set_grads(b, t);
+    b.opt->step();
+  }
+  for (size_t i = 0; i < a.params.size(); ++i) EXPECT_TRUE(torch::equal(a.params[i], b.params[i]));
+}
+
+// The contrastive-divergence loss against its definition: mean E(x+) -
+// mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2), value and parameter
+// gradient, with the negatives replayed from the same seed (float64).
+TEST(ContrastiveDivergence, LossMatchesItsDefinition) {
+  auto init = make_generator(3, kStreamInit);
+  MLPEnergy net(MLPEnergyOptions(2, {16, 16}));
+  reset_parameters(*net, init);
+  net->to(torch::kDouble);
+  auto x = at::normal(0.0, 1.0, {32, 2}, init, torch::kDouble);
+  const double alpha = 0.3;
+  auto bopts = ReplayBufferOptions(100).reinit_prob(0.05).init("uniform").low(-4).high(4);
+  auto lopts = LangevinOptions(0.01).noise(0.005);
+  auto run_gen = make_generator(4, kStreamTrain), ref_gen = make_generator(4, kStreamTrain);
+  ContrastiveDivergence cd(ContrastiveDivergenceOptions(3).alpha(alpha),
+                           std::make_shared<LangevinSampler>(lopts),
+                           std::make_shared<ReplayBuffer>(bopts, std::vector<int64_t>{2}));
+  auto out = cd.compute(*net, Batch{x, {}}, run_gen);
+  auto params = net->parameters();
+  auto g = torch::autograd::grad({out.loss}, params);
+  // The same negatives: the buffer's draw and three Langevin steps on a copy.
+  ReplayBuffer buffer(bopts, {2});
+  ChainState chains(buffer.sample(32, ref_gen).first.to(torch::kDouble));
+  {
+    FreezeParameters frozen(*net);
+    LangevinSampler(lopts).run(*net, chains, 3, ref_gen);
+  }
+  auto e_pos = net->energy(x), e_neg = net->energy(chains.x);
+  auto loss = e_pos.mean() - e_neg.mean() + alpha * (e_pos.pow(2).mean() + e_neg.pow(2).mean());
+  EXPECT_NEAR(out.loss.item<double>(), loss.item<double>(), 1e-12);
+  EXPECT_NEAR(out.metrics.at("e_pos"), e_pos.mean().item<double>(), 1e-12);
+  EXPECT_NEAR(out.metrics.at("e_neg"), e_neg.mean().item<double>(), 1e-12);
+  auto g_ref = torch::autograd::grad({loss}, params);
+  for (size_t i = 0; i < g.size(); ++i)
+    EXPECT_TRUE(torch::allclose(g[i], g_ref[i], 1e-10, 1e-12)) << i;
 }
