@@ -31,17 +31,26 @@ struct MlpCase {
 
 class MlpGrad : public ::testing::TestWithParam<MlpCase> {};
 
-TEST_P(MlpGrad, AnalyticMatchesAutogradAndFiniteDifferences) {
-  const auto c = GetParam();
-  auto gen = make_generator(7, kStreamInit);
+namespace {
+// A float64 MLP 3-16-8-1 of the case, in eval mode (no power iteration
+// between evaluations); with spectral normalisation, u is past its initial guess.
+MLPEnergy double_mlp(const MlpCase& c, at::Generator& gen) {
   MLPEnergy net(MLPEnergyOptions(3, {16, 8}).activation(c.act).spectral_norm(c.sn).prior_std(c.prior));
   reset_parameters(*net, gen);
   net->to(torch::kDouble);
-  if (c.sn) {  // a few power iterations so u is not the initial guess
+  if (c.sn) {
     net->train();
     for (int i = 0; i < 3; ++i) net->energy(torch::zeros({1, 3}, torch::kDouble));
   }
   net->eval();
+  return net;
+}
+}  // namespace
+
+TEST_P(MlpGrad, AnalyticMatchesAutogradAndFiniteDifferences) {
+  const auto c = GetParam();
+  auto gen = make_generator(7, kStreamInit);
+  auto net = double_mlp(c, gen);
   auto x = at::normal(0.0, 1.5, {32, 3}, gen, torch::kDouble);
   auto [e_fast, g_fast] = net->energy_and_grad(x);
   auto [e_auto, g_auto] = net->EnergyImpl::energy_and_grad(x);
@@ -81,10 +90,7 @@ std::vector<torch::Tensor> param_grads(MLPEnergyImpl& net, const torch::Tensor& 
 TEST_P(MlpGrad, ParameterGradientMatchesAutograd) {
   const auto c = GetParam();
   auto gen = make_generator(8, kStreamInit);
-  MLPEnergy net(MLPEnergyOptions(3, {16, 8}).activation(c.act).spectral_norm(c.sn).prior_std(c.prior));
-  reset_parameters(*net, gen);
-  net->to(torch::kDouble);
-  net->eval();  // no power iteration between the two evaluations
+  auto net = double_mlp(c, gen);
   auto x = at::normal(0.0, 1.5, {32, 3}, gen, torch::kDouble);
   auto w = at::normal(0.0, 1.0, {32}, gen, torch::kDouble);
   EXPECT_TRUE(torch::allclose(net->energy(x), net->energy(x.clone().requires_grad_(true)), 1e-12,
