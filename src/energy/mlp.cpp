@@ -411,8 +411,28 @@ torch::Tensor MLPEnergyImpl::energy(const torch::Tensor& x) {
   // matching or a learned sampler takes, goes through the ATen form).
   const bool fast = x.device().is_cpu() && !x.requires_grad() &&
                     (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble);
-  auto e = fast ? EnergyFunction::apply(x.contiguous(), torch::TensorList(params), this)
-                : reference_energy(x, params, static_cast<Act>(act_));
+  torch::Tensor e;
+  if (!fast) {
+    e = reference_energy(x, params, static_cast<Act>(act_));
+  } else {
+    bool graph = false;
+    if (torch::GradMode::is_enabled())
+      for (const auto& p : params) graph = graph || p.requires_grad();
+    // Without a graph nothing is kept: large inputs go in chunks, so the
+    // sweep's buffers (two [64k, width] a layer) stay bounded.
+    constexpr int64_t kChunk = 1 << 16;
+    const auto xc = x.contiguous();
+    if (graph || xc.size(0) <= kChunk) {
+      e = EnergyFunction::apply(xc, torch::TensorList(params), this);
+    } else {
+      e = torch::empty({xc.size(0)}, xc.options());
+      for (int64_t s = 0; s < xc.size(0); s += kChunk) {
+        const int64_t len = std::min(kChunk, xc.size(0) - s);
+        e.narrow(0, s, len).copy_(
+            EnergyFunction::apply(xc.narrow(0, s, len), torch::TensorList(params), this));
+      }
+    }
+  }
   if (options_.prior_std() > 0)
     e = e + x.pow(2).sum(-1) / (2 * options_.prior_std() * options_.prior_std());
   return e;

@@ -193,6 +193,23 @@ TEST(MlpEnergy, FloatParameterGradientMatchesAutogradForEveryShape) {
   }
 }
 
+// Without a graph, inputs past 65536 rows are evaluated in chunks: the same
+// energies as the ATen form, rows in order (the chunk boundary included).
+TEST(MlpEnergy, LargeInputsWithoutAGraphMatchInChunks) {
+  auto gen = make_generator(4, kStreamInit);
+  MLPEnergy net(MLPEnergyOptions(2, {8, 8}));
+  reset_parameters(*net, gen);
+  auto x = at::normal(0.0, 1.0, {70001, 2}, gen, torch::kFloat);
+  torch::Tensor e;
+  {
+    torch::NoGradGuard ng;
+    e = net->energy(x);
+  }
+  auto e_ref = net->energy(x.clone().requires_grad_(true)).detach();
+  ASSERT_EQ(e.size(0), 70001);
+  EXPECT_TRUE(torch::allclose(e, e_ref, 1e-4, 1e-5)) << (e - e_ref).abs().max().item<double>();
+}
+
 TEST(MlpEnergy, BadOptionsAndShapesAreUserErrors) {
   auto code = [](auto f) {
     try {
