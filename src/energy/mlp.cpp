@@ -445,11 +445,22 @@ torch::Tensor MLPEnergyImpl::forward_sweep(const torch::Tensor& x, torch::Tensor
   const size_t n_hidden = z.size();
   const int64_t batch = x.size(0);
   const Act act = static_cast<Act>(act_);
-  auto w_last = params[2 * n_hidden][0].contiguous();  // [H]
+  // (no views or copies through ATen here: their fixed cost is felt at a few
+  // hundred chains)
+  const auto w_last = params[2 * n_hidden].contiguous();  // [1, H]: the output weights
   const int64_t dim = x.size(1);
   const bool small = x.scalar_type() == torch::kFloat && dim <= kSmallDim;
-  torch::Tensor w0t;  // [D, H_0]
-  if (small) w0t = params[0].t().contiguous();
+  if (small) {  // W_0^T [D, H_0], into a reused buffer
+    const int64_t width = params[0].size(0);
+    if (!w0t_.defined() || w0t_.size(0) != dim || w0t_.size(1) != width)
+      w0t_ = torch::empty({dim, width}, x.options());
+    const auto w0 = params[0].contiguous();
+    const float* src = w0.data_ptr<float>();
+    float* dst = w0t_.data_ptr<float>();
+    for (int64_t c = 0; c < width; ++c)
+      for (int64_t j = 0; j < dim; ++j) dst[j * width + c] = src[c * dim + j];
+  }
+  const torch::Tensor w0t = small ? w0t_ : torch::Tensor();
   const bool fused = act == Act::kSwish && x.scalar_type() == torch::kFloat;
   if (fused && (!zeros_.defined() || zeros_.size(0) != z[0].size(1)))
     zeros_ = torch::zeros({z[0].size(1)}, x.options());
@@ -472,7 +483,11 @@ torch::Tensor MLPEnergyImpl::forward_sweep(const torch::Tensor& x, torch::Tensor
     if (i == 0 && small)
       small_input_layer(x.data_ptr<float>(), w0t.data_ptr<float>(), bias.data_ptr<float>(),
                         z[0].data_ptr<float>(), batch, dim, z[0].size(1));
-    else if (fused)  // the bias is added by the swish pass
+    else if (fused && h.is_contiguous() && params[2 * i].is_contiguous())
+      sgemm(false, true, batch, z[i].size(1), h.size(1), 1.0f, h.data_ptr<float>(), h.size(1),
+            params[2 * i].data_ptr<float>(), h.size(1), 0.0f, z[i].data_ptr<float>(),
+            z[i].size(1));  // z = h W^T; the bias is added by the swish pass
+    else if (fused)
       mm_into(z[i], h, params[2 * i].t());
     else
       at::addmm_out(z[i], bias, h, params[2 * i].t());  // [B, H_i]
@@ -508,7 +523,7 @@ torch::Tensor MLPEnergyImpl::forward_sweep(const torch::Tensor& x, torch::Tensor
     });
     h = z[i];
   }
-  if (e) *e = at::addmv(params[2 * n_hidden + 1], z[n_hidden - 1], w_last);  // [B]
+  if (e) *e = at::addmv(params[2 * n_hidden + 1], z[n_hidden - 1], w_last.view({-1}));  // [B]
   return w0t;
 }
 
@@ -537,7 +552,13 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   const bool small = x.scalar_type() == torch::kFloat && dim <= kSmallDim;
   // delta_{i-1} = (delta_i W_i) * act'(z_{i-1}); dE/dx = delta_0 W_0.
   for (size_t i = n_hidden - 1; i > 0; --i) {
-    mm_into(back_[i - 1], deriv_[i], params[2 * i]);
+    const auto& w = params[2 * i];
+    if (x.scalar_type() == torch::kFloat && w.is_contiguous())  // back = delta W
+      sgemm(false, false, batch, w.size(1), w.size(0), 1.0f, deriv_[i].data_ptr<float>(),
+            w.size(0), w.data_ptr<float>(), w.size(1), 0.0f, back_[i - 1].data_ptr<float>(),
+            w.size(1));
+    else
+      mm_into(back_[i - 1], deriv_[i], w);
     if (!(i == 1 && small)) deriv_[i - 1].mul_(back_[i - 1]);
   }
   if (small) {  // the last product fused with the final elementwise one

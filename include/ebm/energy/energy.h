@@ -103,7 +103,7 @@ class MLPEnergyImpl : public EnergyImpl {
   std::vector<torch::Tensor> u_;  // power-iteration vectors (buffers)
   // Workspace of the analytic pass, reused while the batch shape is unchanged.
   std::vector<torch::Tensor> z_, deriv_, back_;
-  torch::Tensor e_out_, g_out_, ones_, zeros_;
+  torch::Tensor e_out_, g_out_, ones_, zeros_, w0t_;
 };
 TORCH_MODULE(MLPEnergy);
 
