@@ -89,14 +89,15 @@ void swish_fused_generic(float* __restrict z, float* __restrict d, int64_t rows,
 #if EBM_AVX512_KERNELS
 EBM_AVX512_BEGIN
 // One 16-lane swish step: h = v s and (s + h (1 - s)) * scale, s = sigmoid(v),
-// stored under mask m.
-EBM_TARGET_AVX512 inline void swish_store_avx512(__m512 v, __mmask16 m, const float* scale,
-                                                 float* h_out, float* d_out) {
+// stored under mask m (h only when h_out is given); returns h.
+EBM_TARGET_AVX512 inline __m512 swish_step_avx512(__m512 v, __mmask16 m, __m512 scale,
+                                                  float* h_out, float* d_out) {
   const __m512 sg = sigmoid_avx512(v);
   const __m512 h = _mm512_mul_ps(v, sg);
-  _mm512_mask_storeu_ps(h_out, m, h);
+  if (h_out) _mm512_mask_storeu_ps(h_out, m, h);
   const __m512 dv = _mm512_fmadd_ps(h, _mm512_sub_ps(_mm512_set1_ps(1.0f), sg), sg);
-  _mm512_mask_storeu_ps(d_out, m, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, scale)));
+  _mm512_mask_storeu_ps(d_out, m, _mm512_mul_ps(dv, scale));
+  return h;
 }
 
 EBM_TARGET_AVX512
@@ -109,7 +110,7 @@ void swish_fused_avx512(float* __restrict z, float* __restrict d, int64_t rows, 
       const __mmask16 m = lanes_mask(cols - c);
       const __m512 v =
           _mm512_add_ps(_mm512_maskz_loadu_ps(m, zr + c), _mm512_maskz_loadu_ps(m, bias + c));
-      swish_store_avx512(v, m, scale + c, zr + c, dr + c);
+      swish_step_avx512(v, m, _mm512_maskz_loadu_ps(m, scale + c), zr + c, dr + c);
     }
   }
 }
@@ -120,7 +121,6 @@ EBM_TARGET_AVX512
 void swish_last_avx512(float* __restrict z, float* __restrict d, int64_t rows, int64_t cols,
                        const float* __restrict bias, const float* __restrict w, float b_out,
                        float* __restrict e, bool keep_h) {
-  const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t r = 0; r < rows; ++r) {
     float* __restrict zr = z + r * cols;
     float* __restrict dr = d + r * cols;
@@ -129,12 +129,8 @@ void swish_last_avx512(float* __restrict z, float* __restrict d, int64_t rows, i
       const __mmask16 m = lanes_mask(cols - c);
       const __m512 v =
           _mm512_add_ps(_mm512_maskz_loadu_ps(m, zr + c), _mm512_maskz_loadu_ps(m, bias + c));
-      const __m512 sg = sigmoid_avx512(v);
-      const __m512 h = _mm512_mul_ps(v, sg);
-      if (keep_h) _mm512_mask_storeu_ps(zr + c, m, h);
       const __m512 wl = _mm512_maskz_loadu_ps(m, w + c);
-      const __m512 dv = _mm512_fmadd_ps(h, _mm512_sub_ps(one, sg), sg);
-      _mm512_mask_storeu_ps(dr + c, m, _mm512_mul_ps(dv, wl));
+      const __m512 h = swish_step_avx512(v, m, wl, keep_h ? zr + c : nullptr, dr + c);
       acc = _mm512_fmadd_ps(h, wl, acc);  // tail lanes: wl = 0
     }
     e[r] = b_out + _mm512_reduce_add_ps(acc);
@@ -186,7 +182,8 @@ void swish_input_layer_avx512(const float* __restrict x, const float* __restrict
       __m512 v = _mm512_maskz_loadu_ps(m, b + c);
       for (int64_t j = 0; j < dim; ++j)
         v = _mm512_fmadd_ps(_mm512_set1_ps(xr[j]), _mm512_maskz_loadu_ps(m, wt + j * cols + c), v);
-      swish_store_avx512(v, m, scale + c, z + r * cols + c, d + r * cols + c);
+      swish_step_avx512(v, m, _mm512_maskz_loadu_ps(m, scale + c), z + r * cols + c,
+                        d + r * cols + c);
     }
   }
 }
