@@ -4,6 +4,7 @@
 #include "ebm/core/gemm.h"
 #include "ebm/core/simd.h"
 #include "ebm/energy/energy.h"
+#include "mlp_blocked.h"
 
 namespace ebm {
 
@@ -524,9 +525,55 @@ torch::Tensor MLPEnergyImpl::forward_sweep(const torch::Tensor& x, torch::Tensor
   return w0t;
 }
 
+#if EBM_AVX512_KERNELS
+namespace {
+// The blocked sweep's view of float swish parameters W_0, b_0, ..., W_n, b_n;
+// false when it cannot read them in place.
+bool blocked_view(torch::TensorList params, int64_t dim, detail::SwishMLPView& view) {
+  for (const auto& p : params)
+    if (p.scalar_type() != torch::kFloat || !p.is_contiguous() || !p.device().is_cpu())
+      return false;
+  const size_t n_hidden = params.size() / 2 - 1;
+  view.dim = dim;
+  view.width.resize(n_hidden);
+  view.w.resize(n_hidden);
+  view.b.resize(n_hidden);
+  for (size_t i = 0; i < n_hidden; ++i) {
+    view.width[i] = params[2 * i].size(0);
+    view.w[i] = params[2 * i].data_ptr<float>();
+    view.b[i] = params[2 * i + 1].data_ptr<float>();
+  }
+  view.w_out = params[2 * n_hidden].data_ptr<float>();
+  view.b_out = *params[2 * n_hidden + 1].data_ptr<float>();
+  return true;
+}
+}  // namespace
+#endif
+
 void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   const size_t n_hidden = layers_.size() - 1;
   const int64_t batch = x.size(0);
+#if EBM_AVX512_KERNELS
+  // Float swish on AVX-512: the cache-blocked sweep (mlp_blocked.h).
+  if (x.scalar_type() == torch::kFloat && static_cast<Act>(act_) == Act::kSwish &&
+      cpu_has_avx512()) {
+    std::vector<torch::Tensor> params;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      params.push_back(weight(i, false));
+      params.push_back(layers_[i]->bias);
+    }
+    detail::SwishMLPView view;
+    if (blocked_view(params, x.size(1), view)) {
+      g_out_ = torch::empty({batch, x.size(1)}, x.options());
+      if (want_energy) e_out_ = torch::empty({batch}, x.options());
+      detail::swish_mlp_grad_blocked(view, x.data_ptr<float>(), batch, g_out_.data_ptr<float>(),
+                                     want_energy ? e_out_.data_ptr<float>() : nullptr,
+                                     blocked_ws_);
+      add_prior(x, want_energy);
+      return;
+    }
+  }
+#endif
   if (z_.size() != n_hidden || z_[0].size(0) != batch || z_[0].scalar_type() != x.scalar_type()) {
     z_.assign(n_hidden, {});
     deriv_.assign(n_hidden, {});
@@ -566,6 +613,10 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   } else {
     g_out_ = fast_mm(deriv_[0], params[0]);  // [B, D]
   }
+  add_prior(x, want_energy);
+}
+
+void MLPEnergyImpl::add_prior(const torch::Tensor& x, bool want_energy) {
   if (options_.prior_std() > 0) {
     double inv = 1.0 / (options_.prior_std() * options_.prior_std());
     g_out_.add_(x, inv);

@@ -94,6 +94,7 @@ class MLPEnergyImpl : public EnergyImpl {
                               std::vector<torch::Tensor>& z, std::vector<torch::Tensor>& deriv,
                               torch::Tensor* e = nullptr, bool keep_last_h = true);
   void fast_pass(const torch::Tensor& x, bool want_energy);
+  void add_prior(const torch::Tensor& x, bool want_energy);  // the base term, into g_out_, e_out_
   struct EnergyFunction;  // energy() with a hand-written parameter gradient (mlp.cpp)
   void check_input(const torch::Tensor& x) const;
 
@@ -104,6 +105,7 @@ class MLPEnergyImpl : public EnergyImpl {
   // Workspace of the analytic pass, reused while the batch shape is unchanged.
   std::vector<torch::Tensor> z_, deriv_, back_;
   torch::Tensor e_out_, g_out_, ones_, zeros_, w0t_;
+  std::vector<float> blocked_ws_;  // the blocked sweep's (mlp_blocked.h)
 };
 TORCH_MODULE(MLPEnergy);
 
