@@ -397,6 +397,121 @@ struct MLPEnergyImpl::EnergyFunction : torch::autograd::Function<EnergyFunction>
   }
 };
 
+#if EBM_AVX512_KERNELS
+namespace {
+// The blocked sweep's view of float swish parameters W_0, b_0, ..., W_n, b_n;
+// false when it cannot read them in place.
+bool blocked_view(torch::TensorList params, int64_t dim, detail::SwishMLPView& view) {
+  for (const auto& p : params)
+    if (p.scalar_type() != torch::kFloat || !p.is_contiguous() || !p.device().is_cpu())
+      return false;
+  const size_t n_hidden = params.size() / 2 - 1;
+  view.dim = dim;
+  view.width.resize(n_hidden);
+  view.w.resize(n_hidden);
+  view.b.resize(n_hidden);
+  for (size_t i = 0; i < n_hidden; ++i) {
+    view.width[i] = params[2 * i].size(0);
+    view.w[i] = params[2 * i].data_ptr<float>();
+    view.b[i] = params[2 * i + 1].data_ptr<float>();
+  }
+  view.w_out = params[2 * n_hidden].data_ptr<float>();
+  view.b_out = *params[2 * n_hidden + 1].data_ptr<float>();
+  return true;
+}
+}  // namespace
+
+// The mean denoising score matching loss with its parameter gradient from
+// the blocked sweep (mlp_blocked.h), computed in the forward; backward scales
+// it. A backward asked for a graph (create_graph) differentiates the ATen
+// form instead, so higher derivatives stay exact.
+struct MLPEnergyImpl::DenoisingFunction : torch::autograd::Function<DenoisingFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
+                               torch::Tensor eps, torch::Tensor s, torch::Tensor r,
+                               torch::TensorList params, MLPEnergyImpl* self) {
+    const size_t n = params.size() / 2 - 1;
+    detail::SwishMLPView view;
+    blocked_view(params, x.size(1), view);
+    std::vector<torch::Tensor> grads;
+    std::vector<float*> gw(n), gb(n);
+    for (size_t i = 0; i <= n; ++i) {
+      grads.push_back(torch::empty_like(params[2 * i]));
+      grads.push_back(i < n ? torch::empty_like(params[2 * i + 1])
+                            : torch::zeros_like(params[2 * i + 1]));  // E's bias: no part in g
+      if (i < n) gw[i] = grads[2 * i].data_ptr<float>(), gb[i] = grads[2 * i + 1].data_ptr<float>();
+    }
+    const double prior = self->options_.prior_std();
+    const double loss = detail::swish_mlp_dsm_blocked(
+        view, x.data_ptr<float>(), eps.data_ptr<float>(), s.data_ptr<float>(), r.data_ptr<float>(),
+        x.size(0), prior > 0 ? float(1.0 / (prior * prior)) : 0.0f, gw, gb,
+        grads[2 * n].data_ptr<float>(), self->blocked_ws_);
+    std::vector<torch::Tensor> saved = {x, eps, s, r};
+    for (const auto& p : params) saved.push_back(p);
+    ctx->save_for_backward(saved);
+    ctx->saved_data["grads"] = grads;
+    ctx->saved_data["self"] = reinterpret_cast<int64_t>(self);
+    return torch::full({}, loss, x.options());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const std::vector<torch::Tensor> params(saved.begin() + 4, saved.end());
+    torch::autograd::variable_list out(params.size() + 5);  // x, eps, s, r, params, self
+    const auto& go = grads[0];
+    if (!go.defined()) return out;
+    if (torch::GradMode::is_enabled()) {  // a graph is wanted: differentiate the ATen form
+      std::vector<torch::Tensor> wrt;
+      std::vector<size_t> at;
+      for (size_t i = 0; i < params.size(); ++i)
+        if (params[i].requires_grad()) wrt.push_back(params[i]), at.push_back(i);
+      if (wrt.empty()) return out;
+      auto* self = reinterpret_cast<MLPEnergyImpl*>(ctx->saved_data["self"].toInt());
+      const auto &x = saved[0], &eps = saved[1];
+      const auto s = saved[2].unsqueeze(1), r = saved[3].unsqueeze(1);
+      auto xt = (x + s * eps).requires_grad_(true);
+      auto e = reference_energy(xt, params, static_cast<Act>(self->act_));
+      auto g = torch::autograd::grad({e.sum()}, {xt}, {}, true, true)[0];
+      if (self->options_.prior_std() > 0)
+        g = g + xt / (self->options_.prior_std() * self->options_.prior_std());
+      auto loss = (0.5 * (r * g - (s / r) * eps).pow(2).sum(1)).mean();
+      auto d = torch::autograd::grad({loss}, wrt, {go}, /*retain_graph=*/true,
+                                     /*create_graph=*/true, /*allow_unused=*/true);
+      for (size_t k = 0; k < at.size(); ++k) out[4 + at[k]] = d[k];
+      return out;
+    }
+    const auto saved_grads = ctx->saved_data["grads"].toTensorVector();
+    for (size_t i = 0; i < params.size(); ++i) out[4 + i] = saved_grads[i] * go;
+    return out;
+  }
+};
+#endif
+
+torch::Tensor MLPEnergyImpl::denoising_loss(const torch::Tensor& x, const torch::Tensor& eps,
+                                            const torch::Tensor& sigma, const torch::Tensor& r) {
+#if EBM_AVX512_KERNELS
+  check_input(x);
+  const bool ok = x.scalar_type() == torch::kFloat && x.device().is_cpu() &&
+                  static_cast<Act>(act_) == Act::kSwish && cpu_has_avx512() && x.size(0) > 0 &&
+                  !x.requires_grad() && !eps.requires_grad() && eps.sizes() == x.sizes() &&
+                  sigma.dim() == 1 && r.dim() == 1 && sigma.size(0) == x.size(0) &&
+                  r.size(0) == x.size(0) && !sigma.requires_grad() && !r.requires_grad();
+  if (!ok) return {};
+  const bool update = is_training() && torch::GradMode::is_enabled();
+  std::vector<torch::Tensor> params;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    params.push_back(weight(i, update));
+    params.push_back(layers_[i]->bias);
+  }
+  detail::SwishMLPView view;
+  if (!blocked_view(params, x.size(1), view) || !detail::dsm_blocked_supported(view)) return {};
+  auto f = [&](const torch::Tensor& t) { return t.detach().to(torch::kFloat).contiguous(); };
+  return DenoisingFunction::apply(f(x), f(eps), f(sigma), f(r), torch::TensorList(params), this);
+#else
+  return {};
+#endif
+}
+
 torch::Tensor MLPEnergyImpl::energy(const torch::Tensor& x) {
   check_input(x);
   bool update = is_training() && torch::GradMode::is_enabled();
@@ -525,30 +640,6 @@ torch::Tensor MLPEnergyImpl::forward_sweep(const torch::Tensor& x, torch::Tensor
   return w0t;
 }
 
-#if EBM_AVX512_KERNELS
-namespace {
-// The blocked sweep's view of float swish parameters W_0, b_0, ..., W_n, b_n;
-// false when it cannot read them in place.
-bool blocked_view(torch::TensorList params, int64_t dim, detail::SwishMLPView& view) {
-  for (const auto& p : params)
-    if (p.scalar_type() != torch::kFloat || !p.is_contiguous() || !p.device().is_cpu())
-      return false;
-  const size_t n_hidden = params.size() / 2 - 1;
-  view.dim = dim;
-  view.width.resize(n_hidden);
-  view.w.resize(n_hidden);
-  view.b.resize(n_hidden);
-  for (size_t i = 0; i < n_hidden; ++i) {
-    view.width[i] = params[2 * i].size(0);
-    view.w[i] = params[2 * i].data_ptr<float>();
-    view.b[i] = params[2 * i + 1].data_ptr<float>();
-  }
-  view.w_out = params[2 * n_hidden].data_ptr<float>();
-  view.b_out = *params[2 * n_hidden + 1].data_ptr<float>();
-  return true;
-}
-}  // namespace
-#endif
 
 void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   const size_t n_hidden = layers_.size() - 1;

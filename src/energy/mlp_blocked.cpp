@@ -232,6 +232,389 @@ EBM_TARGET_AVX512 void sweep(const SwishMLPView& net, const float* x, int64_t ba
   }
 }
 
+// ----- denoising score matching -------------------------------------------
+
+// out[j][i] = in[i][j] for a 16 x 16 tile (row strides ld_in, ld_out):
+// pairs of rows interleaved, then quadruples, then 128-bit lanes twice.
+EBM_TARGET_AVX512 inline __attribute__((always_inline)) void transpose16(
+    const float* in, int64_t ld_in, float* out, int64_t ld_out) {
+  __m512 r[16], t[16];
+  _Pragma("GCC unroll 16")
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(in + i * ld_in);
+  _Pragma("GCC unroll 8")
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // r[4 i + k], 128-bit lane L: column 4 L + k of rows 4 i .. 4 i + 3
+  _Pragma("GCC unroll 4")
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  _Pragma("GCC unroll 4")
+  for (int k = 0; k < 4; ++k) {
+    t[k] = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88);
+    t[4 + k] = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xDD);
+    t[8 + k] = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88);
+    t[12 + k] = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xDD);
+  }
+  _Pragma("GCC unroll 4")
+  for (int k = 0; k < 4; ++k) {
+    r[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
+    r[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
+    r[4 + k] = _mm512_shuffle_f32x4(t[4 + k], t[12 + k], 0x88);
+    r[12 + k] = _mm512_shuffle_f32x4(t[4 + k], t[12 + k], 0xDD);
+  }
+  _Pragma("GCC unroll 16")
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(out + i * ld_out, r[i]);
+}
+
+// Chain-major copy of a chain-minor block: out [kBlock][rows] from in
+// [rows][kBlock] (the weight gradients' vector operand; rows a multiple of 16).
+EBM_TARGET_AVX512 void to_chain_major(const float* __restrict in, int64_t rows,
+                                      float* __restrict out) {
+  for (int64_t n = 0; n < rows; n += 16)
+    for (int64_t j = 0; j < kBlock; j += 16) transpose16(in + n * kBlock + j, kBlock, out + j * rows + n, rows);
+}
+
+// C [MR rows, 16 NC columns] += sum_t a1(r, t) b1[t] + a2(r, t) b2[t] over the
+// block's chains t: a1, a2 chain-minor (rows of kBlock), b1, b2 chain-major
+// (row stride ldb).
+template <int MR, int NC>
+EBM_TARGET_AVX512 inline __attribute__((always_inline)) void rank_update_tile(
+    float* c, int64_t ldc, const float* a1, const float* b1, const float* a2, const float* b2,
+    int64_t ldb) {
+  __m512 acc[MR][NC];
+  _Pragma("GCC unroll 16")
+  for (int r = 0; r < MR; ++r)
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < NC; ++v) acc[r][v] = _mm512_loadu_ps(c + r * ldc + 16 * v);
+  for (int pass = 0; pass < 2; ++pass) {
+    const float* a = pass ? a2 : a1;
+    const float* b = pass ? b2 : b1;
+    for (int64_t t = 0; t < kBlock; ++t) {
+      __m512 bv[NC];
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < NC; ++v) bv[v] = _mm512_loadu_ps(b + t * ldb + 16 * v);
+      _Pragma("GCC unroll 16")
+      for (int r = 0; r < MR; ++r) {
+        const __m512 av = _mm512_set1_ps(a[r * kBlock + t]);
+        _Pragma("GCC unroll 16")
+        for (int v = 0; v < NC; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+      }
+    }
+  }
+  _Pragma("GCC unroll 16")
+  for (int r = 0; r < MR; ++r)
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < NC; ++v) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
+}
+
+template <int NC>
+EBM_TARGET_AVX512 void rank_update_rows(float* c, int64_t rows, int64_t ldc, const float* a1,
+                                        const float* b1, const float* a2, const float* b2) {
+  int64_t n = 0;
+  for (; n + kRows <= rows; n += kRows)
+    rank_update_tile<kRows, NC>(c + n * ldc, ldc, a1 + n * kBlock, b1, a2 + n * kBlock, b2, ldc);
+  for (; n + 4 <= rows; n += 4)
+    rank_update_tile<4, NC>(c + n * ldc, ldc, a1 + n * kBlock, b1, a2 + n * kBlock, b2, ldc);
+  for (; n < rows; ++n)
+    rank_update_tile<1, NC>(c + n * ldc, ldc, a1 + n * kBlock, b1, a2 + n * kBlock, b2, ldc);
+}
+
+// dW [rows, cols] += a1 b1 + a2 b2 over the block (cols a multiple of 16).
+EBM_TARGET_AVX512 void rank_update(float* dw, int64_t rows, int64_t cols, const float* a1,
+                                   const float* b1, const float* a2, const float* b2) {
+  int64_t k = 0;
+  for (; k + 32 <= cols; k += 32) rank_update_rows<2>(dw + k, rows, cols, a1, b1 + k, a2, b2 + k);
+  if (k < cols) rank_update_rows<1>(dw + k, rows, cols, a1, b1 + k, a2, b2 + k);
+}
+
+// Per-layer block buffers of the DSM sweep, each [width][kBlock].
+struct DsmLayer {
+  float *h, *s1, *s2, *delta, *u, *p, *zeta;
+  float* vb;  // [width][16]: the bias gradient, per lane
+};
+
+// The forward epilogue: h = swish(a), s1 = h'(a), s2 = h''(a); on the last
+// layer delta = s1 w_out instead of h.
+struct DsmForwardEpi {
+  const float* bias;
+  const float* w_out;  // last layer, else null
+  DsmLayer* l;
+  template <int MR>
+  EBM_TARGET_AVX512 inline __attribute__((always_inline)) void operator()(
+      int64_t n0, __m512 (&acc)[MR][kVecs]) {
+    const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+    _Pragma("GCC unroll 16")
+    for (int r = 0; r < MR; ++r) {
+      const int64_t n = n0 + r;
+      const __m512 bn = _mm512_set1_ps(bias[n]);
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v) {
+        const int64_t o = n * kBlock + 16 * v;
+        const __m512 a = _mm512_add_ps(acc[r][v], bn);
+        const __m512 sg = sigmoid_avx512(a);
+        const __m512 sp = _mm512_mul_ps(sg, _mm512_sub_ps(one, sg));
+        const __m512 d1 = _mm512_fmadd_ps(a, sp, sg);
+        const __m512 d2 = _mm512_mul_ps(sp, _mm512_fmadd_ps(a, _mm512_fnmadd_ps(two, sg, one), two));
+        _mm512_store_ps(l->s1 + o, d1);
+        _mm512_store_ps(l->s2 + o, d2);
+        if (w_out)
+          _mm512_store_ps(l->delta + o, _mm512_mul_ps(d1, _mm512_set1_ps(w_out[n])));
+        else
+          _mm512_store_ps(l->h + o, _mm512_mul_ps(a, sg));
+      }
+    }
+  }
+};
+
+// The backward epilogue into layer l (the product W^T delta of the layer
+// above): u = acc, delta = s1 u; into the first layer also g += W_0^T delta.
+struct DsmBackwardEpi {
+  DsmLayer* l;
+  const float* w0;  // first layer: W_0 [rows, dim], else null
+  int64_t dim;
+  float* g;         // [dim][kBlock]
+  template <int MR>
+  EBM_TARGET_AVX512 inline __attribute__((always_inline)) void operator()(
+      int64_t n0, __m512 (&acc)[MR][kVecs]) {
+    _Pragma("GCC unroll 16")
+    for (int r = 0; r < MR; ++r) {
+      const int64_t n = n0 + r;
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v) {
+        const int64_t o = n * kBlock + 16 * v;
+        const __m512 delta = _mm512_mul_ps(acc[r][v], _mm512_load_ps(l->s1 + o));
+        _mm512_store_ps(l->u + o, acc[r][v]);
+        _mm512_store_ps(l->delta + o, delta);
+        if (w0)
+          for (int64_t c = 0; c < dim; ++c) {
+            float* gp = g + c * kBlock + 16 * v;
+            _mm512_store_ps(gp, _mm512_fmadd_ps(_mm512_set1_ps(w0[n * dim + c]), delta,
+                                                _mm512_load_ps(gp)));
+          }
+      }
+    }
+  }
+};
+
+// The upward sweep's epilogue at layer l: gamma = acc (the adjoint of delta),
+// p = gamma s1, zeta = gamma u s2 (u = w_out on the last layer); the last
+// layer also adds p to the output weights' gradient and zeta (final there) to
+// its bias gradient.
+struct DsmUpEpi {
+  DsmLayer* l;
+  const float* w_out;  // last layer, else null
+  float* vwo;          // last layer: [rows][16]
+  template <int MR>
+  EBM_TARGET_AVX512 inline __attribute__((always_inline)) void operator()(
+      int64_t n0, __m512 (&acc)[MR][kVecs]) {
+    _Pragma("GCC unroll 16")
+    for (int r = 0; r < MR; ++r) {
+      const int64_t n = n0 + r;
+      __m512 sp = _mm512_setzero_ps(), sz = _mm512_setzero_ps();
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v) {
+        const int64_t o = n * kBlock + 16 * v;
+        const __m512 p = _mm512_mul_ps(acc[r][v], _mm512_load_ps(l->s1 + o));
+        const __m512 u = w_out ? _mm512_set1_ps(w_out[n]) : _mm512_load_ps(l->u + o);
+        const __m512 z = _mm512_mul_ps(_mm512_mul_ps(acc[r][v], u), _mm512_load_ps(l->s2 + o));
+        _mm512_store_ps(l->p + o, p);
+        _mm512_store_ps(l->zeta + o, z);
+        sp = _mm512_add_ps(sp, p);
+        sz = _mm512_add_ps(sz, z);
+      }
+      if (w_out) {
+        _mm512_store_ps(vwo + 16 * n, _mm512_add_ps(_mm512_load_ps(vwo + 16 * n), sp));
+        _mm512_store_ps(l->vb + 16 * n, _mm512_add_ps(_mm512_load_ps(l->vb + 16 * n), sz));
+      }
+    }
+  }
+};
+
+// The downward sweep's epilogue into layer l (the product W^T zeta of the
+// layer above): zeta += s1 acc, now final, into the bias gradient; into the
+// first layer also W_0's gradient, zeta xt^T + delta c^T.
+struct DsmDownEpi {
+  DsmLayer* l;
+  int64_t dim;
+  const float *xt, *ct;  // first layer: [dim][kBlock], else null
+  float* vw0;            // first layer: [rows][dim][16]
+  template <int MR>
+  EBM_TARGET_AVX512 inline __attribute__((always_inline)) void operator()(
+      int64_t n0, __m512 (&acc)[MR][kVecs]) {
+    _Pragma("GCC unroll 16")
+    for (int r = 0; r < MR; ++r) {
+      const int64_t n = n0 + r;
+      __m512 sz = _mm512_setzero_ps();
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v) {
+        const int64_t o = n * kBlock + 16 * v;
+        const __m512 z = _mm512_fmadd_ps(acc[r][v], _mm512_load_ps(l->s1 + o),
+                                         _mm512_load_ps(l->zeta + o));
+        _mm512_store_ps(l->zeta + o, z);
+        sz = _mm512_add_ps(sz, z);
+        if (xt) {
+          const __m512 dl = _mm512_load_ps(l->delta + o);
+          for (int64_t c = 0; c < dim; ++c) {
+            float* wp = vw0 + (n * dim + c) * 16;
+            const __m512 t = _mm512_fmadd_ps(z, _mm512_load_ps(xt + c * kBlock + 16 * v),
+                                             _mm512_load_ps(wp));
+            _mm512_store_ps(wp, _mm512_fmadd_ps(dl, _mm512_load_ps(ct + c * kBlock + 16 * v), t));
+          }
+        }
+      }
+      _mm512_store_ps(l->vb + 16 * n, _mm512_add_ps(_mm512_load_ps(l->vb + 16 * n), sz));
+    }
+  }
+};
+
+// The first layer of a small input, a row at a time: acc = W_0 in (+ nothing:
+// the epilogue adds the bias).
+template <class Epi>
+EBM_TARGET_AVX512 void small_layer(int64_t rows, const float* w0, int64_t dim, const float* in,
+                                   Epi& epi) {
+  for (int64_t n = 0; n < rows; ++n) {
+    __m512 acc[1][kVecs];
+    for (int v = 0; v < kVecs; ++v) acc[0][v] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < dim; ++c) {
+      const __m512 wv = _mm512_set1_ps(w0[n * dim + c]);
+      for (int v = 0; v < kVecs; ++v)
+        acc[0][v] = _mm512_fmadd_ps(wv, _mm512_load_ps(in + c * kBlock + 16 * v), acc[0][v]);
+    }
+    epi(n, acc);
+  }
+}
+
+EBM_TARGET_AVX512 float lanes_sum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, const float* eps,
+                                   const float* s, const float* r, int64_t batch, float prior_inv,
+                                   const std::vector<float*>& grad_w,
+                                   const std::vector<float*>& grad_b, float* grad_w_out,
+                                   float* ws) {
+  const size_t n_layers = net.width.size();
+  const int64_t dim = net.dim, last = int64_t(n_layers) - 1;
+  int64_t wmax = 0;
+  for (int64_t w : net.width) wmax = w > wmax ? w : wmax;
+  float* xt = ws;                  // [dim][kBlock]
+  float* et = xt + dim * kBlock;   // eps
+  float* gt = et + dim * kBlock;   // g
+  float* ct = gt + dim * kBlock;   // dL/dg
+  float* sr = ct + dim * kBlock;   // s, r: [2][kBlock]
+  float* pcm = sr + 2 * kBlock;    // chain-major scratch [kBlock][wmax] x 2
+  float* hcm = pcm + kBlock * wmax;
+  float* vw0 = hcm + kBlock * wmax;          // [width0][dim][16]
+  float* vwo = vw0 + net.width[0] * dim * 16;  // [width_last][16]
+  float* p = vwo + net.width[last] * 16;
+  DsmLayer layers[64];
+  for (size_t i = 0; i < n_layers; ++i) {
+    const int64_t sz = net.width[i] * kBlock;
+    DsmLayer& l = layers[i];
+    l.h = p, l.s1 = p + sz, l.s2 = p + 2 * sz, l.delta = p + 3 * sz, l.u = p + 4 * sz;
+    l.p = p + 5 * sz, l.zeta = p + 6 * sz, l.vb = p + 7 * sz;
+    p += 7 * sz + 16 * net.width[i];
+    for (int64_t j = 0; j < 16 * net.width[i]; ++j) l.vb[j] = 0.0f;
+  }
+  for (int64_t j = 0; j < net.width[0] * dim * 16; ++j) vw0[j] = 0.0f;
+  for (int64_t j = 0; j < net.width[last] * 16; ++j) vwo[j] = 0.0f;
+  for (size_t i = 1; i < n_layers; ++i)
+    for (int64_t j = 0; j < net.width[i] * net.width[i - 1]; ++j) grad_w[i][j] = 0.0f;
+  const float inv_n = 1.0f / float(batch);
+  double loss = 0.0;
+  for (int64_t c0 = 0; c0 < batch; c0 += kBlock) {
+    const int64_t nc = batch - c0 < kBlock ? batch - c0 : kBlock;
+    // The block, chain-minor; lanes past the batch get x = eps = 0, s = 0,
+    // r = 1 (finite throughout) and dL/dg = 0 (no part in the gradients).
+    for (int64_t j = 0; j < kBlock; ++j) {
+      sr[j] = j < nc ? s[c0 + j] : 0.0f;
+      sr[kBlock + j] = j < nc ? r[c0 + j] : 1.0f;
+    }
+    for (int64_t c = 0; c < dim; ++c)
+      for (int64_t j = 0; j < kBlock; ++j) {
+        const float xv = j < nc ? x[(c0 + j) * dim + c] : 0.0f;
+        const float ev = j < nc ? eps[(c0 + j) * dim + c] : 0.0f;
+        et[c * kBlock + j] = ev;
+        xt[c * kBlock + j] = xv + sr[j] * ev;
+        gt[c * kBlock + j] = 0.0f;
+      }
+    // Forward.
+    for (size_t i = 0; i < n_layers; ++i) {
+      DsmForwardEpi epi{net.b[i], int64_t(i) == last ? net.w_out : nullptr, &layers[i]};
+      if (i == 0)
+        small_layer(net.width[0], net.w[0], dim, xt, epi);
+      else
+        product(net.width[i], net.w[i], net.width[i - 1], 1, layers[i - 1].h, net.width[i - 1], epi);
+    }
+    // Backward to g = W_0^T delta_0.
+    for (int64_t i = last; i >= 1; --i) {
+      DsmBackwardEpi epi{&layers[i - 1], i == 1 ? net.w[0] : nullptr, dim, gt};
+      product(net.width[i - 1], net.w[i], 1, net.width[i - 1], layers[i].delta, net.width[i], epi);
+    }
+    if (last == 0)
+      for (int64_t n = 0; n < net.width[0]; ++n)
+        for (int64_t c = 0; c < dim; ++c)
+          for (int64_t j = 0; j < kBlock; ++j)
+            gt[c * kBlock + j] += net.w[0][n * dim + c] * layers[0].delta[n * kBlock + j];
+    // The loss and its gradient in g: res = r g - (s / r) eps, dL/dg = r res / N.
+    for (int64_t j = 0; j < nc; ++j) {
+      const float sj = sr[j], rj = sr[kBlock + j];
+      double lj = 0.0;
+      for (int64_t c = 0; c < dim; ++c) {
+        const float g = gt[c * kBlock + j] + prior_inv * xt[c * kBlock + j];
+        const float res = rj * g - (sj / rj) * et[c * kBlock + j];
+        lj += double(res) * res;
+        ct[c * kBlock + j] = rj * res * inv_n;
+      }
+      loss += 0.5 * lj;
+    }
+    for (int64_t c = 0; c < dim; ++c)
+      for (int64_t j = nc; j < kBlock; ++j) ct[c * kBlock + j] = 0.0f;
+    // Up: gamma_0 = W_0 c, then gamma_i = W_i p_{i-1}.
+    for (size_t i = 0; i < n_layers; ++i) {
+      DsmUpEpi epi{&layers[i], int64_t(i) == last ? net.w_out : nullptr, vwo};
+      if (i == 0)
+        small_layer(net.width[0], net.w[0], dim, ct, epi);
+      else
+        product(net.width[i], net.w[i], net.width[i - 1], 1, layers[i - 1].p, net.width[i - 1], epi);
+    }
+    // Down: dW_i += delta_i p_{i-1}^T + zeta_i h_{i-1}^T, zeta_{i-1} += s1 W_i^T zeta_i.
+    for (int64_t i = last; i >= 1; --i) {
+      const int64_t w_in = net.width[i - 1];
+      to_chain_major(layers[i - 1].p, w_in, pcm);
+      to_chain_major(layers[i - 1].h, w_in, hcm);
+      rank_update(grad_w[i], net.width[i], w_in, layers[i].delta, pcm, layers[i].zeta, hcm);
+      DsmDownEpi epi{&layers[i - 1], dim, i == 1 ? xt : nullptr, ct, vw0};
+      product(w_in, net.w[i], 1, w_in, layers[i].zeta, net.width[i], epi);
+    }
+    if (last == 0) {  // the single layer's zeta is final after the upward sweep
+      const DsmLayer& l = layers[0];
+      for (int64_t n = 0; n < net.width[0]; ++n)
+        for (int v = 0; v < kVecs; ++v) {
+          const int64_t o = n * kBlock + 16 * v;
+          const __m512 z = _mm512_load_ps(l.zeta + o), dl = _mm512_load_ps(l.delta + o);
+          for (int64_t c = 0; c < dim; ++c) {
+            float* wp = vw0 + (n * dim + c) * 16;
+            const __m512 t = _mm512_fmadd_ps(z, _mm512_load_ps(xt + c * kBlock + 16 * v),
+                                             _mm512_load_ps(wp));
+            _mm512_store_ps(wp, _mm512_fmadd_ps(dl, _mm512_load_ps(ct + c * kBlock + 16 * v), t));
+          }
+        }
+    }
+  }
+  // The per-lane sums.
+  for (int64_t j = 0; j < net.width[0] * dim; ++j) grad_w[0][j] = lanes_sum(_mm512_load_ps(vw0 + 16 * j));
+  for (int64_t j = 0; j < net.width[last]; ++j) grad_w_out[j] = lanes_sum(_mm512_load_ps(vwo + 16 * j));
+  for (size_t i = 0; i < n_layers; ++i)
+    for (int64_t j = 0; j < net.width[i]; ++j)
+      grad_b[i][j] = lanes_sum(_mm512_load_ps(layers[i].vb + 16 * j));
+  return loss / double(batch);
+}
+
 EBM_AVX512_END
 }  // namespace
 
@@ -248,10 +631,44 @@ void swish_mlp_grad_blocked(const SwishMLPView& net, const float* x, int64_t bat
   float* ws = reinterpret_cast<float*>((addr + 63) & ~uintptr_t(63));
   sweep(net, x, batch, g, e, ws);
 }
+
+bool dsm_blocked_supported(const SwishMLPView& net) {
+  if (net.dim < 1 || net.dim > kSmallDim || net.width.empty() || net.width.size() > 64) return false;
+  for (size_t i = 0; i + 1 < net.width.size(); ++i)
+    if (net.width[i] % 16 != 0) return false;
+  return true;
+}
+
+double swish_mlp_dsm_blocked(const SwishMLPView& net, const float* x, const float* eps,
+                             const float* s, const float* r, int64_t batch, float prior_inv,
+                             const std::vector<float*>& grad_w, const std::vector<float*>& grad_b,
+                             float* grad_w_out, std::vector<float>& workspace) {
+  if (!dsm_blocked_supported(net) || net.w.size() != net.width.size() ||
+      net.b.size() != net.width.size() || grad_w.size() != net.width.size() ||
+      grad_b.size() != net.width.size() || batch < 1)
+    throw std::invalid_argument("swish_mlp_dsm_blocked: unsupported network or batch");
+  int64_t wmax = 0, floats = 6 * net.dim * kBlock + 2 * kBlock;
+  for (int64_t w : net.width) {
+    wmax = w > wmax ? w : wmax;
+    floats += 7 * w * kBlock + 16 * w;
+  }
+  floats += 2 * kBlock * wmax + net.width[0] * net.dim * 16 + net.width.back() * 16;
+  const size_t need = size_t(floats) + 16;
+  if (workspace.size() < need) workspace.resize(need);
+  auto addr = reinterpret_cast<uintptr_t>(workspace.data());
+  float* ws = reinterpret_cast<float*>((addr + 63) & ~uintptr_t(63));
+  return dsm_sweep(net, x, eps, s, r, batch, prior_inv, grad_w, grad_b, grad_w_out, ws);
+}
 #else
 void swish_mlp_grad_blocked(const SwishMLPView&, const float*, int64_t, float*, float*,
                             std::vector<float>&) {
   throw std::logic_error("swish_mlp_grad_blocked needs an AVX-512 build");
+}
+bool dsm_blocked_supported(const SwishMLPView&) { return false; }
+double swish_mlp_dsm_blocked(const SwishMLPView&, const float*, const float*, const float*,
+                             const float*, int64_t, float, const std::vector<float*>&,
+                             const std::vector<float*>&, float*, std::vector<float>&) {
+  throw std::logic_error("swish_mlp_dsm_blocked needs an AVX-512 build");
 }
 #endif
 

@@ -29,4 +29,21 @@ struct SwishMLPView {
 void swish_mlp_grad_blocked(const SwishMLPView& net, const float* x, int64_t batch, float* g,
                             float* e, std::vector<float>& workspace);
 
+// Denoising score matching on a float swish MLP with a small input (dim <= 8)
+// in one blocked pass: for rows n of x, eps [batch, dim] and per-row s, r,
+// xt = x + s eps, g = dE/dx(xt) + prior_inv xt, and the loss
+//   L = (1 / batch) sum_n 1/2 |r_n g_n - (s_n / r_n) eps_n|^2,
+// returned with its gradient with respect to every parameter, written to
+// grad_w[i] [width[i], in_i], grad_b[i] [width[i]] and grad_w_out [width.back()]
+// (the output bias has none). Each block of chains runs the forward, the
+// backward to g, then the two reverse sweeps of the parameter gradient
+// (one up the layers, one down), with the weight gradients added as rank-32
+// updates. Needs AVX-512F+DQ and hidden widths but the last a multiple of 16
+// (dsm_blocked_supported()).
+bool dsm_blocked_supported(const SwishMLPView& net);
+double swish_mlp_dsm_blocked(const SwishMLPView& net, const float* x, const float* eps,
+                             const float* s, const float* r, int64_t batch, float prior_inv,
+                             const std::vector<float*>& grad_w, const std::vector<float*>& grad_b,
+                             float* grad_w_out, std::vector<float>& workspace);
+
 }  // namespace ebm::detail

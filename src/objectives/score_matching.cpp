@@ -93,6 +93,20 @@ torch::Tensor denoising_sm_loss(EnergyImpl& energy, const torch::Tensor& x,
   return 0.5 * (rr * g - (s / rr) * eps).pow(2).sum(1);
 }
 
+namespace {
+// The mean of denoising_sm_loss; one blocked pass with its gradient where the
+// energy is an MLP that MLPEnergyImpl::denoising_loss takes.
+torch::Tensor denoising_loss(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& eps,
+                             const torch::Tensor& sigma, const torch::Tensor& r, bool analytic) {
+  if (analytic)
+    if (auto* mlp = dynamic_cast<MLPEnergyImpl*>(&energy)) {
+      auto loss = mlp->denoising_loss(x, eps, sigma, r);
+      if (loss.defined()) return loss;
+    }
+  return denoising_sm_loss(energy, x, eps, sigma, r, analytic).mean();
+}
+}  // namespace
+
 // ----- objectives -------------------------------------------------------------
 ExactScoreMatching::ExactScoreMatching(const ExactScoreMatchingOptions& o) : options_(o) {
   EBM_CHECK_CONFIG(o.dim() >= 1, "exact score matching needs data of dimension >= 1, got ", o.dim());
@@ -146,7 +160,7 @@ Output DenoisingScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
   auto eps = standard_normal(x.sizes(), gen, x.scalar_type());
   auto sigma = torch::full({x.size(0)}, options_.sigma(), x.options());
   Output out;
-  out.loss = denoising_sm_loss(energy, x, eps, sigma, sigma, options_.analytic()).mean();
+  out.loss = denoising_loss(energy, x, eps, sigma, sigma, options_.analytic());
   return out;
 }
 
@@ -181,7 +195,7 @@ Output MultiscaleScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
   auto eps = standard_normal(x.sizes(), gen, x.scalar_type());
   auto r = options_.form() == "ncsn" ? sigma : torch::full_like(sigma, options_.sigma_ref());
   Output out;
-  out.loss = denoising_sm_loss(energy, x, eps, sigma, r, options_.analytic()).mean();
+  out.loss = denoising_loss(energy, x, eps, sigma, r, options_.analytic());
   return out;
 }
 
