@@ -73,6 +73,44 @@ EBM_TARGET_AVX512 void product(int64_t n_rows, const float* a, int64_t rs, int64
   }
 }
 
+// out[j][i] = in[i][j] for a 16 x 16 tile (row strides ld_in, ld_out):
+// pairs of rows interleaved, then quadruples, then 128-bit lanes twice.
+EBM_TARGET_AVX512 inline __attribute__((always_inline)) void transpose16(
+    const float* in, int64_t ld_in, float* out, int64_t ld_out) {
+  __m512 r[16], t[16];
+  _Pragma("GCC unroll 16")
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(in + i * ld_in);
+  _Pragma("GCC unroll 8")
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // r[4 i + k], 128-bit lane L: column 4 L + k of rows 4 i .. 4 i + 3
+  _Pragma("GCC unroll 4")
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  _Pragma("GCC unroll 4")
+  for (int k = 0; k < 4; ++k) {
+    t[k] = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88);
+    t[4 + k] = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xDD);
+    t[8 + k] = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88);
+    t[12 + k] = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xDD);
+  }
+  _Pragma("GCC unroll 4")
+  for (int k = 0; k < 4; ++k) {
+    r[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
+    r[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
+    r[4 + k] = _mm512_shuffle_f32x4(t[4 + k], t[12 + k], 0x88);
+    r[12 + k] = _mm512_shuffle_f32x4(t[4 + k], t[12 + k], 0xDD);
+  }
+  _Pragma("GCC unroll 16")
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(out + i * ld_out, r[i]);
+}
+
 // A hidden layer's epilogue: v = acc + bias, s = sigmoid(v), h = v s and
 // h' = s + h (1 - s). Inner layers store h (the next product's input) and h';
 // the last stores delta = h' w_out (dE/dz) and adds h w_out to the energy.
@@ -86,6 +124,9 @@ struct ForwardEpi {
   EBM_TARGET_AVX512 inline __attribute__((always_inline)) void operator()(
       int64_t n0, __m512 (&acc)[MR][kVecs]) {
     const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 esum[kVecs];  // the tile's part of the energy, added to e once
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < kVecs; ++v) esum[v] = _mm512_setzero_ps();
     _Pragma("GCC unroll 16")
     for (int r = 0; r < MR; ++r) {
       const int64_t n = n0 + r;
@@ -100,14 +141,17 @@ struct ForwardEpi {
         if (w_out) {
           const __m512 wn = _mm512_set1_ps(w_out[n]);
           _mm512_store_ps(dp, _mm512_mul_ps(dv, wn));
-          float* ep = e + 16 * v;
-          _mm512_store_ps(ep, _mm512_fmadd_ps(hv, wn, _mm512_load_ps(ep)));
+          esum[v] = _mm512_fmadd_ps(hv, wn, esum[v]);
         } else {
           _mm512_store_ps(h + n * kBlock + 16 * v, hv);
           _mm512_store_ps(dp, dv);
         }
       }
     }
+    if (w_out)
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v)
+        _mm512_store_ps(e + 16 * v, _mm512_add_ps(_mm512_load_ps(e + 16 * v), esum[v]));
   }
 };
 
@@ -124,20 +168,25 @@ struct BackwardEpi {
       int64_t n0, __m512 (&acc)[MR][kVecs]) {
     _Pragma("GCC unroll 16")
     for (int r = 0; r < MR; ++r) {
-      const int64_t n = n0 + r;
       _Pragma("GCC unroll 16")
       for (int v = 0; v < kVecs; ++v) {
-        float* dp = d + n * kBlock + 16 * v;
-        const __m512 delta = _mm512_mul_ps(acc[r][v], _mm512_load_ps(dp));
-        if (!w0) {
-          _mm512_store_ps(dp, delta);
-          continue;
-        }
-        for (int64_t c = 0; c < dim; ++c) {
-          float* gp = g + c * kBlock + 16 * v;
-          _mm512_store_ps(gp, _mm512_fmadd_ps(_mm512_set1_ps(w0[n * dim + c]), delta,
-                                              _mm512_load_ps(gp)));
-        }
+        float* dp = d + (n0 + r) * kBlock + 16 * v;
+        acc[r][v] = _mm512_mul_ps(acc[r][v], _mm512_load_ps(dp));  // delta
+        if (!w0) _mm512_store_ps(dp, acc[r][v]);
+      }
+    }
+    if (!w0) return;
+    // g[c] += sum_r W_0[n0 + r][c] delta[r]: the tile's sum in registers, then
+    // one update of g (not a store-to-load chain through memory per row).
+    for (int64_t c = 0; c < dim; ++c) {
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v) {
+        __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        _Pragma("GCC unroll 16")
+        for (int r = 0; r < MR; ++r)
+          sum[r & 1] = _mm512_fmadd_ps(_mm512_set1_ps(w0[(n0 + r) * dim + c]), acc[r][v], sum[r & 1]);
+        float* gp = g + c * kBlock + 16 * v;
+        _mm512_store_ps(gp, _mm512_add_ps(_mm512_load_ps(gp), _mm512_add_ps(sum[0], sum[1])));
       }
     }
   }
@@ -181,8 +230,14 @@ EBM_TARGET_AVX512 void sweep(const SwishMLPView& net, const float* x, int64_t ba
     const int64_t nc = batch - c0 < kBlock ? batch - c0 : kBlock;
     // The block's inputs, chain-minor; lanes past the batch are zero (finite
     // values through the sweep, never stored out).
-    for (int64_t c = 0; c < dim; ++c)
-      for (int64_t j = 0; j < kBlock; ++j) xt[c * kBlock + j] = j < nc ? x[(c0 + j) * dim + c] : 0.0f;
+    const bool tiles = nc == kBlock && dim % 16 == 0;  // 16 x 16 vector transposes
+    if (tiles)
+      for (int64_t c = 0; c < dim; c += 16)
+        for (int64_t j = 0; j < kBlock; j += 16)
+          transpose16(x + (c0 + j) * dim + c, dim, xt + c * kBlock + j, kBlock);
+    else
+      for (int64_t c = 0; c < dim; ++c)
+        for (int64_t j = 0; j < kBlock; ++j) xt[c * kBlock + j] = j < nc ? x[(c0 + j) * dim + c] : 0.0f;
     for (int64_t j = 0; j < dim * kBlock; ++j) gt[j] = 0.0f;
     for (int64_t j = 0; j < kBlock; ++j) et[j] = 0.0f;
     // Forward.
@@ -225,52 +280,19 @@ EBM_TARGET_AVX512 void sweep(const SwishMLPView& net, const float* x, int64_t ba
       StoreEpi epi{gt};
       product(dim, net.w[0], 1, dim, d[0], net.width[0], epi);
     }
-    for (int64_t j = 0; j < nc; ++j)
-      for (int64_t c = 0; c < dim; ++c) g[(c0 + j) * dim + c] = gt[c * kBlock + j];
+    if (tiles)
+      for (int64_t c = 0; c < dim; c += 16)
+        for (int64_t j = 0; j < kBlock; j += 16)
+          transpose16(gt + c * kBlock + j, kBlock, g + (c0 + j) * dim + c, dim);
+    else
+      for (int64_t j = 0; j < nc; ++j)
+        for (int64_t c = 0; c < dim; ++c) g[(c0 + j) * dim + c] = gt[c * kBlock + j];
     if (e)
       for (int64_t j = 0; j < nc; ++j) e[c0 + j] = et[j] + net.b_out;
   }
 }
 
 // ----- denoising score matching -------------------------------------------
-
-// out[j][i] = in[i][j] for a 16 x 16 tile (row strides ld_in, ld_out):
-// pairs of rows interleaved, then quadruples, then 128-bit lanes twice.
-EBM_TARGET_AVX512 inline __attribute__((always_inline)) void transpose16(
-    const float* in, int64_t ld_in, float* out, int64_t ld_out) {
-  __m512 r[16], t[16];
-  _Pragma("GCC unroll 16")
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(in + i * ld_in);
-  _Pragma("GCC unroll 8")
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  // r[4 i + k], 128-bit lane L: column 4 L + k of rows 4 i .. 4 i + 3
-  _Pragma("GCC unroll 4")
-  for (int i = 0; i < 4; ++i) {
-    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  _Pragma("GCC unroll 4")
-  for (int k = 0; k < 4; ++k) {
-    t[k] = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88);
-    t[4 + k] = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xDD);
-    t[8 + k] = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88);
-    t[12 + k] = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xDD);
-  }
-  _Pragma("GCC unroll 4")
-  for (int k = 0; k < 4; ++k) {
-    r[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
-    r[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
-    r[4 + k] = _mm512_shuffle_f32x4(t[4 + k], t[12 + k], 0x88);
-    r[12 + k] = _mm512_shuffle_f32x4(t[4 + k], t[12 + k], 0xDD);
-  }
-  _Pragma("GCC unroll 16")
-  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(out + i * ld_out, r[i]);
-}
 
 // Chain-major copy of a chain-minor block: out [kBlock][rows] from in
 // [rows][kBlock] (the weight gradients' vector operand; rows a multiple of 16).
