@@ -329,6 +329,24 @@ torch::Tensor reference_energy(const torch::Tensor& x, torch::TensorList params,
 }
 }  // namespace
 
+namespace {
+// A backward asked for a graph (create_graph): the gradient of y_of() seeded
+// with gy, itself differentiable, w.r.t. the params that require one, into
+// out[offset + i]; y_of() is not evaluated when none does.
+template <class F>
+void graph_grads(F&& y_of, const torch::Tensor& gy, const std::vector<torch::Tensor>& params,
+                 torch::autograd::variable_list& out, size_t offset) {
+  std::vector<torch::Tensor> wrt;
+  std::vector<size_t> at;
+  for (size_t i = 0; i < params.size(); ++i)
+    if (params[i].requires_grad()) wrt.push_back(params[i]), at.push_back(i);
+  if (wrt.empty()) return;
+  auto d = torch::autograd::grad({y_of()}, wrt, {gy}, /*retain_graph=*/true,
+                                 /*create_graph=*/true, /*allow_unused=*/true);
+  for (size_t k = 0; k < at.size(); ++k) out[offset + at[k]] = d[k];
+}
+}  // namespace
+
 // The energy with a hand-written backward for the parameter gradient (the
 // training step of contrastive divergence): one graph-free forward sweep keeps
 // h_i and act'(z_i); backward is the delta recursion, two products a layer.
@@ -366,15 +384,8 @@ struct MLPEnergyImpl::EnergyFunction : torch::autograd::Function<EnergyFunction>
     const auto& ge = grads[0];
     if (!ge.defined()) return out;
     if (torch::GradMode::is_enabled()) {  // a graph is wanted: differentiate the ATen form
-      std::vector<torch::Tensor> wrt;
-      std::vector<size_t> at;
-      for (size_t i = 0; i < params.size(); ++i)
-        if (params[i].requires_grad()) wrt.push_back(params[i]), at.push_back(i);
-      if (wrt.empty()) return out;
-      auto e = reference_energy(x, params, static_cast<Act>(ctx->saved_data["act"].toInt()));
-      auto g = torch::autograd::grad({e}, wrt, {ge}, /*retain_graph=*/true,
-                                     /*create_graph=*/true, /*allow_unused=*/true);
-      for (size_t k = 0; k < at.size(); ++k) out[1 + at[k]] = g[k];
+      const auto act = static_cast<Act>(ctx->saved_data["act"].toInt());
+      graph_grads([&] { return reference_energy(x, params, act); }, ge, params, out, 1);
       return out;
     }
     const auto h = ctx->saved_data["h"].toTensorVector();
@@ -449,7 +460,8 @@ struct MLPEnergyImpl::DenoisingFunction : torch::autograd::Function<DenoisingFun
     for (const auto& p : params) saved.push_back(p);
     ctx->save_for_backward(saved);
     ctx->saved_data["grads"] = grads;
-    ctx->saved_data["self"] = reinterpret_cast<int64_t>(self);
+    ctx->saved_data["act"] = int64_t(self->act_);
+    ctx->saved_data["prior"] = prior;
     return torch::full({}, loss, x.options());
   }
 
@@ -461,23 +473,18 @@ struct MLPEnergyImpl::DenoisingFunction : torch::autograd::Function<DenoisingFun
     const auto& go = grads[0];
     if (!go.defined()) return out;
     if (torch::GradMode::is_enabled()) {  // a graph is wanted: differentiate the ATen form
-      std::vector<torch::Tensor> wrt;
-      std::vector<size_t> at;
-      for (size_t i = 0; i < params.size(); ++i)
-        if (params[i].requires_grad()) wrt.push_back(params[i]), at.push_back(i);
-      if (wrt.empty()) return out;
-      auto* self = reinterpret_cast<MLPEnergyImpl*>(ctx->saved_data["self"].toInt());
-      const auto &x = saved[0], &eps = saved[1];
-      const auto s = saved[2].unsqueeze(1), r = saved[3].unsqueeze(1);
-      auto xt = (x + s * eps).requires_grad_(true);
-      auto e = reference_energy(xt, params, static_cast<Act>(self->act_));
-      auto g = torch::autograd::grad({e.sum()}, {xt}, {}, true, true)[0];
-      if (self->options_.prior_std() > 0)
-        g = g + xt / (self->options_.prior_std() * self->options_.prior_std());
-      auto loss = (0.5 * (r * g - (s / r) * eps).pow(2).sum(1)).mean();
-      auto d = torch::autograd::grad({loss}, wrt, {go}, /*retain_graph=*/true,
-                                     /*create_graph=*/true, /*allow_unused=*/true);
-      for (size_t k = 0; k < at.size(); ++k) out[4 + at[k]] = d[k];
+      graph_grads(
+          [&] {
+            const auto &x = saved[0], &eps = saved[1];
+            const auto s = saved[2].unsqueeze(1), r = saved[3].unsqueeze(1);
+            auto xt = (x + s * eps).requires_grad_(true);
+            auto e = reference_energy(xt, params, static_cast<Act>(ctx->saved_data["act"].toInt()));
+            auto g = torch::autograd::grad({e.sum()}, {xt}, {}, true, true)[0];
+            const double prior = ctx->saved_data["prior"].toDouble();
+            if (prior > 0) g = g + xt / (prior * prior);
+            return (0.5 * (r * g - (s / r) * eps).pow(2).sum(1)).mean();
+          },
+          go, params, out, 4);
       return out;
     }
     const auto saved_grads = ctx->saved_data["grads"].toTensorVector();
@@ -491,20 +498,29 @@ torch::Tensor MLPEnergyImpl::denoising_loss(const torch::Tensor& x, const torch:
                                             const torch::Tensor& sigma, const torch::Tensor& r) {
 #if EBM_AVX512_KERNELS
   check_input(x);
-  const bool ok = x.scalar_type() == torch::kFloat && x.device().is_cpu() &&
-                  static_cast<Act>(act_) == Act::kSwish && cpu_has_avx512() && x.size(0) > 0 &&
-                  !x.requires_grad() && !eps.requires_grad() && eps.sizes() == x.sizes() &&
-                  sigma.dim() == 1 && r.dim() == 1 && sigma.size(0) == x.size(0) &&
-                  r.size(0) == x.size(0) && !sigma.requires_grad() && !r.requires_grad();
-  if (!ok) return {};
-  const bool update = is_training() && torch::GradMode::is_enabled();
-  std::vector<torch::Tensor> params;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    params.push_back(weight(i, update));
-    params.push_back(layers_[i]->bias);
+  auto cpu_input = [&](const torch::Tensor& t) { return t.device().is_cpu() && !t.requires_grad(); };
+  // Decided before the weights are taken: with spectral normalisation that
+  // runs the power iteration, which the general form would run again.
+  bool ok = x.scalar_type() == torch::kFloat && cpu_input(x) && cpu_input(eps) &&
+            cpu_input(sigma) && cpu_input(r) && static_cast<Act>(act_) == Act::kSwish &&
+            x.size(0) > 0 && eps.sizes() == x.sizes() && sigma.dim() == 1 && r.dim() == 1 &&
+            sigma.size(0) == x.size(0) && r.size(0) == x.size(0);
+  // Without a gradient to compute, the general form is cheaper.
+  bool any_grad = false;
+  detail::SwishMLPView shape;
+  shape.dim = x.size(1);
+  for (size_t i = 0; ok && i < layers_.size(); ++i) {
+    for (const auto& p : {layers_[i]->weight, layers_[i]->bias}) {
+      ok = ok && p.scalar_type() == torch::kFloat && p.device().is_cpu() && p.is_contiguous();
+      any_grad = any_grad || p.requires_grad();
+    }
+    if (i + 1 < layers_.size()) shape.width.push_back(layers_[i]->weight.size(0));
   }
+  if (!ok || !torch::GradMode::is_enabled() || !any_grad || !detail::dsm_blocked_supported(shape))
+    return {};
+  const auto params = layer_params(is_training());
   detail::SwishMLPView view;
-  if (!blocked_view(params, x.size(1), view) || !detail::dsm_blocked_supported(view)) return {};
+  if (!blocked_view(params, x.size(1), view)) return {};
   auto f = [&](const torch::Tensor& t) { return t.detach().to(torch::kFloat).contiguous(); };
   return DenoisingFunction::apply(f(x), f(eps), f(sigma), f(r), torch::TensorList(params), this);
 #else
@@ -512,14 +528,19 @@ torch::Tensor MLPEnergyImpl::denoising_loss(const torch::Tensor& x, const torch:
 #endif
 }
 
-torch::Tensor MLPEnergyImpl::energy(const torch::Tensor& x) {
-  check_input(x);
-  bool update = is_training() && torch::GradMode::is_enabled();
+std::vector<torch::Tensor> MLPEnergyImpl::layer_params(bool update) {
   std::vector<torch::Tensor> params;
   for (size_t i = 0; i < layers_.size(); ++i) {
     params.push_back(weight(i, update));
     params.push_back(layers_[i]->bias);
   }
+  return params;
+}
+
+torch::Tensor MLPEnergyImpl::energy(const torch::Tensor& x) {
+  check_input(x);
+  bool update = is_training() && torch::GradMode::is_enabled();
+  const auto params = layer_params(update);
   // The fast pass when no graph through x is wanted (a gradient in x, as score
   // matching or a learned sampler takes, goes through the ATen form).
   const bool fast = x.device().is_cpu() && !x.requires_grad() &&
@@ -648,11 +669,7 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
   // Float swish on AVX-512: the cache-blocked sweep (mlp_blocked.h).
   if (x.scalar_type() == torch::kFloat && static_cast<Act>(act_) == Act::kSwish &&
       cpu_has_avx512()) {
-    std::vector<torch::Tensor> params;
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      params.push_back(weight(i, false));
-      params.push_back(layers_[i]->bias);
-    }
+    const auto params = layer_params(false);
     detail::SwishMLPView view;
     if (blocked_view(params, x.size(1), view)) {
       g_out_ = torch::empty({batch, x.size(1)}, x.options());
@@ -675,11 +692,7 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
       back_[i] = torch::empty_like(z_[i]);
     }
   }
-  std::vector<torch::Tensor> params;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    params.push_back(weight(i, false));
-    params.push_back(layers_[i]->bias);
-  }
+  const auto params = layer_params(false);
   // (the last layer's h is not needed afterwards: only the energy)
   const auto w0t = forward_sweep(x, params, z_, deriv_, want_energy ? &e_out_ : nullptr,
                                  /*keep_last_h=*/false);  // [D, H_0] when small
@@ -1363,11 +1376,7 @@ std::pair<torch::Tensor, torch::Tensor> MLPEnergyImpl::score_terms(const torch::
                                                                    const torch::Tensor& v) {
   check_input(x);
   const bool update = is_training() && torch::GradMode::is_enabled();
-  std::vector<torch::Tensor> params;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    params.push_back(weight(i, update));
-    params.push_back(layers_[i]->bias);
-  }
+  const auto params = layer_params(update);
   auto xd = x.detach().contiguous();
   auto vd = v.defined() ? v.detach().contiguous() : v;
   c10::optional<torch::Tensor> vo;

@@ -14,7 +14,7 @@ namespace {
 constexpr int kVecs = 2;                // vectors of 16 chains in a block
 constexpr int64_t kBlock = 16 * kVecs;  // chains in a block
 constexpr int kRows = 8;                // output rows of the main register tile
-constexpr int64_t kSmallDim = 8;        // inputs up to this width: first layer formed directly
+constexpr int64_t kDirectDim = 8;       // inputs up to this width: first layer formed directly
 
 EBM_AVX512_BEGIN
 
@@ -205,12 +205,31 @@ struct StoreEpi {
   }
 };
 
-// ws: 64-byte aligned, sized by workspace_floats().
+// The first layer of a small input, a row at a time: acc = W_0 in (+ nothing:
+// the epilogue adds the bias).
+template <class Epi>
+EBM_TARGET_AVX512 void small_layer(int64_t rows, const float* w0, int64_t dim, const float* in,
+                                   Epi& epi) {
+  for (int64_t n = 0; n < rows; ++n) {
+    __m512 acc[1][kVecs];
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < kVecs; ++v) acc[0][v] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < dim; ++c) {
+      const __m512 wv = _mm512_set1_ps(w0[n * dim + c]);
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v)
+        acc[0][v] = _mm512_fmadd_ps(wv, _mm512_load_ps(in + c * kBlock + 16 * v), acc[0][v]);
+    }
+    epi(n, acc);
+  }
+}
+
+// ws: 64-byte aligned, sized by swish_mlp_grad_blocked.
 EBM_TARGET_AVX512 void sweep(const SwishMLPView& net, const float* x, int64_t batch, float* g,
                              float* e, float* ws) {
   const size_t n_layers = net.width.size();
   const int64_t dim = net.dim;
-  const bool small = dim <= kSmallDim;
+  const bool small = dim <= kDirectDim;
   float* xt = ws;                     // [dim][kBlock]
   float* gt = xt + dim * kBlock;      // [dim][kBlock]
   float* et = gt + dim * kBlock;      // [kBlock]
@@ -245,19 +264,8 @@ EBM_TARGET_AVX512 void sweep(const SwishMLPView& net, const float* x, int64_t ba
       const bool last = i + 1 == n_layers;
       ForwardEpi epi{net.b[i], last ? net.w_out : nullptr, h[i], d[i], et};
       const int64_t k_len = i ? net.width[i - 1] : dim;
-      if (i == 0 && small) {  // z = W_0 x formed directly, a row at a time
-        for (int64_t n = 0; n < net.width[0]; ++n) {
-          __m512 acc[1][kVecs];
-          _Pragma("GCC unroll 16")
-          for (int v = 0; v < kVecs; ++v) acc[0][v] = _mm512_setzero_ps();
-          for (int64_t c = 0; c < dim; ++c) {
-            const __m512 wv = _mm512_set1_ps(net.w[0][n * dim + c]);
-            _Pragma("GCC unroll 16")
-            for (int v = 0; v < kVecs; ++v)
-              acc[0][v] = _mm512_fmadd_ps(wv, _mm512_load_ps(xt + c * kBlock + 16 * v), acc[0][v]);
-          }
-          epi(n, acc);
-        }
+      if (i == 0 && small) {  // z = W_0 x formed directly
+        small_layer(net.width[0], net.w[0], dim, xt, epi);
       } else {
         product(net.width[i], net.w[i], k_len, 1, i ? h[i - 1] : xt, k_len, epi);
       }
@@ -458,6 +466,18 @@ struct DsmUpEpi {
   }
 };
 
+// W_0's gradient from one vector of chains at row n of the first layer:
+// vw[c] += zeta xt[c] + delta ct[c] (vw: [dim][16] per lane; xt, ct: the
+// chains' inputs and dL/dg at coordinate c, row stride kBlock).
+EBM_TARGET_AVX512 inline __attribute__((always_inline)) void add_first_layer_grad(
+    float* vw, int64_t dim, __m512 zeta, __m512 delta, const float* xt, const float* ct) {
+  for (int64_t c = 0; c < dim; ++c) {
+    float* wp = vw + c * 16;
+    const __m512 t = _mm512_fmadd_ps(zeta, _mm512_load_ps(xt + c * kBlock), _mm512_load_ps(wp));
+    _mm512_store_ps(wp, _mm512_fmadd_ps(delta, _mm512_load_ps(ct + c * kBlock), t));
+  }
+}
+
 // The downward sweep's epilogue into layer l (the product W^T zeta of the
 // layer above): zeta += s1 acc, now final, into the bias gradient; into the
 // first layer also W_0's gradient, zeta xt^T + delta c^T.
@@ -480,37 +500,13 @@ struct DsmDownEpi {
                                          _mm512_load_ps(l->zeta + o));
         _mm512_store_ps(l->zeta + o, z);
         sz = _mm512_add_ps(sz, z);
-        if (xt) {
-          const __m512 dl = _mm512_load_ps(l->delta + o);
-          for (int64_t c = 0; c < dim; ++c) {
-            float* wp = vw0 + (n * dim + c) * 16;
-            const __m512 t = _mm512_fmadd_ps(z, _mm512_load_ps(xt + c * kBlock + 16 * v),
-                                             _mm512_load_ps(wp));
-            _mm512_store_ps(wp, _mm512_fmadd_ps(dl, _mm512_load_ps(ct + c * kBlock + 16 * v), t));
-          }
-        }
+        if (xt) add_first_layer_grad(vw0 + n * dim * 16, dim, z, _mm512_load_ps(l->delta + o),
+                                     xt + 16 * v, ct + 16 * v);
       }
       _mm512_store_ps(l->vb + 16 * n, _mm512_add_ps(_mm512_load_ps(l->vb + 16 * n), sz));
     }
   }
 };
-
-// The first layer of a small input, a row at a time: acc = W_0 in (+ nothing:
-// the epilogue adds the bias).
-template <class Epi>
-EBM_TARGET_AVX512 void small_layer(int64_t rows, const float* w0, int64_t dim, const float* in,
-                                   Epi& epi) {
-  for (int64_t n = 0; n < rows; ++n) {
-    __m512 acc[1][kVecs];
-    for (int v = 0; v < kVecs; ++v) acc[0][v] = _mm512_setzero_ps();
-    for (int64_t c = 0; c < dim; ++c) {
-      const __m512 wv = _mm512_set1_ps(w0[n * dim + c]);
-      for (int v = 0; v < kVecs; ++v)
-        acc[0][v] = _mm512_fmadd_ps(wv, _mm512_load_ps(in + c * kBlock + 16 * v), acc[0][v]);
-    }
-    epi(n, acc);
-  }
-}
 
 EBM_TARGET_AVX512 float lanes_sum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
@@ -618,13 +614,8 @@ EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, cons
       for (int64_t n = 0; n < net.width[0]; ++n)
         for (int v = 0; v < kVecs; ++v) {
           const int64_t o = n * kBlock + 16 * v;
-          const __m512 z = _mm512_load_ps(l.zeta + o), dl = _mm512_load_ps(l.delta + o);
-          for (int64_t c = 0; c < dim; ++c) {
-            float* wp = vw0 + (n * dim + c) * 16;
-            const __m512 t = _mm512_fmadd_ps(z, _mm512_load_ps(xt + c * kBlock + 16 * v),
-                                             _mm512_load_ps(wp));
-            _mm512_store_ps(wp, _mm512_fmadd_ps(dl, _mm512_load_ps(ct + c * kBlock + 16 * v), t));
-          }
+          add_first_layer_grad(vw0 + n * dim * 16, dim, _mm512_load_ps(l.zeta + o),
+                               _mm512_load_ps(l.delta + o), xt + 16 * v, ct + 16 * v);
         }
     }
   }
@@ -642,6 +633,7 @@ EBM_AVX512_END
 
 void swish_mlp_grad_blocked(const SwishMLPView& net, const float* x, int64_t batch, float* g,
                             float* e, std::vector<float>& workspace) {
+  if (!cpu_has_avx512()) throw std::logic_error("swish_mlp_grad_blocked needs an AVX-512 CPU");
   if (net.width.empty() || net.width.size() > 64 || net.w.size() != net.width.size() ||
       net.b.size() != net.width.size())
     throw std::invalid_argument("swish_mlp_grad_blocked: 1 to 64 hidden layers, each with w and b");
@@ -655,7 +647,7 @@ void swish_mlp_grad_blocked(const SwishMLPView& net, const float* x, int64_t bat
 }
 
 bool dsm_blocked_supported(const SwishMLPView& net) {
-  if (net.dim < 1 || net.dim > kSmallDim || net.width.empty() || net.width.size() > 64) return false;
+  if (!cpu_has_avx512() || net.dim < 1 || net.dim > kDirectDim || net.width.empty() || net.width.size() > 64) return false;
   for (size_t i = 0; i + 1 < net.width.size(); ++i)
     if (net.width[i] % 16 != 0) return false;
   return true;
@@ -668,8 +660,9 @@ double swish_mlp_dsm_blocked(const SwishMLPView& net, const float* x, const floa
   if (!dsm_blocked_supported(net) || net.w.size() != net.width.size() ||
       net.b.size() != net.width.size() || grad_w.size() != net.width.size() ||
       grad_b.size() != net.width.size() || batch < 1)
-    throw std::invalid_argument("swish_mlp_dsm_blocked: unsupported network or batch");
-  int64_t wmax = 0, floats = 6 * net.dim * kBlock + 2 * kBlock;
+    throw std::invalid_argument(
+        "swish_mlp_dsm_blocked: unsupported network or batch, or no AVX-512 CPU");
+  int64_t wmax = 0, floats = 4 * net.dim * kBlock + 2 * kBlock;  // as dsm_sweep carves it
   for (int64_t w : net.width) {
     wmax = w > wmax ? w : wmax;
     floats += 7 * w * kBlock + 16 * w;

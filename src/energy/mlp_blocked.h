@@ -1,5 +1,6 @@
-// The swish MLP's input gradient for sampling, as one cache-blocked AVX-512
-// sweep (internal to the energy module).
+// Cache-blocked AVX-512 passes over a float swish MLP (internal to the energy
+// module): the input gradient for sampling, and denoising score matching's
+// loss with its parameter gradient.
 #pragma once
 
 #include <cstdint>
@@ -38,8 +39,8 @@ void swish_mlp_grad_blocked(const SwishMLPView& net, const float* x, int64_t bat
 // (the output bias has none). Each block of chains runs the forward, the
 // backward to g, then the two reverse sweeps of the parameter gradient
 // (one up the layers, one down), with the weight gradients added as rank-32
-// updates. Needs AVX-512F+DQ and hidden widths but the last a multiple of 16
-// (dsm_blocked_supported()).
+// updates. Needs AVX-512F+DQ and hidden widths but the last a multiple of 16:
+// dsm_blocked_supported() checks both.
 bool dsm_blocked_supported(const SwishMLPView& net);
 double swish_mlp_dsm_blocked(const SwishMLPView& net, const float* x, const float* eps,
                              const float* s, const float* r, int64_t batch, float prior_inv,

@@ -157,6 +157,8 @@ EBM_AVX512_END
 inline __mmask16 lanes_mask(int64_t remaining) {
   return remaining >= 16 ? __mmask16(0xffff) : __mmask16((1u << remaining) - 1u);
 }
+#else
+inline bool cpu_has_avx512() { return false; }  // (no AVX-512 kernels in this build)
 #endif
 
 }  // namespace ebm

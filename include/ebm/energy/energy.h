@@ -68,8 +68,10 @@ class MLPEnergyImpl : public EnergyImpl {
  public:
   explicit MLPEnergyImpl(const MLPEnergyOptions& options);
   torch::Tensor energy(const torch::Tensor& x) override;
-  // Analytic input gradient: one forward pass storing act'(z), one backward
-  // pass of matrix products; no autograd graph, buffers reused across calls.
+  // Analytic input gradient, no autograd graph: for float swish on AVX-512
+  // CPUs one cache-blocked sweep (mlp_blocked.h), else one forward pass
+  // storing act'(z) and one backward pass of matrix products; buffers reused
+  // across calls.
   torch::Tensor grad(const torch::Tensor& x) override;
   std::pair<torch::Tensor, torch::Tensor> energy_and_grad(const torch::Tensor& x) override;
   std::vector<int64_t> event_shape() const override { return {options_.in_dim()}; }
@@ -91,6 +93,8 @@ class MLPEnergyImpl : public EnergyImpl {
  private:
   // Weight of layer i as used (spectrally normalised when enabled).
   torch::Tensor weight(size_t i, bool update_power_iteration);
+  // W_0, b_0, ..., W_n, b_n as used.
+  std::vector<torch::Tensor> layer_params(bool update_power_iteration);
   // Graph-free forward sweep from params = W_0, b_0, ..., W_n, b_n into
   // [B, H_i] workspaces: z[i] <- h_i = act(z_i), deriv[i] <- act'(z_i), the
   // last hidden layer's times the output weights (= dE/dz there). With e,

@@ -6,6 +6,7 @@
 #include "ebm/core/rng.h"
 #include "ebm/core/simd.h"
 #include "ebm/energy/energy.h"
+#include "common/nets.h"
 
 using namespace ebm;
 
@@ -185,18 +186,9 @@ TEST(MlpEnergy, FloatSwishSweepMatchesFloat64OnEveryEdge) {
                                      {1, {20, 3}, 0.0, true},     {64, {44, 36}, 0.0, false}};
   for (const auto& sh : shapes) {
     const auto opts = MLPEnergyOptions(sh.d, sh.hidden).prior_std(sh.prior).spectral_norm(sh.sn);
-    MLPEnergy net(opts), ref(opts);
+    MLPEnergy net(opts);
     reset_parameters(*net, gen);
-    net->eval();
-    ref->eval();
-    ref->to(torch::kDouble);
-    {
-      torch::NoGradGuard ng;
-      auto dst = ref->named_parameters();
-      for (const auto& kv : net->named_parameters()) dst[kv.key()].copy_(kv.value());
-      auto dst_b = ref->named_buffers();
-      for (const auto& kv : net->named_buffers()) dst_b[kv.key()].copy_(kv.value());
-    }
+    MLPEnergy ref = test_helpers::float64_copy(net);
     for (int64_t batch : {1, 31, 32, 97}) {
       auto x = at::normal(0.0, 1.5, {batch, sh.d}, gen, torch::kFloat);
       auto [e64, g64] = ref->EnergyImpl::energy_and_grad(x.to(torch::kDouble));

@@ -15,6 +15,7 @@
 #include "ebm/core/simd.h"
 #include "ebm/objectives/score_matching.h"
 #include "ebm/sampling/tempering.h"
+#include "common/nets.h"
 
 using namespace ebm;
 
@@ -272,32 +273,43 @@ TEST(ScoreMatchingFastPath, BlockedDenoisingMatchesFloat64) {
     std::vector<int64_t> hidden;
     double prior;
     bool sn;
+    bool frozen_bias;  // the first layer's bias without a gradient
   };
-  const std::vector<Shape> shapes = {{2, {128, 128}, 0.0, false}, {1, {16}, 0.0, false},
-                                     {5, {32, 16}, 1.5, false},   {8, {16, 48, 7}, 0.0, true},
-                                     {3, {16, 16}, 0.0, false}};
+  const std::vector<Shape> shapes = {
+      {2, {128, 128}, 0.0, false, false}, {1, {16}, 0.0, false, false},
+      {5, {32, 16}, 1.5, false, false},   {8, {16, 48, 7}, 0.0, true, false},
+      {3, {16, 16}, 0.0, false, true},    {4, {16, 2}, 0.0, false, false},
+      {2, {32, 1}, 0.0, false, false}};
   auto err = [](const torch::Tensor& a, const torch::Tensor& b) {
     return (a.to(torch::kDouble) - b).abs().max().item<double>();
   };
   for (const auto& sh : shapes) {
     const auto opts = MLPEnergyOptions(sh.d, sh.hidden).prior_std(sh.prior).spectral_norm(sh.sn);
-    MLPEnergy mf(opts), md(opts);
+    MLPEnergy mf(opts);
     reset_parameters(*mf, gen);
-    mf->eval();  // no power-iteration update between the paths
-    md->eval();
-    md->to(torch::kDouble);
-    {
-      torch::NoGradGuard ng;
-      auto dst = md->named_parameters();
-      for (const auto& kv : mf->named_parameters()) dst[kv.key()].copy_(kv.value());
-      auto dst_b = md->named_buffers();
-      for (const auto& kv : mf->named_buffers()) dst_b[kv.key()].copy_(kv.value());
-    }
+    MLPEnergy md = test_helpers::float64_copy(mf);
+    if (sh.frozen_bias) mf->parameters()[1].requires_grad_(false);
+    // The gradients of the parameters that want one (zeros elsewhere).
+    auto grads = [](torch::nn::Module& m, const torch::Tensor& loss, bool create_graph) {
+      std::vector<torch::Tensor> ps, wrt;
+      for (auto& p : m.parameters()) {
+        ps.push_back(p);
+        if (p.requires_grad()) wrt.push_back(p);
+      }
+      auto g = torch::autograd::grad({loss}, wrt, {}, true, create_graph, /*allow_unused=*/true);
+      std::vector<torch::Tensor> out;
+      size_t k = 0;
+      for (auto& p : ps) {
+        torch::Tensor gi = p.requires_grad() ? g[k++] : torch::Tensor();
+        out.push_back(gi.defined() ? gi.detach() : torch::zeros_like(p));
+      }
+      return out;
+    };
     for (int64_t b : {1, 31, 33, 100}) {
       auto x = at::normal(0.0, 1.5, {b, sh.d}, gen, torch::kDouble);
       auto eps = at::normal(0.0, 1.0, {b, sh.d}, gen, torch::kDouble);
-      auto sig = torch::rand({b}, torch::kDouble) + 0.05;
-      auto r = torch::rand({b}, torch::kDouble) + 0.5;
+      auto sig = at::rand({b}, gen, torch::kDouble) + 0.05;
+      auto r = at::rand({b}, gen, torch::kDouble) + 0.5;
       auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat); };
       const std::string what = std::to_string(sh.d) + " inputs, " +
                                std::to_string(sh.hidden.size()) + " layers, batch " +
@@ -307,16 +319,17 @@ TEST(ScoreMatchingFastPath, BlockedDenoisingMatchesFloat64) {
       auto lf = denoising_sm_loss(*mf, f(x), f(eps), f(sig), f(r), false).mean();
       auto ld = denoising_sm_loss(*md, x, eps, sig, r, false).mean();
       EXPECT_LE(err(lb, ld), 4 * err(lf, ld) + 1e-5 * std::abs(ld.item<double>())) << what;
-      auto gb = param_grads(*mf, lb), gf = param_grads(*mf, lf), gd = param_grads(*md, ld);
+      auto gb = grads(*mf, lb, false), gf = grads(*mf, lf, false), gd = param_grads(*md, ld);
       // A backward asked for a graph differentiates the tensor expressions.
-      std::vector<torch::Tensor> ps = mf->parameters();
-      auto gc = torch::autograd::grad({mf->denoising_loss(f(x), f(eps), f(sig), f(r))}, ps, {},
-                                      true, true, true);
+      auto gc = grads(*mf, mf->denoising_loss(f(x), f(eps), f(sig), f(r)), true);
       for (size_t i = 0; i < gd.size(); ++i) {
+        if (sh.frozen_bias && i == 1) {
+          EXPECT_EQ(gb[i].abs().max().item<double>(), 0.0) << what;
+          continue;
+        }
         const double tol = 4 * err(gf[i], gd[i]) + 1e-5 * gd[i].abs().max().item<double>();
         EXPECT_LE(err(gb[i], gd[i]), tol) << what << " param " << i;
-        auto gci = gc[i].defined() ? gc[i].detach() : torch::zeros_like(gf[i]);
-        EXPECT_LE(err(gci, gd[i]), tol) << what << " create_graph, param " << i;
+        EXPECT_LE(err(gc[i], gd[i]), tol) << what << " create_graph, param " << i;
       }
     }
   }
@@ -328,8 +341,15 @@ TEST(ScoreMatchingFastPath, BlockedDenoisingMatchesFloat64) {
   auto out = DenoisingScoreMatching(DenoisingScoreMatchingOptions(0.2)).compute(*net, {x, {}}, gen_a);
   auto eps = standard_normal(x.sizes(), gen_b, torch::kFloat);
   auto sig = torch::full({50}, 0.2, x.options());
+  ASSERT_TRUE(out.loss.grad_fn());
+  EXPECT_NE(out.loss.grad_fn()->name().find("DenoisingFunction"), std::string::npos)
+      << out.loss.grad_fn()->name();
   EXPECT_NEAR(out.loss.item<double>(),
               denoising_sm_loss(*net, x, eps, sig, sig, false).mean().item<double>(), 1e-5);
+  {  // without a gradient to compute, the general form
+    torch::NoGradGuard ng;
+    EXPECT_FALSE(net->denoising_loss(x, eps, sig, sig).defined());
+  }
   // Where it does not apply, the general form is taken (undefined here).
   auto eps2 = torch::randn({50, 2});
   EXPECT_FALSE(MLPEnergy(MLPEnergyOptions(2, {12, 8}))->denoising_loss(x, eps2, sig, sig).defined());
