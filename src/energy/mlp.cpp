@@ -1,4 +1,5 @@
 #include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 
 #include "ebm/core/error.h"
 #include "ebm/core/gemm.h"
@@ -430,6 +431,27 @@ bool blocked_view(torch::TensorList params, int64_t dim, detail::SwishMLPView& v
   view.b_out = *params[2 * n_hidden + 1].data_ptr<float>();
   return true;
 }
+
+// The blocked passes' parallel split: rows 0..n in at most get_num_threads()
+// chunks of whole 32-row blocks, at least two blocks a chunk. Returns the
+// number of chunks and the rows of each (the last may be shorter).
+std::pair<int64_t, int64_t> row_chunks(int64_t n) {
+  constexpr int64_t kBlockRows = 32, kMinBlocks = 2;
+  const int64_t blocks = (n + kBlockRows - 1) / kBlockRows;
+  const int64_t threads =
+      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), blocks / kMinBlocks));
+  const int64_t per = (blocks + threads - 1) / threads;
+  return {(blocks + per - 1) / per, per * kBlockRows};
+}
+
+// f(chunk) for each chunk, in parallel when there are several.
+template <class F>
+void for_chunks(int64_t chunks, F&& f) {
+  if (chunks == 1) return f(0);
+  at::parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) f(c);
+  });
+}
 }  // namespace
 
 // The mean denoising score matching loss with its parameter gradient from
@@ -444,18 +466,44 @@ struct MLPEnergyImpl::DenoisingFunction : torch::autograd::Function<DenoisingFun
     detail::SwishMLPView view;
     blocked_view(params, x.size(1), view);
     std::vector<torch::Tensor> grads;
-    std::vector<float*> gw(n), gb(n);
     for (size_t i = 0; i <= n; ++i) {
       grads.push_back(torch::empty_like(params[2 * i]));
       grads.push_back(i < n ? torch::empty_like(params[2 * i + 1])
                             : torch::zeros_like(params[2 * i + 1]));  // E's bias: no part in g
-      if (i < n) gw[i] = grads[2 * i].data_ptr<float>(), gb[i] = grads[2 * i + 1].data_ptr<float>();
     }
     const double prior = self->options_.prior_std();
-    const double loss = detail::swish_mlp_dsm_blocked(
-        view, x.data_ptr<float>(), eps.data_ptr<float>(), s.data_ptr<float>(), r.data_ptr<float>(),
-        x.size(0), prior > 0 ? float(1.0 / (prior * prior)) : 0.0f, gw, gb,
-        grads[2 * n].data_ptr<float>(), self->blocked_ws_);
+    // In parallel, each chunk's mean loss and gradient, then their weighted sum.
+    const int64_t batch = x.size(0), dim = x.size(1);
+    const auto [chunks, rows] = row_chunks(batch);
+    if (int64_t(self->blocked_ws_.size()) < chunks) self->blocked_ws_.resize(chunks);
+    std::vector<std::vector<torch::Tensor>> part(chunks);
+    part[0] = grads;
+    for (int64_t c = 1; c < chunks; ++c)
+      for (const auto& g : grads) part[c].push_back(torch::empty_like(g));
+    std::vector<double> losses(chunks);
+    for_chunks(chunks, [&](int64_t c) {
+      const int64_t r0 = c * rows, len = std::min(rows, batch - r0);
+      std::vector<float*> pw(n), pb(n);
+      for (size_t i = 0; i < n; ++i)
+        pw[i] = part[c][2 * i].data_ptr<float>(), pb[i] = part[c][2 * i + 1].data_ptr<float>();
+      losses[c] = detail::swish_mlp_dsm_blocked(
+          view, x.data_ptr<float>() + r0 * dim, eps.data_ptr<float>() + r0 * dim,
+          s.data_ptr<float>() + r0, r.data_ptr<float>() + r0, len,
+          prior > 0 ? float(1.0 / (prior * prior)) : 0.0f, pw, pb,
+          part[c][2 * n].data_ptr<float>(), self->blocked_ws_[c]);
+    });
+    double loss = 0.0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const double wc = double(std::min(rows, batch - c * rows)) / double(batch);
+      loss += wc * losses[c];
+      if (chunks == 1) break;
+      for (size_t i = 0; i < 2 * n + 1; ++i) {
+        if (c == 0)
+          grads[i].mul_(wc);
+        else
+          grads[i].add_(part[c][i], wc);
+      }
+    }
     std::vector<torch::Tensor> saved = {x, eps, s, r};
     for (const auto& p : params) saved.push_back(p);
     ctx->save_for_backward(saved);
@@ -672,11 +720,19 @@ void MLPEnergyImpl::fast_pass(const torch::Tensor& x, bool want_energy) {
     const auto params = layer_params(false);
     detail::SwishMLPView view;
     if (blocked_view(params, x.size(1), view)) {
-      g_out_ = torch::empty({batch, x.size(1)}, x.options());
+      const int64_t dim = x.size(1);
+      g_out_ = torch::empty({batch, dim}, x.options());
       if (want_energy) e_out_ = torch::empty({batch}, x.options());
-      detail::swish_mlp_grad_blocked(view, x.data_ptr<float>(), batch, g_out_.data_ptr<float>(),
-                                     want_energy ? e_out_.data_ptr<float>() : nullptr,
-                                     blocked_ws_);
+      // Rows are independent: the split changes no result.
+      const auto [chunks, rows] = row_chunks(batch);
+      if (int64_t(blocked_ws_.size()) < chunks) blocked_ws_.resize(chunks);
+      for_chunks(chunks, [&](int64_t c) {
+        const int64_t r0 = c * rows, len = std::min(rows, batch - r0);
+        detail::swish_mlp_grad_blocked(view, x.data_ptr<float>() + r0 * dim, len,
+                                       g_out_.data_ptr<float>() + r0 * dim,
+                                       want_energy ? e_out_.data_ptr<float>() + r0 : nullptr,
+                                       blocked_ws_[c]);
+      });
       add_prior(x, want_energy);
       return;
     }

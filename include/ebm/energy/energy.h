@@ -117,7 +117,7 @@ class MLPEnergyImpl : public EnergyImpl {
   // Workspace of the analytic pass, reused while the batch shape is unchanged.
   std::vector<torch::Tensor> z_, deriv_, back_;
   torch::Tensor e_out_, g_out_, ones_, zeros_, w0t_;
-  std::vector<float> blocked_ws_;  // the blocked sweep's (mlp_blocked.h)
+  std::vector<std::vector<float>> blocked_ws_;  // the blocked passes', one per parallel chunk
 };
 TORCH_MODULE(MLPEnergy);
 

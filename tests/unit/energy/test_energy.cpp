@@ -210,6 +210,24 @@ TEST(MlpEnergy, FloatSwishSweepMatchesFloat64OnEveryEdge) {
   }
 }
 
+// With several threads the sweep splits the rows into chunks of whole
+// blocks; rows are independent, so the result is the same to the bit.
+TEST(MlpEnergy, FloatSweepIsTheSameOnTwoThreads) {
+  auto gen = make_generator(6, kStreamInit);
+  MLPEnergy net(MLPEnergyOptions(2, {64, 48}));
+  reset_parameters(*net, gen);
+  auto x = at::normal(0.0, 1.5, {1000, 2}, gen, torch::kFloat);
+  const int before = at::get_num_threads();
+  at::set_num_threads(1);
+  auto [e1, g1] = net->energy_and_grad(x);
+  e1 = e1.clone(), g1 = g1.clone();
+  at::set_num_threads(2);
+  auto [e2, g2] = net->energy_and_grad(x);
+  at::set_num_threads(before);
+  EXPECT_TRUE(torch::equal(e1, e2));
+  EXPECT_TRUE(torch::equal(g1, g2));
+}
+
 // The float training pass (fast forward, hand-written parameter gradient) on
 // every shape the forward sweep distinguishes, with both kernel sets.
 TEST(MlpEnergy, FloatParameterGradientMatchesAutogradForEveryShape) {

@@ -361,6 +361,34 @@ TEST(ScoreMatchingFastPath, BlockedDenoisingMatchesFloat64) {
   EXPECT_FALSE(net->denoising_loss(x, eps2, sig, sig).defined());
 }
 
+// On two threads the blocked DSM pass sums two chunks' losses and gradients,
+// weighted by their rows: the same as one thread up to float rounding of the
+// sum (1e-6 of the largest value).
+TEST(ScoreMatchingFastPath, BlockedDenoisingOnTwoThreads) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "the blocked pass runs on AVX-512 CPUs only";
+  auto gen = make_generator(8, kStreamTrain);
+  MLPEnergy net(MLPEnergyOptions(2, {32, 32}));
+  reset_parameters(*net, gen);
+  auto x = at::normal(0.0, 1.5, {300, 2}, gen, torch::kFloat);
+  auto eps = at::normal(0.0, 1.0, {300, 2}, gen, torch::kFloat);
+  auto sig = torch::full({300}, 0.1f);
+  const int before = at::get_num_threads();
+  std::vector<std::vector<torch::Tensor>> g(2);
+  std::vector<double> l(2);
+  for (int t : {1, 2}) {
+    at::set_num_threads(t);
+    auto loss = net->denoising_loss(x, eps, sig, sig);
+    ASSERT_TRUE(loss.defined());
+    l[t - 1] = loss.item<double>();
+    g[t - 1] = param_grads(*net, loss);
+  }
+  at::set_num_threads(before);
+  EXPECT_NEAR(l[0], l[1], 1e-6 * std::abs(l[0]));
+  for (size_t i = 0; i < g[0].size(); ++i)
+    EXPECT_LE((g[0][i] - g[1][i]).abs().max().item<double>(),
+              1e-6 * g[0][i].abs().max().item<double>() + 1e-12) << "param " << i;
+}
+
 // Hyvarinen (2005): for Gaussian data and the quadratic family, exact score
 // matching's minimiser is mu = sample mean, P = inverse sample covariance
 // (1/N). Float64 and L-BFGS to a gradient norm of 1e-12: the tolerance
