@@ -436,7 +436,8 @@ bool blocked_view(torch::TensorList params, int64_t dim, detail::SwishMLPView& v
 // chunks of whole 32-row blocks, at least two blocks a chunk. Returns the
 // number of chunks and the rows of each (the last may be shorter).
 std::pair<int64_t, int64_t> row_chunks(int64_t n) {
-  constexpr int64_t kBlockRows = 32, kMinBlocks = 2;
+  using detail::kBlockRows;
+  constexpr int64_t kMinBlocks = 2;
   const int64_t blocks = (n + kBlockRows - 1) / kBlockRows;
   const int64_t threads =
       std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), blocks / kMinBlocks));

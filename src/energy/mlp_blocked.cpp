@@ -11,8 +11,8 @@ namespace {
 // Everything here is internal (no inline function or template is shared with
 // other translation units, where it could be merged with a non-AVX-512 copy).
 
-constexpr int kVecs = 2;                // vectors of 16 chains in a block
-constexpr int64_t kBlock = 16 * kVecs;  // chains in a block
+constexpr int64_t kBlock = kBlockRows;      // chains in a block
+constexpr int kVecs = int(kBlock / 16);   // vectors of 16 chains in a block
 constexpr int kRows = 8;                // output rows of the main register tile
 constexpr int64_t kDirectDim = 8;       // inputs up to this width: first layer formed directly
 

@@ -8,6 +8,10 @@
 
 namespace ebm::detail {
 
+// Rows (chains) a block holds: one per lane of two 16-float vectors. Callers
+// that split the rows (across threads) split at multiples of it.
+constexpr int64_t kBlockRows = 32;
+
 // A float swish MLP as raw row-major arrays: hidden layer i has weights
 // w[i] [width[i], width[i-1]] (width[-1] = dim) and bias b[i] [width[i]];
 // the output layer is E = b_out + w_out . h_last.
