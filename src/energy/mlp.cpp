@@ -455,17 +455,17 @@ void for_chunks(int64_t chunks, F&& f) {
 }
 }  // namespace
 
-// The mean denoising score matching loss with its parameter gradient from
-// the blocked sweep (mlp_blocked.h), computed in the forward; backward scales
-// it. A backward asked for a graph (create_graph) differentiates the ATen
-// form instead, so higher derivatives stay exact.
-struct MLPEnergyImpl::DenoisingFunction : torch::autograd::Function<DenoisingFunction> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
-                               torch::Tensor eps, torch::Tensor s, torch::Tensor r,
-                               torch::TensorList params, MLPEnergyImpl* self) {
+// A mean loss with its parameter gradient from a blocked sweep
+// (mlp_blocked.h), computed in the forward; backward scales the gradient. A
+// backward asked for a graph (create_graph) differentiates the ATen form
+// instead, so higher derivatives stay exact. Inputs: the per-row inputs
+// (denoising: x, eps, sigma, r; sliced: x, v), then W_0, b_0, ..., W_n, b_n.
+struct MLPEnergyImpl::BlockedLossFunction : torch::autograd::Function<BlockedLossFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::TensorList rows,
+                               torch::TensorList params, int64_t kind, MLPEnergyImpl* self) {
     const size_t n = params.size() / 2 - 1;
     detail::SwishMLPView view;
-    blocked_view(params, x.size(1), view);
+    blocked_view(params, rows[0].size(1), view);
     std::vector<torch::Tensor> grads;
     for (size_t i = 0; i <= n; ++i) {
       grads.push_back(torch::empty_like(params[2 * i]));
@@ -473,9 +473,10 @@ struct MLPEnergyImpl::DenoisingFunction : torch::autograd::Function<DenoisingFun
                             : torch::zeros_like(params[2 * i + 1]));  // E's bias: no part in g
     }
     const double prior = self->options_.prior_std();
+    const float prior_inv = prior > 0 ? float(1.0 / (prior * prior)) : 0.0f;
     // In parallel, each chunk's mean loss and gradient, then their weighted sum.
-    const int64_t batch = x.size(0), dim = x.size(1);
-    const auto [chunks, rows] = row_chunks(batch);
+    const int64_t batch = rows[0].size(0);
+    const auto [chunks, chunk_rows] = row_chunks(batch);
     if (int64_t(self->blocked_ws_.size()) < chunks) self->blocked_ws_.resize(chunks);
     std::vector<std::vector<torch::Tensor>> part(chunks);
     part[0] = grads;
@@ -483,19 +484,23 @@ struct MLPEnergyImpl::DenoisingFunction : torch::autograd::Function<DenoisingFun
       for (const auto& g : grads) part[c].push_back(torch::empty_like(g));
     std::vector<double> losses(chunks);
     for_chunks(chunks, [&](int64_t c) {
-      const int64_t r0 = c * rows, len = std::min(rows, batch - r0);
+      const int64_t r0 = c * chunk_rows, len = std::min(chunk_rows, batch - r0);
+      auto at = [&](size_t k) {  // input k from row r0
+        return rows[k].data_ptr<float>() + r0 * (rows[k].dim() == 2 ? rows[k].size(1) : 1);
+      };
       std::vector<float*> pw(n), pb(n);
       for (size_t i = 0; i < n; ++i)
         pw[i] = part[c][2 * i].data_ptr<float>(), pb[i] = part[c][2 * i + 1].data_ptr<float>();
-      losses[c] = detail::swish_mlp_dsm_blocked(
-          view, x.data_ptr<float>() + r0 * dim, eps.data_ptr<float>() + r0 * dim,
-          s.data_ptr<float>() + r0, r.data_ptr<float>() + r0, len,
-          prior > 0 ? float(1.0 / (prior * prior)) : 0.0f, pw, pb,
-          part[c][2 * n].data_ptr<float>(), self->blocked_ws_[c]);
+      float* pwo = part[c][2 * n].data_ptr<float>();
+      auto& ws = self->blocked_ws_[c];
+      losses[c] = kind == kSliced
+                      ? detail::swish_mlp_ssm_blocked(view, at(0), at(1), len, prior_inv, pw, pb, pwo, ws)
+                      : detail::swish_mlp_dsm_blocked(view, at(0), at(1), at(2), at(3), len,
+                                                      prior_inv, pw, pb, pwo, ws);
     });
     double loss = 0.0;
     for (int64_t c = 0; c < chunks; ++c) {
-      const double wc = double(std::min(rows, batch - c * rows)) / double(batch);
+      const double wc = double(std::min(chunk_rows, batch - c * chunk_rows)) / double(batch);
       loss += wc * losses[c];
       if (chunks == 1) break;
       for (size_t i = 0; i < 2 * n + 1; ++i) {
@@ -505,39 +510,53 @@ struct MLPEnergyImpl::DenoisingFunction : torch::autograd::Function<DenoisingFun
           grads[i].add_(part[c][i], wc);
       }
     }
-    std::vector<torch::Tensor> saved = {x, eps, s, r};
+    std::vector<torch::Tensor> saved(rows.begin(), rows.end());
     for (const auto& p : params) saved.push_back(p);
     ctx->save_for_backward(saved);
     ctx->saved_data["grads"] = grads;
+    ctx->saved_data["rows"] = int64_t(rows.size());
+    ctx->saved_data["kind"] = kind;
     ctx->saved_data["act"] = int64_t(self->act_);
     ctx->saved_data["prior"] = prior;
-    return torch::full({}, loss, x.options());
+    return torch::full({}, loss, rows[0].options());
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    auto saved = ctx->get_saved_variables();
-    const std::vector<torch::Tensor> params(saved.begin() + 4, saved.end());
-    torch::autograd::variable_list out(params.size() + 5);  // x, eps, s, r, params, self
+    const auto saved = ctx->get_saved_variables();
+    const int64_t n_rows = ctx->saved_data["rows"].toInt();
+    const std::vector<torch::Tensor> params(saved.begin() + n_rows, saved.end());
+    torch::autograd::variable_list out(saved.size() + 2);  // rows, params, kind, self
     const auto& go = grads[0];
     if (!go.defined()) return out;
     if (torch::GradMode::is_enabled()) {  // a graph is wanted: differentiate the ATen form
+      const auto act = static_cast<Act>(ctx->saved_data["act"].toInt());
+      const double prior = ctx->saved_data["prior"].toDouble();
+      // g = dE/dx at xt (the base term included), differentiable w.r.t. the params.
+      auto score = [&](const torch::Tensor& xt) {
+        auto e = reference_energy(xt, params, act);
+        auto g = torch::autograd::grad({e.sum()}, {xt}, {}, true, true)[0];
+        return prior > 0 ? g + xt / (prior * prior) : g;
+      };
       graph_grads(
           [&] {
+            if (ctx->saved_data["kind"].toInt() == kSliced) {
+              const auto& v = saved[1];
+              auto xr = saved[0].detach().requires_grad_(true);
+              auto g = score(xr);
+              auto q = (torch::autograd::grad({(g * v).sum()}, {xr}, {}, true, true)[0] * v).sum(1);
+              return (0.5 * (g * v).sum(1).pow(2) - q).mean();
+            }
             const auto &x = saved[0], &eps = saved[1];
             const auto s = saved[2].unsqueeze(1), r = saved[3].unsqueeze(1);
-            auto xt = (x + s * eps).requires_grad_(true);
-            auto e = reference_energy(xt, params, static_cast<Act>(ctx->saved_data["act"].toInt()));
-            auto g = torch::autograd::grad({e.sum()}, {xt}, {}, true, true)[0];
-            const double prior = ctx->saved_data["prior"].toDouble();
-            if (prior > 0) g = g + xt / (prior * prior);
+            auto g = score((x + s * eps).requires_grad_(true));
             return (0.5 * (r * g - (s / r) * eps).pow(2).sum(1)).mean();
           },
-          go, params, out, 4);
+          go, params, out, n_rows);
       return out;
     }
     const auto saved_grads = ctx->saved_data["grads"].toTensorVector();
-    for (size_t i = 0; i < params.size(); ++i) out[4 + i] = saved_grads[i] * go;
+    for (size_t i = 0; i < params.size(); ++i) out[n_rows + i] = saved_grads[i] * go;
     return out;
   }
 };
@@ -545,15 +564,25 @@ struct MLPEnergyImpl::DenoisingFunction : torch::autograd::Function<DenoisingFun
 
 torch::Tensor MLPEnergyImpl::denoising_loss(const torch::Tensor& x, const torch::Tensor& eps,
                                             const torch::Tensor& sigma, const torch::Tensor& r) {
+  return blocked_loss(kDenoising, {x, eps, sigma, r});
+}
+
+torch::Tensor MLPEnergyImpl::sliced_loss(const torch::Tensor& x, const torch::Tensor& v) {
+  return blocked_loss(kSliced, {x, v});
+}
+
+torch::Tensor MLPEnergyImpl::blocked_loss(int64_t kind, const std::vector<torch::Tensor>& rows) {
 #if EBM_AVX512_KERNELS
+  const auto& x = rows[0];
   check_input(x);
-  auto cpu_input = [&](const torch::Tensor& t) { return t.device().is_cpu() && !t.requires_grad(); };
+  // Every per-row input a CPU tensor without a gradient: [N, D] like x, or [N].
+  bool ok = x.scalar_type() == torch::kFloat && static_cast<Act>(act_) == Act::kSwish &&
+            x.size(0) > 0;
+  for (const auto& t : rows)
+    ok = ok && t.device().is_cpu() && !t.requires_grad() &&
+         (t.dim() == 2 ? t.sizes() == x.sizes() : t.dim() == 1 && t.size(0) == x.size(0));
   // Decided before the weights are taken: with spectral normalisation that
   // runs the power iteration, which the general form would run again.
-  bool ok = x.scalar_type() == torch::kFloat && cpu_input(x) && cpu_input(eps) &&
-            cpu_input(sigma) && cpu_input(r) && static_cast<Act>(act_) == Act::kSwish &&
-            x.size(0) > 0 && eps.sizes() == x.sizes() && sigma.dim() == 1 && r.dim() == 1 &&
-            sigma.size(0) == x.size(0) && r.size(0) == x.size(0);
   // Without a gradient to compute, the general form is cheaper.
   bool any_grad = false;
   detail::SwishMLPView shape;
@@ -570,9 +599,11 @@ torch::Tensor MLPEnergyImpl::denoising_loss(const torch::Tensor& x, const torch:
   const auto params = layer_params(is_training());
   detail::SwishMLPView view;
   if (!blocked_view(params, x.size(1), view)) return {};
-  auto f = [&](const torch::Tensor& t) { return t.detach().to(torch::kFloat).contiguous(); };
-  return DenoisingFunction::apply(f(x), f(eps), f(sigma), f(r), torch::TensorList(params), this);
+  std::vector<torch::Tensor> in;
+  for (const auto& t : rows) in.push_back(t.detach().to(torch::kFloat).contiguous());
+  return BlockedLossFunction::apply(torch::TensorList(in), torch::TensorList(params), kind, this);
 #else
+  (void)kind, (void)rows;
   return {};
 #endif
 }

@@ -18,59 +18,79 @@ constexpr int64_t kDirectDim = 8;       // inputs up to this width: first layer 
 
 EBM_AVX512_BEGIN
 
-// acc[r][v] = sum_k A(r, k) B[k][16 v .. 16 v + 15] for a chain-minor B
-// [k_len][kBlock] and A(r, k) = a[r rs + k cs]: the rows of W (rs = its row
-// length, cs = 1) or of W^T (rs = 1, cs = its row length), read in place.
-template <int MR>
+// NS chain-minor operands B_s [k_len][kBlock] multiplied by the same A.
+template <int NS>
+struct Operands {
+  const float* p[NS];
+};
+
+// acc[r][s kVecs + v] = sum_k A(r, k) B_s[k][16 v .. 16 v + 15] for NS
+// operands B_s and A(r, k) = a[r rs + k cs]: the rows of W (rs = its row
+// length, cs = 1) or of W^T (rs = 1, cs = its row length), read in place
+// (one broadcast of A(r, k) serves every operand).
+template <int MR, int NS>
 EBM_TARGET_AVX512 inline __attribute__((always_inline)) void tile(
-    const float* a, int64_t rs, int64_t cs, const float* __restrict b, int64_t k_len,
-    __m512 (&acc)[MR][kVecs]) {
+    const float* a, int64_t rs, int64_t cs, Operands<NS> b, int64_t k_len,
+    __m512 (&acc)[MR][NS * kVecs]) {
+  constexpr int kCols = NS * kVecs;
   // (a local array: the caller's is seen by its epilogue, and GCC would keep
   // it in memory through the loop)
-  __m512 c[MR][kVecs];
+  __m512 c[MR][kCols];
   _Pragma("GCC unroll 16")
   for (int r = 0; r < MR; ++r)
     _Pragma("GCC unroll 16")
-    for (int v = 0; v < kVecs; ++v) c[r][v] = _mm512_setzero_ps();
+    for (int j = 0; j < kCols; ++j) c[r][j] = _mm512_setzero_ps();
   for (int64_t k = 0; k < k_len; ++k) {
-    __m512 bv[kVecs];
+    __m512 bv[kCols];
     _Pragma("GCC unroll 16")
-    for (int v = 0; v < kVecs; ++v) bv[v] = _mm512_load_ps(b + k * kBlock + 16 * v);
+    for (int s = 0; s < NS; ++s)
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v) bv[s * kVecs + v] = _mm512_load_ps(b.p[s] + k * kBlock + 16 * v);
     _Pragma("GCC unroll 16")
     for (int r = 0; r < MR; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * rs + k * cs]);
       _Pragma("GCC unroll 16")
-      for (int v = 0; v < kVecs; ++v) c[r][v] = _mm512_fmadd_ps(av, bv[v], c[r][v]);
+      for (int j = 0; j < kCols; ++j) c[r][j] = _mm512_fmadd_ps(av, bv[j], c[r][j]);
     }
   }
   _Pragma("GCC unroll 16")
   for (int r = 0; r < MR; ++r)
     _Pragma("GCC unroll 16")
-    for (int v = 0; v < kVecs; ++v) acc[r][v] = c[r][v];
+    for (int j = 0; j < kCols; ++j) acc[r][j] = c[r][j];
 }
 
 // The product of rows 0..n_rows of A with B, tile by tile, each tile's
 // accumulators handed to epi(n0, acc).
-template <int MR, class Epi>
+template <int MR, int NS, class Epi>
 EBM_TARGET_AVX512 inline __attribute__((always_inline)) void run_tile(
-    int64_t n0, const float* a, int64_t rs, int64_t cs, const float* b, int64_t k_len, Epi& epi) {
-  __m512 acc[MR][kVecs];
-  tile<MR>(a + n0 * rs, rs, cs, b, k_len, acc);
+    int64_t n0, const float* a, int64_t rs, int64_t cs, Operands<NS> b, int64_t k_len, Epi& epi) {
+  __m512 acc[MR][NS * kVecs];
+  tile<MR, NS>(a + n0 * rs, rs, cs, b, k_len, acc);
   epi(n0, acc);
+}
+
+// Tiles of kRows rows for one operand; of 4 for several (the accumulators of
+// 4 rows and 3 operands fill 24 of the 32 vector registers).
+template <int NS, class Epi>
+EBM_TARGET_AVX512 void product(int64_t n_rows, const float* a, int64_t rs, int64_t cs,
+                               Operands<NS> b, int64_t k_len, Epi& epi) {
+  constexpr int kMain = NS == 1 ? kRows : 4;
+  int64_t n = 0;
+  for (; n + kMain <= n_rows; n += kMain) run_tile<kMain, NS>(n, a, rs, cs, b, k_len, epi);
+  if (kMain > 4)
+    for (; n + 4 <= n_rows; n += 4) run_tile<4, NS>(n, a, rs, cs, b, k_len, epi);
+  switch (n_rows - n) {
+    case 3: run_tile<3, NS>(n, a, rs, cs, b, k_len, epi); break;
+    case 2: run_tile<2, NS>(n, a, rs, cs, b, k_len, epi); break;
+    case 1: run_tile<1, NS>(n, a, rs, cs, b, k_len, epi); break;
+    default: break;
+  }
 }
 
 template <class Epi>
 EBM_TARGET_AVX512 void product(int64_t n_rows, const float* a, int64_t rs, int64_t cs,
                                const float* b, int64_t k_len, Epi& epi) {
-  int64_t n = 0;
-  for (; n + kRows <= n_rows; n += kRows) run_tile<kRows>(n, a, rs, cs, b, k_len, epi);
-  for (; n + 4 <= n_rows; n += 4) run_tile<4>(n, a, rs, cs, b, k_len, epi);
-  switch (n_rows - n) {
-    case 3: run_tile<3>(n, a, rs, cs, b, k_len, epi); break;
-    case 2: run_tile<2>(n, a, rs, cs, b, k_len, epi); break;
-    case 1: run_tile<1>(n, a, rs, cs, b, k_len, epi); break;
-    default: break;
-  }
+  product<1>(n_rows, a, rs, cs, Operands<1>{{b}}, k_len, epi);
 }
 
 // out[j][i] = in[i][j] for a 16 x 16 tile (row strides ld_in, ld_out):
@@ -205,23 +225,32 @@ struct StoreEpi {
   }
 };
 
-// The first layer of a small input, a row at a time: acc = W_0 in (+ nothing:
-// the epilogue adds the bias).
-template <class Epi>
-EBM_TARGET_AVX512 void small_layer(int64_t rows, const float* w0, int64_t dim, const float* in,
+// The first layer of a small input, a row at a time: acc = W_0 in_s for each
+// operand (+ nothing: the epilogue adds the bias).
+template <int NS, class Epi>
+EBM_TARGET_AVX512 void small_layer(int64_t rows, const float* w0, int64_t dim, Operands<NS> in,
                                    Epi& epi) {
   for (int64_t n = 0; n < rows; ++n) {
-    __m512 acc[1][kVecs];
+    __m512 acc[1][NS * kVecs];
     _Pragma("GCC unroll 16")
-    for (int v = 0; v < kVecs; ++v) acc[0][v] = _mm512_setzero_ps();
+    for (int j = 0; j < NS * kVecs; ++j) acc[0][j] = _mm512_setzero_ps();
     for (int64_t c = 0; c < dim; ++c) {
       const __m512 wv = _mm512_set1_ps(w0[n * dim + c]);
       _Pragma("GCC unroll 16")
-      for (int v = 0; v < kVecs; ++v)
-        acc[0][v] = _mm512_fmadd_ps(wv, _mm512_load_ps(in + c * kBlock + 16 * v), acc[0][v]);
+      for (int s = 0; s < NS; ++s)
+        _Pragma("GCC unroll 16")
+        for (int v = 0; v < kVecs; ++v)
+          acc[0][s * kVecs + v] = _mm512_fmadd_ps(
+              wv, _mm512_load_ps(in.p[s] + c * kBlock + 16 * v), acc[0][s * kVecs + v]);
     }
     epi(n, acc);
   }
+}
+
+template <class Epi>
+EBM_TARGET_AVX512 void small_layer(int64_t rows, const float* w0, int64_t dim, const float* in,
+                                   Epi& epi) {
+  small_layer<1>(rows, w0, dim, Operands<1>{{in}}, epi);
 }
 
 // ws: 64-byte aligned, sized by swish_mlp_grad_blocked.
@@ -310,21 +339,27 @@ EBM_TARGET_AVX512 void to_chain_major(const float* __restrict in, int64_t rows,
     for (int64_t j = 0; j < kBlock; j += 16) transpose16(in + n * kBlock + j, kBlock, out + j * rows + n, rows);
 }
 
-// C [MR rows, 16 NC columns] += sum_t a1(r, t) b1[t] + a2(r, t) b2[t] over the
-// block's chains t: a1, a2 chain-minor (rows of kBlock), b1, b2 chain-major
-// (row stride ldb).
-template <int MR, int NC>
+// NP pairs (a_k chain-minor [rows][kBlock], b_k chain-major [kBlock][cols])
+// whose products over the block's chains are summed into a weight gradient.
+template <int NP>
+struct Pairs {
+  const float* a[NP];
+  const float* b[NP];
+};
+
+// C [MR rows, 16 NC columns] += sum_k sum_t a_k(r, t) b_k[t] over the block's
+// chains t (b row stride ldb).
+template <int MR, int NC, int NP>
 EBM_TARGET_AVX512 inline __attribute__((always_inline)) void rank_update_tile(
-    float* c, int64_t ldc, const float* a1, const float* b1, const float* a2, const float* b2,
-    int64_t ldb) {
+    float* c, int64_t ldc, Pairs<NP> ab, int64_t ldb) {
   __m512 acc[MR][NC];
   _Pragma("GCC unroll 16")
   for (int r = 0; r < MR; ++r)
     _Pragma("GCC unroll 16")
     for (int v = 0; v < NC; ++v) acc[r][v] = _mm512_loadu_ps(c + r * ldc + 16 * v);
-  for (int pass = 0; pass < 2; ++pass) {
-    const float* a = pass ? a2 : a1;
-    const float* b = pass ? b2 : b1;
+  for (int pass = 0; pass < NP; ++pass) {
+    const float* a = ab.a[pass];
+    const float* b = ab.b[pass];
     for (int64_t t = 0; t < kBlock; ++t) {
       __m512 bv[NC];
       _Pragma("GCC unroll 16")
@@ -343,24 +378,34 @@ EBM_TARGET_AVX512 inline __attribute__((always_inline)) void rank_update_tile(
     for (int v = 0; v < NC; ++v) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
 }
 
-template <int NC>
-EBM_TARGET_AVX512 void rank_update_rows(float* c, int64_t rows, int64_t ldc, const float* a1,
-                                        const float* b1, const float* a2, const float* b2) {
-  int64_t n = 0;
-  for (; n + kRows <= rows; n += kRows)
-    rank_update_tile<kRows, NC>(c + n * ldc, ldc, a1 + n * kBlock, b1, a2 + n * kBlock, b2, ldc);
-  for (; n + 4 <= rows; n += 4)
-    rank_update_tile<4, NC>(c + n * ldc, ldc, a1 + n * kBlock, b1, a2 + n * kBlock, b2, ldc);
-  for (; n < rows; ++n)
-    rank_update_tile<1, NC>(c + n * ldc, ldc, a1 + n * kBlock, b1, a2 + n * kBlock, b2, ldc);
+// Rows n.. of the pairs' a operands.
+template <int NP>
+EBM_TARGET_AVX512 inline Pairs<NP> rows_from(Pairs<NP> ab, int64_t n) {
+  for (int k = 0; k < NP; ++k) ab.a[k] += n * kBlock;
+  return ab;
 }
 
-// dW [rows, cols] += a1 b1 + a2 b2 over the block (cols a multiple of 16).
-EBM_TARGET_AVX512 void rank_update(float* dw, int64_t rows, int64_t cols, const float* a1,
-                                   const float* b1, const float* a2, const float* b2) {
+template <int NC, int NP>
+EBM_TARGET_AVX512 void rank_update_rows(float* c, int64_t rows, int64_t ldc, Pairs<NP> ab) {
+  int64_t n = 0;
+  for (; n + kRows <= rows; n += kRows)
+    rank_update_tile<kRows, NC, NP>(c + n * ldc, ldc, rows_from(ab, n), ldc);
+  for (; n + 4 <= rows; n += 4)
+    rank_update_tile<4, NC, NP>(c + n * ldc, ldc, rows_from(ab, n), ldc);
+  for (; n < rows; ++n) rank_update_tile<1, NC, NP>(c + n * ldc, ldc, rows_from(ab, n), ldc);
+}
+
+// dW [rows, cols] += sum_k a_k b_k over the block (cols a multiple of 16).
+template <int NP>
+EBM_TARGET_AVX512 void rank_update(float* dw, int64_t rows, int64_t cols, Pairs<NP> ab) {
   int64_t k = 0;
-  for (; k + 32 <= cols; k += 32) rank_update_rows<2>(dw + k, rows, cols, a1, b1 + k, a2, b2 + k);
-  if (k < cols) rank_update_rows<1>(dw + k, rows, cols, a1, b1 + k, a2, b2 + k);
+  auto cols_from = [&](int64_t k0) {
+    Pairs<NP> out = ab;
+    for (int j = 0; j < NP; ++j) out.b[j] += k0;
+    return out;
+  };
+  for (; k + 32 <= cols; k += 32) rank_update_rows<2, NP>(dw + k, rows, cols, cols_from(k));
+  if (k < cols) rank_update_rows<1, NP>(dw + k, rows, cols, cols_from(k));
 }
 
 // Per-layer block buffers of the DSM sweep, each [width][kBlock].
@@ -605,7 +650,7 @@ EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, cons
       const int64_t w_in = net.width[i - 1];
       to_chain_major(layers[i - 1].p, w_in, pcm);
       to_chain_major(layers[i - 1].h, w_in, hcm);
-      rank_update(grad_w[i], net.width[i], w_in, layers[i].delta, pcm, layers[i].zeta, hcm);
+      rank_update<2>(grad_w[i], net.width[i], w_in, Pairs<2>{{layers[i].delta, layers[i].zeta}, {pcm, hcm}});
       DsmDownEpi epi{&layers[i - 1], dim, i == 1 ? xt : nullptr, ct, vw0};
       product(w_in, net.w[i], 1, w_in, layers[i].zeta, net.width[i], epi);
     }
@@ -617,6 +662,271 @@ EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, cons
           add_first_layer_grad(vw0 + n * dim * 16, dim, _mm512_load_ps(l.zeta + o),
                                _mm512_load_ps(l.delta + o), xt + 16 * v, ct + 16 * v);
         }
+    }
+  }
+  // The per-lane sums.
+  for (int64_t j = 0; j < net.width[0] * dim; ++j) grad_w[0][j] = lanes_sum(_mm512_load_ps(vw0 + 16 * j));
+  for (int64_t j = 0; j < net.width[last]; ++j) grad_w_out[j] = lanes_sum(_mm512_load_ps(vwo + 16 * j));
+  for (size_t i = 0; i < n_layers; ++i)
+    for (int64_t j = 0; j < net.width[i]; ++j)
+      grad_b[i][j] = lanes_sum(_mm512_load_ps(layers[i].vb + 16 * j));
+  return loss / double(batch);
+}
+
+// ----- sliced score matching ----------------------------------------------
+//
+// Along a row's projection v, E_v = v . g and E_vv = v^T H v are the first
+// two derivatives of E(x + t v) at t = 0: the forward 2-jet z_i = W_i h_{i-1}
+// + b_i, zd_i = W_i hd_{i-1}, zdd_i = W_i hdd_{i-1}, h_i = a(z_i), hd_i =
+// a'(z_i) zd_i, hdd_i = a''(z_i) zd_i^2 + a'(z_i) zdd_i (hd_{-1} = v, hdd_{-1}
+// = 0), E_v = w . hd, E_vv = w . hdd. The loss 1/2 E_v^2 - E_vv has the
+// parameter gradient of F = c_a E_v - c_n E_vv with c_a = E_v / N and c_n =
+// 1 / N held fixed: one reverse sweep of the jet, three cotangent streams.
+
+// Per-layer block buffers of the SSM sweep, each [width][kBlock]; vb
+// [width][16]: the bias gradient, per lane.
+struct SsmLayer {
+  float *h, *hd, *hdd, *zd, *zdd;  // the jet (zdd unused on the first layer)
+  float *s1, *s2, *s3;             // the activation's first three derivatives at z
+  float *cz, *czd, *czdd;          // the cotangents of z, zd, zdd
+  float* vb;
+};
+
+// The forward epilogue from the products z, zd and, past the first layer,
+// zdd (streams 0, 1, 2); the last layer adds w_out . hd and w_out . hdd to
+// ev and evv.
+struct SsmForwardEpi {
+  const float* bias;
+  const float* w_out;  // last layer, else null
+  SsmLayer* l;
+  float *ev, *evv;     // [kBlock], last layer
+  template <int MR, int NCOL>
+  EBM_TARGET_AVX512 inline __attribute__((always_inline)) void operator()(
+      int64_t n0, __m512 (&acc)[MR][NCOL]) {
+    constexpr bool has_zdd = NCOL == 3 * kVecs;
+    const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f),
+                 three = _mm512_set1_ps(3.0f), six = _mm512_set1_ps(6.0f);
+    __m512 sv[kVecs], svv[kVecs];  // the tile's part of E_v and E_vv
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < kVecs; ++v) sv[v] = svv[v] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 16")
+    for (int r = 0; r < MR; ++r) {
+      const int64_t n = n0 + r;
+      const __m512 bn = _mm512_set1_ps(bias[n]);
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v) {
+        const int64_t o = n * kBlock + 16 * v;
+        const __m512 a = _mm512_add_ps(acc[r][v], bn);
+        const __m512 zd = acc[r][kVecs + v];
+        const __m512 sg = sigmoid_avx512(a);
+        const __m512 sp = _mm512_mul_ps(sg, _mm512_sub_ps(one, sg));  // sigma'
+        const __m512 u = _mm512_fnmadd_ps(two, sg, one);               // 1 - 2 sigma
+        const __m512 d1 = _mm512_fmadd_ps(a, sp, sg);
+        const __m512 d2 = _mm512_mul_ps(sp, _mm512_fmadd_ps(a, u, two));
+        const __m512 d3 = _mm512_mul_ps(
+            sp, _mm512_fmadd_ps(a, _mm512_fnmadd_ps(six, sp, one), _mm512_mul_ps(three, u)));
+        const __m512 hd = _mm512_mul_ps(d1, zd);
+        __m512 hdd = _mm512_mul_ps(_mm512_mul_ps(d2, zd), zd);
+        if constexpr (has_zdd) {
+          hdd = _mm512_fmadd_ps(d1, acc[r][2 * kVecs + v], hdd);
+          _mm512_store_ps(l->zdd + o, acc[r][2 * kVecs + v]);
+        }
+        if (!w_out) _mm512_store_ps(l->h + o, _mm512_mul_ps(a, sg));
+        _mm512_store_ps(l->hd + o, hd);
+        _mm512_store_ps(l->hdd + o, hdd);
+        _mm512_store_ps(l->zd + o, zd);
+        _mm512_store_ps(l->s1 + o, d1);
+        _mm512_store_ps(l->s2 + o, d2);
+        _mm512_store_ps(l->s3 + o, d3);
+        if (w_out) {
+          const __m512 wn = _mm512_set1_ps(w_out[n]);
+          sv[v] = _mm512_fmadd_ps(wn, hd, sv[v]);
+          svv[v] = _mm512_fmadd_ps(wn, hdd, svv[v]);
+        }
+      }
+    }
+    if (w_out)
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v) {
+        _mm512_store_ps(ev + 16 * v, _mm512_add_ps(_mm512_load_ps(ev + 16 * v), sv[v]));
+        _mm512_store_ps(evv + 16 * v, _mm512_add_ps(_mm512_load_ps(evv + 16 * v), svv[v]));
+      }
+  }
+};
+
+// The cotangents of z, zd, zdd at element o of layer l from those of h, hd,
+// hdd (ch, chd, chdd), added to the bias gradient's lane sum bsum:
+//   czdd = chdd a', czd = chd a' + 2 chdd a'' zd,
+//   cz = ch a' + chd a'' zd + chdd (a''' zd^2 + a'' zdd).
+// Stored, except on the first layer, where only W_0's gradient takes them
+// (vw0 += cz x^T + czd v^T).
+template <bool kFirst>
+EBM_TARGET_AVX512 inline __attribute__((always_inline)) void ssm_cotangents(
+    const SsmLayer& l, int64_t o, __m512 ch, __m512 chd, __m512 chdd, __m512& bsum, float* vw0,
+    int64_t dim, const float* xt, const float* vt) {
+  const __m512 s1 = _mm512_load_ps(l.s1 + o), s2 = _mm512_load_ps(l.s2 + o);
+  const __m512 zd = _mm512_load_ps(l.zd + o);
+  const __m512 s2zd = _mm512_mul_ps(s2, zd);
+  __m512 curv = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(l.s3 + o), zd), zd);
+  if (!kFirst) curv = _mm512_fmadd_ps(s2, _mm512_load_ps(l.zdd + o), curv);
+  const __m512 czdd = _mm512_mul_ps(chdd, s1);
+  const __m512 czd = _mm512_fmadd_ps(chd, s1, _mm512_mul_ps(_mm512_add_ps(chdd, chdd), s2zd));
+  const __m512 cz = _mm512_fmadd_ps(ch, s1, _mm512_fmadd_ps(chd, s2zd, _mm512_mul_ps(chdd, curv)));
+  bsum = _mm512_add_ps(bsum, cz);
+  if (kFirst) {
+    add_first_layer_grad(vw0, dim, cz, czd, xt, vt);
+  } else {
+    _mm512_store_ps(l.cz + o, cz);
+    _mm512_store_ps(l.czd + o, czd);
+    _mm512_store_ps(l.czdd + o, czdd);
+  }
+}
+
+// The reverse epilogue into layer l from the products W^T cz, W^T czd,
+// W^T czdd of the layer above (the cotangents of h, hd, hdd).
+template <bool kFirst>
+struct SsmReverseEpi {
+  SsmLayer* l;
+  int64_t dim;
+  const float *xt, *vt;  // first layer: [dim][kBlock]
+  float* vw0;            // first layer: [rows][dim][16]
+  template <int MR>
+  EBM_TARGET_AVX512 inline __attribute__((always_inline)) void operator()(
+      int64_t n0, __m512 (&acc)[MR][3 * kVecs]) {
+    _Pragma("GCC unroll 16")
+    for (int r = 0; r < MR; ++r) {
+      const int64_t n = n0 + r;
+      __m512 bsum = _mm512_setzero_ps();
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v)
+        ssm_cotangents<kFirst>(*l, n * kBlock + 16 * v, acc[r][v], acc[r][kVecs + v],
+                               acc[r][2 * kVecs + v], bsum, vw0 + n * dim * 16, dim, xt + 16 * v,
+                               vt + 16 * v);
+      _mm512_store_ps(l->vb + 16 * n, _mm512_add_ps(_mm512_load_ps(l->vb + 16 * n), bsum));
+    }
+  }
+};
+
+// The top layer's cotangents, elementwise: those of h, hd, hdd are 0,
+// c_a w_out and -c_n w_out; the output weights' gradient gets c_a hd - c_n hdd.
+template <bool kFirst>
+EBM_TARGET_AVX512 void ssm_top(SsmLayer& l, int64_t width, const float* w_out, const float* ca,
+                               const float* cn, float* vwo, int64_t dim, const float* xt,
+                               const float* vt, float* vw0) {
+  for (int64_t n = 0; n < width; ++n) {
+    const __m512 wn = _mm512_set1_ps(w_out[n]);
+    __m512 bsum = _mm512_setzero_ps(), wsum = _mm512_setzero_ps();
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < kVecs; ++v) {
+      const int64_t o = n * kBlock + 16 * v;
+      const __m512 a = _mm512_load_ps(ca + 16 * v), c = _mm512_load_ps(cn + 16 * v);
+      wsum = _mm512_fmadd_ps(a, _mm512_load_ps(l.hd + o), wsum);
+      wsum = _mm512_fnmadd_ps(c, _mm512_load_ps(l.hdd + o), wsum);
+      ssm_cotangents<kFirst>(l, o, _mm512_setzero_ps(), _mm512_mul_ps(a, wn),
+                             _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(c, wn)), bsum,
+                             vw0 + n * dim * 16, dim, xt + 16 * v, vt + 16 * v);
+    }
+    _mm512_store_ps(l.vb + 16 * n, _mm512_add_ps(_mm512_load_ps(l.vb + 16 * n), bsum));
+    _mm512_store_ps(vwo + 16 * n, _mm512_add_ps(_mm512_load_ps(vwo + 16 * n), wsum));
+  }
+}
+
+EBM_TARGET_AVX512 double ssm_sweep(const SwishMLPView& net, const float* x, const float* vproj,
+                                   int64_t batch, float prior_inv,
+                                   const std::vector<float*>& grad_w,
+                                   const std::vector<float*>& grad_b, float* grad_w_out,
+                                   float* ws) {
+  const size_t n_layers = net.width.size();
+  const int64_t dim = net.dim, last = int64_t(n_layers) - 1;
+  int64_t wmax = 0;
+  for (int64_t w : net.width) wmax = w > wmax ? w : wmax;
+  float* xt = ws;                  // [dim][kBlock]
+  float* vt = xt + dim * kBlock;   // v
+  float* ev = vt + dim * kBlock;   // E_v, E_vv, c_a, c_n: [kBlock] each
+  float* evv = ev + kBlock;
+  float* ca = evv + kBlock;
+  float* cn = ca + kBlock;
+  float* cm = cn + kBlock;                     // chain-major scratch [kBlock][wmax] x 3
+  float* vw0 = cm + 3 * kBlock * wmax;         // [width0][dim][16]
+  float* vwo = vw0 + net.width[0] * dim * 16;  // [width_last][16]
+  float* p = vwo + net.width[last] * 16;
+  SsmLayer layers[64];
+  for (size_t i = 0; i < n_layers; ++i) {
+    const int64_t sz = net.width[i] * kBlock;
+    SsmLayer& l = layers[i];
+    for (float** b : {&l.h, &l.hd, &l.hdd, &l.zd, &l.zdd, &l.s1, &l.s2, &l.s3, &l.cz, &l.czd,
+                      &l.czdd})
+      *b = p, p += sz;
+    l.vb = p;
+    p += 16 * net.width[i];
+    for (int64_t j = 0; j < 16 * net.width[i]; ++j) l.vb[j] = 0.0f;
+  }
+  for (int64_t j = 0; j < net.width[0] * dim * 16; ++j) vw0[j] = 0.0f;
+  for (int64_t j = 0; j < net.width[last] * 16; ++j) vwo[j] = 0.0f;
+  for (size_t i = 1; i < n_layers; ++i)
+    for (int64_t j = 0; j < net.width[i] * net.width[i - 1]; ++j) grad_w[i][j] = 0.0f;
+  const float inv_n = 1.0f / float(batch);
+  double loss = 0.0;
+  for (int64_t c0 = 0; c0 < batch; c0 += kBlock) {
+    const int64_t nc = batch - c0 < kBlock ? batch - c0 : kBlock;
+    // The block, chain-minor; lanes past the batch get x = v = 0 (finite
+    // throughout) and c_a = c_n = 0 (no part in the gradients).
+    for (int64_t c = 0; c < dim; ++c)
+      for (int64_t j = 0; j < kBlock; ++j) {
+        xt[c * kBlock + j] = j < nc ? x[(c0 + j) * dim + c] : 0.0f;
+        vt[c * kBlock + j] = j < nc ? vproj[(c0 + j) * dim + c] : 0.0f;
+      }
+    for (int64_t j = 0; j < kBlock; ++j) ev[j] = evv[j] = 0.0f;
+    // Forward: the jet along v.
+    for (size_t i = 0; i < n_layers; ++i) {
+      SsmForwardEpi epi{net.b[i], int64_t(i) == last ? net.w_out : nullptr, &layers[i], ev, evv};
+      if (i == 0) {
+        small_layer<2>(net.width[0], net.w[0], dim, Operands<2>{{xt, vt}}, epi);
+      } else {
+        const SsmLayer& in = layers[i - 1];
+        product<3>(net.width[i], net.w[i], net.width[i - 1], 1, Operands<3>{{in.h, in.hd, in.hdd}},
+                   net.width[i - 1], epi);
+      }
+    }
+    // The loss and the fixed coefficients c_a, c_n (the base term 1/2 |x|^2
+    // prior_inv adds prior_inv x . v to E_v and prior_inv |v|^2 to E_vv).
+    for (int64_t j = 0; j < kBlock; ++j) {
+      if (j >= nc) {
+        ca[j] = cn[j] = 0.0f;
+        continue;
+      }
+      float xv = 0.0f, vv = 0.0f;
+      for (int64_t c = 0; c < dim; ++c) {
+        xv += xt[c * kBlock + j] * vt[c * kBlock + j];
+        vv += vt[c * kBlock + j] * vt[c * kBlock + j];
+      }
+      const float e1 = ev[j] + prior_inv * xv, e2 = evv[j] + prior_inv * vv;
+      loss += 0.5 * double(e1) * e1 - double(e2);
+      ca[j] = e1 * inv_n;
+      cn[j] = inv_n;
+    }
+    // Reverse: the top layer elementwise, then per layer the weight gradient
+    // cz h^T + czd hd^T + czdd hdd^T and the cotangents W^T (cz, czd, czdd).
+    if (last == 0)
+      ssm_top<true>(layers[0], net.width[0], net.w_out, ca, cn, vwo, dim, xt, vt, vw0);
+    else
+      ssm_top<false>(layers[last], net.width[last], net.w_out, ca, cn, vwo, dim, xt, vt, vw0);
+    for (int64_t i = last; i >= 1; --i) {
+      const int64_t w_in = net.width[i - 1];
+      const SsmLayer &l = layers[i], &in = layers[i - 1];
+      float *c1 = cm, *c2 = cm + kBlock * w_in, *c3 = cm + 2 * kBlock * w_in;
+      to_chain_major(in.h, w_in, c1);
+      to_chain_major(in.hd, w_in, c2);
+      to_chain_major(in.hdd, w_in, c3);
+      rank_update<3>(grad_w[i], net.width[i], w_in, Pairs<3>{{l.cz, l.czd, l.czdd}, {c1, c2, c3}});
+      const Operands<3> cot{{l.cz, l.czd, l.czdd}};
+      if (i == 1) {
+        SsmReverseEpi<true> epi{&layers[0], dim, xt, vt, vw0};
+        product<3>(w_in, net.w[i], 1, w_in, cot, net.width[i], epi);
+      } else {
+        SsmReverseEpi<false> epi{&layers[i - 1], dim, nullptr, nullptr, nullptr};
+        product<3>(w_in, net.w[i], 1, w_in, cot, net.width[i], epi);
+      }
     }
   }
   // The per-lane sums.
@@ -674,6 +984,27 @@ double swish_mlp_dsm_blocked(const SwishMLPView& net, const float* x, const floa
   float* ws = reinterpret_cast<float*>((addr + 63) & ~uintptr_t(63));
   return dsm_sweep(net, x, eps, s, r, batch, prior_inv, grad_w, grad_b, grad_w_out, ws);
 }
+double swish_mlp_ssm_blocked(const SwishMLPView& net, const float* x, const float* v,
+                             int64_t batch, float prior_inv, const std::vector<float*>& grad_w,
+                             const std::vector<float*>& grad_b, float* grad_w_out,
+                             std::vector<float>& workspace) {
+  if (!dsm_blocked_supported(net) || net.w.size() != net.width.size() ||
+      net.b.size() != net.width.size() || grad_w.size() != net.width.size() ||
+      grad_b.size() != net.width.size() || batch < 1)
+    throw std::invalid_argument(
+        "swish_mlp_ssm_blocked: unsupported network or batch, or no AVX-512 CPU");
+  int64_t wmax = 0, floats = 2 * net.dim * kBlock + 4 * kBlock;  // as ssm_sweep carves it
+  for (int64_t w : net.width) {
+    wmax = w > wmax ? w : wmax;
+    floats += 11 * w * kBlock + 16 * w;
+  }
+  floats += 3 * kBlock * wmax + net.width[0] * net.dim * 16 + net.width.back() * 16;
+  const size_t need = size_t(floats) + 16;
+  if (workspace.size() < need) workspace.resize(need);
+  auto addr = reinterpret_cast<uintptr_t>(workspace.data());
+  float* ws = reinterpret_cast<float*>((addr + 63) & ~uintptr_t(63));
+  return ssm_sweep(net, x, v, batch, prior_inv, grad_w, grad_b, grad_w_out, ws);
+}
 #else
 void swish_mlp_grad_blocked(const SwishMLPView&, const float*, int64_t, float*, float*,
                             std::vector<float>&) {
@@ -684,6 +1015,11 @@ double swish_mlp_dsm_blocked(const SwishMLPView&, const float*, const float*, co
                              const float*, int64_t, float, const std::vector<float*>&,
                              const std::vector<float*>&, float*, std::vector<float>&) {
   throw std::logic_error("swish_mlp_dsm_blocked needs an AVX-512 build");
+}
+double swish_mlp_ssm_blocked(const SwishMLPView&, const float*, const float*, int64_t, float,
+                             const std::vector<float*>&, const std::vector<float*>&, float*,
+                             std::vector<float>&) {
+  throw std::logic_error("swish_mlp_ssm_blocked needs an AVX-512 build");
 }
 #endif
 

@@ -51,4 +51,17 @@ double swish_mlp_dsm_blocked(const SwishMLPView& net, const float* x, const floa
                              const std::vector<float*>& grad_w, const std::vector<float*>& grad_b,
                              float* grad_w_out, std::vector<float>& workspace);
 
+// Sliced score matching on the same networks (dsm_blocked_supported()) in
+// one blocked pass: for rows n of x and projections v [batch, dim], with g =
+// dE/dx + prior_inv x and H its Jacobian,
+//   L = (1 / batch) sum_n 1/2 (v_n . g_n)^2 - v_n^T H_n v_n,
+// returned with its gradient as swish_mlp_dsm_blocked returns it. v . g and
+// v^T H v come from the forward 2-jet along v, and the parameter gradient
+// from one reverse sweep of that jet: nine products a hidden layer past the
+// first, and no input gradient at all.
+double swish_mlp_ssm_blocked(const SwishMLPView& net, const float* x, const float* v,
+                             int64_t batch, float prior_inv, const std::vector<float*>& grad_w,
+                             const std::vector<float*>& grad_b, float* grad_w_out,
+                             std::vector<float>& workspace);
+
 }  // namespace ebm::detail

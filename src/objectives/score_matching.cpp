@@ -105,6 +105,21 @@ torch::Tensor denoising_loss(EnergyImpl& energy, const torch::Tensor& x, const t
     }
   return denoising_sm_loss(energy, x, eps, sigma, r, analytic).mean();
 }
+
+// The mean of sliced_sm_loss: for the plain form on an MLP that
+// MLPEnergyImpl::sliced_loss takes, one blocked pass over the B M rows (x
+// repeated per projection; every row weighs 1 / (B M), as in the mean of means).
+torch::Tensor sliced_loss(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& v,
+                          bool variance_reduced, bool analytic) {
+  if (analytic && !variance_reduced)
+    if (auto* mlp = dynamic_cast<MLPEnergyImpl*>(&energy)) {
+      const int64_t b = x.size(0), m = v.size(1), d = x.size(1);
+      auto loss = mlp->sliced_loss(x.unsqueeze(1).expand({b, m, d}).reshape({b * m, d}),
+                                   v.reshape({b * m, d}));
+      if (loss.defined()) return loss;
+    }
+  return sliced_sm_loss(energy, x, v, variance_reduced, analytic).mean();
+}
 }  // namespace
 
 // ----- objectives -------------------------------------------------------------
@@ -144,7 +159,7 @@ Output SlicedScoreMatching::compute(EnergyImpl& energy, const Batch& batch, at::
   else
     v = at::randint(0, 2, {b, m, d}, gen, x.options()).mul_(2).sub_(1);
   Output out;
-  out.loss = sliced_sm_loss(energy, x, v, options_.variance_reduced(), options_.analytic()).mean();
+  out.loss = sliced_loss(energy, x, v, options_.variance_reduced(), options_.analytic());
   return out;
 }
 

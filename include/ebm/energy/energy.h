@@ -89,6 +89,10 @@ class MLPEnergyImpl : public EnergyImpl {
   // Undefined where that pass does not apply: the caller takes the general form.
   torch::Tensor denoising_loss(const torch::Tensor& x, const torch::Tensor& eps,
                                const torch::Tensor& sigma, const torch::Tensor& r);
+  // The mean sliced score matching loss, 1/N sum_n 1/2 (v_n . g_n)^2 - v_n^T H_n v_n
+  // (x, v [N, D]; g = dE/dx, H its Jacobian), differentiable w.r.t. the parameters, from
+  // one cache-blocked pass as denoising_loss; undefined where that does not apply.
+  torch::Tensor sliced_loss(const torch::Tensor& x, const torch::Tensor& v);
 
  private:
   // Weight of layer i as used (spectrally normalised when enabled).
@@ -107,7 +111,10 @@ class MLPEnergyImpl : public EnergyImpl {
   void fast_pass(const torch::Tensor& x, bool want_energy);
   void add_prior(const torch::Tensor& x, bool want_energy);  // the base term, into g_out_, e_out_
   struct EnergyFunction;  // energy() with a hand-written parameter gradient (mlp.cpp)
-  struct DenoisingFunction;  // denoising_loss() (mlp.cpp)
+  // denoising_loss() and sliced_loss(): kind and the per-row inputs.
+  static constexpr int64_t kDenoising = 0, kSliced = 1;
+  torch::Tensor blocked_loss(int64_t kind, const std::vector<torch::Tensor>& rows);
+  struct BlockedLossFunction;  // (mlp.cpp)
   void check_input(const torch::Tensor& x) const;
 
   MLPEnergyOptions options_;

@@ -258,15 +258,55 @@ TEST(ScoreMatchingFastPath, FloatSwishKernelsMatchDoubleBackward) {
   }
 }
 
-// MLPEnergyImpl::denoising_loss, the blocked DSM pass (loss and parameter
-// gradient in one sweep, chains in blocks of 32), against autograd's float64
-// double backward on shapes that reach every tile and block edge, with
-// per-row sigma and r, a base term and spectral normalisation. Yardstick: the
-// error of ATen's float autograd against float64 on the same inputs; the
-// blocked pass may be off by at most 4 times that plus 1e-5 of the largest
-// value (it sums in another order).
-TEST(ScoreMatchingFastPath, BlockedDenoisingMatchesFloat64) {
-  if (!cpu_has_avx512()) GTEST_SKIP() << "the blocked pass runs on AVX-512 CPUs only";
+// The blocked passes (MLPEnergyImpl::denoising_loss and sliced_loss) and
+// the general forms they stand for, on float64 inputs made by inputs(b, d).
+namespace {
+struct BlockedLoss {
+  std::string name;
+  std::function<std::vector<torch::Tensor>(int64_t, int64_t, at::Generator&)> inputs;
+  std::function<torch::Tensor(MLPEnergyImpl&, const std::vector<torch::Tensor>&)> blocked;
+  std::function<torch::Tensor(EnergyImpl&, const std::vector<torch::Tensor>&)> general;
+};
+
+std::vector<BlockedLoss> blocked_losses() {
+  auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat); };
+  return {
+      {"dsm",  // x, eps, per-row sigma and r
+       [](int64_t b, int64_t d, at::Generator& gen) {
+         return std::vector<torch::Tensor>{at::normal(0.0, 1.5, {b, d}, gen, torch::kDouble),
+                                           at::normal(0.0, 1.0, {b, d}, gen, torch::kDouble),
+                                           at::rand({b}, gen, torch::kDouble) + 0.05,
+                                           at::rand({b}, gen, torch::kDouble) + 0.5};
+       },
+       [f](MLPEnergyImpl& e, const std::vector<torch::Tensor>& in) {
+         return e.denoising_loss(f(in[0]), f(in[1]), f(in[2]), f(in[3]));
+       },
+       [](EnergyImpl& e, const std::vector<torch::Tensor>& in) {
+         return denoising_sm_loss(e, in[0], in[1], in[2], in[3], false).mean();
+       }},
+      {"ssm",  // x, one projection per row
+       [](int64_t b, int64_t d, at::Generator& gen) {
+         return std::vector<torch::Tensor>{at::normal(0.0, 1.5, {b, d}, gen, torch::kDouble),
+                                           at::normal(0.0, 1.0, {b, d}, gen, torch::kDouble)};
+       },
+       [f](MLPEnergyImpl& e, const std::vector<torch::Tensor>& in) {
+         return e.sliced_loss(f(in[0]), f(in[1]));
+       },
+       [](EnergyImpl& e, const std::vector<torch::Tensor>& in) {
+         return sliced_sm_loss(e, in[0], in[1].unsqueeze(1), false, false).mean();
+       }},
+  };
+}
+}  // namespace
+
+// Both blocked passes (loss and parameter gradient in one sweep, chains in
+// blocks of 32) against autograd's float64 double backward on shapes that
+// reach every tile and block edge, with a base term and spectral
+// normalisation. Yardstick: the error of ATen's float autograd against
+// float64 on the same inputs; the blocked pass may be off by at most 4 times
+// that plus 1e-5 of the largest value (it sums in another order).
+TEST(ScoreMatchingFastPath, BlockedLossesMatchFloat64) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "the blocked passes run on AVX-512 CPUs only";
   auto gen = make_generator(7, kStreamTrain);
   struct Shape {
     int64_t d;
@@ -283,110 +323,147 @@ TEST(ScoreMatchingFastPath, BlockedDenoisingMatchesFloat64) {
   auto err = [](const torch::Tensor& a, const torch::Tensor& b) {
     return (a.to(torch::kDouble) - b).abs().max().item<double>();
   };
-  for (const auto& sh : shapes) {
-    const auto opts = MLPEnergyOptions(sh.d, sh.hidden).prior_std(sh.prior).spectral_norm(sh.sn);
-    MLPEnergy mf(opts);
-    reset_parameters(*mf, gen);
-    MLPEnergy md = test_helpers::float64_copy(mf);
-    if (sh.frozen_bias) mf->parameters()[1].requires_grad_(false);
-    // The gradients of the parameters that want one (zeros elsewhere).
-    auto grads = [](torch::nn::Module& m, const torch::Tensor& loss, bool create_graph) {
-      std::vector<torch::Tensor> ps, wrt;
-      for (auto& p : m.parameters()) {
-        ps.push_back(p);
-        if (p.requires_grad()) wrt.push_back(p);
-      }
-      auto g = torch::autograd::grad({loss}, wrt, {}, true, create_graph, /*allow_unused=*/true);
-      std::vector<torch::Tensor> out;
-      size_t k = 0;
-      for (auto& p : ps) {
-        torch::Tensor gi = p.requires_grad() ? g[k++] : torch::Tensor();
-        out.push_back(gi.defined() ? gi.detach() : torch::zeros_like(p));
-      }
-      return out;
-    };
-    for (int64_t b : {1, 31, 33, 100}) {
-      auto x = at::normal(0.0, 1.5, {b, sh.d}, gen, torch::kDouble);
-      auto eps = at::normal(0.0, 1.0, {b, sh.d}, gen, torch::kDouble);
-      auto sig = at::rand({b}, gen, torch::kDouble) + 0.05;
-      auto r = at::rand({b}, gen, torch::kDouble) + 0.5;
-      auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat); };
-      const std::string what = std::to_string(sh.d) + " inputs, " +
-                               std::to_string(sh.hidden.size()) + " layers, batch " +
-                               std::to_string(b);
-      auto lb = mf->denoising_loss(f(x), f(eps), f(sig), f(r));
-      ASSERT_TRUE(lb.defined()) << what;
-      auto lf = denoising_sm_loss(*mf, f(x), f(eps), f(sig), f(r), false).mean();
-      auto ld = denoising_sm_loss(*md, x, eps, sig, r, false).mean();
-      EXPECT_LE(err(lb, ld), 4 * err(lf, ld) + 1e-5 * std::abs(ld.item<double>())) << what;
-      auto gb = grads(*mf, lb, false), gf = grads(*mf, lf, false), gd = param_grads(*md, ld);
-      // A backward asked for a graph differentiates the tensor expressions.
-      auto gc = grads(*mf, mf->denoising_loss(f(x), f(eps), f(sig), f(r)), true);
-      for (size_t i = 0; i < gd.size(); ++i) {
-        if (sh.frozen_bias && i == 1) {
-          EXPECT_EQ(gb[i].abs().max().item<double>(), 0.0) << what;
-          continue;
+  auto f = [](const std::vector<torch::Tensor>& in) {
+    std::vector<torch::Tensor> out;
+    for (const auto& t : in) out.push_back(t.to(torch::kFloat));
+    return out;
+  };
+  for (const auto& loss : blocked_losses()) {
+    for (const auto& sh : shapes) {
+      const auto opts = MLPEnergyOptions(sh.d, sh.hidden).prior_std(sh.prior).spectral_norm(sh.sn);
+      MLPEnergy mf(opts);
+      reset_parameters(*mf, gen);
+      MLPEnergy md = test_helpers::float64_copy(mf);
+      if (sh.frozen_bias) mf->parameters()[1].requires_grad_(false);
+      // The gradients of the parameters that want one (zeros elsewhere).
+      auto grads = [](torch::nn::Module& m, const torch::Tensor& l, bool create_graph) {
+        std::vector<torch::Tensor> ps, wrt;
+        for (auto& p : m.parameters()) {
+          ps.push_back(p);
+          if (p.requires_grad()) wrt.push_back(p);
         }
-        const double tol = 4 * err(gf[i], gd[i]) + 1e-5 * gd[i].abs().max().item<double>();
-        EXPECT_LE(err(gb[i], gd[i]), tol) << what << " param " << i;
-        EXPECT_LE(err(gc[i], gd[i]), tol) << what << " create_graph, param " << i;
+        auto g = torch::autograd::grad({l}, wrt, {}, true, create_graph, /*allow_unused=*/true);
+        std::vector<torch::Tensor> out;
+        size_t k = 0;
+        for (auto& p : ps) {
+          torch::Tensor gi = p.requires_grad() ? g[k++] : torch::Tensor();
+          out.push_back(gi.defined() ? gi.detach() : torch::zeros_like(p));
+        }
+        return out;
+      };
+      for (int64_t b : {1, 31, 33, 100}) {
+        const auto in = loss.inputs(b, sh.d, gen);
+        const std::string what = loss.name + ", " + std::to_string(sh.d) + " inputs, " +
+                                 std::to_string(sh.hidden.size()) + " layers, batch " +
+                                 std::to_string(b);
+        auto lb = loss.blocked(*mf, in);
+        ASSERT_TRUE(lb.defined()) << what;
+        auto lf = loss.general(*mf, f(in)), ld = loss.general(*md, in);
+        EXPECT_LE(err(lb, ld), 4 * err(lf, ld) + 1e-5 * std::abs(ld.item<double>())) << what;
+        auto gb = grads(*mf, lb, false), gf = grads(*mf, lf, false), gd = param_grads(*md, ld);
+        // A backward asked for a graph differentiates the tensor expressions.
+        auto gc = grads(*mf, loss.blocked(*mf, in), true);
+        for (size_t i = 0; i < gd.size(); ++i) {
+          if (sh.frozen_bias && i == 1) {
+            EXPECT_EQ(gb[i].abs().max().item<double>(), 0.0) << what;
+            continue;
+          }
+          const double tol = 4 * err(gf[i], gd[i]) + 1e-5 * gd[i].abs().max().item<double>();
+          EXPECT_LE(err(gb[i], gd[i]), tol) << what << " param " << i;
+          EXPECT_LE(err(gc[i], gd[i]), tol) << what << " create_graph, param " << i;
+        }
       }
     }
   }
-  // The DSM objective takes it: the same loss as the general form.
+}
+
+// The objectives take the blocked passes where they apply (the same loss as
+// the general form, from the same random draws) and the general form
+// elsewhere (the blocked entry points return undefined tensors there).
+TEST(ScoreMatchingFastPath, ObjectivesTakeTheBlockedPasses) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "the blocked passes run on AVX-512 CPUs only";
+  auto gen = make_generator(7, kStreamTrain);
   MLPEnergy net(MLPEnergyOptions(2, {32, 32}));
   reset_parameters(*net, gen);
   auto x = at::normal(0.0, 1.0, {50, 2}, gen, torch::kFloat);
-  auto gen_a = make_generator(9, kStreamTrain), gen_b = make_generator(9, kStreamTrain);
-  auto out = DenoisingScoreMatching(DenoisingScoreMatchingOptions(0.2)).compute(*net, {x, {}}, gen_a);
-  auto eps = standard_normal(x.sizes(), gen_b, torch::kFloat);
-  auto sig = torch::full({50}, 0.2, x.options());
-  ASSERT_TRUE(out.loss.grad_fn());
-  EXPECT_NE(out.loss.grad_fn()->name().find("DenoisingFunction"), std::string::npos)
-      << out.loss.grad_fn()->name();
-  EXPECT_NEAR(out.loss.item<double>(),
-              denoising_sm_loss(*net, x, eps, sig, sig, false).mean().item<double>(), 1e-5);
+  auto taken = [](const Output& out) {
+    return out.loss.grad_fn() &&
+           out.loss.grad_fn()->name().find("BlockedLossFunction") != std::string::npos;
+  };
+  {  // DSM
+    auto gen_a = make_generator(9, kStreamTrain), gen_b = make_generator(9, kStreamTrain);
+    auto out = DenoisingScoreMatching(DenoisingScoreMatchingOptions(0.2)).compute(*net, {x, {}}, gen_a);
+    auto eps = standard_normal(x.sizes(), gen_b, torch::kFloat);
+    auto sig = torch::full({50}, 0.2, x.options());
+    EXPECT_TRUE(taken(out));
+    EXPECT_NEAR(out.loss.item<double>(),
+                denoising_sm_loss(*net, x, eps, sig, sig, false).mean().item<double>(), 1e-5);
+  }
+  // SSM, three projections a row: each of the 150 rows weighs 1/150, as in
+  // the mean over rows of the mean over projections. The variance-reduced
+  // form takes the general path.
+  for (bool vr : {false, true}) {
+    auto gen_a = make_generator(9, kStreamTrain), gen_b = make_generator(9, kStreamTrain);
+    auto out = SlicedScoreMatching(SlicedScoreMatchingOptions().projections(3).variance_reduced(vr))
+                   .compute(*net, {x, {}}, gen_a);
+    auto v = standard_normal({50, 3, 2}, gen_b, torch::kFloat);
+    EXPECT_EQ(taken(out), !vr);
+    EXPECT_NEAR(out.loss.item<double>(), sliced_sm_loss(*net, x, v, vr, false).mean().item<double>(),
+                1e-5);
+  }
+  auto eps = torch::randn({50, 2});
+  auto sig = torch::full({50}, 0.2f);
   {  // without a gradient to compute, the general form
     torch::NoGradGuard ng;
     EXPECT_FALSE(net->denoising_loss(x, eps, sig, sig).defined());
+    EXPECT_FALSE(net->sliced_loss(x, eps).defined());
   }
-  // Where it does not apply, the general form is taken (undefined here).
-  auto eps2 = torch::randn({50, 2});
-  EXPECT_FALSE(MLPEnergy(MLPEnergyOptions(2, {12, 8}))->denoising_loss(x, eps2, sig, sig).defined());
+  // Hidden widths but the last not multiples of 16, inputs wider than 8,
+  // another activation, mismatched shapes, portable kernels: undefined.
+  MLPEnergy odd(MLPEnergyOptions(2, {12, 8}));
+  EXPECT_FALSE(odd->denoising_loss(x, eps, sig, sig).defined());
+  EXPECT_FALSE(odd->sliced_loss(x, eps).defined());
   auto x9 = torch::randn({50, 9});
-  EXPECT_FALSE(MLPEnergy(MLPEnergyOptions(9, {16}))->denoising_loss(x9, x9, sig, sig).defined());
-  EXPECT_FALSE(MLPEnergy(MLPEnergyOptions(2, {16}).activation("elu"))
-                   ->denoising_loss(x, eps2, sig, sig).defined());
+  MLPEnergy wide(MLPEnergyOptions(9, {16}));
+  EXPECT_FALSE(wide->denoising_loss(x9, x9, sig, sig).defined());
+  EXPECT_FALSE(wide->sliced_loss(x9, x9).defined());
+  MLPEnergy elu(MLPEnergyOptions(2, {16}).activation("elu"));
+  EXPECT_FALSE(elu->denoising_loss(x, eps, sig, sig).defined());
+  EXPECT_FALSE(elu->sliced_loss(x, eps).defined());
+  EXPECT_FALSE(net->sliced_loss(x, eps.narrow(0, 0, 49)).defined());
+  EXPECT_FALSE(net->denoising_loss(x, eps, sig.narrow(0, 0, 49), sig).defined());
   ScopedPortableKernels portable(true);
-  EXPECT_FALSE(net->denoising_loss(x, eps2, sig, sig).defined());
+  EXPECT_FALSE(net->denoising_loss(x, eps, sig, sig).defined());
+  EXPECT_FALSE(net->sliced_loss(x, eps).defined());
 }
 
-// On two threads the blocked DSM pass sums two chunks' losses and gradients,
+// On two threads the blocked passes sum two chunks' losses and gradients,
 // weighted by their rows: the same as one thread up to float rounding of the
 // sum (1e-6 of the largest value).
-TEST(ScoreMatchingFastPath, BlockedDenoisingOnTwoThreads) {
-  if (!cpu_has_avx512()) GTEST_SKIP() << "the blocked pass runs on AVX-512 CPUs only";
+TEST(ScoreMatchingFastPath, BlockedLossesOnTwoThreads) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "the blocked passes run on AVX-512 CPUs only";
   auto gen = make_generator(8, kStreamTrain);
   MLPEnergy net(MLPEnergyOptions(2, {32, 32}));
   reset_parameters(*net, gen);
-  auto x = at::normal(0.0, 1.5, {300, 2}, gen, torch::kFloat);
-  auto eps = at::normal(0.0, 1.0, {300, 2}, gen, torch::kFloat);
-  auto sig = torch::full({300}, 0.1f);
-  const int before = at::get_num_threads();
-  std::vector<std::vector<torch::Tensor>> g(2);
-  std::vector<double> l(2);
-  for (int t : {1, 2}) {
-    at::set_num_threads(t);
-    auto loss = net->denoising_loss(x, eps, sig, sig);
-    ASSERT_TRUE(loss.defined());
-    l[t - 1] = loss.item<double>();
-    g[t - 1] = param_grads(*net, loss);
+  for (const auto& loss : blocked_losses()) {
+    const auto in = loss.inputs(300, 2, gen);
+    const int before = at::get_num_threads();
+    std::vector<std::vector<torch::Tensor>> g(2);
+    std::vector<double> l(2);
+    for (int t : {1, 2}) {
+      at::set_num_threads(t);
+      auto value = loss.blocked(*net, in);
+      ASSERT_TRUE(value.defined()) << loss.name;
+      l[t - 1] = value.item<double>();
+      g[t - 1] = param_grads(*net, value);
+    }
+    at::set_num_threads(before);
+    EXPECT_NEAR(l[0], l[1], 1e-6 * std::abs(l[0])) << loss.name;
+    for (size_t i = 0; i < g[0].size(); ++i)
+      EXPECT_LE((g[0][i] - g[1][i]).abs().max().item<double>(),
+                1e-6 * g[0][i].abs().max().item<double>() + 1e-12)
+          << loss.name << " param " << i;
   }
-  at::set_num_threads(before);
-  EXPECT_NEAR(l[0], l[1], 1e-6 * std::abs(l[0]));
-  for (size_t i = 0; i < g[0].size(); ++i)
-    EXPECT_LE((g[0][i] - g[1][i]).abs().max().item<double>(),
-              1e-6 * g[0][i].abs().max().item<double>() + 1e-12) << "param " << i;
 }
 
 // Hyvarinen (2005): for Gaussian data and the quadratic family, exact score
