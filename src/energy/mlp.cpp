@@ -575,12 +575,17 @@ torch::Tensor MLPEnergyImpl::blocked_loss(int64_t kind, const std::vector<torch:
 #if EBM_AVX512_KERNELS
   const auto& x = rows[0];
   check_input(x);
-  // Every per-row input a CPU tensor without a gradient: [N, D] like x, or [N].
+  // Every per-row input a CPU tensor without a gradient, [N, D] like x
+  // (x, eps, v) or [N] (sigma, r).
+  const std::vector<int64_t> ranks = kind == kSliced ? std::vector<int64_t>{2, 2}
+                                                     : std::vector<int64_t>{2, 2, 1, 1};
   bool ok = x.scalar_type() == torch::kFloat && static_cast<Act>(act_) == Act::kSwish &&
-            x.size(0) > 0;
-  for (const auto& t : rows)
-    ok = ok && t.device().is_cpu() && !t.requires_grad() &&
-         (t.dim() == 2 ? t.sizes() == x.sizes() : t.dim() == 1 && t.size(0) == x.size(0));
+            x.size(0) > 0 && rows.size() == ranks.size();
+  for (size_t k = 0; ok && k < rows.size(); ++k) {
+    const auto& t = rows[k];
+    ok = t.device().is_cpu() && !t.requires_grad() && t.dim() == ranks[k] &&
+         (ranks[k] == 2 ? t.sizes() == x.sizes() : t.size(0) == x.size(0));
+  }
   // Decided before the weights are taken: with spectral normalisation that
   // runs the power iteration, which the general form would run again.
   // Without a gradient to compute, the general form is cheaper.

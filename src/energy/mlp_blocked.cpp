@@ -16,6 +16,14 @@ constexpr int kVecs = int(kBlock / 16);   // vectors of 16 chains in a block
 constexpr int kRows = 8;                // output rows of the main register tile
 constexpr int64_t kDirectDim = 8;       // inputs up to this width: first layer formed directly
 
+// The first 64-byte aligned float of workspace, grown to hold floats of them.
+float* aligned_workspace(std::vector<float>& workspace, int64_t floats) {
+  const size_t need = size_t(floats) + 16;  // + alignment slack
+  if (workspace.size() < need) workspace.resize(need);
+  auto addr = reinterpret_cast<uintptr_t>(workspace.data());
+  return reinterpret_cast<float*>((addr + 63) & ~uintptr_t(63));
+}
+
 EBM_AVX512_BEGIN
 
 // NS chain-minor operands B_s [k_len][kBlock] multiplied by the same A.
@@ -408,6 +416,49 @@ EBM_TARGET_AVX512 void rank_update(float* dw, int64_t rows, int64_t cols, Pairs<
   if (k < cols) rank_update_rows<1, NP>(dw + k, rows, cols, cols_from(k));
 }
 
+// swish(a) = a s (s = sigmoid(a)) and its first two derivatives a' = s + a s'
+// and a'' = s' (2 + a u), with s' = s (1 - s) and u = 1 - 2 s.
+struct SwishJet {
+  __m512 s, sp, u, d1, d2;
+};
+EBM_TARGET_AVX512 inline __attribute__((always_inline)) SwishJet swish_jet(__m512 a) {
+  const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+  SwishJet j;
+  j.s = sigmoid_avx512(a);
+  j.sp = _mm512_mul_ps(j.s, _mm512_sub_ps(one, j.s));
+  j.u = _mm512_fnmadd_ps(two, j.s, one);
+  j.d1 = _mm512_fmadd_ps(a, j.sp, j.s);
+  j.d2 = _mm512_mul_ps(j.sp, _mm512_fmadd_ps(a, j.u, two));
+  return j;
+}
+
+// The weight gradients both loss sweeps clear before their first block
+// (grad_w[i], i >= 1, which rank updates add to), and the per-lane
+// accumulators [rows][16] they reduce after the last: W_0's (vw0,
+// [width0][dim][16]), the output weights' (vwo) and each layer's bias (vb[i]).
+EBM_TARGET_AVX512 void clear_grads(const SwishMLPView& net, const std::vector<float*>& grad_w,
+                                   float* vw0, float* vwo, float* const* vb) {
+  const size_t n_layers = net.width.size();
+  for (size_t i = 0; i < n_layers; ++i)
+    for (int64_t j = 0; j < 16 * net.width[i]; ++j) vb[i][j] = 0.0f;
+  for (int64_t j = 0; j < net.width[0] * net.dim * 16; ++j) vw0[j] = 0.0f;
+  for (int64_t j = 0; j < net.width.back() * 16; ++j) vwo[j] = 0.0f;
+  for (size_t i = 1; i < n_layers; ++i)
+    for (int64_t j = 0; j < net.width[i] * net.width[i - 1]; ++j) grad_w[i][j] = 0.0f;
+}
+
+EBM_TARGET_AVX512 void store_lane_sums(const SwishMLPView& net, const float* vw0, const float* vwo,
+                                       const float* const* vb, const std::vector<float*>& grad_w,
+                                       const std::vector<float*>& grad_b, float* grad_w_out) {
+  for (int64_t j = 0; j < net.width[0] * net.dim; ++j)
+    grad_w[0][j] = _mm512_reduce_add_ps(_mm512_load_ps(vw0 + 16 * j));
+  for (int64_t j = 0; j < net.width.back(); ++j)
+    grad_w_out[j] = _mm512_reduce_add_ps(_mm512_load_ps(vwo + 16 * j));
+  for (size_t i = 0; i < net.width.size(); ++i)
+    for (int64_t j = 0; j < net.width[i]; ++j)
+      grad_b[i][j] = _mm512_reduce_add_ps(_mm512_load_ps(vb[i] + 16 * j));
+}
+
 // Per-layer block buffers of the DSM sweep, each [width][kBlock].
 struct DsmLayer {
   float *h, *s1, *s2, *delta, *u, *p, *zeta;
@@ -423,7 +474,6 @@ struct DsmForwardEpi {
   template <int MR>
   EBM_TARGET_AVX512 inline __attribute__((always_inline)) void operator()(
       int64_t n0, __m512 (&acc)[MR][kVecs]) {
-    const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
     _Pragma("GCC unroll 16")
     for (int r = 0; r < MR; ++r) {
       const int64_t n = n0 + r;
@@ -432,16 +482,13 @@ struct DsmForwardEpi {
       for (int v = 0; v < kVecs; ++v) {
         const int64_t o = n * kBlock + 16 * v;
         const __m512 a = _mm512_add_ps(acc[r][v], bn);
-        const __m512 sg = sigmoid_avx512(a);
-        const __m512 sp = _mm512_mul_ps(sg, _mm512_sub_ps(one, sg));
-        const __m512 d1 = _mm512_fmadd_ps(a, sp, sg);
-        const __m512 d2 = _mm512_mul_ps(sp, _mm512_fmadd_ps(a, _mm512_fnmadd_ps(two, sg, one), two));
-        _mm512_store_ps(l->s1 + o, d1);
-        _mm512_store_ps(l->s2 + o, d2);
+        const SwishJet j = swish_jet(a);
+        _mm512_store_ps(l->s1 + o, j.d1);
+        _mm512_store_ps(l->s2 + o, j.d2);
         if (w_out)
-          _mm512_store_ps(l->delta + o, _mm512_mul_ps(d1, _mm512_set1_ps(w_out[n])));
+          _mm512_store_ps(l->delta + o, _mm512_mul_ps(j.d1, _mm512_set1_ps(w_out[n])));
         else
-          _mm512_store_ps(l->h + o, _mm512_mul_ps(a, sg));
+          _mm512_store_ps(l->h + o, _mm512_mul_ps(a, j.s));
       }
     }
   }
@@ -553,8 +600,6 @@ struct DsmDownEpi {
   }
 };
 
-EBM_TARGET_AVX512 float lanes_sum(__m512 v) { return _mm512_reduce_add_ps(v); }
-
 EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, const float* eps,
                                    const float* s, const float* r, int64_t batch, float prior_inv,
                                    const std::vector<float*>& grad_w,
@@ -575,18 +620,16 @@ EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, cons
   float* vwo = vw0 + net.width[0] * dim * 16;  // [width_last][16]
   float* p = vwo + net.width[last] * 16;
   DsmLayer layers[64];
+  float* vb[64];
   for (size_t i = 0; i < n_layers; ++i) {
     const int64_t sz = net.width[i] * kBlock;
     DsmLayer& l = layers[i];
     l.h = p, l.s1 = p + sz, l.s2 = p + 2 * sz, l.delta = p + 3 * sz, l.u = p + 4 * sz;
     l.p = p + 5 * sz, l.zeta = p + 6 * sz, l.vb = p + 7 * sz;
     p += 7 * sz + 16 * net.width[i];
-    for (int64_t j = 0; j < 16 * net.width[i]; ++j) l.vb[j] = 0.0f;
+    vb[i] = l.vb;
   }
-  for (int64_t j = 0; j < net.width[0] * dim * 16; ++j) vw0[j] = 0.0f;
-  for (int64_t j = 0; j < net.width[last] * 16; ++j) vwo[j] = 0.0f;
-  for (size_t i = 1; i < n_layers; ++i)
-    for (int64_t j = 0; j < net.width[i] * net.width[i - 1]; ++j) grad_w[i][j] = 0.0f;
+  clear_grads(net, grad_w, vw0, vwo, vb);
   const float inv_n = 1.0f / float(batch);
   double loss = 0.0;
   for (int64_t c0 = 0; c0 < batch; c0 += kBlock) {
@@ -664,12 +707,7 @@ EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, cons
         }
     }
   }
-  // The per-lane sums.
-  for (int64_t j = 0; j < net.width[0] * dim; ++j) grad_w[0][j] = lanes_sum(_mm512_load_ps(vw0 + 16 * j));
-  for (int64_t j = 0; j < net.width[last]; ++j) grad_w_out[j] = lanes_sum(_mm512_load_ps(vwo + 16 * j));
-  for (size_t i = 0; i < n_layers; ++i)
-    for (int64_t j = 0; j < net.width[i]; ++j)
-      grad_b[i][j] = lanes_sum(_mm512_load_ps(layers[i].vb + 16 * j));
+  store_lane_sums(net, vw0, vwo, vb, grad_w, grad_b, grad_w_out);
   return loss / double(batch);
 }
 
@@ -704,8 +742,8 @@ struct SsmForwardEpi {
   EBM_TARGET_AVX512 inline __attribute__((always_inline)) void operator()(
       int64_t n0, __m512 (&acc)[MR][NCOL]) {
     constexpr bool has_zdd = NCOL == 3 * kVecs;
-    const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f),
-                 three = _mm512_set1_ps(3.0f), six = _mm512_set1_ps(6.0f);
+    const __m512 one = _mm512_set1_ps(1.0f), three = _mm512_set1_ps(3.0f),
+                 six = _mm512_set1_ps(6.0f);
     __m512 sv[kVecs], svv[kVecs];  // the tile's part of E_v and E_vv
     _Pragma("GCC unroll 16")
     for (int v = 0; v < kVecs; ++v) sv[v] = svv[v] = _mm512_setzero_ps();
@@ -718,20 +756,17 @@ struct SsmForwardEpi {
         const int64_t o = n * kBlock + 16 * v;
         const __m512 a = _mm512_add_ps(acc[r][v], bn);
         const __m512 zd = acc[r][kVecs + v];
-        const __m512 sg = sigmoid_avx512(a);
-        const __m512 sp = _mm512_mul_ps(sg, _mm512_sub_ps(one, sg));  // sigma'
-        const __m512 u = _mm512_fnmadd_ps(two, sg, one);               // 1 - 2 sigma
-        const __m512 d1 = _mm512_fmadd_ps(a, sp, sg);
-        const __m512 d2 = _mm512_mul_ps(sp, _mm512_fmadd_ps(a, u, two));
+        const SwishJet j = swish_jet(a);
+        const __m512 d1 = j.d1, d2 = j.d2;  // and the third: s' (3 u + a (1 - 6 s'))
         const __m512 d3 = _mm512_mul_ps(
-            sp, _mm512_fmadd_ps(a, _mm512_fnmadd_ps(six, sp, one), _mm512_mul_ps(three, u)));
+            j.sp, _mm512_fmadd_ps(a, _mm512_fnmadd_ps(six, j.sp, one), _mm512_mul_ps(three, j.u)));
         const __m512 hd = _mm512_mul_ps(d1, zd);
         __m512 hdd = _mm512_mul_ps(_mm512_mul_ps(d2, zd), zd);
         if constexpr (has_zdd) {
           hdd = _mm512_fmadd_ps(d1, acc[r][2 * kVecs + v], hdd);
           _mm512_store_ps(l->zdd + o, acc[r][2 * kVecs + v]);
         }
-        if (!w_out) _mm512_store_ps(l->h + o, _mm512_mul_ps(a, sg));
+        if (!w_out) _mm512_store_ps(l->h + o, _mm512_mul_ps(a, j.s));
         _mm512_store_ps(l->hd + o, hd);
         _mm512_store_ps(l->hdd + o, hdd);
         _mm512_store_ps(l->zd + o, zd);
@@ -800,8 +835,8 @@ struct SsmReverseEpi {
       _Pragma("GCC unroll 16")
       for (int v = 0; v < kVecs; ++v)
         ssm_cotangents<kFirst>(*l, n * kBlock + 16 * v, acc[r][v], acc[r][kVecs + v],
-                               acc[r][2 * kVecs + v], bsum, vw0 + n * dim * 16, dim, xt + 16 * v,
-                               vt + 16 * v);
+                               acc[r][2 * kVecs + v], bsum, kFirst ? vw0 + n * dim * 16 : nullptr,
+                               dim, kFirst ? xt + 16 * v : nullptr, kFirst ? vt + 16 * v : nullptr);
       _mm512_store_ps(l->vb + 16 * n, _mm512_add_ps(_mm512_load_ps(l->vb + 16 * n), bsum));
     }
   }
@@ -824,7 +859,8 @@ EBM_TARGET_AVX512 void ssm_top(SsmLayer& l, int64_t width, const float* w_out, c
       wsum = _mm512_fnmadd_ps(c, _mm512_load_ps(l.hdd + o), wsum);
       ssm_cotangents<kFirst>(l, o, _mm512_setzero_ps(), _mm512_mul_ps(a, wn),
                              _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(c, wn)), bsum,
-                             vw0 + n * dim * 16, dim, xt + 16 * v, vt + 16 * v);
+                             kFirst ? vw0 + n * dim * 16 : nullptr, dim,
+                             kFirst ? xt + 16 * v : nullptr, kFirst ? vt + 16 * v : nullptr);
     }
     _mm512_store_ps(l.vb + 16 * n, _mm512_add_ps(_mm512_load_ps(l.vb + 16 * n), bsum));
     _mm512_store_ps(vwo + 16 * n, _mm512_add_ps(_mm512_load_ps(vwo + 16 * n), wsum));
@@ -851,6 +887,7 @@ EBM_TARGET_AVX512 double ssm_sweep(const SwishMLPView& net, const float* x, cons
   float* vwo = vw0 + net.width[0] * dim * 16;  // [width_last][16]
   float* p = vwo + net.width[last] * 16;
   SsmLayer layers[64];
+  float* vb[64];
   for (size_t i = 0; i < n_layers; ++i) {
     const int64_t sz = net.width[i] * kBlock;
     SsmLayer& l = layers[i];
@@ -859,12 +896,9 @@ EBM_TARGET_AVX512 double ssm_sweep(const SwishMLPView& net, const float* x, cons
       *b = p, p += sz;
     l.vb = p;
     p += 16 * net.width[i];
-    for (int64_t j = 0; j < 16 * net.width[i]; ++j) l.vb[j] = 0.0f;
+    vb[i] = l.vb;
   }
-  for (int64_t j = 0; j < net.width[0] * dim * 16; ++j) vw0[j] = 0.0f;
-  for (int64_t j = 0; j < net.width[last] * 16; ++j) vwo[j] = 0.0f;
-  for (size_t i = 1; i < n_layers; ++i)
-    for (int64_t j = 0; j < net.width[i] * net.width[i - 1]; ++j) grad_w[i][j] = 0.0f;
+  clear_grads(net, grad_w, vw0, vwo, vb);
   const float inv_n = 1.0f / float(batch);
   double loss = 0.0;
   for (int64_t c0 = 0; c0 < batch; c0 += kBlock) {
@@ -929,12 +963,7 @@ EBM_TARGET_AVX512 double ssm_sweep(const SwishMLPView& net, const float* x, cons
       }
     }
   }
-  // The per-lane sums.
-  for (int64_t j = 0; j < net.width[0] * dim; ++j) grad_w[0][j] = lanes_sum(_mm512_load_ps(vw0 + 16 * j));
-  for (int64_t j = 0; j < net.width[last]; ++j) grad_w_out[j] = lanes_sum(_mm512_load_ps(vwo + 16 * j));
-  for (size_t i = 0; i < n_layers; ++i)
-    for (int64_t j = 0; j < net.width[i]; ++j)
-      grad_b[i][j] = lanes_sum(_mm512_load_ps(layers[i].vb + 16 * j));
+  store_lane_sums(net, vw0, vwo, vb, grad_w, grad_b, grad_w_out);
   return loss / double(batch);
 }
 
@@ -949,10 +978,7 @@ void swish_mlp_grad_blocked(const SwishMLPView& net, const float* x, int64_t bat
     throw std::invalid_argument("swish_mlp_grad_blocked: 1 to 64 hidden layers, each with w and b");
   int64_t floats = 2 * net.dim * kBlock + kBlock;
   for (int64_t width : net.width) floats += 2 * width * kBlock;
-  const size_t need = size_t(floats) + 16;  // + alignment slack
-  if (workspace.size() < need) workspace.resize(need);
-  auto addr = reinterpret_cast<uintptr_t>(workspace.data());
-  float* ws = reinterpret_cast<float*>((addr + 63) & ~uintptr_t(63));
+  float* ws = aligned_workspace(workspace, floats);
   sweep(net, x, batch, g, e, ws);
 }
 
@@ -978,10 +1004,7 @@ double swish_mlp_dsm_blocked(const SwishMLPView& net, const float* x, const floa
     floats += 7 * w * kBlock + 16 * w;
   }
   floats += 2 * kBlock * wmax + net.width[0] * net.dim * 16 + net.width.back() * 16;
-  const size_t need = size_t(floats) + 16;
-  if (workspace.size() < need) workspace.resize(need);
-  auto addr = reinterpret_cast<uintptr_t>(workspace.data());
-  float* ws = reinterpret_cast<float*>((addr + 63) & ~uintptr_t(63));
+  float* ws = aligned_workspace(workspace, floats);
   return dsm_sweep(net, x, eps, s, r, batch, prior_inv, grad_w, grad_b, grad_w_out, ws);
 }
 double swish_mlp_ssm_blocked(const SwishMLPView& net, const float* x, const float* v,
@@ -999,10 +1022,7 @@ double swish_mlp_ssm_blocked(const SwishMLPView& net, const float* x, const floa
     floats += 11 * w * kBlock + 16 * w;
   }
   floats += 3 * kBlock * wmax + net.width[0] * net.dim * 16 + net.width.back() * 16;
-  const size_t need = size_t(floats) + 16;
-  if (workspace.size() < need) workspace.resize(need);
-  auto addr = reinterpret_cast<uintptr_t>(workspace.data());
-  float* ws = reinterpret_cast<float*>((addr + 63) & ~uintptr_t(63));
+  float* ws = aligned_workspace(workspace, floats);
   return ssm_sweep(net, x, v, batch, prior_inv, grad_w, grad_b, grad_w_out, ws);
 }
 #else

@@ -402,15 +402,27 @@ TEST(ScoreMatchingFastPath, ObjectivesTakeTheBlockedPasses) {
   // SSM, three projections a row: each of the 150 rows weighs 1/150, as in
   // the mean over rows of the mean over projections. The variance-reduced
   // form takes the general path.
-  for (bool vr : {false, true}) {
-    auto gen_a = make_generator(9, kStreamTrain), gen_b = make_generator(9, kStreamTrain);
-    auto out = SlicedScoreMatching(SlicedScoreMatchingOptions().projections(3).variance_reduced(vr))
-                   .compute(*net, {x, {}}, gen_a);
-    auto v = standard_normal({50, 3, 2}, gen_b, torch::kFloat);
-    EXPECT_EQ(taken(out), !vr);
-    EXPECT_NEAR(out.loss.item<double>(), sliced_sm_loss(*net, x, v, vr, false).mean().item<double>(),
-                1e-5);
-  }
+  for (bool vr : {false, true})
+    for (bool rademacher : {false, true}) {
+      if (vr && rademacher) continue;  // (SSM-VR is for Gaussian projections)
+      auto gen_a = make_generator(9, kStreamTrain), gen_b = make_generator(9, kStreamTrain);
+      auto out = SlicedScoreMatching(SlicedScoreMatchingOptions()
+                                         .projections(3)
+                                         .variance_reduced(vr)
+                                         .projection(rademacher ? "rademacher" : "gaussian"))
+                     .compute(*net, {x, {}}, gen_a);
+      auto v = rademacher ? at::randint(0, 2, {50, 3, 2}, gen_b, x.options()).mul_(2).sub_(1)
+                          : standard_normal({50, 3, 2}, gen_b, torch::kFloat);
+      EXPECT_EQ(taken(out), !vr);
+      auto ref = sliced_sm_loss(*net, x, v, vr, false).mean();
+      EXPECT_NEAR(out.loss.item<double>(), ref.item<double>(), 1e-5);
+      // and the same parameter gradient (float rounding: 1e-4 of the largest)
+      auto ga = param_grads(*net, out.loss), gb = param_grads(*net, ref);
+      for (size_t i = 0; i < ga.size(); ++i)
+        EXPECT_LE((ga[i] - gb[i]).abs().max().item<double>(),
+                  1e-4 * gb[i].abs().max().item<double>() + 1e-7)
+            << "vr " << vr << " rademacher " << rademacher << " param " << i;
+    }
   auto eps = torch::randn({50, 2});
   auto sig = torch::full({50}, 0.2f);
   {  // without a gradient to compute, the general form
@@ -432,6 +444,13 @@ TEST(ScoreMatchingFastPath, ObjectivesTakeTheBlockedPasses) {
   EXPECT_FALSE(elu->sliced_loss(x, eps).defined());
   EXPECT_FALSE(net->sliced_loss(x, eps.narrow(0, 0, 49)).defined());
   EXPECT_FALSE(net->denoising_loss(x, eps, sig.narrow(0, 0, 49), sig).defined());
+  // Inputs of the wrong rank (a [N] projection or noise, [N, D] levels), a
+  // float64 or differentiable x.
+  EXPECT_FALSE(net->sliced_loss(x, sig).defined());
+  EXPECT_FALSE(net->denoising_loss(x, sig, sig, sig).defined());
+  EXPECT_FALSE(net->denoising_loss(x, eps, eps, sig).defined());
+  EXPECT_FALSE(net->sliced_loss(x.to(torch::kDouble), eps.to(torch::kDouble)).defined());
+  EXPECT_FALSE(net->sliced_loss(x.clone().requires_grad_(true), eps).defined());
   ScopedPortableKernels portable(true);
   EXPECT_FALSE(net->denoising_loss(x, eps, sig, sig).defined());
   EXPECT_FALSE(net->sliced_loss(x, eps).defined());
