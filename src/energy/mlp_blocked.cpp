@@ -1,6 +1,7 @@
 #include "mlp_blocked.h"
 
 #include <stdexcept>
+#include <string>
 
 #include "ebm/core/simd.h"
 
@@ -989,40 +990,48 @@ bool dsm_blocked_supported(const SwishMLPView& net) {
   return true;
 }
 
+namespace {
+// Checks a loss pass's arguments and returns its aligned workspace, as the
+// sweep carves it: `fixed` floats of per-block inputs, then `copies`
+// chain-major scratch copies [kBlock][widest layer], W_0's and the output
+// weights' per-lane accumulators, and per layer `per_layer` buffers [width][kBlock]
+// with the bias accumulator [width][16].
+float* loss_workspace(const char* name, const SwishMLPView& net, int64_t batch,
+                      const std::vector<float*>& grad_w, const std::vector<float*>& grad_b,
+                      int64_t fixed, int64_t copies, int64_t per_layer,
+                      std::vector<float>& workspace) {
+  if (!dsm_blocked_supported(net) || net.w.size() != net.width.size() ||
+      net.b.size() != net.width.size() || grad_w.size() != net.width.size() ||
+      grad_b.size() != net.width.size() || batch < 1)
+    throw std::invalid_argument(std::string(name) +
+                                ": unsupported network or batch, or no AVX-512 CPU");
+  int64_t wmax = 0, floats = fixed;
+  for (int64_t w : net.width) {
+    wmax = w > wmax ? w : wmax;
+    floats += per_layer * w * kBlock + 16 * w;
+  }
+  floats += copies * kBlock * wmax + net.width[0] * net.dim * 16 + net.width.back() * 16;
+  return aligned_workspace(workspace, floats);
+}
+}  // namespace
+
 double swish_mlp_dsm_blocked(const SwishMLPView& net, const float* x, const float* eps,
                              const float* s, const float* r, int64_t batch, float prior_inv,
                              const std::vector<float*>& grad_w, const std::vector<float*>& grad_b,
                              float* grad_w_out, std::vector<float>& workspace) {
-  if (!dsm_blocked_supported(net) || net.w.size() != net.width.size() ||
-      net.b.size() != net.width.size() || grad_w.size() != net.width.size() ||
-      grad_b.size() != net.width.size() || batch < 1)
-    throw std::invalid_argument(
-        "swish_mlp_dsm_blocked: unsupported network or batch, or no AVX-512 CPU");
-  int64_t wmax = 0, floats = 4 * net.dim * kBlock + 2 * kBlock;  // as dsm_sweep carves it
-  for (int64_t w : net.width) {
-    wmax = w > wmax ? w : wmax;
-    floats += 7 * w * kBlock + 16 * w;
-  }
-  floats += 2 * kBlock * wmax + net.width[0] * net.dim * 16 + net.width.back() * 16;
-  float* ws = aligned_workspace(workspace, floats);
+  // x, eps, g, dL/dg [dim][kBlock]; s, r [kBlock]; two copies; seven buffers a layer
+  float* ws = loss_workspace("swish_mlp_dsm_blocked", net, batch, grad_w, grad_b,
+                             4 * net.dim * kBlock + 2 * kBlock, 2, 7, workspace);
   return dsm_sweep(net, x, eps, s, r, batch, prior_inv, grad_w, grad_b, grad_w_out, ws);
 }
+
 double swish_mlp_ssm_blocked(const SwishMLPView& net, const float* x, const float* v,
                              int64_t batch, float prior_inv, const std::vector<float*>& grad_w,
                              const std::vector<float*>& grad_b, float* grad_w_out,
                              std::vector<float>& workspace) {
-  if (!dsm_blocked_supported(net) || net.w.size() != net.width.size() ||
-      net.b.size() != net.width.size() || grad_w.size() != net.width.size() ||
-      grad_b.size() != net.width.size() || batch < 1)
-    throw std::invalid_argument(
-        "swish_mlp_ssm_blocked: unsupported network or batch, or no AVX-512 CPU");
-  int64_t wmax = 0, floats = 2 * net.dim * kBlock + 4 * kBlock;  // as ssm_sweep carves it
-  for (int64_t w : net.width) {
-    wmax = w > wmax ? w : wmax;
-    floats += 11 * w * kBlock + 16 * w;
-  }
-  floats += 3 * kBlock * wmax + net.width[0] * net.dim * 16 + net.width.back() * 16;
-  float* ws = aligned_workspace(workspace, floats);
+  // x, v [dim][kBlock]; E_v, E_vv, c_a, c_n [kBlock]; three copies; eleven buffers a layer
+  float* ws = loss_workspace("swish_mlp_ssm_blocked", net, batch, grad_w, grad_b,
+                             2 * net.dim * kBlock + 4 * kBlock, 3, 11, workspace);
   return ssm_sweep(net, x, v, batch, prior_inv, grad_w, grad_b, grad_w_out, ws);
 }
 #else
