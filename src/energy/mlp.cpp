@@ -556,7 +556,11 @@ struct MLPEnergyImpl::BlockedLossFunction : torch::autograd::Function<BlockedLos
       return out;
     }
     const auto saved_grads = ctx->saved_data["grads"].toTensorVector();
-    for (size_t i = 0; i < params.size(); ++i) out[n_rows + i] = saved_grads[i] * go;
+    // (a loss's own backward is seeded with 1: the stored gradient as it is,
+    // which autograd adds to the parameters' or copies, never keeps)
+    const bool unit = go.numel() == 1 && go.item<double>() == 1.0;
+    for (size_t i = 0; i < params.size(); ++i)
+      out[n_rows + i] = unit ? saved_grads[i] : saved_grads[i] * go;
     return out;
   }
 };

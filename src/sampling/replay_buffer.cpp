@@ -1,3 +1,6 @@
+#include <cstring>
+#include <vector>
+
 #include "ebm/core/error.h"
 #include "ebm/sampling/sampling.h"
 
@@ -26,14 +29,52 @@ torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
   return x;
 }
 
+namespace {
+// Whole rows copied as bytes, dst row to[i] <- src row from[i] (a null index
+// list: the identity); the few tensor operations of index_select and
+// index_copy_ cost more than the copy at a training step's few hundred rows.
+void copy_rows(const torch::Tensor& src, const int64_t* from, torch::Tensor& dst,
+               const int64_t* to, int64_t n) {
+  const int64_t row = src.numel() / src.size(0) * src.element_size();
+  const char* s = static_cast<const char*>(src.data_ptr());
+  char* d = static_cast<char*>(dst.data_ptr());
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(d + (to ? to[i] : i) * row, s + (from ? from[i] : i) * row, size_t(row));
+}
+
+bool plain_cpu(const torch::Tensor& t) { return t.device().is_cpu() && t.is_contiguous(); }
+}  // namespace
+
 std::pair<torch::Tensor, torch::Tensor> ReplayBuffer::sample(int64_t n, at::Generator& gen) {
   if (options_.capacity() == 0) return {init_samples(n, gen), torch::full({n}, -1, torch::kLong)};
   if (!data_.defined()) data_ = init_samples(options_.capacity(), gen);
   auto slots = at::randint(options_.capacity(), {n}, gen, torch::kLong);
-  auto x = data_.index_select(0, slots);
+  const bool fast = plain_cpu(data_);
+  torch::Tensor x;
+  if (fast) {
+    auto shape = data_.sizes().vec();
+    shape[0] = n;
+    x = torch::empty(shape, data_.options());
+    copy_rows(data_, slots.data_ptr<int64_t>(), x, nullptr, n);
+  } else {
+    x = data_.index_select(0, slots);
+  }
   if (options_.reinit_prob() > 0) {
-    auto fresh = (at::rand({n}, gen) < options_.reinit_prob()).nonzero().squeeze(1);
-    if (fresh.numel() > 0) x.index_copy_(0, fresh, init_samples(fresh.numel(), gen));
+    auto u = at::rand({n}, gen);  // row i restarts where u_i < reinit_prob (in float)
+    if (fast) {
+      std::vector<int64_t> fresh;
+      const float p = float(options_.reinit_prob());
+      const float* up = u.data_ptr<float>();
+      for (int64_t i = 0; i < n; ++i)
+        if (up[i] < p) fresh.push_back(i);
+      if (!fresh.empty()) {
+        auto init = init_samples(int64_t(fresh.size()), gen).to(x.dtype());
+        copy_rows(init, nullptr, x, fresh.data(), int64_t(fresh.size()));
+      }
+    } else {
+      auto fresh = (u < options_.reinit_prob()).nonzero().squeeze(1);
+      if (fresh.numel() > 0) x.index_copy_(0, fresh, init_samples(fresh.numel(), gen).to(x.device()));
+    }
   }
   return {x, slots};
 }
@@ -41,7 +82,22 @@ std::pair<torch::Tensor, torch::Tensor> ReplayBuffer::sample(int64_t n, at::Gene
 void ReplayBuffer::push(const torch::Tensor& x, const torch::Tensor& slots) {
   if (options_.capacity() == 0) return;
   TORCH_INTERNAL_ASSERT(data_.defined(), "push before sample");
-  data_.index_copy_(0, slots, x.detach().to(data_.dtype()));
+  auto rows = x.detach().to(data_.dtype());
+  if (plain_cpu(data_) && rows.device().is_cpu() && slots.device().is_cpu()) {
+    rows = rows.contiguous();
+    const auto s = slots.to(torch::kLong).contiguous();
+    const int64_t* sp = s.data_ptr<int64_t>();
+    for (int64_t i = 0; i < s.numel(); ++i)
+      TORCH_CHECK(sp[i] >= 0 && sp[i] < data_.size(0), "ReplayBuffer::push: slot ", sp[i],
+                  " outside the buffer");
+    TORCH_CHECK(rows.dim() >= 1 && rows.size(0) == s.numel() &&
+                    rows.sizes().slice(1) == data_.sizes().slice(1),
+                "ReplayBuffer::push: ", rows.sizes(), " rows for ", s.numel(), " slots of ",
+                data_.sizes().slice(1));
+    copy_rows(rows, nullptr, data_, sp, s.numel());  // (a repeated slot: the last row wins)
+    return;
+  }
+  data_.index_copy_(0, slots, rows);
 }
 
 void ReplayBuffer::save(torch::serialize::OutputArchive& archive) const {

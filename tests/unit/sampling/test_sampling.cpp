@@ -137,6 +137,38 @@ TEST(ReplayBuffer, ReinitProbabilityOneGivesFreshChains) {
   EXPECT_GE(x.min().item<double>(), 10.0);  // none of the pushed zeros
 }
 
+// The buffer's row copies equal their tensor definition, from the same
+// draws: x = data[slots], rows with u < reinit_prob redrawn, and a push is
+// index_copy_ (a repeated slot: the later row), for images as for points.
+TEST(ReplayBuffer, DrawsAndPushesAreIndexSelectAndIndexCopy) {
+  for (const std::vector<int64_t>& event : {std::vector<int64_t>{3}, {1, 2, 2}}) {
+    ReplayBuffer b(ReplayBufferOptions(50).reinit_prob(0.3).low(-2).high(2), event);
+    auto gen = make_generator(4, kStreamTrain), ref = make_generator(4, kStreamTrain);
+    auto shape = [&](int64_t n) {
+      std::vector<int64_t> s{n};
+      s.insert(s.end(), event.begin(), event.end());
+      return s;
+    };
+    auto data = torch::empty(shape(50)).uniform_(-2, 2, ref);
+    for (int round = 0; round < 3; ++round) {
+      auto [x, slots] = b.sample(40, gen);
+      auto want_slots = at::randint(50, {40}, ref, torch::kLong);
+      auto want = data.index_select(0, want_slots);
+      auto fresh = (at::rand({40}, ref) < 0.3).nonzero().squeeze(1);
+      if (fresh.numel() > 0)
+        want.index_copy_(0, fresh, torch::empty(shape(fresh.numel())).uniform_(-2, 2, ref));
+      ASSERT_TRUE(torch::equal(slots, want_slots)) << round;
+      EXPECT_TRUE(torch::equal(x, want)) << round;
+      auto moved = x * 2 + 1;
+      b.push(moved, slots);
+      for (int64_t i = 0; i < 40; ++i) data[want_slots[i].item<int64_t>()] = moved[i];
+      EXPECT_TRUE(torch::equal(b.data(), data)) << round;
+    }
+    // Rows of another shape are refused, not copied.
+    EXPECT_THROW(b.push(torch::zeros({2, 5}), torch::arange(2)), c10::Error);
+  }
+}
+
 TEST(ReplayBuffer, SaveLoadRoundTrip) {
   ReplayBuffer a(ReplayBufferOptions(6), {2}), b(ReplayBufferOptions(6), {2});
   auto gen = make_generator(0, kStreamTrain);
