@@ -386,9 +386,14 @@ TEST(ScoreMatchingFastPath, ObjectivesTakeTheBlockedPasses) {
   MLPEnergy net(MLPEnergyOptions(2, {32, 32}));
   reset_parameters(*net, gen);
   auto x = at::normal(0.0, 1.0, {50, 2}, gen, torch::kFloat);
+  // The blocked Function at the loss's node or the one below it (ESM scales it).
   auto taken = [](const Output& out) {
-    return out.loss.grad_fn() &&
-           out.loss.grad_fn()->name().find("BlockedLossFunction") != std::string::npos;
+    auto blocked = [](const std::shared_ptr<torch::autograd::Node>& f) {
+      return f && f->name().find("BlockedLossFunction") != std::string::npos;
+    };
+    const auto& f = out.loss.grad_fn();
+    if (blocked(f)) return true;
+    return f && !f->next_edges().empty() && blocked(f->next_edges()[0].function);
   };
   {  // DSM
     auto gen_a = make_generator(9, kStreamTrain), gen_b = make_generator(9, kStreamTrain);
@@ -398,6 +403,17 @@ TEST(ScoreMatchingFastPath, ObjectivesTakeTheBlockedPasses) {
     EXPECT_TRUE(taken(out));
     EXPECT_NEAR(out.loss.item<double>(),
                 denoising_sm_loss(*net, x, eps, sig, sig, false).mean().item<double>(), 1e-5);
+  }
+  {  // ESM: the sliced pass over the D basis directions, times D
+    auto out = ExactScoreMatching(ExactScoreMatchingOptions(2)).compute(*net, {x, {}}, gen);
+    EXPECT_TRUE(taken(out));
+    auto ref = exact_sm_loss(*net, x, false).mean();
+    EXPECT_NEAR(out.loss.item<double>(), ref.item<double>(), 1e-5 * (1 + std::abs(ref.item<double>())));
+    auto ga = param_grads(*net, out.loss), gb = param_grads(*net, ref);
+    for (size_t i = 0; i < ga.size(); ++i)
+      EXPECT_LE((ga[i] - gb[i]).abs().max().item<double>(),
+                1e-4 * gb[i].abs().max().item<double>() + 1e-7)
+          << "esm param " << i;
   }
   // SSM, three projections a row: each of the 150 rows weighs 1/150, as in
   // the mean over rows of the mean over projections. The variance-reduced
