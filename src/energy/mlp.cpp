@@ -556,11 +556,12 @@ struct MLPEnergyImpl::BlockedLossFunction : torch::autograd::Function<BlockedLos
       return out;
     }
     const auto saved_grads = ctx->saved_data["grads"].toTensorVector();
-    // (a loss's own backward is seeded with 1: the stored gradient as it is,
-    // which autograd adds to the parameters' or copies, never keeps)
+    // (a loss's own backward is seeded with 1: a copy of the stored gradient,
+    // cheaper than the product; never the stored tensor, which
+    // autograd::grad would hand out for a caller to modify)
     const bool unit = go.numel() == 1 && go.item<double>() == 1.0;
     for (size_t i = 0; i < params.size(); ++i)
-      out[n_rows + i] = unit ? saved_grads[i] : saved_grads[i] * go;
+      out[n_rows + i] = unit ? saved_grads[i].clone() : saved_grads[i] * go;
     return out;
   }
 };

@@ -35,6 +35,7 @@ namespace {
 // index_copy_ cost more than the copy at a training step's few hundred rows.
 void copy_rows(const torch::Tensor& src, const int64_t* from, torch::Tensor& dst,
                const int64_t* to, int64_t n) {
+  if (n == 0) return;
   const int64_t row = src.numel() / src.size(0) * src.element_size();
   const char* s = static_cast<const char*>(src.data_ptr());
   char* d = static_cast<char*>(dst.data_ptr());
@@ -113,7 +114,9 @@ void ReplayBuffer::load(torch::serialize::InputArchive& archive) {
   }
   EBM_CHECK_DATA(d.size(0) == options_.capacity(), "checkpoint buffer has ", d.size(0),
                  " chains but buffer.capacity is ", options_.capacity());
-  data_ = d.clone();
+  EBM_CHECK_DATA(d.sizes().slice(1) == c10::IntArrayRef(event_shape_), "checkpoint buffer holds ",
+                 d.sizes().slice(1), " chains but the model's are ", c10::IntArrayRef(event_shape_));
+  data_ = d.contiguous().clone();
 }
 
 }  // namespace ebm

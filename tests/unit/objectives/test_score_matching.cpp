@@ -404,16 +404,22 @@ TEST(ScoreMatchingFastPath, ObjectivesTakeTheBlockedPasses) {
     EXPECT_NEAR(out.loss.item<double>(),
                 denoising_sm_loss(*net, x, eps, sig, sig, false).mean().item<double>(), 1e-5);
   }
-  {  // ESM: the sliced pass over the D basis directions, times D
-    auto out = ExactScoreMatching(ExactScoreMatchingOptions(2)).compute(*net, {x, {}}, gen);
-    EXPECT_TRUE(taken(out));
-    auto ref = exact_sm_loss(*net, x, false).mean();
-    EXPECT_NEAR(out.loss.item<double>(), ref.item<double>(), 1e-5 * (1 + std::abs(ref.item<double>())));
-    auto ga = param_grads(*net, out.loss), gb = param_grads(*net, ref);
+  // ESM: the sliced pass over the D basis directions, times D (with a base
+  // term, whose trace is D / prior_std^2, for D = 3).
+  for (int64_t d : {2, 3}) {
+    MLPEnergy e(MLPEnergyOptions(d, {32, 16}).prior_std(d == 3 ? 1.5 : 0.0));
+    reset_parameters(*e, gen);
+    auto xd = at::normal(0.0, 1.0, {40, d}, gen, torch::kFloat);
+    auto out = ExactScoreMatching(ExactScoreMatchingOptions(d)).compute(*e, {xd, {}}, gen);
+    EXPECT_TRUE(taken(out)) << d;
+    auto ref = exact_sm_loss(*e, xd, false).mean();
+    EXPECT_NEAR(out.loss.item<double>(), ref.item<double>(), 1e-5 * (1 + std::abs(ref.item<double>())))
+        << d;
+    auto ga = param_grads(*e, out.loss), gb = param_grads(*e, ref);
     for (size_t i = 0; i < ga.size(); ++i)
       EXPECT_LE((ga[i] - gb[i]).abs().max().item<double>(),
                 1e-4 * gb[i].abs().max().item<double>() + 1e-7)
-          << "esm param " << i;
+          << "esm d " << d << " param " << i;
   }
   // SSM, three projections a row: each of the 150 rows weighs 1/150, as in
   // the mean over rows of the mean over projections. The variance-reduced

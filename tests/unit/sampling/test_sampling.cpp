@@ -164,8 +164,11 @@ TEST(ReplayBuffer, DrawsAndPushesAreIndexSelectAndIndexCopy) {
       for (int64_t i = 0; i < 40; ++i) data[want_slots[i].item<int64_t>()] = moved[i];
       EXPECT_TRUE(torch::equal(b.data(), data)) << round;
     }
-    // Rows of another shape are refused, not copied.
+    // Rows of another shape are refused, not copied; no rows change nothing.
     EXPECT_THROW(b.push(torch::zeros({2, 5}), torch::arange(2)), c10::Error);
+    auto none = shape(0);
+    b.push(torch::zeros(none), torch::zeros({0}, torch::kLong));
+    EXPECT_TRUE(torch::equal(b.data(), data));
   }
 }
 
@@ -187,6 +190,12 @@ TEST(ReplayBuffer, SaveLoadRoundTrip) {
   torch::serialize::InputArchive in2;
   in2.load_from(is2);
   EXPECT_EQ(code_of([&] { c.load(in2); }), ExitCode::kBadData);
+  // The same capacity with chains of another shape: refused as well.
+  ReplayBuffer e(ReplayBufferOptions(6), {3});
+  std::istringstream is3(os.str());
+  torch::serialize::InputArchive in3;
+  in3.load_from(is3);
+  EXPECT_EQ(code_of([&] { e.load(in3); }), ExitCode::kBadData);
 }
 
 TEST(ReplayBuffer, BadOptionsAreConfigErrors) {
