@@ -17,12 +17,42 @@ constexpr int kVecs = int(kBlock / 16);   // vectors of 16 chains in a block
 constexpr int kRows = 8;                // output rows of the main register tile
 constexpr int64_t kDirectDim = 8;       // inputs up to this width: first layer formed directly
 
-// The first 64-byte aligned float of workspace, grown to hold floats of them.
-float* aligned_workspace(std::vector<float>& workspace, int64_t floats) {
-  const size_t need = size_t(floats) + 16;  // + alignment slack
+// Consecutive buffers out of one workspace, in the order taken; without a
+// base it only counts. Each pass describes its layout once (a Buffers type
+// built from a Carver) and carve() runs it twice: to size the workspace, then
+// to hand out the buffers. Every size taken is a multiple of 16 floats, so
+// every buffer stays 64-byte aligned.
+class Carver {
+ public:
+  explicit Carver(float* base = nullptr) : base_(base) {}
+  float* take(int64_t n) {
+    float* p = base_ ? base_ + used_ : nullptr;
+    used_ += n;
+    return p;
+  }
+  int64_t used() const { return used_; }
+
+ private:
+  float* base_;
+  int64_t used_ = 0;
+};
+
+template <class Buffers>
+Buffers carve(const SwishMLPView& net, std::vector<float>& workspace) {
+  Carver count;
+  const Buffers sizing(net, count);  // (pointers unused: the count is wanted)
+  (void)sizing;
+  const size_t need = size_t(count.used()) + 16;  // + alignment slack
   if (workspace.size() < need) workspace.resize(need);
   auto addr = reinterpret_cast<uintptr_t>(workspace.data());
-  return reinterpret_cast<float*>((addr + 63) & ~uintptr_t(63));
+  Carver c(reinterpret_cast<float*>((addr + 63) & ~uintptr_t(63)));
+  return Buffers(net, c);
+}
+
+int64_t widest(const SwishMLPView& net) {
+  int64_t w = 0;
+  for (int64_t width : net.width) w = width > w ? width : w;
+  return w;
 }
 
 EBM_AVX512_BEGIN
@@ -262,27 +292,26 @@ EBM_TARGET_AVX512 void small_layer(int64_t rows, const float* w0, int64_t dim, c
   small_layer<1>(rows, w0, dim, Operands<1>{{in}}, epi);
 }
 
-// ws: 64-byte aligned, sized by swish_mlp_grad_blocked.
+// The sampling sweep's block buffers.
+struct SweepBuffers {
+  float *xt, *gt;         // the inputs and the gradient [dim][kBlock]
+  float* et;              // the energy [kBlock]
+  float *h[64], *d[64];   // per layer [width][kBlock]: h, and h' (then delta)
+  SweepBuffers(const SwishMLPView& net, Carver& c)
+      : xt(c.take(net.dim * kBlock)), gt(c.take(net.dim * kBlock)), et(c.take(kBlock)) {
+    for (size_t i = 0; i < net.width.size(); ++i)
+      h[i] = c.take(net.width[i] * kBlock), d[i] = c.take(net.width[i] * kBlock);
+  }
+};
+
 EBM_TARGET_AVX512 void sweep(const SwishMLPView& net, const float* x, int64_t batch, float* g,
-                             float* e, float* ws) {
+                             float* e, SweepBuffers& buf) {
   const size_t n_layers = net.width.size();
   const int64_t dim = net.dim;
   const bool small = dim <= kDirectDim;
-  float* xt = ws;                     // [dim][kBlock]
-  float* gt = xt + dim * kBlock;      // [dim][kBlock]
-  float* et = gt + dim * kBlock;      // [kBlock]
-  float* layers = et + kBlock;        // per layer: h [H][kBlock], d [H][kBlock]
-  auto h_of = [&](size_t i) {
-    float* p = layers;
-    for (size_t j = 0; j < i; ++j) p += 2 * net.width[j] * kBlock;
-    return p;
-  };
-  float* h[64];
-  float* d[64];
-  for (size_t i = 0; i < n_layers; ++i) {
-    h[i] = h_of(i);
-    d[i] = h[i] + net.width[i] * kBlock;
-  }
+  float *xt = buf.xt, *gt = buf.gt, *et = buf.et;
+  float* const* h = buf.h;
+  float* const* d = buf.d;
   for (int64_t c0 = 0; c0 < batch; c0 += kBlock) {
     const int64_t nc = batch - c0 < kBlock ? batch - c0 : kBlock;
     // The block's inputs, chain-minor; lanes past the batch are zero (finite
@@ -466,6 +495,28 @@ struct DsmLayer {
   float* vb;  // [width][16]: the bias gradient, per lane
 };
 
+// The DSM sweep's buffers.
+struct DsmBuffers {
+  float *xt, *et, *gt, *ct;  // x + s eps, eps, g, dL/dg: [dim][kBlock]
+  float* sr;                 // s, r: [2][kBlock]
+  float *pcm, *hcm;          // chain-major scratch [kBlock][widest]
+  float *vw0, *vwo;          // W_0's [width0][dim][16] and w_out's [width_last][16] lane sums
+  DsmLayer layers[64];
+  float* vb[64];
+  DsmBuffers(const SwishMLPView& net, Carver& c)
+      : xt(c.take(net.dim * kBlock)), et(c.take(net.dim * kBlock)), gt(c.take(net.dim * kBlock)),
+        ct(c.take(net.dim * kBlock)), sr(c.take(2 * kBlock)), pcm(c.take(kBlock * widest(net))),
+        hcm(c.take(kBlock * widest(net))), vw0(c.take(net.width[0] * net.dim * 16)),
+        vwo(c.take(net.width.back() * 16)) {
+    for (size_t i = 0; i < net.width.size(); ++i) {
+      DsmLayer& l = layers[i];
+      for (float** b : {&l.h, &l.s1, &l.s2, &l.delta, &l.u, &l.p, &l.zeta})
+        *b = c.take(net.width[i] * kBlock);
+      vb[i] = l.vb = c.take(16 * net.width[i]);
+    }
+  }
+};
+
 // The forward epilogue: h = swish(a), s1 = h'(a), s2 = h''(a); on the last
 // layer delta = s1 w_out instead of h.
 struct DsmForwardEpi {
@@ -605,32 +656,13 @@ EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, cons
                                    const float* s, const float* r, int64_t batch, float prior_inv,
                                    const std::vector<float*>& grad_w,
                                    const std::vector<float*>& grad_b, float* grad_w_out,
-                                   float* ws) {
+                                   DsmBuffers& buf) {
   const size_t n_layers = net.width.size();
   const int64_t dim = net.dim, last = int64_t(n_layers) - 1;
-  int64_t wmax = 0;
-  for (int64_t w : net.width) wmax = w > wmax ? w : wmax;
-  float* xt = ws;                  // [dim][kBlock]
-  float* et = xt + dim * kBlock;   // eps
-  float* gt = et + dim * kBlock;   // g
-  float* ct = gt + dim * kBlock;   // dL/dg
-  float* sr = ct + dim * kBlock;   // s, r: [2][kBlock]
-  float* pcm = sr + 2 * kBlock;    // chain-major scratch [kBlock][wmax] x 2
-  float* hcm = pcm + kBlock * wmax;
-  float* vw0 = hcm + kBlock * wmax;          // [width0][dim][16]
-  float* vwo = vw0 + net.width[0] * dim * 16;  // [width_last][16]
-  float* p = vwo + net.width[last] * 16;
-  DsmLayer layers[64];
-  float* vb[64];
-  for (size_t i = 0; i < n_layers; ++i) {
-    const int64_t sz = net.width[i] * kBlock;
-    DsmLayer& l = layers[i];
-    l.h = p, l.s1 = p + sz, l.s2 = p + 2 * sz, l.delta = p + 3 * sz, l.u = p + 4 * sz;
-    l.p = p + 5 * sz, l.zeta = p + 6 * sz, l.vb = p + 7 * sz;
-    p += 7 * sz + 16 * net.width[i];
-    vb[i] = l.vb;
-  }
-  clear_grads(net, grad_w, vw0, vwo, vb);
+  float *xt = buf.xt, *et = buf.et, *gt = buf.gt, *ct = buf.ct, *sr = buf.sr;
+  float *pcm = buf.pcm, *hcm = buf.hcm, *vw0 = buf.vw0, *vwo = buf.vwo;
+  DsmLayer* layers = buf.layers;
+  clear_grads(net, grad_w, vw0, vwo, buf.vb);
   const float inv_n = 1.0f / float(batch);
   double loss = 0.0;
   for (int64_t c0 = 0; c0 < batch; c0 += kBlock) {
@@ -708,7 +740,7 @@ EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, cons
         }
     }
   }
-  store_lane_sums(net, vw0, vwo, vb, grad_w, grad_b, grad_w_out);
+  store_lane_sums(net, vw0, vwo, buf.vb, grad_w, grad_b, grad_w_out);
   return loss / double(batch);
 }
 
@@ -729,6 +761,29 @@ struct SsmLayer {
   float *s1, *s2, *s3;             // the activation's first three derivatives at z
   float *cz, *czd, *czdd;          // the cotangents of z, zd, zdd
   float* vb;
+};
+
+// The SSM sweep's buffers.
+struct SsmBuffers {
+  float *xt, *vt;               // x, v: [dim][kBlock]
+  float *ev, *evv, *ca, *cn;    // E_v, E_vv, c_a, c_n: [kBlock]
+  float* cm;                    // chain-major scratch [kBlock][widest] x 3
+  float *vw0, *vwo;             // as DsmBuffers
+  SsmLayer layers[64];
+  float* vb[64];
+  SsmBuffers(const SwishMLPView& net, Carver& c)
+      : xt(c.take(net.dim * kBlock)), vt(c.take(net.dim * kBlock)), ev(c.take(kBlock)),
+        evv(c.take(kBlock)), ca(c.take(kBlock)), cn(c.take(kBlock)),
+        cm(c.take(3 * kBlock * widest(net))), vw0(c.take(net.width[0] * net.dim * 16)),
+        vwo(c.take(net.width.back() * 16)) {
+    for (size_t i = 0; i < net.width.size(); ++i) {
+      SsmLayer& l = layers[i];
+      for (float** b : {&l.h, &l.hd, &l.hdd, &l.zd, &l.zdd, &l.s1, &l.s2, &l.s3, &l.cz, &l.czd,
+                        &l.czdd})
+        *b = c.take(net.width[i] * kBlock);
+      vb[i] = l.vb = c.take(16 * net.width[i]);
+    }
+  }
 };
 
 // The forward epilogue from the products z, zd and, past the first layer,
@@ -872,34 +927,13 @@ EBM_TARGET_AVX512 double ssm_sweep(const SwishMLPView& net, const float* x, cons
                                    int64_t batch, float prior_inv,
                                    const std::vector<float*>& grad_w,
                                    const std::vector<float*>& grad_b, float* grad_w_out,
-                                   float* ws) {
+                                   SsmBuffers& buf) {
   const size_t n_layers = net.width.size();
   const int64_t dim = net.dim, last = int64_t(n_layers) - 1;
-  int64_t wmax = 0;
-  for (int64_t w : net.width) wmax = w > wmax ? w : wmax;
-  float* xt = ws;                  // [dim][kBlock]
-  float* vt = xt + dim * kBlock;   // v
-  float* ev = vt + dim * kBlock;   // E_v, E_vv, c_a, c_n: [kBlock] each
-  float* evv = ev + kBlock;
-  float* ca = evv + kBlock;
-  float* cn = ca + kBlock;
-  float* cm = cn + kBlock;                     // chain-major scratch [kBlock][wmax] x 3
-  float* vw0 = cm + 3 * kBlock * wmax;         // [width0][dim][16]
-  float* vwo = vw0 + net.width[0] * dim * 16;  // [width_last][16]
-  float* p = vwo + net.width[last] * 16;
-  SsmLayer layers[64];
-  float* vb[64];
-  for (size_t i = 0; i < n_layers; ++i) {
-    const int64_t sz = net.width[i] * kBlock;
-    SsmLayer& l = layers[i];
-    for (float** b : {&l.h, &l.hd, &l.hdd, &l.zd, &l.zdd, &l.s1, &l.s2, &l.s3, &l.cz, &l.czd,
-                      &l.czdd})
-      *b = p, p += sz;
-    l.vb = p;
-    p += 16 * net.width[i];
-    vb[i] = l.vb;
-  }
-  clear_grads(net, grad_w, vw0, vwo, vb);
+  float *xt = buf.xt, *vt = buf.vt, *ev = buf.ev, *evv = buf.evv, *ca = buf.ca, *cn = buf.cn;
+  float *cm = buf.cm, *vw0 = buf.vw0, *vwo = buf.vwo;
+  SsmLayer* layers = buf.layers;
+  clear_grads(net, grad_w, vw0, vwo, buf.vb);
   const float inv_n = 1.0f / float(batch);
   double loss = 0.0;
   for (int64_t c0 = 0; c0 < batch; c0 += kBlock) {
@@ -964,7 +998,7 @@ EBM_TARGET_AVX512 double ssm_sweep(const SwishMLPView& net, const float* x, cons
       }
     }
   }
-  store_lane_sums(net, vw0, vwo, vb, grad_w, grad_b, grad_w_out);
+  store_lane_sums(net, vw0, vwo, buf.vb, grad_w, grad_b, grad_w_out);
   return loss / double(batch);
 }
 
@@ -977,10 +1011,8 @@ void swish_mlp_grad_blocked(const SwishMLPView& net, const float* x, int64_t bat
   if (net.width.empty() || net.width.size() > 64 || net.w.size() != net.width.size() ||
       net.b.size() != net.width.size())
     throw std::invalid_argument("swish_mlp_grad_blocked: 1 to 64 hidden layers, each with w and b");
-  int64_t floats = 2 * net.dim * kBlock + kBlock;
-  for (int64_t width : net.width) floats += 2 * width * kBlock;
-  float* ws = aligned_workspace(workspace, floats);
-  sweep(net, x, batch, g, e, ws);
+  auto buf = carve<SweepBuffers>(net, workspace);
+  sweep(net, x, batch, g, e, buf);
 }
 
 bool dsm_blocked_supported(const SwishMLPView& net) {
@@ -991,27 +1023,15 @@ bool dsm_blocked_supported(const SwishMLPView& net) {
 }
 
 namespace {
-// Checks a loss pass's arguments and returns its aligned workspace, as the
-// sweep carves it: `fixed` floats of per-block inputs, then `copies`
-// chain-major scratch copies [kBlock][widest layer], W_0's and the output
-// weights' per-lane accumulators, and per layer `per_layer` buffers [width][kBlock]
-// with the bias accumulator [width][16].
-float* loss_workspace(const char* name, const SwishMLPView& net, int64_t batch,
-                      const std::vector<float*>& grad_w, const std::vector<float*>& grad_b,
-                      int64_t fixed, int64_t copies, int64_t per_layer,
-                      std::vector<float>& workspace) {
+// A loss pass's arguments: a network it takes, weights, biases and
+// gradients for every layer, and rows.
+void check_loss_args(const char* name, const SwishMLPView& net, int64_t batch,
+                     const std::vector<float*>& grad_w, const std::vector<float*>& grad_b) {
   if (!dsm_blocked_supported(net) || net.w.size() != net.width.size() ||
       net.b.size() != net.width.size() || grad_w.size() != net.width.size() ||
       grad_b.size() != net.width.size() || batch < 1)
     throw std::invalid_argument(std::string(name) +
                                 ": unsupported network or batch, or no AVX-512 CPU");
-  int64_t wmax = 0, floats = fixed;
-  for (int64_t w : net.width) {
-    wmax = w > wmax ? w : wmax;
-    floats += per_layer * w * kBlock + 16 * w;
-  }
-  floats += copies * kBlock * wmax + net.width[0] * net.dim * 16 + net.width.back() * 16;
-  return aligned_workspace(workspace, floats);
 }
 }  // namespace
 
@@ -1019,20 +1039,18 @@ double swish_mlp_dsm_blocked(const SwishMLPView& net, const float* x, const floa
                              const float* s, const float* r, int64_t batch, float prior_inv,
                              const std::vector<float*>& grad_w, const std::vector<float*>& grad_b,
                              float* grad_w_out, std::vector<float>& workspace) {
-  // x, eps, g, dL/dg [dim][kBlock]; s, r [kBlock]; two copies; seven buffers a layer
-  float* ws = loss_workspace("swish_mlp_dsm_blocked", net, batch, grad_w, grad_b,
-                             4 * net.dim * kBlock + 2 * kBlock, 2, 7, workspace);
-  return dsm_sweep(net, x, eps, s, r, batch, prior_inv, grad_w, grad_b, grad_w_out, ws);
+  check_loss_args("swish_mlp_dsm_blocked", net, batch, grad_w, grad_b);
+  auto buf = carve<DsmBuffers>(net, workspace);
+  return dsm_sweep(net, x, eps, s, r, batch, prior_inv, grad_w, grad_b, grad_w_out, buf);
 }
 
 double swish_mlp_ssm_blocked(const SwishMLPView& net, const float* x, const float* v,
                              int64_t batch, float prior_inv, const std::vector<float*>& grad_w,
                              const std::vector<float*>& grad_b, float* grad_w_out,
                              std::vector<float>& workspace) {
-  // x, v [dim][kBlock]; E_v, E_vv, c_a, c_n [kBlock]; three copies; eleven buffers a layer
-  float* ws = loss_workspace("swish_mlp_ssm_blocked", net, batch, grad_w, grad_b,
-                             2 * net.dim * kBlock + 4 * kBlock, 3, 11, workspace);
-  return ssm_sweep(net, x, v, batch, prior_inv, grad_w, grad_b, grad_w_out, ws);
+  check_loss_args("swish_mlp_ssm_blocked", net, batch, grad_w, grad_b);
+  auto buf = carve<SsmBuffers>(net, workspace);
+  return ssm_sweep(net, x, v, batch, prior_inv, grad_w, grad_b, grad_w_out, buf);
 }
 #else
 void swish_mlp_grad_blocked(const SwishMLPView&, const float*, int64_t, float*, float*,
