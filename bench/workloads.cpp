@@ -66,7 +66,7 @@ Workload pcd_2d(uint64_t seed) {
   return {[=] {
             Batch b{toy2d("8gaussians", 256, *gen), {}};
             auto out = cd->compute(*net, b, *gen);
-            opt->zero_grad();
+            reset_grads(*opt);
             out.loss.backward();
             opt->step();
           },
@@ -92,7 +92,7 @@ Workload score_matching_2d(std::shared_ptr<Objective> objective, uint64_t seed) 
   return {[=] {
             Batch b{toy2d("8gaussians", 1024, *gen), {}};
             auto out = objective->compute(*net, b, *gen);
-            opt->zero_grad();
+            reset_grads(*opt);
             out.loss.backward();
             opt->step();
           },

@@ -529,7 +529,20 @@ struct MLPEnergyImpl::BlockedLossFunction : torch::autograd::Function<BlockedLos
     torch::autograd::variable_list out(saved.size() + 2);  // rows, params, kind, self
     const auto& go = grads[0];
     if (!go.defined()) return out;
-    if (torch::GradMode::is_enabled()) {  // a graph is wanted: differentiate the ATen form
+    // A loss's own backward is seeded with 1: the stored gradient itself,
+    // handed over once (the caller may modify what it is given); a repeated
+    // backward (retain_graph) differentiates the ATen form as a graph would.
+    const bool unit = go.numel() == 1 && go.item<double>() == 1.0;
+    if (!torch::GradMode::is_enabled() && ctx->saved_data.count("grads")) {
+      auto saved_grads = ctx->saved_data["grads"].toTensorVector();
+      if (unit) ctx->saved_data.erase("grads");
+      for (size_t i = 0; i < params.size(); ++i)
+        out[n_rows + i] = unit ? std::move(saved_grads[i]) : saved_grads[i] * go;
+      return out;
+    }
+    {  // a graph is wanted, or the gradient was handed over: differentiate the ATen form
+      const bool graph = torch::GradMode::is_enabled();
+      torch::AutoGradMode enable(true);
       const auto act = static_cast<Act>(ctx->saved_data["act"].toInt());
       const double prior = ctx->saved_data["prior"].toDouble();
       // g = dE/dx at xt (the base term included), differentiable w.r.t. the params.
@@ -553,16 +566,16 @@ struct MLPEnergyImpl::BlockedLossFunction : torch::autograd::Function<BlockedLos
             return (0.5 * (r * g - (s / r) * eps).pow(2).sum(1)).mean();
           },
           go, params, out, n_rows);
+      if (!graph)  // as the handed-over gradient: detached, zeros where unused
+        for (size_t i = 0; i < params.size(); ++i) {
+          auto& o = out[n_rows + i];
+          if (o.defined())
+            o = o.detach();
+          else if (params[i].requires_grad())
+            o = torch::zeros_like(params[i]);
+        }
       return out;
     }
-    const auto saved_grads = ctx->saved_data["grads"].toTensorVector();
-    // (a loss's own backward is seeded with 1: a copy of the stored gradient,
-    // cheaper than the product; never the stored tensor, which
-    // autograd::grad would hand out for a caller to modify)
-    const bool unit = go.numel() == 1 && go.item<double>() == 1.0;
-    for (size_t i = 0; i < params.size(); ++i)
-      out[n_rows + i] = unit ? saved_grads[i].clone() : saved_grads[i] * go;
-    return out;
   }
 };
 #endif

@@ -58,6 +58,11 @@ bool FusedAdam::fusable() {
   return true;
 }
 
+void reset_grads(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) p.mutable_grad().reset();
+}
+
 torch::Tensor FusedAdam::step(LossClosure closure) {
   torch::Tensor loss;
   if (closure != nullptr) {  // first: the gradients to check come from it
@@ -283,7 +288,7 @@ int64_t Trainer::run(bool resume) {
     bool bad = !std::isfinite(loss) || !(std::abs(metric("e_pos")) <= limit) ||
                !(std::abs(metric("e_neg")) <= limit);
     if (!bad) {
-      optimizer_->zero_grad();
+      reset_grads(*optimizer_);
       out.loss.backward();
       if (clip > 0) torch::nn::utils::clip_grad_norm_(energy_->parameters(), clip);
       optimizer_->step();

@@ -33,6 +33,11 @@ class FusedAdam : public torch::optim::Adam {
   bool fusable();
 };
 
+// Drops every parameter's gradient, as PyTorch's zero_grad(set_to_none=True):
+// the next backward hands its gradient over instead of adding it to zeros,
+// and a parameter that gets none is left alone by the step.
+void reset_grads(torch::optim::Optimizer& optimizer);
+
 // Every key a training config may hold, with defaults and docs.
 std::vector<ConfigKey> train_schema();
 Config make_train_config();

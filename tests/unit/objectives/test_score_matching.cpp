@@ -507,6 +507,41 @@ TEST(ScoreMatchingFastPath, BlockedLossesOnTwoThreads) {
   }
 }
 
+// A loss's own backward hands the stored gradient over (no copy): the caller
+// may modify it, and a repeated backward (retain_graph) still gives the
+// gradient, through the general form; a seed other than 1 scales it.
+TEST(ScoreMatchingFastPath, BlockedLossesHandTheirGradientOverOnce) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "the blocked passes run on AVX-512 CPUs only";
+  auto gen = make_generator(9, kStreamTrain);
+  MLPEnergy net(MLPEnergyOptions(2, {32, 32}));
+  reset_parameters(*net, gen);
+  const auto ps = net->parameters();
+  auto close = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return (a - b).abs().max().item<double>() <= 1e-5 * b.abs().max().item<double>() + 1e-7;
+  };
+  for (const auto& loss : blocked_losses()) {
+    const auto in = loss.inputs(70, 2, gen);
+    auto value = loss.blocked(*net, in);
+    ASSERT_TRUE(value.defined()) << loss.name;
+    auto first = torch::autograd::grad({value}, ps, {}, /*retain_graph=*/true);
+    std::vector<torch::Tensor> want;
+    for (auto& g : first) want.push_back(g.clone()), g.add_(1.0);  // the caller's to modify
+    auto again = torch::autograd::grad({value}, ps, {}, /*retain_graph=*/true);
+    auto twice = torch::autograd::grad({value}, ps, {torch::full({}, 2.0)}, true);
+    for (size_t i = 0; i + 1 < ps.size(); ++i) {  // (the output bias has no part in g)
+      EXPECT_TRUE(close(again[i], want[i])) << loss.name << " param " << i;
+      EXPECT_TRUE(close(twice[i], 2 * want[i])) << loss.name << " param " << i;
+    }
+    // Into .grad: a first backward hands over, a second adds.
+    for (auto& p : net->parameters()) p.mutable_grad().reset();
+    auto fresh = loss.blocked(*net, in);
+    fresh.backward({}, /*retain_graph=*/true);
+    fresh.backward();
+    for (size_t i = 0; i + 1 < ps.size(); ++i)
+      EXPECT_TRUE(close(ps[i].grad(), 2 * want[i])) << loss.name << " param " << i;
+  }
+}
+
 // Hyvarinen (2005): for Gaussian data and the quadratic family, exact score
 // matching's minimiser is mu = sample mean, P = inverse sample covariance
 // (1/N). Float64 and L-BFGS to a gradient norm of 1e-12: the tolerance
