@@ -455,7 +455,7 @@ EBM_TARGET_AVX512 inline __attribute__((always_inline)) SwishJet swish_jet(__m51
   const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
   SwishJet j;
   j.s = sigmoid_avx512(a);
-  j.sp = _mm512_mul_ps(j.s, _mm512_sub_ps(one, j.s));
+  j.sp = _mm512_fnmadd_ps(j.s, j.s, j.s);
   j.u = _mm512_fnmadd_ps(two, j.s, one);
   j.d1 = _mm512_fmadd_ps(a, j.sp, j.s);
   j.d2 = _mm512_mul_ps(j.sp, _mm512_fmadd_ps(a, j.u, two));
@@ -487,6 +487,25 @@ EBM_TARGET_AVX512 void store_lane_sums(const SwishMLPView& net, const float* vw0
   for (size_t i = 0; i < net.width.size(); ++i)
     for (int64_t j = 0; j < net.width[i]; ++j)
       grad_b[i][j] = _mm512_reduce_add_ps(_mm512_load_ps(vb[i] + 16 * j));
+}
+
+// The mask of the lanes of vector v of a block of nc chains that hold one.
+inline __mmask16 block_lanes(int64_t nc, int v) {
+  return nc > 16 * v ? lanes_mask(nc - 16 * v) : __mmask16(0);
+}
+
+// Rows c0 .. c0 + nc - 1 of a row-major [*, dim] array (in: its row c0) as a
+// chain-minor block out [dim][kBlock]; lanes past nc are zero.
+EBM_TARGET_AVX512 void gather_block(const float* in, int64_t dim, int64_t nc, float* out) {
+  const __m512i idx = _mm512_mullo_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+      _mm512_set1_epi32(int(dim)));
+  for (int v = 0; v < kVecs; ++v) {
+    const __mmask16 m = block_lanes(nc, v);
+    for (int64_t c = 0; c < dim; ++c)
+      _mm512_store_ps(out + c * kBlock + 16 * v,
+                      _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, in + 16 * v * dim + c, 4));
+  }
 }
 
 // Per-layer block buffers of the DSM sweep, each [width][kBlock].
@@ -547,7 +566,8 @@ struct DsmForwardEpi {
 };
 
 // The backward epilogue into layer l (the product W^T delta of the layer
-// above): u = acc, delta = s1 u; into the first layer also g += W_0^T delta.
+// above): u = acc, delta = s1 u; into the first layer also g += W_0^T delta
+// (the tile's sum in registers, then one update of g per vector).
 struct DsmBackwardEpi {
   DsmLayer* l;
   const float* w0;  // first layer: W_0 [rows, dim], else null
@@ -556,21 +576,27 @@ struct DsmBackwardEpi {
   template <int MR>
   EBM_TARGET_AVX512 inline __attribute__((always_inline)) void operator()(
       int64_t n0, __m512 (&acc)[MR][kVecs]) {
+    __m512 delta[MR][kVecs];
     _Pragma("GCC unroll 16")
     for (int r = 0; r < MR; ++r) {
-      const int64_t n = n0 + r;
       _Pragma("GCC unroll 16")
       for (int v = 0; v < kVecs; ++v) {
-        const int64_t o = n * kBlock + 16 * v;
-        const __m512 delta = _mm512_mul_ps(acc[r][v], _mm512_load_ps(l->s1 + o));
+        const int64_t o = (n0 + r) * kBlock + 16 * v;
+        delta[r][v] = _mm512_mul_ps(acc[r][v], _mm512_load_ps(l->s1 + o));
         _mm512_store_ps(l->u + o, acc[r][v]);
-        _mm512_store_ps(l->delta + o, delta);
-        if (w0)
-          for (int64_t c = 0; c < dim; ++c) {
-            float* gp = g + c * kBlock + 16 * v;
-            _mm512_store_ps(gp, _mm512_fmadd_ps(_mm512_set1_ps(w0[n * dim + c]), delta,
-                                                _mm512_load_ps(gp)));
-          }
+        _mm512_store_ps(l->delta + o, delta[r][v]);
+      }
+    }
+    if (!w0) return;
+    for (int64_t c = 0; c < dim; ++c) {
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < kVecs; ++v) {
+        __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        _Pragma("GCC unroll 16")
+        for (int r = 0; r < MR; ++r)
+          sum[r & 1] = _mm512_fmadd_ps(_mm512_set1_ps(w0[(n0 + r) * dim + c]), delta[r][v], sum[r & 1]);
+        float* gp = g + c * kBlock + 16 * v;
+        _mm512_store_ps(gp, _mm512_add_ps(_mm512_load_ps(gp), _mm512_add_ps(sum[0], sum[1])));
       }
     }
   }
@@ -610,21 +636,30 @@ struct DsmUpEpi {
   }
 };
 
-// W_0's gradient from one vector of chains at row n of the first layer:
-// vw[c] += zeta xt[c] + delta ct[c] (vw: [dim][16] per lane; xt, ct: the
-// chains' inputs and dL/dg at coordinate c, row stride kBlock).
+// W_0's gradient from NV vectors of chains at row n of the first layer:
+// vw[c] += sum over the vectors of zeta xt[c] + delta ct[c] (vw: [dim][16]
+// per lane; xt, ct: the chains' inputs and dL/dg at coordinate c, row stride
+// kBlock, from the first vector's chains).
+template <int NV>
 EBM_TARGET_AVX512 inline __attribute__((always_inline)) void add_first_layer_grad(
-    float* vw, int64_t dim, __m512 zeta, __m512 delta, const float* xt, const float* ct) {
+    float* vw, int64_t dim, const __m512 (&zeta)[NV], const __m512 (&delta)[NV],
+    const float* xt, const float* ct) {
   for (int64_t c = 0; c < dim; ++c) {
     float* wp = vw + c * 16;
-    const __m512 t = _mm512_fmadd_ps(zeta, _mm512_load_ps(xt + c * kBlock), _mm512_load_ps(wp));
-    _mm512_store_ps(wp, _mm512_fmadd_ps(delta, _mm512_load_ps(ct + c * kBlock), t));
+    __m512 t = _mm512_load_ps(wp);
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < NV; ++v) {
+      t = _mm512_fmadd_ps(zeta[v], _mm512_load_ps(xt + c * kBlock + 16 * v), t);
+      t = _mm512_fmadd_ps(delta[v], _mm512_load_ps(ct + c * kBlock + 16 * v), t);
+    }
+    _mm512_store_ps(wp, t);
   }
 }
 
 // The downward sweep's epilogue into layer l (the product W^T zeta of the
 // layer above): zeta += s1 acc, now final, into the bias gradient; into the
-// first layer also W_0's gradient, zeta xt^T + delta c^T.
+// first layer (where zeta is not kept) also W_0's gradient, zeta xt^T +
+// delta c^T.
 struct DsmDownEpi {
   DsmLayer* l;
   int64_t dim;
@@ -636,18 +671,21 @@ struct DsmDownEpi {
     _Pragma("GCC unroll 16")
     for (int r = 0; r < MR; ++r) {
       const int64_t n = n0 + r;
-      __m512 sz = _mm512_setzero_ps();
+      __m512 z[kVecs], delta[kVecs];
       _Pragma("GCC unroll 16")
       for (int v = 0; v < kVecs; ++v) {
         const int64_t o = n * kBlock + 16 * v;
-        const __m512 z = _mm512_fmadd_ps(acc[r][v], _mm512_load_ps(l->s1 + o),
-                                         _mm512_load_ps(l->zeta + o));
-        _mm512_store_ps(l->zeta + o, z);
-        sz = _mm512_add_ps(sz, z);
-        if (xt) add_first_layer_grad(vw0 + n * dim * 16, dim, z, _mm512_load_ps(l->delta + o),
-                                     xt + 16 * v, ct + 16 * v);
+        z[v] = _mm512_fmadd_ps(acc[r][v], _mm512_load_ps(l->s1 + o), _mm512_load_ps(l->zeta + o));
+        if (xt)
+          delta[v] = _mm512_load_ps(l->delta + o);
+        else
+          _mm512_store_ps(l->zeta + o, z[v]);
       }
+      __m512 sz = z[0];
+      _Pragma("GCC unroll 16")
+      for (int v = 1; v < kVecs; ++v) sz = _mm512_add_ps(sz, z[v]);
       _mm512_store_ps(l->vb + 16 * n, _mm512_add_ps(_mm512_load_ps(l->vb + 16 * n), sz));
+      if (xt) add_first_layer_grad(vw0 + n * dim * 16, dim, z, delta, xt, ct);
     }
   }
 };
@@ -669,18 +707,21 @@ EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, cons
     const int64_t nc = batch - c0 < kBlock ? batch - c0 : kBlock;
     // The block, chain-minor; lanes past the batch get x = eps = 0, s = 0,
     // r = 1 (finite throughout) and dL/dg = 0 (no part in the gradients).
-    for (int64_t j = 0; j < kBlock; ++j) {
-      sr[j] = j < nc ? s[c0 + j] : 0.0f;
-      sr[kBlock + j] = j < nc ? r[c0 + j] : 1.0f;
-    }
-    for (int64_t c = 0; c < dim; ++c)
-      for (int64_t j = 0; j < kBlock; ++j) {
-        const float xv = j < nc ? x[(c0 + j) * dim + c] : 0.0f;
-        const float ev = j < nc ? eps[(c0 + j) * dim + c] : 0.0f;
-        et[c * kBlock + j] = ev;
-        xt[c * kBlock + j] = xv + sr[j] * ev;
-        gt[c * kBlock + j] = 0.0f;
+    gather_block(x + c0 * dim, dim, nc, xt);
+    gather_block(eps + c0 * dim, dim, nc, et);
+    for (int v = 0; v < kVecs; ++v) {
+      const __mmask16 m = block_lanes(nc, v);
+      const __m512 sv = _mm512_maskz_loadu_ps(m, s + c0 + 16 * v);
+      _mm512_store_ps(sr + 16 * v, sv);
+      _mm512_store_ps(sr + kBlock + 16 * v,
+                      _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, r + c0 + 16 * v));
+      for (int64_t c = 0; c < dim; ++c) {
+        float* xp = xt + c * kBlock + 16 * v;
+        _mm512_store_ps(xp, _mm512_fmadd_ps(sv, _mm512_load_ps(et + c * kBlock + 16 * v),
+                                            _mm512_load_ps(xp)));
+        _mm512_store_ps(gt + c * kBlock + 16 * v, _mm512_setzero_ps());
       }
+    }
     // Forward.
     for (size_t i = 0; i < n_layers; ++i) {
       DsmForwardEpi epi{net.b[i], int64_t(i) == last ? net.w_out : nullptr, &layers[i]};
@@ -699,20 +740,27 @@ EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, cons
         for (int64_t c = 0; c < dim; ++c)
           for (int64_t j = 0; j < kBlock; ++j)
             gt[c * kBlock + j] += net.w[0][n * dim + c] * layers[0].delta[n * kBlock + j];
-    // The loss and its gradient in g: res = r g - (s / r) eps, dL/dg = r res / N.
-    for (int64_t j = 0; j < nc; ++j) {
-      const float sj = sr[j], rj = sr[kBlock + j];
-      double lj = 0.0;
+    // The loss and its gradient in g: res = r g - (s / r) eps, dL/dg = r res / N
+    // (zero in the lanes past nc); the squares summed in double.
+    __m512d lsum[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+    for (int v = 0; v < kVecs; ++v) {
+      const __mmask16 m = block_lanes(nc, v);
+      const __m512 rv = _mm512_load_ps(sr + kBlock + 16 * v);
+      const __m512 q = _mm512_div_ps(_mm512_load_ps(sr + 16 * v), rv);
       for (int64_t c = 0; c < dim; ++c) {
-        const float g = gt[c * kBlock + j] + prior_inv * xt[c * kBlock + j];
-        const float res = rj * g - (sj / rj) * et[c * kBlock + j];
-        lj += double(res) * res;
-        ct[c * kBlock + j] = rj * res * inv_n;
+        const int64_t o = c * kBlock + 16 * v;
+        const __m512 g = _mm512_fmadd_ps(_mm512_set1_ps(prior_inv), _mm512_load_ps(xt + o),
+                                         _mm512_load_ps(gt + o));
+        const __m512 res = _mm512_maskz_sub_ps(
+            m, _mm512_mul_ps(rv, g), _mm512_mul_ps(q, _mm512_load_ps(et + o)));
+        const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(res));
+        const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(res), 1)));
+        lsum[0] = _mm512_fmadd_pd(lo, lo, lsum[0]);
+        lsum[1] = _mm512_fmadd_pd(hi, hi, lsum[1]);
+        _mm512_store_ps(ct + o, _mm512_mul_ps(_mm512_mul_ps(rv, res), _mm512_set1_ps(inv_n)));
       }
-      loss += 0.5 * lj;
     }
-    for (int64_t c = 0; c < dim; ++c)
-      for (int64_t j = nc; j < kBlock; ++j) ct[c * kBlock + j] = 0.0f;
+    loss += 0.5 * _mm512_reduce_add_pd(_mm512_add_pd(lsum[0], lsum[1]));
     // Up: gamma_0 = W_0 c, then gamma_i = W_i p_{i-1}.
     for (size_t i = 0; i < n_layers; ++i) {
       DsmUpEpi epi{&layers[i], int64_t(i) == last ? net.w_out : nullptr, vwo};
@@ -732,12 +780,14 @@ EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, cons
     }
     if (last == 0) {  // the single layer's zeta is final after the upward sweep
       const DsmLayer& l = layers[0];
-      for (int64_t n = 0; n < net.width[0]; ++n)
+      for (int64_t n = 0; n < net.width[0]; ++n) {
+        __m512 z[kVecs], delta[kVecs];
         for (int v = 0; v < kVecs; ++v) {
-          const int64_t o = n * kBlock + 16 * v;
-          add_first_layer_grad(vw0 + n * dim * 16, dim, _mm512_load_ps(l.zeta + o),
-                               _mm512_load_ps(l.delta + o), xt + 16 * v, ct + 16 * v);
+          z[v] = _mm512_load_ps(l.zeta + n * kBlock + 16 * v);
+          delta[v] = _mm512_load_ps(l.delta + n * kBlock + 16 * v);
         }
+        add_first_layer_grad(vw0 + n * dim * 16, dim, z, delta, xt, ct);
+      }
     }
   }
   store_lane_sums(net, vw0, vwo, buf.vb, grad_w, grad_b, grad_w_out);
@@ -865,7 +915,7 @@ EBM_TARGET_AVX512 inline __attribute__((always_inline)) void ssm_cotangents(
   const __m512 cz = _mm512_fmadd_ps(ch, s1, _mm512_fmadd_ps(chd, s2zd, _mm512_mul_ps(chdd, curv)));
   bsum = _mm512_add_ps(bsum, cz);
   if (kFirst) {
-    add_first_layer_grad(vw0, dim, cz, czd, xt, vt);
+    add_first_layer_grad<1>(vw0, dim, {cz}, {czd}, xt, vt);
   } else {
     _mm512_store_ps(l.cz + o, cz);
     _mm512_store_ps(l.czd + o, czd);
@@ -940,11 +990,8 @@ EBM_TARGET_AVX512 double ssm_sweep(const SwishMLPView& net, const float* x, cons
     const int64_t nc = batch - c0 < kBlock ? batch - c0 : kBlock;
     // The block, chain-minor; lanes past the batch get x = v = 0 (finite
     // throughout) and c_a = c_n = 0 (no part in the gradients).
-    for (int64_t c = 0; c < dim; ++c)
-      for (int64_t j = 0; j < kBlock; ++j) {
-        xt[c * kBlock + j] = j < nc ? x[(c0 + j) * dim + c] : 0.0f;
-        vt[c * kBlock + j] = j < nc ? vproj[(c0 + j) * dim + c] : 0.0f;
-      }
+    gather_block(x + c0 * dim, dim, nc, xt);
+    gather_block(vproj + c0 * dim, dim, nc, vt);
     for (int64_t j = 0; j < kBlock; ++j) ev[j] = evv[j] = 0.0f;
     // Forward: the jet along v.
     for (size_t i = 0; i < n_layers; ++i) {
