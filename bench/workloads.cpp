@@ -73,8 +73,6 @@ Workload pcd_2d(uint64_t seed) {
           1.0, "iterations/s"};
 }
 
-// One score matching training step on 8 gaussians, batch 1024, Adam lr 1e-3:
-// dsm-mlp-2d (sigma = 0.1) and ssm-mlp-2d (one Gaussian projection).
 // HMC on a 100-d Gaussian, condition number 100 (variances log-spaced
 // 0.01 .. 1), 10 leapfrog steps of 0.05, Metropolis correction, 256 chains.
 Workload hmc_gauss_100d(uint64_t seed) {
@@ -85,6 +83,8 @@ Workload hmc_gauss_100d(uint64_t seed) {
   return {[=] { sampler->step(*target, *state, *gen); }, 256.0, "chain-steps/s"};
 }
 
+// One score matching training step on 8 gaussians, batch 1024, Adam lr 1e-3:
+// dsm-mlp-2d (sigma = 0.1) and ssm-mlp-2d (one Gaussian projection).
 Workload score_matching_2d(std::shared_ptr<Objective> objective, uint64_t seed) {
   auto gen = std::make_shared<at::Generator>(make_generator(seed, kStreamTrain));
   auto net = swish_mlp(2, {128, 128}, *gen);

@@ -332,18 +332,19 @@ torch::Tensor reference_energy(const torch::Tensor& x, torch::TensorList params,
 
 namespace {
 // A backward asked for a graph (create_graph): the gradient of y_of() seeded
-// with gy, itself differentiable, w.r.t. the params that require one, into
-// out[offset + i]; y_of() is not evaluated when none does.
+// with gy, itself differentiable (unless create_graph is false), w.r.t. the
+// params that require one, into out[offset + i]; y_of() is not evaluated
+// when none does.
 template <class F>
 void graph_grads(F&& y_of, const torch::Tensor& gy, const std::vector<torch::Tensor>& params,
-                 torch::autograd::variable_list& out, size_t offset) {
+                 torch::autograd::variable_list& out, size_t offset, bool create_graph = true) {
   std::vector<torch::Tensor> wrt;
   std::vector<size_t> at;
   for (size_t i = 0; i < params.size(); ++i)
     if (params[i].requires_grad()) wrt.push_back(params[i]), at.push_back(i);
   if (wrt.empty()) return;
-  auto d = torch::autograd::grad({y_of()}, wrt, {gy}, /*retain_graph=*/true,
-                                 /*create_graph=*/true, /*allow_unused=*/true);
+  auto d = torch::autograd::grad({y_of()}, wrt, {gy}, /*retain_graph=*/create_graph,
+                                 create_graph, /*allow_unused=*/true);
   for (size_t k = 0; k < at.size(); ++k) out[offset + at[k]] = d[k];
 }
 }  // namespace
@@ -565,7 +566,7 @@ struct MLPEnergyImpl::BlockedLossFunction : torch::autograd::Function<BlockedLos
             auto g = score((x + s * eps).requires_grad_(true));
             return (0.5 * (r * g - (s / r) * eps).pow(2).sum(1)).mean();
           },
-          go, params, out, n_rows);
+          go, params, out, n_rows, graph);
       if (!graph)  // as the handed-over gradient: detached, zeros where unused
         for (size_t i = 0; i < params.size(); ++i) {
           auto& o = out[n_rows + i];

@@ -502,9 +502,10 @@ EBM_TARGET_AVX512 void gather_block(const float* in, int64_t dim, int64_t nc, fl
       _mm512_set1_epi32(int(dim)));
   for (int v = 0; v < kVecs; ++v) {
     const __mmask16 m = block_lanes(nc, v);
-    for (int64_t c = 0; c < dim; ++c)
+    for (int64_t c = 0; c < dim; ++c)  // (no address past the rows is formed)
       _mm512_store_ps(out + c * kBlock + 16 * v,
-                      _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, in + 16 * v * dim + c, 4));
+                      m ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, in + 16 * v * dim + c, 4)
+                        : _mm512_setzero_ps());
   }
 }
 
@@ -711,10 +712,10 @@ EBM_TARGET_AVX512 double dsm_sweep(const SwishMLPView& net, const float* x, cons
     gather_block(eps + c0 * dim, dim, nc, et);
     for (int v = 0; v < kVecs; ++v) {
       const __mmask16 m = block_lanes(nc, v);
-      const __m512 sv = _mm512_maskz_loadu_ps(m, s + c0 + 16 * v);
+      const __m512 one = _mm512_set1_ps(1.0f);
+      const __m512 sv = m ? _mm512_maskz_loadu_ps(m, s + c0 + 16 * v) : _mm512_setzero_ps();
       _mm512_store_ps(sr + 16 * v, sv);
-      _mm512_store_ps(sr + kBlock + 16 * v,
-                      _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, r + c0 + 16 * v));
+      _mm512_store_ps(sr + kBlock + 16 * v, m ? _mm512_mask_loadu_ps(one, m, r + c0 + 16 * v) : one);
       for (int64_t c = 0; c < dim; ++c) {
         float* xp = xt + c * kBlock + 16 * v;
         _mm512_store_ps(xp, _mm512_fmadd_ps(sv, _mm512_load_ps(et + c * kBlock + 16 * v),

@@ -509,37 +509,49 @@ TEST(ScoreMatchingFastPath, BlockedLossesOnTwoThreads) {
 
 // A loss's own backward hands the stored gradient over (no copy): the caller
 // may modify it, and a repeated backward (retain_graph) still gives the
-// gradient, through the general form; a seed other than 1 scales it.
+// gradient, through the general form. A seed other than 1 scales the stored
+// gradient (exactly, by 2) and leaves it stored. On two threads (batch 300:
+// chunks of the batch summed) as on one; the output bias has a zero gradient.
 TEST(ScoreMatchingFastPath, BlockedLossesHandTheirGradientOverOnce) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "the blocked passes run on AVX-512 CPUs only";
   auto gen = make_generator(9, kStreamTrain);
   MLPEnergy net(MLPEnergyOptions(2, {32, 32}));
   reset_parameters(*net, gen);
   const auto ps = net->parameters();
+  const size_t bias_out = ps.size() - 1;
   auto close = [](const torch::Tensor& a, const torch::Tensor& b) {
     return (a - b).abs().max().item<double>() <= 1e-5 * b.abs().max().item<double>() + 1e-7;
   };
-  for (const auto& loss : blocked_losses()) {
-    const auto in = loss.inputs(70, 2, gen);
-    auto value = loss.blocked(*net, in);
-    ASSERT_TRUE(value.defined()) << loss.name;
-    auto first = torch::autograd::grad({value}, ps, {}, /*retain_graph=*/true);
-    std::vector<torch::Tensor> want;
-    for (auto& g : first) want.push_back(g.clone()), g.add_(1.0);  // the caller's to modify
-    auto again = torch::autograd::grad({value}, ps, {}, /*retain_graph=*/true);
-    auto twice = torch::autograd::grad({value}, ps, {torch::full({}, 2.0)}, true);
-    for (size_t i = 0; i + 1 < ps.size(); ++i) {  // (the output bias has no part in g)
-      EXPECT_TRUE(close(again[i], want[i])) << loss.name << " param " << i;
-      EXPECT_TRUE(close(twice[i], 2 * want[i])) << loss.name << " param " << i;
+  const int before = at::get_num_threads();
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (const auto& loss : blocked_losses()) {
+      const std::string what = loss.name + ", " + std::to_string(threads) + " threads";
+      const auto in = loss.inputs(300, 2, gen);
+      auto value = loss.blocked(*net, in);
+      ASSERT_TRUE(value.defined()) << what;
+      auto twice = torch::autograd::grad({value}, ps, {torch::full({}, 2.0)}, true);
+      auto first = torch::autograd::grad({value}, ps, {}, /*retain_graph=*/true);
+      std::vector<torch::Tensor> want;
+      for (size_t i = 0; i < ps.size(); ++i) {
+        EXPECT_TRUE(torch::equal(twice[i], 2 * first[i])) << what << " param " << i;
+        want.push_back(first[i].clone());
+        first[i].add_(1.0);  // the caller's to modify
+      }
+      EXPECT_EQ(want[bias_out].abs().max().item<double>(), 0.0) << what;
+      auto again = torch::autograd::grad({value}, ps, {}, /*retain_graph=*/true);
+      for (size_t i = 0; i < ps.size(); ++i)
+        EXPECT_TRUE(close(again[i], want[i])) << what << " param " << i;
+      // Into .grad: a first backward hands over, a second adds.
+      for (auto& p : net->parameters()) p.mutable_grad().reset();
+      auto fresh = loss.blocked(*net, in);
+      fresh.backward({}, /*retain_graph=*/true);
+      fresh.backward();
+      for (size_t i = 0; i < ps.size(); ++i)
+        EXPECT_TRUE(close(ps[i].grad(), 2 * want[i])) << what << " param " << i;
     }
-    // Into .grad: a first backward hands over, a second adds.
-    for (auto& p : net->parameters()) p.mutable_grad().reset();
-    auto fresh = loss.blocked(*net, in);
-    fresh.backward({}, /*retain_graph=*/true);
-    fresh.backward();
-    for (size_t i = 0; i + 1 < ps.size(); ++i)
-      EXPECT_TRUE(close(ps[i].grad(), 2 * want[i])) << loss.name << " param " << i;
   }
+  at::set_num_threads(before);
 }
 
 // Hyvarinen (2005): for Gaussian data and the quadratic family, exact score
