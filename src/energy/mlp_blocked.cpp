@@ -214,6 +214,25 @@ struct ForwardEpi {
   }
 };
 
+// g[c] += sum_r W_0[n0 + r][c] delta[r] for a tile of first-layer rows
+// (g: [dim][kBlock]): the tile's sum in registers, then one update of g (not
+// a store-to-load chain through memory per row).
+template <int MR>
+EBM_TARGET_AVX512 inline __attribute__((always_inline)) void add_input_grad(
+    const float* w0, int64_t n0, int64_t dim, const __m512 (&delta)[MR][kVecs], float* g) {
+  for (int64_t c = 0; c < dim; ++c) {
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < kVecs; ++v) {
+      __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+      _Pragma("GCC unroll 16")
+      for (int r = 0; r < MR; ++r)
+        sum[r & 1] = _mm512_fmadd_ps(_mm512_set1_ps(w0[(n0 + r) * dim + c]), delta[r][v], sum[r & 1]);
+      float* gp = g + c * kBlock + 16 * v;
+      _mm512_store_ps(gp, _mm512_add_ps(_mm512_load_ps(gp), _mm512_add_ps(sum[0], sum[1])));
+    }
+  }
+}
+
 // The backward epilogue into hidden layer i-1: delta_{i-1} = (delta_i W_i) *
 // h'_{i-1}, in place over h'_{i-1}; into the first layer of a small input, also
 // g[c] += W_0[n][c] delta_0[n] for each input coordinate c (delta_0 not stored).
@@ -234,20 +253,7 @@ struct BackwardEpi {
         if (!w0) _mm512_store_ps(dp, acc[r][v]);
       }
     }
-    if (!w0) return;
-    // g[c] += sum_r W_0[n0 + r][c] delta[r]: the tile's sum in registers, then
-    // one update of g (not a store-to-load chain through memory per row).
-    for (int64_t c = 0; c < dim; ++c) {
-      _Pragma("GCC unroll 16")
-      for (int v = 0; v < kVecs; ++v) {
-        __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-        _Pragma("GCC unroll 16")
-        for (int r = 0; r < MR; ++r)
-          sum[r & 1] = _mm512_fmadd_ps(_mm512_set1_ps(w0[(n0 + r) * dim + c]), acc[r][v], sum[r & 1]);
-        float* gp = g + c * kBlock + 16 * v;
-        _mm512_store_ps(gp, _mm512_add_ps(_mm512_load_ps(gp), _mm512_add_ps(sum[0], sum[1])));
-      }
-    }
+    if (w0) add_input_grad(w0, n0, dim, acc, g);
   }
 };
 
@@ -588,18 +594,7 @@ struct DsmBackwardEpi {
         _mm512_store_ps(l->delta + o, delta[r][v]);
       }
     }
-    if (!w0) return;
-    for (int64_t c = 0; c < dim; ++c) {
-      _Pragma("GCC unroll 16")
-      for (int v = 0; v < kVecs; ++v) {
-        __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-        _Pragma("GCC unroll 16")
-        for (int r = 0; r < MR; ++r)
-          sum[r & 1] = _mm512_fmadd_ps(_mm512_set1_ps(w0[(n0 + r) * dim + c]), delta[r][v], sum[r & 1]);
-        float* gp = g + c * kBlock + 16 * v;
-        _mm512_store_ps(gp, _mm512_add_ps(_mm512_load_ps(gp), _mm512_add_ps(sum[0], sum[1])));
-      }
-    }
+    if (w0) add_input_grad(w0, n0, dim, delta, g);
   }
 };
 
