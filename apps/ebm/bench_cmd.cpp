@@ -16,8 +16,8 @@ Runner add_bench(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("bench", "speed workloads of BENCHMARKS.md, one JSON line each");
-  cmd->add_option("--workload", a->workloads, "workload name (repeatable)");
-  cmd->add_flag("--all", a->all, "every workload");
+  auto* wl = cmd->add_option("--workload", a->workloads, "workload name (repeatable)");
+  cmd->add_flag("--all", a->all, "every workload")->excludes(wl);
   cmd->add_flag("--list", a->list, "list workload names");
   cmd->add_option("--seconds", a->seconds, "timed window per workload")->capture_default_str();
   add_common(cmd, a->common);
@@ -27,7 +27,8 @@ Runner add_bench(CLI::App& app) {
       return 0;
     }
     apply_common(a->common);
-    EBM_CHECK_USAGE(a->seconds > 0, "--seconds must be > 0, got ", a->seconds);
+    EBM_CHECK_USAGE(a->seconds > 0 && a->seconds <= 86400, "--seconds must be in (0, 86400], got ",
+                    a->seconds);
     auto names = a->all ? bench::workload_names() : a->workloads;
     EBM_CHECK_USAGE(!names.empty(), "bench: give --workload NAME or --all");
     for (const auto& n : names)

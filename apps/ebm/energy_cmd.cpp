@@ -19,6 +19,8 @@ Runner add_energy(CLI::App& app) {
   add_common(cmd, a->common);
   return [a]() -> int {
     apply_common(a->common);
+    EBM_CHECK_USAGE(file_extension(a->out) == ".csv", "--out ", a->out,
+                    ": extension must be .csv (the energies are written as CSV)");
     Energy energy = load_model(a->model);
     auto x = read_matrix(a->input);
     const int64_t dim = energy->event_shape()[0];

@@ -19,7 +19,9 @@ void add_common(CLI::App* cmd, Common& c) {
 }
 
 void apply_common(const Common& c) {
-  EBM_CHECK_USAGE(c.threads >= 1, "--threads must be >= 1, got ", c.threads);
+  // (each thread of LibTorch's pool costs start-up time: thousands take minutes)
+  EBM_CHECK_USAGE(c.threads >= 1 && c.threads <= 1024, "--threads must be in 1 .. 1024, got ",
+                  c.threads);
   torch::set_num_threads(c.threads);
   EBM_CHECK_USAGE(c.device == "cpu" || c.device.rfind("cuda", 0) == 0,
                   "--device must be cpu or cuda:N, got '", c.device, "'");

@@ -1,5 +1,6 @@
 // ebm sample (--model model.pt | --energy-script f.pt | --target SPEC) --sampler SPEC
 //            --n N --steps K [--warmup W] [--thin T] [--init FILE] --out FILE.{csv,npy,png}
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -101,6 +102,14 @@ Runner add_sample(CLI::App& app) {
     EBM_CHECK_USAGE(ext == ".csv" || ext == ".npy" || ext == ".png", "--out ", a->out,
                     ": extension must be .csv, .npy or .png");
     EBM_CHECK_USAGE(a->thin == 0 || ext != ".png", "--thin: a PNG shows final states only");
+    // Both files of an NPY pair checked before either is written, so a
+    // failure leaves what the user had.
+    for (const std::string& path :
+         {a->out, ext == ".npy" ? a->out.substr(0, a->out.size() - 4) + ".chain.npy" : a->out}) {
+      std::error_code ec;
+      EBM_CHECK_CODE(!std::filesystem::is_directory(path, ec), ExitCode::kMissingInput, path,
+                     ": cannot write: is a directory");
+    }
     EBM_CHECK_USAGE(a->thin == 0 || a->steps >= a->thin, "--thin ", a->thin,
                     " keeps no draw of ", a->steps, " steps");
     Energy energy;

@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <limits>
@@ -140,6 +141,9 @@ ConfigValue Config::coerce(const ConfigKey& s, const ConfigValue& v,
 }
 
 void Config::load_file(const std::string& path) {
+  std::error_code ec;
+  EBM_CHECK_CODE(!std::filesystem::is_directory(path, ec), ExitCode::kMissingInput, "config ",
+                 path, ": is a directory, not a TOML file");
   std::ifstream in(path, std::ios::binary);
   EBM_CHECK_CODE(in.good(), ExitCode::kMissingInput, "config ", path,
                  ": cannot open file");

@@ -19,7 +19,9 @@ Spec::Spec(std::string what, const std::string& text) : what_(std::move(what)), 
     auto eq = item.find('=');
     EBM_CHECK_CONFIG(eq != std::string::npos && eq > 0, what_, " spec '", text, "': item '", item,
                      "' is not key=value");
-    kv_[item.substr(0, eq)] = item.substr(eq + 1);
+    const std::string key = item.substr(0, eq);
+    EBM_CHECK_CONFIG(!kv_.count(key), what_, " spec '", text, "': ", key, " given twice");
+    kv_[key] = item.substr(eq + 1);
   }
 }
 
@@ -43,6 +45,8 @@ std::optional<double> Spec::number(const std::string& key) {
   }
   EBM_CHECK_CONFIG(used == v->size() && !v->empty(), what_, " spec '", text_, "': ", key, "='",
                    *v, "' is not a number");
+  EBM_CHECK_CONFIG(std::isfinite(d), what_, " spec '", text_, "': ", key, "='", *v,
+                   "' is not a finite number");
   return d;
 }
 

@@ -248,7 +248,8 @@ AnalyticEnergy make_target(const std::string& text, int64_t default_dim) {
     const int64_t dim = dim_or(2);
     if (auto cond = spec.number("cond")) {
       // Diagonal, variances log-spaced from 1/cond to 1 (condition number cond).
-      EBM_CHECK_CONFIG(*cond >= 1, "target '", text, "': cond must be >= 1, got ", *cond);
+      EBM_CHECK_CONFIG(*cond >= 1 && *cond <= 1e12, "target '", text,
+                       "': cond must be in [1, 1e12], got ", *cond);
       auto var = torch::logspace(-std::log10(*cond), 0.0, dim, 10.0, torch::kDouble);
       if (dim == 1) var = torch::ones({1}, torch::kDouble);
       out = std::make_shared<GaussianEnergyImpl>(torch::zeros({dim}, torch::kDouble), torch::diag(var));

@@ -118,10 +118,12 @@ std::vector<std::string> split_fields(const std::string& line) {
   return out;
 }
 
-bool all_numbers(const std::vector<std::string>& fields) {
+// A header: every field a non-empty name that is not a number (a line with
+// some numbers is a data row, and a malformed one is reported as such).
+bool header_fields(const std::vector<std::string>& fields) {
   double v;
   for (const auto& f : fields)
-    if (parse_double(f, &v) == Parse::kNotNumber) return false;
+    if (trim(f).empty() || parse_double(f, &v) != Parse::kNotNumber) return false;
   return true;
 }
 
@@ -319,11 +321,13 @@ torch::Tensor read_csv(const std::string& path) {
   while (n_lines > 0 && trim(lines[n_lines - 1]).empty()) --n_lines;
   if (n_lines == 0) fail(ExitCode::kBadData, path, ": empty file (no data rows)");
 
+  // (a UTF-8 byte-order mark is not part of the first field)
+  if (lines[0].rfind("\xEF\xBB\xBF", 0) == 0) lines[0].erase(0, 3);
   size_t first = 0;
   int64_t cols = -1;
   {
     const auto fields = split_fields(lines[0]);
-    if (!all_numbers(fields)) {
+    if (header_fields(fields)) {
       first = 1;  // header line
       cols = static_cast<int64_t>(fields.size());
     }

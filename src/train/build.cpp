@@ -243,6 +243,31 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg, 
   atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
 }
 
+void load_weights(torch::nn::Module& module, torch::serialize::InputArchive& archive,
+                  const std::string& file) {
+  struct Slot {
+    std::string name;
+    std::vector<int64_t> shape;
+    torch::ScalarType dtype;
+  };
+  std::vector<Slot> want;
+  for (const auto& p : module.named_parameters())
+    want.push_back({p.key(), p.value().sizes().vec(), p.value().scalar_type()});
+  for (const auto& b : module.named_buffers())
+    want.push_back({b.key(), b.value().sizes().vec(), b.value().scalar_type()});
+  module.load(archive);
+  std::vector<Slot> got;
+  for (const auto& p : module.named_parameters())
+    got.push_back({p.key(), p.value().sizes().vec(), p.value().scalar_type()});
+  for (const auto& b : module.named_buffers())
+    got.push_back({b.key(), b.value().sizes().vec(), b.value().scalar_type()});
+  for (size_t i = 0; i < want.size(); ++i)
+    EBM_CHECK_DATA(got[i].shape == want[i].shape && got[i].dtype == want[i].dtype, file, ": ",
+                   want[i].name, " is ", c10::IntArrayRef(got[i].shape), " (",
+                   c10::toString(got[i].dtype), ") there but ", c10::IntArrayRef(want[i].shape),
+                   " (", c10::toString(want[i].dtype), ") in this config");
+}
+
 Energy load_model(const std::string& path) {
   {
     std::ifstream probe(path, std::ios::binary);
@@ -256,7 +281,7 @@ Energy load_model(const std::string& path) {
     ar.read("format", format);
     ar.read("energy_config", cfg_text);
     ar.read("in_dim", in_dim);
-  } catch (const c10::Error&) {
+  } catch (const std::exception&) {  // (a checkpoint or a TorchScript module: no such fields)
     fail(ExitCode::kBadData, path, ": not an ebm model file (expected model.pt from ebm train)");
   }
   EBM_CHECK_DATA(format.isString() && format.toStringRef() == "ebm-model-1", path,
@@ -267,7 +292,11 @@ Energy load_model(const std::string& path) {
   torch::serialize::InputArchive weights;
   try {
     ar.read("weights", weights);
-    energy->load(weights);
+  } catch (const c10::Error&) {
+    fail(ExitCode::kBadData, path, ": weights do not match the stored energy config");
+  }
+  try {
+    load_weights(*energy, weights, path);
   } catch (const c10::Error&) {
     fail(ExitCode::kBadData, path, ": weights do not match the stored energy config");
   }

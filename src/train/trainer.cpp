@@ -120,6 +120,12 @@ Trainer::Trainer(Config cfg, std::string out_dir)
   EBM_CHECK_CONFIG(sched == "constant" || sched == "step" || sched == "cosine",
                    "train.schedule must be constant, step or cosine, got '", sched, "'");
   EBM_CHECK_CONFIG(cfg_.get_int("train.decay_every") > 0, "train.decay_every must be > 0");
+  const double limit = cfg_.get_float("train.energy_limit");
+  EBM_CHECK_CONFIG(limit > 0, "train.energy_limit must be > 0 (inf: no limit), got ", limit);
+  EBM_CHECK_CONFIG(cfg_.get_int("eval.sample_chains") > 0, "eval.sample_chains must be > 0, got ",
+                   cfg_.get_int("eval.sample_chains"));
+  EBM_CHECK_CONFIG(cfg_.get_int("eval.sample_steps") >= 0, "eval.sample_steps must be >= 0, got ",
+                   cfg_.get_int("eval.sample_steps"));
 
   data_ = build_data(cfg_);
   // Parameters are initialised from their own stream, so the data or the
@@ -188,7 +194,7 @@ void Trainer::restore(const std::string& bytes) {
   ar.read("model", model);
   ar.read("optimizer", opt);
   ar.read("objective", obj);
-  energy_->load(model);
+  load_weights(*energy_, model, "energy");
   optimizer_->load(opt);
   objective_->load(obj);
   torch::Tensor rng, step, scale, retries;
@@ -219,6 +225,8 @@ void Trainer::load_checkpoint(const std::string& path) {
   ss << in.rdbuf();
   try {
     restore(ss.str());
+  } catch (const Error& e) {
+    fail(ExitCode::kBadData, path, ": checkpoint does not match this config: ", e.what());
   } catch (const c10::Error&) {
     fail(ExitCode::kBadData, path, ": checkpoint does not match this config");
   }
@@ -252,13 +260,28 @@ int64_t Trainer::run(bool resume) {
   const std::string ckpt = out_ + "/checkpoint.pt", metrics_path = out_ + "/metrics.jsonl";
   const int64_t steps = cfg_.get_int("train.steps");
   if (resume) {
+    // The energy the checkpoint holds is the one its run's config describes
+    // (weights of another shape are refused as they load; other settings,
+    // such as the activation, would be taken silently).
+    const std::string old_cfg = out_ + "/config.toml";
+    if (fs::exists(old_cfg)) {
+      Config was = make_train_config();
+      was.load_file(old_cfg);
+      std::istringstream a(was.section_toml("energy")), b(cfg_.section_toml("energy"));
+      std::string la, lb;  // (one schema: the same keys in the same order)
+      while (std::getline(a, la) && std::getline(b, lb))
+        EBM_CHECK_CONFIG(la == lb, "--resume: the run in ", out_, " has energy setting '", la,
+                         "' (", old_cfg, "), this config '", lb,
+                         "': a checkpoint continues with its own energy");
+    }
     load_checkpoint(ckpt);
     truncate_metrics(metrics_path, step_);
   } else {
     atomic_write_text(metrics_path, "");
   }
   atomic_write_text(out_ + "/config.toml", cfg_.to_toml());
-  if (!fs::exists(out_ + "/test.csv")) write_csv(out_ + "/test.csv", data_.test);
+  // (a fresh run writes its own split over whatever test.csv was there)
+  if (!resume || !fs::exists(out_ + "/test.csv")) write_csv(out_ + "/test.csv", data_.test);
 
   std::ofstream metrics(metrics_path, std::ios::app);
   std::string good = snapshot();

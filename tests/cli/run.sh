@@ -73,11 +73,36 @@ expect 64 "extension"      -- "$EBM" sample --target gaussian --n 4 --steps 1 --
 expect 64 "--target"       -- "$EBM" sample --n 4 --steps 1 --out "$T/s.csv"
 expect 64 "nll3d"          -- "$EBM" eval --model "$M" --task nll3d --dataset moons
 expect 78 "unknown dataset" -- "$EBM" eval --model "$M" --task nll2d --dataset nine
+# Found by a fuzzing pass: each once crashed, hung, or went on silently.
+T4=(--config "$SRC/configs/toy2d-pcd.toml" --set train.steps=2 --set data.n=100 --set eval.sample_steps=2)
+expect 78 "eval.sample_chains" -- "$EBM" train "${T4[@]}" --out "$T/r9" --set eval.sample_chains=0
+expect 78 "energy_limit"   -- "$EBM" train "${T4[@]}" --out "$T/r10" --set train.energy_limit=nan
+mkdir -p "$T/confdir"
+expect 66 "is a directory" -- "$EBM" train --config "$T/confdir" --out "$T/r11"
+expect 78 "hidden = \[128, 128\]" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set "energy.hidden=[16,16]"
+cp "$T/run/config.toml" "$T/run_config.toml" && rm "$T/run/config.toml"
+expect 65 "fc0.weight"     -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set "energy.hidden=[16,16]"
+cp "$T/run_config.toml" "$T/run/config.toml"
+expect 64 "extension"      -- "$EBM" energy --model "$M" --input "$T/good.csv" --out "$M"
+expect 65 "not an ebm model" -- "$EBM" energy --model "$T/run/checkpoint.pt" --input "$T/good.csv" --out "$T/e.csv"
+expect 64 "threads"        -- "$EBM" energy --model "$M" --input "$T/good.csv" --out "$T/e.csv" --threads 5000
+expect 64 "seconds"        -- "$EBM" bench --workload langevin-mlp --seconds inf
+expect 64 "excludes"       -- "$EBM" bench --all --workload langevin-mlp
+expect 78 "finite"         -- "$EBM" sample --target "banana:b=nan" --n 4 --steps 1 --out "$T/s.csv"
+expect 78 "twice"          -- "$EBM" sample --target gaussian --sampler "ula:step=0.1,step=0.2" --n 4 --steps 1 --out "$T/s.csv"
+printf '1,abc\n3,4\n' >"$T/half_header.csv"
+expect 65 "half_header.csv:1" -- "$EBM" energy --model "$M" --input "$T/half_header.csv" --out "$T/e.csv"
+printf '\xEF\xBB\xBF0.1,0.2\n0.3,0.4\n' >"$T/bom.csv"
+"$EBM" energy --model "$M" --input "$T/bom.csv" --out "$T/e.csv" 2>/dev/null
+[ "$(wc -l <"$T/e.csv")" -eq 3 ] || { echo "FAIL: a byte-order mark cost a row"; fails=$((fails + 1)); }
 
 # Outputs that a user had are not lost when a command fails.
 printf 'keep me\n' >"$T/keep.csv"
 "$EBM" energy --model "$M" --input "$T/bad_cell.csv" --out "$T/keep.csv" 2>/dev/null
 grep -q "keep me" "$T/keep.csv" || { echo "FAIL: failed command clobbered its output"; fails=$((fails + 1)); }
+printf 'keep me\n' >"$T/pair.npy" && mkdir -p "$T/pair.chain.npy"
+"$EBM" sample --target gaussian --n 4 --steps 2 --thin 1 --out "$T/pair.npy" >/dev/null 2>&1
+grep -q "keep me" "$T/pair.npy" || { echo "FAIL: failed sample clobbered its output"; fails=$((fails + 1)); }
 
 # Successful commands produce what they promise.
 "$EBM" energy --model "$M" --input "$T/good.csv" --out "$T/e.csv" 2>/dev/null

@@ -38,6 +38,11 @@ class FusedAdam : public torch::optim::Adam {
 // and a parameter that gets none is left alone by the step.
 void reset_grads(torch::optim::Optimizer& optimizer);
 
+// module.load(archive), refusing (kBadData, naming `file`) weights whose
+// shapes or dtypes differ from the module's: LibTorch's load would adopt them.
+void load_weights(torch::nn::Module& module, torch::serialize::InputArchive& archive,
+                  const std::string& file);
+
 // Every key a training config may hold, with defaults and docs.
 std::vector<ConfigKey> train_schema();
 Config make_train_config();
