@@ -80,7 +80,17 @@ Runner add_train(CLI::App& app) {
     EBM_CHECK_USAGE(args->resume || args->force ||
                         !std::filesystem::exists(out + "/checkpoint.pt"),
                     out, " already holds a run: --resume to continue it, --force to start over");
+    {
+      std::error_code ec;
+      EBM_CHECK_CODE(!std::filesystem::exists(out, ec) || std::filesystem::is_directory(out, ec),
+                     ExitCode::kMissingInput, "--out ", out, ": exists and is not a directory");
+    }
     Trainer trainer(cfg, out);
+    // A 2D run ends with the test NLL: its split must hold points for it.
+    const auto& test = trainer.data().test;
+    EBM_CHECK_DATA(test.size(1) != 2 || test.size(0) >= 2, trainer.data().description, ": ",
+                   test.size(0), " test point(s) from data.test_fraction = ",
+                   cfg.get_float("data.test_fraction"), "; the test NLL needs at least 2");
     auto t0 = std::chrono::steady_clock::now();
     int64_t rollbacks = trainer.run(args->resume);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

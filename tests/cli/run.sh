@@ -90,6 +90,9 @@ expect 64 "seconds"        -- "$EBM" bench --workload langevin-mlp --seconds inf
 expect 64 "excludes"       -- "$EBM" bench --all --workload langevin-mlp
 expect 78 "finite"         -- "$EBM" sample --target "banana:b=nan" --n 4 --steps 1 --out "$T/s.csv"
 expect 78 "twice"          -- "$EBM" sample --target gaussian --sampler "ula:step=0.1,step=0.2" --n 4 --steps 1 --out "$T/s.csv"
+printf '1,2\n3,4\n5,6\n' >"$T/three_rows.csv" && touch "$T/plain_file"
+expect 65 "test_fraction"  -- "$EBM" train "${T4[@]}" --out "$T/r12" --set data.path="$T/three_rows.csv"
+expect 66 "not a directory" -- "$EBM" train "${T4[@]}" --out "$T/plain_file"
 printf '1,abc\n3,4\n' >"$T/half_header.csv"
 expect 65 "half_header.csv:1" -- "$EBM" energy --model "$M" --input "$T/half_header.csv" --out "$T/e.csv"
 printf '\xEF\xBB\xBF0.1,0.2\n0.3,0.4\n' >"$T/bom.csv"
