@@ -72,6 +72,18 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
+    // A first word that is no command and no option: name it.
+    std::string known;
+    bool is_command = false;
+    for (const auto& [sub, run] : runners) {
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+      is_command = is_command || (argc > 1 && sub->get_name() == argv[1]);
+    }
+    if (argc > 1 && argv[1][0] != '-' && !is_command) {
+      std::cerr << "ebm: unknown command '" << argv[1] << "' (commands: " << known
+                << "; see ebm --help)\n";
+      return int(ExitCode::kUsage);
+    }
     std::cerr << "ebm: " << e.what() << " (see ebm --help)\n";
     return int(ExitCode::kUsage);
   }

@@ -622,6 +622,11 @@ void atomic_write(const std::string& path, const std::function<void(const std::s
   try {
     write_tmp(tmp);
     if (std::rename(tmp.c_str(), path.c_str()) != 0) fail_write(path, std::strerror(errno));
+  } catch (const Error& e) {  // naming the user's file, not the temporary one
+    std::remove(tmp.c_str());
+    std::string msg = e.what();
+    if (msg.rfind(tmp, 0) == 0) msg = path + msg.substr(tmp.size());
+    throw Error(e.code(), msg);
   } catch (...) {
     std::remove(tmp.c_str());
     throw;

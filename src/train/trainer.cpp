@@ -190,11 +190,19 @@ std::string Trainer::snapshot() const {
 void Trainer::restore(const std::string& bytes) {
   std::istringstream is(bytes);
   torch::serialize::InputArchive ar, model, opt, obj;
-  ar.load_from(is);
-  ar.read("model", model);
-  ar.read("optimizer", opt);
-  ar.read("objective", obj);
-  load_weights(*energy_, model, "energy");
+  try {
+    ar.load_from(is);
+    ar.read("model", model);
+    ar.read("optimizer", opt);
+    ar.read("objective", obj);
+  } catch (const c10::Error&) {
+    fail(ExitCode::kBadData, "not a readable checkpoint (truncated, or another kind of file)");
+  }
+  try {
+    load_weights(*energy_, model, "energy");
+  } catch (const Error& e) {
+    fail(ExitCode::kBadData, "checkpoint does not match this config: ", e.what());
+  }
   optimizer_->load(opt);
   objective_->load(obj);
   torch::Tensor rng, step, scale, retries;
@@ -226,7 +234,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   try {
     restore(ss.str());
   } catch (const Error& e) {
-    fail(ExitCode::kBadData, path, ": checkpoint does not match this config: ", e.what());
+    fail(e.code(), path, ": ", e.what());
   } catch (const c10::Error&) {
     fail(ExitCode::kBadData, path, ": checkpoint does not match this config");
   }
@@ -256,9 +264,12 @@ bool all_finite(torch::nn::Module& m) {
 }  // namespace
 
 int64_t Trainer::run(bool resume) {
-  fs::create_directories(out_);
   const std::string ckpt = out_ + "/checkpoint.pt", metrics_path = out_ + "/metrics.jsonl";
   const int64_t steps = cfg_.get_int("train.steps");
+  // (resuming creates nothing until the checkpoint is found)
+  EBM_CHECK_CODE(!resume || fs::exists(ckpt), ExitCode::kMissingInput, ckpt,
+                 ": cannot open checkpoint (nothing to resume)");
+  fs::create_directories(out_);
   if (resume) {
     // The energy the checkpoint holds is the one its run's config describes
     // (weights of another shape are refused as they load; other settings,
@@ -275,6 +286,8 @@ int64_t Trainer::run(bool resume) {
                          "': a checkpoint continues with its own energy");
     }
     load_checkpoint(ckpt);
+    EBM_CHECK_CONFIG(steps >= step_, "train.steps = ", steps, " is below the step the checkpoint ",
+                     ckpt, " reached (", step_, "): nothing to resume");
     truncate_metrics(metrics_path, step_);
   } else {
     atomic_write_text(metrics_path, "");

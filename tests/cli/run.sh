@@ -63,7 +63,7 @@ expect 65 "nan_train.csv:3" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.tom
 expect 66 "checkpoint"     -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r8" --resume
 expect 64 "already holds a run" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/run"
 expect 64 ""               -- "$EBM"
-expect 64 "subcommand"     -- "$EBM" frobnicate
+expect 64 "unknown command 'frobnicate'" -- "$EBM" frobnicate
 expect 64 "threads"        -- "$EBM" bench --workload langevin-mlp --threads 0
 expect 64 "unknown"        -- "$EBM" bench --workload nope
 expect 78 "hmmc"           -- "$EBM" sample --target gaussian --sampler hmmc --n 4 --steps 1 --out "$T/s.csv"
@@ -83,6 +83,12 @@ expect 78 "hidden = \[128, 128\]" -- "$EBM" train "${T4[@]}" --out "$T/run" --re
 cp "$T/run/config.toml" "$T/run_config.toml" && rm "$T/run/config.toml"
 expect 65 "fc0.weight"     -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set "energy.hidden=[16,16]"
 cp "$T/run_config.toml" "$T/run/config.toml"
+expect 78 "below the step" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set train.steps=1
+cp "$T/run/checkpoint.pt" "$T/ckpt.bak" && head -c 300 "$T/ckpt.bak" >"$T/run/checkpoint.pt"
+expect 65 "not a readable checkpoint" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume
+cp "$T/ckpt.bak" "$T/run/checkpoint.pt"
+expect 66 "nothing to resume" -- "$EBM" train "${T4[@]}" --out "$T/absent/run" --resume
+[ ! -e "$T/absent" ] || { echo "FAIL: --resume created a directory"; fails=$((fails + 1)); }
 expect 64 "extension"      -- "$EBM" energy --model "$M" --input "$T/good.csv" --out "$M"
 expect 65 "not an ebm model" -- "$EBM" energy --model "$T/run/checkpoint.pt" --input "$T/good.csv" --out "$T/e.csv"
 expect 64 "threads"        -- "$EBM" energy --model "$M" --input "$T/good.csv" --out "$T/e.csv" --threads 5000
