@@ -28,6 +28,8 @@ Runner add_energy(CLI::App& app) {
                    " columns but the model expects ", dim);
     torch::NoGradGuard ng;
     auto e = energy->energy(x).detach();
+    // (finite inputs can still overflow the energy, e.g. rows near 1e20)
+    check_finite_rows(e.unsqueeze(1), a->input + ": energy of the input");
     write_csv(a->out, e.unsqueeze(1), {"energy"});
     return 0;
   };

@@ -294,10 +294,15 @@ void check_finite_rows(const torch::Tensor& x, const std::string& what) {
 torch::Tensor read_matrix(const std::string& path) {
   const auto ext = file_extension(path);
   const auto name = lower(basename_of(path));
-  if (ext == ".csv") return read_csv(path);
-  if (ext == ".npy") return read_npy(path);
+  torch::Tensor x;
+  if (ext == ".csv") return read_csv(path);  // (refuses a file without rows itself)
+  if (ext == ".npy") x = read_npy(path);
   if (ext == ".idx" || ext == ".idx.gz" || ends_with(name, "-ubyte") || ends_with(name, "-ubyte.gz"))
-    return read_idx(path);
+    x = read_idx(path);
+  if (x.defined()) {  // as a CSV without rows
+    EBM_CHECK_DATA(x.dim() == 0 || x.size(0) > 0, path, ": no data rows (shape ", x.sizes(), ")");
+    return x;
+  }
   fail(ExitCode::kUsage, path, ": unknown file format '", ext,
        "' (want .csv, .npy, .idx, .idx.gz, *-ubyte or *-ubyte.gz)");
 }
