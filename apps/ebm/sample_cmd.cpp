@@ -1,6 +1,5 @@
 // ebm sample (--model model.pt | --energy-script f.pt | --target SPEC) --sampler SPEC
 //            --n N --steps K [--warmup W] [--thin T] [--init FILE] --out FILE.{csv,npy,png}
-#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -104,12 +103,8 @@ Runner add_sample(CLI::App& app) {
     EBM_CHECK_USAGE(a->thin == 0 || ext != ".png", "--thin: a PNG shows final states only");
     // Both files of an NPY pair checked before either is written, so a
     // failure leaves what the user had.
-    for (const std::string& path :
-         {a->out, ext == ".npy" ? a->out.substr(0, a->out.size() - 4) + ".chain.npy" : a->out}) {
-      std::error_code ec;
-      EBM_CHECK_CODE(!std::filesystem::is_directory(path, ec), ExitCode::kMissingInput, path,
-                     ": cannot write: is a directory");
-    }
+    check_writable(a->out);
+    if (ext == ".npy") check_writable(a->out.substr(0, a->out.size() - 4) + ".chain.npy");
     EBM_CHECK_USAGE(a->thin == 0 || a->steps >= a->thin, "--thin ", a->thin,
                     " keeps no draw of ", a->steps, " steps");
     Energy energy;

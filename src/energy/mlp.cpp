@@ -541,42 +541,41 @@ struct MLPEnergyImpl::BlockedLossFunction : torch::autograd::Function<BlockedLos
         out[n_rows + i] = unit ? std::move(saved_grads[i]) : saved_grads[i] * go;
       return out;
     }
-    {  // a graph is wanted, or the gradient was handed over: differentiate the ATen form
-      const bool graph = torch::GradMode::is_enabled();
-      torch::AutoGradMode enable(true);
-      const auto act = static_cast<Act>(ctx->saved_data["act"].toInt());
-      const double prior = ctx->saved_data["prior"].toDouble();
-      // g = dE/dx at xt (the base term included), differentiable w.r.t. the params.
-      auto score = [&](const torch::Tensor& xt) {
-        auto e = reference_energy(xt, params, act);
-        auto g = torch::autograd::grad({e.sum()}, {xt}, {}, true, true)[0];
-        return prior > 0 ? g + xt / (prior * prior) : g;
-      };
-      graph_grads(
-          [&] {
-            if (ctx->saved_data["kind"].toInt() == kSliced) {
-              const auto& v = saved[1];
-              auto xr = saved[0].detach().requires_grad_(true);
-              auto g = score(xr);
-              auto q = (torch::autograd::grad({(g * v).sum()}, {xr}, {}, true, true)[0] * v).sum(1);
-              return (0.5 * (g * v).sum(1).pow(2) - q).mean();
-            }
-            const auto &x = saved[0], &eps = saved[1];
-            const auto s = saved[2].unsqueeze(1), r = saved[3].unsqueeze(1);
-            auto g = score((x + s * eps).requires_grad_(true));
-            return (0.5 * (r * g - (s / r) * eps).pow(2).sum(1)).mean();
-          },
-          go, params, out, n_rows, graph);
-      if (!graph)  // as the handed-over gradient: detached, zeros where unused
-        for (size_t i = 0; i < params.size(); ++i) {
-          auto& o = out[n_rows + i];
-          if (o.defined())
-            o = o.detach();
-          else if (params[i].requires_grad())
-            o = torch::zeros_like(params[i]);
-        }
-      return out;
-    }
+    // A graph is wanted, or the gradient was handed over: differentiate the ATen form.
+    const bool graph = torch::GradMode::is_enabled();
+    torch::AutoGradMode enable(true);
+    const auto act = static_cast<Act>(ctx->saved_data["act"].toInt());
+    const double prior = ctx->saved_data["prior"].toDouble();
+    // g = dE/dx at xt (the base term included), differentiable w.r.t. the params.
+    auto score = [&](const torch::Tensor& xt) {
+      auto e = reference_energy(xt, params, act);
+      auto g = torch::autograd::grad({e.sum()}, {xt}, {}, true, true)[0];
+      return prior > 0 ? g + xt / (prior * prior) : g;
+    };
+    graph_grads(
+        [&] {
+          if (ctx->saved_data["kind"].toInt() == kSliced) {
+            const auto& v = saved[1];
+            auto xr = saved[0].detach().requires_grad_(true);
+            auto g = score(xr);
+            auto q = (torch::autograd::grad({(g * v).sum()}, {xr}, {}, true, true)[0] * v).sum(1);
+            return (0.5 * (g * v).sum(1).pow(2) - q).mean();
+          }
+          const auto &x = saved[0], &eps = saved[1];
+          const auto s = saved[2].unsqueeze(1), r = saved[3].unsqueeze(1);
+          auto g = score((x + s * eps).requires_grad_(true));
+          return (0.5 * (r * g - (s / r) * eps).pow(2).sum(1)).mean();
+        },
+        go, params, out, n_rows, graph);
+    if (!graph)  // as the handed-over gradient: detached, zeros where unused
+      for (size_t i = 0; i < params.size(); ++i) {
+        auto& o = out[n_rows + i];
+        if (o.defined())
+          o = o.detach();
+        else if (params[i].requires_grad())
+          o = torch::zeros_like(params[i]);
+      }
+    return out;
   }
 };
 #endif

@@ -295,16 +295,17 @@ torch::Tensor read_matrix(const std::string& path) {
   const auto ext = file_extension(path);
   const auto name = lower(basename_of(path));
   torch::Tensor x;
-  if (ext == ".csv") return read_csv(path);  // (refuses a file without rows itself)
-  if (ext == ".npy") x = read_npy(path);
-  if (ext == ".idx" || ext == ".idx.gz" || ends_with(name, "-ubyte") || ends_with(name, "-ubyte.gz"))
+  if (ext == ".csv")
+    x = read_csv(path);
+  else if (ext == ".npy")
+    x = read_npy(path);
+  else if (ext == ".idx" || ext == ".idx.gz" || ends_with(name, "-ubyte") || ends_with(name, "-ubyte.gz"))
     x = read_idx(path);
-  if (x.defined()) {  // as a CSV without rows
-    EBM_CHECK_DATA(x.dim() == 0 || x.size(0) > 0, path, ": no data rows (shape ", x.sizes(), ")");
-    return x;
-  }
-  fail(ExitCode::kUsage, path, ": unknown file format '", ext,
-       "' (want .csv, .npy, .idx, .idx.gz, *-ubyte or *-ubyte.gz)");
+  else
+    fail(ExitCode::kUsage, path, ": unknown file format '", ext,
+         "' (want .csv, .npy, .idx, .idx.gz, *-ubyte or *-ubyte.gz)");
+  EBM_CHECK_DATA(x.dim() == 0 || x.size(0) > 0, path, ": no data rows (shape ", x.sizes(), ")");
+  return x;
 }
 
 torch::Tensor read_csv(const std::string& path) {
@@ -620,6 +621,12 @@ void write_png(const std::string& path, const torch::Tensor& image) {
     if (!stbi_write_png(tmp.c_str(), w, h, comp, img.data_ptr<uint8_t>(), w * comp))
       fail_write(tmp, "stbi_write_png failed");
   });
+}
+
+void check_writable(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    fail(ExitCode::kMissingInput, path, ": cannot write: is a directory");
 }
 
 void atomic_write(const std::string& path, const std::function<void(const std::string&)>& write_tmp) {

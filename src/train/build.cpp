@@ -250,17 +250,16 @@ void load_weights(torch::nn::Module& module, torch::serialize::InputArchive& arc
     std::vector<int64_t> shape;
     torch::ScalarType dtype;
   };
-  std::vector<Slot> want;
-  for (const auto& p : module.named_parameters())
-    want.push_back({p.key(), p.value().sizes().vec(), p.value().scalar_type()});
-  for (const auto& b : module.named_buffers())
-    want.push_back({b.key(), b.value().sizes().vec(), b.value().scalar_type()});
+  auto slots = [&] {
+    std::vector<Slot> out;
+    for (const auto& items : {module.named_parameters(), module.named_buffers()})
+      for (const auto& t : items)
+        out.push_back({t.key(), t.value().sizes().vec(), t.value().scalar_type()});
+    return out;
+  };
+  const auto want = slots();
   module.load(archive);
-  std::vector<Slot> got;
-  for (const auto& p : module.named_parameters())
-    got.push_back({p.key(), p.value().sizes().vec(), p.value().scalar_type()});
-  for (const auto& b : module.named_buffers())
-    got.push_back({b.key(), b.value().sizes().vec(), b.value().scalar_type()});
+  const auto got = slots();
   for (size_t i = 0; i < want.size(); ++i)
     EBM_CHECK_DATA(got[i].shape == want[i].shape && got[i].dtype == want[i].dtype, file, ": ",
                    want[i].name, " is ", c10::IntArrayRef(got[i].shape), " (",
@@ -292,10 +291,6 @@ Energy load_model(const std::string& path) {
   torch::serialize::InputArchive weights;
   try {
     ar.read("weights", weights);
-  } catch (const c10::Error&) {
-    fail(ExitCode::kBadData, path, ": weights do not match the stored energy config");
-  }
-  try {
     load_weights(*energy, weights, path);
   } catch (const c10::Error&) {
     fail(ExitCode::kBadData, path, ": weights do not match the stored energy config");

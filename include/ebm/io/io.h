@@ -35,6 +35,9 @@ void write_png(const std::string& path, const torch::Tensor& image);
 
 // Writes through `write_tmp(tmp_path)` then renames onto `path`; on any
 // exception the temp file is removed and `path` is untouched.
+// Refuses (kMissingInput) an output path that is a directory, before any
+// work whose result it would receive.
+void check_writable(const std::string& path);
 void atomic_write(const std::string& path, const std::function<void(const std::string&)>& write_tmp);
 void atomic_write_text(const std::string& path, const std::string& text);
 
