@@ -11,7 +11,7 @@
 #include "ebm/energy/energy.h"
 #include "ebm/objectives/objective.h"
 #include "ebm/objectives/score_matching.h"
-#include "ebm/train/train.h"
+#include "ebm/train/step.h"
 #include "ebm/sampling/sampling.h"
 
 namespace ebm::bench {
@@ -51,26 +51,35 @@ Workload langevin(int64_t dim, int64_t width, uint64_t seed) {
   return {[=] { sampler->step(*net, *state, *gen); }, double(chains), "chain-steps/s"};
 }
 
+// One training step of `objective` through train_step (the Trainer's own
+// step), batches drawn fresh from 8 gaussians as the peer does, no
+// divergence guard (the peer has none).
+Workload training(std::shared_ptr<Objective> objective, int64_t batch, double lr, double beta1,
+                  uint64_t seed) {
+  auto parts = std::make_shared<TrainParts>();
+  parts->gen = make_generator(seed, kStreamTrain);
+  parts->energy = swish_mlp(2, {128, 128}, parts->gen);
+  parts->objective = std::move(objective);
+  Learner l;
+  l.name = "energy";
+  l.module = parts->energy;
+  l.optimizer = std::make_unique<FusedAdam>(parts->energy->parameters(),
+                                            torch::optim::AdamOptions(lr).betas({beta1, 0.999}));
+  parts->learners.push_back(std::move(l));
+  parts->draw = [](int64_t n, at::Generator& gen) { return Batch{toy2d("8gaussians", n, gen), {}}; };
+  const auto options = StepOptions(batch).check_weights(false);
+  return {[=] { train_step(*parts, options); }, 1.0, "iterations/s"};
+}
+
 // Persistent CD on 8 gaussians, as BENCHMARKS.md states it.
 Workload pcd_2d(uint64_t seed) {
-  auto gen = std::make_shared<at::Generator>(make_generator(seed, kStreamTrain));
-  auto net = swish_mlp(2, {128, 128}, *gen);
   auto buffer = std::make_shared<ReplayBuffer>(
       ReplayBufferOptions(10000).reinit_prob(0.05).init("uniform").low(-4).high(4),
       std::vector<int64_t>{2});
   auto sampler = std::make_shared<LangevinSampler>(LangevinOptions(0.01).noise(0.005));
   auto cd = std::make_shared<ContrastiveDivergence>(ContrastiveDivergenceOptions(20).alpha(0.1),
                                                     sampler, buffer);
-  auto opt = std::make_shared<FusedAdam>(
-      net->parameters(), torch::optim::AdamOptions(1e-4).betas({0.0, 0.999}));
-  return {[=] {
-            Batch b{toy2d("8gaussians", 256, *gen), {}};
-            auto out = cd->compute(*net, b, *gen);
-            reset_grads(*opt);
-            out.loss.backward();
-            opt->step();
-          },
-          1.0, "iterations/s"};
+  return training(cd, 256, 1e-4, 0.0, seed);
 }
 
 // HMC on a 100-d Gaussian, condition number 100 (variances log-spaced
@@ -83,20 +92,11 @@ Workload hmc_gauss_100d(uint64_t seed) {
   return {[=] { sampler->step(*target, *state, *gen); }, 256.0, "chain-steps/s"};
 }
 
-// One score matching training step on 8 gaussians, batch 1024, Adam lr 1e-3:
-// dsm-mlp-2d (sigma = 0.1) and ssm-mlp-2d (one Gaussian projection).
+// One score matching training step on 8 gaussians, batch 1024, Adam lr 1e-3
+// (default betas): dsm-mlp-2d (sigma = 0.1) and ssm-mlp-2d (one Gaussian
+// projection).
 Workload score_matching_2d(std::shared_ptr<Objective> objective, uint64_t seed) {
-  auto gen = std::make_shared<at::Generator>(make_generator(seed, kStreamTrain));
-  auto net = swish_mlp(2, {128, 128}, *gen);
-  auto opt = std::make_shared<FusedAdam>(net->parameters(), torch::optim::AdamOptions(1e-3));
-  return {[=] {
-            Batch b{toy2d("8gaussians", 1024, *gen), {}};
-            auto out = objective->compute(*net, b, *gen);
-            reset_grads(*opt);
-            out.loss.backward();
-            opt->step();
-          },
-          1.0, "iterations/s"};
+  return training(std::move(objective), 1024, 1e-3, 0.9, seed);
 }
 }  // namespace
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <c10/core/Device.h>
 
 #include <functional>
 #include <string>
@@ -17,8 +18,9 @@ struct Common {
   std::string device = "cpu";
 };
 void add_common(CLI::App* cmd, Common& common);
-// Applies --threads and checks --device; throws kUsage on a bad value.
-void apply_common(const Common& common);
+// Applies --threads and returns the --device to run on; throws kUsage on a
+// bad value or a device this build or machine lacks.
+c10::Device apply_common(const Common& common);
 
 using Runner = std::function<int()>;
 Runner add_train(CLI::App& app);

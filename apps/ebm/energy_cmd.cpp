@@ -1,8 +1,10 @@
 // ebm energy --model model.pt --input FILE --out FILE.csv: one energy per row.
+#include <c10/util/accumulate.h>
+
 #include "commands.h"
 #include "ebm/core/error.h"
 #include "ebm/io/io.h"
-#include "ebm/train/train.h"
+#include "ebm/model/model.h"
 
 namespace ebm::cli {
 
@@ -14,20 +16,28 @@ Runner add_energy(CLI::App& app) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("energy", "energy of every input row, in input order");
   cmd->add_option("--model", a->model, "model.pt from ebm train")->required();
-  cmd->add_option("--input", a->input, "CSV, NPY, IDX or IDX.gz rows")->required();
+  cmd->add_option("--input", a->input,
+                  "CSV, NPY, IDX or IDX.gz rows: samples of the model's shape, or flattened")
+      ->required();
   cmd->add_option("--out", a->out, "output CSV (column 'energy')")->required();
   add_common(cmd, a->common);
   return [a]() -> int {
-    apply_common(a->common);
+    const c10::Device device = apply_common(a->common);
     EBM_CHECK_USAGE(file_extension(a->out) == ".csv", "--out ", a->out,
                     ": extension must be .csv (the energies are written as CSV)");
     Energy energy = load_model(a->model);
-    auto x = read_matrix(a->input);
-    const int64_t dim = energy->event_shape()[0];
-    EBM_CHECK_DATA(x.size(1) == dim, a->input, ": rows have ", x.size(1),
-                   " columns but the model expects ", dim);
+    auto x = read_array(a->input);
+    const auto shape = energy->event_shape();
+    const int64_t dim = c10::multiply_integers(shape);
+    // (rows of the model's shape, or the same values flattened, e.g. CSV)
+    EBM_CHECK_DATA(x[0].numel() == dim, a->input, ": rows of shape ", x.sizes().slice(1),
+                   " but the model expects ", c10::IntArrayRef(shape));
+    std::vector<int64_t> batch_shape = shape;
+    batch_shape.insert(batch_shape.begin(), x.size(0));
+    x = x.reshape(batch_shape);
+    energy->to(device);
     torch::NoGradGuard ng;
-    auto e = energy->energy(x).detach();
+    auto e = energy->energy(x.to(device)).detach().to(torch::kCPU);
     // (finite inputs can still overflow the energy, e.g. rows near 1e20)
     check_finite_rows(e.unsqueeze(1), a->input + ": energy of the input");
     write_csv(a->out, e.unsqueeze(1), {"energy"});

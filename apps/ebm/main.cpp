@@ -7,6 +7,7 @@
 #endif
 
 #include "commands.h"
+#include "ebm/core/device.h"
 #include "ebm/core/error.h"
 
 namespace ebm::cli {
@@ -15,18 +16,16 @@ void add_common(CLI::App* cmd, Common& c) {
   cmd->add_option("--seed", c.seed, "random seed (default 0, or the config's)")
       ->each([&c](const std::string&) { c.seed_set = true; });
   cmd->add_option("--threads", c.threads, "LibTorch intra-op threads")->capture_default_str();
-  cmd->add_option("--device", c.device, "cpu or cuda:N")->capture_default_str();
+  cmd->add_option("--device", c.device, "cpu, cuda or cuda:N (CUDA needs a CUDA LibTorch build)")
+      ->capture_default_str();
 }
 
-void apply_common(const Common& c) {
+c10::Device apply_common(const Common& c) {
   // (each thread of LibTorch's pool costs start-up time: thousands take minutes)
   EBM_CHECK_USAGE(c.threads >= 1 && c.threads <= 1024, "--threads must be in 1 .. 1024, got ",
                   c.threads);
   torch::set_num_threads(c.threads);
-  EBM_CHECK_USAGE(c.device == "cpu" || c.device.rfind("cuda", 0) == 0,
-                  "--device must be cpu or cuda:N, got '", c.device, "'");
-  EBM_CHECK_USAGE(c.device == "cpu", "--device ", c.device,
-                  ": this build runs on the CPU only (no CUDA device available)");
+  return parse_device(c.device);
 }
 
 }  // namespace ebm::cli

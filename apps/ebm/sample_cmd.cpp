@@ -4,6 +4,8 @@
 #include <iostream>
 #include <sstream>
 
+#include <c10/util/accumulate.h>
+
 #include "commands.h"
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
@@ -13,7 +15,7 @@
 #include "ebm/io/io.h"
 #include "ebm/sampling/diagnostics.h"
 #include "ebm/sampling/tempering.h"
-#include "ebm/train/train.h"
+#include "ebm/model/model.h"
 
 namespace ebm::cli {
 namespace {
@@ -29,8 +31,8 @@ std::string fmt(double v, int precision = 4) {
 // The draws file: final states [n, D], or with --thin every kept draw,
 // chain-major [n * draws, D] with the chain (and draw) index beside them: as
 // columns in CSV, as a sidecar FILE.chain.npy in NPY.
-void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, D] */) {
-  const int64_t n = draws.size(0), k = draws.size(1), d = draws.size(2);
+void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, ...event] */) {
+  const int64_t n = draws.size(0), k = draws.size(1), d = draws[0][0].numel();
   auto flat = draws.reshape({n * k, d}).to(torch::kFloat);
   std::vector<std::string> header;
   for (int64_t i = 0; i < d; ++i) header.push_back("x" + std::to_string(i));
@@ -41,7 +43,10 @@ void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, D]
     header.push_back("draw");
     write_csv(out, torch::cat({flat, chain.unsqueeze(1), draw.unsqueeze(1)}, 1), header);
   } else {
-    write_npy(out, flat);
+    // (NPY keeps each draw's shape: [n * k, C, H, W] for images)
+    auto shape = draws.sizes().slice(2).vec();
+    shape.insert(shape.begin(), n * k);
+    write_npy(out, flat.reshape(shape));
     write_npy(out.substr(0, out.size() - 4) + ".chain.npy", chain);
   }
 }
@@ -84,10 +89,11 @@ Runner add_sample(CLI::App& app) {
   cmd->add_flag("--no-adapt-mass", a->no_adapt_mass, "adapt the step size only");
   cmd->add_flag("--no-adapt", a->no_adapt, "warm-up is plain burn-in: nothing is adapted");
   cmd->add_option("--init", a->init, "initial states (CSV/NPY, n rows); default N(0, I)");
-  cmd->add_option("--out", a->out, "draws: .csv, .npy or .png (2D, final states)")->required();
+  cmd->add_option("--out", a->out, "draws: .csv, .npy or .png (final states: 2D scatter or image grid)")
+      ->required();
   add_common(cmd, a->common);
   return [a]() -> int {
-    apply_common(a->common);
+    const c10::Device device = apply_common(a->common);
     EBM_CHECK_USAGE(!a->model.empty() || !a->target.empty() || !a->script.empty(),
                     "sample: give --model FILE, --energy-script FILE or --target NAME");
     EBM_CHECK_USAGE(a->n >= 1, "--n must be >= 1, got ", a->n);
@@ -117,9 +123,13 @@ Runner add_sample(CLI::App& app) {
       target = make_target(a->target, a->dim);
       energy = target;
     }
-    const int64_t dim = energy->event_shape()[0];
-    EBM_CHECK_USAGE(ext != ".png" || dim == 2, "--out ", a->out, ": PNG needs a 2D energy, got D=",
-                    dim);
+    const auto shape = energy->event_shape();
+    const int64_t dim = c10::multiply_integers(shape);
+    const bool image = shape.size() == 3 && (shape[0] == 1 || shape[0] == 3);
+    EBM_CHECK_USAGE(ext != ".png" || dim == 2 || image, "--out ", a->out,
+                    ": PNG needs a 2D energy or an image energy [1 or 3, H, W], got event shape ",
+                    c10::IntArrayRef(shape));
+    energy->to(device);
     auto sampler = make_sampler(a->sampler);
     if (auto* annealed = dynamic_cast<AnnealedLangevinSampler*>(sampler.get())) {
       const double last = annealed->levels().back();
@@ -130,15 +140,18 @@ Runner add_sample(CLI::App& app) {
     }
     auto gen = make_generator(a->common.seed, kStreamSample);
     torch::Tensor x0;
+    std::vector<int64_t> batch_shape = shape;
+    batch_shape.insert(batch_shape.begin(), a->n);
     if (!a->init.empty()) {
-      x0 = read_matrix(a->init);
-      EBM_CHECK_DATA(x0.size(0) == a->n && x0.size(1) == dim, a->init, ": expected ", a->n,
-                     " rows of ", dim, " columns, got ", x0.size(0), " x ", x0.size(1));
+      x0 = read_array(a->init);
+      EBM_CHECK_DATA(x0.size(0) == a->n && x0[0].numel() == dim, a->init, ": expected ", a->n,
+                     " rows of ", c10::IntArrayRef(shape), " (", dim, " values), got ", x0.sizes());
+      x0 = x0.reshape(batch_shape);
     } else {
-      x0 = at::normal(0.0, 1.0, {a->n, dim}, gen, torch::kFloat);
+      x0 = at::normal(0.0, 1.0, batch_shape, gen, torch::kFloat);
     }
     if (target) x0 = x0.to(torch::kDouble);
-    ChainState chains(x0);
+    ChainState chains(x0.to(device));
 
     // Warm-up: adapted where the sampler can be, plain burn-in otherwise.
     std::unique_ptr<WarmupAdapter> adapter;
@@ -173,18 +186,24 @@ Runner add_sample(CLI::App& app) {
       total.n_grad += st.n_grad;
       total.step_size = st.step_size;
       if (summary) summary->record(chains.x.flatten(1).narrow(1, 0, tracked));
-      if (kept) kept->record(chains.x);
+      if (kept) kept->record(chains.x.flatten(1));
       progress.update(k + 1, "accept " + fmt(total.accept_rate / (k + 1), 3));
     }
     progress.finish();
 
-    auto x = chains.x.to(torch::kFloat);
-    if (ext == ".png") {
+    auto x = chains.x.to(torch::kCPU, torch::kFloat);
+    if (ext == ".png" && image) {
+      // (the grid spans the samples' own range, whatever the data's scale,
+      // less the 1% tails a few stray pixels would otherwise stretch)
+      auto q = torch::quantile(x.flatten().to(torch::kDouble), torch::tensor({0.01, 0.99}, torch::kDouble));
+      const double lo = q[0].item<double>(), hi = q[1].item<double>();
+      write_image_grid(a->out, x, lo, hi > lo ? hi : lo + 1);
+    } else if (ext == ".png") {
       torch::Tensor backdrop;
       if (target) backdrop = target->sample(5000, gen);
       scatter_png(a->out, x, backdrop, bounding_box(backdrop.defined() ? backdrop : x, 0.1));
     } else {
-      write_draws(a->out, kept ? kept->draws() : chains.x.to(torch::kDouble).unsqueeze(1));
+      write_draws(a->out, kept ? kept->draws() : chains.x.to(torch::kCPU, torch::kDouble).unsqueeze(1));
     }
 
     // Summary: sampler statistics, then mean, sd, MCSE, ESS and R-hat of the
@@ -214,7 +233,7 @@ Runner add_sample(CLI::App& app) {
     if (summary) os << std::setw(w) << "mcse" << std::setw(w) << "ess_bulk" << std::setw(w) << "ess_tail" << std::setw(w) << "rhat";
     if (target) os << std::setw(w) << "true_mean" << std::setw(w) << "true_sd";
     os << "\n";
-    auto xd = chains.x.to(torch::kDouble).flatten(1);
+    auto xd = chains.x.to(torch::kCPU, torch::kDouble).flatten(1);
     for (int64_t i = 0; i < shown; ++i) {
       os << std::setw(5) << i;
       if (summary) {

@@ -10,6 +10,7 @@
 #include "ebm/data/data.h"
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
+#include "ebm/sampling/registry.h"
 #include "ebm/train/train.h"
 
 namespace ebm::cli {
@@ -21,21 +22,44 @@ struct TrainArgs {
   bool resume = false, force = false, help_config = false;
 };
 
+// Model samples from the eval stream: buffer-initialised chains run for
+// eval.sample_steps transitions of the run's sampler.
+torch::Tensor model_samples(EnergyImpl& energy, const Config& cfg, const std::vector<int64_t>& shape,
+                            int64_t n) {
+  auto gen = run_generator(cfg, kStreamEval);
+  ChainState chains(build_buffer(cfg, shape)->init_samples(n, gen));
+  build_sampler(cfg)->run(energy, chains, cfg.get_int("eval.sample_steps"), gen);
+  return chains.x;
+}
+
+// Samples of a model of any shape: samples.npy and, for images, a PNG grid
+// in the training data's value range.
+void report_samples(Trainer& trainer, const Config& cfg, const std::string& out) {
+  const auto& train = trainer.data().train;
+  const auto shape = train.event_shape();
+  std::filesystem::create_directories(out + "/samples");
+  auto x = model_samples(trainer.energy(), cfg, shape, std::min<int64_t>(64, cfg.get_int("eval.sample_chains")));
+  write_npy(out + "/samples/samples.npy", x.to(torch::kCPU, torch::kFloat));
+  if (shape.size() == 3 && (shape[0] == 1 || shape[0] == 3)) {
+    const double lo = train.x.min().item<double>(), hi = train.x.max().item<double>();
+    write_image_grid(out + "/samples/samples.png", x, lo, hi > lo ? hi : lo + 1);
+  }
+  std::cout << "samples in " << out << "/samples\n";
+}
+
 // Pictures and, in 2D, the exact test NLL of a finished run.
 void report(Trainer& trainer, const Config& cfg, const std::string& out) {
   auto& energy = trainer.energy();
-  const auto& test = trainer.data().test;
-  if (test.size(1) != 2) return;
+  const auto& train = trainer.data().train.x;
+  const auto& test = trainer.data().test.x;
+  if (trainer.data().train.event_shape() != std::vector<int64_t>{2}) return report_samples(trainer, cfg, out);
   std::filesystem::create_directories(out + "/samples");
-  Box2d view = bounding_box(trainer.data().train, 0.15);
+  Box2d view = bounding_box(train, 0.15);
   density_png(out + "/samples/density.png", energy, view);
-  auto buffer = build_buffer(cfg, {2});
-  auto gen = make_generator(cfg.get_int("seed"), kStreamEval);
-  ChainState chains(buffer->init_samples(cfg.get_int("eval.sample_chains"), gen));
-  build_sampler(cfg)->run(energy, chains, cfg.get_int("eval.sample_steps"), gen);
-  write_csv(out + "/samples/samples.csv", chains.x, {"x0", "x1"});
-  scatter_png(out + "/samples/samples.png", chains.x, trainer.data().train.narrow(
-      0, 0, std::min<int64_t>(5000, trainer.data().train.size(0))), view);
+  auto samples = model_samples(energy, cfg, {2}, cfg.get_int("eval.sample_chains"));
+  write_csv(out + "/samples/samples.csv", samples, {"x0", "x1"});
+  scatter_png(out + "/samples/samples.png", samples,
+              train.narrow(0, 0, std::min<int64_t>(5000, train.size(0))), view);
   auto r = nll2d(energy, test);
   nlohmann::json j = {{"task", "nll2d"},      {"data", "test split"},
                       {"n", test.size(0)},   {"mean_nll", r.mean_nll},
@@ -71,10 +95,11 @@ Runner add_train(CLI::App& app) {
       return 0;
     }
     EBM_CHECK_USAGE(!args->config.empty(), "train: --config FILE is required");
-    apply_common(args->common);
+    const c10::Device device = apply_common(args->common);
     cfg.load_file(args->config);
     for (const auto& s : args->sets) cfg.set(s);
     if (args->common.seed_set) cfg.set_value("seed", args->common.seed);
+    cfg.validate();
     std::string out = args->out;
     if (out.empty()) out = "runs/" + std::filesystem::path(args->config).stem().string();
     EBM_CHECK_USAGE(args->resume || args->force ||
@@ -85,14 +110,15 @@ Runner add_train(CLI::App& app) {
       EBM_CHECK_CODE(!std::filesystem::exists(out, ec) || std::filesystem::is_directory(out, ec),
                      ExitCode::kMissingInput, "--out ", out, ": exists and is not a directory");
     }
-    Trainer trainer(cfg, out);
+    Trainer trainer(cfg, out, device);
     // A 2D run ends with the test NLL: its split must hold points for it.
     const auto& test = trainer.data().test;
-    EBM_CHECK_DATA(test.size(1) != 2 || test.size(0) >= 2, trainer.data().description, ": ",
-                   test.size(0), " test point(s) from data.test_fraction = ",
+    EBM_CHECK_DATA(test.event_shape() != std::vector<int64_t>{2} || test.size() >= 2, test.description, ": ",
+                   test.size(), " test point(s) from data.test_fraction = ",
                    cfg.get_float("data.test_fraction"), "; the test NLL needs at least 2");
     auto t0 = std::chrono::steady_clock::now();
     int64_t rollbacks = trainer.run(args->resume);
+    trainer.energy().to(torch::kCPU);  // (the report's pictures and quadrature run on the CPU)
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << "trained " << trainer.step() << " steps in " << secs << " s ("
               << rollbacks << " divergence rollbacks); outputs in " << out << "\n";

@@ -2,8 +2,12 @@
 
 #include <toml++/toml.h>
 
+#include <c10/util/Exception.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <limits>
 #include <set>
@@ -21,9 +25,8 @@ std::string where(const std::string& origin, const toml::source_region& src) {
   return os.str();
 }
 
-// Converts one TOML node to a ConfigValue of the natural type.
-ConfigValue from_node(const toml::node& node, const std::string& key,
-                      const std::string& at) {
+// One TOML scalar or list of numbers as a ConfigValue of the natural type.
+ConfigValue from_node(const toml::node& node, const std::string& key, const std::string& at) {
   if (auto v = node.as_integer()) return static_cast<int64_t>(v->get());
   if (auto v = node.as_floating_point()) return v->get();
   if (auto v = node.as_boolean()) return v->get();
@@ -34,8 +37,7 @@ ConfigValue from_node(const toml::node& node, const std::string& key,
       if (e.is_integer()) continue;
       all_int = false;
       if (!e.is_floating_point())
-        fail(ExitCode::kBadConfig, "config ", at, ": key '", key,
-             "' must be a list of numbers");
+        fail(ExitCode::kBadConfig, "config ", at, ": key '", key, "' must be a list of numbers");
     }
     if (all_int) {
       std::vector<int64_t> out;
@@ -44,12 +46,10 @@ ConfigValue from_node(const toml::node& node, const std::string& key,
     }
     std::vector<double> out;
     for (const auto& e : *arr)
-      out.push_back(e.is_integer() ? double(e.as_integer()->get())
-                                   : e.as_floating_point()->get());
+      out.push_back(e.is_integer() ? double(e.as_integer()->get()) : e.as_floating_point()->get());
     return out;
   }
-  fail(ExitCode::kBadConfig, "config ", at, ": key '", key,
-       "' has an unsupported value type");
+  fail(ExitCode::kBadConfig, "config ", at, ": key '", key, "' has an unsupported value type");
 }
 
 std::string format_double(double d) {
@@ -82,7 +82,25 @@ std::string quote(const std::string& s) {
   return out + "\"";
 }
 
-std::string format_value(const ConfigValue& v) {
+std::pair<std::string, std::string> split_key(const std::string& key) {
+  auto dot = key.find('.');
+  if (dot == std::string::npos) return {"", key};
+  return {key.substr(0, dot), key.substr(dot + 1)};
+}
+
+std::string full_name(const std::string& section, const std::string& rel) {
+  return section.empty() ? rel : section + "." + rel;
+}
+
+template <typename T>
+const T& get_as(const ConfigValue& v, const std::string& key) {
+  const T* p = std::get_if<T>(&v);
+  TORCH_INTERNAL_ASSERT(p, "config key '", key, "' read with the wrong type");
+  return *p;
+}
+}  // namespace
+
+std::string format_config_value(const ConfigValue& v) {
   struct Visitor {
     std::string operator()(int64_t x) const { return std::to_string(x); }
     std::string operator()(double x) const { return format_double(x); }
@@ -98,11 +116,12 @@ std::string format_value(const ConfigValue& v) {
       for (size_t i = 0; i < x.size(); ++i) s += (i ? ", " : "") + format_double(x[i]);
       return s + "]";
     }
+    std::string operator()(const TableList& x) const {
+      return "[" + std::to_string(x.items.size()) + " [" + x.section + "] tables]";
+    }
   };
   return std::visit(Visitor{}, v);
 }
-
-}  // namespace
 
 std::string config_type_name(const ConfigValue& v) {
   switch (v.index()) {
@@ -111,33 +130,130 @@ std::string config_type_name(const ConfigValue& v) {
     case 2: return "boolean";
     case 3: return "string";
     case 4: return "list of integers";
-    default: return "list of numbers";
+    case 5: return "list of numbers";
+    default: return "list of [" + std::get<TableList>(v).section + "] tables";
   }
 }
 
-Config::Config(std::vector<ConfigKey> schema) : schema_(std::move(schema)) {
-  for (const auto& k : schema_) values_[k.name] = k.value;
+// ----- Schema -----------------------------------------------------------------
+const Component* ComponentGroup::find(const std::string& name) const {
+  for (const auto& c : choices)
+    if (c.name == name) return &c;
+  return nullptr;
 }
 
-const ConfigKey& Config::spec(const std::string& key, const std::string& origin) const {
-  for (const auto& k : schema_)
-    if (k.name == key) return k;
-  fail(ExitCode::kBadConfig, "config ", origin, ": unknown key '", key, "'");
-}
-
-ConfigValue Config::coerce(const ConfigKey& s, const ConfigValue& v,
-                           const std::string& origin) const {
-  if (v.index() == s.value.index()) return v;
-  // Widening conversions a user would expect: 1 for 1.0, [64] for [64.0].
-  if (std::holds_alternative<double>(s.value) && std::holds_alternative<int64_t>(v))
-    return static_cast<double>(std::get<int64_t>(v));
-  if (std::holds_alternative<std::vector<double>>(s.value) &&
-      std::holds_alternative<std::vector<int64_t>>(v)) {
-    const auto& src = std::get<std::vector<int64_t>>(v);
-    return std::vector<double>(src.begin(), src.end());
+Schema& Schema::add(Section s) {
+  TORCH_INTERNAL_ASSERT(section(s.name) == nullptr, "schema: section '", s.name, "' added twice");
+  std::map<std::string, size_t> type_of;  // relative key -> alternative index
+  std::map<std::string, const void*> owner_group;
+  auto claim = [&](const ConfigKey& k, const void* group) {
+    auto it = type_of.find(k.name);
+    if (it == type_of.end()) {
+      type_of[k.name] = k.value.index();
+      owner_group[k.name] = group;
+      return;
+    }
+    TORCH_INTERNAL_ASSERT(group != nullptr && owner_group[k.name] == group,
+                          "schema: key ", full_name(s.name, k.name), " declared twice");
+    TORCH_INTERNAL_ASSERT(it->second == k.value.index(), "schema: key ",
+                          full_name(s.name, k.name), " has two types");
+  };
+  for (auto& g : s.groups) {
+    TORCH_INTERNAL_ASSERT(g.find(g.default_choice) != nullptr, "schema: ", g.kind,
+                          " default '", g.default_choice, "' is not registered");
+    s.keys.push_back({g.selector, g.default_choice, g.doc});
   }
-  fail(ExitCode::kBadConfig, "config ", origin, ": key '", s.name, "' must be a ",
-       config_type_name(s.value), ", got ", config_type_name(v), " ", format_value(v));
+  for (const auto& k : s.keys) claim(k, nullptr);
+  for (const auto& g : s.groups)
+    for (const auto& c : g.choices)
+      for (const auto& k : c.keys) claim(k, &g);
+  sections_.push_back(std::move(s));
+  return *this;
+}
+
+const Section* Schema::section(const std::string& name) const {
+  for (const auto& s : sections_)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+std::shared_ptr<const Schema> Schema::flat(const std::vector<ConfigKey>& keys) {
+  auto schema = std::make_shared<Schema>();
+  std::vector<Section> sections;
+  for (const auto& k : keys) {
+    auto [sec, rel] = split_key(k.name);
+    auto it = std::find_if(sections.begin(), sections.end(),
+                           [&](const Section& s) { return s.name == sec; });
+    if (it == sections.end()) {
+      sections.push_back({sec, {}, {}});
+      it = sections.end() - 1;
+    }
+    it->keys.push_back({rel, k.value, k.doc, k.alias});
+  }
+  for (auto& s : sections) schema->add(std::move(s));
+  return schema;
+}
+
+Schema::Place Schema::find(const std::string& key) const {
+  Place p;
+  auto [sec, rel] = split_key(key);
+  p.section = section(sec);
+  if (p.section == nullptr) {  // "a.b" may still be a top-level key of that name
+    p.section = section("");
+    rel = key;
+    if (p.section == nullptr) return p;
+  }
+  for (const auto& k : p.section->keys)
+    if (k.name == rel) {
+      p.spec = &k;
+      for (const auto& g : p.section->groups) p.selector = p.selector || g.selector == rel;
+      return p;
+    }
+  for (const auto& g : p.section->groups)
+    for (const auto& c : g.choices)
+      for (const auto& k : c.keys)
+        if (k.name == rel) {
+          p.group = &g;
+          p.owners.push_back(&c);
+          if (p.spec == nullptr) p.spec = &k;
+        }
+  return p;
+}
+
+// ----- Config -------------------------------------------------------------------
+Config::Config(std::shared_ptr<const Schema> schema) : schema_(std::move(schema)) {}
+
+Config::Config(std::vector<ConfigKey> flat_schema) : schema_(Schema::flat(flat_schema)) {}
+
+Schema::Place Config::place(const std::string& key, const std::string& origin) const {
+  auto p = schema_->find(key);
+  if (p.spec == nullptr || (!only_section_.empty() && p.section->name != only_section_))
+    fail(ExitCode::kBadConfig, "config ", origin, ": unknown key '", key, "'");
+  return p;
+}
+
+// Coerces to the key's type (widening 1 to 1.0 and [64] to [64.0]) and stores.
+void Config::assign(const std::string& key, ConfigValue v, const std::string& origin) {
+  const auto p = place(key, origin);
+  const ConfigValue& want = p.spec->value;
+  if (v.index() != want.index()) {
+    if (std::holds_alternative<double>(want) && std::holds_alternative<int64_t>(v)) {
+      v = static_cast<double>(std::get<int64_t>(v));
+    } else if (std::holds_alternative<std::vector<double>>(want) &&
+               std::holds_alternative<std::vector<int64_t>>(v)) {
+      const auto& src = std::get<std::vector<int64_t>>(v);
+      v = std::vector<double>(src.begin(), src.end());
+    } else if (std::holds_alternative<std::vector<int64_t>>(want) &&
+               std::holds_alternative<std::vector<double>>(v) &&
+               std::get<std::vector<double>>(v).empty()) {
+      v = std::vector<int64_t>{};
+    } else {
+      fail(ExitCode::kBadConfig, "config ", origin, ": key '", key, "' must be a ",
+           config_type_name(want), ", got ", config_type_name(v), " ", format_config_value(v));
+    }
+  }
+  values_[key] = std::move(v);
+  origins_[key] = origin;
 }
 
 void Config::load_file(const std::string& path) {
@@ -145,12 +261,50 @@ void Config::load_file(const std::string& path) {
   EBM_CHECK_CODE(!std::filesystem::is_directory(path, ec), ExitCode::kMissingInput, "config ",
                  path, ": is a directory, not a TOML file");
   std::ifstream in(path, std::ios::binary);
-  EBM_CHECK_CODE(in.good(), ExitCode::kMissingInput, "config ", path,
-                 ": cannot open file");
+  EBM_CHECK_CODE(in.good(), ExitCode::kMissingInput, "config ", path, ": cannot open file");
   std::stringstream ss;
   ss << in.rdbuf();
   load_string(ss.str(), path);
 }
+
+class ConfigLoader {
+ public:
+  ConfigLoader(Config& cfg, std::string origin) : cfg_(cfg), origin_(std::move(origin)) {}
+
+  // Every leaf is a dotted key that must be declared; an array of tables
+  // fills a TableList key, each table an item over that list's section.
+  void walk(const toml::table& t, const std::string& prefix) {
+    for (const auto& [k, node] : t) {
+      const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+      const std::string at = where(origin_, node.source());
+      if (auto sub = node.as_table()) {
+        walk(*sub, key);
+        continue;
+      }
+      const auto* arr = node.as_array();
+      if (arr != nullptr && !arr->empty() && arr->is_array_of_tables()) {
+        const auto p = cfg_.place(key, at);
+        const auto* want = std::get_if<TableList>(&p.spec->value);
+        EBM_CHECK_CONFIG(want != nullptr, "config ", at, ": key '", key, "' must be a ",
+                         config_type_name(p.spec->value), ", got a list of tables");
+        TableList list{want->section, {}};
+        for (const auto& item : *arr) {
+          auto c = std::make_shared<Config>(cfg_.schema_);
+          c->only_section_ = want->section;
+          ConfigLoader(*c, origin_).walk(*item.as_table(), want->section);
+          list.items.push_back(std::move(c));
+        }
+        cfg_.assign(key, std::move(list), at);
+        continue;
+      }
+      cfg_.assign(key, from_node(node, key, at), at);
+    }
+  }
+
+ private:
+  Config& cfg_;
+  std::string origin_;
+};
 
 void Config::load_string(const std::string& text, const std::string& origin) {
   toml::table table;
@@ -160,32 +314,16 @@ void Config::load_string(const std::string& text, const std::string& origin) {
     fail(ExitCode::kBadConfig, "config ", where(origin, e.source()), ": ",
          std::string(e.description()));
   }
-  // Walk nested tables; every leaf is a dotted key that must be declared.
-  std::function<void(const toml::table&, const std::string&)> walk =
-      [&](const toml::table& t, const std::string& prefix) {
-        for (const auto& [k, node] : t) {
-          std::string key = prefix.empty() ? std::string(k.str())
-                                           : prefix + "." + std::string(k.str());
-          std::string at = where(origin, node.source());
-          if (auto sub = node.as_table()) {
-            walk(*sub, key);
-            continue;
-          }
-          const ConfigKey& s = spec(key, at);
-          values_[key] = coerce(s, from_node(node, key, at), at);
-          explicit_[key] = true;
-        }
-      };
-  walk(table, "");
+  ConfigLoader(*this, origin).walk(table, only_section_);
 }
 
 void Config::set(const std::string& assignment) {
   auto eq = assignment.find('=');
-  EBM_CHECK_USAGE(eq != std::string::npos && eq > 0, "--set '", assignment,
-                  "': expected key=value");
-  std::string key = assignment.substr(0, eq);
-  std::string text = assignment.substr(eq + 1);
-  const ConfigKey& s = spec(key, "--set");
+  EBM_CHECK_USAGE(eq != std::string::npos && eq > 0, "--set '", assignment, "': expected key=value");
+  const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  const auto p = place(key, "--set");
+  EBM_CHECK_CONFIG(!std::holds_alternative<TableList>(p.spec->value), "--set ", key,
+                   ": a list of tables is written in the config file ([[", key, "]])");
   ConfigValue v;
   bool parsed = false;
   try {
@@ -197,82 +335,162 @@ void Config::set(const std::string& assignment) {
   } catch (const toml::parse_error&) {
   }
   if (!parsed) v = text;  // bare word: a string
-  values_[key] = coerce(s, v, "--set");
-  explicit_[key] = true;
+  assign(key, std::move(v), "--set");
 }
 
 void Config::set_value(const std::string& key, ConfigValue value) {
-  const ConfigKey& s = spec(key, "set_value");
-  values_[key] = coerce(s, value, "set_value");
-  explicit_[key] = true;
+  assign(key, std::move(value), "set_value");
 }
 
-bool Config::has_key(const std::string& key) const { return values_.count(key) > 0; }
-
-bool Config::is_set(const std::string& key) const {
-  auto it = explicit_.find(key);
-  return it != explicit_.end() && it->second;
+void Config::unset(const std::string& key) {
+  values_.erase(key);
+  origins_.erase(key);
 }
 
-namespace {
-template <typename T>
-const T& get_as(const std::map<std::string, ConfigValue>& values, const std::string& key) {
-  auto it = values.find(key);
-  TORCH_INTERNAL_ASSERT(it != values.end(), "config key not in schema: ", key);
-  const T* p = std::get_if<T>(&it->second);
-  TORCH_INTERNAL_ASSERT(p, "config key '", key, "' read with the wrong type");
-  return *p;
-}
-}  // namespace
+bool Config::has_key(const std::string& key) const { return schema_->find(key).spec != nullptr; }
 
-int64_t Config::get_int(const std::string& key) const { return get_as<int64_t>(values_, key); }
-double Config::get_float(const std::string& key) const { return get_as<double>(values_, key); }
-bool Config::get_bool(const std::string& key) const { return get_as<bool>(values_, key); }
+bool Config::is_set(const std::string& key) const { return values_.count(key) > 0; }
+
+// The component chosen by p's group; false when the selector names none.
+bool Config::selected(const Schema::Place& p, const Component** chosen) const {
+  const std::string sel = full_name(p.section->name, p.group->selector);
+  *chosen = p.group->find(get_string(sel));
+  return *chosen != nullptr;
+}
+
+const ConfigValue& Config::value(const std::string& key) const {
+  auto it = values_.find(key);
+  if (it != values_.end()) return it->second;
+  const auto p = schema_->find(key);
+  TORCH_INTERNAL_ASSERT(p.spec != nullptr, "config key not in schema: ", key);
+  if (p.group != nullptr) {
+    const Component* chosen = nullptr;
+    if (selected(p, &chosen))
+      for (const auto& k : chosen->keys)
+        if (full_name(p.section->name, k.name) == key) return k.value;
+  }
+  return p.spec->value;
+}
+
+void Config::validate() const {
+  for (const auto& [key, v] : values_) {
+    const auto p = schema_->find(key);
+    const std::string& at = origins_.at(key);
+    if (auto* list = std::get_if<TableList>(&v))
+      for (const auto& item : list->items) item->validate();
+    if (p.group == nullptr) continue;
+    const Component* chosen = nullptr;
+    const std::string sel = full_name(p.section->name, p.group->selector);
+    if (!selected(p, &chosen)) continue;  // reported below, once
+    if (std::find(p.owners.begin(), p.owners.end(), chosen) != p.owners.end()) continue;
+    std::string owners;
+    for (const auto* c : p.owners) owners += (owners.empty() ? "" : ", ") + c->name;
+    fail(ExitCode::kBadConfig, "config ", at, ": key '", key, "' belongs to ", p.group->kind, " ",
+         owners, ", not to ", sel, " = \"", chosen->name, "\"");
+  }
+  for (const auto& s : schema_->sections()) {
+    if (!only_section_.empty() && s.name != only_section_) continue;
+    for (const auto& g : s.groups) {
+      const std::string sel = full_name(s.name, g.selector);
+      const std::string& name = get_string(sel);
+      if (g.find(name) != nullptr) continue;
+      std::string known;
+      for (const auto& c : g.choices) known += (known.empty() ? "" : ", ") + c.name;
+      auto it = origins_.find(sel);
+      fail(ExitCode::kBadConfig, "config ", it == origins_.end() ? "default" : it->second,
+           ": unknown ", sel, " '", name, "' (known: ", known, ")");
+    }
+  }
+}
+
+int64_t Config::get_int(const std::string& key) const { return get_as<int64_t>(value(key), key); }
+double Config::get_float(const std::string& key) const { return get_as<double>(value(key), key); }
+bool Config::get_bool(const std::string& key) const { return get_as<bool>(value(key), key); }
 const std::string& Config::get_string(const std::string& key) const {
-  return get_as<std::string>(values_, key);
+  return get_as<std::string>(value(key), key);
 }
 std::vector<int64_t> Config::get_int_list(const std::string& key) const {
-  return get_as<std::vector<int64_t>>(values_, key);
+  return get_as<std::vector<int64_t>>(value(key), key);
 }
 std::vector<double> Config::get_float_list(const std::string& key) const {
-  return get_as<std::vector<double>>(values_, key);
+  return get_as<std::vector<double>>(value(key), key);
+}
+const TableList& Config::get_tables(const std::string& key) const {
+  return get_as<TableList>(value(key), key);
+}
+
+// Scalars as `key = value` lines; a section's table lists as [[...]] blocks
+// after them (TOML wants a table's own keys first).
+void Config::write_section(std::ostream& os, const Section& s, const std::string& header) const {
+  std::vector<std::string> keys;
+  for (const auto& k : s.keys) keys.push_back(k.name);
+  for (const auto& g : s.groups) {
+    const Component* chosen = g.find(get_string(full_name(s.name, g.selector)));
+    if (chosen == nullptr) continue;
+    for (const auto& k : chosen->keys) keys.push_back(k.name);
+  }
+  if (!header.empty()) os << header << "\n";
+  std::vector<std::pair<std::string, const TableList*>> lists;
+  for (const auto& rel : keys) {
+    const std::string key = full_name(s.name, rel);
+    const ConfigValue& v = value(key);
+    if (auto* list = std::get_if<TableList>(&v)) {
+      lists.emplace_back(key, list);
+      continue;
+    }
+    os << rel << " = " << format_config_value(v) << "\n";
+  }
+  for (const auto& [key, list] : lists)
+    for (const auto& item : list->items) {
+      os << "\n";
+      item->write_section(os, *schema_->section(list->section), "[[" + key + "]]");
+    }
 }
 
 std::string Config::to_toml() const {
-  // Top-level keys first (TOML requires them before any [section]).
   std::ostringstream os;
-  std::vector<std::string> sections;
-  for (const auto& k : schema_) {
-    auto dot = k.name.find('.');
-    if (dot == std::string::npos) {
-      os << k.name << " = " << format_value(values_.at(k.name)) << "\n";
-    } else {
-      std::string sec = k.name.substr(0, dot);
-      if (std::find(sections.begin(), sections.end(), sec) == sections.end())
-        sections.push_back(sec);
-    }
+  if (const auto* top = schema_->section("")) write_section(os, *top, "");
+  for (const auto& s : schema_->sections()) {
+    if (s.name.empty()) continue;
+    os << "\n";
+    write_section(os, s, "[" + s.name + "]");
   }
-  for (const auto& sec : sections) os << "\n" << section_toml(sec);
   return os.str();
 }
 
 std::string Config::section_toml(const std::string& section) const {
   std::ostringstream os;
-  os << "[" << section << "]\n";
-  for (const auto& k : schema_) {
-    if (k.name.rfind(section + ".", 0) != 0) continue;
-    os << k.name.substr(section.size() + 1) << " = " << format_value(values_.at(k.name))
-       << "\n";
-  }
+  const Section* s = schema_->section(section);
+  TORCH_INTERNAL_ASSERT(s != nullptr, "config: no section ", section);
+  write_section(os, *s, "[" + section + "]");
   return os.str();
 }
 
 std::string Config::describe() const {
   std::ostringstream os;
-  for (const auto& k : schema_) {
-    os << std::left << std::setw(24) << k.name << " " << std::setw(17)
-       << config_type_name(k.value) << " default " << format_value(k.value) << "\n      "
-       << k.doc << "\n";
+  auto line = [&](const std::string& key, const ConfigValue& v, const std::string& owner,
+                  const std::string& doc) {
+    os << std::left << std::setw(26) << key << " " << std::setw(17) << config_type_name(v)
+       << " default " << format_config_value(v);
+    if (!owner.empty()) os << "  (" << owner << ")";
+    os << "\n      " << doc << "\n";
+  };
+  for (const auto& s : schema_->sections()) {
+    for (const auto& k : s.keys) {
+      std::string owner;
+      for (const auto& g : s.groups)
+        if (g.selector == k.name) {
+          owner = "selects the " + g.kind + ":";
+          for (const auto& c : g.choices) owner += " " + c.name;
+        }
+      line(full_name(s.name, k.name), k.value, owner, k.doc);
+    }
+    for (const auto& g : s.groups)
+      for (const auto& c : g.choices) {
+        os << "  " << full_name(s.name, g.selector) << " = \"" << c.name << "\": " << c.doc << "\n";
+        for (const auto& k : c.keys)
+          line(full_name(s.name, k.name), k.value, g.kind + " " + c.name, k.doc);
+      }
   }
   return os.str();
 }

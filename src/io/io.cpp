@@ -373,7 +373,7 @@ torch::Tensor read_csv(const std::string& path) {
   return torch::from_blob(values.data(), {rows, cols}, torch::kFloat32).clone();
 }
 
-torch::Tensor read_npy(const std::string& path) {
+torch::Tensor read_npy_array(const std::string& path) {
   const auto bytes = read_file_bytes(path);
   const auto* u = reinterpret_cast<const unsigned char*>(bytes.data());
   const size_t size = bytes.size();
@@ -410,10 +410,19 @@ torch::Tensor read_npy(const std::string& path) {
     fail(ExitCode::kBadData, path, ": unsupported dtype '", h.descr, "' (want <f4 or <f8)");
   }
   if (h.fortran_order) fail(ExitCode::kBadData, path, ": fortran_order True is not supported (want C order)");
-  if (h.shape.size() != 1 && h.shape.size() != 2)
-    fail(ExitCode::kBadData, path, ": unsupported shape ", shape_str(h.shape), " (want 1-D or 2-D)");
+  if (h.shape.empty())
+    fail(ExitCode::kBadData, path, ": unsupported shape () (want [N] or [N, ...])");
   const int64_t rows = h.shape[0];
-  const int64_t cols = h.shape.size() == 2 ? h.shape[1] : 1;
+  int64_t cols = 1;  // elements per row, bounded so the product cannot overflow
+  for (size_t i = 1; i < h.shape.size(); ++i) {
+    if (h.shape[i] == 0 || cols == 0) {
+      cols = 0;
+      continue;
+    }
+    if (h.shape[i] > (int64_t(1) << 40) / cols)
+      fail(ExitCode::kBadData, path, ": shape ", shape_str(h.shape), " is too large");
+    cols *= h.shape[i];
+  }
   const size_t data_start = header_start + header_len;
   const size_t available = size - data_start;
   // Overflow-safe: compare element counts, not byte counts.
@@ -437,10 +446,10 @@ torch::Tensor read_npy(const std::string& path) {
   check_finite_rows(out, path);
   out = out.to(torch::kFloat32);
   if (width == 8) check_finite_rows(out, path + " (as float32)");
-  return out;
+  return out.reshape(h.shape);
 }
 
-torch::Tensor read_idx(const std::string& path) {
+torch::Tensor read_idx_array(const std::string& path) {
   unsigned char magic[2] = {0, 0};
   check_readable(path);
   {
@@ -524,7 +533,9 @@ torch::Tensor read_idx(const std::string& path) {
   for (int i = 1; i < ndim; ++i) cols *= dims[i];
   const unsigned char* p = data.data() + data_start;
   if (width == 1) {
-    return torch::from_blob(const_cast<unsigned char*>(p), {rows, cols}, torch::kUInt8).to(torch::kFloat32);
+    return torch::from_blob(const_cast<unsigned char*>(p), {rows, cols}, torch::kUInt8)
+        .to(torch::kFloat32)
+        .reshape(dims);
   }
   auto out = torch::empty({rows, cols}, torch::kFloat32);
   auto* dst = out.data_ptr<float>();
@@ -533,7 +544,33 @@ torch::Tensor read_idx(const std::string& path) {
     std::memcpy(&dst[i], &bits, 4);
   }
   check_finite_rows(out, path);
-  return out;
+  return out.reshape(dims);
+}
+
+namespace {
+// [N] -> [N, 1]; [N, ...] -> [N, prod(...)].
+torch::Tensor as_rows(const torch::Tensor& x) {
+  return x.dim() == 1 ? x.unsqueeze(1) : x.reshape({x.size(0), -1});
+}
+}  // namespace
+
+torch::Tensor read_npy(const std::string& path) { return as_rows(read_npy_array(path)); }
+torch::Tensor read_idx(const std::string& path) { return as_rows(read_idx_array(path)); }
+
+torch::Tensor read_array(const std::string& path) {
+  const auto ext = file_extension(path);
+  const auto name = lower(basename_of(path));
+  torch::Tensor x;
+  if (ext == ".npy")
+    x = read_npy_array(path);
+  else if (ext == ".idx" || ext == ".idx.gz" || ends_with(name, "-ubyte") || ends_with(name, "-ubyte.gz"))
+    x = read_idx_array(path);
+  else
+    x = read_matrix(path);  // CSV, or the format error
+  EBM_CHECK_DATA(x.dim() == 0 || x.size(0) > 0, path, ": no data rows (shape ", x.sizes(), ")");
+  if (x.dim() == 1) return x.unsqueeze(1);
+  if (x.dim() == 3) return x.unsqueeze(1);  // [N, H, W] images: one channel
+  return x;
 }
 
 void write_matrix(const std::string& path, const torch::Tensor& x, const std::vector<std::string>& header) {
@@ -621,6 +658,26 @@ void write_png(const std::string& path, const torch::Tensor& image) {
     if (!stbi_write_png(tmp.c_str(), w, h, comp, img.data_ptr<uint8_t>(), w * comp))
       fail_write(tmp, "stbi_write_png failed");
   });
+}
+
+void write_image_grid(const std::string& path, const torch::Tensor& images, double lo, double hi,
+                      int64_t cols) {
+  TORCH_CHECK(images.dim() == 4 && (images.size(1) == 1 || images.size(1) == 3) && images.size(0) > 0,
+              "write_image_grid: want [N, 1 or 3, H, W] images, got ", images.sizes());
+  TORCH_CHECK(hi > lo, "write_image_grid: want hi > lo, got [", lo, ", ", hi, "]");
+  const int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
+  if (cols <= 0) cols = std::max<int64_t>(1, int64_t(std::ceil(std::sqrt(double(n)))));
+  const int64_t rows = (n + cols - 1) / cols;
+  auto px = ((images.detach().to(torch::kCPU, torch::kDouble) - lo) * (255.0 / (hi - lo)))
+                .clamp(0, 255)
+                .round()
+                .to(torch::kUInt8);
+  auto grid = torch::zeros({rows * (h + 1) + 1, cols * (w + 1) + 1, c}, torch::kUInt8);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = i / cols, q = i % cols;
+    grid.narrow(0, 1 + r * (h + 1), h).narrow(1, 1 + q * (w + 1), w).copy_(px[i].permute({1, 2, 0}));
+  }
+  write_png(path, c == 1 ? grid.squeeze(2) : grid);
 }
 
 void check_writable(const std::string& path) {

@@ -29,7 +29,7 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
   } else {
     std::tie(x0, slots) = buffer_->sample(n, gen);
   }
-  ChainState chains(x0.to(x_pos.dtype()));
+  ChainState chains(x0.to(x_pos.device(), x_pos.scalar_type()));
   Stats stats;
   {
     FreezeParameters frozen(energy);

@@ -152,54 +152,6 @@ Stats RandomWalkMH::step(EnergyImpl& energy, ChainState& state, at::Generator& g
   return s;
 }
 
-// ----- Factory --------------------------------------------------------------
-std::shared_ptr<Sampler> make_sampler(const std::string& text) {
-  Spec spec("sampler", text);
-  const std::string& name = spec.name();
-  std::shared_ptr<Sampler> out;
-  if (name == "langevin" || name == "ula" || name == "sgld") {
-    LangevinOptions o(spec.number("step").value_or(0.01));
-    o.exact_noise(name == "ula");
-    if (auto v = spec.number("noise")) o.noise(*v);
-    if (auto v = spec.boolean("exact")) o.exact_noise(*v);
-    if (auto v = spec.number("clip")) o.grad_clip(*v);
-    if (auto v = spec.number("min")) o.clamp_min(*v);
-    if (auto v = spec.number("max")) o.clamp_max(*v);
-    out = std::make_shared<LangevinSampler>(o);
-  } else if (name == "mh" || name == "rwmh") {
-    out = std::make_shared<RandomWalkMH>(RandomWalkMHOptions(spec.number("step").value_or(0.1)));
-  } else if (name == "mala") {
-    out = std::make_shared<MALASampler>(MALAOptions(spec.number("step").value_or(0.01)));
-  } else if (name == "hmc") {
-    HMCOptions o(spec.number("step").value_or(0.05));
-    if (auto v = spec.integer("leapfrog")) o.n_leapfrog(*v);
-    if (auto v = spec.number("jitter")) o.jitter(*v);
-    out = std::make_shared<HMCSampler>(o);
-  } else if (name == "nuts") {
-    NUTSOptions o(spec.number("step").value_or(0.1));
-    if (auto v = spec.integer("depth")) o.max_depth(*v);
-    out = std::make_shared<NUTSSampler>(o);
-  } else if (name == "annealed") {
-    AnnealedLangevinOptions o(spec.number("eps").value_or(2e-5));
-    if (auto v = spec.number("smax")) o.sigma_max(*v);
-    if (auto v = spec.number("smin")) o.sigma_min(*v);
-    if (auto v = spec.integer("levels")) o.n_levels(*v);
-    if (auto v = spec.integer("steps")) o.steps_per_level(*v);
-    if (auto v = spec.boolean("denoise")) o.denoise(*v);
-    out = std::make_shared<AnnealedLangevinSampler>(o);
-  } else if (name == "pt") {
-    ParallelTemperingOptions o(spec.number("step").value_or(0.05));
-    if (auto v = spec.integer("temps")) o.n_temps(*v);
-    if (auto v = spec.number("tmax")) o.t_max(*v);
-    out = std::make_shared<ParallelTempering>(o);
-  } else {
-    fail(ExitCode::kBadConfig, "unknown sampler '", name,
-         "' (known: langevin, ula, sgld, mh, mala, hmc, nuts, annealed, pt)");
-  }
-  spec.finish();
-  return out;
-}
-
 FreezeParameters::FreezeParameters(torch::nn::Module& module) {
   for (auto& p : module.parameters()) {
     saved_.emplace_back(p, p.requires_grad());

@@ -137,5 +137,32 @@ expect 0 "ends on exp(-E / 0.01)" -- "$EBM" sample --target gaussian:dim=2 \
 "$EBM" bench --workload langevin-mlp --seconds 0.05 | grep -q '"workload":"langevin-mlp"' \
   || { echo "FAIL: bench JSON"; fails=$((fails + 1)); }
 
+# Components: a key of another component than the one selected, and devices.
+expect 78 "sampler.leapfrog" -- "$EBM" train "${T4[@]}" --out "$T/r13" --set sampler.leapfrog=5
+expect 64 "device"         -- "$EBM" sample --target gaussian --n 4 --steps 1 --out "$T/s.csv" --device tpu
+if ! "$EBM" sample --target gaussian --n 4 --steps 1 --out "$T/s.csv" --device cuda >/dev/null 2>&1; then
+  expect 64 "no CUDA"      -- "$EBM" sample --target gaussian --n 4 --steps 1 --out "$T/s.csv" --device cuda
+fi
+
+# Shapes end to end: a tiny conv energy on [N, 1, 8, 8] images (rows of 64
+# values shaped by data.shape), trained, sampled to a PNG grid and scored.
+"$EBM" sample --target gaussian:dim=64 --sampler "mh:step=0.1" --n 96 --steps 0 --out "$T/img.npy" >/dev/null 2>&1
+IMG=(--config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/img.npy" --set "data.shape=[1,8,8]"
+     --set energy.name=conv --set "energy.channels=[4,8]" --set "energy.kernels=[3,3]"
+     --set "energy.strides=[2,2]" --set "energy.paddings=[1,1]" --set "energy.hidden=[16]"
+     --set energy.prior_std=0 --set train.steps=3 --set train.batch_size=8 --set sampler.steps=2
+     --set eval.sample_steps=2 --set buffer.capacity=50)
+if "$EBM" train "${IMG[@]}" --out "$T/img_run" >"$T/img.out" 2>"$T/img.err"; then
+  [ -s "$T/img_run/samples/samples.png" ] || { echo "FAIL: image run wrote no sample grid"; fails=$((fails + 1)); }
+  "$EBM" sample --model "$T/img_run/model.pt" --n 16 --steps 3 --sampler "langevin:step=0.01" \
+    --out "$T/grid.png" >/dev/null 2>&1 && [ "$(head -c 4 "$T/grid.png" | tail -c 3)" = "PNG" ] \
+    || { echo "FAIL: image model sampled to a PNG grid"; fails=$((fails + 1)); }
+  "$EBM" energy --model "$T/img_run/model.pt" --input "$T/img.npy" --out "$T/img_e.csv" 2>/dev/null \
+    && [ "$(wc -l <"$T/img_e.csv")" -eq 97 ] || { echo "FAIL: image energies"; fails=$((fails + 1)); }
+  expect 65 "expects \[1, 8, 8\]" -- "$EBM" energy --model "$T/img_run/model.pt" --input "$T/good.csv" --out "$T/e.csv"
+else
+  echo "FAIL: image training run"; sed 's/^/    /' "$T/img.err"; fails=$((fails + 1))
+fi
+
 echo "$fails failure(s)"
 [ "$fails" -eq 0 ]

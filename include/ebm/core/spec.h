@@ -22,6 +22,9 @@ class Spec {
   std::optional<std::string> text(const std::string& key);
   // Throws kBadConfig naming the first key that no take consumed.
   void finish() const;
+  const std::string& text() const { return text_; }
+  // The key=value items not taken yet.
+  const std::map<std::string, std::string>& items() const { return kv_; }
 
  private:
   std::string what_, text_, name_;

@@ -8,7 +8,23 @@
 #include <string>
 #include <vector>
 
+#include "ebm/core/registry.h"
+
 namespace ebm {
+
+// A data set (DESIGN.md "data"): x [N, ...event] float32 (vectors [N, D],
+// images [N, C, H, W]) and, when the data have them, integer labels y [N].
+struct Dataset {
+  torch::Tensor x;            // [N, ...event]
+  torch::Tensor y;            // [N] int64, or undefined
+  std::string description;    // the file or set it came from, for messages
+  int64_t size() const { return x.size(0); }
+  std::vector<int64_t> event_shape() const { return x.sizes().slice(1).vec(); }
+  bool has_labels() const { return y.defined(); }
+  // The rows `index` [K] (labels too).
+  Dataset rows(const torch::Tensor& index) const;
+  Dataset to(const c10::Device& device) const;
+};
 
 // 8gaussians, 25gaussians, swissroll, moons, 2spirals, checkerboard, pinwheel,
 // rings, circles.
@@ -25,5 +41,21 @@ struct Split {
 };
 // Random permutation from `gen`, the last round(test_fraction * N) rows test.
 Split split_rows(const torch::Tensor& data, double test_fraction, at::Generator& gen);
+
+struct DataSplit {
+  Dataset train, test;
+};
+// As split_rows, labels following their rows.
+DataSplit split_dataset(const Dataset& data, double test_fraction, at::Generator& gen);
+
+// ----- The [data] section ------------------------------------------------------
+// data.name selects a registered set (factory: config, generator -> Dataset);
+// data.path, when set, reads a file instead (CSV, NPY or IDX rows, their shape
+// kept; data.labels optionally gives one integer label per row).
+using DatasetRegistry = ComponentRegistry<Dataset, at::Generator&>;
+const DatasetRegistry& dataset_registry();
+Section data_section();
+// The whole data set of a config, not yet split.
+Dataset build_dataset(const Config& cfg, at::Generator& gen);
 
 }  // namespace ebm

@@ -1,6 +1,6 @@
 // File formats (DESIGN.md "Data formats"): N x D float matrices as CSV (an
 // optional header line), NPY (float32/float64, C order, version 1-3) and IDX /
-// IDX.gz (MNIST family; images are flattened to rows); PNG output. Every
+// IDX.gz (MNIST family; read_matrix flattens rows, read_array keeps their shape); PNG output. Every
 // reader throws ebm::Error: kMissingInput when the file cannot be opened,
 // kBadData naming the file and the row (CSV) or byte offset (NPY/IDX) of the
 // problem, including non-finite values. Nothing is ever silently truncated.
@@ -21,6 +21,12 @@ torch::Tensor read_matrix(const std::string& path);
 torch::Tensor read_csv(const std::string& path);
 torch::Tensor read_npy(const std::string& path);
 torch::Tensor read_idx(const std::string& path);  // gzip detected by magic bytes
+// As read_matrix, keeping each row's shape: CSV [N, D]; NPY and IDX their own
+// [N, ...] with [N] -> [N, 1] and [N, H, W] -> [N, 1, H, W] (one-channel
+// images); float32.
+torch::Tensor read_array(const std::string& path);
+torch::Tensor read_npy_array(const std::string& path);  // the file's own shape
+torch::Tensor read_idx_array(const std::string& path);
 
 // Writes [N, D] (or [N]) as CSV (%.9g, header line when given) or NPY
 // (float32/float64 as the tensor's dtype); dispatch by extension.
@@ -32,6 +38,11 @@ void write_npy(const std::string& path, const torch::Tensor& x);
 
 // PNG: uint8 [H, W] (gray) or [H, W, 3] (RGB).
 void write_png(const std::string& path, const torch::Tensor& image);
+// Images [N, C, H, W] (C = 1 or 3) as one PNG grid, `cols` per row (0 =
+// about square) with a 1-pixel gap; values mapped linearly from [lo, hi]
+// to [0, 255] and clamped.
+void write_image_grid(const std::string& path, const torch::Tensor& images, double lo, double hi,
+                      int64_t cols = 0);
 
 // Writes through `write_tmp(tmp_path)` then renames onto `path`; on any
 // exception the temp file is removed and `path` is untouched.

@@ -18,7 +18,10 @@ struct Batch {
 };
 
 struct Output {
-  torch::Tensor loss;                      // scalar, differentiable w.r.t. parameters
+  torch::Tensor loss;                      // scalar: the energy's loss, differentiable w.r.t. parameters
+  // Losses of the run's other learners (a generator, a statistics network),
+  // by learner name; each learner descends its own.
+  std::map<std::string, torch::Tensor> learner_losses;
   std::map<std::string, double> metrics;   // e_pos, e_neg, gap, accept_rate, ...
 };
 
@@ -29,6 +32,9 @@ class Objective {
   // Persistent state (replay buffers) for checkpoints.
   virtual void save(torch::serialize::OutputArchive&) const {}
   virtual void load(torch::serialize::InputArchive&) {}
+  // The smallest noise level the objective trains at (multi-scale score
+  // matching), where a noise-conditional energy is best evaluated; 0 = none.
+  virtual double smallest_noise_level() const { return 0.0; }
 };
 
 // Contrastive divergence (Hinton 2002; PCD, Tieleman 2008; short-run chains,

@@ -114,6 +114,7 @@ class MultiscaleScoreMatching : public Objective {
   explicit MultiscaleScoreMatching(const MultiscaleScoreMatchingOptions& options);
   Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
   const torch::Tensor& ladder() const { return ladder_; }
+  double smallest_noise_level() const override { return options_.sigma_min(); }
 
  private:
   MultiscaleScoreMatchingOptions options_;

@@ -1,7 +1,8 @@
 // Training runs (DESIGN.md "Data flow of a training run"): a Config is built
-// into dataset, energy, sampler, objective and optimizer; the Trainer loops,
-// logs metrics.jsonl, writes checkpoints atomically, resumes bit-exactly, and
-// guards against divergence by rolling back with a smaller learning rate.
+// into data, energy, objective and learners (build_parts); the Trainer loops
+// over train_step, logs metrics.jsonl, writes checkpoints atomically, resumes
+// bit-exactly, and guards every learner against divergence by rolling back
+// with a smaller learning rate.
 #pragma once
 
 #include <torch/torch.h>
@@ -12,63 +13,39 @@
 #include <string>
 
 #include "ebm/core/config.h"
-#include "ebm/energy/energy.h"
-#include "ebm/objectives/objective.h"
-#include "ebm/sampling/sampling.h"
+#include "ebm/core/rng.h"
+#include "ebm/data/data.h"
+#include "ebm/model/model.h"
+#include "ebm/train/optim.h"
+#include "ebm/train/step.h"
 
 namespace ebm {
 
-// torch::optim::Adam whose update of float32 CPU parameters is one fused pass
-// per tensor instead of about ten ATen operations (their per-call overhead is
-// most of Adam's cost on small layers). The state (step, exp_avg, exp_avg_sq)
-// and its serialisation are Adam's own, so checkpoints move freely between the
-// two; when any parameter, gradient or state is not float32, CPU and
-// contiguous, or with amsgrad, the whole step is Adam's.
-class FusedAdam : public torch::optim::Adam {
- public:
-  using torch::optim::Adam::Adam;
-  torch::Tensor step(LossClosure closure = nullptr) override;
-
- private:
-  bool fusable();
-};
-
-// Drops every parameter's gradient, as PyTorch's zero_grad(set_to_none=True):
-// the next backward hands its gradient over instead of adding it to zeros,
-// and a parameter that gets none is left alone by the step.
-void reset_grads(torch::optim::Optimizer& optimizer);
-
-// module.load(archive), refusing (kBadData, naming `file`) weights whose
-// shapes or dtypes differ from the module's: LibTorch's load would adopt them.
-void load_weights(torch::nn::Module& module, torch::serialize::InputArchive& archive,
-                  const std::string& file);
-
-// Every key a training config may hold, with defaults and docs.
-std::vector<ConfigKey> train_schema();
+// Every section and component key a training config may hold.
+std::shared_ptr<const Schema> train_schema();
 Config make_train_config();
 
-// Builders from a resolved config.
-Energy build_energy(const Config& cfg, int64_t in_dim);
-std::shared_ptr<Sampler> build_sampler(const Config& cfg);
-std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_t> event_shape);
-std::shared_ptr<Objective> build_objective(const Config& cfg, std::vector<int64_t> event_shape);
+// The random stream of a run for one purpose (kStreamTrain, ...) and one
+// data-parallel rank; rank 0 is the stream of a single-process run.
+at::Generator run_generator(const Config& cfg, Stream purpose, int64_t rank = 0);
 
-// The dataset of a run: data.path when set, else the toy set data.name;
-// split into train and test by data.test_fraction (seeded).
-struct RunData {
-  torch::Tensor train, test;  // float32 [N, D]
-  std::string description;
-};
-RunData build_data(const Config& cfg);
+// The data of a run: data.path when set, else the set data.name; split into
+// train and test by data.test_fraction (seeded, the kStreamData stream).
+DataSplit build_data(const Config& cfg);
 
-// model.pt: weights plus the [energy] section and input dimension that
-// rebuild the energy. load_model throws kMissingInput / kBadData.
-void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg, int64_t in_dim);
-Energy load_model(const std::string& path);
+// A learner for `module` from the [train] section: train.optimizer at
+// train.lr, train.schedule over train.steps, train.grad_clip.
+Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch::nn::Module> module);
+
+// The parts of a run on `device`: the energy for train's event shape
+// (weights from the kStreamInit stream), the objective, the energy's learner
+// and the training stream. The config must have been validated.
+TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device = c10::kCPU);
 
 class Trainer {
  public:
-  Trainer(Config cfg, std::string out_dir);
+  // Validates the config and builds everything (throws kBadConfig / kBadData).
+  Trainer(Config cfg, std::string out_dir, c10::Device device = c10::kCPU);
   // Runs to train.steps; continues from checkpoint.pt when resume is true.
   // Returns the number of divergence rollbacks. Throws kInternal after
   // train.max_retries rollbacks.
@@ -77,28 +54,21 @@ class Trainer {
   // true to stop the run there, as an interruption would.
   using StepCallback = std::function<bool(int64_t step, const std::map<std::string, double>& metrics)>;
   void on_step(StepCallback callback) { callback_ = std::move(callback); }
-  EnergyImpl& energy() { return *energy_; }
-  const RunData& data() const { return data_; }
-  int64_t step() const { return step_; }
+  EnergyImpl& energy() { return *parts_.energy; }
+  TrainParts& parts() { return parts_; }
+  const DataSplit& data() const { return data_; }
+  const Config& config() const { return cfg_; }
+  int64_t step() const { return parts_.step; }
 
  private:
-  double lr_at(int64_t step) const;
   void save_checkpoint(const std::string& path);
   void load_checkpoint(const std::string& path);
-  std::string snapshot() const;
-  void restore(const std::string& bytes);
-  void write_outputs();
 
   Config cfg_;
   std::string out_;
-  RunData data_;
-  Energy energy_;
-  std::shared_ptr<Objective> objective_;
-  std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  at::Generator gen_;
-  int64_t step_ = 0;
-  double lr_scale_ = 1.0;  // shrunk by each divergence rollback
-  int64_t retries_ = 0;
+  c10::Device device_;
+  DataSplit data_;
+  TrainParts parts_;
   StepCallback callback_;
 };
 

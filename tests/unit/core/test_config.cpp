@@ -63,3 +63,116 @@ TEST(Rng, StreamsAreReproducibleAndDistinct) {
   set_generator_state(a, state);
   EXPECT_TRUE(torch::equal(at::rand({4}, a), next));
 }
+
+// ----- sections and components -------------------------------------------------
+namespace {
+std::shared_ptr<const Schema> component_schema() {
+  auto s = std::make_shared<Schema>();
+  s->add({"", {{"seed", int64_t(0), "seed"}}, {}});
+  s->add({"sampler",
+          {{"steps", int64_t(20), "transitions"}},
+          {{"sampler", "name", "langevin", "the sampler",
+            {{"langevin", "Langevin", {{"step_size", 0.01, "eta", "step"}, {"noise", 0.005, "sigma"}}},
+             {"hmc", "HMC", {{"step_size", 0.05, "eps", "step"}, {"leapfrog", int64_t(10), "L"}}}}}}});
+  s->add({"energy",
+          {},
+          {{"energy", "name", "mlp", "the energy",
+            {{"mlp", "MLP", {{"hidden", std::vector<int64_t>{8}, "widths"}}},
+             {"sum", "sum", {{"terms", TableList{"energy", {}}, "the terms"}}}}}}});
+  return s;
+}
+}  // namespace
+
+TEST(Config, ComponentDefaultsFollowTheSelection) {
+  Config c(component_schema());
+  EXPECT_DOUBLE_EQ(c.get_float("sampler.step_size"), 0.01);
+  c.set("sampler.name=hmc");
+  EXPECT_DOUBLE_EQ(c.get_float("sampler.step_size"), 0.05);
+  EXPECT_EQ(c.get_int("sampler.leapfrog"), 10);
+  c.validate();
+  // The resolved TOML holds the selected component's keys only.
+  const std::string t = c.to_toml();
+  EXPECT_NE(t.find("leapfrog = 10"), std::string::npos);
+  EXPECT_EQ(t.find("noise"), std::string::npos);
+}
+
+// An unknown key, a key of another component and a wrong type: each one
+// line naming the key (and where it was given).
+TEST(Config, RefusesUnknownForeignAndMistypedKeys) {
+  Config c(component_schema());
+  auto e = error_of([&] { c.load_string("[sampler]\nleapfrogs = 3\n", "a.toml"); });
+  EXPECT_EQ(e.first, ExitCode::kBadConfig);
+  EXPECT_NE(e.second.find("sampler.leapfrogs"), std::string::npos);
+  EXPECT_NE(e.second.find("a.toml:2"), std::string::npos);
+  EXPECT_EQ(e.second.find('\n'), std::string::npos);
+
+  Config f(component_schema());
+  f.load_string("[sampler]\nname = \"langevin\"\nleapfrog = 3\n", "b.toml");
+  e = error_of([&] { f.validate(); });
+  EXPECT_EQ(e.first, ExitCode::kBadConfig);
+  for (const char* want : {"sampler.leapfrog", "hmc", "langevin", "b.toml:3"})
+    EXPECT_NE(e.second.find(want), std::string::npos) << want << " in " << e.second;
+  EXPECT_EQ(e.second.find('\n'), std::string::npos);
+  f.set("sampler.name=hmc");  // the same key is right for HMC
+  f.validate();
+
+  Config g(component_schema());
+  e = error_of([&] { g.set("sampler.steps=fast"); });
+  EXPECT_EQ(e.first, ExitCode::kBadConfig);
+  EXPECT_NE(e.second.find("sampler.steps"), std::string::npos);
+  EXPECT_NE(e.second.find("integer"), std::string::npos);
+
+  Config h(component_schema());
+  h.set("sampler.name=nuts");
+  e = error_of([&] { h.validate(); });
+  EXPECT_EQ(e.first, ExitCode::kBadConfig);
+  EXPECT_NE(e.second.find("nuts"), std::string::npos);
+  EXPECT_NE(e.second.find("langevin, hmc"), std::string::npos);
+}
+
+// [[energy.terms]]: a list of sub-configurations, each checked against the
+// energy section, written back and read again.
+TEST(Config, ArraysOfTablesHoldSubComponents) {
+  Config c(component_schema());
+  c.load_string(R"(
+[energy]
+name = "sum"
+[[energy.terms]]
+name = "mlp"
+hidden = [4, 4]
+[[energy.terms]]
+hidden = [2]
+)", "t.toml");
+  c.validate();
+  const auto& terms = c.get_tables("energy.terms");
+  ASSERT_EQ(terms.items.size(), 2u);
+  EXPECT_EQ(terms.items[0]->get_int_list("energy.hidden"), (std::vector<int64_t>{4, 4}));
+  EXPECT_EQ(terms.items[1]->get_int_list("energy.hidden"), (std::vector<int64_t>{2}));
+  EXPECT_EQ(terms.items[1]->get_string("energy.name"), "mlp");
+  Config d(component_schema());
+  d.load_string(c.to_toml(), "resolved");
+  EXPECT_EQ(d.to_toml(), c.to_toml());
+  // An item's key of another section, or of another component, is refused.
+  Config bad(component_schema());
+  auto e = error_of([&] { bad.load_string("[energy]\nname = \"sum\"\n[[energy.terms]]\nleapfrog = 2\n", "u.toml"); });
+  EXPECT_EQ(e.first, ExitCode::kBadConfig);
+  EXPECT_NE(e.second.find("energy.leapfrog"), std::string::npos);
+  Config foreign(component_schema());
+  foreign.load_string(
+      "[energy]\nname = \"sum\"\n[[energy.terms]]\nname = \"mlp\"\n[[energy.terms.terms]]\nhidden = [1]\n",
+      "v.toml");
+  EXPECT_EQ(error_of([&] { foreign.validate(); }).first, ExitCode::kBadConfig);
+  // Lists of tables are written in files, not on the command line.
+  EXPECT_EQ(error_of([&] { c.set("energy.terms=[]"); }).first, ExitCode::kBadConfig);
+}
+
+// describe() (ebm train --help-config) lists every key with its component,
+// type and default.
+TEST(Config, DescribeListsEveryComponentKey) {
+  Config c(component_schema());
+  const std::string d = c.describe();
+  for (const char* want : {"sampler.steps", "sampler.name", "sampler.leapfrog", "(sampler hmc)",
+                           "(sampler langevin)", "default 0.05", "default 10", "integer",
+                           "energy.terms", "list of [energy] tables"})
+    EXPECT_NE(d.find(want), std::string::npos) << want;
+}

@@ -1,0 +1,48 @@
+// Convolutional energy for images [B, C, H, W] -> [B] (IGEBM, Du & Mordatch
+// 2019, their small conv net): E(x) = w . act(W_h ... act(flatten(conv_L(...
+// act(conv_1(x))))) + b + |x|^2 / (2 prior_std^2). Each conv layer has its
+// own channels, kernel, stride and padding; the defaults are BENCHMARKS.md's
+// igebm-fmnist net (Conv 16 k5 s2 p4, 32 k3 s2 p1, 64 k3 s2 p1, 64 k3 s2 p1,
+// Linear 64, Linear 1). dE/dx comes from autograd (EnergyImpl's default).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "ebm/energy/energy.h"
+
+namespace ebm {
+
+struct ConvEnergyOptions {
+  explicit ConvEnergyOptions(std::vector<int64_t> event_shape) : event_shape_(std::move(event_shape)) {}
+  TORCH_ARG(std::vector<int64_t>, event_shape);                  // [C, H, W]
+  TORCH_ARG(std::vector<int64_t>, channels) = std::vector<int64_t>{16, 32, 64, 64};
+  TORCH_ARG(std::vector<int64_t>, kernels) = std::vector<int64_t>{5, 3, 3, 3};
+  TORCH_ARG(std::vector<int64_t>, strides) = std::vector<int64_t>{2, 2, 2, 2};
+  TORCH_ARG(std::vector<int64_t>, paddings) = std::vector<int64_t>{4, 1, 1, 1};
+  TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{64};  // dense widths after the convs
+  TORCH_ARG(std::string, activation) = "swish";  // swish | softplus | elu | leaky_relu
+  TORCH_ARG(double, prior_std) = 0.0;            // Gaussian base term; 0 = none
+};
+
+class ConvEnergyImpl : public EnergyImpl {
+ public:
+  explicit ConvEnergyImpl(const ConvEnergyOptions& options);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  std::vector<int64_t> event_shape() const override { return options_.event_shape(); }
+  const ConvEnergyOptions& options() const { return options_; }
+
+ private:
+  torch::Tensor act(const torch::Tensor& z) const;
+  ConvEnergyOptions options_;
+  std::vector<torch::nn::Conv2d> convs_;
+  std::vector<torch::nn::Linear> dense_;
+};
+TORCH_MODULE(ConvEnergy);
+
+// Applies a named activation of mlp_activations() with ATen operations.
+torch::Tensor apply_activation(const std::string& name, const torch::Tensor& z);
+
+}  // namespace ebm

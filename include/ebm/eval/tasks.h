@@ -1,0 +1,26 @@
+// Evaluation tasks of `ebm eval --task NAME`: each registers its name, doc and
+// keys (the command's options: --data, --n, --tol, ...) and a factory that
+// evaluates a model and returns its JSON report and a human summary.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+
+#include "ebm/core/registry.h"
+#include "ebm/energy/energy.h"
+
+namespace ebm {
+
+struct EvalReport {
+  nlohmann::json json;  // written by --out
+  std::string text;     // printed
+};
+
+// Keys live in the [task] section: task.name selects, task.<key> configures.
+using EvalTaskRegistry = ComponentRegistry<EvalReport, EnergyImpl&>;
+const EvalTaskRegistry& eval_task_registry();
+std::shared_ptr<const Schema> eval_task_schema();
+
+}  // namespace ebm

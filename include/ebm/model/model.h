@@ -1,0 +1,31 @@
+// Model files (DESIGN.md "model"): model.pt holds an energy's weights, the
+// [energy] config section that rebuilds it and the event shape of one sample
+// ({D} for vectors, {C, H, W} for images). Sampling, scoring and evaluation
+// load models through this module without linking training.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "ebm/core/config.h"
+#include "ebm/energy/energy.h"
+
+namespace ebm {
+
+// Writes model.pt atomically. `cfg` holds the [energy] section that built the
+// energy; a noise-conditional energy's level is stored as it is now.
+void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
+                const std::vector<int64_t>& event_shape);
+// Rebuilds the energy (eval mode, CPU). Throws kMissingInput (no file) or
+// kBadData (not a model file, or weights that do not match their config).
+// Model files of format 1 (a scalar input dimension) load too.
+Energy load_model(const std::string& path);
+
+// module.load(archive), refusing (kBadData, naming `file`) weights whose
+// shapes or dtypes differ from the module's: LibTorch's load would adopt them.
+void load_weights(torch::nn::Module& module, torch::serialize::InputArchive& archive,
+                  const std::string& file);
+
+}  // namespace ebm

@@ -1,0 +1,20 @@
+// The [objective] section: every training objective registers its name, keys
+// and a factory from (config, event shape).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "ebm/core/registry.h"
+#include "ebm/objectives/objective.h"
+
+namespace ebm {
+
+using ObjectiveRegistry = ComponentRegistry<std::shared_ptr<Objective>, const std::vector<int64_t>&>;
+const ObjectiveRegistry& objective_registry();
+Section objective_section();
+// The objective cfg's [objective] section names; contrastive divergence also
+// builds its sampler ([sampler]) and replay buffer ([buffer]) from cfg.
+std::shared_ptr<Objective> build_objective(const Config& cfg, const std::vector<int64_t>& event_shape);
+
+}  // namespace ebm

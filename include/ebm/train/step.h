@@ -1,0 +1,78 @@
+// The training step as a function of injected parts (DESIGN.md "Trainer"):
+// learners (a module with its optimiser, schedule and gradient clip: the
+// energy, later a generator or a statistics network), an objective, data and
+// a random stream. The Trainer, the benchmarks and tests all call train_step;
+// snapshot and restore give the exact state of the parts for checkpoints and
+// divergence rollbacks.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ebm/data/data.h"
+#include "ebm/energy/energy.h"
+#include "ebm/objectives/objective.h"
+#include "ebm/train/optim.h"
+
+namespace ebm {
+
+struct Learner {
+  std::string name;  // checkpoint key, and the key of its loss in Output::learner_losses
+  std::shared_ptr<torch::nn::Module> module;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  Schedule schedule;       // learning rate at a step; empty = the optimiser's own
+  double grad_clip = 0.0;  // parameter gradient-norm clip; 0 = off
+};
+
+struct TrainParts {
+  Energy energy;                          // the model; learners[0] trains it
+  std::vector<Learner> learners;          // learners[0].module is the energy
+  std::shared_ptr<Objective> objective;
+  Dataset data;                           // the training rows (and labels)
+  // Draws a batch of n rows; empty = uniformly with replacement from data.
+  std::function<Batch(int64_t n, at::Generator& gen)> draw;
+  at::Generator gen;                      // the step's stream: batches, sampler noise
+  int64_t step = 0;                       // completed steps
+  double lr_scale = 1.0;                  // shrunk by each divergence rollback
+  int64_t retries = 0;                    // rollbacks so far
+};
+
+struct StepOptions {
+  explicit StepOptions(int64_t batch_size) : batch_size_(batch_size) {}
+  TORCH_ARG(int64_t, batch_size);
+  // |mean E(x+)| or |mean E(x-)| above this (when the objective reports them)
+  // counts as divergence.
+  TORCH_ARG(double, energy_limit) = std::numeric_limits<double>::infinity();
+  // Divergence also when a weight of any learner is non-finite after the step.
+  TORCH_ARG(bool, check_weights) = true;
+  // Runs between the backward passes and the optimiser steps, where
+  // data-parallel training all-reduces the gradients.
+  TORCH_ARG(std::function<void(TrainParts&)>, after_backward) = nullptr;
+};
+
+struct StepResult {
+  Output output;
+  double loss = 0.0;
+  bool diverged = false;  // nothing was stepped (or a weight went non-finite)
+};
+
+// Uniform rows (with replacement) of data, labels following.
+Batch draw_batch(const Dataset& data, int64_t n, at::Generator& gen);
+
+// One step: each learner's learning rate at parts.step (times lr_scale), a
+// batch, the objective, each learner's gradient of its own loss, the hook,
+// clipping and the optimiser steps; parts.step advances unless it diverged.
+StepResult train_step(TrainParts& parts, const StepOptions& options);
+
+// Every learner's module and optimiser, the objective's state, the stream,
+// step, lr_scale and retries, as bytes and back (kBadData when the bytes are
+// not a snapshot of parts of this shape).
+std::string snapshot(const TrainParts& parts);
+void restore(TrainParts& parts, const std::string& bytes);
+
+}  // namespace ebm

@@ -1,0 +1,72 @@
+#include "ebm/energy/conv.h"
+
+#include "ebm/core/error.h"
+
+namespace ebm {
+
+torch::Tensor apply_activation(const std::string& name, const torch::Tensor& z) {
+  if (name == "swish" || name == "silu") return torch::silu(z);
+  if (name == "softplus") return torch::softplus(z);
+  if (name == "elu") return torch::elu(z);
+  if (name == "leaky_relu") return torch::leaky_relu(z, 0.2);
+  fail(ExitCode::kBadConfig, "energy.activation must be one of swish, softplus, elu, leaky_relu; got '",
+       name, "'");
+}
+
+ConvEnergyImpl::ConvEnergyImpl(const ConvEnergyOptions& o) : options_(o) {
+  const auto& shape = o.event_shape();
+  auto list = [](const std::vector<int64_t>& v) { return c10::IntArrayRef(v); };
+  EBM_CHECK_CONFIG(shape.size() == 3 && shape[0] >= 1 && shape[1] >= 1 && shape[2] >= 1,
+                   "energy.name = \"conv\" takes images [C, H, W]; the data have event shape ",
+                   list(shape), " (vectors: energy.name = \"mlp\")");
+  const size_t n = o.channels().size();
+  EBM_CHECK_CONFIG(n >= 1, "energy.channels must list at least one conv layer");
+  EBM_CHECK_CONFIG(o.kernels().size() == n && o.strides().size() == n && o.paddings().size() == n,
+                   "energy.kernels, energy.strides and energy.paddings must have one entry per "
+                   "energy.channels entry (", n, "), got ", o.kernels().size(), ", ",
+                   o.strides().size(), ", ", o.paddings().size());
+  apply_activation(o.activation(), torch::zeros({1}));  // refuses an unknown name now
+  EBM_CHECK_CONFIG(o.prior_std() >= 0 && std::isfinite(o.prior_std()),
+                   "energy.prior_std must be >= 0, got ", o.prior_std());
+  int64_t c = shape[0], h = shape[1], w = shape[2];
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t out = o.channels()[i], k = o.kernels()[i], s = o.strides()[i], p = o.paddings()[i];
+    EBM_CHECK_CONFIG(out >= 1 && k >= 1 && s >= 1 && p >= 0, "energy conv layer ", i,
+                     ": channels, kernel and stride must be >= 1 and padding >= 0, got ", out, ", ",
+                     k, ", ", s, ", ", p);
+    h = (h + 2 * p - k) / s + 1;
+    w = (w + 2 * p - k) / s + 1;
+    EBM_CHECK_CONFIG(h >= 1 && w >= 1, "energy conv layer ", i, " (kernel ", k, ", stride ", s,
+                     ", padding ", p, ") leaves no pixels of the ", list(shape), " input");
+    convs_.push_back(register_module("conv" + std::to_string(i),
+                                     torch::nn::Conv2d(torch::nn::Conv2dOptions(c, out, k).stride(s).padding(p))));
+    c = out;
+  }
+  int64_t width = c * h * w;
+  for (size_t i = 0; i <= o.hidden().size(); ++i) {
+    const int64_t out = i < o.hidden().size() ? o.hidden()[i] : 1;
+    EBM_CHECK_CONFIG(out >= 1, "energy.hidden widths must be >= 1, got ", out);
+    dense_.push_back(register_module("dense" + std::to_string(i), torch::nn::Linear(width, out)));
+    width = out;
+  }
+}
+
+torch::Tensor ConvEnergyImpl::act(const torch::Tensor& z) const {
+  return apply_activation(options_.activation(), z);
+}
+
+torch::Tensor ConvEnergyImpl::energy(const torch::Tensor& x) {
+  const auto& shape = options_.event_shape();
+  TORCH_CHECK(x.dim() == 4 && x.sizes().slice(1).vec() == shape, "ConvEnergy: want [B, ",
+              c10::IntArrayRef(shape), "] input, got ", x.sizes());
+  auto h = x;
+  for (auto& conv : convs_) h = act(conv->forward(h));
+  h = h.flatten(1);
+  for (size_t i = 0; i + 1 < dense_.size(); ++i) h = act(dense_[i]->forward(h));
+  auto e = dense_.back()->forward(h).squeeze(1);  // [B]
+  if (options_.prior_std() > 0)
+    e = e + x.flatten(1).pow(2).sum(1) / (2 * options_.prior_std() * options_.prior_std());
+  return e;
+}
+
+}  // namespace ebm

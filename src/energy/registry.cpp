@@ -1,0 +1,123 @@
+#include "ebm/energy/registry.h"
+
+#include "ebm/core/error.h"
+#include "ebm/energy/conv.h"
+
+namespace ebm {
+namespace {
+using Shape = std::vector<int64_t>;
+
+// MLPs take vectors; an image-shaped input needs a conv energy.
+int64_t vector_dim(const Shape& shape, const char* name) {
+  EBM_CHECK_CONFIG(shape.size() == 1 && shape[0] >= 1, "energy.name = \"", name,
+                   "\" takes vectors [D]; the data have event shape ", c10::IntArrayRef(shape),
+                   " (images: energy.name = \"conv\")");
+  return shape[0];
+}
+
+std::vector<ConfigKey> mlp_keys() {
+  return {{"hidden", std::vector<int64_t>{128, 128}, "hidden layer widths"},
+          {"activation", std::string("swish"), "swish | softplus | elu | leaky_relu"},
+          {"spectral_norm", false, "spectral normalisation of every weight"},
+          {"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"}};
+}
+}  // namespace
+
+SumEnergyImpl::SumEnergyImpl(std::vector<Energy> terms, std::vector<double> weights)
+    : terms_(std::move(terms)), weights_(std::move(weights)) {
+  EBM_CHECK_CONFIG(!terms_.empty(), "energy.name = \"sum\" needs at least one [[energy.terms]] table");
+  if (weights_.empty()) weights_.assign(terms_.size(), 1.0);
+  EBM_CHECK_CONFIG(weights_.size() == terms_.size(), "energy.weights has ", weights_.size(),
+                   " entries for ", terms_.size(), " [[energy.terms]] tables");
+  for (size_t i = 0; i < terms_.size(); ++i) {
+    EBM_CHECK_CONFIG(terms_[i]->event_shape() == terms_[0]->event_shape(),
+                     "[[energy.terms]] ", i, " has another event shape than term 0");
+    register_module("term" + std::to_string(i), terms_[i]);
+  }
+}
+
+torch::Tensor SumEnergyImpl::energy(const torch::Tensor& x) {
+  auto e = weights_[0] * terms_[0]->energy(x);
+  for (size_t i = 1; i < terms_.size(); ++i) e = e + weights_[i] * terms_[i]->energy(x);
+  return e;
+}
+
+const EnergyRegistry& energy_registry() {
+  static const EnergyRegistry reg = [] {
+    EnergyRegistry r("energy", "energy", "name", "mlp", "energy network");
+    r.add({"mlp", "MLP on vectors: E(x) = w . h_L + b (+ the base term)", mlp_keys()},
+          [](const Config& c, const Shape& shape) -> Energy {
+            return MLPEnergy(MLPEnergyOptions(vector_dim(shape, "mlp"), c.get_int_list("energy.hidden"))
+                                 .activation(c.get_string("energy.activation"))
+                                 .spectral_norm(c.get_bool("energy.spectral_norm"))
+                                 .prior_std(c.get_float("energy.prior_std")))
+                .ptr();
+          });
+    auto nc_keys = mlp_keys();
+    nc_keys.push_back({"noise_level", 0.0,
+                       "sigma at which E(x) is evaluated (sampling, eval); 0 = the objective's "
+                       "smallest level (mdsm: objective.sigma_min)"});
+    r.add({"ncmlp", "noise-conditional MLP E(x, sigma) = f([x, log sigma]) / sigma, for objective.name = \"mdsm\"",
+           nc_keys},
+          [](const Config& c, const Shape& shape) -> Energy {
+            // (0: the options' default, until build_parts sets the objective's smallest level)
+            const double level = c.get_float("energy.noise_level");
+            EBM_CHECK_CONFIG(level >= 0 && std::isfinite(level),
+                             "energy.noise_level must be >= 0, got ", level);
+            auto o = NoiseConditionalMLPOptions(vector_dim(shape, "ncmlp"), c.get_int_list("energy.hidden"))
+                         .activation(c.get_string("energy.activation"))
+                         .spectral_norm(c.get_bool("energy.spectral_norm"))
+                         .prior_std(c.get_float("energy.prior_std"));
+            if (level > 0) o.noise_level(level);
+            return NoiseConditionalMLP(o).ptr();
+          });
+    const ConvEnergyOptions d({1, 28, 28});
+    r.add({"conv", "convolutional energy on images [C, H, W] (IGEBM's small net by default)",
+           {{"channels", d.channels(), "output channels of each conv layer"},
+            {"kernels", d.kernels(), "kernel size of each conv layer"},
+            {"strides", d.strides(), "stride of each conv layer"},
+            {"paddings", d.paddings(), "zero padding of each conv layer"},
+            {"hidden", d.hidden(), "dense widths after the conv layers"},
+            {"activation", d.activation(), "swish | softplus | elu | leaky_relu"},
+            {"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"}}},
+          [](const Config& c, const Shape& shape) -> Energy {
+            return ConvEnergy(ConvEnergyOptions(shape)
+                                  .channels(c.get_int_list("energy.channels"))
+                                  .kernels(c.get_int_list("energy.kernels"))
+                                  .strides(c.get_int_list("energy.strides"))
+                                  .paddings(c.get_int_list("energy.paddings"))
+                                  .hidden(c.get_int_list("energy.hidden"))
+                                  .activation(c.get_string("energy.activation"))
+                                  .prior_std(c.get_float("energy.prior_std")))
+                .ptr();
+          });
+    r.add({"sum", "weighted sum of energies, one [[energy.terms]] table each (composition)",
+           {{"terms", TableList{"energy", {}}, "the energies added, each an [energy] table"},
+            {"weights", std::vector<double>{}, "weight of each term; empty = all 1"}}},
+          [](const Config& c, const Shape& shape) -> Energy {
+            std::vector<Energy> terms;
+            for (const auto& item : c.get_tables("energy.terms").items)
+              terms.push_back(build_energy(*item, shape));
+            return std::make_shared<SumEnergyImpl>(std::move(terms), c.get_float_list("energy.weights"));
+          });
+    return r;
+  }();
+  return reg;
+}
+
+Section energy_section() { return {"energy", {}, {energy_registry().group()}}; }
+
+std::shared_ptr<const Schema> energy_schema() {
+  static const auto schema = [] {
+    auto s = std::make_shared<Schema>();
+    s->add(energy_section());
+    return std::shared_ptr<const Schema>(s);
+  }();
+  return schema;
+}
+
+Energy build_energy(const Config& cfg, const std::vector<int64_t>& event_shape) {
+  return energy_registry().make(cfg, event_shape);
+}
+
+}  // namespace ebm

@@ -1,0 +1,139 @@
+#include "ebm/model/model.h"
+
+#include <toml++/toml.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "ebm/core/error.h"
+#include "ebm/energy/registry.h"
+#include "ebm/io/io.h"
+
+namespace ebm {
+namespace {
+constexpr const char* kFormat = "ebm-model-2";     // event_shape: int64 [rank]
+constexpr const char* kFormatV1 = "ebm-model-1";   // in_dim: a scalar
+
+// Format 1 wrote every key of the old flat [energy] schema; keys of the
+// components not selected (noise_level of an mlp) are dropped on reading.
+std::string selected_keys_only(const std::string& text, const std::string& origin) {
+  toml::table t;
+  try {
+    t = toml::parse(text, origin);
+  } catch (const toml::parse_error&) {
+    return text;  // (load_string reports it)
+  }
+  auto* energy = t["energy"].as_table();
+  if (energy == nullptr) return text;
+  const auto& group = energy_registry().group();
+  const std::string name = energy->get_as<std::string>("name") ? energy->get_as<std::string>("name")->get()
+                                                               : group.default_choice;
+  const Component* chosen = group.find(name);
+  if (chosen == nullptr) return text;
+  std::vector<std::string> drop;
+  for (const auto& [k, v] : *energy) {
+    const std::string key(k.str());
+    if (key == group.selector) continue;
+    bool mine = false;
+    for (const auto& ck : chosen->keys) mine = mine || ck.name == key;
+    if (!mine) drop.push_back(key);
+  }
+  for (const auto& k : drop) energy->erase(k);
+  std::ostringstream os;
+  os << t;
+  return os.str();
+}
+}  // namespace
+
+void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
+                const std::vector<int64_t>& event_shape) {
+  torch::serialize::OutputArchive ar, weights;
+  // (weights are written from the CPU, so a model trained on a GPU loads anywhere)
+  const auto params = energy.parameters();
+  const c10::Device device = params.empty() ? c10::Device(c10::kCPU) : params[0].device();
+  if (!device.is_cpu()) energy.to(c10::kCPU);
+  energy.save(weights);
+  if (!device.is_cpu()) energy.to(device);
+  ar.write("weights", weights);
+  Config resolved(energy_schema());
+  resolved.load_string(cfg.section_toml("energy"), "energy config");
+  // A noise-conditional energy keeps the level it evaluates at, resolved.
+  if (auto* nc = dynamic_cast<NoiseConditionalEnergyImpl*>(&energy))
+    resolved.set_value("energy.noise_level", nc->noise_level());
+  ar.write("energy_config", c10::IValue(resolved.section_toml("energy")));
+  ar.write("event_shape", torch::tensor(event_shape, torch::kLong));
+  ar.write("format", c10::IValue(std::string(kFormat)));
+  atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
+}
+
+void load_weights(torch::nn::Module& module, torch::serialize::InputArchive& archive,
+                  const std::string& file) {
+  struct Slot {
+    std::string name;
+    std::vector<int64_t> shape;
+    torch::ScalarType dtype;
+  };
+  auto slots = [&] {
+    std::vector<Slot> out;
+    for (const auto& items : {module.named_parameters(), module.named_buffers()})
+      for (const auto& t : items) out.push_back({t.key(), t.value().sizes().vec(), t.value().scalar_type()});
+    return out;
+  };
+  const auto want = slots();
+  module.load(archive);
+  const auto got = slots();
+  for (size_t i = 0; i < want.size(); ++i)
+    EBM_CHECK_DATA(got[i].shape == want[i].shape && got[i].dtype == want[i].dtype, file, ": ",
+                   want[i].name, " is ", c10::IntArrayRef(got[i].shape), " (",
+                   c10::toString(got[i].dtype), ") there but ", c10::IntArrayRef(want[i].shape),
+                   " (", c10::toString(want[i].dtype), ") in this config");
+}
+
+Energy load_model(const std::string& path) {
+  {
+    std::ifstream probe(path, std::ios::binary);
+    EBM_CHECK_CODE(probe.good(), ExitCode::kMissingInput, path, ": cannot open model file");
+  }
+  torch::serialize::InputArchive ar;
+  c10::IValue cfg_text, format;
+  torch::Tensor shape;
+  try {
+    ar.load_from(path);
+    ar.read("format", format);
+    ar.read("energy_config", cfg_text);
+  } catch (const std::exception&) {  // (a checkpoint or a TorchScript module: no such fields)
+    fail(ExitCode::kBadData, path, ": not an ebm model file (expected model.pt from ebm train)");
+  }
+  const bool v1 = format.isString() && format.toStringRef() == kFormatV1;
+  EBM_CHECK_DATA(v1 || (format.isString() && format.toStringRef() == kFormat), path,
+                 ": unsupported model format");
+  try {
+    ar.read(v1 ? "in_dim" : "event_shape", shape);
+  } catch (const std::exception&) {
+    fail(ExitCode::kBadData, path, ": model file without its input shape");
+  }
+  std::vector<int64_t> event_shape;
+  if (v1) {
+    event_shape = {shape.item<int64_t>()};
+  } else {
+    auto s = shape.to(torch::kLong).contiguous();
+    event_shape.assign(s.data_ptr<int64_t>(), s.data_ptr<int64_t>() + s.numel());
+  }
+  Config cfg(energy_schema());
+  const std::string origin = path + "[energy_config]";
+  cfg.load_string(v1 ? selected_keys_only(cfg_text.toStringRef(), origin) : cfg_text.toStringRef(), origin);
+  cfg.validate();
+  Energy energy = build_energy(cfg, event_shape);
+  torch::serialize::InputArchive weights;
+  try {
+    ar.read("weights", weights);
+    load_weights(*energy, weights, path);
+  } catch (const c10::Error&) {
+    fail(ExitCode::kBadData, path, ": weights do not match the stored energy config");
+  }
+  energy->to(c10::kCPU);
+  energy->eval();
+  return energy;
+}
+
+}  // namespace ebm

@@ -1,0 +1,95 @@
+#include "ebm/objectives/registry.h"
+
+#include "ebm/core/error.h"
+#include "ebm/objectives/score_matching.h"
+#include "ebm/sampling/registry.h"
+
+namespace ebm {
+namespace {
+using Shape = std::vector<int64_t>;
+
+ConfigKey analytic_key() {
+  return {"analytic", true, "hand-derived MLP derivatives where they apply; false = autograd double backward"};
+}
+
+// The score-matching losses are written for rows of vectors.
+int64_t vector_dim(const Shape& shape, const std::string& name) {
+  EBM_CHECK_CONFIG(shape.size() == 1, "objective.name = \"", name,
+                   "\" takes vectors [D]; the data have event shape ", c10::IntArrayRef(shape),
+                   " (images: objective.name = \"cd\")");
+  return shape[0];
+}
+}  // namespace
+
+const ObjectiveRegistry& objective_registry() {
+  static const ObjectiveRegistry reg = [] {
+    ObjectiveRegistry r("objective", "objective", "name", "cd", "training objective");
+    r.add({"cd", "contrastive divergence with MCMC negatives ([sampler], [buffer]): PCD, short-run, CD-k",
+           {{"alpha", 0.1, "L2 energy penalty weight (mean E(x+)^2 + mean E(x-)^2)"},
+            {"data_noise", 0.0, "std of Gaussian noise added to data"},
+            {"chain_init", std::string("buffer"), "buffer (PCD / short-run) | data (CD-k)"}}},
+          [](const Config& c, const Shape& shape) -> std::shared_ptr<Objective> {
+            return std::make_shared<ContrastiveDivergence>(
+                ContrastiveDivergenceOptions(c.get_int("sampler.steps"))
+                    .alpha(c.get_float("objective.alpha"))
+                    .data_noise(c.get_float("objective.data_noise"))
+                    .chain_init(c.get_string("objective.chain_init")),
+                build_sampler(c), build_buffer(c, shape));
+          });
+    r.add({"esm", "exact score matching (D extra backward passes per step)", {analytic_key()}},
+          [](const Config& c, const Shape& shape) -> std::shared_ptr<Objective> {
+            return std::make_shared<ExactScoreMatching>(
+                ExactScoreMatchingOptions(vector_dim(shape, "esm")).analytic(c.get_bool("objective.analytic")));
+          });
+    r.add({"ssm", "sliced score matching",
+           {{"projections", int64_t(1), "projections per sample"},
+            {"projection", std::string("gaussian"), "gaussian | rademacher"},
+            {"variance_reduced", false, "SSM-VR, 1/2 |grad E|^2 in closed form (gaussian only)"},
+            analytic_key()}},
+          [](const Config& c, const Shape& shape) -> std::shared_ptr<Objective> {
+            vector_dim(shape, "ssm");
+            return std::make_shared<SlicedScoreMatching>(
+                SlicedScoreMatchingOptions()
+                    .projections(c.get_int("objective.projections"))
+                    .projection(c.get_string("objective.projection"))
+                    .variance_reduced(c.get_bool("objective.variance_reduced"))
+                    .analytic(c.get_bool("objective.analytic")));
+          });
+    r.add({"dsm", "denoising score matching", {{"sigma", 0.1, "noise std"}, analytic_key()}},
+          [](const Config& c, const Shape& shape) -> std::shared_ptr<Objective> {
+            vector_dim(shape, "dsm");
+            return std::make_shared<DenoisingScoreMatching>(
+                DenoisingScoreMatchingOptions(c.get_float("objective.sigma"))
+                    .analytic(c.get_bool("objective.analytic")));
+          });
+    r.add({"mdsm", "multi-scale denoising score matching over a geometric noise ladder",
+           {{"sigma_max", 1.0, "largest noise level"},
+            {"sigma_min", 0.01, "smallest noise level"},
+            {"levels", int64_t(10), "levels of the geometric ladder sigma_max .. sigma_min"},
+            {"form", std::string("ncsn"),
+             "ncsn (noise-conditional energy, weight sigma^2) | li (one energy, Li et al. 2019)"},
+            {"sigma", 0.1, "form li: reference scale sigma_0"},
+            analytic_key()}},
+          [](const Config& c, const Shape& shape) -> std::shared_ptr<Objective> {
+            vector_dim(shape, "mdsm");
+            return std::make_shared<MultiscaleScoreMatching>(
+                MultiscaleScoreMatchingOptions()
+                    .sigma_max(c.get_float("objective.sigma_max"))
+                    .sigma_min(c.get_float("objective.sigma_min"))
+                    .levels(c.get_int("objective.levels"))
+                    .form(c.get_string("objective.form"))
+                    .sigma_ref(c.get_float("objective.sigma"))
+                    .analytic(c.get_bool("objective.analytic")));
+          });
+    return r;
+  }();
+  return reg;
+}
+
+Section objective_section() { return {"objective", {}, {objective_registry().group()}}; }
+
+std::shared_ptr<Objective> build_objective(const Config& cfg, const std::vector<int64_t>& event_shape) {
+  return objective_registry().make(cfg, event_shape);
+}
+
+}  // namespace ebm

@@ -1,0 +1,148 @@
+#include "ebm/train/step.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/model/model.h"
+
+namespace ebm {
+
+Batch draw_batch(const Dataset& data, int64_t n, at::Generator& gen) {
+  auto idx = at::randint(data.size(), {n}, gen, torch::TensorOptions().dtype(torch::kLong));
+  idx = idx.to(data.x.device());
+  return {data.x.index_select(0, idx), data.y.defined() ? data.y.index_select(0, idx) : torch::Tensor()};
+}
+
+namespace {
+std::vector<torch::Tensor> params_of(const Learner& l) { return l.module->parameters(); }
+
+bool all_finite(const std::vector<Learner>& learners) {
+  for (const auto& l : learners)
+    for (const auto& p : l.module->parameters())
+      if (!torch::isfinite(p).all().item<bool>()) return false;
+  return true;
+}
+
+// Each learner's gradient of its own loss. One learner: plain backward (a
+// blocked loss hands its stored gradient over); several: autograd::grad per
+// learner, so a loss's gradient never lands in another learner's parameters.
+void backward_all(TrainParts& parts, const Output& out) {
+  auto& ls = parts.learners;
+  if (ls.size() == 1) {
+    reset_grads(*ls[0].optimizer);
+    out.loss.backward();
+    return;
+  }
+  for (size_t i = 0; i < ls.size(); ++i) {
+    torch::Tensor loss = out.loss;
+    if (i > 0) {
+      auto it = out.learner_losses.find(ls[i].name);
+      TORCH_INTERNAL_ASSERT(it != out.learner_losses.end(), "the objective gave no loss for learner '",
+                            ls[i].name, "'");
+      loss = it->second;
+    }
+    auto params = params_of(ls[i]);
+    reset_grads(*ls[i].optimizer);
+    if (!loss.requires_grad()) continue;
+    auto grads = torch::autograd::grad({loss}, params, {}, /*retain_graph=*/i + 1 < ls.size(),
+                                       /*create_graph=*/false, /*allow_unused=*/true);
+    for (size_t j = 0; j < params.size(); ++j)
+      if (grads[j].defined()) params[j].mutable_grad() = grads[j];
+  }
+}
+}  // namespace
+
+StepResult train_step(TrainParts& parts, const StepOptions& options) {
+  TORCH_INTERNAL_ASSERT(!parts.learners.empty() && parts.objective && parts.energy);
+  for (auto& l : parts.learners)
+    if (l.schedule) {
+      const double lr = l.schedule(parts.step) * parts.lr_scale;
+      for (auto& g : l.optimizer->param_groups()) g.options().set_lr(lr);
+    }
+  Batch b = parts.draw ? parts.draw(options.batch_size(), parts.gen)
+                       : draw_batch(parts.data, options.batch_size(), parts.gen);
+  StepResult r;
+  r.output = parts.objective->compute(*parts.energy, b, parts.gen);
+  r.loss = r.output.loss.item<double>();
+  // Objectives without energies in their metrics (score matching) are
+  // guarded by the loss and the weights alone.
+  const double limit = options.energy_limit();
+  auto within = [&](const char* k) {
+    auto it = r.output.metrics.find(k);
+    return it == r.output.metrics.end() || std::abs(it->second) <= limit;
+  };
+  r.diverged = !std::isfinite(r.loss) || !within("e_pos") || !within("e_neg");
+  if (r.diverged) return r;
+  backward_all(parts, r.output);
+  if (options.after_backward()) options.after_backward()(parts);
+  for (auto& l : parts.learners) {
+    if (l.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params_of(l), l.grad_clip);
+    l.optimizer->step();
+  }
+  r.diverged = options.check_weights() && !all_finite(parts.learners);
+  if (!r.diverged) ++parts.step;
+  return r;
+}
+
+// The first learner keeps the archive names of single-learner checkpoints
+// ("model", "optimizer"), so those resume; the others are "<name>.model", ...
+std::string snapshot(const TrainParts& parts) {
+  torch::serialize::OutputArchive ar, obj;
+  for (size_t i = 0; i < parts.learners.size(); ++i) {
+    const auto& l = parts.learners[i];
+    const std::string prefix = i == 0 ? "" : l.name + ".";
+    torch::serialize::OutputArchive model, opt;
+    l.module->save(model);
+    l.optimizer->save(opt);
+    ar.write(prefix + "model", model);
+    ar.write(prefix + "optimizer", opt);
+  }
+  parts.objective->save(obj);
+  ar.write("objective", obj);
+  ar.write("rng", generator_state(parts.gen));
+  ar.write("step", torch::tensor(parts.step));
+  ar.write("lr_scale", torch::tensor(parts.lr_scale, torch::kDouble));
+  ar.write("retries", torch::tensor(parts.retries));
+  std::ostringstream os;
+  ar.save_to(os);
+  return os.str();
+}
+
+void restore(TrainParts& parts, const std::string& bytes) {
+  std::istringstream is(bytes);
+  torch::serialize::InputArchive ar, obj;
+  std::vector<torch::serialize::InputArchive> models(parts.learners.size()), opts(parts.learners.size());
+  try {
+    ar.load_from(is);
+    for (size_t i = 0; i < parts.learners.size(); ++i) {
+      const std::string prefix = i == 0 ? "" : parts.learners[i].name + ".";
+      ar.read(prefix + "model", models[i]);
+      ar.read(prefix + "optimizer", opts[i]);
+    }
+    ar.read("objective", obj);
+  } catch (const c10::Error&) {
+    fail(ExitCode::kBadData, "not a readable checkpoint of these learners (truncated, or another kind of file)");
+  }
+  for (size_t i = 0; i < parts.learners.size(); ++i) {
+    try {
+      load_weights(*parts.learners[i].module, models[i], parts.learners[i].name);
+    } catch (const Error& e) {
+      fail(ExitCode::kBadData, "checkpoint does not match this config: ", e.what());
+    }
+    parts.learners[i].optimizer->load(opts[i]);
+  }
+  parts.objective->load(obj);
+  torch::Tensor rng, step, scale, retries;
+  ar.read("rng", rng);
+  ar.read("step", step);
+  ar.read("lr_scale", scale);
+  ar.read("retries", retries);
+  set_generator_state(parts.gen, rng);
+  parts.step = step.item<int64_t>();
+  parts.lr_scale = scale.item<double>();
+  parts.retries = retries.item<int64_t>();
+}
+
+}  // namespace ebm
