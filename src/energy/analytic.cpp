@@ -55,8 +55,11 @@ torch::Tensor GaussianEnergyImpl::energy(const torch::Tensor& x) {
 torch::Tensor GaussianEnergyImpl::grad(const torch::Tensor& x) {
   check_input(x, dim(), "gaussian");
   torch::NoGradGuard ng;
-  if (diag_precision_.defined())
-    return centred(x) * (x.scalar_type() == torch::kFloat ? diag_precision_f_ : like(diag_precision_, x));
+  if (diag_precision_.defined()) {
+    // (the float copy lives on the CPU: on another device, a copy there)
+    const bool cached = x.scalar_type() == torch::kFloat && x.device().is_cpu();
+    return centred(x) * (cached ? diag_precision_f_ : like(diag_precision_, x));
+  }
   return torch::mm(centred(x), like(precision_, x));
 }
 

@@ -19,9 +19,16 @@ torch::Tensor levels_for(NoiseConditionalEnergyImpl& nc, const torch::Tensor& x,
 
 // E(x) per row, at the rows' levels for a noise-conditional energy.
 torch::Tensor energy_rows(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& sigma) {
-  if (auto* nc = dynamic_cast<NoiseConditionalEnergyImpl*>(&energy))
-    return nc->energy_at(x, levels_for(*nc, x, sigma));
+  if (auto* nc = energy.noise_conditional()) return nc->energy_at(x, levels_for(*nc, x, sigma));
   return energy.energy(x);
+}
+
+// The energy's own score terms (EnergyImpl::score_terms); g undefined where
+// it has none.
+ScoreTerms own_score_terms(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& v,
+                           const torch::Tensor& sigma) {
+  auto [g, q] = energy.score_terms(x, v, sigma);
+  return {g, g.defined() && v.defined() ? q : torch::Tensor()};
 }
 
 torch::Tensor autograd_grad(const torch::Tensor& y, const torch::Tensor& x) {
@@ -32,14 +39,8 @@ torch::Tensor autograd_grad(const torch::Tensor& y, const torch::Tensor& x) {
 ScoreTerms score_terms(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& v,
                        const torch::Tensor& sigma, bool analytic) {
   if (analytic) {
-    if (auto* mlp = dynamic_cast<MLPEnergyImpl*>(&energy)) {
-      auto [g, q] = mlp->score_terms(x, v);
-      return {g, v.defined() ? q : torch::Tensor()};
-    }
-    if (auto* ncm = dynamic_cast<NoiseConditionalMLPImpl*>(&energy)) {
-      auto [g, q] = ncm->score_terms(x, v, levels_for(*ncm, x, sigma));
-      return {g, v.defined() ? q : torch::Tensor()};
-    }
+    auto t = own_score_terms(energy, x, v, sigma);
+    if (t.g.defined()) return t;
   }
   torch::AutoGradMode enable(true);
   auto xr = x.detach().requires_grad_(true);
@@ -51,15 +52,15 @@ ScoreTerms score_terms(EnergyImpl& energy, const torch::Tensor& x, const torch::
 
 torch::Tensor exact_sm_loss(EnergyImpl& energy, const torch::Tensor& x, bool analytic) {
   const int64_t b = x.size(0), d = x.size(1);
-  const bool fast = analytic && (dynamic_cast<MLPEnergyImpl*>(&energy) ||
-                                 dynamic_cast<NoiseConditionalMLPImpl*>(&energy));
-  if (fast) {
+  if (analytic) {
     // tr H = sum_j e_j^T H e_j: the D basis directions as D copies of the batch.
     auto xs = x.repeat({d, 1});                                          // [D B, D]
     auto vs = torch::eye(d, x.options()).repeat_interleave(b, 0);        // [D B, D]
-    auto t = score_terms(energy, xs, vs, {}, true);
-    auto g = t.g.narrow(0, 0, b);
-    return 0.5 * g.pow(2).sum(1) - t.q.view({d, b}).sum(0);
+    auto t = own_score_terms(energy, xs, vs, {});
+    if (t.g.defined()) {
+      auto g = t.g.narrow(0, 0, b);
+      return 0.5 * g.pow(2).sum(1) - t.q.view({d, b}).sum(0);
+    }
   }
   torch::AutoGradMode enable(true);
   auto xr = x.detach().requires_grad_(true);
@@ -94,30 +95,28 @@ torch::Tensor denoising_sm_loss(EnergyImpl& energy, const torch::Tensor& x,
 }
 
 namespace {
-// The mean of denoising_sm_loss; one blocked pass with its gradient where the
-// energy is an MLP that MLPEnergyImpl::denoising_loss takes.
+// The mean of denoising_sm_loss; the energy's own pass with its gradient
+// (EnergyImpl::denoising_loss) where it has one.
 torch::Tensor denoising_loss(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& eps,
                              const torch::Tensor& sigma, const torch::Tensor& r, bool analytic) {
-  if (analytic)
-    if (auto* mlp = dynamic_cast<MLPEnergyImpl*>(&energy)) {
-      auto loss = mlp->denoising_loss(x, eps, sigma, r);
-      if (loss.defined()) return loss;
-    }
+  if (analytic) {
+    auto loss = energy.denoising_loss(x, eps, sigma, r);
+    if (loss.defined()) return loss;
+  }
   return denoising_sm_loss(energy, x, eps, sigma, r, analytic).mean();
 }
 
-// The mean of sliced_sm_loss: for the plain form on an MLP that
-// MLPEnergyImpl::sliced_loss takes, one blocked pass over the B M rows (x
-// repeated per projection; every row weighs 1 / (B M), as in the mean of means).
+// The mean of sliced_sm_loss: for the plain form, the energy's own pass
+// (EnergyImpl::sliced_loss) where it has one, over the B M rows (x repeated
+// per projection; every row weighs 1 / (B M), as in the mean of means).
 torch::Tensor sliced_loss(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& v,
                           bool variance_reduced, bool analytic) {
-  if (analytic && !variance_reduced)
-    if (auto* mlp = dynamic_cast<MLPEnergyImpl*>(&energy)) {
-      const int64_t b = x.size(0), m = v.size(1), d = x.size(1);
-      auto loss = mlp->sliced_loss(x.unsqueeze(1).expand({b, m, d}).reshape({b * m, d}),
+  if (analytic && !variance_reduced) {
+    const int64_t b = x.size(0), m = v.size(1), d = x.size(1);
+    auto loss = energy.sliced_loss(x.unsqueeze(1).expand({b, m, d}).reshape({b * m, d}),
                                    v.reshape({b * m, d}));
-      if (loss.defined()) return loss;
-    }
+    if (loss.defined()) return loss;
+  }
   return sliced_sm_loss(energy, x, v, variance_reduced, analytic).mean();
 }
 }  // namespace
@@ -134,18 +133,18 @@ Output ExactScoreMatching::compute(EnergyImpl& energy, const Batch& batch, at::G
   Output out;
   const auto& x = batch.x;
   // 1/2 |g|^2 - tr H is the sum over the D basis directions e_j of sliced
-  // score matching's 1/2 (e_j . g)^2 - e_j^T H e_j: on an MLP the blocked
-  // sliced pass over the D B rows (mean) times D.
-  if (options_.analytic())
-    if (auto* mlp = dynamic_cast<MLPEnergyImpl*>(&energy)) {
-      const int64_t b = x.size(0), d = x.size(1);
-      auto loss = mlp->sliced_loss(x.repeat({d, 1}),
+  // score matching's 1/2 (e_j . g)^2 - e_j^T H e_j: the energy's own sliced
+  // pass (EnergyImpl::sliced_loss), where it has one, over the D B rows
+  // (mean) times D.
+  if (options_.analytic()) {
+    const int64_t b = x.size(0), d = x.size(1);
+    auto loss = energy.sliced_loss(x.repeat({d, 1}),
                                    torch::eye(d, x.options()).repeat_interleave(b, 0));
-      if (loss.defined()) {
-        out.loss = loss * double(d);
-        return out;
-      }
+    if (loss.defined()) {
+      out.loss = loss * double(d);
+      return out;
     }
+  }
   out.loss = exact_sm_loss(energy, x, options_.analytic()).mean();
   return out;
 }
@@ -211,7 +210,7 @@ MultiscaleScoreMatching::MultiscaleScoreMatching(const MultiscaleScoreMatchingOp
 
 Output MultiscaleScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
                                         at::Generator& gen) {
-  const bool conditional = dynamic_cast<NoiseConditionalEnergyImpl*>(&energy) != nullptr;
+  const bool conditional = energy.noise_conditional() != nullptr;
   EBM_CHECK_CONFIG(options_.form() != "ncsn" || conditional,
                    "objective.form = \"ncsn\" needs a noise-conditional energy ",
                    "(energy.name = \"ncmlp\")");

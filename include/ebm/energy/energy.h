@@ -9,7 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "ebm/energy/spectral_norm.h"
+
 namespace ebm {
+
+class NoiseConditionalEnergyImpl;
 
 class EnergyImpl : public torch::nn::Module {
  public:
@@ -28,6 +32,34 @@ class EnergyImpl : public torch::nn::Module {
   virtual std::pair<torch::Tensor, torch::Tensor> diagonal_quadratic(torch::ScalarType dtype) const {
     return {};
   }
+
+  // Hooks through which an energy offers the objectives a faster form of
+  // what they compute. Each returns undefined tensors (nullptr) by default:
+  // the caller then takes the general autograd form, so a new energy needs
+  // nothing here to be trained.
+  //
+  // The noise-conditional interface, where the energy has one.
+  virtual NoiseConditionalEnergyImpl* noise_conditional() { return nullptr; }
+  // g = dE/dx [N, D] and, when v [N, D] is defined, q = v^T (d^2E/dx^2) v [N]
+  // (else q is unspecified), both differentiable w.r.t. the parameters (not x
+  // or v). sigma [N]: each row's level for a noise-conditional energy
+  // (undefined: its current level); others ignore it.
+  virtual std::pair<torch::Tensor, torch::Tensor> score_terms(const torch::Tensor& x,
+                                                              const torch::Tensor& v,
+                                                              const torch::Tensor& sigma) {
+    return {};
+  }
+  // The mean denoising score matching loss with its parameter gradient
+  // (x, eps [N, D]; sigma, r [N]; the loss as denoising_sm_loss states it).
+  virtual torch::Tensor denoising_loss(const torch::Tensor& x, const torch::Tensor& eps,
+                                       const torch::Tensor& sigma, const torch::Tensor& r) {
+    return {};
+  }
+  // The mean sliced score matching loss with its parameter gradient, one
+  // projection per row (x, v [N, D]; as sliced_sm_loss states it).
+  virtual torch::Tensor sliced_loss(const torch::Tensor& x, const torch::Tensor& v) {
+    return {};
+  }
 };
 using Energy = std::shared_ptr<EnergyImpl>;
 
@@ -42,6 +74,7 @@ class NoiseConditionalEnergyImpl : public EnergyImpl {
   }
   void set_noise_level(double sigma) { noise_level_ = sigma; }
   double noise_level() const { return noise_level_; }
+  NoiseConditionalEnergyImpl* noise_conditional() override { return this; }
 
  protected:
   double noise_level_ = 1.0;
@@ -82,17 +115,21 @@ class MLPEnergyImpl : public EnergyImpl {
   // one hand-written pass of forward-mode tangents and their reverse sweep,
   // instead of autograd's double backward. Used by the score matching objectives.
   std::pair<torch::Tensor, torch::Tensor> score_terms(const torch::Tensor& x, const torch::Tensor& v);
+  std::pair<torch::Tensor, torch::Tensor> score_terms(const torch::Tensor& x, const torch::Tensor& v,
+                                                      const torch::Tensor& sigma) override {
+    return score_terms(x, v);  // (one level: no sigma)
+  }
   // The mean denoising score matching loss, 1/N sum_n 1/2 |r_n g_n - (sigma_n / r_n) eps_n|^2
   // with g_n = dE/dx at x_n + sigma_n eps_n (x, eps [N, D]; sigma, r [N]), differentiable
   // w.r.t. the parameters: one cache-blocked pass computes it with its gradient (float
   // swish networks on AVX-512 CPUs, D <= 8, hidden widths but the last multiples of 16).
   // Undefined where that pass does not apply: the caller takes the general form.
   torch::Tensor denoising_loss(const torch::Tensor& x, const torch::Tensor& eps,
-                               const torch::Tensor& sigma, const torch::Tensor& r);
+                               const torch::Tensor& sigma, const torch::Tensor& r) override;
   // The mean sliced score matching loss, 1/N sum_n 1/2 (v_n . g_n)^2 - v_n^T H_n v_n
   // (x, v [N, D]; g = dE/dx, H its Jacobian), differentiable w.r.t. the parameters, from
   // one cache-blocked pass as denoising_loss; undefined where that does not apply.
-  torch::Tensor sliced_loss(const torch::Tensor& x, const torch::Tensor& v);
+  torch::Tensor sliced_loss(const torch::Tensor& x, const torch::Tensor& v) override;
 
  private:
   // Weight of layer i as used (spectrally normalised when enabled).
@@ -110,17 +147,20 @@ class MLPEnergyImpl : public EnergyImpl {
                               torch::Tensor* e = nullptr, bool keep_last_h = true);
   void fast_pass(const torch::Tensor& x, bool want_energy);
   void add_prior(const torch::Tensor& x, bool want_energy);  // the base term, into g_out_, e_out_
-  struct EnergyFunction;  // energy() with a hand-written parameter gradient (mlp.cpp)
+  // energy() of the network part with a hand-written parameter gradient
+  // (EnergyFunction, mlp_energy_function.cpp), x contiguous on the fast path.
+  torch::Tensor energy_function(const torch::Tensor& x, torch::TensorList params);
+  struct EnergyFunction;
   // denoising_loss() and sliced_loss(): kind and the per-row inputs.
   static constexpr int64_t kDenoising = 0, kSliced = 1;
   torch::Tensor blocked_loss(int64_t kind, const std::vector<torch::Tensor>& rows);
-  struct BlockedLossFunction;  // (mlp.cpp)
+  struct BlockedLossFunction;  // (mlp_blocked_loss.cpp)
   void check_input(const torch::Tensor& x) const;
 
   MLPEnergyOptions options_;
   int act_ = 0;  // the parsed activation, so the hot path compares no strings
   std::vector<torch::nn::Linear> layers_;
-  std::vector<torch::Tensor> u_;  // power-iteration vectors (buffers)
+  std::vector<SpectralNorm> spectral_norm_;  // per layer when enabled (buffers u0, u1, ...)
   // Workspace of the analytic pass, reused while the batch shape is unchanged.
   std::vector<torch::Tensor> z_, deriv_, back_;
   torch::Tensor e_out_, g_out_, ones_, zeros_, w0t_;
@@ -153,9 +193,10 @@ class NoiseConditionalMLPImpl : public NoiseConditionalEnergyImpl {
   explicit NoiseConditionalMLPImpl(const NoiseConditionalMLPOptions& options);
   torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
   std::vector<int64_t> event_shape() const override { return {options_.in_dim()}; }
-  // As MLPEnergyImpl::score_terms, at one noise level per row (sigma [N]).
+  // As MLPEnergyImpl::score_terms, at one noise level per row (sigma [N];
+  // undefined: noise_level() for every row).
   std::pair<torch::Tensor, torch::Tensor> score_terms(const torch::Tensor& x, const torch::Tensor& v,
-                                                      const torch::Tensor& sigma);
+                                                      const torch::Tensor& sigma) override;
   const NoiseConditionalMLPOptions& options() const { return options_; }
 
  private:

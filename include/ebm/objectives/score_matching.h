@@ -1,9 +1,10 @@
 // Score matching (DESIGN.md "Objective"): train E without sampling from it by
 // matching the model score s(x) = -grad_x E(x) to the data's. Every loss here
 // is a function of g = grad_x E and q = v^T (d^2E/dx^2) v per row, computed
-// by score_terms(): for MLP energies by hand-derived derivatives with one
-// pass over the parameters in backward, for any other energy by autograd's
-// double backward (create_graph).
+// by score_terms(): by the energy's own hand-derived derivatives where it
+// has them (EnergyImpl::score_terms; the MLPs, with one pass over the
+// parameters in backward), for any other energy by autograd's double
+// backward (create_graph).
 #pragma once
 
 #include <torch/torch.h>
