@@ -49,6 +49,20 @@ ConvEnergyImpl::ConvEnergyImpl(const ConvEnergyOptions& o) : options_(o) {
     dense_.push_back(register_module("dense" + std::to_string(i), torch::nn::Linear(width, out)));
     width = out;
   }
+  if (o.spectral_norm()) {
+    for (size_t i = 0; i < convs_.size(); ++i)
+      sn_.emplace_back(*this, "u_conv" + std::to_string(i), o.channels()[i]);
+    for (size_t i = 0; i < dense_.size(); ++i)
+      sn_.emplace_back(*this, "u_dense" + std::to_string(i), dense_[i]->weight.size(0));
+  }
+}
+
+torch::Tensor ConvEnergyImpl::weight(size_t i, const torch::Tensor& w) {
+  if (sn_.empty()) return w;
+  // (one power iteration per training forward; sampling freezes the
+  // parameters, so the normalisation is reused across its steps)
+  const bool update = is_training() && torch::GradMode::is_enabled() && w.requires_grad();
+  return sn_[i].normalise(w, update);
 }
 
 torch::Tensor ConvEnergyImpl::act(const torch::Tensor& z) const {
@@ -60,10 +74,17 @@ torch::Tensor ConvEnergyImpl::energy(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 4 && x.sizes().slice(1).vec() == shape, "ConvEnergy: want [B, ",
               c10::IntArrayRef(shape), "] input, got ", x.sizes());
   auto h = x;
-  for (auto& conv : convs_) h = act(conv->forward(h));
+  const size_t nc = convs_.size();
+  for (size_t i = 0; i < nc; ++i) {
+    const int64_t s = options_.strides()[i], p = options_.paddings()[i];
+    h = act(torch::conv2d(h, weight(i, convs_[i]->weight), convs_[i]->bias, {s, s}, {p, p}));
+  }
   h = h.flatten(1);
-  for (size_t i = 0; i + 1 < dense_.size(); ++i) h = act(dense_[i]->forward(h));
-  auto e = dense_.back()->forward(h).squeeze(1);  // [B]
+  for (size_t i = 0; i < dense_.size(); ++i) {
+    h = torch::linear(h, weight(nc + i, dense_[i]->weight), dense_[i]->bias);
+    if (i + 1 < dense_.size()) h = act(h);
+  }
+  auto e = h.squeeze(1);  // [B]
   if (options_.prior_std() > 0)
     e = e + x.flatten(1).pow(2).sum(1) / (2 * options_.prior_std() * options_.prior_std());
   return e;

@@ -79,6 +79,7 @@ const EnergyRegistry& energy_registry() {
             {"paddings", d.paddings(), "zero padding of each conv layer"},
             {"hidden", d.hidden(), "dense widths after the conv layers"},
             {"activation", d.activation(), "swish | softplus | elu | leaky_relu"},
+            {"spectral_norm", false, "spectral normalisation of every weight"},
             {"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"}}},
           [](const Config& c, const Shape& shape) -> Energy {
             return ConvEnergy(ConvEnergyOptions(shape)
@@ -88,6 +89,7 @@ const EnergyRegistry& energy_registry() {
                                   .paddings(c.get_int_list("energy.paddings"))
                                   .hidden(c.get_int_list("energy.hidden"))
                                   .activation(c.get_string("energy.activation"))
+                                  .spectral_norm(c.get_bool("energy.spectral_norm"))
                                   .prior_std(c.get_float("energy.prior_std")))
                 .ptr();
           });

@@ -58,7 +58,7 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
   Config resolved(energy_schema());
   resolved.load_string(cfg.section_toml("energy"), "energy config");
   // A noise-conditional energy keeps the level it evaluates at, resolved.
-  if (auto* nc = dynamic_cast<NoiseConditionalEnergyImpl*>(&energy))
+  if (auto* nc = energy.noise_conditional())
     resolved.set_value("energy.noise_level", nc->noise_level());
   ar.write("energy_config", c10::IValue(resolved.section_toml("energy")));
   ar.write("event_shape", torch::tensor(event_shape, torch::kLong));

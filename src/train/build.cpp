@@ -87,7 +87,7 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
   p.objective = build_objective(cfg, shape);
   // A noise-conditional energy without a level of its own evaluates at the
   // objective's smallest.
-  if (auto* nc = dynamic_cast<NoiseConditionalEnergyImpl*>(p.energy.get()))
+  if (auto* nc = p.energy->noise_conditional())
     if (cfg.get_float("energy.noise_level") == 0 && p.objective->smallest_noise_level() > 0)
       nc->set_noise_level(p.objective->smallest_noise_level());
   p.learners.push_back(make_learner(cfg, "energy", p.energy));

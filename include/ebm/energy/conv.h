@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ebm/energy/energy.h"
+#include "ebm/energy/spectral_norm.h"
 
 namespace ebm {
 
@@ -24,6 +25,8 @@ struct ConvEnergyOptions {
   TORCH_ARG(std::vector<int64_t>, paddings) = std::vector<int64_t>{4, 1, 1, 1};
   TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{64};  // dense widths after the convs
   TORCH_ARG(std::string, activation) = "swish";  // swish | softplus | elu | leaky_relu
+  TORCH_ARG(bool, spectral_norm) = false;        // every weight W / sigma_max(W) (power iteration
+                                                 // per training forward, cached while parameters are frozen)
   TORCH_ARG(double, prior_std) = 0.0;            // Gaussian base term; 0 = none
 };
 
@@ -36,9 +39,12 @@ class ConvEnergyImpl : public EnergyImpl {
 
  private:
   torch::Tensor act(const torch::Tensor& z) const;
+  // Weight as used: spectrally normalised when enabled.
+  torch::Tensor weight(size_t i, const torch::Tensor& w);
   ConvEnergyOptions options_;
   std::vector<torch::nn::Conv2d> convs_;
   std::vector<torch::nn::Linear> dense_;
+  std::vector<SpectralNorm> sn_;  // convs then dense layers
 };
 TORCH_MODULE(ConvEnergy);
 
