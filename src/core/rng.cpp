@@ -1,12 +1,14 @@
 #include "ebm/core/rng.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 
 #include <ATen/ops/empty.h>
 
 #include <cmath>
 #include <mutex>
 
+#include "ebm/core/device.h"
 #include "ebm/core/simd.h"
 
 namespace ebm {
@@ -18,8 +20,17 @@ uint64_t mix_seed(uint64_t seed, uint64_t stream) {
   return z ^ (z >> 31);
 }
 
-at::Generator make_generator(uint64_t seed, uint64_t stream) {
-  return at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, stream));
+at::Generator make_generator(uint64_t seed, uint64_t stream, c10::Device device) {
+  if (device.is_cpu()) return at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, stream));
+  // Through the device's default generator, so that no CUDA header is needed
+  // and a CPU-only LibTorch still links; the clone leaves the default alone.
+  at::Generator def = at::globalContext().defaultGenerator(device);
+  at::Generator gen = [&] {
+    std::lock_guard<std::mutex> lock(def.mutex());
+    return def.clone();
+  }();
+  gen.set_current_seed(mix_seed(seed, stream));
+  return gen;
 }
 
 namespace {
@@ -73,8 +84,8 @@ void normal_fill_double(double* out, int64_t n, uint64_t seed) {
 }  // namespace
 
 void normal_fill_(at::Tensor& t, at::Generator& gen) {
-  if (!t.device().is_cpu() || (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble)) {
-    t.normal_(0.0, 1.0, gen);  // other devices and dtypes: ATen's generator
+  if (!cpu_fast_path(t) || (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble)) {
+    t.normal_(0.0, 1.0, gen);
     return;
   }
   TORCH_CHECK(t.is_contiguous(), "normal_fill_ needs a contiguous tensor");
@@ -89,10 +100,14 @@ void normal_fill_(at::Tensor& t, at::Generator& gen) {
     normal_fill_double(t.data_ptr<double>(), t.numel(), seed);
 }
 
-at::Tensor standard_normal(at::IntArrayRef sizes, at::Generator& gen, at::ScalarType dtype) {
-  auto t = at::empty(sizes, at::TensorOptions().dtype(dtype));  // CPU
+at::Tensor standard_normal(at::IntArrayRef sizes, at::Generator& gen, const at::TensorOptions& options) {
+  auto t = at::empty(sizes, options);
   normal_fill_(t, gen);
   return t;
+}
+
+at::Tensor standard_normal(at::IntArrayRef sizes, at::Generator& gen, at::ScalarType dtype) {
+  return standard_normal(sizes, gen, at::TensorOptions().dtype(dtype));
 }
 
 at::Tensor generator_state(at::Generator gen) {

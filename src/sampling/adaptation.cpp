@@ -76,8 +76,8 @@ Stats WarmupAdapter::step(EnergyImpl& energy, ChainState& state, at::Generator& 
     torch::NoGradGuard ng;
     auto x = state.x.detach().flatten(1).to(torch::kDouble);
     if (!sum_.defined()) {
-      sum_ = torch::zeros({x.size(1)}, torch::kDouble);
-      sum_sq_ = torch::zeros({x.size(1)}, torch::kDouble);
+      sum_ = torch::zeros({x.size(1)}, x.options());
+      sum_sq_ = torch::zeros({x.size(1)}, x.options());
     }
     sum_ += x.sum(0);
     sum_sq_ += (x * x).sum(0);

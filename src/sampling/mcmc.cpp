@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "ebm/core/device.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/core/simd.h"
@@ -13,8 +14,6 @@
 
 namespace ebm {
 namespace {
-constexpr double kDivergence = 1000.0;  // energy error that counts as divergent (Stan's)
-
 void ensure_cache(EnergyImpl& energy, ChainState& s) {
   if (!s.energy.defined() || !s.grad.defined()) {
     auto [e, g] = energy.energy_and_grad(s.x);
@@ -23,20 +22,26 @@ void ensure_cache(EnergyImpl& energy, ChainState& s) {
   }
 }
 
-// Accepts per chain where `accept` holds; counts divergences; fills stats.
-Stats accept_reject(ChainState& s, const torch::Tensor& x_new, const torch::Tensor& e_new,
-                    const torch::Tensor& g_new, const torch::Tensor& log_alpha,
-                    const torch::Tensor& divergent, at::Generator& gen, double step) {
-  auto log_u = at::rand({s.x.size(0)}, gen, log_alpha.scalar_type()).log();
+// Metropolis: the rows of (x, e, g) where log u < log_alpha and the move did
+// not diverge take the proposal's. Returns those rows [B].
+torch::Tensor metropolis(torch::Tensor& x, torch::Tensor& e, torch::Tensor& g,
+                         const torch::Tensor& x_new, const torch::Tensor& e_new,
+                         const torch::Tensor& g_new, const torch::Tensor& log_alpha,
+                         const torch::Tensor& divergent, at::Generator& gen) {
+  auto log_u = at::rand({x.size(0)}, gen, log_alpha.options()).log();
   auto accept = (~divergent) & (log_u < log_alpha);
-  auto m = rows::per_row(accept, s.x);
-  s.x = torch::where(m, x_new, s.x);
-  s.energy = torch::where(accept, e_new, s.energy);
-  s.grad = torch::where(m, g_new, s.grad);
+  auto m = rows::per_row(accept, x);
+  x = torch::where(m, x_new, x);
+  e = torch::where(accept, e_new, e);
+  g = torch::where(m, g_new, g);
+  return accept;
+}
+
+Stats move_stats(const MALAMove& move, const ChainState& s, double step) {
   Stats st;
   st.step_size = step;
-  st.accept_rate = accept.to(torch::kDouble).mean().item<double>();
-  st.n_divergent = divergent.sum().item<int64_t>();
+  st.accept_rate = move.accept.to(torch::kDouble).mean().item<double>();
+  st.n_divergent = move.divergent.sum().item<int64_t>();
   st.energy_mean = s.energy.to(torch::kDouble).mean().item<double>();
   return st;
 }
@@ -56,25 +61,48 @@ MALASampler::MALASampler(const MALAOptions& o) : options_(o) {
   check_inv_mass(o.inv_mass());
 }
 
+MALAMove mala_transition(EnergyImpl& energy, torch::Tensor& x, torch::Tensor& e, torch::Tensor& g,
+                         double eps, const torch::Tensor& inv_mass,
+                         const torch::Tensor& temperature, at::Generator& gen) {
+  torch::NoGradGuard ng;
+  // Per row, sqrt(2 eps T) and 4 eps T are formed in float64 and then cast,
+  // as the plain numbers of T = 1 are: each row's arithmetic is the same
+  // whether it is tempered or not.
+  const bool tempered = temperature.defined();
+  torch::Tensor t, sd, den;
+  if (tempered) {
+    const auto t64 = temperature.to(e.options().dtype(torch::kDouble));
+    t = t64.to(e.options());
+    sd = rows::per_row((t64 * (2 * eps)).sqrt().to(x.options()), x);
+    den = (t64 * (4 * eps)).to(e.options());
+  }
+  const auto a = inv_mass.defined() ? inv_mass.to(x.options()) : torch::Tensor();
+  auto precond = [&](const torch::Tensor& v) { return a.defined() ? a * v : v; };
+  auto noise = standard_normal(x.sizes(), gen, x.options());
+  if (a.defined()) noise = a.sqrt() * noise;
+  auto x_new = x - eps * precond(g) + (tempered ? sd * noise : std::sqrt(2 * eps) * noise);
+  auto [e_new, g_new] = energy.energy_and_grad(x_new);
+  // log q(b|a) = -r^T A^{-1} r / (4 eps T) with r = b - a + eps A g(a).
+  auto quad = [&](const torch::Tensor& r) {
+    auto q = rows::sum(a.defined() ? r * r / a : r * r);
+    return tempered ? q / den : q / (4 * eps);
+  };
+  auto fwd = quad(x_new - x + eps * precond(g));
+  auto bwd = quad(x - x_new + eps * precond(g_new));
+  auto drop = tempered ? (e - e_new) / t : e - e_new;  // tempered energy decrease
+  auto log_alpha = drop - bwd + fwd;
+  auto divergent = ~torch::isfinite(log_alpha) | (-drop > kDivergence);
+  auto accept = metropolis(x, e, g, x_new, e_new, g_new, log_alpha, divergent, gen);
+  return {accept, divergent};
+}
+
 Stats MALASampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   torch::NoGradGuard ng;
   ensure_cache(energy, s);
   const double eps = options_.step_size();
-  const auto a = options_.inv_mass().defined() ? options_.inv_mass().to(s.x.scalar_type())
-                                               : torch::Tensor();
-  auto precond = [&](const torch::Tensor& v) { return a.defined() ? a * v : v; };
-  auto noise = standard_normal(s.x.sizes(), gen, s.x.scalar_type());
-  auto x_new = s.x - eps * precond(s.grad) + std::sqrt(2 * eps) * (a.defined() ? a.sqrt() * noise : noise);
-  auto [e_new, g_new] = energy.energy_and_grad(x_new);
-  // log q(b|a) = -r^T A^{-1} r / (4 eps) with r = b - a + eps A g(a).
-  auto quad = [&](const torch::Tensor& r) {
-    return rows::sum(a.defined() ? r * r / a : r * r) / (4 * eps);
-  };
-  auto fwd = quad(x_new - s.x + eps * precond(s.grad));
-  auto bwd = quad(s.x - x_new + eps * precond(g_new));
-  auto log_alpha = s.energy - e_new - bwd + fwd;
-  auto divergent = ~torch::isfinite(log_alpha) | (e_new - s.energy > kDivergence);
-  auto st = accept_reject(s, x_new, e_new, g_new, log_alpha, divergent, gen, eps);
+  auto move = mala_transition(energy, s.x, s.energy, s.grad, eps, options_.inv_mass(),
+                              torch::Tensor(), gen);
+  auto st = move_stats(move, s, eps);
   st.n_grad = 1;
   return st;
 }
@@ -198,7 +226,7 @@ std::pair<torch::Tensor, torch::Tensor> fusable_diagonal(const EnergyImpl& energ
                                                          const torch::Tensor& x,
                                                          const torch::Tensor& inv_mass) {
   const auto dtype = x.scalar_type();
-  if (x.dim() != 2 || !x.device().is_cpu() || (dtype != torch::kFloat && dtype != torch::kDouble))
+  if (x.dim() != 2 || !cpu_fast_path(x) || (dtype != torch::kFloat && dtype != torch::kDouble))
     return {};
   auto q = energy.diagonal_quadratic(dtype);
   const int64_t d = x.size(1);
@@ -234,9 +262,9 @@ torch::Tensor leapfrog(EnergyImpl& energy, torch::Tensor& x, torch::Tensor& p, t
       return e;
     }
   }
-  auto e_col = rows::per_row(eps.to(x.scalar_type()), x);  // [B, 1, ...]
+  auto e_col = rows::per_row(eps.to(x.options()), x);  // [B, 1, ...]
   auto half = 0.5 * e_col;
-  auto step_x = inv_mass.defined() ? e_col * inv_mass : e_col;
+  auto step_x = inv_mass.defined() ? e_col * inv_mass.to(x.options()) : e_col;
   torch::Tensor e;
   // In place on fresh copies: x and p may alias the caller's chain state.
   x = x.clone();
@@ -268,19 +296,20 @@ Stats HMCSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   ensure_cache(energy, s);
   const int64_t b = s.x.size(0);
   const auto dtype = s.x.scalar_type();
-  auto inv_mass = options_.inv_mass().defined() ? options_.inv_mass().to(dtype) : torch::Tensor();
+  const auto opts = s.x.options();
+  auto inv_mass = options_.inv_mass().defined() ? options_.inv_mass().to(opts) : torch::Tensor();
   // p ~ N(0, M): p = xi / sqrt(M^{-1}).
-  auto p = standard_normal(s.x.sizes(), gen, dtype);
-  auto eps = torch::full({b}, options_.step_size(), torch::TensorOptions().dtype(dtype));
+  auto p = standard_normal(s.x.sizes(), gen, opts);
+  auto eps = torch::full({b}, options_.step_size(), opts);
   if (options_.jitter() > 0)
-    eps = eps * (1 + options_.jitter() * (2 * at::rand({b}, gen, dtype) - 1));
+    eps = eps * (1 + options_.jitter() * (2 * at::rand({b}, gen, opts) - 1));
   const auto diag = fusable_diagonal(energy, s.x, inv_mass);
   const auto &mu = diag.first, &prec = diag.second;
   if (prec.defined()) {
     // The whole transition fused per chain (momentum, trajectory, Metropolis).
     auto im = inv_mass.defined() ? inv_mass.contiguous() : torch::ones_like(mu);
     auto sqrt_mass = im.rsqrt();
-    auto log_u = at::rand({b}, gen, dtype).log_();
+    auto log_u = at::rand({b}, gen, opts).log_();
     auto x0 = s.x.contiguous(), g0 = s.grad.contiguous(), e0 = s.energy.contiguous();
     auto x1 = torch::empty_like(x0), g1 = torch::empty_like(x0), e1 = torch::empty_like(e0);
     int64_t accepted = 0, divergent = 0;
@@ -315,7 +344,8 @@ Stats HMCSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   const auto h1 = e_new + kinetic(p);
   auto log_alpha = h0 - h1;
   auto divergent = ~torch::isfinite(log_alpha) | (h1 - h0 > kDivergence);
-  auto st = accept_reject(s, x, e_new, g, log_alpha, divergent, gen, options_.step_size());
+  auto accept = metropolis(s.x, s.energy, s.grad, x, e_new, g, log_alpha, divergent, gen);
+  auto st = move_stats({accept, divergent}, s, options_.step_size());
   st.n_grad = double(options_.n_leapfrog());
   return st;
 }
@@ -341,16 +371,16 @@ Stats NUTSSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   torch::NoGradGuard ng;
   ensure_cache(energy, s);
   const int64_t b = s.x.size(0);
-  const auto dtype = s.x.scalar_type();
-  const auto opts = torch::TensorOptions().dtype(dtype);
-  const auto inv_mass = options_.inv_mass().defined() ? options_.inv_mass().to(dtype) : torch::Tensor();
+  const auto opts = s.x.options();
+  const auto bools = opts.dtype(torch::kBool);
+  const auto inv_mass = options_.inv_mass().defined() ? options_.inv_mass().to(opts) : torch::Tensor();
   auto sharp = [&](const torch::Tensor& p) { return inv_mass.defined() ? inv_mass * p : p; };
   auto dot = [](const torch::Tensor& u, const torch::Tensor& v) { return rows::sum(u * v); };
   auto kinetic = [&](const torch::Tensor& p) { return 0.5 * dot(p, sharp(p)); };
-  auto log_uniform = [&]() { return at::rand({b}, gen, dtype).log(); };
+  auto log_uniform = [&]() { return at::rand({b}, gen, opts).log(); };
   const double eps = options_.step_size();
 
-  auto p0 = standard_normal(s.x.sizes(), gen, dtype);
+  auto p0 = standard_normal(s.x.sizes(), gen, opts);
   if (inv_mass.defined()) p0 = p0 / inv_mass.sqrt();
   const auto h0 = s.energy + kinetic(p0);
   // The trajectory: its two ends, the sum of its momenta, the log of its
@@ -359,14 +389,14 @@ Stats NUTSSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   auto rho = p0.clone();
   auto log_w = torch::zeros({b}, opts);
   auto x_draw = s.x, e_draw = s.energy, g_draw = s.grad;
-  auto done = torch::zeros({b}, torch::kBool);
-  auto divergent = torch::zeros({b}, torch::kBool);
+  auto done = torch::zeros({b}, bools);
+  auto divergent = torch::zeros({b}, bools);
   auto sum_accept = torch::zeros({b}, opts);
   auto n_leaf = torch::zeros({b}, opts);
   auto depth = torch::zeros({b}, opts);
 
   for (int64_t j = 0; j < options_.max_depth() && !done.all().item<bool>(); ++j) {
-    const auto forward = at::rand({b}, gen, dtype) < 0.5;
+    const auto forward = at::rand({b}, gen, opts) < 0.5;
     const auto dir = torch::where(forward, torch::ones({b}, opts), -torch::ones({b}, opts));
     // The new half starts from the end it extends.
     auto xf = pick(forward, xr, xl), pf = pick(forward, pr, pl), gf = pick(forward, gr, gl);
@@ -401,7 +431,7 @@ Stats NUTSSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
       auto finite = torch::isfinite(leaf_w);
       auto div = building & (~finite | (-leaf_w > options_.max_energy_error()));
       sum_accept += torch::where(building & finite, leaf_w.clamp_max(0).exp(), torch::zeros_like(leaf_w));
-      n_leaf += building.to(dtype);
+      n_leaf += building.to(s.x.scalar_type());
       auto ok = building & ~div;
       // Progressive multinomial draw inside the new half.
       auto new_sub = torch::logaddexp(sub_log_w, torch::where(ok, leaf_w, torch::full_like(leaf_w, -INFINITY)));
@@ -412,7 +442,7 @@ Stats NUTSSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
       sub_log_w = torch::where(ok, new_sub, sub_log_w);
       auto before = sub_rho;
       sub_rho = sub_rho + pick(ok, pf, torch::zeros_like(pf));
-      auto turned = torch::zeros({b}, torch::kBool);
+      auto turned = torch::zeros({b}, bools);
       const auto p_sharp = sharp(pf);
       for (int64_t k = 1; k <= j; ++k) {
         const int64_t size = int64_t(1) << k;

@@ -1,6 +1,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ebm/core/device.h"
 #include "ebm/core/error.h"
 #include "ebm/sampling/sampling.h"
 
@@ -21,7 +22,7 @@ ReplayBuffer::ReplayBuffer(const ReplayBufferOptions& o, std::vector<int64_t> ev
 torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
   std::vector<int64_t> shape{n};
   shape.insert(shape.end(), event_shape_.begin(), event_shape_.end());
-  auto x = torch::empty(shape);
+  auto x = torch::empty(shape, torch::TensorOptions().device(options_.device()));
   if (options_.init() == "uniform")
     x.uniform_(options_.low(), options_.high(), gen);
   else
@@ -43,13 +44,14 @@ void copy_rows(const torch::Tensor& src, const int64_t* from, torch::Tensor& dst
     std::memcpy(d + (to ? to[i] : i) * row, s + (from ? from[i] : i) * row, size_t(row));
 }
 
-bool plain_cpu(const torch::Tensor& t) { return t.device().is_cpu() && t.is_contiguous(); }
+bool plain_cpu(const torch::Tensor& t) { return cpu_fast_path(t) && t.is_contiguous(); }
 }  // namespace
 
 std::pair<torch::Tensor, torch::Tensor> ReplayBuffer::sample(int64_t n, at::Generator& gen) {
-  if (options_.capacity() == 0) return {init_samples(n, gen), torch::full({n}, -1, torch::kLong)};
+  const auto opts = torch::TensorOptions().device(options_.device());
+  if (options_.capacity() == 0) return {init_samples(n, gen), torch::full({n}, -1, opts.dtype(torch::kLong))};
   if (!data_.defined()) data_ = init_samples(options_.capacity(), gen);
-  auto slots = at::randint(options_.capacity(), {n}, gen, torch::kLong);
+  auto slots = at::randint(options_.capacity(), {n}, gen, opts.dtype(torch::kLong));
   const bool fast = plain_cpu(data_);
   torch::Tensor x;
   if (fast) {
@@ -61,7 +63,7 @@ std::pair<torch::Tensor, torch::Tensor> ReplayBuffer::sample(int64_t n, at::Gene
     x = data_.index_select(0, slots);
   }
   if (options_.reinit_prob() > 0) {
-    auto u = at::rand({n}, gen);  // row i restarts where u_i < reinit_prob (in float)
+    auto u = at::rand({n}, gen, opts);  // row i restarts where u_i < reinit_prob (in float)
     if (fast) {
       std::vector<int64_t> fresh;
       const float p = float(options_.reinit_prob());
@@ -74,7 +76,7 @@ std::pair<torch::Tensor, torch::Tensor> ReplayBuffer::sample(int64_t n, at::Gene
       }
     } else {
       auto fresh = (u < options_.reinit_prob()).nonzero().squeeze(1);
-      if (fresh.numel() > 0) x.index_copy_(0, fresh, init_samples(fresh.numel(), gen).to(x.device()));
+      if (fresh.numel() > 0) x.index_copy_(0, fresh, init_samples(fresh.numel(), gen).to(x.dtype()));
     }
   }
   return {x, slots};
@@ -83,8 +85,8 @@ std::pair<torch::Tensor, torch::Tensor> ReplayBuffer::sample(int64_t n, at::Gene
 void ReplayBuffer::push(const torch::Tensor& x, const torch::Tensor& slots) {
   if (options_.capacity() == 0) return;
   TORCH_INTERNAL_ASSERT(data_.defined(), "push before sample");
-  auto rows = x.detach().to(data_.dtype());
-  if (plain_cpu(data_) && rows.device().is_cpu() && slots.device().is_cpu()) {
+  auto rows = x.detach().to(data_.device(), data_.scalar_type());
+  if (plain_cpu(data_) && slots.device().is_cpu()) {
     rows = rows.contiguous();
     const auto s = slots.to(torch::kLong).contiguous();
     const int64_t* sp = s.data_ptr<int64_t>();
@@ -98,11 +100,11 @@ void ReplayBuffer::push(const torch::Tensor& x, const torch::Tensor& slots) {
     copy_rows(rows, nullptr, data_, sp, s.numel());  // (a repeated slot: the last row wins)
     return;
   }
-  data_.index_copy_(0, slots, rows);
+  data_.index_copy_(0, slots.to(data_.device()), rows);
 }
 
 void ReplayBuffer::save(torch::serialize::OutputArchive& archive) const {
-  archive.write("buffer_data", data_.defined() ? data_ : torch::empty({0}), true);
+  archive.write("buffer_data", data_.defined() ? data_.cpu() : torch::empty({0}), true);
 }
 
 void ReplayBuffer::load(torch::serialize::InputArchive& archive) {
@@ -116,7 +118,8 @@ void ReplayBuffer::load(torch::serialize::InputArchive& archive) {
                  " chains but buffer.capacity is ", options_.capacity());
   EBM_CHECK_DATA(d.sizes().slice(1) == c10::IntArrayRef(event_shape_), "checkpoint buffer holds ",
                  d.sizes().slice(1), " chains but the model's are ", c10::IntArrayRef(event_shape_));
-  data_ = d.contiguous().clone();
+  data_ = d.to(options_.device(), d.scalar_type(), /*non_blocking=*/false, /*copy=*/true)
+              .contiguous();
 }
 
 }  // namespace ebm

@@ -27,4 +27,15 @@ inline double finite_mean(const torch::Tensor& e) {
   return n ? torch::where(ok, e, torch::zeros_like(e)).sum().item<double>() / n : NAN;
 }
 
+// Chains whose energy or gradient has a non-finite entry cannot move: for
+// this update their rows of g (and of *noise) become 0, so they stay where
+// they are, and they count as divergent (DESIGN.md: not an exception).
+struct Held {
+  torch::Tensor rows;       // [B] bool; undefined when no chain is held
+  int64_t count = 0;
+  double energy_mean = 0;   // mean of the finite energies; NaN when none is
+};
+// e [B], g [B, ...]; g and *noise are replaced, never written in place.
+Held hold_non_finite(const torch::Tensor& e, torch::Tensor& g, torch::Tensor* noise);
+
 }  // namespace ebm::rows

@@ -1,5 +1,6 @@
 #include <ATen/Dispatch.h>
 
+#include "ebm/core/device.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/core/simd.h"
@@ -56,18 +57,6 @@ double LangevinSampler::noise() const {
 }
 
 namespace {
-// True when every energy and gradient entry is finite; `sum` gets sum(e).
-template <typename T>
-EBM_MULTIVERSION bool all_finite(const T* e, int64_t ne, const T* g, int64_t ng, double* sum) {
-  double acc = 0;
-  for (int64_t i = 0; i < ne; ++i) acc += double(e[i]);
-  T probe = 0;  // NaN or inf anywhere makes the product-sum non-finite (in any order)
-#pragma omp simd reduction(+ : probe)
-  for (int64_t i = 0; i < ng; ++i) probe += g[i] * T(0);
-  *sum = acc;
-  return std::isfinite(acc) && std::isfinite(double(probe));
-}
-
 // x <- clamp(x - eta * clip(g) + sigma * n, lo, hi), one pass.
 template <typename T>
 EBM_MULTIVERSION void langevin_update(T* x, const T* g, const T* n, int64_t len, T eta, T sigma, T clip, T lo,
@@ -94,33 +83,28 @@ Stats LangevinSampler::step(EnergyImpl& energy, ChainState& state, at::Generator
   const double sigma = noise();
   if (sigma > 0) {
     if (!noise_buf_.defined() || !noise_buf_.sizes().equals(x.sizes()) ||
-        noise_buf_.scalar_type() != x.scalar_type())
+        noise_buf_.scalar_type() != x.scalar_type() || noise_buf_.device() != x.device())
       noise_buf_ = torch::empty_like(x);
     normal_fill_(noise_buf_, gen);
   }
-  bool finite = false;
-  double esum = 0;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "langevin_check", [&] {
-    finite = all_finite<scalar_t>(e.data_ptr<scalar_t>(), e.numel(), g.data_ptr<scalar_t>(),
-                                  g.numel(), &esum);
-  });
-  if (finite) {
-    s.energy_mean = esum / double(e.numel());
-  } else {  // chains with a non-finite energy or gradient stay where they are
-    auto ok = torch::isfinite(e) & rows::finite(g);
-    s.n_divergent = x.size(0) - ok.sum().item<int64_t>();
-    auto bad = rows::per_row(~ok, g);
-    g.masked_fill_(bad, 0.0);
-    if (sigma > 0) noise_buf_.masked_fill_(bad, 0.0);
-    s.energy_mean = rows::finite_mean(e);
+  const auto held = rows::hold_non_finite(e, g, sigma > 0 ? &noise_buf_ : nullptr);
+  s.n_divergent = held.count;
+  s.energy_mean = held.energy_mean;
+  const double clip = options_.grad_clip(), lo = options_.clamp_min(), hi = options_.clamp_max();
+  if (cpu_fast_path(x)) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "langevin_update", [&] {
+      langevin_update<scalar_t>(x.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
+                                sigma > 0 ? noise_buf_.data_ptr<scalar_t>() : nullptr, x.numel(),
+                                scalar_t(options_.step_size()), scalar_t(sigma), scalar_t(clip),
+                                scalar_t(lo), scalar_t(hi));
+    });
+  } else {  // the same update in place, as tensor operations
+    x.sub_(clip > 0 ? g.clamp(-clip, clip) : g, options_.step_size());
+    if (sigma > 0) x.add_(noise_buf_, sigma);
+    if (std::isfinite(lo) || std::isfinite(hi))
+      x.clamp_(std::isfinite(lo) ? c10::optional<at::Scalar>(lo) : c10::nullopt,
+               std::isfinite(hi) ? c10::optional<at::Scalar>(hi) : c10::nullopt);
   }
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "langevin_update", [&] {
-    langevin_update<scalar_t>(x.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
-                              sigma > 0 ? noise_buf_.data_ptr<scalar_t>() : nullptr, x.numel(),
-                              scalar_t(options_.step_size()), scalar_t(sigma),
-                              scalar_t(options_.grad_clip()), scalar_t(options_.clamp_min()),
-                              scalar_t(options_.clamp_max()));
-  });
   state.invalidate();
   return s;
 }
@@ -135,10 +119,10 @@ Stats RandomWalkMH::step(EnergyImpl& energy, ChainState& state, at::Generator& g
   torch::NoGradGuard ng;
   auto& x = state.x;
   if (!state.energy.defined()) state.energy = energy.energy(x).detach();
-  auto prop = x + options_.step_size() * standard_normal(x.sizes(), gen, x.scalar_type());
+  auto prop = x + options_.step_size() * standard_normal(x.sizes(), gen, x.options());
   auto e_prop = energy.energy(prop).detach();
   auto finite = torch::isfinite(e_prop);
-  auto log_u = at::rand({x.size(0)}, gen, state.energy.scalar_type()).log();
+  auto log_u = at::rand({x.size(0)}, gen, state.energy.options()).log();
   auto accept = finite & (log_u < (state.energy - e_prop));
   Stats s;
   s.step_size = options_.step_size();

@@ -9,8 +9,6 @@
 
 namespace ebm {
 namespace {
-constexpr double kDivergence = 1000.0;  // tempered energy error that counts as divergent (as MALA)
-
 bool finite_positive(double v) { return v > 0 && std::isfinite(v); }
 
 // Restores a noise-conditional energy's level when a sweep ends (or throws).
@@ -68,17 +66,9 @@ Stats AnnealedLangevinSampler::step(EnergyImpl& energy, ChainState& state, at::G
   RestoreNoiseLevel restore(nc);
   auto x = state.x;
   auto diverged = torch::zeros({x.size(0)}, x.options().dtype(torch::kBool));  // [B]
-  // Rows with a non-finite energy or gradient get a zero move.
   auto hold_bad = [&](const torch::Tensor& e, torch::Tensor& g, torch::Tensor* xi) {
-    // Fast path: a finite total means every entry is finite (an overflowing
-    // one only sends us down the exact path).
-    if (std::isfinite((e.sum() + g.sum()).item<double>())) return;
-    auto ok = torch::isfinite(e) & rows::finite(g);  // [B]
-    if (ok.all().item<bool>()) return;
-    diverged |= ~ok;
-    auto m = rows::per_row(ok, g);
-    g = torch::where(m, g, torch::zeros_like(g));
-    if (xi) *xi = torch::where(m, *xi, torch::zeros_like(*xi));
+    const auto held = rows::hold_non_finite(e, g, xi);
+    if (held.count > 0) diverged |= held.rows;
   };
   for (size_t i = 0; i < levels_.size(); ++i) {
     const double s = levels_[i], eta = steps_[i], sd = std::sqrt(2 * eta);
@@ -86,7 +76,7 @@ Stats AnnealedLangevinSampler::step(EnergyImpl& energy, ChainState& state, at::G
     const double drift = nc ? eta : eta / s;  // grad of E(x, s) or of E(x) / s
     for (int64_t t = 0; t < options_.steps_per_level(); ++t) {
       auto [e, g] = energy.energy_and_grad(x);  // [B], like x
-      auto xi = standard_normal(x.sizes(), gen, x.scalar_type());
+      auto xi = standard_normal(x.sizes(), gen, x.options());
       hold_bad(e, g, &xi);
       x = x.add(g, -drift).add_(xi, sd);
     }
@@ -128,7 +118,7 @@ void ParallelTempering::save(torch::serialize::OutputArchive& archive) const {
   archive.write("n_steps", torch::tensor(n_steps_));
   archive.write("swap_accepted", torch::tensor(swap_accepted_, torch::kLong));
   archive.write("swap_attempted", torch::tensor(swap_attempted_, torch::kLong));
-  if (x_.defined()) archive.write("replicas", x_);
+  if (x_.defined()) archive.write("replicas", x_.cpu());  // loadable on any machine
 }
 
 void ParallelTempering::load(torch::serialize::InputArchive& archive) {
@@ -158,8 +148,12 @@ Stats ParallelTempering::step(EnergyImpl& energy, ChainState& state, at::Generat
   const int64_t n_t = int64_t(temps_.size()), b = state.x.size(0);
   auto shape = state.x.sizes().vec();  // [K, B, ...]
   shape.insert(shape.begin(), n_t);
+  if (x_.defined() && x_.device() != state.x.device()) {  // e.g. replicas from a checkpoint
+    x_ = x_.to(state.x.device());
+    e_ = g_ = torch::Tensor();
+  }
   const bool fresh = !x_.defined() || !x_.sizes().equals(shape) ||
-                     x_.scalar_type() != state.x.scalar_type() || x_.device() != state.x.device();
+                     x_.scalar_type() != state.x.scalar_type();
   // The cold row: the ChainState's chains, with its cache when it has one.
   // Clones: energy_and_grad does not promise tensors its next call leaves alone.
   // A caller that hands over chains without a cache may have changed the
@@ -193,34 +187,19 @@ Stats ParallelTempering::step(EnergyImpl& energy, ChainState& state, at::Generat
 
   // 1. MALA in every replica at once: rows [K * B, ...], temperature-major.
   const double eps = options_.step_size();
-  std::vector<double> t_rows, sd_rows, den_rows;
-  for (double t : temps_) {
-    t_rows.insert(t_rows.end(), b, t);
-    sd_rows.insert(sd_rows.end(), b, std::sqrt(2 * eps * t));
-    den_rows.insert(den_rows.end(), b, 4 * eps * t);
-  }
+  std::vector<double> t_rows;
+  for (double t : temps_) t_rows.insert(t_rows.end(), b, t);
   auto x = x_.flatten(0, 1), e = e_.flatten(), g = g_.flatten(0, 1);
-  auto temp = values_like(t_rows, e), den = values_like(den_rows, e);  // [K * B]
-  auto sd = rows::per_row(values_like(sd_rows, x), x);
-  auto noise = standard_normal(x.sizes(), gen, x.scalar_type());
-  auto x_new = x - eps * g + sd * noise;
-  auto [e_out, g_out] = energy.energy_and_grad(x_new);
-  auto e_new = e_out.clone(), g_new = g_out.clone();
-  auto fwd = rows::sum((x_new - x + eps * g).pow(2)) / den;
-  auto bwd = rows::sum((x - x_new + eps * g_new).pow(2)) / den;
-  auto log_alpha = (e - e_new) / temp - bwd + fwd;
-  auto divergent = ~torch::isfinite(log_alpha) | ((e_new - e) / temp > kDivergence);
-  auto log_u = at::rand({x.size(0)}, gen, log_alpha.scalar_type()).log();
-  auto accept = (~divergent) & (log_u < log_alpha);
-  auto m = rows::per_row(accept, x);
-  x_ = torch::where(m, x_new, x).view(shape);
-  e_ = torch::where(accept, e_new, e).view({n_t, b});
-  g_ = torch::where(m, g_new, g).view(shape);
+  const auto temp = torch::tensor(t_rows, torch::kDouble).to(e.device());  // [K * B]
+  const auto move = mala_transition(energy, x, e, g, eps, torch::Tensor(), temp, gen);
+  x_ = x.view(shape);
+  e_ = e.view({n_t, b});
+  g_ = g.view(shape);
   Stats st;
   st.step_size = eps;
   st.n_grad = double(n_t);  // one gradient per replica and chain
-  st.accept_rate = accept.narrow(0, 0, b).to(torch::kDouble).mean().item<double>();
-  st.n_divergent = divergent.sum().item<int64_t>();
+  st.accept_rate = move.accept.narrow(0, 0, b).to(torch::kDouble).mean().item<double>();
+  st.n_divergent = move.divergent.sum().item<int64_t>();
 
   // 2. Swaps of the pairs (k, k+1), k = parity, parity + 2, ... (0-based).
   std::vector<int64_t> lo;
@@ -234,7 +213,7 @@ Stats ParallelTempering::step(EnergyImpl& energy, ChainState& state, at::Generat
     for (int64_t k : lo) dbeta.push_back(1.0 / temps_[k] - 1.0 / temps_[k + 1]);
     auto log_a = values_like(dbeta, e_).unsqueeze(1) *
                  (e_.index_select(0, lo_t) - e_.index_select(0, hi_t));  // [P, B]
-    auto u = at::rand({n_p, b}, gen, log_a.scalar_type()).log();
+    auto u = at::rand({n_p, b}, gen, log_a.options()).log();
     auto swap = torch::isfinite(log_a) & (u < log_a);  // [P, B]
     // Rung k of chain j takes the replica that was at rung idx[k, j].
     auto idx = torch::arange(n_t, idx_opts).unsqueeze(1).expand({n_t, b}).clone();

@@ -5,6 +5,8 @@
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/TensorOptions.h>
 
 #include <cstdint>
 
@@ -23,15 +25,20 @@ enum Stream : uint64_t {
 // SplitMix64 of (seed, stream): decorrelated seeds for nearby inputs.
 uint64_t mix_seed(uint64_t seed, uint64_t stream);
 
-// A CPU generator seeded from (seed, stream).
-at::Generator make_generator(uint64_t seed, uint64_t stream);
+// A generator of `device` seeded from (seed, stream): random draws on a
+// device need that device's generator. The CPU one is the same, bit for bit,
+// as before devices were an option.
+at::Generator make_generator(uint64_t seed, uint64_t stream, c10::Device device = c10::kCPU);
 
 // Standard normal draws, fast: one 64-bit seed is taken from `gen` (so the
 // generator advances deterministically and checkpoints stay exact), then a
 // counter-based SplitMix64 stream feeds a vectorised Box-Muller transform.
 // Float: 31-bit radius and 24-bit angle uniforms (|z| <= 6.66); double: 53-bit
-// uniforms. normal_fill_ overwrites a contiguous tensor; other dtypes and
-// devices fall back to ATen's normal_ with `gen`.
+// uniforms. The fast fill needs a contiguous tensor and cpu_fast_path
+// (core/device.h); other dtypes, devices and forced ATen paths take ATen's
+// normal_ with `gen` (a generator of the tensor's device).
+at::Tensor standard_normal(at::IntArrayRef sizes, at::Generator& gen, const at::TensorOptions& options);
+// On the CPU.
 at::Tensor standard_normal(at::IntArrayRef sizes, at::Generator& gen, at::ScalarType dtype);
 void normal_fill_(at::Tensor& t, at::Generator& gen);
 

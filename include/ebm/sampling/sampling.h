@@ -34,6 +34,10 @@ struct Stats {
   double n_grad = 0.0;
 };
 
+// A proposal whose energy (or H) rises by more than this, in units of the
+// (tempered) log density, is a divergence: rejected and counted (Stan's).
+constexpr double kDivergence = 1000.0;
+
 class Sampler {
  public:
   virtual ~Sampler() = default;
@@ -117,6 +121,22 @@ struct MALAOptions {
   TORCH_ARG(torch::Tensor, inv_mass) = {};   // diagonal A [D]; undefined = identity
 };
 
+// One MALA transition of every row of (x, e, g): chains [R, ...] with their
+// energies [R] and gradients, replaced by the next state. Row r targets
+// exp(-E / T_r): the proposal variance is 2 eps T_r A, log q is divided by
+// T_r and the energy difference too (parallel tempering's local move).
+// `temperature` [R] on x's device, undefined = 1 (plain MALA); `inv_mass` A
+// [D], undefined = identity. A non-finite log acceptance or a tempered energy
+// rise above kDivergence is a divergence. Draws: the noise, then one uniform
+// per row.
+struct MALAMove {
+  torch::Tensor accept;     // [R] bool
+  torch::Tensor divergent;  // [R] bool
+};
+MALAMove mala_transition(EnergyImpl& energy, torch::Tensor& x, torch::Tensor& e, torch::Tensor& g,
+                         double eps, const torch::Tensor& inv_mass,
+                         const torch::Tensor& temperature, at::Generator& gen);
+
 class MALASampler : public Sampler {
  public:
   explicit MALASampler(const MALAOptions& options);
@@ -143,7 +163,7 @@ torch::Tensor leapfrog(EnergyImpl& energy, torch::Tensor& x, torch::Tensor& p, t
 // leapfrog trajectory, accepted with probability min(1, exp(H - H*)). The
 // step is jittered uniformly in eps * [1 - jitter, 1 + jitter] per chain and
 // transition (Neal's advice against periodic trajectories). A non-finite
-// energy or an energy error above 1000 is a divergence (rejected, counted).
+// energy or an energy error above kDivergence is a divergence (rejected, counted).
 struct HMCOptions {
   explicit HMCOptions(double step_size) : step_size_(step_size) {}
   TORCH_ARG(double, step_size);         // eps > 0
@@ -183,7 +203,7 @@ struct NUTSOptions {
   explicit NUTSOptions(double step_size) : step_size_(step_size) {}
   TORCH_ARG(double, step_size);              // eps > 0
   TORCH_ARG(int64_t, max_depth) = 10;        // at most 2^max_depth - 1 leapfrog steps
-  TORCH_ARG(double, max_energy_error) = 1000.0;  // divergence threshold on H - H0
+  TORCH_ARG(double, max_energy_error) = kDivergence;  // divergence threshold on H - H0
   TORCH_ARG(torch::Tensor, inv_mass) = {};   // diagonal M^{-1} [D]; undefined = identity
 };
 
@@ -293,6 +313,9 @@ class FreezeParameters {
 // Persistent chains (Tieleman 2008; IGEBM's replay buffer). Draws come from
 // stored chains except that each one, with probability reinit_prob, restarts
 // from the init distribution. Capacity 0 = short-run: every draw is fresh.
+// The chains live on options.device; the generator passed to sample and
+// init_samples must be that device's (make_generator). Checkpoints hold them
+// on the CPU, so a buffer saved on one device loads on another.
 struct ReplayBufferOptions {
   explicit ReplayBufferOptions(int64_t capacity) : capacity_(capacity) {}
   TORCH_ARG(int64_t, capacity);             // stored chains; 0 = none
@@ -301,12 +324,13 @@ struct ReplayBufferOptions {
   TORCH_ARG(double, low) = -4.0;            // uniform box
   TORCH_ARG(double, high) = 4.0;
   TORCH_ARG(double, std) = 1.0;             // gaussian init standard deviation
+  TORCH_ARG(torch::Device, device) = torch::kCPU;  // where chains are stored and drawn
 };
 
 class ReplayBuffer {
  public:
   ReplayBuffer(const ReplayBufferOptions& options, std::vector<int64_t> event_shape);
-  // Fresh draws from the init distribution: [n, event...] float32.
+  // Fresh draws from the init distribution: [n, event...] float32, on options.device.
   torch::Tensor init_samples(int64_t n, at::Generator& gen) const;
   // n chains and the slots they came from (-1 for fresh ones when short-run).
   std::pair<torch::Tensor, torch::Tensor> sample(int64_t n, at::Generator& gen);

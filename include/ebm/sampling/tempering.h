@@ -73,7 +73,7 @@ class AnnealedLangevinSampler : public Sampler {
 //     chain, accepted with probability min(1, exp((1/T_k - 1/T_{k+1}) (E_k - E_{k+1}))).
 // K = 1 is plain MALA (bit for bit, t_max unused). Stats: accept_rate and
 // energy_mean of the cold replicas; n_divergent counts rejected local moves
-// with a non-finite (or exploding, > 1000 / T_k) energy in any replica.
+// with a non-finite (or exploding: (E* - E) / T_k > kDivergence) energy in any replica.
 struct ParallelTemperingOptions {
   explicit ParallelTemperingOptions(double step_size) : step_size_(step_size) {}
   TORCH_ARG(double, step_size);    // eps > 0: the MALA step at T = 1 (spec key step)

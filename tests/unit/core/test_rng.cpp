@@ -10,6 +10,9 @@
 #include <cmath>
 #include <vector>
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "ebm/core/device.h"
 #include "ebm/core/rng.h"
 #include "ebm/core/simd.h"
 
@@ -100,10 +103,11 @@ TEST(StandardNormal, DeterministicAndAdvancesTheGenerator) {
   EXPECT_THROW(normal_fill_(nc, g1), c10::Error);
 }
 
-void check_standard_normal(torch::ScalarType dtype) {
+void check_standard_normal(torch::ScalarType dtype, bool fast = true) {
+  FastPathsGuard guard(fast);
   const int64_t n = int64_t(1) << 21;
   auto gen = make_generator(11, kStreamSample);
-  auto z = standard_normal({n}, gen, dtype).to(torch::kDouble);
+  auto z = standard_normal({n}, gen, torch::TensorOptions().dtype(dtype)).to(torch::kDouble);
   const double se = 1.0 / std::sqrt(double(n));
   EXPECT_NEAR(z.mean().item<double>(), 0.0, kZ * se);
   EXPECT_NEAR(z.var().item<double>(), 1.0, kZ * std::sqrt(2.0) * se);
@@ -138,6 +142,43 @@ void check_standard_normal(torch::ScalarType dtype) {
 
 TEST(StandardNormal, FloatMatchesTheNormalDistribution) { check_standard_normal(torch::kFloat); }
 TEST(StandardNormal, DoubleMatchesTheNormalDistribution) { check_standard_normal(torch::kDouble); }
+
+// The ATen path (what a CUDA tensor takes): ATen's normal_ with the generator
+// passed in, standard normal in both dtypes.
+TEST(StandardNormal, AtenPathIsNormalFromTheGenerator) {
+  FastPathsGuard guard(false);
+  for (auto dtype : {torch::kFloat, torch::kDouble}) {
+    auto g1 = make_generator(5, kStreamSample), g2 = make_generator(5, kStreamSample);
+    auto z = standard_normal({4, 7}, g1, dtype);
+    EXPECT_TRUE(torch::equal(z, torch::empty({4, 7}, dtype).normal_(0.0, 1.0, g2)));
+    // Non-contiguous tensors are fine here.
+    auto nc = torch::empty({4, 4}, dtype).t();
+    normal_fill_(nc, g1);
+    EXPECT_TRUE(torch::isfinite(nc).all().item<bool>());
+  }
+}
+TEST(StandardNormal, AtenPathFloatMatchesTheNormalDistribution) {
+  check_standard_normal(torch::kFloat, false);
+}
+TEST(StandardNormal, AtenPathDoubleMatchesTheNormalDistribution) {
+  check_standard_normal(torch::kDouble, false);
+}
+
+// CPU generators are what they were before devices became an option: a
+// CPUGeneratorImpl seeded with mix_seed(seed, stream), whichever overload.
+TEST(MakeGenerator, CpuStreamsAreUnchanged) {
+  for (uint64_t seed : {0ULL, 7ULL, 123456789ULL})
+    for (uint64_t stream : {uint64_t(kStreamInit), uint64_t(kStreamTrain), uint64_t(kStreamSample)}) {
+      auto reference = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, stream));
+      auto by_device = make_generator(seed, stream, torch::Device(torch::kCPU));
+      auto by_default = make_generator(seed, stream);
+      EXPECT_TRUE(by_device.device().is_cpu());
+      EXPECT_EQ(by_device.current_seed(), mix_seed(seed, stream));
+      auto expected = at::rand({16}, reference, torch::kDouble);
+      EXPECT_TRUE(torch::equal(at::rand({16}, by_device, torch::kDouble), expected));
+      EXPECT_TRUE(torch::equal(at::rand({16}, by_default, torch::kDouble), expected));
+    }
+}
 
 }  // namespace
 }  // namespace ebm
