@@ -138,7 +138,7 @@ Runner add_sample(CLI::App& app) {
                   << "sampler's levels are temperatures and it ends on exp(-E / " << last
                   << "), not exp(-E); use smin=1 (and smax > 1) to end on the model\n";
     }
-    auto gen = make_generator(a->common.seed, kStreamSample);
+    auto gen = make_generator(a->common.seed, kStreamSample, device);
     torch::Tensor x0;
     std::vector<int64_t> batch_shape = shape;
     batch_shape.insert(batch_shape.begin(), a->n);
@@ -148,7 +148,7 @@ Runner add_sample(CLI::App& app) {
                      " rows of ", c10::IntArrayRef(shape), " (", dim, " values), got ", x0.sizes());
       x0 = x0.reshape(batch_shape);
     } else {
-      x0 = at::normal(0.0, 1.0, batch_shape, gen, torch::kFloat);
+      x0 = at::normal(0.0, 1.0, batch_shape, gen, torch::TensorOptions(torch::kFloat).device(device));
     }
     if (target) x0 = x0.to(torch::kDouble);
     ChainState chains(x0.to(device));
@@ -200,7 +200,11 @@ Runner add_sample(CLI::App& app) {
       write_image_grid(a->out, x, lo, hi > lo ? hi : lo + 1);
     } else if (ext == ".png") {
       torch::Tensor backdrop;
-      if (target) backdrop = target->sample(5000, gen);
+      if (target) {
+        // (targets draw exactly on the CPU)
+        auto cpu_gen = device.is_cpu() ? gen : make_generator(a->common.seed, kStreamEval);
+        backdrop = target->sample(5000, cpu_gen);
+      }
       scatter_png(a->out, x, backdrop, bounding_box(backdrop.defined() ? backdrop : x, 0.1));
     } else {
       write_draws(a->out, kept ? kept->draws() : chains.x.to(torch::kCPU, torch::kDouble).unsqueeze(1));

@@ -1,5 +1,7 @@
 #include "ebm/core/gemm.h"
 
+#include "ebm/core/device.h"
+
 #include <ATen/ATen.h>
 #include <ATen/MemoryOverlap.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -16,7 +18,7 @@ namespace {
 // or columns contiguous (a transposed view). Sets trans and the leading
 // dimension.
 bool raw_operand(const at::Tensor& t, bool& trans, int64_t& ld) {
-  if (t.dim() != 2 || t.scalar_type() != at::kFloat || !t.device().is_cpu()) return false;
+  if (t.dim() != 2 || t.scalar_type() != at::kFloat || !cpu_fast_path(t)) return false;
   if (t.stride(1) == 1 && t.stride(0) >= std::max<int64_t>(1, t.size(1))) {
     trans = false, ld = t.stride(0);
     return true;
@@ -77,7 +79,7 @@ void mm_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, float be
   if (!graph &&
       out.is_contiguous() && out.scalar_type() == at::kFloat &&
       out.dim() == 2 && out.size(0) == a.size(0) && out.size(1) == b.size(1) &&
-      raw_operand(a, ta, lda) && raw_operand(b, tb, ldb) && out.device().is_cpu()) {
+      raw_operand(a, ta, lda) && raw_operand(b, tb, ldb) && cpu_fast_path(out)) {
     sgemm(ta, tb, a.size(0), b.size(1), a.size(1), 1.0f, a.data_ptr<float>(), lda,
           b.data_ptr<float>(), ldb, beta, out.data_ptr<float>(), b.size(1));
     // An in-place write, as ATen's would be: a graph that saved `out` sees it.

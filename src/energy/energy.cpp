@@ -21,13 +21,16 @@ std::pair<torch::Tensor, torch::Tensor> EnergyImpl::energy_and_grad(const torch:
 void reset_parameters(torch::nn::Module& module, at::Generator& gen) {
   torch::NoGradGuard ng;
   for (auto& m : module.modules(/*include_self=*/true)) {
-    for (auto& kv : m->named_parameters(/*recurse=*/false)) {
+    // (one dictionary held for the loop: a pointer found in a temporary one
+    // would dangle)
+    auto params = m->named_parameters(/*recurse=*/false);
+    for (auto& kv : params) {
       if (kv.key() != "weight") continue;
       auto& w = kv.value();
       const int64_t fan_in = w.numel() / w.size(0);
       const double bound = 1.0 / std::sqrt(double(fan_in));
       w.uniform_(-bound, bound, gen);
-      if (auto* b = m->named_parameters(false).find("bias")) b->uniform_(-bound, bound, gen);
+      if (auto* b = params.find("bias")) b->uniform_(-bound, bound, gen);
     }
   }
 }

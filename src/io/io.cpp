@@ -616,7 +616,7 @@ void write_csv(const std::string& path, const torch::Tensor& x, const std::vecto
 }
 
 void write_npy(const std::string& path, const torch::Tensor& x) {
-  TORCH_CHECK(x.dim() == 1 || x.dim() == 2, "write_npy: want a [N, D] or [N] tensor, got ", x.sizes());
+  TORCH_CHECK(x.dim() >= 1, "write_npy: want a [N, ...] tensor, got ", x.sizes());
   TORCH_CHECK(x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64,
               "write_npy: want float32 or float64, got ", x.scalar_type());
   const auto t = x.cpu().contiguous();

@@ -21,7 +21,7 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
                                       at::Generator& gen) {
   auto x_pos = batch.x;
   if (options_.data_noise() > 0)
-    x_pos = x_pos + options_.data_noise() * standard_normal(x_pos.sizes(), gen, x_pos.scalar_type());
+    x_pos = x_pos + options_.data_noise() * standard_normal(x_pos.sizes(), gen, x_pos.options());
   const int64_t n = x_pos.size(0);
   torch::Tensor x0, slots;
   if (options_.chain_init() == "data") {

@@ -28,16 +28,16 @@ const ObjectiveRegistry& objective_registry() {
            {{"alpha", 0.1, "L2 energy penalty weight (mean E(x+)^2 + mean E(x-)^2)"},
             {"data_noise", 0.0, "std of Gaussian noise added to data"},
             {"chain_init", std::string("buffer"), "buffer (PCD / short-run) | data (CD-k)"}}},
-          [](const Config& c, const Shape& shape) -> std::shared_ptr<Objective> {
+          [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             return std::make_shared<ContrastiveDivergence>(
                 ContrastiveDivergenceOptions(c.get_int("sampler.steps"))
                     .alpha(c.get_float("objective.alpha"))
                     .data_noise(c.get_float("objective.data_noise"))
                     .chain_init(c.get_string("objective.chain_init")),
-                build_sampler(c), build_buffer(c, shape));
+                build_sampler(c), build_buffer(c, shape, device));
           });
     r.add({"esm", "exact score matching (D extra backward passes per step)", {analytic_key()}},
-          [](const Config& c, const Shape& shape) -> std::shared_ptr<Objective> {
+          [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             return std::make_shared<ExactScoreMatching>(
                 ExactScoreMatchingOptions(vector_dim(shape, "esm")).analytic(c.get_bool("objective.analytic")));
           });
@@ -46,7 +46,7 @@ const ObjectiveRegistry& objective_registry() {
             {"projection", std::string("gaussian"), "gaussian | rademacher"},
             {"variance_reduced", false, "SSM-VR, 1/2 |grad E|^2 in closed form (gaussian only)"},
             analytic_key()}},
-          [](const Config& c, const Shape& shape) -> std::shared_ptr<Objective> {
+          [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             vector_dim(shape, "ssm");
             return std::make_shared<SlicedScoreMatching>(
                 SlicedScoreMatchingOptions()
@@ -56,7 +56,7 @@ const ObjectiveRegistry& objective_registry() {
                     .analytic(c.get_bool("objective.analytic")));
           });
     r.add({"dsm", "denoising score matching", {{"sigma", 0.1, "noise std"}, analytic_key()}},
-          [](const Config& c, const Shape& shape) -> std::shared_ptr<Objective> {
+          [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             vector_dim(shape, "dsm");
             return std::make_shared<DenoisingScoreMatching>(
                 DenoisingScoreMatchingOptions(c.get_float("objective.sigma"))
@@ -70,7 +70,7 @@ const ObjectiveRegistry& objective_registry() {
              "ncsn (noise-conditional energy, weight sigma^2) | li (one energy, Li et al. 2019)"},
             {"sigma", 0.1, "form li: reference scale sigma_0"},
             analytic_key()}},
-          [](const Config& c, const Shape& shape) -> std::shared_ptr<Objective> {
+          [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             vector_dim(shape, "mdsm");
             return std::make_shared<MultiscaleScoreMatching>(
                 MultiscaleScoreMatchingOptions()
@@ -88,8 +88,9 @@ const ObjectiveRegistry& objective_registry() {
 
 Section objective_section() { return {"objective", {}, {objective_registry().group()}}; }
 
-std::shared_ptr<Objective> build_objective(const Config& cfg, const std::vector<int64_t>& event_shape) {
-  return objective_registry().make(cfg, event_shape);
+std::shared_ptr<Objective> build_objective(const Config& cfg, const std::vector<int64_t>& event_shape,
+                                           c10::Device device) {
+  return objective_registry().make(cfg, event_shape, device);
 }
 
 }  // namespace ebm

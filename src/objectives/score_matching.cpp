@@ -168,7 +168,7 @@ Output SlicedScoreMatching::compute(EnergyImpl& energy, const Batch& batch, at::
   const int64_t b = x.size(0), d = x.size(1), m = options_.projections();
   torch::Tensor v;
   if (options_.projection() == "gaussian")
-    v = standard_normal({b, m, d}, gen, x.scalar_type());
+    v = standard_normal({b, m, d}, gen, x.options());
   else
     v = at::randint(0, 2, {b, m, d}, gen, x.options()).mul_(2).sub_(1);
   Output out;
@@ -185,7 +185,7 @@ DenoisingScoreMatching::DenoisingScoreMatching(const DenoisingScoreMatchingOptio
 Output DenoisingScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
                                        at::Generator& gen) {
   const auto& x = batch.x;
-  auto eps = standard_normal(x.sizes(), gen, x.scalar_type());
+  auto eps = standard_normal(x.sizes(), gen, x.options());
   auto sigma = torch::full({x.size(0)}, options_.sigma(), x.options());
   Output out;
   out.loss = denoising_loss(energy, x, eps, sigma, sigma, options_.analytic());
@@ -218,9 +218,10 @@ Output MultiscaleScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
                    "objective.form = \"li\" trains one energy for every level; use energy.name = ",
                    "\"mlp\" (or objective.form = \"ncsn\")");
   const auto& x = batch.x;
-  auto idx = at::randint(ladder_.size(0), {x.size(0)}, gen, torch::kLong);
-  auto sigma = ladder_.index_select(0, idx).to(x.scalar_type());
-  auto eps = standard_normal(x.sizes(), gen, x.scalar_type());
+  // (the level index and noise come from gen on x's device)
+  auto idx = at::randint(ladder_.size(0), {x.size(0)}, gen, x.options().dtype(torch::kLong));
+  auto sigma = ladder_.to(x.device()).index_select(0, idx).to(x.scalar_type());
+  auto eps = standard_normal(x.sizes(), gen, x.options());
   auto r = options_.form() == "ncsn" ? sigma : torch::full_like(sigma, options_.sigma_ref());
   Output out;
   out.loss = denoising_loss(energy, x, eps, sigma, r, options_.analytic());

@@ -73,6 +73,9 @@ Stats WarmupAdapter::step(EnergyImpl& energy, ChainState& state, at::Generator& 
   Stats st = sampler_.step(energy, state, gen);
   sampler_.set_step_size(averager_.update(st.accept_rate));
   if (window_ < windows_.size() && t_ >= windows_[window_].first) {
+    // (the samplers' mass is one entry per coordinate of vector chains)
+    EBM_CHECK_USAGE(state.x.dim() == 2, "warm-up: a diagonal mass matrix takes vector chains [B, D], got ",
+                    state.x.sizes(), "; warm up without it (--no-adapt-mass)");
     torch::NoGradGuard ng;
     auto x = state.x.detach().flatten(1).to(torch::kDouble);
     if (!sum_.defined()) {

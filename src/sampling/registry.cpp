@@ -117,8 +117,10 @@ Section buffer_section() {
 
 std::shared_ptr<Sampler> build_sampler(const Config& cfg) { return sampler_registry().make(cfg); }
 
-std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_t> shape) {
+std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_t> shape,
+                                           c10::Device device) {
   return std::make_shared<ReplayBuffer>(ReplayBufferOptions(cfg.get_int("buffer.capacity"))
+                                            .device(device)
                                             .reinit_prob(cfg.get_float("buffer.reinit_prob"))
                                             .init(cfg.get_string("buffer.init"))
                                             .low(cfg.get_float("buffer.init_low"))

@@ -52,10 +52,10 @@ std::shared_ptr<const Schema> train_schema() {
 
 Config make_train_config() { return Config(train_schema()); }
 
-at::Generator run_generator(const Config& cfg, Stream purpose, int64_t rank) {
+at::Generator run_generator(const Config& cfg, Stream purpose, int64_t rank, c10::Device device) {
   TORCH_INTERNAL_ASSERT(rank >= 0);
   // (ranks above 0 take streams no single-process purpose uses)
-  return make_generator(cfg.get_int("seed"), uint64_t(purpose) + (uint64_t(rank) << 32));
+  return make_generator(cfg.get_int("seed"), uint64_t(purpose) + (uint64_t(rank) << 32), device);
 }
 
 DataSplit build_data(const Config& cfg) {
@@ -84,7 +84,7 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
   reset_parameters(*p.energy, init_gen);
   p.energy->to(device);
   p.energy->train();
-  p.objective = build_objective(cfg, shape);
+  p.objective = build_objective(cfg, shape, device);
   // A noise-conditional energy without a level of its own evaluates at the
   // objective's smallest.
   if (auto* nc = p.energy->noise_conditional())
@@ -92,7 +92,7 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
       nc->set_noise_level(p.objective->smallest_noise_level());
   p.learners.push_back(make_learner(cfg, "energy", p.energy));
   p.data = train.to(device);
-  p.gen = run_generator(cfg, kStreamTrain);
+  p.gen = run_generator(cfg, kStreamTrain, 0, device);
   return p;
 }
 

@@ -10,8 +10,7 @@
 namespace ebm {
 
 Batch draw_batch(const Dataset& data, int64_t n, at::Generator& gen) {
-  auto idx = at::randint(data.size(), {n}, gen, torch::TensorOptions().dtype(torch::kLong));
-  idx = idx.to(data.x.device());
+  auto idx = at::randint(data.size(), {n}, gen, data.x.options().dtype(torch::kLong));
   return {data.x.index_select(0, idx), data.y.defined() ? data.y.index_select(0, idx) : torch::Tensor()};
 }
 

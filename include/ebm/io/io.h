@@ -29,7 +29,7 @@ torch::Tensor read_npy_array(const std::string& path);  // the file's own shape
 torch::Tensor read_idx_array(const std::string& path);
 
 // Writes [N, D] (or [N]) as CSV (%.9g, header line when given) or NPY
-// (float32/float64 as the tensor's dtype); dispatch by extension.
+// (any [N, ...]; float32/float64 as the tensor's dtype); dispatch by extension.
 void write_matrix(const std::string& path, const torch::Tensor& x,
                   const std::vector<std::string>& header = {});
 void write_csv(const std::string& path, const torch::Tensor& x,

@@ -10,11 +10,14 @@
 
 namespace ebm {
 
-using ObjectiveRegistry = ComponentRegistry<std::shared_ptr<Objective>, const std::vector<int64_t>&>;
+// (config, event shape, device of the data and chains) -> objective
+using ObjectiveRegistry =
+    ComponentRegistry<std::shared_ptr<Objective>, const std::vector<int64_t>&, c10::Device>;
 const ObjectiveRegistry& objective_registry();
 Section objective_section();
 // The objective cfg's [objective] section names; contrastive divergence also
 // builds its sampler ([sampler]) and replay buffer ([buffer]) from cfg.
-std::shared_ptr<Objective> build_objective(const Config& cfg, const std::vector<int64_t>& event_shape);
+std::shared_ptr<Objective> build_objective(const Config& cfg, const std::vector<int64_t>& event_shape,
+                                           c10::Device device = c10::kCPU);
 
 }  // namespace ebm

@@ -18,7 +18,9 @@ Section sampler_section();
 Section buffer_section();
 // The sampler cfg's [sampler] section names.
 std::shared_ptr<Sampler> build_sampler(const Config& cfg);
-// The replay buffer of cfg's [buffer] section, for chains of `event_shape`.
-std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_t> event_shape);
+// The replay buffer of cfg's [buffer] section, for chains of `event_shape`
+// stored on `device` (draw from it with a generator of that device).
+std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_t> event_shape,
+                                           c10::Device device = c10::kCPU);
 
 }  // namespace ebm

@@ -26,8 +26,10 @@ std::shared_ptr<const Schema> train_schema();
 Config make_train_config();
 
 // The random stream of a run for one purpose (kStreamTrain, ...) and one
-// data-parallel rank; rank 0 is the stream of a single-process run.
-at::Generator run_generator(const Config& cfg, Stream purpose, int64_t rank = 0);
+// data-parallel rank, a generator of `device`; rank 0 is the stream of a
+// single-process run.
+at::Generator run_generator(const Config& cfg, Stream purpose, int64_t rank = 0,
+                            c10::Device device = c10::kCPU);
 
 // The data of a run: data.path when set, else the set data.name; split into
 // train and test by data.test_fraction (seeded, the kStreamData stream).

@@ -218,12 +218,18 @@ TEST_F(IoTest, NpyBadMagicAndBadHeader) {
                                         std::string(4, '\0'))));
                }),
                ebm::ExitCode::kBadData, {"f.npy", "fortran_order"});
+  // Rows of any shape read (issue 15: event shapes); a 0-d array has no rows.
+  const auto cube = write_bytes(
+      "s.npy", npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1), }", std::string(4, '\0')));
+  EXPECT_EQ(ebm::read_npy_array(cube).sizes(), (c10::IntArrayRef{1, 1, 1}));
+  EXPECT_EQ(ebm::read_array(cube).sizes(), (c10::IntArrayRef{1, 1, 1, 1}));  // [N, H, W]: one channel
+  EXPECT_EQ(ebm::read_npy(cube).sizes(), (c10::IntArrayRef{1, 1}));
   expect_error(error_of([&] {
                  ebm::read_npy(write_bytes(
-                     "s.npy", npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1), }",
+                     "z.npy", npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (), }",
                                         std::string(4, '\0'))));
                }),
-               ebm::ExitCode::kBadData, {"s.npy", "shape (1, 1, 1)"});
+               ebm::ExitCode::kBadData, {"z.npy", "shape ()"});
   // Header length pointing past the end of the file.
   expect_error(
       error_of([&] { ebm::read_npy(write_bytes("t.npy", std::string("\x93NUMPY\x01\x00\xff\x00{", 11))); }),
