@@ -291,23 +291,6 @@ void check_finite_rows(const torch::Tensor& x, const std::string& what) {
        " (0-based)");
 }
 
-torch::Tensor read_matrix(const std::string& path) {
-  const auto ext = file_extension(path);
-  const auto name = lower(basename_of(path));
-  torch::Tensor x;
-  if (ext == ".csv")
-    x = read_csv(path);
-  else if (ext == ".npy")
-    x = read_npy(path);
-  else if (ext == ".idx" || ext == ".idx.gz" || ends_with(name, "-ubyte") || ends_with(name, "-ubyte.gz"))
-    x = read_idx(path);
-  else
-    fail(ExitCode::kUsage, path, ": unknown file format '", ext,
-         "' (want .csv, .npy, .idx, .idx.gz, *-ubyte or *-ubyte.gz)");
-  EBM_CHECK_DATA(x.dim() == 0 || x.size(0) > 0, path, ": no data rows (shape ", x.sizes(), ")");
-  return x;
-}
-
 torch::Tensor read_csv(const std::string& path) {
   const auto text = read_file_bytes(path);
   std::vector<std::string> lines;
@@ -557,19 +540,31 @@ torch::Tensor as_rows(const torch::Tensor& x) {
 torch::Tensor read_npy(const std::string& path) { return as_rows(read_npy_array(path)); }
 torch::Tensor read_idx(const std::string& path) { return as_rows(read_idx_array(path)); }
 
-torch::Tensor read_array(const std::string& path) {
+namespace {
+// The rows of a file with their own shape (CSV: [N, D]), by extension.
+torch::Tensor read_shaped(const std::string& path) {
   const auto ext = file_extension(path);
   const auto name = lower(basename_of(path));
   torch::Tensor x;
-  if (ext == ".npy")
+  if (ext == ".csv")
+    x = read_csv(path);
+  else if (ext == ".npy")
     x = read_npy_array(path);
   else if (ext == ".idx" || ext == ".idx.gz" || ends_with(name, "-ubyte") || ends_with(name, "-ubyte.gz"))
     x = read_idx_array(path);
   else
-    x = read_matrix(path);  // CSV, or the format error
+    fail(ExitCode::kUsage, path, ": unknown file format '", ext,
+         "' (want .csv, .npy, .idx, .idx.gz, *-ubyte or *-ubyte.gz)");
   EBM_CHECK_DATA(x.dim() == 0 || x.size(0) > 0, path, ": no data rows (shape ", x.sizes(), ")");
-  if (x.dim() == 1) return x.unsqueeze(1);
-  if (x.dim() == 3) return x.unsqueeze(1);  // [N, H, W] images: one channel
+  return x;
+}
+}  // namespace
+
+torch::Tensor read_matrix(const std::string& path) { return as_rows(read_shaped(path)); }
+
+torch::Tensor read_array(const std::string& path) {
+  auto x = read_shaped(path);
+  if (x.dim() == 1 || x.dim() == 3) return x.unsqueeze(1);  // [N] -> [N, 1]; [N, H, W]: one channel
   return x;
 }
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/errors.h"
+#include "common/tmp.h"
 #include "ebm/core/device.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
@@ -23,10 +24,9 @@ namespace fs = std::filesystem;
 
 namespace {
 std::string fresh_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("ebm_parts_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
+  auto d = test_helpers::fresh_dir("parts_" + name);
   fs::create_directories(d);
-  return d.string();
+  return d;
 }
 
 std::vector<torch::Tensor> state_of(const TrainParts& p) {

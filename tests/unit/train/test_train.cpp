@@ -8,6 +8,7 @@
 #include <limits>
 #include <sstream>
 
+#include "common/tmp.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/objectives/objective.h"
@@ -18,11 +19,7 @@ using namespace ebm;
 namespace fs = std::filesystem;
 
 namespace {
-std::string fresh_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("ebm_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  return d.string();
-}
+using test_helpers::fresh_dir;
 
 Config small_config(int64_t steps) {
   Config c = make_train_config();
