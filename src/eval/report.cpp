@@ -1,0 +1,75 @@
+// The report of a finished run: model samples (a 2D scatter plot or an image
+// grid) and, for 2D data, the exact test NLL (eval.json).
+#include "ebm/eval/report.h"
+
+#include <filesystem>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "ebm/core/rng.h"
+#include "ebm/eval/eval.h"
+#include "ebm/io/io.h"
+#include "ebm/sampling/registry.h"
+#include "ebm/train/train.h"
+
+namespace ebm {
+namespace {
+// Model samples from the eval stream: buffer-initialised chains run for
+// eval.sample_steps transitions of the run's sampler.
+torch::Tensor model_samples(EnergyImpl& energy, const Config& cfg, const std::vector<int64_t>& shape,
+                            int64_t n) {
+  auto gen = run_generator(cfg, kStreamEval);
+  ChainState chains(build_buffer(cfg, shape)->init_samples(n, gen));
+  build_sampler(cfg)->run(energy, chains, cfg.get_int("eval.sample_steps"), gen);
+  return chains.x;
+}
+
+// Samples of a model of any shape: samples.npy and, for images, a PNG grid
+// in the training data's value range.
+std::string report_samples(EnergyImpl& energy, const Config& cfg, const DataSplit& data, const std::string& out) {
+  const auto& train = data.train;
+  const auto shape = train.event_shape();
+  std::filesystem::create_directories(out + "/samples");
+  auto x = model_samples(energy, cfg, shape, std::min<int64_t>(64, cfg.get_int("eval.sample_chains")));
+  write_npy(out + "/samples/samples.npy", x.to(torch::kCPU, torch::kFloat));
+  if (shape.size() == 3 && (shape[0] == 1 || shape[0] == 3)) {
+    const double lo = train.x.min().item<double>(), hi = train.x.max().item<double>();
+    write_image_grid(out + "/samples/samples.png", x, lo, hi > lo ? hi : lo + 1);
+  }
+  return "samples in " + out + "/samples\n";
+}
+}  // namespace
+
+// Pictures and, in 2D, the exact test NLL of a finished run.
+std::string report_run(EnergyImpl& energy, const Config& cfg, const DataSplit& data, const std::string& out) {
+  const auto& train = data.train.x;
+  const auto& test = data.test.x;
+  if (data.train.event_shape() != std::vector<int64_t>{2}) return report_samples(energy, cfg, data, out);
+  std::filesystem::create_directories(out + "/samples");
+  Box2d view = bounding_box(train, 0.15);
+  density_png(out + "/samples/density.png", energy, view);
+  auto samples = model_samples(energy, cfg, {2}, cfg.get_int("eval.sample_chains"));
+  write_csv(out + "/samples/samples.csv", samples, {"x0", "x1"});
+  scatter_png(out + "/samples/samples.png", samples,
+              train.narrow(0, 0, std::min<int64_t>(5000, train.size(0))), view);
+  auto r = nll2d(energy, test);
+  nlohmann::json j = {{"task", "nll2d"},      {"data", "test split"},
+                      {"n", test.size(0)},   {"mean_nll", r.mean_nll},
+                      {"nll_se", r.nll_se},  {"log_z", r.log_z},
+                      {"log_z_error", r.log_z_error}, {"converged", r.converged}};
+  const std::string name = cfg.get_string("data.name");
+  if (cfg.get_string("data.path").empty() && is_toy2d(name)) {
+    j["entropy"] = toy2d_entropy(name);
+    j["nll_minus_entropy"] = r.mean_nll - toy2d_entropy(name);
+  }
+  atomic_write_text(out + "/eval.json", j.dump(2) + "\n");
+  std::ostringstream os;
+  os << "test NLL " << r.mean_nll << " +- " << r.nll_se << " nats (log Z " << r.log_z
+            << " +- " << r.log_z_error << ")";
+  if (j.contains("entropy")) os << "; data entropy " << j["entropy"].get<double>();
+  os << "\n";
+  return os.str();
+}
+
+}  // namespace ebm
