@@ -14,33 +14,36 @@ namespace {
 constexpr const char* kFormat = "ebm-model-2";     // event_shape: int64 [rank]
 constexpr const char* kFormatV1 = "ebm-model-1";   // in_dim: a scalar
 
-// Format 1 wrote every key of the old flat [energy] schema; keys of the
-// components not selected (noise_level of an mlp) are dropped on reading.
-std::string selected_keys_only(const std::string& text, const std::string& origin) {
+// Only the [energy] table, without keys of unselected components (earlier
+// versions wrote every key of their flat schema).
+std::string selected_energy_keys(const std::string& text, const std::string& origin) {
   toml::table t;
   try {
     t = toml::parse(text, origin);
   } catch (const toml::parse_error&) {
     return text;  // (load_string reports it)
   }
+  toml::table out;
   auto* energy = t["energy"].as_table();
-  if (energy == nullptr) return text;
+  if (energy == nullptr) return "";
   const auto& group = energy_registry().group();
   const std::string name = energy->get_as<std::string>("name") ? energy->get_as<std::string>("name")->get()
                                                                : group.default_choice;
   const Component* chosen = group.find(name);
-  if (chosen == nullptr) return text;
-  std::vector<std::string> drop;
-  for (const auto& [k, v] : *energy) {
-    const std::string key(k.str());
-    if (key == group.selector) continue;
-    bool mine = false;
-    for (const auto& ck : chosen->keys) mine = mine || ck.name == key;
-    if (!mine) drop.push_back(key);
+  if (chosen != nullptr) {
+    std::vector<std::string> drop;
+    for (const auto& [k, v] : *energy) {
+      const std::string key(k.str());
+      if (key == group.selector) continue;
+      bool mine = false;
+      for (const auto& ck : chosen->keys) mine = mine || ck.name == key;
+      if (!mine) drop.push_back(key);
+    }
+    for (const auto& k : drop) energy->erase(k);
   }
-  for (const auto& k : drop) energy->erase(k);
+  out.insert("energy", *energy);
   std::ostringstream os;
-  os << t;
+  os << out;
   return os.str();
 }
 }  // namespace
@@ -64,6 +67,13 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
   ar.write("event_shape", torch::tensor(event_shape, torch::kLong));
   ar.write("format", c10::IValue(std::string(kFormat)));
   atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
+}
+
+Config energy_config(const std::string& toml_text, const std::string& origin) {
+  Config cfg(energy_schema());
+  cfg.load_string(selected_energy_keys(toml_text, origin), origin);
+  cfg.validate();
+  return cfg;
 }
 
 void load_weights(torch::nn::Module& module, torch::serialize::InputArchive& archive,
@@ -119,10 +129,7 @@ Energy load_model(const std::string& path) {
     auto s = shape.to(torch::kLong).contiguous();
     event_shape.assign(s.data_ptr<int64_t>(), s.data_ptr<int64_t>() + s.numel());
   }
-  Config cfg(energy_schema());
-  const std::string origin = path + "[energy_config]";
-  cfg.load_string(v1 ? selected_keys_only(cfg_text.toStringRef(), origin) : cfg_text.toStringRef(), origin);
-  cfg.validate();
+  Config cfg = energy_config(cfg_text.toStringRef(), path + "[energy_config]");
   Energy energy = build_energy(cfg, event_shape);
   torch::serialize::InputArchive weights;
   try {

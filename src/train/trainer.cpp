@@ -60,9 +60,13 @@ void truncate_metrics(const std::string& path, int64_t step) {
 void check_same_energy(const Config& cfg, const std::string& out) {
   const std::string old_cfg = out + "/config.toml";
   if (!fs::exists(old_cfg)) return;
-  Config was = make_train_config();
-  was.load_file(old_cfg);
-  const std::string a = was.section_toml("energy"), b = cfg.section_toml("energy");
+  // (only the [energy] table is read: a run of an earlier version has keys
+  // this one no longer knows elsewhere)
+  std::ifstream in(old_cfg, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string a = energy_config(text.str(), old_cfg).section_toml("energy"),
+                    b = cfg.section_toml("energy");
   if (a == b) return;
   std::istringstream sa(a), sb(b);
   std::string la, lb;

@@ -23,6 +23,12 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
 // Model files of format 1 (a scalar input dimension) load too.
 Energy load_model(const std::string& path);
 
+// The [energy] table of a TOML document (a model file's config, or a run's
+// config.toml) as a validated Config of the energy schema. Keys written by
+// earlier versions for components other than the selected one (their flat
+// schema wrote every key) are dropped; other tables are ignored.
+Config energy_config(const std::string& toml_text, const std::string& origin);
+
 // module.load(archive), refusing (kBadData, naming `file`) weights whose
 // shapes or dtypes differ from the module's: LibTorch's load would adopt them.
 void load_weights(torch::nn::Module& module, torch::serialize::InputArchive& archive,
