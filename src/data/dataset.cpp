@@ -16,20 +16,9 @@ Dataset Dataset::to(const c10::Device& device) const {
 }
 
 DataSplit split_dataset(const Dataset& data, double test_fraction, at::Generator& gen) {
-  auto both = data.y.defined()
-                  ? torch::cat({data.x.reshape({data.size(), -1}), data.y.unsqueeze(1).to(data.x.dtype())}, 1)
-                  : data.x.reshape({data.size(), -1});
-  // (one permutation splits rows and labels alike; labels ride as a column)
-  auto s = split_rows(both, test_fraction, gen);
-  auto unpack = [&](const torch::Tensor& rows) {
-    const int64_t d = data.x[0].numel();
-    std::vector<int64_t> shape = data.x.sizes().vec();
-    shape[0] = rows.size(0);
-    Dataset out{rows.narrow(1, 0, d).reshape(shape).contiguous(), {}, data.description};
-    if (data.y.defined()) out.y = rows.select(1, d).round().to(torch::kLong);
-    return out;
-  };
-  return {unpack(s.train), unpack(s.test)};
+  // (split_rows of the row numbers: the same permutation for rows and labels)
+  auto s = split_rows(torch::arange(data.size(), torch::kLong), test_fraction, gen);
+  return {data.rows(s.train), data.rows(s.test)};
 }
 
 const DatasetRegistry& dataset_registry() {

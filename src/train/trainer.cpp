@@ -146,8 +146,8 @@ int64_t Trainer::run(bool resume) {
 
   while (parts_.step < steps) {
     const int64_t at_step = parts_.step;
-    const double lr = parts_.learners[0].schedule(at_step) * parts_.lr_scale;
     StepResult r = train_step(parts_, options);
+    const double lr = parts_.learners[0].optimizer->param_groups()[0].options().get_lr();
     const Output& out = r.output;
     auto metric = [&](const char* k) {
       auto it = out.metrics.find(k);
