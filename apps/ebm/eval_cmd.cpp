@@ -15,6 +15,8 @@ Runner add_eval(CLI::App& app) {
     std::string model, task, data, dataset, out;
     int64_t n = 10000;
     double tol = 1e-3;
+    int64_t clusters = 8;
+    double z = 4.0, min_diff = 0.02;
   };
   auto a = std::make_shared<Args>();
   const auto& tasks = eval_task_registry();
@@ -28,9 +30,13 @@ Runner add_eval(CLI::App& app) {
   d->excludes(s);
   cmd->add_option("--n", a->n, "points drawn for --dataset")->capture_default_str();
   cmd->add_option("--tol", a->tol, "quadrature tolerance on log Z")->capture_default_str();
+  auto* clusters = cmd->add_option("--clusters", a->clusters, "modes: k-means cells")->capture_default_str();
+  auto* z = cmd->add_option("--z", a->z, "modes: flag at this many standard errors")->capture_default_str();
+  auto* min_diff =
+      cmd->add_option("--min-diff", a->min_diff, "modes: ... and this absolute difference")->capture_default_str();
   cmd->add_option("--out", a->out, "also write the result as JSON here");
   add_common(cmd, a->common);
-  return [a, &tasks]() -> int {
+  return [a, &tasks, clusters, z, min_diff]() -> int {
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
                     tasks.known(), ")");
@@ -41,6 +47,10 @@ Runner add_eval(CLI::App& app) {
     cfg.set_value("task.n", a->n);
     cfg.set_value("task.tol", a->tol);
     cfg.set_value("task.seed", a->common.seed);
+    // (task-specific options only when given: another task refuses them)
+    if (clusters->count()) cfg.set_value("task.clusters", a->clusters);
+    if (z->count()) cfg.set_value("task.z", a->z);
+    if (min_diff->count()) cfg.set_value("task.min_diff", a->min_diff);
     cfg.validate();
     Energy energy = load_model(a->model);
     EvalReport r = tasks.make(cfg, *energy);

@@ -11,6 +11,7 @@
 #include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
 #include "ebm/energy/script_energy.h"
+#include "ebm/energy/standardized.h"
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
 #include "ebm/sampling/diagnostics.h"
@@ -115,8 +116,11 @@ Runner add_sample(CLI::App& app) {
                     " keeps no draw of ", a->steps, " steps");
     Energy energy;
     AnalyticEnergy target;
+    // (a model trained on standardised data is sampled in its own units, the
+    // draws reported in the data's)
+    AffineMap units;
     if (!a->model.empty()) {
-      energy = load_model(a->model);
+      std::tie(energy, units) = sampling_view(load_model(a->model));
     } else if (!a->script.empty()) {
       energy = std::make_shared<ScriptEnergyImpl>(a->script, a->dim);
     } else {
@@ -146,7 +150,7 @@ Runner add_sample(CLI::App& app) {
       x0 = read_array(a->init);
       EBM_CHECK_DATA(x0.size(0) == a->n && x0[0].numel() == dim, a->init, ": expected ", a->n,
                      " rows of ", c10::IntArrayRef(shape), " (", dim, " values), got ", x0.sizes());
-      x0 = x0.reshape(batch_shape);
+      x0 = units.to_model(x0.reshape(batch_shape));
     } else {
       x0 = at::normal(0.0, 1.0, batch_shape, gen, torch::TensorOptions(torch::kFloat).device(device));
     }
@@ -185,13 +189,13 @@ Runner add_sample(CLI::App& app) {
       total.n_divergent += st.n_divergent;
       total.n_grad += st.n_grad;
       total.step_size = st.step_size;
-      if (summary) summary->record(chains.x.flatten(1).narrow(1, 0, tracked));
-      if (kept) kept->record(chains.x.flatten(1));
+      if (summary) summary->record(units.to_user(chains.x.flatten(1).narrow(1, 0, tracked)));
+      if (kept) kept->record(units.to_user(chains.x.flatten(1)));
       progress.update(k + 1, "accept " + fmt(total.accept_rate / (k + 1), 3));
     }
     progress.finish();
 
-    auto x = chains.x.to(torch::kCPU, torch::kFloat);
+    auto x = units.to_user(chains.x).to(torch::kCPU, torch::kFloat);
     if (ext == ".png" && image) {
       // (the grid spans the samples' own range, whatever the data's scale,
       // less the 1% tails a few stray pixels would otherwise stretch)
@@ -207,7 +211,7 @@ Runner add_sample(CLI::App& app) {
       }
       scatter_png(a->out, x, backdrop, bounding_box(backdrop.defined() ? backdrop : x, 0.1));
     } else {
-      write_draws(a->out, kept ? kept->draws() : chains.x.to(torch::kCPU, torch::kDouble).unsqueeze(1));
+      write_draws(a->out, kept ? kept->draws() : units.to_user(chains.x).to(torch::kCPU, torch::kDouble).unsqueeze(1));
     }
 
     // Summary: sampler statistics, then mean, sd, MCSE, ESS and R-hat of the
@@ -237,7 +241,7 @@ Runner add_sample(CLI::App& app) {
     if (summary) os << std::setw(w) << "mcse" << std::setw(w) << "ess_bulk" << std::setw(w) << "ess_tail" << std::setw(w) << "rhat";
     if (target) os << std::setw(w) << "true_mean" << std::setw(w) << "true_sd";
     os << "\n";
-    auto xd = chains.x.to(torch::kCPU, torch::kDouble).flatten(1);
+    auto xd = units.to_user(chains.x).to(torch::kCPU, torch::kDouble).flatten(1);
     for (int64_t i = 0; i < shown; ++i) {
       os << std::setw(5) << i;
       if (summary) {

@@ -43,7 +43,13 @@ Section data_section() {
           {{"path", std::string(""), "training data file: CSV [N, D], NPY [N, ...] or IDX; used instead of data.name when set"},
            {"labels", std::string(""), "one integer label per row of data.path (CSV, NPY or IDX); empty = none"},
            {"shape", std::vector<int64_t>{}, "shape of one sample, e.g. [1, 28, 28] for rows of flattened images; empty = as read"},
-           {"test_fraction", 0.1, "held-out fraction, written to test.csv"}},
+           {"test_fraction", 0.1, "held-out fraction, written to test.csv"},
+           {"standardize", std::string("auto"),
+            "train on standardize_sd * (x - mean) / sd per column, the model file keeping the map so every "
+            "command works in the data's units: on | off | auto (on for vector data)"},
+           {"standardize_sd", 2.0,
+            "standard deviation of each column in the model's units (2: the spread of the built-in 2D sets "
+            "the recipes' step sizes and networks were tuned at)"}},
           {dataset_registry().group()}};
 }
 

@@ -7,9 +7,12 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <map>
+#include <mutex>
 
 #include "ebm/core/error.h"
 #include "ebm/data/data.h"
+#include "ebm/data/unbalanced.h"
 
 namespace ebm {
 namespace {
@@ -172,11 +175,22 @@ const std::vector<Toy>& toys() {
   return kToys;
 }
 
+// unbalanced<v>: variant v of the unbalanced family; -1 for other names.
+int64_t unbalanced_variant(const std::string& name) {
+  const std::string prefix = "unbalanced";
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return -1;
+  const std::string digits = name.substr(prefix.size());
+  if (digits.size() > 6 || digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(digits);
+}
+constexpr int64_t kUnbalancedListed = 5;  // unbalanced0 ... unbalanced4 in the registry
+
 const Toy& find_toy(const std::string& name) {
   for (const auto& t : toys())
     if (name == t.name) return t;
   std::string known;
   for (const auto& t : toys()) known += (known.empty() ? "" : ", ") + std::string(t.name);
+  known += ", unbalanced0 ... unbalanced" + std::to_string(kUnbalancedListed - 1);
   fail(ExitCode::kBadConfig, "unknown dataset '", name, "' (known: ", known, ")");
 }
 
@@ -186,25 +200,37 @@ const std::vector<std::string>& toy2d_names() {
   static const std::vector<std::string> kNames = [] {
     std::vector<std::string> v;
     for (const auto& t : toys()) v.emplace_back(t.name);
+    for (int64_t i = 0; i < kUnbalancedListed; ++i) v.push_back("unbalanced" + std::to_string(i));
     return v;
   }();
   return kNames;
 }
 
 bool is_toy2d(const std::string& name) {
+  if (unbalanced_variant(name) >= 0) return true;
   const auto& names = toy2d_names();
   return std::find(names.begin(), names.end(), name) != names.end();
 }
 
 torch::Tensor toy2d(const std::string& name, int64_t n, at::Generator& gen) {
-  const auto& toy = find_toy(name);
   EBM_CHECK_CONFIG(n >= 1, "toy2d '", name, "': number of points must be >= 1, got ", n);
+  if (const int64_t v = unbalanced_variant(name); v >= 0) return unbalanced_mixture(v).sample(n, gen);
+  const auto& toy = find_toy(name);
   auto x = toy.make(n, gen).to(torch::kFloat32).contiguous();  // [n, 2]
   TORCH_INTERNAL_ASSERT(x.dim() == 2 && x.size(0) == n && x.size(1) == 2, name, " gave ", x.sizes());
   return x;
 }
 
-double toy2d_entropy(const std::string& name) { return find_toy(name).entropy; }
+double toy2d_entropy(const std::string& name) {
+  const int64_t v = unbalanced_variant(name);
+  if (v < 0) return find_toy(name).entropy;
+  static std::mutex mu;
+  static std::map<int64_t, double> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(v);
+  if (it == cache.end()) it = cache.emplace(v, unbalanced_mixture(v).entropy()).first;
+  return it->second;
+}
 
 Split split_rows(const torch::Tensor& data, double test_fraction, at::Generator& gen) {
   EBM_CHECK_CONFIG(test_fraction >= 0 && test_fraction < 1, "data.test_fraction must be in [0, 1), got ",

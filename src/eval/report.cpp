@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ebm/core/rng.h"
+#include "ebm/energy/standardized.h"
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
 #include "ebm/sampling/registry.h"
@@ -16,13 +17,17 @@
 namespace ebm {
 namespace {
 // Model samples from the eval stream: buffer-initialised chains run for
-// eval.sample_steps transitions of the run's sampler.
-torch::Tensor model_samples(EnergyImpl& energy, const Config& cfg, const std::vector<int64_t>& shape,
-                            int64_t n) {
+// eval.sample_steps transitions of the run's sampler, in the model's units
+// (the inner energy of a standardised one), returned in the data's.
+torch::Tensor model_samples(EnergyImpl& energy, const Config& cfg, const DataSplit& data, int64_t n) {
+  AffineMap map;
+  EnergyImpl& view = sampling_view(energy, &map);
   auto gen = run_generator(cfg, kStreamEval);
-  ChainState chains(build_buffer(cfg, shape)->init_samples(n, gen));
-  build_sampler(cfg)->run(energy, chains, cfg.get_int("eval.sample_steps"), gen);
-  return chains.x;
+  auto buffer = build_buffer(cfg, data.train.event_shape());
+  buffer->fit_data(data.model_train().x);
+  ChainState chains(buffer->init_samples(n, gen));
+  build_sampler(cfg)->run(view, chains, cfg.get_int("eval.sample_steps"), gen);
+  return map.to_user(chains.x);
 }
 
 // Samples of a model of any shape: samples.npy and, for images, a PNG grid
@@ -31,7 +36,7 @@ std::string report_samples(EnergyImpl& energy, const Config& cfg, const DataSpli
   const auto& train = data.train;
   const auto shape = train.event_shape();
   std::filesystem::create_directories(out + "/samples");
-  auto x = model_samples(energy, cfg, shape, std::min<int64_t>(64, cfg.get_int("eval.sample_chains")));
+  auto x = model_samples(energy, cfg, data, std::min<int64_t>(64, cfg.get_int("eval.sample_chains")));
   write_npy(out + "/samples/samples.npy", x.to(torch::kCPU, torch::kFloat));
   if (shape.size() == 3 && (shape[0] == 1 || shape[0] == 3)) {
     const double lo = train.x.min().item<double>(), hi = train.x.max().item<double>();
@@ -49,11 +54,12 @@ std::string report_run(EnergyImpl& energy, const Config& cfg, const DataSplit& d
   std::filesystem::create_directories(out + "/samples");
   Box2d view = bounding_box(train, 0.15);
   density_png(out + "/samples/density.png", energy, view);
-  auto samples = model_samples(energy, cfg, {2}, cfg.get_int("eval.sample_chains"));
+  auto samples = model_samples(energy, cfg, data, cfg.get_int("eval.sample_chains"));
   write_csv(out + "/samples/samples.csv", samples, {"x0", "x1"});
   scatter_png(out + "/samples/samples.png", samples,
               train.narrow(0, 0, std::min<int64_t>(5000, train.size(0))), view);
   auto r = nll2d(energy, test);
+  std::string warning;
   nlohmann::json j = {{"task", "nll2d"},      {"data", "test split"},
                       {"n", test.size(0)},   {"mean_nll", r.mean_nll},
                       {"nll_se", r.nll_se},  {"log_z", r.log_z},
@@ -63,12 +69,21 @@ std::string report_run(EnergyImpl& energy, const Config& cfg, const DataSplit& d
     j["entropy"] = toy2d_entropy(name);
     j["nll_minus_entropy"] = r.mean_nll - toy2d_entropy(name);
   }
+  // The modes' masses against the data's shares (ebm eval --task modes).
+  auto kgen = run_generator(cfg, kStreamEval);
+  if (test.size(0) >= 80) {
+    auto modes = mode_masses(energy, test, 8, 4.0, 0.02, kgen);
+    j["modes"] = mode_masses_json(modes);
+    if (!modes.ok) warning = "warning: the model's mass differs from the data's around " +
+                             std::to_string(modes.flagged.sum().item<int64_t>()) +
+                             " of 8 clusters of the test data (eval.json \"modes\"; README, 'Mode masses')\n";
+  }
   atomic_write_text(out + "/eval.json", j.dump(2) + "\n");
   std::ostringstream os;
   os << "test NLL " << r.mean_nll << " +- " << r.nll_se << " nats (log Z " << r.log_z
             << " +- " << r.log_z_error << ")";
   if (j.contains("entropy")) os << "; data entropy " << j["entropy"].get<double>();
-  os << "\n";
+  os << "\n" << warning;
   return os.str();
 }
 

@@ -7,11 +7,13 @@
 
 #include "ebm/core/error.h"
 #include "ebm/energy/registry.h"
+#include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
 
 namespace ebm {
 namespace {
-constexpr const char* kFormat = "ebm-model-2";     // event_shape: int64 [rank]
+constexpr const char* kFormat = "ebm-model-3";     // + the change of units, when there is one
+constexpr const char* kFormatV2 = "ebm-model-2";   // event_shape: int64 [rank]
 constexpr const char* kFormatV1 = "ebm-model-1";   // in_dim: a scalar
 
 // Only the [energy] table, without keys of unselected components (earlier
@@ -49,7 +51,7 @@ std::string selected_energy_keys(const std::string& text, const std::string& ori
 }  // namespace
 
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
-                const std::vector<int64_t>& event_shape) {
+                const std::vector<int64_t>& event_shape, const AffineMap& transform) {
   torch::serialize::OutputArchive ar, weights;
   // (weights are written from the CPU, so a model trained on a GPU loads anywhere)
   const auto params = energy.parameters();
@@ -65,6 +67,10 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
     resolved.set_value("energy.noise_level", nc->noise_level());
   ar.write("energy_config", c10::IValue(resolved.section_toml("energy")));
   ar.write("event_shape", torch::tensor(event_shape, torch::kLong));
+  if (transform.defined()) {
+    ar.write("transform_shift", transform.shift.to(torch::kCPU, torch::kDouble));
+    ar.write("transform_scale", transform.scale.to(torch::kCPU, torch::kDouble));
+  }
   ar.write("format", c10::IValue(std::string(kFormat)));
   atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
 }
@@ -114,9 +120,10 @@ Energy load_model(const std::string& path) {
   } catch (const std::exception&) {  // (a checkpoint or a TorchScript module: no such fields)
     fail(ExitCode::kBadData, path, ": not an ebm model file (expected model.pt from ebm train)");
   }
-  const bool v1 = format.isString() && format.toStringRef() == kFormatV1;
-  EBM_CHECK_DATA(v1 || (format.isString() && format.toStringRef() == kFormat), path,
-                 ": unsupported model format");
+  const std::string fmt = format.isString() ? format.toStringRef() : "";
+  const bool v1 = fmt == kFormatV1;
+  EBM_CHECK_DATA(v1 || fmt == kFormatV2 || fmt == kFormat, path, ": unsupported model format",
+                 fmt.empty() ? "" : " '" + fmt + "' (written by a later version?)");
   try {
     ar.read(v1 ? "in_dim" : "event_shape", shape);
   } catch (const std::exception&) {
@@ -140,6 +147,13 @@ Energy load_model(const std::string& path) {
   }
   energy->to(c10::kCPU);
   energy->eval();
+  AffineMap map;
+  if (fmt == kFormat && ar.try_read("transform_shift", map.shift)) {
+    EBM_CHECK_DATA(ar.try_read("transform_scale", map.scale), path, ": model file with a shift but no scale");
+    map.shift = map.shift.to(torch::kDouble).contiguous();
+    map.scale = map.scale.to(torch::kDouble).contiguous();
+    return std::make_shared<StandardizedEnergyImpl>(energy, map);
+  }
   return energy;
 }
 

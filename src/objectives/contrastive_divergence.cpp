@@ -14,7 +14,25 @@ ContrastiveDivergence::ContrastiveDivergence(const ContrastiveDivergenceOptions&
                    o.data_noise());
   EBM_CHECK_CONFIG(o.chain_init() == "buffer" || o.chain_init() == "data",
                    "objective.chain_init must be buffer or data, got '", o.chain_init(), "'");
+  EBM_CHECK_CONFIG(o.jumps() >= 0, "objective.jumps must be >= 0, got ", o.jumps());
   TORCH_INTERNAL_ASSERT(sampler_ && buffer_);
+}
+
+void ContrastiveDivergence::fit_data(const torch::Tensor& train) {
+  buffer_->fit_data(train);
+  if (options_.jumps() == 0) return;
+  EBM_CHECK_CONFIG(train.dim() == 2, "objective.jumps needs vector data, got rows of shape ",
+                   train.sizes().slice(1));
+  // (the proposal's uniform part spans the buffer's box, or the data's)
+  auto [lo, hi] = buffer_->box();
+  if (!lo.defined()) {
+    auto d = train.detach().to(torch::kDouble);
+    auto l = std::get<0>(d.min(0)), h = std::get<0>(d.max(0));
+    auto ext = (h - l).clamp_min(1e-3);
+    lo = l - 0.1 * ext;
+    hi = h + 0.1 * ext;
+  }
+  jumps_ = std::make_unique<DataProposal>(options_.jump_proposal(), train.detach(), lo, hi);
 }
 
 Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
@@ -29,7 +47,14 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
   } else {
     std::tie(x0, slots) = buffer_->sample(n, gen);
   }
-  ChainState chains(x0.to(x_pos.device(), x_pos.scalar_type()));
+  x0 = x0.to(x_pos.device(), x_pos.scalar_type());
+  double jump_rate = 0;
+  if (options_.jumps() > 0) {
+    TORCH_CHECK(jumps_, "ContrastiveDivergence: objective.jumps needs fit_data before the first step");
+    FreezeParameters frozen(energy);
+    jump_rate = jumps_->jump(energy, x0, options_.jumps(), gen);
+  }
+  ChainState chains(x0);
   Stats stats;
   {
     FreezeParameters frozen(energy);
@@ -57,6 +82,7 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
                  {"step_size", stats.step_size},
                  {"n_divergent", double(stats.n_divergent)},
                  {"energy_mean", stats.energy_mean}};
+  if (options_.jumps() > 0) out.metrics["jump_rate"] = jump_rate;
   return out;
 }
 

@@ -12,6 +12,24 @@ ConfigKey analytic_key() {
   return {"analytic", true, "hand-derived MLP derivatives where they apply; false = autograd double backward"};
 }
 
+std::vector<ConfigKey> mass_keys() {
+  return {{"mass_weight", 0.0,
+           "weight of a likelihood term (log Z by importance sampling from a kernel density of the data) that "
+           "learns the relative mass of separated modes, which scores do not carry; 0 = off"},
+          {"mass_samples", int64_t(512), "importance samples per step of that term"}};
+}
+std::vector<ConfigKey> plus(std::vector<ConfigKey> a, const std::vector<ConfigKey>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+// The objective, with the mass term when objective.mass_weight > 0.
+std::shared_ptr<Objective> with_mass(const Config& c, std::shared_ptr<Objective> o) {
+  const double w = c.get_float("objective.mass_weight");
+  if (w == 0) return o;
+  return std::make_shared<WithMassTerm>(std::move(o),
+                                        MassTermOptions().weight(w).samples(c.get_int("objective.mass_samples")));
+}
+
 // The score-matching losses are written for rows of vectors.
 int64_t vector_dim(const Shape& shape, const std::string& name) {
   EBM_CHECK_CONFIG(shape.size() == 1, "objective.name = \"", name,
@@ -27,40 +45,52 @@ const ObjectiveRegistry& objective_registry() {
     r.add({"cd", "contrastive divergence with MCMC negatives ([sampler], [buffer]): PCD, short-run, CD-k",
            {{"alpha", 0.1, "L2 energy penalty weight (mean E(x+)^2 + mean E(x-)^2)"},
             {"data_noise", 0.0, "std of Gaussian noise added to data"},
-            {"chain_init", std::string("buffer"), "buffer (PCD / short-run) | data (CD-k)"}}},
+            {"chain_init", std::string("buffer"), "buffer (PCD / short-run) | data (CD-k)"},
+            {"jumps", int64_t(0),
+             "independence Metropolis moves between modes per chain and step, proposed from a kernel density "
+             "of the data (vectors); lets the chains carry each mode's mass; 0 = none"},
+            {"jump_centers", int64_t(512), "data rows the jump proposal is centred on"},
+            {"jump_neighbours", int64_t(8), "each centre's width: the distance to its k-th nearest centre"},
+            {"jump_broad", 0.1, "weight of the proposal's uniform part over the data's box"}}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             return std::make_shared<ContrastiveDivergence>(
                 ContrastiveDivergenceOptions(c.get_int("sampler.steps"))
                     .alpha(c.get_float("objective.alpha"))
                     .data_noise(c.get_float("objective.data_noise"))
-                    .chain_init(c.get_string("objective.chain_init")),
+                    .chain_init(c.get_string("objective.chain_init"))
+                    .jumps(c.get_int("objective.jumps"))
+                    .jump_proposal(DataProposalOptions()
+                                       .centers(c.get_int("objective.jump_centers"))
+                                       .neighbours(c.get_int("objective.jump_neighbours"))
+                                       .broad(c.get_float("objective.jump_broad"))),
                 build_sampler(c), build_buffer(c, shape, device));
           });
-    r.add({"esm", "exact score matching (D extra backward passes per step)", {analytic_key()}},
+    r.add({"esm", "exact score matching (D extra backward passes per step)", plus({analytic_key()}, mass_keys())},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
-            return std::make_shared<ExactScoreMatching>(
-                ExactScoreMatchingOptions(vector_dim(shape, "esm")).analytic(c.get_bool("objective.analytic")));
+            return with_mass(c, std::make_shared<ExactScoreMatching>(
+                ExactScoreMatchingOptions(vector_dim(shape, "esm")).analytic(c.get_bool("objective.analytic"))));
           });
     r.add({"ssm", "sliced score matching",
            {{"projections", int64_t(1), "projections per sample"},
             {"projection", std::string("gaussian"), "gaussian | rademacher"},
             {"variance_reduced", false, "SSM-VR, 1/2 |grad E|^2 in closed form (gaussian only)"},
-            analytic_key()}},
+            analytic_key(), mass_keys()[0], mass_keys()[1]}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             vector_dim(shape, "ssm");
-            return std::make_shared<SlicedScoreMatching>(
+            return with_mass(c, std::make_shared<SlicedScoreMatching>(
                 SlicedScoreMatchingOptions()
                     .projections(c.get_int("objective.projections"))
                     .projection(c.get_string("objective.projection"))
                     .variance_reduced(c.get_bool("objective.variance_reduced"))
-                    .analytic(c.get_bool("objective.analytic")));
+                    .analytic(c.get_bool("objective.analytic"))));
           });
-    r.add({"dsm", "denoising score matching", {{"sigma", 0.1, "noise std"}, analytic_key()}},
+    r.add({"dsm", "denoising score matching",
+           {{"sigma", 0.1, "noise std"}, analytic_key(), mass_keys()[0], mass_keys()[1]}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             vector_dim(shape, "dsm");
-            return std::make_shared<DenoisingScoreMatching>(
+            return with_mass(c, std::make_shared<DenoisingScoreMatching>(
                 DenoisingScoreMatchingOptions(c.get_float("objective.sigma"))
-                    .analytic(c.get_bool("objective.analytic")));
+                    .analytic(c.get_bool("objective.analytic"))));
           });
     r.add({"mdsm", "multi-scale denoising score matching over a geometric noise ladder",
            {{"sigma_max", 1.0, "largest noise level"},
@@ -69,17 +99,17 @@ const ObjectiveRegistry& objective_registry() {
             {"form", std::string("ncsn"),
              "ncsn (noise-conditional energy, weight sigma^2) | li (one energy, Li et al. 2019)"},
             {"sigma", 0.1, "form li: reference scale sigma_0"},
-            analytic_key()}},
+            analytic_key(), mass_keys()[0], mass_keys()[1]}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             vector_dim(shape, "mdsm");
-            return std::make_shared<MultiscaleScoreMatching>(
+            return with_mass(c, std::make_shared<MultiscaleScoreMatching>(
                 MultiscaleScoreMatchingOptions()
                     .sigma_max(c.get_float("objective.sigma_max"))
                     .sigma_min(c.get_float("objective.sigma_min"))
                     .levels(c.get_int("objective.levels"))
                     .form(c.get_string("objective.form"))
                     .sigma_ref(c.get_float("objective.sigma"))
-                    .analytic(c.get_bool("objective.analytic")));
+                    .analytic(c.get_bool("objective.analytic"))));
           });
     return r;
   }();

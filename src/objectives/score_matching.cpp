@@ -229,3 +229,44 @@ Output MultiscaleScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
 }
 
 }  // namespace ebm
+
+namespace ebm {
+
+WithMassTerm::WithMassTerm(std::shared_ptr<Objective> inner, const MassTermOptions& o)
+    : inner_(std::move(inner)), options_(o) {
+  EBM_CHECK_CONFIG(o.weight() >= 0 && std::isfinite(o.weight()), "objective.mass_weight must be >= 0, got ",
+                   o.weight());
+  EBM_CHECK_CONFIG(o.samples() >= 2, "objective.mass_samples must be >= 2, got ", o.samples());
+  TORCH_INTERNAL_ASSERT(inner_);
+}
+
+void WithMassTerm::fit_data(const torch::Tensor& train) {
+  inner_->fit_data(train);
+  EBM_CHECK_CONFIG(train.dim() == 2, "objective.mass_weight needs vector data, got rows of shape ",
+                   train.sizes().slice(1));
+  auto d = train.detach().to(torch::kDouble);
+  auto lo = std::get<0>(d.min(0)), hi = std::get<0>(d.max(0));
+  auto ext = (hi - lo).clamp_min(1e-3);
+  proposal_ = std::make_unique<DataProposal>(options_.proposal(), train.detach(), lo - 0.1 * ext, hi + 0.1 * ext);
+}
+
+Output WithMassTerm::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) {
+  Output out = inner_->compute(energy, batch, gen);
+  TORCH_CHECK(proposal_, "WithMassTerm: fit_data before the first step");
+  const auto& x = batch.x;
+  auto xq = proposal_->sample(options_.samples(), gen).to(x.device(), x.scalar_type());
+  auto log_q = proposal_->log_prob(xq).to(x.device());
+  auto e = energy.energy(torch::cat({x, xq}, 0));
+  auto e_pos = e.narrow(0, 0, x.size(0)), e_q = e.narrow(0, x.size(0), xq.size(0));
+  auto log_w = -e_q.to(torch::kDouble) - log_q;
+  auto log_z = torch::logsumexp(log_w, 0) - std::log(double(options_.samples()));
+  auto nll = e_pos.to(torch::kDouble).mean() + log_z;
+  out.loss = out.loss + options_.weight() * nll.to(out.loss.scalar_type());
+  // (the importance weights' effective sample size, as a fraction of S)
+  auto w = torch::softmax(log_w.detach(), 0);
+  out.metrics["nll_is"] = nll.item<double>();
+  out.metrics["ess_fraction"] = 1.0 / (w * w).sum().item<double>() / double(options_.samples());
+  return out;
+}
+
+}  // namespace ebm

@@ -12,8 +12,8 @@ ReplayBuffer::ReplayBuffer(const ReplayBufferOptions& o, std::vector<int64_t> ev
   EBM_CHECK_CONFIG(o.capacity() >= 0, "buffer.capacity must be >= 0, got ", o.capacity());
   EBM_CHECK_CONFIG(o.reinit_prob() >= 0 && o.reinit_prob() <= 1,
                    "buffer.reinit_prob must be in [0, 1], got ", o.reinit_prob());
-  EBM_CHECK_CONFIG(o.init() == "uniform" || o.init() == "gaussian",
-                   "buffer.init must be uniform or gaussian, got '", o.init(), "'");
+  EBM_CHECK_CONFIG(o.init() == "uniform" || o.init() == "gaussian" || o.init() == "data",
+                   "buffer.init must be uniform, gaussian or data, got '", o.init(), "'");
   EBM_CHECK_CONFIG(o.low() < o.high(), "buffer.init_low must be < buffer.init_high, got ",
                    o.low(), " and ", o.high());
   EBM_CHECK_CONFIG(o.std() > 0, "buffer.init_std must be > 0, got ", o.std());
@@ -23,11 +23,35 @@ torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
   std::vector<int64_t> shape{n};
   shape.insert(shape.end(), event_shape_.begin(), event_shape_.end());
   auto x = torch::empty(shape, torch::TensorOptions().device(options_.device()));
-  if (options_.init() == "uniform")
+  if (options_.init() == "uniform") {
     x.uniform_(options_.low(), options_.high(), gen);
-  else
+  } else if (options_.init() == "data") {
+    TORCH_CHECK(box_lo_.defined(), "ReplayBuffer: init = data needs fit_data before the first draw");
+    x.uniform_(0.0, 1.0, gen);
+    x = x * (box_hi_ - box_lo_) + box_lo_;
+  } else {
     x.normal_(0.0, options_.std(), gen);
+  }
   return x;
+}
+
+void ReplayBuffer::fit_data(const torch::Tensor& x) {
+  if (options_.init() != "data") return;
+  EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x.sizes().slice(1) == c10::IntArrayRef(event_shape_),
+                 "buffer.init = data: rows of ", x.sizes().slice(1), " for chains of ",
+                 c10::IntArrayRef(event_shape_));
+  auto d = x.detach().to(torch::kCPU, torch::kFloat);
+  auto lo = std::get<0>(d.min(0)), hi = std::get<0>(d.max(0));
+  auto ext = (hi - lo).clamp_min(1e-3);
+  box_lo_ = (lo - 0.1 * ext).to(options_.device());
+  box_hi_ = (hi + 0.1 * ext).to(options_.device());
+}
+
+std::pair<torch::Tensor, torch::Tensor> ReplayBuffer::box() const {
+  if (options_.init() == "data") return {box_lo_, box_hi_};
+  if (options_.init() != "uniform") return {};
+  auto opts = torch::TensorOptions().device(options_.device());
+  return {torch::full(event_shape_, options_.low(), opts), torch::full(event_shape_, options_.high(), opts)};
 }
 
 namespace {

@@ -61,7 +61,17 @@ at::Generator run_generator(const Config& cfg, Stream purpose, int64_t rank, c10
 DataSplit build_data(const Config& cfg) {
   auto gen = run_generator(cfg, kStreamData);
   Dataset all = build_dataset(cfg, gen);
-  return split_dataset(all, cfg.get_float("data.test_fraction"), gen);
+  DataSplit split = split_dataset(all, cfg.get_float("data.test_fraction"), gen);
+  const std::string mode = cfg.get_string("data.standardize");
+  EBM_CHECK_CONFIG(mode == "on" || mode == "off" || mode == "auto",
+                   "data.standardize must be on, off or auto, got '", mode, "'");
+  const bool vectors = split.train.event_shape().size() == 1;
+  EBM_CHECK_CONFIG(mode != "on" || vectors, "data.standardize = on needs vector data, got rows of shape ",
+                   c10::IntArrayRef(split.train.event_shape()));
+  const double sd = cfg.get_float("data.standardize_sd");
+  EBM_CHECK_CONFIG(sd > 0 && std::isfinite(sd), "data.standardize_sd must be > 0, got ", sd);
+  if (mode == "on" || (mode == "auto" && vectors)) split.transform = AffineMap::standardize(split.train.x, sd);
+  return split;
 }
 
 Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch::nn::Module> module) {
@@ -92,6 +102,7 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
       nc->set_noise_level(p.objective->smallest_noise_level());
   p.learners.push_back(make_learner(cfg, "energy", p.energy));
   p.data = train.to(device);
+  p.objective->fit_data(p.data.x);
   p.gen = run_generator(cfg, kStreamTrain, 0, device);
   return p;
 }

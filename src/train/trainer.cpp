@@ -10,6 +10,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
+#include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
 #include "ebm/train/train.h"
 
@@ -86,7 +87,12 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   cfg_.validate();
   check_run_config(cfg_);
   data_ = build_data(cfg_);
-  parts_ = build_parts(cfg_, data_.train, device_);
+  parts_ = build_parts(cfg_, data_.model_train(), device_);
+}
+
+Energy Trainer::user_energy() {
+  if (!data_.transform.defined()) return parts_.energy;
+  return std::make_shared<StandardizedEnergyImpl>(parts_.energy, data_.transform);
 }
 
 void Trainer::save_checkpoint(const std::string& path) {
@@ -199,7 +205,7 @@ int64_t Trainer::run(bool resume) {
   progress.finish();
   if (steps == 0) save_checkpoint(ckpt);
   parts_.energy->eval();
-  save_model(out_ + "/model.pt", *parts_.energy, cfg_, data_.train.event_shape());
+  save_model(out_ + "/model.pt", *parts_.energy, cfg_, data_.train.event_shape(), data_.transform);
   return parts_.retries;
 }
 

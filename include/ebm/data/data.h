@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ebm/core/affine.h"
 #include "ebm/core/registry.h"
 
 namespace ebm {
@@ -27,8 +28,9 @@ struct Dataset {
 };
 
 // 8gaussians, 25gaussians, swissroll, moons, 2spirals, checkerboard, pinwheel,
-// rings, circles.
+// rings, circles, and unbalanced0 ... unbalanced4 (data/unbalanced.h).
 const std::vector<std::string>& toy2d_names();
+// One of those, or unbalanced<v> for any variant v >= 0.
 bool is_toy2d(const std::string& name);
 // n points, float32 [n, 2]; deterministic given the generator state.
 torch::Tensor toy2d(const std::string& name, int64_t n, at::Generator& gen);
@@ -42,8 +44,15 @@ struct Split {
 // Random permutation from `gen`, the last round(test_fraction * N) rows test.
 Split split_rows(const torch::Tensor& data, double test_fraction, at::Generator& gen);
 
+// The split in the user's units, and the change of units into the model's
+// (data.standardize; undefined: none).
 struct DataSplit {
   Dataset train, test;
+  AffineMap transform;
+  // The training rows in the model's units.
+  Dataset model_train() const {
+    return transform.defined() ? Dataset{transform.to_model(train.x), train.y, train.description} : train;
+  }
 };
 // As split_rows, labels following their rows.
 DataSplit split_dataset(const Dataset& data, double test_fraction, at::Generator& gen);

@@ -1,6 +1,7 @@
 // Evaluation: exact log-likelihood in 2D by quadrature, and pictures.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <array>
@@ -36,6 +37,27 @@ Nll2dResult nll2d(EnergyImpl& energy, const torch::Tensor& test, double tol = 1e
 
 // Box around points: bounding box widened by `margin` times its extent.
 Box2d bounding_box(const torch::Tensor& points, double margin);
+
+// k-means (k-means++ seeding from `gen`, Lloyd's iterations): [k, D] centres.
+torch::Tensor kmeans(const torch::Tensor& points, int64_t k, at::Generator& gen, int64_t iterations = 100);
+
+// The model's mass in each Voronoi cell of the data's k-means centres against
+// the data's fraction there (src/eval/modes.cpp), 2D models (exact quadrature).
+struct ModeMassResult {
+  torch::Tensor centers;        // [K, 2]
+  torch::Tensor data_fraction;  // [K]
+  torch::Tensor data_se;        // [K] binomial standard error of the fraction
+  torch::Tensor model_mass;     // [K], summing to 1 up to the quadrature's error
+  torch::Tensor flagged;        // [K] bool: |mass - fraction| > z se and > min_diff
+  double kl = 0;                // sum_k f_k log(f_k / m_k)
+  double log_z_error = 0;
+  bool ok = true;               // no cell flagged
+  std::string table() const;    // one line per cell
+};
+ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, int64_t clusters, double z,
+                           double min_diff, at::Generator& gen, double tol = 1e-3);
+// {"ok", "kl_cells", "cells": [{"center", "data_fraction", "data_se", "model_mass", "flagged"}]}
+nlohmann::json mode_masses_json(const ModeMassResult& r);
 
 // exp(-E) normalised on the box as a heat map (RGB PNG, px x px).
 void density_png(const std::string& path, EnergyImpl& energy, const Box2d& box, int64_t px = 256);

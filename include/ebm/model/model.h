@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ebm/core/affine.h"
 #include "ebm/core/config.h"
 #include "ebm/energy/energy.h"
 
@@ -16,11 +17,14 @@ namespace ebm {
 
 // Writes model.pt atomically. `cfg` holds the [energy] section that built the
 // energy; a noise-conditional energy's level is stored as it is now.
+// `transform` maps the user's units to the energy's (data.standardize).
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
-                const std::vector<int64_t>& event_shape);
+                const std::vector<int64_t>& event_shape, const AffineMap& transform = {});
 // Rebuilds the energy (eval mode, CPU). Throws kMissingInput (no file) or
 // kBadData (not a model file, or weights that do not match their config).
-// Model files of format 1 (a scalar input dimension) load too.
+// A model with a change of units loads as a StandardizedEnergyImpl: energies
+// and log-densities in the user's units (sample its inner() energy).
+// Model files of formats 1 (a scalar input dimension) and 2 load too.
 Energy load_model(const std::string& path);
 
 // The [energy] table of a TOML document (a model file's config, or a run's

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ebm/energy/energy.h"
+#include "ebm/sampling/jumps.h"
 #include "ebm/sampling/sampling.h"
 
 namespace ebm {
@@ -35,19 +36,28 @@ class Objective {
   // The smallest noise level the objective trains at (multi-scale score
   // matching), where a noise-conditional energy is best evaluated; 0 = none.
   virtual double smallest_noise_level() const { return 0.0; }
+  // The training rows (in the model's units), once before the first step:
+  // objectives whose parts follow the data (a buffer's init box, a jump
+  // proposal) fit them here.
+  virtual void fit_data(const torch::Tensor& /*train*/) {}
 };
 
 // Contrastive divergence (Hinton 2002; PCD, Tieleman 2008; short-run chains,
 // Nijkamp et al. 2019; L2 energy penalty of IGEBM, Du & Mordatch 2019):
 //   loss = mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2),
 // x- from `steps` sampler transitions started at the buffer (PCD; short-run
-// when its capacity is 0) or at the data batch (CD-k).
+// when its capacity is 0) or at the data batch (CD-k), after `jumps`
+// independence moves between modes (sampling/jumps.h) when asked for.
 struct ContrastiveDivergenceOptions {
   explicit ContrastiveDivergenceOptions(int64_t steps) : steps_(steps) {}
   TORCH_ARG(int64_t, steps);                // sampler transitions per iteration (k)
   TORCH_ARG(double, alpha) = 0.0;           // L2 energy penalty weight >= 0
   TORCH_ARG(double, data_noise) = 0.0;      // std of Gaussian noise added to x+
   TORCH_ARG(std::string, chain_init) = "buffer";  // buffer | data
+  // Independence moves between modes per chain and iteration, before the
+  // sampler's steps (sampling/jumps.h; vectors only); 0 = none.
+  TORCH_ARG(int64_t, jumps) = 0;
+  TORCH_ARG(DataProposalOptions, jump_proposal) = {};
 };
 
 class ContrastiveDivergence : public Objective {
@@ -57,6 +67,7 @@ class ContrastiveDivergence : public Objective {
   Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
+  void fit_data(const torch::Tensor& train) override;
   ReplayBuffer& buffer() { return *buffer_; }
   Sampler& sampler() { return *sampler_; }
 
@@ -64,6 +75,7 @@ class ContrastiveDivergence : public Objective {
   ContrastiveDivergenceOptions options_;
   std::shared_ptr<Sampler> sampler_;
   std::shared_ptr<ReplayBuffer> buffer_;
+  std::unique_ptr<DataProposal> jumps_;  // when options.jumps > 0, after fit_data
 };
 
 }  // namespace ebm

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ebm/objectives/objective.h"
+#include "ebm/sampling/jumps.h"
 
 namespace ebm {
 
@@ -122,5 +123,37 @@ class MultiscaleScoreMatching : public Objective {
   torch::Tensor ladder_;  // [L] float64, decreasing
 };
 
+
+}  // namespace ebm
+
+namespace ebm {
+
+// A score-matching objective plus a likelihood term for what score matching
+// cannot see: the relative mass of separated modes (the score of a mixture of
+// separated components does not depend on their weights, so a model fitted
+// to it may put its mass anywhere among them). The term is the negative
+// log-likelihood with log Z by self-normalised importance sampling from a
+// fixed proposal q fitted to the data (the kernel density of sampling/jumps.h):
+//   weight * ( mean E(x+) + log (1/S sum_i exp(-E(x_i)) / q(x_i)) ),  x_i ~ q,
+// whose gradient is maximum likelihood's, with the negative phase weighted
+// instead of sampled by MCMC: one energy pass over S proposals per step.
+struct MassTermOptions {
+  TORCH_ARG(double, weight) = 0.0;     // > 0 turns the term on
+  TORCH_ARG(int64_t, samples) = 512;   // proposals per step (S)
+  TORCH_ARG(DataProposalOptions, proposal) = DataProposalOptions().centers(128);
+};
+
+class WithMassTerm : public Objective {
+ public:
+  WithMassTerm(std::shared_ptr<Objective> inner, const MassTermOptions& options);
+  Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
+  void fit_data(const torch::Tensor& train) override;
+  double smallest_noise_level() const override { return inner_->smallest_noise_level(); }
+
+ private:
+  std::shared_ptr<Objective> inner_;
+  MassTermOptions options_;
+  std::unique_ptr<DataProposal> proposal_;
+};
 
 }  // namespace ebm

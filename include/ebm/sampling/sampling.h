@@ -320,7 +320,7 @@ struct ReplayBufferOptions {
   explicit ReplayBufferOptions(int64_t capacity) : capacity_(capacity) {}
   TORCH_ARG(int64_t, capacity);             // stored chains; 0 = none
   TORCH_ARG(double, reinit_prob) = 0.05;    // in [0, 1]
-  TORCH_ARG(std::string, init) = "uniform";  // uniform | gaussian
+  TORCH_ARG(std::string, init) = "uniform";  // uniform | gaussian | data (uniform on the data's box)
   TORCH_ARG(double, low) = -4.0;            // uniform box
   TORCH_ARG(double, high) = 4.0;
   TORCH_ARG(double, std) = 1.0;             // gaussian init standard deviation
@@ -332,6 +332,12 @@ class ReplayBuffer {
   ReplayBuffer(const ReplayBufferOptions& options, std::vector<int64_t> event_shape);
   // Fresh draws from the init distribution: [n, event...] float32, on options.device.
   torch::Tensor init_samples(int64_t n, at::Generator& gen) const;
+  // With init = data: the box the fresh draws are uniform on, each
+  // coordinate's range over the rows x [N, event...] widened by 10% of it on
+  // either side (other inits ignore it). Needed before the first draw.
+  void fit_data(const torch::Tensor& x);
+  // The uniform box [event...] each (init = uniform or data; undefined before fit_data).
+  std::pair<torch::Tensor, torch::Tensor> box() const;
   // n chains and the slots they came from (-1 for fresh ones when short-run).
   std::pair<torch::Tensor, torch::Tensor> sample(int64_t n, at::Generator& gen);
   // Writes chains back to their slots (no-op for short-run).
@@ -347,6 +353,7 @@ class ReplayBuffer {
   ReplayBufferOptions options_;
   std::vector<int64_t> event_shape_;
   torch::Tensor data_;  // [capacity, event...], filled on first use
+  torch::Tensor box_lo_, box_hi_;  // init = data: [event...] on options.device
 };
 
 }  // namespace ebm

@@ -32,7 +32,8 @@ at::Generator run_generator(const Config& cfg, Stream purpose, int64_t rank = 0,
                             c10::Device device = c10::kCPU);
 
 // The data of a run: data.path when set, else the set data.name; split into
-// train and test by data.test_fraction (seeded, the kStreamData stream).
+// train and test by data.test_fraction (seeded, the kStreamData stream), with
+// the change of units data.standardize asks for (fitted on the train rows).
 DataSplit build_data(const Config& cfg);
 
 // A learner for `module` from the [train] section: train.optimizer at
@@ -40,8 +41,10 @@ DataSplit build_data(const Config& cfg);
 Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch::nn::Module> module);
 
 // The parts of a run on `device`: the energy for train's event shape
-// (weights from the kStreamInit stream), the objective, the energy's learner
-// and the training stream. The config must have been validated.
+// (weights from the kStreamInit stream), the objective (fitted to the data:
+// Objective::fit_data), the energy's learner and the training stream; train
+// in the model's units (DataSplit::model_train). The config must have been
+// validated.
 TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device = c10::kCPU);
 
 class Trainer {
@@ -56,7 +59,11 @@ class Trainer {
   // true to stop the run there, as an interruption would.
   using StepCallback = std::function<bool(int64_t step, const std::map<std::string, double>& metrics)>;
   void on_step(StepCallback callback) { callback_ = std::move(callback); }
+  // The trained energy, in the model's units.
   EnergyImpl& energy() { return *parts_.energy; }
+  // The same in the data's units (a StandardizedEnergyImpl when the data were
+  // standardised): what model.pt holds and the run report evaluates.
+  Energy user_energy();
   TrainParts& parts() { return parts_; }
   const DataSplit& data() const { return data_; }
   const Config& config() const { return cfg_; }

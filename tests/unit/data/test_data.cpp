@@ -8,6 +8,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/data.h"
+#include "ebm/data/unbalanced.h"
 
 namespace {
 
@@ -18,14 +19,79 @@ torch::Tensor make(const std::string& name, int64_t n, uint64_t seed) {
   return ebm::toy2d(name, n, gen);
 }
 
-TEST(Toy2d, NamesAreTheNineOfTheHeader) {
-  const std::set<std::string> want = {"8gaussians",   "25gaussians", "swissroll", "moons",  "2spirals",
-                                      "checkerboard", "pinwheel",    "rings",     "circles"};
+TEST(Toy2d, NamesAreTheNineOfTheHeaderAndTheUnbalancedFamily) {
+  const std::set<std::string> want = {"8gaussians",   "25gaussians", "swissroll",   "moons",       "2spirals",
+                                      "checkerboard", "pinwheel",    "rings",       "circles",     "unbalanced0",
+                                      "unbalanced1",  "unbalanced2", "unbalanced3", "unbalanced4"};
   const auto& names = ebm::toy2d_names();
   EXPECT_EQ(std::set<std::string>(names.begin(), names.end()), want);
   EXPECT_EQ(names.size(), want.size());
   for (const auto& n : names) EXPECT_TRUE(ebm::is_toy2d(n));
   EXPECT_FALSE(ebm::is_toy2d("foo"));
+  EXPECT_TRUE(ebm::is_toy2d("unbalanced17"));  // (any variant, beyond the listed five)
+  EXPECT_FALSE(ebm::is_toy2d("unbalanced"));
+  EXPECT_FALSE(ebm::is_toy2d("unbalanced-1"));
+}
+
+// Every variant is what the family promises: weights spanning 10:1 or more,
+// one narrow component, separated means, unequal correlated shapes.
+TEST(Unbalanced, VariantsKeepTheFamilysPromises) {
+  for (int64_t v = 0; v < 12; ++v) {
+    const auto& m = ebm::unbalanced_mixture(v);
+    ASSERT_GE(m.parts.size(), 4u);
+    double lo = 1, hi = 0, total = 0;
+    int narrow = 0;
+    for (const auto& g : m.parts) {
+      lo = std::min(lo, g.weight);
+      hi = std::max(hi, g.weight);
+      total += g.weight;
+      narrow += g.s1 < 0.1;
+      EXPECT_LE(g.s2, g.s1);
+    }
+    EXPECT_NEAR(total, 1.0, 1e-12) << v;
+    EXPECT_GE(hi / lo, 10.0) << v;
+    EXPECT_EQ(narrow, 1) << v;
+    for (size_t i = 0; i < m.parts.size(); ++i)
+      for (size_t j = 0; j < i; ++j) {
+        const auto &a = m.parts[i], &b = m.parts[j];
+        EXPECT_GE(std::hypot(a.mx - b.mx, a.my - b.my), 3 * (a.s1 + b.s1) + 0.4) << v;
+      }
+  }
+  // (the same variant twice: the same mixture)
+  EXPECT_EQ(ebm::unbalanced_mixture(3).parts[2].mx, ebm::unbalanced_mixture(3).parts[2].mx);
+}
+
+// Samples land in each component with its weight: the component of largest
+// posterior for each draw (the modes are separated, so it is the one drawn
+// from but for ~1e-5 of draws), counted, against the binomial; z = 4.89
+// (false alarm 1e-6 per component).
+TEST(Unbalanced, SamplesFollowTheWeights) {
+  const auto& m = ebm::unbalanced_mixture(1);
+  const int64_t n = 100000;
+  auto x = make("unbalanced1", n, 5).to(torch::kDouble);
+  std::vector<torch::Tensor> logs;
+  for (const auto& g : m.parts) {
+    ebm::Mixture2d one{{g}};
+    one.parts[0].weight = 1;
+    logs.push_back(one.log_density(x) + std::log(g.weight));
+  }
+  auto k = torch::stack(logs, 1).argmax(1);
+  for (size_t c = 0; c < m.parts.size(); ++c) {
+    const double f = (k == int64_t(c)).sum().item<double>() / n, w = m.parts[c].weight;
+    EXPECT_NEAR(f, w, 4.89 * std::sqrt(w * (1 - w) / n)) << "component " << c;
+  }
+}
+
+// The quadrature entropy against -mean log p over exact samples: z = 4.89
+// standard errors (false alarm 1e-6 per variant).
+TEST(Unbalanced, EntropyMatchesMonteCarlo) {
+  for (int64_t v : {0, 2, 4}) {
+    const std::string name = "unbalanced" + std::to_string(v);
+    auto x = make(name, 200000, 11 + v);
+    auto lp = ebm::unbalanced_mixture(v).log_density(x);
+    const double mc = -lp.mean().item<double>(), se = lp.std().item<double>() / std::sqrt(200000.0);
+    EXPECT_NEAR(ebm::toy2d_entropy(name), mc, 4.89 * se) << name;
+  }
 }
 
 TEST(Toy2d, ExactlyNFiniteRowsForAnyN) {
@@ -61,7 +127,9 @@ TEST(Toy2d, BadArguments) {
 TEST(Toy2d, EntropiesArePlausible) {
   for (const auto& name : ebm::toy2d_names()) {
     const double h = ebm::toy2d_entropy(name);
-    EXPECT_TRUE(std::isfinite(h) && h > 1.0 && h < 4.0) << name << " " << h;
+    // (the unbalanced sets' narrow components take their entropy lower)
+    const double lo = name.rfind("unbalanced", 0) == 0 ? -2.0 : 1.0;
+    EXPECT_TRUE(std::isfinite(h) && h > lo && h < 4.0) << name << " " << h;
   }
   EXPECT_NEAR(ebm::toy2d_entropy("checkerboard"), std::log(32.0), 1e-3);  // uniform on area 32
 }

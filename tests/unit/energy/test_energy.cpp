@@ -6,6 +6,7 @@
 #include "ebm/core/rng.h"
 #include "ebm/core/simd.h"
 #include "ebm/energy/energy.h"
+#include "ebm/energy/standardized.h"
 #include "common/nets.h"
 
 using namespace ebm;
@@ -382,4 +383,38 @@ TEST(AnalyticTargets, UnknownNameIsConfigError) {
     EXPECT_EQ(e.code(), ExitCode::kBadConfig);
     EXPECT_NE(std::string(e.what()).find("nope"), std::string::npos);
   }
+}
+
+// An energy in the user's units: E_u((x - shift) / scale) + sum log scale,
+// its gradient by the chain rule, and the inner energy for samplers.
+TEST(StandardizedEnergy, UnitsAndJacobian) {
+  torch::manual_seed(5);
+  auto inner = std::make_shared<MLPEnergyImpl>(MLPEnergyOptions(2, {8}).prior_std(2.0));
+  inner->to(torch::kDouble);
+  AffineMap map{torch::tensor({1000.0, -3.0}, torch::kDouble), torch::tensor({100.0, 0.5}, torch::kDouble)};
+  auto outer = std::make_shared<StandardizedEnergyImpl>(inner, map);
+  auto x = torch::tensor({{1010.0, -3.2}, {950.0, -2.0}, {1000.0, -3.0}}, torch::kDouble);
+  auto u = (x - map.shift) / map.scale;
+  const double log_det = std::log(100.0) + std::log(0.5);
+  EXPECT_TRUE(torch::allclose(outer->energy(x), inner->energy(u) + log_det, 1e-12, 1e-12));
+  auto xg = x.clone().requires_grad_(true);
+  auto want = torch::autograd::grad({outer->energy(xg).sum()}, {xg})[0];
+  EXPECT_TRUE(torch::allclose(outer->grad(x), want, 1e-10, 1e-12));
+  auto [e, g] = outer->energy_and_grad(x);
+  EXPECT_TRUE(torch::allclose(e, outer->energy(x), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(g, want, 1e-10, 1e-12));
+  EXPECT_EQ(outer->event_shape(), std::vector<int64_t>{2});
+  auto [view, m] = sampling_view(Energy(outer));
+  EXPECT_EQ(view.get(), inner.get());
+  EXPECT_TRUE(torch::allclose(m.to_user(m.to_model(x)), x, 1e-12, 1e-9));
+  auto [same, none] = sampling_view(Energy(inner));
+  EXPECT_EQ(same.get(), inner.get());
+  EXPECT_FALSE(none.defined());
+  // (the weights are the inner energy's: one set of parameters)
+  EXPECT_EQ(outer->parameters().size(), inner->parameters().size());
+  AffineMap bad{torch::tensor({0.0, 0.0}, torch::kDouble), torch::tensor({1.0, 0.0}, torch::kDouble)};
+  EXPECT_THROW(StandardizedEnergyImpl(inner, bad), Error);
+  AffineMap fit = AffineMap::standardize(torch::tensor({{1.0, 5.0}, {3.0, 5.0}}));
+  EXPECT_TRUE(torch::allclose(fit.shift, torch::tensor({2.0, 5.0}, torch::kDouble)));
+  EXPECT_TRUE(torch::allclose(fit.scale, torch::tensor({std::sqrt(2.0), 1.0}, torch::kDouble)));  // (a constant column: 1)
 }

@@ -6,6 +6,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/energy/energy.h"
+#include "ebm/sampling/jumps.h"
 #include "ebm/sampling/sampling.h"
 
 using namespace ebm;
@@ -424,4 +425,85 @@ TEST(SamplerSpec, Nuts) {
   EXPECT_EQ(code_of([] { make_sampler("nuts:depth=0"); }), ExitCode::kBadConfig);
   EXPECT_EQ(code_of([] { make_sampler("nuts:depth=1.5"); }), ExitCode::kBadConfig);
   EXPECT_EQ(code_of([] { make_sampler("nuts:leapfrog=3"); }), ExitCode::kBadConfig);
+}
+
+namespace {
+// Two separated Gaussians, std 0.3 at (-3, 0) and (3, 0), weights 0.8 and 0.2.
+class TwoModes : public EnergyImpl {
+ public:
+  torch::Tensor energy(const torch::Tensor& x) override {
+    auto d = x.to(torch::kDouble);
+    auto sq = [&](double m) { return ((d.select(1, 0) - m).pow(2) + d.select(1, 1).pow(2)) / (2 * 0.09); };
+    auto l = torch::stack({std::log(0.8) - sq(-3), std::log(0.2) - sq(3)}, 1);
+    return (-torch::logsumexp(l, 1) + std::log(2 * M_PI * 0.09)).to(x.scalar_type());
+  }
+  std::vector<int64_t> event_shape() const override { return {2}; }
+};
+
+torch::Tensor two_mode_rows(int64_t n, double w_left, at::Generator& gen) {
+  auto left = at::rand({n}, gen) < w_left;
+  auto x = 0.3 * at::normal(0.0, 1.0, {n, 2}, gen);
+  x.select(1, 0).add_(torch::where(left, -3.0, 3.0));
+  return x;
+}
+}  // namespace
+
+// The proposal is a normalised density: on a grid wider than its kernels'
+// reach it integrates to 1 (the uniform part to `broad`, the kernels to the rest).
+TEST(DataProposal, LogProbIntegratesToOne) {
+  auto gen = make_generator(50, kStreamTrain);
+  auto data = two_mode_rows(300, 0.5, gen);
+  auto lo = torch::tensor({-4.0f, -1.0f}), hi = torch::tensor({4.0f, 1.0f});
+  DataProposal q(DataProposalOptions().centers(100).neighbours(5).broad(0.1), data, lo, hi);
+  // (spacing 0.025 puts the box's edges on cell edges)
+  const int64_t n = 480;
+  const double a = -6, b = 6, h = (b - a) / n;
+  auto t = a + h * (torch::arange(n, torch::kDouble) + 0.5);
+  auto pts = torch::stack({t.repeat_interleave(n), t.repeat({n})}, 1);
+  double mass = 0;
+  for (const auto& chunk : pts.split(n * 40)) mass += (q.log_prob(chunk).exp() * h * h).sum().item<double>();
+  EXPECT_NEAR(mass, 1.0, 2e-3);
+  EXPECT_EQ(q.centers().size(0), 100);
+  EXPECT_TRUE((q.widths() > 0).all().item<bool>());
+  auto s = q.sample(1000, gen);
+  EXPECT_EQ(s.sizes(), (std::vector<int64_t>{1000, 2}));
+  EXPECT_TRUE(torch::isfinite(q.log_prob(s)).all().item<bool>());
+}
+
+// Independence moves keep exp(-E) invariant whatever the proposal's weights:
+// chains all started in the light mode, proposals from data with equal
+// weights, end in the heavy mode with probability 0.8 (its mass), which
+// Langevin chains never reach. Binomial tolerance, z = 4.89 (false alarm 1e-6).
+TEST(DataProposal, JumpsCarryTheModesMasses) {
+  auto gen = make_generator(51, kStreamTrain);
+  auto data = two_mode_rows(512, 0.5, gen);
+  DataProposal q(DataProposalOptions().centers(128), data, torch::tensor({-5.0f, -2.0f}),
+                 torch::tensor({5.0f, 2.0f}));
+  TwoModes energy;
+  const int64_t n = 2000;
+  auto x = torch::zeros({n, 2});
+  x.select(1, 0).fill_(3.0);
+  const double rate = q.jump(energy, x, 30, gen);
+  EXPECT_GT(rate, 0.2);
+  const double left = (x.select(1, 0) < 0).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(left, 0.8, 4.89 * std::sqrt(0.8 * 0.2 / n));
+  // Within the heavy mode the chains have its spread (std 0.3 per axis).
+  auto in_left = x.index({x.select(1, 0) < 0});
+  EXPECT_NEAR(in_left.select(1, 1).std().item<double>(), 0.3, 0.03);
+}
+
+// init = data draws fresh chains uniformly on the data's box, 10% wider.
+TEST(ReplayBuffer, DataInitFollowsTheData) {
+  auto gen = make_generator(52, kStreamTrain);
+  ReplayBuffer buf(ReplayBufferOptions(100).init("data"), {2});
+  EXPECT_THROW(buf.init_samples(5, gen), c10::Error);
+  buf.fit_data(torch::tensor({{100.0f, -1.0f}, {200.0f, 1.0f}}));
+  auto x = buf.init_samples(20000, gen);
+  EXPECT_NEAR(x.select(1, 0).min().item<double>(), 90.0, 0.1);
+  EXPECT_NEAR(x.select(1, 0).max().item<double>(), 210.0, 0.1);
+  EXPECT_NEAR(x.select(1, 1).min().item<double>(), -1.2, 0.01);
+  EXPECT_NEAR(x.select(1, 1).max().item<double>(), 1.2, 0.01);
+  auto [lo, hi] = buf.box();
+  EXPECT_TRUE(torch::allclose(lo, torch::tensor({90.0f, -1.2f})));
+  EXPECT_EQ(code_of([] { ReplayBuffer(ReplayBufferOptions(1).init("box"), {2}); }), ExitCode::kBadConfig);
 }

@@ -13,6 +13,8 @@
 #include "ebm/core/rng.h"
 #include "ebm/objectives/objective.h"
 #include "ebm/sampling/sampling.h"
+#include "ebm/energy/standardized.h"
+#include "ebm/model/model.h"
 #include "ebm/train/train.h"
 
 using namespace ebm;
@@ -109,6 +111,14 @@ TEST(Trainer, ResumeWithParallelTemperingIsBitExact) {
                           {"sampler.exact_noise"});
 }
 
+// The default recipe's parts: jumps from the data's kernel density (rebuilt
+// from the data on resume), MALA, fresh chains on the data's box.
+TEST(Trainer, ResumeWithModeJumpsIsBitExact) {
+  expect_resume_bit_exact("jumps", {"sampler.name=mala", "objective.jumps=2", "objective.jump_centers=64",
+                                    "buffer.init=data"},
+                          {"sampler.exact_noise"});
+}
+
 TEST(Trainer, ModelFileRebuildsTheEnergy) {
   const std::string d = fresh_dir("model");
   Trainer t(small_config(10), d);
@@ -117,7 +127,14 @@ TEST(Trainer, ModelFileRebuildsTheEnergy) {
   auto x = torch::randn({7, 2});
   torch::NoGradGuard ng;
   t.energy().eval();
-  EXPECT_TRUE(torch::equal(loaded->energy(x), t.energy().energy(x)));
+  // (vector data are standardised by default: the file holds the map, and
+  // the model it loads is in the data's units)
+  ASSERT_TRUE(t.data().transform.defined());
+  auto* s = dynamic_cast<StandardizedEnergyImpl*>(loaded.get());
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(torch::equal(s->inner()->energy(x), t.energy().energy(x)));
+  EXPECT_TRUE(torch::allclose(loaded->energy(x), t.user_energy()->energy(x)));
+  EXPECT_TRUE(torch::equal(s->map().scale, t.data().transform.scale));
   fs::remove_all(d);
 }
 
@@ -182,7 +199,8 @@ TEST(Trainer, NoiseConditionalModelKeepsItsLevel) {
   c.set("objective.sigma_min=0.05");
   Trainer t(c, d);
   t.run(false);
-  Energy loaded = load_model(d + "/model.pt");
+  // (in the model's units: the file holds the data's standardisation too)
+  Energy loaded = sampling_view(load_model(d + "/model.pt")).first;
   auto* nc = dynamic_cast<NoiseConditionalEnergyImpl*>(loaded.get());
   ASSERT_NE(nc, nullptr);
   EXPECT_DOUBLE_EQ(nc->noise_level(), 0.05);

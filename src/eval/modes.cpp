@@ -1,0 +1,112 @@
+// Mode masses: does the model put on each region of the data the share of
+// mass the data have there? The regions are the Voronoi cells of a k-means
+// clustering of the data; the model's mass of each is exact in 2D (the
+// quadrature grid of nll2d, each point assigned to its nearest centre).
+// Short-run or persistent Langevin chains do not cross between separated
+// modes, so a model can draw good-looking samples and still hold the wrong
+// masses; this check sees that, and the cell-level KL(data || model) is a
+// lower bound on the whole KL (the data processing inequality).
+#include <cmath>
+#include <sstream>
+
+#include "ebm/core/error.h"
+#include "ebm/eval/eval.h"
+
+namespace ebm {
+
+torch::Tensor kmeans(const torch::Tensor& points, int64_t k, at::Generator& gen, int64_t iterations) {
+  auto x = points.to(torch::kCPU, torch::kDouble).reshape({points.size(0), -1});
+  const int64_t n = x.size(0);
+  EBM_CHECK_DATA(n >= k && k >= 1, "k-means: ", k, " clusters need at least as many points, got ", n);
+  // k-means++ seeding (Arthur & Vassilvitskii 2007).
+  std::vector<torch::Tensor> c{x[at::randint(n, {1}, gen, torch::kLong).item<int64_t>()]};
+  auto d2 = ((x - c[0]).pow(2)).sum(1);
+  for (int64_t j = 1; j < k; ++j) {
+    auto w = d2.sum().item<double>() > 0 ? d2 : torch::ones_like(d2);
+    const int64_t pick = at::multinomial(w, 1, false, gen).item<int64_t>();
+    c.push_back(x[pick]);
+    d2 = torch::minimum(d2, (x - c.back()).pow(2).sum(1));
+  }
+  auto centers = torch::stack(c);
+  for (int64_t it = 0; it < iterations; ++it) {
+    auto assign = torch::cdist(x, centers).argmin(1);
+    auto sums = torch::zeros_like(centers).index_add_(0, assign, x);
+    auto counts = torch::zeros({k}, torch::kDouble).index_add_(0, assign, torch::ones({n}, torch::kDouble));
+    auto fresh = sums / counts.clamp_min(1).unsqueeze(1);
+    fresh = torch::where((counts > 0).unsqueeze(1), fresh, centers);  // (an empty cell keeps its centre)
+    const bool same = torch::allclose(fresh, centers, 0, 1e-12);
+    centers = fresh;
+    if (same) break;
+  }
+  return centers;
+}
+
+ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, int64_t clusters, double z,
+                           double min_diff, at::Generator& gen, double tol) {
+  EBM_CHECK_DATA(data.dim() == 2 && data.size(1) == 2, "modes: needs [N, 2] data for a 2D model, got ",
+                 data.sizes());
+  EBM_CHECK_USAGE(clusters >= 2, "--clusters must be >= 2, got ", clusters);
+  EBM_CHECK_DATA(data.size(0) >= 10 * clusters, "modes: ", data.size(0), " points are too few for ", clusters,
+                 " clusters (want 10 per cluster)");
+  ModeMassResult r;
+  const auto x = data.to(torch::kCPU, torch::kDouble);
+  r.centers = kmeans(x, clusters, gen);
+  const int64_t n = x.size(0);
+  auto counts = torch::zeros({clusters}, torch::kDouble)
+                    .index_add_(0, torch::cdist(x, r.centers).argmin(1), torch::ones({n}, torch::kDouble));
+  r.data_fraction = counts / double(n);
+  r.data_se = (r.data_fraction * (1 - r.data_fraction) / double(n)).sqrt();
+  // The model's mass per cell on the converged quadrature grid of nll2d.
+  auto q = nll2d(energy, x, tol);
+  const int64_t g = q.grid;
+  const double hx = (q.box.hi[0] - q.box.lo[0]) / g, hy = (q.box.hi[1] - q.box.lo[1]) / g;
+  auto xs = q.box.lo[0] + hx * (torch::arange(g, torch::kDouble) + 0.5);
+  auto ys = q.box.lo[1] + hy * (torch::arange(g, torch::kDouble) + 0.5);
+  const auto dtype = energy.parameters().empty() ? torch::kDouble : energy.parameters()[0].scalar_type();
+  auto mass = torch::zeros({clusters}, torch::kDouble);
+  torch::NoGradGuard ng;
+  const double log_cell = std::log(hx * hy);
+  for (int64_t row = 0; row < g; row += 64) {  // 64 grid rows at a time
+    const int64_t rows = std::min<int64_t>(64, g - row);
+    auto pts = torch::stack({xs.repeat({rows}), ys.narrow(0, row, rows).repeat_interleave(g)}, 1);
+    auto p = (-energy.energy(pts.to(dtype)).to(torch::kDouble) - q.log_z + log_cell).exp();
+    mass.index_add_(0, torch::cdist(pts, r.centers).argmin(1), p);
+  }
+  r.model_mass = mass;
+  r.log_z_error = q.log_z_error;
+  // Flags: |mass - fraction| beyond z standard errors of the fraction and
+  // beyond min_diff (a difference of no practical weight is not flagged).
+  auto diff = (mass - r.data_fraction).abs();
+  r.flagged = ((diff > z * r.data_se) & (diff > min_diff));
+  r.ok = !r.flagged.any().item<bool>();
+  auto f = r.data_fraction, m = mass.clamp_min(1e-300);
+  r.kl = torch::where(f > 0, f * (f / m).log(), torch::zeros_like(f)).sum().item<double>();
+  return r;
+}
+
+nlohmann::json mode_masses_json(const ModeMassResult& r) {
+  nlohmann::json cells = nlohmann::json::array();
+  for (int64_t i = 0; i < r.centers.size(0); ++i)
+    cells.push_back({{"center", {r.centers[i][0].item<double>(), r.centers[i][1].item<double>()}},
+                     {"data_fraction", r.data_fraction[i].item<double>()},
+                     {"data_se", r.data_se[i].item<double>()},
+                     {"model_mass", r.model_mass[i].item<double>()},
+                     {"flagged", r.flagged[i].item<bool>()}});
+  return {{"ok", r.ok}, {"kl_cells", r.kl}, {"log_z_error", r.log_z_error}, {"cells", cells}};
+}
+
+std::string ModeMassResult::table() const {
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(4);
+  os << "cell   centre                 data (+- se)          model     flag\n";
+  for (int64_t i = 0; i < centers.size(0); ++i) {
+    os << "  " << i << "   (" << centers[i][0].item<double>() << ", " << centers[i][1].item<double>() << ")   "
+       << data_fraction[i].item<double>() << " +- " << data_se[i].item<double>() << "   "
+       << model_mass[i].item<double>() << (flagged[i].item<bool>() ? "   WRONG MASS" : "") << "\n";
+  }
+  os << "KL(data || model) over the cells: " << kl << " nats (a lower bound on the model's excess NLL)\n";
+  return os.str();
+}
+
+}  // namespace ebm

@@ -1,0 +1,89 @@
+#include "ebm/sampling/jumps.h"
+
+#include <cmath>
+
+#include "ebm/core/error.h"
+
+namespace ebm {
+namespace {
+constexpr double kLog2Pi = 1.8378770664093453;
+}
+
+DataProposal::DataProposal(const DataProposalOptions& o, const torch::Tensor& data, const torch::Tensor& lo,
+                           const torch::Tensor& hi)
+    : options_(o) {
+  EBM_CHECK_CONFIG(o.centers() >= 2, "objective.jump_centers must be >= 2, got ", o.centers());
+  EBM_CHECK_CONFIG(o.neighbours() >= 1, "objective.jump_neighbours must be >= 1, got ", o.neighbours());
+  EBM_CHECK_CONFIG(o.broad() >= 0 && o.broad() < 1, "objective.jump_broad must be in [0, 1), got ",
+                   o.broad());
+  EBM_CHECK_DATA(data.dim() == 2 && data.size(0) >= 2, "mode jumps need rows of vectors [N, D], got ",
+                 data.sizes());
+  const int64_t m = std::min<int64_t>(o.centers(), data.size(0));
+  centers_ = data.narrow(0, 0, m).to(torch::kDouble).contiguous();
+  lo_ = lo.to(data.device(), torch::kDouble).reshape({-1});
+  hi_ = hi.to(data.device(), torch::kDouble).reshape({-1});
+  TORCH_CHECK(lo_.numel() == data.size(1) && hi_.numel() == data.size(1), "DataProposal: box of ", lo_.numel(),
+              " coordinates for rows of ", data.size(1));
+  log_box_volume_ = (hi_ - lo_).log().sum().item<double>();
+  sq_norms_ = (centers_ * centers_).sum(1);
+  // Each centre's width: distance to its k-th nearest other centre (floored
+  // at 1e-3 of the data's spread, so repeated rows keep a width).
+  auto d2 = (sq_norms_.unsqueeze(1) + sq_norms_.unsqueeze(0) - 2 * centers_.matmul(centers_.t())).clamp_min(0);
+  d2.fill_diagonal_(INFINITY);
+  const int64_t k = std::min<int64_t>(o.neighbours(), m - 1);
+  auto kth = std::get<0>(d2.topk(k, 1, /*largest=*/false)).select(1, k - 1).sqrt();
+  const double floor = 1e-3 * std::max(centers_.std(0).mean().item<double>(), 1e-12);
+  widths_ = kth.clamp_min(floor).contiguous();
+}
+
+torch::Tensor DataProposal::sample(int64_t n, at::Generator& gen) const {
+  const auto opts = centers_.options();
+  const int64_t m = centers_.size(0), d = centers_.size(1);
+  auto pick = at::randint(m, {n}, gen, opts.dtype(torch::kLong));
+  auto x = centers_.index_select(0, pick) +
+           widths_.index_select(0, pick).unsqueeze(1) * at::normal(0.0, 1.0, {n, d}, gen, opts);
+  if (options_.broad() > 0) {
+    auto u = at::rand({n}, gen, opts);
+    auto flat = lo_ + (hi_ - lo_) * at::rand({n, d}, gen, opts);
+    x = torch::where((u < options_.broad()).unsqueeze(1), flat, x);
+  }
+  return x.to(torch::kFloat);
+}
+
+torch::Tensor DataProposal::log_prob(const torch::Tensor& x_in) const {
+  auto x = x_in.to(centers_.device(), torch::kDouble).reshape({x_in.size(0), -1});
+  const int64_t m = centers_.size(0), d = centers_.size(1);
+  auto d2 = ((x * x).sum(1, true) + sq_norms_.unsqueeze(0) - 2 * x.matmul(centers_.t())).clamp_min(0);
+  auto h2 = (widths_ * widths_).unsqueeze(0);
+  auto log_k = -0.5 * d2 / h2 - 0.5 * double(d) * (kLog2Pi + h2.log());
+  auto lq = torch::logsumexp(log_k, 1) - std::log(double(m));
+  if (options_.broad() <= 0) return lq;
+  lq = lq + std::log1p(-options_.broad());
+  auto inside = ((x >= lo_) & (x <= hi_)).all(1);
+  auto lu = torch::full_like(lq, std::log(options_.broad()) - log_box_volume_);
+  return torch::where(inside, torch::logaddexp(lq, lu), lq);
+}
+
+double DataProposal::jump(EnergyImpl& energy, torch::Tensor& x, int64_t moves, at::Generator& gen) const {
+  if (moves <= 0 || x.size(0) == 0) return 0.0;
+  torch::NoGradGuard ng;
+  const auto dtype = x.scalar_type();
+  auto e = energy.energy(x).to(torch::kDouble);
+  auto lq = log_prob(x).to(x.device());
+  int64_t accepted = 0;
+  for (int64_t k = 0; k < moves; ++k) {
+    auto xp = sample(x.size(0), gen).to(x.device(), dtype);
+    auto ep = energy.energy(xp).to(torch::kDouble);
+    auto lqp = log_prob(xp).to(x.device());
+    auto log_a = (e - ep) + (lq - lqp);
+    auto u = at::rand({x.size(0)}, gen, e.options().device(centers_.device())).to(x.device());
+    auto acc = u.log() < torch::nan_to_num(log_a, -INFINITY);
+    x = torch::where(acc.unsqueeze(1), xp, x);
+    e = torch::where(acc, ep, e);
+    lq = torch::where(acc, lqp, lq);
+    accepted += acc.sum().item<int64_t>();
+  }
+  return double(accepted) / double(moves * x.size(0));
+}
+
+}  // namespace ebm
