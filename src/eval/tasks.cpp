@@ -16,12 +16,6 @@ torch::Tensor test_points_2d(const Config& c, EnergyImpl& energy) {
                     dataset = c.get_string("task.dataset");
   EBM_CHECK_USAGE(!data.empty() || !dataset.empty(), "eval: give --data FILE or --dataset NAME");
   EBM_CHECK_USAGE(c.get_float("task.tol") > 0, "--tol must be > 0, got ", c.get_float("task.tol"));
-  EBM_CHECK_USAGE(dataset.empty() || is_toy2d(dataset), "--dataset ", dataset, ": unknown set (known: ",
-                  [] {
-                    std::string k;
-                    for (const auto& n : toy2d_names()) k += (k.empty() ? "" : ", ") + n;
-                    return k;
-                  }(), ")");
   torch::Tensor test;
   if (!data.empty()) {
     test = read_matrix(data);

@@ -21,18 +21,12 @@ ContrastiveDivergence::ContrastiveDivergence(const ContrastiveDivergenceOptions&
 void ContrastiveDivergence::fit_data(const torch::Tensor& train) {
   buffer_->fit_data(train);
   if (options_.jumps() == 0) return;
-  EBM_CHECK_CONFIG(train.dim() == 2, "objective.jumps needs vector data, got rows of shape ",
-                   train.sizes().slice(1));
-  // (the proposal's uniform part spans the buffer's box, or the data's)
+  // (rows of any shape, flattened; the proposal's uniform part spans the
+  // buffer's box, or the data's)
+  auto flat = train.detach().reshape({train.size(0), -1});
   auto [lo, hi] = buffer_->box();
-  if (!lo.defined()) {
-    auto d = train.detach().to(torch::kDouble);
-    auto l = std::get<0>(d.min(0)), h = std::get<0>(d.max(0));
-    auto ext = (h - l).clamp_min(1e-3);
-    lo = l - 0.1 * ext;
-    hi = h + 0.1 * ext;
-  }
-  jumps_ = std::make_unique<DataProposal>(options_.jump_proposal(), train.detach(), lo, hi);
+  if (!lo.defined()) std::tie(lo, hi) = data_box(flat);
+  jumps_ = std::make_unique<DataProposal>(options_.jump_proposal(), flat, lo.reshape({-1}), hi.reshape({-1}));
 }
 
 Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
@@ -52,7 +46,9 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
   if (options_.jumps() > 0) {
     TORCH_CHECK(jumps_, "ContrastiveDivergence: objective.jumps needs fit_data before the first step");
     FreezeParameters frozen(energy);
-    jump_rate = jumps_->jump(energy, x0, options_.jumps(), gen);
+    auto flat = x0.reshape({x0.size(0), -1});
+    jump_rate = jumps_->jump(energy, flat, options_.jumps(), gen, x0.sizes());
+    x0 = flat.reshape(x0.sizes());
   }
   ChainState chains(x0);
   Stats stats;

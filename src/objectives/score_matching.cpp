@@ -244,10 +244,8 @@ void WithMassTerm::fit_data(const torch::Tensor& train) {
   inner_->fit_data(train);
   EBM_CHECK_CONFIG(train.dim() == 2, "objective.mass_weight needs vector data, got rows of shape ",
                    train.sizes().slice(1));
-  auto d = train.detach().to(torch::kDouble);
-  auto lo = std::get<0>(d.min(0)), hi = std::get<0>(d.max(0));
-  auto ext = (hi - lo).clamp_min(1e-3);
-  proposal_ = std::make_unique<DataProposal>(options_.proposal(), train.detach(), lo - 0.1 * ext, hi + 0.1 * ext);
+  auto [lo, hi] = data_box(train);
+  proposal_ = std::make_unique<DataProposal>(options_.proposal(), train.detach(), lo, hi);
 }
 
 Output WithMassTerm::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) {

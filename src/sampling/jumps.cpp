@@ -9,6 +9,13 @@ namespace {
 constexpr double kLog2Pi = 1.8378770664093453;
 }
 
+std::pair<torch::Tensor, torch::Tensor> data_box(const torch::Tensor& x, double margin) {
+  auto d = x.detach().to(torch::kFloat);
+  auto lo = std::get<0>(d.min(0)), hi = std::get<0>(d.max(0));
+  auto ext = (hi - lo).clamp_min(1e-3);
+  return {lo - margin * ext, hi + margin * ext};
+}
+
 DataProposal::DataProposal(const DataProposalOptions& o, const torch::Tensor& data, const torch::Tensor& lo,
                            const torch::Tensor& hi)
     : options_(o) {
@@ -64,16 +71,21 @@ torch::Tensor DataProposal::log_prob(const torch::Tensor& x_in) const {
   return torch::where(inside, torch::logaddexp(lq, lu), lq);
 }
 
-double DataProposal::jump(EnergyImpl& energy, torch::Tensor& x, int64_t moves, at::Generator& gen) const {
+double DataProposal::jump(EnergyImpl& energy, torch::Tensor& x, int64_t moves, at::Generator& gen,
+                          c10::IntArrayRef shape) const {
   if (moves <= 0 || x.size(0) == 0) return 0.0;
   torch::NoGradGuard ng;
   const auto dtype = x.scalar_type();
-  auto e = energy.energy(x).to(torch::kDouble);
+  // (the energy sees rows of its own shape; the proposal, flat rows)
+  auto energy_of = [&](const torch::Tensor& rows) {
+    return energy.energy(shape.empty() ? rows : rows.reshape(shape)).to(torch::kDouble);
+  };
+  auto e = energy_of(x);
   auto lq = log_prob(x).to(x.device());
   int64_t accepted = 0;
   for (int64_t k = 0; k < moves; ++k) {
     auto xp = sample(x.size(0), gen).to(x.device(), dtype);
-    auto ep = energy.energy(xp).to(torch::kDouble);
+    auto ep = energy_of(xp);
     auto lqp = log_prob(xp).to(x.device());
     auto log_a = (e - ep) + (lq - lqp);
     auto u = at::rand({x.size(0)}, gen, e.options().device(centers_.device())).to(x.device());

@@ -3,6 +3,7 @@
 
 #include "ebm/core/device.h"
 #include "ebm/core/error.h"
+#include "ebm/sampling/jumps.h"
 #include "ebm/sampling/sampling.h"
 
 namespace ebm {
@@ -40,11 +41,9 @@ void ReplayBuffer::fit_data(const torch::Tensor& x) {
   EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x.sizes().slice(1) == c10::IntArrayRef(event_shape_),
                  "buffer.init = data: rows of ", x.sizes().slice(1), " for chains of ",
                  c10::IntArrayRef(event_shape_));
-  auto d = x.detach().to(torch::kCPU, torch::kFloat);
-  auto lo = std::get<0>(d.min(0)), hi = std::get<0>(d.max(0));
-  auto ext = (hi - lo).clamp_min(1e-3);
-  box_lo_ = (lo - 0.1 * ext).to(options_.device());
-  box_hi_ = (hi + 0.1 * ext).to(options_.device());
+  auto [lo, hi] = data_box(x);
+  box_lo_ = lo.to(options_.device());
+  box_hi_ = hi.to(options_.device());
 }
 
 std::pair<torch::Tensor, torch::Tensor> ReplayBuffer::box() const {

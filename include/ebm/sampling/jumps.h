@@ -18,6 +18,10 @@
 
 namespace ebm {
 
+// The box of rows x [N, ...]: each coordinate's range, widened by `margin`
+// of it (at least 1e-3) on either side; lo, hi [...] float32 on x's device.
+std::pair<torch::Tensor, torch::Tensor> data_box(const torch::Tensor& x, double margin = 0.1);
+
 struct DataProposalOptions {
   TORCH_ARG(int64_t, centers) = 512;    // data rows used as kernel centres (M)
   TORCH_ARG(int64_t, neighbours) = 8;   // k: h_i = distance to the k-th nearest centre
@@ -33,8 +37,10 @@ class DataProposal {
   torch::Tensor sample(int64_t n, at::Generator& gen) const;  // [n, D] float32
   torch::Tensor log_prob(const torch::Tensor& x) const;        // [n] float64
   // `moves` independence moves of every chain x [n, D] (updated in place);
-  // returns the acceptance rate.
-  double jump(EnergyImpl& energy, torch::Tensor& x, int64_t moves, at::Generator& gen) const;
+  // returns the acceptance rate. `shape` [n, event...]: the energy's input
+  // shape when its rows are not vectors (x holds them flattened).
+  double jump(EnergyImpl& energy, torch::Tensor& x, int64_t moves, at::Generator& gen,
+              c10::IntArrayRef shape = {}) const;
   const torch::Tensor& centers() const { return centers_; }
   const torch::Tensor& widths() const { return widths_; }
 

@@ -693,3 +693,25 @@ TEST(ScoreMatchingOptions, BadValuesNameTheKey) {
   EXPECT_NE(msg([&] { ncsn.compute(*plain, batch, gen); }).find("ncmlp"), std::string::npos);
 }
 
+
+// The mass term's log Z: self-normalised importance sampling from the data's
+// kernel density recovers the known log Z of an analytic target (mixture:
+// separated, unequal modes), so nll_is - mean E(x+) = log Z. Tolerance 0.05:
+// the estimator's spread at 4096 proposals with an effective sample size above
+// a quarter of them is ~0.01, and its bias O(1/ESS).
+TEST(MassTerm, ImportanceSampledLogZOfAnAnalyticTarget) {
+  auto target = ebm::make_target("mixture", 2);
+  auto gen = ebm::make_generator(70, ebm::kStreamTrain);
+  auto data = target->sample(4000, gen).to(torch::kDouble);
+  auto inner = std::make_shared<ebm::DenoisingScoreMatching>(ebm::DenoisingScoreMatchingOptions(0.1).analytic(false));
+  ebm::WithMassTerm obj(inner, ebm::MassTermOptions().weight(1.0).samples(4096));
+  EXPECT_THROW(obj.compute(*target, {data.narrow(0, 0, 64), {}}, gen), c10::Error);  // (fit_data first)
+  obj.fit_data(data);
+  auto batch = data.narrow(0, 0, 256);
+  auto out = obj.compute(*target, {batch, {}}, gen);
+  const double mean_e = target->energy(batch).mean().item<double>();
+  EXPECT_NEAR(out.metrics.at("nll_is") - mean_e, target->log_z(), 0.05);
+  EXPECT_GT(out.metrics.at("ess_fraction"), 0.25);
+  EXPECT_TRUE(std::isfinite(out.loss.item<double>()));
+  EXPECT_THROW(ebm::WithMassTerm(inner, ebm::MassTermOptions().weight(-1)), ebm::Error);
+}
