@@ -49,8 +49,8 @@ const ObjectiveRegistry& objective_registry() {
             {"jumps", int64_t(0),
              "independence Metropolis moves between modes per chain and step, proposed from a kernel density "
              "of the data (vectors); lets the chains carry each mode's mass; 0 = none"},
-            {"jump_centers", int64_t(512), "data rows the jump proposal is centred on"},
-            {"jump_neighbours", int64_t(8), "each centre's width: the distance to its k-th nearest centre"},
+            {"jump_centers", int64_t(256), "data rows the jump proposal is centred on"},
+            {"jump_neighbours", int64_t(3), "each centre's width: the distance to its k-th nearest centre (small: a mode with few rows keeps kernels of its own width)"},
             {"jump_broad", 0.1, "weight of the proposal's uniform part over the data's box"}}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             return std::make_shared<ContrastiveDivergence>(
