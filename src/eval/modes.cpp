@@ -45,6 +45,14 @@ ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, int64_
                            double min_diff, at::Generator& gen, double tol) {
   EBM_CHECK_DATA(data.dim() == 2 && data.size(1) == 2, "modes: needs [N, 2] data for a 2D model, got ",
                  data.sizes());
+  return mode_masses(energy, data, nll2d(energy, data.to(torch::kCPU, torch::kDouble), tol), clusters, z,
+                     min_diff, gen);
+}
+
+ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, const Nll2dResult& q,
+                           int64_t clusters, double z, double min_diff, at::Generator& gen) {
+  EBM_CHECK_DATA(data.dim() == 2 && data.size(1) == 2, "modes: needs [N, 2] data for a 2D model, got ",
+                 data.sizes());
   EBM_CHECK_USAGE(clusters >= 2, "--clusters must be >= 2, got ", clusters);
   EBM_CHECK_DATA(data.size(0) >= 10 * clusters, "modes: ", data.size(0), " points are too few for ", clusters,
                  " clusters (want 10 per cluster)");
@@ -57,7 +65,6 @@ ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, int64_
   r.data_fraction = counts / double(n);
   r.data_se = (r.data_fraction * (1 - r.data_fraction) / double(n)).sqrt();
   // The model's mass per cell on the converged quadrature grid of nll2d.
-  auto q = nll2d(energy, x, tol);
   const int64_t g = q.grid;
   const double hx = (q.box.hi[0] - q.box.lo[0]) / g, hy = (q.box.hi[1] - q.box.lo[1]) / g;
   auto xs = q.box.lo[0] + hx * (torch::arange(g, torch::kDouble) + 0.5);

@@ -72,7 +72,7 @@ std::string report_run(EnergyImpl& energy, const Config& cfg, const DataSplit& d
   // The modes' masses against the data's shares (ebm eval --task modes).
   auto kgen = run_generator(cfg, kStreamEval);
   if (test.size(0) >= 80) {
-    auto modes = mode_masses(energy, test, 8, 4.0, 0.02, kgen);
+    auto modes = mode_masses(energy, test, r, 8, 4.0, 0.02, kgen);  // (on the NLL's grid)
     j["modes"] = mode_masses_json(modes);
     if (!modes.ok) warning = "warning: the model's mass differs from the data's around " +
                              std::to_string(modes.flagged.sum().item<int64_t>()) +

@@ -43,17 +43,17 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
   }
   x0 = x0.to(x_pos.device(), x_pos.scalar_type());
   double jump_rate = 0;
-  if (options_.jumps() > 0) {
-    TORCH_CHECK(jumps_, "ContrastiveDivergence: objective.jumps needs fit_data before the first step");
-    FreezeParameters frozen(energy);
-    auto flat = x0.reshape({x0.size(0), -1});
-    jump_rate = jumps_->jump(energy, flat, options_.jumps(), gen, x0.sizes());
-    x0 = flat.reshape(x0.sizes());
-  }
-  ChainState chains(x0);
   Stats stats;
+  ChainState chains{torch::Tensor()};
   {
     FreezeParameters frozen(energy);
+    if (options_.jumps() > 0) {
+      TORCH_CHECK(jumps_, "ContrastiveDivergence: objective.jumps needs fit_data before the first step");
+      auto flat = x0.reshape({x0.size(0), -1});
+      jump_rate = jumps_->jump(energy, flat, options_.jumps(), gen, x0.sizes());
+      x0 = flat.reshape(x0.sizes());
+    }
+    chains.x = x0;
     stats = sampler_->run(energy, chains, options_.steps(), gen);
   }
   auto x_neg = chains.x.detach();

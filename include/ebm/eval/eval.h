@@ -56,6 +56,9 @@ struct ModeMassResult {
 };
 ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, int64_t clusters, double z,
                            double min_diff, at::Generator& gen, double tol = 1e-3);
+// The same on the converged grid of an nll2d of `data` already computed.
+ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, const Nll2dResult& quadrature,
+                           int64_t clusters, double z, double min_diff, at::Generator& gen);
 // {"ok", "kl_cells", "cells": [{"center", "data_fraction", "data_se", "model_mass", "flagged"}]}
 nlohmann::json mode_masses_json(const ModeMassResult& r);
 
