@@ -8,7 +8,9 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/data.h"
+#include "ebm/energy/conv.h"
 #include "ebm/energy/energy.h"
+#include "ebm/energy/resnet.h"
 #include "ebm/objectives/objective.h"
 #include "ebm/objectives/score_matching.h"
 #include "ebm/train/step.h"
@@ -24,7 +26,8 @@ std::string Result::json() const {
 
 const std::vector<std::string>& workload_names() {
   static const std::vector<std::string> names = {"langevin-mlp", "langevin-mlp-64d", "pcd-mlp-2d",
-                                                 "dsm-mlp-2d",   "ssm-mlp-2d",       "hmc-gauss-100d"};
+                                                 "dsm-mlp-2d",   "ssm-mlp-2d",       "hmc-gauss-100d",
+                                                 "igebm-fmnist", "resnet-fmnist"};
   return names;
 }
 
@@ -55,10 +58,16 @@ Workload langevin(int64_t dim, int64_t width, uint64_t seed) {
 // step), batches drawn fresh from 8 gaussians as the peer does, no
 // divergence guard (the peer has none).
 Workload training(std::shared_ptr<Objective> objective, int64_t batch, double lr, double beta1,
-                  uint64_t seed) {
+                  uint64_t seed, Energy net = nullptr,
+                  std::function<Batch(int64_t, at::Generator&)> draw = nullptr) {
   auto parts = std::make_shared<TrainParts>();
   parts->gen = make_generator(seed, kStreamTrain);
-  parts->energy = swish_mlp(2, {128, 128}, parts->gen);
+  if (net) {
+    reset_parameters(*net, parts->gen);
+    parts->energy = net;
+  } else {
+    parts->energy = swish_mlp(2, {128, 128}, parts->gen);
+  }
   parts->objective = std::move(objective);
   Learner l;
   l.name = "energy";
@@ -66,7 +75,7 @@ Workload training(std::shared_ptr<Objective> objective, int64_t batch, double lr
   l.optimizer = std::make_unique<FusedAdam>(parts->energy->parameters(),
                                             torch::optim::AdamOptions(lr).betas({beta1, 0.999}));
   parts->learners.push_back(std::move(l));
-  parts->draw = [](int64_t n, at::Generator& gen) { return Batch{toy2d("8gaussians", n, gen), {}}; };
+  parts->draw = draw ? draw : [](int64_t n, at::Generator& gen) { return Batch{toy2d("8gaussians", n, gen), {}}; };
   const auto options = StepOptions(batch).check_weights(false);
   return {[=] { train_step(*parts, options); }, 1.0, "iterations/s"};
 }
@@ -80,6 +89,22 @@ Workload pcd_2d(uint64_t seed) {
   auto cd = std::make_shared<ContrastiveDivergence>(ContrastiveDivergenceOptions(20).alpha(0.1),
                                                     sampler, buffer);
   return training(cd, 256, 1e-4, 0.0, seed);
+}
+
+// PCD on 28x28 images in [-1, 1] (IGEBM's recipe, BENCHMARKS.md): 60
+// Langevin steps of eta 10, noise 0.005, gradients clamped to +-0.03 and
+// samples to [-1, 1], a buffer of 8192 from uniform noise, batch 128 rows of
+// 8192 random images standing in for Fashion-MNIST (as the peer's).
+Workload pcd_images(Energy net, uint64_t seed) {
+  auto buffer = std::make_shared<ReplayBuffer>(
+      ReplayBufferOptions(8192).reinit_prob(0.05).init("uniform").low(-1).high(1), std::vector<int64_t>{1, 28, 28});
+  auto sampler = std::make_shared<LangevinSampler>(
+      LangevinOptions(10.0).noise(0.005).grad_clip(0.03).clamp_min(-1).clamp_max(1));
+  auto cd = std::make_shared<ContrastiveDivergence>(ContrastiveDivergenceOptions(60).alpha(0.1), sampler, buffer);
+  auto data_gen = make_generator(seed, kStreamData);
+  Dataset images{at::empty({8192, 1, 28, 28}).uniform_(-1, 1, data_gen), {}, "uniform noise"};
+  return training(cd, 128, 1e-4, 0.0, seed, std::move(net),
+                  [images](int64_t n, at::Generator& gen) { return draw_batch(images, n, gen); });
 }
 
 // HMC on a 100-d Gaussian, condition number 100 (variances log-spaced
@@ -113,6 +138,10 @@ Result run_workload(const std::string& name, double seconds, int threads, uint64
     w = score_matching_2d(std::make_shared<DenoisingScoreMatching>(DenoisingScoreMatchingOptions(0.1)), seed);
   } else if (name == "hmc-gauss-100d") {
     w = hmc_gauss_100d(seed);
+  } else if (name == "igebm-fmnist") {
+    w = pcd_images(ConvEnergy(ConvEnergyOptions({1, 28, 28})).ptr(), seed);
+  } else if (name == "resnet-fmnist") {
+    w = pcd_images(ResNetEnergy(ResNetEnergyOptions({1, 28, 28})).ptr(), seed);
   } else if (name == "ssm-mlp-2d") {
     w = score_matching_2d(std::make_shared<SlicedScoreMatching>(SlicedScoreMatchingOptions()), seed);
   } else {

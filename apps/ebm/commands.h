@@ -27,6 +27,7 @@ Runner add_train(CLI::App& app);
 Runner add_sample(CLI::App& app);
 Runner add_energy(CLI::App& app);
 Runner add_eval(CLI::App& app);
+Runner add_classify(CLI::App& app);
 Runner add_bench(CLI::App& app);
 
 }  // namespace ebm::cli

@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "ebm/core/error.h"
 #include "ebm/io/io.h"
+#include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
 
 namespace ebm::cli {
@@ -25,9 +26,11 @@ Runner add_energy(CLI::App& app) {
     const c10::Device device = apply_common(a->common);
     EBM_CHECK_USAGE(file_extension(a->out) == ".csv", "--out ", a->out,
                     ": extension must be .csv (the energies are written as CSV)");
-    Energy energy = load_model(a->model);
-    auto x = read_array(a->input);
+    ModelInfo info;
+    Energy energy = load_model(a->model, &info);
     const auto shape = energy->event_shape();
+    // (images follow the pixel conventions: PNG / IDX / integer NPY are pixels)
+    auto x = shape.size() == 3 ? read_model_input(a->input, info) : read_array(a->input);
     const int64_t dim = c10::multiply_integers(shape);
     // (rows of the model's shape, or the same values flattened, e.g. CSV)
     EBM_CHECK_DATA(x[0].numel() == dim, a->input, ": rows of shape ", x.sizes().slice(1),

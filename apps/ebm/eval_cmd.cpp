@@ -12,7 +12,8 @@ namespace ebm::cli {
 Runner add_eval(CLI::App& app) {
   struct Args {
     Common common;
-    std::string model, task, data, dataset, out;
+    std::string model, task, data, dataset, out, features, reference, samples, sampler;
+    int64_t steps = 200;
     int64_t n = 10000;
     double tol = 1e-3;
     int64_t clusters = 8;
@@ -28,32 +29,47 @@ Runner add_eval(CLI::App& app) {
   auto* d = cmd->add_option("--data", a->data, "test points (CSV/NPY)");
   auto* s = cmd->add_option("--dataset", a->dataset, "fresh points from a built-in toy set");
   d->excludes(s);
-  cmd->add_option("--n", a->n, "points drawn for --dataset")->capture_default_str();
+  cmd->add_option("--n", a->n, "points drawn for --dataset (fid: images on each side, default 1000)");
   cmd->add_option("--tol", a->tol, "quadrature tolerance on log Z")->capture_default_str();
   auto* clusters = cmd->add_option("--clusters", a->clusters, "modes: k-means cells")->capture_default_str();
   auto* z = cmd->add_option("--z", a->z, "modes: flag at this many standard errors")->capture_default_str();
   auto* min_diff =
       cmd->add_option("--min-diff", a->min_diff, "modes: ... and this absolute difference")->capture_default_str();
+  auto* features = cmd->add_option("--features", a->features, "fid: classifier model.pt whose features are compared");
+  auto* reference =
+      cmd->add_option("--reference", a->reference, "fid: fashion_mnist, mnist, a PNG folder, IDX or NPY images");
+  auto* samples = cmd->add_option("--samples", a->samples, "fid: score these images instead of drawing samples");
+  auto* steps = cmd->add_option("--steps", a->steps, "fid: sampler transitions per drawn sample")->capture_default_str();
+  auto* sampler = cmd->add_option("--sampler", a->sampler, "fid: sampler spec (default: the model's training sampler)");
+  auto* n = cmd->get_option("--n");
   cmd->add_option("--out", a->out, "also write the result as JSON here");
   add_common(cmd, a->common);
-  return [a, &tasks, clusters, z, min_diff]() -> int {
+  return [a, &tasks, clusters, z, min_diff, features, reference, samples, steps, sampler, n]() -> int {
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
                     tasks.known(), ")");
     Config cfg(eval_task_schema());
     cfg.set_value("task.name", a->task);
-    cfg.set_value("task.data", a->data);
-    cfg.set_value("task.dataset", a->dataset);
-    cfg.set_value("task.n", a->n);
-    cfg.set_value("task.tol", a->tol);
+    // (the 2D point tasks' keys; fid has its own)
+    const bool points = a->task != "fid";
+    if (points || !a->data.empty()) cfg.set_value("task.data", a->data);
+    if (points || !a->dataset.empty()) cfg.set_value("task.dataset", a->dataset);
+    if (points || n->count()) cfg.set_value("task.n", a->n);
+    if (points) cfg.set_value("task.tol", a->tol);
     cfg.set_value("task.seed", a->common.seed);
     // (task-specific options only when given: another task refuses them)
     if (clusters->count()) cfg.set_value("task.clusters", a->clusters);
     if (z->count()) cfg.set_value("task.z", a->z);
     if (min_diff->count()) cfg.set_value("task.min_diff", a->min_diff);
+    if (features->count()) cfg.set_value("task.features", a->features);
+    if (reference->count()) cfg.set_value("task.reference", a->reference);
+    if (samples->count()) cfg.set_value("task.samples", a->samples);
+    if (steps->count()) cfg.set_value("task.steps", a->steps);
+    if (sampler->count()) cfg.set_value("task.sampler", a->sampler);
     cfg.validate();
-    Energy energy = load_model(a->model);
-    EvalReport r = tasks.make(cfg, *energy);
+    ModelInfo info;
+    Energy energy = load_model(a->model, &info);
+    EvalReport r = tasks.make(cfg, *energy, info);
     std::cout << r.text;
     if (!a->out.empty()) atomic_write_text(a->out, r.json.dump(2) + "\n");
     return 0;

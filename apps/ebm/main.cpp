@@ -66,6 +66,8 @@ int main(int argc, char** argv) {
     runners[app.get_subcommand("energy")] = r;
     r = cli::add_eval(app);
     runners[app.get_subcommand("eval")] = r;
+    r = cli::add_classify(app);
+    runners[app.get_subcommand("classify")] = r;
     r = cli::add_bench(app);
     runners[app.get_subcommand("bench")] = r;
     app.parse(argc, argv);

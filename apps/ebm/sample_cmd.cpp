@@ -16,7 +16,10 @@
 #include "ebm/io/io.h"
 #include "ebm/sampling/diagnostics.h"
 #include "ebm/sampling/tempering.h"
+#include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
+#include "ebm/sampling/registry.h"
+#include "ebm/train/train.h"
 
 namespace ebm::cli {
 namespace {
@@ -56,8 +59,8 @@ void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, ..
 Runner add_sample(CLI::App& app) {
   struct Args {
     Common common;
-    std::string model, script, target, sampler = "ula:step=0.01", init, out;
-    int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0;
+    std::string model, script, target, sampler, init, out;
+    int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0, label = -1;
     double target_accept = 0;
     bool no_adapt_mass = false, no_adapt = false;
   };
@@ -74,8 +77,9 @@ Runner add_sample(CLI::App& app) {
   cmd->add_option("--dim", a->dim, "dimension of --target / --energy-script (0 = its default)")
       ->capture_default_str();
   cmd->add_option("--sampler", a->sampler,
-                  "spec, e.g. \"nuts\", \"hmc:step=0.05,leapfrog=10\", \"langevin:step=0.01,noise=0.005\"")
-      ->capture_default_str();
+                  "spec, e.g. \"nuts\", \"hmc:step=0.05,leapfrog=10\", \"langevin:step=0.01,noise=0.005\"; "
+                  "default: a model's training sampler, else ula:step=0.01");
+  cmd->add_option("--label", a->label, "class of a conditional model: draw from p(x | y = LABEL)");
   cmd->add_option("--n", a->n, "number of chains")->capture_default_str();
   cmd->add_option("--warmup", a->warmup,
                   "warm-up transitions, discarded; they adapt the step size (and a diagonal "
@@ -89,8 +93,10 @@ Runner add_sample(CLI::App& app) {
                   "acceptance the warm-up aims at (default: mh 0.234, mala 0.57, hmc 0.65, nuts 0.8)");
   cmd->add_flag("--no-adapt-mass", a->no_adapt_mass, "adapt the step size only");
   cmd->add_flag("--no-adapt", a->no_adapt, "warm-up is plain burn-in: nothing is adapted");
-  cmd->add_option("--init", a->init, "initial states (CSV/NPY, n rows); default N(0, I)");
-  cmd->add_option("--out", a->out, "draws: .csv, .npy or .png (final states: 2D scatter or image grid)")
+  cmd->add_option("--init", a->init,
+                  "initial states, n rows (CSV/NPY; images also PNG, a folder of PNGs, IDX); default N(0, I), "
+                  "for image models uniform noise over the pixel range");
+  cmd->add_option("--out", a->out, "draws: .csv, .npy or .png (final states: 2D scatter or image grid); .idx for images")
       ->required();
   add_common(cmd, a->common);
   return [a]() -> int {
@@ -105,8 +111,9 @@ Runner add_sample(CLI::App& app) {
     EBM_CHECK_USAGE(a->target_accept == 0 || (a->target_accept > 0 && a->target_accept < 1),
                     "--target-accept must be in (0, 1), got ", a->target_accept);
     const std::string ext = file_extension(a->out);
-    EBM_CHECK_USAGE(ext == ".csv" || ext == ".npy" || ext == ".png", "--out ", a->out,
-                    ": extension must be .csv, .npy or .png");
+    EBM_CHECK_USAGE(ext == ".csv" || ext == ".npy" || ext == ".png" || ext == ".idx", "--out ", a->out,
+                    ": extension must be .csv, .npy, .png or .idx");
+    EBM_CHECK_USAGE(a->label < 0 || !a->model.empty(), "--label needs --model (a class-conditional model)");
     EBM_CHECK_USAGE(a->thin == 0 || ext != ".png", "--thin: a PNG shows final states only");
     // Both files of an NPY pair checked before either is written, so a
     // failure leaves what the user had.
@@ -119,8 +126,18 @@ Runner add_sample(CLI::App& app) {
     // (a model trained on standardised data is sampled in its own units, the
     // draws reported in the data's)
     AffineMap units;
+    ModelInfo info;
     if (!a->model.empty()) {
-      std::tie(energy, units) = sampling_view(load_model(a->model));
+      std::tie(energy, units) = sampling_view(load_model(a->model, &info));
+      if (a->label >= 0 || a->label < -1) {
+        const int64_t k = energy->num_classes();
+        EBM_CHECK_USAGE(k > 0, "--label ", a->label, ": ", a->model, " is not class-conditional (energy.conditional)");
+        EBM_CHECK_USAGE(a->label >= 0 && a->label < k, "--label ", a->label, ": ", a->model, " has classes 0 to ",
+                        k - 1);
+        auto labelled = std::make_shared<LabelledEnergyImpl>(energy);
+        labelled->set_labels(torch::tensor({a->label}, torch::kLong));
+        energy = labelled;
+      }
     } else if (!a->script.empty()) {
       energy = std::make_shared<ScriptEnergyImpl>(a->script, a->dim);
     } else {
@@ -130,11 +147,23 @@ Runner add_sample(CLI::App& app) {
     const auto shape = energy->event_shape();
     const int64_t dim = c10::multiply_integers(shape);
     const bool image = shape.size() == 3 && (shape[0] == 1 || shape[0] == 3);
+    EBM_CHECK_USAGE(ext != ".idx" || image, "--out ", a->out, ": IDX holds images; this energy's samples are ",
+                    c10::IntArrayRef(shape));
+    EBM_CHECK_USAGE(ext != ".idx" || a->thin == 0, "--thin: write .npy or .csv (IDX holds final states only)");
     EBM_CHECK_USAGE(ext != ".png" || dim == 2 || image, "--out ", a->out,
                     ": PNG needs a 2D energy or an image energy [1 or 3, H, W], got event shape ",
                     c10::IntArrayRef(shape));
     energy->to(device);
-    auto sampler = make_sampler(a->sampler);
+    // (a model sampled as it was trained, unless told otherwise)
+    std::string spec = a->sampler;
+    std::shared_ptr<Sampler> sampler;
+    if (spec.empty() && !info.sampler_toml.empty()) {
+      Config sc = make_train_config();
+      sc.load_string(info.sampler_toml, a->model + "[sampler_config]");
+      sampler = build_sampler(sc);
+    } else {
+      sampler = make_sampler(spec.empty() ? "ula:step=0.01" : spec);
+    }
     if (auto* annealed = dynamic_cast<AnnealedLangevinSampler*>(sampler.get())) {
       const double last = annealed->levels().back();
       if (!dynamic_cast<NoiseConditionalEnergyImpl*>(energy.get()) && last != 1.0)
@@ -147,10 +176,15 @@ Runner add_sample(CLI::App& app) {
     std::vector<int64_t> batch_shape = shape;
     batch_shape.insert(batch_shape.begin(), a->n);
     if (!a->init.empty()) {
-      x0 = read_array(a->init);
+      ModelInfo as = info;
+      as.event_shape = shape;
+      x0 = info.pixels || image ? read_model_input(a->init, as) : read_array(a->init);
       EBM_CHECK_DATA(x0.size(0) == a->n && x0[0].numel() == dim, a->init, ": expected ", a->n,
                      " rows of ", c10::IntArrayRef(shape), " (", dim, " values), got ", x0.sizes());
-      x0 = units.to_model(x0.reshape(batch_shape));
+      x0 = units.to_model(x0.reshape(batch_shape)).to(device);
+    } else if (info.pixels) {
+      x0 = at::empty(batch_shape, torch::TensorOptions(torch::kFloat).device(device))
+               .uniform_(info.pixels->lo, info.pixels->hi, gen);
     } else {
       x0 = at::normal(0.0, 1.0, batch_shape, gen, torch::TensorOptions(torch::kFloat).device(device));
     }
@@ -196,7 +230,12 @@ Runner add_sample(CLI::App& app) {
     progress.finish();
 
     auto x = units.to_user(chains.x).to(torch::kCPU, torch::kFloat);
-    if (ext == ".png" && image) {
+    if (info.pixels && (ext == ".png" || ext == ".idx" || (ext == ".npy" && a->thin == 0))) {
+      const int64_t k = energy->num_classes();
+      write_images(a->out, x, *info.pixels, k > 0 ? std::min<int64_t>(k, 10) : 0);
+    } else if (ext == ".idx") {
+      write_images(a->out, x, PixelMap());
+    } else if (ext == ".png" && image) {
       // (the grid spans the samples' own range, whatever the data's scale,
       // less the 1% tails a few stray pixels would otherwise stretch)
       auto q = torch::quantile(x.flatten().to(torch::kDouble), torch::tensor({0.01, 0.99}, torch::kDouble));

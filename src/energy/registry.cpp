@@ -2,6 +2,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/energy/conv.h"
+#include "ebm/energy/resnet.h"
 
 namespace ebm {
 namespace {
@@ -13,6 +14,25 @@ int64_t vector_dim(const Shape& shape, const char* name) {
                    "\" takes vectors [D]; the data have event shape ", c10::IntArrayRef(shape),
                    " (images: energy.name = \"conv\")");
   return shape[0];
+}
+
+// energy.conditional / energy.classes: the number of outputs per row.
+std::vector<ConfigKey> class_keys() {
+  return {{"conditional", false, "one energy per class, E(x, y) (labels needed); E(x) is their -logsumexp(-.)"},
+          {"classes", int64_t(0), "classes of a conditional energy; 0 = from the training labels (max + 1)"}};
+}
+
+int64_t classes_of(const Config& c) {
+  if (!c.get_bool("energy.conditional")) return 0;
+  const int64_t k = c.get_int("energy.classes");
+  EBM_CHECK_CONFIG(k >= 1, "energy.conditional = true needs energy.classes >= 1 (0: from the data's labels, "
+                   "when training), got ", k);
+  return k;
+}
+
+std::vector<ConfigKey> with(std::vector<ConfigKey> a, const std::vector<ConfigKey>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
 }
 
 std::vector<ConfigKey> mlp_keys() {
@@ -73,14 +93,15 @@ const EnergyRegistry& energy_registry() {
           });
     const ConvEnergyOptions d({1, 28, 28});
     r.add({"conv", "convolutional energy on images [C, H, W] (IGEBM's small net by default)",
-           {{"channels", d.channels(), "output channels of each conv layer"},
-            {"kernels", d.kernels(), "kernel size of each conv layer"},
-            {"strides", d.strides(), "stride of each conv layer"},
-            {"paddings", d.paddings(), "zero padding of each conv layer"},
-            {"hidden", d.hidden(), "dense widths after the conv layers"},
-            {"activation", d.activation(), "swish | softplus | elu | leaky_relu"},
-            {"spectral_norm", false, "spectral normalisation of every weight"},
-            {"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"}}},
+           with({{"channels", d.channels(), "output channels of each conv layer"},
+                 {"kernels", d.kernels(), "kernel size of each conv layer"},
+                 {"strides", d.strides(), "stride of each conv layer"},
+                 {"paddings", d.paddings(), "zero padding of each conv layer"},
+                 {"hidden", d.hidden(), "dense widths after the conv layers"},
+                 {"activation", d.activation(), "swish | softplus | elu | leaky_relu"},
+                 {"spectral_norm", false, "spectral normalisation of every weight"},
+                 {"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"}},
+                class_keys())},
           [](const Config& c, const Shape& shape) -> Energy {
             return ConvEnergy(ConvEnergyOptions(shape)
                                   .channels(c.get_int_list("energy.channels"))
@@ -90,7 +111,26 @@ const EnergyRegistry& energy_registry() {
                                   .hidden(c.get_int_list("energy.hidden"))
                                   .activation(c.get_string("energy.activation"))
                                   .spectral_norm(c.get_bool("energy.spectral_norm"))
-                                  .prior_std(c.get_float("energy.prior_std")))
+                                  .prior_std(c.get_float("energy.prior_std"))
+                                  .classes(classes_of(c)))
+                .ptr();
+          });
+    const ResNetEnergyOptions rd({1, 28, 28});
+    r.add({"resnet", "IGEBM's residual energy on images [C, H, W] (BENCHMARKS.md's resnet-fmnist net by default)",
+           with({{"channels", rd.channels(), "channels of each stage (average pooling between stages)"},
+                 {"blocks", rd.blocks(), "residual blocks of each stage"},
+                 {"activation", rd.activation(), "swish | softplus | elu | leaky_relu"},
+                 {"spectral_norm", true, "spectral normalisation of every weight"},
+                 {"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"}},
+                class_keys())},
+          [](const Config& c, const Shape& shape) -> Energy {
+            return ResNetEnergy(ResNetEnergyOptions(shape)
+                                    .channels(c.get_int_list("energy.channels"))
+                                    .blocks(c.get_int_list("energy.blocks"))
+                                    .activation(c.get_string("energy.activation"))
+                                    .spectral_norm(c.get_bool("energy.spectral_norm"))
+                                    .prior_std(c.get_float("energy.prior_std"))
+                                    .classes(classes_of(c)))
                 .ptr();
           });
     r.add({"sum", "weighted sum of energies, one [[energy.terms]] table each (composition)",

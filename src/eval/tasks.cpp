@@ -7,6 +7,12 @@
 #include "ebm/data/data.h"
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
+#include "ebm/data/images.h"
+#include "ebm/eval/images.h"
+#include "ebm/model/inputs.h"
+
+#include <c10/util/accumulate.h>
+#include <filesystem>
 
 namespace ebm {
 namespace {
@@ -33,7 +39,7 @@ torch::Tensor test_points_2d(const Config& c, EnergyImpl& energy) {
 }
 
 // Exact test NLL of a 2D model (quadrature of Z).
-EvalReport nll2d_task(const Config& c, EnergyImpl& energy) {
+EvalReport nll2d_task(const Config& c, EnergyImpl& energy, const ModelInfo&) {
   const std::string dataset = c.get_string("task.dataset");
   const double tol = c.get_float("task.tol");
   auto test = test_points_2d(c, energy);
@@ -59,7 +65,7 @@ EvalReport nll2d_task(const Config& c, EnergyImpl& energy) {
   return out;
 }
 // The model's mass around each cluster of the data against the data's share.
-EvalReport modes_task(const Config& c, EnergyImpl& energy) {
+EvalReport modes_task(const Config& c, EnergyImpl& energy, const ModelInfo&) {
   auto test = test_points_2d(c, energy);
   auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
   auto r = mode_masses(energy, test, c.get_int("task.clusters"), c.get_float("task.z"),
@@ -75,6 +81,100 @@ EvalReport modes_task(const Config& c, EnergyImpl& energy) {
   else
     os << "warning: the model's mass differs from the data's in " << r.flagged.sum().item<int64_t>()
        << " cell(s): its density has the modes' shapes but not their weights (see README, 'Mode masses')\n";
+  out.text = os.str();
+  return out;
+}
+
+// Images as raw 0-255 pixels [N, ...]: a built-in set's split (a random n of
+// it, from gen) or a file / folder.
+torch::Tensor reference_pixels(const std::string& spec, const std::string& split, int64_t n, at::Generator& gen) {
+  Dataset d;
+  if (spec == "fashion_mnist" || spec == "mnist") {
+    d = spec == "mnist" ? load_mnist(split) : load_fashion_mnist(split);
+  } else {
+    std::error_code ec;
+    if (std::filesystem::is_directory(spec, ec)) {
+      d = load_image_folder(spec);
+    } else {
+      d = Dataset{file_extension(spec) == ".png" ? read_png(spec).unsqueeze(0).to(torch::kFloat) : read_array(spec),
+                  {}, spec};
+      d.pixels = true;
+    }
+  }
+  EBM_CHECK_DATA(d.size() >= n, spec, ": ", d.size(), " images, fewer than --n ", n);
+  return d.x.index_select(0, torch::randperm(d.size(), gen, torch::kLong).narrow(0, 0, n)).to(torch::kFloat);
+}
+
+// FID of model samples against reference images, beside the real-data floor
+// and a Gaussian fitted to the reference pixels.
+EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
+  const std::string features = c.get_string("task.features"), reference = c.get_string("task.reference"),
+                    samples = c.get_string("task.samples");
+  const int64_t n = c.get_int("task.n"), steps = c.get_int("task.steps");
+  EBM_CHECK_USAGE(!features.empty(), "fid: give --features C.pt (a classifier model: objective.name = \"ce\")");
+  EBM_CHECK_USAGE(!reference.empty(), "fid: give --reference DATA (fashion_mnist, mnist, a PNG folder, IDX or NPY)");
+  EBM_CHECK_USAGE(n >= 2, "--n must be >= 2, got ", n);
+  EBM_CHECK_USAGE(steps >= 0, "--steps must be >= 0, got ", steps);
+  ModelInfo finfo;
+  Energy classifier = load_model(features, &finfo);
+  {
+    std::vector<int64_t> one = finfo.event_shape;
+    one.insert(one.begin(), 1);
+    torch::NoGradGuard ng;
+    EBM_CHECK_DATA(classifier->features(torch::zeros(one)).defined(), features,
+                   ": this energy has no penultimate features (use a conv or resnet classifier)");
+  }
+  EBM_CHECK_DATA(finfo.pixels.has_value(), features, ": the feature network must be an image model trained on pixels");
+  EBM_CHECK_DATA(info.pixels.has_value() || !samples.empty(), "fid: the model was not trained on pixels");
+  EBM_CHECK_DATA(finfo.event_shape == info.event_shape, features, ": takes images ",
+                 c10::IntArrayRef(finfo.event_shape), ", the model draws ", c10::IntArrayRef(info.event_shape));
+  auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
+  const bool builtin = reference == "fashion_mnist" || reference == "mnist";
+  auto ref = reference_pixels(reference, "test", n, gen);
+  auto held = builtin ? reference_pixels(reference, "train", n, gen) : torch::Tensor();
+  if (!builtin) {  // (a file: two disjoint halves of 2n of its images)
+    auto both = reference_pixels(reference, "", 2 * n, gen);
+    ref = both.narrow(0, 0, n);
+    held = both.narrow(0, n, n);
+  }
+  std::vector<int64_t> shape = info.event_shape;
+  shape.insert(shape.begin(), -1);
+  EBM_CHECK_DATA(ref[0].numel() == c10::multiply_integers(info.event_shape), reference, ": images of ",
+                 ref[0].numel(), " values for a model of ", c10::IntArrayRef(info.event_shape));
+  ref = ref.reshape(shape);
+  held = held.reshape(shape);
+  // Model samples as pixels: drawn, or given (--samples).
+  torch::Tensor fake;
+  if (!samples.empty()) {
+    ModelInfo as = info;
+    auto x = read_model_input(samples, as);
+    fake = info.pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : x;
+  } else {
+    fake = info.pixels->to_pixels(draw_model_samples(energy, info, n, steps, c.get_string("task.sampler"), gen))
+               .to(torch::kFloat);
+  }
+  // Gaussian baseline: the reference pixels' mean and covariance.
+  auto flat = ref.flatten(1).to(torch::kDouble);
+  auto mu = flat.mean(0);
+  auto cov = (flat - mu).t().mm(flat - mu) / double(n - 1);
+  auto l = torch::linalg_cholesky(cov + 1e-3 * torch::eye(cov.size(0), torch::kDouble));
+  auto gauss = (mu + at::normal(0.0, 1.0, {n, cov.size(0)}, gen, torch::TensorOptions(torch::kDouble)).mm(l.t()))
+                   .clamp(0, 255)
+                   .to(torch::kFloat)
+                   .reshape(shape);
+  auto feats = [&](const torch::Tensor& px) { return batch_features(*classifier, finfo.pixels->to_model(px)); };
+  auto fr = feats(ref);
+  const double model = frechet_distance(feats(fake), fr), floor = frechet_distance(feats(held), fr),
+               gaussian = frechet_distance(feats(gauss), fr);
+  EvalReport out;
+  out.json = {{"task", "fid"},     {"n", n},           {"features", features}, {"reference", reference},
+              {"fid", model},      {"fid_real", floor}, {"fid_gaussian", gaussian},
+              {"steps", samples.empty() ? steps : 0}, {"samples", samples.empty() ? "drawn" : samples}};
+  std::ostringstream os;
+  os << "FID (" << n << " images, features of " << features << ", against " << reference << "):\n"
+     << "  model samples      " << model << "\n"
+     << "  held-out real data " << floor << "  (the floor)\n"
+     << "  Gaussian baseline  " << gaussian << "  (a Gaussian fitted to the reference pixels)\n";
   out.text = os.str();
   return out;
 }
@@ -100,6 +200,15 @@ const EvalTaskRegistry& eval_task_registry() {
     r.add({"modes", "the model's mass in the cells of the data's clusters against the data's shares (2D, exact)",
            mode_keys},
           modes_task);
+    r.add({"fid", "Frechet distance of model samples' classifier features to reference images'",
+           {{"features", std::string(""), "classifier model whose penultimate features are compared"},
+            {"reference", std::string(""), "reference images: fashion_mnist, mnist (test split), PNG folder, IDX, NPY"},
+            {"samples", std::string(""), "score these images instead of drawing the model's"},
+            {"n", int64_t(1000), "images on each side"},
+            {"steps", int64_t(200), "sampler transitions from noise per drawn sample"},
+            {"sampler", std::string(""), "sampler spec; empty = the model's training sampler"},
+            {"seed", int64_t(0), "seed of the draws"}}},
+          fid_task);
     return r;
   }();
   return reg;

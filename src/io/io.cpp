@@ -1,9 +1,11 @@
 // Readers and writers for the matrix formats of DESIGN.md "Data formats".
 // Readers load the whole file, validate every byte they use, and report the
 // first problem as one line naming the file and the CSV line (1-based) or the
-// NPY/IDX byte offset. All writers go through atomic_write.
+// NPY/IDX byte offset. All writers go through atomic_write. PNG decoding is
+// stb_image's (Debian's libstb ships it compiled: no STB_IMAGE_IMPLEMENTATION).
 #include "ebm/io/io.h"
 
+#include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <sstream>
 
 #include "ebm/core/error.h"
@@ -384,14 +387,16 @@ torch::Tensor read_npy_array(const std::string& path) {
   const std::string header = bytes.substr(header_start, header_len);
   const auto h = DictParser(path, header, header_start).parse();
 
-  int64_t width = 0;
-  if (h.descr == "<f4") {
-    width = 4;
-  } else if (h.descr == "<f8") {
-    width = 8;
-  } else {
-    fail(ExitCode::kBadData, path, ": unsupported dtype '", h.descr, "' (want <f4 or <f8)");
-  }
+  // Integers of one byte carry no byte order: numpy writes '|', '<' is accepted too.
+  static const std::map<std::string, torch::ScalarType> kDtypes = {
+      {"<f4", torch::kFloat32}, {"<f8", torch::kFloat64}, {"|u1", torch::kUInt8}, {"<u1", torch::kUInt8},
+      {"|i1", torch::kInt8},    {"<i1", torch::kInt8},    {"<i2", torch::kInt16}, {"<i4", torch::kInt32},
+      {"<i8", torch::kInt64}};
+  const auto dtype = kDtypes.find(h.descr);
+  if (dtype == kDtypes.end())
+    fail(ExitCode::kBadData, path, ": unsupported dtype '", h.descr,
+         "' (want <f4, <f8, |u1, |i1, <i2, <i4 or <i8)");
+  const int64_t width = c10::elementSize(dtype->second);
   if (h.fortran_order) fail(ExitCode::kBadData, path, ": fortran_order True is not supported (want C order)");
   if (h.shape.empty())
     fail(ExitCode::kBadData, path, ": unsupported shape () (want [N] or [N, ...])");
@@ -420,12 +425,13 @@ torch::Tensor read_npy_array(const std::string& path) {
     fail(ExitCode::kBadData, path, ": byte offset ", data_start + want, ": ", available - want,
          " trailing bytes after the data of shape ", shape_str(h.shape));
 
-  auto out = torch::empty({rows, cols}, width == 4 ? torch::kFloat32 : torch::kFloat64);
+  auto out = torch::empty({rows, cols}, dtype->second);
   if (want > 0) {
     auto* dst = static_cast<unsigned char*>(out.data_ptr());
     std::memcpy(dst, u + data_start, want);
     if (!host_is_little_endian()) byteswap_inplace(dst, rows * cols, width);
   }
+  if (!out.is_floating_point()) return out.reshape(h.shape);
   check_finite_rows(out, path);
   out = out.to(torch::kFloat32);
   if (width == 8) check_finite_rows(out, path + " (as float32)");
@@ -515,11 +521,8 @@ torch::Tensor read_idx_array(const std::string& path) {
   int64_t cols = 1;
   for (int i = 1; i < ndim; ++i) cols *= dims[i];
   const unsigned char* p = data.data() + data_start;
-  if (width == 1) {
-    return torch::from_blob(const_cast<unsigned char*>(p), {rows, cols}, torch::kUInt8)
-        .to(torch::kFloat32)
-        .reshape(dims);
-  }
+  if (width == 1)
+    return torch::from_blob(const_cast<unsigned char*>(p), {rows, cols}, torch::kUInt8).clone().reshape(dims);
   auto out = torch::empty({rows, cols}, torch::kFloat32);
   auto* dst = out.data_ptr<float>();
   for (uint64_t i = 0; i < count; ++i) {
@@ -537,8 +540,29 @@ torch::Tensor as_rows(const torch::Tensor& x) {
 }
 }  // namespace
 
-torch::Tensor read_npy(const std::string& path) { return as_rows(read_npy_array(path)); }
-torch::Tensor read_idx(const std::string& path) { return as_rows(read_idx_array(path)); }
+torch::Tensor read_npy(const std::string& path) { return as_rows(read_npy_array(path)).to(torch::kFloat32); }
+torch::Tensor read_idx(const std::string& path) { return as_rows(read_idx_array(path)).to(torch::kFloat32); }
+
+torch::Tensor read_png(const std::string& path) {
+  const auto bytes = read_file_bytes(path);
+  // stb_image would take a JPEG or BMP as well; a .png must be a PNG.
+  static const char kSignature[] = "\x89PNG\r\n\x1a\n";
+  if (bytes.size() < 8 || std::memcmp(bytes.data(), kSignature, 8) != 0)
+    fail(ExitCode::kBadData, path, ": byte offset 0: not a PNG file (bad signature)");
+  EBM_CHECK_DATA(bytes.size() <= size_t(std::numeric_limits<int>::max()), path, ": PNG file too large");
+  int w = 0, h = 0, comp = 0;
+  unsigned char* px = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
+                                            static_cast<int>(bytes.size()), &w, &h, &comp, 0);
+  if (!px) {
+    const char* why = stbi_failure_reason();
+    fail(ExitCode::kBadData, path, ": cannot decode PNG: ", why ? why : "unknown error");
+  }
+  auto img = torch::from_blob(px, {h, w, comp}, torch::kUInt8).clone();  // [H, W, comp]
+  stbi_image_free(px);
+  // Alpha is dropped: grey + alpha -> grey, RGBA -> RGB.
+  const int64_t c = comp <= 2 ? 1 : 3;
+  return img.narrow(2, 0, c).permute({2, 0, 1}).contiguous();  // [C, H, W]
+}
 
 namespace {
 // The rows of a file with their own shape (CSV: [N, D]), by extension.
@@ -552,21 +576,25 @@ torch::Tensor read_shaped(const std::string& path) {
     x = read_npy_array(path);
   else if (ext == ".idx" || ext == ".idx.gz" || ends_with(name, "-ubyte") || ends_with(name, "-ubyte.gz"))
     x = read_idx_array(path);
+  else if (ext == ".png")
+    x = read_png(path).unsqueeze(0);  // one image: one row
   else
     fail(ExitCode::kUsage, path, ": unknown file format '", ext,
-         "' (want .csv, .npy, .idx, .idx.gz, *-ubyte or *-ubyte.gz)");
+         "' (want .csv, .npy, .idx, .idx.gz, *-ubyte, *-ubyte.gz or .png)");
   EBM_CHECK_DATA(x.dim() == 0 || x.size(0) > 0, path, ": no data rows (shape ", x.sizes(), ")");
   return x;
 }
 }  // namespace
 
-torch::Tensor read_matrix(const std::string& path) { return as_rows(read_shaped(path)); }
+torch::Tensor read_matrix(const std::string& path) { return as_rows(read_shaped(path)).to(torch::kFloat32); }
 
-torch::Tensor read_array(const std::string& path) {
+torch::Tensor read_array_raw(const std::string& path) {
   auto x = read_shaped(path);
   if (x.dim() == 1 || x.dim() == 3) return x.unsqueeze(1);  // [N] -> [N, 1]; [N, H, W]: one channel
   return x;
 }
+
+torch::Tensor read_array(const std::string& path) { return read_array_raw(path).to(torch::kFloat32); }
 
 void write_matrix(const std::string& path, const torch::Tensor& x, const std::vector<std::string>& header) {
   const auto ext = file_extension(path);

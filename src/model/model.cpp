@@ -51,7 +51,8 @@ std::string selected_energy_keys(const std::string& text, const std::string& ori
 }  // namespace
 
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
-                const std::vector<int64_t>& event_shape, const AffineMap& transform) {
+                const std::vector<int64_t>& event_shape, const AffineMap& transform,
+                const std::optional<PixelMap>& pixels) {
   torch::serialize::OutputArchive ar, weights;
   // (weights are written from the CPU, so a model trained on a GPU loads anywhere)
   const auto params = energy.parameters();
@@ -71,6 +72,9 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
     ar.write("transform_shift", transform.shift.to(torch::kCPU, torch::kDouble));
     ar.write("transform_scale", transform.scale.to(torch::kCPU, torch::kDouble));
   }
+  if (pixels) ar.write("pixel_map", pixels->to_tensor());
+  if (cfg.schema().section("sampler") != nullptr)
+    ar.write("sampler_config", c10::IValue(cfg.section_toml("sampler")));
   ar.write("format", c10::IValue(std::string(kFormat)));
   atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
 }
@@ -105,7 +109,7 @@ void load_weights(torch::nn::Module& module, torch::serialize::InputArchive& arc
                    " (", c10::toString(want[i].dtype), ") in this config");
 }
 
-Energy load_model(const std::string& path) {
+Energy load_model(const std::string& path, ModelInfo* info) {
   {
     std::ifstream probe(path, std::ios::binary);
     EBM_CHECK_CODE(probe.good(), ExitCode::kMissingInput, path, ": cannot open model file");
@@ -147,6 +151,16 @@ Energy load_model(const std::string& path) {
   }
   energy->to(c10::kCPU);
   energy->eval();
+  if (info != nullptr) {
+    *info = ModelInfo{event_shape, std::nullopt, ""};
+    torch::Tensor pm;
+    if (ar.try_read("pixel_map", pm)) {
+      EBM_CHECK_DATA(pm.numel() == 3, path, ": pixel_map must hold 3 numbers, got ", pm.numel());
+      info->pixels = PixelMap::from_tensor(pm);
+    }
+    c10::IValue sampler;
+    if (ar.try_read("sampler_config", sampler) && sampler.isString()) info->sampler_toml = sampler.toStringRef();
+  }
   AffineMap map;
   if (fmt == kFormat && ar.try_read("transform_shift", map.shift)) {
     EBM_CHECK_DATA(ar.try_read("transform_scale", map.scale), path, ": model file with a shift but no scale");

@@ -4,6 +4,17 @@
 
 namespace ebm {
 
+torch::Tensor checked_labels(EnergyImpl& energy, const Batch& batch) {
+  const int64_t k = energy.num_classes();
+  EBM_CHECK_DATA(batch.y.defined(), "the energy has one output per class (", k,
+                 ") and needs labelled data (data.labels, or a labelled built-in set)");
+  auto y = batch.y.to(torch::kLong);
+  const int64_t lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
+  EBM_CHECK_DATA(lo >= 0 && hi < k, "label ", lo < 0 ? lo : hi, " outside the model's ", k,
+                 " classes (energy.classes)");
+  return y;
+}
+
 ContrastiveDivergence::ContrastiveDivergence(const ContrastiveDivergenceOptions& o,
                                              std::shared_ptr<Sampler> sampler,
                                              std::shared_ptr<ReplayBuffer> buffer)
@@ -35,11 +46,20 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
   if (options_.data_noise() > 0)
     x_pos = x_pos + options_.data_noise() * standard_normal(x_pos.sizes(), gen, x_pos.options());
   const int64_t n = x_pos.size(0);
+  // A class-conditional energy learns E(x, y): its chains sample p(x | y) at
+  // the batch's labels (from their class's pool of the buffer).
+  const torch::Tensor y = energy.num_classes() > 0 ? checked_labels(energy, batch) : torch::Tensor();
+  std::shared_ptr<LabelledEnergyImpl> labelled;
+  if (y.defined()) {
+    labelled = std::make_shared<LabelledEnergyImpl>(Energy(Energy(), &energy));  // (not owning)
+    labelled->set_labels(y);
+  }
+  EnergyImpl& target = labelled ? static_cast<EnergyImpl&>(*labelled) : energy;
   torch::Tensor x0, slots;
   if (options_.chain_init() == "data") {
     x0 = x_pos.clone();
   } else {
-    std::tie(x0, slots) = buffer_->sample(n, gen);
+    std::tie(x0, slots) = buffer_->sample(n, gen, buffer_->options().classes() > 0 ? y : torch::Tensor());
   }
   x0 = x0.to(x_pos.device(), x_pos.scalar_type());
   double jump_rate = 0;
@@ -50,16 +70,22 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
     if (options_.jumps() > 0) {
       TORCH_CHECK(jumps_, "ContrastiveDivergence: objective.jumps needs fit_data before the first step");
       auto flat = x0.reshape({x0.size(0), -1});
-      jump_rate = jumps_->jump(energy, flat, options_.jumps(), gen, x0.sizes());
+      jump_rate = jumps_->jump(target, flat, options_.jumps(), gen, x0.sizes());
       x0 = flat.reshape(x0.sizes());
     }
     chains.x = x0;
-    stats = sampler_->run(energy, chains, options_.steps(), gen);
+    stats = sampler_->run(target, chains, options_.steps(), gen);
   }
   auto x_neg = chains.x.detach();
   if (slots.defined()) buffer_->push(x_neg, slots);
 
-  auto e = energy.energy(torch::cat({x_pos, x_neg}, 0));  // [2B]
+  torch::Tensor e;  // [2B]
+  if (labelled) {
+    labelled->set_labels(torch::cat({y, y}));
+    e = labelled->energy(torch::cat({x_pos, x_neg}, 0));
+  } else {
+    e = energy.energy(torch::cat({x_pos, x_neg}, 0));
+  }
   // mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2), both halves
   // of size n: w . e + (alpha / n) e . e with w = +1/n, then -1/n. (Two dot
   // products: a few autograd nodes instead of a dozen.)

@@ -65,6 +65,10 @@ const ObjectiveRegistry& objective_registry() {
                                        .broad(c.get_float("objective.jump_broad"))),
                 build_sampler(c), build_buffer(c, shape, device));
           });
+    r.add({"ce", "cross entropy of p(y | x) = softmax(-E(x, y)): a classifier (energy.conditional = true)", {}},
+          [](const Config&, const Shape&, c10::Device) -> std::shared_ptr<Objective> {
+            return std::make_shared<CrossEntropy>();
+          });
     r.add({"esm", "exact score matching (D extra backward passes per step)", plus({analytic_key()}, mass_keys())},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             return with_mass(c, std::make_shared<ExactScoreMatching>(

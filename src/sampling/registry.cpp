@@ -120,13 +120,18 @@ std::shared_ptr<Sampler> build_sampler(const Config& cfg) { return sampler_regis
 
 std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_t> shape,
                                            c10::Device device) {
+  // (a conditional energy's chains are kept per class)
+  const int64_t classes = cfg.has_key("energy.conditional") && cfg.get_bool("energy.conditional")
+                              ? cfg.get_int("energy.classes")
+                              : 0;
   return std::make_shared<ReplayBuffer>(ReplayBufferOptions(cfg.get_int("buffer.capacity"))
                                             .device(device)
                                             .reinit_prob(cfg.get_float("buffer.reinit_prob"))
                                             .init(cfg.get_string("buffer.init"))
                                             .low(cfg.get_float("buffer.init_low"))
                                             .high(cfg.get_float("buffer.init_high"))
-                                            .std(cfg.get_float("buffer.init_std")),
+                                            .std(cfg.get_float("buffer.init_std"))
+                                            .classes(classes),
                                         std::move(shape));
 }
 

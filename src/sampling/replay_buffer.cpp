@@ -18,6 +18,9 @@ ReplayBuffer::ReplayBuffer(const ReplayBufferOptions& o, std::vector<int64_t> ev
   EBM_CHECK_CONFIG(o.low() < o.high(), "buffer.init_low must be < buffer.init_high, got ",
                    o.low(), " and ", o.high());
   EBM_CHECK_CONFIG(o.std() > 0, "buffer.init_std must be > 0, got ", o.std());
+  EBM_CHECK_CONFIG(o.classes() >= 0, "buffer classes must be >= 0, got ", o.classes());
+  EBM_CHECK_CONFIG(o.classes() == 0 || o.capacity() == 0 || o.capacity() >= o.classes(), "buffer.capacity = ",
+                   o.capacity(), " cannot hold one chain for each of the ", o.classes(), " classes");
 }
 
 torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
@@ -70,11 +73,22 @@ void copy_rows(const torch::Tensor& src, const int64_t* from, torch::Tensor& dst
 bool plain_cpu(const torch::Tensor& t) { return cpu_fast_path(t) && t.is_contiguous(); }
 }  // namespace
 
-std::pair<torch::Tensor, torch::Tensor> ReplayBuffer::sample(int64_t n, at::Generator& gen) {
+std::pair<torch::Tensor, torch::Tensor> ReplayBuffer::sample(int64_t n, at::Generator& gen,
+                                                             const torch::Tensor& labels) {
   const auto opts = torch::TensorOptions().device(options_.device());
   if (options_.capacity() == 0) return {init_samples(n, gen), torch::full({n}, -1, opts.dtype(torch::kLong))};
   if (!data_.defined()) data_ = init_samples(options_.capacity(), gen);
-  auto slots = at::randint(options_.capacity(), {n}, gen, opts.dtype(torch::kLong));
+  torch::Tensor slots;
+  const int64_t k = options_.classes();
+  if (k > 0) {
+    TORCH_CHECK(labels.defined() && labels.numel() == n, "ReplayBuffer: a per-class buffer needs ", n, " labels");
+    auto y = labels.to(opts.dtype(torch::kLong));
+    TORCH_CHECK(y.min().item<int64_t>() >= 0 && y.max().item<int64_t>() < k, "ReplayBuffer: labels outside [0, ",
+                k, ")");
+    slots = at::randint(options_.capacity() / k, {n}, gen, opts.dtype(torch::kLong)) * k + y;
+  } else {
+    slots = at::randint(options_.capacity(), {n}, gen, opts.dtype(torch::kLong));
+  }
   const bool fast = plain_cpu(data_);
   torch::Tensor x;
   if (fast) {

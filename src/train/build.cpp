@@ -1,5 +1,7 @@
 // The training schema, assembled from every component's registration, and
 // the builders that turn a validated Config into a run's parts.
+#include <cmath>
+
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/energy/registry.h"
@@ -20,6 +22,8 @@ Section train_section() {
            {"warmup", int64_t(0), "linear learning-rate warm-up steps"},
            {"log_every", int64_t(100), "metrics.jsonl line period"},
            {"checkpoint_every", int64_t(1000), "checkpoint period"},
+           {"sample_every", int64_t(0),
+            "image runs: samples/step-NNNNNN.png grids of fresh chains (and -buffer.png) at this period; 0 = off"},
            {"max_retries", int64_t(3), "divergence rollbacks before giving up"},
            {"retry_lr_factor", 0.5, "learning-rate factor per rollback"},
            {"energy_limit", 1e6, "|mean energy| above this counts as divergence"}},
@@ -71,6 +75,25 @@ DataSplit build_data(const Config& cfg) {
   const double sd = cfg.get_float("data.standardize_sd");
   EBM_CHECK_CONFIG(sd > 0 && std::isfinite(sd), "data.standardize_sd must be > 0, got ", sd);
   if (mode == "on" || (mode == "auto" && vectors)) split.transform = AffineMap::standardize(split.train.x, sd);
+  const std::string deq = cfg.get_string("data.dequantize");
+  EBM_CHECK_CONFIG(deq == "none" || deq == "uniform", "data.dequantize must be none or uniform, got '", deq, "'");
+  if (all.pixels) {
+    EBM_CHECK_CONFIG(mode != "on", "data.standardize = on: ", all.description,
+                     " holds pixels, mapped into the model's range by data.scale instead");
+    split.transform = {};
+    const auto range = cfg.get_float_list("data.scale");
+    EBM_CHECK_CONFIG(range.size() == 2 && range[0] < range[1] && std::isfinite(range[0]) && std::isfinite(range[1]),
+                     "data.scale must be [lo, hi] with lo < hi, got ", c10::ArrayRef<double>(range));
+    PixelMap map;
+    map.lo = range[0];
+    map.hi = range[1];
+    map.dequantize = deq == "uniform";
+    for (Dataset* d : {&split.train, &split.test}) {
+      d->x = map.to_model(d->x);
+      d->pixels = false;
+    }
+    split.pixels = map;
+  }
   return split;
 }
 
@@ -84,7 +107,28 @@ Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch:
   return l;
 }
 
-TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device) {
+std::function<Batch(int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
+                                                              const std::optional<PixelMap>& pixels) {
+  const bool flip = cfg.get_bool("data.flip");
+  const bool dequantize = pixels && pixels->dequantize;
+  EBM_CHECK_CONFIG(!flip || data.event_shape().size() == 3, "data.flip = true needs images [C, H, W], got rows of ",
+                   c10::IntArrayRef(data.event_shape()));
+  if (!flip && !dequantize) return nullptr;
+  const PixelMap map = pixels.value_or(PixelMap());
+  // (the data are captured by value: a Dataset holds tensors, shared not copied)
+  return [data, flip, dequantize, map](int64_t n, at::Generator& gen) {
+    Batch b = draw_batch(data, n, gen);
+    if (dequantize) b.x = b.x + map.noise(b.x.sizes(), gen, b.x.options());
+    if (flip) {
+      auto mirrored = at::rand({n}, gen, b.x.options()) < 0.5;  // [n]
+      b.x = torch::where(mirrored.view({n, 1, 1, 1}), b.x.flip({3}), b.x);
+    }
+    return b;
+  };
+}
+
+TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device,
+                       const std::optional<PixelMap>& pixels) {
   TrainParts p;
   const auto shape = train.event_shape();
   // Parameters are initialised from their own stream, so the data or the
@@ -104,6 +148,7 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
   p.data = train.to(device);
   p.objective->fit_data(p.data.x);
   p.gen = run_generator(cfg, kStreamTrain, 0, device);
+  p.draw = augmented_draw(cfg, p.data, pixels);
   return p;
 }
 

@@ -12,6 +12,7 @@
 #include "ebm/core/progress.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
+#include "ebm/objectives/objective.h"
 #include "ebm/train/train.h"
 
 namespace fs = std::filesystem;
@@ -87,12 +88,57 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   cfg_.validate();
   check_run_config(cfg_);
   data_ = build_data(cfg_);
-  parts_ = build_parts(cfg_, data_.model_train(), device_);
+  // A conditional energy without a class count takes the labels' (max + 1),
+  // resolved into the config that model.pt and config.toml keep.
+  if (cfg_.has_key("energy.conditional") && cfg_.get_bool("energy.conditional") &&
+      cfg_.get_int("energy.classes") == 0) {
+    const auto& y = data_.train.y;
+    EBM_CHECK_DATA(y.defined(), data_.train.description, ": energy.conditional = true needs labelled data");
+    cfg_.set_value("energy.classes", y.max().item<int64_t>() + 1);
+  }
+  parts_ = build_parts(cfg_, data_.model_train(), device_, data_.pixels);
 }
 
 Energy Trainer::user_energy() {
   if (!data_.transform.defined()) return parts_.energy;
   return std::make_shared<StandardizedEnergyImpl>(parts_.energy, data_.transform);
+}
+
+void Trainer::write_sample_grids(int64_t step) {
+  auto* cd = dynamic_cast<ContrastiveDivergence*>(parts_.objective.get());
+  const auto shape = data_.train.event_shape();
+  const bool image = shape.size() == 3 && (shape[0] == 1 || shape[0] == 3);
+  if (cd == nullptr || !image) return;
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%06lld", static_cast<long long>(step));
+  const std::string dir = out_ + "/samples/";
+  fs::create_directories(dir);
+  const PixelMap map = data_.pixels.value_or(PixelMap());
+  // Fresh short-run chains from the buffer's init distribution, on a stream
+  // of their own (the run's stream, and so resume, is untouched); a
+  // conditional model's columns are its classes.
+  EnergyImpl& energy = *parts_.energy;
+  const int64_t k = energy.num_classes(), cols = k > 0 ? std::min<int64_t>(k, 10) : 8, n = cols * (k > 0 ? 10 : 8);
+  auto gen = make_generator(cfg_.get_int("seed") + uint64_t(step), kStreamEval, device_);
+  ChainState chains(cd->buffer().init_samples(n, gen).to(device_));
+  std::shared_ptr<LabelledEnergyImpl> labelled;
+  if (k > 0) {
+    labelled = std::make_shared<LabelledEnergyImpl>(parts_.energy);
+    labelled->set_labels(torch::arange(n, torch::kLong).remainder(cols).to(device_));
+  }
+  {
+    FreezeParameters frozen(energy);
+    const bool was_training = energy.is_training();
+    energy.eval();
+    cd->sampler().run(labelled ? static_cast<EnergyImpl&>(*labelled) : energy, chains, cfg_.get_int("sampler.steps"), gen);
+    energy.train(was_training);
+  }
+  write_image_grid(dir + name + ".png", chains.x.detach().cpu(), map.lo, map.hi, cols);
+  if (cd->buffer().filled()) {
+    const auto& b = cd->buffer().data();
+    write_image_grid(dir + name + "-buffer.png", b.narrow(0, 0, std::min<int64_t>(n, b.size(0))).cpu(), map.lo,
+                     map.hi, cols);
+  }
 }
 
 void Trainer::save_checkpoint(const std::string& path) {
@@ -135,9 +181,11 @@ int64_t Trainer::run(bool resume) {
     atomic_write_text(metrics_path, "");
   }
   atomic_write_text(out_ + "/config.toml", cfg_.to_toml());
-  // (a fresh run writes its own split over whatever test.csv was there)
-  if (!resume || !fs::exists(out_ + "/test.csv"))
+  // (a fresh run writes its own split over whatever test.csv was there;
+  // images are re-read from their set, data.split and the seed)
+  if (data_.test.event_shape().size() == 1 && (!resume || !fs::exists(out_ + "/test.csv")))
     write_csv(out_ + "/test.csv", data_.test.x.reshape({data_.test.size(), -1}));
+  const int64_t sample_every = cfg_.get_int("train.sample_every");
 
   std::ofstream metrics(metrics_path, std::ios::app);
   std::string good = snapshot(parts_);
@@ -195,6 +243,7 @@ int64_t Trainer::run(bool resume) {
       save_checkpoint(ckpt);
       good = snapshot(parts_);
     }
+    if (sample_every > 0 && (step % sample_every == 0 || step == steps)) write_sample_grids(step);
     std::ostringstream extra;
     extra.precision(4);
     extra << "loss " << r.loss;
@@ -205,7 +254,7 @@ int64_t Trainer::run(bool resume) {
   progress.finish();
   if (steps == 0) save_checkpoint(ckpt);
   parts_.energy->eval();
-  save_model(out_ + "/model.pt", *parts_.energy, cfg_, data_.train.event_shape(), data_.transform);
+  save_model(out_ + "/model.pt", *parts_.energy, cfg_, data_.train.event_shape(), data_.transform, data_.pixels);
   return parts_.retries;
 }
 

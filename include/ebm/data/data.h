@@ -5,11 +5,13 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ebm/core/affine.h"
 #include "ebm/core/registry.h"
+#include "ebm/data/pixels.h"
 
 namespace ebm {
 
@@ -19,6 +21,10 @@ struct Dataset {
   torch::Tensor x;            // [N, ...event]
   torch::Tensor y;            // [N] int64, or undefined
   std::string description;    // the file or set it came from, for messages
+  // x holds raw 0-255 pixels (PNG, IDX ubyte, integer NPY, the built-in image
+  // sets), for a PixelMap (data/pixels.h) to take into the model's range.
+  bool pixels = false;
+  std::vector<std::string> class_names = {};  // label k's name, when known
   int64_t size() const { return x.size(0); }
   std::vector<int64_t> event_shape() const { return x.sizes().slice(1).vec(); }
   bool has_labels() const { return y.defined(); }
@@ -49,18 +55,26 @@ Split split_rows(const torch::Tensor& data, double test_fraction, at::Generator&
 struct DataSplit {
   Dataset train, test;
   AffineMap transform;
+  // Images read as raw pixels: the map into the model's range (data.scale,
+  // data.dequantize), already applied to train and test.
+  std::optional<PixelMap> pixels;
   // The training rows in the model's units.
   Dataset model_train() const {
-    return transform.defined() ? Dataset{transform.to_model(train.x), train.y, train.description} : train;
+    Dataset out = train;
+    if (transform.defined()) out.x = transform.to_model(train.x);
+    return out;
   }
 };
 // As split_rows, labels following their rows.
 DataSplit split_dataset(const Dataset& data, double test_fraction, at::Generator& gen);
 
 // ----- The [data] section ------------------------------------------------------
-// data.name selects a registered set (factory: config, generator -> Dataset);
-// data.path, when set, reads a file instead (CSV, NPY or IDX rows, their shape
-// kept; data.labels optionally gives one integer label per row).
+// data.name selects a registered set (factory: config, generator -> Dataset):
+// the toy sets and the image sets fashion_mnist and mnist (data/images.h,
+// data.split picking their train or test part); data.path, when set, reads a
+// file instead (CSV, NPY, IDX or PNG rows, their shape kept; data.labels
+// optionally gives one integer label per row) or a folder of PNGs.
+// data.classes then keeps the rows of the listed labels.
 using DatasetRegistry = ComponentRegistry<Dataset, at::Generator&>;
 const DatasetRegistry& dataset_registry();
 Section data_section();

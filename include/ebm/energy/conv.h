@@ -28,6 +28,7 @@ struct ConvEnergyOptions {
   TORCH_ARG(bool, spectral_norm) = false;        // every weight W / sigma_max(W) (power iteration
                                                  // per training forward, cached while parameters are frozen)
   TORCH_ARG(double, prior_std) = 0.0;            // Gaussian base term; 0 = none
+  TORCH_ARG(int64_t, classes) = 0;               // > 0: one output per class, E(x, y) (conditional)
 };
 
 class ConvEnergyImpl : public EnergyImpl {
@@ -35,9 +36,16 @@ class ConvEnergyImpl : public EnergyImpl {
   explicit ConvEnergyImpl(const ConvEnergyOptions& options);
   torch::Tensor energy(const torch::Tensor& x) override;
   std::vector<int64_t> event_shape() const override { return options_.event_shape(); }
+  int64_t num_classes() const override { return options_.classes(); }
+  torch::Tensor class_energies(const torch::Tensor& x) override;
+  torch::Tensor features(const torch::Tensor& x) override;
   const ConvEnergyOptions& options() const { return options_; }
 
  private:
+  // Every output [B, max(1, classes)], base term included.
+  torch::Tensor outputs(const torch::Tensor& x);
+  // The activations before the last linear layer [B, F].
+  torch::Tensor penultimate(const torch::Tensor& x);
   torch::Tensor act(const torch::Tensor& z) const;
   // Weight as used: spectrally normalised when enabled.
   torch::Tensor weight(size_t i, const torch::Tensor& w);
@@ -50,5 +58,8 @@ TORCH_MODULE(ConvEnergy);
 
 // Applies a named activation of mlp_activations() with ATen operations.
 torch::Tensor apply_activation(const std::string& name, const torch::Tensor& z);
+// The energy of a network with `classes` outputs per row, out [B, max(1, K)]:
+// the single output, or for K > 0 the marginal -logsumexp_y(-out[:, y]).
+torch::Tensor marginal_energy(const torch::Tensor& out, int64_t classes);
 
 }  // namespace ebm

@@ -60,8 +60,35 @@ class EnergyImpl : public torch::nn::Module {
   virtual torch::Tensor sliced_loss(const torch::Tensor& x, const torch::Tensor& v) {
     return {};
   }
+
+  // Class-conditional energies (IGEBM's conditional model; a classifier's
+  // logits are -E(x, y)): num_classes() > 0 and class_energies(x) [B, K] =
+  // E(x, y) for every class y, while energy(x) is the marginal
+  // -logsumexp_y(-E(x, y)). Unconditional energies: 0 and undefined.
+  virtual int64_t num_classes() const { return 0; }
+  virtual torch::Tensor class_energies(const torch::Tensor& x) { return {}; }
+  // The network's penultimate features [B, F] (Frechet distances are taken
+  // between them); undefined where the energy has none.
+  virtual torch::Tensor features(const torch::Tensor& x) { return {}; }
 };
 using Energy = std::shared_ptr<EnergyImpl>;
+
+// E(x, y) of a class-conditional energy as an energy of x alone, y fixed per
+// row, so that every sampler draws from p(x | y): set_labels(y) with y [B]
+// (one label per chain) or [1] (the same label for all).
+class LabelledEnergyImpl : public EnergyImpl {
+ public:
+  explicit LabelledEnergyImpl(Energy inner);
+  void set_labels(torch::Tensor y);
+  const torch::Tensor& labels() const { return labels_; }
+  torch::Tensor energy(const torch::Tensor& x) override;
+  std::vector<int64_t> event_shape() const override { return inner_->event_shape(); }
+  EnergyImpl& inner() { return *inner_; }
+
+ private:
+  Energy inner_;
+  torch::Tensor labels_;  // [B] or [1], int64, on the energy's device
+};
 
 // Energies conditioned on a noise level sigma (NCSN, Song & Ermon 2019):
 // energy_at(x, sigma) takes one level per row; energy(x) evaluates every row

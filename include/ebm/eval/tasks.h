@@ -10,6 +10,7 @@
 
 #include "ebm/core/registry.h"
 #include "ebm/energy/energy.h"
+#include "ebm/model/model.h"
 
 namespace ebm {
 
@@ -19,7 +20,8 @@ struct EvalReport {
 };
 
 // Keys live in the [task] section: task.name selects, task.<key> configures.
-using EvalTaskRegistry = ComponentRegistry<EvalReport, EnergyImpl&>;
+// A task evaluates the model (its energy and what its file says beside it).
+using EvalTaskRegistry = ComponentRegistry<EvalReport, EnergyImpl&, const ModelInfo&>;
 const EvalTaskRegistry& eval_task_registry();
 std::shared_ptr<const Schema> eval_task_schema();
 

@@ -6,11 +6,13 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ebm/core/affine.h"
 #include "ebm/core/config.h"
+#include "ebm/data/pixels.h"
 #include "ebm/energy/energy.h"
 
 namespace ebm {
@@ -18,14 +20,26 @@ namespace ebm {
 // Writes model.pt atomically. `cfg` holds the [energy] section that built the
 // energy; a noise-conditional energy's level is stored as it is now.
 // `transform` maps the user's units to the energy's (data.standardize).
+// `pixels`: the map of raw pixels into the model's range (image data), so
+// that every command reads and writes images as the model was trained. The
+// [sampler] section of `cfg`, when it has one, is kept as the model's
+// default sampler.
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
-                const std::vector<int64_t>& event_shape, const AffineMap& transform = {});
+                const std::vector<int64_t>& event_shape, const AffineMap& transform = {},
+                const std::optional<PixelMap>& pixels = std::nullopt);
+
+// What a model file says beside the weights.
+struct ModelInfo {
+  std::vector<int64_t> event_shape;
+  std::optional<PixelMap> pixels;  // image models trained on pixels
+  std::string sampler_toml;        // the training run's [sampler] table, or empty
+};
 // Rebuilds the energy (eval mode, CPU). Throws kMissingInput (no file) or
 // kBadData (not a model file, or weights that do not match their config).
 // A model with a change of units loads as a StandardizedEnergyImpl: energies
 // and log-densities in the user's units (sample its inner() energy).
 // Model files of formats 1 (a scalar input dimension) and 2 load too.
-Energy load_model(const std::string& path);
+Energy load_model(const std::string& path, ModelInfo* info = nullptr);
 
 // The [energy] table of a TOML document (a model file's config, or a run's
 // config.toml) as a validated Config of the energy schema. Keys written by

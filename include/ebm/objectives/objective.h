@@ -42,6 +42,18 @@ class Objective {
   virtual void fit_data(const torch::Tensor& /*train*/) {}
 };
 
+// The batch's labels [B] (int64) for a class-conditional energy; kBadData
+// when there are none or one is outside its classes.
+torch::Tensor checked_labels(EnergyImpl& energy, const Batch& batch);
+
+// Cross entropy of the classifier p(y | x) = softmax_y(-E(x, y)) on labelled
+// data (a class-conditional energy; JEM's discriminative term, Grathwohl et
+// al. 2020): loss = mean -log p(y | x). Metrics: accuracy.
+class CrossEntropy : public Objective {
+ public:
+  Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
+};
+
 // Contrastive divergence (Hinton 2002; PCD, Tieleman 2008; short-run chains,
 // Nijkamp et al. 2019; L2 energy penalty of IGEBM, Du & Mordatch 2019):
 //   loss = mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2),

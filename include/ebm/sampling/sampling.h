@@ -325,6 +325,9 @@ struct ReplayBufferOptions {
   TORCH_ARG(double, high) = 4.0;
   TORCH_ARG(double, std) = 1.0;             // gaussian init standard deviation
   TORCH_ARG(torch::Device, device) = torch::kCPU;  // where chains are stored and drawn
+  // > 0: one pool per class of a conditional energy, slot s holding chains of
+  // class s % classes (IGEBM's per-class buffers; capacity / classes each).
+  TORCH_ARG(int64_t, classes) = 0;
 };
 
 class ReplayBuffer {
@@ -339,7 +342,9 @@ class ReplayBuffer {
   // The uniform box [event...] each (init = uniform or data; undefined before fit_data).
   std::pair<torch::Tensor, torch::Tensor> box() const;
   // n chains and the slots they came from (-1 for fresh ones when short-run).
-  std::pair<torch::Tensor, torch::Tensor> sample(int64_t n, at::Generator& gen);
+  // With classes > 0, `labels` [n] (int64) picks each chain's pool.
+  std::pair<torch::Tensor, torch::Tensor> sample(int64_t n, at::Generator& gen,
+                                                 const torch::Tensor& labels = {});
   // Writes chains back to their slots (no-op for short-run).
   void push(const torch::Tensor& x, const torch::Tensor& slots);
   int64_t capacity() const { return options_.capacity(); }

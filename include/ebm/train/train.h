@@ -45,7 +45,14 @@ Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch:
 // Objective::fit_data), the energy's learner and the training stream; train
 // in the model's units (DataSplit::model_train). The config must have been
 // validated.
-TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device = c10::kCPU);
+// Images read as pixels (`pixels`) draw their batches with fresh
+// dequantization noise when data.dequantize = uniform; data.flip mirrors
+// half of every image batch.
+TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device = c10::kCPU,
+                       const std::optional<PixelMap>& pixels = std::nullopt);
+// The batch drawer of those two augmentations; empty when neither applies.
+std::function<Batch(int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
+                                                              const std::optional<PixelMap>& pixels);
 
 class Trainer {
  public:
@@ -71,6 +78,8 @@ class Trainer {
 
  private:
   void save_checkpoint(const std::string& path);
+  // samples/step-NNNNNN.png (fresh chains) and -buffer.png (image CD runs).
+  void write_sample_grids(int64_t step);
   void load_checkpoint(const std::string& path);
 
   Config cfg_;

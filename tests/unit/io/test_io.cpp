@@ -3,6 +3,7 @@
 // the row or byte offset.
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <stb/stb_image_write.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -199,10 +200,45 @@ TEST_F(IoTest, NpyHandWrittenVersion2) {
 }
 
 TEST_F(IoTest, NpyWrongDtype) {
-  const auto p = write_bytes(
-      "i.npy", npy_bytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", std::string(8, '\0')));
-  expect_error(error_of([&] { ebm::read_npy(p); }), ebm::ExitCode::kBadData,
-               {"i.npy", "unsupported dtype '<i4' (want <f4 or <f8)"});
+  for (const std::string descr : {"<u4", ">f4", "<c8", "|b1"}) {
+    const auto p = write_bytes("i.npy", npy_bytes("{'descr': '" + descr + "', 'fortran_order': False, 'shape': (2,), }",
+                                                  std::string(16, '\0')));
+    expect_error(error_of([&] { ebm::read_npy(p); }), ebm::ExitCode::kBadData,
+                 {"i.npy", "unsupported dtype '" + descr + "' (want <f4, <f8, |u1, |i1, <i2, <i4 or <i8)"});
+  }
+}
+
+// Integer NPY keeps its type in read_npy_array / read_array_raw (pixels, for
+// the data module) and reads as float32 everywhere else.
+TEST_F(IoTest, NpyIntegers) {
+  const std::string u8 = {0, 1, 2, 3, 4, 5, 6, char(255)};
+  const auto p = write_bytes("u.npy", npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 2), }", u8));
+  const auto a = ebm::read_npy_array(p);
+  EXPECT_EQ(a.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(a.sizes(), (c10::IntArrayRef{2, 2, 2}));
+  EXPECT_EQ(a[1][1][1].item<int64_t>(), 255);
+  const auto raw = ebm::read_array_raw(p);
+  EXPECT_EQ(raw.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(raw.sizes(), (c10::IntArrayRef{2, 1, 2, 2}));  // [N, H, W]: one channel
+  const auto f = ebm::read_array(p);
+  EXPECT_EQ(f.scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::equal(f, raw.to(torch::kFloat32)));
+  EXPECT_EQ(ebm::read_matrix(p).sizes(), (c10::IntArrayRef{2, 4}));
+
+  const std::vector<int64_t> v = {-3, 7, int64_t(1) << 40};
+  const auto p8 = write_bytes("i8.npy", npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }",
+                                                  std::string(reinterpret_cast<const char*>(v.data()), 24)));
+  EXPECT_EQ(ebm::read_npy_array(p8).scalar_type(), torch::kInt64);
+  EXPECT_TRUE(torch::equal(ebm::read_npy_array(p8), torch::tensor(v, torch::kLong)));
+  const std::vector<int32_t> w = {-1, 300};
+  const auto p4 = write_bytes("i4.npy", npy_bytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }",
+                                                  std::string(reinterpret_cast<const char*>(w.data()), 8)));
+  EXPECT_EQ(ebm::read_npy_array(p4).scalar_type(), torch::kInt32);
+  EXPECT_TRUE(torch::equal(ebm::read_npy(p4), torch::tensor({{-1.f}, {300.f}})));
+  // (a cut integer file is as much an error as a cut float one)
+  const auto cut = write_bytes("cut.npy", npy_bytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }",
+                                                    std::string(7, '\0')));
+  expect_error(error_of([&] { ebm::read_npy(cut); }), ebm::ExitCode::kBadData, {"cut.npy", "truncated data"});
 }
 
 TEST_F(IoTest, NpyBadMagicAndBadHeader) {
@@ -294,6 +330,10 @@ TEST_F(IoTest, IdxUbyteFlattensToRows) {
   auto want = torch::arange(12, torch::kFloat32);
   want[11] = 250;
   EXPECT_TRUE(torch::equal(ebm::read_matrix(p), want.reshape({2, 6})));
+  // Bytes stay bytes where the type is kept.
+  EXPECT_EQ(ebm::read_idx_array(p).scalar_type(), torch::kUInt8);
+  EXPECT_EQ(ebm::read_array_raw(p).sizes(), (c10::IntArrayRef{2, 1, 3, 2}));
+  EXPECT_TRUE(torch::equal(ebm::read_array(p), want.reshape({2, 1, 3, 2})));
 }
 
 TEST_F(IoTest, IdxLabelsAndFloat) {
@@ -379,6 +419,49 @@ TEST_F(IoTest, WritePng) {
   }
   EXPECT_ANY_THROW(ebm::write_png(path("bad.png"), torch::zeros({2, 2}, torch::kFloat32)));
   EXPECT_EQ(list_dir(), std::vector<std::string>{"i.png"});
+}
+
+// read_png gives [C, H, W] what write_png wrote as [H, W] or [H, W, 3].
+TEST_F(IoTest, PngRoundTripGreyAndRgb) {
+  auto g = ebm::make_generator(3, ebm::kStreamTestData);
+  const auto grey = at::randint(0, 256, {5, 7}, g, torch::kLong).to(torch::kUInt8);     // [H, W]
+  const auto rgb = at::randint(0, 256, {4, 6, 3}, g, torch::kLong).to(torch::kUInt8);  // [H, W, 3]
+  ebm::write_png(path("g.png"), grey);
+  ebm::write_png(path("c.PNG"), rgb);
+  const auto g2 = ebm::read_png(path("g.png"));
+  EXPECT_EQ(g2.scalar_type(), torch::kUInt8);
+  EXPECT_TRUE(torch::equal(g2, grey.unsqueeze(0)));
+  EXPECT_TRUE(torch::equal(ebm::read_png(path("c.PNG")), rgb.permute({2, 0, 1})));
+  // Through the extension dispatch: one image, one row.
+  EXPECT_TRUE(torch::equal(ebm::read_array_raw(path("c.PNG")), rgb.permute({2, 0, 1}).unsqueeze(0)));
+  EXPECT_TRUE(torch::equal(ebm::read_array(path("g.png")), grey.unsqueeze(0).unsqueeze(0).to(torch::kFloat32)));
+  EXPECT_EQ(ebm::read_matrix(path("g.png")).sizes(), (c10::IntArrayRef{1, 35}));
+}
+
+TEST_F(IoTest, PngAlphaIsDropped) {
+  const auto ga = torch::arange(2 * 3 * 2, torch::kUInt8).reshape({2, 3, 2});  // [H, W, grey + alpha]
+  const auto rgba = torch::arange(2 * 3 * 4, torch::kUInt8).reshape({2, 3, 4});
+  ASSERT_TRUE(stbi_write_png(path("ga.png").c_str(), 3, 2, 2, ga.data_ptr<uint8_t>(), 3 * 2));
+  ASSERT_TRUE(stbi_write_png(path("rgba.png").c_str(), 3, 2, 4, rgba.data_ptr<uint8_t>(), 3 * 4));
+  EXPECT_TRUE(torch::equal(ebm::read_png(path("ga.png")), ga.narrow(2, 0, 1).permute({2, 0, 1})));
+  EXPECT_TRUE(torch::equal(ebm::read_png(path("rgba.png")), rgba.narrow(2, 0, 3).permute({2, 0, 1})));
+}
+
+TEST_F(IoTest, PngErrors) {
+  ebm::write_png(path("ok.png"), torch::full({16, 16}, 7, torch::kUInt8));
+  const auto full = slurp(path("ok.png"));
+  // The signature intact, the image data cut: stb_image's reason in the message.
+  const auto cut = write_bytes("cut.png", full.substr(0, full.size() / 2));
+  expect_error(error_of([&] { ebm::read_png(cut); }), ebm::ExitCode::kBadData, {"cut.png", "cannot decode PNG: "});
+  auto flipped = full;
+  flipped[12] ^= 0x55;  // the IHDR chunk's type
+  const auto bad = write_bytes("bad.png", flipped);
+  expect_error(error_of([&] { ebm::read_png(bad); }), ebm::ExitCode::kBadData, {"bad.png", "cannot decode PNG: "});
+  const auto text = write_bytes("text.png", "hello, not an image\n");
+  expect_error(error_of([&] { ebm::read_png(text); }), ebm::ExitCode::kBadData,
+               {"text.png", "byte offset 0", "not a PNG"});
+  expect_error(error_of([&] { ebm::read_array(text); }), ebm::ExitCode::kBadData, {"text.png"});
+  expect_error(error_of([&] { ebm::read_png(path("none.png")); }), ebm::ExitCode::kMissingInput, {"none.png"});
 }
 
 TEST_F(IoTest, CheckFiniteRowsAndExtension) {

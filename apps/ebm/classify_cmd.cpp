@@ -1,0 +1,66 @@
+// ebm classify --model model.pt --input FILE --out probs.csv [--labels FILE]:
+// class probabilities softmax(-E(x, y)) of every input row, in input order.
+#include <cmath>
+#include <iostream>
+
+#include "commands.h"
+#include "ebm/core/error.h"
+#include "ebm/eval/images.h"
+#include "ebm/io/io.h"
+#include "ebm/model/inputs.h"
+#include "ebm/model/model.h"
+
+namespace ebm::cli {
+
+Runner add_classify(CLI::App& app) {
+  struct Args {
+    Common common;
+    std::string model, input, out, labels;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("classify", "class probabilities of every input row (a class-conditional model)");
+  cmd->add_option("--model", a->model, "model.pt of a classifier or conditional energy")->required();
+  cmd->add_option("--input", a->input, "rows: CSV, NPY, IDX, a PNG or a folder of PNGs")->required();
+  cmd->add_option("--out", a->out, "output CSV: one row of probabilities p0 ... pK-1 per input row")->required();
+  cmd->add_option("--labels", a->labels, "true labels (CSV, NPY or IDX, one per row): also print the accuracy");
+  add_common(cmd, a->common);
+  return [a]() -> int {
+    const c10::Device device = apply_common(a->common);
+    EBM_CHECK_USAGE(file_extension(a->out) == ".csv", "--out ", a->out, ": extension must be .csv");
+    check_writable(a->out);
+    ModelInfo info;
+    Energy energy = load_model(a->model, &info);
+    const int64_t k = energy->num_classes();
+    EBM_CHECK_USAGE(k > 0, a->model, ": not a classifier (train one with energy.conditional = true)");
+    auto x = info.event_shape.size() == 3 ? read_model_input(a->input, info) : [&] {
+      auto r = read_array(a->input);
+      EBM_CHECK_DATA(r[0].numel() == info.event_shape[0], a->input, ": rows of ", r[0].numel(),
+                     " values for a model of ", info.event_shape[0]);
+      return r.reshape({r.size(0), info.event_shape[0]});
+    }();
+    torch::Tensor y;
+    if (!a->labels.empty()) {
+      y = read_matrix(a->labels);
+      EBM_CHECK_DATA(y.numel() == x.size(0), a->labels, ": ", y.numel(), " labels for ", x.size(0), " input rows");
+      y = y.flatten();
+      EBM_CHECK_DATA(torch::equal(y, y.round()), a->labels, ": labels must be integers");
+      EBM_CHECK_DATA(y.min().item<double>() >= 0 && y.max().item<double>() < k, a->labels, ": label ",
+                     y.min().item<double>() < 0 ? y.min().item<double>() : y.max().item<double>(),
+                     " outside the model's classes 0 to ", k - 1);
+      y = y.to(torch::kLong);
+    }
+    energy->to(device);
+    auto p = class_probabilities(*energy, x.to(device)).to(torch::kCPU, torch::kDouble);
+    std::vector<std::string> header;
+    for (int64_t i = 0; i < k; ++i) header.push_back("p" + std::to_string(i));
+    write_csv(a->out, p, header);
+    if (y.defined()) {
+      const double acc = (p.argmax(1) == y).to(torch::kDouble).mean().item<double>();
+      const double nll = -p.gather(1, y.unsqueeze(1)).clamp_min(1e-300).log().mean().item<double>();
+      std::cout << "{\"n\": " << x.size(0) << ", \"accuracy\": " << acc << ", \"nll\": " << nll << "}\n";
+    }
+    return 0;
+  };
+}
+
+}  // namespace ebm::cli

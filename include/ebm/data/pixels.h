@@ -1,0 +1,47 @@
+// Pixel conventions (issue 17, "Pixel conventions"): PNG, IDX and integer NPY
+// files hold raw 0-255 pixels; a model sees them mapped linearly into its own
+// range [lo, hi] (data.scale). With uniform dequantization (data.dequantize)
+// pixel p stands for the bin [p, p + 1) / 256: training adds U(0, 1/256)
+// noise (Dinh et al. 2017; IGEBM), other commands take the bin's centre.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace ebm {
+
+struct PixelMap {
+  double lo = -1.0, hi = 1.0;  // the model's pixel range
+  bool dequantize = false;
+
+  // Raw pixels (any dtype, 0-255) -> float32 in the model's range.
+  torch::Tensor to_model(const torch::Tensor& pixels) const {
+    auto p = pixels.to(torch::kFloat);
+    auto v = dequantize ? (p + 0.5) / 256.0 : p / 255.0;
+    return v * (hi - lo) + lo;
+  }
+  // Model-range values -> uint8 pixels, rounded and clamped to 0-255.
+  torch::Tensor to_pixels(const torch::Tensor& x) const {
+    auto v = (x.to(torch::kFloat) - lo) / (hi - lo);
+    auto p = dequantize ? v * 256.0 - 0.5 : v * 255.0;
+    return p.round().clamp(0, 255).to(torch::kUInt8);
+  }
+  // Dequantization noise for a batch in the model's units, centred on the
+  // bin: (U(0, 1) - 1/2) (hi - lo) / 256.
+  torch::Tensor noise(at::IntArrayRef sizes, at::Generator& gen, const torch::TensorOptions& options) const {
+    return (at::rand(sizes, gen, options) - 0.5) * ((hi - lo) / 256.0);
+  }
+  // As a [3] float64 tensor (lo, hi, dequantize) for model files, and back.
+  torch::Tensor to_tensor() const { return torch::tensor({lo, hi, dequantize ? 1.0 : 0.0}, torch::kDouble); }
+  static PixelMap from_tensor(const torch::Tensor& t) {
+    auto d = t.to(torch::kCPU, torch::kDouble).contiguous();
+    PixelMap m;
+    m.lo = d[0].item<double>();
+    m.hi = d[1].item<double>();
+    m.dequantize = d[2].item<double>() != 0;
+    return m;
+  }
+};
+
+}  // namespace ebm

@@ -1,0 +1,34 @@
+// Evaluation of image models: class probabilities of a classifier energy,
+// model samples drawn as `ebm sample` draws them, and the Frechet distance
+// between feature statistics (FID, Heusel et al. 2017, here on the
+// penultimate features of the toolkit's own classifier).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <optional>
+#include <string>
+
+#include "ebm/energy/energy.h"
+#include "ebm/model/model.h"
+
+namespace ebm {
+
+// softmax_y(-E(x, y)) [N, K] of a class-conditional energy, in batches.
+torch::Tensor class_probabilities(EnergyImpl& energy, const torch::Tensor& x, int64_t batch = 256);
+
+// The penultimate features [N, F] of `energy` (eval mode, no graph), in batches.
+torch::Tensor batch_features(EnergyImpl& energy, const torch::Tensor& x, int64_t batch = 256);
+
+// n samples [n, ...event] in the model's range: chains from uniform noise over
+// the pixel range (images) or N(0, I), run `steps` transitions of `sampler`
+// (empty spec: the model's training sampler); a conditional model's chain i
+// is drawn at label i mod K (the classes in equal shares).
+torch::Tensor draw_model_samples(EnergyImpl& energy, const ModelInfo& info, int64_t n, int64_t steps,
+                                 const std::string& sampler, at::Generator& gen);
+
+// Frechet distance between Gaussians fitted to two feature sets [N, F]:
+// |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2), in float64.
+double frechet_distance(const torch::Tensor& a, const torch::Tensor& b);
+
+}  // namespace ebm

@@ -1,0 +1,31 @@
+// Reading inputs for, and writing outputs of, the commands that take a model
+// (issue 17, "Pixel conventions"): PNG and IDX files and integer NPY arrays
+// hold raw 0-255 pixels and go through the model's own pixel map (model.pt);
+// float NPY arrays and CSV rows are taken as already in the model's range.
+// PNG output is written as pixels, float NPY output in the model's range,
+// IDX output as uint8 pixels.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "ebm/model/model.h"
+
+namespace ebm {
+
+// Rows of `path` as a batch [N, ...event_shape] in the model's range
+// (float32). A PNG file is one image, a directory every PNG in it (sorted).
+// kBadData naming the file when the rows do not make the model's samples, or
+// when pixels are given to a model that was not trained on pixels.
+torch::Tensor read_model_input(const std::string& path, const ModelInfo& info);
+
+// True when the NPY file's values are integers (raw pixels by convention).
+bool npy_holds_integers(const std::string& path);
+
+// Model-range images [N, C, H, W] written by extension: .png a grid (cols per
+// row, 0 = about square), .npy float32, .idx / .idx.gz uint8 pixels (IDX,
+// no compression); `map` turns values into pixels (default [-1, 1]).
+void write_images(const std::string& path, const torch::Tensor& x, const PixelMap& map, int64_t cols = 0);
+
+}  // namespace ebm

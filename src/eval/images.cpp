@@ -1,0 +1,82 @@
+#include "ebm/eval/images.h"
+
+#include "ebm/core/error.h"
+#include "ebm/sampling/registry.h"
+#include "ebm/sampling/sampling.h"
+#include "ebm/train/train.h"
+
+namespace ebm {
+
+torch::Tensor class_probabilities(EnergyImpl& energy, const torch::Tensor& x, int64_t batch) {
+  TORCH_CHECK(energy.num_classes() > 0, "class_probabilities: the energy is not class-conditional");
+  torch::NoGradGuard ng;
+  energy.eval();
+  std::vector<torch::Tensor> out;
+  for (int64_t i = 0; i < x.size(0); i += batch)
+    out.push_back(torch::softmax(-energy.class_energies(x.narrow(0, i, std::min(batch, x.size(0) - i))), 1));
+  return torch::cat(out);
+}
+
+torch::Tensor batch_features(EnergyImpl& energy, const torch::Tensor& x, int64_t batch) {
+  torch::NoGradGuard ng;
+  energy.eval();
+  std::vector<torch::Tensor> out;
+  for (int64_t i = 0; i < x.size(0); i += batch) {
+    auto f = energy.features(x.narrow(0, i, std::min(batch, x.size(0) - i)));
+    TORCH_CHECK(f.defined(), "batch_features: the energy has no penultimate features");
+    out.push_back(f.flatten(1));
+  }
+  return torch::cat(out);
+}
+
+torch::Tensor draw_model_samples(EnergyImpl& energy, const ModelInfo& info, int64_t n, int64_t steps,
+                                 const std::string& spec, at::Generator& gen) {
+  std::shared_ptr<Sampler> sampler;
+  if (spec.empty() && !info.sampler_toml.empty()) {
+    Config sc = make_train_config();
+    sc.load_string(info.sampler_toml, "model sampler_config");
+    sampler = build_sampler(sc);
+  } else {
+    sampler = make_sampler(spec.empty() ? "ula:step=0.01" : spec);
+  }
+  std::vector<int64_t> shape = info.event_shape;
+  shape.insert(shape.begin(), n);
+  auto x0 = info.pixels ? at::empty(shape, torch::kFloat).uniform_(info.pixels->lo, info.pixels->hi, gen)
+                        : at::normal(0.0, 1.0, shape, gen, torch::TensorOptions(torch::kFloat));
+  const int64_t k = energy.num_classes();
+  std::shared_ptr<LabelledEnergyImpl> labelled;
+  if (k > 0) {
+    labelled = std::make_shared<LabelledEnergyImpl>(Energy(Energy(), &energy));
+    labelled->set_labels(torch::arange(n, torch::kLong).remainder(k));
+  }
+  energy.eval();
+  FreezeParameters frozen(energy);
+  ChainState chains(x0);
+  sampler->run(labelled ? static_cast<EnergyImpl&>(*labelled) : energy, chains, steps, gen);
+  return chains.x.detach();
+}
+
+double frechet_distance(const torch::Tensor& a, const torch::Tensor& b) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1) && a.size(0) >= 2 && b.size(0) >= 2,
+              "frechet_distance: want [N, F] feature sets of one width, got ", a.sizes(), " and ", b.sizes());
+  auto stats = [](const torch::Tensor& f) {
+    auto x = f.to(torch::kDouble);
+    auto mu = x.mean(0);
+    auto c = x - mu;
+    return std::make_pair(mu, c.t().mm(c) / double(x.size(0) - 1));
+  };
+  auto [ma, sa] = stats(a);
+  auto [mb, sb] = stats(b);
+  auto psd_sqrt = [](const torch::Tensor& s) {
+    auto [l, v] = torch::linalg_eigh(s);
+    return v.mm(torch::diag(l.clamp_min(0).sqrt())).mm(v.t());
+  };
+  auto ra = psd_sqrt(sa);
+  auto m = ra.mm(sb).mm(ra);
+  auto ev = torch::linalg_eigvalsh((m + m.t()) / 2);
+  const double tr_sqrt = ev.clamp_min(0).sqrt().sum().item<double>();
+  return (ma - mb).pow(2).sum().item<double>() + sa.trace().item<double>() + sb.trace().item<double>() -
+         2 * tr_sqrt;
+}
+
+}  // namespace ebm

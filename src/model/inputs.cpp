@@ -1,0 +1,100 @@
+#include "ebm/model/inputs.h"
+
+#include <c10/util/accumulate.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "ebm/core/error.h"
+#include "ebm/data/images.h"
+#include "ebm/io/io.h"
+
+namespace ebm {
+
+bool npy_holds_integers(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EBM_CHECK_CODE(in.good(), ExitCode::kMissingInput, path, ": cannot open");
+  std::string head(256, '\0');
+  in.read(&head[0], std::streamsize(head.size()));
+  head.resize(size_t(in.gcount()));
+  const auto at = head.find("'descr':");
+  if (at == std::string::npos) return false;  // (read_array reports a malformed file)
+  const auto quote = head.find('\'', at + 8);
+  if (quote == std::string::npos || quote + 2 >= head.size()) return false;
+  const char kind = head[quote + 2];  // '<u1', '|u1', '<i8', '<f4', ...
+  return kind == 'u' || kind == 'i';
+}
+
+torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
+  const auto& shape = info.event_shape;
+  const std::string ext = file_extension(path);
+  torch::Tensor x;
+  bool pixels = false;
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    x = load_image_folder(path).x;
+    pixels = true;
+  } else if (ext == ".png") {
+    x = read_png(path).unsqueeze(0).to(torch::kFloat);
+    pixels = true;
+  } else {
+    x = read_array(path);
+    pixels = ext == ".idx" || ext == ".idx.gz" || ext.find("ubyte") != std::string::npos ||
+             (ext == ".npy" && npy_holds_integers(path));
+  }
+  const int64_t d = c10::multiply_integers(shape);
+  EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x[0].numel() == d, path, ": rows of ",
+                 x.dim() >= 1 && x.size(0) >= 1 ? x[0].numel() : 0, " values (", x.sizes(),
+                 ") for a model whose samples are ", c10::IntArrayRef(shape), " (", d, " values)");
+  if (pixels) {
+    EBM_CHECK_DATA(info.pixels.has_value(), path,
+                   ": holds raw 0-255 pixels, but the model was not trained on pixels; give a float NPY in "
+                   "the model's range");
+    EBM_CHECK_DATA(x.min().item<double>() >= 0 && x.max().item<double>() <= 255, path,
+                   ": pixel values outside 0-255");
+    x = info.pixels->to_model(x);
+  }
+  auto full = shape;
+  full.insert(full.begin(), x.size(0));
+  return x.reshape(full).to(torch::kFloat);
+}
+
+namespace {
+// IDX (LeCun et al.): magic 0x00000800 | type 0x08 (ubyte) | rank, then each
+// dimension as a big-endian int32, then the bytes.
+void write_idx_bytes(const std::string& path, const torch::Tensor& px /* uint8 */) {
+  atomic_write(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    EBM_CHECK_CODE(out.good(), ExitCode::kMissingInput, tmp, ": cannot write");
+    const unsigned char magic[4] = {0, 0, 0x08, static_cast<unsigned char>(px.dim())};
+    out.write(reinterpret_cast<const char*>(magic), 4);
+    for (int64_t s : px.sizes()) {
+      const uint32_t v = uint32_t(s);
+      const unsigned char be[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+                                   static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+      out.write(reinterpret_cast<const char*>(be), 4);
+    }
+    auto c = px.contiguous();
+    out.write(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), std::streamsize(c.numel()));
+    EBM_CHECK_CODE(out.good(), ExitCode::kInternal, tmp, ": write failed");
+  });
+}
+}  // namespace
+
+void write_images(const std::string& path, const torch::Tensor& x, const PixelMap& map, int64_t cols) {
+  const std::string ext = file_extension(path);
+  auto cpu = x.detach().to(torch::kCPU, torch::kFloat);
+  if (ext == ".png") {
+    write_image_grid(path, cpu, map.lo, map.hi, cols);
+  } else if (ext == ".npy") {
+    write_npy(path, cpu);
+  } else if (ext == ".idx") {
+    // (one channel: [N, H, W] as MNIST's files; colour keeps [N, C, H, W])
+    auto px = map.to_pixels(cpu);
+    write_idx_bytes(path, px.size(1) == 1 ? px.squeeze(1) : px);
+  } else {
+    fail(ExitCode::kUsage, path, ": images are written as .png, .npy or .idx");
+  }
+}
+
+}  // namespace ebm
