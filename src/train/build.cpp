@@ -77,6 +77,8 @@ DataSplit build_data(const Config& cfg) {
   if (mode == "on" || (mode == "auto" && vectors)) split.transform = AffineMap::standardize(split.train.x, sd);
   const std::string deq = cfg.get_string("data.dequantize");
   EBM_CHECK_CONFIG(deq == "none" || deq == "uniform", "data.dequantize must be none or uniform, got '", deq, "'");
+  EBM_CHECK_CONFIG(deq == "none" || all.pixels, "data.dequantize = ", deq, ": ", all.description,
+                   " holds values, not 0-255 pixels (PNG, IDX, integer NPY or a built-in image set)");
   if (all.pixels) {
     EBM_CHECK_CONFIG(mode != "on", "data.standardize = on: ", all.description,
                      " holds pixels, mapped into the model's range by data.scale instead");

@@ -13,6 +13,7 @@
 #include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
 #include "ebm/objectives/objective.h"
+#include "ebm/sampling/registry.h"
 #include "ebm/train/train.h"
 
 namespace fs = std::filesystem;
@@ -130,7 +131,10 @@ void Trainer::write_sample_grids(int64_t step) {
     FreezeParameters frozen(energy);
     const bool was_training = energy.is_training();
     energy.eval();
-    cd->sampler().run(labelled ? static_cast<EnergyImpl&>(*labelled) : energy, chains, cfg_.get_int("sampler.steps"), gen);
+    // (a sampler of their own: one with state, parallel tempering's hot
+    // replicas, must not carry the grid's chains into training)
+    build_sampler(cfg_)->run(labelled ? static_cast<EnergyImpl&>(*labelled) : energy, chains,
+                             cfg_.get_int("sampler.steps"), gen);
     energy.train(was_training);
   }
   write_image_grid(dir + name + ".png", chains.x.detach().cpu(), map.lo, map.hi, cols);

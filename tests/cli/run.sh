@@ -159,7 +159,7 @@ if "$EBM" train "${IMG[@]}" --out "$T/img_run" >"$T/img.out" 2>"$T/img.err"; the
     || { echo "FAIL: image model sampled to a PNG grid"; fails=$((fails + 1)); }
   "$EBM" energy --model "$T/img_run/model.pt" --input "$T/img.npy" --out "$T/img_e.csv" 2>/dev/null \
     && [ "$(wc -l <"$T/img_e.csv")" -eq 97 ] || { echo "FAIL: image energies"; fails=$((fails + 1)); }
-  expect 65 "expects \[1, 8, 8\]" -- "$EBM" energy --model "$T/img_run/model.pt" --input "$T/good.csv" --out "$T/e.csv"
+  expect 65 "samples are \[1, 8, 8\]" -- "$EBM" energy --model "$T/img_run/model.pt" --input "$T/good.csv" --out "$T/e.csv"
 else
   echo "FAIL: image training run"; sed 's/^/    /' "$T/img.err"; fails=$((fails + 1))
 fi

@@ -5,8 +5,11 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/core/simd.h"
+#include "ebm/energy/conv.h"
 #include "ebm/energy/energy.h"
+#include "ebm/energy/resnet.h"
 #include "ebm/energy/standardized.h"
+#include "common/errors.h"
 #include "common/nets.h"
 
 using namespace ebm;
@@ -417,4 +420,257 @@ TEST(StandardizedEnergy, UnitsAndJacobian) {
   AffineMap fit = AffineMap::standardize(torch::tensor({{1.0, 5.0}, {3.0, 5.0}}));
   EXPECT_TRUE(torch::allclose(fit.shift, torch::tensor({2.0, 5.0}, torch::kDouble)));
   EXPECT_TRUE(torch::allclose(fit.scale, torch::tensor({std::sqrt(2.0), 1.0}, torch::kDouble)));  // (a constant column: 1)
+}
+
+// ----- Image energies: conv and resnet, conditional and labelled ---------------
+namespace {
+// Central differences of E over every pixel of x [B, C, H, W] (rows are
+// independent: one pixel is moved in every row at once), float64.
+torch::Tensor fd_image_grad(EnergyImpl& e, const torch::Tensor& x, double h = 1e-6) {
+  torch::NoGradGuard ng;
+  const int64_t b = x.size(0);
+  auto flat = x.reshape({b, -1});
+  auto g = torch::zeros_like(flat);
+  for (int64_t j = 0; j < flat.size(1); ++j) {
+    auto xp = flat.clone(), xm = flat.clone();
+    xp.select(1, j).add_(h);
+    xm.select(1, j).add_(-h);
+    g.select(1, j).copy_((e.energy(xp.view(x.sizes())) - e.energy(xm.view(x.sizes()))) / (2 * h));
+  }
+  return g.view(x.sizes());
+}
+
+// The input gradient (grad and energy_and_grad) against central differences.
+// With h = 1e-6 truncation is O(h^2) ~ 1e-12 and rounding ~ eps |E| / h ~
+// 1e-10: the tolerance is 1e-6 of the largest gradient element plus 1e-9.
+void expect_grad_matches_fd(EnergyImpl& e, const torch::Tensor& x, const std::string& tag) {
+  auto g = e.grad(x);
+  auto [e2, g2] = e.energy_and_grad(x);
+  ASSERT_EQ(g.sizes(), x.sizes()) << tag;
+  torch::Tensor e_ref;
+  {
+    torch::NoGradGuard ng;
+    e_ref = e.energy(x);
+  }
+  EXPECT_TRUE(torch::allclose(e2, e_ref, 1e-12, 1e-12)) << tag;
+  EXPECT_TRUE(torch::equal(g, g2)) << tag;
+  auto g_fd = fd_image_grad(e, x);
+  const double scale = g.abs().max().item<double>();
+  EXPECT_GT(scale, 0.0) << tag;
+  const double err = (g - g_fd).abs().max().item<double>();
+  EXPECT_LE(err, 1e-6 * scale + 1e-9) << tag << ": max |g - g_fd| = " << err << ", max |g| = " << scale;
+}
+
+// A float64 network in eval mode (fixed power-iteration vectors, past their
+// initial guess when spectrally normalised), weights from a fixed seed.
+template <class Net>
+void prepare(Net& net, const std::vector<int64_t>& shape, uint64_t seed) {
+  auto gen = make_generator(seed, kStreamInit);
+  reset_parameters(*net, gen);
+  net->to(torch::kDouble);
+  net->train();
+  std::vector<int64_t> s{2};
+  s.insert(s.end(), shape.begin(), shape.end());
+  for (int i = 0; i < 3; ++i) net->energy(torch::zeros(s, torch::kDouble));
+  net->eval();
+}
+
+torch::Tensor image_batch(int64_t b, const std::vector<int64_t>& shape, uint64_t seed) {
+  auto gen = make_generator(seed, kStreamData);
+  std::vector<int64_t> s{b};
+  s.insert(s.end(), shape.begin(), shape.end());
+  return at::rand(s, gen, torch::kDouble) * 2 - 1;
+}
+}  // namespace
+
+TEST(ConvEnergy, InputGradientMatchesFiniteDifferences) {
+  for (int64_t classes : {int64_t(0), int64_t(3)}) {
+    for (const std::string act : {"swish", "softplus"}) {
+      for (bool sn : {false, true}) {
+        const std::vector<int64_t> shape{1, 12, 12};
+        ConvEnergy net(ConvEnergyOptions(shape)
+                           .channels({4, 6})
+                           .kernels({3, 3})
+                           .strides({2, 2})
+                           .paddings({1, 1})
+                           .hidden({8})
+                           .activation(act)
+                           .spectral_norm(sn)
+                           .prior_std(sn ? 3.0 : 0.0)
+                           .classes(classes));
+        prepare(net, shape, 11);
+        const std::string tag = "classes " + std::to_string(classes) + " " + act + (sn ? " sn" : "");
+        expect_grad_matches_fd(*net, image_batch(3, shape, 12), tag);
+      }
+    }
+  }
+  // RGB input, no dense hidden layer.
+  const std::vector<int64_t> rgb{3, 8, 8};
+  ConvEnergy net(
+      ConvEnergyOptions(rgb).channels({5}).kernels({3}).strides({2}).paddings({1}).hidden({}).classes(2));
+  prepare(net, rgb, 13);
+  expect_grad_matches_fd(*net, image_batch(2, rgb, 14), "rgb");
+}
+
+TEST(ResNetEnergy, InputGradientMatchesFiniteDifferences) {
+  for (int64_t classes : {int64_t(0), int64_t(3)}) {
+    for (bool sn : {true, false}) {
+      const std::vector<int64_t> shape{3, 8, 8};
+      // (two stages: a 1x1 skip, average pooling and an identity skip)
+      ResNetEnergy net(
+          ResNetEnergyOptions(shape).channels({4, 6}).blocks({1, 2}).spectral_norm(sn).classes(classes));
+      prepare(net, shape, 21);
+      const std::string tag = "classes " + std::to_string(classes) + (sn ? " sn" : "");
+      expect_grad_matches_fd(*net, image_batch(2, shape, 22), tag);
+    }
+  }
+}
+
+TEST(LabelledEnergy, InputGradientMatchesFiniteDifferences) {
+  const std::vector<int64_t> shape{1, 12, 12};
+  auto conv = std::make_shared<ConvEnergyImpl>(
+      ConvEnergyOptions(shape).channels({4, 6}).kernels({3, 3}).strides({2, 2}).paddings({1, 1}).hidden({8})
+          .classes(3));
+  auto gen = make_generator(31, kStreamInit);
+  reset_parameters(*conv, gen);
+  conv->to(torch::kDouble);
+  conv->eval();
+  LabelledEnergyImpl labelled(conv);
+  auto x = image_batch(4, shape, 32);
+  labelled.set_labels(torch::tensor({2, 0, 1, 2}, torch::kLong));
+  expect_grad_matches_fd(labelled, x, "labels [B]");
+  labelled.set_labels(torch::tensor({1}, torch::kLong));
+  expect_grad_matches_fd(labelled, x, "label [1]");
+  auto res =
+      std::make_shared<ResNetEnergyImpl>(ResNetEnergyOptions({3, 8, 8}).channels({4}).blocks({1}).classes(2));
+  reset_parameters(*res, gen);
+  res->to(torch::kDouble);
+  res->eval();
+  LabelledEnergyImpl labelled_res(res);
+  labelled_res.set_labels(torch::tensor({1, 0}, torch::kLong));
+  expect_grad_matches_fd(labelled_res, image_batch(2, {3, 8, 8}, 33), "resnet labels [B]");
+}
+
+// A conditional energy's marginal is -logsumexp_y(-E(x, y)); its features are
+// the penultimate activations; an unconditional one has neither classes nor
+// class energies.
+TEST(ConvEnergy, ConditionalEnergyIsTheMarginalOfTheClassEnergies) {
+  const std::vector<int64_t> shape{1, 12, 12};
+  auto x = image_batch(5, shape, 41);
+  for (bool resnet : {false, true}) {
+    Energy e = resnet ? Energy(std::make_shared<ResNetEnergyImpl>(
+                            ResNetEnergyOptions(shape).channels({4, 6}).blocks({1, 1}).classes(3)))
+                      : Energy(std::make_shared<ConvEnergyImpl>(ConvEnergyOptions(shape)
+                                                                    .channels({4, 6})
+                                                                    .kernels({3, 3})
+                                                                    .strides({2, 2})
+                                                                    .paddings({1, 1})
+                                                                    .hidden({8})
+                                                                    .classes(3)));
+    const std::string tag = resnet ? "resnet" : "conv";
+    auto gen = make_generator(42, kStreamInit);
+    reset_parameters(*e, gen);
+    e->to(torch::kDouble);
+    e->eval();
+    torch::NoGradGuard ng;
+    EXPECT_EQ(e->num_classes(), 3) << tag;
+    auto ce = e->class_energies(x);
+    ASSERT_TRUE(ce.defined()) << tag;
+    EXPECT_EQ(ce.sizes(), (c10::IntArrayRef{5, 3})) << tag;
+    auto en = e->energy(x);
+    EXPECT_EQ(en.sizes(), (c10::IntArrayRef{5})) << tag;
+    EXPECT_TRUE(torch::allclose(en, -torch::logsumexp(-ce, 1), 1e-12, 1e-12)) << tag;
+    // (the marginal is below every class energy: exp(-E) sums over classes)
+    EXPECT_TRUE((en.unsqueeze(1) <= ce).all().item<bool>()) << tag;
+    EXPECT_TRUE(torch::allclose(marginal_energy(ce, 3), en, 1e-12, 1e-12)) << tag;
+    auto f = e->features(x);
+    ASSERT_TRUE(f.defined()) << tag;
+    EXPECT_EQ(f.sizes(), (c10::IntArrayRef{5, resnet ? 6 : 8})) << tag;
+  }
+  ConvEnergy plain(ConvEnergyOptions(shape).channels({4}).kernels({3}).strides({2}).paddings({1}).hidden({7}));
+  torch::NoGradGuard ng;
+  EXPECT_EQ(plain->num_classes(), 0);
+  EXPECT_FALSE(plain->class_energies(x.to(torch::kFloat)).defined());
+  EXPECT_EQ(plain->features(x.to(torch::kFloat)).sizes(), (c10::IntArrayRef{5, 7}));
+  EXPECT_EQ(plain->energy(x.to(torch::kFloat)).sizes(), (c10::IntArrayRef{5}));
+  // Without dense hidden layers the features are the flattened convolutions.
+  ConvEnergy flat(ConvEnergyOptions(shape).channels({4}).kernels({3}).strides({2}).paddings({1}).hidden({}));
+  EXPECT_EQ(flat->features(x.to(torch::kFloat)).sizes(), (c10::IntArrayRef{5, 4 * 6 * 6}));
+  EXPECT_TRUE(torch::equal(marginal_energy(torch::tensor({{1.5}, {-2.0}}), 0), torch::tensor({1.5, -2.0})));
+}
+
+TEST(LabelledEnergy, PicksEachRowsClassEnergy) {
+  const std::vector<int64_t> shape{1, 12, 12};
+  auto conv = std::make_shared<ConvEnergyImpl>(
+      ConvEnergyOptions(shape).channels({4}).kernels({3}).strides({2}).paddings({1}).hidden({8}).classes(3));
+  auto x = image_batch(4, shape, 51).to(torch::kFloat);
+  torch::NoGradGuard ng;
+  auto ce = conv->class_energies(x);  // [4, 3]
+  LabelledEnergyImpl labelled(conv);
+  EXPECT_EQ(labelled.event_shape(), shape);
+  EXPECT_EQ(&labelled.inner(), conv.get());
+  EXPECT_THROW(labelled.energy(x), c10::Error);  // (no labels yet)
+  labelled.set_labels(torch::tensor({2, 0, 1, 2}, torch::kLong));
+  EXPECT_TRUE(torch::equal(labelled.energy(x), torch::stack({ce[0][2], ce[1][0], ce[2][1], ce[3][2]})));
+  // One label for every row; other integer types are taken as int64.
+  labelled.set_labels(torch::tensor({1}, torch::kInt));
+  EXPECT_EQ(labelled.labels().scalar_type(), torch::kLong);
+  EXPECT_TRUE(torch::equal(labelled.energy(x), ce.select(1, 1)));
+  // Labels outside [0, K), of another shape or count, and an unconditional
+  // inner energy are refused.
+  EXPECT_THROW(labelled.set_labels(torch::tensor({0, 3}, torch::kLong)), c10::Error);
+  EXPECT_THROW(labelled.set_labels(torch::tensor({-1}, torch::kLong)), c10::Error);
+  EXPECT_THROW(labelled.set_labels(torch::zeros({2, 2}, torch::kLong)), c10::Error);
+  EXPECT_THROW(labelled.set_labels(torch::zeros({0}, torch::kLong)), c10::Error);
+  EXPECT_TRUE(torch::equal(labelled.energy(x), ce.select(1, 1)));  // (the last good labels stay)
+  labelled.set_labels(torch::tensor({0, 1}, torch::kLong));
+  EXPECT_THROW(labelled.energy(x), c10::Error);
+  auto plain =
+      std::make_shared<ConvEnergyImpl>(ConvEnergyOptions(shape).channels({4}).kernels({3}).strides({2}).paddings({1}));
+  EXPECT_THROW(LabelledEnergyImpl{plain}, c10::Error);
+}
+
+TEST(ResNetEnergy, DefaultsScoreFashionMnistShapedImages) {
+  ResNetEnergy net(ResNetEnergyOptions({1, 28, 28}));
+  EXPECT_TRUE(net->options().spectral_norm());
+  EXPECT_EQ(net->num_classes(), 0);
+  // (one power-iteration vector per weight: the stem, two convs per block,
+  // the 1x1 skips where the width changes (16 -> 32), the head)
+  EXPECT_EQ(net->buffers().size(), 1u + 3 * 2 + 1 + 1);
+  auto x = torch::rand({3, 1, 28, 28}) * 2 - 1;
+  torch::NoGradGuard ng;
+  auto e = net->energy(x);
+  EXPECT_EQ(e.sizes(), (c10::IntArrayRef{3}));
+  EXPECT_TRUE(torch::isfinite(e).all().item<bool>());
+  EXPECT_EQ(net->features(x).sizes(), (c10::IntArrayRef{3, 32}));
+  EXPECT_FALSE(net->class_energies(x).defined());
+  // Another input shape is refused.
+  EXPECT_THROW(net->energy(torch::zeros({3, 1, 27, 28})), c10::Error);
+}
+
+TEST(ImageEnergies, BadOptionsAreConfigErrors) {
+  using test_helpers::code_of;
+  const std::vector<int64_t> shape{1, 28, 28};
+  std::string msg;
+  EXPECT_EQ(code_of([&] { ResNetEnergy(ResNetEnergyOptions(shape).channels({16, 32}).blocks({1})); }, &msg),
+            ExitCode::kBadConfig);
+  EXPECT_NE(msg.find("energy.blocks"), std::string::npos) << msg;
+  EXPECT_EQ(code_of([&] { ResNetEnergy(ResNetEnergyOptions(shape).channels({})); }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([&] { ResNetEnergy(ResNetEnergyOptions(shape).channels({16}).blocks({0})); }),
+            ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([&] { ResNetEnergy(ResNetEnergyOptions(shape).classes(-1)); }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([&] { ResNetEnergy(ResNetEnergyOptions(shape).activation("tanhh")); }),
+            ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([&] { ResNetEnergy(ResNetEnergyOptions({784})); }), ExitCode::kBadConfig);
+  // (six stages pool a 28-pixel side to 14, 7, 3, 1, then below one pixel)
+  const std::vector<int64_t> six{4, 4, 4, 4, 4, 4}, ones{1, 1, 1, 1, 1, 1};
+  EXPECT_EQ(code_of([&] { ResNetEnergy(ResNetEnergyOptions(shape).channels(six).blocks(ones)); }),
+            ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([&] { ConvEnergy(ConvEnergyOptions(shape).channels({4, 8}).kernels({3})); }, &msg),
+            ExitCode::kBadConfig);
+  EXPECT_NE(msg.find("energy.kernels"), std::string::npos) << msg;
+  EXPECT_EQ(code_of([&] { ConvEnergy(ConvEnergyOptions(shape).classes(-2)); }), ExitCode::kBadConfig);
+  auto too_wide = ConvEnergyOptions({1, 4, 4}).channels({4}).kernels({7}).strides({1}).paddings({0});
+  EXPECT_EQ(code_of([&] { ConvEnergy{too_wide}; }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([&] { ConvEnergy(ConvEnergyOptions({16})); }), ExitCode::kBadConfig);
 }

@@ -5,7 +5,9 @@
 #include "ebm/core/error.h"
 #include "ebm/data/data.h"
 #include "ebm/data/unbalanced.h"
+#include "ebm/energy/conv.h"
 #include "ebm/eval/eval.h"
+#include "ebm/eval/images.h"
 #include "ebm/io/io.h"
 #include "ebm/train/train.h"
 #include "common/tmp.h"
@@ -178,4 +180,184 @@ TEST(Trainer, ModeCheckFlagsThePreviousRecipeAndPassesTheNew) {
   EXPECT_FALSE(bad.ok) << bad.table();
   EXPECT_TRUE(good.ok) << good.table();
   fs::remove_all(d);
+}
+
+// ----- Image evaluation: Frechet distance, class probabilities, samples -------
+namespace {
+// n rows [n, F] (float64) whose sample mean is exactly mu and whose sample
+// covariance (denominator n - 1) is exactly L L^T, up to rounding: centred
+// Gaussian columns orthonormalised (so orthogonal to the ones vector too).
+torch::Tensor with_moments(const torch::Tensor& mu, const torch::Tensor& l, int64_t n, at::Generator& gen) {
+  auto z = at::normal(0.0, 1.0, {n, mu.size(0)}, gen, torch::TensorOptions().dtype(torch::kDouble));
+  auto q = std::get<0>(torch::linalg_qr(z - z.mean(0)));  // [n, F]
+  return mu + std::sqrt(double(n - 1)) * q.mm(l.t());
+}
+
+std::pair<torch::Tensor, torch::Tensor> sample_moments(const torch::Tensor& x) {
+  auto mu = x.mean(0);
+  auto c = x - mu;
+  return {mu, c.t().mm(c) / double(x.size(0) - 1)};
+}
+}  // namespace
+
+// A set against itself (or its rows reordered): 0 up to rounding of the scale tr S.
+TEST(FrechetDistance, IdenticalSetsAreAtDistanceZero) {
+  auto gen = make_generator(70, kStreamTestData);
+  auto a = at::normal(0.0, 3.0, {400, 8}, gen, torch::TensorOptions().dtype(torch::kDouble)) + 5;
+  const double scale = sample_moments(a).second.trace().item<double>();  // ~ 72
+  EXPECT_LT(std::abs(frechet_distance(a, a)), 1e-8 * scale);
+  EXPECT_LT(std::abs(frechet_distance(a, a.flip({0}))), 1e-8 * scale);
+  EXPECT_LT(std::abs(frechet_distance(a.to(torch::kFloat), a.to(torch::kFloat))), 1e-8 * scale);
+}
+
+// Diagonal covariances: |mu_a - mu_b|^2 + sum_j (s_a + s_b - 2 sqrt(s_a s_b)),
+// from the sets' sample moments (exactly diagonal by construction), to 1e-6
+// relative; the distance is symmetric, shift invariant and scales as k^2.
+TEST(FrechetDistance, DiagonalCovariancesMatchTheClosedForm) {
+  auto gen = make_generator(71, kStreamTestData);
+  auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  auto a = with_moments(torch::tensor({0.0, 1.0, -2.0, 0.5}, opts),
+                        torch::diag(torch::tensor({0.5, 1.0, 2.0, 4.0}, opts)), 300, gen);
+  auto b = with_moments(torch::tensor({1.0, 1.0, 0.0, 0.0}, opts),
+                        torch::diag(torch::tensor({3.0, 0.2, 1.0, 4.0}, opts)), 500, gen);
+  auto [ma, sa] = sample_moments(a);
+  auto [mb, sb] = sample_moments(b);
+  ASSERT_LT((sa - torch::diag(sa.diag())).abs().max().item<double>(), 1e-10);
+  ASSERT_LT((sb - torch::diag(sb.diag())).abs().max().item<double>(), 1e-10);
+  auto va = sa.diag(), vb = sb.diag();
+  const double want = ((ma - mb).pow(2).sum() + (va + vb - 2 * (va * vb).sqrt()).sum()).item<double>();
+  // (by construction: means 1 + 0 + 4 + 0.25, standard deviations
+  // (0.5 - 3)^2 + (1 - 0.2)^2 + (2 - 1)^2 + 0: 13.14)
+  EXPECT_NEAR(want, 13.14, 1e-9);
+  EXPECT_NEAR(frechet_distance(a, b), want, 1e-6 * want);
+  EXPECT_NEAR(frechet_distance(b, a), want, 1e-6 * want);
+  EXPECT_NEAR(frechet_distance(a + 7, b + 7), want, 1e-6 * want);
+  EXPECT_NEAR(frechet_distance(3 * a, 3 * b), 9 * want, 1e-6 * 9 * want);
+}
+
+// Correlated 2 x 2 covariances: tr (S_a^1/2 S_b S_a^1/2)^1/2 = sqrt(tr(S_a S_b)
+// + 2 sqrt(det S_a det S_b)) (the sum of the square roots of a 2 x 2 PSD
+// matrix's eigenvalues), from the sample moments in plain arithmetic.
+TEST(FrechetDistance, CorrelatedTwoByTwoMatchesTheClosedForm) {
+  auto gen = make_generator(72, kStreamTestData);
+  auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  for (int trial = 0; trial < 3; ++trial) {
+    // (plain Gaussian samples: whatever their sample moments, the formula holds)
+    auto la = torch::tensor({{1.0, 0.0}, {0.8, 0.6}}, opts) * (1 + trial);
+    auto lb = torch::tensor({{0.5, 0.0}, {-1.2, 0.3}}, opts);
+    auto a = at::normal(0.0, 1.0, {200, 2}, gen, opts).mm(la.t()) + torch::tensor({1.0, -1.0}, opts);
+    auto b = at::normal(0.0, 1.0, {300, 2}, gen, opts).mm(lb.t());
+    auto [ma, sa] = sample_moments(a);
+    auto [mb, sb] = sample_moments(b);
+    auto at2 = [](const torch::Tensor& m, int i, int j) { return m[i][j].item<double>(); };
+    const double a00 = at2(sa, 0, 0), a01 = at2(sa, 0, 1), a11 = at2(sa, 1, 1);
+    const double b00 = at2(sb, 0, 0), b01 = at2(sb, 0, 1), b11 = at2(sb, 1, 1);
+    const double tr_ab = a00 * b00 + 2 * a01 * b01 + a11 * b11;
+    const double det_a = a00 * a11 - a01 * a01, det_b = b00 * b11 - b01 * b01;
+    const double dm0 = ma[0].item<double>() - mb[0].item<double>(), dm1 = ma[1].item<double>() - mb[1].item<double>();
+    const double want =
+        dm0 * dm0 + dm1 * dm1 + a00 + a11 + b00 + b11 - 2 * std::sqrt(tr_ab + 2 * std::sqrt(det_a * det_b));
+    EXPECT_NEAR(frechet_distance(a, b), want, 1e-6 * want) << trial;
+  }
+}
+
+// Wider correlated sets: the trace term as the sum of the square roots of
+// the eigenvalues of S_a S_b (similar to S_a^1/2 S_b S_a^1/2), computed by a
+// general eigensolver.
+TEST(FrechetDistance, CorrelatedSetsMatchTheEigenvaluesOfTheProduct) {
+  auto gen = make_generator(73, kStreamTestData);
+  auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  auto mix_a = at::normal(0.0, 1.0, {6, 6}, gen, opts), mix_b = at::normal(0.0, 0.5, {6, 6}, gen, opts);
+  auto a = at::normal(0.0, 1.0, {500, 6}, gen, opts).mm(mix_a);
+  auto b = at::normal(0.0, 1.0, {400, 6}, gen, opts).mm(mix_b) + 0.3;
+  auto [ma, sa] = sample_moments(a);
+  auto [mb, sb] = sample_moments(b);
+  auto ev = torch::linalg_eigvals(sa.mm(sb));  // complex, real and positive up to rounding
+  ASSERT_LT(torch::imag(ev).abs().max().item<double>(), 1e-8);
+  const double tr_sqrt = torch::real(ev).clamp_min(0).sqrt().sum().item<double>();
+  const double want = ((ma - mb).pow(2).sum() + sa.trace() + sb.trace()).item<double>() - 2 * tr_sqrt;
+  EXPECT_GT(want, 0.0);
+  EXPECT_NEAR(frechet_distance(a, b), want, 1e-6 * want);
+  // Sets of another width, a single row, or a non-matrix are refused.
+  EXPECT_THROW(frechet_distance(a, b.narrow(1, 0, 5)), c10::Error);
+  EXPECT_THROW(frechet_distance(a.narrow(0, 0, 1), b), c10::Error);
+  EXPECT_THROW(frechet_distance(a.flatten(), b), c10::Error);
+}
+
+// Class probabilities are softmax(-E(x, y)), whatever the batch size; the
+// features are the energy's penultimate ones.
+TEST(ImageEval, ClassProbabilitiesAndFeatures) {
+  auto init = make_generator(74, kStreamInit);
+  ConvEnergy net(
+      ConvEnergyOptions({1, 8, 8}).channels({4}).kernels({3}).strides({2}).paddings({1}).hidden({12}).classes(3));
+  reset_parameters(*net, init);
+  auto x = at::rand({10, 1, 8, 8}, init) * 2 - 1;
+  auto p = class_probabilities(*net, x, 4);  // (batches of 4, 4, 2)
+  ASSERT_EQ(p.sizes(), (c10::IntArrayRef{10, 3}));
+  EXPECT_FALSE(p.requires_grad());
+  EXPECT_TRUE(torch::allclose(p.sum(1), torch::ones({10}), 0, 1e-6));
+  EXPECT_TRUE((p >= 0).all().item<bool>());
+  torch::Tensor want, feats;
+  {
+    torch::NoGradGuard ng;
+    want = torch::softmax(-net->class_energies(x), 1);
+    feats = net->features(x);
+  }
+  EXPECT_TRUE(torch::allclose(p, want, 1e-6, 1e-7));
+  EXPECT_TRUE(torch::allclose(class_probabilities(*net, x), p, 1e-6, 1e-7));
+  auto f = batch_features(*net, x, 3);
+  EXPECT_EQ(f.sizes(), (c10::IntArrayRef{10, 12}));
+  EXPECT_TRUE(torch::allclose(f, feats, 1e-6, 1e-7));
+  ConvEnergy plain(ConvEnergyOptions({1, 8, 8}).channels({4}).kernels({3}).strides({2}).paddings({1}));
+  EXPECT_THROW(class_probabilities(*plain, x), c10::Error);
+  EXPECT_EQ(batch_features(*plain, x).sizes(), (c10::IntArrayRef{10, 64}));
+  EXPECT_THROW(batch_features(*make_target("gaussian", 2), torch::zeros({3, 2})), c10::Error);
+}
+
+namespace {
+// E(x, y) = 1/2 |x - m_y|^2 on [C, H, W] images (m [K, C*H*W]).
+class ImageClassQuadratics : public EnergyImpl {
+ public:
+  ImageClassQuadratics(torch::Tensor means, std::vector<int64_t> shape) : shape_(std::move(shape)) {
+    m_ = register_parameter("m", std::move(means));
+  }
+  torch::Tensor energy(const torch::Tensor& x) override { return marginal_energy(class_energies(x), num_classes()); }
+  torch::Tensor class_energies(const torch::Tensor& x) override {
+    return 0.5 * (x.flatten(1).unsqueeze(1) - m_.to(x.dtype()).unsqueeze(0)).pow(2).sum(2);
+  }
+  int64_t num_classes() const override { return m_.size(0); }
+  std::vector<int64_t> event_shape() const override { return shape_; }
+
+ private:
+  torch::Tensor m_;
+  std::vector<int64_t> shape_;
+};
+}  // namespace
+
+// A conditional model's chain i is drawn at label i mod K: noiseless Langevin
+// steps of 1/2 on E(x, y) bring chain i to m_(i mod K), with the sampler from
+// the spec or from the model's training config; without steps, the chains
+// are the init (uniform over the pixel range).
+TEST(ImageEval, DrawModelSamplesFollowTheirLabels) {
+  auto means = torch::tensor({{-0.5, 0.5, 0.0, 0.25}, {0.9, 0.9, -0.9, -0.9}, {0.0, 0.1, 0.2, 0.3}});
+  ImageClassQuadratics energy(means, {1, 2, 2});
+  ModelInfo info;
+  info.event_shape = {1, 2, 2};
+  info.pixels = PixelMap{-1.0, 1.0, false};
+  auto gen = make_generator(75, kStreamEval);
+  auto want = means.index_select(0, torch::arange(7).remainder(3)).view({7, 1, 2, 2});
+  auto x = draw_model_samples(energy, info, 7, 40, "langevin:step=0.5,noise=0", gen);
+  ASSERT_EQ(x.sizes(), (c10::IntArrayRef{7, 1, 2, 2}));
+  EXPECT_TRUE(torch::allclose(x, want, 0, 1e-5)) << (x - want).abs().max().item<double>();
+  info.sampler_toml = "[sampler]\nname = \"langevin\"\nstep_size = 0.5\nnoise = 0.0\n";
+  auto y = draw_model_samples(energy, info, 7, 40, "", gen);
+  EXPECT_TRUE(torch::allclose(y, want, 0, 1e-5)) << (y - want).abs().max().item<double>();
+  info.pixels = PixelMap{2.0, 3.0, false};
+  auto z = draw_model_samples(energy, info, 50, 0, "", gen);
+  EXPECT_GE(z.min().item<double>(), 2.0);
+  EXPECT_LE(z.max().item<double>(), 3.0);
+  // The same stream, the same samples.
+  auto g1 = make_generator(76, kStreamEval), g2 = make_generator(76, kStreamEval);
+  EXPECT_TRUE(torch::equal(draw_model_samples(energy, info, 5, 3, "ula:step=0.01", g1),
+                           draw_model_samples(energy, info, 5, 3, "ula:step=0.01", g2)));
 }

@@ -207,6 +207,70 @@ TEST(ReplayBuffer, BadOptionsAreConfigErrors) {
             ExitCode::kBadConfig);
 }
 
+// Per-class pools (IGEBM's conditional buffers): slot s holds chains of class
+// s % classes; a draw takes each row's chain from its label's pool, and a push
+// writes the chains back where they came from.
+TEST(ReplayBuffer, PerClassPoolsDrawTheRowsLabels) {
+  ReplayBuffer b(ReplayBufferOptions(30).classes(3).reinit_prob(0.0).low(-1).high(1), {1, 2, 2});
+  auto gen = make_generator(8, kStreamTrain);
+  auto labels = at::randint(3, {200}, gen, torch::kLong);
+  auto [x, slots] = b.sample(200, gen, labels);
+  ASSERT_TRUE(b.filled());
+  EXPECT_EQ(x.sizes(), (c10::IntArrayRef{200, 1, 2, 2}));
+  EXPECT_EQ(b.data().sizes(), (c10::IntArrayRef{30, 1, 2, 2}));
+  EXPECT_TRUE(torch::equal(slots.remainder(3), labels));
+  EXPECT_GE(slots.min().item<int64_t>(), 0);
+  EXPECT_LT(slots.max().item<int64_t>(), 30);
+  EXPECT_TRUE(torch::equal(x, b.data().index_select(0, slots)));
+  // (about 67 draws per pool of 10 slots: each slot is missed with
+  // probability 0.9^67 < 1e-3; at this seed every one is drawn)
+  EXPECT_TRUE((torch::bincount(slots, {}, 30) > 0).all().item<bool>());
+  // Each pushed row comes back from its slot (a repeated slot: the last row).
+  auto moved = torch::arange(200, torch::kFloat).view({200, 1, 1, 1}).expand({200, 1, 2, 2}).contiguous();
+  b.push(moved, slots);
+  auto want = torch::full({30}, -1.0);
+  for (int64_t i = 0; i < 200; ++i) want[slots[i].item<int64_t>()] = double(i);
+  EXPECT_TRUE(torch::equal(b.data().flatten(1).select(1, 0), want));
+  auto labels2 = at::randint(3, {50}, gen, torch::kLong);
+  auto [y, s2] = b.sample(50, gen, labels2);
+  EXPECT_TRUE(torch::equal(s2.remainder(3), labels2));
+  EXPECT_TRUE(torch::equal(y, want.index_select(0, s2).view({50, 1, 1, 1}).expand({50, 1, 2, 2})));
+  // Labels of another integer type are taken as they are.
+  auto [z, s3] = b.sample(5, gen, torch::tensor({2, 2, 0, 1, 2}, torch::kInt));
+  EXPECT_TRUE(torch::equal(s3.remainder(3), torch::tensor({2, 2, 0, 1, 2}, torch::kLong)));
+}
+
+TEST(ReplayBuffer, PerClassPoolsRestartAndRefuseBadLabels) {
+  // A capacity that is not a multiple of the classes leaves the last slots unused.
+  ReplayBuffer b(ReplayBufferOptions(7).classes(3).reinit_prob(0.5).low(5).high(6), {2});
+  auto gen = make_generator(9, kStreamTrain);
+  auto labels = at::randint(3, {300}, gen, torch::kLong);
+  auto [x, slots] = b.sample(300, gen, labels);
+  EXPECT_TRUE(torch::equal(slots.remainder(3), labels));
+  EXPECT_LT(slots.max().item<int64_t>(), 6);
+  b.push(torch::zeros({300, 2}), slots);
+  auto [y, s2] = b.sample(300, gen, labels);
+  EXPECT_TRUE(torch::equal(s2.remainder(3), labels));
+  // Restarted rows (about half) are fresh draws in [5, 6]; the others the pushed zeros.
+  auto fresh = (y.select(1, 0) >= 5).to(torch::kDouble).mean().item<double>();
+  EXPECT_GT(fresh, 0.3);
+  EXPECT_LT(fresh, 0.7);
+  EXPECT_TRUE(((y == 0) | ((y >= 5) & (y <= 6))).all().item<bool>());
+  // Missing labels, labels outside [0, classes), or too few of them.
+  EXPECT_THROW(b.sample(4, gen), c10::Error);
+  EXPECT_THROW(b.sample(2, gen, torch::tensor({0, 3}, torch::kLong)), c10::Error);
+  EXPECT_THROW(b.sample(2, gen, torch::tensor({-1, 0}, torch::kLong)), c10::Error);
+  EXPECT_THROW(b.sample(3, gen, torch::tensor({0, 1}, torch::kLong)), c10::Error);
+  // Short-run: fresh chains whatever the labels.
+  ReplayBuffer short_run(ReplayBufferOptions(0).classes(3).low(-1).high(1), {2});
+  auto [f, fs] = short_run.sample(4, gen, torch::tensor({0, 1, 2, 0}, torch::kLong));
+  EXPECT_TRUE((fs == -1).all().item<bool>());
+  // Fewer chains than classes, or a negative class count: config errors.
+  EXPECT_EQ(code_of([] { ReplayBuffer(ReplayBufferOptions(2).classes(3), {2}); }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([] { ReplayBuffer(ReplayBufferOptions(4).classes(-1), {2}); }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([] { ReplayBuffer(ReplayBufferOptions(3).classes(3), {2}); }), ExitCode::kOk);
+}
+
 // ----- MALA, HMC, leapfrog: exact invariants in float64 ----------------------
 TEST(Leapfrog, ReversesExactly) {
   auto target = make_target("gaussian", 5);
