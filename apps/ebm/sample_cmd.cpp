@@ -212,7 +212,8 @@ Runner add_sample(CLI::App& app) {
     // keeps all dimensions of every T-th draw for the output file.
     const int64_t shown = std::min(dim, kSummaryDims), tracked = std::min(dim, kEssDims);
     std::unique_ptr<DrawRecorder> summary, kept;
-    if (a->steps >= 4) summary = std::make_unique<DrawRecorder>(a->n, tracked, a->steps);
+    // (images: no per-pixel table; the pictures say more)
+    if (a->steps >= 4 && !image) summary = std::make_unique<DrawRecorder>(a->n, tracked, a->steps);
     if (a->thin > 0) kept = std::make_unique<DrawRecorder>(a->n, dim, a->steps / a->thin, a->thin);
     Stats total;
     total.accept_rate = 0;
@@ -274,6 +275,13 @@ Runner add_sample(CLI::App& app) {
       auto e = ess_bulk(draws);
       e = e.masked_select(torch::isfinite(e));
       if (e.numel()) min_ess = e.min().item<double>();
+    }
+    if (image) {
+      torch::NoGradGuard ng;
+      auto e = energy->energy(chains.x).to(torch::kCPU, torch::kDouble);
+      os << a->n << " images " << c10::IntArrayRef(shape) << " written to " << a->out << "; energy mean "
+         << fmt(e.mean().item<double>()) << ", sd " << fmt(a->n > 1 ? e.std().item<double>() : 0.0) << "\n";
+      return 0;
     }
     const int w = 11;
     os << std::setw(5) << "dim" << std::setw(w) << "mean" << std::setw(w) << "sd";

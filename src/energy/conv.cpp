@@ -1,5 +1,6 @@
 #include "ebm/energy/conv.h"
 
+
 #include "ebm/core/error.h"
 
 namespace ebm {
@@ -82,7 +83,9 @@ torch::Tensor ConvEnergyImpl::penultimate(const torch::Tensor& x) {
   const size_t nc = convs_.size();
   for (size_t i = 0; i < nc; ++i) {
     const int64_t s = options_.strides()[i], p = options_.paddings()[i];
-    h = act(torch::conv2d(h, weight(i, convs_[i]->weight), convs_[i]->bias, {s, s}, {p, p}));
+    const auto w = weight(i, convs_[i]->weight);
+    h = act(small_input_conv_applies(h, w) ? small_input_conv2d(h, w, convs_[i]->bias, s, p)
+                                                   : torch::conv2d(h, w, convs_[i]->bias, {s, s}, {p, p}));
   }
   h = h.flatten(1);
   for (size_t i = 0; i + 1 < dense_.size(); ++i)

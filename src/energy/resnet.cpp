@@ -1,5 +1,6 @@
 #include "ebm/energy/resnet.h"
 
+
 #include "ebm/core/error.h"
 #include "ebm/energy/conv.h"
 
@@ -69,7 +70,9 @@ torch::Tensor ResNetEnergyImpl::weight(size_t i, const torch::Tensor& w) {
 
 torch::Tensor ResNetEnergyImpl::conv(size_t i, const torch::Tensor& h) {
   const int64_t p = convs_[i]->weight.size(2) / 2;
-  return torch::conv2d(h, weight(i, convs_[i]->weight), convs_[i]->bias, {1, 1}, {p, p});
+  const auto w = weight(i, convs_[i]->weight);
+  return small_input_conv_applies(h, w) ? small_input_conv2d(h, w, convs_[i]->bias, 1, p)
+                                                : torch::conv2d(h, w, convs_[i]->bias, {1, 1}, {p, p});
 }
 
 torch::Tensor ResNetEnergyImpl::act(const torch::Tensor& z) const { return apply_activation(options_.activation(), z); }

@@ -12,7 +12,6 @@
 #include "ebm/model/inputs.h"
 
 #include <c10/util/accumulate.h>
-#include <filesystem>
 
 namespace ebm {
 namespace {
@@ -92,14 +91,8 @@ torch::Tensor reference_pixels(const std::string& spec, const std::string& split
   if (spec == "fashion_mnist" || spec == "mnist") {
     d = spec == "mnist" ? load_mnist(split) : load_fashion_mnist(split);
   } else {
-    std::error_code ec;
-    if (std::filesystem::is_directory(spec, ec)) {
-      d = load_image_folder(spec);
-    } else {
-      d = Dataset{file_extension(spec) == ".png" ? read_png(spec).unsqueeze(0).to(torch::kFloat) : read_array(spec),
-                  {}, spec};
-      d.pixels = true;
-    }
+    d = load_data_path(spec);
+    EBM_CHECK_DATA(d.pixels, spec, ": reference images must be raw 0-255 pixels (PNG, IDX or integer NPY)");
   }
   EBM_CHECK_DATA(d.size() >= n, spec, ": ", d.size(), " images, fewer than --n ", n);
   return d.x.index_select(0, torch::randperm(d.size(), gen, torch::kLong).narrow(0, 0, n)).to(torch::kFloat);

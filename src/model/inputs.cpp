@@ -2,7 +2,6 @@
 
 #include <c10/util/accumulate.h>
 
-#include <filesystem>
 #include <fstream>
 
 #include "ebm/core/error.h"
@@ -11,37 +10,12 @@
 
 namespace ebm {
 
-bool npy_holds_integers(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EBM_CHECK_CODE(in.good(), ExitCode::kMissingInput, path, ": cannot open");
-  std::string head(256, '\0');
-  in.read(&head[0], std::streamsize(head.size()));
-  head.resize(size_t(in.gcount()));
-  const auto at = head.find("'descr':");
-  if (at == std::string::npos) return false;  // (read_array reports a malformed file)
-  const auto quote = head.find('\'', at + 8);
-  if (quote == std::string::npos || quote + 2 >= head.size()) return false;
-  const char kind = head[quote + 2];  // '<u1', '|u1', '<i8', '<f4', ...
-  return kind == 'u' || kind == 'i';
-}
-
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   const auto& shape = info.event_shape;
-  const std::string ext = file_extension(path);
-  torch::Tensor x;
-  bool pixels = false;
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    x = load_image_folder(path).x;
-    pixels = true;
-  } else if (ext == ".png") {
-    x = read_png(path).unsqueeze(0).to(torch::kFloat);
-    pixels = true;
-  } else {
-    x = read_array(path);
-    pixels = ext == ".idx" || ext == ".idx.gz" || ext.find("ubyte") != std::string::npos ||
-             (ext == ".npy" && npy_holds_integers(path));
-  }
+  // (the file's own type says pixels: PNG, IDX bytes, integer NPY)
+  Dataset in = load_data_path(path);
+  torch::Tensor x = in.x;
+  const bool pixels = in.pixels;
   const int64_t d = c10::multiply_integers(shape);
   EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x[0].numel() == d, path, ": rows of ",
                  x.dim() >= 1 && x.size(0) >= 1 ? x[0].numel() : 0, " values (", x.sizes(),
@@ -50,8 +24,6 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
     EBM_CHECK_DATA(info.pixels.has_value(), path,
                    ": holds raw 0-255 pixels, but the model was not trained on pixels; give a float NPY in "
                    "the model's range");
-    EBM_CHECK_DATA(x.min().item<double>() >= 0 && x.max().item<double>() <= 255, path,
-                   ": pixel values outside 0-255");
     x = info.pixels->to_model(x);
   }
   auto full = shape;

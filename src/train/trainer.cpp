@@ -115,7 +115,8 @@ void Trainer::write_sample_grids(int64_t step) {
   const std::string dir = out_ + "/samples/";
   fs::create_directories(dir);
   const PixelMap map = data_.pixels.value_or(PixelMap());
-  // Fresh short-run chains from the buffer's init distribution, on a stream
+  // Fresh chains from the buffer's init distribution, run eval.sample_steps
+  // transitions (as `ebm sample` draws), on a stream
   // of their own (the run's stream, and so resume, is untouched); a
   // conditional model's columns are its classes.
   EnergyImpl& energy = *parts_.energy;
@@ -134,7 +135,7 @@ void Trainer::write_sample_grids(int64_t step) {
     // (a sampler of their own: one with state, parallel tempering's hot
     // replicas, must not carry the grid's chains into training)
     build_sampler(cfg_)->run(labelled ? static_cast<EnergyImpl&>(*labelled) : energy, chains,
-                             cfg_.get_int("sampler.steps"), gen);
+                             cfg_.get_int("eval.sample_steps"), gen);
     energy.train(was_training);
   }
   write_image_grid(dir + name + ".png", chains.x.detach().cpu(), map.lo, map.hi, cols);

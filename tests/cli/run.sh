@@ -164,5 +164,52 @@ else
   echo "FAIL: image training run"; sed 's/^/    /' "$T/img.err"; fails=$((fails + 1))
 fi
 
+# Pixels: a uint8 NPY of 40 random 8x8 images with 3 classes, a conditional
+# conv energy on it, PNGs written by that model, and the image bad inputs.
+hdr="{'descr': '|u1', 'fortran_order': False, 'shape': (40, 1, 8, 8), }"
+while [ $(( (10 + ${#hdr} + 1) % 64 )) -ne 0 ]; do hdr="$hdr "; done
+{ printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr"
+  head -c 2560 /dev/urandom; } >"$T/pix.npy"
+for i in $(seq 0 39); do echo $((i % 3)); done >"$T/pix_labels.csv"
+head -n 39 "$T/pix_labels.csv" >"$T/pix_labels39.csv"
+PIX=(--config "$SRC/configs/fmnist-igebm-cond.toml" --set data.path="$T/pix.npy" --set data.labels="$T/pix_labels.csv"
+     --set data.name=8gaussians --set "energy.channels=[4,8]" --set "energy.kernels=[3,3]" --set "energy.strides=[2,2]"
+     --set "energy.paddings=[1,1]" --set "energy.hidden=[16]" --set train.steps=2 --set train.batch_size=8
+     --set sampler.steps=2 --set eval.sample_steps=2 --set buffer.capacity=30 --set train.sample_every=1)
+if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; then
+  P="$T/pix_run/model.pt"
+  [ -s "$T/pix_run/samples/step-000002.png" ] || { echo "FAIL: no samples/step-000002.png"; fails=$((fails + 1)); }
+  mkdir -p "$T/mixed"
+  "$EBM" sample --model "$P" --n 1 --steps 1 --out "$T/mixed/a.png" >/dev/null 2>&1
+  "$EBM" sample --model "$P" --n 4 --steps 1 --out "$T/mixed/b.png" >/dev/null 2>&1
+  "$EBM" sample --model "$P" --n 40 --steps 1 --label 2 --out "$T/draws.idx" >/dev/null 2>&1 \
+    && [ "$(stat -c %s "$T/draws.idx")" -eq $((16 + 2560)) ] || { echo "FAIL: IDX draws"; fails=$((fails + 1)); }
+  "$EBM" classify --model "$P" --input "$T/draws.idx" --labels "$T/pix_labels.csv" --out "$T/probs.csv" >/dev/null 2>&1 \
+    && [ "$(wc -l <"$T/probs.csv")" -eq 41 ] || { echo "FAIL: classify"; fails=$((fails + 1)); }
+  gzip -c "$T/draws.idx" >"$T/draws-ubyte.gz"   # (MNIST's naming: pixels, whatever the extension)
+  "$EBM" classify --model "$P" --input "$T/draws-ubyte.gz" --out "$T/probs_gz.csv" >/dev/null 2>&1 \
+    && cmp -s "$T/probs.csv" "$T/probs_gz.csv" || { echo "FAIL: classify of gzipped IDX differs"; fails=$((fails + 1)); }
+  printf '\x89PNG\r\n\x1a\nthis is not an image' >"$T/bad.png"
+  printf '\x00\x00\x08\x07\x00\x00\x00\x01' >"$T/bad_magic.idx"
+  { printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x08\x00\x00\x00\x08'; head -c 70 /dev/zero; } >"$T/short.idx"
+  expect 65 "bad.png"        -- "$EBM" sample --model "$P" --n 1 --steps 1 --init "$T/bad.png" --out "$T/never.png"
+  [ ! -e "$T/never.png" ] || { echo "FAIL: a failed sample left $T/never.png"; fails=$((fails + 1)); }
+  expect 65 "bad_magic.idx"  -- "$EBM" energy --model "$P" --input "$T/bad_magic.idx" --out "$T/e.csv"
+  expect 65 "short.idx"      -- "$EBM" energy --model "$P" --input "$T/short.idx" --out "$T/e.csv"
+  expect 65 "b.png"          -- "$EBM" train "${PIX[@]}" --set data.path="$T/mixed" --set data.labels="" --set energy.conditional=false --out "$T/r20"
+  expect 65 "pix_labels39.csv" -- "$EBM" train "${PIX[@]}" --set data.labels="$T/pix_labels39.csv" --out "$T/r21"
+  expect 78 "data.classes"   -- "$EBM" train "${PIX[@]}" --set "data.classes=[5]" --out "$T/r22"
+  expect 65 "outside the model's 2 classes" -- "$EBM" train "${PIX[@]}" --set energy.classes=2 --out "$T/r23"
+  expect 64 "classes 0 to 2" -- "$EBM" sample --model "$P" --n 1 --steps 1 --label 3 --out "$T/s.png"
+  expect 64 "not class-conditional" -- "$EBM" sample --model "$T/img_run/model.pt" --n 1 --steps 1 --label 0 --out "$T/s.png"
+  expect 64 "not a classifier" -- "$EBM" classify --model "$M" --input "$T/good.csv" --out "$T/p.csv"
+  expect 65 "pix_labels39.csv" -- "$EBM" classify --model "$P" --input "$T/draws.idx" --labels "$T/pix_labels39.csv" --out "$T/p.csv"
+  expect 65 "expects \[2\]" -- "$EBM" energy --model "$M" --input "$T/pix.npy" --out "$T/e.csv"
+  expect 78 "takes images"   -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set energy.name=conv --out "$T/r24"
+  expect 78 "takes vectors"  -- "$EBM" train "${PIX[@]}" --set energy.name=mlp --set energy.conditional=false --out "$T/r25"
+else
+  echo "FAIL: pixel training run"; sed 's/^/    /' "$T/pix.err"; fails=$((fails + 1))
+fi
+
 echo "$fails failure(s)"
 [ "$fails" -eq 0 ]

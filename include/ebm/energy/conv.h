@@ -58,6 +58,15 @@ TORCH_MODULE(ConvEnergy);
 
 // Applies a named activation of mlp_activations() with ATen operations.
 torch::Tensor apply_activation(const std::string& name, const torch::Tensor& z);
+// conv2d(x, w, bias, stride, padding) for images of few channels (a first
+// layer) as one im2col matrix product, with a hand-written backward for x,
+// w and bias (src/energy/small_input_conv.cpp); first-order gradients only.
+// Applies to float32 CPU inputs with at most 3 channels and square kernels,
+// while the fast paths are on (core/device.h; EBM_FAST_PATHS=0 turns them off).
+bool small_input_conv_applies(const torch::Tensor& x, const torch::Tensor& w);
+torch::Tensor small_input_conv2d(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias,
+                                 int64_t stride, int64_t padding);
+
 // The energy of a network with `classes` outputs per row, out [B, max(1, K)]:
 // the single output, or for K > 0 the marginal -logsumexp_y(-out[:, y]).
 torch::Tensor marginal_energy(const torch::Tensor& out, int64_t classes);

@@ -20,9 +20,6 @@ namespace ebm {
 // when pixels are given to a model that was not trained on pixels.
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info);
 
-// True when the NPY file's values are integers (raw pixels by convention).
-bool npy_holds_integers(const std::string& path);
-
 // Model-range images [N, C, H, W] written by extension: .png a grid (cols per
 // row, 0 = about square), .npy float32, .idx / .idx.gz uint8 pixels (IDX,
 // no compression); `map` turns values into pixels (default [-1, 1]).

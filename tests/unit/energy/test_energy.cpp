@@ -2,6 +2,7 @@
 // the analytic targets' normalisation and gradients.
 #include <gtest/gtest.h>
 
+#include "ebm/core/device.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/core/simd.h"
@@ -482,6 +483,37 @@ torch::Tensor image_batch(int64_t b, const std::vector<int64_t>& shape, uint64_t
   return at::rand(s, gen, torch::kDouble) * 2 - 1;
 }
 }  // namespace
+
+// The first-layer convolution with the hand-written input gradient is
+// ATen's convolution: outputs and the gradients of x, W and b agree to float32
+// rounding (relative 1e-5 of each tensor's largest entry), for one and three
+// channels, strides 1 and 2, with and without padding.
+TEST(SmallInputConv, MatchesAtenConvolutionAndItsGradients) {
+  torch::manual_seed(3);
+  struct Case { int64_t c, k, s, p, h; };
+  for (const Case& c : {Case{1, 5, 2, 4, 28}, Case{1, 3, 1, 1, 28}, Case{3, 3, 2, 0, 9}, Case{2, 4, 3, 2, 11}}) {
+    auto x = torch::randn({5, c.c, c.h, c.h}), w = torch::randn({7, c.c, c.k, c.k}), b = torch::randn({7});
+    ASSERT_TRUE(ebm::small_input_conv_applies(x, w));
+    auto go = torch::randn_like(torch::conv2d(x, w, b, {c.s, c.s}, {c.p, c.p}));
+    auto grads = [&](bool fast) {
+      auto xr = x.clone().requires_grad_(true), wr = w.clone().requires_grad_(true), br = b.clone().requires_grad_(true);
+      auto y = fast ? ebm::small_input_conv2d(xr, wr, br, c.s, c.p) : torch::conv2d(xr, wr, br, {c.s, c.s}, {c.p, c.p});
+      auto g = torch::autograd::grad({y}, {xr, wr, br}, {go});
+      return std::vector<torch::Tensor>{y.detach(), g[0], g[1], g[2]};
+    };
+    auto fast = grads(true), ref = grads(false);
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const double scale = ref[i].abs().max().item<double>();
+      EXPECT_LE((fast[i] - ref[i]).abs().max().item<double>(), 1e-5 * scale) << "case k" << c.k << " s" << c.s << " tensor " << i;
+    }
+  }
+  EXPECT_FALSE(ebm::small_input_conv_applies(torch::zeros({1, 4, 8, 8}), torch::zeros({2, 4, 3, 3})));
+  {
+    ebm::FastPathsGuard off(false);  // (the ATen fallback)
+    EXPECT_FALSE(ebm::small_input_conv_applies(torch::zeros({1, 1, 8, 8}), torch::zeros({2, 1, 3, 3})));
+  }
+  EXPECT_FALSE(ebm::small_input_conv_applies(torch::zeros({1, 1, 8, 8}, torch::kDouble), torch::zeros({2, 1, 3, 3}, torch::kDouble)));
+}
 
 TEST(ConvEnergy, InputGradientMatchesFiniteDifferences) {
   for (int64_t classes : {int64_t(0), int64_t(3)}) {
