@@ -18,8 +18,7 @@
 #include "ebm/sampling/tempering.h"
 #include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
-#include "ebm/sampling/registry.h"
-#include "ebm/train/train.h"
+#include "ebm/eval/images.h"
 
 namespace ebm::cli {
 namespace {
@@ -155,15 +154,7 @@ Runner add_sample(CLI::App& app) {
                     c10::IntArrayRef(shape));
     energy->to(device);
     // (a model sampled as it was trained, unless told otherwise)
-    std::string spec = a->sampler;
-    std::shared_ptr<Sampler> sampler;
-    if (spec.empty() && !info.sampler_toml.empty()) {
-      Config sc = make_train_config();
-      sc.load_string(info.sampler_toml, a->model + "[sampler_config]");
-      sampler = build_sampler(sc);
-    } else {
-      sampler = make_sampler(spec.empty() ? "ula:step=0.01" : spec);
-    }
+    auto sampler = model_sampler(info, a->sampler);
     if (auto* annealed = dynamic_cast<AnnealedLangevinSampler*>(sampler.get())) {
       const double last = annealed->levels().back();
       if (!dynamic_cast<NoiseConditionalEnergyImpl*>(energy.get()) && last != 1.0)

@@ -29,16 +29,16 @@ torch::Tensor batch_features(EnergyImpl& energy, const torch::Tensor& x, int64_t
   return torch::cat(out);
 }
 
+std::shared_ptr<Sampler> model_sampler(const ModelInfo& info, const std::string& spec) {
+  if (!spec.empty() || info.sampler_toml.empty()) return make_sampler(spec.empty() ? "ula:step=0.01" : spec);
+  Config sc = make_train_config();
+  sc.load_string(info.sampler_toml, "model sampler_config");
+  return build_sampler(sc);
+}
+
 torch::Tensor draw_model_samples(EnergyImpl& energy, const ModelInfo& info, int64_t n, int64_t steps,
                                  const std::string& spec, at::Generator& gen) {
-  std::shared_ptr<Sampler> sampler;
-  if (spec.empty() && !info.sampler_toml.empty()) {
-    Config sc = make_train_config();
-    sc.load_string(info.sampler_toml, "model sampler_config");
-    sampler = build_sampler(sc);
-  } else {
-    sampler = make_sampler(spec.empty() ? "ula:step=0.01" : spec);
-  }
+  auto sampler = model_sampler(info, spec);
   std::vector<int64_t> shape = info.event_shape;
   shape.insert(shape.begin(), n);
   auto x0 = info.pixels ? at::empty(shape, torch::kFloat).uniform_(info.pixels->lo, info.pixels->hi, gen)

@@ -11,6 +11,7 @@
 
 #include "ebm/energy/energy.h"
 #include "ebm/model/model.h"
+#include "ebm/sampling/sampling.h"
 
 namespace ebm {
 
@@ -19,6 +20,10 @@ torch::Tensor class_probabilities(EnergyImpl& energy, const torch::Tensor& x, in
 
 // The penultimate features [N, F] of `energy` (eval mode, no graph), in batches.
 torch::Tensor batch_features(EnergyImpl& energy, const torch::Tensor& x, int64_t batch = 256);
+
+// The sampler of `spec`; an empty spec: the model's training sampler when its
+// file keeps one, else ula:step=0.01.
+std::shared_ptr<Sampler> model_sampler(const ModelInfo& info, const std::string& spec);
 
 // n samples [n, ...event] in the model's range: chains from uniform noise over
 // the pixel range (images) or N(0, I), run `steps` transitions of `sampler`
