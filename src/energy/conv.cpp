@@ -1,6 +1,5 @@
 #include "ebm/energy/conv.h"
 
-
 #include "ebm/core/error.h"
 
 namespace ebm {
@@ -75,6 +74,11 @@ torch::Tensor marginal_energy(const torch::Tensor& out, int64_t classes) {
   return classes > 0 ? -torch::logsumexp(-out, 1) : out.squeeze(1);
 }
 
+torch::Tensor with_base_term(const torch::Tensor& out, const torch::Tensor& x, double prior_std) {
+  if (prior_std <= 0) return out;
+  return out + (x.flatten(1).pow(2).sum(1) / (2 * prior_std * prior_std)).unsqueeze(1);
+}
+
 torch::Tensor ConvEnergyImpl::penultimate(const torch::Tensor& x) {
   const auto& shape = options_.event_shape();
   TORCH_CHECK(x.dim() == 4 && x.sizes().slice(1).vec() == shape, "ConvEnergy: want [B, ",
@@ -85,7 +89,7 @@ torch::Tensor ConvEnergyImpl::penultimate(const torch::Tensor& x) {
     const int64_t s = options_.strides()[i], p = options_.paddings()[i];
     const auto w = weight(i, convs_[i]->weight);
     h = act(small_input_conv_applies(h, w) ? small_input_conv2d(h, w, convs_[i]->bias, s, p)
-                                                   : torch::conv2d(h, w, convs_[i]->bias, {s, s}, {p, p}));
+                                           : torch::conv2d(h, w, convs_[i]->bias, {s, s}, {p, p}));
   }
   h = h.flatten(1);
   for (size_t i = 0; i + 1 < dense_.size(); ++i)
@@ -96,9 +100,7 @@ torch::Tensor ConvEnergyImpl::penultimate(const torch::Tensor& x) {
 torch::Tensor ConvEnergyImpl::outputs(const torch::Tensor& x) {
   const size_t last = dense_.size() - 1;
   auto out = torch::linear(penultimate(x), weight(convs_.size() + last, dense_[last]->weight), dense_[last]->bias);
-  if (options_.prior_std() > 0)
-    out = out + (x.flatten(1).pow(2).sum(1) / (2 * options_.prior_std() * options_.prior_std())).unsqueeze(1);
-  return out;  // [B, max(1, K)]
+  return with_base_term(out, x, options_.prior_std());  // [B, max(1, K)]
 }
 
 torch::Tensor ConvEnergyImpl::energy(const torch::Tensor& x) { return marginal_energy(outputs(x), options_.classes()); }

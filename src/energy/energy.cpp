@@ -35,6 +35,14 @@ void reset_parameters(torch::nn::Module& module, at::Generator& gen) {
   }
 }
 
+Energy at_labels(EnergyImpl& energy, const torch::Tensor& y) {
+  Energy view(Energy(), &energy);  // (aliasing, not owning)
+  if (!y.defined()) return view;
+  auto labelled = std::make_shared<LabelledEnergyImpl>(view);
+  labelled->set_labels(y);
+  return labelled;
+}
+
 LabelledEnergyImpl::LabelledEnergyImpl(Energy inner) : inner_(std::move(inner)) {
   TORCH_CHECK(inner_ && inner_->num_classes() > 0, "LabelledEnergy: the energy is not class-conditional");
   register_module("inner", inner_);

@@ -1,6 +1,5 @@
 #include "ebm/energy/resnet.h"
 
-
 #include "ebm/core/error.h"
 #include "ebm/energy/conv.h"
 
@@ -72,7 +71,7 @@ torch::Tensor ResNetEnergyImpl::conv(size_t i, const torch::Tensor& h) {
   const int64_t p = convs_[i]->weight.size(2) / 2;
   const auto w = weight(i, convs_[i]->weight);
   return small_input_conv_applies(h, w) ? small_input_conv2d(h, w, convs_[i]->bias, 1, p)
-                                                : torch::conv2d(h, w, convs_[i]->bias, {1, 1}, {p, p});
+                                        : torch::conv2d(h, w, convs_[i]->bias, {1, 1}, {p, p});
 }
 
 torch::Tensor ResNetEnergyImpl::act(const torch::Tensor& z) const { return apply_activation(options_.activation(), z); }
@@ -92,9 +91,7 @@ torch::Tensor ResNetEnergyImpl::features(const torch::Tensor& x) {
 
 torch::Tensor ResNetEnergyImpl::outputs(const torch::Tensor& x) {
   auto out = torch::linear(features(x), weight(convs_.size(), head_->weight), head_->bias);
-  if (options_.prior_std() > 0)
-    out = out + (x.flatten(1).pow(2).sum(1) / (2 * options_.prior_std() * options_.prior_std())).unsqueeze(1);
-  return out;
+  return with_base_term(out, x, options_.prior_std());  // [B, max(1, K)]
 }
 
 torch::Tensor ResNetEnergyImpl::energy(const torch::Tensor& x) { return marginal_energy(outputs(x), options_.classes()); }

@@ -44,15 +44,11 @@ torch::Tensor draw_model_samples(EnergyImpl& energy, const ModelInfo& info, int6
   auto x0 = info.pixels ? at::empty(shape, torch::kFloat).uniform_(info.pixels->lo, info.pixels->hi, gen)
                         : at::normal(0.0, 1.0, shape, gen, torch::TensorOptions(torch::kFloat));
   const int64_t k = energy.num_classes();
-  std::shared_ptr<LabelledEnergyImpl> labelled;
-  if (k > 0) {
-    labelled = std::make_shared<LabelledEnergyImpl>(Energy(Energy(), &energy));
-    labelled->set_labels(torch::arange(n, torch::kLong).remainder(k));
-  }
+  Energy target = at_labels(energy, k > 0 ? torch::arange(n, torch::kLong).remainder(k) : torch::Tensor());
   energy.eval();
   FreezeParameters frozen(energy);
   ChainState chains(x0);
-  sampler->run(labelled ? static_cast<EnergyImpl&>(*labelled) : energy, chains, steps, gen);
+  sampler->run(*target, chains, steps, gen);
   return chains.x.detach();
 }
 

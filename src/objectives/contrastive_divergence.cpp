@@ -49,12 +49,7 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
   // A class-conditional energy learns E(x, y): its chains sample p(x | y) at
   // the batch's labels (from their class's pool of the buffer).
   const torch::Tensor y = energy.num_classes() > 0 ? checked_labels(energy, batch) : torch::Tensor();
-  std::shared_ptr<LabelledEnergyImpl> labelled;
-  if (y.defined()) {
-    labelled = std::make_shared<LabelledEnergyImpl>(Energy(Energy(), &energy));  // (not owning)
-    labelled->set_labels(y);
-  }
-  EnergyImpl& target = labelled ? static_cast<EnergyImpl&>(*labelled) : energy;
+  Energy target = at_labels(energy, y);
   torch::Tensor x0, slots;
   if (options_.chain_init() == "data") {
     x0 = x_pos.clone();
@@ -70,22 +65,16 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
     if (options_.jumps() > 0) {
       TORCH_CHECK(jumps_, "ContrastiveDivergence: objective.jumps needs fit_data before the first step");
       auto flat = x0.reshape({x0.size(0), -1});
-      jump_rate = jumps_->jump(target, flat, options_.jumps(), gen, x0.sizes());
+      jump_rate = jumps_->jump(*target, flat, options_.jumps(), gen, x0.sizes());
       x0 = flat.reshape(x0.sizes());
     }
     chains.x = x0;
-    stats = sampler_->run(target, chains, options_.steps(), gen);
+    stats = sampler_->run(*target, chains, options_.steps(), gen);
   }
   auto x_neg = chains.x.detach();
   if (slots.defined()) buffer_->push(x_neg, slots);
 
-  torch::Tensor e;  // [2B]
-  if (labelled) {
-    labelled->set_labels(torch::cat({y, y}));
-    e = labelled->energy(torch::cat({x_pos, x_neg}, 0));
-  } else {
-    e = energy.energy(torch::cat({x_pos, x_neg}, 0));
-  }
+  auto e = at_labels(energy, y.defined() ? torch::cat({y, y}) : y)->energy(torch::cat({x_pos, x_neg}, 0));  // [2B]
   // mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2), both halves
   // of size n: w . e + (alpha / n) e . e with w = +1/n, then -1/n. (Two dot
   // products: a few autograd nodes instead of a dozen.)

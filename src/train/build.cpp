@@ -74,7 +74,8 @@ DataSplit build_data(const Config& cfg) {
                    c10::IntArrayRef(split.train.event_shape()));
   const double sd = cfg.get_float("data.standardize_sd");
   EBM_CHECK_CONFIG(sd > 0 && std::isfinite(sd), "data.standardize_sd must be > 0, got ", sd);
-  if (mode == "on" || (mode == "auto" && vectors)) split.transform = AffineMap::standardize(split.train.x, sd);
+  if (!all.pixels && (mode == "on" || (mode == "auto" && vectors)))
+    split.transform = AffineMap::standardize(split.train.x, sd);
   const std::string deq = cfg.get_string("data.dequantize");
   EBM_CHECK_CONFIG(deq == "none" || deq == "uniform", "data.dequantize must be none or uniform, got '", deq, "'");
   EBM_CHECK_CONFIG(deq == "none" || all.pixels, "data.dequantize = ", deq, ": ", all.description,
@@ -82,7 +83,6 @@ DataSplit build_data(const Config& cfg) {
   if (all.pixels) {
     EBM_CHECK_CONFIG(mode != "on", "data.standardize = on: ", all.description,
                      " holds pixels, mapped into the model's range by data.scale instead");
-    split.transform = {};
     const auto range = cfg.get_float_list("data.scale");
     EBM_CHECK_CONFIG(range.size() == 2 && range[0] < range[1] && std::isfinite(range[0]) && std::isfinite(range[1]),
                      "data.scale must be [lo, hi] with lo < hi, got ", c10::ArrayRef<double>(range));

@@ -116,26 +116,22 @@ void Trainer::write_sample_grids(int64_t step) {
   fs::create_directories(dir);
   const PixelMap map = data_.pixels.value_or(PixelMap());
   // Fresh chains from the buffer's init distribution, run eval.sample_steps
-  // transitions (as `ebm sample` draws), on a stream
-  // of their own (the run's stream, and so resume, is untouched); a
-  // conditional model's columns are its classes.
+  // transitions (as `ebm sample` draws), on a stream of their own (the run's
+  // stream, and so resume, is untouched); a conditional model's columns are
+  // its classes.
   EnergyImpl& energy = *parts_.energy;
   const int64_t k = energy.num_classes(), cols = k > 0 ? std::min<int64_t>(k, 10) : 8, n = cols * (k > 0 ? 10 : 8);
   auto gen = make_generator(cfg_.get_int("seed") + uint64_t(step), kStreamEval, device_);
-  ChainState chains(cd->buffer().init_samples(n, gen).to(device_));
-  std::shared_ptr<LabelledEnergyImpl> labelled;
-  if (k > 0) {
-    labelled = std::make_shared<LabelledEnergyImpl>(parts_.energy);
-    labelled->set_labels(torch::arange(n, torch::kLong).remainder(cols).to(device_));
-  }
+  ChainState chains(cd->buffer().init_samples(n, gen));  // (on the buffer's device, the run's)
+  Energy target =
+      at_labels(energy, k > 0 ? torch::arange(n, torch::kLong).remainder(cols).to(device_) : torch::Tensor());
   {
     FreezeParameters frozen(energy);
     const bool was_training = energy.is_training();
     energy.eval();
     // (a sampler of their own: one with state, parallel tempering's hot
     // replicas, must not carry the grid's chains into training)
-    build_sampler(cfg_)->run(labelled ? static_cast<EnergyImpl&>(*labelled) : energy, chains,
-                             cfg_.get_int("eval.sample_steps"), gen);
+    build_sampler(cfg_)->run(*target, chains, cfg_.get_int("eval.sample_steps"), gen);
     energy.train(was_training);
   }
   write_image_grid(dir + name + ".png", chains.x.detach().cpu(), map.lo, map.hi, cols);

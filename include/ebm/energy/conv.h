@@ -70,5 +70,8 @@ torch::Tensor small_input_conv2d(const torch::Tensor& x, const torch::Tensor& w,
 // The energy of a network with `classes` outputs per row, out [B, max(1, K)]:
 // the single output, or for K > 0 the marginal -logsumexp_y(-out[:, y]).
 torch::Tensor marginal_energy(const torch::Tensor& out, int64_t classes);
+// out [B, K] plus the Gaussian base term |x|^2 / (2 prior_std^2) of each row
+// (none when prior_std = 0).
+torch::Tensor with_base_term(const torch::Tensor& out, const torch::Tensor& x, double prior_std);
 
 }  // namespace ebm

@@ -76,6 +76,11 @@ using Energy = std::shared_ptr<EnergyImpl>;
 // E(x, y) of a class-conditional energy as an energy of x alone, y fixed per
 // row, so that every sampler draws from p(x | y): set_labels(y) with y [B]
 // (one label per chain) or [1] (the same label for all).
+class LabelledEnergyImpl;
+// `energy` at labels y ([B] or [1]) when y is defined, else `energy` itself;
+// neither view owns `energy`, which must outlive it.
+Energy at_labels(EnergyImpl& energy, const torch::Tensor& y);
+
 class LabelledEnergyImpl : public EnergyImpl {
  public:
   explicit LabelledEnergyImpl(Energy inner);
