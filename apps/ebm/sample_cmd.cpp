@@ -16,6 +16,7 @@
 #include "ebm/io/io.h"
 #include "ebm/sampling/diagnostics.h"
 #include "ebm/sampling/tempering.h"
+#include "ebm/model/compose.h"
 #include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
 #include "ebm/eval/images.h"
@@ -58,14 +59,18 @@ void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, ..
 Runner add_sample(CLI::App& app) {
   struct Args {
     Common common;
-    std::string model, script, target, sampler, init, out;
-    int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0, label = -1;
+    std::vector<std::string> models;
+    std::vector<int64_t> labels;
+    std::vector<double> weights;
+    std::string script, target, sampler, init, out, compose;
+    int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0;
     double target_accept = 0;
     bool no_adapt_mass = false, no_adapt = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("sample", "draw samples from a model, a TorchScript energy or a built-in target");
-  auto* m = cmd->add_option("--model", a->model, "model.pt from ebm train");
+  auto* m = cmd->add_option("--model", a->models,
+                            "model.pt from ebm train; give several with --compose to sample their composition");
   auto* s = cmd->add_option("--energy-script", a->script,
                             "TorchScript module whose forward maps [B, D] to [B] energies");
   auto* t = cmd->add_option("--target", a->target,
@@ -78,7 +83,16 @@ Runner add_sample(CLI::App& app) {
   cmd->add_option("--sampler", a->sampler,
                   "spec, e.g. \"nuts\", \"hmc:step=0.05,leapfrog=10\", \"langevin:step=0.01,noise=0.005\"; "
                   "default: a model's training sampler, else ula:step=0.01");
-  cmd->add_option("--label", a->label, "class of a conditional model: draw from p(x | y = LABEL)");
+  cmd->add_option("--label", a->labels,
+                  "class of a conditional model: draw from p(x | y = LABEL); with several --model, one per "
+                  "model in order (-1: that model's marginal)");
+  cmd->add_option("--compose", a->compose,
+                  "combine several --model energies: and (sum: product of experts), or (-logsumexp(log pi - E): "
+                  "mixture), not (E_a - w E_b)");
+  cmd->add_option("--weights", a->weights,
+                  "composition weights (comma-separated): and w_i (default 1), or pi_i (default equal), not w "
+                  "(default 1)")
+      ->delimiter(',');
   cmd->add_option("--n", a->n, "number of chains")->capture_default_str();
   cmd->add_option("--warmup", a->warmup,
                   "warm-up transitions, discarded; they adapt the step size (and a diagonal "
@@ -100,7 +114,7 @@ Runner add_sample(CLI::App& app) {
   add_common(cmd, a->common);
   return [a]() -> int {
     const c10::Device device = apply_common(a->common);
-    EBM_CHECK_USAGE(!a->model.empty() || !a->target.empty() || !a->script.empty(),
+    EBM_CHECK_USAGE(!a->models.empty() || !a->target.empty() || !a->script.empty(),
                     "sample: give --model FILE, --energy-script FILE or --target NAME");
     EBM_CHECK_USAGE(a->n >= 1, "--n must be >= 1, got ", a->n);
     EBM_CHECK_USAGE(a->steps >= 0, "--steps must be >= 0, got ", a->steps);
@@ -112,7 +126,12 @@ Runner add_sample(CLI::App& app) {
     const std::string ext = file_extension(a->out);
     EBM_CHECK_USAGE(ext == ".csv" || ext == ".npy" || ext == ".png" || ext == ".idx", "--out ", a->out,
                     ": extension must be .csv, .npy, .png or .idx");
-    EBM_CHECK_USAGE(a->label < 0 || !a->model.empty(), "--label needs --model (a class-conditional model)");
+    EBM_CHECK_USAGE(a->labels.empty() || !a->models.empty(), "--label needs --model (a class-conditional model)");
+    EBM_CHECK_USAGE(a->labels.size() <= 1 || a->labels.size() == a->models.size(), a->labels.size(),
+                    " --label values for ", a->models.size(), " --model files: give one per model (-1 for none)");
+    EBM_CHECK_USAGE(a->compose.empty() || !a->models.empty(), "--compose needs --model files");
+    EBM_CHECK_USAGE(a->weights.empty() || !a->compose.empty(), "--weights needs --compose");
+    for (int64_t l : a->labels) EBM_CHECK_USAGE(l >= -1, "--label ", l, ": labels are >= 0 (-1: none)");
     EBM_CHECK_USAGE(a->thin == 0 || ext != ".png", "--thin: a PNG shows final states only");
     // Both files of an NPY pair checked before either is written, so a
     // failure leaves what the user had.
@@ -126,17 +145,14 @@ Runner add_sample(CLI::App& app) {
     // draws reported in the data's)
     AffineMap units;
     ModelInfo info;
-    if (!a->model.empty()) {
-      std::tie(energy, units) = sampling_view(load_model(a->model, &info));
-      if (a->label >= 0 || a->label < -1) {
-        const int64_t k = energy->num_classes();
-        EBM_CHECK_USAGE(k > 0, "--label ", a->label, ": ", a->model, " is not class-conditional (energy.conditional)");
-        EBM_CHECK_USAGE(a->label >= 0 && a->label < k, "--label ", a->label, ": ", a->model, " has classes 0 to ",
-                        k - 1);
-        auto labelled = std::make_shared<LabelledEnergyImpl>(energy);
-        labelled->set_labels(torch::tensor({a->label}, torch::kLong));
-        energy = labelled;
-      }
+    if (!a->models.empty()) {
+      std::vector<ModelTerm> terms;
+      for (size_t i = 0; i < a->models.size(); ++i)
+        terms.push_back({a->models[i], a->labels.empty() ? -1 : a->labels[a->labels.size() == 1 ? 0 : i]});
+      auto composed = load_composed(terms, a->compose, a->weights);
+      energy = composed.energy;
+      units = composed.units;
+      info = composed.info;
     } else if (!a->script.empty()) {
       energy = std::make_shared<ScriptEnergyImpl>(a->script, a->dim);
     } else {
