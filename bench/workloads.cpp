@@ -75,7 +75,9 @@ Workload training(std::shared_ptr<Objective> objective, int64_t batch, double lr
   l.optimizer = std::make_unique<FusedAdam>(parts->energy->parameters(),
                                             torch::optim::AdamOptions(lr).betas({beta1, 0.999}));
   parts->learners.push_back(std::move(l));
-  parts->draw = draw ? draw : [](int64_t n, at::Generator& gen) { return Batch{toy2d("8gaussians", n, gen), {}}; };
+  // (the workloads draw their own batches: the parts' data rows are unused)
+  if (!draw) draw = [](int64_t n, at::Generator& gen) { return Batch{toy2d("8gaussians", n, gen), {}}; };
+  parts->draw = [draw](const Dataset&, int64_t n, at::Generator& gen) { return draw(n, gen); };
   const auto options = StepOptions(batch).check_weights(false);
   return {[=] { train_step(*parts, options); }, 1.0, "iterations/s"};
 }

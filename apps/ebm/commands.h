@@ -29,5 +29,8 @@ Runner add_energy(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_classify(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_inpaint(CLI::App& app);
+Runner add_denoise(CLI::App& app);
+Runner add_predict(CLI::App& app);
 
 }  // namespace ebm::cli

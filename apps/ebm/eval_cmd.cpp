@@ -18,6 +18,9 @@ Runner add_eval(CLI::App& app) {
     double tol = 1e-3;
     int64_t clusters = 8;
     double z = 4.0, min_diff = 0.02;
+    std::string in_data, labels;
+    int64_t n_tasks = 0;
+    std::vector<std::string> out_data, score;
   };
   auto a = std::make_shared<Args>();
   const auto& tasks = eval_task_registry();
@@ -29,7 +32,9 @@ Runner add_eval(CLI::App& app) {
   auto* d = cmd->add_option("--data", a->data, "test points (CSV/NPY)");
   auto* s = cmd->add_option("--dataset", a->dataset, "fresh points from a built-in toy set");
   d->excludes(s);
-  cmd->add_option("--n", a->n, "points drawn for --dataset (fid: images on each side, default 1000)");
+  cmd->add_option("--n", a->n,
+                  "points drawn for --dataset (fid: images on each side, default 1000; ood: rows of each set at "
+                  "most, default all)");
   cmd->add_option("--tol", a->tol, "quadrature tolerance on log Z")->capture_default_str();
   auto* clusters = cmd->add_option("--clusters", a->clusters, "modes: k-means cells")->capture_default_str();
   auto* z = cmd->add_option("--z", a->z, "modes: flag at this many standard errors")->capture_default_str();
@@ -41,22 +46,36 @@ Runner add_eval(CLI::App& app) {
   auto* samples = cmd->add_option("--samples", a->samples, "fid: score these images instead of drawing samples");
   auto* steps = cmd->add_option("--steps", a->steps, "fid: sampler transitions per drawn sample")->capture_default_str();
   auto* sampler = cmd->add_option("--sampler", a->sampler, "fid: sampler spec (default: the model's training sampler)");
+  auto* in_data = cmd->add_option("--in-data,--in", a->in_data,
+                                  "ood: in-distribution rows: a file, a folder, fashion_mnist or mnist (test split)");
+  auto* out_data = cmd->add_option("--out-data", a->out_data,
+                                   "ood: an OOD set, repeatable: a file, a folder, fashion_mnist, mnist, uniform, "
+                                   "vflip:SPEC, hflip:SPEC (--out is the JSON report)")
+                       ->allow_extra_args(false);
+  auto* score = cmd->add_option("--score", a->score,
+                                "ood: energy, grad_norm, max_logit, logsumexp (repeatable or comma-separated; "
+                                "default: all that apply)")
+                    ->delimiter(',');
+  auto* labels = cmd->add_option("--labels", a->labels, "continual: one integer label per row of a --data file");
+  auto* n_tasks = cmd->add_option("--tasks", a->n_tasks,
+                                  "continual: tasks the classes are cut into (default: the model's data.tasks)");
   auto* n = cmd->get_option("--n");
-  cmd->add_option("--out", a->out, "also write the result as JSON here");
+  cmd->add_option("--out", a->out, "also write the result as JSON here (ood: OOD sets are given by --out-data)");
   add_common(cmd, a->common);
-  return [a, &tasks, clusters, z, min_diff, features, reference, samples, steps, sampler, n]() -> int {
+  return [a, &tasks, clusters, z, min_diff, features, reference, samples, steps, sampler, n, in_data, out_data,
+          score, labels, n_tasks]() -> int {
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
                     tasks.known(), ")");
     Config cfg(eval_task_schema());
     cfg.set_value("task.name", a->task);
     // (the 2D point tasks' keys; fid has its own)
-    const bool points = a->task != "fid";
+    const bool points = a->task != "fid" && a->task != "ood" && a->task != "continual";
     if (points || !a->data.empty()) cfg.set_value("task.data", a->data);
     if (points || !a->dataset.empty()) cfg.set_value("task.dataset", a->dataset);
     if (points || n->count()) cfg.set_value("task.n", a->n);
     if (points) cfg.set_value("task.tol", a->tol);
-    cfg.set_value("task.seed", a->common.seed);
+    if (a->task != "continual") cfg.set_value("task.seed", a->common.seed);  // (continual draws nothing)
     // (task-specific options only when given: another task refuses them)
     if (clusters->count()) cfg.set_value("task.clusters", a->clusters);
     if (z->count()) cfg.set_value("task.z", a->z);
@@ -66,6 +85,16 @@ Runner add_eval(CLI::App& app) {
     if (samples->count()) cfg.set_value("task.samples", a->samples);
     if (steps->count()) cfg.set_value("task.steps", a->steps);
     if (sampler->count()) cfg.set_value("task.sampler", a->sampler);
+    auto joined = [](const std::vector<std::string>& v, const char* sep) {
+      std::string s;
+      for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
+      return s;
+    };
+    if (labels->count()) cfg.set_value("task.labels", a->labels);
+    if (n_tasks->count()) cfg.set_value("task.tasks", a->n_tasks);
+    if (in_data->count()) cfg.set_value("task.in_data", a->in_data);
+    if (out_data->count()) cfg.set_value("task.out_data", joined(a->out_data, "\n"));  // (one SPEC per line)
+    if (score->count()) cfg.set_value("task.score", joined(a->score, ","));
     cfg.validate();
     ModelInfo info;
     Energy energy = load_model(a->model, &info);

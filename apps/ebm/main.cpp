@@ -70,6 +70,12 @@ int main(int argc, char** argv) {
     runners[app.get_subcommand("classify")] = r;
     r = cli::add_bench(app);
     runners[app.get_subcommand("bench")] = r;
+    r = cli::add_inpaint(app);
+    runners[app.get_subcommand("inpaint")] = r;
+    r = cli::add_denoise(app);
+    runners[app.get_subcommand("denoise")] = r;
+    r = cli::add_predict(app);
+    runners[app.get_subcommand("predict")] = r;
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);

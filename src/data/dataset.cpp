@@ -2,6 +2,7 @@
 #include "ebm/core/error.h"
 #include "ebm/data/data.h"
 #include "ebm/data/images.h"
+#include "ebm/data/trajectories.h"
 #include "ebm/io/io.h"
 
 namespace ebm {
@@ -43,6 +44,60 @@ const DatasetRegistry& dataset_registry() {
               EBM_CHECK_CONFIG(n >= 2, "data.n must be >= 2, got ", n);
               return Dataset{toy2d(name, n, gen), {}, name};
             });
+    // Trajectory sets (data/trajectories.h): rows are whole trajectories.
+    auto train_only = [](const Config& c, const char* name) {
+      EBM_CHECK_CONFIG(c.get_string("data.split") == "train", "data.split = '", c.get_string("data.split"),
+                       "': the simulated set ", name, " has no test split (data.test_fraction holds rows out)");
+      const int64_t n = c.get_int("data.n");
+      EBM_CHECK_CONFIG(n >= 2, "data.n must be >= 2, got ", n);
+      return n;
+    };
+    const ConfigKey traj_n{"n", int64_t(20000), "trajectories simulated"};
+    const ConfigKey traj_steps{"steps", int64_t(20), "T: recorded steps per trajectory (a row holds T * F values, step-major)"};
+    const ConfigKey traj_dt{"dt", 0.1, "time between recorded steps"};
+    const ConfigKey traj_sub{"substeps", int64_t(10), "velocity Verlet steps per recorded step"};
+    r.add({"particles",
+           "P particles in the box [-box, box]^2 joined by springs (NRI's springs, Kipf et al. 2018) with elastic "
+           "walls; a row is one trajectory of T steps of (x_1, y_1, ..., x_P, y_P) (F = 2P)",
+           {traj_n, traj_steps,
+            {"particles", int64_t(3), "P: particles"},
+            {"edge_prob", 0.5, "chance that a pair is joined by a spring, drawn per trajectory (1: every pair)"},
+            {"spring", 1.0, "spring constant k: a_i = -k sum_j e_ij (x_i - x_j) (rest length 0, unit masses)"},
+            traj_dt, traj_sub,
+            {"box", 1.0, "walls at +-box; initial positions uniform in [-box/2, box/2]^2"},
+            {"velocity_std", 0.5, "initial velocity std per coordinate"}}},
+          [train_only](const Config& c, at::Generator& gen) {
+            const int64_t n = train_only(c, "particles");
+            auto o = SpringsOptions()
+                         .particles(c.get_int("data.particles"))
+                         .steps(c.get_int("data.steps"))
+                         .edge_prob(c.get_float("data.edge_prob"))
+                         .spring(c.get_float("data.spring"))
+                         .dt(c.get_float("data.dt"))
+                         .substeps(c.get_int("data.substeps"))
+                         .box(c.get_float("data.box"))
+                         .velocity_std(c.get_float("data.velocity_std"));
+            return Dataset{springs_trajectories(n, o, gen), {}, "particles"};
+          });
+    r.add({"pendulum",
+           "a pendulum of length 1, theta'' = -g sin theta - damping theta'; a row is one trajectory of T steps "
+           "of the bob's position (sin theta, -cos theta) (F = 2)",
+           {traj_n, traj_steps,
+            {"gravity", 9.81, "g / L (small-swing period 2 pi / sqrt(g))"},
+            {"damping", 0.0, "friction coefficient; 0 = frictionless"},
+            traj_dt, traj_sub,
+            {"velocity_std", 2.0, "initial angular velocity std (theta_0 uniform in [-pi, pi))"}}},
+          [train_only](const Config& c, at::Generator& gen) {
+            const int64_t n = train_only(c, "pendulum");
+            auto o = PendulumOptions()
+                         .steps(c.get_int("data.steps"))
+                         .gravity(c.get_float("data.gravity"))
+                         .damping(c.get_float("data.damping"))
+                         .dt(c.get_float("data.dt"))
+                         .substeps(c.get_int("data.substeps"))
+                         .velocity_std(c.get_float("data.velocity_std"));
+            return Dataset{pendulum_trajectories(n, o, gen), {}, "pendulum"};
+          });
     r.add({"fashion_mnist",
            "Fashion-MNIST (Xiao et al. 2017): 28x28 greys of 10 kinds of clothing, 60000 train / 10000 test "
            "(data.split); from Debian's dataset-fashion-mnist or $EBM_FASHION_MNIST_DIR",
@@ -67,8 +122,12 @@ Section data_section() {
            {"labels", std::string(""), "one integer label per row of data.path (CSV, NPY or IDX); empty = none"},
            {"split", std::string("train"),
             "train | test: the part of a built-in image set (fashion_mnist, mnist) to read; data.path and the "
-            "toy sets take train only"},
+            "toy and trajectory sets take train only"},
            {"classes", std::vector<int64_t>{}, "keep only the rows with these labels; empty = all"},
+           {"tasks", int64_t(1),
+            "class-incremental learning: K > 1 cuts the sorted labels into K groups of equal size, learned one "
+            "after another for train.steps / K steps each, model-task-k.pt written at each task's end (split-MNIST: "
+            "5)"},
            {"scale", std::vector<double>{-1.0, 1.0}, "[lo, hi], lo < hi: the model's range for pixels 0 and 255"},
            {"dequantize", std::string("none"),
             "none | uniform: pixel p stands for its bin [p, p + 1) / 256, training on uniform draws from it "

@@ -9,6 +9,8 @@
 #include "ebm/io/io.h"
 #include "ebm/data/images.h"
 #include "ebm/eval/images.h"
+#include "ebm/eval/continual.h"
+#include "ebm/eval/ood.h"
 #include "ebm/model/inputs.h"
 
 #include <c10/util/accumulate.h>
@@ -202,6 +204,12 @@ const EvalTaskRegistry& eval_task_registry() {
             {"sampler", std::string(""), "sampler spec; empty = the model's training sampler"},
             {"seed", int64_t(0), "seed of the draws"}}},
           fid_task);
+    r.add({"ood", "out-of-distribution detection: AUROC, AUPR and FPR at 95% TPR of scores of in vs OOD sets",
+           ood_task_keys()},
+          ood_task);
+    r.add({"continual", "class-incremental learning: accuracy per task and averaged, classifying over all classes",
+           continual_task_keys()},
+          continual_task);
     return r;
   }();
   return reg;

@@ -37,7 +37,7 @@ ComposedModel load_composed(const std::vector<ModelTerm>& terms, const std::stri
     if (i == 0) {
       out.info = info;
     } else {
-      EBM_CHECK_USAGE(info.event_shape == out.info.event_shape, "--compose: ", terms[i].path, " models samples of shape ",
+      EBM_CHECK_USAGE(info.event_shape == out.info.event_shape, "--compose: ", terms[i].path, " models samples of event shape ",
                       c10::IntArrayRef(info.event_shape), ", ", terms[0].path, " of ",
                       c10::IntArrayRef(out.info.event_shape));
       EBM_CHECK_USAGE(info.pixels.has_value() == out.info.pixels.has_value() &&

@@ -31,6 +31,50 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   return x.reshape(full).to(torch::kFloat);
 }
 
+Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const std::string& split,
+                           const std::string& labels) {
+  std::string name = spec, part = split;
+  const auto colon = spec.rfind(':');
+  if (colon != std::string::npos && (spec.substr(colon + 1) == "train" || spec.substr(colon + 1) == "test")) {
+    name = spec.substr(0, colon);
+    part = spec.substr(colon + 1);
+  }
+  Dataset d;
+  if (name != "fashion_mnist" && name != "mnist") {
+    d.x = read_model_input(spec, info);
+    d.description = spec;
+    if (!labels.empty()) {
+      auto y = read_matrix(labels);
+      EBM_CHECK_DATA(y.numel() == d.size() && y.size(0) == d.size(), labels, ": want one label per row of ", spec,
+                     " (", d.size(), " rows), got ", y.size(0), " x ", y.size(1));
+      EBM_CHECK_DATA(torch::equal(y, y.round()) && y.min().item<double>() >= 0, labels,
+                     ": labels must be integers >= 0");
+      d.y = y.view({-1}).to(torch::kLong);
+    } else {
+      Dataset raw = load_data_path(spec);  // (a folder's sub-folders label it)
+      if (raw.has_labels()) d.y = raw.y;
+    }
+    return d;
+  }
+  EBM_CHECK_USAGE(labels.empty(), spec, ": a built-in set has its own labels; drop the labels file ", labels);
+  EBM_CHECK_USAGE(info.pixels.has_value(), spec, ": a built-in image set, but the model was not trained on pixels");
+  d = name == "mnist" ? load_mnist(part) : load_fashion_mnist(part);
+  EBM_CHECK_DATA(d.x[0].numel() == c10::multiply_integers(info.event_shape), spec, ": images of ",
+                 d.x[0].sizes(), " for a model whose samples are ", c10::IntArrayRef(info.event_shape));
+  auto full = info.event_shape;
+  full.insert(full.begin(), d.size());
+  d.x = info.pixels->to_model(d.x).reshape(full).to(torch::kFloat);
+  d.pixels = false;
+  return d;
+}
+
+torch::Tensor read_model_data(const std::string& spec, const ModelInfo& info, const std::string& split) {
+  const auto colon = spec.rfind(':');
+  const std::string name = colon == std::string::npos ? spec : spec.substr(0, colon);
+  if (name != "fashion_mnist" && name != "mnist") return read_model_input(spec, info);
+  return read_model_dataset(spec, info, split).x;
+}
+
 namespace {
 // IDX (LeCun et al.): magic 0x00000800 | type 0x08 (ubyte) | rank, then each
 // dimension as a big-endian int32, then the bytes.

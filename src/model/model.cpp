@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/data/data.h"
 #include "ebm/energy/registry.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
@@ -75,6 +76,7 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
   if (pixels) ar.write("pixel_map", pixels->to_tensor());
   if (cfg.schema().section("sampler") != nullptr)
     ar.write("sampler_config", c10::IValue(cfg.section_toml("sampler")));
+  if (cfg.schema().section("data") != nullptr) ar.write("data_config", c10::IValue(cfg.section_toml("data")));
   ar.write("format", c10::IValue(std::string(kFormat)));
   atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
 }
@@ -83,6 +85,22 @@ Config energy_config(const std::string& toml_text, const std::string& origin) {
   Config cfg(energy_schema());
   cfg.load_string(selected_energy_keys(toml_text, origin), origin);
   cfg.validate();
+  return cfg;
+}
+
+Config data_config(const std::string& toml_text, const std::string& origin) {
+  static const auto schema = [] {
+    auto s = std::make_shared<Schema>();
+    s->add(data_section());
+    return std::shared_ptr<const Schema>(s);
+  }();
+  Config cfg(schema);
+  try {
+    cfg.load_string(toml_text, origin);
+    cfg.validate();
+  } catch (const Error& e) {
+    fail(ExitCode::kBadData, origin, ": unreadable [data] table (", e.what(), ")");
+  }
   return cfg;
 }
 
@@ -152,7 +170,7 @@ Energy load_model(const std::string& path, ModelInfo* info) {
   energy->to(c10::kCPU);
   energy->eval();
   if (info != nullptr) {
-    *info = ModelInfo{event_shape, std::nullopt, ""};
+    *info = ModelInfo{event_shape, std::nullopt, "", ""};
     torch::Tensor pm;
     if (ar.try_read("pixel_map", pm)) {
       EBM_CHECK_DATA(pm.numel() == 3, path, ": pixel_map must hold 3 numbers, got ", pm.numel());
@@ -160,6 +178,8 @@ Energy load_model(const std::string& path, ModelInfo* info) {
     }
     c10::IValue sampler;
     if (ar.try_read("sampler_config", sampler) && sampler.isString()) info->sampler_toml = sampler.toStringRef();
+    c10::IValue data;
+    if (ar.try_read("data_config", data) && data.isString()) info->data_toml = data.toStringRef();
   }
   AffineMap map;
   if (fmt == kFormat && ar.try_read("transform_shift", map.shift)) {

@@ -65,9 +65,15 @@ const ObjectiveRegistry& objective_registry() {
                                        .broad(c.get_float("objective.jump_broad"))),
                 build_sampler(c), build_buffer(c, shape, device));
           });
-    r.add({"ce", "cross entropy of p(y | x) = softmax(-E(x, y)): a classifier (energy.conditional = true)", {}},
-          [](const Config&, const Shape&, c10::Device) -> std::shared_ptr<Objective> {
-            return std::make_shared<CrossEntropy>();
+    r.add({"ce", "cross entropy of p(y | x) = softmax(-E(x, y)): a classifier (energy.conditional = true)",
+           {{"normalize", std::string("all"),
+             "the classes p(y | x) normalises over: all (the softmax classifier) | batch (only the labels present "
+             "in the batch: the energy-based continual-learning objective of Li et al. 2020, which leaves the "
+             "energies of absent classes out of the contrast)"}}},
+          [](const Config& c, const Shape&, c10::Device) -> std::shared_ptr<Objective> {
+            const std::string n = c.get_string("objective.normalize");
+            EBM_CHECK_CONFIG(n == "all" || n == "batch", "objective.normalize must be all or batch, got '", n, "'");
+            return std::make_shared<CrossEntropy>(n == "batch");
           });
     r.add({"esm", "exact score matching (D extra backward passes per step)", plus({analytic_key()}, mass_keys())},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {

@@ -4,6 +4,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/data/tasks.h"
 #include "ebm/energy/registry.h"
 #include "ebm/objectives/registry.h"
 #include "ebm/sampling/registry.h"
@@ -109,7 +110,7 @@ Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch:
   return l;
 }
 
-std::function<Batch(int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
+std::function<Batch(const Dataset&, int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
                                                               const std::optional<PixelMap>& pixels) {
   const bool flip = cfg.get_bool("data.flip");
   const bool dequantize = pixels && pixels->dequantize;
@@ -117,8 +118,7 @@ std::function<Batch(int64_t, at::Generator&)> augmented_draw(const Config& cfg, 
                    c10::IntArrayRef(data.event_shape()));
   if (!flip && !dequantize) return nullptr;
   const PixelMap map = pixels.value_or(PixelMap());
-  // (the data are captured by value: a Dataset holds tensors, shared not copied)
-  return [data, flip, dequantize, map](int64_t n, at::Generator& gen) {
+  return [flip, dequantize, map](const Dataset& data, int64_t n, at::Generator& gen) {
     Batch b = draw_batch(data, n, gen);
     if (dequantize) b.x = b.x + map.noise(b.x.sizes(), gen, b.x.options());
     if (flip) {
@@ -151,6 +151,15 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
   p.objective->fit_data(p.data.x);
   p.gen = run_generator(cfg, kStreamTrain, 0, device);
   p.draw = augmented_draw(cfg, p.data, pixels);
+  const int64_t tasks = cfg.get_int("data.tasks");
+  EBM_CHECK_CONFIG(tasks >= 1, "data.tasks must be >= 1, got ", tasks);
+  if (tasks > 1) {
+    const int64_t steps = cfg.get_int("train.steps");
+    EBM_CHECK_CONFIG(steps >= tasks, "data.tasks = ", tasks, " needs train.steps >= ", tasks, " (one share per task), got ",
+                     steps);
+    for (const auto& classes : task_classes(p.data.y, tasks)) p.tasks.push_back(task_rows(p.data, classes));
+    p.total_steps = steps;
+  }
   return p;
 }
 

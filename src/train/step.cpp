@@ -5,6 +5,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/data/tasks.h"
 #include "ebm/model/model.h"
 
 namespace ebm {
@@ -12,6 +13,11 @@ namespace ebm {
 Batch draw_batch(const Dataset& data, int64_t n, at::Generator& gen) {
   auto idx = at::randint(data.size(), {n}, gen, data.x.options().dtype(torch::kLong));
   return {data.x.index_select(0, idx), data.y.defined() ? data.y.index_select(0, idx) : torch::Tensor()};
+}
+
+const Dataset& step_rows(const TrainParts& parts) {
+  if (parts.tasks.empty()) return parts.data;
+  return parts.tasks[task_at_step(parts.step, parts.total_steps, int64_t(parts.tasks.size()))];
 }
 
 namespace {
@@ -60,8 +66,9 @@ StepResult train_step(TrainParts& parts, const StepOptions& options) {
       const double lr = l.schedule(parts.step) * parts.lr_scale;
       for (auto& g : l.optimizer->param_groups()) g.options().set_lr(lr);
     }
-  Batch b = parts.draw ? parts.draw(options.batch_size(), parts.gen)
-                       : draw_batch(parts.data, options.batch_size(), parts.gen);
+  const Dataset& rows = step_rows(parts);
+  Batch b = parts.draw ? parts.draw(rows, options.batch_size(), parts.gen)
+                       : draw_batch(rows, options.batch_size(), parts.gen);
   StepResult r;
   r.output = parts.objective->compute(*parts.energy, b, parts.gen);
   r.loss = r.output.loss.item<double>();

@@ -10,10 +10,12 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
+#include "ebm/data/tasks.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
 #include "ebm/objectives/objective.h"
 #include "ebm/sampling/registry.h"
+#include "ebm/train/continual.h"
 #include "ebm/train/train.h"
 
 namespace fs = std::filesystem;
@@ -142,6 +144,34 @@ void Trainer::write_sample_grids(int64_t step) {
   }
 }
 
+void Trainer::end_task(int64_t k, std::ostream& metrics) {
+  const bool was_training = parts_.energy->is_training();
+  parts_.energy->eval();
+  save_model(out_ + "/model-task-" + std::to_string(k + 1) + ".pt", *parts_.energy, cfg_, data_.train.event_shape(),
+             data_.transform, data_.pixels);
+  nlohmann::json j = {{"event", "task_end"}, {"task", k + 1}, {"step", parts_.step}};
+  // (the forgetting matrix's row: every task's held-out accuracy now)
+  if (parts_.energy->num_classes() > 0 && data_.test.has_labels() && data_.test.size() > 0) {
+    std::vector<std::vector<int64_t>> groups;
+    groups = task_classes(parts_.data.y, int64_t(parts_.tasks.size()));
+    Energy user = user_energy();
+    Dataset test = data_.test;
+    bool complete = true;
+    for (const auto& g : groups) {
+      int64_t n = 0;
+      for (int64_t c : g) n += (test.y == c).sum().item<int64_t>();
+      complete = complete && n > 0;
+    }
+    if (complete) {
+      auto r = continual_accuracy(*user, test, groups);
+      j["test_accuracy"] = r.accuracy;
+      j["test_average"] = r.average;
+    }
+  }
+  metrics << j.dump() << "\n" << std::flush;
+  parts_.energy->train(was_training);
+}
+
 void Trainer::save_checkpoint(const std::string& path) {
   const std::string bytes = snapshot(parts_);
   atomic_write(path, [&](const std::string& tmp) {
@@ -245,6 +275,10 @@ int64_t Trainer::run(bool resume) {
       good = snapshot(parts_);
     }
     if (sample_every > 0 && (step % sample_every == 0 || step == steps)) write_sample_grids(step);
+    if (!parts_.tasks.empty()) {
+      const int64_t k = task_at_step(step - 1, steps, int64_t(parts_.tasks.size()));
+      if (step == task_end(k, steps, int64_t(parts_.tasks.size()))) end_task(k, metrics);
+    }
     std::ostringstream extra;
     extra.precision(4);
     extra << "loss " << r.loss;

@@ -73,6 +73,17 @@ expect 64 "extension"      -- "$EBM" sample --target gaussian --n 4 --steps 1 --
 expect 64 "--target"       -- "$EBM" sample --n 4 --steps 1 --out "$T/s.csv"
 expect 64 "nll3d"          -- "$EBM" eval --model "$M" --task nll3d --dataset moons
 expect 78 "unknown dataset" -- "$EBM" eval --model "$M" --task nll2d --dataset nine
+# OOD detection: the OOD sets are --out-data (--out is the JSON report, as for every task).
+OOD=(eval --model "$M" --task ood --in-data "$T/good.csv")
+expect 64 "likelihood: unknown score" -- "$EBM" "${OOD[@]}" --out-data uniform --score energy,likelihood
+expect 64 "not class-conditional" -- "$EBM" "${OOD[@]}" --out-data uniform --score max_logit
+expect 65 "three.csv"      -- "$EBM" "${OOD[@]}" --out-data uniform --out-data "$T/three.csv"
+expect 64 "give --in-data" -- "$EBM" eval --model "$M" --task ood --out-data uniform
+expect 66 "missing.csv"    -- "$EBM" eval --model "$M" --task ood --in "$T/missing.csv" --out-data uniform
+expect 64 "give --out-data" -- "$EBM" "${OOD[@]}" --out "$T/ood.json"
+expect 64 "flips need an image model" -- "$EBM" "${OOD[@]}" --out-data "vflip:$T/good.csv"
+"$EBM" "${OOD[@]}" --out-data uniform --out-data "$T/good.csv" --out "$T/ood.json" >"$T/ood.txt" 2>/dev/null \
+  && grep -q '"fpr95"' "$T/ood.json" && grep -q "grad_norm" "$T/ood.txt" || { echo "FAIL: ood"; fails=$((fails + 1)); }
 # Found by a fuzzing pass: each once crashed, hung, or went on silently.
 T4=(--config "$SRC/configs/toy2d-pcd.toml" --set train.steps=2 --set data.n=100 --set eval.sample_steps=2)
 expect 78 "eval.sample_chains" -- "$EBM" train "${T4[@]}" --out "$T/r9" --set eval.sample_chains=0
@@ -207,8 +218,84 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 65 "expects \[2\]" -- "$EBM" energy --model "$M" --input "$T/pix.npy" --out "$T/e.csv"
   expect 78 "takes images"   -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set energy.name=conv --out "$T/r24"
   expect 78 "takes vectors"  -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/pix.npy" --out "$T/r25"
+  # Restoration and composition on the pixel model.
+  "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask center:4 --steps 2 --chains 2 --truth "$T/pix.npy" \
+    --reference "$T/pix.npy" --out "$T/inp.png" >"$T/inp.json" 2>/dev/null && grep -q '"nearest"' "$T/inp.json" \
+    && [ -s "$T/inp.png" ] || { echo "FAIL: inpaint"; fails=$((fails + 1)); }
+  "$EBM" denoise --model "$P" --input "$T/pix.npy" --corrupt gaussian:0.3 --steps 2 --out "$T/den.npy" >"$T/den.json" \
+    2>/dev/null && grep -q '"blur"' "$T/den.json" && [ -s "$T/den.npy" ] || { echo "FAIL: denoise"; fails=$((fails + 1)); }
+  "$EBM" sample --model "$P" --label 0 --model "$P" --label 1 --compose and --n 4 --steps 1 --out "$T/and.png" \
+    >/dev/null 2>&1 && [ -s "$T/and.png" ] || { echo "FAIL: composed sample"; fails=$((fails + 1)); }
+  expect 65 "good.csv"       -- "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask "$T/good.csv" --out "$T/never.png"
+  expect 64 "side must be"   -- "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask center:20 --out "$T/never.png"
+  expect 64 "not images"     -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask left-half --out "$T/never.csv"
+  expect 64 "reference"      -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask dims:1 --truth "$T/good.csv" --out "$T/never.csv"
+  expect 64 "not a named mask"     -- "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask middle --out "$T/never.png"
+  expect 64 "gaussian:STD"   -- "$EBM" denoise --model "$P" --input "$T/pix.npy" --corrupt speckle:1 --out "$T/never.png"
+  expect 64 "one or the other" -- "$EBM" denoise --model "$P" --input "$T/pix.npy" --corrupt gaussian:0.3 --truth "$T/pix.npy" --out "$T/never.png"
+  [ ! -e "$T/never.png" ] && [ ! -e "$T/never.csv" ] || { echo "FAIL: a failed restoration left output"; fails=$((fails + 1)); }
+  expect 64 "event shape"    -- "$EBM" sample --model "$P" --model "$M" --compose and --n 1 --steps 1 --out "$T/s.csv"
+  expect 64 "pixel range"    -- "$EBM" sample --model "$P" --model "$T/img_run/model.pt" --compose or --n 1 --steps 1 --out "$T/s.png"
+  expect 64 "not class-conditional" -- "$EBM" sample --model "$M" --label 0 --model "$M" --compose and --n 1 --steps 1 --out "$T/s.csv"
+  expect 64 "--compose and|or|not" -- "$EBM" sample --model "$M" --model "$M" --n 1 --steps 1 --out "$T/s.csv"
+  expect 64 "two energies"   -- "$EBM" sample --model "$M" --model "$M" --model "$M" --compose not --n 1 --steps 1 --out "$T/s.csv"
+  # OOD scores of the conditional pixel model: its class scores too; shapes checked.
+  "$EBM" eval --model "$P" --task ood --in-data "$T/pix.npy" --out-data "vflip:$T/pix.npy" --out-data uniform \
+    --out "$T/ood_pix.json" >/dev/null 2>&1 && grep -q '"max_logit"' "$T/ood_pix.json" \
+    || { echo "FAIL: ood on the pixel model"; fails=$((fails + 1)); }
+  expect 65 "good.csv"       -- "$EBM" eval --model "$P" --task ood --in-data "$T/pix.npy" --out-data "$T/good.csv"
+  # Class-incremental training (3 classes, 3 tasks) and its evaluation.
+  CONT=(--config "$SRC/configs/mnist-continual.toml" --set data.path="$T/pix.npy" --set data.labels="$T/pix_labels.csv"
+        --set "energy.channels=[4,8]" --set "energy.kernels=[3,3]" --set "energy.strides=[2,2]"
+        --set "energy.paddings=[1,1]" --set "energy.hidden=[16]" --set data.tasks=3 --set train.steps=3
+        --set train.batch_size=8 --set data.test_fraction=0.25)
+  if "$EBM" train "${CONT[@]}" --out "$T/cont_run" >/dev/null 2>"$T/cont.err"; then
+    [ -s "$T/cont_run/model-task-3.pt" ] && [ "$(grep -c task_end "$T/cont_run/metrics.jsonl")" -eq 3 ] \
+      || { echo "FAIL: continual run snapshots"; fails=$((fails + 1)); }
+    "$EBM" eval --model "$T/cont_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels.csv" \
+      --out "$T/cont.json" >/dev/null 2>&1 && grep -q '"average_accuracy"' "$T/cont.json" \
+      || { echo "FAIL: eval --task continual"; fails=$((fails + 1)); }
+    expect 65 "pix_labels39.csv" -- "$EBM" eval --model "$T/cont_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels39.csv"
+    expect 64 "give --data"    -- "$EBM" eval --model "$T/cont_run/model.pt" --task continual
+  else
+    echo "FAIL: continual training run"; sed 's/^/    /' "$T/cont.err"; fails=$((fails + 1))
+  fi
+  expect 78 "do not split into 2 tasks" -- "$EBM" train "${CONT[@]}" --set data.tasks=2 --out "$T/r26"
+  expect 64 "not class-conditional" -- "$EBM" eval --model "$T/img_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels.csv"
 else
   echo "FAIL: pixel training run"; sed 's/^/    /' "$T/pix.err"; fails=$((fails + 1))
+fi
+
+# Trajectory prediction: a tiny particles model (T = 6 steps of F = 6 values);
+# past and truth cut from its held-out rows.
+TRAJ=(train --config "$SRC/configs/particles.toml" --set data.n=200 --set data.steps=6 --set train.steps=3
+      --set train.batch_size=16 --set "energy.hidden=[16]" --set data.test_fraction=0.1)
+if "$EBM" "${TRAJ[@]}" --out "$T/traj_run" >"$T/traj.out" 2>"$T/traj.err"; then
+  TM="$T/traj_run/model.pt"
+  cut -d, -f1-18 "$T/traj_run/test.csv" >"$T/past3.csv"     # 3 steps
+  cut -d, -f19-30 "$T/traj_run/test.csv" >"$T/truth2.csv"   # the next 2
+  cut -d, -f1-17 "$T/traj_run/test.csv" >"$T/past_ragged.csv"
+  cut -d, -f1-6 "$T/traj_run/test.csv" >"$T/past1.csv"
+  cut -d, -f19-24 "$T/traj_run/test.csv" >"$T/truth1.csv"
+  "$EBM" predict --model "$TM" --input "$T/past3.csv" --horizon 2 --steps 2 --truth "$T/truth2.csv" \
+    --out "$T/future.csv" >"$T/pred.json" 2>/dev/null && grep -q '"constant_velocity"' "$T/pred.json" \
+    && [ "$(head -1 "$T/future.csv" | awk -F, '{print NF}')" -eq 12 ] \
+    && [ "$(wc -l <"$T/future.csv")" -eq "$(wc -l <"$T/past3.csv")" ] || { echo "FAIL: predict"; fails=$((fails + 1)); }
+  PRED=(predict --model "$TM" --steps 1 --out "$T/never.csv")
+  expect 64 "beyond the model's 6 steps" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 4
+  expect 64 "horizon must be >= 1" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 0
+  expect 65 "past_ragged.csv: rows of 17 values are not whole steps of 6" -- "$EBM" "${PRED[@]}" --input "$T/past_ragged.csv" --horizon 1
+  expect 65 "past1.csv: 1 past step(s)" -- "$EBM" "${PRED[@]}" --input "$T/past1.csv" --horizon 1
+  expect 65 "truth1.csv: want" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 2 --truth "$T/truth1.csv"
+  expect 66 "missing.csv"    -- "$EBM" "${PRED[@]}" --input "$T/missing.csv" --horizon 1
+  expect 65 "not a model of trajectories" -- "$EBM" predict --model "$M" --input "$T/good.csv" --horizon 1 --out "$T/never.csv"
+  expect 64 "extension"      -- "$EBM" predict --model "$TM" --input "$T/past3.csv" --horizon 1 --out "$T/never.txt"
+  if [ -f "$T/img_run/model.pt" ]; then
+    expect 65 "an image model" -- "$EBM" predict --model "$T/img_run/model.pt" --input "$T/past3.csv" --horizon 1 --out "$T/never.csv"
+  fi
+  [ ! -e "$T/never.csv" ] || { echo "FAIL: a failed prediction left output"; fails=$((fails + 1)); }
+else
+  echo "FAIL: trajectory training run"; sed 's/^/    /' "$T/traj.err"; fails=$((fails + 1))
 fi
 
 echo "$fails failure(s)"

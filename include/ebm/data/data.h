@@ -70,7 +70,8 @@ DataSplit split_dataset(const Dataset& data, double test_fraction, at::Generator
 
 // ----- The [data] section ------------------------------------------------------
 // data.name selects a registered set (factory: config, generator -> Dataset):
-// the toy sets and the image sets fashion_mnist and mnist (data/images.h,
+// the toy sets, the simulated trajectory sets particles and pendulum
+// (data/trajectories.h) and the image sets fashion_mnist and mnist (data/images.h,
 // data.split picking their train or test part); data.path, when set, reads a
 // file instead (CSV, NPY, IDX or PNG rows, their shape kept; data.labels
 // optionally gives one integer label per row) or a folder of PNGs.

@@ -10,6 +10,7 @@
 
 #include <string>
 
+#include "ebm/data/data.h"
 #include "ebm/model/model.h"
 
 namespace ebm {
@@ -19,6 +20,17 @@ namespace ebm {
 // kBadData naming the file when the rows do not make the model's samples, or
 // when pixels are given to a model that was not trained on pixels.
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info);
+
+// read_model_input, or a built-in image set by name: fashion_mnist or mnist
+// (their `split`; NAME:train or NAME:test picks another) through the model's
+// pixel map. kUsage when a built-in set is asked of a model not trained on
+// pixels.
+torch::Tensor read_model_data(const std::string& spec, const ModelInfo& info, const std::string& split = "test");
+// The same with labels: a built-in set's own, a folder's sub-folders', or
+// `labels` (CSV, NPY or IDX: one integer >= 0 per row) for a file; y is
+// undefined when none are known. kUsage for `labels` beside a built-in set.
+Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const std::string& split = "test",
+                           const std::string& labels = "");
 
 // Model-range images [N, C, H, W] written by extension: .png a grid (cols per
 // row, 0 = about square), .npy float32, .idx / .idx.gz uint8 pixels (IDX,

@@ -23,7 +23,8 @@ namespace ebm {
 // `pixels`: the map of raw pixels into the model's range (image data), so
 // that every command reads and writes images as the model was trained. The
 // [sampler] section of `cfg`, when it has one, is kept as the model's
-// default sampler.
+// default sampler, and its [data] section as the description of the data
+// (ebm predict reads a trajectory's step width from it).
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform = {},
                 const std::optional<PixelMap>& pixels = std::nullopt);
@@ -33,6 +34,7 @@ struct ModelInfo {
   std::vector<int64_t> event_shape;
   std::optional<PixelMap> pixels;  // image models trained on pixels
   std::string sampler_toml;        // the training run's [sampler] table, or empty
+  std::string data_toml;           // the training run's [data] table, or empty (older files)
 };
 // Rebuilds the energy (eval mode, CPU). Throws kMissingInput (no file) or
 // kBadData (not a model file, or weights that do not match their config).
@@ -46,6 +48,10 @@ Energy load_model(const std::string& path, ModelInfo* info = nullptr);
 // earlier versions for components other than the selected one (their flat
 // schema wrote every key) are dropped; other tables are ignored.
 Config energy_config(const std::string& toml_text, const std::string& origin);
+
+// A model file's [data] table (ModelInfo::data_toml) as a validated Config
+// of the [data] section. kBadData naming `origin` when it does not parse.
+Config data_config(const std::string& toml_text, const std::string& origin);
 
 // module.load(archive), refusing (kBadData, naming `file`) weights whose
 // shapes or dtypes differ from the module's: LibTorch's load would adopt them.

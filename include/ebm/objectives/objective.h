@@ -48,10 +48,19 @@ torch::Tensor checked_labels(EnergyImpl& energy, const Batch& batch);
 
 // Cross entropy of the classifier p(y | x) = softmax_y(-E(x, y)) on labelled
 // data (a class-conditional energy; JEM's discriminative term, Grathwohl et
-// al. 2020): loss = mean -log p(y | x). Metrics: accuracy.
+// al. 2020): loss = mean -log p(y | x). Metrics: accuracy. With
+// `batch_classes`, p(y | x) normalises over only the labels present in the
+// batch (Li et al. 2020, "Energy-Based Models for Continual Learning"): a
+// class absent from the batch is neither pushed up nor down, so learning new
+// classes leaves old ones' energies out of the contrast; its accuracy metric
+// is then among the batch's classes too.
 class CrossEntropy : public Objective {
  public:
+  explicit CrossEntropy(bool batch_classes = false) : batch_classes_(batch_classes) {}
   Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
+
+ private:
+  bool batch_classes_;
 };
 
 // Contrastive divergence (Hinton 2002; PCD, Tieleman 2008; short-run chains,

@@ -34,8 +34,14 @@ struct TrainParts {
   std::vector<Learner> learners;          // learners[0].module is the energy
   std::shared_ptr<Objective> objective;
   Dataset data;                           // the training rows (and labels)
-  // Draws a batch of n rows; empty = uniformly with replacement from data.
-  std::function<Batch(int64_t n, at::Generator& gen)> draw;
+  // Class-incremental training (data.tasks > 1, data/tasks.h): each task's
+  // rows of `data`, learned one after another over `total_steps` steps
+  // (task_at_step); empty = all of `data` at every step.
+  std::vector<Dataset> tasks;
+  int64_t total_steps = 0;
+  // Draws a batch of n rows of `from` (data, or the step's task); empty =
+  // uniformly with replacement.
+  std::function<Batch(const Dataset& from, int64_t n, at::Generator& gen)> draw;
   at::Generator gen;                      // the step's stream: batches, sampler noise
   int64_t step = 0;                       // completed steps
   double lr_scale = 1.0;                  // shrunk by each divergence rollback
@@ -63,6 +69,8 @@ struct StepResult {
 
 // Uniform rows (with replacement) of data, labels following.
 Batch draw_batch(const Dataset& data, int64_t n, at::Generator& gen);
+// The rows the step after parts.step draws from: its task's, or all.
+const Dataset& step_rows(const TrainParts& parts);
 
 // One step: each learner's learning rate at parts.step (times lr_scale), a
 // batch, the objective, each learner's gradient of its own loss, the hook,

@@ -47,11 +47,12 @@ Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch:
 // validated.
 // Images read as pixels (`pixels`) draw their batches with fresh
 // dequantization noise when data.dequantize = uniform; data.flip mirrors
-// half of every image batch.
+// half of every image batch. data.tasks > 1 cuts the labelled rows into
+// tasks learned in order (data/tasks.h).
 TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device = c10::kCPU,
                        const std::optional<PixelMap>& pixels = std::nullopt);
 // The batch drawer of those two augmentations; empty when neither applies.
-std::function<Batch(int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
+std::function<Batch(const Dataset&, int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
                                                               const std::optional<PixelMap>& pixels);
 
 class Trainer {
@@ -81,6 +82,9 @@ class Trainer {
   // samples/step-NNNNNN.png (fresh chains) and -buffer.png (image CD runs).
   void write_sample_grids(int64_t step);
   void load_checkpoint(const std::string& path);
+  // Class-incremental runs: model-task-(k+1).pt and a task_end line in
+  // metrics.jsonl with every task's held-out accuracy (conditional energies).
+  void end_task(int64_t k, std::ostream& metrics);
 
   Config cfg_;
   std::string out_;

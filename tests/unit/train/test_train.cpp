@@ -737,7 +737,7 @@ TEST(AugmentedDraw, FlipAndDequantizationNoise) {
     auto draw = augmented_draw(flips ? flip : none, data, noisy ? std::optional<PixelMap>(map) : std::nullopt);
     ASSERT_TRUE(bool(draw)) << mode;
     auto g1 = make_generator(9, kStreamTrain), g2 = make_generator(9, kStreamTrain);
-    Batch b = draw(200, g1), raw = draw_batch(data, 200, g2);
+    Batch b = draw(data, 200, g1), raw = draw_batch(data, 200, g2);
     ASSERT_EQ(b.x.sizes(), raw.x.sizes()) << mode;
     EXPECT_TRUE(torch::equal(b.y, raw.y)) << mode;
     auto same = (b.x - raw.x).abs().flatten(1).amax(1);                // [200]

@@ -1,0 +1,89 @@
+// ebm predict --model M --input PAST --horizon H --out FUTURE [--truth FILE]
+//             [--steps K --chains C --sampler SPEC --seed S]
+// Trajectory prediction: the H steps after each row of PAST, sampled from the
+// model given the past (eval/prediction.h); with --truth, the MSE per horizon
+// step beside constant-velocity extrapolation, as JSON on stdout.
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+
+#include "commands.h"
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/data/trajectories.h"
+#include "ebm/energy/standardized.h"
+#include "ebm/eval/images.h"
+#include "ebm/eval/prediction.h"
+#include "ebm/io/io.h"
+#include "ebm/model/model.h"
+
+namespace ebm::cli {
+
+Runner add_predict(CLI::App& app) {
+  struct Args {
+    Common common;
+    std::string model, input, out, truth, sampler;
+    int64_t horizon = 0, steps = 200, chains = 4;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("predict", "predict the next steps of trajectories by sampling them given the past");
+  cmd->add_option("--model", a->model, "model.pt of a run on trajectories (data.name = particles or pendulum)")
+      ->required();
+  cmd->add_option("--input", a->input, "the past: CSV or NPY rows of t_p >= 2 steps (t_p * F values, step-major)")
+      ->required();
+  cmd->add_option("--horizon", a->horizon, "H: steps to predict (t_p + H <= the model's T)")->required();
+  cmd->add_option("--out", a->out, "the predicted steps: .csv or .npy, [N, H * F]")->required();
+  cmd->add_option("--truth", a->truth,
+                  "the true continuation [N, >= H * F]: print JSON with the MSE per horizon step for the model and "
+                  "for constant-velocity extrapolation");
+  cmd->add_option("--steps", a->steps, "sampler transitions per chain")->capture_default_str();
+  cmd->add_option("--chains", a->chains, "chains per row; the one of lowest energy is kept")->capture_default_str();
+  cmd->add_option("--sampler", a->sampler, "sampler spec (default: the model's training sampler)");
+  add_common(cmd, a->common);
+  return [a]() -> int {
+    const c10::Device device = apply_common(a->common);
+    EBM_CHECK_USAGE(a->horizon >= 1, "--horizon must be >= 1, got ", a->horizon);
+    EBM_CHECK_USAGE(a->steps >= 0, "--steps must be >= 0, got ", a->steps);
+    EBM_CHECK_USAGE(a->chains >= 1, "--chains must be >= 1, got ", a->chains);
+    const std::string ext = file_extension(a->out);
+    EBM_CHECK_USAGE(ext == ".csv" || ext == ".npy", "--out ", a->out, ": extension must be .csv or .npy");
+    check_writable(a->out);
+    ModelInfo info;
+    Energy user = load_model(a->model, &info);
+    EBM_CHECK_DATA(info.event_shape.size() == 1 && !info.pixels, a->model, ": an image model (samples of ",
+                   c10::IntArrayRef(info.event_shape), "); predict needs a model of trajectories");
+    const int64_t f =
+        info.data_toml.empty() ? 0 : trajectory_step_dim(data_config(info.data_toml, a->model + "[data_config]"));
+    EBM_CHECK_DATA(f > 0, a->model, ": not a model of trajectories (its run's data.name must be particles or "
+                   "pendulum; model files written before the [data] table was kept lack it)");
+    const int64_t t = trajectory_steps(info.event_shape, f);
+    auto past = read_matrix(a->input);
+    const int64_t tp = past_steps(past, f, t, a->horizon, a->input);
+    torch::Tensor truth;
+    if (!a->truth.empty()) {
+      truth = read_matrix(a->truth);
+      EBM_CHECK_DATA(truth.size(0) == past.size(0) && truth.size(1) >= a->horizon * f, a->truth, ": want ",
+                     past.size(0), " rows of >= ", a->horizon * f, " values (H = ", a->horizon, " steps of ", f,
+                     "), got ", truth.size(0), " x ", truth.size(1));
+    }
+    auto [energy, units] = sampling_view(user);
+    energy->to(device);
+    auto sampler = model_sampler(info, a->sampler);
+    auto gen = make_generator(a->common.seed, kStreamSample, device);
+    auto opt = PredictionOptions(f, a->horizon).steps(a->steps).chains(a->chains);
+    auto future = predict_trajectories(*energy, units, *sampler, past.to(device), opt, gen).to(torch::kCPU);
+    check_finite_rows(future, "predicted steps");
+    write_matrix(a->out, future);
+    if (truth.defined()) {
+      auto model_mse = per_step_mse(future, truth, f);
+      auto cv_mse = per_step_mse(constant_velocity(past, f, a->horizon), truth, f);
+      nlohmann::json j = {{"n", past.size(0)},       {"past_steps", tp},   {"horizon", a->horizon},
+                          {"step_dim", f},           {"model_steps", t},   {"mcmc_steps", a->steps},
+                          {"chains", a->chains},     {"mse", {{"model", model_mse}, {"constant_velocity", cv_mse}}}};
+      std::cout << j.dump() << "\n";
+    }
+    return 0;
+  };
+}
+
+}  // namespace ebm::cli

@@ -1,0 +1,283 @@
+// ebm inpaint --model M --input DATA --mask SPEC [--steps K --chains C --truth DATA] --out FILE
+// ebm denoise --model M --input DATA [--corrupt gaussian:S|salt:P] [--steps K --truth DATA] --out FILE
+// Restoration by sampling the energy: the masked pixels given the rest, or
+// every pixel from a corrupted image under the posterior energy; scored
+// against the truth beside the baselines a user would otherwise reach for.
+#include <c10/util/accumulate.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "commands.h"
+#include "ebm/core/error.h"
+#include "ebm/core/progress.h"
+#include "ebm/core/rng.h"
+#include "ebm/data/images.h"
+#include "ebm/energy/standardized.h"
+#include "ebm/eval/images.h"
+#include "ebm/eval/restoration.h"
+#include "ebm/io/io.h"
+#include "ebm/model/inputs.h"
+#include "ebm/model/model.h"
+#include "ebm/sampling/conditional.h"
+
+namespace ebm::cli {
+namespace {
+
+constexpr int64_t kGridImages = 32;  // images shown in a PNG grid (each with its companions)
+constexpr int64_t kBlock = 64;       // images restored per batch of chains
+
+// What the restoration commands share: the model in its sampling units,
+// the inputs and the sampler.
+struct Setup {
+  Energy energy;  // in model units
+  AffineMap units;
+  ModelInfo info;
+  bool image = false;
+  PixelMap map;  // the pixel map ([-1, 1] for vector models: scores then in those units / 2)
+};
+
+Setup load(const std::string& model) {
+  Setup s;
+  std::tie(s.energy, s.units) = sampling_view(load_model(model, &s.info));
+  s.image = s.info.event_shape.size() == 3;
+  if (s.info.pixels) s.map = *s.info.pixels;
+  return s;
+}
+
+torch::Tensor read_rows(const std::string& spec, const Setup& s, int64_t n, const std::string& what) {
+  auto x = read_model_data(spec, s.info, "test");
+  if (n > 0) x = x.narrow(0, 0, std::min(n, x.size(0)));
+  EBM_CHECK_DATA(x.size(0) >= 1, spec, ": no ", what, " rows");
+  return s.units.defined() ? s.units.to_model(x.flatten(1)).reshape(x.sizes()) : x;
+}
+
+torch::Tensor to_user(const Setup& s, const torch::Tensor& x) {
+  return s.units.defined() ? s.units.to_user(x.flatten(1)).reshape(x.sizes()) : x;
+}
+
+// The training images of the run the model came from (the [data] table
+// model.pt keeps): data.path, or data.name's train split.
+std::string default_reference(const std::string& model, const ModelInfo& info) {
+  EBM_CHECK_USAGE(!info.data_toml.empty(), "the baselines need training images: give --reference DATA (", model,
+                  " does not say what it was trained on)");
+  const Config d = data_config(info.data_toml, model);
+  const std::string path = d.get_string("data.path"), name = d.get_string("data.name");
+  if (!path.empty()) return path;
+  EBM_CHECK_USAGE(name == "fashion_mnist" || name == "mnist", "the baselines need training images: give --reference "
+                  "DATA (", model, " was trained on data set '", name, "')");
+  return name + ":train";
+}
+
+torch::Tensor initial_free(const Setup& s, int64_t rows, at::Generator& gen) {
+  auto shape = s.info.event_shape;
+  shape.insert(shape.begin(), rows);
+  if (s.info.pixels) return at::empty(shape, torch::kFloat).uniform_(s.map.lo, s.map.hi, gen);
+  return at::normal(0.0, 1.0, shape, gen, torch::TensorOptions(torch::kFloat));
+}
+
+// Runs `complete` over blocks of rows with progress.
+torch::Tensor restore(Setup& s, Sampler& sampler, const torch::Tensor& known, const torch::Tensor& free,
+                      const torch::Tensor& init /* [n * chains] */, const CompletionOptions& opt,
+                      at::Generator& gen, const std::string& label) {
+  const int64_t n = known.size(0), k = opt.chains();
+  auto out = known.clone();
+  Progress progress(label, n);
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t m = std::min(kBlock, n - i);
+    auto f = free.size(0) == 1 ? free : free.narrow(0, i, m);
+    auto r = complete(*s.energy, sampler, known.narrow(0, i, m), f, init.narrow(0, i * k, m * k), opt, gen);
+    out.narrow(0, i, m).copy_(r.x);
+    progress.update(i + m);
+  }
+  progress.finish();
+  return out;
+}
+
+void write_output(const std::string& path, const Setup& s, const std::vector<torch::Tensor>& panels) {
+  const auto& result = panels.back();
+  const std::string ext = file_extension(path);
+  if (ext == ".png") {
+    EBM_CHECK_USAGE(s.image, "--out ", path, ": PNG grids are for image models; write .csv or .npy");
+    // (each image beside its companions: original | input | result)
+    const int64_t m = std::min<int64_t>(kGridImages, result.size(0)), p = int64_t(panels.size());
+    std::vector<torch::Tensor> cols;
+    for (const auto& t : panels) cols.push_back(t.narrow(0, 0, m));
+    auto grid = torch::stack(cols, 1).flatten(0, 1);
+    write_images(path, grid, s.map, p * std::min<int64_t>(m, 8));
+  } else if (s.image) {
+    write_images(path, result, s.map);
+  } else if (ext == ".csv") {
+    write_csv(path, to_user(s, result).flatten(1).to(torch::kDouble));
+  } else {
+    write_npy(path, to_user(s, result).to(torch::kFloat));
+  }
+}
+
+nlohmann::json score_json(const RestorationScore& r) { return {{"mse", r.mse}, {"psnr", r.psnr}}; }
+
+void check_out(const std::string& out) {
+  const std::string ext = file_extension(out);
+  EBM_CHECK_USAGE(ext == ".png" || ext == ".npy" || ext == ".idx" || ext == ".csv", "--out ", out,
+                  ": extension must be .png, .npy, .idx or .csv");
+  check_writable(out);
+}
+
+}  // namespace
+
+Runner add_inpaint(CLI::App& app) {
+  struct Args {
+    Common common;
+    std::string model, input, mask, out, truth, reference, sampler;
+    int64_t steps = 200, chains = 4, n = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("inpaint", "fill masked pixels (or coordinates) by sampling them given the rest");
+  cmd->add_option("--model", a->model, "model.pt from ebm train")->required();
+  cmd->add_option("--input", a->input,
+                  "images: PNG, a folder of PNGs, IDX, NPY, or fashion_mnist / mnist (test split); vectors: CSV/NPY; "
+                  "masked values are never read")
+      ->required();
+  cmd->add_option("--mask", a->mask,
+                  "center:K, random:P, left-half, right-half, top-half, bottom-half, dims:i,j (vectors), or a "
+                  "file of 1 or N masks (nonzero = missing)")
+      ->required();
+  cmd->add_option("--out", a->out, "completed rows: .png (original | masked | completed), .npy, .idx, .csv")->required();
+  cmd->add_option("--steps", a->steps, "sampler transitions per chain")->capture_default_str();
+  cmd->add_option("--chains", a->chains, "chains per image; the one of lowest energy is kept")->capture_default_str();
+  cmd->add_option("--sampler", a->sampler, "sampler spec (default: the model's training sampler)");
+  cmd->add_option("--n", a->n, "restore the first N input rows (0 = all)")->capture_default_str();
+  cmd->add_option("--truth", a->truth,
+                  "the true rows (may be --input itself): print JSON with MSE and PSNR over the masked values, "
+                  "for the model and for the mean-image and nearest-neighbour baselines");
+  cmd->add_option("--reference", a->reference,
+                  "training images for the baselines (default: the run's training data, from the [data] table model.pt keeps)");
+  add_common(cmd, a->common);
+  return [a]() -> int {
+    apply_common(a->common);
+    EBM_CHECK_USAGE(a->steps >= 0, "--steps must be >= 0, got ", a->steps);
+    EBM_CHECK_USAGE(a->chains >= 1, "--chains must be >= 1, got ", a->chains);
+    EBM_CHECK_USAGE(a->n >= 0, "--n must be >= 0, got ", a->n);
+    check_out(a->out);
+    Setup s = load(a->model);
+    auto gen = make_generator(a->common.seed, kStreamSample);
+    auto x = read_rows(a->input, s, a->n, "input");
+    const int64_t n = x.size(0);
+    torch::Tensor truth;
+    if (!a->truth.empty()) {
+      truth = read_rows(a->truth, s, n, "truth");
+      EBM_CHECK_DATA(truth.size(0) == n, a->truth, ": ", truth.size(0), " rows for ", n, " inputs");
+    }
+    // (the baselines' reference read before any work: a missing one fails early)
+    torch::Tensor ref;
+    std::string ref_spec;
+    if (truth.defined()) {
+      ref_spec = a->reference.empty() ? default_reference(a->model, s.info) : a->reference;
+      ref = read_model_data(ref_spec, s.info, "train");
+      ref = s.units.defined() ? s.units.to_model(ref.flatten(1)).reshape(ref.sizes()) : ref;
+    }
+    torch::Tensor mask;
+    if (is_named_mask(a->mask)) {
+      mask = named_mask(a->mask, s.info.event_shape, n, gen);
+    } else {
+      EBM_CHECK_USAGE(std::filesystem::exists(a->mask), "--mask ", a->mask,
+                      ": no such file, and not a named mask (center:K, random:P, left-half, right-half, top-half, "
+                      "bottom-half, dims:i,j)");
+      Dataset m = load_data_path(a->mask);
+      mask = mask_from_values(m.x, s.info.event_shape, n, a->mask);
+    }
+    EBM_CHECK_DATA(mask.any().item<bool>(), a->mask, ": masks nothing");
+    auto sampler = model_sampler(s.info, a->sampler);
+    auto init = initial_free(s, n * a->chains, gen);
+    auto done = restore(s, *sampler, x, mask, init, CompletionOptions(a->steps).chains(a->chains), gen, "inpaint");
+    auto shown = torch::where(mask, torch::full_like(x, 0.5 * (s.map.lo + s.map.hi)), x);
+    write_output(a->out, s, {truth.defined() ? truth : x, shown, done});
+    if (truth.defined()) {
+      nlohmann::json j = {{"n", n}, {"mask", a->mask}, {"steps", a->steps}, {"chains", a->chains},
+                          {"ebm", score_json(restoration_score(done, truth, s.map, mask))}};
+      j["mean_image"] = score_json(restoration_score(mean_fill(x, mask, ref.mean(0)), truth, s.map, mask));
+      j["nearest"] = score_json(restoration_score(nearest_fill(x, mask, ref), truth, s.map, mask));
+      j["reference"] = ref_spec;
+      std::cout << j.dump() << "\n";
+    }
+    return 0;
+  };
+}
+
+Runner add_denoise(CLI::App& app) {
+  struct Args {
+    Common common;
+    std::string model, input, out, truth, corrupt, sampler;
+    int64_t steps = 100, n = 0;
+    double noise_std = -1, blur = 1.0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("denoise", "restore corrupted images by descending the (posterior) energy");
+  cmd->add_option("--model", a->model, "model.pt from ebm train")->required();
+  cmd->add_option("--input", a->input,
+                  "corrupted images (PNG, folder, IDX, NPY), or clean ones with --corrupt (also fashion_mnist / "
+                  "mnist: test split)")
+      ->required();
+  cmd->add_option("--out", a->out, "restored rows: .png (clean | corrupted | restored), .npy, .idx, .csv")->required();
+  cmd->add_option("--corrupt", a->corrupt,
+                  "corrupt the (clean) inputs first, which are then the truth: gaussian:STD (STD in 0-1 pixel units) "
+                  "or salt:FRACTION");
+  cmd->add_option("--noise-std", a->noise_std,
+                  "std of the corruption's Gaussian noise in 0-1 pixel units: sample the posterior "
+                  "exp(-E(x)) N(input; x, std^2) (default: --corrupt's gaussian std, else 0 = the energy alone)");
+  cmd->add_option("--steps", a->steps, "sampler transitions")->capture_default_str();
+  cmd->add_option("--sampler", a->sampler, "sampler spec (default: the model's training sampler)");
+  cmd->add_option("--n", a->n, "restore the first N input rows (0 = all)")->capture_default_str();
+  cmd->add_option("--truth", a->truth, "the clean rows: print JSON with PSNR before, after and for a Gaussian blur");
+  cmd->add_option("--blur", a->blur, "the blur baseline's sigma in pixels")->capture_default_str();
+  add_common(cmd, a->common);
+  return [a]() -> int {
+    apply_common(a->common);
+    EBM_CHECK_USAGE(a->steps >= 0, "--steps must be >= 0, got ", a->steps);
+    EBM_CHECK_USAGE(a->n >= 0, "--n must be >= 0, got ", a->n);
+    EBM_CHECK_USAGE(a->noise_std == -1 || a->noise_std >= 0, "--noise-std must be >= 0, got ", a->noise_std);
+    EBM_CHECK_USAGE(a->truth.empty() || a->corrupt.empty(),
+                    "--truth with --corrupt: the inputs are the truth, give one or the other");
+    EBM_CHECK_USAGE(a->blur > 0, "--blur must be > 0, got ", a->blur);
+    check_out(a->out);
+    Setup s = load(a->model);
+    auto gen = make_generator(a->common.seed, kStreamSample);
+    auto x = read_rows(a->input, s, a->n, "input");
+    const int64_t n = x.size(0);
+    torch::Tensor truth, noisy = x;
+    double corrupt_std = 0;
+    if (!a->corrupt.empty()) {
+      truth = x;
+      noisy = corrupt(x, a->corrupt, s.map, gen, &corrupt_std);
+    } else if (!a->truth.empty()) {
+      truth = read_rows(a->truth, s, n, "truth");
+      EBM_CHECK_DATA(truth.size(0) == n, a->truth, ": ", truth.size(0), " rows for ", n, " inputs");
+    }
+    const double anchor = a->noise_std >= 0 ? a->noise_std * (s.map.hi - s.map.lo) : corrupt_std;
+    auto sampler = model_sampler(s.info, a->sampler);
+    auto all = torch::ones_like(noisy.narrow(0, 0, 1), torch::kBool);
+    auto done = restore(s, *sampler, noisy, all, noisy.clone(), CompletionOptions(a->steps).anchor_std(anchor), gen,
+                        "denoise");
+    if (truth.defined())
+      write_output(a->out, s, {truth, noisy, done});
+    else
+      write_output(a->out, s, {noisy, done});
+    if (truth.defined()) {
+      nlohmann::json j = {{"n", n}, {"steps", a->steps}, {"anchor_std", anchor / (s.map.hi - s.map.lo)},
+                          {"corrupted", score_json(restoration_score(noisy, truth, s.map))},
+                          {"ebm", score_json(restoration_score(done, truth, s.map))}};
+      if (!a->corrupt.empty()) j["corrupt"] = a->corrupt;
+      if (s.image) {
+        j["blur"] = score_json(restoration_score(gaussian_blur(noisy, a->blur), truth, s.map));
+        j["blur_sigma"] = a->blur;
+      }
+      std::cout << j.dump() << "\n";
+    }
+    return 0;
+  };
+}
+
+}  // namespace ebm::cli

@@ -1,0 +1,61 @@
+// Restoring images with an energy model (IGEBM section 4): inpainting fills
+// masked pixels by sampling them given the rest (sampling/conditional.h),
+// denoising descends the posterior energy from a corrupted image. Here are
+// the masks, the corruptions, the scores and the baselines a user compares
+// against. Images are in the model's range [lo, hi] (data/pixels.h); scores
+// are in pixels scaled to [0, 1] whatever that range.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "ebm/data/pixels.h"
+
+namespace ebm {
+
+// A mask [n, ...event] (bool, true = missing: to be filled) from a spec:
+//   center:K        a K x K square in the middle of every image
+//   random:P        each pixel (all channels together) missing with probability P, per image
+//   left-half, right-half, top-half, bottom-half
+//   dims:i,j,...    those coordinates of a vector
+// kUsage naming the spec when it is not one of these or does not fit the
+// event shape.
+torch::Tensor named_mask(const std::string& spec, const std::vector<int64_t>& event_shape, int64_t n,
+                         at::Generator& gen);
+bool is_named_mask(const std::string& spec);
+
+// A mask read from values [m, ...] (m = 1 or n rows; nonzero = missing),
+// checked against the event shape (kBadData naming `file`).
+torch::Tensor mask_from_values(const torch::Tensor& values, const std::vector<int64_t>& event_shape, int64_t n,
+                               const std::string& file);
+
+// Corrupted copies of x [N, ...] in the model's range:
+//   gaussian:S  add N(0, S^2) noise, S in [0, 1] pixel units, then clip to the range
+//   salt:P      a fraction P of pixels set to black or white (equal odds)
+// kUsage on another spec. *std (when given) is the Gaussian noise's std in the
+// model's units (0 for salt).
+torch::Tensor corrupt(const torch::Tensor& x, const std::string& spec, const PixelMap& map, at::Generator& gen,
+                      double* std = nullptr);
+
+// Mean squared error per image over the pixels of `where` (all when
+// undefined), in [0, 1] pixel units; images with no such pixel are skipped.
+struct RestorationScore {
+  double mse = 0;   // mean over images of the per-image MSE
+  double psnr = 0;  // mean over images of 10 log10(1 / MSE_i), dB (MSE_i floored at 1e-10)
+  int64_t n = 0;    // images scored
+};
+RestorationScore restoration_score(const torch::Tensor& x, const torch::Tensor& truth, const PixelMap& map,
+                                   const torch::Tensor& where = {});
+
+// Baselines. mean_fill: the masked pixels from `mean` [...event]; nearest_fill:
+// from the reference image [M, ...event] closest to each image on its known
+// pixels (squared distance); gaussian_blur: each channel convolved with a
+// normalised Gaussian of `sigma` pixels (kernel radius ceil(3 sigma),
+// replicated borders).
+torch::Tensor mean_fill(const torch::Tensor& x, const torch::Tensor& mask, const torch::Tensor& mean);
+torch::Tensor nearest_fill(const torch::Tensor& x, const torch::Tensor& mask, const torch::Tensor& reference);
+torch::Tensor gaussian_blur(const torch::Tensor& x, double sigma);
+
+}  // namespace ebm

@@ -1,0 +1,36 @@
+// The measure of class-incremental learning (data.tasks > 1; the task_end
+// lines of a run's metrics.jsonl and `ebm eval --task continual`): the model classifies by
+// argmin_y E(x, y) over all its classes, and each task's accuracy is taken on
+// the rows of that task's classes (data/tasks.h). The average over tasks is
+// split-MNIST's headline number (van de Ven & Tolias 2019); a classifier that
+// forgot every earlier task scores about 1 / K of it.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "ebm/data/data.h"
+#include "ebm/energy/energy.h"
+
+namespace ebm {
+
+struct ContinualReport {
+  std::vector<std::vector<int64_t>> classes;  // per task
+  std::vector<int64_t> n;                     // rows per task
+  std::vector<double> accuracy;               // per task
+  double average = 0;                         // mean of accuracy over tasks
+  double overall = 0;                         // over all rows
+  nlohmann::json json() const;
+  std::string table() const;
+};
+
+// Accuracy per task on the labelled rows `data` (the model's units) of a
+// class-conditional `energy` (kUsage otherwise), in batches of `batch`
+// (eval mode, no graph). Rows whose class is in no task are ignored; a task
+// with no rows is kBadData.
+ContinualReport continual_accuracy(EnergyImpl& energy, const Dataset& data,
+                                   const std::vector<std::vector<int64_t>>& classes, int64_t batch = 512);
+
+}  // namespace ebm

@@ -1,0 +1,340 @@
+#include "ebm/eval/ood.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <limits>
+#include <numeric>
+#include <sstream>
+
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/model/inputs.h"
+
+namespace ebm {
+namespace {
+
+std::vector<double> checked_scores(const torch::Tensor& s, const std::string& name) {
+  EBM_CHECK_DATA(s.defined() && s.dim() == 1, name, ": scores must be one vector, got ",
+                 s.defined() ? s.sizes() : c10::IntArrayRef{});
+  auto d = s.detach().to(torch::kCPU, torch::kDouble).contiguous();
+  EBM_CHECK_DATA(d.numel() >= 1, name, ": no rows to score");
+  const double* p = d.data_ptr<double>();
+  std::vector<double> v(p, p + d.numel());
+  int64_t bad = 0, first = -1;
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i])) {
+      if (first < 0) first = int64_t(i);
+      ++bad;
+    }
+  EBM_CHECK_DATA(bad == 0, name, ": ", bad, " of ", v.size(), " scores are not finite (the first, ",
+                 first >= 0 ? v[first] : 0.0, ", at index ", first, ")");
+  return v;
+}
+
+// Midranks (1-based; a tie group shares the mean of its ranks) of v.
+std::vector<double> midranks(const std::vector<double>& v) {
+  std::vector<size_t> order(v.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+  std::vector<double> r(v.size());
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i;
+    while (j < order.size() && v[order[j]] == v[order[i]]) ++j;
+    const double mid = 0.5 * double(i + 1 + j);  // mean of ranks i+1 .. j
+    for (size_t k = i; k < j; ++k) r[order[k]] = mid;
+    i = j;
+  }
+  return r;
+}
+
+struct Placements {
+  double auroc, se;
+};
+// DeLong's placement values: in row i beats the fraction v10_i of out (ties
+// 1/2), out row j is beaten by the fraction v01_j of in; auroc is the mean of
+// either, Var = var(v10) / n_in + var(v01) / n_out.
+Placements placements(const std::vector<double>& in, const std::vector<double>& out) {
+  const size_t m = in.size(), n = out.size();
+  std::vector<double> all(in);
+  all.insert(all.end(), out.begin(), out.end());
+  const auto r = midranks(all), r_in = midranks(in), r_out = midranks(out);
+  std::vector<double> v10(m), v01(n);
+  double sum = 0;
+  for (size_t i = 0; i < m; ++i) {
+    v10[i] = (r[i] - r_in[i]) / double(n);  // (#out below + 1/2 #out tied) / n
+    sum += r[i];
+  }
+  for (size_t j = 0; j < n; ++j) v01[j] = 1.0 - (r[m + j] - r_out[j]) / double(m);
+  // U = (sum of in's ranks) - m (m + 1) / 2
+  const double a = (sum - 0.5 * double(m) * double(m + 1)) / (double(m) * double(n));
+  auto var = [a](const std::vector<double>& v) {
+    if (v.size() < 2) return std::numeric_limits<double>::quiet_NaN();
+    double s = 0;
+    for (double x : v) s += (x - a) * (x - a);
+    return s / double(v.size() - 1);
+  };
+  return {a, std::sqrt(var(v10) / double(m) + var(v01) / double(n))};
+}
+
+double average_precision_of(const std::vector<double>& pos, const std::vector<double>& neg) {
+  std::vector<std::pair<double, bool>> all;
+  all.reserve(pos.size() + neg.size());
+  for (double s : pos) all.emplace_back(s, true);
+  for (double s : neg) all.emplace_back(s, false);
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  double tp = 0, fp = 0, ap = 0;
+  for (size_t i = 0; i < all.size();) {
+    double tp_step = 0, fp_step = 0;
+    size_t j = i;
+    for (; j < all.size() && all[j].first == all[i].first; ++j) (all[j].second ? tp_step : fp_step) += 1;
+    tp += tp_step;
+    fp += fp_step;
+    if (tp_step > 0) ap += tp_step / double(pos.size()) * tp / (tp + fp);
+    i = j;
+  }
+  return ap;
+}
+
+double fpr_at_tpr_of(std::vector<double> in, const std::vector<double>& out, double tpr) {
+  EBM_CHECK_USAGE(tpr > 0 && tpr <= 1, "fpr_at_tpr: tpr must be in (0, 1], got ", tpr);
+  // (k = ceil(tpr n), robust to tpr n landing a rounding error above an integer)
+  const auto n = double(in.size());
+  const auto k = std::clamp<int64_t>(int64_t(std::ceil(tpr * n * (1 - 1e-12))), 1, int64_t(in.size()));
+  std::nth_element(in.begin(), in.begin() + (k - 1), in.end(), std::greater<double>());
+  const double t = in[k - 1];
+  const auto fp = std::count_if(out.begin(), out.end(), [t](double s) { return s >= t; });
+  return double(fp) / double(out.size());
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  std::string item;
+  std::istringstream is(s);
+  while (std::getline(is, item, sep)) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) parts.push_back(item);
+  }
+  return parts;
+}
+
+// At most n rows (0 = all) of x, a random subset from gen.
+torch::Tensor at_most(const torch::Tensor& x, int64_t n, at::Generator& gen) {
+  if (n <= 0 || x.size(0) <= n) return x;
+  return x.index_select(0, torch::randperm(x.size(0), gen, torch::kLong).narrow(0, 0, n));
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+}  // namespace
+
+OodMetrics ood_metrics(const torch::Tensor& in, const torch::Tensor& out, const std::string& in_name,
+                       const std::string& out_name) {
+  const auto a = checked_scores(in, in_name), b = checked_scores(out, out_name);
+  std::vector<double> neg_a(a.size()), neg_b(b.size());
+  std::transform(a.begin(), a.end(), neg_a.begin(), [](double s) { return -s; });
+  std::transform(b.begin(), b.end(), neg_b.begin(), [](double s) { return -s; });
+  const auto p = placements(a, b);
+  OodMetrics m;
+  m.auroc = p.auroc;
+  m.auroc_se = p.se;
+  m.aupr_in = average_precision_of(a, b);
+  m.aupr_out = average_precision_of(neg_b, neg_a);
+  m.fpr95 = fpr_at_tpr_of(a, b, 0.95);
+  return m;
+}
+
+double auroc(const torch::Tensor& in, const torch::Tensor& out) {
+  return placements(checked_scores(in, "in"), checked_scores(out, "out")).auroc;
+}
+
+double auroc_standard_error(const torch::Tensor& in, const torch::Tensor& out) {
+  return placements(checked_scores(in, "in"), checked_scores(out, "out")).se;
+}
+
+double average_precision(const torch::Tensor& pos, const torch::Tensor& neg) {
+  return average_precision_of(checked_scores(pos, "positives"), checked_scores(neg, "negatives"));
+}
+
+double fpr_at_tpr(const torch::Tensor& in, const torch::Tensor& out, double tpr) {
+  return fpr_at_tpr_of(checked_scores(in, "in"), checked_scores(out, "out"), tpr);
+}
+
+// ---------------------------------------------------------------------------
+const std::vector<std::string>& ood_score_names() {
+  static const std::vector<std::string> names = {"energy", "grad_norm", "max_logit", "logsumexp"};
+  return names;
+}
+
+namespace {
+bool class_score(const std::string& name) { return name == "max_logit" || name == "logsumexp"; }
+}  // namespace
+
+std::vector<std::string> resolve_ood_scores(const EnergyImpl& energy, const std::vector<std::string>& requested) {
+  const bool conditional = energy.num_classes() > 0;
+  std::vector<std::string> out;
+  if (requested.empty()) {
+    for (const auto& s : ood_score_names())
+      if (conditional || !class_score(s)) out.push_back(s);
+    return out;
+  }
+  const auto& known = ood_score_names();
+  for (const auto& s : requested) {
+    EBM_CHECK_USAGE(std::find(known.begin(), known.end(), s) != known.end(), "--score ", s,
+                    ": unknown score (energy, grad_norm, max_logit, logsumexp)");
+    EBM_CHECK_USAGE(conditional || !class_score(s), "--score ", s,
+                    ": the model is not class-conditional (max_logit and logsumexp need E(x, y))");
+    if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  }
+  return out;
+}
+
+torch::Tensor ood_scores(EnergyImpl& energy, const torch::Tensor& x, const std::vector<std::string>& names,
+                         int64_t batch) {
+  TORCH_CHECK(batch >= 1, "ood_scores: batch must be >= 1, got ", batch);
+  auto wants = [&](const char* s) { return std::find(names.begin(), names.end(), s) != names.end(); };
+  const bool want_grad = wants("grad_norm"), want_class = wants("max_logit") || wants("logsumexp");
+  TORCH_CHECK(!want_class || energy.num_classes() > 0, "ood_scores: max_logit and logsumexp need a class-conditional energy");
+  energy.eval();
+  std::vector<torch::Tensor> rows;
+  for (int64_t i = 0; i < x.size(0); i += batch) {
+    auto xb = x.narrow(0, i, std::min(batch, x.size(0) - i));
+    torch::Tensor e, g, ce;
+    if (want_grad) {
+      std::tie(e, g) = energy.energy_and_grad(xb);  // (detached)
+    }
+    torch::NoGradGuard ng;
+    if (!e.defined() && wants("energy")) e = energy.energy(xb);
+    if (want_class) ce = energy.class_energies(xb).to(torch::kDouble);  // [B, K]
+    std::vector<torch::Tensor> cols;
+    for (const auto& s : names) {
+      if (s == "energy") {
+        cols.push_back(-e.to(torch::kDouble));
+      } else if (s == "grad_norm") {
+        cols.push_back(-g.to(torch::kDouble).flatten(1).norm(2, 1));
+      } else if (s == "max_logit") {
+        cols.push_back(-std::get<0>(ce.min(1)));
+      } else if (s == "logsumexp") {
+        cols.push_back(torch::logsumexp(-ce, 1));
+      } else {
+        TORCH_CHECK(false, "ood_scores: unknown score ", s);
+      }
+    }
+    rows.push_back(torch::stack(cols, 1).detach().cpu());
+  }
+  if (rows.empty()) return torch::zeros({0, int64_t(names.size())}, torch::kDouble);
+  return torch::cat(rows);
+}
+
+// ---------------------------------------------------------------------------
+torch::Tensor ood_data(const std::string& spec, const ModelInfo& info, const torch::Tensor& in, at::Generator& gen) {
+  for (const char* flip : {"vflip:", "hflip:"}) {
+    if (!starts_with(spec, flip)) continue;
+    EBM_CHECK_USAGE(info.event_shape.size() == 3, spec, ": flips need an image model [C, H, W], this one takes ",
+                    c10::IntArrayRef(info.event_shape));
+    const std::string inner = spec.substr(6);
+    EBM_CHECK_USAGE(!inner.empty(), spec, ": give the images to flip (", std::string(flip, 5), ":SPEC)");
+    return ood_data(inner, info, in, gen).flip({flip[0] == 'v' ? -2 : -1}).contiguous();
+  }
+  if (spec == "uniform") {
+    EBM_CHECK_USAGE(in.defined(), "uniform: an OOD set only (as many rows as the in-distribution set)");
+    auto shape = in.sizes().vec();
+    if (info.pixels)
+      return at::empty(shape, torch::kFloat).uniform_(info.pixels->lo, info.pixels->hi, gen);
+    auto lo = std::get<0>(in.min(0)), hi = std::get<0>(in.max(0));  // [...event]
+    return (lo + (hi - lo) * at::rand(shape, gen, torch::TensorOptions(torch::kFloat))).to(torch::kFloat);
+  }
+  return read_model_data(spec, info, "test");
+}
+
+OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptions& o, at::Generator& gen) {
+  EBM_CHECK_USAGE(!o.in_data().empty(), "ood: give --in-data SPEC (a file, a folder, fashion_mnist or mnist)");
+  EBM_CHECK_USAGE(!o.out_data().empty(),
+                  "ood: give --out-data SPEC (repeatable: a file, folder, fashion_mnist, mnist, uniform, "
+                  "vflip:SPEC, hflip:SPEC; --out FILE only writes the JSON report)");
+  EBM_CHECK_USAGE(o.n() >= 0, "--n must be >= 0 (0 = all rows), got ", o.n());
+  EBM_CHECK_USAGE(o.batch() >= 1, "OodOptions.batch must be >= 1, got ", o.batch());
+  OodResult r;
+  r.in = o.in_data();
+  r.scores = resolve_ood_scores(energy, o.scores());
+  // (every set read before any is scored: a bad file fails fast)
+  auto in = at_most(ood_data(o.in_data(), info, torch::Tensor(), gen), o.n(), gen);
+  std::vector<torch::Tensor> outs;
+  for (const auto& spec : o.out_data()) outs.push_back(at_most(ood_data(spec, info, in, gen), o.n(), gen));
+  r.n_in = in.size(0);
+  auto s_in = ood_scores(energy, in, r.scores, o.batch());
+  for (size_t k = 0; k < outs.size(); ++k) {
+    OodSetResult set;
+    set.name = o.out_data()[k];
+    set.n = outs[k].size(0);
+    auto s_out = ood_scores(energy, outs[k], r.scores, o.batch());
+    for (size_t j = 0; j < r.scores.size(); ++j)
+      set.metrics.push_back(ood_metrics(s_in.select(1, int64_t(j)), s_out.select(1, int64_t(j)),
+                                        o.in_data() + " (" + r.scores[j] + " scores)",
+                                        set.name + " (" + r.scores[j] + " scores)"));
+    r.sets.push_back(std::move(set));
+  }
+  return r;
+}
+
+nlohmann::json OodResult::json() const {
+  nlohmann::json sets_json = nlohmann::json::array();
+  for (const auto& s : sets) {
+    nlohmann::json sc = nlohmann::json::object();
+    for (size_t j = 0; j < scores.size(); ++j) {
+      const auto& m = s.metrics[j];
+      sc[scores[j]] = {{"auroc", m.auroc},
+                       {"auroc_se", m.auroc_se},
+                       {"aupr_in", m.aupr_in},
+                       {"aupr_out", m.aupr_out},
+                       {"fpr95", m.fpr95}};
+    }
+    sets_json.push_back({{"name", s.name}, {"n", s.n}, {"scores", sc}});
+  }
+  return {{"task", "ood"}, {"in", in}, {"n_in", n_in}, {"sets", sets_json}};
+}
+
+std::string OodResult::table() const {
+  size_t w = 7;
+  for (const auto& s : sets) w = std::max(w, s.name.size());
+  std::ostringstream os;
+  os << "OOD detection against " << in << " (" << n_in
+     << " rows); higher score = more in-distribution, in = positive\n";
+  os << std::left << std::setw(int(w)) << "out set" << std::right << std::setw(7) << "n"
+     << "  " << std::left << std::setw(10) << "score" << std::right << std::setw(18) << "AUROC +- se"
+     << std::setw(9) << "AUPR-in" << std::setw(10) << "AUPR-out" << std::setw(8) << "FPR95" << "\n";
+  os << std::fixed << std::setprecision(4);
+  for (const auto& s : sets)
+    for (size_t j = 0; j < scores.size(); ++j) {
+      const auto& m = s.metrics[j];
+      std::ostringstream a;
+      a << std::fixed << std::setprecision(4) << m.auroc << " +- " << m.auroc_se;
+      os << std::left << std::setw(int(w)) << s.name << std::right << std::setw(7) << s.n << "  " << std::left
+         << std::setw(10) << scores[j] << std::right << std::setw(18) << a.str() << std::setw(9) << m.aupr_in
+         << std::setw(10) << m.aupr_out << std::setw(8) << m.fpr95 << "\n";
+    }
+  os << "FPR95: fraction of the out set scored at or above the threshold that keeps 95% of the in set\n";
+  return os.str();
+}
+
+std::vector<ConfigKey> ood_task_keys() {
+  return {{"in_data", std::string(""), "in-distribution rows: a file, a folder, fashion_mnist or mnist (test split)"},
+          {"out_data", std::string(""),
+           "OOD sets, one SPEC per line (the CLI's repeated --out-data): a file, a folder, fashion_mnist, mnist, "
+           "uniform, vflip:SPEC, hflip:SPEC"},
+          {"score", std::string(""),
+           "scores, comma-separated: energy, grad_norm, max_logit, logsumexp (empty: all that apply)"},
+          {"n", int64_t(0), "rows of each set at most (a seeded random subset); 0 = all"},
+          {"seed", int64_t(0), "seed of the subsets and of the uniform set"}};
+}
+
+EvalReport ood_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
+  OodOptions o(c.get_string("task.in_data"), split(c.get_string("task.out_data"), '\n'));
+  o.scores(split(c.get_string("task.score"), ',')).n(c.get_int("task.n"));
+  auto gen = make_generator(uint64_t(c.get_int("task.seed")), kStreamEval);
+  auto r = evaluate_ood(energy, info, o, gen);
+  return {r.json(), r.table()};
+}
+
+}  // namespace ebm

@@ -1,0 +1,176 @@
+#include "ebm/eval/restoration.h"
+
+#include <c10/util/accumulate.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "ebm/core/error.h"
+
+namespace ebm {
+
+namespace {
+bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+double parse_number(const std::string& spec, const std::string& text) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  EBM_CHECK_USAGE(used == text.size() && !text.empty() && std::isfinite(v), spec, ": '", text,
+                  "' is not a number");
+  return v;
+}
+}  // namespace
+
+bool is_named_mask(const std::string& spec) {
+  return starts_with(spec, "center:") || starts_with(spec, "random:") || starts_with(spec, "dims:") ||
+         spec == "left-half" || spec == "right-half" || spec == "top-half" || spec == "bottom-half";
+}
+
+torch::Tensor named_mask(const std::string& spec, const std::vector<int64_t>& shape, int64_t n,
+                         at::Generator& gen) {
+  auto full = shape;
+  full.insert(full.begin(), n);
+  auto mask = torch::zeros(full, torch::kBool);
+  if (starts_with(spec, "dims:")) {
+    const int64_t d = c10::multiply_integers(shape);
+    auto flat = mask.view({n, d});
+    std::stringstream ss(spec.substr(5));
+    std::string item;
+    int64_t count = 0;
+    while (std::getline(ss, item, ',')) {
+      const double v = parse_number(spec, item);
+      EBM_CHECK_USAGE(v == std::floor(v) && v >= 0 && v < d, spec, ": coordinate ", item, " outside 0 to ", d - 1);
+      flat.select(1, int64_t(v)).fill_(true);
+      ++count;
+    }
+    EBM_CHECK_USAGE(count > 0, spec, ": no coordinates");
+    return mask;
+  }
+  EBM_CHECK_USAGE(shape.size() == 3, "--mask ", spec, ": a named image mask, but the model's samples are ",
+                  c10::IntArrayRef(shape), " (not images); use dims:i,j or a mask file");
+  const int64_t h = shape[1], w = shape[2];
+  if (starts_with(spec, "center:")) {
+    const double k = parse_number(spec, spec.substr(7));
+    EBM_CHECK_USAGE(k == std::floor(k) && k >= 1 && k <= std::min(h, w), spec, ": the square's side must be 1 to ",
+                    std::min(h, w));
+    const int64_t s = int64_t(k), top = (h - s) / 2, left = (w - s) / 2;
+    mask.slice(2, top, top + s).slice(3, left, left + s).fill_(true);
+  } else if (starts_with(spec, "random:")) {
+    const double p = parse_number(spec, spec.substr(7));
+    EBM_CHECK_USAGE(p > 0 && p < 1, spec, ": the missing fraction must be in (0, 1)");
+    auto hit = at::empty({n, 1, h, w}, torch::kDouble).uniform_(0, 1, gen) < p;
+    mask = hit.expand(full).clone();
+  } else if (spec == "left-half") {
+    mask.slice(3, 0, w / 2).fill_(true);
+  } else if (spec == "right-half") {
+    mask.slice(3, w / 2, w).fill_(true);
+  } else if (spec == "top-half") {
+    mask.slice(2, 0, h / 2).fill_(true);
+  } else if (spec == "bottom-half") {
+    mask.slice(2, h / 2, h).fill_(true);
+  } else {
+    fail(ExitCode::kUsage, "--mask ", spec,
+         ": not a mask file or a named mask (center:K, random:P, left-half, right-half, top-half, bottom-half, "
+         "dims:i,j)");
+  }
+  return mask;
+}
+
+torch::Tensor mask_from_values(const torch::Tensor& values, const std::vector<int64_t>& shape, int64_t n,
+                               const std::string& file) {
+  const int64_t d = c10::multiply_integers(shape);
+  EBM_CHECK_DATA(values.dim() >= 1 && (values.size(0) == 1 || values.size(0) == n) && values[0].numel() == d, file,
+                 ": a mask must be 1 or ", n, " rows of ", c10::IntArrayRef(shape), " (", d, " values), got ",
+                 values.sizes());
+  auto full = shape;
+  full.insert(full.begin(), values.size(0));
+  auto m = values.reshape(full).to(torch::kDouble);
+  EBM_CHECK_DATA(torch::isfinite(m).all().item<bool>(), file, ": a mask holds non-finite values");
+  full[0] = n;
+  return (m != 0).expand(full).clone();
+}
+
+torch::Tensor corrupt(const torch::Tensor& x, const std::string& spec, const PixelMap& map, at::Generator& gen,
+                      double* std) {
+  const double range = map.hi - map.lo;
+  if (std) *std = 0;
+  if (starts_with(spec, "gaussian:")) {
+    const double s = parse_number(spec, spec.substr(9));
+    EBM_CHECK_USAGE(s > 0, spec, ": the noise std must be > 0");
+    if (std) *std = s * range;
+    auto noise = at::normal(0.0, s * range, x.sizes(), gen, x.options());
+    return (x + noise).clamp(map.lo, map.hi);
+  }
+  if (starts_with(spec, "salt:")) {
+    const double p = parse_number(spec, spec.substr(5));
+    EBM_CHECK_USAGE(p > 0 && p < 1, spec, ": the corrupted fraction must be in (0, 1)");
+    auto u = at::empty(x.sizes(), x.options()).uniform_(0, 1, gen);
+    auto white = at::empty(x.sizes(), x.options()).uniform_(0, 1, gen) < 0.5;
+    auto noise = torch::where(white, torch::full_like(x, map.hi), torch::full_like(x, map.lo));
+    return torch::where(u < p, noise, x);
+  }
+  fail(ExitCode::kUsage, "--corrupt ", spec, ": gaussian:STD or salt:FRACTION");
+}
+
+RestorationScore restoration_score(const torch::Tensor& x, const torch::Tensor& truth, const PixelMap& map,
+                                   const torch::Tensor& where) {
+  TORCH_CHECK(x.sizes() == truth.sizes(), "restoration_score: ", x.sizes(), " against ", truth.sizes());
+  const double range = map.hi - map.lo;
+  auto d = ((x.to(torch::kDouble) - truth.to(torch::kDouble)) / range).square().flatten(1);
+  auto w = where.defined() ? where.to(torch::kDouble).expand(x.sizes()).flatten(1) : torch::ones_like(d);
+  auto count = w.sum(1);
+  auto keep = count > 0;
+  RestorationScore s;
+  s.n = keep.sum().item<int64_t>();
+  if (s.n == 0) return s;
+  auto mse = ((d * w).sum(1) / count.clamp_min(1)).masked_select(keep);
+  s.mse = mse.mean().item<double>();
+  s.psnr = (-10.0 * torch::log10(mse.clamp_min(1e-10))).mean().item<double>();
+  return s;
+}
+
+torch::Tensor mean_fill(const torch::Tensor& x, const torch::Tensor& mask, const torch::Tensor& mean) {
+  return torch::where(mask, mean.to(x.dtype()).expand_as(x), x);
+}
+
+torch::Tensor nearest_fill(const torch::Tensor& x, const torch::Tensor& mask, const torch::Tensor& reference) {
+  const int64_t n = x.size(0), d = x[0].numel();
+  auto known = (~mask).to(torch::kFloat).reshape({n, d});
+  auto xf = x.to(torch::kFloat).reshape({n, d}) * known;
+  auto ref = reference.to(torch::kFloat).reshape({reference.size(0), d});
+  auto out = x.clone();
+  // |k * (x - r)|^2 = sum k x^2 - 2 (k x) . r + k . r^2, in blocks of rows.
+  const int64_t block = 256;
+  auto ref2 = ref.square();
+  for (int64_t i = 0; i < n; i += block) {
+    const int64_t m = std::min(block, n - i);
+    auto k = known.narrow(0, i, m), kx = xf.narrow(0, i, m);
+    auto dist = (kx.square()).sum(1, true) - 2 * torch::mm(kx, ref.t()) + torch::mm(k, ref2.t());
+    auto best = dist.argmin(1);
+    auto pick = reference.index_select(0, best).to(x.dtype());
+    out.narrow(0, i, m).copy_(torch::where(mask.narrow(0, i, m), pick, x.narrow(0, i, m)));
+  }
+  return out;
+}
+
+torch::Tensor gaussian_blur(const torch::Tensor& x, double sigma) {
+  TORCH_CHECK(x.dim() == 4, "gaussian_blur: images [N, C, H, W], got ", x.sizes());
+  EBM_CHECK_USAGE(sigma > 0 && std::isfinite(sigma), "--blur ", sigma, ": the blur's sigma must be > 0");
+  const int64_t r = int64_t(std::ceil(3 * sigma)), c = x.size(1);
+  auto t = torch::arange(-r, r + 1, torch::kDouble);
+  auto k = torch::exp(-t.square() / (2 * sigma * sigma));
+  k = (k / k.sum()).to(x.scalar_type());
+  auto kx = k.view({1, 1, 1, 2 * r + 1}).expand({c, 1, 1, 2 * r + 1}).contiguous();
+  auto ky = k.view({1, 1, 2 * r + 1, 1}).expand({c, 1, 2 * r + 1, 1}).contiguous();
+  namespace F = torch::nn::functional;
+  auto p = F::pad(x, F::PadFuncOptions({r, r, r, r}).mode(torch::kReplicate));
+  p = F::conv2d(p, kx, F::Conv2dFuncOptions().groups(c));
+  return F::conv2d(p, ky, F::Conv2dFuncOptions().groups(c));
+}
+
+}  // namespace ebm

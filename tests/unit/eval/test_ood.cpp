@@ -1,0 +1,379 @@
+// OOD detection: the metrics against closed forms, hand-computed ties and
+// brute-force definitions; the scores on energies whose values are known; the
+// data specs and the task end to end on a 2D Gaussian.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "common/tmp.h"
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/eval/ood.h"
+#include "ebm/eval/tasks.h"
+#include "ebm/io/io.h"
+
+using namespace ebm;
+
+namespace {
+torch::Tensor vec(std::vector<double> v) { return torch::tensor(v, torch::kDouble); }
+
+double normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+
+// Brute-force definitions, one threshold or pair at a time.
+double brute_auroc(const std::vector<double>& in, const std::vector<double>& out) {
+  double u = 0;
+  for (double a : in)
+    for (double b : out) u += a > b ? 1.0 : a == b ? 0.5 : 0.0;
+  return u / double(in.size() * out.size());
+}
+double brute_ap(const std::vector<double>& pos, const std::vector<double>& neg) {
+  std::set<double, std::greater<double>> thresholds(pos.begin(), pos.end());
+  thresholds.insert(neg.begin(), neg.end());
+  double ap = 0, recall_before = 0;
+  for (double t : thresholds) {
+    const double tp = double(std::count_if(pos.begin(), pos.end(), [t](double s) { return s >= t; }));
+    const double fp = double(std::count_if(neg.begin(), neg.end(), [t](double s) { return s >= t; }));
+    const double recall = tp / double(pos.size());
+    if (tp > 0) ap += (recall - recall_before) * tp / (tp + fp);
+    recall_before = recall;
+  }
+  return ap;
+}
+// The highest threshold among in's scores with TPR >= tpr, then FPR there.
+double brute_fpr(const std::vector<double>& in, const std::vector<double>& out, double tpr) {
+  double best = -INFINITY;
+  for (double t : in) {
+    const double kept = double(std::count_if(in.begin(), in.end(), [t](double s) { return s >= t; }));
+    if (kept >= tpr * double(in.size()) - 1e-9) best = std::max(best, t);
+  }
+  return double(std::count_if(out.begin(), out.end(), [best](double s) { return s >= best; })) /
+         double(out.size());
+}
+std::vector<double> std_vec(const torch::Tensor& t) {
+  auto d = t.to(torch::kDouble).contiguous();
+  return {d.data_ptr<double>(), d.data_ptr<double>() + d.numel()};
+}
+
+ExitCode code_of(const std::function<void()>& f, std::string* message = nullptr) {
+  try {
+    f();
+  } catch (const Error& e) {
+    if (message) *message = e.what();
+    return e.code();
+  }
+  return ExitCode::kOk;
+}
+}  // namespace
+
+// in = {3, 2, 2, 1, 1}, out = {2, 1, 0}, by hand:
+// AUROC: pairs won 3 + 2 x 2.5 + 2 x 1.5 = 11 of 15.
+// AUPR-in: thresholds 3, 2, 1 keep (TP, FP) = (1, 0), (3, 1), (5, 2):
+//   1/5 * 1 + 2/5 * 3/4 + 2/5 * 5/7 = 11/14.
+// AUPR-out (score -s): thresholds 0, -1, -2 keep (1, 0), (2, 2), (3, 4):
+//   1/3 * 1 + 1/3 * 1/2 + 1/3 * 3/7 = 9/14.
+// FPR95: k = ceil(0.95 * 5) = 5, t = 1, out >= 1: {2, 1} = 2/3.
+TEST(OodMetrics, HandComputedCaseWithTies) {
+  auto in = vec({3, 2, 2, 1, 1}), out = vec({2, 1, 0});
+  auto m = ood_metrics(in, out);
+  EXPECT_NEAR(m.auroc, 11.0 / 15, 1e-12);
+  EXPECT_NEAR(m.aupr_in, 11.0 / 14, 1e-12);
+  EXPECT_NEAR(m.aupr_out, 9.0 / 14, 1e-12);
+  EXPECT_NEAR(m.fpr95, 2.0 / 3, 1e-12);
+  EXPECT_DOUBLE_EQ(auroc(in, out), m.auroc);
+  EXPECT_DOUBLE_EQ(average_precision(in, out), m.aupr_in);
+  EXPECT_DOUBLE_EQ(average_precision(-out, -in), m.aupr_out);
+  // Row order and dtype do not matter.
+  auto mp = ood_metrics(vec({1, 2, 1, 3, 2}).to(torch::kFloat), vec({0, 2, 1}));
+  EXPECT_DOUBLE_EQ(mp.auroc, m.auroc);
+  EXPECT_DOUBLE_EQ(mp.aupr_in, m.aupr_in);
+  EXPECT_DOUBLE_EQ(mp.aupr_out, m.aupr_out);
+  EXPECT_DOUBLE_EQ(mp.fpr95, m.fpr95);
+}
+
+// The 95% threshold inside a tie group: 18 in rows at 5 and 2 at 1 (n = 20,
+// k = 19): above 1 only 90% are kept, so t = 1 (keeping 100%), and out rows
+// at 1, 2 and 5 are false positives. At 90% (k = 18) t = 5.
+TEST(OodMetrics, Fpr95ThresholdInsideATieGroup) {
+  std::vector<double> in(18, 5.0);
+  in.push_back(1.0);
+  in.push_back(1.0);
+  auto out = vec({1.0, 0.5, 5.0, 2.0});
+  EXPECT_DOUBLE_EQ(ood_metrics(vec(in), out).fpr95, 0.75);
+  EXPECT_DOUBLE_EQ(fpr_at_tpr(vec(in), out, 0.95), 0.75);
+  EXPECT_DOUBLE_EQ(fpr_at_tpr(vec(in), out, 0.90), 0.25);
+  EXPECT_DOUBLE_EQ(fpr_at_tpr(vec(in), out, 1.0), 0.75);
+  EXPECT_EQ(code_of([&] { fpr_at_tpr(vec(in), out, 0.0); }), ExitCode::kUsage);
+}
+
+TEST(OodMetrics, TiedIdenticalAndSeparatedSets) {
+  // All tied: every threshold keeps everything.
+  auto t = ood_metrics(torch::full({5}, 0.3, torch::kDouble), torch::full({7}, 0.3, torch::kDouble));
+  EXPECT_DOUBLE_EQ(t.auroc, 0.5);
+  EXPECT_DOUBLE_EQ(t.aupr_in, 5.0 / 12);
+  EXPECT_DOUBLE_EQ(t.aupr_out, 7.0 / 12);
+  EXPECT_DOUBLE_EQ(t.fpr95, 1.0);
+  // Identical sets (each value once in each).
+  auto gen = make_generator(80, kStreamTestData);
+  auto x = at::normal(0.0, 1.0, {101}, gen, torch::TensorOptions(torch::kDouble));
+  EXPECT_DOUBLE_EQ(auroc(x, x), 0.5);
+  // Perfect separation, and reversed.
+  auto hi = torch::arange(10, 20, torch::kDouble), lo = torch::arange(0, 10, torch::kDouble);
+  auto p = ood_metrics(hi, lo);
+  EXPECT_DOUBLE_EQ(p.auroc, 1.0);
+  EXPECT_DOUBLE_EQ(p.aupr_in, 1.0);
+  EXPECT_DOUBLE_EQ(p.aupr_out, 1.0);
+  EXPECT_DOUBLE_EQ(p.fpr95, 0.0);
+  auto r = ood_metrics(lo, hi);
+  EXPECT_DOUBLE_EQ(r.auroc, 0.0);
+  EXPECT_DOUBLE_EQ(r.fpr95, 1.0);
+  // One row: no DeLong standard error.
+  EXPECT_TRUE(std::isnan(ood_metrics(vec({1.0}), lo).auroc_se));
+}
+
+// Many ties (integer scores 0..4), unequal sizes, shuffled: the metrics equal
+// their brute-force definitions exactly (up to rounding) and do not move
+// when the rows are permuted.
+TEST(OodMetrics, MatchBruteForceDefinitionsAndIgnoreRowOrder) {
+  auto gen = make_generator(81, kStreamTestData);
+  for (int rep = 0; rep < 5; ++rep) {
+    auto in = at::randint(0, 5, {37}, gen, torch::TensorOptions(torch::kDouble)) + 1;
+    auto out = at::randint(0, 5, {23}, gen, torch::TensorOptions(torch::kDouble));
+    auto m = ood_metrics(in, out);
+    const auto a = std_vec(in), b = std_vec(out);
+    std::vector<double> na(a.size()), nb(b.size());
+    std::transform(a.begin(), a.end(), na.begin(), [](double s) { return -s; });
+    std::transform(b.begin(), b.end(), nb.begin(), [](double s) { return -s; });
+    EXPECT_NEAR(m.auroc, brute_auroc(a, b), 1e-12);
+    EXPECT_NEAR(m.aupr_in, brute_ap(a, b), 1e-12);
+    EXPECT_NEAR(m.aupr_out, brute_ap(nb, na), 1e-12);
+    EXPECT_NEAR(m.fpr95, brute_fpr(a, b, 0.95), 1e-12);
+    auto pi = torch::randperm(37, gen, torch::kLong), po = torch::randperm(23, gen, torch::kLong);
+    auto s = ood_metrics(in.index_select(0, pi), out.index_select(0, po));
+    EXPECT_DOUBLE_EQ(s.auroc, m.auroc);
+    EXPECT_DOUBLE_EQ(s.auroc_se, m.auroc_se);
+    EXPECT_DOUBLE_EQ(s.aupr_in, m.aupr_in);
+    EXPECT_DOUBLE_EQ(s.aupr_out, m.aupr_out);
+    EXPECT_DOUBLE_EQ(s.fpr95, m.fpr95);
+  }
+}
+
+// Scores N(d, 1) (in) against N(0, 1) (out): AUROC = P(X > Y) = Phi(d / sqrt 2).
+// Tolerance z = 4.89 (false alarm 1e-6) times the exact standard error of
+// the Mann-Whitney estimate (Hanley & McNeil 1982, eq. 2):
+//   Var = [A(1 - A) + (m - 1)(Q1 - A^2) + (n - 1)(Q2 - A^2)] / (m n),
+// Q1 = P(X1 > Y, X2 > Y) = int phi(y) Phi(d + y)^2 dy = Q2 here (by symmetry),
+// by Simpson's rule instead of their exponential approximation. The DeLong
+// standard error reported beside the AUROC estimates the same quantity from
+// the data; from 4000 placements per set its relative error is of order
+// 1 / sqrt(2 * 4000) ~ 1%, so 15% checks the formula, not its precision.
+TEST(OodMetrics, GaussianAurocMatchesTheClosedForm) {
+  auto gen = make_generator(82, kStreamTestData);
+  const int64_t m = 4000, n = 4000;
+  for (double d : {0.0, 0.5, 1.0, 2.0}) {
+    auto in = at::normal(d, 1.0, {m}, gen, torch::TensorOptions(torch::kDouble));
+    auto out = at::normal(0.0, 1.0, {n}, gen, torch::TensorOptions(torch::kDouble));
+    const double a = normal_cdf(d / std::sqrt(2.0));
+    const int steps = 8000;
+    const double lo = -12, h = 24.0 / steps;
+    double q = 0;
+    for (int i = 0; i <= steps; ++i) {
+      const double y = lo + i * h, w = (i == 0 || i == steps) ? 1 : (i % 2 ? 4 : 2);
+      q += w * std::exp(-0.5 * y * y) / std::sqrt(2 * M_PI) * std::pow(normal_cdf(d + y), 2);
+    }
+    q *= h / 3;
+    const double se = std::sqrt((a * (1 - a) + (m - 1) * (q - a * a) + (n - 1) * (q - a * a)) / double(m * n));
+    auto r = ood_metrics(in, out);
+    EXPECT_NEAR(r.auroc, a, 4.89 * se) << "d = " << d;
+    EXPECT_NEAR(r.auroc_se / se, 1.0, 0.15) << "d = " << d << ": DeLong " << r.auroc_se << ", exact " << se;
+  }
+}
+
+TEST(OodMetrics, NonFiniteOrEmptyScoresNameTheSet) {
+  std::string msg;
+  EXPECT_EQ(code_of([&] { ood_metrics(vec({1, 2}), vec({0, NAN, 1}), "fashion_mnist", "mnist"); }, &msg),
+            ExitCode::kBadData);
+  EXPECT_NE(msg.find("mnist: 1 of 3 scores are not finite"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("at index 1"), std::string::npos) << msg;
+  EXPECT_EQ(code_of([&] { ood_metrics(vec({1, INFINITY}), vec({0}), "fashion_mnist", "mnist"); }, &msg),
+            ExitCode::kBadData);
+  EXPECT_NE(msg.find("fashion_mnist:"), std::string::npos) << msg;
+  EXPECT_EQ(code_of([&] { ood_metrics(vec({1}), torch::zeros({0}, torch::kDouble), "a", "b"); }, &msg),
+            ExitCode::kBadData);
+  EXPECT_NE(msg.find("b: no rows"), std::string::npos) << msg;
+}
+
+namespace {
+// E(x) = 1/2 sum_j a_j x_j^2 on [1, 2, 2] events: dE/dx = a x, so the
+// gradient norm is |a x| (input gradient by the default autograd path).
+class Quadratic : public EnergyImpl {
+ public:
+  Quadratic() { a_ = register_parameter("a", torch::tensor({1.0f, 2.0f, 3.0f, 4.0f})); }
+  torch::Tensor energy(const torch::Tensor& x) override {
+    return 0.5 * (a_ * x.flatten(1).pow(2)).sum(1);
+  }
+  std::vector<int64_t> event_shape() const override { return {1, 2, 2}; }
+  torch::Tensor a_;
+};
+
+// E(x, y) = 1/2 |x - m_y|^2, E(x) = -logsumexp_y(-E(x, y)).
+class ClassQuadratics : public EnergyImpl {
+ public:
+  explicit ClassQuadratics(torch::Tensor means) { m_ = register_parameter("m", std::move(means)); }
+  torch::Tensor energy(const torch::Tensor& x) override { return -torch::logsumexp(-class_energies(x), 1); }
+  torch::Tensor class_energies(const torch::Tensor& x) override {
+    return 0.5 * (x.flatten(1).unsqueeze(1) - m_.to(x.dtype()).unsqueeze(0)).pow(2).sum(2);
+  }
+  int64_t num_classes() const override { return m_.size(0); }
+  std::vector<int64_t> event_shape() const override { return {1, 2, 2}; }
+
+ private:
+  torch::Tensor m_;
+};
+}  // namespace
+
+TEST(OodScores, EnergyAndGradientNormOfAQuadratic) {
+  Quadratic q;
+  auto gen = make_generator(83, kStreamTestData);
+  auto x = at::normal(0.0, 1.0, {10, 1, 2, 2}, gen, torch::TensorOptions(torch::kFloat));
+  auto s = ood_scores(q, x, {"grad_norm", "energy"}, 3);  // (batches 3, 3, 3, 1)
+  ASSERT_EQ(s.sizes(), (c10::IntArrayRef{10, 2}));
+  EXPECT_EQ(s.scalar_type(), torch::kDouble);
+  EXPECT_FALSE(s.requires_grad());
+  auto xd = x.to(torch::kDouble).flatten(1);
+  auto a = torch::tensor({1.0, 2.0, 3.0, 4.0}, torch::kDouble);
+  auto want_e = -0.5 * (a * xd.pow(2)).sum(1), want_g = -(a * xd).norm(2, 1);
+  EXPECT_TRUE(torch::allclose(s.select(1, 1), want_e, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(s.select(1, 0), want_g, 1e-5, 1e-6));
+  EXPECT_FALSE(q.a_.grad().defined()) << "scoring accumulated a parameter gradient";
+  EXPECT_TRUE(torch::equal(ood_scores(q, x, {"energy"}, 256).select(1, 0), s.select(1, 1)));
+}
+
+TEST(OodScores, ClassScoresOfAConditionalEnergy) {
+  auto means = torch::tensor({{-0.5, 0.5, 0.0, 0.25}, {0.9, 0.9, -0.9, -0.9}, {0.0, 0.1, 0.2, 0.3}});
+  ClassQuadratics e(means);
+  auto gen = make_generator(84, kStreamTestData);
+  auto x = at::rand({7, 1, 2, 2}, gen) * 2 - 1;
+  auto s = ood_scores(e, x, {"max_logit", "logsumexp", "energy", "grad_norm"}, 2);
+  ASSERT_EQ(s.sizes(), (c10::IntArrayRef{7, 4}));
+  auto xd = x.to(torch::kDouble).flatten(1);
+  for (int64_t i = 0; i < 7; ++i) {
+    double best = -INFINITY, sum = 0;
+    for (int64_t k = 0; k < 3; ++k) {
+      const double ek = 0.5 * (xd[i] - means[k].to(torch::kDouble)).pow(2).sum().item<double>();
+      best = std::max(best, -ek);
+      sum += std::exp(-ek);
+    }
+    EXPECT_NEAR(s[i][0].item<double>(), best, 1e-6);
+    EXPECT_NEAR(s[i][1].item<double>(), std::log(sum), 1e-6);
+    EXPECT_NEAR(s[i][2].item<double>(), std::log(sum), 1e-6);  // E(x) is the marginal
+    EXPECT_LE(s[i][3].item<double>(), 0.0);
+  }
+}
+
+TEST(OodScores, NamesAreCheckedAgainstTheEnergy) {
+  Quadratic q;
+  ClassQuadratics c(torch::zeros({2, 4}));
+  EXPECT_EQ(resolve_ood_scores(q, {}), (std::vector<std::string>{"energy", "grad_norm"}));
+  EXPECT_EQ(resolve_ood_scores(c, {}), (std::vector<std::string>{"energy", "grad_norm", "max_logit", "logsumexp"}));
+  EXPECT_EQ(resolve_ood_scores(c, {"logsumexp", "energy", "logsumexp"}),
+            (std::vector<std::string>{"logsumexp", "energy"}));
+  std::string msg;
+  EXPECT_EQ(code_of([&] { resolve_ood_scores(q, {"max_logit"}); }, &msg), ExitCode::kUsage);
+  EXPECT_NE(msg.find("not class-conditional"), std::string::npos) << msg;
+  EXPECT_EQ(code_of([&] { resolve_ood_scores(c, {"likelihood"}); }, &msg), ExitCode::kUsage);
+  EXPECT_NE(msg.find("--score likelihood: unknown score"), std::string::npos) << msg;
+}
+
+TEST(OodData, FlipsUniformAndShapes) {
+  const auto dir = test_helpers::fresh_dir("ood_data");
+  std::filesystem::create_directories(dir);
+  ModelInfo info;
+  info.event_shape = {1, 2, 2};
+  info.pixels = PixelMap{-1.0, 1.0, false};
+  auto gen = make_generator(85, kStreamTestData);
+  auto x = at::rand({6, 1, 2, 2}, gen) * 2 - 1;
+  write_npy(dir + "/x.npy", x);  // (float: already in the model's range)
+  auto read = ood_data(dir + "/x.npy", info, torch::Tensor(), gen);
+  EXPECT_TRUE(torch::equal(read, x));
+  // vflip: rows of each image reversed (upside down); hflip: columns.
+  auto v = ood_data("vflip:" + dir + "/x.npy", info, read, gen);
+  auto h = ood_data("hflip:" + dir + "/x.npy", info, read, gen);
+  EXPECT_TRUE(torch::equal(v.select(2, 0), x.select(2, 1)));
+  EXPECT_TRUE(torch::equal(v.select(2, 1), x.select(2, 0)));
+  EXPECT_TRUE(torch::equal(h.select(3, 0), x.select(3, 1)));
+  EXPECT_TRUE(torch::equal(ood_data("vflip:vflip:" + dir + "/x.npy", info, read, gen), x));
+  // uniform over the pixel range, as many rows as in.
+  auto u = ood_data("uniform", info, read, gen);
+  EXPECT_EQ(u.sizes(), x.sizes());
+  EXPECT_GE(u.min().item<double>(), -1.0);
+  EXPECT_LE(u.max().item<double>(), 1.0);
+  // A vector model: uniform over in's per-coordinate box; no flips.
+  ModelInfo vinfo;
+  vinfo.event_shape = {2};
+  auto in = torch::tensor({{0.0f, 10.0f}, {1.0f, 12.0f}, {0.5f, 11.0f}});
+  auto uv = ood_data("uniform", vinfo, in, gen);
+  EXPECT_EQ(uv.sizes(), in.sizes());
+  EXPECT_TRUE((uv.select(1, 0) >= 0).all().item<bool>() && (uv.select(1, 0) <= 1).all().item<bool>());
+  EXPECT_TRUE((uv.select(1, 1) >= 10).all().item<bool>() && (uv.select(1, 1) <= 12).all().item<bool>());
+  std::string msg;
+  EXPECT_EQ(code_of([&] { ood_data("hflip:" + dir + "/x.npy", vinfo, in, gen); }, &msg), ExitCode::kUsage);
+  EXPECT_EQ(code_of([&] { ood_data("uniform", vinfo, torch::Tensor(), gen); }, &msg), ExitCode::kUsage);
+  // Rows that are not the model's events: kBadData naming the file.
+  write_npy(dir + "/three.npy", torch::zeros({4, 3}));
+  EXPECT_EQ(code_of([&] { ood_data(dir + "/three.npy", info, read, gen); }, &msg), ExitCode::kBadData);
+  EXPECT_NE(msg.find("three.npy"), std::string::npos) << msg;
+  EXPECT_EQ(code_of([&] { ood_data(dir + "/absent.npy", info, read, gen); }, &msg), ExitCode::kMissingInput);
+  std::filesystem::remove_all(dir);
+}
+
+// The task on N(0, I) in 2D: its own samples against the same shifted by 4
+// along x1 (well separated: checked only for AUROC > 0.95) and uniform noise
+// over their box; --n caps every set; same seed, same report.
+TEST(OodTask, ReportsEverySetAndScoreThroughTheRegistry) {
+  const auto dir = test_helpers::fresh_dir("ood_task");
+  std::filesystem::create_directories(dir);
+  auto target = make_target("gaussian:dim=2,rho=0");
+  auto gen = make_generator(86, kStreamTestData);
+  auto x = target->sample(600, gen).to(torch::kFloat);
+  write_npy(dir + "/in.npy", x);
+  write_npy(dir + "/shifted.npy", x + torch::tensor({4.0f, 0.0f}));
+  ModelInfo info;
+  info.event_shape = {2};
+  auto run = [&] {
+    Config cfg(eval_task_schema());
+    cfg.set_value("task.name", std::string("ood"));
+    cfg.set_value("task.in_data", dir + "/in.npy");
+    cfg.set_value("task.out_data", dir + "/shifted.npy\nuniform");
+    cfg.set_value("task.n", int64_t(400));
+    cfg.set_value("task.seed", int64_t(3));
+    cfg.validate();
+    return eval_task_registry().make(cfg, *target, info);
+  };
+  auto r = run();
+  EXPECT_EQ(r.json["task"], "ood");
+  EXPECT_EQ(r.json["n_in"], 400);
+  ASSERT_EQ(r.json["sets"].size(), 2u);
+  EXPECT_EQ(r.json["sets"][0]["name"], dir + "/shifted.npy");
+  EXPECT_EQ(r.json["sets"][0]["n"], 400);
+  EXPECT_EQ(r.json["sets"][1]["name"], "uniform");
+  EXPECT_EQ(r.json["sets"][1]["n"], 400);
+  for (const auto& s : r.json["sets"]) {
+    ASSERT_EQ(s["scores"].size(), 2u);  // energy, grad_norm (unconditional)
+    for (const char* k : {"auroc", "auroc_se", "aupr_in", "aupr_out", "fpr95"})
+      EXPECT_TRUE(s["scores"]["energy"].contains(k)) << k;
+  }
+  EXPECT_GT(r.json["sets"][0]["scores"]["energy"]["auroc"].get<double>(), 0.95);
+  EXPECT_GT(r.json["sets"][0]["scores"]["grad_norm"]["auroc"].get<double>(), 0.95);
+  EXPECT_NE(r.text.find("shifted.npy"), std::string::npos);
+  EXPECT_NE(r.text.find("grad_norm"), std::string::npos);
+  EXPECT_EQ(run().json, r.json);
+  // No in-data: a usage error.
+  Config bare(eval_task_schema());
+  bare.set_value("task.name", std::string("ood"));
+  bare.set_value("task.out_data", std::string("uniform"));
+  EXPECT_EQ(code_of([&] { eval_task_registry().make(bare, *target, info); }), ExitCode::kUsage);
+  std::filesystem::remove_all(dir);
+}
