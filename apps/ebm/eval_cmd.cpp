@@ -91,6 +91,7 @@ Runner add_eval(CLI::App& app) {
       return s;
     };
     if (labels->count()) cfg.set_value("task.labels", a->labels);
+    if (a->task == "continual") cfg.set_value("task.model", a->model);
     if (n_tasks->count()) cfg.set_value("task.tasks", a->n_tasks);
     if (in_data->count()) cfg.set_value("task.in_data", a->in_data);
     if (out_data->count()) cfg.set_value("task.out_data", joined(a->out_data, "\n"));  // (one SPEC per line)

@@ -3,6 +3,7 @@
 #include "ebm/train/continual.h"
 
 #include <iomanip>
+#include <limits>
 #include <sstream>
 
 #include "ebm/core/error.h"
@@ -10,8 +11,9 @@
 namespace ebm {
 
 nlohmann::json ContinualReport::json() const {
-  return {{"classes", classes}, {"n", n}, {"accuracy", accuracy}, {"average_accuracy", average},
-          {"overall_accuracy", overall}};
+  return {{"classes", classes},          {"n", n},
+          {"tasks_seen", seen},          {"accuracy", accuracy},
+          {"average_accuracy", average}, {"overall_accuracy", overall}};
 }
 
 std::string ContinualReport::table() const {
@@ -24,17 +26,27 @@ std::string ContinualReport::table() const {
     s << std::setw(4) << k + 1 << "  " << std::left << std::setw(12) << c.str() << std::right << std::setw(7)
       << n[k] << "  " << accuracy[k] << "\n";
   }
-  s << "average over tasks " << average << ", over rows " << overall << "\n";
+  s << "after " << seen << " of " << accuracy.size() << " tasks: average over them " << average << ", over their rows "
+    << overall << "\n";
   return s.str();
 }
 
 ContinualReport continual_accuracy(EnergyImpl& energy, const Dataset& data,
-                                   const std::vector<std::vector<int64_t>>& classes, int64_t batch) {
+                                   const std::vector<std::vector<int64_t>>& classes, int64_t seen, int64_t batch) {
   EBM_CHECK_USAGE(energy.num_classes() > 0,
                   "continual: the model is not class-conditional (energy.conditional = true): it cannot classify");
   EBM_CHECK_DATA(data.has_labels(), data.description, ": continual evaluation needs labelled rows");
   TORCH_CHECK(batch >= 1, "continual_accuracy: batch must be >= 1");
-  const int64_t k = energy.num_classes();
+  const int64_t k = energy.num_classes(), n_tasks = int64_t(classes.size());
+  TORCH_CHECK(seen >= 0 && seen <= n_tasks, "continual_accuracy: seen must be in 0 ..", n_tasks, ", got ", seen);
+  if (seen == 0) seen = n_tasks;
+  // (classes of unseen tasks never win)
+  auto barred = torch::ones({k}, torch::kBool);
+  for (int64_t t = 0; t < seen; ++t)
+    for (int64_t c : classes[size_t(t)]) {
+      EBM_CHECK_DATA(c >= 0 && c < k, data.description, ": class ", c, " outside the model's ", k, " classes");
+      barred[c] = false;
+    }
   std::vector<torch::Tensor> preds;
   {
     torch::NoGradGuard no_grad;
@@ -43,7 +55,8 @@ ContinualReport continual_accuracy(EnergyImpl& energy, const Dataset& data,
     const auto device = energy.parameters().empty() ? c10::Device(c10::kCPU) : energy.parameters()[0].device();
     for (int64_t i = 0; i < data.size(); i += batch) {
       auto x = data.x.narrow(0, i, std::min(batch, data.size() - i)).to(device);
-      preds.push_back(energy.class_energies(x).argmin(1).cpu());
+      auto e = energy.class_energies(x).cpu();
+      preds.push_back(e.masked_fill(barred.unsqueeze(0), std::numeric_limits<float>::infinity()).argmin(1));
     }
     energy.train(was_training);
   }
@@ -52,8 +65,10 @@ ContinualReport continual_accuracy(EnergyImpl& energy, const Dataset& data,
                  " outside the model's ", k, " classes");
   ContinualReport r;
   r.classes = classes;
+  r.seen = seen;
   int64_t right_all = 0, n_all = 0;
-  for (const auto& group : classes) {
+  for (int64_t t = 0; t < n_tasks; ++t) {
+    const auto& group = classes[size_t(t)];
     auto in = torch::zeros_like(y, torch::kBool);
     for (int64_t c : group) in |= y == c;
     const int64_t n = in.sum().item<int64_t>();
@@ -61,7 +76,8 @@ ContinualReport continual_accuracy(EnergyImpl& energy, const Dataset& data,
     const int64_t right = (pred.masked_select(in) == y.masked_select(in)).sum().item<int64_t>();
     r.n.push_back(n);
     r.accuracy.push_back(double(right) / double(n));
-    r.average += r.accuracy.back() / double(classes.size());
+    if (t >= seen) continue;
+    r.average += r.accuracy.back() / double(seen);
     right_all += right;
     n_all += n;
   }

@@ -163,7 +163,7 @@ void Trainer::end_task(int64_t k, std::ostream& metrics) {
       complete = complete && n > 0;
     }
     if (complete) {
-      auto r = continual_accuracy(*user, test, groups);
+      auto r = continual_accuracy(*user, test, groups, k + 1);
       j["test_accuracy"] = r.accuracy;
       j["test_average"] = r.average;
     }

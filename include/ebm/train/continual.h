@@ -18,19 +18,23 @@ namespace ebm {
 
 struct ContinualReport {
   std::vector<std::vector<int64_t>> classes;  // per task
+  int64_t seen = 0;                           // tasks learned: the classes predicted among
   std::vector<int64_t> n;                     // rows per task
   std::vector<double> accuracy;               // per task
-  double average = 0;                         // mean of accuracy over tasks
-  double overall = 0;                         // over all rows
+  double average = 0;                         // mean of accuracy over the seen tasks
+  double overall = 0;                         // over the seen tasks' rows
   nlohmann::json json() const;
   std::string table() const;
 };
 
 // Accuracy per task on the labelled rows `data` (the model's units) of a
-// class-conditional `energy` (kUsage otherwise), in batches of `batch`
-// (eval mode, no graph). Rows whose class is in no task are ignored; a task
-// with no rows is kBadData.
+// class-conditional `energy` (kUsage otherwise) after the first `seen` tasks
+// (0 = all): each row is classified by the lowest energy among the classes
+// of those tasks (a task not yet seen scores 0), in batches of `batch` (eval
+// mode, no graph). Rows whose class is in no task are ignored; a task with no
+// rows is kBadData.
 ContinualReport continual_accuracy(EnergyImpl& energy, const Dataset& data,
-                                   const std::vector<std::vector<int64_t>>& classes, int64_t batch = 512);
+                                   const std::vector<std::vector<int64_t>>& classes, int64_t seen = 0,
+                                   int64_t batch = 512);
 
 }  // namespace ebm

@@ -156,7 +156,7 @@ TEST(Trainer, ClassIncrementalRunLearnsTasksInOrder) {
   ModelInfo info;
   Energy first = load_model(root + "/run/model-task-1.pt", &info);
   auto groups = task_classes(t.data().test.y, 2);
-  auto r = continual_accuracy(*first, t.data().test, groups);
+  auto r = continual_accuracy(*first, t.data().test, groups, 1);
   EXPECT_NEAR(r.accuracy[0], lines[0]["test_accuracy"][0].get<double>(), 1e-12);
   EXPECT_NEAR(r.average, lines[0]["test_average"].get<double>(), 1e-12);
   fs::remove_all(root);
@@ -255,14 +255,28 @@ TEST(ContinualAccuracy, CountsEachTasksRows) {
   auto y = torch::tensor({0, 0, 1, 1, 2, 2, 3, 3, 3}, torch::kLong);
   auto x = torch::tensor({0.1, 0.9, 1.2, 0.8, 0.3, 2.0, 3.1, 2.9, 2.2}).unsqueeze(1);
   Dataset d{x, y, "rows"};
-  auto r = continual_accuracy(e, d, {{0, 1}, {2, 3}}, /*batch=*/4);
+  auto r = continual_accuracy(e, d, {{0, 1}, {2, 3}}, /*seen=*/0, /*batch=*/4);
   EXPECT_EQ(r.n, (std::vector<int64_t>{4, 5}));
   EXPECT_DOUBLE_EQ(r.accuracy[0], 3.0 / 4);
   EXPECT_DOUBLE_EQ(r.accuracy[1], 3.0 / 5);
   EXPECT_DOUBLE_EQ(r.average, 0.5 * (0.75 + 0.6));
   EXPECT_DOUBLE_EQ(r.overall, 6.0 / 9);
+  EXPECT_EQ(r.seen, 2);
   EXPECT_EQ(r.json()["accuracy"].size(), 2u);
-  EXPECT_NE(r.table().find("average over tasks"), std::string::npos);
+  EXPECT_NE(r.table().find("after 2 of 2 tasks"), std::string::npos);
+  // After the first task only classes 0 and 1 can be predicted: rows 0..3
+  // as before (0 1 1 1), the rest of task 2 scores 0; the average is over
+  // task 1 alone.
+  auto r1 = continual_accuracy(e, d, {{0, 1}, {2, 3}}, /*seen=*/1);
+  EXPECT_DOUBLE_EQ(r1.accuracy[0], 3.0 / 4);
+  EXPECT_DOUBLE_EQ(r1.accuracy[1], 0.0);
+  EXPECT_DOUBLE_EQ(r1.average, 3.0 / 4);
+  EXPECT_DOUBLE_EQ(r1.overall, 3.0 / 4);
+  // x = 1.9 of class 1: over all classes it is a 2, among those seen after
+  // task 1 a 1 (classes of unseen tasks never win).
+  Dataset two{torch::tensor({1.9f, 2.1f}).unsqueeze(1), torch::tensor({1, 2}, torch::kLong), "two"};
+  EXPECT_DOUBLE_EQ(continual_accuracy(e, two, {{0, 1}, {2, 3}}).accuracy[0], 0.0);
+  EXPECT_DOUBLE_EQ(continual_accuracy(e, two, {{0, 1}, {2, 3}}, 1).accuracy[0], 1.0);
   // A task with no rows, and an energy that is not a classifier.
   EXPECT_EQ(test_helpers::code_of([&] { continual_accuracy(e, d.rows(torch::arange(4)), {{0, 1}, {2, 3}}); }),
             ExitCode::kBadData);
