@@ -1,0 +1,121 @@
+// Restoration's masks, corruptions, scores and baselines against
+// hand-computed values and stated statistics.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "common/errors.h"
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/eval/restoration.h"
+
+using namespace ebm;
+
+TEST(Masks, NamedMasksCoverTheirPixels) {
+  auto gen = make_generator(1, kStreamEval);
+  const std::vector<int64_t> img{2, 6, 8};
+  auto c = named_mask("center:4", img, 3, gen);
+  ASSERT_EQ(c.sizes(), (c10::IntArrayRef{3, 2, 6, 8}));
+  EXPECT_EQ(c.dtype(), torch::kBool);
+  // rows 1..4, columns 2..5, every channel, every image
+  EXPECT_EQ(c.sum().item<int64_t>(), 3 * 2 * 16);
+  EXPECT_TRUE(c.index({torch::indexing::Slice(), torch::indexing::Slice(), torch::indexing::Slice(1, 5),
+                       torch::indexing::Slice(2, 6)})
+                  .all()
+                  .item<bool>());
+  auto l = named_mask("left-half", img, 1, gen), r = named_mask("right-half", img, 1, gen);
+  EXPECT_TRUE(torch::equal(l | r, torch::ones_like(l)));
+  EXPECT_FALSE((l & r).any().item<bool>());
+  EXPECT_TRUE(l[0][0][0].narrow(0, 0, 4).all().item<bool>());
+  auto t = named_mask("top-half", img, 1, gen), b = named_mask("bottom-half", img, 1, gen);
+  EXPECT_TRUE(torch::equal(t | b, torch::ones_like(t)));
+  EXPECT_TRUE(t[0][1].narrow(0, 0, 3).all().item<bool>());
+  EXPECT_FALSE(t[0][1].narrow(0, 3, 3).any().item<bool>());
+  // random:P: channels share a pixel's fate; about P of 2000 * 48 pixels
+  // (binomial sd 0.0016 of the fraction: 0.3 +- 0.01 is 6 sd).
+  auto m = named_mask("random:0.3", img, 2000, gen);
+  EXPECT_TRUE(torch::equal(m.select(1, 0), m.select(1, 1)));
+  EXPECT_NEAR(m.to(torch::kDouble).mean().item<double>(), 0.3, 0.01);
+  auto d = named_mask("dims:0,2", {4}, 2, gen);
+  EXPECT_TRUE(torch::equal(d, torch::tensor({true, false, true, false}).expand({2, 4})));
+  EXPECT_TRUE(is_named_mask("center:3"));
+  EXPECT_FALSE(is_named_mask("mask.png"));
+  for (const char* bad : {"center:7", "center:0", "random:1.5", "middle", "dims:5"})
+    EXPECT_EQ(test_helpers::code_of([&] { named_mask(bad, bad[0] == 'd' ? std::vector<int64_t>{4} : img, 1, gen); }),
+              ExitCode::kUsage)
+        << bad;
+  EXPECT_EQ(test_helpers::code_of([&] { named_mask("left-half", {4}, 1, gen); }), ExitCode::kUsage);
+}
+
+TEST(Masks, FromValuesBroadcastsOneAndChecksShapes) {
+  auto one = torch::zeros({1, 1, 4, 4});
+  one[0][0][1][2] = 3.0;
+  auto m = mask_from_values(one, {1, 4, 4}, 5, "m.npy");
+  ASSERT_EQ(m.size(0), 5);
+  EXPECT_EQ(m.sum().item<int64_t>(), 5);
+  EXPECT_TRUE(m[4][0][1][2].item<bool>());
+  EXPECT_EQ(test_helpers::code_of([&] { mask_from_values(torch::zeros({1, 1, 3, 4}), {1, 4, 4}, 5, "m.npy"); }),
+            ExitCode::kBadData);
+  EXPECT_EQ(test_helpers::code_of([&] { mask_from_values(torch::zeros({3, 16}), {1, 4, 4}, 5, "m.npy"); }),
+            ExitCode::kBadData);
+}
+
+TEST(Corrupt, GaussianAndSaltInPixelUnits) {
+  auto gen = make_generator(2, kStreamEval);
+  PixelMap map{-1.0, 1.0, false};
+  auto x = torch::zeros({200, 1, 10, 10});  // mid-grey: clipping is rare at std 0.1
+  double sd = 0;
+  auto g = corrupt(x, "gaussian:0.1", map, gen, &sd);
+  EXPECT_DOUBLE_EQ(sd, 0.2);  // (0.1 of the range [-1, 1])
+  // 20000 draws: the sample sd is within 2% of 0.2 but with probability ~1e-9.
+  EXPECT_NEAR(g.std().item<double>(), 0.2, 0.004);
+  EXPECT_LE(g.abs().max().item<double>(), 1.0);
+  auto s = corrupt(x, "salt:0.25", map, gen, &sd);
+  EXPECT_EQ(sd, 0.0);
+  auto changed = (s != x);
+  // 20000 pixels, a quarter hit (sd 0.003); hits are black or white.
+  EXPECT_NEAR(changed.to(torch::kDouble).mean().item<double>(), 0.25, 0.015);
+  EXPECT_TRUE((s.masked_select(changed).abs() == 1).all().item<bool>());
+  for (const char* bad : {"speckle:1", "gaussian:-1", "salt:2", "gaussian"})
+    EXPECT_EQ(test_helpers::code_of([&] { corrupt(x, bad, map, gen); }), ExitCode::kUsage) << bad;
+}
+
+TEST(Score, MseAndPsnrInZeroOneUnitsOverTheMask) {
+  PixelMap map{-1.0, 1.0, false};
+  auto truth = torch::zeros({2, 1, 2, 2});
+  auto x = truth.clone();
+  x[0][0][0][0] = 1.0;   // 0.5 in [0, 1] units: squared 0.25
+  x[1][0][1][1] = -0.2;  // 0.1: squared 0.01
+  auto all = restoration_score(x, truth, map);
+  EXPECT_EQ(all.n, 2);
+  EXPECT_NEAR(all.mse, 0.5 * (0.25 / 4 + 0.01 / 4), 1e-7);
+  EXPECT_NEAR(all.psnr, 0.5 * (10 * std::log10(4 / 0.25) + 10 * std::log10(4 / 0.01)), 1e-4);
+  auto where = torch::zeros({2, 1, 2, 2}, torch::kBool);
+  where[0][0][0][0] = true;  // image 1 has no scored pixel: skipped
+  auto one = restoration_score(x, truth, map, where);
+  EXPECT_EQ(one.n, 1);
+  EXPECT_NEAR(one.mse, 0.25, 1e-7);
+}
+
+TEST(Baselines, MeanNearestAndBlur) {
+  auto x = torch::tensor({1.0f, 2.0f, 9.0f, 9.0f}).view({1, 4});
+  auto mask = torch::tensor({false, false, true, true}).view({1, 4});
+  auto mean = torch::tensor({0.0f, 0.0f, 5.0f, 6.0f});
+  EXPECT_TRUE(torch::equal(mean_fill(x, mask, mean), torch::tensor({1.0f, 2.0f, 5.0f, 6.0f}).view({1, 4})));
+  // The reference row nearest on the known values (1, 2) is the second one.
+  auto ref = torch::tensor({{0.0f, 0.0f, 7.0f, 7.0f}, {1.0f, 2.5f, 3.0f, 4.0f}, {5.0f, 5.0f, 1.0f, 1.0f}});
+  EXPECT_TRUE(torch::equal(nearest_fill(x, mask, ref), torch::tensor({1.0f, 2.0f, 3.0f, 4.0f}).view({1, 4})));
+  // Blur keeps a constant image, preserves the mean of an impulse far from
+  // the border, and spreads it with the stated sigma.
+  auto flat = torch::full({1, 2, 9, 9}, 0.3f);
+  EXPECT_TRUE(torch::allclose(gaussian_blur(flat, 1.0), flat, 1e-6, 1e-6));
+  auto impulse = torch::zeros({1, 1, 21, 21});
+  impulse[0][0][10][10] = 1.0;
+  auto b = gaussian_blur(impulse, 1.5);
+  EXPECT_NEAR(b.sum().item<double>(), 1.0, 1e-5);
+  auto row = b[0][0][10];
+  auto pos = torch::arange(21, torch::kFloat) - 10;
+  const double var = (row * pos.square()).sum().item<double>() / row.sum().item<double>();
+  EXPECT_NEAR(var, 1.5 * 1.5, 0.02);
+  EXPECT_EQ(test_helpers::code_of([&] { gaussian_blur(flat, 0.0); }), ExitCode::kUsage);
+}
