@@ -35,14 +35,16 @@ const DatasetRegistry& dataset_registry() {
     DatasetRegistry r("dataset", "data", "name", "8gaussians",
                       "built-in data set (used when data.path is empty)");
     for (const auto& name : toy2d_names())
-      r.add({name, "2D toy set (FFJORD / VERA)",
+      r.add({name, "2D toy set (FFJORD / VERA); moons and circles carry labels (which moon / circle)",
              {{"n", int64_t(100000), "points generated for the toy set"}}},
             [name](const Config& c, at::Generator& gen) {
               EBM_CHECK_CONFIG(c.get_string("data.split") == "train", "data.split = '", c.get_string("data.split"),
                                "': the toy set ", name, " has no test split (data.test_fraction holds rows out)");
               const int64_t n = c.get_int("data.n");
               EBM_CHECK_CONFIG(n >= 2, "data.n must be >= 2, got ", n);
-              return Dataset{toy2d(name, n, gen), {}, name};
+              auto replay = gen.clone();  // (the labels of moons and circles replay toy2d's draws)
+              auto x = toy2d(name, n, gen);
+              return Dataset{x, toy2d_labels(name, n, replay), name};
             });
     // Trajectory sets (data/trajectories.h): rows are whole trajectories.
     auto train_only = [](const Config& c, const char* name) {

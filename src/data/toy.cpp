@@ -94,7 +94,11 @@ torch::Tensor moons(int64_t n, at::Generator& gen) {
   const auto t_in = torch::linspace(0, kPi, n_in, kF32);
   const auto outer = torch::stack({t_out.cos(), t_out.sin()}, 1);
   const auto inner = torch::stack({1 - t_in.cos(), 1 - t_in.sin() - 0.5}, 1);
-  auto x = shuffle(torch::cat({outer, inner}), gen) + 0.1 * normal(n, gen);
+  // (the noise first, then the permutation: the order GCC gave the unsequenced
+  // `shuffle(...) + noise` this set was first written as, kept so that its
+  // draws stay what they were; toy2d_labels replays it)
+  auto noise = 0.1 * normal(n, gen);
+  auto x = shuffle(torch::cat({outer, inner}), gen) + noise;
   return x * 2 + torch::tensor({-1.0f, -0.2f});
 }
 
@@ -219,6 +223,16 @@ torch::Tensor toy2d(const std::string& name, int64_t n, at::Generator& gen) {
   auto x = toy.make(n, gen).to(torch::kFloat32).contiguous();  // [n, 2]
   TORCH_INTERNAL_ASSERT(x.dim() == 2 && x.size(0) == n && x.size(1) == 2, name, " gave ", x.sizes());
   return x;
+}
+
+torch::Tensor toy2d_labels(const std::string& name, int64_t n, at::Generator& gen) {
+  if (name != "moons" && name != "circles") return {};
+  // (shuffle's permutation of [first part, second part]: the first draw of
+  // circles, the second of moons, after its noise)
+  const int64_t n_out = n / 2, n_in = n - n_out;
+  if (name == "moons") normal(n, gen);
+  auto perm = at::randperm(n, gen, torch::kLong);
+  return torch::cat({torch::zeros({n_out}, torch::kLong), torch::ones({n_in}, torch::kLong)}).index_select(0, perm);
 }
 
 double toy2d_entropy(const std::string& name) {

@@ -48,7 +48,8 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
   const int64_t n = x_pos.size(0);
   // A class-conditional energy learns E(x, y): its chains sample p(x | y) at
   // the batch's labels (from their class's pool of the buffer).
-  const torch::Tensor y = energy.num_classes() > 0 ? checked_labels(energy, batch) : torch::Tensor();
+  const torch::Tensor y =
+      energy.num_classes() > 0 && !options_.marginal() ? checked_labels(energy, batch) : torch::Tensor();
   Energy target = at_labels(energy, y);
   torch::Tensor x0, slots;
   if (options_.chain_init() == "data") {

@@ -65,6 +65,33 @@ const ObjectiveRegistry& objective_registry() {
                                        .broad(c.get_float("objective.jump_broad"))),
                 build_sampler(c), build_buffer(c, shape, device));
           });
+    r.add({"jem",
+           "JEM (Grathwohl et al. 2020): cross entropy of p(y | x) plus PCD on the marginal E(x) = -logsumexp_y "
+           "-E(x, y) ([sampler], [buffer]), optionally on E(x, y) too (energy.conditional = true)",
+           {{"ce_weight", 1.0, "weight of the cross entropy (log p(y | x))"},
+            {"px_weight", 1.0, "weight of the contrastive divergence on E(x) (log p(x))"},
+            {"pxy_weight", 0.0, "weight of the contrastive divergence on E(x, y) at the batch's labels (log p(x | y), "
+                                "a per-class buffer); 0 = off"},
+            {"warmup", int64_t(0), "steps over which the generative weights ramp linearly from 0; 0 = none"},
+            {"alpha", 0.0, "L2 energy penalty weight of each CD term"}}},
+          [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
+            auto cd = [&](bool marginal) {
+              EBM_CHECK_CONFIG(c.get_float("objective.alpha") >= 0, "objective.alpha must be >= 0, got ",
+                               c.get_float("objective.alpha"));
+              return std::make_shared<ContrastiveDivergence>(
+                  ContrastiveDivergenceOptions(c.get_int("sampler.steps"))
+                      .alpha(c.get_float("objective.alpha"))
+                      .marginal(marginal),
+                  build_sampler(c), build_buffer(c, shape, device, marginal ? 0 : -1));
+            };
+            const double wxy = c.get_float("objective.pxy_weight");
+            return std::make_shared<Jem>(JemOptions()
+                                             .ce_weight(c.get_float("objective.ce_weight"))
+                                             .px_weight(c.get_float("objective.px_weight"))
+                                             .pxy_weight(wxy)
+                                             .warmup(c.get_int("objective.warmup")),
+                                         cd(true), wxy > 0 ? cd(false) : nullptr);
+          });
     r.add({"ce", "cross entropy of p(y | x) = softmax(-E(x, y)): a classifier (energy.conditional = true)",
            {{"normalize", std::string("all"),
              "the classes p(y | x) normalises over: all (the softmax classifier) | batch (only the labels present "

@@ -119,11 +119,11 @@ Section buffer_section() {
 std::shared_ptr<Sampler> build_sampler(const Config& cfg) { return sampler_registry().make(cfg); }
 
 std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_t> shape,
-                                           c10::Device device) {
+                                           c10::Device device, int64_t classes) {
   // (a conditional energy's chains are kept per class)
-  const int64_t classes = cfg.has_key("energy.conditional") && cfg.get_bool("energy.conditional")
-                              ? cfg.get_int("energy.classes")
-                              : 0;
+  if (classes < 0)
+    classes = cfg.has_key("energy.conditional") && cfg.get_bool("energy.conditional") ? cfg.get_int("energy.classes")
+                                                                                       : 0;
   return std::make_shared<ReplayBuffer>(ReplayBufferOptions(cfg.get_int("buffer.capacity"))
                                             .device(device)
                                             .reinit_prob(cfg.get_float("buffer.reinit_prob"))

@@ -109,6 +109,7 @@ Energy Trainer::user_energy() {
 
 void Trainer::write_sample_grids(int64_t step) {
   auto* cd = dynamic_cast<ContrastiveDivergence*>(parts_.objective.get());
+  if (auto* jem = dynamic_cast<Jem*>(parts_.objective.get())) cd = &jem->px();  // (its p(x) chains)
   const auto shape = data_.train.event_shape();
   const bool image = shape.size() == 3 && (shape[0] == 1 || shape[0] == 3);
   if (cd == nullptr || !image) return;

@@ -40,6 +40,10 @@ const std::vector<std::string>& toy2d_names();
 bool is_toy2d(const std::string& name);
 // n points, float32 [n, 2]; deterministic given the generator state.
 torch::Tensor toy2d(const std::string& name, int64_t n, at::Generator& gen);
+// The class of each row of toy2d(name, n, gen) for the two-class sets, given
+// a generator in the state toy2d was called with: moons (0 upper, 1 lower
+// moon) and circles (0 outer, 1 inner); undefined for the other sets.
+torch::Tensor toy2d_labels(const std::string& name, int64_t n, at::Generator& gen);
 // Differential entropy of the data distribution in nats (for NLL reports):
 // closed-form where known, otherwise a stated Monte Carlo estimate.
 double toy2d_entropy(const std::string& name);

@@ -79,6 +79,9 @@ struct ContrastiveDivergenceOptions {
   // sampler's steps (sampling/jumps.h; vectors only); 0 = none.
   TORCH_ARG(int64_t, jumps) = 0;
   TORCH_ARG(DataProposalOptions, jump_proposal) = {};
+  // Train the marginal E(x) of a class-conditional energy (labels ignored,
+  // one pool of chains): JEM's log p(x) term.
+  TORCH_ARG(bool, marginal) = false;
 };
 
 class ContrastiveDivergence : public Objective {
@@ -97,6 +100,43 @@ class ContrastiveDivergence : public Objective {
   std::shared_ptr<Sampler> sampler_;
   std::shared_ptr<ReplayBuffer> buffer_;
   std::unique_ptr<DataProposal> jumps_;  // when options.jumps > 0, after fit_data
+};
+
+// JEM (Grathwohl et al. 2020, "Your classifier is secretly an energy based
+// model"): the logits f(x) = -E(x, y) of a class-conditional energy are a
+// classifier and E(x) = -logsumexp_y f(x)[y] an energy model; the loss is
+//   ce_weight * CE(f(x), y)                      (log p(y | x))
+//   + w(t) * px_weight * [mean E(x+) - mean E(x-)]   (log p(x), PCD on E(x))
+//   + w(t) * pxy_weight * [mean E(x+, y) - mean E(x-, y)]   (log p(x | y),
+//     chains at the batch's labels from a per-class buffer; off at 0)
+// with each CD term's L2 penalty alpha, and w(t) = min(1, (t + 1) / warmup)
+// ramping the generative terms in over the first `warmup` steps (1 when
+// warmup = 0). Metrics: accuracy, and the p(x) term's e_pos, e_neg, ... (the
+// divergence guard reads them).
+struct JemOptions {
+  TORCH_ARG(double, ce_weight) = 1.0;
+  TORCH_ARG(double, px_weight) = 1.0;
+  TORCH_ARG(double, pxy_weight) = 0.0;
+  TORCH_ARG(int64_t, warmup) = 0;
+};
+
+class Jem : public Objective {
+ public:
+  // `pxy` may be null when pxy_weight = 0.
+  Jem(const JemOptions& options, std::shared_ptr<ContrastiveDivergence> px,
+      std::shared_ptr<ContrastiveDivergence> pxy);
+  Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
+  void fit_data(const torch::Tensor& train) override;
+  ContrastiveDivergence& px() { return *px_; }
+  int64_t steps_taken() const { return calls_; }
+
+ private:
+  JemOptions options_;
+  CrossEntropy ce_;
+  std::shared_ptr<ContrastiveDivergence> px_, pxy_;
+  int64_t calls_ = 0;  // computes so far: the warm-up's clock (checkpointed)
 };
 
 }  // namespace ebm

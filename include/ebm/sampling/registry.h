@@ -19,8 +19,9 @@ Section buffer_section();
 // The sampler cfg's [sampler] section names.
 std::shared_ptr<Sampler> build_sampler(const Config& cfg);
 // The replay buffer of cfg's [buffer] section, for chains of `event_shape`
-// stored on `device` (draw from it with a generator of that device).
+// stored on `device` (draw from it with a generator of that device); per
+// class pools for `classes` > 0 (-1: energy.classes when energy.conditional).
 std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_t> event_shape,
-                                           c10::Device device = c10::kCPU);
+                                           c10::Device device = c10::kCPU, int64_t classes = -1);
 
 }  // namespace ebm

@@ -522,7 +522,7 @@ TEST(DataSection, ClassesKeepsTheListedLabels) {
   EXPECT_EQ(code_of([] { build(data_config({"data.name=mnist", "data.classes=[3, 11]"})); }, &msg),
             ebm::ExitCode::kBadConfig);
   EXPECT_NE(msg.find("label 11"), std::string::npos) << msg;
-  EXPECT_EQ(code_of([] { build(data_config({"data.name=moons", "data.n=100", "data.classes=[0]"})); }, &msg),
+  EXPECT_EQ(code_of([] { build(data_config({"data.name=8gaussians", "data.n=100", "data.classes=[0]"})); }, &msg),
             ebm::ExitCode::kBadConfig);
   EXPECT_NE(msg.find("data.classes"), std::string::npos) << msg;
 }
@@ -573,3 +573,33 @@ TEST(DatasetRows, KeepPixelsAndClassNames) {
 }
 
 }  // namespace
+
+// moons and circles carry the label of the part each row was drawn from.
+TEST(Toy2d, MoonsAndCirclesCarryTheirPartsLabels) {
+  auto schema = std::make_shared<ebm::Schema>();
+  schema->add(ebm::data_section());
+  ebm::Config c{std::shared_ptr<const ebm::Schema>(schema)};
+  for (const char* name : {"moons", "circles"}) {
+    c.set(std::string("data.name=") + name);
+    c.set("data.n=4001");
+    auto gen = ebm::make_generator(3, ebm::kStreamData);
+    ebm::Dataset d = ebm::build_dataset(c, gen);
+    auto gen2 = ebm::make_generator(3, ebm::kStreamData);
+    EXPECT_TRUE(torch::equal(d.x, ebm::toy2d(name, 4001, gen2))) << name;  // (the points are unchanged)
+    ASSERT_TRUE(d.has_labels()) << name;
+    EXPECT_EQ(d.y.sum().item<int64_t>(), 4001 - 4001 / 2) << name;
+    auto a = d.x.index({d.y == 0}), b = d.x.index({d.y == 1});
+    if (std::string(name) == "moons") {
+      // upper moon: mean height 2 * 2/pi - 0.2 = 1.07; lower: 2 * (0.5 - 2/pi) - 0.2 = -0.47 (noise sd 0.2)
+      EXPECT_NEAR(a.select(1, 1).mean().item<double>(), 1.073, 0.03);
+      EXPECT_NEAR(b.select(1, 1).mean().item<double>(), -0.473, 0.03);
+    } else {
+      // radii 3 and 1.5 (noise sd 0.24)
+      EXPECT_NEAR(a.norm(2, 1).mean().item<double>(), 3.0, 0.05);
+      EXPECT_NEAR(b.norm(2, 1).mean().item<double>(), 1.5, 0.05);
+    }
+  }
+  c.set("data.name=8gaussians");
+  auto gen = ebm::make_generator(3, ebm::kStreamData);
+  EXPECT_FALSE(ebm::build_dataset(c, gen).has_labels());
+}

@@ -1,0 +1,71 @@
+// JEM: cross entropy plus contrastive divergence on log p(x) (and log p(x | y)).
+#include <algorithm>
+
+#include "ebm/core/error.h"
+#include "ebm/objectives/objective.h"
+
+namespace ebm {
+
+Jem::Jem(const JemOptions& o, std::shared_ptr<ContrastiveDivergence> px, std::shared_ptr<ContrastiveDivergence> pxy)
+    : options_(o), px_(std::move(px)), pxy_(std::move(pxy)) {
+  EBM_CHECK_CONFIG(o.ce_weight() >= 0, "objective.ce_weight must be >= 0, got ", o.ce_weight());
+  EBM_CHECK_CONFIG(o.px_weight() >= 0, "objective.px_weight must be >= 0, got ", o.px_weight());
+  EBM_CHECK_CONFIG(o.pxy_weight() >= 0, "objective.pxy_weight must be >= 0, got ", o.pxy_weight());
+  EBM_CHECK_CONFIG(o.warmup() >= 0, "objective.warmup must be >= 0, got ", o.warmup());
+  TORCH_INTERNAL_ASSERT(px_ && (pxy_ || o.pxy_weight() == 0));
+}
+
+void Jem::fit_data(const torch::Tensor& train) {
+  px_->fit_data(train);
+  if (pxy_) pxy_->fit_data(train);
+}
+
+Output Jem::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) {
+  EBM_CHECK_CONFIG(energy.num_classes() > 0,
+                   "objective.name = \"jem\" trains a classifier: set energy.conditional = true");
+  const double ramp =
+      options_.warmup() == 0 ? 1.0 : std::min(1.0, double(calls_ + 1) / double(options_.warmup()));
+  Output out = ce_.compute(energy, batch, gen);
+  out.metrics["ce"] = out.loss.item<double>();
+  out.loss = options_.ce_weight() * out.loss;
+  if (options_.px_weight() > 0) {
+    Output g = px_->compute(energy, batch, gen);
+    out.loss = out.loss + (ramp * options_.px_weight()) * g.loss;
+    for (const auto& [k, v] : g.metrics) out.metrics[k] = v;
+  }
+  if (pxy_ && options_.pxy_weight() > 0) {
+    Output g = pxy_->compute(energy, batch, gen);
+    out.loss = out.loss + (ramp * options_.pxy_weight()) * g.loss;
+    out.metrics["e_pos_y"] = g.metrics.at("e_pos");
+    out.metrics["e_neg_y"] = g.metrics.at("e_neg");
+  }
+  out.metrics["generative_weight"] = ramp;
+  ++calls_;
+  return out;
+}
+
+void Jem::save(torch::serialize::OutputArchive& archive) const {
+  torch::serialize::OutputArchive px, pxy;
+  px_->save(px);
+  archive.write("px", px);
+  if (pxy_) {
+    pxy_->save(pxy);
+    archive.write("pxy", pxy);
+  }
+  archive.write("calls", torch::tensor(calls_, torch::kLong));
+}
+
+void Jem::load(torch::serialize::InputArchive& archive) {
+  torch::serialize::InputArchive px, pxy;
+  archive.read("px", px);
+  px_->load(px);
+  if (pxy_) {
+    archive.read("pxy", pxy);
+    pxy_->load(pxy);
+  }
+  torch::Tensor calls;
+  archive.read("calls", calls);
+  calls_ = calls.item<int64_t>();
+}
+
+}  // namespace ebm

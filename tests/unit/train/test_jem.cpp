@@ -1,0 +1,174 @@
+// JEM: the energy of a conditional network is -logsumexp of its logits, the
+// objective is cross entropy plus CD on E(x) (and on E(x, y)) with the stated
+// weights and warm-up, and a JEM run resumes bit-exactly.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/errors.h"
+#include "common/tmp.h"
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/energy/conv.h"
+#include "ebm/io/io.h"
+#include "ebm/objectives/objective.h"
+#include "ebm/sampling/sampling.h"
+#include "ebm/train/train.h"
+
+using namespace ebm;
+namespace fs = std::filesystem;
+
+namespace {
+ConvEnergy small_net(at::Generator& gen) {
+  ConvEnergy net(
+      ConvEnergyOptions({1, 8, 8}).channels({4}).kernels({3}).strides({2}).paddings({1}).hidden({8}).classes(3));
+  reset_parameters(*net, gen);
+  net->to(torch::kDouble);
+  return net;
+}
+
+// Short-run CD (no buffer) with no sampler steps: the negatives are the
+// buffer's uniform init draws, reproducible from a clone of the stream.
+std::shared_ptr<ContrastiveDivergence> zero_step_cd(bool marginal, int64_t classes) {
+  return std::make_shared<ContrastiveDivergence>(
+      ContrastiveDivergenceOptions(0).marginal(marginal), std::make_shared<LangevinSampler>(LangevinOptions(0.1)),
+      std::make_shared<ReplayBuffer>(ReplayBufferOptions(0).low(-1).high(1).classes(classes),
+                                     std::vector<int64_t>{1, 8, 8}));
+}
+}  // namespace
+
+TEST(JemEnergy, MarginalIsMinusLogsumexpOfTheLogits) {
+  auto gen = make_generator(1, kStreamInit);
+  auto net = small_net(gen);
+  auto x = at::rand({5, 1, 8, 8}, gen, torch::kDouble) * 2 - 1;
+  auto logits = -net->class_energies(x);
+  EXPECT_TRUE(torch::allclose(net->energy(x), -torch::logsumexp(logits, 1), 1e-12, 1e-12));
+  // p(y | x) = softmax of the logits: the cross entropy of the classifier.
+  auto y = torch::tensor({0, 1, 2, 1, 0}, torch::kLong);
+  CrossEntropy ce;
+  auto want = -torch::log_softmax(logits, 1).gather(1, y.unsqueeze(1)).mean();
+  EXPECT_NEAR(ce.compute(*net, Batch{x, y}, gen).loss.item<double>(), want.item<double>(), 1e-12);
+}
+
+// loss = a CE + b [mean E(x+) - mean E(x-)] + c [mean E(x+, y) - mean E(x-, y)],
+// value and gradient, the negatives reproduced from the stream.
+TEST(JemObjective, LossAndGradientMatchTheDefinition) {
+  auto init = make_generator(2, kStreamInit);
+  auto net = small_net(init);
+  auto x = at::rand({6, 1, 8, 8}, init, torch::kDouble) * 2 - 1;
+  auto y = torch::tensor({0, 1, 2, 2, 1, 0}, torch::kLong);
+  const double a = 0.7, b = 1.3, c = 0.4;
+  Jem jem(JemOptions().ce_weight(a).px_weight(b).pxy_weight(c), zero_step_cd(true, 0), zero_step_cd(false, 0));
+  auto gen = make_generator(9, kStreamTrain);
+  auto replay = gen.clone();
+  auto out = jem.compute(*net, Batch{x, y}, gen);
+  // The same draws: p(x)'s negatives, then p(x | y)'s.
+  ReplayBuffer same(ReplayBufferOptions(0).low(-1).high(1), {1, 8, 8});
+  auto neg_x = same.sample(6, replay).first.to(torch::kDouble);
+  auto neg_xy = same.sample(6, replay).first.to(torch::kDouble);
+  auto logits = -net->class_energies(x);
+  auto ce = -torch::log_softmax(logits, 1).gather(1, y.unsqueeze(1)).mean();
+  auto px = net->energy(x).mean() - net->energy(neg_x).mean();
+  auto ey = [&](const torch::Tensor& v) { return net->class_energies(v).gather(1, y.unsqueeze(1)).mean(); };
+  auto pxy = ey(x) - ey(neg_xy);
+  auto want = a * ce + b * px + c * pxy;
+  EXPECT_NEAR(out.loss.item<double>(), want.item<double>(), 1e-10);
+  EXPECT_NEAR(out.metrics.at("ce"), ce.item<double>(), 1e-12);
+  EXPECT_NEAR(out.metrics.at("e_pos"), net->energy(x).mean().item<double>(), 1e-10);
+  auto g = torch::autograd::grad({out.loss}, net->parameters());
+  auto g_ref = torch::autograd::grad({want}, net->parameters());
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_TRUE(torch::allclose(g[i], g_ref[i], 1e-9, 1e-11)) << i;
+  // An unconditional energy is refused.
+  ConvEnergy plain(ConvEnergyOptions({1, 8, 8}).channels({4}).kernels({3}).strides({2}).paddings({1}).hidden({8}));
+  EXPECT_EQ(test_helpers::code_of([&] { jem.compute(*plain, Batch{x.to(torch::kFloat), y}, gen); }),
+            ExitCode::kBadConfig);
+}
+
+TEST(JemObjective, WarmupRampsTheGenerativeTermsIn) {
+  auto init = make_generator(3, kStreamInit);
+  auto net = small_net(init);
+  auto x = at::rand({4, 1, 8, 8}, init, torch::kDouble) * 2 - 1;
+  auto y = torch::tensor({0, 1, 2, 0}, torch::kLong);
+  Jem jem(JemOptions().warmup(4), zero_step_cd(true, 0), nullptr);
+  auto gen = make_generator(4, kStreamTrain);
+  const std::vector<double> want = {0.25, 0.5, 0.75, 1.0, 1.0};
+  for (double w : want) {
+    auto out = jem.compute(*net, Batch{x, y}, gen);
+    EXPECT_DOUBLE_EQ(out.metrics.at("generative_weight"), w);
+    EXPECT_NEAR(out.loss.item<double>(),
+                out.metrics.at("ce") + w * (out.metrics.at("e_pos") - out.metrics.at("e_neg")), 1e-10);
+  }
+  // The clock is checkpointed.
+  torch::serialize::OutputArchive ar;
+  jem.save(ar);
+  std::ostringstream bytes;
+  ar.save_to(bytes);
+  Jem fresh(JemOptions().warmup(8), zero_step_cd(true, 0), nullptr);
+  torch::serialize::InputArchive in;
+  std::istringstream is(bytes.str());
+  in.load_from(is);
+  fresh.load(in);
+  EXPECT_EQ(fresh.steps_taken(), 5);
+  EXPECT_DOUBLE_EQ(fresh.compute(*net, Batch{x, y}, gen).metrics.at("generative_weight"), 6.0 / 8);
+  EXPECT_EQ(test_helpers::code_of([&] { Jem(JemOptions().warmup(-1), zero_step_cd(true, 0), nullptr); }),
+            ExitCode::kBadConfig);
+}
+
+// A JEM run on labelled images stops at step 3 and resumes to step 6 with
+// the weights, both buffers and the warm-up clock of an uninterrupted run.
+TEST(Trainer, JemResumeIsBitExact) {
+  const std::string root = test_helpers::fresh_dir("jem");
+  fs::create_directories(root);
+  auto gen = make_generator(5, kStreamData);
+  write_npy(root + "/images.npy", at::rand({48, 1, 8, 8}, gen) * 2 - 1);
+  write_csv(root + "/labels.csv", torch::arange(48).remainder(3).to(torch::kFloat).unsqueeze(1));
+  Config c = make_train_config();
+  c.load_string(R"(
+seed = 4
+[energy]
+name = "conv"
+conditional = true
+channels = [4]
+kernels = [3]
+strides = [2]
+paddings = [1]
+hidden = [8]
+[objective]
+name = "jem"
+pxy_weight = 0.5
+warmup = 4
+[sampler]
+steps = 3
+step_size = 1.0
+noise = 0.01
+[buffer]
+capacity = 30
+init_low = -1.0
+init_high = 1.0
+[train]
+steps = 6
+batch_size = 8
+lr = 1e-3
+log_every = 1
+checkpoint_every = 3
+)", "test");
+  c.set("data.path=" + root + "/images.npy");
+  c.set("data.labels=" + root + "/labels.csv");
+  Trainer full(c, root + "/full");
+  full.run(false);
+  {
+    Trainer a(c, root + "/split");
+    a.on_step([](int64_t step, const std::map<std::string, double>&) { return step == 3; });
+    a.run(false);
+  }
+  Trainer b(c, root + "/split");
+  b.run(true);
+  auto pa = full.energy().parameters(), pb = b.energy().parameters();
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+  auto* ja = dynamic_cast<Jem*>(full.parts().objective.get());
+  auto* jb = dynamic_cast<Jem*>(b.parts().objective.get());
+  ASSERT_TRUE(ja && jb);
+  EXPECT_EQ(jb->steps_taken(), 6);
+  EXPECT_TRUE(torch::equal(ja->px().buffer().data(), jb->px().buffer().data()));
+  fs::remove_all(root);
+}
