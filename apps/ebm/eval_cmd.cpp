@@ -18,7 +18,8 @@ Runner add_eval(CLI::App& app) {
     double tol = 1e-3;
     int64_t clusters = 8;
     double z = 4.0, min_diff = 0.02;
-    std::string in_data, labels;
+    std::string in_data, labels, plot;
+    int64_t bins = 15;
     int64_t n_tasks = 0;
     std::vector<std::string> out_data, score;
   };
@@ -56,26 +57,30 @@ Runner add_eval(CLI::App& app) {
                                 "ood: energy, grad_norm, max_logit, logsumexp (repeatable or comma-separated; "
                                 "default: all that apply)")
                     ->delimiter(',');
-  auto* labels = cmd->add_option("--labels", a->labels, "continual: one integer label per row of a --data file");
+  auto* labels =
+      cmd->add_option("--labels", a->labels, "continual, calibration: one integer label per row of a --data file");
+  auto* bins = cmd->add_option("--bins", a->bins, "calibration: equal-width confidence bins")->capture_default_str();
+  auto* plot = cmd->add_option("--plot", a->plot, "calibration: write the reliability diagram here (PNG)");
   auto* n_tasks = cmd->add_option("--tasks", a->n_tasks,
                                   "continual: tasks the classes are cut into (default: the model's data.tasks)");
   auto* n = cmd->get_option("--n");
   cmd->add_option("--out", a->out, "also write the result as JSON here (ood: OOD sets are given by --out-data)");
   add_common(cmd, a->common);
   return [a, &tasks, clusters, z, min_diff, features, reference, samples, steps, sampler, n, in_data, out_data,
-          score, labels, n_tasks]() -> int {
+          score, labels, n_tasks, bins, plot]() -> int {
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
                     tasks.known(), ")");
     Config cfg(eval_task_schema());
     cfg.set_value("task.name", a->task);
     // (the 2D point tasks' keys; fid has its own)
-    const bool points = a->task != "fid" && a->task != "ood" && a->task != "continual";
+    const bool points = a->task != "fid" && a->task != "ood" && a->task != "continual" && a->task != "calibration";
     if (points || !a->data.empty()) cfg.set_value("task.data", a->data);
     if (points || !a->dataset.empty()) cfg.set_value("task.dataset", a->dataset);
     if (points || n->count()) cfg.set_value("task.n", a->n);
     if (points) cfg.set_value("task.tol", a->tol);
-    if (a->task != "continual") cfg.set_value("task.seed", a->common.seed);  // (continual draws nothing)
+    // (continual and calibration draw nothing)
+    if (a->task != "continual" && a->task != "calibration") cfg.set_value("task.seed", a->common.seed);
     // (task-specific options only when given: another task refuses them)
     if (clusters->count()) cfg.set_value("task.clusters", a->clusters);
     if (z->count()) cfg.set_value("task.z", a->z);
@@ -91,6 +96,8 @@ Runner add_eval(CLI::App& app) {
       return s;
     };
     if (labels->count()) cfg.set_value("task.labels", a->labels);
+    if (bins->count()) cfg.set_value("task.bins", a->bins);
+    if (plot->count()) cfg.set_value("task.plot", a->plot);
     if (a->task == "continual") cfg.set_value("task.model", a->model);
     if (n_tasks->count()) cfg.set_value("task.tasks", a->n_tasks);
     if (in_data->count()) cfg.set_value("task.in_data", a->in_data);

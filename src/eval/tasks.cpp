@@ -9,6 +9,7 @@
 #include "ebm/io/io.h"
 #include "ebm/data/images.h"
 #include "ebm/eval/images.h"
+#include "ebm/eval/calibration.h"
 #include "ebm/eval/continual.h"
 #include "ebm/eval/ood.h"
 #include "ebm/model/inputs.h"
@@ -207,6 +208,9 @@ const EvalTaskRegistry& eval_task_registry() {
     r.add({"ood", "out-of-distribution detection: AUROC, AUPR and FPR at 95% TPR of scores of in vs OOD sets",
            ood_task_keys()},
           ood_task);
+    r.add({"calibration", "a classifier's calibration: ECE and MCE over confidence bins, accuracy, NLL",
+           calibration_task_keys()},
+          calibration_task);
     r.add({"continual", "class-incremental learning: accuracy per task and averaged, classifying over all classes",
            continual_task_keys()},
           continual_task);

@@ -1,0 +1,41 @@
+// Calibration of a classifier p(y | x) = softmax_y(-E(x, y)) (`ebm eval
+// --task calibration`; Guo et al. 2017): the confidence max_y p(y | x) of
+// each row put in B equal-width bins of [0, 1] (bin b = (b/B, (b+1)/B], a
+// confidence of exactly 0 in bin 0); per bin the mean confidence and the
+// accuracy of the argmax;
+//   ECE = sum_b (n_b / N) |acc_b - conf_b|,   MCE = max_b over non-empty bins |acc_b - conf_b|;
+// with the accuracy and negative log-likelihood of the labels.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "ebm/core/config.h"
+#include "ebm/eval/tasks.h"
+#include "ebm/model/model.h"
+
+namespace ebm {
+
+struct Calibration {
+  int64_t n = 0;
+  double accuracy = 0, nll = 0, ece = 0, mce = 0;
+  std::vector<int64_t> count;       // per bin
+  std::vector<double> confidence;   // per bin: mean confidence (0 when empty)
+  std::vector<double> bin_accuracy; // per bin: accuracy (0 when empty)
+  nlohmann::json json() const;
+};
+
+// From class probabilities `probs` [N, K] (rows summing to 1) and labels
+// [N]; `bins` >= 1. kBadData for labels outside 0 .. K-1 or no rows.
+Calibration calibration(const torch::Tensor& probs, const torch::Tensor& labels, int64_t bins = 15);
+
+// A reliability diagram: per bin a bar of its accuracy (dark) over the
+// diagonal of perfect calibration (light), written as a grey PNG.
+void write_reliability_diagram(const std::string& path, const Calibration& c);
+
+std::vector<ConfigKey> calibration_task_keys();
+EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo& info);
+
+}  // namespace ebm

@@ -1,0 +1,120 @@
+// Expected and maximum calibration error, NLL, and the reliability diagram.
+#include "ebm/eval/calibration.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+
+#include "ebm/core/error.h"
+#include "ebm/io/io.h"
+#include "ebm/model/inputs.h"
+
+namespace ebm {
+
+nlohmann::json Calibration::json() const {
+  return {{"n", n},       {"accuracy", accuracy},  {"nll", nll},
+          {"ece", ece},   {"mce", mce},            {"bins", int64_t(count.size())},
+          {"count", count}, {"confidence", confidence}, {"bin_accuracy", bin_accuracy}};
+}
+
+Calibration calibration(const torch::Tensor& probs, const torch::Tensor& labels, int64_t bins) {
+  TORCH_CHECK(bins >= 1, "calibration: bins must be >= 1");
+  EBM_CHECK_DATA(probs.dim() == 2 && probs.size(0) >= 1, "calibration: no rows to score");
+  auto p = probs.detach().to(torch::kCPU, torch::kDouble);
+  auto y = labels.to(torch::kCPU, torch::kLong).reshape({-1});
+  EBM_CHECK_DATA(y.numel() == p.size(0), "calibration: ", y.numel(), " labels for ", p.size(0), " rows");
+  const int64_t k = p.size(1);
+  EBM_CHECK_DATA(y.min().item<int64_t>() >= 0 && y.max().item<int64_t>() < k, "calibration: label ",
+                 y.max().item<int64_t>(), " outside the model's ", k, " classes");
+  auto [conf, pred] = p.max(1);
+  auto right = (pred == y).to(torch::kDouble);
+  Calibration c;
+  c.n = p.size(0);
+  c.accuracy = right.mean().item<double>();
+  c.nll = -p.gather(1, y.unsqueeze(1)).clamp_min(1e-300).log().mean().item<double>();
+  // bin b holds (b/B, (b+1)/B]: ceil(conf B) - 1, 0 at conf = 0
+  auto bin = (conf * double(bins)).ceil().sub(1).clamp(0, double(bins - 1)).to(torch::kLong);
+  c.count.assign(size_t(bins), 0);
+  c.confidence.assign(size_t(bins), 0.0);
+  c.bin_accuracy.assign(size_t(bins), 0.0);
+  const auto* b = bin.data_ptr<int64_t>();
+  const auto* cf = conf.contiguous().data_ptr<double>();
+  const auto* r = right.data_ptr<double>();
+  for (int64_t i = 0; i < c.n; ++i) {
+    ++c.count[size_t(b[i])];
+    c.confidence[size_t(b[i])] += cf[i];
+    c.bin_accuracy[size_t(b[i])] += r[i];
+  }
+  for (int64_t j = 0; j < bins; ++j) {
+    const int64_t m = c.count[size_t(j)];
+    if (m == 0) continue;
+    c.confidence[size_t(j)] /= double(m);
+    c.bin_accuracy[size_t(j)] /= double(m);
+    const double gap = std::abs(c.bin_accuracy[size_t(j)] - c.confidence[size_t(j)]);
+    c.ece += double(m) / double(c.n) * gap;
+    c.mce = std::max(c.mce, gap);
+  }
+  return c;
+}
+
+void write_reliability_diagram(const std::string& path, const Calibration& c) {
+  // (white canvas; per bin the diagonal's height in light grey, the accuracy
+  // in black over it, a 1-pixel gap between bins; bins with no rows blank)
+  const int64_t bins = int64_t(c.count.size()), w = 20, size = bins * w, margin = 4;
+  auto img = torch::full({1, size + 2 * margin, size + 2 * margin}, 255, torch::kUInt8);
+  auto a = img.accessor<uint8_t, 3>();
+  for (int64_t j = 0; j < bins; ++j) {
+    const int64_t x0 = margin + j * w;
+    const int64_t ideal = int64_t(std::lround(double(size) * (double(j) + 0.5) / double(bins)));
+    const int64_t got = c.count[size_t(j)] > 0 ? int64_t(std::lround(double(size) * c.bin_accuracy[size_t(j)])) : 0;
+    for (int64_t x = x0; x < x0 + w - 1; ++x) {
+      for (int64_t h = 0; h < ideal; ++h) a[0][margin + size - 1 - h][x] = 200;
+      if (c.count[size_t(j)] == 0) continue;
+      for (int64_t h = 0; h < got; ++h) a[0][margin + size - 1 - h][x] = 40;
+    }
+  }
+  write_png(path, img.squeeze(0));  // ([H, W] grey)
+}
+
+std::vector<ConfigKey> calibration_task_keys() {
+  return {{"data", std::string(""),
+           "labelled rows: fashion_mnist or mnist (test split; NAME:train for the other), a file with "
+           "task.labels, or a folder of class sub-folders; empty = the test split of the model's own data set"},
+          {"labels", std::string(""), "one integer label per row of task.data when it is a file"},
+          {"bins", int64_t(15), "equal-width confidence bins"},
+          {"plot", std::string(""), "write the reliability diagram here (PNG); empty = none"}};
+}
+
+EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
+  EBM_CHECK_USAGE(energy.num_classes() > 0,
+                  "calibration: the model is not class-conditional (energy.conditional = true): not a classifier");
+  const int64_t bins = c.get_int("task.bins");
+  EBM_CHECK_USAGE(bins >= 1, "--bins must be >= 1, got ", bins);
+  std::string spec = c.get_string("task.data");
+  if (spec.empty() && !info.data_toml.empty()) {
+    const Config d = data_config(info.data_toml, "the model's [data] table");
+    if (d.get_string("data.path").empty()) spec = d.get_string("data.name") + ":test";
+  }
+  EBM_CHECK_USAGE(!spec.empty(), "calibration: give --data (the model file does not say what it was trained on)");
+  Dataset data = read_model_dataset(spec, info, "test", c.get_string("task.labels"));
+  EBM_CHECK_DATA(data.has_labels(), spec, ": no labels (give --labels)");
+  std::vector<torch::Tensor> probs;
+  {
+    torch::NoGradGuard no_grad;
+    energy.eval();
+    for (int64_t i = 0; i < data.size(); i += 512)
+      probs.push_back(torch::softmax(-energy.class_energies(data.x.narrow(0, i, std::min<int64_t>(512, data.size() - i))), 1));
+  }
+  auto r = calibration(torch::cat(probs), data.y, bins);
+  const std::string plot = c.get_string("task.plot");
+  if (!plot.empty()) write_reliability_diagram(plot, r);
+  auto j = r.json();
+  j["data"] = spec;
+  std::ostringstream t;
+  t << std::fixed << std::setprecision(4) << spec << ": accuracy " << r.accuracy << ", NLL " << r.nll << ", ECE "
+    << r.ece << ", MCE " << r.mce << " (" << bins << " bins, " << r.n << " rows)\n";
+  return {j, t.str()};
+}
+
+}  // namespace ebm
