@@ -54,7 +54,7 @@ Runner add_eval(CLI::App& app) {
                                    "vflip:SPEC, hflip:SPEC (--out is the JSON report)")
                        ->allow_extra_args(false);
   auto* score = cmd->add_option("--score", a->score,
-                                "ood: energy, grad_norm, max_logit, logsumexp (repeatable or comma-separated; "
+                                "ood: energy, grad_norm, max_logit, logsumexp, max_softmax (repeatable or comma-separated; "
                                 "default: all that apply)")
                     ->delimiter(',');
   auto* labels =

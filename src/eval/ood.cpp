@@ -163,12 +163,14 @@ double fpr_at_tpr(const torch::Tensor& in, const torch::Tensor& out, double tpr)
 
 // ---------------------------------------------------------------------------
 const std::vector<std::string>& ood_score_names() {
-  static const std::vector<std::string> names = {"energy", "grad_norm", "max_logit", "logsumexp"};
+  static const std::vector<std::string> names = {"energy", "grad_norm", "max_logit", "logsumexp", "max_softmax"};
   return names;
 }
 
 namespace {
-bool class_score(const std::string& name) { return name == "max_logit" || name == "logsumexp"; }
+bool class_score(const std::string& name) {
+  return name == "max_logit" || name == "logsumexp" || name == "max_softmax";
+}
 }  // namespace
 
 std::vector<std::string> resolve_ood_scores(const EnergyImpl& energy, const std::vector<std::string>& requested) {
@@ -182,9 +184,9 @@ std::vector<std::string> resolve_ood_scores(const EnergyImpl& energy, const std:
   const auto& known = ood_score_names();
   for (const auto& s : requested) {
     EBM_CHECK_USAGE(std::find(known.begin(), known.end(), s) != known.end(), "--score ", s,
-                    ": unknown score (energy, grad_norm, max_logit, logsumexp)");
+                    ": unknown score (energy, grad_norm, max_logit, logsumexp, max_softmax)");
     EBM_CHECK_USAGE(conditional || !class_score(s), "--score ", s,
-                    ": the model is not class-conditional (max_logit and logsumexp need E(x, y))");
+                    ": the model is not class-conditional (max_logit, logsumexp and max_softmax need E(x, y))");
     if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
   }
   return out;
@@ -194,8 +196,9 @@ torch::Tensor ood_scores(EnergyImpl& energy, const torch::Tensor& x, const std::
                          int64_t batch) {
   TORCH_CHECK(batch >= 1, "ood_scores: batch must be >= 1, got ", batch);
   auto wants = [&](const char* s) { return std::find(names.begin(), names.end(), s) != names.end(); };
-  const bool want_grad = wants("grad_norm"), want_class = wants("max_logit") || wants("logsumexp");
-  TORCH_CHECK(!want_class || energy.num_classes() > 0, "ood_scores: max_logit and logsumexp need a class-conditional energy");
+  const bool want_grad = wants("grad_norm"),
+             want_class = wants("max_logit") || wants("logsumexp") || wants("max_softmax");
+  TORCH_CHECK(!want_class || energy.num_classes() > 0, "ood_scores: class scores need a class-conditional energy");
   energy.eval();
   std::vector<torch::Tensor> rows;
   for (int64_t i = 0; i < x.size(0); i += batch) {
@@ -217,6 +220,8 @@ torch::Tensor ood_scores(EnergyImpl& energy, const torch::Tensor& x, const std::
         cols.push_back(-std::get<0>(ce.min(1)));
       } else if (s == "logsumexp") {
         cols.push_back(torch::logsumexp(-ce, 1));
+      } else if (s == "max_softmax") {
+        cols.push_back(std::get<0>(torch::softmax(-ce, 1).max(1)));
       } else {
         TORCH_CHECK(false, "ood_scores: unknown score ", s);
       }
@@ -324,7 +329,7 @@ std::vector<ConfigKey> ood_task_keys() {
            "OOD sets, one SPEC per line (the CLI's repeated --out-data): a file, a folder, fashion_mnist, mnist, "
            "uniform, vflip:SPEC, hflip:SPEC"},
           {"score", std::string(""),
-           "scores, comma-separated: energy, grad_norm, max_logit, logsumexp (empty: all that apply)"},
+           "scores, comma-separated: energy, grad_norm, max_logit, logsumexp, max_softmax (empty: all that apply)"},
           {"n", int64_t(0), "rows of each set at most (a seeded random subset); 0 = all"},
           {"seed", int64_t(0), "seed of the subsets and of the uniform set"}};
 }

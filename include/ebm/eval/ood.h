@@ -6,6 +6,7 @@
 //   grad_norm  s = -|dE/dx|_2 over the event     (Grathwohl et al. 2020, JEM)
 //   max_logit  s = max_y -E(x, y)                (Hendrycks et al. 2022)
 //   logsumexp  s = log sum_y exp(-E(x, y))       (class-conditional energies)
+//   max_softmax s = max_y p(y | x), p = softmax(-E(x, .))   (Hendrycks & Gimpel 2017; JEM's baseline score)
 #pragma once
 
 #include <torch/torch.h>
@@ -54,7 +55,7 @@ double average_precision(const torch::Tensor& pos, const torch::Tensor& neg);
 double fpr_at_tpr(const torch::Tensor& in, const torch::Tensor& out, double tpr = 0.95);
 
 // ---------------------------------------------------------------------------
-// Scores: energy, grad_norm, max_logit, logsumexp.
+// Scores: energy, grad_norm, max_logit, logsumexp, max_softmax.
 const std::vector<std::string>& ood_score_names();
 // `requested` checked (kUsage, one line: an unknown name, or a class score of
 // an energy that is not class-conditional) with duplicates dropped; empty =

@@ -256,8 +256,8 @@ TEST(OodScores, ClassScoresOfAConditionalEnergy) {
   ClassQuadratics e(means);
   auto gen = make_generator(84, kStreamTestData);
   auto x = at::rand({7, 1, 2, 2}, gen) * 2 - 1;
-  auto s = ood_scores(e, x, {"max_logit", "logsumexp", "energy", "grad_norm"}, 2);
-  ASSERT_EQ(s.sizes(), (c10::IntArrayRef{7, 4}));
+  auto s = ood_scores(e, x, {"max_logit", "logsumexp", "energy", "grad_norm", "max_softmax"}, 2);
+  ASSERT_EQ(s.sizes(), (c10::IntArrayRef{7, 5}));
   auto xd = x.to(torch::kDouble).flatten(1);
   for (int64_t i = 0; i < 7; ++i) {
     double best = -INFINITY, sum = 0;
@@ -270,6 +270,7 @@ TEST(OodScores, ClassScoresOfAConditionalEnergy) {
     EXPECT_NEAR(s[i][1].item<double>(), std::log(sum), 1e-6);
     EXPECT_NEAR(s[i][2].item<double>(), std::log(sum), 1e-6);  // E(x) is the marginal
     EXPECT_LE(s[i][3].item<double>(), 0.0);
+    EXPECT_NEAR(s[i][4].item<double>(), std::exp(best) / sum, 1e-6);  // max_y p(y | x)
   }
 }
 
@@ -277,11 +278,11 @@ TEST(OodScores, NamesAreCheckedAgainstTheEnergy) {
   Quadratic q;
   ClassQuadratics c(torch::zeros({2, 4}));
   EXPECT_EQ(resolve_ood_scores(q, {}), (std::vector<std::string>{"energy", "grad_norm"}));
-  EXPECT_EQ(resolve_ood_scores(c, {}), (std::vector<std::string>{"energy", "grad_norm", "max_logit", "logsumexp"}));
+  EXPECT_EQ(resolve_ood_scores(c, {}), (std::vector<std::string>{"energy", "grad_norm", "max_logit", "logsumexp", "max_softmax"}));
   EXPECT_EQ(resolve_ood_scores(c, {"logsumexp", "energy", "logsumexp"}),
             (std::vector<std::string>{"logsumexp", "energy"}));
   std::string msg;
-  EXPECT_EQ(code_of([&] { resolve_ood_scores(q, {"max_logit"}); }, &msg), ExitCode::kUsage);
+  EXPECT_EQ(code_of([&] { resolve_ood_scores(q, {"max_softmax"}); }, &msg), ExitCode::kUsage);
   EXPECT_NE(msg.find("not class-conditional"), std::string::npos) << msg;
   EXPECT_EQ(code_of([&] { resolve_ood_scores(c, {"likelihood"}); }, &msg), ExitCode::kUsage);
   EXPECT_NE(msg.find("--score likelihood: unknown score"), std::string::npos) << msg;
