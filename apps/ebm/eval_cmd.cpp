@@ -58,7 +58,7 @@ Runner add_eval(CLI::App& app) {
                                 "default: all that apply)")
                     ->delimiter(',');
   auto* labels =
-      cmd->add_option("--labels", a->labels, "continual, calibration: one integer label per row of a --data file");
+      cmd->add_option("--labels", a->labels, "continual, calibration, classify: one integer label per row of a --data file");
   auto* bins = cmd->add_option("--bins", a->bins, "calibration: equal-width confidence bins")->capture_default_str();
   auto* plot = cmd->add_option("--plot", a->plot, "calibration: write the reliability diagram here (PNG)");
   auto* n_tasks = cmd->add_option("--tasks", a->n_tasks,
@@ -74,13 +74,14 @@ Runner add_eval(CLI::App& app) {
     Config cfg(eval_task_schema());
     cfg.set_value("task.name", a->task);
     // (the 2D point tasks' keys; fid has its own)
-    const bool points = a->task != "fid" && a->task != "ood" && a->task != "continual" && a->task != "calibration";
+    const bool points = a->task != "fid" && a->task != "ood" && a->task != "continual" && a->task != "calibration" &&
+                        a->task != "classify";
     if (points || !a->data.empty()) cfg.set_value("task.data", a->data);
     if (points || !a->dataset.empty()) cfg.set_value("task.dataset", a->dataset);
     if (points || n->count()) cfg.set_value("task.n", a->n);
     if (points) cfg.set_value("task.tol", a->tol);
-    // (continual and calibration draw nothing)
-    if (a->task != "continual" && a->task != "calibration") cfg.set_value("task.seed", a->common.seed);
+    // (continual, calibration and classify draw nothing)
+    if (a->task != "continual" && a->task != "calibration" && a->task != "classify") cfg.set_value("task.seed", a->common.seed);
     // (task-specific options only when given: another task refuses them)
     if (clusters->count()) cfg.set_value("task.clusters", a->clusters);
     if (z->count()) cfg.set_value("task.z", a->z);

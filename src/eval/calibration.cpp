@@ -86,17 +86,20 @@ std::vector<ConfigKey> calibration_task_keys() {
           {"plot", std::string(""), "write the reliability diagram here (PNG); empty = none"}};
 }
 
-EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
-  EBM_CHECK_USAGE(energy.num_classes() > 0,
-                  "calibration: the model is not class-conditional (energy.conditional = true): not a classifier");
-  const int64_t bins = c.get_int("task.bins");
-  EBM_CHECK_USAGE(bins >= 1, "--bins must be >= 1, got ", bins);
+namespace {
+// The labelled rows of a classify / calibration task and the model's
+// p(y | x) on them.
+std::pair<torch::Tensor, Dataset> class_probabilities(const Config& c, EnergyImpl& energy, const ModelInfo& info,
+                                                      std::string* spec_out) {
+  const std::string task = c.get_string("task.name");
+  EBM_CHECK_USAGE(energy.num_classes() > 0, task,
+                  ": the model is not class-conditional (energy.conditional = true): not a classifier");
   std::string spec = c.get_string("task.data");
   if (spec.empty() && !info.data_toml.empty()) {
     const Config d = data_config(info.data_toml, "the model's [data] table");
     if (d.get_string("data.path").empty()) spec = d.get_string("data.name") + ":test";
   }
-  EBM_CHECK_USAGE(!spec.empty(), "calibration: give --data (the model file does not say what it was trained on)");
+  EBM_CHECK_USAGE(!spec.empty(), task, ": give --data (the model file does not say what it was trained on)");
   Dataset data = read_model_dataset(spec, info, "test", c.get_string("task.labels"));
   EBM_CHECK_DATA(data.has_labels(), spec, ": no labels (give --labels)");
   std::vector<torch::Tensor> probs;
@@ -104,9 +107,37 @@ EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo
     torch::NoGradGuard no_grad;
     energy.eval();
     for (int64_t i = 0; i < data.size(); i += 512)
-      probs.push_back(torch::softmax(-energy.class_energies(data.x.narrow(0, i, std::min<int64_t>(512, data.size() - i))), 1));
+      probs.push_back(
+          torch::softmax(-energy.class_energies(data.x.narrow(0, i, std::min<int64_t>(512, data.size() - i))), 1));
   }
-  auto r = calibration(torch::cat(probs), data.y, bins);
+  *spec_out = spec;
+  return {torch::cat(probs), data};
+}
+}  // namespace
+
+std::vector<ConfigKey> classify_task_keys() {
+  auto keys = calibration_task_keys();
+  keys.resize(2);  // (data, labels)
+  return keys;
+}
+
+EvalReport classify_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
+  std::string spec;
+  auto [probs, data] = class_probabilities(c, energy, info, &spec);
+  auto r = calibration(probs, data.y, 1);
+  nlohmann::json j = {{"data", spec}, {"n", r.n}, {"accuracy", r.accuracy}, {"nll", r.nll}};
+  std::ostringstream t;
+  t << std::fixed << std::setprecision(4) << spec << ": accuracy " << r.accuracy << ", NLL " << r.nll << " ("
+    << r.n << " rows)\n";
+  return {j, t.str()};
+}
+
+EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
+  const int64_t bins = c.get_int("task.bins");
+  EBM_CHECK_USAGE(bins >= 1, "--bins must be >= 1, got ", bins);
+  std::string spec;
+  auto [probs, data] = class_probabilities(c, energy, info, &spec);
+  auto r = calibration(probs, data.y, bins);
   const std::string plot = c.get_string("task.plot");
   if (!plot.empty()) write_reliability_diagram(plot, r);
   auto j = r.json();

@@ -208,6 +208,8 @@ const EvalTaskRegistry& eval_task_registry() {
     r.add({"ood", "out-of-distribution detection: AUROC, AUPR and FPR at 95% TPR of scores of in vs OOD sets",
            ood_task_keys()},
           ood_task);
+    r.add({"classify", "a classifier's accuracy and negative log-likelihood of the labels", classify_task_keys()},
+          classify_task);
     r.add({"calibration", "a classifier's calibration: ECE and MCE over confidence bins, accuracy, NLL",
            calibration_task_keys()},
           calibration_task);

@@ -261,10 +261,15 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     echo "FAIL: continual training run"; sed 's/^/    /' "$T/cont.err"; fails=$((fails + 1))
   fi
   # Calibration of the conditional pixel model.
+  for i in $(seq 0 39); do echo $((i % 5)); done >"$T/labels_big.csv"
   "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --bins 5 \
     --plot "$T/rel.png" --out "$T/cal.json" >/dev/null 2>&1 && grep -q '"ece"' "$T/cal.json" && [ -s "$T/rel.png" ] \
     || { echo "FAIL: eval --task calibration"; fails=$((fails + 1)); }
   expect 64 "not a classifier" -- "$EBM" eval --model "$T/img_run/model.pt" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv"
+  "$EBM" eval --model "$P" --task classify --data "$T/pix.npy" --labels "$T/pix_labels.csv" --out "$T/cls.json" \
+    >/dev/null 2>&1 && grep -q '"nll"' "$T/cls.json" || { echo "FAIL: eval --task classify"; fails=$((fails + 1)); }
+  expect 64 "classify: the model is not class-conditional" -- "$EBM" eval --model "$T/img_run/model.pt" --task classify --data "$T/pix.npy" --labels "$T/pix_labels.csv"
+  expect 65 "outside the model's 3 classes" -- "$EBM" eval --model "$P" --task classify --data "$T/pix.npy" --labels "$T/labels_big.csv"
   expect 64 "bins must be"  -- "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --bins 0
   expect 78 "do not split into 2 tasks" -- "$EBM" train "${CONT[@]}" --set data.tasks=2 --out "$T/r26"
   expect 64 "not class-conditional" -- "$EBM" eval --model "$T/img_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels.csv"

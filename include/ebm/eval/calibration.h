@@ -35,6 +35,10 @@ Calibration calibration(const torch::Tensor& probs, const torch::Tensor& labels,
 // diagonal of perfect calibration (light), written as a grey PNG.
 void write_reliability_diagram(const std::string& path, const Calibration& c);
 
+// `ebm eval --task classify`: accuracy and NLL of the labels alone.
+std::vector<ConfigKey> classify_task_keys();
+EvalReport classify_task(const Config& c, EnergyImpl& energy, const ModelInfo& info);
+
 std::vector<ConfigKey> calibration_task_keys();
 EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo& info);
 
