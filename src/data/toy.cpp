@@ -84,7 +84,10 @@ torch::Tensor circles(int64_t n, at::Generator& gen) {
 torch::Tensor rings(int64_t n, at::Generator& gen) {
   const int64_t q = n / 4, n1 = n - 3 * q;
   auto x = torch::cat({circle(q, 3.0), circle(q, 2.25), circle(q, 1.5), circle(n1, 0.75)});
-  return shuffle(x, gen) + 0.08 * normal(n, gen);
+  // (noise, then the permutation: the order GCC gave the unsequenced
+  // `shuffle(x, gen) + noise` this set was first written as)
+  auto noise = 0.08 * normal(n, gen);
+  return shuffle(x, gen) + noise;
 }
 
 // make_moons(noise=0.1), then * 2 + (-1, -0.2).
