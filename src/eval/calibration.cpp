@@ -78,12 +78,10 @@ void write_reliability_diagram(const std::string& path, const Calibration& c) {
 }
 
 std::vector<ConfigKey> calibration_task_keys() {
-  return {{"data", std::string(""),
-           "labelled rows: fashion_mnist or mnist (test split; NAME:train for the other), a file with "
-           "task.labels, or a folder of class sub-folders; empty = the test split of the model's own data set"},
-          {"labels", std::string(""), "one integer label per row of task.data when it is a file"},
-          {"bins", int64_t(15), "equal-width confidence bins"},
-          {"plot", std::string(""), "write the reliability diagram here (PNG); empty = none"}};
+  auto keys = labelled_data_keys();
+  keys.push_back({"bins", int64_t(15), "equal-width confidence bins"});
+  keys.push_back({"plot", std::string(""), "write the reliability diagram here (PNG); empty = none"});
+  return keys;
 }
 
 namespace {
@@ -94,14 +92,8 @@ std::pair<torch::Tensor, Dataset> class_probabilities(const Config& c, EnergyImp
   const std::string task = c.get_string("task.name");
   EBM_CHECK_USAGE(energy.num_classes() > 0, task,
                   ": the model is not class-conditional (energy.conditional = true): not a classifier");
-  std::string spec = c.get_string("task.data");
-  if (spec.empty() && !info.data_toml.empty()) {
-    const Config d = data_config(info.data_toml, "the model's [data] table");
-    if (d.get_string("data.path").empty()) spec = d.get_string("data.name") + ":test";
-  }
-  EBM_CHECK_USAGE(!spec.empty(), task, ": give --data (the model file does not say what it was trained on)");
-  Dataset data = read_model_dataset(spec, info, "test", c.get_string("task.labels"));
-  EBM_CHECK_DATA(data.has_labels(), spec, ": no labels (give --labels)");
+  std::string spec;
+  Dataset data = labelled_task_data(c, info, task, &spec);
   std::vector<torch::Tensor> probs;
   {
     torch::NoGradGuard no_grad;
@@ -115,11 +107,7 @@ std::pair<torch::Tensor, Dataset> class_probabilities(const Config& c, EnergyImp
 }
 }  // namespace
 
-std::vector<ConfigKey> classify_task_keys() {
-  auto keys = calibration_task_keys();
-  keys.resize(2);  // (data, labels)
-  return keys;
-}
+std::vector<ConfigKey> classify_task_keys() { return labelled_data_keys(); }
 
 EvalReport classify_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
   std::string spec;

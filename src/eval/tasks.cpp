@@ -184,6 +184,32 @@ std::vector<ConfigKey> points_keys() {
 }
 }  // namespace
 
+std::vector<ConfigKey> labelled_data_keys() {
+  return {{"data", std::string(""),
+           "labelled rows: fashion_mnist or mnist (test split; NAME:train for the other), a file with "
+           "task.labels, or a folder of class sub-folders; empty = the test split of the model's own data set"},
+          {"labels", std::string(""), "one integer label per row of task.data when it is a file"}};
+}
+
+Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::string& task, std::string* spec) {
+  *spec = c.get_string("task.data");
+  std::vector<int64_t> keep;
+  if (!info.data_toml.empty()) {
+    const Config d = data_config(info.data_toml, "the model's [data] table");
+    keep = d.get_int_list("data.classes");
+    if (spec->empty() && d.get_string("data.path").empty()) *spec = d.get_string("data.name") + ":test";
+  }
+  EBM_CHECK_USAGE(!spec->empty(), task, ": give --data (the model file does not say what it was trained on)");
+  Dataset data = read_model_dataset(*spec, info, "test", c.get_string("task.labels"));
+  EBM_CHECK_DATA(data.has_labels(), *spec, ": no labels (give --labels)");
+  if (!keep.empty()) {
+    auto in = torch::zeros({data.size()}, torch::kBool);
+    for (int64_t k : keep) in |= data.y == k;
+    data = data.rows(in.nonzero().view({-1}));
+  }
+  return data;
+}
+
 const EvalTaskRegistry& eval_task_registry() {
   static const EvalTaskRegistry reg = [] {
     EvalTaskRegistry r("eval task", "task", "name", "nll2d", "what ebm eval measures");

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ebm/core/registry.h"
+#include "ebm/data/data.h"
 #include "ebm/energy/energy.h"
 #include "ebm/model/model.h"
 
@@ -23,6 +24,14 @@ struct EvalReport {
 // A task evaluates the model (its energy and what its file says beside it).
 using EvalTaskRegistry = ComponentRegistry<EvalReport, EnergyImpl&, const ModelInfo&>;
 const EvalTaskRegistry& eval_task_registry();
+
+// The labelled rows of a classifier task (task.data, task.labels: the keys
+// below): a built-in set, a file with labels or a folder of class folders,
+// by default the test split of the model's own built-in set; only the
+// classes the model was trained on (its data.classes) are kept. kUsage
+// naming `task` when nothing says what to read; kBadData without labels.
+std::vector<ConfigKey> labelled_data_keys();
+Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::string& task, std::string* spec);
 std::shared_ptr<const Schema> eval_task_schema();
 
 }  // namespace ebm
