@@ -2,6 +2,8 @@
 // on stderr with the documented exit code.
 #include <iostream>
 #include <map>
+#include <utility>
+#include <vector>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -57,25 +59,15 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::map<CLI::App*, cli::Runner> runners;
   try {
-    cli::Runner r;
-    r = cli::add_train(app);
-    runners[app.get_subcommand("train")] = r;
-    r = cli::add_sample(app);
-    runners[app.get_subcommand("sample")] = r;
-    r = cli::add_energy(app);
-    runners[app.get_subcommand("energy")] = r;
-    r = cli::add_eval(app);
-    runners[app.get_subcommand("eval")] = r;
-    r = cli::add_classify(app);
-    runners[app.get_subcommand("classify")] = r;
-    r = cli::add_bench(app);
-    runners[app.get_subcommand("bench")] = r;
-    r = cli::add_inpaint(app);
-    runners[app.get_subcommand("inpaint")] = r;
-    r = cli::add_denoise(app);
-    runners[app.get_subcommand("denoise")] = r;
-    r = cli::add_predict(app);
-    runners[app.get_subcommand("predict")] = r;
+    // (each adder registers its subcommand and returns what runs it)
+    const std::vector<std::pair<const char*, cli::Runner (*)(CLI::App&)>> commands = {
+        {"train", cli::add_train},       {"sample", cli::add_sample},   {"energy", cli::add_energy},
+        {"eval", cli::add_eval},         {"classify", cli::add_classify}, {"bench", cli::add_bench},
+        {"inpaint", cli::add_inpaint},   {"denoise", cli::add_denoise}, {"predict", cli::add_predict}};
+    for (const auto& [name, add] : commands) {
+      cli::Runner r = add(app);
+      runners[app.get_subcommand(name)] = r;
+    }
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);

@@ -23,4 +23,25 @@ inline MLPEnergy float64_copy(MLPEnergy& net) {
   return ref;
 }
 
+// E(x, y) = 1/2 |x - m_y|^2 over the flattened event (m [K, D]), E(x) their
+// -logsumexp(-.): a class-conditional energy whose every value is known.
+// `shape` is the event shape (default [D]).
+class ClassQuadratics : public EnergyImpl {
+ public:
+  explicit ClassQuadratics(torch::Tensor means, std::vector<int64_t> shape = {}) : shape_(std::move(shape)) {
+    if (shape_.empty()) shape_ = {means.size(1)};
+    m_ = register_parameter("m", std::move(means));
+  }
+  torch::Tensor energy(const torch::Tensor& x) override { return -torch::logsumexp(-class_energies(x), 1); }
+  torch::Tensor class_energies(const torch::Tensor& x) override {
+    return 0.5 * (x.flatten(1).unsqueeze(1) - m_.to(x.dtype()).unsqueeze(0)).pow(2).sum(2);  // [B, K]
+  }
+  int64_t num_classes() const override { return m_.size(0); }
+  std::vector<int64_t> event_shape() const override { return shape_; }
+
+ private:
+  torch::Tensor m_;
+  std::vector<int64_t> shape_;
+};
+
 }  // namespace ebm::test_helpers

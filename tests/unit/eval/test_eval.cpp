@@ -10,6 +10,7 @@
 #include "ebm/eval/images.h"
 #include "ebm/io/io.h"
 #include "ebm/train/train.h"
+#include "common/nets.h"
 #include "common/tmp.h"
 
 #include <filesystem>
@@ -314,25 +315,6 @@ TEST(ImageEval, ClassProbabilitiesAndFeatures) {
   EXPECT_THROW(batch_features(*make_target("gaussian", 2), torch::zeros({3, 2})), c10::Error);
 }
 
-namespace {
-// E(x, y) = 1/2 |x - m_y|^2 on [C, H, W] images (m [K, C*H*W]).
-class ImageClassQuadratics : public EnergyImpl {
- public:
-  ImageClassQuadratics(torch::Tensor means, std::vector<int64_t> shape) : shape_(std::move(shape)) {
-    m_ = register_parameter("m", std::move(means));
-  }
-  torch::Tensor energy(const torch::Tensor& x) override { return marginal_energy(class_energies(x), num_classes()); }
-  torch::Tensor class_energies(const torch::Tensor& x) override {
-    return 0.5 * (x.flatten(1).unsqueeze(1) - m_.to(x.dtype()).unsqueeze(0)).pow(2).sum(2);
-  }
-  int64_t num_classes() const override { return m_.size(0); }
-  std::vector<int64_t> event_shape() const override { return shape_; }
-
- private:
-  torch::Tensor m_;
-  std::vector<int64_t> shape_;
-};
-}  // namespace
 
 // A conditional model's chain i is drawn at label i mod K: noiseless Langevin
 // steps of 1/2 on E(x, y) bring chain i to m_(i mod K), with the sampler from
@@ -340,7 +322,7 @@ class ImageClassQuadratics : public EnergyImpl {
 // are the init (uniform over the pixel range).
 TEST(ImageEval, DrawModelSamplesFollowTheirLabels) {
   auto means = torch::tensor({{-0.5, 0.5, 0.0, 0.25}, {0.9, 0.9, -0.9, -0.9}, {0.0, 0.1, 0.2, 0.3}});
-  ImageClassQuadratics energy(means, {1, 2, 2});
+  test_helpers::ClassQuadratics energy(means, {1, 2, 2});
   ModelInfo info;
   info.event_shape = {1, 2, 2};
   info.pixels = PixelMap{-1.0, 1.0, false};

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <set>
 
+#include "common/nets.h"
 #include "common/tmp.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
@@ -16,6 +17,7 @@
 #include "ebm/io/io.h"
 
 using namespace ebm;
+using test_helpers::ClassQuadratics;
 
 namespace {
 torch::Tensor vec(std::vector<double> v) { return torch::tensor(v, torch::kDouble); }
@@ -218,20 +220,6 @@ class Quadratic : public EnergyImpl {
   torch::Tensor a_;
 };
 
-// E(x, y) = 1/2 |x - m_y|^2, E(x) = -logsumexp_y(-E(x, y)).
-class ClassQuadratics : public EnergyImpl {
- public:
-  explicit ClassQuadratics(torch::Tensor means) { m_ = register_parameter("m", std::move(means)); }
-  torch::Tensor energy(const torch::Tensor& x) override { return -torch::logsumexp(-class_energies(x), 1); }
-  torch::Tensor class_energies(const torch::Tensor& x) override {
-    return 0.5 * (x.flatten(1).unsqueeze(1) - m_.to(x.dtype()).unsqueeze(0)).pow(2).sum(2);
-  }
-  int64_t num_classes() const override { return m_.size(0); }
-  std::vector<int64_t> event_shape() const override { return {1, 2, 2}; }
-
- private:
-  torch::Tensor m_;
-};
 }  // namespace
 
 TEST(OodScores, EnergyAndGradientNormOfAQuadratic) {
@@ -253,7 +241,7 @@ TEST(OodScores, EnergyAndGradientNormOfAQuadratic) {
 
 TEST(OodScores, ClassScoresOfAConditionalEnergy) {
   auto means = torch::tensor({{-0.5, 0.5, 0.0, 0.25}, {0.9, 0.9, -0.9, -0.9}, {0.0, 0.1, 0.2, 0.3}});
-  ClassQuadratics e(means);
+  ClassQuadratics e(means, {1, 2, 2});
   auto gen = make_generator(84, kStreamTestData);
   auto x = at::rand({7, 1, 2, 2}, gen) * 2 - 1;
   auto s = ood_scores(e, x, {"max_logit", "logsumexp", "energy", "grad_norm", "max_softmax"}, 2);
@@ -276,7 +264,7 @@ TEST(OodScores, ClassScoresOfAConditionalEnergy) {
 
 TEST(OodScores, NamesAreCheckedAgainstTheEnergy) {
   Quadratic q;
-  ClassQuadratics c(torch::zeros({2, 4}));
+  ClassQuadratics c(torch::zeros({2, 4}), {1, 2, 2});
   EXPECT_EQ(resolve_ood_scores(q, {}), (std::vector<std::string>{"energy", "grad_norm"}));
   EXPECT_EQ(resolve_ood_scores(c, {}), (std::vector<std::string>{"energy", "grad_norm", "max_logit", "logsumexp", "max_softmax"}));
   EXPECT_EQ(resolve_ood_scores(c, {"logsumexp", "energy", "logsumexp"}),

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/errors.h"
+#include "common/nets.h"
 #include "common/tmp.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
@@ -21,6 +22,7 @@
 #include "ebm/train/train.h"
 
 using namespace ebm;
+using test_helpers::ClassQuadratics;
 namespace fs = std::filesystem;
 
 namespace {
@@ -666,22 +668,6 @@ TEST(CrossEntropy, LossIsTheClassifiersCrossEntropy) {
   EXPECT_TRUE(torch::equal(checked_labels(*net, Batch{x, y.to(torch::kInt)}), y));
 }
 
-namespace {
-// E(x, y) = 1/2 |x - m_y|^2: the chains of class y settle at m_y.
-class ClassQuadratics : public EnergyImpl {
- public:
-  explicit ClassQuadratics(torch::Tensor means) { m_ = register_parameter("m", std::move(means)); }
-  torch::Tensor energy(const torch::Tensor& x) override { return marginal_energy(class_energies(x), num_classes()); }
-  torch::Tensor class_energies(const torch::Tensor& x) override {
-    return 0.5 * (x.unsqueeze(1) - m_.to(x.dtype()).unsqueeze(0)).pow(2).sum(2);  // [B, K]
-  }
-  int64_t num_classes() const override { return m_.size(0); }
-  std::vector<int64_t> event_shape() const override { return {m_.size(1)}; }
-
- private:
-  torch::Tensor m_;
-};
-}  // namespace
 
 // Class-conditional CD: each chain samples p(x | y) at its row's label (noiseless
 // Langevin steps of 1/2 on E(x, y) bring it to m_y), from and back to its
