@@ -21,6 +21,10 @@ Runner add_eval(CLI::App& app) {
     std::string in_data, labels, plot;
     int64_t bins = 15;
     int64_t n_tasks = 0;
+    std::vector<double> eps;
+    std::string norm;
+    int64_t restarts = 1, purify = 0;
+    double attack_step = 0;
     std::vector<std::string> out_data, score;
   };
   auto a = std::make_shared<Args>();
@@ -35,7 +39,7 @@ Runner add_eval(CLI::App& app) {
   d->excludes(s);
   cmd->add_option("--n", a->n,
                   "points drawn for --dataset (fid: images on each side, default 1000; ood: rows of each set at "
-                  "most, default all)");
+                  "most, default all; robustness: rows attacked, default 1000, 0 = all)");
   cmd->add_option("--tol", a->tol, "quadrature tolerance on log Z")->capture_default_str();
   auto* clusters = cmd->add_option("--clusters", a->clusters, "modes: k-means cells")->capture_default_str();
   auto* z = cmd->add_option("--z", a->z, "modes: flag at this many standard errors")->capture_default_str();
@@ -45,8 +49,8 @@ Runner add_eval(CLI::App& app) {
   auto* reference =
       cmd->add_option("--reference", a->reference, "fid: fashion_mnist, mnist, a PNG folder, IDX or NPY images");
   auto* samples = cmd->add_option("--samples", a->samples, "fid: score these images instead of drawing samples");
-  auto* steps = cmd->add_option("--steps", a->steps, "fid: sampler transitions per drawn sample")->capture_default_str();
-  auto* sampler = cmd->add_option("--sampler", a->sampler, "fid: sampler spec (default: the model's training sampler)");
+  auto* steps = cmd->add_option("--steps", a->steps, "fid: sampler transitions per drawn sample (robustness: PGD steps, default 20)")->capture_default_str();
+  auto* sampler = cmd->add_option("--sampler", a->sampler, "fid, robustness (purification): sampler spec (default: the model's training sampler)");
   auto* in_data = cmd->add_option("--in-data,--in", a->in_data,
                                   "ood: in-distribution rows: a file, a folder, fashion_mnist or mnist (test split)");
   auto* out_data = cmd->add_option("--out-data", a->out_data,
@@ -58,24 +62,32 @@ Runner add_eval(CLI::App& app) {
                                 "default: all that apply)")
                     ->delimiter(',');
   auto* labels =
-      cmd->add_option("--labels", a->labels, "continual, calibration, classify: one integer label per row of a --data file");
+      cmd->add_option("--labels", a->labels, "continual, calibration, classify, robustness: one integer label per row of a --data file");
   auto* bins = cmd->add_option("--bins", a->bins, "calibration: equal-width confidence bins")->capture_default_str();
   auto* plot = cmd->add_option("--plot", a->plot, "calibration: write the reliability diagram here (PNG)");
   auto* n_tasks = cmd->add_option("--tasks", a->n_tasks,
                                   "continual: tasks the classes are cut into (default: the model's data.tasks)");
+  auto* eps = cmd->add_option("--eps", a->eps,
+                              "robustness: attack radii, comma-separated (image models: [0, 1] pixel units)")
+                  ->delimiter(',');
+  auto* norm = cmd->add_option("--norm", a->norm, "robustness: linf, l2 or linf,l2 (default both)");
+  auto* restarts = cmd->add_option("--restarts", a->restarts, "robustness: PGD restarts (default 1: from the input)");
+  auto* attack_step =
+      cmd->add_option("--attack-step", a->attack_step, "robustness: PGD step size (default 2.5 eps / steps)");
+  auto* purify = cmd->add_option("--purify", a->purify,
+                                 "robustness: sampler transitions on E(x) before classifying (JEM's purification)");
   auto* n = cmd->get_option("--n");
   cmd->add_option("--out", a->out, "also write the result as JSON here (ood: OOD sets are given by --out-data)");
   add_common(cmd, a->common);
   return [a, &tasks, clusters, z, min_diff, features, reference, samples, steps, sampler, n, in_data, out_data,
-          score, labels, n_tasks, bins, plot]() -> int {
+          score, labels, n_tasks, bins, plot, eps, norm, restarts, attack_step, purify]() -> int {
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
                     tasks.known(), ")");
     Config cfg(eval_task_schema());
     cfg.set_value("task.name", a->task);
     // (the 2D point tasks' keys; fid has its own)
-    const bool points = a->task != "fid" && a->task != "ood" && a->task != "continual" && a->task != "calibration" &&
-                        a->task != "classify";
+    const bool points = a->task == "nll2d" || a->task == "modes";
     if (points || !a->data.empty()) cfg.set_value("task.data", a->data);
     if (points || !a->dataset.empty()) cfg.set_value("task.dataset", a->dataset);
     if (points || n->count()) cfg.set_value("task.n", a->n);
@@ -100,6 +112,11 @@ Runner add_eval(CLI::App& app) {
     if (bins->count()) cfg.set_value("task.bins", a->bins);
     if (plot->count()) cfg.set_value("task.plot", a->plot);
     if (a->task == "continual") cfg.set_value("task.model", a->model);
+    if (eps->count()) cfg.set_value("task.eps", a->eps);
+    if (norm->count()) cfg.set_value("task.norm", a->norm);
+    if (restarts->count()) cfg.set_value("task.restarts", a->restarts);
+    if (attack_step->count()) cfg.set_value("task.attack_step", a->attack_step);
+    if (purify->count()) cfg.set_value("task.purify", a->purify);
     if (n_tasks->count()) cfg.set_value("task.tasks", a->n_tasks);
     if (in_data->count()) cfg.set_value("task.in_data", a->in_data);
     if (out_data->count()) cfg.set_value("task.out_data", joined(a->out_data, "\n"));  // (one SPEC per line)

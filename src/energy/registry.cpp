@@ -1,6 +1,7 @@
 #include "ebm/energy/registry.h"
 
 #include "ebm/core/error.h"
+#include "ebm/energy/classifier_mlp.h"
 #include "ebm/energy/conv.h"
 #include "ebm/energy/resnet.h"
 
@@ -41,7 +42,65 @@ std::vector<ConfigKey> mlp_keys() {
           {"spectral_norm", false, "spectral normalisation of every weight"},
           {"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"}};
 }
+
+// energy.name = "jem": the classifier network's keys, empty lists and the
+// defaults below standing for the network's own defaults.
+const std::vector<std::string> kJemLists = {"channels", "kernels", "strides", "paddings", "hidden", "blocks"};
+
+std::vector<ConfigKey> jem_keys() {
+  std::vector<ConfigKey> keys = {
+      {"net", std::string("auto"), "the classifier network: conv | resnet | mlp; auto = conv for images, mlp for vectors"},
+      {"classes", int64_t(0), "classes (outputs of the network); 0 = from the training labels (max + 1)"}};
+  for (const auto& name : kJemLists)
+    keys.push_back({name, std::vector<int64_t>{}, "the network's " + name + " (as its own key); empty = its default"});
+  keys.push_back({"activation", std::string("swish"), "swish | softplus | elu | leaky_relu"});
+  keys.push_back({"spectral_norm", false, "spectral normalisation of every weight (JEM: none)"});
+  keys.push_back({"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"});
+  return keys;
+}
+
+// The [energy] table of the conditional network that energy.name = "jem" names.
+Config jem_network_config(const Config& c, const Shape& shape) {
+  std::string net = c.get_string("energy.net");
+  if (net == "auto") net = shape.size() == 1 ? "mlp" : "conv";
+  EBM_CHECK_CONFIG(net == "conv" || net == "resnet" || net == "mlp",
+                   "energy.net must be conv, resnet, mlp or auto; got '", net, "'");
+  const int64_t k = c.get_int("energy.classes");
+  EBM_CHECK_CONFIG(k >= 1, "energy.name = \"jem\" needs energy.classes >= 1 (0: from the data's labels, "
+                   "when training), got ", k);
+  Config inner(energy_schema());
+  inner.set_value("energy.name", net);
+  inner.set_value("energy.conditional", true);
+  inner.set_value("energy.classes", k);
+  const auto* chosen = energy_registry().group().find(net);
+  auto declares = [&](const std::string& key) {
+    for (const auto& ck : chosen->keys)
+      if (ck.name == key) return true;
+    return false;
+  };
+  for (const auto& name : kJemLists) {
+    const auto v = c.get_int_list("energy." + name);
+    if (v.empty()) continue;
+    EBM_CHECK_CONFIG(declares(name), "energy." , name, " does not apply to energy.net = \"", net, "\"");
+    inner.set_value("energy." + name, v);
+  }
+  inner.set_value("energy.activation", c.get_string("energy.activation"));
+  inner.set_value("energy.spectral_norm", c.get_bool("energy.spectral_norm"));
+  inner.set_value("energy.prior_std", c.get_float("energy.prior_std"));
+  return inner;
+}
 }  // namespace
+
+bool energy_is_conditional(const Config& c) {
+  if (!c.has_key("energy.name")) return false;
+  const auto& name = c.get_string("energy.name");
+  if (name == "jem") return true;
+  const auto* chosen = energy_registry().group().find(name);
+  if (chosen == nullptr) return false;
+  for (const auto& k : chosen->keys)
+    if (k.name == "conditional") return c.get_bool("energy.conditional");
+  return false;
+}
 
 SumEnergyImpl::SumEnergyImpl(std::vector<Energy> terms, std::vector<double> weights)
     : terms_(std::move(terms)), weights_(std::move(weights)) {
@@ -65,8 +124,15 @@ torch::Tensor SumEnergyImpl::energy(const torch::Tensor& x) {
 const EnergyRegistry& energy_registry() {
   static const EnergyRegistry reg = [] {
     EnergyRegistry r("energy", "energy", "name", "mlp", "energy network");
-    r.add({"mlp", "MLP on vectors: E(x) = w . h_L + b (+ the base term)", mlp_keys()},
+    r.add({"mlp", "MLP on vectors: E(x) = w . h_L + b (+ the base term); conditional: one output per class",
+           with(mlp_keys(), class_keys())},
           [](const Config& c, const Shape& shape) -> Energy {
+            if (const int64_t k = classes_of(c); k > 0)
+              return ClassifierMLP(ClassifierMLPOptions(vector_dim(shape, "mlp"), c.get_int_list("energy.hidden"), k)
+                                       .activation(c.get_string("energy.activation"))
+                                       .spectral_norm(c.get_bool("energy.spectral_norm"))
+                                       .prior_std(c.get_float("energy.prior_std")))
+                  .ptr();
             return MLPEnergy(MLPEnergyOptions(vector_dim(shape, "mlp"), c.get_int_list("energy.hidden"))
                                  .activation(c.get_string("energy.activation"))
                                  .spectral_norm(c.get_bool("energy.spectral_norm"))
@@ -133,6 +199,9 @@ const EnergyRegistry& energy_registry() {
                                     .classes(classes_of(c)))
                 .ptr();
           });
+    r.add({"jem", "a classifier network as an energy (JEM): E(x, y) = -f(x)[y], E(x) = -logsumexp_y f(x)[y]",
+           jem_keys()},
+          [](const Config& c, const Shape& shape) -> Energy { return build_energy(jem_network_config(c, shape), shape); });
     r.add({"sum", "weighted sum of energies, one [[energy.terms]] table each (composition)",
            {{"terms", TableList{"energy", {}}, "the energies added, each an [energy] table"},
             {"weights", std::vector<double>{}, "weight of each term; empty = all 1"}}},

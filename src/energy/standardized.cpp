@@ -22,6 +22,11 @@ torch::Tensor StandardizedEnergyImpl::energy(const torch::Tensor& x) {
   return inner_->energy(map_.to_model(x)) + log_det_;
 }
 
+torch::Tensor StandardizedEnergyImpl::class_energies(const torch::Tensor& x) {
+  auto e = inner_->class_energies(map_.to_model(x));
+  return e.defined() ? e + log_det_ : e;
+}
+
 torch::Tensor StandardizedEnergyImpl::grad(const torch::Tensor& x) {
   return map_.grad_to_user(inner_->grad(map_.to_model(x)));
 }

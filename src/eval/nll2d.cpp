@@ -131,6 +131,57 @@ void density_png(const std::string& path, EnergyImpl& energy, const Box2d& box, 
   write_png(path, img);
 }
 
+void decision_png(const std::string& path, EnergyImpl& energy, const Box2d& box, const torch::Tensor& points,
+                  const torch::Tensor& labels, int64_t px) {
+  const int64_t k = energy.num_classes();
+  EBM_CHECK_DATA(k > 0, path, ": the model is not a classifier (no decision regions to draw)");
+  // Light and dark colours of up to 10 classes (repeating beyond).
+  static const uint8_t dark[10][3] = {{31, 119, 180}, {214, 39, 40},  {44, 160, 44},  {148, 103, 189}, {255, 127, 14},
+                                      {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+  auto palette = torch::empty({k, 3}, torch::kDouble);
+  for (int64_t c = 0; c < k; ++c)
+    for (int j = 0; j < 3; ++j) palette[c][j] = 255.0 - 0.35 * (255.0 - dark[c % 10][j]);
+  auto probs = torch::empty({px * px, k}, torch::kDouble);
+  {
+    torch::NoGradGuard ng;
+    const double hx = (box.hi[0] - box.lo[0]) / px, hy = (box.hi[1] - box.lo[1]) / px;
+    auto xs = box.lo[0] + hx * (torch::arange(px, torch::kDouble) + 0.5);
+    auto ys = box.hi[1] - hy * (torch::arange(px, torch::kDouble) + 0.5);  // image rows go down
+    auto dtype = energy.parameters().empty() ? torch::kDouble : energy.parameters()[0].scalar_type();
+    for (int64_t start = 0; start < px * px; start += kChunk) {
+      const int64_t len = std::min(kChunk, px * px - start);
+      auto idx = torch::arange(start, start + len, torch::kLong);
+      auto pts = torch::stack({xs.index_select(0, idx % px), ys.index_select(0, torch::div(idx, px, "floor"))}, 1);
+      probs.narrow(0, start, len).copy_(torch::softmax(-energy.class_energies(pts.to(dtype)).to(torch::kDouble), 1));
+    }
+  }
+  auto arg = probs.argmax(1).view({px, px});
+  auto img = probs.mm(palette).round().clamp(0, 255).to(torch::kUInt8).view({px, px, 3}).contiguous();
+  auto edge = torch::zeros({px, px}, torch::kBool);
+  edge.narrow(1, 0, px - 1) |= arg.narrow(1, 0, px - 1) != arg.narrow(1, 1, px - 1);
+  edge.narrow(0, 0, px - 1) |= arg.narrow(0, 0, px - 1) != arg.narrow(0, 1, px - 1);
+  img.masked_fill_(edge.unsqueeze(2), 0);
+  if (points.defined() && labels.defined()) {
+    auto* d = img.data_ptr<uint8_t>();
+    auto p = points.to(torch::kDouble).contiguous();
+    auto l = labels.to(torch::kLong).contiguous();
+    const double* v = p.data_ptr<double>();
+    for (int64_t i = 0; i < std::min<int64_t>(2000, p.size(0)); ++i) {
+      const double fx = (v[2 * i] - box.lo[0]) / (box.hi[0] - box.lo[0]);
+      const double fy = (v[2 * i + 1] - box.lo[1]) / (box.hi[1] - box.lo[1]);
+      if (!(fx >= 0 && fx < 1 && fy >= 0 && fy < 1)) continue;
+      const int64_t col = int64_t(fx * px), row = px - 1 - int64_t(fy * px);
+      const int64_t c = ((l.data_ptr<int64_t>()[i] % 10) + 10) % 10;
+      for (int64_t dr = 0; dr < 2; ++dr)
+        for (int64_t dc = 0; dc < 2; ++dc) {
+          const int64_t r = std::min(row + dr, px - 1), cc = std::min(col + dc, px - 1);
+          for (int j = 0; j < 3; ++j) d[(r * px + cc) * 3 + j] = dark[c][j];
+        }
+    }
+  }
+  write_png(path, img);
+}
+
 void scatter_png(const std::string& path, const torch::Tensor& samples, const torch::Tensor& data,
                  const Box2d& box, int64_t px) {
   auto img = torch::full({px, px, 3}, 255, torch::kUInt8);

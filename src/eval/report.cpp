@@ -58,12 +58,19 @@ std::string report_run(EnergyImpl& energy, const Config& cfg, const DataSplit& d
   write_csv(out + "/samples/samples.csv", samples, {"x0", "x1"});
   scatter_png(out + "/samples/samples.png", samples,
               train.narrow(0, 0, std::min<int64_t>(5000, train.size(0))), view);
+  if (energy.num_classes() > 0)
+    decision_png(out + "/samples/decision.png", energy, view, test, data.test.y);
   auto r = nll2d(energy, test);
   std::string warning;
   nlohmann::json j = {{"task", "nll2d"},      {"data", "test split"},
                       {"n", test.size(0)},   {"mean_nll", r.mean_nll},
                       {"nll_se", r.nll_se},  {"log_z", r.log_z},
                       {"log_z_error", r.log_z_error}, {"converged", r.converged}};
+  if (energy.num_classes() > 0 && data.test.y.defined()) {  // (a classifier: its held-out accuracy too)
+    torch::NoGradGuard ng;
+    j["accuracy"] = (energy.class_energies(test).argmin(1) == data.test.y.to(torch::kLong))
+                        .to(torch::kDouble).mean().item<double>();
+  }
   const std::string name = cfg.get_string("data.name");
   if (cfg.get_string("data.path").empty() && is_toy2d(name)) {
     j["entropy"] = toy2d_entropy(name);
@@ -83,6 +90,7 @@ std::string report_run(EnergyImpl& energy, const Config& cfg, const DataSplit& d
   os << "test NLL " << r.mean_nll << " +- " << r.nll_se << " nats (log Z " << r.log_z
             << " +- " << r.log_z_error << ")";
   if (j.contains("entropy")) os << "; data entropy " << j["entropy"].get<double>();
+  if (j.contains("accuracy")) os << "; test accuracy " << j["accuracy"].get<double>();
   os << "\n" << warning;
   return os.str();
 }

@@ -1,5 +1,6 @@
 #include "ebm/eval/tasks.h"
 
+#include <filesystem>
 #include <sstream>
 
 #include "ebm/core/error.h"
@@ -12,6 +13,7 @@
 #include "ebm/eval/calibration.h"
 #include "ebm/eval/continual.h"
 #include "ebm/eval/ood.h"
+#include "ebm/eval/robustness.h"
 #include "ebm/model/inputs.h"
 
 #include <c10/util/accumulate.h>
@@ -200,7 +202,22 @@ Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::st
     if (spec->empty() && d.get_string("data.path").empty()) *spec = d.get_string("data.name") + ":test";
   }
   EBM_CHECK_USAGE(!spec->empty(), task, ": give --data (the model file does not say what it was trained on)");
-  Dataset data = read_model_dataset(*spec, info, "test", c.get_string("task.labels"));
+  Dataset data;
+  const std::string toy = spec->substr(0, spec->rfind(':'));
+  if (is_toy2d(toy) && !std::filesystem::exists(*spec)) {
+    // A labelled 2D toy set (moons, circles): 10,000 fresh points, drawn as
+    // --dataset draws them (seed 0 of the held-out stream).
+    EBM_CHECK_USAGE(c.get_string("task.labels").empty(), *spec, ": a built-in set has its own labels");
+    constexpr int64_t kPoints = 10000;
+    auto gen = make_generator(0, kStreamTestData);
+    auto again = gen.clone();
+    data.x = toy2d(toy, kPoints, gen);
+    data.y = toy2d_labels(toy, kPoints, again);
+    EBM_CHECK_DATA(data.y.defined(), toy, ": a toy set without labels (labelled: moons, circles)");
+    data.description = *spec = toy;
+    return data;
+  }
+  data = read_model_dataset(*spec, info, "test", c.get_string("task.labels"));
   EBM_CHECK_DATA(data.has_labels(), *spec, ": no labels (give --labels)");
   if (!keep.empty()) {
     auto in = torch::zeros({data.size()}, torch::kBool);
@@ -239,6 +256,9 @@ const EvalTaskRegistry& eval_task_registry() {
     r.add({"calibration", "a classifier's calibration: ECE and MCE over confidence bins, accuracy, NLL",
            calibration_task_keys()},
           calibration_task);
+    r.add({"robustness", "a classifier's accuracy under PGD attacks (L-inf, L2) at each radius, optionally purified",
+           robustness_task_keys()},
+          robustness_task);
     r.add({"continual", "class-incremental learning: accuracy per task and averaged, classifying over all classes",
            continual_task_keys()},
           continual_task);

@@ -73,7 +73,12 @@ const ObjectiveRegistry& objective_registry() {
             {"pxy_weight", 0.0, "weight of the contrastive divergence on E(x, y) at the batch's labels (log p(x | y), "
                                 "a per-class buffer); 0 = off"},
             {"warmup", int64_t(0), "steps over which the generative weights ramp linearly from 0; 0 = none"},
-            {"alpha", 0.0, "L2 energy penalty weight of each CD term"}}},
+            {"alpha", 0.0, "L2 energy penalty weight of each CD term"},
+            {"jumps", int64_t(0),
+             "independence Metropolis moves between modes per chain and step (vectors; as objective.name = \"cd\")"},
+            {"jump_centers", int64_t(256), "data rows the jump proposal is centred on"},
+            {"jump_neighbours", int64_t(3), "each centre's width: the distance to its k-th nearest centre"},
+            {"jump_broad", 0.1, "weight of the proposal's uniform part over the data's box"}}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             auto cd = [&](bool marginal) {
               EBM_CHECK_CONFIG(c.get_float("objective.alpha") >= 0, "objective.alpha must be >= 0, got ",
@@ -81,7 +86,12 @@ const ObjectiveRegistry& objective_registry() {
               return std::make_shared<ContrastiveDivergence>(
                   ContrastiveDivergenceOptions(c.get_int("sampler.steps"))
                       .alpha(c.get_float("objective.alpha"))
-                      .marginal(marginal),
+                      .marginal(marginal)
+                      .jumps(c.get_int("objective.jumps"))
+                      .jump_proposal(DataProposalOptions()
+                                         .centers(c.get_int("objective.jump_centers"))
+                                         .neighbours(c.get_int("objective.jump_neighbours"))
+                                         .broad(c.get_float("objective.jump_broad"))),
                   build_sampler(c), build_buffer(c, shape, device, marginal ? 0 : -1));
             };
             const double wxy = c.get_float("objective.pxy_weight");

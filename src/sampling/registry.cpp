@@ -1,6 +1,7 @@
 #include "ebm/sampling/registry.h"
 
 #include "ebm/core/error.h"
+#include "ebm/energy/registry.h"
 #include "ebm/sampling/tempering.h"
 
 namespace ebm {
@@ -122,8 +123,7 @@ std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_
                                            c10::Device device, int64_t classes) {
   // (a conditional energy's chains are kept per class)
   if (classes < 0)
-    classes = cfg.has_key("energy.conditional") && cfg.get_bool("energy.conditional") ? cfg.get_int("energy.classes")
-                                                                                       : 0;
+    classes = energy_is_conditional(cfg) ? cfg.get_int("energy.classes") : 0;
   return std::make_shared<ReplayBuffer>(ReplayBufferOptions(cfg.get_int("buffer.capacity"))
                                             .device(device)
                                             .reinit_prob(cfg.get_float("buffer.reinit_prob"))

@@ -11,6 +11,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
 #include "ebm/data/tasks.h"
+#include "ebm/energy/registry.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
 #include "ebm/objectives/objective.h"
@@ -93,11 +94,18 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   data_ = build_data(cfg_);
   // A conditional energy without a class count takes the labels' (max + 1),
   // resolved into the config that model.pt and config.toml keep.
-  if (cfg_.has_key("energy.conditional") && cfg_.get_bool("energy.conditional") &&
-      cfg_.get_int("energy.classes") == 0) {
+  // A given count is checked against every training label up front.
+  if (energy_is_conditional(cfg_)) {
     const auto& y = data_.train.y;
-    EBM_CHECK_DATA(y.defined(), data_.train.description, ": energy.conditional = true needs labelled data");
-    cfg_.set_value("energy.classes", y.max().item<int64_t>() + 1);
+    EBM_CHECK_DATA(y.defined(), data_.train.description, ": a class-conditional energy needs labelled data");
+    const int64_t k = cfg_.get_int("energy.classes");
+    if (k == 0) {
+      cfg_.set_value("energy.classes", y.max().item<int64_t>() + 1);
+    } else {
+      const int64_t lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
+      EBM_CHECK_DATA(lo >= 0 && hi < k, data_.train.description, ": label ", lo < 0 ? lo : hi,
+                     " outside the model's ", k, " classes (energy.classes)");
+    }
   }
   parts_ = build_parts(cfg_, data_.model_train(), device_, data_.pixels);
 }

@@ -72,6 +72,11 @@ expect 78 "nosuch"         -- "$EBM" sample --target nosuch --n 4 --steps 1 --ou
 expect 64 "extension"      -- "$EBM" sample --target gaussian --n 4 --steps 1 --out "$T/s.txt"
 expect 64 "--target"       -- "$EBM" sample --n 4 --steps 1 --out "$T/s.csv"
 expect 64 "nll3d"          -- "$EBM" eval --model "$M" --task nll3d --dataset moons
+# A 2D JEM (labelled moons): the decision-region picture, classify on fresh moons.
+"$EBM" train --config "$SRC/configs/moons-jem.toml" --out "$T/moons_jem" --set train.steps=5 --set data.n=500 \
+  --set eval.sample_steps=5 --set eval.sample_chains=50 >/dev/null 2>&1 && [ -s "$T/moons_jem/samples/decision.png" ] \
+  && "$EBM" eval --task classify --model "$T/moons_jem/model.pt" --out "$T/mj.json" >/dev/null 2>&1 \
+  && grep -q '"accuracy"' "$T/mj.json" || { echo "FAIL: moons-jem train + classify"; fails=$((fails + 1)); }
 expect 78 "unknown dataset" -- "$EBM" eval --model "$M" --task nll2d --dataset nine
 # OOD detection: the OOD sets are --out-data (--out is the JSON report, as for every task).
 OOD=(eval --model "$M" --task ood --in-data "$T/good.csv")
@@ -271,6 +276,25 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 64 "classify: the model is not class-conditional" -- "$EBM" eval --model "$T/img_run/model.pt" --task classify --data "$T/pix.npy" --labels "$T/pix_labels.csv"
   expect 65 "outside the model's 3 classes" -- "$EBM" eval --model "$P" --task classify --data "$T/pix.npy" --labels "$T/labels_big.csv"
   expect 64 "bins must be"  -- "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --bins 0
+  # Robustness of the conditional pixel model: PGD at two radii, with purification.
+  "$EBM" eval --model "$P" --task robustness --data "$T/pix.npy" --labels "$T/pix_labels.csv" --eps 0,0.05 \
+    --steps 2 --purify 1 --out "$T/rob.json" >/dev/null 2>&1 && grep -q '"purified_accuracy"' "$T/rob.json" \
+    || { echo "FAIL: eval --task robustness"; fails=$((fails + 1)); }
+  ROB=(eval --model "$P" --task robustness --data "$T/pix.npy" --labels "$T/pix_labels.csv" --steps 1)
+  expect 64 "eps must be >= 0" -- "$EBM" "${ROB[@]}" --eps 0.1,-0.01
+  expect 64 "norm must be linf or l2" -- "$EBM" "${ROB[@]}" --norm l1
+  expect 64 "robustness: the model is not class-conditional" -- "$EBM" eval --model "$T/img_run/model.pt" --task robustness --data "$T/pix.npy" --labels "$T/pix_labels.csv"
+  expect 64 "not class-conditional" -- "$EBM" eval --model "$M" --task robustness --eps 0.1
+  # JEM on the pixel rows through the named wrapper; a label beyond energy.classes.
+  JEM=(--config "$SRC/configs/fmnist-jem.toml" --set data.path="$T/pix.npy" --set data.labels="$T/pix_labels.csv"
+       --set energy.name=jem --set energy.net=conv --set "energy.channels=[4,8]" --set "energy.kernels=[3,3]"
+       --set "energy.strides=[2,2]" --set "energy.paddings=[1,1]" --set "energy.hidden=[16]" --set train.steps=2
+       --set train.batch_size=8 --set sampler.steps=2 --set buffer.capacity=16 --set data.test_fraction=0.25)
+  "$EBM" train "${JEM[@]}" --out "$T/jem_run" >/dev/null 2>&1 \
+    && "$EBM" classify --model "$T/jem_run/model.pt" --input "$T/pix.npy" --out "$T/jem_probs.csv" >/dev/null 2>&1 \
+    && [ "$(wc -l <"$T/jem_probs.csv")" -eq 41 ] || { echo "FAIL: jem energy train + classify"; fails=$((fails + 1)); }
+  expect 65 "label 2 outside the model's 2 classes" -- "$EBM" train "${JEM[@]}" --set energy.classes=2 --out "$T/r27"
+  expect 78 "energy.blocks does not apply" -- "$EBM" train "${JEM[@]}" --set "energy.blocks=[1]" --out "$T/r28"
   expect 78 "do not split into 2 tasks" -- "$EBM" train "${CONT[@]}" --set data.tasks=2 --out "$T/r26"
   expect 64 "not class-conditional" -- "$EBM" eval --model "$T/img_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels.csv"
 else

@@ -20,6 +20,9 @@ std::shared_ptr<const Schema> energy_schema();
 // ({D} for vectors, {C, H, W} for images); its parameters are LibTorch's
 // default initialisation (reset_parameters re-draws them from a generator).
 Energy build_energy(const Config& cfg, const std::vector<int64_t>& event_shape);
+// True when cfg's [energy] is class-conditional (energy.conditional = true,
+// or energy.name = "jem"): energy.classes counts its outputs.
+bool energy_is_conditional(const Config& cfg);
 
 // E(x) = sum_i w_i E_i(x) over energies built from [[energy.terms]] tables:
 // composition of separately specified energies (IGEBM section 4.3).

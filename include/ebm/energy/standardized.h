@@ -19,6 +19,11 @@ class StandardizedEnergyImpl : public EnergyImpl {
   torch::Tensor grad(const torch::Tensor& x) override;
   std::pair<torch::Tensor, torch::Tensor> energy_and_grad(const torch::Tensor& x) override;
   std::vector<int64_t> event_shape() const override { return inner_->event_shape(); }
+  // A class-conditional inner energy's E(x, y) in the user's units (the same
+  // constant added), so its p(y | x) is the inner one's; features likewise.
+  int64_t num_classes() const override { return inner_->num_classes(); }
+  torch::Tensor class_energies(const torch::Tensor& x) override;
+  torch::Tensor features(const torch::Tensor& x) override { return inner_->features(map_.to_model(x)); }
   const Energy& inner() const { return inner_; }
   const AffineMap& map() const { return map_; }
 

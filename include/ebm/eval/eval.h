@@ -64,6 +64,13 @@ nlohmann::json mode_masses_json(const ModeMassResult& r);
 
 // exp(-E) normalised on the box as a heat map (RGB PNG, px x px).
 void density_png(const std::string& path, EnergyImpl& energy, const Box2d& box, int64_t px = 256);
+// A 2D classifier's decision regions (RGB PNG, px x px): each pixel the
+// p(y | x)-weighted mix of the classes' light colours, black where the
+// argmax changes (the decision boundary), with up to 2000 labelled points
+// (`points` [N, 2], `labels` [N], may be undefined) as dots of their class's
+// dark colour. kBadData for a model that is not class-conditional.
+void decision_png(const std::string& path, EnergyImpl& energy, const Box2d& box, const torch::Tensor& points,
+                  const torch::Tensor& labels, int64_t px = 256);
 // Data (grey) with samples (red) over it (RGB PNG).
 void scatter_png(const std::string& path, const torch::Tensor& samples, const torch::Tensor& data,
                  const Box2d& box, int64_t px = 512);

@@ -9,7 +9,11 @@
 #include "common/tmp.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/energy/classifier_mlp.h"
 #include "ebm/energy/conv.h"
+#include "ebm/energy/registry.h"
+#include "ebm/energy/resnet.h"
+#include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
 #include "ebm/objectives/objective.h"
 #include "ebm/sampling/sampling.h"
@@ -171,4 +175,95 @@ checkpoint_every = 3
   EXPECT_EQ(jb->steps_taken(), 6);
   EXPECT_TRUE(torch::equal(ja->px().buffer().data(), jb->px().buffer().data()));
   fs::remove_all(root);
+}
+
+namespace {
+Config jem_energy_config(const std::string& net) {
+  Config c(energy_schema());
+  c.set_value("energy.name", std::string("jem"));
+  c.set_value("energy.net", net);
+  c.set_value("energy.classes", int64_t(3));
+  return c;
+}
+}  // namespace
+
+// energy.name = "jem" builds the named classifier network with one output per
+// class: E(x) = -logsumexp of the logits exactly, for vectors and images.
+TEST(JemEnergy, NamedWrapperBuildsEachClassifierNetwork) {
+  auto gen = make_generator(2, kStreamInit);
+  auto check = [&](const Energy& e, torch::Tensor x) {
+    EXPECT_EQ(e->num_classes(), 3);
+    auto logits = -e->class_energies(x);
+    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{x.size(0), 3}));
+    EXPECT_TRUE(torch::allclose(e->energy(x), -torch::logsumexp(logits, 1), 1e-6, 1e-6));
+  };
+  {  // vectors: the classifier MLP (net = auto)
+    auto c = jem_energy_config("auto");
+    c.set_value("energy.hidden", std::vector<int64_t>{16, 16});
+    auto e = build_energy(c, {4});
+    ASSERT_NE(dynamic_cast<ClassifierMLPImpl*>(e.get()), nullptr);
+    EXPECT_EQ(dynamic_cast<ClassifierMLPImpl*>(e.get())->options().hidden(), (std::vector<int64_t>{16, 16}));
+    check(e, at::normal(0.0, 1.0, {7, 4}, gen, torch::TensorOptions(torch::kFloat)));
+  }
+  {  // images: the conv net, its keys passed through, the rest its defaults
+    auto c = jem_energy_config("auto");
+    c.set_value("energy.channels", std::vector<int64_t>{4, 8});
+    c.set_value("energy.kernels", std::vector<int64_t>{3, 3});
+    c.set_value("energy.strides", std::vector<int64_t>{2, 2});
+    c.set_value("energy.paddings", std::vector<int64_t>{1, 1});
+    auto e = build_energy(c, {1, 8, 8});
+    auto* conv = dynamic_cast<ConvEnergyImpl*>(e.get());
+    ASSERT_NE(conv, nullptr);
+    EXPECT_EQ(conv->options().channels(), (std::vector<int64_t>{4, 8}));
+    EXPECT_EQ(conv->options().hidden(), ConvEnergyOptions({1, 8, 8}).hidden());
+    EXPECT_FALSE(conv->options().spectral_norm());
+    check(e, at::rand({5, 1, 8, 8}, gen));
+  }
+  {  // the residual net
+    auto c = jem_energy_config("resnet");
+    c.set_value("energy.channels", std::vector<int64_t>{4});
+    c.set_value("energy.blocks", std::vector<int64_t>{1});
+    auto e = build_energy(c, {1, 8, 8});
+    ASSERT_NE(dynamic_cast<ResNetEnergyImpl*>(e.get()), nullptr);
+    check(e, at::rand({3, 1, 8, 8}, gen));
+  }
+  {  // energy.conditional on the MLP: the same classifier MLP
+    Config c(energy_schema());
+    c.set_value("energy.name", std::string("mlp"));
+    c.set_value("energy.conditional", true);
+    c.set_value("energy.classes", int64_t(3));
+    auto e = build_energy(c, {2});
+    ASSERT_NE(dynamic_cast<ClassifierMLPImpl*>(e.get()), nullptr);
+    check(e, torch::randn({4, 2}));
+  }
+  // Bad tables: no class count, a key of another network, an unknown network.
+  auto code = [&](Config c, const std::vector<int64_t>& shape) {
+    return test_helpers::code_of([&] { build_energy(c, shape); });
+  };
+  auto c = jem_energy_config("conv");
+  c.set_value("energy.classes", int64_t(0));
+  EXPECT_EQ(code(c, {1, 8, 8}), ExitCode::kBadConfig);
+  c = jem_energy_config("conv");
+  c.set_value("energy.blocks", std::vector<int64_t>{1});
+  EXPECT_EQ(code(c, {1, 8, 8}), ExitCode::kBadConfig);
+  EXPECT_EQ(code(jem_energy_config("lstm"), {1, 8, 8}), ExitCode::kBadConfig);
+  EXPECT_EQ(code(jem_energy_config("conv"), {4}), ExitCode::kBadConfig);
+}
+
+// A model trained on standardised vectors keeps its classifier: p(y | x) in
+// the user's units is the inner network's at the standardised point.
+TEST(JemEnergy, StandardizedWrapperKeepsTheClassifier) {
+  Config c = jem_energy_config("mlp");
+  c.set_value("energy.hidden", std::vector<int64_t>{8});
+  auto inner = build_energy(c, {2});
+  AffineMap map;
+  map.shift = torch::tensor({1.0, -2.0}, torch::kDouble);
+  map.scale = torch::tensor({3.0, 0.5}, torch::kDouble);
+  StandardizedEnergyImpl user(inner, map);
+  auto x = torch::randn({6, 2});
+  EXPECT_EQ(user.num_classes(), 3);
+  auto p_user = torch::softmax(-user.class_energies(x), 1);
+  auto p_inner = torch::softmax(-inner->class_energies(map.to_model(x)), 1);
+  EXPECT_TRUE(torch::allclose(p_user, p_inner, 1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(user.energy(x), -torch::logsumexp(-user.class_energies(x), 1), 1e-5, 1e-5));
 }
