@@ -62,7 +62,7 @@ Runner add_sample(CLI::App& app) {
     std::vector<std::string> models;
     std::vector<int64_t> labels;
     std::vector<double> weights;
-    std::string script, target, sampler, init, out, compose;
+    std::string script, target, sampler, init, out, compose, from = "noise";
     int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0;
     double target_accept = 0;
     bool no_adapt_mass = false, no_adapt = false;
@@ -98,7 +98,9 @@ Runner add_sample(CLI::App& app) {
                   "warm-up transitions, discarded; they adapt the step size (and a diagonal "
                   "mass matrix) of mh, mala, hmc and nuts")
       ->capture_default_str();
-  cmd->add_option("--steps", a->steps, "transitions per chain after warm-up")->capture_default_str();
+  auto* steps_opt =
+      cmd->add_option("--steps", a->steps, "transitions per chain after warm-up (--from generator: default 0)")
+          ->capture_default_str();
   cmd->add_option("--thin", a->thin,
                   "write every T-th draw of each chain (with its chain index); 0 = final states only")
       ->capture_default_str();
@@ -109,14 +111,22 @@ Runner add_sample(CLI::App& app) {
   cmd->add_option("--init", a->init,
                   "initial states, n rows (CSV/NPY; images also PNG, a folder of PNGs, IDX); default N(0, I), "
                   "for image models uniform noise over the pixel range");
+  cmd->add_option("--from", a->from,
+                  "where chains start: noise (default) or generator (a model trained with a generator, e.g. "
+                  "objective.name = vera: its draws in one pass, refined by --steps, default 0)");
   cmd->add_option("--out", a->out, "draws: .csv, .npy or .png (final states: 2D scatter or image grid); .idx for images")
       ->required();
   add_common(cmd, a->common);
-  return [a]() -> int {
+  return [a, steps_opt]() -> int {
     const c10::Device device = apply_common(a->common);
     EBM_CHECK_USAGE(!a->models.empty() || !a->target.empty() || !a->script.empty(),
                     "sample: give --model FILE, --energy-script FILE or --target NAME");
     EBM_CHECK_USAGE(a->n >= 1, "--n must be >= 1, got ", a->n);
+    EBM_CHECK_USAGE(a->from == "noise" || a->from == "generator", "--from must be noise or generator, got '",
+                    a->from, "'");
+    EBM_CHECK_USAGE(a->from == "noise" || (a->models.size() == 1 && a->init.empty()),
+                    "--from generator needs one --model (and no --init)");
+    if (a->from == "generator" && steps_opt->count() == 0) a->steps = 0;
     EBM_CHECK_USAGE(a->steps >= 0, "--steps must be >= 0, got ", a->steps);
     EBM_CHECK_USAGE(a->warmup >= 0, "--warmup must be >= 0, got ", a->warmup);
     EBM_CHECK_USAGE(a->thin >= 0, "--thin must be >= 0, got ", a->thin);
@@ -189,6 +199,11 @@ Runner add_sample(CLI::App& app) {
       EBM_CHECK_DATA(x0.size(0) == a->n && x0[0].numel() == dim, a->init, ": expected ", a->n,
                      " rows of ", c10::IntArrayRef(shape), " (", dim, " values), got ", x0.sizes());
       x0 = units.to_model(x0.reshape(batch_shape)).to(device);
+    } else if (a->from == "generator") {
+      Generator g = load_generator(a->models[0]);
+      torch::NoGradGuard ng;
+      auto mu = g->mean(g->latent(a->n, gen));
+      x0 = (mu + g->sigma() * at::normal(0.0, 1.0, mu.sizes(), gen, mu.options())).reshape(batch_shape).to(device);
     } else if (info.pixels) {
       x0 = at::empty(batch_shape, torch::TensorOptions(torch::kFloat).device(device))
                .uniform_(info.pixels->lo, info.pixels->hi, gen);

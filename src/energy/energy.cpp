@@ -27,6 +27,7 @@ void reset_parameters(torch::nn::Module& module, at::Generator& gen) {
     for (auto& kv : params) {
       if (kv.key() != "weight") continue;
       auto& w = kv.value();
+      if (w.dim() < 2) continue;  // (a normalisation's scale keeps its init of 1)
       const int64_t fan_in = w.numel() / w.size(0);
       const double bound = 1.0 / std::sqrt(double(fan_in));
       w.uniform_(-bound, bound, gen);

@@ -53,7 +53,7 @@ std::string selected_energy_keys(const std::string& text, const std::string& ori
 
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform,
-                const std::optional<PixelMap>& pixels) {
+                const std::optional<PixelMap>& pixels, GeneratorImpl* generator) {
   torch::serialize::OutputArchive ar, weights;
   // (weights are written from the CPU, so a model trained on a GPU loads anywhere)
   const auto params = energy.parameters();
@@ -77,8 +77,45 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
   if (cfg.schema().section("sampler") != nullptr)
     ar.write("sampler_config", c10::IValue(cfg.section_toml("sampler")));
   if (cfg.schema().section("data") != nullptr) ar.write("data_config", c10::IValue(cfg.section_toml("data")));
+  if (generator != nullptr && cfg.schema().section("generator") != nullptr) {
+    torch::serialize::OutputArchive gw;
+    const c10::Device gd = generator->parameters().front().device();
+    if (!gd.is_cpu()) generator->to(c10::kCPU);
+    generator->save(gw);
+    if (!gd.is_cpu()) generator->to(gd);
+    ar.write("generator_weights", gw);
+    ar.write("generator_config", c10::IValue(cfg.section_toml("generator")));
+  }
   ar.write("format", c10::IValue(std::string(kFormat)));
   atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
+}
+
+Generator load_generator(const std::string& path) {
+  ModelInfo info;
+  load_model(path, &info);  // (checks the file and reads the shape)
+  torch::serialize::InputArchive ar;
+  ar.load_from(path);
+  c10::IValue text;
+  EBM_CHECK_DATA(ar.try_read("generator_config", text) && text.isString(), path,
+                 ": the model has no generator (train one with objective.name = \"vera\")");
+  static const auto schema = [] {
+    auto s = std::make_shared<Schema>();
+    s->add(generator_section());
+    return std::shared_ptr<const Schema>(s);
+  }();
+  Config cfg(schema);
+  cfg.load_string(text.toStringRef(), path + "[generator_config]");
+  Generator g = build_generator(cfg, info.event_shape);
+  EBM_CHECK_DATA(g != nullptr, path, ": the stored generator table names none");
+  torch::serialize::InputArchive weights;
+  try {
+    ar.read("generator_weights", weights);
+    load_weights(*g, weights, path);
+  } catch (const c10::Error&) {
+    fail(ExitCode::kBadData, path, ": generator weights do not match the stored generator config");
+  }
+  g->eval();
+  return g;
 }
 
 Config energy_config(const std::string& toml_text, const std::string& origin) {

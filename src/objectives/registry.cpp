@@ -1,6 +1,7 @@
 #include "ebm/objectives/registry.h"
 
 #include "ebm/core/error.h"
+#include "ebm/energy/generator.h"
 #include "ebm/objectives/score_matching.h"
 #include "ebm/sampling/registry.h"
 
@@ -101,6 +102,32 @@ const ObjectiveRegistry& objective_registry() {
                                              .pxy_weight(wxy)
                                              .warmup(c.get_int("objective.warmup")),
                                          cd(true), wxy > 0 ? cd(false) : nullptr);
+          });
+    r.add({"vera",
+           "VERA (Grathwohl et al. 2021): negatives from a generator ([generator]) trained to minimise E plus "
+           "its entropy, estimated by importance-sampled posterior latents; no MCMC",
+           {{"entropy_weight", 1.0, "weight of the generator's entropy"},
+            {"posterior_samples", int64_t(20), "importance samples of z given x per negative"},
+            {"sigma_min", 0.01, "lower clamp of the generator's noise std"},
+            {"sigma_max", 0.3, "upper clamp of the generator's noise std"},
+            {"post_lr", 0.02, "Adam learning rate of the posterior proposal's scale"},
+            {"init_post_sigma", 0.1, "the posterior proposal's scale at the start"},
+            {"alpha", 0.0, "L2 energy penalty weight (mean E(x+)^2 + mean E(x-)^2)"},
+            {"grad_penalty", 0.0, "weight of 1/2 mean |dE/dx|^2 at the data"}}},
+          [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
+            auto g = build_generator(c, shape);
+            EBM_CHECK_CONFIG(g != nullptr, "objective.name = \"vera\" needs a generator: set generator.name "
+                             "(mlp for vectors, deconv for images)");
+            return std::make_shared<Vera>(VeraOptions()
+                                              .entropy_weight(c.get_float("objective.entropy_weight"))
+                                              .posterior_samples(c.get_int("objective.posterior_samples"))
+                                              .sigma_min(c.get_float("objective.sigma_min"))
+                                              .sigma_max(c.get_float("objective.sigma_max"))
+                                              .post_lr(c.get_float("objective.post_lr"))
+                                              .init_post_sigma(c.get_float("objective.init_post_sigma"))
+                                              .alpha(c.get_float("objective.alpha"))
+                                              .grad_penalty(c.get_float("objective.grad_penalty")),
+                                          g);
           });
     r.add({"ce", "cross entropy of p(y | x) = softmax(-E(x, y)): a classifier (energy.conditional = true)",
            {{"normalize", std::string("all"),

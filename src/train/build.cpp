@@ -5,6 +5,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/tasks.h"
+#include "ebm/energy/generator.h"
 #include "ebm/energy/registry.h"
 #include "ebm/objectives/registry.h"
 #include "ebm/sampling/registry.h"
@@ -48,6 +49,7 @@ std::shared_ptr<const Schema> train_schema() {
     s->add(sampler_section());
     s->add(buffer_section());
     s->add(objective_section());
+    s->add(generator_section());
     s->add(train_section());
     s->add(eval_section());
     return std::shared_ptr<const Schema>(s);
@@ -147,6 +149,27 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
     if (cfg.get_float("energy.noise_level") == 0 && p.objective->smallest_noise_level() > 0)
       nc->set_noise_level(p.objective->smallest_noise_level());
   p.learners.push_back(make_learner(cfg, "energy", p.energy));
+  // The objective's own networks (a generator, ...): initialised from the
+  // same stream after the energy, each with its learner.
+  for (auto& m : p.objective->learned_modules()) {
+    reset_parameters(*m.module, init_gen);
+    m.module->to(device);
+    Config lc = cfg;
+    double lr = m.lr, b1 = m.beta1, b2 = m.beta2;
+    if (m.name == "generator") {
+      lr = cfg.get_float("generator.lr");
+      b1 = cfg.get_float("generator.beta1");
+      b2 = cfg.get_float("generator.beta2");
+    }
+    if (lr > 0) lc.set_value("train.lr", lr);
+    if (b1 >= 0) lc.set_value("train.beta1", b1);
+    if (b2 >= 0) lc.set_value("train.beta2", b2);
+    if (m.constant_lr) {
+      lc.set_value("train.schedule", std::string("constant"));
+      lc.set_value("train.warmup", int64_t(0));
+    }
+    p.learners.push_back(make_learner(lc, m.name, m.module));
+  }
   p.data = train.to(device);
   p.objective->fit_data(p.data.x);
   p.gen = run_generator(cfg, kStreamTrain, 0, device);

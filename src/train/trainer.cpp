@@ -298,7 +298,11 @@ int64_t Trainer::run(bool resume) {
   progress.finish();
   if (steps == 0) save_checkpoint(ckpt);
   parts_.energy->eval();
-  save_model(out_ + "/model.pt", *parts_.energy, cfg_, data_.train.event_shape(), data_.transform, data_.pixels);
+  GeneratorImpl* generator = nullptr;
+  for (auto& m : parts_.objective->learned_modules())
+    if (m.name == "generator") generator = dynamic_cast<GeneratorImpl*>(m.module.get());
+  save_model(out_ + "/model.pt", *parts_.energy, cfg_, data_.train.event_shape(), data_.transform, data_.pixels,
+             generator);
   return parts_.retries;
 }
 

@@ -14,6 +14,7 @@
 #include "ebm/core/config.h"
 #include "ebm/data/pixels.h"
 #include "ebm/energy/energy.h"
+#include "ebm/energy/generator.h"
 
 namespace ebm {
 
@@ -25,9 +26,11 @@ namespace ebm {
 // [sampler] section of `cfg`, when it has one, is kept as the model's
 // default sampler, and its [data] section as the description of the data
 // (ebm predict reads a trajectory's step width from it).
+// A generator trained beside the energy (objective.name = "vera", ...) is
+// kept with its [generator] table.
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform = {},
-                const std::optional<PixelMap>& pixels = std::nullopt);
+                const std::optional<PixelMap>& pixels = std::nullopt, GeneratorImpl* generator = nullptr);
 
 // What a model file says beside the weights.
 struct ModelInfo {
@@ -42,6 +45,10 @@ struct ModelInfo {
 // and log-densities in the user's units (sample its inner() energy).
 // Model files of formats 1 (a scalar input dimension) and 2 load too.
 Energy load_model(const std::string& path, ModelInfo* info = nullptr);
+
+// The generator a model file keeps (eval mode, CPU), drawing in the model's
+// units; kBadData when the run trained none.
+Generator load_generator(const std::string& path);
 
 // The [energy] table of a TOML document (a model file's config, or a run's
 // config.toml) as a validated Config of the energy schema. Keys written by
