@@ -15,6 +15,30 @@ Jem::Jem(const JemOptions& o, std::shared_ptr<ContrastiveDivergence> px, std::sh
   TORCH_INTERNAL_ASSERT(px_ && (pxy_ || o.pxy_weight() == 0));
 }
 
+namespace {
+// The energy the p(x) term trains, keeping the class energies of its last
+// forward: the p(x) term's training pass runs on [x+, x-], whose first rows
+// give the classifier's logits, so the cross entropy needs no pass of its own.
+class KeepClassEnergies : public EnergyImpl {
+ public:
+  explicit KeepClassEnergies(EnergyImpl& inner) : inner_(Energy(Energy(), &inner)) {
+    register_module("inner", inner_);
+  }
+  torch::Tensor energy(const torch::Tensor& x) override {
+    last_ = inner_->class_energies(x);
+    return -torch::logsumexp(-last_, 1);
+  }
+  std::vector<int64_t> event_shape() const override { return inner_->event_shape(); }
+  int64_t num_classes() const override { return inner_->num_classes(); }
+  torch::Tensor class_energies(const torch::Tensor& x) override { return inner_->class_energies(x); }
+  const torch::Tensor& last() const { return last_; }
+
+ private:
+  Energy inner_;
+  torch::Tensor last_;
+};
+}  // namespace
+
 void Jem::fit_data(const torch::Tensor& train) {
   px_->fit_data(train);
   if (pxy_) pxy_->fit_data(train);
@@ -25,13 +49,24 @@ Output Jem::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) 
                    "objective.name = \"jem\" trains a classifier: set energy.conditional = true");
   const double ramp =
       options_.warmup() == 0 ? 1.0 : std::min(1.0, double(calls_ + 1) / double(options_.warmup()));
-  Output out = ce_.compute(energy, batch, gen);
-  out.metrics["ce"] = out.loss.item<double>();
-  out.loss = options_.ce_weight() * out.loss;
+  Output out;
   if (options_.px_weight() > 0) {
-    Output g = px_->compute(energy, batch, gen);
-    out.loss = out.loss + (ramp * options_.px_weight()) * g.loss;
+    // (one training pass for both terms: the p(x) term's on [x+, x-])
+    KeepClassEnergies keep(energy);
+    Output g = px_->compute(keep, batch, gen);
+    const int64_t n = batch.x.size(0);
+    TORCH_INTERNAL_ASSERT(keep.last().defined() && keep.last().size(0) == 2 * n);
+    auto y = checked_labels(energy, batch).to(keep.last().device());
+    auto logits = -keep.last().narrow(0, 0, n);
+    auto ce = torch::nn::functional::cross_entropy(logits, y);
+    out.metrics["accuracy"] = (logits.detach().argmax(1) == y).to(torch::kDouble).mean().item<double>();
+    out.metrics["ce"] = ce.item<double>();
+    out.loss = options_.ce_weight() * ce + (ramp * options_.px_weight()) * g.loss;
     for (const auto& [k, v] : g.metrics) out.metrics[k] = v;
+  } else {
+    out = ce_.compute(energy, batch, gen);
+    out.metrics["ce"] = out.loss.item<double>();
+    out.loss = options_.ce_weight() * out.loss;
   }
   if (pxy_ && options_.pxy_weight() > 0) {
     Output g = pxy_->compute(energy, batch, gen);
