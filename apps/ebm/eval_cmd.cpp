@@ -12,7 +12,7 @@ namespace ebm::cli {
 Runner add_eval(CLI::App& app) {
   struct Args {
     Common common;
-    std::string model, task, data, dataset, out, features, reference, samples, sampler;
+    std::string model, task, data, dataset, out, features, reference, samples, sampler, from;
     int64_t steps = 200;
     int64_t n = 10000;
     double tol = 1e-3;
@@ -49,8 +49,10 @@ Runner add_eval(CLI::App& app) {
   auto* reference =
       cmd->add_option("--reference", a->reference, "fid: fashion_mnist, mnist, a PNG folder, IDX or NPY images");
   auto* samples = cmd->add_option("--samples", a->samples, "fid: score these images instead of drawing samples");
-  auto* steps = cmd->add_option("--steps", a->steps, "fid: sampler transitions per drawn sample (robustness: PGD steps, default 20)")->capture_default_str();
-  auto* sampler = cmd->add_option("--sampler", a->sampler, "fid, robustness (purification): sampler spec (default: the model's training sampler)");
+  auto* steps = cmd->add_option("--steps", a->steps, "fid: sampler transitions per drawn sample (generator: refining steps, default 0; robustness: PGD steps, default 20)")->capture_default_str();
+  auto* sampler = cmd->add_option("--sampler", a->sampler, "fid, generator, robustness (purification): sampler spec (default: the model's training sampler)");
+  auto* from = cmd->add_option("--from", a->from, "fid: drawn samples start from noise (default) or generator (the "
+                               "model's learned sampler, refined by --steps)");
   auto* in_data = cmd->add_option("--in-data,--in", a->in_data,
                                   "ood: in-distribution rows: a file, a folder, fashion_mnist or mnist (test split)");
   auto* out_data = cmd->add_option("--out-data", a->out_data,
@@ -79,7 +81,7 @@ Runner add_eval(CLI::App& app) {
   auto* n = cmd->get_option("--n");
   cmd->add_option("--out", a->out, "also write the result as JSON here (ood: OOD sets are given by --out-data)");
   add_common(cmd, a->common);
-  return [a, &tasks, clusters, z, min_diff, features, reference, samples, steps, sampler, n, in_data, out_data,
+  return [a, &tasks, clusters, z, min_diff, features, reference, samples, steps, sampler, from, n, in_data, out_data,
           score, labels, n_tasks, bins, plot, eps, norm, restarts, attack_step, purify]() -> int {
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
@@ -111,7 +113,8 @@ Runner add_eval(CLI::App& app) {
     if (labels->count()) cfg.set_value("task.labels", a->labels);
     if (bins->count()) cfg.set_value("task.bins", a->bins);
     if (plot->count()) cfg.set_value("task.plot", a->plot);
-    if (a->task == "continual") cfg.set_value("task.model", a->model);
+    if (a->task == "continual" || a->task == "generator" || a->task == "fid") cfg.set_value("task.model", a->model);
+    if (from->count()) cfg.set_value("task.from", a->from);
     if (eps->count()) cfg.set_value("task.eps", a->eps);
     if (norm->count()) cfg.set_value("task.norm", a->norm);
     if (restarts->count()) cfg.set_value("task.restarts", a->restarts);

@@ -249,6 +249,32 @@ double toy2d_entropy(const std::string& name) {
   return it->second;
 }
 
+torch::Tensor ToyMixture::log_density(const torch::Tensor& x) const {
+  auto d2 = torch::cdist(x.to(torch::kCPU, torch::kDouble).reshape({-1, 2}), centers).pow(2);  // [N, K]
+  return torch::logsumexp(-0.5 * d2 / (std * std), 1) - std::log(double(centers.size(0))) -
+         std::log(2 * kPi * std * std);
+}
+
+std::optional<ToyMixture> toy2d_mixture(const std::string& name) {
+  ToyMixture m;
+  if (name == "8gaussians") {
+    std::vector<double> c;
+    for (int j = 0; j < 8; ++j) {
+      c.push_back(double(float(4 * std::cos(j * kPi / 4))) / double(1.414f));
+      c.push_back(double(float(4 * std::sin(j * kPi / 4))) / double(1.414f));
+    }
+    m.centers = torch::tensor(c, torch::kDouble).view({8, 2});
+    m.std = 0.5 / double(1.414f);
+  } else if (name == "25gaussians") {
+    auto k = torch::arange(25, torch::kLong);
+    m.centers = torch::stack({k.div(5, "floor") - 2, k.remainder(5) - 2}, 1).to(torch::kDouble) * 1.414;
+    m.std = 0.1 * 1.414;
+  } else {
+    return std::nullopt;
+  }
+  return m;
+}
+
 Split split_rows(const torch::Tensor& data, double test_fraction, at::Generator& gen) {
   EBM_CHECK_CONFIG(test_fraction >= 0 && test_fraction < 1, "data.test_fraction must be in [0, 1), got ",
                    test_fraction);

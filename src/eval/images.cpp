@@ -1,6 +1,9 @@
 #include "ebm/eval/images.h"
 
 #include "ebm/core/error.h"
+#include "ebm/energy/generator.h"
+#include "ebm/energy/standardized.h"
+#include "ebm/model/model.h"
 #include "ebm/sampling/registry.h"
 #include "ebm/sampling/sampling.h"
 #include "ebm/train/train.h"
@@ -43,6 +46,28 @@ torch::Tensor draw_model_samples(EnergyImpl& energy, const ModelInfo& info, int6
   shape.insert(shape.begin(), n);
   auto x0 = info.pixels ? at::empty(shape, torch::kFloat).uniform_(info.pixels->lo, info.pixels->hi, gen)
                         : at::normal(0.0, 1.0, shape, gen, torch::TensorOptions(torch::kFloat));
+  const int64_t k = energy.num_classes();
+  Energy target = at_labels(energy, k > 0 ? torch::arange(n, torch::kLong).remainder(k) : torch::Tensor());
+  energy.eval();
+  FreezeParameters frozen(energy);
+  ChainState chains(x0);
+  sampler->run(*target, chains, steps, gen);
+  return chains.x.detach();
+}
+
+torch::Tensor draw_generator_samples(const std::string& model, EnergyImpl& energy, const ModelInfo& info, int64_t n,
+                                     int64_t steps, const std::string& spec, at::Generator& gen) {
+  Generator g = load_generator(model);
+  torch::Tensor x0;
+  {
+    torch::NoGradGuard ng;
+    auto mu = g->mean(g->latent(n, gen));
+    x0 = (mu + g->sigma() * at::normal(0.0, 1.0, mu.sizes(), gen, mu.options())).to(torch::kFloat);
+  }
+  if (auto* s = dynamic_cast<StandardizedEnergyImpl*>(&energy)) x0 = s->map().to_user(x0).to(torch::kFloat);
+  if (info.pixels) x0 = x0.clamp(info.pixels->lo, info.pixels->hi);
+  if (steps == 0) return x0;
+  auto sampler = model_sampler(info, spec);
   const int64_t k = energy.num_classes();
   Energy target = at_labels(energy, k > 0 ? torch::arange(n, torch::kLong).remainder(k) : torch::Tensor());
   energy.eval();

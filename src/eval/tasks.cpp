@@ -148,8 +148,12 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     auto x = read_model_input(samples, as);
     fake = info.pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : x;
   } else {
-    fake = info.pixels->to_pixels(draw_model_samples(energy, info, n, steps, c.get_string("task.sampler"), gen))
-               .to(torch::kFloat);
+    const std::string from = c.get_string("task.from");
+    EBM_CHECK_USAGE(from == "noise" || from == "generator", "--from must be noise or generator, got '", from, "'");
+    auto x = from == "generator"
+                 ? draw_generator_samples(c.get_string("task.model"), energy, info, n, steps, c.get_string("task.sampler"), gen)
+                 : draw_model_samples(energy, info, n, steps, c.get_string("task.sampler"), gen);
+    fake = info.pixels->to_pixels(x).to(torch::kFloat);
   }
   // Gaussian baseline: the reference pixels' mean and covariance.
   auto flat = ref.flatten(1).to(torch::kDouble);
@@ -167,7 +171,8 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   EvalReport out;
   out.json = {{"task", "fid"},     {"n", n},           {"features", features}, {"reference", reference},
               {"fid", model},      {"fid_real", floor}, {"fid_gaussian", gaussian},
-              {"steps", samples.empty() ? steps : 0}, {"samples", samples.empty() ? "drawn" : samples}};
+              {"steps", samples.empty() ? steps : 0}, {"samples", samples.empty() ? "drawn" : samples},
+              {"from", samples.empty() ? c.get_string("task.from") : "file"}};
   std::ostringstream os;
   os << "FID (" << n << " images, features of " << features << ", against " << reference << "):\n"
      << "  model samples      " << model << "\n"
@@ -246,8 +251,13 @@ const EvalTaskRegistry& eval_task_registry() {
             {"n", int64_t(1000), "images on each side"},
             {"steps", int64_t(200), "sampler transitions from noise per drawn sample"},
             {"sampler", std::string(""), "sampler spec; empty = the model's training sampler"},
+            {"from", std::string("noise"), "where drawn samples start: noise | generator (the model's learned sampler)"},
+            {"model", std::string(""), "the model file (set by --model)"},
             {"seed", int64_t(0), "seed of the draws"}}},
           fid_task);
+    r.add({"generator", "a learned sampler's draws under the true density of 8gaussians or 25gaussians: mean log p, "
+           "mode coverage", generator_task_keys()},
+          generator_task);
     r.add({"ood", "out-of-distribution detection: AUROC, AUPR and FPR at 95% TPR of scores of in vs OOD sets",
            ood_task_keys()},
           ood_task);

@@ -2,6 +2,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/energy/generator.h"
+#include "ebm/objectives/learned.h"
 #include "ebm/objectives/score_matching.h"
 #include "ebm/sampling/registry.h"
 
@@ -128,6 +129,46 @@ const ObjectiveRegistry& objective_registry() {
                                               .alpha(c.get_float("objective.alpha"))
                                               .grad_penalty(c.get_float("objective.grad_penalty")),
                                           g);
+          });
+    r.add({"kim_bengio",
+           "Kim & Bengio (2016): negatives from a generator ([generator], batch_norm = true) trained to minimise E "
+           "minus its entropy, read from its batch-norm scales; no MCMC",
+           {{"entropy_weight", 1.0, "weight of the generator's entropy"},
+            {"alpha", 0.0, "L2 energy penalty weight (mean E(x+)^2 + mean E(x-)^2)"},
+            {"grad_penalty", 0.0, "weight of 1/2 mean |dE/dx|^2 at the data"}}},
+          [](const Config& c, const Shape& shape, c10::Device) -> std::shared_ptr<Objective> {
+            auto g = build_generator(c, shape);
+            EBM_CHECK_CONFIG(g != nullptr, "objective.name = \"kim_bengio\" needs a generator: set generator.name "
+                             "(mlp for vectors, deconv for images) and generator.batch_norm = true");
+            return std::make_shared<KimBengio>(KimBengioOptions()
+                                                   .entropy_weight(c.get_float("objective.entropy_weight"))
+                                                   .alpha(c.get_float("objective.alpha"))
+                                                   .grad_penalty(c.get_float("objective.grad_penalty")),
+                                               g);
+          });
+    r.add({"meg",
+           "MEG (Kumar et al. 2019): negatives from a generator ([generator]) trained to minimise E minus the "
+           "mutual information of z and x, estimated by a statistics network (JSD bound); optional latent MALA",
+           {{"entropy_weight", 1.0, "weight of the mutual-information (entropy) term"},
+            {"alpha", 0.0, "L2 energy penalty weight (mean E(x+)^2 + mean E(x-)^2)"},
+            {"grad_penalty", 0.0, "weight of 1/2 mean |dE/dx|^2 at the data"},
+            {"stats_hidden", std::vector<int64_t>{256, 256}, "widths of the statistics network T(x, z)"},
+            {"stats_lr", 0.0, "the statistics network's learning rate; 0 = train.lr"},
+            {"mala_steps", int64_t(0), "latent MALA steps refining the energy's negatives (0 = none)"},
+            {"mala_step", 0.01, "the latent MALA step at the start (adapted toward 0.574 acceptance)"}}},
+          [](const Config& c, const Shape& shape, c10::Device) -> std::shared_ptr<Objective> {
+            auto g = build_generator(c, shape);
+            EBM_CHECK_CONFIG(g != nullptr, "objective.name = \"meg\" needs a generator: set generator.name "
+                             "(mlp for vectors, deconv for images)");
+            return std::make_shared<Meg>(MegOptions()
+                                             .entropy_weight(c.get_float("objective.entropy_weight"))
+                                             .alpha(c.get_float("objective.alpha"))
+                                             .grad_penalty(c.get_float("objective.grad_penalty"))
+                                             .stats_hidden(c.get_int_list("objective.stats_hidden"))
+                                             .stats_lr(c.get_float("objective.stats_lr"))
+                                             .mala_steps(c.get_int("objective.mala_steps"))
+                                             .mala_step(c.get_float("objective.mala_step")),
+                                         g);
           });
     r.add({"ce", "cross entropy of p(y | x) = softmax(-E(x, y)): a classifier (energy.conditional = true)",
            {{"normalize", std::string("all"),

@@ -3,7 +3,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/energy/generator.h"
-#include "ebm/objectives/objective.h"
+#include "ebm/objectives/learned.h"
 
 namespace ebm {
 namespace {
@@ -74,17 +74,8 @@ Output Vera::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen)
   auto mu = generator_->mean(z);
   const auto sigma = generator_->sigma();
   auto x_neg = mu + sigma * standard_normal(mu.sizes(), gen, mu.options());
-  // The energy's loss on the detached negatives.
   Output out;
-  auto xp = options_.grad_penalty() > 0 ? x_pos.detach().requires_grad_(true) : x_pos;
-  auto e_pos = energy.energy(xp);
-  auto e_neg = energy.energy(x_neg.detach());
-  out.loss = e_pos.mean() - e_neg.mean();
-  if (options_.alpha() > 0) out.loss = out.loss + options_.alpha() * (e_pos.pow(2).mean() + e_neg.pow(2).mean());
-  if (options_.grad_penalty() > 0) {
-    auto g = torch::autograd::grad({e_pos.sum()}, {xp}, {}, true, true)[0];
-    out.loss = out.loss + options_.grad_penalty() * 0.5 * g.flatten(1).pow(2).sum(1).mean();
-  }
+  out.loss = learned_sampler_energy_loss(energy, x_pos, x_neg.detach(), options_.alpha(), options_.grad_penalty(), out);
   // The generator's: E at its draws minus the weighted entropy surrogate
   // (the energy's parameters get no gradient from it: backward_all takes
   // each learner's gradient of its own loss).
@@ -98,9 +89,6 @@ Output Vera::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen)
   auto elbo = standard_log_density(zq) + gaussian_log_density(x_neg.detach(), generator_->mean(zq), sigma.detach()) +
               (ls + 0.5 * std::log(2 * M_PI * M_E)).sum();
   out.learner_losses["posterior"] = -elbo.mean();
-  out.metrics["e_pos"] = e_pos.mean().item<double>();
-  out.metrics["e_neg"] = e_neg.mean().item<double>();
-  out.metrics["gap"] = out.metrics["e_pos"] - out.metrics["e_neg"];
   out.metrics["sigma"] = sigma.item<double>();
   out.metrics["post_sigma"] = ls.exp().mean().item<double>();
   out.metrics["entropy_grad"] = c.flatten(1).norm(2, 1).mean().item<double>();

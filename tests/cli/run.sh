@@ -72,6 +72,15 @@ expect 78 "nosuch"         -- "$EBM" sample --target nosuch --n 4 --steps 1 --ou
 expect 64 "extension"      -- "$EBM" sample --target gaussian --n 4 --steps 1 --out "$T/s.txt"
 expect 64 "--target"       -- "$EBM" sample --n 4 --steps 1 --out "$T/s.csv"
 expect 64 "nll3d"          -- "$EBM" eval --model "$M" --task nll3d --dataset moons
+# VERA: a generator beside the energy, kept in model.pt and sampled in one pass.
+printf '[data]\nname = "8gaussians"\nn = 500\n[energy]\nhidden = [16]\n[generator]\nname = "mlp"\nhidden = [16]\n[objective]\nname = "vera"\nposterior_samples = 4\nalpha = 0.03\n[train]\nsteps = 5\nbatch_size = 32\n[eval]\nsample_steps = 5\nsample_chains = 50\n' >"$T/vera.toml"
+"$EBM" train --config "$T/vera.toml" --out "$T/vera" >/dev/null 2>&1 \
+  && "$EBM" sample --model "$T/vera/model.pt" --from generator --n 7 --out "$T/gen.csv" >/dev/null 2>&1 \
+  && [ "$(wc -l <"$T/gen.csv")" -eq 8 ] || { echo "FAIL: vera train + sample --from generator"; fails=$((fails + 1)); }
+expect 65 "has no generator" -- "$EBM" sample --model "$M" --from generator --n 2 --out "$T/s.csv"
+expect 64 "from must be noise or generator" -- "$EBM" sample --model "$M" --from prior --n 2 --out "$T/s.csv"
+printf '[data]\nname = "8gaussians"\n[objective]\nname = "vera"\n[train]\nsteps = 5\n' >"$T/vera_nogen.toml"
+expect 78 "needs a generator" -- "$EBM" train --config "$T/vera_nogen.toml" --out "$T/r29"
 # A 2D JEM (labelled moons): the decision-region picture, classify on fresh moons.
 "$EBM" train --config "$SRC/configs/moons-jem.toml" --out "$T/moons_jem" --set train.steps=5 --set data.n=500 \
   --set eval.sample_steps=5 --set eval.sample_chains=50 >/dev/null 2>&1 && [ -s "$T/moons_jem/samples/decision.png" ] \

@@ -48,6 +48,17 @@ torch::Tensor toy2d_labels(const std::string& name, int64_t n, at::Generator& ge
 // closed-form where known, otherwise a stated Monte Carlo estimate.
 double toy2d_entropy(const std::string& name);
 
+// The equal-weight isotropic Gaussian mixtures among the toy sets
+// (8gaussians, 25gaussians): their centres [K, 2] and common std, for
+// sample-based scores of a model's draws under the true density; nullopt
+// for the other sets.
+struct ToyMixture {
+  torch::Tensor centers;  // [K, 2] float64
+  double std = 0;
+  torch::Tensor log_density(const torch::Tensor& x) const;  // [N, 2] -> [N] float64
+};
+std::optional<ToyMixture> toy2d_mixture(const std::string& name);
+
 struct Split {
   torch::Tensor train, test;
 };

@@ -31,6 +31,12 @@ std::shared_ptr<Sampler> model_sampler(const ModelInfo& info, const std::string&
 // is drawn at label i mod K (the classes in equal shares).
 torch::Tensor draw_model_samples(EnergyImpl& energy, const ModelInfo& info, int64_t n, int64_t steps,
                                  const std::string& sampler, at::Generator& gen);
+// n samples of the generator that `model` keeps (load_generator), in the
+// energy's units (a standardised model's user units; images in the model's
+// range), each refined by `steps` transitions of `sampler` on `energy` (0 =
+// the generator's draws as they are). kBadData when the model has none.
+torch::Tensor draw_generator_samples(const std::string& model, EnergyImpl& energy, const ModelInfo& info, int64_t n,
+                                     int64_t steps, const std::string& sampler, at::Generator& gen);
 
 // Frechet distance between Gaussians fitted to two feature sets [N, F]:
 // |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2), in float64.

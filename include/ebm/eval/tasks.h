@@ -34,4 +34,9 @@ std::vector<ConfigKey> labelled_data_keys();
 Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::string& task, std::string* spec);
 std::shared_ptr<const Schema> eval_task_schema();
 
+// `generator` (src/eval/generator.cpp): a learned sampler's draws scored
+// under the closed-form density of 8gaussians or 25gaussians.
+std::vector<ConfigKey> generator_task_keys();
+EvalReport generator_task(const Config& c, EnergyImpl& energy, const ModelInfo& info);
+
 }  // namespace ebm

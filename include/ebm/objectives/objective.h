@@ -152,46 +152,4 @@ class Jem : public Objective {
   int64_t calls_ = 0;  // computes so far: the warm-up's clock (checkpointed)
 };
 
-// VERA (Grathwohl et al. 2021, "No MCMC for me"): a generator q(x) = g(z) +
-// sigma eps (z ~ N(0, I), eps ~ N(0, I)) gives the negatives in one pass;
-//   energy:    mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2)
-//              + grad_penalty / 2 mean |dE/dx(x+)|^2
-//   generator: mean E(x-) - entropy_weight H(q), through the surrogate
-//              - entropy_weight mean (c . x-), c = sum_k w_k (x- - g(z_k)) / sigma^2
-//              (detached) = -d log q(x-)/dx estimated by self-normalised
-//              importance sampling of K latents z_k ~ N(z0, diag(s^2)) around
-//              the latent z0 that drew x- (weights p(z_k) N(x-; g(z_k), sigma^2) / xi(z_k));
-//   posterior: the proposal's log s (a learner of its own, Adam at post_lr)
-//              maximises the ELBO E_xi[log q(x-, z)] + H(xi).
-// sigma is clamped to [sigma_min, sigma_max] before every step. Metrics:
-// e_pos, e_neg, gap, sigma, post_sigma, entropy_grad (|c| mean).
-struct VeraOptions {
-  TORCH_ARG(double, entropy_weight) = 1.0;
-  TORCH_ARG(int64_t, posterior_samples) = 20;
-  TORCH_ARG(double, sigma_min) = 0.01;
-  TORCH_ARG(double, sigma_max) = 0.3;
-  TORCH_ARG(double, post_lr) = 0.02;
-  TORCH_ARG(double, init_post_sigma) = 0.1;
-  TORCH_ARG(double, alpha) = 0.0;
-  TORCH_ARG(double, grad_penalty) = 0.0;
-};
-
-class GeneratorImpl;
-class Vera : public Objective {
- public:
-  Vera(const VeraOptions& options, std::shared_ptr<GeneratorImpl> generator);
-  Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
-  std::vector<LearnedModule> learned_modules() override;
-  GeneratorImpl& generator() { return *generator_; }
-  // The entropy term's surrogate and the score estimate c [N, ...] at x
-  // (drawn from latents z [N, L]); exposed for tests.
-  torch::Tensor score_estimate(const torch::Tensor& x, const torch::Tensor& z, at::Generator& gen);
-  torch::Tensor post_log_sigma() const;
-
- private:
-  VeraOptions options_;
-  std::shared_ptr<GeneratorImpl> generator_;
-  std::shared_ptr<torch::nn::Module> posterior_;  // holds log s [L]
-};
-
 }  // namespace ebm

@@ -9,7 +9,7 @@
 
 #include "ebm/core/rng.h"
 #include "ebm/energy/generator.h"
-#include "ebm/objectives/objective.h"
+#include "ebm/objectives/learned.h"
 
 using namespace ebm;
 
