@@ -10,8 +10,9 @@
 #include "ebm/data/data.h"
 #include "ebm/energy/conv.h"
 #include "ebm/energy/energy.h"
+#include "ebm/energy/generator.h"
 #include "ebm/energy/resnet.h"
-#include "ebm/objectives/objective.h"
+#include "ebm/objectives/learned.h"
 #include "ebm/objectives/score_matching.h"
 #include "ebm/train/step.h"
 #include "ebm/sampling/sampling.h"
@@ -27,7 +28,10 @@ std::string Result::json() const {
 const std::vector<std::string>& workload_names() {
   static const std::vector<std::string> names = {"langevin-mlp", "langevin-mlp-64d", "pcd-mlp-2d",
                                                  "dsm-mlp-2d",   "ssm-mlp-2d",       "hmc-gauss-100d",
-                                                 "igebm-fmnist", "resnet-fmnist"};
+                                                 "igebm-fmnist", "resnet-fmnist",
+                                                 // (learned samplers against PCD: negatives alone, and whole steps)
+                                                 "negatives-pcd-fmnist", "negatives-generator-fmnist",
+                                                 "vera-fmnist", "vera-mlp-2d"};
   return names;
 }
 
@@ -75,6 +79,15 @@ Workload training(std::shared_ptr<Objective> objective, int64_t batch, double lr
   l.optimizer = std::make_unique<FusedAdam>(parts->energy->parameters(),
                                             torch::optim::AdamOptions(lr).betas({beta1, 0.999}));
   parts->learners.push_back(std::move(l));
+  for (auto& m : parts->objective->learned_modules()) {  // (a generator, ...: Adam at the same rate)
+    reset_parameters(*m.module, parts->gen);
+    Learner e;
+    e.name = m.name;
+    e.module = m.module;
+    e.optimizer = std::make_unique<FusedAdam>(m.module->parameters(),
+                                              torch::optim::AdamOptions(m.lr > 0 ? m.lr : lr).betas({beta1, 0.999}));
+    parts->learners.push_back(std::move(e));
+  }
   // (the workloads draw their own batches: the parts' data rows are unused)
   if (!draw) draw = [](int64_t n, at::Generator& gen) { return Batch{toy2d("8gaussians", n, gen), {}}; };
   parts->draw = [draw](const Dataset&, int64_t n, at::Generator& gen) { return draw(n, gen); };
@@ -107,6 +120,56 @@ Workload pcd_images(Energy net, uint64_t seed) {
   Dataset images{at::empty({8192, 1, 28, 28}).uniform_(-1, 1, data_gen), {}, "uniform noise"};
   return training(cd, 128, 1e-4, 0.0, seed, std::move(net),
                   [images](int64_t n, at::Generator& gen) { return draw_batch(images, n, gen); });
+}
+
+// The negatives of one PCD iteration alone, as igebm-fmnist draws them: 128
+// chains from the buffer, 60 Langevin steps on the conv energy (frozen).
+Workload negatives_pcd_images(uint64_t seed) {
+  auto gen = std::make_shared<at::Generator>(make_generator(seed, kStreamSample));
+  Energy net = ConvEnergy(ConvEnergyOptions({1, 28, 28})).ptr();
+  reset_parameters(*net, *gen);
+  for (auto& p : net->parameters()) p.requires_grad_(false);
+  auto buffer = std::make_shared<ReplayBuffer>(
+      ReplayBufferOptions(8192).reinit_prob(0.05).init("uniform").low(-1).high(1), std::vector<int64_t>{1, 28, 28});
+  auto sampler = std::make_shared<LangevinSampler>(
+      LangevinOptions(10.0).noise(0.005).grad_clip(0.03).clamp_min(-1).clamp_max(1));
+  return {[=] {
+            auto [x0, slots] = buffer->sample(128, *gen);
+            ChainState chains(x0);
+            sampler->run(*net, chains, 60, *gen);
+            buffer->push(chains.x, slots);
+          },
+          1.0, "negative-batches/s"};
+}
+
+// The same batch of negatives from a learned sampler: one pass of the deconv
+// generator (z of 64 dimensions, default widths) plus its noise.
+Workload negatives_generator_images(uint64_t seed) {
+  auto gen = std::make_shared<at::Generator>(make_generator(seed, kStreamSample));
+  auto g = std::make_shared<DeconvGeneratorImpl>(GeneratorOptions({1, 28, 28}).latent_dim(64));
+  reset_parameters(*g, *gen);
+  return {[=] {
+            torch::NoGradGuard ng;
+            auto mu = g->mean(g->latent(128, *gen));
+            auto x = mu + g->sigma() * at::normal(0.0, 1.0, mu.sizes(), *gen, mu.options());
+          },
+          1.0, "negative-batches/s"};
+}
+
+// A whole VERA iteration (energy, generator and posterior updates) with 20
+// posterior samples: on the igebm-fmnist conv energy and batch beside the
+// deconv generator, and on pcd-mlp-2d's MLP beside an MLP generator.
+Workload vera_images(uint64_t seed) {
+  auto g = std::make_shared<DeconvGeneratorImpl>(GeneratorOptions({1, 28, 28}).latent_dim(64));
+  auto data_gen = make_generator(seed, kStreamData);
+  Dataset images{at::empty({8192, 1, 28, 28}).uniform_(-1, 1, data_gen), {}, "uniform noise"};
+  return training(std::make_shared<Vera>(VeraOptions().alpha(0.1), g), 128, 1e-4, 0.0, seed,
+                  ConvEnergy(ConvEnergyOptions({1, 28, 28})).ptr(),
+                  [images](int64_t n, at::Generator& gen) { return draw_batch(images, n, gen); });
+}
+Workload vera_2d(uint64_t seed) {
+  auto g = std::make_shared<MLPGeneratorImpl>(GeneratorOptions({2}).latent_dim(8));
+  return training(std::make_shared<Vera>(VeraOptions().alpha(0.1), g), 256, 1e-4, 0.0, seed);
 }
 
 // HMC on a 100-d Gaussian, condition number 100 (variances log-spaced
@@ -144,6 +207,14 @@ Result run_workload(const std::string& name, double seconds, int threads, uint64
     w = pcd_images(ConvEnergy(ConvEnergyOptions({1, 28, 28})).ptr(), seed);
   } else if (name == "resnet-fmnist") {
     w = pcd_images(ResNetEnergy(ResNetEnergyOptions({1, 28, 28})).ptr(), seed);
+  } else if (name == "negatives-pcd-fmnist") {
+    w = negatives_pcd_images(seed);
+  } else if (name == "negatives-generator-fmnist") {
+    w = negatives_generator_images(seed);
+  } else if (name == "vera-fmnist") {
+    w = vera_images(seed);
+  } else if (name == "vera-mlp-2d") {
+    w = vera_2d(seed);
   } else if (name == "ssm-mlp-2d") {
     w = score_matching_2d(std::make_shared<SlicedScoreMatching>(SlicedScoreMatchingOptions()), seed);
   } else {

@@ -120,7 +120,10 @@ void Trainer::write_sample_grids(int64_t step) {
   if (auto* jem = dynamic_cast<Jem*>(parts_.objective.get())) cd = &jem->px();  // (its p(x) chains)
   const auto shape = data_.train.event_shape();
   const bool image = shape.size() == 3 && (shape[0] == 1 || shape[0] == 3);
-  if (cd == nullptr || !image) return;
+  GeneratorImpl* generator = nullptr;
+  for (auto& m : parts_.objective->learned_modules())
+    if (m.name == "generator") generator = dynamic_cast<GeneratorImpl*>(m.module.get());
+  if ((cd == nullptr && generator == nullptr) || !image) return;
   char name[32];
   std::snprintf(name, sizeof(name), "step-%06lld", static_cast<long long>(step));
   const std::string dir = out_ + "/samples/";
@@ -133,7 +136,11 @@ void Trainer::write_sample_grids(int64_t step) {
   EnergyImpl& energy = *parts_.energy;
   const int64_t k = energy.num_classes(), cols = k > 0 ? std::min<int64_t>(k, 10) : 8, n = cols * (k > 0 ? 10 : 8);
   auto gen = make_generator(cfg_.get_int("seed") + uint64_t(step), kStreamEval, device_);
-  ChainState chains(cd->buffer().init_samples(n, gen));  // (on the buffer's device, the run's)
+  std::vector<int64_t> grid_shape = shape;
+  grid_shape.insert(grid_shape.begin(), n);
+  ChainState chains(cd ? cd->buffer().init_samples(n, gen)  // (on the buffer's device, the run's)
+                       : at::empty(grid_shape, torch::TensorOptions(torch::kFloat).device(device_))
+                             .uniform_(map.lo, map.hi, gen));
   Energy target =
       at_labels(energy, k > 0 ? torch::arange(n, torch::kLong).remainder(cols).to(device_) : torch::Tensor());
   {
@@ -146,7 +153,16 @@ void Trainer::write_sample_grids(int64_t step) {
     energy.train(was_training);
   }
   write_image_grid(dir + name + ".png", chains.x.detach().cpu(), map.lo, map.hi, cols);
-  if (cd->buffer().filled()) {
+  if (generator != nullptr) {  // the learned sampler's draws, one pass each
+    torch::NoGradGuard ng;
+    const bool was_training = generator->is_training();
+    generator->eval();
+    auto mu = generator->mean(generator->latent(n, gen).to(device_));
+    auto x = (mu + generator->sigma() * at::normal(0.0, 1.0, mu.sizes(), gen, mu.options())).clamp(map.lo, map.hi);
+    generator->train(was_training);
+    write_image_grid(dir + name + "-generator.png", x.cpu(), map.lo, map.hi, cols);
+  }
+  if (cd != nullptr && cd->buffer().filled()) {
     const auto& b = cd->buffer().data();
     write_image_grid(dir + name + "-buffer.png", b.narrow(0, 0, std::min<int64_t>(n, b.size(0))).cpu(), map.lo,
                      map.hi, cols);

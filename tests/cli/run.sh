@@ -77,6 +77,9 @@ printf '[data]\nname = "8gaussians"\nn = 500\n[energy]\nhidden = [16]\n[generato
 "$EBM" train --config "$T/vera.toml" --out "$T/vera" >/dev/null 2>&1 \
   && "$EBM" sample --model "$T/vera/model.pt" --from generator --n 7 --out "$T/gen.csv" >/dev/null 2>&1 \
   && [ "$(wc -l <"$T/gen.csv")" -eq 8 ] || { echo "FAIL: vera train + sample --from generator"; fails=$((fails + 1)); }
+"$EBM" eval --model "$T/vera/model.pt" --task generator --n 500 --out "$T/gen.json" >/dev/null 2>&1 \
+  && grep -q '"modes_covered"' "$T/gen.json" || { echo "FAIL: eval --task generator"; fails=$((fails + 1)); }
+expect 65 "closed-form density" -- "$EBM" eval --model "$T/vera/model.pt" --task generator --dataset moons
 expect 65 "has no generator" -- "$EBM" sample --model "$M" --from generator --n 2 --out "$T/s.csv"
 expect 64 "from must be noise or generator" -- "$EBM" sample --model "$M" --from prior --n 2 --out "$T/s.csv"
 printf '[data]\nname = "8gaussians"\n[objective]\nname = "vera"\n[train]\nsteps = 5\n' >"$T/vera_nogen.toml"
