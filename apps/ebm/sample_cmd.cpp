@@ -19,6 +19,7 @@
 #include "ebm/model/compose.h"
 #include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
+#include "ebm/objectives/learned.h"
 #include "ebm/eval/images.h"
 
 namespace ebm::cli {
@@ -65,7 +66,7 @@ Runner add_sample(CLI::App& app) {
     std::string script, target, sampler, init, out, compose, from = "noise";
     int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0;
     double target_accept = 0;
-    bool no_adapt_mass = false, no_adapt = false;
+    bool no_adapt_mass = false, no_adapt = false, latent = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("sample", "draw samples from a model, a TorchScript energy or a built-in target");
@@ -114,6 +115,9 @@ Runner add_sample(CLI::App& app) {
   cmd->add_option("--from", a->from,
                   "where chains start: noise (default) or generator (a model trained with a generator, e.g. "
                   "objective.name = vera: its draws in one pass, refined by --steps, default 0)");
+  cmd->add_flag("--latent", a->latent,
+                "--from generator: refine in the generator's latent space instead (MALA on E(g(z)) + |z|^2 / 2, "
+                "--warmup steps adapting its step, then --steps)");
   cmd->add_option("--out", a->out, "draws: .csv, .npy or .png (final states: 2D scatter or image grid); .idx for images")
       ->required();
   add_common(cmd, a->common);
@@ -127,6 +131,7 @@ Runner add_sample(CLI::App& app) {
     EBM_CHECK_USAGE(a->from == "noise" || (a->models.size() == 1 && a->init.empty()),
                     "--from generator needs one --model (and no --init)");
     if (a->from == "generator" && steps_opt->count() == 0) a->steps = 0;
+    EBM_CHECK_USAGE(!a->latent || a->from == "generator", "--latent refines a generator's draws: add --from generator");
     EBM_CHECK_USAGE(a->steps >= 0, "--steps must be >= 0, got ", a->steps);
     EBM_CHECK_USAGE(a->warmup >= 0, "--warmup must be >= 0, got ", a->warmup);
     EBM_CHECK_USAGE(a->thin >= 0, "--thin must be >= 0, got ", a->thin);
@@ -201,8 +206,17 @@ Runner add_sample(CLI::App& app) {
       x0 = units.to_model(x0.reshape(batch_shape)).to(device);
     } else if (a->from == "generator") {
       Generator g = load_generator(a->models[0]);
+      g->to(device);
+      auto z = g->latent(a->n, gen).to(device);
+      if (a->latent) {  // (then no steps in data space)
+        auto r = refine_latents(*energy, *g, z, a->warmup, a->steps, 0.01, gen);
+        std::cerr << "latent MALA: " << a->warmup << " warm-up and " << a->steps << " steps of " << fmt(r.step)
+                  << ", acceptance " << fmt(r.accept, 3) << "\n";
+        z = r.z;
+        a->steps = a->warmup = 0;
+      }
       torch::NoGradGuard ng;
-      auto mu = g->mean(g->latent(a->n, gen));
+      auto mu = g->mean(z);
       x0 = (mu + g->sigma() * at::normal(0.0, 1.0, mu.sizes(), gen, mu.options())).reshape(batch_shape).to(device);
     } else if (info.pixels) {
       x0 = at::empty(batch_shape, torch::TensorOptions(torch::kFloat).device(device))

@@ -14,8 +14,12 @@ torch::Tensor learned_sampler_energy_loss(EnergyImpl& energy, const torch::Tenso
                                           const torch::Tensor& x_neg, double alpha, double grad_penalty,
                                           Output& out) {
   auto xp = grad_penalty > 0 ? x_pos.detach().requires_grad_(true) : x_pos;
-  auto e_pos = energy.energy(xp);
-  auto e_neg = energy.energy(x_neg);
+  // One training pass over [x+, x-]: spectral normalisation's power iteration
+  // updates its vectors in place once per pass, which a second pass would do
+  // under the first one's graph.
+  const int64_t n = x_pos.size(0);
+  auto e = energy.energy(torch::cat({xp, x_neg}));
+  auto e_pos = e.narrow(0, 0, n), e_neg = e.narrow(0, n, x_neg.size(0));
   auto loss = e_pos.mean() - e_neg.mean();
   if (alpha > 0) loss = loss + alpha * (e_pos.pow(2).mean() + e_neg.pow(2).mean());
   if (grad_penalty > 0) {
@@ -26,6 +30,14 @@ torch::Tensor learned_sampler_energy_loss(EnergyImpl& energy, const torch::Tenso
   out.metrics["e_neg"] = e_neg.mean().item<double>();
   out.metrics["gap"] = out.metrics["e_pos"] - out.metrics["e_neg"];
   return loss;
+}
+
+torch::Tensor energy_held(EnergyImpl& energy, const torch::Tensor& x) {
+  const bool was_training = energy.is_training();
+  energy.eval();
+  auto e = energy.energy(x);
+  energy.train(was_training);
+  return e;
 }
 
 namespace {
@@ -69,7 +81,7 @@ Output KimBengio::compute(EnergyImpl& energy, const Batch& batch, at::Generator&
   out.loss = learned_sampler_energy_loss(energy, x_pos, x_gen.detach(), options_.alpha(), options_.grad_penalty(),
                                          out);
   auto h = entropy_estimate(*generator_);
-  out.learner_losses["generator"] = energy.energy(x_gen).mean() - options_.entropy_weight() * h;
+  out.learner_losses["generator"] = energy_held(energy, x_gen).mean() - options_.entropy_weight() * h;
   out.metrics["entropy"] = h.item<double>();
   return out;
 }
@@ -151,6 +163,29 @@ torch::Tensor latent_mala_step(const LatentPotential& u, torch::Tensor& z, doubl
   return accept.to(z0.scalar_type());
 }
 
+LatentRefinement refine_latents(EnergyImpl& energy, GeneratorImpl& g, const torch::Tensor& z, int64_t warmup,
+                                int64_t steps, double step, at::Generator& gen) {
+  EBM_CHECK_CONFIG(warmup >= 0 && steps >= 0 && step > 0, "latent refinement: warm-up and steps must be >= 0 and the "
+                   "step > 0");
+  const bool was_training = g.is_training();
+  g.eval();
+  LatentPotential u = [&](const torch::Tensor& v) {
+    return energy_held(energy, g.mean(v)) + 0.5 * v.flatten(1).pow(2).sum(1);
+  };
+  LatentRefinement r;
+  r.z = z.detach().clone();
+  r.step = step;
+  for (int64_t k = 0; k < warmup; ++k) {
+    const double rate = latent_mala_step(u, r.z, r.step, gen).mean().item<double>();
+    r.step = std::clamp(r.step * std::exp(rate - 0.574), 1e-8, 10.0);
+  }
+  double accepted = 0;
+  for (int64_t k = 0; k < steps; ++k) accepted += latent_mala_step(u, r.z, r.step, gen).mean().item<double>();
+  r.accept = steps > 0 ? accepted / double(steps) : 0.0;
+  g.train(was_training);
+  return r;
+}
+
 Meg::Meg(const MegOptions& o, std::shared_ptr<GeneratorImpl> generator)
     : options_(o), generator_(std::move(generator)), step_(o.mala_step()) {
   EBM_CHECK_CONFIG(generator_ != nullptr, "objective.name = \"meg\" needs a generator (generator.name = mlp or deconv)");
@@ -178,7 +213,7 @@ Output Meg::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) 
     // Each chain's target is its own: batch norm from running statistics.
     generator_->eval();
     LatentPotential u = [&](const torch::Tensor& v) {
-      return energy.energy(generator_->mean(v)) + 0.5 * v.flatten(1).pow(2).sum(1);
+      return energy_held(energy, generator_->mean(v)) + 0.5 * v.flatten(1).pow(2).sum(1);
     };
     auto zr = z.detach().clone();
     double accepted = 0;
@@ -196,7 +231,7 @@ Output Meg::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) 
   out.loss = learned_sampler_energy_loss(energy, x_pos, x_neg, options_.alpha(), options_.grad_penalty(), out);
   auto mi = jsd_mutual_information(*stats_, x_gen, z);
   out.learner_losses["statistics"] = -mi;
-  out.learner_losses["generator"] = energy.energy(x_gen).mean() - options_.entropy_weight() * mi;
+  out.learner_losses["generator"] = energy_held(energy, x_gen).mean() - options_.entropy_weight() * mi;
   out.metrics["mi"] = mi.item<double>();
   return out;
 }

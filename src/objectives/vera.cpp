@@ -80,7 +80,7 @@ Output Vera::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen)
   // (the energy's parameters get no gradient from it: backward_all takes
   // each learner's gradient of its own loss).
   auto c = score_estimate(x_neg.detach(), z, gen);
-  auto e_gen = energy.energy(x_neg);
+  auto e_gen = energy_held(energy, x_neg);
   out.learner_losses["generator"] =
       e_gen.mean() - options_.entropy_weight() * (c * x_neg).flatten(1).sum(1).mean();
   // The proposal's scale: maximise the ELBO at the draws.

@@ -79,6 +79,10 @@ printf '[data]\nname = "8gaussians"\nn = 500\n[energy]\nhidden = [16]\n[generato
   && [ "$(wc -l <"$T/gen.csv")" -eq 8 ] || { echo "FAIL: vera train + sample --from generator"; fails=$((fails + 1)); }
 "$EBM" eval --model "$T/vera/model.pt" --task generator --n 500 --out "$T/gen.json" >/dev/null 2>&1 \
   && grep -q '"modes_covered"' "$T/gen.json" || { echo "FAIL: eval --task generator"; fails=$((fails + 1)); }
+"$EBM" sample --model "$T/vera/model.pt" --from generator --latent --warmup 3 --steps 3 --n 6 --out "$T/lat.csv" \
+  2>"$T/lat.err" >/dev/null && [ "$(wc -l <"$T/lat.csv")" -eq 7 ] && grep -q "latent MALA" "$T/lat.err" \
+  || { echo "FAIL: sample --from generator --latent"; fails=$((fails + 1)); }
+expect 64 "add --from generator" -- "$EBM" sample --model "$T/vera/model.pt" --latent --n 2 --out "$T/s.csv"
 expect 65 "closed-form density" -- "$EBM" eval --model "$T/vera/model.pt" --task generator --dataset moons
 expect 65 "has no generator" -- "$EBM" sample --model "$M" --from generator --n 2 --out "$T/s.csv"
 expect 64 "from must be noise or generator" -- "$EBM" sample --model "$M" --from prior --n 2 --out "$T/s.csv"

@@ -24,6 +24,11 @@ torch::Tensor learned_sampler_energy_loss(EnergyImpl& energy, const torch::Tenso
                                           const torch::Tensor& x_neg, double alpha, double grad_penalty,
                                           Output& out);
 
+// E(x) with the energy's spectral normalisation held as it stands (an
+// eval-mode pass): the generators' losses evaluate the energy after its own
+// training pass, whose graph holds the power iteration's vectors.
+torch::Tensor energy_held(EnergyImpl& energy, const torch::Tensor& x);
+
 // VERA (Grathwohl et al. 2021, "No MCMC for me"): a generator q(x) = g(z) +
 // sigma eps (z ~ N(0, I), eps ~ N(0, I)) gives the negatives in one pass;
 //   energy:    mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2)
@@ -48,7 +53,6 @@ struct VeraOptions {
   TORCH_ARG(double, grad_penalty) = 0.0;
 };
 
-class GeneratorImpl;
 class Vera : public Objective {
  public:
   Vera(const VeraOptions& options, std::shared_ptr<GeneratorImpl> generator);
@@ -119,6 +123,19 @@ torch::Tensor dv_mutual_information(StatisticsNetworkImpl& t, const torch::Tenso
 // Returns the per-row acceptance (0/1) and updates z in place.
 using LatentPotential = std::function<torch::Tensor(const torch::Tensor&)>;
 torch::Tensor latent_mala_step(const LatentPotential& u, torch::Tensor& z, double step, at::Generator& gen);
+
+// A generator's draws refined in its latent space (ebm sample --from
+// generator --latent): MALA on U(z) = E(g(z)) + |z|^2 / 2 from latents z
+// [N, L], `warmup` steps adapting the step from `step` toward 0.574
+// acceptance, then `steps` at the adapted step (a fixed kernel, so exp(-U)
+// is invariant). The generator is used in eval mode.
+struct LatentRefinement {
+  torch::Tensor z;    // [N, L]
+  double step = 0;    // the step used after the warm-up
+  double accept = 0;  // mean acceptance over the fixed-step steps
+};
+LatentRefinement refine_latents(EnergyImpl& energy, GeneratorImpl& g, const torch::Tensor& z, int64_t warmup,
+                                int64_t steps, double step, at::Generator& gen);
 // log q(to | from) = log N(to; from - step grad_from, 2 step I) per row.
 torch::Tensor mala_log_proposal(const torch::Tensor& to, const torch::Tensor& from, const torch::Tensor& grad_from,
                                 double step);

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ebm/core/rng.h"
+#include "ebm/energy/conv.h"
 #include "ebm/energy/generator.h"
 #include "ebm/objectives/learned.h"
 
@@ -126,4 +127,41 @@ TEST(MegLatentMala, KeepsTheTargetInvariant) {
   // itself): standard error sqrt(2 / 40000) = 0.007; 0.035 is 5 of them.
   EXPECT_NEAR(z.var().item<double>(), 1.0, 0.035);
   EXPECT_NEAR(z.mean().item<double>(), 0.0, 0.025);
+}
+
+// Every learned-sampler step on an image energy with spectral normalisation
+// (whose power iteration updates its vectors in place on each training pass)
+// backpropagates each learner's loss; before the energy took one training
+// pass over [x+, x-] and the generators' losses a held pass, autograd
+// refused (a saved vector modified in place).
+TEST(LearnedSamplers, StepOnASpectrallyNormalisedConvEnergy) {
+  const std::vector<int64_t> shape = {1, 8, 8};
+  auto gen = make_generator(9, kStreamTrain);
+  auto energy = ConvEnergy(ConvEnergyOptions(shape).spectral_norm(true));
+  energy->train();
+  Batch batch{at::empty({6, 1, 8, 8}).uniform_(-1, 1, gen), {}};
+  auto deconv = [&](bool bn) {
+    return std::make_shared<DeconvGeneratorImpl>(GeneratorOptions(shape).latent_dim(4).channels({4, 4}).batch_norm(bn));
+  };
+  std::vector<std::shared_ptr<Objective>> objectives = {
+      std::make_shared<Vera>(VeraOptions().posterior_samples(3).grad_penalty(0.1).alpha(0.1), deconv(false)),
+      std::make_shared<KimBengio>(KimBengioOptions().grad_penalty(0.1), deconv(true)),
+      std::make_shared<Meg>(MegOptions().stats_hidden({8}).mala_steps(2), deconv(false))};
+  for (auto& o : objectives) {
+    auto u0 = energy->buffers()[0].clone();
+    Output out = o->compute(*energy, batch, gen);
+    auto pe = energy->parameters();
+    auto ge = torch::autograd::grad({out.loss}, pe, {}, true);
+    for (auto& g : ge) EXPECT_TRUE(g.defined() && torch::isfinite(g).all().item<bool>());
+    for (const auto& [name, loss] : out.learner_losses) {
+      for (auto& m : o->learned_modules()) {
+        if (m.name != name) continue;
+        auto gm = torch::autograd::grad({loss}, m.module->parameters(), {}, true, false, true);
+        bool any = false;
+        for (auto& g : gm) any = any || (g.defined() && g.abs().sum().item<double>() > 0);
+        EXPECT_TRUE(any) << name;
+      }
+    }
+    EXPECT_FALSE(torch::equal(u0, energy->buffers()[0]));  // (one power iteration per step)
+  }
 }
