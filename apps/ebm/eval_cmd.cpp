@@ -26,13 +26,20 @@ Runner add_eval(CLI::App& app) {
     int64_t restarts = 1, purify = 0;
     double attack_step = 0;
     std::vector<std::string> out_data, score;
+    std::string target, schedule, transition, base;
+    int64_t temps = 1000, chains = 100, leapfrog = 10;
+    double step = 0.05;
+    bool reverse = false;
   };
   auto a = std::make_shared<Args>();
   const auto& tasks = eval_task_registry();
   std::string task_doc = "what to measure:";
   for (const auto& c : tasks.group().choices) task_doc += " " + c.name + " (" + c.doc + ")";
   auto* cmd = app.add_subcommand("eval", "evaluate a trained model");
-  cmd->add_option("--model", a->model, "model.pt from ebm train")->required();
+  auto* model = cmd->add_option("--model", a->model, "model.pt from ebm train");
+  auto* target = cmd->add_option("--target", a->target, "ais: an analytic target instead of a model (as ebm sample "
+                                 "--target: gaussian:dim=10, funnel, mixture, double_well, ...; its exact log Z is shown)");
+  model->excludes(target);
   cmd->add_option("--task", a->task, task_doc)->required();
   auto* d = cmd->add_option("--data", a->data, "test points (CSV/NPY)");
   auto* s = cmd->add_option("--dataset", a->dataset, "fresh points from a built-in toy set");
@@ -78,14 +85,27 @@ Runner add_eval(CLI::App& app) {
       cmd->add_option("--attack-step", a->attack_step, "robustness: PGD step size (default 2.5 eps / steps)");
   auto* purify = cmd->add_option("--purify", a->purify,
                                  "robustness: sampler transitions on E(x) before classifying (JEM's purification)");
+  auto* temps = cmd->add_option("--temps", a->temps, "ais: intermediate distributions (default 1000)");
+  auto* chains = cmd->add_option("--chains", a->chains, "ais: independent annealing runs (default 100)");
+  auto* schedule = cmd->add_option("--schedule", a->schedule, "ais: linear, geometric or sigmoid (default)");
+  auto* transition = cmd->add_option("--transition", a->transition, "ais: hmc (default) or mala");
+  auto* leapfrog = cmd->add_option("--leapfrog", a->leapfrog, "ais: HMC leapfrog steps per transition (default 10)");
+  auto* step = cmd->add_option("--step", a->step, "ais: the first step size, adapted per temperature (default 0.05)");
+  auto* base = cmd->add_option("--base", a->base, "ais: gaussian (fitted to --data, --dataset, a target's draws or "
+                               "the model's toy set), uniform (the pixel box of an image model) or auto (default)");
+  auto* reverse = cmd->add_flag("--reverse", a->reverse, "ais: also reverse AIS from samples (a target's exact draws: "
+                                "the two bracket log Z; a model's --steps sampler draws)");
   auto* n = cmd->get_option("--n");
   cmd->add_option("--out", a->out, "also write the result as JSON here (ood: OOD sets are given by --out-data)");
   add_common(cmd, a->common);
   return [a, &tasks, clusters, z, min_diff, features, reference, samples, steps, sampler, from, n, in_data, out_data,
-          score, labels, n_tasks, bins, plot, eps, norm, restarts, attack_step, purify]() -> int {
+          score, labels, n_tasks, bins, plot, eps, norm, restarts, attack_step, purify, temps, chains, schedule,
+          transition, leapfrog, step, base, reverse]() -> int {
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
                     tasks.known(), ")");
+    EBM_CHECK_USAGE(!a->model.empty() || (a->task == "ais" && !a->target.empty()),
+                    "eval: give --model FILE (--target NAME only with --task ais)");
     Config cfg(eval_task_schema());
     cfg.set_value("task.name", a->task);
     // (the 2D point tasks' keys; fid has its own)
@@ -113,7 +133,16 @@ Runner add_eval(CLI::App& app) {
     if (labels->count()) cfg.set_value("task.labels", a->labels);
     if (bins->count()) cfg.set_value("task.bins", a->bins);
     if (plot->count()) cfg.set_value("task.plot", a->plot);
-    if (a->task == "continual" || a->task == "generator" || a->task == "fid") cfg.set_value("task.model", a->model);
+    if (a->task == "continual" || a->task == "generator" || a->task == "fid" || a->task == "ais")
+      cfg.set_value("task.model", a->model);
+    if (temps->count()) cfg.set_value("task.temps", a->temps);
+    if (chains->count()) cfg.set_value("task.chains", a->chains);
+    if (schedule->count()) cfg.set_value("task.schedule", a->schedule);
+    if (transition->count()) cfg.set_value("task.transition", a->transition);
+    if (leapfrog->count()) cfg.set_value("task.leapfrog", a->leapfrog);
+    if (step->count()) cfg.set_value("task.step", a->step);
+    if (base->count()) cfg.set_value("task.base", a->base);
+    if (reverse->count()) cfg.set_value("task.reverse", a->reverse);
     if (from->count()) cfg.set_value("task.from", a->from);
     if (eps->count()) cfg.set_value("task.eps", a->eps);
     if (norm->count()) cfg.set_value("task.norm", a->norm);
@@ -126,7 +155,14 @@ Runner add_eval(CLI::App& app) {
     if (score->count()) cfg.set_value("task.score", joined(a->score, ","));
     cfg.validate();
     ModelInfo info;
-    Energy energy = load_model(a->model, &info);
+    Energy energy;
+    if (!a->target.empty()) {
+      auto t = make_target(a->target);
+      info.event_shape = t->event_shape();
+      energy = t;
+    } else {
+      energy = load_model(a->model, &info);
+    }
     EvalReport r = tasks.make(cfg, *energy, info);
     std::cout << r.text;
     if (!a->out.empty()) atomic_write_text(a->out, r.json.dump(2) + "\n");

@@ -255,6 +255,9 @@ const EvalTaskRegistry& eval_task_registry() {
             {"model", std::string(""), "the model file (set by --model)"},
             {"seed", int64_t(0), "seed of the draws"}}},
           fid_task);
+    r.add({"ais", "log Z and the test log-likelihood of any model or target by annealed importance sampling "
+                  "(--reverse: also from the model's samples)", ais_task_keys()},
+          ais_task);
     r.add({"generator", "a learned sampler's draws under the true density of 8gaussians or 25gaussians: mean log p, "
            "mode coverage", generator_task_keys()},
           generator_task);

@@ -84,6 +84,18 @@ printf '[data]\nname = "8gaussians"\nn = 500\n[energy]\nhidden = [16]\n[generato
   || { echo "FAIL: sample --from generator --latent"; fails=$((fails + 1)); }
 expect 64 "add --from generator" -- "$EBM" sample --model "$T/vera/model.pt" --latent --n 2 --out "$T/s.csv"
 expect 65 "closed-form density" -- "$EBM" eval --model "$T/vera/model.pt" --task generator --dataset moons
+# AIS: log Z of a target and of a model, its bad options.
+"$EBM" eval --task ais --target gaussian:dim=3 --temps 20 --chains 20 --reverse --out "$T/ais.json" >/dev/null 2>&1 \
+  && grep -q '"truth"' "$T/ais.json" && grep -q '"reverse"' "$T/ais.json" \
+  || { echo "FAIL: eval --task ais --target"; fails=$((fails + 1)); }
+"$EBM" eval --task ais --model "$M" --dataset moons --n 200 --temps 10 --chains 10 --out "$T/ais2.json" >/dev/null 2>&1 \
+  && grep -q '"nll"' "$T/ais2.json" || { echo "FAIL: eval --task ais --model"; fails=$((fails + 1)); }
+expect 64 "temps must be >= 1" -- "$EBM" eval --task ais --target gaussian --temps 0
+expect 64 "chains must be >= 1" -- "$EBM" eval --task ais --target gaussian --chains 0
+expect 64 "schedule must be" -- "$EBM" eval --task ais --target gaussian --schedule cubic
+expect 64 "only with --task ais" -- "$EBM" eval --task nll2d --target gaussian
+printf '1,2,3\n4,5,6\n' >"$T/three.csv"
+expect 65 "rows of 3 values" -- "$EBM" eval --task ais --model "$M" --data "$T/three.csv" --temps 2 --chains 2
 expect 65 "has no generator" -- "$EBM" sample --model "$M" --from generator --n 2 --out "$T/s.csv"
 expect 64 "from must be noise or generator" -- "$EBM" sample --model "$M" --from prior --n 2 --out "$T/s.csv"
 printf '[data]\nname = "8gaussians"\n[objective]\nname = "vera"\n[train]\nsteps = 5\n' >"$T/vera_nogen.toml"

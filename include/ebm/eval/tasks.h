@@ -39,4 +39,9 @@ std::shared_ptr<const Schema> eval_task_schema();
 std::vector<ConfigKey> generator_task_keys();
 EvalReport generator_task(const Config& c, EnergyImpl& energy, const ModelInfo& info);
 
+// `ais` (src/eval/ais_task.cpp): log Z by annealed importance sampling
+// (eval/partition.h), its reverse, and the test log-likelihood.
+std::vector<ConfigKey> ais_task_keys();
+EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info);
+
 }  // namespace ebm

@@ -1,0 +1,102 @@
+// Partition functions of any energy: log Z of exp(-E) by annealed importance
+// sampling (Neal 2001) along the geometric path from a normalised base
+// density p0 = exp(-E0) to exp(-E):
+//   E_b(x) = (1 - b) E0(x) + b E(x),  0 = b_0 < b_1 < ... < b_K = 1,
+// x ~ p0, then for k = 1..K: log w += (b_k - b_{k-1}) (E0(x) - E(x)) and x
+// moves by an MCMC kernel that leaves exp(-E_{b_k}) invariant (HMC or MALA of
+// the sampling module). E[w] = Z, so log Z ~ log mean w (biased low by
+// Jensen). Reverse AIS (Burda et al. 2015; Grosse et al. 2015) runs the path
+// backwards from samples of exp(-E) / Z and estimates log Z from above in
+// expectation when those samples are exact: with a sampler of the target both
+// together bracket log Z (the bidirectional sandwich).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "ebm/energy/energy.h"
+
+namespace ebm {
+
+// The base p0: a diagonal Gaussian N(mean, diag(std^2)) or the uniform
+// density on the box [lo, hi] (E0 = +inf outside it, so every intermediate
+// density and the target are restricted to the box: image models, whose
+// pixels live in a range). E0 is normalised: log Z0 = 0.
+class AisBase {
+ public:
+  static AisBase gaussian(torch::Tensor mean, torch::Tensor std);  // [D] each (float64)
+  static AisBase uniform(torch::Tensor lo, torch::Tensor hi);      // [D] each
+  // Fitted to rows x [N, ...]: their mean and standard deviation per
+  // coordinate (floored at 1e-3 of the largest), or their box widened by 10%.
+  static AisBase fit(const std::string& kind, const torch::Tensor& x);
+  torch::Tensor energy(const torch::Tensor& x) const;  // [N]: -log p0(x)
+  torch::Tensor grad(const torch::Tensor& x) const;    // dE0/dx (0 inside the box for uniform)
+  torch::Tensor sample(int64_t n, const std::vector<int64_t>& event_shape, at::Generator& gen) const;
+  const std::string& kind() const { return kind_; }
+  int64_t dim() const { return a_.size(0); }
+
+ private:
+  std::string kind_;  // gaussian | uniform
+  torch::Tensor a_, b_;  // mean, std | lo, hi
+};
+
+// The K + 1 inverse temperatures b_0 = 0 .. b_K = 1 of a schedule: linear,
+// geometric (b_1 = 1e-4 .. 1 log-spaced after 0) or sigmoid (Grosse et al.
+// 2015: sigma(delta (2k / K - 1)) rescaled to [0, 1], delta = 4).
+std::vector<double> ais_schedule(const std::string& kind, int64_t temps);
+
+// log mean exp of the weights [N] (float64) and its delta-method standard
+// error sd(w) / (sqrt(N) mean(w)); the effective sample size (sum w)^2 / sum w^2.
+double log_mean_exp(const torch::Tensor& log_w);
+double log_mean_exp_se(const torch::Tensor& log_w);
+double effective_sample_size(const torch::Tensor& log_w);
+
+struct AisOptions {
+  TORCH_ARG(int64_t, temps) = 1000;              // K >= 1
+  TORCH_ARG(std::string, schedule) = "sigmoid";  // linear | geometric | sigmoid
+  TORCH_ARG(int64_t, chains) = 100;              // independent runs >= 1
+  TORCH_ARG(std::string, transition) = "hmc";    // hmc | mala
+  TORCH_ARG(int64_t, leapfrog) = 10;             // HMC's leapfrog steps
+  TORCH_ARG(double, step) = 0.05;                // the first step size, adapted per temperature
+  TORCH_ARG(int64_t, bootstrap) = 200;           // resamples of the weights for the bootstrap SE
+};
+
+struct PartitionEstimate {
+  double log_z = 0;         // the estimate
+  double se = 0;            // its delta-method standard error
+  double se_bootstrap = 0;  // the bootstrap's, as a check
+  double ess = 0;           // effective sample size of the weights
+  double accept = 0;        // mean acceptance of the transitions
+  double final_step = 0;    // the step size at b = 1 (reverse: at b = 0)
+  torch::Tensor log_w;      // [chains]
+  torch::Tensor x;          // the chains' final states
+};
+
+// An estimator of log Z of any energy.
+class PartitionEstimator {
+ public:
+  virtual ~PartitionEstimator() = default;
+  virtual PartitionEstimate estimate(EnergyImpl& energy, at::Generator& gen) = 0;
+};
+
+// progress(k, K, b_k) is called after each temperature (may be empty).
+using AisProgress = std::function<void(int64_t, int64_t, double)>;
+
+class AnnealedImportanceSampling : public PartitionEstimator {
+ public:
+  AnnealedImportanceSampling(AisBase base, AisOptions options, AisProgress progress = {});
+  PartitionEstimate estimate(EnergyImpl& energy, at::Generator& gen) override;
+  // Reverse AIS from samples x [chains, ...] of exp(-E) / Z: each runs the
+  // path from b = 1 to 0, log w_rev += (b_k - b_{k-1}) (E(x) - E0(x)); the
+  // estimate is -log mean exp(log w_rev) (its log_w field holds log w_rev).
+  PartitionEstimate reverse(EnergyImpl& energy, const torch::Tensor& x, at::Generator& gen);
+
+ private:
+  AisBase base_;
+  AisOptions options_;
+  AisProgress progress_;
+};
+
+}  // namespace ebm

@@ -1,0 +1,167 @@
+// `ebm eval --task ais`: log Z of a model or an analytic target by annealed
+// importance sampling, optionally reversed or both, and the test
+// log-likelihood of given points.
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "ebm/core/error.h"
+#include "ebm/core/progress.h"
+#include "ebm/core/rng.h"
+#include "ebm/data/data.h"
+#include "ebm/eval/images.h"
+#include "ebm/eval/partition.h"
+#include "ebm/eval/tasks.h"
+#include "ebm/io/io.h"
+#include "ebm/model/inputs.h"
+
+namespace ebm {
+
+std::vector<ConfigKey> ais_task_keys() {
+  return {{"temps", int64_t(1000), "intermediate distributions K"},
+          {"chains", int64_t(100), "independent annealing runs"},
+          {"schedule", std::string("sigmoid"), "linear, geometric or sigmoid"},
+          {"transition", std::string("hmc"), "hmc or mala (step adapted per temperature)"},
+          {"leapfrog", int64_t(10), "HMC leapfrog steps per transition"},
+          {"step", 0.05, "the first step size"},
+          {"base", std::string("auto"), "gaussian, uniform or auto (images: the pixel box; else a Gaussian)"},
+          {"reverse", false, "also run reverse AIS from samples of the model (an estimate from above)"},
+          {"model", std::string(""), "the model file (set by --model)"},
+          {"data", std::string(""), "test points: their log-likelihood"},
+          {"dataset", std::string(""), "test points: a built-in set (toy sets: --n fresh points)"},
+          {"n", int64_t(10000), "points drawn for a toy --dataset"},
+          {"steps", int64_t(200), "reverse: sampler transitions per model sample (not exact: the gap is a check)"},
+          {"sampler", std::string(""), "reverse: sampler spec (default: the model's training sampler)"},
+          {"seed", int64_t(0), "seed"}};
+}
+
+namespace {
+struct Points {
+  torch::Tensor x;
+  std::string name;
+};
+
+Points test_points(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
+  const std::string data = c.get_string("task.data"), dataset = c.get_string("task.dataset");
+  Points p;
+  if (!data.empty()) {
+    p.name = data;
+    p.x = info.pixels ? read_model_input(data, info) : read_matrix(data);
+  } else if (!dataset.empty()) {
+    p.name = dataset;
+    if (is_toy2d(dataset)) {
+      auto gen = make_generator(c.get_int("task.seed"), kStreamTestData);
+      p.x = toy2d(dataset, c.get_int("task.n"), gen);
+    } else {
+      p.x = read_model_data(dataset, info);
+    }
+  }
+  if (p.x.defined())
+    EBM_CHECK_DATA(p.x[0].numel() == c10::multiply_integers(energy.event_shape()), p.name, ": rows of ",
+                   p.x[0].numel(), " values, the model's samples have ", c10::IntArrayRef(energy.event_shape()));
+  return p;
+}
+
+nlohmann::json estimate_json(const PartitionEstimate& r) {
+  return {{"log_z", r.log_z}, {"se", r.se}, {"se_bootstrap", r.se_bootstrap}, {"ess", r.ess},
+          {"accept", r.accept}, {"final_step", r.final_step}};
+}
+}  // namespace
+
+EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto shape = energy.event_shape();
+  const int64_t dim = c10::multiply_integers(shape);
+  auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
+  auto* target = dynamic_cast<AnalyticEnergyImpl*>(&energy);
+  Points test = test_points(c, energy, info);
+  // The base: the pixel box of an image model; else a Gaussian fitted to the
+  // test points, a target's exact draws or the model's own toy set.
+  std::string kind = c.get_string("task.base");
+  EBM_CHECK_USAGE(kind == "auto" || kind == "gaussian" || kind == "uniform",
+                  "ais: --base must be auto, gaussian or uniform, got '", kind, "'");
+  if (kind == "auto") kind = info.pixels ? "uniform" : "gaussian";
+  AisBase base;
+  if (info.pixels && kind == "uniform") {
+    base = AisBase::uniform(torch::full({dim}, info.pixels->lo, torch::kDouble),
+                            torch::full({dim}, info.pixels->hi, torch::kDouble));
+  } else {
+    torch::Tensor fit = test.x;
+    if (!fit.defined() && target != nullptr) fit = target->sample(2000, gen);
+    if (!fit.defined() && !info.data_toml.empty()) {
+      const std::string name = data_config(info.data_toml, c.get_string("task.model")).get_string("data.name");
+      if (is_toy2d(name)) fit = toy2d(name, 2000, gen);
+    }
+    EBM_CHECK_USAGE(fit.defined(), "ais: give --data FILE or --dataset NAME to fit the base to (or --base uniform "
+                    "for an image model)");
+    base = AisBase::fit(kind, fit);
+  }
+  EBM_CHECK_DATA(base.dim() == dim, "ais: a base of ", base.dim(), " dimensions for samples of ",
+                 c10::IntArrayRef(shape));
+  AisOptions o;
+  o.temps(c.get_int("task.temps"))
+      .chains(c.get_int("task.chains"))
+      .schedule(c.get_string("task.schedule"))
+      .transition(c.get_string("task.transition"))
+      .leapfrog(c.get_int("task.leapfrog"))
+      .step(c.get_float("task.step"));
+  Progress progress("ais", o.temps());
+  AnnealedImportanceSampling ais(base, o, [&](int64_t k, int64_t, double b) {
+    progress.update(k, "beta " + std::to_string(b));
+  });
+  auto fwd = ais.estimate(energy, gen);
+  progress.finish();
+  EvalReport out;
+  out.json = {{"task", "ais"},          {"base", base.kind()},           {"temps", o.temps()},
+              {"chains", o.chains()},   {"schedule", o.schedule()},     {"transition", o.transition()},
+              {"forward", estimate_json(fwd)}, {"log_z", fwd.log_z},   {"se", fwd.se}};
+  std::ostringstream os;
+  os << "AIS (" << o.temps() << " temperatures, " << o.chains() << " chains, " << o.schedule() << " schedule, "
+     << o.transition() << ", " << base.kind() << " base):\n"
+     << "  log Z " << fwd.log_z << " +- " << fwd.se << " (bootstrap " << fwd.se_bootstrap << "), ESS " << fwd.ess
+     << " of " << o.chains() << ", acceptance " << fwd.accept << "\n";
+  if (target != nullptr) {
+    out.json["truth"] = target->log_z();
+    os << "  exact log Z " << target->log_z() << " (error " << fwd.log_z - target->log_z() << ")\n";
+  }
+  if (c.get_bool("task.reverse")) {
+    // Exact draws of a target; a model's from its sampler (approximate).
+    torch::Tensor x = target != nullptr
+                          ? target->sample(o.chains(), gen)
+                          : draw_model_samples(energy, info, o.chains(), c.get_int("task.steps"),
+                                               c.get_string("task.sampler"), gen);
+    Progress rp("reverse ais", o.temps());
+    AnnealedImportanceSampling rev(base, o, [&](int64_t k, int64_t, double b) {
+      rp.update(k, "beta " + std::to_string(b));
+    });
+    auto r = rev.reverse(energy, x, gen);
+    rp.finish();
+    out.json["reverse"] = estimate_json(r);
+    out.json["reverse"]["exact_samples"] = target != nullptr;
+    os << "  reverse log Z " << r.log_z << " +- " << r.se << " (from " << (target ? "exact" : "the model's sampler's")
+       << " samples; forward - reverse " << fwd.log_z - r.log_z << ")\n";
+  }
+  if (test.x.defined()) {
+    torch::NoGradGuard ng;
+    auto e = energy.energy(test.x.to(torch::kFloat).to(fwd.x.scalar_type())).to(torch::kDouble);
+    const int64_t n = e.size(0);
+    const double nll = e.mean().item<double>() + fwd.log_z;
+    const double se = std::sqrt((n > 1 ? e.var().item<double>() / double(n) : 0.0) + fwd.se * fwd.se);
+    out.json["test"] = {{"points", test.name}, {"n", n}, {"nll", nll}, {"nll_se", se}};
+    os << "  test NLL " << nll << " +- " << se << " nats over " << n << " points of " << test.name;
+    if (info.pixels) {
+      // (8-bit pixels: the model's density over its range, per 1/256 bin)
+      const double range = info.pixels->hi - info.pixels->lo;
+      const double bpd = (nll + double(dim) * std::log(256.0 / range)) / (double(dim) * std::log(2.0));
+      out.json["test"]["bits_per_dim"] = bpd;
+      out.json["test"]["bits_per_dim_se"] = se / (double(dim) * std::log(2.0));
+      os << " (" << bpd << " bits per dimension)";
+    }
+    os << "\n";
+  }
+  out.json["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.text = os.str();
+  return out;
+}
+
+}  // namespace ebm

@@ -1,0 +1,247 @@
+// Annealed importance sampling and its reverse (eval/partition.h).
+#include "ebm/eval/partition.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/sampling/sampling.h"
+
+namespace ebm {
+
+namespace {
+const auto kF64 = torch::TensorOptions(torch::kDouble);
+
+// E_b = (1 - b) E0 + b E, the path's intermediate energy at b.
+class PathEnergyImpl : public EnergyImpl {
+ public:
+  PathEnergyImpl(EnergyImpl& target, const AisBase& base) : target_(target), base_(base) {}
+  void set_beta(double b) { beta_ = b; }
+  torch::Tensor energy(const torch::Tensor& x) override {
+    torch::NoGradGuard ng;
+    return combine(base_.energy(x), target_.energy(x).to(torch::kDouble)).to(x.scalar_type());
+  }
+  std::pair<torch::Tensor, torch::Tensor> energy_and_grad(const torch::Tensor& x) override {
+    auto [e, g] = target_.energy_and_grad(x);
+    auto e0 = base_.energy(x);
+    auto g0 = base_.grad(x).to(g.scalar_type());
+    return {combine(e0, e.to(torch::kDouble)).to(x.scalar_type()), (1 - beta_) * g0 + beta_ * g};
+  }
+  torch::Tensor grad(const torch::Tensor& x) override { return energy_and_grad(x).second; }
+  std::vector<int64_t> event_shape() const override { return target_.event_shape(); }
+
+ private:
+  // (b = 1 takes E alone: a uniform base keeps its +inf outside the box)
+  torch::Tensor combine(const torch::Tensor& e0, const torch::Tensor& e) const {
+    auto mixed = (1 - beta_) * e0 + beta_ * e;
+    if (base_.kind() == "uniform") mixed = torch::where(torch::isfinite(e0), mixed, e0);
+    return mixed;
+  }
+  EnergyImpl& target_;
+  const AisBase& base_;
+  double beta_ = 0;
+};
+
+torch::ScalarType energy_dtype(EnergyImpl& energy) {
+  auto p = energy.parameters();
+  if (!p.empty()) return p[0].scalar_type();
+  auto b = energy.buffers();
+  return b.empty() ? torch::kDouble : b[0].scalar_type();
+}
+
+double bootstrap_se(const torch::Tensor& log_w, int64_t resamples, at::Generator& gen) {
+  if (resamples < 2 || log_w.size(0) < 2) return 0;
+  const int64_t n = log_w.size(0);
+  auto idx = at::randint(0, n, {resamples, n}, gen, torch::TensorOptions(torch::kLong));
+  auto lw = log_w.index_select(0, idx.flatten()).view({resamples, n});
+  auto est = torch::logsumexp(lw, 1) - std::log(double(n));
+  return est.std().item<double>();
+}
+}  // namespace
+
+AisBase AisBase::gaussian(torch::Tensor mean, torch::Tensor std) {
+  EBM_CHECK_CONFIG(mean.dim() == 1 && std.sizes() == mean.sizes() && (std > 0).all().item<bool>(),
+                   "ais: a Gaussian base needs a mean and positive standard deviations of one dimension");
+  AisBase b;
+  b.kind_ = "gaussian";
+  b.a_ = mean.to(torch::kDouble);
+  b.b_ = std.to(torch::kDouble);
+  return b;
+}
+
+AisBase AisBase::uniform(torch::Tensor lo, torch::Tensor hi) {
+  EBM_CHECK_CONFIG(lo.dim() == 1 && hi.sizes() == lo.sizes() && (hi > lo).all().item<bool>(),
+                   "ais: a uniform base needs a box with hi > lo in every coordinate");
+  AisBase b;
+  b.kind_ = "uniform";
+  b.a_ = lo.to(torch::kDouble);
+  b.b_ = hi.to(torch::kDouble);
+  return b;
+}
+
+AisBase AisBase::fit(const std::string& kind, const torch::Tensor& x) {
+  EBM_CHECK_DATA(x.size(0) >= 2, "ais: fitting the base needs at least 2 rows, got ", x.size(0));
+  auto f = x.flatten(1).to(torch::kDouble);
+  if (kind == "gaussian") {
+    auto sd = f.std(0);
+    return gaussian(f.mean(0), sd.clamp_min(1e-3 * sd.max().item<double>() + 1e-12));
+  }
+  EBM_CHECK_CONFIG(kind == "uniform", "ais: --base must be gaussian or uniform, got '", kind, "'");
+  auto lo = std::get<0>(f.min(0)), hi = std::get<0>(f.max(0));
+  auto pad = 0.05 * (hi - lo) + 1e-6;
+  return uniform(lo - pad, hi + pad);
+}
+
+torch::Tensor AisBase::energy(const torch::Tensor& x) const {
+  auto f = x.flatten(1).to(torch::kDouble);
+  EBM_CHECK_DATA(f.size(1) == dim(), "ais: the base has ", dim(), " dimensions, the points ", f.size(1));
+  if (kind_ == "gaussian") {
+    const double c = 0.5 * double(dim()) * std::log(2 * M_PI) + b_.log().sum().item<double>();
+    return 0.5 * ((f - a_) / b_).pow(2).sum(1) + c;
+  }
+  const double logv = (b_ - a_).log().sum().item<double>();
+  auto inside = ((f >= a_) & (f <= b_)).all(1);
+  return torch::where(inside, torch::full({f.size(0)}, logv, kF64),
+                      torch::full({f.size(0)}, std::numeric_limits<double>::infinity(), kF64));
+}
+
+torch::Tensor AisBase::grad(const torch::Tensor& x) const {
+  if (kind_ == "uniform") return torch::zeros_like(x);
+  auto f = x.flatten(1).to(torch::kDouble);
+  return ((f - a_) / b_.pow(2)).view(x.sizes()).to(x.scalar_type());
+}
+
+torch::Tensor AisBase::sample(int64_t n, const std::vector<int64_t>& event_shape, at::Generator& gen) const {
+  std::vector<int64_t> shape = event_shape;
+  shape.insert(shape.begin(), n);
+  torch::Tensor f;
+  if (kind_ == "gaussian")
+    f = a_ + b_ * standard_normal({n, dim()}, gen, kF64);
+  else
+    f = a_ + (b_ - a_) * at::rand({n, dim()}, gen, kF64);
+  return f.view(shape);
+}
+
+std::vector<double> ais_schedule(const std::string& kind, int64_t temps) {
+  EBM_CHECK_USAGE(temps >= 1, "ais: --temps must be >= 1, got ", temps);
+  std::vector<double> b(temps + 1);
+  for (int64_t k = 0; k <= temps; ++k) {
+    const double t = double(k) / double(temps);
+    if (kind == "linear") {
+      b[k] = t;
+    } else if (kind == "geometric") {
+      b[k] = k == 0 ? 0.0 : std::pow(1e-4, 1.0 - double(k - 1) / double(std::max<int64_t>(temps - 1, 1)));
+    } else if (kind == "sigmoid") {
+      const double d = 4.0, lo = 1 / (1 + std::exp(d)), hi = 1 / (1 + std::exp(-d));
+      b[k] = (1 / (1 + std::exp(-d * (2 * t - 1))) - lo) / (hi - lo);
+    } else {
+      EBM_CHECK_USAGE(false, "ais: --schedule must be linear, geometric or sigmoid, got '", kind, "'");
+    }
+  }
+  b.front() = 0.0;
+  b.back() = 1.0;
+  return b;
+}
+
+double log_mean_exp(const torch::Tensor& log_w) {
+  return torch::logsumexp(log_w.to(torch::kDouble), 0).item<double>() - std::log(double(log_w.size(0)));
+}
+
+double log_mean_exp_se(const torch::Tensor& log_w) {
+  const int64_t n = log_w.size(0);
+  if (n < 2) return std::numeric_limits<double>::infinity();
+  auto w = (log_w.to(torch::kDouble) - log_w.max()).exp();
+  return (w.std() / (std::sqrt(double(n)) * w.mean())).item<double>();
+}
+
+double effective_sample_size(const torch::Tensor& log_w) {
+  auto w = (log_w.to(torch::kDouble) - log_w.max()).exp();
+  return (w.sum().pow(2) / w.pow(2).sum()).item<double>();
+}
+
+AnnealedImportanceSampling::AnnealedImportanceSampling(AisBase base, AisOptions options, AisProgress progress)
+    : base_(std::move(base)), options_(std::move(options)), progress_(std::move(progress)) {
+  EBM_CHECK_USAGE(options_.chains() >= 1, "ais: --chains must be >= 1, got ", options_.chains());
+  EBM_CHECK_USAGE(options_.transition() == "hmc" || options_.transition() == "mala",
+                  "ais: --transition must be hmc or mala, got '", options_.transition(), "'");
+  EBM_CHECK_USAGE(options_.leapfrog() >= 1, "ais: leapfrog steps must be >= 1, got ", options_.leapfrog());
+  EBM_CHECK_USAGE(options_.step() > 0, "ais: the step size must be > 0, got ", options_.step());
+  ais_schedule(options_.schedule(), options_.temps());  // (checks both)
+}
+
+namespace {
+// One pass along `betas` (increasing: forward; decreasing: reverse) from x,
+// each increment's weight then a transition at the new b (none at b = 0).
+PartitionEstimate anneal(EnergyImpl& energy, const AisBase& base, const AisOptions& o, const std::vector<double>& betas,
+                         torch::Tensor x, const AisProgress& progress, at::Generator& gen) {
+  const auto shape = energy.event_shape();
+  EBM_CHECK_DATA(c10::multiply_integers(shape) == base.dim(), "ais: the base has ", base.dim(),
+                 " dimensions, the energy's samples ", c10::IntArrayRef(shape));
+  PathEnergyImpl path(energy, base);
+  std::unique_ptr<Sampler> sampler;
+  double target = 0;
+  if (o.transition() == "hmc") {
+    sampler = std::make_unique<HMCSampler>(HMCOptions(o.step()).n_leapfrog(o.leapfrog()).jitter(0.2));
+    target = 0.65;
+  } else {
+    sampler = std::make_unique<MALASampler>(MALAOptions(o.step()));
+    target = 0.57;
+  }
+  const int64_t n = x.size(0), k_max = int64_t(betas.size()) - 1;
+  auto log_w = torch::zeros({n}, kF64);
+  ChainState chains(x);
+  double accepted = 0;
+  int64_t moves = 0;
+  torch::NoGradGuard ng;
+  for (int64_t k = 1; k <= k_max; ++k) {
+    const double db = betas[k] - betas[k - 1];
+    auto e = energy.energy(chains.x).to(torch::kDouble);
+    auto e0 = base.energy(chains.x);
+    // (the increment of the log weight; on a uniform base E0 is finite at every chain)
+    log_w += db * (e0 - e);
+    path.set_beta(betas[k]);
+    chains.invalidate();
+    if (betas[k] > 0) {
+      Stats st = sampler->step(path, chains, gen);
+      accepted += st.accept_rate;
+      ++moves;
+      // (adapted on the acceptance at the previous temperature)
+      sampler->set_step_size(std::clamp(sampler->step_size() * std::exp(st.accept_rate - target), 1e-8, 1e3));
+    }
+    if (progress) progress(k, k_max, betas[k]);
+  }
+  PartitionEstimate r;
+  r.log_w = log_w;
+  r.x = chains.x;
+  r.accept = moves > 0 ? accepted / double(moves) : 1.0;
+  r.final_step = sampler->step_size();
+  r.ess = effective_sample_size(log_w);
+  return r;
+}
+}  // namespace
+
+PartitionEstimate AnnealedImportanceSampling::estimate(EnergyImpl& energy, at::Generator& gen) {
+  auto x0 = base_.sample(options_.chains(), energy.event_shape(), gen).to(energy_dtype(energy));
+  auto r = anneal(energy, base_, options_, ais_schedule(options_.schedule(), options_.temps()), x0, progress_, gen);
+  r.log_z = log_mean_exp(r.log_w);
+  r.se = log_mean_exp_se(r.log_w);
+  r.se_bootstrap = bootstrap_se(r.log_w, options_.bootstrap(), gen);
+  return r;
+}
+
+PartitionEstimate AnnealedImportanceSampling::reverse(EnergyImpl& energy, const torch::Tensor& x, at::Generator& gen) {
+  EBM_CHECK_DATA(x.size(0) >= 1, "ais: reverse AIS needs samples of the model");
+  auto betas = ais_schedule(options_.schedule(), options_.temps());
+  std::reverse(betas.begin(), betas.end());
+  auto r = anneal(energy, base_, options_, betas, x.to(energy_dtype(energy)), progress_, gen);
+  // (the increments above are (b_k - b_{k-1}) (E0 - E) with b decreasing,
+  // which is log w_rev; E[w_rev] = Z0 / Z)
+  r.log_z = -log_mean_exp(r.log_w);
+  r.se = log_mean_exp_se(r.log_w);
+  r.se_bootstrap = bootstrap_se(r.log_w, options_.bootstrap(), gen);
+  return r;
+}
+
+}  // namespace ebm

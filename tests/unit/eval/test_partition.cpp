@@ -1,0 +1,83 @@
+// Annealed importance sampling's pieces against hand computations.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "ebm/core/rng.h"
+#include "ebm/energy/energy.h"
+#include "ebm/eval/partition.h"
+
+using namespace ebm;
+
+TEST(Partition, LogMeanExpAndItsErrorByHand) {
+  auto lw = torch::tensor({std::log(1.0), std::log(2.0), std::log(3.0), std::log(6.0)}, torch::kDouble);
+  EXPECT_NEAR(log_mean_exp(lw), std::log(3.0), 1e-12);
+  // w = 1, 2, 3, 6: mean 3, sample sd sqrt(14/3); se = sd / (sqrt(4) * 3)
+  EXPECT_NEAR(log_mean_exp_se(lw), std::sqrt(14.0 / 3.0) / 6.0, 1e-12);
+  EXPECT_NEAR(effective_sample_size(lw), 144.0 / 50.0, 1e-12);
+  // Shifts by a constant move the estimate and nothing else (no overflow at 1e4).
+  EXPECT_NEAR(log_mean_exp(lw + 1e4), std::log(3.0) + 1e4, 1e-9);
+  EXPECT_NEAR(log_mean_exp_se(lw + 1e4), std::sqrt(14.0 / 3.0) / 6.0, 1e-12);
+}
+
+TEST(Partition, SchedulesRunFromZeroToOneIncreasing) {
+  for (const char* kind : {"linear", "geometric", "sigmoid"}) {
+    for (int64_t k : {1, 2, 10, 1000}) {
+      auto b = ais_schedule(kind, k);
+      ASSERT_EQ(int64_t(b.size()), k + 1) << kind;
+      EXPECT_EQ(b.front(), 0.0) << kind;
+      EXPECT_EQ(b.back(), 1.0) << kind;
+      for (int64_t i = 1; i <= k; ++i) EXPECT_GT(b[i], b[i - 1]) << kind << " " << k << " at " << i;
+    }
+  }
+  EXPECT_NEAR(ais_schedule("linear", 4)[1], 0.25, 1e-15);
+  EXPECT_NEAR(ais_schedule("geometric", 5)[1], 1e-4, 1e-15);
+  EXPECT_NEAR(ais_schedule("sigmoid", 2)[1], 0.5, 1e-12);  // (symmetric)
+}
+
+// With one temperature AIS is importance sampling from the base: the
+// weights are exp(E0(x) - E(x)) at the base's draws, nothing else.
+TEST(Partition, OneTemperatureIsImportanceSamplingFromTheBase) {
+  auto target = make_target("gaussian:dim=3");
+  auto base = AisBase::gaussian(torch::full({3}, 0.5, torch::kDouble), torch::full({3}, 1.5, torch::kDouble));
+  AnnealedImportanceSampling ais(base, AisOptions().temps(1).chains(64));
+  auto gen = make_generator(7, kStreamEval);
+  auto r = ais.estimate(*target, gen);
+  auto gen2 = make_generator(7, kStreamEval);
+  auto x = base.sample(64, {3}, gen2);
+  auto lw = base.energy(x) - target->energy(x);
+  EXPECT_TRUE(torch::allclose(r.log_w, lw, 1e-12, 1e-12));
+  EXPECT_NEAR(r.log_z, log_mean_exp(lw), 1e-12);
+}
+
+// A base equal to the normalised target gives every weight log Z exactly.
+TEST(Partition, ExactBaseGivesExactWeights) {
+  auto target = std::make_shared<GaussianEnergyImpl>(torch::tensor({1.0, -2.0}, torch::kDouble),
+                                                     torch::diag(torch::tensor({4.0, 0.25}, torch::kDouble)));
+  auto base = AisBase::gaussian(torch::tensor({1.0, -2.0}, torch::kDouble), torch::tensor({2.0, 0.5}, torch::kDouble));
+  AnnealedImportanceSampling ais(base, AisOptions().temps(20).chains(16));
+  auto gen = make_generator(3, kStreamEval);
+  auto r = ais.estimate(*target, gen);
+  EXPECT_NEAR(r.log_z, target->log_z(), 1e-9);
+  EXPECT_NEAR(r.se, 0.0, 1e-9);
+}
+
+TEST(Partition, UniformBaseIsNormalisedOnItsBox) {
+  auto base = AisBase::uniform(torch::tensor({-1.0, 0.0}, torch::kDouble), torch::tensor({1.0, 4.0}, torch::kDouble));
+  auto e = base.energy(torch::tensor({{0.0, 1.0}, {2.0, 1.0}}, torch::kDouble));
+  EXPECT_NEAR(e[0].item<double>(), std::log(8.0), 1e-12);
+  EXPECT_TRUE(std::isinf(e[1].item<double>()));
+}
+
+TEST(Partition, BadOptionsAreRefused) {
+  auto base = AisBase::gaussian(torch::zeros({2}, torch::kDouble), torch::ones({2}, torch::kDouble));
+  EXPECT_THROW(AnnealedImportanceSampling(base, AisOptions().temps(0)), std::exception);
+  EXPECT_THROW(AnnealedImportanceSampling(base, AisOptions().chains(0)), std::exception);
+  EXPECT_THROW(AnnealedImportanceSampling(base, AisOptions().schedule("cubic")), std::exception);
+  EXPECT_THROW(AnnealedImportanceSampling(base, AisOptions().transition("nuts")), std::exception);
+  // A base of another dimension than the energy's samples.
+  auto target = make_target("gaussian:dim=3");
+  AnnealedImportanceSampling ais(base, AisOptions().temps(2).chains(4));
+  auto gen = make_generator(1, kStreamEval);
+  EXPECT_THROW(ais.estimate(*target, gen), std::exception);
+}
