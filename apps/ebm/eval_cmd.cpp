@@ -93,8 +93,8 @@ Runner add_eval(CLI::App& app) {
   auto* step = cmd->add_option("--step", a->step, "ais: the first step size, adapted per temperature (default 0.05)");
   auto* base = cmd->add_option("--base", a->base, "ais: gaussian (fitted to --data, --dataset, a target's draws or "
                                "the model's toy set), uniform (the pixel box of an image model) or auto (default)");
-  auto* reverse = cmd->add_flag("--reverse", a->reverse, "ais: also reverse AIS from samples (a target's exact draws: "
-                                "the two bracket log Z; a model's --steps sampler draws)");
+  auto* reverse = cmd->add_flag("--reverse,--bidirectional", a->reverse, "ais: also reverse AIS from samples (a target's exact "
+                                "draws: the two bracket log Z; a model's --steps sampler draws)");
   auto* n = cmd->get_option("--n");
   cmd->add_option("--out", a->out, "also write the result as JSON here (ood: OOD sets are given by --out-data)");
   add_common(cmd, a->common);
