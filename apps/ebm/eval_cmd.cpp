@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "ebm/core/error.h"
+#include "ebm/energy/script_energy.h"
 #include "ebm/eval/tasks.h"
 #include "ebm/io/io.h"
 #include "ebm/model/model.h"
@@ -26,7 +27,8 @@ Runner add_eval(CLI::App& app) {
     int64_t restarts = 1, purify = 0;
     double attack_step = 0;
     std::vector<std::string> out_data, score;
-    std::string target, schedule, transition, base;
+    std::string target, script, schedule, transition, base;
+    int64_t dim = 0;
     int64_t temps = 1000, chains = 100, leapfrog = 10;
     double step = 0.05;
     bool reverse = false;
@@ -39,7 +41,12 @@ Runner add_eval(CLI::App& app) {
   auto* model = cmd->add_option("--model", a->model, "model.pt from ebm train");
   auto* target = cmd->add_option("--target", a->target, "ais: an analytic target instead of a model (as ebm sample "
                                  "--target: gaussian:dim=10, funnel, mixture, double_well, ...; its exact log Z is shown)");
+  auto* script = cmd->add_option("--energy-script", a->script, "ais: a TorchScript energy instead of a model (as ebm "
+                                 "sample --energy-script; --data fits the base)");
+  cmd->add_option("--dim", a->dim, "ais: dimension of --target / --energy-script (0 = its default)");
   model->excludes(target);
+  model->excludes(script);
+  target->excludes(script);
   cmd->add_option("--task", a->task, task_doc)->required();
   auto* d = cmd->add_option("--data", a->data, "test points (CSV/NPY)");
   auto* s = cmd->add_option("--dataset", a->dataset, "fresh points from a built-in toy set");
@@ -104,8 +111,9 @@ Runner add_eval(CLI::App& app) {
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
                     tasks.known(), ")");
-    EBM_CHECK_USAGE(!a->model.empty() || (a->task == "ais" && !a->target.empty()),
-                    "eval: give --model FILE (--target NAME only with --task ais)");
+    EBM_CHECK_USAGE(!a->model.empty() || (a->task == "ais" && (!a->target.empty() || !a->script.empty())),
+                    "eval: give --model FILE (--target NAME or --energy-script FILE only with --task ais)");
+    EBM_CHECK_USAGE(a->dim >= 0, "--dim must be >= 0, got ", a->dim);
     Config cfg(eval_task_schema());
     cfg.set_value("task.name", a->task);
     // (the 2D point tasks' keys; fid has its own)
@@ -157,9 +165,11 @@ Runner add_eval(CLI::App& app) {
     ModelInfo info;
     Energy energy;
     if (!a->target.empty()) {
-      auto t = make_target(a->target);
-      info.event_shape = t->event_shape();
-      energy = t;
+      energy = make_target(a->target, a->dim);
+      info.event_shape = energy->event_shape();
+    } else if (!a->script.empty()) {
+      energy = std::make_shared<ScriptEnergyImpl>(a->script, a->dim);
+      info.event_shape = energy->event_shape();
     } else {
       energy = load_model(a->model, &info);
     }

@@ -90,6 +90,11 @@ expect 65 "closed-form density" -- "$EBM" eval --model "$T/vera/model.pt" --task
   || { echo "FAIL: eval --task ais --target"; fails=$((fails + 1)); }
 "$EBM" eval --task ais --model "$M" --dataset moons --n 200 --temps 10 --chains 10 --out "$T/ais2.json" >/dev/null 2>&1 \
   && grep -q '"nll"' "$T/ais2.json" || { echo "FAIL: eval --task ais --model"; fails=$((fails + 1)); }
+"$EBM" sample --target double_well --n 300 --steps 50 --out "$T/dw.npy" >/dev/null 2>&1 \
+  && "$EBM" eval --task ais --energy-script "$SRC/tests/data/double_well.pt" --data "$T/dw.npy" --temps 10 --chains 10 \
+    --out "$T/ais3.json" >/dev/null 2>&1 && grep -q '"log_z"' "$T/ais3.json" \
+  || { echo "FAIL: eval --task ais --energy-script"; fails=$((fails + 1)); }
+expect 64 "to fit the base to" -- "$EBM" eval --task ais --energy-script "$SRC/tests/data/double_well.pt"
 expect 64 "temps must be >= 1" -- "$EBM" eval --task ais --target gaussian --temps 0
 expect 64 "chains must be >= 1" -- "$EBM" eval --task ais --target gaussian --chains 0
 expect 64 "schedule must be" -- "$EBM" eval --task ais --target gaussian --schedule cubic
