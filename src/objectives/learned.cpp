@@ -12,19 +12,36 @@ namespace ebm {
 
 torch::Tensor learned_sampler_energy_loss(EnergyImpl& energy, const torch::Tensor& x_pos,
                                           const torch::Tensor& x_neg, double alpha, double grad_penalty,
-                                          Output& out) {
+                                          Output& out, const Batch* labelled, double ce_weight) {
   auto xp = grad_penalty > 0 ? x_pos.detach().requires_grad_(true) : x_pos;
   // One training pass over [x+, x-]: spectral normalisation's power iteration
   // updates its vectors in place once per pass, which a second pass would do
   // under the first one's graph.
   const int64_t n = x_pos.size(0);
-  auto e = energy.energy(torch::cat({xp, x_neg}));
+  const bool classify = ce_weight > 0;
+  torch::Tensor e, logits;
+  if (classify) {
+    EBM_CHECK_CONFIG(energy.num_classes() > 0 && labelled != nullptr,
+                     "objective.ce_weight > 0 trains a classifier: set energy.name = \"jem\" (or energy.conditional)");
+    auto ce = energy.class_energies(torch::cat({xp, x_neg}));
+    e = -torch::logsumexp(-ce, 1);
+    logits = -ce.narrow(0, 0, n);
+  } else {
+    e = energy.energy(torch::cat({xp, x_neg}));
+  }
   auto e_pos = e.narrow(0, 0, n), e_neg = e.narrow(0, n, x_neg.size(0));
   auto loss = e_pos.mean() - e_neg.mean();
   if (alpha > 0) loss = loss + alpha * (e_pos.pow(2).mean() + e_neg.pow(2).mean());
   if (grad_penalty > 0) {
     auto g = torch::autograd::grad({e_pos.sum()}, {xp}, {}, true, true)[0];
     loss = loss + grad_penalty * 0.5 * g.flatten(1).pow(2).sum(1).mean();
+  }
+  if (classify) {
+    auto y = checked_labels(energy, *labelled).to(logits.device());
+    auto ce = torch::nn::functional::cross_entropy(logits, y);
+    loss = loss + ce_weight * ce;
+    out.metrics["ce"] = ce.item<double>();
+    out.metrics["accuracy"] = (logits.detach().argmax(1) == y).to(torch::kDouble).mean().item<double>();
   }
   out.metrics["e_pos"] = e_pos.mean().item<double>();
   out.metrics["e_neg"] = e_neg.mean().item<double>();

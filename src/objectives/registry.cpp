@@ -114,7 +114,8 @@ const ObjectiveRegistry& objective_registry() {
             {"post_lr", 0.02, "Adam learning rate of the posterior proposal's scale"},
             {"init_post_sigma", 0.1, "the posterior proposal's scale at the start"},
             {"alpha", 0.0, "L2 energy penalty weight (mean E(x+)^2 + mean E(x-)^2)"},
-            {"grad_penalty", 0.0, "weight of 1/2 mean |dE/dx|^2 at the data"}}},
+            {"grad_penalty", 0.0, "weight of 1/2 mean |dE/dx|^2 at the data"},
+            {"ce_weight", 0.0, "> 0: VERA's JEM variant, this weight x the cross entropy of p(y | x) (energy.name = jem)"}}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             auto g = build_generator(c, shape);
             EBM_CHECK_CONFIG(g != nullptr, "objective.name = \"vera\" needs a generator: set generator.name "
@@ -127,7 +128,8 @@ const ObjectiveRegistry& objective_registry() {
                                               .post_lr(c.get_float("objective.post_lr"))
                                               .init_post_sigma(c.get_float("objective.init_post_sigma"))
                                               .alpha(c.get_float("objective.alpha"))
-                                              .grad_penalty(c.get_float("objective.grad_penalty")),
+                                              .grad_penalty(c.get_float("objective.grad_penalty"))
+                                              .ce_weight(c.get_float("objective.ce_weight")),
                                           g);
           });
     r.add({"kim_bengio",

@@ -21,6 +21,7 @@ Vera::Vera(const VeraOptions& o, std::shared_ptr<GeneratorImpl> generator)
     : options_(o), generator_(std::move(generator)) {
   EBM_CHECK_CONFIG(generator_ != nullptr, "objective.name = \"vera\" needs a generator (generator.name = mlp or deconv)");
   EBM_CHECK_CONFIG(o.entropy_weight() >= 0, "objective.entropy_weight must be >= 0, got ", o.entropy_weight());
+  EBM_CHECK_CONFIG(o.ce_weight() >= 0, "objective.ce_weight must be >= 0, got ", o.ce_weight());
   EBM_CHECK_CONFIG(o.posterior_samples() >= 1, "objective.posterior_samples must be >= 1, got ", o.posterior_samples());
   EBM_CHECK_CONFIG(o.sigma_min() > 0 && o.sigma_max() >= o.sigma_min(),
                    "objective.sigma_min and sigma_max must satisfy 0 < min <= max, got ", o.sigma_min(), ", ",
@@ -75,7 +76,8 @@ Output Vera::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen)
   const auto sigma = generator_->sigma();
   auto x_neg = mu + sigma * standard_normal(mu.sizes(), gen, mu.options());
   Output out;
-  out.loss = learned_sampler_energy_loss(energy, x_pos, x_neg.detach(), options_.alpha(), options_.grad_penalty(), out);
+  out.loss = learned_sampler_energy_loss(energy, x_pos, x_neg.detach(), options_.alpha(), options_.grad_penalty(), out,
+                                         &batch, options_.ce_weight());
   // The generator's: E at its draws minus the weighted entropy surrogate
   // (the energy's parameters get no gradient from it: backward_all takes
   // each learner's gradient of its own loss).

@@ -83,6 +83,10 @@ printf '[data]\nname = "8gaussians"\nn = 500\n[energy]\nhidden = [16]\n[generato
   2>"$T/lat.err" >/dev/null && [ "$(wc -l <"$T/lat.csv")" -eq 7 ] && grep -q "latent MALA" "$T/lat.err" \
   || { echo "FAIL: sample --from generator --latent"; fails=$((fails + 1)); }
 expect 64 "add --from generator" -- "$EBM" sample --model "$T/vera/model.pt" --latent --n 2 --out "$T/s.csv"
+"$EBM" train --config "$SRC/configs/moons-jem-vera.toml" --out "$T/jv" --set train.steps=5 --set data.n=500 \
+  --set objective.posterior_samples=2 --set eval.sample_steps=5 --set eval.sample_chains=50 >/dev/null 2>&1 \
+  && grep -q '"accuracy"' "$T/jv/metrics.jsonl" && [ -s "$T/jv/samples/decision.png" ] \
+  || { echo "FAIL: moons-jem-vera (VERA's JEM variant)"; fails=$((fails + 1)); }
 expect 65 "closed-form density" -- "$EBM" eval --model "$T/vera/model.pt" --task generator --dataset moons
 # AIS: log Z of a target and of a model, its bad options.
 "$EBM" eval --task ais --target gaussian:dim=3 --temps 20 --chains 20 --reverse --out "$T/ais.json" >/dev/null 2>&1 \

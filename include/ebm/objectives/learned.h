@@ -19,10 +19,14 @@ namespace ebm {
 class GeneratorImpl;
 
 // The energy's loss shared by the learned-sampler objectives (above), with
-// its e_pos, e_neg and gap metrics written into `out`.
+// its e_pos, e_neg and gap metrics written into `out`. With ce_weight > 0 on
+// a class-conditional energy (JEM's, energy.name = jem), ce_weight x the
+// cross entropy of p(y | x+) = softmax(-E(x+, y)) at the batch's labels y is
+// added (VERA's JEM variant: JEM's p(x) term with generator negatives), read
+// from the same training pass (metrics ce, accuracy).
 torch::Tensor learned_sampler_energy_loss(EnergyImpl& energy, const torch::Tensor& x_pos,
                                           const torch::Tensor& x_neg, double alpha, double grad_penalty,
-                                          Output& out);
+                                          Output& out, const Batch* labelled = nullptr, double ce_weight = 0);
 
 // E(x) with the energy's spectral normalisation held as it stands (an
 // eval-mode pass): the generators' losses evaluate the energy after its own
@@ -51,6 +55,7 @@ struct VeraOptions {
   TORCH_ARG(double, init_post_sigma) = 0.1;
   TORCH_ARG(double, alpha) = 0.0;
   TORCH_ARG(double, grad_penalty) = 0.0;
+  TORCH_ARG(double, ce_weight) = 0.0;  // > 0: VERA's JEM variant (a class-conditional energy)
 };
 
 class Vera : public Objective {

@@ -165,3 +165,36 @@ TEST(LearnedSamplers, StepOnASpectrallyNormalisedConvEnergy) {
     EXPECT_FALSE(torch::equal(u0, energy->buffers()[0]));  // (one power iteration per step)
   }
 }
+
+// VERA's JEM variant: with ce_weight the energy's loss gains exactly
+// ce_weight x the cross entropy of softmax(-E(x+, y)) at the labels, read
+// from the same pass; a non-classifier energy is refused.
+namespace {
+class TwoClassLinear : public EnergyImpl {
+ public:
+  TwoClassLinear() { l_ = register_module("l", torch::nn::Linear(2, 2)); }
+  torch::Tensor energy(const torch::Tensor& x) override { return -torch::logsumexp(-class_energies(x), 1); }
+  torch::Tensor class_energies(const torch::Tensor& x) override { return l_->forward(x); }
+  int64_t num_classes() const override { return 2; }
+  std::vector<int64_t> event_shape() const override { return {2}; }
+  torch::nn::Linear l_{nullptr};
+};
+}  // namespace
+
+TEST(LearnedSamplers, JemVariantAddsTheCrossEntropy) {
+  torch::manual_seed(3);
+  TwoClassLinear energy;
+  Batch batch{torch::randn({8, 2}), torch::tensor({0, 1, 1, 0, 1, 0, 0, 1}, torch::kLong)};
+  auto x_neg = torch::randn({8, 2});
+  Output a, b;
+  auto plain = learned_sampler_energy_loss(energy, batch.x, x_neg, 0.1, 0.0, a);
+  auto with_ce = learned_sampler_energy_loss(energy, batch.x, x_neg, 0.1, 0.0, b, &batch, 0.5);
+  auto ce = torch::nn::functional::cross_entropy(-energy.class_energies(batch.x), batch.y);
+  EXPECT_NEAR((with_ce - plain).item<double>(), 0.5 * ce.item<double>(), 1e-6);
+  EXPECT_NEAR(b.metrics.at("ce"), ce.item<double>(), 1e-6);
+  EXPECT_TRUE(b.metrics.count("accuracy"));
+  auto conv = ConvEnergy(ConvEnergyOptions({1, 8, 8}));
+  Batch images{torch::rand({2, 1, 8, 8}), torch::tensor({0, 1}, torch::kLong)};
+  Output c;
+  EXPECT_THROW(learned_sampler_energy_loss(*conv, images.x, images.x, 0, 0, c, &images, 1.0), std::exception);
+}
