@@ -29,7 +29,7 @@ Runner add_eval(CLI::App& app) {
     std::vector<std::string> out_data, score;
     std::string target, script, schedule, transition, base;
     int64_t dim = 0;
-    int64_t temps = 1000, chains = 100, leapfrog = 10;
+    int64_t temps = 1000, chains = 100, leapfrog = 10, moves = 1;
     double step = 0.05;
     bool reverse = false;
   };
@@ -96,6 +96,7 @@ Runner add_eval(CLI::App& app) {
   auto* chains = cmd->add_option("--chains", a->chains, "ais: independent annealing runs (default 100)");
   auto* schedule = cmd->add_option("--schedule", a->schedule, "ais: linear, geometric or sigmoid (default)");
   auto* transition = cmd->add_option("--transition", a->transition, "ais: hmc (default) or mala");
+  auto* moves = cmd->add_option("--moves", a->moves, "ais: transitions per temperature (default 1)");
   auto* leapfrog = cmd->add_option("--leapfrog", a->leapfrog, "ais: HMC leapfrog steps per transition (default 10)");
   auto* step = cmd->add_option("--step", a->step, "ais: the first step size, adapted per temperature (default 0.05)");
   auto* base = cmd->add_option("--base", a->base, "ais: gaussian (fitted to --data, --dataset, a target's draws or "
@@ -107,7 +108,7 @@ Runner add_eval(CLI::App& app) {
   add_common(cmd, a->common);
   return [a, &tasks, clusters, z, min_diff, features, reference, samples, steps, sampler, from, n, in_data, out_data,
           score, labels, n_tasks, bins, plot, eps, norm, restarts, attack_step, purify, temps, chains, schedule,
-          transition, leapfrog, step, base, reverse]() -> int {
+          transition, leapfrog, moves, step, base, reverse]() -> int {
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
                     tasks.known(), ")");
@@ -148,6 +149,7 @@ Runner add_eval(CLI::App& app) {
     if (schedule->count()) cfg.set_value("task.schedule", a->schedule);
     if (transition->count()) cfg.set_value("task.transition", a->transition);
     if (leapfrog->count()) cfg.set_value("task.leapfrog", a->leapfrog);
+    if (moves->count()) cfg.set_value("task.moves", a->moves);
     if (step->count()) cfg.set_value("task.step", a->step);
     if (base->count()) cfg.set_value("task.base", a->base);
     if (reverse->count()) cfg.set_value("task.reverse", a->reverse);

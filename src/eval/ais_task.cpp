@@ -22,6 +22,7 @@ std::vector<ConfigKey> ais_task_keys() {
           {"chains", int64_t(100), "independent annealing runs"},
           {"schedule", std::string("sigmoid"), "linear, geometric or sigmoid"},
           {"transition", std::string("hmc"), "hmc or mala (step adapted per temperature)"},
+          {"moves", int64_t(1), "transitions per temperature"},
           {"leapfrog", int64_t(10), "HMC leapfrog steps per transition"},
           {"step", 0.05, "the first step size"},
           {"base", std::string("auto"), "gaussian, uniform or auto (images: the pixel box; else a Gaussian)"},
@@ -103,6 +104,7 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
       .chains(c.get_int("task.chains"))
       .schedule(c.get_string("task.schedule"))
       .transition(c.get_string("task.transition"))
+      .moves(c.get_int("task.moves"))
       .leapfrog(c.get_int("task.leapfrog"))
       .step(c.get_float("task.step"));
   Progress progress("ais", o.temps());

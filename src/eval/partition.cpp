@@ -166,6 +166,7 @@ AnnealedImportanceSampling::AnnealedImportanceSampling(AisBase base, AisOptions 
   EBM_CHECK_USAGE(options_.chains() >= 1, "ais: --chains must be >= 1, got ", options_.chains());
   EBM_CHECK_USAGE(options_.transition() == "hmc" || options_.transition() == "mala",
                   "ais: --transition must be hmc or mala, got '", options_.transition(), "'");
+  EBM_CHECK_USAGE(options_.moves() >= 1, "ais: --moves must be >= 1, got ", options_.moves());
   EBM_CHECK_USAGE(options_.leapfrog() >= 1, "ais: leapfrog steps must be >= 1, got ", options_.leapfrog());
   EBM_CHECK_USAGE(options_.step() > 0, "ais: the step size must be > 0, got ", options_.step());
   ais_schedule(options_.schedule(), options_.temps());  // (checks both)
@@ -203,11 +204,11 @@ PartitionEstimate anneal(EnergyImpl& energy, const AisBase& base, const AisOptio
     log_w += db * (e0 - e);
     path.set_beta(betas[k]);
     chains.invalidate();
-    if (betas[k] > 0) {
+    for (int64_t m = 0; betas[k] > 0 && m < o.moves(); ++m) {
       Stats st = sampler->step(path, chains, gen);
       accepted += st.accept_rate;
       ++moves;
-      // (adapted on the acceptance at the previous temperature)
+      // (adapted on the acceptance of the previous transition)
       sampler->set_step_size(std::clamp(sampler->step_size() * std::exp(st.accept_rate - target), 1e-8, 1e3));
     }
     if (progress) progress(k, k_max, betas[k]);

@@ -89,7 +89,7 @@ expect 64 "add --from generator" -- "$EBM" sample --model "$T/vera/model.pt" --l
   || { echo "FAIL: moons-jem-vera (VERA's JEM variant)"; fails=$((fails + 1)); }
 expect 65 "closed-form density" -- "$EBM" eval --model "$T/vera/model.pt" --task generator --dataset moons
 # AIS: log Z of a target and of a model, its bad options.
-"$EBM" eval --task ais --target gaussian:dim=3 --temps 20 --chains 20 --reverse --out "$T/ais.json" >/dev/null 2>&1 \
+"$EBM" eval --task ais --target gaussian:dim=3 --temps 20 --chains 20 --moves 2 --reverse --out "$T/ais.json" >/dev/null 2>&1 \
   && grep -q '"truth"' "$T/ais.json" && grep -q '"reverse"' "$T/ais.json" \
   || { echo "FAIL: eval --task ais --target"; fails=$((fails + 1)); }
 "$EBM" eval --task ais --model "$M" --dataset moons --n 200 --temps 10 --chains 10 --out "$T/ais2.json" >/dev/null 2>&1 \

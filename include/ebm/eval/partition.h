@@ -58,6 +58,7 @@ struct AisOptions {
   TORCH_ARG(std::string, schedule) = "sigmoid";  // linear | geometric | sigmoid
   TORCH_ARG(int64_t, chains) = 100;              // independent runs >= 1
   TORCH_ARG(std::string, transition) = "hmc";    // hmc | mala
+  TORCH_ARG(int64_t, moves) = 1;                 // transitions per temperature >= 1
   TORCH_ARG(int64_t, leapfrog) = 10;             // HMC's leapfrog steps
   TORCH_ARG(double, step) = 0.05;                // the first step size, adapted per temperature
   TORCH_ARG(int64_t, bootstrap) = 200;           // resamples of the weights for the bootstrap SE

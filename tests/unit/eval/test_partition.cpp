@@ -73,6 +73,7 @@ TEST(Partition, BadOptionsAreRefused) {
   auto base = AisBase::gaussian(torch::zeros({2}, torch::kDouble), torch::ones({2}, torch::kDouble));
   EXPECT_THROW(AnnealedImportanceSampling(base, AisOptions().temps(0)), std::exception);
   EXPECT_THROW(AnnealedImportanceSampling(base, AisOptions().chains(0)), std::exception);
+  EXPECT_THROW(AnnealedImportanceSampling(base, AisOptions().moves(0)), std::exception);
   EXPECT_THROW(AnnealedImportanceSampling(base, AisOptions().schedule("cubic")), std::exception);
   EXPECT_THROW(AnnealedImportanceSampling(base, AisOptions().transition("nuts")), std::exception);
   // A base of another dimension than the energy's samples.
