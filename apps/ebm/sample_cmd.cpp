@@ -215,9 +215,7 @@ Runner add_sample(CLI::App& app) {
         z = r.z;
         a->steps = a->warmup = 0;
       }
-      torch::NoGradGuard ng;
-      auto mu = g->mean(z);
-      x0 = (mu + g->sigma() * at::normal(0.0, 1.0, mu.sizes(), gen, mu.options())).reshape(batch_shape).to(device);
+      x0 = g->draw(z, gen).reshape(batch_shape).to(device);
     } else if (info.pixels) {
       x0 = at::empty(batch_shape, torch::TensorOptions(torch::kFloat).device(device))
                .uniform_(info.pixels->lo, info.pixels->hi, gen);

@@ -23,6 +23,12 @@ torch::Tensor GeneratorImpl::act(const torch::Tensor& z) const {
   return options_.activation() == "relu" ? torch::relu(z) : apply_activation(options_.activation(), z);
 }
 
+torch::Tensor GeneratorImpl::draw(const torch::Tensor& z, at::Generator& gen) {
+  torch::NoGradGuard ng;
+  auto mu = mean(z);
+  return mu + sigma() * at::normal(0.0, 1.0, mu.sizes(), gen, mu.options());
+}
+
 MLPGeneratorImpl::MLPGeneratorImpl(GeneratorOptions o) : GeneratorImpl(std::move(o)) {
   const auto& shape = options_.event_shape();
   EBM_CHECK_CONFIG(shape.size() == 1 && shape[0] >= 1, "generator.name = \"mlp\" draws vectors [D]; the data have "

@@ -59,11 +59,7 @@ torch::Tensor draw_generator_samples(const std::string& model, EnergyImpl& energ
                                      int64_t steps, const std::string& spec, at::Generator& gen) {
   Generator g = load_generator(model);
   torch::Tensor x0;
-  {
-    torch::NoGradGuard ng;
-    auto mu = g->mean(g->latent(n, gen));
-    x0 = (mu + g->sigma() * at::normal(0.0, 1.0, mu.sizes(), gen, mu.options())).to(torch::kFloat);
-  }
+  x0 = g->draw(g->latent(n, gen), gen).to(torch::kFloat);
   if (auto* s = dynamic_cast<StandardizedEnergyImpl*>(&energy)) x0 = s->map().to_user(x0).to(torch::kFloat);
   if (info.pixels) x0 = x0.clamp(info.pixels->lo, info.pixels->hi);
   if (steps == 0) return x0;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
@@ -25,7 +26,11 @@ class PathEnergyImpl : public EnergyImpl {
   }
   std::pair<torch::Tensor, torch::Tensor> energy_and_grad(const torch::Tensor& x) override {
     auto [e, g] = target_.energy_and_grad(x);
-    auto e0 = base_.energy(x);
+    return at_target(x, base_.energy(x), e, g);
+  }
+  // E_b and its gradient at x from the base's energy e0 and the target's (e, g) there.
+  std::pair<torch::Tensor, torch::Tensor> at_target(const torch::Tensor& x, const torch::Tensor& e0,
+                                                    const torch::Tensor& e, const torch::Tensor& g) const {
     auto g0 = base_.grad(x).to(g.scalar_type());
     return {combine(e0, e.to(torch::kDouble)).to(x.scalar_type()), (1 - beta_) * g0 + beta_ * g};
   }
@@ -61,24 +66,19 @@ double bootstrap_se(const torch::Tensor& log_w, int64_t resamples, at::Generator
 }
 }  // namespace
 
+AisBase::AisBase(std::string kind, torch::Tensor a, torch::Tensor b)
+    : kind_(std::move(kind)), a_(a.to(torch::kDouble)), b_(b.to(torch::kDouble)) {}
+
 AisBase AisBase::gaussian(torch::Tensor mean, torch::Tensor std) {
   EBM_CHECK_CONFIG(mean.dim() == 1 && std.sizes() == mean.sizes() && (std > 0).all().item<bool>(),
                    "ais: a Gaussian base needs a mean and positive standard deviations of one dimension");
-  AisBase b;
-  b.kind_ = "gaussian";
-  b.a_ = mean.to(torch::kDouble);
-  b.b_ = std.to(torch::kDouble);
-  return b;
+  return AisBase("gaussian", mean, std);
 }
 
 AisBase AisBase::uniform(torch::Tensor lo, torch::Tensor hi) {
   EBM_CHECK_CONFIG(lo.dim() == 1 && hi.sizes() == lo.sizes() && (hi > lo).all().item<bool>(),
                    "ais: a uniform base needs a box with hi > lo in every coordinate");
-  AisBase b;
-  b.kind_ = "uniform";
-  b.a_ = lo.to(torch::kDouble);
-  b.b_ = hi.to(torch::kDouble);
-  return b;
+  return AisBase("uniform", lo, hi);
 }
 
 AisBase AisBase::fit(const std::string& kind, const torch::Tensor& x) {
@@ -198,12 +198,14 @@ PartitionEstimate anneal(EnergyImpl& energy, const AisBase& base, const AisOptio
   torch::NoGradGuard ng;
   for (int64_t k = 1; k <= k_max; ++k) {
     const double db = betas[k] - betas[k - 1];
-    auto e = energy.energy(chains.x).to(torch::kDouble);
+    // One pass of the target per temperature: its energy gives the increment
+    // of the log weight (on a uniform base E0 is finite at every chain), and
+    // with its gradient the new temperature's cached state for the move.
+    auto [e, g] = energy.energy_and_grad(chains.x);
     auto e0 = base.energy(chains.x);
-    // (the increment of the log weight; on a uniform base E0 is finite at every chain)
-    log_w += db * (e0 - e);
+    log_w += db * (e0 - e.to(torch::kDouble));
     path.set_beta(betas[k]);
-    chains.invalidate();
+    std::tie(chains.energy, chains.grad) = path.at_target(chains.x, e0, e, g);
     for (int64_t m = 0; betas[k] > 0 && m < o.moves(); ++m) {
       Stats st = sampler->step(path, chains, gen);
       accepted += st.accept_rate;

@@ -227,21 +227,16 @@ Output Meg::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) 
   torch::Tensor x_neg = x_gen.detach();
   Output out;
   if (options_.mala_steps() > 0) {
-    // Each chain's target is its own: batch norm from running statistics.
-    generator_->eval();
-    LatentPotential u = [&](const torch::Tensor& v) {
-      return energy_held(energy, generator_->mean(v)) + 0.5 * v.flatten(1).pow(2).sum(1);
-    };
-    auto zr = z.detach().clone();
-    double accepted = 0;
-    for (int64_t k = 0; k < options_.mala_steps(); ++k) accepted += latent_mala_step(u, zr, step_, gen).mean().item<double>();
-    const double rate = accepted / double(options_.mala_steps());
+    // (each chain's target is its own: batch norm from running statistics)
+    const auto r = refine_latents(energy, *generator_, z, 0, options_.mala_steps(), step_, gen);
+    const double rate = r.accept;
     step_ = std::clamp(step_ * std::exp(0.5 * (rate - 0.574)), 1e-6, 10.0);
     {
       torch::NoGradGuard ng;
-      x_neg = generator_->mean(zr);
+      generator_->eval();
+      x_neg = generator_->mean(r.z);
+      generator_->train();
     }
-    generator_->train();
     out.metrics["mala_accept"] = rate;
     out.metrics["mala_step"] = step_;
   }

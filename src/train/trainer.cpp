@@ -154,11 +154,9 @@ void Trainer::write_sample_grids(int64_t step) {
   }
   write_image_grid(dir + name + ".png", chains.x.detach().cpu(), map.lo, map.hi, cols);
   if (generator != nullptr) {  // the learned sampler's draws, one pass each
-    torch::NoGradGuard ng;
     const bool was_training = generator->is_training();
     generator->eval();
-    auto mu = generator->mean(generator->latent(n, gen).to(device_));
-    auto x = (mu + generator->sigma() * at::normal(0.0, 1.0, mu.sizes(), gen, mu.options())).clamp(map.lo, map.hi);
+    auto x = generator->draw(generator->latent(n, gen).to(device_), gen).clamp(map.lo, map.hi);
     generator->train(was_training);
     write_image_grid(dir + name + "-generator.png", x.cpu(), map.lo, map.hi, cols);
   }

@@ -38,6 +38,8 @@ class GeneratorImpl : public torch::nn::Module {
   torch::Tensor latent(int64_t n, at::Generator& gen) const;
   // sigma (differentiable), clamped where the objective keeps it.
   torch::Tensor sigma() const { return log_sigma_.exp(); }
+  // Draws g(z) + sigma eps, eps ~ N(0, I) from `gen` (no gradient taken).
+  torch::Tensor draw(const torch::Tensor& z, at::Generator& gen);
   torch::Tensor& log_sigma() { return log_sigma_; }
   // The batch-norm scales gamma of every normalised layer (Kim & Bengio).
   virtual std::vector<torch::Tensor> batch_norm_scales() const = 0;

@@ -13,6 +13,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@ namespace ebm {
 // pixels live in a range). E0 is normalised: log Z0 = 0.
 class AisBase {
  public:
+  AisBase() = default;
   static AisBase gaussian(torch::Tensor mean, torch::Tensor std);  // [D] each (float64)
   static AisBase uniform(torch::Tensor lo, torch::Tensor hi);      // [D] each
   // Fitted to rows x [N, ...]: their mean and standard deviation per
@@ -38,6 +40,7 @@ class AisBase {
   int64_t dim() const { return a_.size(0); }
 
  private:
+  AisBase(std::string kind, torch::Tensor a, torch::Tensor b);
   std::string kind_;  // gaussian | uniform
   torch::Tensor a_, b_;  // mean, std | lo, hi
 };
