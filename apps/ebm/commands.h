@@ -22,6 +22,13 @@ void add_common(CLI::App* cmd, Common& common);
 // bad value or a device this build or machine lacks.
 c10::Device apply_common(const Common& common);
 
+// `--nproc N` (launch.cpp): main remembers the command line; launch_local
+// runs it again as N local ranks of one data-parallel run and returns the
+// first failing rank's exit code (0 when all succeed), killing ranks that
+// outlive a failure by grace_s seconds.
+void remember_argv(int argc, char** argv);
+int launch_local(int64_t nproc, double grace_s);
+
 using Runner = std::function<int()>;
 Runner add_train(CLI::App& app);
 Runner add_sample(CLI::App& app);

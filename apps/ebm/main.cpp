@@ -55,6 +55,7 @@ std::string first_line(const std::string& s) {
 int main(int argc, char** argv) {
   using namespace ebm;
   keep_freed_memory();
+  cli::remember_argv(argc, argv);
   CLI::App app{"ebm: energy-based models on LibTorch"};
   app.require_subcommand(1);
   std::map<CLI::App*, cli::Runner> runners;

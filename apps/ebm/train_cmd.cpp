@@ -1,4 +1,5 @@
-// ebm train --config FILE [--set key=value]... [--out DIR] [--resume]
+// ebm train --config FILE [--set key=value]... [--out DIR] [--resume] [--nproc N]
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -8,6 +9,7 @@
 #include "ebm/data/data.h"
 #include "ebm/eval/report.h"
 #include "ebm/io/io.h"
+#include "ebm/train/distributed.h"
 #include "ebm/train/train.h"
 
 namespace ebm::cli {
@@ -17,6 +19,7 @@ struct TrainArgs {
   std::string config, out;
   std::vector<std::string> sets;
   bool resume = false, force = false, help_config = false;
+  int64_t nproc = 1;
 };
 
 }  // namespace
@@ -30,6 +33,10 @@ Runner add_train(CLI::App& app) {
   cmd->add_flag("--resume", args->resume, "continue from <out>/checkpoint.pt");
   cmd->add_flag("--force", args->force, "start over in an <out> that already holds a run");
   cmd->add_flag("--help-config", args->help_config, "list every config key and exit");
+  cmd->add_option("--nproc", args->nproc,
+                  "data-parallel: start N local ranks (or run as one rank of torchrun's RANK, WORLD_SIZE, "
+                  "MASTER_ADDR, MASTER_PORT)")
+      ->capture_default_str();
   add_common(cmd, args->common);
   return [args]() -> int {
     Config cfg = make_train_config();
@@ -38,6 +45,11 @@ Runner add_train(CLI::App& app) {
       return 0;
     }
     EBM_CHECK_USAGE(!args->config.empty(), "train: --config FILE is required");
+    EBM_CHECK_USAGE(args->nproc >= 1 && args->nproc <= 256, "--nproc must be in 1 .. 256, got ", args->nproc);
+    const DistConfig dist = dist_config_from_env();
+    if (args->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(args->nproc, 20.0);
+    EBM_CHECK_USAGE(args->nproc == 1 || args->nproc == dist.world, "--nproc ", args->nproc,
+                    " disagrees with WORLD_SIZE=", dist.world);
     const c10::Device device = apply_common(args->common);
     cfg.load_file(args->config);
     for (const auto& s : args->sets) cfg.set(s);
@@ -54,6 +66,7 @@ Runner add_train(CLI::App& app) {
                      ExitCode::kMissingInput, "--out ", out, ": exists and is not a directory");
     }
     Trainer trainer(cfg, out, device);
+    if (dist.world > 1) trainer.distribute(std::make_shared<Collective>(dist));
     // A 2D run ends with the test NLL: its split must hold points for it.
     const auto& test = trainer.data().test;
     EBM_CHECK_DATA(test.event_shape() != std::vector<int64_t>{2} || test.size() >= 2, test.description, ": ",
@@ -61,6 +74,7 @@ Runner add_train(CLI::App& app) {
                    cfg.get_float("data.test_fraction"), "; the test NLL needs at least 2");
     auto t0 = std::chrono::steady_clock::now();
     int64_t rollbacks = trainer.run(args->resume);
+    if (!trainer.lead()) return 0;  // (rank 0 reports)
     trainer.energy().to(torch::kCPU);  // (the report's pictures and quadrature run on the CPU)
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << "trained " << trainer.step() << " steps in " << secs << " s ("

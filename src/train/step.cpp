@@ -7,6 +7,7 @@
 #include "ebm/core/rng.h"
 #include "ebm/data/tasks.h"
 #include "ebm/model/model.h"
+#include "ebm/train/distributed.h"
 
 namespace ebm {
 
@@ -80,13 +81,30 @@ StepResult train_step(TrainParts& parts, const StepOptions& options) {
     return it == r.output.metrics.end() || std::abs(it->second) <= limit;
   };
   r.diverged = !std::isfinite(r.loss) || !within("e_pos") || !within("e_neg");
+  Collective* coll = options.collective();
+  if (coll != nullptr && coll->world() > 1) {
+    // (one message: the divergence vote, then the loss and metrics to average;
+    // every rank runs the same objective, so the keys agree)
+    std::vector<double> v = {r.diverged ? 1.0 : 0.0, r.loss};
+    for (const auto& [k, x] : r.output.metrics) v.push_back(x);
+    v = coll->sum(v);
+    const double n = double(coll->world());
+    r.diverged = v[0] > 0;
+    r.loss = v[1] / n;
+    size_t i = 2;
+    for (auto& [k, x] : r.output.metrics) x = v[i++] / n;
+  }
   if (r.diverged) return r;
   backward_all(parts, r.output);
   if (options.after_backward()) options.after_backward()(parts);
+  if (coll != nullptr) coll->average_gradients(parts.learners);
   for (auto& l : parts.learners) {
     if (l.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params_of(l), l.grad_clip);
     l.optimizer->step();
   }
+  if (coll != nullptr) coll->broadcast_buffers(parts.learners);
+  // (data-parallel ranks hold bit-identical weights here: the same averaged
+  // gradients through the same optimiser arithmetic, so they agree unasked)
   r.diverged = options.check_weights() && !all_finite(parts.learners);
   if (!r.diverged) ++parts.step;
   return r;

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -17,6 +18,7 @@
 #include "ebm/objectives/objective.h"
 #include "ebm/sampling/registry.h"
 #include "ebm/train/continual.h"
+#include "ebm/train/distributed.h"
 #include "ebm/train/train.h"
 
 namespace fs = std::filesystem;
@@ -85,6 +87,52 @@ void check_same_energy(const Config& cfg, const std::string& out) {
     if (!ga && !gb) return;
   }
 }
+
+// Rows rank, rank + world, ... of `d`.
+Dataset shard(const Dataset& d, int64_t rank, int64_t world) {
+  EBM_CHECK_DATA(d.size() >= world, d.description, ": ", d.size(), " training rows cannot be shared by ", world,
+                 " ranks");
+  auto idx = torch::arange(rank, d.size(), world, torch::TensorOptions(torch::kLong).device(d.x.device()));
+  Dataset s = d;
+  s.x = d.x.index_select(0, idx);
+  if (d.y.defined()) s.y = d.y.index_select(0, idx);
+  return s;
+}
+
+// A data-parallel checkpoint: every rank's snapshot, in rank order.
+std::string pack_ranks(const std::vector<std::string>& states) {
+  torch::serialize::OutputArchive ar;
+  ar.write("world_size", torch::tensor(int64_t(states.size())));
+  for (size_t k = 0; k < states.size(); ++k) {
+    auto t = torch::empty({int64_t(states[k].size())}, torch::kUInt8);
+    std::memcpy(t.data_ptr<uint8_t>(), states[k].data(), states[k].size());
+    ar.write("rank." + std::to_string(k), t);
+  }
+  std::ostringstream os;
+  ar.save_to(os);
+  return os.str();
+}
+
+// This rank's snapshot in a checkpoint's bytes (a single-process checkpoint
+// is its own snapshot); kBadConfig when the world sizes differ.
+std::string unpack_rank(const std::string& bytes, int64_t rank, int64_t world, const std::string& path) {
+  torch::serialize::InputArchive ar;
+  torch::Tensor ws;
+  int64_t saved = 1;
+  try {
+    std::istringstream is(bytes);
+    ar.load_from(is);
+    if (ar.try_read("world_size", ws)) saved = ws.item<int64_t>();
+  } catch (const c10::Error&) {
+    return bytes;  // (restore names what is wrong with it)
+  }
+  EBM_CHECK_CONFIG(saved == world, "--resume: the checkpoint was written by ", saved, " rank", saved == 1 ? "" : "s",
+                   ", this run has ", world, ": resume with the same number of processes");
+  if (saved == 1 && !ws.defined()) return bytes;
+  torch::Tensor t;
+  ar.read("rank." + std::to_string(rank), t);
+  return std::string(reinterpret_cast<const char*>(t.data_ptr<uint8_t>()), size_t(t.numel()));
+}
 }  // namespace
 
 Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
@@ -109,6 +157,18 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   }
   parts_ = build_parts(cfg_, data_.model_train(), device_, data_.pixels);
 }
+
+void Trainer::distribute(std::shared_ptr<Collective> collective) {
+  coll_ = std::move(collective);
+  if (!coll_ || coll_->world() == 1) return;
+  const int64_t rank = coll_->rank(), world = coll_->world();
+  parts_.gen = run_generator(cfg_, kStreamTrain, rank, device_);
+  parts_.data = shard(parts_.data, rank, world);
+  for (auto& t : parts_.tasks) t = shard(t, rank, world);
+  coll_->broadcast_parameters(parts_.learners);
+}
+
+bool Trainer::lead() const { return !coll_ || coll_->rank() == 0; }
 
 Energy Trainer::user_energy() {
   if (!data_.transform.defined()) return parts_.energy;
@@ -196,7 +256,9 @@ void Trainer::end_task(int64_t k, std::ostream& metrics) {
 }
 
 void Trainer::save_checkpoint(const std::string& path) {
-  const std::string bytes = snapshot(parts_);
+  std::string bytes = snapshot(parts_);
+  if (coll_ && coll_->world() > 1) bytes = pack_ranks(coll_->all_gather(bytes));
+  if (!lead()) return;
   atomic_write(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary);
     out.write(bytes.data(), std::streamsize(bytes.size()));
@@ -205,12 +267,19 @@ void Trainer::save_checkpoint(const std::string& path) {
 }
 
 void Trainer::load_checkpoint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EBM_CHECK_CODE(in.good(), ExitCode::kMissingInput, path, ": cannot open checkpoint (nothing to resume)");
-  std::stringstream ss;
-  ss << in.rdbuf();
+  // (rank 0 reads it and hands it to the others: their file systems need not
+  // hold the run directory)
+  std::string bytes;
+  if (lead()) {
+    std::ifstream in(path, std::ios::binary);
+    EBM_CHECK_CODE(in.good(), ExitCode::kMissingInput, path, ": cannot open checkpoint (nothing to resume)");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    bytes = ss.str();
+  }
+  if (coll_) bytes = coll_->broadcast(bytes);
   try {
-    restore(parts_, ss.str());
+    restore(parts_, unpack_rank(bytes, coll_ ? coll_->rank() : 0, coll_ ? coll_->world() : 1, path));
   } catch (const Error& e) {
     fail(e.code(), path, ": ", e.what());
   } catch (const c10::Error&) {
@@ -222,33 +291,41 @@ int64_t Trainer::run(bool resume) {
   const std::string ckpt = out_ + "/checkpoint.pt", metrics_path = out_ + "/metrics.jsonl";
   const int64_t steps = cfg_.get_int("train.steps");
   // (resuming creates nothing until the checkpoint is found)
-  EBM_CHECK_CODE(!resume || fs::exists(ckpt), ExitCode::kMissingInput, ckpt,
+  // (in a data-parallel run rank 0 alone touches the run directory)
+  const bool lead = this->lead();
+  EBM_CHECK_CODE(!lead || !resume || fs::exists(ckpt), ExitCode::kMissingInput, ckpt,
                  ": cannot open checkpoint (nothing to resume)");
-  fs::create_directories(out_);
+  if (lead) fs::create_directories(out_);
   if (resume) {
-    check_same_energy(cfg_, out_);
+    if (lead) check_same_energy(cfg_, out_);
     load_checkpoint(ckpt);
     EBM_CHECK_CONFIG(steps >= parts_.step, "train.steps = ", steps, " is below the step the checkpoint ",
                      ckpt, " reached (", parts_.step, "): nothing to resume");
-    truncate_metrics(metrics_path, parts_.step);
-  } else {
+    if (lead) truncate_metrics(metrics_path, parts_.step);
+  } else if (lead) {
     atomic_write_text(metrics_path, "");
   }
-  atomic_write_text(out_ + "/config.toml", cfg_.to_toml());
-  // (a fresh run writes its own split over whatever test.csv was there;
-  // images are re-read from their set, data.split and the seed)
-  if (data_.test.event_shape().size() == 1 && (!resume || !fs::exists(out_ + "/test.csv")))
-    write_csv(out_ + "/test.csv", data_.test.x.reshape({data_.test.size(), -1}));
-  const int64_t sample_every = cfg_.get_int("train.sample_every");
+  if (lead) {
+    atomic_write_text(out_ + "/config.toml", cfg_.to_toml());
+    // (a fresh run writes its own split over whatever test.csv was there;
+    // images are re-read from their set, data.split and the seed)
+    if (data_.test.event_shape().size() == 1 && (!resume || !fs::exists(out_ + "/test.csv")))
+      write_csv(out_ + "/test.csv", data_.test.x.reshape({data_.test.size(), -1}));
+  }
+  const int64_t sample_every = lead ? cfg_.get_int("train.sample_every") : 0;
 
-  std::ofstream metrics(metrics_path, std::ios::app);
+  std::ofstream metrics;
+  if (lead) metrics.open(metrics_path, std::ios::app);
   std::string good = snapshot(parts_);
   const int64_t log_every = cfg_.get_int("train.log_every");
   const int64_t ckpt_every = cfg_.get_int("train.checkpoint_every");
   const auto options = StepOptions(cfg_.get_int("train.batch_size"))
-                           .energy_limit(cfg_.get_float("train.energy_limit"));
-  Progress progress("train", steps, parts_.step);
+                           .energy_limit(cfg_.get_float("train.energy_limit"))
+                           .collective(coll_.get());
+  Progress progress("train", lead ? steps : 0, parts_.step);
   auto t0 = std::chrono::steady_clock::now();
+  // (data-parallel runs log the share of the period spent in collectives)
+  double comm0 = coll_ ? coll_->seconds() : 0.0, wall0 = 0.0;
   std::map<std::string, double> acc;  // metrics averaged over the log period
   int64_t acc_n = 0;
 
@@ -275,7 +352,8 @@ int64_t Trainer::run(bool resume) {
       restore(parts_, good);
       parts_.retries = tries;
       parts_.lr_scale = scale;
-      std::cerr << "ebm: divergence at step " << at_step << " (loss " << r.loss
+      if (lead)
+        std::cerr << "ebm: divergence at step " << at_step << " (loss " << r.loss
                 << "); rolled back to step " << parts_.step << ", learning rate x" << scale << "\n";
       continue;
     }
@@ -288,7 +366,14 @@ int64_t Trainer::run(bool resume) {
       j["step"] = step;
       for (const auto& [k, v] : acc) j[k] = v / acc_n;
       j["lr"] = lr;
-      j["time"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      j["time"] = wall;
+      if (coll_ && coll_->world() > 1) {
+        j["ranks"] = coll_->world();
+        j["comm_share"] = (coll_->seconds() - comm0) / std::max(1e-9, wall - wall0);
+        comm0 = coll_->seconds();
+        wall0 = wall;
+      }
       metrics << j.dump() << "\n" << std::flush;
       acc.clear();
       acc_n = 0;
@@ -298,7 +383,7 @@ int64_t Trainer::run(bool resume) {
       good = snapshot(parts_);
     }
     if (sample_every > 0 && (step % sample_every == 0 || step == steps)) write_sample_grids(step);
-    if (!parts_.tasks.empty()) {
+    if (!parts_.tasks.empty() && lead) {
       const int64_t k = task_at_step(step - 1, steps, int64_t(parts_.tasks.size()));
       if (step == task_end(k, steps, int64_t(parts_.tasks.size()))) end_task(k, metrics);
     }
@@ -306,12 +391,17 @@ int64_t Trainer::run(bool resume) {
     extra.precision(4);
     extra << "loss " << r.loss;
     if (out.metrics.count("e_pos")) extra << "  E+ " << metric("e_pos") << "  E- " << metric("e_neg");
-    progress.update(step, extra.str());
-    if (callback_ && callback_(step, out.metrics)) break;
+    if (lead) progress.update(step, extra.str());
+    // (a data-parallel run stops where every rank's callback is asked: the
+    // ranks must stop together)
+    bool stop = callback_ && callback_(step, out.metrics);
+    if (coll_ && callback_) stop = coll_->any(stop);
+    if (stop) break;
   }
   progress.finish();
   if (steps == 0) save_checkpoint(ckpt);
   parts_.energy->eval();
+  if (!lead) return parts_.retries;
   GeneratorImpl* generator = nullptr;
   for (auto& m : parts_.objective->learned_modules())
     if (m.name == "generator") generator = dynamic_cast<GeneratorImpl*>(m.module.get());

@@ -21,6 +21,9 @@
 
 namespace ebm {
 
+class Collective;
+using CollectivePtr = Collective*;  // (TORCH_ARG spells its type textually)
+
 struct Learner {
   std::string name;  // checkpoint key, and the key of its loss in Output::learner_losses
   std::shared_ptr<torch::nn::Module> module;
@@ -59,6 +62,11 @@ struct StepOptions {
   // Runs between the backward passes and the optimiser steps, where
   // data-parallel training all-reduces the gradients.
   TORCH_ARG(std::function<void(TrainParts&)>, after_backward) = nullptr;
+  // Data-parallel training (train/distributed.h): the ranks agree on
+  // divergence, the loss and metrics are their means, the gradients are
+  // averaged after the hook, and rank 0's floating buffers (batch-norm
+  // statistics) are copied to all after the optimiser steps. Not owned.
+  TORCH_ARG(CollectivePtr, collective) = nullptr;
 };
 
 struct StepResult {

@@ -55,6 +55,8 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
 std::function<Batch(const Dataset&, int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
                                                               const std::optional<PixelMap>& pixels);
 
+class Collective;
+
 class Trainer {
  public:
   // Validates the config and builds everything (throws kBadConfig / kBadData).
@@ -73,6 +75,13 @@ class Trainer {
   // standardised): what model.pt holds and the run report evaluates.
   Energy user_energy();
   TrainParts& parts() { return parts_; }
+  // Makes this process one rank of a data-parallel run (before run): its own
+  // training stream and data shard (rows rank, rank + world, ...), rank 0's
+  // weights; train steps through the collective; rank 0 alone writes the run
+  // directory, and checkpoints hold every rank's state (resume needs the same
+  // world size).
+  void distribute(std::shared_ptr<Collective> collective);
+  bool lead() const;  // rank 0, or a single-process run
   const DataSplit& data() const { return data_; }
   const Config& config() const { return cfg_; }
   int64_t step() const { return parts_.step; }
@@ -92,6 +101,7 @@ class Trainer {
   DataSplit data_;
   TrainParts parts_;
   StepCallback callback_;
+  std::shared_ptr<Collective> coll_;
 };
 
 }  // namespace ebm

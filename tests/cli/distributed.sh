@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Data-parallel training from the command line (c10d/Gloo on loopback, two
+# processes): exact resume on 2 ranks, a world-size mismatch refused, a
+# killed rank ending the run with a message naming it, torchrun's variables
+# checked, and PCD on 2 ranks reaching the 1-rank NLL on 8gaussians.
+set -u
+EBM=${1:?usage: distributed.sh path/to/ebm}
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+unset RANK WORLD_SIZE LOCAL_RANK MASTER_ADDR MASTER_PORT
+
+# A constant learning rate: a run cut at step 30 then resumed follows the
+# schedule of the run that went through.
+sed -e 's/schedule = "cosine"/schedule = "constant"/' -e '/lr_min/d' "$SRC/configs/toy2d-pcd.toml" >"$T/pcd.toml"
+S=(--config "$T/pcd.toml" --set train.steps=60 --set train.checkpoint_every=30 --set data.n=2000
+   --set eval.sample_chains=50)
+printf '0.1,0.2\n1.3,-0.4\n2,2\n-1,0.5\n' >"$T/pts.csv"
+timeout 120 "$EBM" train "${S[@]}" --nproc 2 --out "$T/a" >/dev/null 2>"$T/err" || { fail "2-rank run"; cat "$T/err"; }
+timeout 120 "$EBM" train "${S[@]}" --nproc 2 --out "$T/b" --set train.steps=30 >/dev/null 2>"$T/err" || { fail "2-rank run to 30"; cat "$T/err"; }
+timeout 120 "$EBM" train "${S[@]}" --nproc 2 --out "$T/b" --resume >/dev/null 2>"$T/err" || { fail "2-rank resume"; cat "$T/err"; }
+"$EBM" energy --model "$T/a/model.pt" --input "$T/pts.csv" --out "$T/ea.csv"
+"$EBM" energy --model "$T/b/model.pt" --input "$T/pts.csv" --out "$T/eb.csv"
+if cmp -s "$T/ea.csv" "$T/eb.csv"; then echo "ok:   2-rank resume is exact"; else fail "2-rank resume differs"; paste "$T/ea.csv" "$T/eb.csv"; fi
+grep -q '"ranks":2' "$T/a/metrics.jsonl" || fail "metrics.jsonl does not say 2 ranks"
+[ -z "$(ls "$T/a" | grep -v -E '^(checkpoint.pt|config.toml|eval.json|metrics.jsonl|model.pt|test.csv|samples|.*\.png)$')" ] \
+  || fail "unexpected files in the run directory: $(ls "$T/a")"
+
+# Resuming with another world size is refused.
+timeout 60 "$EBM" train "${S[@]}" --out "$T/b" --resume >/dev/null 2>"$T/err"
+code=$?
+{ [ $code -eq 78 ] && grep -q "written by 2 ranks" "$T/err" && [ "$(wc -l <"$T/err")" -eq 1 ]; } \
+  && echo "ok:   exit 78  $(cat "$T/err")" || { fail "world-size mismatch -> $code"; cat "$T/err"; }
+
+# torchrun's variables: RANK without WORLD_SIZE is a usage error.
+RANK=0 timeout 30 "$EBM" train "${S[@]}" --out "$T/c" >/dev/null 2>"$T/err"
+code=$?
+{ [ $code -eq 64 ] && grep -q "WORLD_SIZE" "$T/err"; } && echo "ok:   exit 64  $(cat "$T/err")" \
+  || { fail "RANK without WORLD_SIZE -> $code"; cat "$T/err"; }
+
+# A rank killed mid-run: the launcher and the surviving rank stop with
+# messages naming it, well within the timeout (never a hang).
+"$EBM" train --config "$T/pcd.toml" --nproc 2 --out "$T/k" --set train.steps=100000 >/dev/null 2>"$T/kerr" &
+launcher=$!
+rank1=""
+for _ in $(seq 1 100); do
+  sleep 0.2
+  [ -f "$T/k/metrics.jsonl" ] && [ -s "$T/k/metrics.jsonl" ] || continue
+  rank1=$(pgrep -P $launcher | sort -n | tail -1)
+  break
+done
+if [ -z "$rank1" ]; then
+  fail "the 2-rank run to kill did not start"; kill -9 $launcher; cat "$T/kerr"
+else
+  kill -9 "$rank1"
+  start=$(date +%s)
+  wait $launcher
+  code=$?
+  took=$(($(date +%s) - start))
+  if [ $code -eq 70 ] && [ $took -le 30 ] && grep -q "rank 1 was killed by signal 9" "$T/kerr" \
+     && grep -q "rank 0: lost rank 1" "$T/kerr"; then
+    echo "ok:   killed rank 1: exit 70 after $took s"; sed 's/^/      /' "$T/kerr"
+  else
+    fail "killed rank 1 -> exit $code after $took s"; cat "$T/kerr"
+  fi
+fi
+
+# PCD on 8gaussians: 2 ranks (batch 256 each) against 1 rank, same steps.
+P=(--config "$SRC/configs/toy2d-pcd.toml" --set train.steps=2000)
+nll() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['mean_nll'])" "$1"; }
+timeout 300 "$EBM" train "${P[@]}" --out "$T/p1" >/dev/null 2>"$T/err" || { fail "1-rank PCD"; cat "$T/err"; }
+timeout 300 "$EBM" train "${P[@]}" --nproc 2 --out "$T/p2" >/dev/null 2>"$T/err" || { fail "2-rank PCD"; cat "$T/err"; }
+if [ -f "$T/p1/eval.json" ] && [ -f "$T/p2/eval.json" ]; then
+  n1=$(nll "$T/p1/eval.json"); n2=$(nll "$T/p2/eval.json")
+  if python3 -c "import sys; sys.exit(0 if float(sys.argv[2]) <= float(sys.argv[1]) + 0.05 else 1)" "$n1" "$n2"; then
+    echo "ok:   PCD test NLL: 1 rank $n1, 2 ranks $n2"
+  else
+    fail "PCD on 2 ranks: NLL $n2 vs 1 rank $n1 (allowed +0.05)"
+  fi
+fi
+
+echo "$fails failure(s)"
+[ "$fails" -eq 0 ]
