@@ -4,7 +4,9 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: setup configure build test demo bench clean
+PREFIX ?= /usr/local
+
+.PHONY: setup configure build test demo bench clean install python
 
 setup:
 	bash scripts/setup
@@ -20,6 +22,10 @@ test: setup build
 
 demo: setup build
 	$(BUILD)/ebm train --config configs/toy2d-pcd.toml --out runs/toy2d-pcd --force
+
+# Headers, libebm.a, libebm.so, the ebm CLI and a CMake package (find_package(ebm)).
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 bench: build
 	$(BUILD)/ebm bench --all
