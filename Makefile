@@ -27,6 +27,15 @@ demo: setup build
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
+# The Python module, installed for Debian's /usr/bin/python3 (its user site,
+# or PYTHON_SITE=DIR): afterwards `/usr/bin/python3 -c "import ebm"` works.
+PYTHON ?= /usr/bin/python3
+python: setup configure
+	cmake --build $(BUILD) -j$(JOBS) --target ebm_python
+	@site="$${PYTHON_SITE:-$$($(PYTHON) -m site --user-site)}"; mkdir -p "$$site/ebm" && \
+	  cp $(BUILD)/python/ebm/__init__.py $(BUILD)/python/ebm/_ebm*.so "$$site/ebm/" && \
+	  echo "python: ebm installed in $$site/ebm"
+
 bench: build
 	$(BUILD)/ebm bench --all
 

@@ -204,46 +204,55 @@ int64_t Collective::world() const { return impl_->cfg.world; }
 const DistConfig& Collective::config() const { return impl_->cfg; }
 double Collective::seconds() const { return impl_->seconds; }
 
-void Collective::average_gradients(std::vector<Learner>& learners, double bucket_mb) {
-  if (world() == 1) return;
+std::vector<double> Collective::average_gradients(std::vector<Learner>& learners, const std::vector<double>& extra,
+                                                  double bucket_mb) {
+  if (world() == 1) return extra;
   std::vector<at::Tensor> grads;
   for (auto& l : learners)
     for (auto& p : l.module->parameters())
       if (p.grad().defined()) grads.push_back(p.mutable_grad());
+  if (grads.empty()) return sum(extra);
   const double scale = 1.0 / double(world());
   const int64_t limit = std::max<int64_t>(1, int64_t(bucket_mb * (1 << 20)));
-  std::vector<at::Tensor> bucket;
-  int64_t bytes = 0;
-  auto flush = [&]() {
-    if (bucket.empty()) return;
-    std::vector<at::Tensor> flat = {bucket.size() == 1 && bucket[0].is_contiguous()
-                                        ? bucket[0]
-                                        : at::cat([&] {
-                                            std::vector<at::Tensor> v;
-                                            for (auto& g : bucket) v.push_back(g.reshape({-1}));
-                                            return v;
-                                          }())};
+  std::vector<double> sums;
+  // One message per bucket: the gradients flattened, the extras after them
+  // in the last one.
+  auto flush = [&](std::vector<at::Tensor>& bucket, bool last) {
+    std::vector<at::Tensor> parts;
+    for (auto& g : bucket) parts.push_back(g.reshape({-1}));
+    if (last && !extra.empty())
+      parts.push_back(torch::tensor(extra, torch::kDouble).to(bucket[0].device(), bucket[0].scalar_type()));
+    std::vector<at::Tensor> flat = {parts.size() == 1 ? parts[0].contiguous() : at::cat(parts)};
+    const bool in_place = parts.size() == 1 && flat[0].data_ptr() == bucket[0].data_ptr();
     impl_->wait(impl_->pg->allreduce(flat), "the gradient all-reduce");
-    flat[0].mul_(scale);
-    if (flat[0].data_ptr() != bucket[0].data_ptr() || bucket.size() > 1) {
-      int64_t off = 0;
-      for (auto& g : bucket) {
-        g.copy_(flat[0].narrow(0, off, g.numel()).view_as(g));
-        off += g.numel();
-      }
+    int64_t off = 0;
+    for (auto& g : bucket) {
+      auto v = flat[0].narrow(0, off, g.numel());
+      if (in_place)
+        g.mul_(scale);
+      else
+        g.copy_(v.view_as(g)).mul_(scale);
+      off += g.numel();
     }
-    bucket.clear();
-    bytes = 0;
+    if (last && !extra.empty()) {
+      auto e = flat[0].narrow(0, off, int64_t(extra.size())).to(torch::kCPU, torch::kDouble).contiguous();
+      sums.assign(e.data_ptr<double>(), e.data_ptr<double>() + e.numel());
+    }
   };
+  std::vector<std::vector<at::Tensor>> buckets(1);
+  int64_t bytes = 0;
   for (auto& g : grads) {
-    const int64_t b = g.numel() * int64_t(g.element_size());
-    if (!bucket.empty() && (bytes + b > limit || g.scalar_type() != bucket[0].scalar_type() ||
-                            g.device() != bucket[0].device()))
-      flush();
-    bucket.push_back(g);
-    bytes += b;
+    auto& b = buckets.back();
+    const int64_t n = g.numel() * int64_t(g.element_size());
+    if (!b.empty() && (bytes + n > limit || g.scalar_type() != b[0].scalar_type() || g.device() != b[0].device())) {
+      buckets.emplace_back();
+      bytes = 0;
+    }
+    buckets.back().push_back(g);
+    bytes += n;
   }
-  flush();
+  for (size_t i = 0; i < buckets.size(); ++i) flush(buckets[i], i + 1 == buckets.size());
+  return extra.empty() ? extra : sums;
 }
 
 void Collective::broadcast_parameters(std::vector<Learner>& learners) {

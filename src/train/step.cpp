@@ -83,21 +83,26 @@ StepResult train_step(TrainParts& parts, const StepOptions& options) {
   r.diverged = !std::isfinite(r.loss) || !within("e_pos") || !within("e_neg");
   Collective* coll = options.collective();
   if (coll != nullptr && coll->world() > 1) {
-    // (one message: the divergence vote, then the loss and metrics to average;
-    // every rank runs the same objective, so the keys agree)
-    std::vector<double> v = {r.diverged ? 1.0 : 0.0, r.loss};
-    for (const auto& [k, x] : r.output.metrics) v.push_back(x);
-    v = coll->sum(v);
+    // Every rank runs backward, and the divergence vote, the loss and the
+    // metrics to average ride in the gradient all-reduce: one message per
+    // step. (A diverged rank's gradients may be non-finite: nothing steps
+    // then. Every rank runs the same objective, so the metrics' keys agree.)
+    backward_all(parts, r.output);
+    if (options.after_backward()) options.after_backward()(parts);
+    std::vector<double> v = {r.diverged ? 1.0 : 0.0, std::isfinite(r.loss) ? r.loss : 0.0};
+    for (const auto& [k, x] : r.output.metrics) v.push_back(std::isfinite(x) ? x : 0.0);
+    v = coll->average_gradients(parts.learners, v);
     const double n = double(coll->world());
     r.diverged = v[0] > 0;
+    if (r.diverged) return r;
     r.loss = v[1] / n;
     size_t i = 2;
     for (auto& [k, x] : r.output.metrics) x = v[i++] / n;
+  } else {
+    if (r.diverged) return r;
+    backward_all(parts, r.output);
+    if (options.after_backward()) options.after_backward()(parts);
   }
-  if (r.diverged) return r;
-  backward_all(parts, r.output);
-  if (options.after_backward()) options.after_backward()(parts);
-  if (coll != nullptr) coll->average_gradients(parts.learners);
   for (auto& l : parts.learners) {
     if (l.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params_of(l), l.grad_clip);
     l.optimizer->step();

@@ -394,7 +394,12 @@ int64_t Trainer::run(bool resume) {
     if (lead) progress.update(step, extra.str());
     // (a data-parallel run stops where every rank's callback is asked: the
     // ranks must stop together)
-    bool stop = callback_ && callback_(step, out.metrics);
+    bool stop = false;
+    if (callback_) {
+      auto m = out.metrics;
+      m["loss"] = r.loss;
+      stop = callback_(step, m);
+    }
     if (coll_ && callback_) stop = coll_->any(stop);
     if (stop) break;
   }

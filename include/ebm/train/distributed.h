@@ -47,7 +47,10 @@ class Collective {
   // Every learner's parameter gradients, averaged over the ranks in buckets of
   // at most bucket_mb MiB (gradients a rank did not compute stay undefined:
   // every rank runs the same objective, so the same ones are defined).
-  void average_gradients(std::vector<Learner>& learners, double bucket_mb = 25);
+  // `extra` values ride in the last bucket (in the gradients' precision, so
+  // no message of their own); their sums over the ranks are returned.
+  std::vector<double> average_gradients(std::vector<Learner>& learners, const std::vector<double>& extra = {},
+                                        double bucket_mb = 25);
   // Rank 0's parameters (and buffers), or its floating-point buffers only
   // (batch-norm statistics, spectral-norm vectors), copied to every rank.
   void broadcast_parameters(std::vector<Learner>& learners);

@@ -65,8 +65,9 @@ class Trainer {
   // Returns the number of divergence rollbacks. Throws kInternal after
   // train.max_retries rollbacks.
   int64_t run(bool resume);
-  // Called after every completed step (and its checkpoint, if due); return
-  // true to stop the run there, as an interruption would.
+  // Called after every completed step (and its checkpoint, if due) with the
+  // step's metrics and its loss ("loss"); return true to stop the run there,
+  // as an interruption would.
   using StepCallback = std::function<bool(int64_t step, const std::map<std::string, double>& metrics)>;
   void on_step(StepCallback callback) { callback_ = std::move(callback); }
   // The trained energy, in the model's units.

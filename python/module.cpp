@@ -1,0 +1,220 @@
+// The Python module ebm._ebm (pybind11 against Debian's python3-torch, which
+// matches libtorch-dev): torch tensors in and out. python/ebm/__init__.py
+// imports torch first (its tensor type must be registered) and adds the
+// conveniences written in Python (config dicts, nn.Module energies).
+#include <pybind11/functional.h>
+#include <pybind11/stl.h>
+#include <torch/extension.h>
+
+#include <filesystem>
+
+#include "ebm/core/config.h"
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/energy/registry.h"
+#include "ebm/energy/script_energy.h"
+#include "ebm/eval/tasks.h"
+#include "ebm/model/model.h"
+#include "ebm/sampling/diagnostics.h"
+#include "ebm/sampling/sampling.h"
+#include "ebm/train/train.h"
+
+namespace py = pybind11;
+using namespace ebm;
+
+namespace {
+py::dict stats_dict(double accept, double step_size, int64_t divergent, double energy_mean, double n_grad) {
+  py::dict d;
+  d["accept_rate"] = accept;
+  d["step_size"] = step_size;
+  d["n_divergent"] = divergent;
+  d["energy_mean"] = energy_mean;
+  d["n_grad"] = n_grad;
+  return d;
+}
+
+// A run's config: a TOML file's path or TOML text, then key=value overrides.
+Config train_config(const std::string& config, const std::vector<std::string>& sets) {
+  Config cfg = make_train_config();
+  std::error_code ec;
+  if (config.find('\n') == std::string::npos && config.find('=') == std::string::npos &&
+      std::filesystem::is_regular_file(config, ec))
+    cfg.load_file(config);
+  else
+    cfg.load_string(config, "<python config>");
+  for (const auto& s : sets) cfg.set(s);
+  cfg.validate();
+  return cfg;
+}
+
+py::dict sample(const Energy& energy, const at::Tensor& x0, const std::string& spec, int64_t steps, int64_t warmup,
+                uint64_t seed, bool keep, double target_accept) {
+  EBM_CHECK_USAGE(steps >= 0 && warmup >= 0, "sample: steps and warmup must be >= 0");
+  auto sampler = make_sampler(spec);
+  auto gen = make_generator(seed, kStreamSample);
+  ChainState chains(x0.detach().clone());
+  std::vector<at::Tensor> draws;
+  double accept = 0, energy_mean = 0, n_grad = 0;
+  int64_t divergent = 0;
+  {
+    py::gil_scoped_release release;
+    if (warmup > 0 && sampler->target_accept() > 0) {
+      WarmupAdapter adapter(*sampler, WarmupOptions(warmup).target_accept(target_accept));
+      while (!adapter.done()) adapter.step(*energy, chains, gen);
+    } else {
+      for (int64_t t = 0; t < warmup; ++t) sampler->step(*energy, chains, gen);
+    }
+    for (int64_t t = 0; t < steps; ++t) {
+      Stats s = sampler->step(*energy, chains, gen);
+      accept += s.accept_rate / double(steps);
+      energy_mean += s.energy_mean / double(steps);
+      n_grad += s.n_grad;
+      divergent += s.n_divergent;
+      if (keep) draws.push_back(chains.x.detach().clone());
+    }
+  }
+  py::dict d = stats_dict(steps > 0 ? accept : 0.0, sampler->step_size(), divergent, energy_mean, n_grad);
+  d["x"] = chains.x.detach();
+  d["sampler"] = sampler->name();
+  if (keep) d["draws"] = draws.empty() ? at::Tensor() : at::stack(draws, 1);  // [chains, steps, ...]
+  return d;
+}
+
+py::dict train(const std::string& config, const std::string& out, const std::vector<std::string>& sets, bool resume,
+               py::object callback) {
+  Config cfg = train_config(config, sets);
+  Trainer trainer(cfg, out);
+  if (!callback.is_none()) {
+    trainer.on_step([callback](int64_t step, const std::map<std::string, double>& metrics) {
+      py::gil_scoped_acquire acquire;
+      py::dict m;
+      for (const auto& [k, v] : metrics) m[py::str(k)] = v;
+      py::object r = callback(step, m);
+      return !r.is_none() && r.cast<bool>();
+    });
+  }
+  int64_t rollbacks = 0;
+  {
+    py::gil_scoped_release release;
+    rollbacks = trainer.run(resume);
+  }
+  py::dict d;
+  d["steps"] = trainer.step();
+  d["rollbacks"] = rollbacks;
+  d["out"] = out;
+  d["model"] = out + "/model.pt";
+  return d;
+}
+
+// One evaluation task of `ebm eval` (task.<key> options as keyword values).
+std::string evaluate(const std::string& task, const std::string& model, const std::string& target,
+                     const std::string& script, int64_t dim, const std::vector<std::string>& sets) {
+  Config cfg(eval_task_schema());
+  cfg.set_value("task.name", task);
+  if (task == "continual" || task == "generator" || task == "fid" || task == "ais") cfg.set_value("task.model", model);
+  for (const auto& s : sets) cfg.set("task." + s);
+  cfg.validate();
+  ModelInfo info;
+  Energy energy;
+  if (!target.empty()) {
+    energy = make_target(target, dim);
+    info.event_shape = energy->event_shape();
+  } else if (!script.empty()) {
+    energy = std::make_shared<ScriptEnergyImpl>(script, dim);
+    info.event_shape = energy->event_shape();
+  } else {
+    EBM_CHECK_USAGE(!model.empty(), "evaluate: give model=, target= or script=");
+    energy = load_model(model, &info);
+  }
+  py::gil_scoped_release release;
+  return eval_task_registry().make(cfg, *energy, info).json.dump();
+}
+}  // namespace
+
+PYBIND11_MODULE(_ebm, m) {
+  m.doc() = "ebm: energy-based models on LibTorch (samplers, training, evaluation)";
+  // ebm's errors (bad config, bad data, ...) raise ebm.Error, a RuntimeError
+  // whose message is the CLI's one line.
+  static py::exception<Error> error(m, "Error", PyExc_RuntimeError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const Error& e) {
+      PyErr_SetString(error.ptr(), e.what());
+    } catch (const c10::Error& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    }
+  });
+
+  py::class_<EnergyImpl, std::shared_ptr<EnergyImpl>>(m, "Energy", "an energy function E(x); p(x) = exp(-E(x)) / Z")
+      .def("energy", [](EnergyImpl& e, const at::Tensor& x) { return e.energy(x); }, py::arg("x"),
+           "E(x) for a batch x [B, ...] -> [B] (differentiable)")
+      .def("__call__", [](EnergyImpl& e, const at::Tensor& x) { return e.energy(x); }, py::arg("x"))
+      .def("grad", [](EnergyImpl& e, const at::Tensor& x) { return e.grad(x.detach()).detach(); }, py::arg("x"),
+           "dE/dx [B, ...]")
+      .def_property_readonly("event_shape", &EnergyImpl::event_shape)
+      .def_property_readonly("num_classes", &EnergyImpl::num_classes)
+      .def("class_energies", [](EnergyImpl& e, const at::Tensor& x) { return e.class_energies(x); }, py::arg("x"),
+           "E(x, y) for every class y [B, K] (class-conditional energies)")
+      .def("parameters", [](EnergyImpl& e) { return e.parameters(); })
+      .def("train_mode", [](EnergyImpl& e, bool on) { e.train(on); }, py::arg("on") = true);
+
+  py::class_<AnalyticEnergyImpl, EnergyImpl, std::shared_ptr<AnalyticEnergyImpl>>(
+      m, "Target", "an analytic target: exact mean, covariance, log Z and samples")
+      .def("mean", &AnalyticEnergyImpl::mean)
+      .def("covariance", &AnalyticEnergyImpl::covariance)
+      .def("log_z", &AnalyticEnergyImpl::log_z)
+      .def(
+          "sample",
+          [](AnalyticEnergyImpl& t, int64_t n, uint64_t seed) {
+            auto gen = make_generator(seed, kStreamSample);
+            return t.sample(n, gen);
+          },
+          py::arg("n"), py::arg("seed") = 0);
+
+  m.def("load", [](const std::string& path) { return load_model(path); }, py::arg("path"),
+        "the energy of a model.pt written by ebm train (eval mode, CPU)");
+  m.def("model_info", [](const std::string& path) {
+    ModelInfo info;
+    load_model(path, &info);
+    py::dict d;
+    d["event_shape"] = info.event_shape;
+    d["sampler"] = info.sampler_toml;
+    d["data"] = info.data_toml;
+    return d;
+  }, py::arg("path"));
+  m.def("target", [](const std::string& spec, int64_t dim) { return make_target(spec, dim); }, py::arg("spec"),
+        py::arg("dim") = 0, "an analytic target from a spec such as 'gaussian:dim=3,rho=0.5' or 'funnel'");
+  m.def("target_names", &target_names);
+  m.def("script_energy", [](const std::string& path, int64_t dim) -> Energy {
+    return std::make_shared<ScriptEnergyImpl>(path, dim);
+  }, py::arg("path"), py::arg("dim") = 0, "a TorchScript file whose forward maps x [B, D] to E(x) [B]");
+  m.def("energy_from_config", [](const std::string& toml, std::vector<int64_t> event_shape, uint64_t seed) {
+    Config cfg = make_train_config();
+    cfg.load_string(toml, "<python config>");
+    cfg.validate();
+    Energy e = build_energy(cfg, event_shape);
+    auto gen = make_generator(seed, kStreamInit);
+    reset_parameters(*e, gen);
+    return e;
+  }, py::arg("toml"), py::arg("event_shape"), py::arg("seed") = 0,
+        "a freshly initialised energy from the [energy] table of a TOML config");
+  m.def("sample", &sample, py::arg("energy"), py::arg("x0"), py::arg("sampler") = "ula:step=0.01",
+        py::arg("steps") = 100, py::arg("warmup") = 0, py::arg("seed") = 0, py::arg("keep") = false,
+        py::arg("target_accept") = 0.0,
+        "run chains from x0 [chains, ...] with a sampler spec ('nuts', 'hmc:step=0.1,leapfrog=10', 'mala', ...); "
+        "returns x, the statistics, and draws [chains, steps, ...] when keep");
+  m.def("diagnostics", [](const at::Tensor& draws) {
+    py::dict d;
+    d["ess_bulk"] = ess_bulk(draws);
+    d["ess_tail"] = ess_tail(draws);
+    d["rhat"] = rhat(draws);
+    return d;
+  }, py::arg("draws"), "ESS (bulk, tail) and R-hat per dimension of draws [chains, draws, D]");
+  m.def("train", &train, py::arg("config"), py::arg("out"), py::arg("sets") = std::vector<std::string>{},
+        py::arg("resume") = false, py::arg("callback") = py::none(),
+        "train from a TOML config (path or text); callback(step, metrics) after every step, True stops");
+  m.def("evaluate_json", &evaluate, py::arg("task"), py::arg("model") = "", py::arg("target") = "",
+        py::arg("script") = "", py::arg("dim") = 0, py::arg("sets") = std::vector<std::string>{});
+  m.def("set_num_threads", [](int n) { torch::set_num_threads(n); }, py::arg("n"));
+}

@@ -1,0 +1,109 @@
+"""The Python module (import ebm): samplers against analytic moments, a
+TorchScript nn.Module energy on the C++ samplers, training with a callback,
+an evaluation task, and errors. Run by ctest with Debian's /usr/bin/python3
+and PYTHONPATH=build/python (make python installs the module instead)."""
+import math
+import os
+import tempfile
+import unittest
+
+import torch
+
+import ebm
+
+SRC = os.environ.get("EBM_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+class Samplers(unittest.TestCase):
+    def test_nuts_matches_a_correlated_gaussian(self):
+        target = ebm.target("gaussian:dim=3,rho=0.5")
+        out = ebm.sample(target, torch.randn(32, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)),
+                         sampler="nuts", warmup=200, steps=400, seed=3, keep=True)
+        draws = out["draws"]
+        self.assertEqual(tuple(draws.shape), (32, 400, 3))
+        self.assertGreater(out["accept_rate"], 0.6)
+        self.assertEqual(out["n_divergent"], 0)
+        ess = ebm.diagnostics(draws)["ess_bulk"]
+        self.assertTrue(bool((ess > 1000).all()), f"ESS {ess}")
+        flat = draws.reshape(-1, 3)
+        mean, cov = target.mean(), target.covariance()
+        # Monte Carlo errors from the ESS: |error| < 4.5 SE (two-sided false
+        # alarm 7e-6 per check, 9 checks); a Gaussian's variance estimate has
+        # SE sqrt(2 / ESS) var, a covariance's sqrt((1 + rho^2) / ESS).
+        for d in range(3):
+            se_mean = math.sqrt(cov[d, d] / ess[d])
+            self.assertLess(abs(flat[:, d].mean() - mean[d]), 4.5 * se_mean)
+        emp = torch.cov(flat.T)
+        for i in range(3):
+            for j in range(3):
+                rho = cov[i, j] / math.sqrt(cov[i, i] * cov[j, j])
+                se = math.sqrt((1 + rho ** 2) / min(ess[i], ess[j])) * math.sqrt(cov[i, i] * cov[j, j])
+                self.assertLess(abs(emp[i, j] - cov[i, j]), 4.5 * se, f"cov[{i},{j}]")
+
+    def test_energy_and_grad_of_a_target(self):
+        target = ebm.target("gaussian:dim=2,rho=0.3")
+        x = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
+        e = target.energy(x)
+        (g,) = torch.autograd.grad(e.sum(), x)
+        torch.testing.assert_close(target.grad(x), g)
+        self.assertEqual(target.event_shape, [2])
+
+    def test_a_python_module_energy_samples_with_the_cpp_samplers(self):
+        class Quadratic(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.mu = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+
+            def forward(self, x):
+                return 0.5 * ((x - self.mu) ** 2).sum(dim=1) / 0.25
+
+        energy = ebm.from_module(Quadratic(), dim=2)
+        self.assertEqual(energy.event_shape, [2])
+        out = ebm.sample(energy, torch.zeros(64, 2), sampler="hmc:step=0.2,leapfrog=5", warmup=100, steps=200,
+                         keep=True)
+        flat = out["draws"].reshape(-1, 2).double()
+        ess = ebm.diagnostics(out["draws"].double())["ess_bulk"]
+        for d, mu in enumerate([1.0, -2.0]):
+            self.assertLess(abs(flat[:, d].mean().item() - mu), 4.5 * 0.5 / math.sqrt(ess[d]))
+            self.assertLess(abs(flat[:, d].std().item() - 0.5), 4.5 * 0.5 * math.sqrt(0.5 / ess[d]))
+
+
+class Training(unittest.TestCase):
+    def test_train_100_steps_of_the_toy2d_recipe(self):
+        with tempfile.TemporaryDirectory() as d:
+            seen = []
+            r = ebm.train(os.path.join(SRC, "configs", "toy2d-pcd.toml"), os.path.join(d, "run"),
+                          sets=["train.steps=100", "data.n=2000", "eval.sample_chains=50"],
+                          callback=lambda step, m: seen.append((step, m["loss"])))
+            self.assertEqual(r["steps"], 100)
+            self.assertEqual([s for s, _ in seen], list(range(1, 101)))
+            self.assertTrue(all(math.isfinite(l) for _, l in seen))
+            model = ebm.load(r["model"])
+            self.assertEqual(model.event_shape, [2])
+            # The model's exact 2D NLL on its test split, as `ebm eval --task nll2d`.
+            nll = ebm.evaluate("nll2d", model=r["model"], data=os.path.join(d, "run", "test.csv"))
+            self.assertTrue(math.isfinite(nll["mean_nll"]))
+            self.assertLess(nll["mean_nll"], 6.0)  # (a 2D box of side 8 holds the data: log 64 = 4.2)
+
+    def test_a_callback_stops_the_run_and_a_dict_config_trains(self):
+        config = {"seed": 1, "data": {"name": "8gaussians", "n": 1000},
+                  "energy": {"name": "mlp", "hidden": [32, 32]},
+                  "objective": {"name": "dsm", "sigma": 0.1}, "train": {"steps": 50, "batch_size": 64}}
+        with tempfile.TemporaryDirectory() as d:
+            r = ebm.train(config, os.path.join(d, "run"), callback=lambda step, m: step >= 7)
+            self.assertEqual(r["steps"], 7)
+
+    def test_bad_config_raises_ebm_error(self):
+        with tempfile.TemporaryDirectory() as d:
+            with self.assertRaisesRegex(ebm.Error, "no_such_key"):
+                ebm.train({"train": {"no_such_key": 1}}, os.path.join(d, "run"))
+
+
+class Evaluation(unittest.TestCase):
+    def test_ais_of_a_gaussian_target(self):
+        r = ebm.evaluate("ais", target="gaussian:dim=2,rho=0.5", temps=200, chains=100)
+        self.assertLess(abs(r["log_z"] - r["truth"]), 4.5 * r["se"] + 1e-3)
+
+
+if __name__ == "__main__":
+    unittest.main()
