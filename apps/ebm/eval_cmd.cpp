@@ -1,4 +1,5 @@
 // ebm eval --model model.pt --task NAME [task options] [--out FILE.json]
+#include <cstdlib>
 #include <iostream>
 
 #include "commands.h"
@@ -7,6 +8,7 @@
 #include "ebm/eval/tasks.h"
 #include "ebm/io/io.h"
 #include "ebm/model/model.h"
+#include "ebm/train/distributed.h"
 
 namespace ebm::cli {
 
@@ -29,7 +31,7 @@ Runner add_eval(CLI::App& app) {
     std::vector<std::string> out_data, score;
     std::string target, script, schedule, transition, base;
     int64_t dim = 0;
-    int64_t temps = 1000, chains = 100, leapfrog = 10, moves = 1;
+    int64_t temps = 1000, chains = 100, leapfrog = 10, moves = 1, nproc = 1, block = 64;
     double step = 0.05;
     bool reverse = false;
   };
@@ -105,10 +107,22 @@ Runner add_eval(CLI::App& app) {
                                 "draws: the two bracket log Z; a model's --steps sampler draws)");
   auto* n = cmd->get_option("--n");
   cmd->add_option("--out", a->out, "also write the result as JSON here (ood: OOD sets are given by --out-data)");
+  auto* nproc = cmd->add_option("--nproc", a->nproc, "ais: run the chains in blocks of --block over N local ranks "
+                                "(or torchrun's RANK, WORLD_SIZE, ...); the result does not depend on N");
+  auto* block = cmd->add_option("--block", a->block, "ais --nproc: chains per block, each on its own stream")
+                    ->capture_default_str();
   add_common(cmd, a->common);
-  return [a, &tasks, clusters, z, min_diff, features, reference, samples, steps, sampler, from, n, in_data, out_data,
+  return [a, &tasks, nproc, block, clusters, z, min_diff, features, reference, samples, steps, sampler, from, n, in_data, out_data,
           score, labels, n_tasks, bins, plot, eps, norm, restarts, attack_step, purify, temps, chains, schedule,
           transition, leapfrog, moves, step, base, reverse]() -> int {
+    EBM_CHECK_USAGE(a->nproc >= 1 && a->nproc <= 256, "--nproc must be in 1 .. 256, got ", a->nproc);
+    EBM_CHECK_USAGE(a->block >= 1, "--block must be >= 1, got ", a->block);
+    const DistConfig dist = dist_config_from_env();
+    const bool blocked = nproc->count() > 0 || block->count() > 0 || dist.world > 1;
+    EBM_CHECK_USAGE(!blocked || a->task == "ais", "--nproc and --block split the chains of --task ais only");
+    if (a->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(a->nproc, 20.0);
+    EBM_CHECK_USAGE(a->nproc == 1 || a->nproc == dist.world, "--nproc ", a->nproc, " disagrees with WORLD_SIZE=",
+                    dist.world);
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
                     tasks.known(), ")");
@@ -163,6 +177,7 @@ Runner add_eval(CLI::App& app) {
     if (in_data->count()) cfg.set_value("task.in_data", a->in_data);
     if (out_data->count()) cfg.set_value("task.out_data", joined(a->out_data, "\n"));  // (one SPEC per line)
     if (score->count()) cfg.set_value("task.score", joined(a->score, ","));
+    if (blocked) cfg.set_value("task.block", a->block);
     cfg.validate();
     ModelInfo info;
     Energy energy;
@@ -175,7 +190,9 @@ Runner add_eval(CLI::App& app) {
     } else {
       energy = load_model(a->model, &info);
     }
+    if (dist.world > 1) set_process_group(std::make_shared<Collective>(dist));
     EvalReport r = tasks.make(cfg, *energy, info);
+    if (process_group() != nullptr && process_group()->rank() != 0) return 0;  // (rank 0 reports)
     std::cout << r.text;
     if (!a->out.empty()) atomic_write_text(a->out, r.json.dump(2) + "\n");
     return 0;

@@ -1,11 +1,13 @@
 // ebm sample (--model model.pt | --energy-script f.pt | --target SPEC) --sampler SPEC
-//            --n N --steps K [--warmup W] [--thin T] [--init FILE] --out FILE.{csv,npy,png}
+//            --n N --steps K [--warmup W] [--thin T] [--init FILE] [--nproc N --block B] --out FILE.{csv,npy,png}
+#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
 
 #include <c10/util/accumulate.h>
 
+#include "chain_blocks.h"
 #include "commands.h"
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
@@ -21,6 +23,7 @@
 #include "ebm/model/model.h"
 #include "ebm/objectives/learned.h"
 #include "ebm/eval/images.h"
+#include "ebm/train/distributed.h"
 
 namespace ebm::cli {
 namespace {
@@ -64,7 +67,7 @@ Runner add_sample(CLI::App& app) {
     std::vector<int64_t> labels;
     std::vector<double> weights;
     std::string script, target, sampler, init, out, compose, from = "noise";
-    int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0;
+    int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0, nproc = 1, block = 64;
     double target_accept = 0;
     bool no_adapt_mass = false, no_adapt = false, latent = false;
   };
@@ -120,8 +123,20 @@ Runner add_sample(CLI::App& app) {
                 "--warmup steps adapting its step, then --steps)");
   cmd->add_option("--out", a->out, "draws: .csv, .npy or .png (final states: 2D scatter or image grid); .idx for images")
       ->required();
+  auto* nproc_opt = cmd->add_option("--nproc", a->nproc,
+                                    "run the chains in blocks of --block over N local ranks (or torchrun's RANK, "
+                                    "WORLD_SIZE, ...); the output does not depend on N");
+  cmd->add_option("--block", a->block, "--nproc: chains per block (each with its own stream and adaptation)")
+      ->capture_default_str();
   add_common(cmd, a->common);
-  return [a, steps_opt]() -> int {
+  return [a, steps_opt, nproc_opt]() -> int {
+    EBM_CHECK_USAGE(a->nproc >= 1 && a->nproc <= 256, "--nproc must be in 1 .. 256, got ", a->nproc);
+    EBM_CHECK_USAGE(a->block >= 1, "--block must be >= 1, got ", a->block);
+    const DistConfig dist = dist_config_from_env();
+    if (a->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(a->nproc, 20.0);
+    EBM_CHECK_USAGE(a->nproc == 1 || a->nproc == dist.world, "--nproc ", a->nproc, " disagrees with WORLD_SIZE=",
+                    dist.world);
+    const bool blocked = nproc_opt->count() > 0 || dist.world > 1;
     const c10::Device device = apply_common(a->common);
     EBM_CHECK_USAGE(!a->models.empty() || !a->target.empty() || !a->script.empty(),
                     "sample: give --model FILE, --energy-script FILE or --target NAME");
@@ -223,48 +238,36 @@ Runner add_sample(CLI::App& app) {
       x0 = at::normal(0.0, 1.0, batch_shape, gen, torch::TensorOptions(torch::kFloat).device(device));
     }
     if (target) x0 = x0.to(torch::kDouble);
-    ChainState chains(x0.to(device));
+    x0 = x0.to(device);
 
-    // Warm-up: adapted where the sampler can be, plain burn-in otherwise.
-    std::unique_ptr<WarmupAdapter> adapter;
-    if (a->warmup > 0 && sampler->target_accept() > 0 && !a->no_adapt)
-      adapter = std::make_unique<WarmupAdapter>(
-          *sampler, WarmupOptions(a->warmup).target_accept(a->target_accept).adapt_mass(!a->no_adapt_mass));
-    int64_t warm_divergent = 0;
-    {
-      Progress progress("warmup", a->warmup);
-      for (int64_t k = 0; k < a->warmup; ++k) {
-        Stats st = adapter ? adapter->step(*energy, chains, gen) : sampler->step(*energy, chains, gen);
-        warm_divergent += st.n_divergent;
-        progress.update(k + 1, "step " + fmt(st.step_size) + " accept " + fmt(st.accept_rate, 3));
-      }
-      progress.finish();
-    }
-    if (auto* pt = dynamic_cast<ParallelTempering*>(sampler.get())) pt->reset_swap_counts();
-
-    // Sampling: the first dimensions of every draw feed the summary; --thin
-    // keeps all dimensions of every T-th draw for the output file.
-    const int64_t shown = std::min(dim, kSummaryDims), tracked = std::min(dim, kEssDims);
-    std::unique_ptr<DrawRecorder> summary, kept;
+    // Warm-up (adapted where the sampler can be, plain burn-in otherwise),
+    // then sampling: the first dimensions of every draw feed the summary;
+    // --thin keeps all dimensions of every T-th draw for the output file.
     // (images: no per-pixel table; the pictures say more)
-    if (a->steps >= 4 && !image) summary = std::make_unique<DrawRecorder>(a->n, tracked, a->steps);
-    if (a->thin > 0) kept = std::make_unique<DrawRecorder>(a->n, dim, a->steps / a->thin, a->thin);
-    Stats total;
-    total.accept_rate = 0;
-    Progress progress("sample", a->steps);
-    for (int64_t k = 0; k < a->steps; ++k) {
-      Stats st = sampler->step(*energy, chains, gen);
-      total.accept_rate += st.accept_rate;
-      total.n_divergent += st.n_divergent;
-      total.n_grad += st.n_grad;
-      total.step_size = st.step_size;
-      if (summary) summary->record(units.to_user(chains.x.flatten(1).narrow(1, 0, tracked)));
-      if (kept) kept->record(units.to_user(chains.x.flatten(1)));
-      progress.update(k + 1, "accept " + fmt(total.accept_rate / (k + 1), 3));
+    const int64_t shown = std::min(dim, kSummaryDims), tracked = std::min(dim, kEssDims);
+    ChainRunOptions ro;
+    ro.warmup = a->warmup;
+    ro.steps = a->steps;
+    ro.thin = a->thin;
+    ro.tracked = a->steps >= 4 && !image ? tracked : 0;
+    ro.target_accept = a->target_accept;
+    ro.adapt = !a->no_adapt;
+    ro.adapt_mass = !a->no_adapt_mass;
+    ro.to_user = [&units](const torch::Tensor& t) { return units.to_user(t); };
+    ChainRun run;
+    if (blocked) {
+      EBM_CHECK_USAGE(!dynamic_cast<ParallelTempering*>(sampler.get()),
+                      "--nproc: parallel tempering's swap statistics are one run's; sample it without --nproc");
+      std::shared_ptr<Collective> coll;
+      if (dist.world > 1) coll = std::make_shared<Collective>(dist);
+      run = run_chain_blocks(*energy, [&]() { return model_sampler(info, a->sampler); }, x0, a->common.seed,
+                             a->block, coll.get(), ro);
+      if (coll && coll->rank() != 0) return 0;  // (rank 0 writes and reports)
+    } else {
+      run = run_chains(*energy, *sampler, x0, gen, ro);
     }
-    progress.finish();
 
-    auto x = units.to_user(chains.x).to(torch::kCPU, torch::kFloat);
+    auto x = units.to_user(run.x).to(torch::kCPU, torch::kFloat);
     if (info.pixels && (ext == ".png" || ext == ".idx" || (ext == ".npy" && a->thin == 0))) {
       const int64_t k = energy->num_classes();
       write_images(a->out, x, *info.pixels, k > 0 ? std::min<int64_t>(k, 10) : 0);
@@ -285,17 +288,21 @@ Runner add_sample(CLI::App& app) {
       }
       scatter_png(a->out, x, backdrop, bounding_box(backdrop.defined() ? backdrop : x, 0.1));
     } else {
-      write_draws(a->out, kept ? kept->draws() : units.to_user(chains.x).to(torch::kCPU, torch::kDouble).unsqueeze(1));
+      write_draws(a->out, run.kept.defined() ? run.kept : units.to_user(run.x).to(torch::kCPU, torch::kDouble).unsqueeze(1));
     }
 
     // Summary: sampler statistics, then mean, sd, MCSE, ESS and R-hat of the
     // first dimensions (from all post-warm-up draws of all chains).
     auto& os = std::cout;
     os << "sampler " << sampler->name() << ": " << a->n << " chains, " << a->warmup
-       << " warm-up + " << a->steps << " steps; step_size " << fmt(sampler->step_size() > 0 ? sampler->step_size() : total.step_size)
-       << ", accept_rate " << fmt(a->steps ? total.accept_rate / a->steps : 1.0, 3)
-       << ", divergent " << total.n_divergent << " (warm-up " << warm_divergent << ")"
-       << ", gradients/chain " << fmt(total.n_grad, 6) << "\n";
+       << " warm-up + " << a->steps << " steps; step_size " << fmt(run.step_size)
+       << ", accept_rate " << fmt(run.accept, 3)
+       << ", divergent " << run.divergent << " (warm-up " << run.warm_divergent << ")"
+       << ", gradients/chain " << fmt(run.n_grad, 6) << "\n";
+    if (blocked)
+      os << "(in " << (a->n + a->block - 1) / a->block << " blocks of up to " << a->block
+         << " chains, each adapted on its own stream, over " << dist.world << " rank" << (dist.world > 1 ? "s" : "")
+         << "; the step size is their chain-weighted mean)\n";
     if (auto* pt = dynamic_cast<ParallelTempering*>(sampler.get())) {
       os << "swap acceptance per adjacent temperature pair:";
       for (double r : pt->swap_rates()) os << " " << fmt(r, 3);
@@ -303,8 +310,9 @@ Runner add_sample(CLI::App& app) {
     }
     std::vector<SummaryRow> rows;
     double min_ess = INFINITY;
+    const bool summary = run.summary.defined();
     if (summary) {
-      auto draws = summary->draws();
+      auto draws = run.summary;
       rows = summarize(draws.narrow(2, 0, shown), shown);
       auto e = ess_bulk(draws);
       e = e.masked_select(torch::isfinite(e));
@@ -312,7 +320,7 @@ Runner add_sample(CLI::App& app) {
     }
     if (image) {
       torch::NoGradGuard ng;
-      auto e = energy->energy(chains.x).to(torch::kCPU, torch::kDouble);
+      auto e = energy->energy(run.x).to(torch::kCPU, torch::kDouble);
       os << a->n << " images " << c10::IntArrayRef(shape) << " written to " << a->out << "; energy mean "
          << fmt(e.mean().item<double>()) << ", sd " << fmt(a->n > 1 ? e.std().item<double>() : 0.0) << "\n";
       return 0;
@@ -322,7 +330,7 @@ Runner add_sample(CLI::App& app) {
     if (summary) os << std::setw(w) << "mcse" << std::setw(w) << "ess_bulk" << std::setw(w) << "ess_tail" << std::setw(w) << "rhat";
     if (target) os << std::setw(w) << "true_mean" << std::setw(w) << "true_sd";
     os << "\n";
-    auto xd = units.to_user(chains.x).to(torch::kCPU, torch::kDouble).flatten(1);
+    auto xd = units.to_user(run.x).to(torch::kCPU, torch::kDouble).flatten(1);
     for (int64_t i = 0; i < shown; ++i) {
       os << std::setw(5) << i;
       if (summary) {
@@ -340,9 +348,9 @@ Runner add_sample(CLI::App& app) {
            << fmt(std::sqrt(target->covariance()[i][i].item<double>()));
       os << "\n";
     }
-    if (summary && std::isfinite(min_ess) && total.n_grad > 0)
+    if (summary && std::isfinite(min_ess) && run.n_grad > 0)
       os << "min ess_bulk " << fmt(min_ess, 5) << " over " << (tracked < dim ? "the first " : "all ")
-         << tracked << " dims; per gradient evaluation " << fmt(min_ess / (total.n_grad * a->n), 3) << "\n";
+         << tracked << " dims; per gradient evaluation " << fmt(min_ess / (run.n_grad * a->n), 3) << "\n";
     return 0;
   };
 }

@@ -14,6 +14,7 @@
 #include "ebm/eval/tasks.h"
 #include "ebm/io/io.h"
 #include "ebm/model/inputs.h"
+#include "ebm/train/distributed.h"
 
 namespace ebm {
 
@@ -33,7 +34,9 @@ std::vector<ConfigKey> ais_task_keys() {
           {"n", int64_t(10000), "points drawn for a toy --dataset"},
           {"steps", int64_t(200), "reverse: sampler transitions per model sample (not exact: the gap is a check)"},
           {"sampler", std::string(""), "reverse: sampler spec (default: the model's training sampler)"},
-          {"seed", int64_t(0), "seed"}};
+          {"seed", int64_t(0), "seed"},
+          {"block", int64_t(0), "chains per block, each on a stream of its own (0 = one batch); set by --nproc, "
+                                "whose ranks share the blocks: the result does not depend on their number"}};
 }
 
 namespace {
@@ -61,6 +64,64 @@ Points test_points(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
     EBM_CHECK_DATA(p.x[0].numel() == c10::multiply_integers(energy.event_shape()), p.name, ": rows of ",
                    p.x[0].numel(), " values, the model's samples have ", c10::IntArrayRef(energy.event_shape()));
   return p;
+}
+
+// AIS over blocks of chains (forward, or reverse from samples(count, gen)):
+// block b on stream (seed, kStreamEval + (b + 1) << 32), this rank's
+// contiguous share of the blocks, the estimates gathered in block order.
+PartitionEstimate blocked(const AisBase& base, AisOptions o, EnergyImpl& energy, int64_t block, uint64_t seed,
+                          const std::function<torch::Tensor(int64_t, at::Generator&)>& samples, const char* label) {
+  Collective* coll = process_group();
+  const int64_t n = o.chains(), blocks = (n + block - 1) / block;
+  const int64_t rank = coll ? coll->rank() : 0, world = coll ? coll->world() : 1;
+  const int64_t first = blocks * rank / world, last = blocks * (rank + 1) / world;
+  std::vector<PartitionEstimate> mine;
+  for (int64_t b = first; b < last; ++b) {
+    const int64_t count = std::min(block, n - b * block);
+    auto gen = make_generator(seed, uint64_t(kStreamEval) + (uint64_t(b + 1) << 32));
+    Progress progress(label, rank == 0 && b == first ? o.temps() : 0);
+    AnnealedImportanceSampling ais(base, AisOptions(o).chains(count), [&](int64_t k, int64_t, double beta) {
+      if (rank == 0 && b == first) progress.update(k, "beta " + std::to_string(beta) + " (block 1 of " +
+                                                         std::to_string(last - first) + " here)");
+    });
+    mine.push_back(samples ? ais.reverse(energy, samples(count, gen), gen) : ais.estimate(energy, gen));
+    progress.finish();
+  }
+  std::vector<PartitionEstimate> all = mine;
+  if (coll != nullptr && world > 1) {
+    torch::serialize::OutputArchive ar;
+    ar.write("count", torch::tensor(int64_t(mine.size())));
+    for (size_t i = 0; i < mine.size(); ++i) {
+      ar.write("log_w." + std::to_string(i), mine[i].log_w);
+      ar.write("stats." + std::to_string(i), torch::tensor({mine[i].accept, mine[i].final_step}, torch::kDouble));
+    }
+    std::ostringstream os;
+    ar.save_to(os);
+    all.clear();
+    for (const auto& bytes : coll->all_gather(os.str())) {
+      torch::serialize::InputArchive in;
+      std::istringstream is(bytes);
+      in.load_from(is);
+      torch::Tensor count;
+      in.read("count", count);
+      for (int64_t i = 0; i < count.item<int64_t>(); ++i) {
+        PartitionEstimate e;
+        torch::Tensor st;
+        in.read("log_w." + std::to_string(i), e.log_w);
+        in.read("stats." + std::to_string(i), st);
+        e.accept = st[0].item<double>();
+        e.final_step = st[1].item<double>();
+        all.push_back(e);
+      }
+    }
+  }
+  auto gen = make_generator(seed, kStreamEval);
+  auto r = merge_estimates(all, samples != nullptr, o.bootstrap(), gen);
+  if (!r.x.defined() || r.x.numel() == 0) {  // (gathered ranks: only its dtype is used, for the test energies)
+    auto ps = energy.parameters();
+    r.x = torch::empty({0}, ps.empty() ? torch::kDouble : ps[0].scalar_type());
+  }
+  return r;
 }
 
 nlohmann::json estimate_json(const PartitionEstimate& r) {
@@ -107,26 +168,48 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
       .moves(c.get_int("task.moves"))
       .leapfrog(c.get_int("task.leapfrog"))
       .step(c.get_float("task.step"));
-  Progress progress("ais", o.temps());
-  AnnealedImportanceSampling ais(base, o, [&](int64_t k, int64_t, double b) {
-    progress.update(k, "beta " + std::to_string(b));
-  });
-  auto fwd = ais.estimate(energy, gen);
-  progress.finish();
+  const int64_t block = c.get_int("task.block");
+  EBM_CHECK_USAGE(block >= 0, "ais: block must be >= 0, got ", block);
+  const uint64_t seed = uint64_t(c.get_int("task.seed"));
+  PartitionEstimate fwd;
+  if (block > 0) {
+    fwd = blocked(base, o, energy, block, seed, nullptr, "ais");
+  } else {
+    Progress progress("ais", o.temps());
+    AnnealedImportanceSampling ais(base, o, [&](int64_t k, int64_t, double b) {
+      progress.update(k, "beta " + std::to_string(b));
+    });
+    fwd = ais.estimate(energy, gen);
+    progress.finish();
+  }
   EvalReport out;
   out.json = {{"task", "ais"},          {"base", base.kind()},           {"temps", o.temps()},
               {"chains", o.chains()},   {"schedule", o.schedule()},     {"transition", o.transition()},
               {"forward", estimate_json(fwd)}, {"log_z", fwd.log_z},   {"se", fwd.se}};
+  if (block > 0) out.json["block"] = block;
   std::ostringstream os;
   os << "AIS (" << o.temps() << " temperatures, " << o.chains() << " chains, " << o.schedule() << " schedule, "
      << o.transition() << ", " << base.kind() << " base):\n"
      << "  log Z " << fwd.log_z << " +- " << fwd.se << " (bootstrap " << fwd.se_bootstrap << "), ESS " << fwd.ess
      << " of " << o.chains() << ", acceptance " << fwd.accept << "\n";
+  if (block > 0)
+    os << "  (chains in blocks of " << block << ", each on its own stream"
+       << (process_group() ? ", over " + std::to_string(process_group()->world()) + " ranks" : std::string()) << ")\n";
   if (target != nullptr) {
     out.json["truth"] = target->log_z();
     os << "  exact log Z " << target->log_z() << " (error " << fwd.log_z - target->log_z() << ")\n";
   }
-  if (c.get_bool("task.reverse")) {
+  if (c.get_bool("task.reverse") && block > 0) {
+    auto r = blocked(base, o, energy, block, seed, [&](int64_t count, at::Generator& g) {
+      return target != nullptr ? target->sample(count, g)
+                               : draw_model_samples(energy, info, count, c.get_int("task.steps"),
+                                                    c.get_string("task.sampler"), g);
+    }, "reverse ais");
+    out.json["reverse"] = estimate_json(r);
+    out.json["reverse"]["exact_samples"] = target != nullptr;
+    os << "  reverse log Z " << r.log_z << " +- " << r.se << " (from " << (target ? "exact" : "the model's sampler's")
+       << " samples; forward - reverse " << fwd.log_z - r.log_z << ")\n";
+  } else if (c.get_bool("task.reverse")) {
     // Exact draws of a target; a model's from its sampler (approximate).
     torch::Tensor x = target != nullptr
                           ? target->sample(o.chains(), gen)

@@ -247,4 +247,29 @@ PartitionEstimate AnnealedImportanceSampling::reverse(EnergyImpl& energy, const 
   return r;
 }
 
+PartitionEstimate merge_estimates(const std::vector<PartitionEstimate>& parts, bool reverse, int64_t bootstrap,
+                                  at::Generator& gen) {
+  TORCH_INTERNAL_ASSERT(!parts.empty());
+  std::vector<torch::Tensor> lw, xs;
+  PartitionEstimate r;
+  double n = 0;
+  for (const auto& p : parts) {
+    const double k = double(p.log_w.size(0));
+    lw.push_back(p.log_w.to(torch::kDouble));
+    if (p.x.defined() && p.x.numel()) xs.push_back(p.x);
+    r.accept += p.accept * k;
+    r.final_step += p.final_step * k;
+    n += k;
+  }
+  r.accept /= n;
+  r.final_step /= n;
+  r.log_w = torch::cat(lw);
+  if (!xs.empty()) r.x = torch::cat(xs);
+  r.log_z = reverse ? -log_mean_exp(r.log_w) : log_mean_exp(r.log_w);
+  r.se = log_mean_exp_se(r.log_w);
+  r.ess = effective_sample_size(r.log_w);
+  r.se_bootstrap = bootstrap_se(r.log_w, bootstrap, gen);
+  return r;
+}
+
 }  // namespace ebm

@@ -327,4 +327,14 @@ void Collective::barrier() {
   impl_->wait(impl_->pg->barrier(), "a barrier");
 }
 
+namespace {
+std::shared_ptr<Collective>& default_group() {
+  static std::shared_ptr<Collective> group;
+  return group;
+}
+}  // namespace
+
+void set_process_group(std::shared_ptr<Collective> group) { default_group() = std::move(group); }
+Collective* process_group() { return default_group().get(); }
+
 }  // namespace ebm

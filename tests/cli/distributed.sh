@@ -2,7 +2,8 @@
 # Data-parallel training from the command line (c10d/Gloo on loopback, two
 # processes): exact resume on 2 ranks, a world-size mismatch refused, a
 # killed rank ending the run with a message naming it, torchrun's variables
-# checked, and PCD on 2 ranks reaching the 1-rank NLL on 8gaussians.
+# checked, sampling and AIS independent of the number of ranks, and PCD on
+# 2 ranks reaching the 1-rank NLL on 8gaussians.
 set -u
 EBM=${1:?usage: distributed.sh path/to/ebm}
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -66,6 +67,34 @@ else
     fail "killed rank 1 -> exit $code after $took s"; cat "$T/kerr"
   fi
 fi
+
+# Sampling and AIS split their chains into blocks over the ranks: the output
+# is the same for 1 and 2 ranks.
+for np in 1 2; do
+  timeout 120 "$EBM" sample --target gaussian:dim=3,rho=0.5 --sampler nuts --n 150 --warmup 100 --steps 60 --thin 3 \
+    --nproc $np --block 40 --out "$T/s$np.csv" >"$T/s$np.out" 2>"$T/err" || { fail "sample --nproc $np"; cat "$T/err"; }
+  timeout 120 "$EBM" eval --task ais --target gaussian:dim=5 --temps 100 --chains 150 --reverse --nproc $np \
+    --block 40 --out "$T/a$np.json" >/dev/null 2>"$T/err" || { fail "ais --nproc $np"; cat "$T/err"; }
+done
+if cmp -s "$T/s1.csv" "$T/s2.csv" && [ "$(wc -l <"$T/s1.csv")" -eq 3001 ]; then
+  echo "ok:   sample --nproc 1 and 2 write the same draws"
+else
+  fail "sample --nproc 1 and 2 differ"; head -3 "$T/s1.csv" "$T/s2.csv"
+fi
+grep -q "over 2 ranks" "$T/s2.out" || fail "sample --nproc 2 does not say it ran on 2 ranks"
+if python3 -c "
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:])
+for r in (a, b): r.pop('seconds')
+sys.exit(0 if a == b and a['block'] == 40 else 1)" "$T/a1.json" "$T/a2.json"; then
+  echo "ok:   eval --task ais --nproc 1 and 2 give the same estimates"
+else
+  fail "ais --nproc 1 and 2 differ"; cat "$T/a1.json" "$T/a2.json"
+fi
+timeout 30 "$EBM" eval --task nll2d --target gaussian --nproc 2 >/dev/null 2>"$T/err"
+code=$?
+{ [ $code -eq 64 ] && grep -q "task ais only" "$T/err"; } && echo "ok:   exit 64  $(cat "$T/err")" \
+  || { fail "eval --nproc on another task -> $code"; cat "$T/err"; }
 
 # PCD on 8gaussians: 2 ranks (batch 256 each) against 1 rank, same steps.
 P=(--config "$SRC/configs/toy2d-pcd.toml" --set train.steps=2000)

@@ -78,6 +78,13 @@ struct PartitionEstimate {
   torch::Tensor x;          // the chains' final states
 };
 
+// Independent estimates (blocks of chains, run apart or on several ranks)
+// as one: their weights and final states concatenated in order, acceptance
+// and final step chain-weighted, log Z, SE, ESS and the bootstrap recomputed
+// over all weights (`reverse`: the estimate is -log mean exp of log w_rev).
+PartitionEstimate merge_estimates(const std::vector<PartitionEstimate>& parts, bool reverse, int64_t bootstrap,
+                                  at::Generator& gen);
+
 // An estimator of log Z of any energy.
 class PartitionEstimator {
  public:

@@ -72,4 +72,10 @@ class Collective {
   std::unique_ptr<Impl> impl_;
 };
 
+// The process group this process runs in, as torch.distributed's default
+// group: set by the CLI for --nproc / torchrun runs of commands whose
+// library code splits work over ranks (eval --task ais); null otherwise.
+void set_process_group(std::shared_ptr<Collective> group);
+Collective* process_group();
+
 }  // namespace ebm
