@@ -37,8 +37,7 @@ py::dict stats_dict(double accept, double step_size, int64_t divergent, double e
 Config train_config(const std::string& config, const std::vector<std::string>& sets) {
   Config cfg = make_train_config();
   std::error_code ec;
-  if (config.find('\n') == std::string::npos && config.find('=') == std::string::npos &&
-      std::filesystem::is_regular_file(config, ec))
+  if (config.find('\n') == std::string::npos && std::filesystem::is_regular_file(config, ec))
     cfg.load_file(config);
   else
     cfg.load_string(config, "<python config>");
@@ -51,7 +50,7 @@ py::dict sample(const Energy& energy, const at::Tensor& x0, const std::string& s
                 uint64_t seed, bool keep, double target_accept) {
   EBM_CHECK_USAGE(steps >= 0 && warmup >= 0, "sample: steps and warmup must be >= 0");
   auto sampler = make_sampler(spec);
-  auto gen = make_generator(seed, kStreamSample);
+  auto gen = make_generator(seed, kStreamSample, x0.device());
   ChainState chains(x0.detach().clone());
   std::vector<at::Tensor> draws;
   double accept = 0, energy_mean = 0, n_grad = 0;
@@ -135,12 +134,14 @@ PYBIND11_MODULE(_ebm, m) {
   m.doc() = "ebm: energy-based models on LibTorch (samplers, training, evaluation)";
   // ebm's errors (bad config, bad data, ...) raise ebm.Error, a RuntimeError
   // whose message is the CLI's one line.
-  static py::exception<Error> error(m, "Error", PyExc_RuntimeError);
-  py::register_exception_translator([](std::exception_ptr p) {
+  // (held for the interpreter's lifetime, never destroyed after it; the
+  // translator is this module's own, so torch's errors keep their types)
+  static auto* error = new py::exception<Error>(m, "Error", PyExc_RuntimeError);
+  py::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Error& e) {
-      PyErr_SetString(error.ptr(), e.what());
+      PyErr_SetString(error->ptr(), e.what());
     } catch (const c10::Error& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
     }

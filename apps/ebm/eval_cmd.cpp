@@ -120,9 +120,8 @@ Runner add_eval(CLI::App& app) {
     const DistConfig dist = dist_config_from_env();
     const bool blocked = nproc->count() > 0 || block->count() > 0 || dist.world > 1;
     EBM_CHECK_USAGE(!blocked || a->task == "ais", "--nproc and --block split the chains of --task ais only");
-    if (a->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(a->nproc, 20.0);
-    EBM_CHECK_USAGE(a->nproc == 1 || a->nproc == dist.world, "--nproc ", a->nproc, " disagrees with WORLD_SIZE=",
-                    dist.world);
+    EBM_CHECK_USAGE(a->nproc == 1 || std::getenv("WORLD_SIZE") == nullptr || a->nproc == dist.world, "--nproc ",
+                    a->nproc, " disagrees with WORLD_SIZE=", dist.world);
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
                     tasks.known(), ")");
@@ -190,6 +189,12 @@ Runner add_eval(CLI::App& app) {
     } else {
       energy = load_model(a->model, &info);
     }
+    // (the ranks start once the command line, the model and the task's keys
+    // are known good: an error in them is said once)
+    if (a->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(a->nproc, 20.0);
+    struct GroupGuard {  // (the group ends before the process does)
+      ~GroupGuard() { set_process_group(nullptr); }
+    } guard;
     if (dist.world > 1) set_process_group(std::make_shared<Collective>(dist));
     EvalReport r = tasks.make(cfg, *energy, info);
     if (process_group() != nullptr && process_group()->rank() != 0) return 0;  // (rank 0 reports)

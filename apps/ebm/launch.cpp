@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,8 @@
 
 #include "commands.h"
 #include "ebm/core/error.h"
+
+extern char** environ;
 
 namespace ebm::cli {
 namespace {
@@ -41,6 +44,14 @@ int free_port() {
   EBM_CHECK_CODE(ok, ExitCode::kInternal, "--nproc: no free loopback port");
   return ntohs(a.sin_port);
 }
+
+std::vector<pid_t>* g_children = nullptr;
+
+void forward_signal(int sig) {
+  if (g_children == nullptr) return;
+  for (pid_t p : *g_children)
+    if (p > 0) ::kill(p, sig);
+}
 }  // namespace
 
 void remember_argv(int argc, char** argv) { g_argv.assign(argv, argv + argc); }
@@ -57,29 +68,56 @@ int launch_local(int64_t nproc, double grace_s) {
     args.push_back(g_argv[i]);
   }
   const int port = free_port();
+  // Everything the children need, built before forking (a child only calls
+  // async-signal-safe functions before execve).
+  std::vector<std::vector<std::string>> envs(nproc);
+  std::vector<std::vector<char*>> envps(nproc);
+  std::vector<char*> cargs;
+  for (auto& a : args) cargs.push_back(const_cast<char*>(a.c_str()));
+  cargs.push_back(nullptr);
+  const char* skip[] = {"RANK=", "LOCAL_RANK=", "WORLD_SIZE=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT="};
+  for (int64_t r = 0; r < nproc; ++r) {
+    envs[r] = {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r), "WORLD_SIZE=" + std::to_string(nproc),
+               "LOCAL_WORLD_SIZE=" + std::to_string(nproc), "MASTER_ADDR=127.0.0.1",
+               "MASTER_PORT=" + std::to_string(port)};
+    for (char** e = environ; *e != nullptr; ++e) {
+      bool ours = false;
+      for (const char* k : skip) ours = ours || std::strncmp(*e, k, std::strlen(k)) == 0;
+      if (!ours) envs[r].emplace_back(*e);
+    }
+    for (auto& e : envs[r]) envps[r].push_back(const_cast<char*>(e.c_str()));
+    envps[r].push_back(nullptr);
+  }
+  // (children reaped by waitpid below, whatever the parent was given)
+  ::signal(SIGCHLD, SIG_DFL);
   std::fflush(stdout);
   std::fflush(stderr);
+  const pid_t parent = ::getpid();
   std::vector<pid_t> pids(nproc, -1);
   for (int64_t r = 0; r < nproc; ++r) {
     const pid_t pid = ::fork();
-    EBM_CHECK_CODE(pid >= 0, ExitCode::kInternal, "--nproc: cannot start rank ", r, ": ", std::strerror(errno));
+    if (pid < 0) {
+      const int err = errno;
+      for (int64_t q = 0; q < r; ++q) {
+        ::kill(pids[q], SIGKILL);
+        ::waitpid(pids[q], nullptr, 0);
+      }
+      fail(ExitCode::kInternal, "--nproc: cannot start rank ", r, ": ", std::strerror(err));
+    }
     if (pid == 0) {
-      ::setenv("RANK", std::to_string(r).c_str(), 1);
-      ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
-      ::setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
-      ::setenv("LOCAL_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
-      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-      std::vector<char*> cargs;
-      for (auto& a : args) cargs.push_back(const_cast<char*>(a.c_str()));
-      cargs.push_back(nullptr);
-      ::execv("/proc/self/exe", cargs.data());
-      std::fprintf(stderr, "ebm: --nproc: cannot start rank %lld: %s\n", static_cast<long long>(r),
-                   std::strerror(errno));
-      std::_Exit(int(ExitCode::kInternal));
+      // (a rank dies with its launcher, never orphaned)
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(int(ExitCode::kInternal));
+      ::execve("/proc/self/exe", cargs.data(), envps[r].data());
+      static const char msg[] = "ebm: --nproc: cannot start a rank (execve failed)\n";
+      [[maybe_unused]] auto w = ::write(2, msg, sizeof(msg) - 1);
+      ::_exit(int(ExitCode::kInternal));
     }
     pids[r] = pid;
   }
+  // Interrupts and terminations sent to the launcher alone reach the ranks.
+  g_children = &pids;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, forward_signal);
   int64_t running = nproc, failed = -1;
   int code = 0;
   auto deadline = std::chrono::steady_clock::time_point::max();
@@ -121,6 +159,7 @@ int launch_local(int64_t nproc, double grace_s) {
       deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(grace_s * 1000));
     }
   }
+  g_children = nullptr;
   return code;
 }
 

@@ -129,14 +129,14 @@ Runner add_sample(CLI::App& app) {
   cmd->add_option("--block", a->block, "--nproc: chains per block (each with its own stream and adaptation)")
       ->capture_default_str();
   add_common(cmd, a->common);
-  return [a, steps_opt, nproc_opt]() -> int {
+  auto* block_opt = cmd->get_option("--block");
+  return [a, steps_opt, nproc_opt, block_opt]() -> int {
     EBM_CHECK_USAGE(a->nproc >= 1 && a->nproc <= 256, "--nproc must be in 1 .. 256, got ", a->nproc);
     EBM_CHECK_USAGE(a->block >= 1, "--block must be >= 1, got ", a->block);
     const DistConfig dist = dist_config_from_env();
-    if (a->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(a->nproc, 20.0);
-    EBM_CHECK_USAGE(a->nproc == 1 || a->nproc == dist.world, "--nproc ", a->nproc, " disagrees with WORLD_SIZE=",
-                    dist.world);
-    const bool blocked = nproc_opt->count() > 0 || dist.world > 1;
+    EBM_CHECK_USAGE(a->nproc == 1 || std::getenv("WORLD_SIZE") == nullptr || a->nproc == dist.world, "--nproc ",
+                    a->nproc, " disagrees with WORLD_SIZE=", dist.world);
+    const bool blocked = nproc_opt->count() > 0 || block_opt->count() > 0 || dist.world > 1;
     const c10::Device device = apply_common(a->common);
     EBM_CHECK_USAGE(!a->models.empty() || !a->target.empty() || !a->script.empty(),
                     "sample: give --model FILE, --energy-script FILE or --target NAME");
@@ -208,6 +208,8 @@ Runner add_sample(CLI::App& app) {
                   << "sampler's levels are temperatures and it ends on exp(-E / " << last
                   << "), not exp(-E); use smin=1 (and smax > 1) to end on the model\n";
     }
+    // (the ranks start once everything above is known good: an error is said once)
+    if (a->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(a->nproc, 20.0);
     auto gen = make_generator(a->common.seed, kStreamSample, device);
     torch::Tensor x0;
     std::vector<int64_t> batch_shape = shape;

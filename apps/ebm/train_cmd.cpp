@@ -47,10 +47,15 @@ Runner add_train(CLI::App& app) {
     EBM_CHECK_USAGE(!args->config.empty(), "train: --config FILE is required");
     EBM_CHECK_USAGE(args->nproc >= 1 && args->nproc <= 256, "--nproc must be in 1 .. 256, got ", args->nproc);
     const DistConfig dist = dist_config_from_env();
-    if (args->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(args->nproc, 20.0);
-    EBM_CHECK_USAGE(args->nproc == 1 || args->nproc == dist.world, "--nproc ", args->nproc,
-                    " disagrees with WORLD_SIZE=", dist.world);
-    const c10::Device device = apply_common(args->common);
+    EBM_CHECK_USAGE(args->nproc == 1 || std::getenv("WORLD_SIZE") == nullptr || args->nproc == dist.world,
+                    "--nproc ", args->nproc, " disagrees with WORLD_SIZE=", dist.world);
+    c10::Device device = apply_common(args->common);
+    // (one GPU per rank: cuda means cuda:LOCAL_RANK)
+    if (dist.world > 1 && device.is_cuda()) {
+      EBM_CHECK_USAGE(!device.has_index() || device.index() == dist.local_rank, "--device ", device.str(),
+                      ": a data-parallel rank uses cuda:LOCAL_RANK (", dist.local_rank, ")");
+      device = c10::Device(c10::kCUDA, c10::DeviceIndex(dist.local_rank));
+    }
     cfg.load_file(args->config);
     for (const auto& s : args->sets) cfg.set(s);
     if (args->common.seed_set) cfg.set_value("seed", args->common.seed);
@@ -65,6 +70,9 @@ Runner add_train(CLI::App& app) {
       EBM_CHECK_CODE(!std::filesystem::exists(out, ec) || std::filesystem::is_directory(out, ec),
                      ExitCode::kMissingInput, "--out ", out, ": exists and is not a directory");
     }
+    // (the ranks start once the command line and config are known good: an
+    // error in them is said once)
+    if (args->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(args->nproc, 20.0);
     Trainer trainer(cfg, out, device);
     if (dist.world > 1) trainer.distribute(std::make_shared<Collective>(dist));
     // A 2D run ends with the test NLL: its split must hold points for it.

@@ -67,7 +67,8 @@ Points test_points(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
 }
 
 // AIS over blocks of chains (forward, or reverse from samples(count, gen)):
-// block b on stream (seed, kStreamEval + (b + 1) << 32), this rank's
+// block b on stream (seed, kStreamEval + ((b + 1) << 32)), plus 1 << 16 for
+// the reverse pass (its draws independent of the forward's), this rank's
 // contiguous share of the blocks, the estimates gathered in block order.
 PartitionEstimate blocked(const AisBase& base, AisOptions o, EnergyImpl& energy, int64_t block, uint64_t seed,
                           const std::function<torch::Tensor(int64_t, at::Generator&)>& samples, const char* label) {
@@ -78,7 +79,7 @@ PartitionEstimate blocked(const AisBase& base, AisOptions o, EnergyImpl& energy,
   std::vector<PartitionEstimate> mine;
   for (int64_t b = first; b < last; ++b) {
     const int64_t count = std::min(block, n - b * block);
-    auto gen = make_generator(seed, uint64_t(kStreamEval) + (uint64_t(b + 1) << 32));
+    auto gen = make_generator(seed, uint64_t(kStreamEval) + (uint64_t(b + 1) << 32) + (samples ? (1u << 16) : 0u));
     Progress progress(label, rank == 0 && b == first ? o.temps() : 0);
     AnnealedImportanceSampling ais(base, AisOptions(o).chains(count), [&](int64_t k, int64_t, double beta) {
       if (rank == 0 && b == first) progress.update(k, "beta " + std::to_string(beta) + " (block 1 of " +

@@ -72,19 +72,20 @@ struct Collective::Impl {
   std::atomic<bool> stop{false};
   double seconds = 0;
 
-  c10::intrusive_ptr<c10d::TCPStore> connect(bool server) const {
+  c10::intrusive_ptr<c10d::TCPStore> connect(bool server, std::chrono::milliseconds wait) const {
     c10d::TCPStoreOptions o;
     o.port = uint16_t(cfg.master_port);
     o.isServer = server;
     o.numWorkers = size_t(cfg.world);
     o.waitWorkers = false;
-    o.timeout = timeout;
+    o.timeout = wait;
     return c10::make_intrusive<c10d::TCPStore>(cfg.master_addr, o);
   }
 
   // Which peers stopped beating: each rank adds 1 to its key twice a second.
   std::string lost() {
     try {
+      store->setTimeout(std::chrono::milliseconds(5000));
       std::vector<int64_t> before(cfg.world), after(cfg.world);
       for (int64_t k = 0; k < cfg.world; ++k) before[k] = store->add(heartbeat_key(k), 0);
       std::this_thread::sleep_for(std::chrono::milliseconds(2500));
@@ -140,7 +141,7 @@ Collective::Collective(const DistConfig& config) : impl_(std::make_unique<Impl>(
                   " outside a world of ", config.world);
   const std::string where = config.master_addr + ":" + std::to_string(config.master_port);
   try {
-    m.store = m.connect(config.rank == 0);
+    m.store = m.connect(config.rank == 0, m.timeout);
   } catch (const std::exception& e) {
     fail(ExitCode::kInternal, "data-parallel rank ", config.rank, ": cannot ",
          config.rank == 0 ? "host" : "reach", " the rendezvous store at ", where, " (", first_line(e.what()), ")");
@@ -177,7 +178,9 @@ Collective::Collective(const DistConfig& config) : impl_(std::make_unique<Impl>(
   // The heartbeat, on a connection of its own.
   c10::intrusive_ptr<c10d::TCPStore> beat_store;
   try {
-    beat_store = m.connect(false);
+    // (a short timeout: a silent host must not hold the heartbeat, or the
+    // destructor that joins it, for long)
+    beat_store = m.connect(false, std::chrono::milliseconds(5000));
   } catch (const std::exception& e) {
     fail(ExitCode::kInternal, "data-parallel rank ", config.rank, ": cannot reach the store at ", where, " (",
          first_line(e.what()), ")");
@@ -207,32 +210,31 @@ double Collective::seconds() const { return impl_->seconds; }
 std::vector<double> Collective::average_gradients(std::vector<Learner>& learners, const std::vector<double>& extra,
                                                   double bucket_mb) {
   if (world() == 1) return extra;
-  std::vector<at::Tensor> grads;
+  std::vector<at::Tensor> params;  // (those with a gradient)
   for (auto& l : learners)
     for (auto& p : l.module->parameters())
-      if (p.grad().defined()) grads.push_back(p.mutable_grad());
-  if (grads.empty()) return sum(extra);
+      if (p.grad().defined()) params.push_back(p);
+  if (params.empty()) return sum(extra);
   const double scale = 1.0 / double(world());
   const int64_t limit = std::max<int64_t>(1, int64_t(bucket_mb * (1 << 20)));
   std::vector<double> sums;
   // One message per bucket: the gradients flattened, the extras after them
-  // in the last one.
+  // in the last one. The averaged gradients are views of the message (a
+  // gradient autograd handed over may be an expanded tensor: never written).
   auto flush = [&](std::vector<at::Tensor>& bucket, bool last) {
     std::vector<at::Tensor> parts;
-    for (auto& g : bucket) parts.push_back(g.reshape({-1}));
+    for (auto& p : bucket) parts.push_back(p.grad().reshape({-1}));
+    const auto like = bucket[0].grad();
     if (last && !extra.empty())
-      parts.push_back(torch::tensor(extra, torch::kDouble).to(bucket[0].device(), bucket[0].scalar_type()));
+      parts.push_back(torch::tensor(extra, torch::kDouble).to(like.device(), like.scalar_type()));
     std::vector<at::Tensor> flat = {parts.size() == 1 ? parts[0].contiguous() : at::cat(parts)};
-    const bool in_place = parts.size() == 1 && flat[0].data_ptr() == bucket[0].data_ptr();
     impl_->wait(impl_->pg->allreduce(flat), "the gradient all-reduce");
     int64_t off = 0;
-    for (auto& g : bucket) {
-      auto v = flat[0].narrow(0, off, g.numel());
-      if (in_place)
-        g.mul_(scale);
-      else
-        g.copy_(v.view_as(g)).mul_(scale);
-      off += g.numel();
+    for (auto& p : bucket) {
+      auto v = flat[0].narrow(0, off, p.numel()).view(p.sizes());
+      v.mul_(scale);
+      p.mutable_grad() = v;
+      off += p.numel();
     }
     if (last && !extra.empty()) {
       auto e = flat[0].narrow(0, off, int64_t(extra.size())).to(torch::kCPU, torch::kDouble).contiguous();
@@ -241,18 +243,34 @@ std::vector<double> Collective::average_gradients(std::vector<Learner>& learners
   };
   std::vector<std::vector<at::Tensor>> buckets(1);
   int64_t bytes = 0;
-  for (auto& g : grads) {
+  for (auto& p : params) {
     auto& b = buckets.back();
+    const auto& g = p.grad();
     const int64_t n = g.numel() * int64_t(g.element_size());
-    if (!b.empty() && (bytes + n > limit || g.scalar_type() != b[0].scalar_type() || g.device() != b[0].device())) {
+    if (!b.empty() && (bytes + n > limit || g.scalar_type() != b[0].grad().scalar_type() ||
+                       g.device() != b[0].grad().device())) {
       buckets.emplace_back();
       bytes = 0;
     }
-    buckets.back().push_back(g);
+    buckets.back().push_back(p);
     bytes += n;
   }
   for (size_t i = 0; i < buckets.size(); ++i) flush(buckets[i], i + 1 == buckets.size());
   return extra.empty() ? extra : sums;
+}
+
+// Every rank must train the same networks from the same settings: a hash of
+// the config's text and the parameters' shapes, compared across ranks.
+void Collective::check_same_layout(const std::string& config_text, std::vector<Learner>& learners) {
+  if (world() == 1) return;
+  std::string layout = config_text;
+  for (auto& l : learners)
+    for (auto& p : l.module->parameters()) layout += "|" + std::to_string(p.numel()) + ":" + c10::toString(p.scalar_type());
+  const auto all = all_gather(std::to_string(std::hash<std::string>()(layout)));
+  for (int64_t k = 0; k < world(); ++k)
+    EBM_CHECK_CONFIG(all[k] == all[0], "data-parallel rank ", rank(), ": rank ", k,
+                     " has another config or network than rank 0 (every rank must run the same recipe, "
+                     "the same --set overrides)");
 }
 
 void Collective::broadcast_parameters(std::vector<Learner>& learners) {

@@ -162,6 +162,7 @@ void Trainer::distribute(std::shared_ptr<Collective> collective) {
   coll_ = std::move(collective);
   if (!coll_ || coll_->world() == 1) return;
   const int64_t rank = coll_->rank(), world = coll_->world();
+  coll_->check_same_layout(cfg_.to_toml(), parts_.learners);
   parts_.gen = run_generator(cfg_, kStreamTrain, rank, device_);
   parts_.data = shard(parts_.data, rank, world);
   for (auto& t : parts_.tasks) t = shard(t, rank, world);
@@ -236,7 +237,7 @@ void Trainer::end_task(int64_t k, std::ostream& metrics) {
   // (the forgetting matrix's row: every task's held-out accuracy now)
   if (parts_.energy->num_classes() > 0 && data_.test.has_labels() && data_.test.size() > 0) {
     std::vector<std::vector<int64_t>> groups;
-    groups = task_classes(parts_.data.y, int64_t(parts_.tasks.size()));
+    groups = task_classes(data_.train.y, int64_t(parts_.tasks.size()));  // (all rows: a rank holds a shard)
     Energy user = user_energy();
     Dataset test = data_.test;
     bool complete = true;
@@ -257,7 +258,11 @@ void Trainer::end_task(int64_t k, std::ostream& metrics) {
 
 void Trainer::save_checkpoint(const std::string& path) {
   std::string bytes = snapshot(parts_);
-  if (coll_ && coll_->world() > 1) bytes = pack_ranks(coll_->all_gather(bytes));
+  if (coll_ && coll_->world() > 1) {
+    auto all = coll_->all_gather(bytes);
+    if (!lead()) return;
+    bytes = pack_ranks(all);
+  }
   if (!lead()) return;
   atomic_write(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary);

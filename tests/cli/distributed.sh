@@ -46,14 +46,16 @@ code=$?
 "$EBM" train --config "$T/pcd.toml" --nproc 2 --out "$T/k" --set train.steps=100000 >/dev/null 2>"$T/kerr" &
 launcher=$!
 rank1=""
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
   sleep 0.2
-  [ -f "$T/k/metrics.jsonl" ] && [ -s "$T/k/metrics.jsonl" ] || continue
-  rank1=$(pgrep -P $launcher | sort -n | tail -1)
+  [ -s "$T/k/metrics.jsonl" ] || continue
+  for p in $(pgrep -P $launcher); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "RANK=1" && rank1=$p
+  done
   break
 done
 if [ -z "$rank1" ]; then
-  fail "the 2-rank run to kill did not start"; kill -9 $launcher; cat "$T/kerr"
+  fail "the 2-rank run to kill did not start"; pkill -9 -P $launcher; kill -9 $launcher; cat "$T/kerr"
 else
   kill -9 "$rank1"
   start=$(date +%s)
@@ -67,6 +69,19 @@ else
     fail "killed rank 1 -> exit $code after $took s"; cat "$T/kerr"
   fi
 fi
+
+# The launcher, told to stop (SIGTERM to it alone), stops its ranks.
+"$EBM" train --config "$T/pcd.toml" --nproc 2 --out "$T/t" --set train.steps=100000 >/dev/null 2>"$T/terr" &
+launcher=$!
+for _ in $(seq 1 300); do sleep 0.2; [ -s "$T/t/metrics.jsonl" ] && break; done
+ranks=$(pgrep -P $launcher | tr '\n' ' ')
+kill -TERM $launcher
+sleep 3
+alive=""
+for p in $ranks; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+if [ -n "$ranks" ] && [ -z "$alive" ]; then echo "ok:   SIGTERM to the launcher stopped ranks $ranks"
+else fail "ranks still alive after SIGTERM to the launcher:$alive (ranks: $ranks)"; kill -9 $alive 2>/dev/null; fi
+wait $launcher 2>/dev/null
 
 # Sampling and AIS split their chains into blocks over the ranks: the output
 # is the same for 1 and 2 ranks.

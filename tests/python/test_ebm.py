@@ -93,6 +93,18 @@ class Training(unittest.TestCase):
             r = ebm.train(config, os.path.join(d, "run"), callback=lambda step, m: step >= 7)
             self.assertEqual(r["steps"], 7)
 
+    def test_an_exception_in_the_callback_reaches_the_caller(self):
+        config = {"data": {"name": "8gaussians", "n": 500}, "energy": {"name": "mlp", "hidden": [16]},
+                  "objective": {"name": "dsm", "sigma": 0.1}, "train": {"steps": 20, "batch_size": 32}}
+
+        def boom(step, metrics):
+            if step == 3:
+                raise ValueError("stop at 3")
+
+        with tempfile.TemporaryDirectory() as d:
+            with self.assertRaisesRegex(ValueError, "stop at 3"):
+                ebm.train(config, os.path.join(d, "run"), callback=boom)
+
     def test_bad_config_raises_ebm_error(self):
         with tempfile.TemporaryDirectory() as d:
             with self.assertRaisesRegex(ebm.Error, "no_such_key"):

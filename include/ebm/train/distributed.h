@@ -51,6 +51,9 @@ class Collective {
   // no message of their own); their sums over the ranks are returned.
   std::vector<double> average_gradients(std::vector<Learner>& learners, const std::vector<double>& extra = {},
                                         double bucket_mb = 25);
+  // kBadConfig on every rank unless all ranks run the same config text and
+  // parameter shapes (the gradient messages would not line up).
+  void check_same_layout(const std::string& config_text, std::vector<Learner>& learners);
   // Rank 0's parameters (and buffers), or its floating-point buffers only
   // (batch-norm statistics, spectral-norm vectors), copied to every rank.
   void broadcast_parameters(std::vector<Learner>& learners);

@@ -67,7 +67,8 @@ class Trainer {
   int64_t run(bool resume);
   // Called after every completed step (and its checkpoint, if due) with the
   // step's metrics and its loss ("loss"); return true to stop the run there,
-  // as an interruption would.
+  // as an interruption would. In a data-parallel run every rank must set one
+  // (the ranks stop together when any asks).
   using StepCallback = std::function<bool(int64_t step, const std::map<std::string, double>& metrics)>;
   void on_step(StepCallback callback) { callback_ = std::move(callback); }
   // The trained energy, in the model's units.

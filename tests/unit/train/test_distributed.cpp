@@ -5,7 +5,10 @@
 // with batch B each must step exactly as one process stepping on the mean of
 // the same two losses (batch 2B on the same draws), up to float rounding.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -86,8 +89,18 @@ TEST(Distributed, DsmOnTwoRanksStepsAsOneRankOnTheirBatches) {
   const std::string dir = test_helpers::fresh_dir("ddp_dsm");
   fs::create_directories(dir);
   const std::string out = dir + "/params";
-  // Two ranks of this binary on a free-ish port.
-  const int port = 20000 + int(::getpid() % 20000);
+  // Two ranks of this binary on a free loopback port.
+  const int port = [] {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return int(ntohs(a.sin_port));
+  }();
   std::vector<pid_t> pids;
   for (int r = 0; r < 2; ++r) {
     std::vector<std::string> env = {"RANK=" + std::to_string(r), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
@@ -115,7 +128,13 @@ TEST(Distributed, DsmOnTwoRanksStepsAsOneRankOnTheirBatches) {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "a rank failed (status " << st << ")";
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+      for (pid_t q : pids) {
+        kill(q, SIGKILL);
+        waitpid(q, nullptr, 0);
+      }
+      FAIL() << "a rank failed (status " << st << ")";
+    }
   }
   std::vector<torch::Tensor> rank0, rank1;
   torch::load(rank0, out + ".0");
