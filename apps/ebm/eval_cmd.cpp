@@ -32,7 +32,7 @@ Runner add_eval(CLI::App& app) {
     std::string target, script, schedule, transition, base;
     int64_t dim = 0;
     int64_t temps = 1000, chains = 100, leapfrog = 10, moves = 1, nproc = 1, block = 64;
-    double step = 0.05;
+    double step = 0.05, spread = 1.0;
     bool reverse = false;
   };
   auto a = std::make_shared<Args>();
@@ -101,6 +101,8 @@ Runner add_eval(CLI::App& app) {
   auto* moves = cmd->add_option("--moves", a->moves, "ais: transitions per temperature (default 1)");
   auto* leapfrog = cmd->add_option("--leapfrog", a->leapfrog, "ais: HMC leapfrog steps per transition (default 10)");
   auto* step = cmd->add_option("--step", a->step, "ais: the first step size, adapted per temperature (default 0.05)");
+  auto* spread = cmd->add_option("--spread", a->spread, "ais, hmc: each chain's step in each transition times "
+                                 "exp(U(-S, S)), independent of the state (default 1; 2 for funnels; 0: +-20% jitter)");
   auto* base = cmd->add_option("--base", a->base, "ais: gaussian (fitted to --data, --dataset, a target's draws or "
                                "the model's toy set), uniform (the pixel box of an image model) or auto (default)");
   auto* reverse = cmd->add_flag("--reverse,--bidirectional", a->reverse, "ais: also reverse AIS from samples (a target's exact "
@@ -112,7 +114,7 @@ Runner add_eval(CLI::App& app) {
   auto* block = cmd->add_option("--block", a->block, "ais --nproc: chains per block, each on its own stream")
                     ->capture_default_str();
   add_common(cmd, a->common);
-  return [a, &tasks, nproc, block, clusters, z, min_diff, features, reference, samples, steps, sampler, from, n, in_data, out_data,
+  return [a, &tasks, nproc, block, spread, clusters, z, min_diff, features, reference, samples, steps, sampler, from, n, in_data, out_data,
           score, labels, n_tasks, bins, plot, eps, norm, restarts, attack_step, purify, temps, chains, schedule,
           transition, leapfrog, moves, step, base, reverse]() -> int {
     EBM_CHECK_USAGE(a->nproc >= 1 && a->nproc <= 256, "--nproc must be in 1 .. 256, got ", a->nproc);
@@ -164,6 +166,7 @@ Runner add_eval(CLI::App& app) {
     if (leapfrog->count()) cfg.set_value("task.leapfrog", a->leapfrog);
     if (moves->count()) cfg.set_value("task.moves", a->moves);
     if (step->count()) cfg.set_value("task.step", a->step);
+    if (spread->count()) cfg.set_value("task.spread", a->spread);
     if (base->count()) cfg.set_value("task.base", a->base);
     if (reverse->count()) cfg.set_value("task.reverse", a->reverse);
     if (from->count()) cfg.set_value("task.from", a->from);

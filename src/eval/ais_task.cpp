@@ -26,6 +26,7 @@ std::vector<ConfigKey> ais_task_keys() {
           {"moves", int64_t(1), "transitions per temperature"},
           {"leapfrog", int64_t(10), "HMC leapfrog steps per transition"},
           {"step", 0.05, "the first step size"},
+          {"spread", 1.0, "hmc: each chain's step times exp(U(-spread, spread)), state-independent (funnels)"},
           {"base", std::string("auto"), "gaussian, uniform or auto (images: the pixel box; else a Gaussian)"},
           {"reverse", false, "also run reverse AIS from samples of the model (an estimate from above)"},
           {"model", std::string(""), "the model file (set by --model)"},
@@ -168,7 +169,8 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
       .transition(c.get_string("task.transition"))
       .moves(c.get_int("task.moves"))
       .leapfrog(c.get_int("task.leapfrog"))
-      .step(c.get_float("task.step"));
+      .step(c.get_float("task.step"))
+      .spread(c.get_float("task.spread"));
   const int64_t block = c.get_int("task.block");
   EBM_CHECK_USAGE(block >= 0, "ais: block must be >= 0, got ", block);
   const uint64_t seed = uint64_t(c.get_int("task.seed"));

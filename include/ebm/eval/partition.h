@@ -64,6 +64,12 @@ struct AisOptions {
   TORCH_ARG(int64_t, moves) = 1;                 // transitions per temperature >= 1
   TORCH_ARG(int64_t, leapfrog) = 10;             // HMC's leapfrog steps
   TORCH_ARG(double, step) = 0.05;                // the first step size, adapted per temperature
+  // HMC only: each chain's step in each transition is the adapted step times
+  // exp(U(-spread, spread)), drawn independently of the state (so every
+  // transition still leaves its temperature's distribution invariant): a
+  // spread of a few units serves targets whose scale varies across the
+  // space (a funnel's neck and mouth). 0: the HMC sampler with +-20% jitter.
+  TORCH_ARG(double, spread) = 1.0;
   TORCH_ARG(int64_t, bootstrap) = 200;           // resamples of the weights for the bootstrap SE
 };
 
