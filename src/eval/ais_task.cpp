@@ -213,30 +213,25 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     out.json["truth"] = target->log_z();
     os << "  exact log Z " << target->log_z() << " (error " << fwd.log_z - target->log_z() << ")\n";
   }
-  if (c.get_bool("task.reverse") && block > 0) {
-    auto r = blocked(base, o, energy, block, seed, [&](int64_t count, at::Generator& g) {
+  if (c.get_bool("task.reverse")) {
+    // Exact draws of a target; a model's from its sampler (approximate).
+    auto samples = [&](int64_t count, at::Generator& g) {
       return target != nullptr ? target->sample(count, g)
                                : draw_model_samples(energy, info, count, c.get_int("task.steps"),
                                                     c.get_string("task.sampler"), g);
-    }, "reverse ais");
-    out.json["reverse"] = estimate_json(r, true);
-    out.json["reverse"]["exact_samples"] = target != nullptr;
-    os << "  reverse log Z " << r.log_z << " +- " << r.se << " (from " << (target ? "exact" : "the model's sampler's")
-       << " samples; forward - reverse " << fwd.log_z - r.log_z << ")\n"
-       << "  -mean log w_rev " << -r.log_w.to(torch::kDouble).mean().item<double>() << " (an upper bound on log Z in "
-       << "expectation" << (target ? "" : " were the samples exact") << ")\n";
-  } else if (c.get_bool("task.reverse")) {
-    // Exact draws of a target; a model's from its sampler (approximate).
-    torch::Tensor x = target != nullptr
-                          ? target->sample(o.chains(), gen)
-                          : draw_model_samples(energy, info, o.chains(), c.get_int("task.steps"),
-                                               c.get_string("task.sampler"), gen);
-    Progress rp("reverse ais", o.temps());
-    AnnealedImportanceSampling rev(base, o, [&](int64_t k, int64_t, double b) {
-      rp.update(k, "beta " + std::to_string(b));
-    });
-    auto r = rev.reverse(energy, x, gen);
-    rp.finish();
+    };
+    PartitionEstimate r;
+    if (block > 0) {
+      r = blocked(base, o, energy, block, seed, samples, "reverse ais");
+    } else {
+      torch::Tensor x = samples(o.chains(), gen);
+      Progress rp("reverse ais", o.temps());
+      AnnealedImportanceSampling rev(base, o, [&](int64_t k, int64_t, double b) {
+        rp.update(k, "beta " + std::to_string(b));
+      });
+      r = rev.reverse(energy, x, gen);
+      rp.finish();
+    }
     out.json["reverse"] = estimate_json(r, true);
     out.json["reverse"]["exact_samples"] = target != nullptr;
     os << "  reverse log Z " << r.log_z << " +- " << r.se << " (from " << (target ? "exact" : "the model's sampler's")
