@@ -80,11 +80,16 @@ py::dict sample(const Energy& energy, const at::Tensor& x0, const std::string& s
 }
 
 py::dict train(const std::string& config, const std::string& out, const std::vector<std::string>& sets, bool resume,
-               py::object callback) {
+               py::object callback, int64_t every) {
   Config cfg = train_config(config, sets);
+  // (the callback runs at the logged steps, train.log_every, and the last;
+  // every = 1: after each step)
+  if (every <= 0) every = cfg.get_int("train.log_every");
+  const int64_t last = cfg.get_int("train.steps");
   Trainer trainer(cfg, out);
   if (!callback.is_none()) {
-    trainer.on_step([callback](int64_t step, const std::map<std::string, double>& metrics) {
+    trainer.on_step([callback, every, last](int64_t step, const std::map<std::string, double>& metrics) {
+      if (step % every != 0 && step != last) return false;
       py::gil_scoped_acquire acquire;
       py::dict m;
       for (const auto& [k, v] : metrics) m[py::str(k)] = v;
@@ -213,8 +218,9 @@ PYBIND11_MODULE(_ebm, m) {
     return d;
   }, py::arg("draws"), "ESS (bulk, tail) and R-hat per dimension of draws [chains, draws, D]");
   m.def("train", &train, py::arg("config"), py::arg("out"), py::arg("sets") = std::vector<std::string>{},
-        py::arg("resume") = false, py::arg("callback") = py::none(),
-        "train from a TOML config (path or text); callback(step, metrics) after every step, True stops");
+        py::arg("resume") = false, py::arg("callback") = py::none(), py::arg("every") = 0,
+        "train from a TOML config (path or text); callback(step, metrics) at every logged step (train.log_every, "
+        "or every `every` steps) and the last, True stops");
   m.def("evaluate_json", &evaluate, py::arg("task"), py::arg("model") = "", py::arg("target") = "",
         py::arg("script") = "", py::arg("dim") = 0, py::arg("sets") = std::vector<std::string>{});
   m.def("set_num_threads", [](int n) { torch::set_num_threads(n); }, py::arg("n"));

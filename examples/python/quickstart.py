@@ -28,7 +28,7 @@ print("ring radius", x.norm(dim=1).mean().item())
 run = os.path.join(tempfile.mkdtemp(), "toy2d")
 config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "toy2d-pcd.toml")
 losses = []
-result = ebm.train(config, run, sets=["train.steps=500"], callback=lambda step, m: losses.append(m["loss"]))
+result = ebm.train(config, run, sets=["train.steps=500"], callback=lambda step, m: losses.append(m["loss"]), every=10)
 print("trained", result["steps"], "steps; last loss", losses[-1])
 
 # --- Evaluate it: the exact 2D NLL, and log Z by AIS ------------------------

@@ -9,7 +9,7 @@ tasks are the C++ library's (the same as the `ebm` command line's):
     out["draws"].mean(dim=(0, 1))           # close to target.mean()
 
     ebm.train({"data": {"name": "8gaussians"}, "train": {"steps": 100}}, out="runs/py",
-              callback=lambda step, m: print(step, m["loss"]))
+              callback=lambda step, m: print(step, m["loss"]))   # at each logged step
     model = ebm.load("runs/py/model.pt")
 """
 import json as _json
@@ -67,12 +67,14 @@ def _config_text(config):
     return _os.fspath(config)
 
 
-def train(config, out, sets=(), resume=False, callback=None):
+def train(config, out, sets=(), resume=False, callback=None, every=None):
     """Trains as `ebm train` does. config: a TOML file's path, TOML text, or a
-    dict of sections; sets: "key=value" overrides; callback(step, metrics) is
-    called after every step (return True to stop there). Returns a dict with
-    steps, rollbacks, out and the model's path."""
-    return _ebm.train(_config_text(config), _os.fspath(out), list(sets), resume, callback)
+    dict of sections; sets: "key=value" overrides; callback(step, metrics)
+    (metrics hold the step's loss) is called at every logged step
+    (train.log_every), or every `every` steps, and at the last; return True
+    to stop there. Returns a dict with steps, rollbacks, out and the model's
+    path."""
+    return _ebm.train(_config_text(config), _os.fspath(out), list(sets), resume, callback, int(every or 0))
 
 
 def evaluate(task, model=None, target=None, script=None, dim=0, **options):
