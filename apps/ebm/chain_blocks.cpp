@@ -116,7 +116,8 @@ ChainRun run_chain_blocks(EnergyImpl& energy, const std::function<std::shared_pt
   int64_t chains = 0;
   for (int64_t c : counts) chains += c;
   if (mine.empty()) local.x = torch::empty({0});
-  auto all = coll->all_gather(pack(local, chains));
+  auto all = coll->gather(pack(local, chains));  // (rank 0 alone writes and reports)
+  if (coll->rank() != 0) return local;
   std::vector<ChainRun> runs;
   std::vector<int64_t> all_counts;
   for (const auto& bytes : all) {

@@ -43,8 +43,8 @@ ChainRun run_chains(EnergyImpl& energy, Sampler& sampler, const torch::Tensor& x
 
 // Blocks of `block` chains: block b samples with make_sampler() on stream
 // (seed, kStreamSample + rank-free block id); this rank runs its share of the
-// blocks; every rank returns the whole result (gathered over `coll`, which
-// may be null for one process).
+// blocks; rank 0 returns the whole result (gathered over `coll`, which may
+// be null for one process), the others their own share.
 ChainRun run_chain_blocks(EnergyImpl& energy, const std::function<std::shared_ptr<Sampler>()>& make_sampler,
                           const torch::Tensor& x0, uint64_t seed, int64_t block, Collective* coll,
                           const ChainRunOptions& options);

@@ -302,9 +302,14 @@ std::vector<double> Collective::sum(const std::vector<double>& values) {
 
 bool Collective::any(bool flag) { return sum({flag ? 1.0 : 0.0})[0] > 0; }
 
-std::vector<std::string> Collective::all_gather(const std::string& bytes) {
+std::vector<std::string> Collective::all_gather(const std::string& bytes) { return gather_bytes(bytes, false); }
+
+std::vector<std::string> Collective::gather(const std::string& bytes) { return gather_bytes(bytes, true); }
+
+std::vector<std::string> Collective::gather_bytes(const std::string& bytes, bool to_root) {
   if (world() == 1) return {bytes};
   auto& m = *impl_;
+  // (the messages are padded to the longest: Gloo gathers equal sizes)
   const auto sizes = sum([&] {
     std::vector<double> v(world(), 0.0);
     v[rank()] = double(bytes.size());
@@ -316,9 +321,17 @@ std::vector<std::string> Collective::all_gather(const std::string& bytes) {
   std::memcpy(mine.data_ptr<uint8_t>(), bytes.data(), bytes.size());
   std::vector<at::Tensor> in = {mine.to(m.device)};
   std::vector<std::vector<at::Tensor>> out(1);
-  for (int64_t k = 0; k < world(); ++k) out[0].push_back(torch::empty({longest}, in[0].options()));
-  m.wait(m.pg->allgather(out, in), "a state gather");
+  const bool receives = !to_root || rank() == 0;
+  if (receives)
+    for (int64_t k = 0; k < world(); ++k) out[0].push_back(torch::empty({longest}, in[0].options()));
+  if (to_root) {
+    if (rank() != 0) out.clear();  // (only the root passes outputs)
+    m.wait(m.pg->gather(out, in, c10d::GatherOptions{}), "a state gather");
+  } else {
+    m.wait(m.pg->allgather(out, in), "a state gather");
+  }
   std::vector<std::string> all;
+  if (!receives) return all;
   for (int64_t k = 0; k < world(); ++k) {
     auto c = out[0][k].cpu();
     all.emplace_back(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), size_t(sizes[k]));

@@ -259,7 +259,7 @@ void Trainer::end_task(int64_t k, std::ostream& metrics) {
 void Trainer::save_checkpoint(const std::string& path) {
   std::string bytes = snapshot(parts_);
   if (coll_ && coll_->world() > 1) {
-    auto all = coll_->all_gather(bytes);
+    auto all = coll_->gather(bytes);  // (to rank 0, which alone writes)
     if (!lead()) return;
     bytes = pack_ranks(all);
   }

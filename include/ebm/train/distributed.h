@@ -62,8 +62,10 @@ class Collective {
   std::vector<double> sum(const std::vector<double>& values);
   // True on every rank when it is true on any.
   bool any(bool flag);
-  // Every rank's bytes, in rank order, on every rank.
+  // Every rank's bytes, in rank order, on every rank; or on rank 0 only
+  // (gather: the others get an empty list).
   std::vector<std::string> all_gather(const std::string& bytes);
+  std::vector<std::string> gather(const std::string& bytes);
   // Rank 0's bytes on every rank.
   std::string broadcast(const std::string& bytes);
   void barrier();
@@ -71,6 +73,7 @@ class Collective {
   double seconds() const;
 
  private:
+  std::vector<std::string> gather_bytes(const std::string& bytes, bool to_root);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
