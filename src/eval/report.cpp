@@ -83,7 +83,7 @@ std::string report_run(EnergyImpl& energy, const Config& cfg, const DataSplit& d
     j["modes"] = mode_masses_json(modes);
     if (!modes.ok) warning = "warning: the model's mass differs from the data's around " +
                              std::to_string(modes.flagged.sum().item<int64_t>()) +
-                             " of 8 clusters of the test data (eval.json \"modes\"; README, 'Mode masses')\n";
+                             " of 8 clusters of the test data (eval.json \"modes\"; docs/own-data.md, 'Mode masses')\n";
   }
   atomic_write_text(out + "/eval.json", j.dump(2) + "\n");
   std::ostringstream os;

@@ -84,7 +84,7 @@ EvalReport modes_task(const Config& c, EnergyImpl& energy, const ModelInfo&) {
     os << "mode masses agree with the data within " << c.get_float("task.z") << " standard errors\n";
   else
     os << "warning: the model's mass differs from the data's in " << r.flagged.sum().item<int64_t>()
-       << " cell(s): its density has the modes' shapes but not their weights (see README, 'Mode masses')\n";
+       << " cell(s): its density has the modes' shapes but not their weights (see docs/own-data.md, 'Mode masses')\n";
   out.text = os.str();
   return out;
 }
