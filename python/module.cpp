@@ -115,21 +115,12 @@ std::string evaluate(const std::string& task, const std::string& model, const st
                      const std::string& script, int64_t dim, const std::vector<std::string>& sets) {
   Config cfg(eval_task_schema());
   cfg.set_value("task.name", task);
-  if (task == "continual" || task == "generator" || task == "fid" || task == "ais") cfg.set_value("task.model", model);
+  if (task_reads_model_path(task)) cfg.set_value("task.model", model);
   for (const auto& s : sets) cfg.set("task." + s);
   cfg.validate();
+  EBM_CHECK_USAGE(!model.empty() || !target.empty() || !script.empty(), "evaluate: give model=, target= or script=");
   ModelInfo info;
-  Energy energy;
-  if (!target.empty()) {
-    energy = make_target(target, dim);
-    info.event_shape = energy->event_shape();
-  } else if (!script.empty()) {
-    energy = std::make_shared<ScriptEnergyImpl>(script, dim);
-    info.event_shape = energy->event_shape();
-  } else {
-    EBM_CHECK_USAGE(!model.empty(), "evaluate: give model=, target= or script=");
-    energy = load_model(model, &info);
-  }
+  Energy energy = eval_energy(model, target, script, dim, info);
   py::gil_scoped_release release;
   return eval_task_registry().make(cfg, *energy, info).json.dump();
 }

@@ -4,7 +4,6 @@
 
 #include "commands.h"
 #include "ebm/core/error.h"
-#include "ebm/energy/script_energy.h"
 #include "ebm/eval/tasks.h"
 #include "ebm/io/io.h"
 #include "ebm/model/model.h"
@@ -157,8 +156,7 @@ Runner add_eval(CLI::App& app) {
     if (labels->count()) cfg.set_value("task.labels", a->labels);
     if (bins->count()) cfg.set_value("task.bins", a->bins);
     if (plot->count()) cfg.set_value("task.plot", a->plot);
-    if (a->task == "continual" || a->task == "generator" || a->task == "fid" || a->task == "ais")
-      cfg.set_value("task.model", a->model);
+    if (task_reads_model_path(a->task)) cfg.set_value("task.model", a->model);
     if (temps->count()) cfg.set_value("task.temps", a->temps);
     if (chains->count()) cfg.set_value("task.chains", a->chains);
     if (schedule->count()) cfg.set_value("task.schedule", a->schedule);
@@ -182,16 +180,7 @@ Runner add_eval(CLI::App& app) {
     if (blocked) cfg.set_value("task.block", a->block);
     cfg.validate();
     ModelInfo info;
-    Energy energy;
-    if (!a->target.empty()) {
-      energy = make_target(a->target, a->dim);
-      info.event_shape = energy->event_shape();
-    } else if (!a->script.empty()) {
-      energy = std::make_shared<ScriptEnergyImpl>(a->script, a->dim);
-      info.event_shape = energy->event_shape();
-    } else {
-      energy = load_model(a->model, &info);
-    }
+    Energy energy = eval_energy(a->model, a->target, a->script, a->dim, info);
     // (the ranks start once the command line, the model and the task's keys
     // are known good: an error in them is said once)
     if (a->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(a->nproc, 20.0);

@@ -10,6 +10,7 @@
 #include "ebm/io/io.h"
 #include "ebm/data/images.h"
 #include "ebm/eval/images.h"
+#include "ebm/energy/script_energy.h"
 #include "ebm/eval/calibration.h"
 #include "ebm/eval/continual.h"
 #include "ebm/eval/ood.h"
@@ -287,6 +288,24 @@ std::shared_ptr<const Schema> eval_task_schema() {
     return std::shared_ptr<const Schema>(s);
   }();
   return schema;
+}
+
+Energy eval_energy(const std::string& model, const std::string& target, const std::string& script, int64_t dim,
+                   ModelInfo& info) {
+  Energy energy;
+  if (!target.empty()) {
+    energy = make_target(target, dim);
+  } else if (!script.empty()) {
+    energy = std::make_shared<ScriptEnergyImpl>(script, dim);
+  } else {
+    return load_model(model, &info);
+  }
+  info.event_shape = energy->event_shape();
+  return energy;
+}
+
+bool task_reads_model_path(const std::string& task) {
+  return task == "continual" || task == "generator" || task == "fid" || task == "ais";
 }
 
 }  // namespace ebm

@@ -82,13 +82,16 @@ StepResult train_step(TrainParts& parts, const StepOptions& options) {
   };
   r.diverged = !std::isfinite(r.loss) || !within("e_pos") || !within("e_neg");
   Collective* coll = options.collective();
-  if (coll != nullptr && coll->world() > 1) {
-    // Every rank runs backward, and the divergence vote, the loss and the
-    // metrics to average ride in the gradient all-reduce: one message per
-    // step. (A diverged rank's gradients may be non-finite: nothing steps
-    // then. Every rank runs the same objective, so the metrics' keys agree.)
-    backward_all(parts, r.output);
-    if (options.after_backward()) options.after_backward()(parts);
+  const bool parallel = coll != nullptr && coll->world() > 1;
+  // (a data-parallel rank runs backward even when it diverged: the vote
+  // rides in the gradient all-reduce below, and nothing steps on a vote)
+  if (r.diverged && !parallel) return r;
+  backward_all(parts, r.output);
+  if (options.after_backward()) options.after_backward()(parts);
+  if (parallel) {
+    // One message per step: the gradients, then the divergence vote, the loss
+    // and the metrics to average (every rank runs the same objective, so the
+    // metrics' keys agree).
     std::vector<double> v = {r.diverged ? 1.0 : 0.0, std::isfinite(r.loss) ? r.loss : 0.0};
     for (const auto& [k, x] : r.output.metrics) v.push_back(std::isfinite(x) ? x : 0.0);
     v = coll->average_gradients(parts.learners, v);
@@ -98,10 +101,6 @@ StepResult train_step(TrainParts& parts, const StepOptions& options) {
     r.loss = v[1] / n;
     size_t i = 2;
     for (auto& [k, x] : r.output.metrics) x = v[i++] / n;
-  } else {
-    if (r.diverged) return r;
-    backward_all(parts, r.output);
-    if (options.after_backward()) options.after_backward()(parts);
   }
   for (auto& l : parts.learners) {
     if (l.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params_of(l), l.grad_clip);

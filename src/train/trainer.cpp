@@ -263,7 +263,6 @@ void Trainer::save_checkpoint(const std::string& path) {
     if (!lead()) return;
     bytes = pack_ranks(all);
   }
-  if (!lead()) return;
   atomic_write(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary);
     out.write(bytes.data(), std::streamsize(bytes.size()));

@@ -34,6 +34,14 @@ std::vector<ConfigKey> labelled_data_keys();
 Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::string& task, std::string* spec);
 std::shared_ptr<const Schema> eval_task_schema();
 
+// The energy a task evaluates: an analytic target spec, else a TorchScript
+// file (`dim` for either when > 0), else a model file; `info` says what the
+// file says beside the weights (a target's or script's event shape only).
+Energy eval_energy(const std::string& model, const std::string& target, const std::string& script, int64_t dim,
+                   ModelInfo& info);
+// Tasks that read the model file's path themselves (task.model).
+bool task_reads_model_path(const std::string& task);
+
 // `generator` (src/eval/generator.cpp): a learned sampler's draws scored
 // under the closed-form density of 8gaussians or 25gaussians.
 std::vector<ConfigKey> generator_task_keys();
