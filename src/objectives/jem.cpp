@@ -12,6 +12,8 @@ Jem::Jem(const JemOptions& o, std::shared_ptr<ContrastiveDivergence> px, std::sh
   EBM_CHECK_CONFIG(o.px_weight() >= 0, "objective.px_weight must be >= 0, got ", o.px_weight());
   EBM_CHECK_CONFIG(o.pxy_weight() >= 0, "objective.pxy_weight must be >= 0, got ", o.pxy_weight());
   EBM_CHECK_CONFIG(o.warmup() >= 0, "objective.warmup must be >= 0, got ", o.warmup());
+  EBM_CHECK_CONFIG(o.ce_steps() >= 0, "objective.ce_steps must be >= 0, got ", o.ce_steps());
+  EBM_CHECK_CONFIG(o.px_every() >= 1, "objective.px_every must be >= 1, got ", o.px_every());
   TORCH_INTERNAL_ASSERT(px_ && (pxy_ || o.pxy_weight() == 0));
 }
 
@@ -47,10 +49,16 @@ void Jem::fit_data(const torch::Tensor& train) {
 Output Jem::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) {
   EBM_CHECK_CONFIG(energy.num_classes() > 0,
                    "objective.name = \"jem\" trains a classifier: set energy.conditional = true");
+  // steps since the cross-entropy warm start; the generative terms run on
+  // every px_every-th of them, the warm-up counting those
+  const int64_t t = calls_ - options_.ce_steps();
+  const bool generative = t >= 0 && t % options_.px_every() == 0;
+  const int64_t g_steps = t < 0 ? 0 : t / options_.px_every();
   const double ramp =
-      options_.warmup() == 0 ? 1.0 : std::min(1.0, double(calls_ + 1) / double(options_.warmup()));
+      !generative ? 0.0
+                  : options_.warmup() == 0 ? 1.0 : std::min(1.0, double(g_steps + 1) / double(options_.warmup()));
   Output out;
-  if (options_.px_weight() > 0) {
+  if (options_.px_weight() > 0 && generative) {
     // (one training pass for both terms: the p(x) term's on [x+, x-])
     KeepClassEnergies keep(energy);
     Output g = px_->compute(keep, batch, gen);
@@ -68,7 +76,7 @@ Output Jem::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) 
     out.metrics["ce"] = out.loss.item<double>();
     out.loss = options_.ce_weight() * out.loss;
   }
-  if (pxy_ && options_.pxy_weight() > 0) {
+  if (pxy_ && options_.pxy_weight() > 0 && generative) {
     Output g = pxy_->compute(energy, batch, gen);
     out.loss = out.loss + (ramp * options_.pxy_weight()) * g.loss;
     out.metrics["e_pos_y"] = g.metrics.at("e_pos");

@@ -75,6 +75,12 @@ const ObjectiveRegistry& objective_registry() {
             {"pxy_weight", 0.0, "weight of the contrastive divergence on E(x, y) at the batch's labels (log p(x | y), "
                                 "a per-class buffer); 0 = off"},
             {"warmup", int64_t(0), "steps over which the generative weights ramp linearly from 0; 0 = none"},
+            {"ce_steps", int64_t(0),
+             "first steps on the cross entropy alone (no chains, a fast classifier warm start); the generative "
+             "terms and their warm-up start after them"},
+            {"px_every", int64_t(1),
+             "after ce_steps, the generative terms run on every k-th step; the steps between train the cross "
+             "entropy alone (k - 1 cheap classifier steps per sampling step)"},
             {"alpha", 0.0, "L2 energy penalty weight of each CD term"},
             {"jumps", int64_t(0),
              "independence Metropolis moves between modes per chain and step (vectors; as objective.name = \"cd\")"},
@@ -101,7 +107,9 @@ const ObjectiveRegistry& objective_registry() {
                                              .ce_weight(c.get_float("objective.ce_weight"))
                                              .px_weight(c.get_float("objective.px_weight"))
                                              .pxy_weight(wxy)
-                                             .warmup(c.get_int("objective.warmup")),
+                                             .warmup(c.get_int("objective.warmup"))
+                                             .ce_steps(c.get_int("objective.ce_steps"))
+                                             .px_every(c.get_int("objective.px_every")),
                                          cd(true), wxy > 0 ? cd(false) : nullptr);
           });
     r.add({"vera",

@@ -21,6 +21,9 @@ Section train_section() {
            {"lr", 1e-4, "learning rate"},
            {"weight_decay", 0.0, "L2 weight decay"},
            {"grad_clip", 0.0, "clip the parameter gradient norm; 0 = off"},
+           {"ema", 0.0,
+            "exponential moving average of every network's weights (e.g. 0.999), written to model.pt; "
+            "checkpoints keep both; 0 = off (model.pt holds the last weights)"},
            {"warmup", int64_t(0), "linear learning-rate warm-up steps"},
            {"log_every", int64_t(100), "metrics.jsonl line period"},
            {"checkpoint_every", int64_t(1000), "checkpoint period"},
@@ -108,6 +111,8 @@ Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch:
   l.optimizer = optimizer_registry().make(cfg, module->parameters());
   l.schedule = schedule_registry().make(cfg, cfg.get_int("train.steps"));
   l.grad_clip = cfg.get_float("train.grad_clip");
+  l.ema = cfg.get_float("train.ema");
+  EBM_CHECK_CONFIG(l.ema >= 0 && l.ema < 1, "train.ema must be in [0, 1), got ", l.ema);
   l.module = std::move(module);
   return l;
 }

@@ -24,6 +24,18 @@ const Dataset& step_rows(const TrainParts& parts) {
 namespace {
 std::vector<torch::Tensor> params_of(const Learner& l) { return l.module->parameters(); }
 
+void update_averages(Learner& l, int64_t t) {
+  if (l.ema <= 0) return;
+  torch::NoGradGuard ng;
+  auto params = l.module->parameters();
+  if (l.averages.empty()) {
+    for (const auto& p : params) l.averages.push_back(p.detach().clone());
+    return;
+  }
+  const double d = std::min(l.ema, (1.0 + double(t)) / (10.0 + double(t)));
+  for (size_t i = 0; i < params.size(); ++i) l.averages[i].mul_(d).add_(params[i].detach(), 1.0 - d);
+}
+
 bool all_finite(const std::vector<Learner>& learners) {
   for (const auto& l : learners)
     for (const auto& p : l.module->parameters())
@@ -110,8 +122,20 @@ StepResult train_step(TrainParts& parts, const StepOptions& options) {
   // (data-parallel ranks hold bit-identical weights here: the same averaged
   // gradients through the same optimiser arithmetic, so they agree unasked)
   r.diverged = options.check_weights() && !all_finite(parts.learners);
-  if (!r.diverged) ++parts.step;
+  if (r.diverged) return r;
+  for (auto& l : parts.learners) update_averages(l, parts.step);
+  ++parts.step;
   return r;
+}
+
+void use_averages(std::vector<Learner>& learners) {
+  torch::NoGradGuard ng;
+  for (auto& l : learners) {
+    if (l.averages.empty()) continue;
+    auto params = l.module->parameters();
+    TORCH_INTERNAL_ASSERT(params.size() == l.averages.size());
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(l.averages[i]);
+  }
 }
 
 // The first learner keeps the archive names of single-learner checkpoints
@@ -126,6 +150,11 @@ std::string snapshot(const TrainParts& parts) {
     l.optimizer->save(opt);
     ar.write(prefix + "model", model);
     ar.write(prefix + "optimizer", opt);
+    if (!l.averages.empty()) {
+      torch::serialize::OutputArchive avg;
+      for (size_t j = 0; j < l.averages.size(); ++j) avg.write(std::to_string(j), l.averages[j]);
+      ar.write(prefix + "ema", avg);
+    }
   }
   parts.objective->save(obj);
   ar.write("objective", obj);
@@ -141,13 +170,16 @@ std::string snapshot(const TrainParts& parts) {
 void restore(TrainParts& parts, const std::string& bytes) {
   std::istringstream is(bytes);
   torch::serialize::InputArchive ar, obj;
-  std::vector<torch::serialize::InputArchive> models(parts.learners.size()), opts(parts.learners.size());
+  std::vector<torch::serialize::InputArchive> models(parts.learners.size()), opts(parts.learners.size()),
+      avgs(parts.learners.size());
+  std::vector<bool> has_avg(parts.learners.size(), false);
   try {
     ar.load_from(is);
     for (size_t i = 0; i < parts.learners.size(); ++i) {
       const std::string prefix = i == 0 ? "" : parts.learners[i].name + ".";
       ar.read(prefix + "model", models[i]);
       ar.read(prefix + "optimizer", opts[i]);
+      has_avg[i] = ar.try_read(prefix + "ema", avgs[i]);
     }
     ar.read("objective", obj);
   } catch (const c10::Error&) {
@@ -160,6 +192,19 @@ void restore(TrainParts& parts, const std::string& bytes) {
       fail(ExitCode::kBadData, "checkpoint does not match this config: ", e.what());
     }
     parts.learners[i].optimizer->load(opts[i]);
+    // the moving average: from the checkpoint, or (none written: off then,
+    // or saved before the first step) started afresh at the next step
+    auto& l = parts.learners[i];
+    l.averages.clear();
+    if (l.ema > 0 && has_avg[i]) {
+      const size_t n = l.module->parameters().size();
+      for (size_t j = 0; j < n; ++j) {
+        torch::Tensor t;
+        EBM_CHECK_DATA(avgs[i].try_read(std::to_string(j), t), "checkpoint's moving average of '", l.name,
+                       "' does not match this config");
+        l.averages.push_back(t.to(l.module->parameters()[j].device()));
+      }
+    }
   }
   parts.objective->load(obj);
   torch::Tensor rng, step, scale, retries;

@@ -330,8 +330,9 @@ int64_t Trainer::run(bool resume) {
   auto t0 = std::chrono::steady_clock::now();
   // (data-parallel runs log the share of the period spent in collectives)
   double comm0 = coll_ ? coll_->seconds() : 0.0, wall0 = 0.0;
-  std::map<std::string, double> acc;  // metrics averaged over the log period
-  int64_t acc_n = 0;
+  // metrics averaged over the log period, each over the steps that reported it
+  // (an objective's metrics may change between phases, e.g. JEM's ce_steps)
+  std::map<std::string, std::pair<double, int64_t>> acc;
 
   while (parts_.step < steps) {
     const int64_t at_step = parts_.step;
@@ -362,13 +363,17 @@ int64_t Trainer::run(bool resume) {
       continue;
     }
     const int64_t step = parts_.step;
-    acc["loss"] += r.loss;
-    for (const auto& [k, v] : out.metrics) acc[k] += v;
-    ++acc_n;
+    auto add = [&](const std::string& k, double v) {
+      auto& [sum, n] = acc[k];
+      sum += v;
+      ++n;
+    };
+    add("loss", r.loss);
+    for (const auto& [k, v] : out.metrics) add(k, v);
     if (step % log_every == 0 || step == steps) {
       nlohmann::json j;
       j["step"] = step;
-      for (const auto& [k, v] : acc) j[k] = v / acc_n;
+      for (const auto& [k, v] : acc) j[k] = v.first / double(v.second);
       j["lr"] = lr;
       const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       j["time"] = wall;
@@ -380,7 +385,6 @@ int64_t Trainer::run(bool resume) {
       }
       metrics << j.dump() << "\n" << std::flush;
       acc.clear();
-      acc_n = 0;
     }
     if (step % ckpt_every == 0 || step == steps) {
       save_checkpoint(ckpt);
@@ -409,6 +413,7 @@ int64_t Trainer::run(bool resume) {
   }
   progress.finish();
   if (steps == 0) save_checkpoint(ckpt);
+  use_averages(parts_.learners);  // (train.ema: model.pt takes the moving averages)
   parts_.energy->eval();
   if (!lead) return parts_.retries;
   GeneratorImpl* generator = nullptr;

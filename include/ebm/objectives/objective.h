@@ -124,13 +124,19 @@ class ContrastiveDivergence : public Objective {
 //     chains at the batch's labels from a per-class buffer; off at 0)
 // with each CD term's L2 penalty alpha, and w(t) = min(1, (t + 1) / warmup)
 // ramping the generative terms in over the first `warmup` steps (1 when
-// warmup = 0). Metrics: accuracy, and the p(x) term's e_pos, e_neg, ... (the
-// divergence guard reads them).
+// warmup = 0). The first `ce_steps` steps train the cross entropy alone (no
+// chains run: a cheap classifier warm start), the ramp starting after them;
+// after them the generative terms run on every `px_every`-th step only (the
+// steps between train the cross entropy alone, at a fraction of the cost).
+// Metrics: accuracy, and the p(x) term's e_pos, e_neg, ... (the divergence
+// guard reads them).
 struct JemOptions {
   TORCH_ARG(double, ce_weight) = 1.0;
   TORCH_ARG(double, px_weight) = 1.0;
   TORCH_ARG(double, pxy_weight) = 0.0;
   TORCH_ARG(int64_t, warmup) = 0;
+  TORCH_ARG(int64_t, ce_steps) = 0;
+  TORCH_ARG(int64_t, px_every) = 1;
 };
 
 class Jem : public Objective {

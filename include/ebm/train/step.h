@@ -30,7 +30,17 @@ struct Learner {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   Schedule schedule;       // learning rate at a step; empty = the optimiser's own
   double grad_clip = 0.0;  // parameter gradient-norm clip; 0 = off
+  // Exponential moving average of the parameters (train.ema; 0 = off): after
+  // each completed step, avg <- d avg + (1 - d) param with d = min(ema,
+  // (1 + t) / (10 + t)) at step t (short runs are not stuck at the init).
+  // Checkpointed; the model file takes the average (use_averages).
+  double ema = 0.0;
+  std::vector<torch::Tensor> averages;  // empty until the first step
 };
+
+// Copies each learner's moving average (when it keeps one) into its
+// parameters: the weights a run with train.ema > 0 writes to model.pt.
+void use_averages(std::vector<Learner>& learners);
 
 struct TrainParts {
   Energy energy;                          // the model; learners[0] trains it

@@ -118,6 +118,41 @@ TEST(JemObjective, WarmupRampsTheGenerativeTermsIn) {
             ExitCode::kBadConfig);
 }
 
+
+// ce_steps cross-entropy-only steps (no chain draws: the stream is not
+// touched), then the generative terms on every px_every-th step, their
+// warm-up counting only those; the steps between are the cross entropy alone.
+TEST(JemObjective, CrossEntropyStepsAndGenerativeEveryK) {
+  auto init = make_generator(5, kStreamInit);
+  auto net = small_net(init);
+  auto x = at::rand({4, 1, 8, 8}, init, torch::kDouble) * 2 - 1;
+  auto y = torch::tensor({0, 1, 2, 0}, torch::kLong);
+  Jem jem(JemOptions().ce_steps(3).px_every(2).warmup(2), zero_step_cd(true, 0), nullptr);
+  auto gen = make_generator(6, kStreamTrain);
+  CrossEntropy ce;
+  // step:            0    1    2    3    4    5    6    7    8
+  const std::vector<double> want = {0, 0, 0, 0.5, 0, 1.0, 0, 1.0, 0};
+  for (size_t i = 0; i < want.size(); ++i) {
+    auto before = gen.clone();
+    auto out = jem.compute(*net, Batch{x, y}, gen);
+    EXPECT_DOUBLE_EQ(out.metrics.at("generative_weight"), want[i]) << i;
+    const double ce_now = ce.compute(*net, Batch{x, y}, before).loss.item<double>();
+    if (want[i] == 0) {
+      EXPECT_NEAR(out.loss.item<double>(), ce_now, 1e-12) << i;
+      EXPECT_EQ(out.metrics.count("e_pos"), 0u) << i;
+      // no negatives drawn: the stream is where it was
+      EXPECT_TRUE(torch::equal(at::rand({3}, gen, torch::kDouble), at::rand({3}, before, torch::kDouble))) << i;
+    } else {
+      EXPECT_NEAR(out.loss.item<double>(), ce_now + want[i] * (out.metrics.at("e_pos") - out.metrics.at("e_neg")),
+                  1e-10)
+          << i;
+    }
+  }
+  EXPECT_EQ(test_helpers::code_of([&] { Jem(JemOptions().px_every(0), zero_step_cd(true, 0), nullptr); }),
+            ExitCode::kBadConfig);
+  EXPECT_EQ(test_helpers::code_of([&] { Jem(JemOptions().ce_steps(-1), zero_step_cd(true, 0), nullptr); }),
+            ExitCode::kBadConfig);
+}
 // A JEM run on labelled images stops at step 3 and resumes to step 6 with
 // the weights, both buffers and the warm-up clock of an uninterrupted run.
 TEST(Trainer, JemResumeIsBitExact) {

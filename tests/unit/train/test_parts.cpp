@@ -124,6 +124,56 @@ TEST(TrainStep, TwoLearnersResumeBitExact) {
   fs::remove_all(dir);
 }
 
+// train.ema: each learner's average follows avg <- d avg + (1 - d) w with
+// d = min(ema, (1 + t) / (10 + t)) after step t (the first step copies),
+// replayed by hand from the weights after each step; it survives a
+// snapshot bit-exactly, and use_averages puts it into the parameters.
+TEST(TrainStep, MovingAverageOfTheWeights) {
+  const auto options = StepOptions(32);
+  const double ema = 0.6;
+  TrainParts p = two_learner_parts();
+  for (auto& l : p.learners) l.ema = ema;
+  std::vector<std::vector<torch::Tensor>> want(p.learners.size());
+  for (int t = 0; t < 8; ++t) {
+    ASSERT_FALSE(train_step(p, options).diverged);
+    const double d = std::min(ema, (1.0 + t) / (10.0 + t));
+    for (size_t i = 0; i < p.learners.size(); ++i) {
+      auto w = p.learners[i].module->parameters();
+      for (size_t j = 0; j < w.size(); ++j) {
+        auto now = w[j].detach().to(torch::kDouble);
+        if (t == 0) want[i].push_back(now.clone());
+        else want[i][j] = d * want[i][j] + (1 - d) * now;
+      }
+    }
+  }
+  for (size_t i = 0; i < p.learners.size(); ++i) {
+    ASSERT_EQ(p.learners[i].averages.size(), want[i].size());
+    for (size_t j = 0; j < want[i].size(); ++j)
+      EXPECT_TRUE(torch::allclose(p.learners[i].averages[j].to(torch::kDouble), want[i][j], 1e-6, 1e-7))
+          << i << "," << j;
+  }
+  // Resume: 3 steps, snapshot, restore into fresh parts, 5 more = 8 straight.
+  TrainParts a = two_learner_parts(), b = two_learner_parts();
+  for (auto* q : {&a, &b})
+    for (auto& l : q->learners) l.ema = ema;
+  for (int t = 0; t < 3; ++t) train_step(a, options);
+  restore(b, snapshot(a));
+  while (b.step < 8) train_step(b, options);
+  for (size_t i = 0; i < p.learners.size(); ++i)
+    for (size_t j = 0; j < want[i].size(); ++j)
+      EXPECT_TRUE(torch::equal(b.learners[i].averages[j], p.learners[i].averages[j])) << i << "," << j;
+  // A checkpoint without averages (written before the first step) restores
+  // to none, and the next step starts them from the weights.
+  TrainParts c = two_learner_parts(), d = two_learner_parts();
+  for (auto* q : {&c, &d})
+    for (auto& l : q->learners) l.ema = ema;
+  restore(d, snapshot(c));
+  EXPECT_TRUE(d.learners[0].averages.empty());
+  use_averages(p.learners);
+  auto w = p.learners[0].module->parameters();
+  for (size_t j = 0; j < w.size(); ++j) EXPECT_TRUE(torch::equal(w[j], p.learners[0].averages[j]));
+}
+
 // Labels reach the objective with their rows.
 TEST(TrainStep, BatchesCarryLabels) {
   TrainParts p = two_learner_parts();
