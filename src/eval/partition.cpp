@@ -175,29 +175,6 @@ AnnealedImportanceSampling::AnnealedImportanceSampling(AisBase base, AisOptions 
 }
 
 namespace {
-// One HMC transition of every chain with its own step eps * exp(U(-spread,
-// spread)) (identity mass, `leapfrog` steps), accepted by Metropolis on H;
-// `s` holds the energy and gradient at x and is updated. Returns the
-// fraction accepted.
-double spread_hmc(EnergyImpl& energy, ChainState& s, double eps, double spread, int64_t steps, at::Generator& gen) {
-  const auto opts = s.x.options();
-  const int64_t b = s.x.size(0);
-  auto p = standard_normal(s.x.sizes(), gen, opts);
-  auto e = eps * (spread * (2 * at::rand({b}, gen, opts) - 1)).exp();
-  auto x1 = s.x.clone(), p1 = p.clone(), g1 = s.grad.clone();
-  auto e1 = leapfrog(energy, x1, p1, g1, torch::Tensor(), e, steps);
-  auto h0 = s.energy + 0.5 * p.pow(2).flatten(1).sum(1), h1 = e1 + 0.5 * p1.pow(2).flatten(1).sum(1);
-  auto log_accept = torch::nan_to_num(h0 - h1, -INFINITY, INFINITY, -INFINITY);
-  auto accept = at::rand({b}, gen, opts).log() < log_accept;
-  std::vector<int64_t> view(s.x.dim(), 1);
-  view[0] = b;
-  auto a = accept.view(view);
-  s.x = torch::where(a, x1, s.x);
-  s.grad = torch::where(a, g1, s.grad);
-  s.energy = torch::where(accept, e1, s.energy);
-  return accept.to(torch::kDouble).mean().item<double>();
-}
-
 // One pass along `betas` (increasing: forward; decreasing: reverse) from x,
 // each increment's weight then a transition at the new b (none at b = 0).
 PartitionEstimate anneal(EnergyImpl& energy, const AisBase& base, const AisOptions& o, const std::vector<double>& betas,
@@ -209,7 +186,9 @@ PartitionEstimate anneal(EnergyImpl& energy, const AisBase& base, const AisOptio
   std::unique_ptr<Sampler> sampler;
   double target = 0;
   if (o.transition() == "hmc") {
-    sampler = std::make_unique<HMCSampler>(HMCOptions(o.step()).n_leapfrog(o.leapfrog()).jitter(0.2));
+    // (spread 0: the sampler's usual +-20% jitter)
+    sampler = std::make_unique<HMCSampler>(
+        HMCOptions(o.step()).n_leapfrog(o.leapfrog()).jitter(0.2).log_spread(o.spread()));
     target = 0.65;
   } else {
     sampler = std::make_unique<MALASampler>(MALAOptions(o.step()));
@@ -232,12 +211,7 @@ PartitionEstimate anneal(EnergyImpl& energy, const AisBase& base, const AisOptio
     path.set_beta(betas[k]);
     std::tie(chains.energy, chains.grad) = path.at_target(chains.x, e0, e, g);
     for (int64_t m = 0; betas[k] > 0 && m < o.moves(); ++m) {
-      double rate = 0;
-      if (o.spread() > 0 && o.transition() == "hmc") {
-        rate = spread_hmc(path, chains, sampler->step_size(), o.spread(), o.leapfrog(), gen);
-      } else {
-        rate = sampler->step(path, chains, gen).accept_rate;
-      }
+      const double rate = sampler->step(path, chains, gen).accept_rate;
       accepted += rate;
       ++moves;
       // (adapted on the acceptance of the previous transition)

@@ -288,6 +288,8 @@ HMCSampler::HMCSampler(const HMCOptions& o) : options_(o) {
   EBM_CHECK_CONFIG(o.n_leapfrog() >= 1, "sampler.leapfrog must be >= 1, got ", o.n_leapfrog());
   EBM_CHECK_CONFIG(o.jitter() >= 0 && o.jitter() < 1, "sampler.jitter must be in [0, 1), got ",
                    o.jitter());
+  EBM_CHECK_CONFIG(o.log_spread() >= 0 && std::isfinite(o.log_spread()), "HMC log step spread must be >= 0, got ",
+                   o.log_spread());
   check_inv_mass(o.inv_mass());
 }
 
@@ -301,7 +303,9 @@ Stats HMCSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   // p ~ N(0, M): p = xi / sqrt(M^{-1}).
   auto p = standard_normal(s.x.sizes(), gen, opts);
   auto eps = torch::full({b}, options_.step_size(), opts);
-  if (options_.jitter() > 0)
+  if (options_.log_spread() > 0)
+    eps = eps * (options_.log_spread() * (2 * at::rand({b}, gen, opts) - 1)).exp();
+  else if (options_.jitter() > 0)
     eps = eps * (1 + options_.jitter() * (2 * at::rand({b}, gen, opts) - 1));
   const auto diag = fusable_diagonal(energy, s.x, inv_mass);
   const auto &mu = diag.first, &prec = diag.second;

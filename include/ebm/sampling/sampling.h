@@ -162,13 +162,17 @@ torch::Tensor leapfrog(EnergyImpl& energy, torch::Tensor& x, torch::Tensor& p, t
 // Hamiltonian Monte Carlo (Duane et al. 1987; Neal 2011): p ~ N(0, M),
 // leapfrog trajectory, accepted with probability min(1, exp(H - H*)). The
 // step is jittered uniformly in eps * [1 - jitter, 1 + jitter] per chain and
-// transition (Neal's advice against periodic trajectories). A non-finite
+// transition (Neal's advice against periodic trajectories); with log_spread
+// = s > 0 it is eps * exp(U(-s, s)) instead, drawn independently of the
+// state (so each transition keeps its target invariant), for targets whose
+// scale varies across the space (a funnel's neck and mouth). A non-finite
 // energy or an energy error above kDivergence is a divergence (rejected, counted).
 struct HMCOptions {
   explicit HMCOptions(double step_size) : step_size_(step_size) {}
   TORCH_ARG(double, step_size);         // eps > 0
   TORCH_ARG(int64_t, n_leapfrog) = 10;  // leapfrog steps per transition >= 1
   TORCH_ARG(double, jitter) = 0.0;      // in [0, 1)
+  TORCH_ARG(double, log_spread) = 0.0;  // >= 0; > 0 replaces jitter
   TORCH_ARG(torch::Tensor, inv_mass) = {};  // diagonal M^{-1} [D]; undefined = identity
 };
 
