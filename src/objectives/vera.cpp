@@ -41,7 +41,8 @@ std::vector<LearnedModule> Vera::learned_modules() {
   return {g, p};
 }
 
-torch::Tensor Vera::score_estimate(const torch::Tensor& x, const torch::Tensor& z, at::Generator& gen) {
+torch::Tensor Vera::score_estimate(const torch::Tensor& x, const torch::Tensor& z, at::Generator& gen,
+                                   double* ess_fraction) {
   torch::NoGradGuard ng;
   const int64_t n = x.size(0), k = options_.posterior_samples(), l = z.size(1);
   const auto s = post_log_sigma().exp();
@@ -55,6 +56,8 @@ torch::Tensor Vera::score_estimate(const torch::Tensor& x, const torch::Tensor& 
   auto log_xi = (-0.5 * ((zk - z.repeat({k, 1})) / s).pow(2) - s.log() - 0.5 * std::log(2 * M_PI)).sum(1);
   auto log_w = (standard_log_density(zk) + gaussian_log_density(xk, mu, sigma) - log_xi).view({k, n});
   auto w = torch::softmax(log_w, 0);  // [K, N]
+  // the weights' effective sample size, 1 / sum_k w_k^2, as a fraction of K (row mean)
+  if (ess_fraction) *ess_fraction = (1.0 / w.pow(2).sum(0)).mean().item<double>() / double(k);
   std::vector<int64_t> wshape(x.dim() + 1, 1);
   wshape[0] = k;
   wshape[1] = n;
@@ -81,7 +84,8 @@ Output Vera::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen)
   // The generator's: E at its draws minus the weighted entropy surrogate
   // (the energy's parameters get no gradient from it: backward_all takes
   // each learner's gradient of its own loss).
-  auto c = score_estimate(x_neg.detach(), z, gen);
+  double ess = 0;
+  auto c = score_estimate(x_neg.detach(), z, gen, &ess);
   auto e_gen = energy_held(energy, x_neg);
   out.learner_losses["generator"] =
       e_gen.mean() - options_.entropy_weight() * (c * x_neg).flatten(1).sum(1).mean();
@@ -93,6 +97,7 @@ Output Vera::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen)
   out.learner_losses["posterior"] = -elbo.mean();
   out.metrics["sigma"] = sigma.item<double>();
   out.metrics["post_sigma"] = ls.exp().mean().item<double>();
+  out.metrics["post_ess"] = ess;
   out.metrics["entropy_grad"] = c.flatten(1).norm(2, 1).mean().item<double>();
   return out;
 }

@@ -66,7 +66,8 @@ class Vera : public Objective {
   GeneratorImpl& generator() { return *generator_; }
   // The entropy term's surrogate and the score estimate c [N, ...] at x
   // (drawn from latents z [N, L]); exposed for tests.
-  torch::Tensor score_estimate(const torch::Tensor& x, const torch::Tensor& z, at::Generator& gen);
+  torch::Tensor score_estimate(const torch::Tensor& x, const torch::Tensor& z, at::Generator& gen,
+                               double* ess_fraction = nullptr);
   torch::Tensor post_log_sigma() const;
 
  private:

@@ -61,7 +61,8 @@ TEST(VeraEntropy, ScoreEstimateApproachesTheExactScore) {
     torch::NoGradGuard ng;
     x = st.g->mean(z) + st.g->sigma() * at::normal(0.0, 1.0, {64, 3}, gen, torch::TensorOptions(torch::kDouble));
   }
-  auto c = st.vera->score_estimate(x, z, gen);
+  double ess = -1;
+  auto c = st.vera->score_estimate(x, z, gen, &ess);
   auto exact = torch::linalg_solve(st.s, (x - st.g->b_.detach()).t(), true).t();  // S^-1 (x - b)
   const double rel = ((c - exact).norm() / exact.norm()).item<double>();
   // (measured 0.009; the error falls as 1 / sqrt(K): 0.04 at K = 1000)
@@ -72,8 +73,24 @@ TEST(VeraEntropy, ScoreEstimateApproachesTheExactScore) {
     torch::NoGradGuard ng;
     st2.vera->post_log_sigma().fill_(std::log(2.0));
   }
-  auto c2 = st2.vera->score_estimate(x, z, gen);
+  double ess2 = -1;
+  auto c2 = st2.vera->score_estimate(x, z, gen, &ess2);
   EXPECT_GT(((c2 - exact).norm() / exact.norm()).item<double>(), 0.1);
+  // The weights' effective sample size (the post_ess metric), a fraction of
+  // K in [1/K, 1]: a proposal 1.5 times the posterior's width keeps a good
+  // part of its draws; one several times wider keeps few.
+  EXPECT_GT(ess, 0.15);  // (measured 0.24; 0.035 at the wide scale below)
+  EXPECT_LE(ess, 1.0);
+  EXPECT_GE(ess2, 0.5 - 1e-12);
+  EXPECT_LE(ess2, 1.0 + 1e-12);
+  auto st3 = make(20000);
+  {
+    torch::NoGradGuard ng;
+    st3.vera->post_log_sigma().fill_(std::log(4.0));
+  }
+  double ess3 = -1;
+  st3.vera->score_estimate(x, z, gen, &ess3);
+  EXPECT_LT(ess3, 0.5 * ess) << "a proposal far wider than the posterior wastes its draws";
 }
 
 TEST(VeraEntropy, SurrogateGradientIsTheEntropyGradient) {
