@@ -36,17 +36,26 @@ std::string fmt(double v, int precision = 4) {
   return os.str();
 }
 
-// The draws file: final states [n, D], or with --thin every kept draw,
-// chain-major [n * draws, D] with the chain (and draw) index beside them: as
-// columns in CSV, as a sidecar FILE.chain.npy in NPY.
-void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, ...event] */) {
+// The draws file: final states [n, D] (rows of the model's shape, which every
+// command reads back), or with --thin every kept draw, chain-major
+// [n * draws, D] with the chain (and draw) index beside them: as columns in
+// CSV, as a sidecar FILE.chain.npy in NPY.
+void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, ...event] */, bool indexed) {
   const int64_t n = draws.size(0), k = draws.size(1), d = draws[0][0].numel();
   auto flat = draws.reshape({n * k, d}).to(torch::kFloat);
   std::vector<std::string> header;
   for (int64_t i = 0; i < d; ++i) header.push_back("x" + std::to_string(i));
   auto chain = torch::arange(n, torch::kFloat).repeat_interleave(k);
   auto draw = torch::arange(k, torch::kFloat).repeat(n);
-  if (file_extension(out) == ".csv") {
+  if (!indexed) {
+    if (file_extension(out) == ".csv") {
+      write_csv(out, flat, header);
+    } else {
+      auto shape = draws.sizes().slice(2).vec();
+      shape.insert(shape.begin(), n * k);
+      write_npy(out, flat.reshape(shape));
+    }
+  } else if (file_extension(out) == ".csv") {
     header.push_back("chain");
     header.push_back("draw");
     write_csv(out, torch::cat({flat, chain.unsqueeze(1), draw.unsqueeze(1)}, 1), header);
@@ -166,7 +175,7 @@ Runner add_sample(CLI::App& app) {
     // Both files of an NPY pair checked before either is written, so a
     // failure leaves what the user had.
     check_writable(a->out);
-    if (ext == ".npy") check_writable(a->out.substr(0, a->out.size() - 4) + ".chain.npy");
+    if (ext == ".npy" && a->thin > 0) check_writable(a->out.substr(0, a->out.size() - 4) + ".chain.npy");
     EBM_CHECK_USAGE(a->thin == 0 || a->steps >= a->thin, "--thin ", a->thin,
                     " keeps no draw of ", a->steps, " steps");
     Energy energy;
@@ -290,7 +299,8 @@ Runner add_sample(CLI::App& app) {
       }
       scatter_png(a->out, x, backdrop, bounding_box(backdrop.defined() ? backdrop : x, 0.1));
     } else {
-      write_draws(a->out, run.kept.defined() ? run.kept : units.to_user(run.x).to(torch::kCPU, torch::kDouble).unsqueeze(1));
+      write_draws(a->out, run.kept.defined() ? run.kept : units.to_user(run.x).to(torch::kCPU, torch::kDouble).unsqueeze(1),
+                  run.kept.defined());
     }
 
     // Summary: sampler statistics, then mean, sd, MCSE, ESS and R-hat of the

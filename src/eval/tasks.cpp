@@ -100,7 +100,8 @@ torch::Tensor reference_pixels(const std::string& spec, const std::string& split
     d = load_data_path(spec);
     EBM_CHECK_DATA(d.pixels, spec, ": reference images must be raw 0-255 pixels (PNG, IDX or integer NPY)");
   }
-  EBM_CHECK_DATA(d.size() >= n, spec, ": ", d.size(), " images, fewer than --n ", n);
+  EBM_CHECK_DATA(d.size() >= n, spec, ": ", d.size(), " images, fewer than ", n,
+                 split.empty() ? " (twice --n: --n as the reference and --n held out as the floor)" : " (--n)");
   return d.x.index_select(0, torch::randperm(d.size(), gen, torch::kLong).narrow(0, 0, n)).to(torch::kFloat);
 }
 
@@ -138,8 +139,15 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   }
   std::vector<int64_t> shape = info.event_shape;
   shape.insert(shape.begin(), -1);
-  EBM_CHECK_DATA(ref[0].numel() == c10::multiply_integers(info.event_shape), reference, ": images of ",
-                 ref[0].numel(), " values for a model of ", c10::IntArrayRef(info.event_shape));
+  {
+    auto img = ref.sizes().slice(1).vec();
+    if (img.size() == 2) img.insert(img.begin(), 1);
+    // (flat rows [N, C*H*W] are taken as the model's shape; images must match)
+    EBM_CHECK_DATA(ref.dim() == 2 ? ref[0].numel() == c10::multiply_integers(info.event_shape)
+                                  : img == info.event_shape,
+                   reference, ": images of [C, H, W] = ", c10::IntArrayRef(img),
+                   " for a model of ", c10::IntArrayRef(info.event_shape));
+  }
   ref = ref.reshape(shape);
   held = held.reshape(shape);
   // Model samples as pixels: drawn, or given (--samples).

@@ -86,6 +86,18 @@ DataSplit build_data(const Config& cfg) {
   EBM_CHECK_CONFIG(deq == "none" || deq == "uniform", "data.dequantize must be none or uniform, got '", deq, "'");
   EBM_CHECK_CONFIG(deq == "none" || all.pixels, "data.dequantize = ", deq, ": ", all.description,
                    " holds values, not 0-255 pixels (PNG, IDX, integer NPY or a built-in image set)");
+  if (!all.pixels && cfg.has_key("sampler.clamp_min") && cfg.has_key("sampler.clamp_max")) {
+    // Float data far outside the box the chains are clamped to (0-255
+    // pixels saved as floats, for a recipe whose box is [-1, 1]) can never
+    // be matched by the negatives.
+    const double lo = cfg.get_float("sampler.clamp_min"), hi = cfg.get_float("sampler.clamp_max");
+    if (std::isfinite(lo) && std::isfinite(hi) && lo < hi) {
+      PixelMap box;
+      box.lo = lo;
+      box.hi = hi;
+      check_in_pixel_range(all.x, box, all.description + " (against sampler.clamp_min, clamp_max)");
+    }
+  }
   if (all.pixels) {
     EBM_CHECK_CONFIG(mode != "on", "data.standardize = on: ", all.description,
                      " holds pixels, mapped into the model's range by data.scale instead");

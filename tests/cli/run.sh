@@ -171,6 +171,9 @@ printf 'keep me\n' >"$T/pair.npy" && mkdir -p "$T/pair.chain.npy"
 grep -q "keep me" "$T/pair.npy" || { echo "FAIL: failed sample clobbered its output"; fails=$((fails + 1)); }
 
 # Successful commands produce what they promise.
+"$EBM" sample --model "$M" --n 5 --steps 2 --out "$T/final.csv" >/dev/null 2>&1 \
+  && [ "$(head -1 "$T/final.csv")" = "x0,x1" ] && "$EBM" energy --model "$M" --input "$T/final.csv" --out "$T/fe.csv" 2>/dev/null \
+  && [ "$(wc -l <"$T/fe.csv")" -eq 6 ] || { echo "FAIL: final states [n, D] read back by energy"; fails=$((fails + 1)); }
 "$EBM" energy --model "$M" --input "$T/good.csv" --out "$T/e.csv" 2>/dev/null
 [ "$(wc -l <"$T/e.csv")" -eq 3 ] || { echo "FAIL: energy output rows"; fails=$((fails + 1)); }
 "$EBM" sample --target banana --sampler "mh:step=0.5" --n 50 --steps 20 --out "$T/s.npy" >/dev/null 2>&1 \
@@ -260,6 +263,29 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 65 "expects \[2\]" -- "$EBM" energy --model "$M" --input "$T/pix.npy" --out "$T/e.csv"
   expect 78 "takes images"   -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set energy.name=conv --out "$T/r24"
   expect 78 "takes vectors"  -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/pix.npy" --out "$T/r25"
+  # The same count of values in another [C, H, W] is another image, not a reshape.
+  hdr2="{'descr': '|u1', 'fortran_order': False, 'shape': (2, 1, 4, 16), }"
+  while [ $(( (10 + ${#hdr2} + 1) % 64 )) -ne 0 ]; do hdr2="$hdr2 "; done
+  { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr2} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr2"
+    head -c 128 /dev/urandom; } >"$T/wide.npy"
+  expect 65 "\[1, 4, 16\] for a model whose samples are \[1, 8, 8\]" -- "$EBM" energy --model "$P" --input "$T/wide.npy" --out "$T/e.csv"
+  # 0-255 pixels saved as floats, for a recipe whose chains live in [-1, 1].
+  hdr3="{'descr': '<f4', 'fortran_order': False, 'shape': (8, 1, 8, 8), }"
+  while [ $(( (10 + ${#hdr3} + 1) % 64 )) -ne 0 ]; do hdr3="$hdr3 "; done
+  { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr3} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr3"
+    for i in $(seq 512); do printf '\x00\x00\x7f\x43'; done; } >"$T/f255.npy"
+  expect 65 "float values span \[255, 255\], far outside \[-1, 1\]" -- "$EBM" train "${PIX[@]}" --set data.path="$T/f255.npy" \
+    --set data.labels="" --set energy.conditional=false --set data.dequantize=none --out "$T/r40"
+  expect 65 "far outside \[-1, 1\]" -- "$EBM" energy --model "$P" --input "$T/f255.npy" --out "$T/e.csv"
+  expect 66 "no such file or directory" -- "$EBM" train "${PIX[@]}" --set data.path="$T/no_such_dir" --out "$T/r41"
+  # Sub-folders named by numbers are those labels (10 after 2); labels no row
+  # has are classes without data, which training says.
+  mkdir -p "$T/numbered/2" "$T/numbered/10"
+  cp "$T/mixed/a.png" "$T/numbered/2/x.png" && cp "$T/mixed/a.png" "$T/numbered/10/y.png" && cp "$T/mixed/a.png" "$T/numbered/10/z.png"
+  "$EBM" train "${PIX[@]}" --set data.path="$T/numbered" --set data.labels="" --set data.test_fraction=0 \
+    --set train.batch_size=2 --out "$T/r42" >"$T/num.out" 2>"$T/num.err" \
+    && grep -q "classes 2=2, 10=10" "$T/num.out" && grep -q "9 of the model's 11 classes have no training rows" "$T/num.err" \
+    || { echo "FAIL: numbered class folders"; sed 's/^/    /' "$T/num.err"; fails=$((fails + 1)); }
   # Restoration and composition on the pixel model.
   "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask center:4 --steps 2 --chains 2 --truth "$T/pix.npy" \
     --reference "$T/pix.npy" --out "$T/inp.png" >"$T/inp.json" 2>/dev/null && grep -q '"nearest"' "$T/inp.json" \

@@ -27,9 +27,11 @@ Dataset load_fashion_mnist(const std::string& split);
 Dataset load_mnist(const std::string& split);
 
 // Every *.png (any case) in dir, sorted by name, unlabelled; or, when dir
-// holds sub-folders of PNGs instead, one class per sub-folder: label = the
-// sub-folder's place among them sorted by name (class_names; a sub-folder
-// without PNGs is no class). Every image must have the first one's
+// holds sub-folders of PNGs instead, one class per sub-folder: when every
+// sub-folder's name is a number below 100,000 (0/ 1/ ... 10/) the label is
+// that number, else the sub-folder's place among them sorted by name in byte
+// order (class_names; a sub-folder without PNGs is no class; numbers no
+// sub-folder has are classes without images). Every image must have the first one's
 // [C, H, W]. Hidden entries (".x") are skipped.
 Dataset load_image_folder(const std::string& dir);
 

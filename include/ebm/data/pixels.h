@@ -44,4 +44,9 @@ struct PixelMap {
   }
 };
 
+// Float images are taken as already in the model's range [lo, hi]: values
+// far outside it (beyond half its width: [0, 255] against [-1, 1]) are raw
+// pixels saved as floats, an error (kBadData) naming `what`; so are NaN and inf.
+void check_in_pixel_range(const torch::Tensor& x, const PixelMap& map, const std::string& what);
+
 }  // namespace ebm
