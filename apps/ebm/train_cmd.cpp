@@ -110,7 +110,7 @@ Runner add_train(CLI::App& app) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << "trained " << trainer.step() << " steps in " << secs << " s ("
               << rollbacks << " divergence rollbacks); outputs in " << out << "\n";
-    std::cout << report_run(*trainer.user_energy(), cfg, trainer.data(), out);
+    std::cout << report_run(*trainer.user_energy(), trainer.config(), trainer.data(), out);
     return 0;
   };
 }

@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <cmath>
+
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/objectives/objective.h"
@@ -26,6 +29,9 @@ ContrastiveDivergence::ContrastiveDivergence(const ContrastiveDivergenceOptions&
   EBM_CHECK_CONFIG(o.chain_init() == "buffer" || o.chain_init() == "data",
                    "objective.chain_init must be buffer or data, got '", o.chain_init(), "'");
   EBM_CHECK_CONFIG(o.jumps() >= 0, "objective.jumps must be >= 0, got ", o.jumps());
+  EBM_CHECK_CONFIG(o.target_accept() >= 0 && o.target_accept() < 1, "sampler.target_accept must be in [0, 1), got ",
+                   o.target_accept());
+  EBM_CHECK_CONFIG(o.adapt_rate() > 0, "the step's adaptation rate must be > 0, got ", o.adapt_rate());
   TORCH_INTERNAL_ASSERT(sampler_ && buffer_);
 }
 
@@ -74,6 +80,12 @@ Output ContrastiveDivergence::compute(EnergyImpl& energy, const Batch& batch,
   }
   auto x_neg = chains.x.detach();
   if (slots.defined()) buffer_->push(x_neg, slots);
+  const double aim = options_.target_accept() > 0 ? options_.target_accept() : sampler_->target_accept();
+  if (options_.adapt_step() && aim > 0 && options_.steps() > 0 && std::isfinite(stats.accept_rate)) {
+    // (bounded so that one bad iteration cannot run the step to 0 or infinity)
+    const double eps = sampler_->step_size() * std::exp(options_.adapt_rate() * (stats.accept_rate - aim));
+    sampler_->set_step_size(std::clamp(eps, 1e-8, 1e4));
+  }
 
   auto e = at_labels(energy, y.defined() ? torch::cat({y, y}) : y)->energy(torch::cat({x_pos, x_neg}, 0));  // [2B]
   // mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2), both halves
@@ -103,12 +115,15 @@ void ContrastiveDivergence::save(torch::serialize::OutputArchive& archive) const
   torch::serialize::OutputArchive sampler;
   sampler_->save(sampler);
   archive.write("sampler", sampler);
+  if (options_.adapt_step()) archive.write("adapted_step", torch::tensor(sampler_->step_size(), torch::kDouble));
 }
 
 void ContrastiveDivergence::load(torch::serialize::InputArchive& archive) {
   buffer_->load(archive);
   torch::serialize::InputArchive sampler;
   if (archive.try_read("sampler", sampler)) sampler_->load(sampler);
+  torch::Tensor step;
+  if (options_.adapt_step() && archive.try_read("adapted_step", step)) sampler_->set_step_size(step.item<double>());
 }
 
 }  // namespace ebm

@@ -57,6 +57,8 @@ const ObjectiveRegistry& objective_registry() {
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             return std::make_shared<ContrastiveDivergence>(
                 ContrastiveDivergenceOptions(c.get_int("sampler.steps"))
+                    .adapt_step(c.get_bool("sampler.adapt"))
+                    .target_accept(c.get_float("sampler.target_accept"))
                     .alpha(c.get_float("objective.alpha"))
                     .data_noise(c.get_float("objective.data_noise"))
                     .chain_init(c.get_string("objective.chain_init"))
@@ -93,6 +95,8 @@ const ObjectiveRegistry& objective_registry() {
                                c.get_float("objective.alpha"));
               return std::make_shared<ContrastiveDivergence>(
                   ContrastiveDivergenceOptions(c.get_int("sampler.steps"))
+                    .adapt_step(c.get_bool("sampler.adapt"))
+                    .target_accept(c.get_float("sampler.target_accept"))
                       .alpha(c.get_float("objective.alpha"))
                       .marginal(marginal)
                       .jumps(c.get_int("objective.jumps"))

@@ -101,7 +101,12 @@ const SamplerRegistry& sampler_registry() {
 
 Section sampler_section() {
   return {"sampler",
-          {{"steps", int64_t(20), "sampler transitions per training iteration (k)"}},
+          {{"steps", int64_t(20), "sampler transitions per training iteration (k)"},
+           {"adapt", false,
+            "training: after each iteration scale the step by exp(0.05 (acceptance - target)), so the chains "
+            "move as fast as the data's scale and dimension allow (mh, mala, hmc; kept in checkpoints, and "
+            "model.pt keeps the final step)"},
+           {"target_accept", 0.0, "the acceptance sampler.adapt aims at; 0 = the sampler's own (mala 0.57)"}},
           {sampler_registry().group()}};
 }
 

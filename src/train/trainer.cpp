@@ -419,6 +419,9 @@ int64_t Trainer::run(bool resume) {
   GeneratorImpl* generator = nullptr;
   for (auto& m : parts_.objective->learned_modules())
     if (m.name == "generator") generator = dynamic_cast<GeneratorImpl*>(m.module.get());
+  // (sampler.adapt: model.pt's sampler takes the step the chains ended at)
+  if (parts_.objective->adapted_step() > 0 && cfg_.has_key("sampler.step_size"))
+    cfg_.set_value("sampler.step_size", parts_.objective->adapted_step());
   save_model(out_ + "/model.pt", *parts_.energy, cfg_, data_.train.event_shape(), data_.transform, data_.pixels,
              generator);
   return parts_.retries;
