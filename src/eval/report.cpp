@@ -30,13 +30,15 @@ torch::Tensor model_samples(EnergyImpl& energy, const Config& cfg, const DataSpl
   return map.to_user(chains.x);
 }
 
-// Samples of a model of any shape: samples.npy and, for images, a PNG grid
-// in the training data's value range.
+// Samples of a model of any shape: samples.npy (eval.sample_chains rows of
+// vectors; 64 images) and, for images, a PNG grid in the training data's
+// value range.
 std::string report_samples(EnergyImpl& energy, const Config& cfg, const DataSplit& data, const std::string& out) {
   const auto& train = data.train;
   const auto shape = train.event_shape();
   std::filesystem::create_directories(out + "/samples");
-  auto x = model_samples(energy, cfg, data, std::min<int64_t>(64, cfg.get_int("eval.sample_chains")));
+  const int64_t chains = cfg.get_int("eval.sample_chains");
+  auto x = model_samples(energy, cfg, data, shape.size() == 1 ? chains : std::min<int64_t>(64, chains));
   write_npy(out + "/samples/samples.npy", x.to(torch::kCPU, torch::kFloat));
   if (shape.size() == 3 && (shape[0] == 1 || shape[0] == 3)) {
     const double lo = train.x.min().item<double>(), hi = train.x.max().item<double>();
