@@ -11,6 +11,7 @@
 #include "ebm/energy/standardized.h"
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
+#include "ebm/sampling/jumps.h"
 #include "ebm/sampling/registry.h"
 #include "ebm/train/train.h"
 
@@ -19,14 +20,38 @@ namespace {
 // Model samples from the eval stream: buffer-initialised chains run for
 // eval.sample_steps transitions of the run's sampler, in the model's units
 // (the inner energy of a standardised one), returned in the data's.
+// A run whose chains jumped between modes in training (objective.jumps,
+// vectors) samples the same way here: rounds of its jumps then
+// sampler.steps transitions, so that the samples carry each mode's mass and
+// not the share of its basin that fresh chains would fall into.
 torch::Tensor model_samples(EnergyImpl& energy, const Config& cfg, const DataSplit& data, int64_t n) {
   AffineMap map;
   EnergyImpl& view = sampling_view(energy, &map);
   auto gen = run_generator(cfg, kStreamEval);
   auto buffer = build_buffer(cfg, data.train.event_shape());
-  buffer->fit_data(data.model_train().x);
+  const auto train = data.model_train().x;
+  buffer->fit_data(train);
   ChainState chains(buffer->init_samples(n, gen));
-  build_sampler(cfg)->run(view, chains, cfg.get_int("eval.sample_steps"), gen);
+  auto sampler = build_sampler(cfg);
+  const int64_t steps = cfg.get_int("eval.sample_steps");
+  const std::string objective = cfg.get_string("objective.name");
+  const int64_t jumps = (objective == "cd" || objective == "jem") ? cfg.get_int("objective.jumps") : 0;
+  if (jumps == 0 || data.train.event_shape().size() != 1) {
+    sampler->run(view, chains, steps, gen);
+    return map.to_user(chains.x);
+  }
+  auto [lo, hi] = buffer->box();
+  if (!lo.defined()) std::tie(lo, hi) = data_box(train);
+  DataProposal proposal(DataProposalOptions()
+                            .centers(cfg.get_int("objective.jump_centers"))
+                            .neighbours(cfg.get_int("objective.jump_neighbours"))
+                            .broad(cfg.get_float("objective.jump_broad")),
+                        train, lo.reshape({-1}), hi.reshape({-1}));
+  const int64_t per_round = std::max<int64_t>(1, cfg.get_int("sampler.steps"));
+  for (int64_t done = 0; done < steps; done += per_round) {
+    proposal.jump(view, chains.x, jumps, gen);
+    sampler->run(view, chains, std::min(per_round, steps - done), gen);
+  }
   return map.to_user(chains.x);
 }
 
