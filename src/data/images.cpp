@@ -206,8 +206,8 @@ Dataset load_image_folder(const std::string& dir) {
       if (!in_sub.empty()) found.emplace_back(fs::path(sub).filename().string(), std::move(in_sub));
     }
     // Sub-folders named by numbers (0/ 1/ ... 10/) are those labels (numeric,
-    // not byte, order); any
-    // other names label by their place in byte order (bird=0, cat=1, dog=2).
+    // not byte, order); other names label by their place in byte order
+    // (bird=0, cat=1, dog=2).
     auto number = [](const std::string& name) -> int64_t {
       if (name.empty() || name.size() > 5) return -1;  // (labels below 100,000)
       for (char c : name)
@@ -278,7 +278,8 @@ void check_in_pixel_range(const torch::Tensor& x, const PixelMap& map, const std
 }
 
 Dataset load_data_path(const std::string& path) {
-  if (!is_dir(path) && !fs::exists(path)) fail(ExitCode::kMissingInput, path, ": cannot open for reading: no such file or directory");
+  if (!is_dir(path) && !fs::exists(path))
+    fail(ExitCode::kMissingInput, path, ": cannot open for reading: no such file or directory");
   if (is_dir(path)) return load_image_folder(path);
   auto raw = read_array_raw(path);
   Dataset d{{}, {}, path};

@@ -19,9 +19,9 @@ namespace ebm {
 namespace {
 // Model samples from the eval stream: buffer-initialised chains run for
 // eval.sample_steps transitions of the run's sampler, in the model's units
-// (the inner energy of a standardised one), returned in the data's.
-// A run whose chains jumped between modes in training (objective.jumps,
-// vectors) samples the same way here: rounds of its jumps then
+// (the inner energy of a standardised one), returned in the data's. A run
+// whose chains jumped between modes in training (objective.jumps, vectors)
+// samples the same way here: rounds of its jumps then
 // sampler.steps transitions, so that the samples carry each mode's mass and
 // not the share of its basin that fresh chains would fall into.
 torch::Tensor model_samples(EnergyImpl& energy, const Config& cfg, const DataSplit& data, int64_t n) {
