@@ -2,6 +2,7 @@
 #include "ebm/sampling/tempering.h"
 
 #include <cmath>
+#include <iostream>
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
@@ -259,11 +260,22 @@ Output WithMassTerm::compute(EnergyImpl& energy, const Batch& batch, at::Generat
   auto log_w = -e_q.to(torch::kDouble) - log_q;
   auto log_z = torch::logsumexp(log_w, 0) - std::log(double(options_.samples()));
   auto nll = e_pos.to(torch::kDouble).mean() + log_z;
-  out.loss = out.loss + options_.weight() * nll.to(out.loss.scalar_type());
   // (the importance weights' effective sample size, as a fraction of S)
   auto w = torch::softmax(log_w.detach(), 0);
+  const double ess = 1.0 / (w * w).sum().item<double>();
+  const bool trusted = ess >= options_.min_ess();
+  if (trusted) {
+    out.loss = out.loss + options_.weight() * nll.to(out.loss.scalar_type());
+  } else if (!warned_) {
+    warned_ = true;
+    std::cerr << "ebm: objective.mass_weight: " << ess << " effective importance samples of "
+              << options_.samples() << " (under " << options_.min_ess()
+              << "): such steps skip the mass term (metric mass_term), whose log Z estimate is unreliable when "
+                 "the data's kernel density does not cover the model\n";
+  }
+  out.metrics["mass_term"] = trusted ? 1.0 : 0.0;
   out.metrics["nll_is"] = nll.item<double>();
-  out.metrics["ess_fraction"] = 1.0 / (w * w).sum().item<double>() / double(options_.samples());
+  out.metrics["ess_fraction"] = ess / double(options_.samples());
   return out;
 }
 

@@ -715,3 +715,28 @@ TEST(MassTerm, ImportanceSampledLogZOfAnAnalyticTarget) {
   EXPECT_TRUE(std::isfinite(out.loss.item<double>()));
   EXPECT_THROW(ebm::WithMassTerm(inner, ebm::MassTermOptions().weight(-1)), ebm::Error);
 }
+
+// A step whose importance weights rest on a handful of proposals skips the
+// term (metric mass_term 0, the loss the inner objective's alone): a model
+// far narrower than the data's kernel density gets a log Z estimate far below
+// its own, which training would exploit. The data's own target keeps it.
+TEST(MassTerm, SkipsStepsWithTooFewEffectiveSamples) {
+  auto target = ebm::make_target("mixture", 2);
+  auto gen = ebm::make_generator(71, ebm::kStreamTrain);
+  auto data = target->sample(4000, gen).to(torch::kDouble);
+  auto inner = std::make_shared<ebm::DenoisingScoreMatching>(ebm::DenoisingScoreMatchingOptions(0.1).analytic(false));
+  ebm::WithMassTerm obj(inner, ebm::MassTermOptions().weight(1.0).samples(512));
+  obj.fit_data(data);
+  auto batch = data.narrow(0, 0, 64);
+  auto kept = obj.compute(*target, {batch, {}}, gen);
+  EXPECT_EQ(kept.metrics.at("mass_term"), 1.0);
+  EXPECT_GT(kept.metrics.at("ess_fraction") * 512, 25);
+  // N(x_0, 1e-4 I): of 512 proposals a few land near x_0 at all.
+  auto narrow = std::make_shared<ebm::GaussianEnergyImpl>(data[0].clone(), 1e-4 * torch::eye(2, torch::kDouble));
+  auto g1 = gen.clone();
+  auto skipped = obj.compute(*narrow, {batch, {}}, gen);
+  EXPECT_EQ(skipped.metrics.at("mass_term"), 0.0);
+  EXPECT_LT(skipped.metrics.at("ess_fraction") * 512, 25);
+  auto alone = inner->compute(*narrow, {batch, {}}, g1);
+  EXPECT_EQ(skipped.loss.item<double>(), alone.loss.item<double>());
+}
