@@ -271,7 +271,8 @@ Output WithMassTerm::compute(EnergyImpl& energy, const Batch& batch, at::Generat
     std::cerr << "ebm: objective.mass_weight: " << ess << " effective importance samples of "
               << options_.samples() << " (under " << options_.min_ess()
               << "): such steps skip the mass term (metric mass_term), whose log Z estimate is unreliable when "
-                 "the data's kernel density does not cover the model\n";
+                 "the data's kernel density does not cover the model; beyond a few dimensions set "
+                 "objective.mass_weight = 0\n";
   }
   out.metrics["mass_term"] = trusted ? 1.0 : 0.0;
   out.metrics["nll_is"] = nll.item<double>();
