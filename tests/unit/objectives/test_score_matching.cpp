@@ -699,11 +699,25 @@ TEST(ScoreMatchingOptions, BadValuesNameTheKey) {
 // separated, unequal modes), so nll_is - mean E(x+) = log Z. Tolerance 0.05:
 // the estimator's spread at 4096 proposals with an effective sample size above
 // a quarter of them is ~0.01, and its bias O(1/ESS).
+namespace {
+// The mixture target (separated, unequal modes), 4,000 of its draws and a
+// DSM objective for the mass term to wrap.
+struct MixtureRun {
+  ebm::AnalyticEnergy target;
+  at::Generator gen;
+  torch::Tensor data;
+  std::shared_ptr<ebm::DenoisingScoreMatching> inner;
+};
+MixtureRun mixture_run(int64_t seed) {
+  MixtureRun r{ebm::make_target("mixture", 2), ebm::make_generator(seed, ebm::kStreamTrain), {}, nullptr};
+  r.data = r.target->sample(4000, r.gen).to(torch::kDouble);
+  r.inner = std::make_shared<ebm::DenoisingScoreMatching>(ebm::DenoisingScoreMatchingOptions(0.1).analytic(false));
+  return r;
+}
+}  // namespace
+
 TEST(MassTerm, ImportanceSampledLogZOfAnAnalyticTarget) {
-  auto target = ebm::make_target("mixture", 2);
-  auto gen = ebm::make_generator(70, ebm::kStreamTrain);
-  auto data = target->sample(4000, gen).to(torch::kDouble);
-  auto inner = std::make_shared<ebm::DenoisingScoreMatching>(ebm::DenoisingScoreMatchingOptions(0.1).analytic(false));
+  auto [target, gen, data, inner] = mixture_run(70);
   ebm::WithMassTerm obj(inner, ebm::MassTermOptions().weight(1.0).samples(4096));
   EXPECT_THROW(obj.compute(*target, {data.narrow(0, 0, 64), {}}, gen), c10::Error);  // (fit_data first)
   obj.fit_data(data);
@@ -721,10 +735,7 @@ TEST(MassTerm, ImportanceSampledLogZOfAnAnalyticTarget) {
 // far narrower than the data's kernel density gets a log Z estimate far below
 // its own, which training would exploit. The data's own target keeps it.
 TEST(MassTerm, SkipsStepsWithTooFewEffectiveSamples) {
-  auto target = ebm::make_target("mixture", 2);
-  auto gen = ebm::make_generator(71, ebm::kStreamTrain);
-  auto data = target->sample(4000, gen).to(torch::kDouble);
-  auto inner = std::make_shared<ebm::DenoisingScoreMatching>(ebm::DenoisingScoreMatchingOptions(0.1).analytic(false));
+  auto [target, gen, data, inner] = mixture_run(71);
   ebm::WithMassTerm obj(inner, ebm::MassTermOptions().weight(1.0).samples(512));
   obj.fit_data(data);
   auto batch = data.narrow(0, 0, 64);
