@@ -43,29 +43,23 @@ std::string fmt(double v, int precision = 4) {
 void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, ...event] */, bool indexed) {
   const int64_t n = draws.size(0), k = draws.size(1), d = draws[0][0].numel();
   auto flat = draws.reshape({n * k, d}).to(torch::kFloat);
-  std::vector<std::string> header;
-  for (int64_t i = 0; i < d; ++i) header.push_back("x" + std::to_string(i));
   auto chain = torch::arange(n, torch::kFloat).repeat_interleave(k);
-  auto draw = torch::arange(k, torch::kFloat).repeat(n);
-  if (!indexed) {
-    if (file_extension(out) == ".csv") {
-      write_csv(out, flat, header);
-    } else {
-      auto shape = draws.sizes().slice(2).vec();
-      shape.insert(shape.begin(), n * k);
-      write_npy(out, flat.reshape(shape));
+  if (file_extension(out) == ".csv") {
+    std::vector<std::string> header;
+    for (int64_t i = 0; i < d; ++i) header.push_back("x" + std::to_string(i));
+    if (indexed) {
+      header.push_back("chain");
+      header.push_back("draw");
+      flat = torch::cat({flat, chain.unsqueeze(1), torch::arange(k, torch::kFloat).repeat(n).unsqueeze(1)}, 1);
     }
-  } else if (file_extension(out) == ".csv") {
-    header.push_back("chain");
-    header.push_back("draw");
-    write_csv(out, torch::cat({flat, chain.unsqueeze(1), draw.unsqueeze(1)}, 1), header);
-  } else {
-    // (NPY keeps each draw's shape: [n * k, C, H, W] for images)
-    auto shape = draws.sizes().slice(2).vec();
-    shape.insert(shape.begin(), n * k);
-    write_npy(out, flat.reshape(shape));
-    write_npy(out.substr(0, out.size() - 4) + ".chain.npy", chain);
+    write_csv(out, flat, header);
+    return;
   }
+  // (NPY keeps each draw's shape: [n * k, C, H, W] for images)
+  auto shape = draws.sizes().slice(2).vec();
+  shape.insert(shape.begin(), n * k);
+  write_npy(out, flat.reshape(shape));
+  if (indexed) write_npy(out.substr(0, out.size() - 4) + ".chain.npy", chain);
 }
 }  // namespace
 

@@ -266,21 +266,26 @@ Dataset load_image_folder(const std::string& dir) {
   return d;
 }
 
-void check_in_pixel_range(const torch::Tensor& x, const PixelMap& map, const std::string& what) {
+void check_in_pixel_range(const torch::Tensor& x, double lo, double hi, const std::string& what) {
   if (x.numel() == 0) return;
   auto f = x.detach().to(torch::kCPU, torch::kDouble);
   EBM_CHECK_DATA(torch::isfinite(f).all().item<bool>(), what, ": holds NaN or infinite values");
-  const double lo = f.min().item<double>(), hi = f.max().item<double>(), w = map.hi - map.lo;
-  EBM_CHECK_DATA(lo >= map.lo - 0.5 * w && hi <= map.hi + 0.5 * w, what, ": float values span [", lo, ", ", hi,
-                 "], far outside [", map.lo, ", ", map.hi,
+  const double min = f.min().item<double>(), max = f.max().item<double>(), w = hi - lo;
+  EBM_CHECK_DATA(min >= lo - 0.5 * w && max <= hi + 0.5 * w, what, ": float values span [", min, ", ", max,
+                 "], far outside [", lo, ", ", hi,
                  "]; float arrays are taken as already in the model's range (raw 0-255 pixels go in an integer "
                  "NPY, IDX or PNG)");
 }
 
+void check_image_rows(const torch::Tensor& x, c10::IntArrayRef shape, const std::string& what) {
+  if (shape.size() != 3 || x.dim() != 4) return;
+  EBM_CHECK_DATA(x.sizes().slice(1) == shape, what, ": images of [C, H, W] = ", x.sizes().slice(1),
+                 " for a model whose samples are ", shape);
+}
+
 Dataset load_data_path(const std::string& path) {
-  if (!is_dir(path) && !fs::exists(path))
-    fail(ExitCode::kMissingInput, path, ": cannot open for reading: no such file or directory");
   if (is_dir(path)) return load_image_folder(path);
+  if (!fs::exists(path)) fail(ExitCode::kMissingInput, path, ": cannot open for reading: no such file or directory");
   auto raw = read_array_raw(path);
   Dataset d{{}, {}, path};
   if (!raw.is_floating_point()) {

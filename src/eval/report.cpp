@@ -11,6 +11,7 @@
 #include "ebm/energy/standardized.h"
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
+#include "ebm/objectives/registry.h"
 #include "ebm/sampling/jumps.h"
 #include "ebm/sampling/registry.h"
 #include "ebm/train/train.h"
@@ -34,22 +35,17 @@ torch::Tensor model_samples(EnergyImpl& energy, const Config& cfg, const DataSpl
   ChainState chains(buffer->init_samples(n, gen));
   auto sampler = build_sampler(cfg);
   const int64_t steps = cfg.get_int("eval.sample_steps");
-  const std::string objective = cfg.get_string("objective.name");
-  const int64_t jumps = (objective == "cd" || objective == "jem") ? cfg.get_int("objective.jumps") : 0;
-  if (jumps == 0 || data.train.event_shape().size() != 1) {
+  const JumpSettings jumps = jump_settings(cfg);
+  if (jumps.moves == 0 || data.train.event_shape().size() != 1) {
     sampler->run(view, chains, steps, gen);
     return map.to_user(chains.x);
   }
   auto [lo, hi] = buffer->box();
   if (!lo.defined()) std::tie(lo, hi) = data_box(train);
-  DataProposal proposal(DataProposalOptions()
-                            .centers(cfg.get_int("objective.jump_centers"))
-                            .neighbours(cfg.get_int("objective.jump_neighbours"))
-                            .broad(cfg.get_float("objective.jump_broad")),
-                        train, lo.reshape({-1}), hi.reshape({-1}));
+  DataProposal proposal(jumps.proposal, train, lo.reshape({-1}), hi.reshape({-1}));
   const int64_t per_round = std::max<int64_t>(1, cfg.get_int("sampler.steps"));
   for (int64_t done = 0; done < steps; done += per_round) {
-    proposal.jump(view, chains.x, jumps, gen);
+    proposal.jump(view, chains.x, jumps.moves, gen);
     sampler->run(view, chains, std::min(per_round, steps - done), gen);
   }
   return map.to_user(chains.x);

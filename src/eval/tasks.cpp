@@ -5,6 +5,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/data/pixels.h"
 #include "ebm/data/data.h"
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
@@ -139,15 +140,9 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   }
   std::vector<int64_t> shape = info.event_shape;
   shape.insert(shape.begin(), -1);
-  {
-    auto img = ref.sizes().slice(1).vec();
-    if (img.size() == 2) img.insert(img.begin(), 1);
-    // (flat rows [N, C*H*W] are taken as the model's shape; images must match)
-    EBM_CHECK_DATA(ref.dim() == 2 ? ref[0].numel() == c10::multiply_integers(info.event_shape)
-                                  : img == info.event_shape,
-                   reference, ": images of [C, H, W] = ", c10::IntArrayRef(img),
-                   " for a model of ", c10::IntArrayRef(info.event_shape));
-  }
+  check_image_rows(ref, info.event_shape, reference);
+  EBM_CHECK_DATA(ref[0].numel() == c10::multiply_integers(info.event_shape), reference, ": images of ",
+                 ref[0].numel(), " values for a model of ", c10::IntArrayRef(info.event_shape));
   ref = ref.reshape(shape);
   held = held.reshape(shape);
   // Model samples as pixels: drawn, or given (--samples).

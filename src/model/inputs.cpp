@@ -6,6 +6,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/data/images.h"
+#include "ebm/data/pixels.h"
 #include "ebm/io/io.h"
 
 namespace ebm {
@@ -20,15 +21,8 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x[0].numel() == d, path, ": rows of ",
                  x.dim() >= 1 && x.size(0) >= 1 ? x[0].numel() : 0, " values (", x.sizes(),
                  ") for a model whose samples are ", c10::IntArrayRef(shape), " (", d, " values)");
-  // Images keep their shape: the same count of values in another [C, H, W]
-  // (grey 64x48 against colour 32x32) is another kind of image, not a reshape.
-  if (shape.size() == 3 && x.dim() >= 3) {
-    auto img = x.sizes().slice(1).vec();
-    if (img.size() == 2) img.insert(img.begin(), 1);
-    EBM_CHECK_DATA(img == shape, path, ": images of [C, H, W] = ", c10::IntArrayRef(img),
-                   " for a model whose samples are ", c10::IntArrayRef(shape));
-  }
-  if (!pixels && info.pixels) check_in_pixel_range(x, *info.pixels, path);
+  check_image_rows(x, shape, path);
+  if (!pixels && info.pixels) check_in_pixel_range(x, info.pixels->lo, info.pixels->hi, path);
   if (pixels) {
     EBM_CHECK_DATA(info.pixels.has_value(), path,
                    ": holds raw 0-255 pixels, but the model was not trained on pixels; give a float NPY in "

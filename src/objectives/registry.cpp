@@ -32,6 +32,18 @@ std::shared_ptr<Objective> with_mass(const Config& c, std::shared_ptr<Objective>
                                         MassTermOptions().weight(w).samples(c.get_int("objective.mass_samples")));
 }
 
+// What cd and jem share: the chains' steps and step adaptation ([sampler]),
+// the L2 penalty and the jumps between modes.
+ContrastiveDivergenceOptions chain_options(const Config& c) {
+  const JumpSettings j = jump_settings(c);
+  return ContrastiveDivergenceOptions(c.get_int("sampler.steps"))
+      .adapt_step(c.get_bool("sampler.adapt"))
+      .target_accept(c.get_float("sampler.target_accept"))
+      .alpha(c.get_float("objective.alpha"))
+      .jumps(j.moves)
+      .jump_proposal(j.proposal);
+}
+
 // The score-matching losses are written for rows of vectors.
 int64_t vector_dim(const Shape& shape, const std::string& name) {
   EBM_CHECK_CONFIG(shape.size() == 1, "objective.name = \"", name,
@@ -40,6 +52,15 @@ int64_t vector_dim(const Shape& shape, const std::string& name) {
   return shape[0];
 }
 }  // namespace
+
+JumpSettings jump_settings(const Config& c) {
+  const std::string name = c.get_string("objective.name");
+  if (name != "cd" && name != "jem") return {};
+  return {c.get_int("objective.jumps"), DataProposalOptions()
+                                            .centers(c.get_int("objective.jump_centers"))
+                                            .neighbours(c.get_int("objective.jump_neighbours"))
+                                            .broad(c.get_float("objective.jump_broad"))};
+}
 
 const ObjectiveRegistry& objective_registry() {
   static const ObjectiveRegistry reg = [] {
@@ -55,19 +76,10 @@ const ObjectiveRegistry& objective_registry() {
             {"jump_neighbours", int64_t(3), "each centre's width: the distance to its k-th nearest centre (small: a mode with few rows keeps kernels of its own width)"},
             {"jump_broad", 0.1, "weight of the proposal's uniform part over the data's box"}}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
-            return std::make_shared<ContrastiveDivergence>(
-                ContrastiveDivergenceOptions(c.get_int("sampler.steps"))
-                    .adapt_step(c.get_bool("sampler.adapt"))
-                    .target_accept(c.get_float("sampler.target_accept"))
-                    .alpha(c.get_float("objective.alpha"))
-                    .data_noise(c.get_float("objective.data_noise"))
-                    .chain_init(c.get_string("objective.chain_init"))
-                    .jumps(c.get_int("objective.jumps"))
-                    .jump_proposal(DataProposalOptions()
-                                       .centers(c.get_int("objective.jump_centers"))
-                                       .neighbours(c.get_int("objective.jump_neighbours"))
-                                       .broad(c.get_float("objective.jump_broad"))),
-                build_sampler(c), build_buffer(c, shape, device));
+            return std::make_shared<ContrastiveDivergence>(chain_options(c)
+                                                               .data_noise(c.get_float("objective.data_noise"))
+                                                               .chain_init(c.get_string("objective.chain_init")),
+                                                           build_sampler(c), build_buffer(c, shape, device));
           });
     r.add({"jem",
            "JEM (Grathwohl et al. 2020): cross entropy of p(y | x) plus PCD on the marginal E(x) = -logsumexp_y "
@@ -93,18 +105,8 @@ const ObjectiveRegistry& objective_registry() {
             auto cd = [&](bool marginal) {
               EBM_CHECK_CONFIG(c.get_float("objective.alpha") >= 0, "objective.alpha must be >= 0, got ",
                                c.get_float("objective.alpha"));
-              return std::make_shared<ContrastiveDivergence>(
-                  ContrastiveDivergenceOptions(c.get_int("sampler.steps"))
-                    .adapt_step(c.get_bool("sampler.adapt"))
-                    .target_accept(c.get_float("sampler.target_accept"))
-                      .alpha(c.get_float("objective.alpha"))
-                      .marginal(marginal)
-                      .jumps(c.get_int("objective.jumps"))
-                      .jump_proposal(DataProposalOptions()
-                                         .centers(c.get_int("objective.jump_centers"))
-                                         .neighbours(c.get_int("objective.jump_neighbours"))
-                                         .broad(c.get_float("objective.jump_broad"))),
-                  build_sampler(c), build_buffer(c, shape, device, marginal ? 0 : -1));
+              return std::make_shared<ContrastiveDivergence>(chain_options(c).marginal(marginal), build_sampler(c),
+                                                             build_buffer(c, shape, device, marginal ? 0 : -1));
             };
             const double wxy = c.get_float("objective.pxy_weight");
             return std::make_shared<Jem>(JemOptions()

@@ -91,12 +91,8 @@ DataSplit build_data(const Config& cfg) {
     // pixels saved as floats, for a recipe whose box is [-1, 1]) can never
     // be matched by the negatives.
     const double lo = cfg.get_float("sampler.clamp_min"), hi = cfg.get_float("sampler.clamp_max");
-    if (std::isfinite(lo) && std::isfinite(hi) && lo < hi) {
-      PixelMap box;
-      box.lo = lo;
-      box.hi = hi;
-      check_in_pixel_range(all.x, box, all.description + " (against sampler.clamp_min, clamp_max)");
-    }
+    if (std::isfinite(lo) && std::isfinite(hi) && lo < hi)
+      check_in_pixel_range(all.x, lo, hi, all.description + " (against sampler.clamp_min, clamp_max)");
   }
   if (all.pixels) {
     EBM_CHECK_CONFIG(mode != "on", "data.standardize = on: ", all.description,

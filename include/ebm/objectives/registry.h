@@ -14,6 +14,13 @@ namespace ebm {
 using ObjectiveRegistry =
     ComponentRegistry<std::shared_ptr<Objective>, const std::vector<int64_t>&, c10::Device>;
 const ObjectiveRegistry& objective_registry();
+// The jumps between modes a config's chains take (objective.jumps and its
+// kernel-density proposal, cd and jem); moves = 0 for other objectives.
+struct JumpSettings {
+  int64_t moves = 0;
+  DataProposalOptions proposal;
+};
+JumpSettings jump_settings(const Config& cfg);
 Section objective_section();
 // The objective cfg's [objective] section names; contrastive divergence also
 // builds its sampler ([sampler]) and replay buffer ([buffer]) from cfg.
