@@ -83,7 +83,7 @@ std::string default_reference(const std::string& model, const ModelInfo& info, s
 torch::Tensor initial_free(const Setup& s, int64_t rows, at::Generator& gen) {
   auto shape = s.info.event_shape;
   shape.insert(shape.begin(), rows);
-  if (s.info.pixels) return at::empty(shape, torch::kFloat).uniform_(s.map.lo, s.map.hi, gen);
+  if (const auto range = image_range(s.info)) return at::empty(shape, torch::kFloat).uniform_(range->first, range->second, gen);
   return at::normal(0.0, 1.0, shape, gen, torch::TensorOptions(torch::kFloat));
 }
 

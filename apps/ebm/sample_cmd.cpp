@@ -236,9 +236,9 @@ Runner add_sample(CLI::App& app) {
         a->steps = a->warmup = 0;
       }
       x0 = g->draw(z, gen).reshape(batch_shape).to(device);
-    } else if (info.pixels) {
+    } else if (const auto range = image_range(info)) {  // (an image model's value range)
       x0 = at::empty(batch_shape, torch::TensorOptions(torch::kFloat).device(device))
-               .uniform_(info.pixels->lo, info.pixels->hi, gen);
+               .uniform_(range->first, range->second, gen);
     } else {
       x0 = at::normal(0.0, 1.0, batch_shape, gen, torch::TensorOptions(torch::kFloat).device(device));
     }

@@ -3,6 +3,7 @@
 #include "ebm/core/error.h"
 #include "ebm/energy/generator.h"
 #include "ebm/energy/standardized.h"
+#include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
 #include "ebm/sampling/registry.h"
 #include "ebm/sampling/sampling.h"
@@ -44,8 +45,11 @@ torch::Tensor draw_model_samples(EnergyImpl& energy, const ModelInfo& info, int6
   auto sampler = model_sampler(info, spec);
   std::vector<int64_t> shape = info.event_shape;
   shape.insert(shape.begin(), n);
-  auto x0 = info.pixels ? at::empty(shape, torch::kFloat).uniform_(info.pixels->lo, info.pixels->hi, gen)
-                        : at::normal(0.0, 1.0, shape, gen, torch::TensorOptions(torch::kFloat));
+  // (noise over the model's range: its pixel map's, or the box its chains
+  // stayed in for images trained on float arrays)
+  const auto range = image_range(info);
+  auto x0 = range ? at::empty(shape, torch::kFloat).uniform_(range->first, range->second, gen)
+                  : at::normal(0.0, 1.0, shape, gen, torch::TensorOptions(torch::kFloat));
   const int64_t k = energy.num_classes();
   Energy target = at_labels(energy, k > 0 ? torch::arange(n, torch::kLong).remainder(k) : torch::Tensor());
   energy.eval();
@@ -61,7 +65,7 @@ torch::Tensor draw_generator_samples(const std::string& model, EnergyImpl& energ
   torch::Tensor x0;
   x0 = g->draw(g->latent(n, gen), gen).to(torch::kFloat);
   if (auto* s = dynamic_cast<StandardizedEnergyImpl*>(&energy)) x0 = s->map().to_user(x0).to(torch::kFloat);
-  if (info.pixels) x0 = x0.clamp(info.pixels->lo, info.pixels->hi);
+  if (const auto range = image_range(info)) x0 = x0.clamp(range->first, range->second);
   if (steps == 0) return x0;
   auto sampler = model_sampler(info, spec);
   const int64_t k = energy.num_classes();

@@ -245,8 +245,8 @@ torch::Tensor ood_data(const std::string& spec, const ModelInfo& info, const tor
   if (spec == "uniform") {
     EBM_CHECK_USAGE(in.defined(), "uniform: an OOD set only (as many rows as the in-distribution set)");
     auto shape = in.sizes().vec();
-    if (info.pixels)
-      return at::empty(shape, torch::kFloat).uniform_(info.pixels->lo, info.pixels->hi, gen);
+    if (const auto range = image_range(info))
+      return at::empty(shape, torch::kFloat).uniform_(range->first, range->second, gen);
     auto lo = std::get<0>(in.min(0)), hi = std::get<0>(in.max(0));  // [...event]
     return (lo + (hi - lo) * at::rand(shape, gen, torch::TensorOptions(torch::kFloat))).to(torch::kFloat);
   }

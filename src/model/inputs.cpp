@@ -8,8 +8,20 @@
 #include "ebm/data/images.h"
 #include "ebm/data/pixels.h"
 #include "ebm/io/io.h"
+#include "ebm/train/train.h"
 
 namespace ebm {
+
+std::optional<std::pair<double, double>> image_range(const ModelInfo& info) {
+  if (info.pixels) return std::make_pair(info.pixels->lo, info.pixels->hi);
+  if (info.event_shape.size() != 3 || info.sampler_toml.empty()) return std::nullopt;
+  Config sc = make_train_config();
+  sc.load_string(info.sampler_toml, "model sampler_config");
+  if (!sc.has_key("sampler.clamp_min") || !sc.has_key("sampler.clamp_max")) return std::nullopt;
+  const double lo = sc.get_float("sampler.clamp_min"), hi = sc.get_float("sampler.clamp_max");
+  if (!std::isfinite(lo) || !std::isfinite(hi) || lo >= hi) return std::nullopt;
+  return std::make_pair(lo, hi);
+}
 
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   const auto& shape = info.event_shape;
@@ -22,7 +34,9 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
                  x.dim() >= 1 && x.size(0) >= 1 ? x[0].numel() : 0, " values (", x.sizes(),
                  ") for a model whose samples are ", c10::IntArrayRef(shape), " (", d, " values)");
   check_image_rows(x, shape, path);
-  if (!pixels && info.pixels) check_in_pixel_range(x, info.pixels->lo, info.pixels->hi, path);
+  if (!pixels) {
+    if (auto range = image_range(info)) check_in_pixel_range(x, range->first, range->second, path);
+  }
   if (pixels) {
     EBM_CHECK_DATA(info.pixels.has_value(), path,
                    ": holds raw 0-255 pixels, but the model was not trained on pixels; give a float NPY in "

@@ -129,12 +129,13 @@ const ObjectiveRegistry& objective_registry() {
             {"init_post_sigma", 0.1, "the posterior proposal's scale at the start"},
             {"alpha", 0.0, "L2 energy penalty weight (mean E(x+)^2 + mean E(x-)^2)"},
             {"grad_penalty", 0.0, "weight of 1/2 mean |dE/dx|^2 at the data"},
-            {"ce_weight", 0.0, "> 0: VERA's JEM variant, this weight x the cross entropy of p(y | x) (energy.name = jem)"}}},
+            {"ce_weight", 0.0, "> 0: VERA's JEM variant, this weight x the cross entropy of p(y | x) (energy.name = jem)"},
+            mass_keys()[0], mass_keys()[1]}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             auto g = build_generator(c, shape);
             EBM_CHECK_CONFIG(g != nullptr, "objective.name = \"vera\" needs a generator: set generator.name "
                              "(mlp for vectors, deconv for images)");
-            return std::make_shared<Vera>(VeraOptions()
+            return with_mass(c, std::make_shared<Vera>(VeraOptions()
                                               .entropy_weight(c.get_float("objective.entropy_weight"))
                                               .posterior_samples(c.get_int("objective.posterior_samples"))
                                               .sigma_min(c.get_float("objective.sigma_min"))
@@ -144,23 +145,24 @@ const ObjectiveRegistry& objective_registry() {
                                               .alpha(c.get_float("objective.alpha"))
                                               .grad_penalty(c.get_float("objective.grad_penalty"))
                                               .ce_weight(c.get_float("objective.ce_weight")),
-                                          g);
+                                          g));
           });
     r.add({"kim_bengio",
            "Kim & Bengio (2016): negatives from a generator ([generator], batch_norm = true) trained to minimise E "
            "minus its entropy, read from its batch-norm scales; no MCMC",
            {{"entropy_weight", 1.0, "weight of the generator's entropy"},
             {"alpha", 0.0, "L2 energy penalty weight (mean E(x+)^2 + mean E(x-)^2)"},
-            {"grad_penalty", 0.0, "weight of 1/2 mean |dE/dx|^2 at the data"}}},
+            {"grad_penalty", 0.0, "weight of 1/2 mean |dE/dx|^2 at the data"},
+            mass_keys()[0], mass_keys()[1]}},
           [](const Config& c, const Shape& shape, c10::Device) -> std::shared_ptr<Objective> {
             auto g = build_generator(c, shape);
             EBM_CHECK_CONFIG(g != nullptr, "objective.name = \"kim_bengio\" needs a generator: set generator.name "
                              "(mlp for vectors, deconv for images) and generator.batch_norm = true");
-            return std::make_shared<KimBengio>(KimBengioOptions()
+            return with_mass(c, std::make_shared<KimBengio>(KimBengioOptions()
                                                    .entropy_weight(c.get_float("objective.entropy_weight"))
                                                    .alpha(c.get_float("objective.alpha"))
                                                    .grad_penalty(c.get_float("objective.grad_penalty")),
-                                               g);
+                                               g));
           });
     r.add({"meg",
            "MEG (Kumar et al. 2019): negatives from a generator ([generator]) trained to minimise E minus the "
@@ -171,12 +173,13 @@ const ObjectiveRegistry& objective_registry() {
             {"stats_hidden", std::vector<int64_t>{256, 256}, "widths of the statistics network T(x, z)"},
             {"stats_lr", 0.0, "the statistics network's learning rate; 0 = train.lr"},
             {"mala_steps", int64_t(0), "latent MALA steps refining the energy's negatives (0 = none)"},
-            {"mala_step", 0.01, "the latent MALA step at the start (adapted toward 0.574 acceptance)"}}},
+            {"mala_step", 0.01, "the latent MALA step at the start (adapted toward 0.574 acceptance)"},
+            mass_keys()[0], mass_keys()[1]}},
           [](const Config& c, const Shape& shape, c10::Device) -> std::shared_ptr<Objective> {
             auto g = build_generator(c, shape);
             EBM_CHECK_CONFIG(g != nullptr, "objective.name = \"meg\" needs a generator: set generator.name "
                              "(mlp for vectors, deconv for images)");
-            return std::make_shared<Meg>(MegOptions()
+            return with_mass(c, std::make_shared<Meg>(MegOptions()
                                              .entropy_weight(c.get_float("objective.entropy_weight"))
                                              .alpha(c.get_float("objective.alpha"))
                                              .grad_penalty(c.get_float("objective.grad_penalty"))
@@ -184,7 +187,7 @@ const ObjectiveRegistry& objective_registry() {
                                              .stats_lr(c.get_float("objective.stats_lr"))
                                              .mala_steps(c.get_int("objective.mala_steps"))
                                              .mala_step(c.get_float("objective.mala_step")),
-                                         g);
+                                         g));
           });
     r.add({"ce", "cross entropy of p(y | x) = softmax(-E(x, y)): a classifier (energy.conditional = true)",
            {{"normalize", std::string("all"),

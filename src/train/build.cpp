@@ -89,10 +89,13 @@ DataSplit build_data(const Config& cfg) {
   if (!all.pixels && cfg.has_key("sampler.clamp_min") && cfg.has_key("sampler.clamp_max")) {
     // Float data far outside the box the chains are clamped to (0-255
     // pixels saved as floats, for a recipe whose box is [-1, 1]) can never
-    // be matched by the negatives.
+    // be matched by the negatives. The box is in the model's units: after
+    // data.standardize, when it applies.
     const double lo = cfg.get_float("sampler.clamp_min"), hi = cfg.get_float("sampler.clamp_max");
     if (std::isfinite(lo) && std::isfinite(hi) && lo < hi)
-      check_in_pixel_range(all.x, lo, hi, all.description + " (against sampler.clamp_min, clamp_max)");
+      check_in_pixel_range(split.model_train().x, lo, hi,
+                           all.description + (split.transform.defined() ? " (standardised; " : " (") +
+                               "against sampler.clamp_min, clamp_max)");
   }
   if (all.pixels) {
     EBM_CHECK_CONFIG(mode != "on", "data.standardize = on: ", all.description,

@@ -277,6 +277,19 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 65 "float values span \[255, 255\], far outside \[-1, 1\]" -- "$EBM" train "${PIX[@]}" --set data.path="$T/f255.npy" \
     --set data.labels="" --set energy.conditional=false --set data.dequantize=none --out "$T/r40"
   expect 65 "far outside \[-1, 1\]" -- "$EBM" energy --model "$P" --input "$T/f255.npy" --out "$T/e.csv"
+  # A model trained on float images in [-1, 1] keeps that range (its chains'
+  # box): 0-255 floats given to it later are refused too.
+  { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr3} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr3"
+    for i in $(seq 512); do printf '\x00\x00\x00\x3f'; done; } >"$T/fhalf.npy"
+  if "$EBM" train "${PIX[@]}" --set data.path="$T/fhalf.npy" --set data.labels="" --set energy.conditional=false \
+      --set data.dequantize=none --set data.test_fraction=0 --out "$T/r43" >/dev/null 2>&1; then
+    expect 65 "float values span \[255, 255\], far outside \[-1, 1\]" -- "$EBM" energy --model "$T/r43/model.pt" \
+      --input "$T/f255.npy" --out "$T/e.csv"
+    "$EBM" energy --model "$T/r43/model.pt" --input "$T/fhalf.npy" --out "$T/e43.csv" >/dev/null 2>&1 \
+      && [ "$(wc -l <"$T/e43.csv")" -ge 8 ] || { echo "FAIL: energy of in-range float images"; fails=$((fails + 1)); }
+  else
+    echo "FAIL: training on float images"; fails=$((fails + 1))
+  fi
   expect 66 "no such file or directory" -- "$EBM" train "${PIX[@]}" --set data.path="$T/no_such_dir" --out "$T/r41"
   # Sub-folders named by numbers are those labels (10 after 2); labels no row
   # has are classes without data, which training says.

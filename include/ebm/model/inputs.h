@@ -8,12 +8,19 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "ebm/data/data.h"
 #include "ebm/model/model.h"
 
 namespace ebm {
+
+// The value range of an image model's samples: its pixel map's, or for one
+// trained on float arrays the box [clamp_min, clamp_max] its chains stayed in
+// (its [sampler] table), when both are finite; none otherwise (vectors).
+std::optional<std::pair<double, double>> image_range(const ModelInfo& info);
 
 // Rows of `path` as a batch [N, ...event_shape] in the model's range
 // (float32). A PNG file is one image, a directory every PNG in it (sorted).

@@ -156,6 +156,11 @@ class WithMassTerm : public Objective {
   Output compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) override;
   void fit_data(const torch::Tensor& train) override;
   double smallest_noise_level() const override { return inner_->smallest_noise_level(); }
+  // (the wrapped objective's networks, state and sampler, unchanged)
+  std::vector<LearnedModule> learned_modules() override { return inner_->learned_modules(); }
+  void save(torch::serialize::OutputArchive& a) const override { inner_->save(a); }
+  void load(torch::serialize::InputArchive& a) override { inner_->load(a); }
+  double adapted_step() const override { return inner_->adapted_step(); }
 
  private:
   std::shared_ptr<Objective> inner_;

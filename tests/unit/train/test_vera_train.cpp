@@ -128,3 +128,12 @@ TEST(MegTrainer, ThreeNetworksWithLatentMalaResumeBitExactly) {
 TEST(KimBengioTrainer, ResumesBitExactly) {
   expect_resume_exact("[objective]\nname = \"kim_bengio\"\nalpha = 0.1\n", 2);
 }
+
+// The mass term wraps a learned sampler's objective without hiding its
+// networks or its state: the same learners, MEG's adapted latent MALA step in
+// the checkpoint, and split runs still bit-identical.
+TEST(LearnedSamplerTrainer, WithTheMassTermKeepsItsLearnersAndResumesBitExactly) {
+  expect_resume_exact(
+      "[objective]\nname = \"meg\"\nstats_hidden = [16]\nmala_steps = 2\nmass_weight = 1.0\nmass_samples = 64\n", 3);
+  expect_resume_exact("[objective]\nname = \"vera\"\nposterior_samples = 4\nmass_weight = 1.0\nmass_samples = 64\n", 3);
+}
