@@ -266,15 +266,17 @@ Dataset load_image_folder(const std::string& dir) {
   return d;
 }
 
-void check_in_pixel_range(const torch::Tensor& x, double lo, double hi, const std::string& what) {
+void check_in_pixel_range(const torch::Tensor& x, double lo, double hi, const std::string& what,
+                          const std::string& hint) {
   if (x.numel() == 0) return;
   auto f = x.detach().to(torch::kCPU, torch::kDouble);
   EBM_CHECK_DATA(torch::isfinite(f).all().item<bool>(), what, ": holds NaN or infinite values");
   const double min = f.min().item<double>(), max = f.max().item<double>(), w = hi - lo;
   EBM_CHECK_DATA(min >= lo - 0.5 * w && max <= hi + 0.5 * w, what, ": float values span [", min, ", ", max,
-                 "], far outside [", lo, ", ", hi,
-                 "]; float arrays are taken as already in the model's range (raw 0-255 pixels go in an integer "
-                 "NPY, IDX or PNG)");
+                 "], far outside [", lo, ", ", hi, "]; ",
+                 hint.empty() ? "float arrays are taken as already in the model's range (raw 0-255 pixels go in an "
+                                "integer NPY, IDX or PNG)"
+                              : hint);
 }
 
 void check_image_rows(const torch::Tensor& x, c10::IntArrayRef shape, const std::string& what) {

@@ -95,7 +95,10 @@ DataSplit build_data(const Config& cfg) {
     if (std::isfinite(lo) && std::isfinite(hi) && lo < hi)
       check_in_pixel_range(split.model_train().x, lo, hi,
                            all.description + (split.transform.defined() ? " (standardised; " : " (") +
-                               "against sampler.clamp_min, clamp_max)");
+                               "against sampler.clamp_min, clamp_max)",
+                           split.transform.defined() ? "the box is in the model's units, the columns standardised "
+                                                       "to sd data.standardize_sd"
+                                                     : "");
   }
   if (all.pixels) {
     EBM_CHECK_CONFIG(mode != "on", "data.standardize = on: ", all.description,

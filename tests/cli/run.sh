@@ -44,6 +44,13 @@ printf '[train\nsteps = 3\n' >"$T/broken.toml"
 printf 'data,x\n1,2\nnan,3\n' >"$T/nan_train.csv"
 
 expect 0 ""          -- bash -c "'$EBM' energy --model '$M' --input '$T/good.csv' --out '$T/e.csv' && echo 'energy ok' >&2"
+# The sampler's box is in the model's units: [-5, 5] after standardising
+# columns in the thousands is fine, [0, 0.1] is not.
+awk 'BEGIN { for (i = 0; i < 200; i++) printf "%.3f,%.3f\n", 5000 + 1000 * sin(i), 3000 + 500 * cos(3 * i) }' >"$T/thousands.csv"
+BOX=(--config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/thousands.csv" --set sampler.name=ula --set train.steps=2
+     --set eval.sample_steps=2 --set eval.sample_chains=20 --set objective.jumps=0 --set sampler.clamp_max=5)
+expect 0 ""          -- bash -c "'$EBM' train ${BOX[*]} --set sampler.clamp_min=-5 --out '$T/box_ok' >/dev/null && echo 'box ok' >&2"
+expect 65 "standardised; against sampler.clamp_min" -- "$EBM" train "${BOX[@]}" --set sampler.clamp_min=4.9 --out "$T/box_bad"
 expect 65 "bad_cell.csv:3" -- "$EBM" energy --model "$M" --input "$T/bad_cell.csv" --out "$T/e.csv"
 expect 65 "ragged.csv:2"   -- "$EBM" energy --model "$M" --input "$T/ragged.csv" --out "$T/e.csv"
 expect 65 "nan.csv:2"      -- "$EBM" energy --model "$M" --input "$T/nan.csv" --out "$T/e.csv"
