@@ -64,22 +64,6 @@ torch::Tensor to_user(const Setup& s, const torch::Tensor& x) {
   return s.units.defined() ? s.units.to_user(x.flatten(1)).reshape(x.sizes()) : x;
 }
 
-// The training images of the run the model came from (the [data] table
-// model.pt keeps): data.path, or data.name's train split; "" when the run
-// says nothing or trained on a generated set (`why` then says so).
-std::string default_reference(const std::string& model, const ModelInfo& info, std::string* why) {
-  if (info.data_toml.empty()) {
-    *why = model + " does not say what it was trained on";
-    return "";
-  }
-  const Config d = data_config(info.data_toml, model);
-  const std::string path = d.get_string("data.path"), name = d.get_string("data.name");
-  if (!path.empty()) return path;
-  if (name == "fashion_mnist" || name == "mnist") return name + ":train";
-  *why = model + " was trained on the generated set '" + name + "'";
-  return "";
-}
-
 torch::Tensor initial_free(const Setup& s, int64_t rows, at::Generator& gen) {
   auto shape = s.info.event_shape;
   shape.insert(shape.begin(), rows);
@@ -199,7 +183,7 @@ Runner add_inpaint(CLI::App& app) {
     }
     EBM_CHECK_DATA(mask.any().item<bool>(), a->mask, ": masks nothing");
     // (the training rows, for the baselines and the mean / nearest starts)
-    std::string why, ref_spec = a->reference.empty() ? default_reference(a->model, s.info, &why) : a->reference;
+    std::string why, ref_spec = a->reference.empty() ? training_data_spec(a->model, s.info, &why) : a->reference;
     const std::string init_mode = a->init != "auto" ? a->init : (ref_spec.empty() ? "noise" : "mean");
     torch::Tensor ref;
     if (truth.defined() || init_mode != "noise") {

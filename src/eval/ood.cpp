@@ -253,6 +253,26 @@ torch::Tensor ood_data(const std::string& spec, const ModelInfo& info, const tor
   return read_model_data(spec, info, "test");
 }
 
+GaussianFit GaussianFit::fit(const torch::Tensor& rows, int64_t max_rows) {
+  TORCH_CHECK(rows.dim() >= 1 && rows.size(0) >= 2, "GaussianFit: need at least 2 rows");
+  auto x = rows.detach().to(torch::kCPU, torch::kDouble).flatten(1);
+  const int64_t n = x.size(0), d = x.size(1), stride = (n + max_rows - 1) / max_rows;
+  if (stride > 1) x = x.slice(0, 0, n, stride);
+  GaussianFit g;
+  g.mean = x.mean(0);
+  auto xc = x - g.mean;
+  auto cov = xc.t().mm(xc) / double(x.size(0) - 1);
+  const double ridge = 1e-3 * cov.diagonal().mean().item<double>() + 1e-12;
+  g.chol = torch::linalg_cholesky(cov + ridge * torch::eye(d, torch::kDouble));
+  return g;
+}
+
+torch::Tensor GaussianFit::score(const torch::Tensor& x) const {
+  auto r = (x.detach().to(torch::kCPU, torch::kDouble).flatten(1) - mean).t();  // [D, N]
+  auto z = torch::linalg_solve_triangular(chol, r, /*upper=*/false);
+  return -0.5 * z.pow(2).sum(0);
+}
+
 OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptions& o, at::Generator& gen) {
   EBM_CHECK_USAGE(!o.in_data().empty(), "ood: give --in-data SPEC (a file, a folder, fashion_mnist or mnist)");
   EBM_CHECK_USAGE(!o.out_data().empty(),
@@ -269,6 +289,26 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
   for (const auto& spec : o.out_data()) outs.push_back(at_most(ood_data(spec, info, in, gen), o.n(), gen));
   r.n_in = in.size(0);
   auto s_in = ood_scores(energy, in, r.scores, o.batch());
+  // The baseline a user would otherwise reach for: a Gaussian fitted to the
+  // training rows (its rows are read after the sets: it never fails them).
+  std::optional<GaussianFit> gauss;
+  torch::Tensor g_in;
+  r.baseline_why = o.baseline_why();
+  if (!o.reference().empty()) {
+    constexpr int64_t kMaxDim = 4096;
+    const int64_t dim = in[0].numel();
+    if (dim > kMaxDim) {
+      r.baseline_why = "more than " + std::to_string(kMaxDim) + " values per row";
+    } else {
+      try {
+        gauss = GaussianFit::fit(read_model_data(o.reference(), info, "train"));
+        r.baseline_reference = o.reference();
+        g_in = gauss->score(in);
+      } catch (const Error& e) {
+        r.baseline_why = e.what();
+      }
+    }
+  }
   for (size_t k = 0; k < outs.size(); ++k) {
     OodSetResult set;
     set.name = o.out_data()[k];
@@ -278,6 +318,9 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
       set.metrics.push_back(ood_metrics(s_in.select(1, int64_t(j)), s_out.select(1, int64_t(j)),
                                         o.in_data() + " (" + r.scores[j] + " scores)",
                                         set.name + " (" + r.scores[j] + " scores)"));
+    if (gauss)
+      set.baseline = ood_metrics(g_in, gauss->score(outs[k]), o.in_data() + " (Gaussian baseline scores)",
+                                 set.name + " (Gaussian baseline scores)");
     r.sets.push_back(std::move(set));
   }
   return r;
@@ -295,9 +338,19 @@ nlohmann::json OodResult::json() const {
                        {"aupr_out", m.aupr_out},
                        {"fpr95", m.fpr95}};
     }
-    sets_json.push_back({{"name", s.name}, {"n", s.n}, {"scores", sc}});
+    nlohmann::json set = {{"name", s.name}, {"n", s.n}, {"scores", sc}};
+    if (s.baseline)
+      set["baseline"] = {{"auroc", s.baseline->auroc},
+                         {"auroc_se", s.baseline->auroc_se},
+                         {"aupr_in", s.baseline->aupr_in},
+                         {"aupr_out", s.baseline->aupr_out},
+                         {"fpr95", s.baseline->fpr95}};
+    sets_json.push_back(set);
   }
-  return {{"task", "ood"}, {"in", in}, {"n_in", n_in}, {"sets", sets_json}};
+  nlohmann::json baseline = baseline_reference.empty()
+                                ? nlohmann::json{{"none", baseline_why}}
+                                : nlohmann::json{{"kind", "gaussian"}, {"reference", baseline_reference}};
+  return {{"task", "ood"}, {"in", in}, {"n_in", n_in}, {"sets", sets_json}, {"baseline", baseline}};
 }
 
 std::string OodResult::table() const {
@@ -310,16 +363,23 @@ std::string OodResult::table() const {
      << "  " << std::left << std::setw(10) << "score" << std::right << std::setw(18) << "AUROC +- se"
      << std::setw(9) << "AUPR-in" << std::setw(10) << "AUPR-out" << std::setw(8) << "FPR95" << "\n";
   os << std::fixed << std::setprecision(4);
-  for (const auto& s : sets)
-    for (size_t j = 0; j < scores.size(); ++j) {
-      const auto& m = s.metrics[j];
-      std::ostringstream a;
-      a << std::fixed << std::setprecision(4) << m.auroc << " +- " << m.auroc_se;
-      os << std::left << std::setw(int(w)) << s.name << std::right << std::setw(7) << s.n << "  " << std::left
-         << std::setw(10) << scores[j] << std::right << std::setw(18) << a.str() << std::setw(9) << m.aupr_in
-         << std::setw(10) << m.aupr_out << std::setw(8) << m.fpr95 << "\n";
-    }
+  auto row = [&](const OodSetResult& s, const std::string& score, const OodMetrics& m) {
+    std::ostringstream a;
+    a << std::fixed << std::setprecision(4) << m.auroc << " +- " << m.auroc_se;
+    os << std::left << std::setw(int(w)) << s.name << std::right << std::setw(7) << s.n << "  " << std::left
+       << std::setw(10) << score << std::right << std::setw(18) << a.str() << std::setw(9) << m.aupr_in
+       << std::setw(10) << m.aupr_out << std::setw(8) << m.fpr95 << "\n";
+  };
+  for (const auto& s : sets) {
+    for (size_t j = 0; j < scores.size(); ++j) row(s, scores[j], s.metrics[j]);
+    if (s.baseline) row(s, "gaussian*", *s.baseline);
+  }
   os << "FPR95: fraction of the out set scored at or above the threshold that keeps 95% of the in set\n";
+  if (!baseline_reference.empty())
+    os << "gaussian*: baseline without the model, the log-density of a Gaussian fitted to " << baseline_reference
+       << "\n";
+  else
+    os << "no Gaussian baseline: " << baseline_why << " (--reference DATA gives its training rows)\n";
   return os.str();
 }
 
@@ -331,12 +391,24 @@ std::vector<ConfigKey> ood_task_keys() {
           {"score", std::string(""),
            "scores, comma-separated: energy, grad_norm, max_logit, logsumexp, max_softmax (empty: all that apply)"},
           {"n", int64_t(0), "rows of each set at most (a seeded random subset); 0 = all"},
-          {"seed", int64_t(0), "seed of the subsets and of the uniform set"}};
+          {"seed", int64_t(0), "seed of the subsets and of the uniform set"},
+          {"reference", std::string(""),
+           "training rows for the Gaussian baseline (default: the model's own training data, when known); none = "
+           "no baseline"},
+          {"model", std::string(""), "the model file's path (named in messages)"}};
 }
 
 EvalReport ood_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
   OodOptions o(c.get_string("task.in_data"), split(c.get_string("task.out_data"), '\n'));
   o.scores(split(c.get_string("task.score"), ',')).n(c.get_int("task.n"));
+  std::string why, ref = c.get_string("task.reference");
+  const std::string model = c.get_string("task.model");
+  if (ref.empty()) ref = training_data_spec(model.empty() ? "the model" : model, info, &why);
+  if (ref == "none") {
+    ref.clear();
+    why = "--reference none";
+  }
+  o.reference(ref).baseline_why(why);
   auto gen = make_generator(uint64_t(c.get_int("task.seed")), kStreamEval);
   auto r = evaluate_ood(energy, info, o, gen);
   return {r.json(), r.table()};

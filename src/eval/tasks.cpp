@@ -308,7 +308,7 @@ Energy eval_energy(const std::string& model, const std::string& target, const st
 }
 
 bool task_reads_model_path(const std::string& task) {
-  return task == "continual" || task == "generator" || task == "fid" || task == "ais";
+  return task == "continual" || task == "generator" || task == "fid" || task == "ais" || task == "ood";
 }
 
 }  // namespace ebm

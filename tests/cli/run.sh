@@ -133,6 +133,11 @@ expect 64 "give --out-data" -- "$EBM" "${OOD[@]}" --out "$T/ood.json"
 expect 64 "flips need an image model" -- "$EBM" "${OOD[@]}" --out-data "vflip:$T/good.csv"
 "$EBM" "${OOD[@]}" --out-data uniform --out-data "$T/good.csv" --out "$T/ood.json" >"$T/ood.txt" 2>/dev/null \
   && grep -q '"fpr95"' "$T/ood.json" && grep -q "grad_norm" "$T/ood.txt" || { echo "FAIL: ood"; fails=$((fails + 1)); }
+# The Gaussian baseline: none for a model of a generated set (it says why),
+# fitted to --reference rows when given.
+grep -q "no Gaussian baseline: .*generated set '8gaussians'" "$T/ood.txt" || { echo "FAIL: ood baseline note"; fails=$((fails + 1)); }
+"$EBM" "${OOD[@]}" --out-data uniform --reference "$T/good.csv" >"$T/ood_ref.txt" 2>/dev/null \
+  && grep -q "^uniform .* gaussian\*" "$T/ood_ref.txt" || { echo "FAIL: ood --reference baseline"; fails=$((fails + 1)); }
 # Found by a fuzzing pass: each once crashed, hung, or went on silently.
 T4=(--config "$SRC/configs/toy2d-pcd.toml" --set train.steps=2 --set data.n=100 --set eval.sample_steps=2)
 expect 78 "eval.sample_chains" -- "$EBM" train "${T4[@]}" --out "$T/r9" --set eval.sample_chains=0
@@ -330,6 +335,7 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   # OOD scores of the conditional pixel model: its class scores too; shapes checked.
   "$EBM" eval --model "$P" --task ood --in-data "$T/pix.npy" --out-data "vflip:$T/pix.npy" --out-data uniform \
     --out "$T/ood_pix.json" >/dev/null 2>&1 && grep -q '"max_logit"' "$T/ood_pix.json" \
+    && grep -q '"kind": "gaussian"' "$T/ood_pix.json" \
     || { echo "FAIL: ood on the pixel model"; fails=$((fails + 1)); }
   expect 65 "good.csv"       -- "$EBM" eval --model "$P" --task ood --in-data "$T/pix.npy" --out-data "$T/good.csv"
   # Class-incremental training (3 classes, 3 tasks) and its evaluation.

@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,19 +89,38 @@ struct OodOptions {
   TORCH_ARG(std::vector<std::string>, scores) = {};  // empty = all that apply
   TORCH_ARG(int64_t, n) = 0;                      // rows per set at most (random subset); 0 = all
   TORCH_ARG(int64_t, batch) = 256;                // rows per forward pass
+  // Training rows (a SPEC for read_model_data, split "train") for the
+  // baseline: each set scored by the log-density of a Gaussian fitted to them
+  // (the Mahalanobis distance; no model). "" = no baseline, `baseline_why`
+  // saying why.
+  TORCH_ARG(std::string, reference) = "";
+  TORCH_ARG(std::string, baseline_why) = "";
+};
+
+// The baseline's fit: mean and the Cholesky factor of the covariance (with a
+// ridge of 1e-3 x the mean variance) of rows flattened to [N, D], at most
+// `max_rows` of them (evenly spaced); scores are -1/2 |L^-1 (x - mean)|^2.
+struct GaussianFit {
+  torch::Tensor mean, chol;  // [D], [D, D] (double)
+  static GaussianFit fit(const torch::Tensor& rows, int64_t max_rows = 20000);
+  torch::Tensor score(const torch::Tensor& x) const;  // [N] double
 };
 
 struct OodSetResult {
   std::string name;                 // its SPEC
   int64_t n = 0;                    // rows scored
   std::vector<OodMetrics> metrics;  // one per OodResult::scores
+  std::optional<OodMetrics> baseline;  // the Gaussian fit's, when there is one
 };
 struct OodResult {
   std::string in;
   int64_t n_in = 0;
   std::vector<std::string> scores;
   std::vector<OodSetResult> sets;
-  // {task, in, n_in, sets: [{name, n, scores: {NAME: {auroc, auroc_se, aupr_in, aupr_out, fpr95}}}]}
+  std::string baseline_reference;  // the rows the baseline was fitted to, or ""
+  std::string baseline_why;        // why there is none
+  // {task, in, n_in, sets: [{name, n, scores: {NAME: {auroc, auroc_se, aupr_in, aupr_out, fpr95}},
+  //  baseline: {the same for the Gaussian fit}}], baseline: {kind, reference} or {none: why}}
   nlohmann::json json() const;
   std::string table() const;  // one row per set x score
 };
