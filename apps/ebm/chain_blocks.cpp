@@ -40,7 +40,8 @@ ChainRun run_chains(EnergyImpl& energy, Sampler& sampler, const torch::Tensor& x
     r.divergent += st.n_divergent;
     r.n_grad += st.n_grad;
     last_step = st.step_size;
-    if (summary) summary->record(o.to_user(chains.x.flatten(1).narrow(1, 0, o.tracked)));
+    // (the change of units takes whole rows; then the tracked dimensions)
+    if (summary) summary->record(o.to_user(chains.x.flatten(1)).narrow(1, 0, o.tracked));
     if (kept) kept->record(o.to_user(chains.x.flatten(1)));
     if (show) progress.update(k + 1, "accept " + std::to_string(r.accept / double(k + 1)));
   }

@@ -109,13 +109,41 @@ void write_output(const std::string& path, const Setup& s, const std::vector<tor
   }
 }
 
-nlohmann::json score_json(const RestorationScore& r) { return {{"mse", r.mse}, {"psnr", r.psnr}}; }
+// MSE against the truth (over `where`'s values when given): images in 0-1
+// pixel units with their PSNR; vectors in the data's own units, without a
+// PSNR (vectors have no peak value).
+nlohmann::json scored(const Setup& s, const torch::Tensor& x, const torch::Tensor& truth,
+                      const torch::Tensor& where = {}) {
+  if (s.image) {
+    auto r = restoration_score(x, truth, s.map, where);
+    return {{"mse", r.mse}, {"psnr", r.psnr}};
+  }
+  PixelMap unit;
+  unit.lo = 0;
+  unit.hi = 1;
+  return {{"mse", restoration_score(to_user(s, x), to_user(s, truth), unit, where).mse}};
+}
 
 void check_out(const std::string& out) {
   const std::string ext = file_extension(out);
   EBM_CHECK_USAGE(ext == ".png" || ext == ".npy" || ext == ".idx" || ext == ".csv", "--out ", out,
                   ": extension must be .png, .npy, .idx or .csv");
   check_writable(out);
+}
+// (once the model is known, before any work)
+void check_out_for(const std::string& out, const Setup& s) {
+  const std::string ext = file_extension(out);
+  EBM_CHECK_USAGE(s.image || (ext != ".png" && ext != ".idx"), "--out ", out, ": ", ext.substr(1),
+                  " files hold images; this model's rows are vectors: write .csv or .npy");
+  EBM_CHECK_USAGE(!s.image || ext != ".csv", "--out ", out, ": an image model's rows go in .png, .npy or .idx");
+}
+
+// The truth's rows: as many as the inputs (with --n, its first N).
+torch::Tensor read_truth(const std::string& spec, const Setup& s, int64_t n_option, int64_t n) {
+  auto truth = read_rows(spec, s, n_option, "truth");
+  EBM_CHECK_DATA(truth.size(0) == n, spec, ": ", truth.size(0), " rows for ", n, " inputs",
+                 n_option > 0 ? "" : " (--n N takes the first N of each)");
+  return truth;
 }
 
 }  // namespace
@@ -160,14 +188,12 @@ Runner add_inpaint(CLI::App& app) {
     EBM_CHECK_USAGE(a->n >= 0, "--n must be >= 0, got ", a->n);
     check_out(a->out);
     Setup s = load(a->model);
+    check_out_for(a->out, s);
     auto gen = make_generator(a->common.seed, kStreamSample);
     auto x = read_rows(a->input, s, a->n, "input");
     const int64_t n = x.size(0);
     torch::Tensor truth;
-    if (!a->truth.empty()) {
-      truth = read_rows(a->truth, s, n, "truth");
-      EBM_CHECK_DATA(truth.size(0) == n, a->truth, ": ", truth.size(0), " rows for ", n, " inputs");
-    }
+    if (!a->truth.empty()) truth = read_truth(a->truth, s, a->n, n);
     // (the baselines' reference read before any work: a missing one fails early)
     EBM_CHECK_USAGE(a->init == "auto" || a->init == "noise" || a->init == "mean" || a->init == "nearest",
                     "--init must be auto, noise, mean or nearest, got '", a->init, "'");
@@ -175,9 +201,14 @@ Runner add_inpaint(CLI::App& app) {
     if (is_named_mask(a->mask)) {
       mask = named_mask(a->mask, s.info.event_shape, n, gen);
     } else {
-      EBM_CHECK_USAGE(std::filesystem::exists(a->mask), "--mask ", a->mask,
-                      ": no such file, and not a named mask (center:K, random:P, left-half, right-half, top-half, "
-                      "bottom-half, dims:i,j)");
+      if (!std::filesystem::exists(a->mask)) {
+        const std::string ext = file_extension(a->mask);
+        const bool file_like = ext == ".csv" || ext == ".npy" || ext == ".png" || ext == ".idx" || ext == ".gz" ||
+                               a->mask.find('/') != std::string::npos;
+        fail(file_like ? ExitCode::kMissingInput : ExitCode::kUsage, "--mask ", a->mask,
+             ": no such file, and not a named mask (center:K, random:P, left-half, right-half, top-half, "
+             "bottom-half, dims:i,j)");
+      }
       Dataset m = load_data_path(a->mask);
       mask = mask_from_values(m.x, s.info.event_shape, n, a->mask);
     }
@@ -201,9 +232,10 @@ Runner add_inpaint(CLI::App& app) {
     write_output(a->out, s, {truth.defined() ? truth : x, shown, done});
     if (truth.defined()) {
       nlohmann::json j = {{"n", n}, {"mask", a->mask}, {"steps", a->steps}, {"chains", a->chains},
-                          {"init", init_mode}, {"ebm", score_json(restoration_score(done, truth, s.map, mask))}};
-      j["mean_image"] = score_json(restoration_score(mean_fill(x, mask, ref.mean(0)), truth, s.map, mask));
-      j["nearest"] = score_json(restoration_score(nearest_fill(x, mask, ref), truth, s.map, mask));
+                          {"init", init_mode}, {"ebm", scored(s, done, truth, mask)}};
+      j["mean_image"] = scored(s, mean_fill(x, mask, ref.mean(0)), truth, mask);
+      j["nearest"] = scored(s, nearest_fill(x, mask, ref), truth, mask);
+      j["units"] = s.image ? "pixels in [0, 1]" : "the data's";
       j["reference"] = ref_spec;
       std::cout << j.dump() << "\n";
     }
@@ -214,7 +246,7 @@ Runner add_inpaint(CLI::App& app) {
 Runner add_denoise(CLI::App& app) {
   struct Args {
     Common common;
-    std::string model, input, out, truth, corrupt, sampler, init = "blur";
+    std::string model, input, out, truth, corrupt, sampler, init = "auto";
     int64_t steps = 10, n = 0;
     double noise_std = 0, blur = 0.7;
   };
@@ -227,8 +259,8 @@ Runner add_denoise(CLI::App& app) {
       ->required();
   cmd->add_option("--out", a->out, "restored rows: .png (clean | corrupted | restored), .npy, .idx, .csv")->required();
   cmd->add_option("--corrupt", a->corrupt,
-                  "corrupt the (clean) inputs first, which are then the truth: gaussian:STD (STD in 0-1 pixel units) "
-                  "or salt:FRACTION");
+                  "corrupt the (clean) inputs first, which are then the truth: gaussian:STD (STD in 0-1 pixel units; "
+                  "for vector models in the data's units) or salt:FRACTION (images)");
   cmd->add_option("--noise-std", a->noise_std,
                   "> 0: sample the posterior exp(-E(x)) N(input; x, std^2) (std in 0-1 pixel units) instead of "
                   "descending E alone; only for energies on the likelihood's scale (short-run CD energies are not: "
@@ -237,7 +269,8 @@ Runner add_denoise(CLI::App& app) {
   cmd->add_option("--steps", a->steps, "sampler transitions")->capture_default_str();
   cmd->add_option("--sampler", a->sampler, "sampler spec (default: the model's training sampler)");
   cmd->add_option("--init", a->init,
-                  "where the chains start: corrupted (the input) or blur (the input blurred by --blur)")
+                  "where the chains start: corrupted (the input) or blur (the input blurred by --blur); auto: blur "
+                  "for images, corrupted for vectors")
       ->capture_default_str();
   cmd->add_option("--n", a->n, "restore the first N input rows (0 = all)")->capture_default_str();
   cmd->add_option("--truth", a->truth, "the clean rows: print JSON with PSNR before, after and for a Gaussian blur");
@@ -251,26 +284,33 @@ Runner add_denoise(CLI::App& app) {
     EBM_CHECK_USAGE(a->truth.empty() || a->corrupt.empty(),
                     "--truth with --corrupt: the inputs are the truth, give one or the other");
     EBM_CHECK_USAGE(a->blur > 0, "--blur must be > 0, got ", a->blur);
-    EBM_CHECK_USAGE(a->init == "corrupted" || a->init == "blur", "--init must be corrupted or blur, got '", a->init,
-                    "'");
+    EBM_CHECK_USAGE(a->init == "auto" || a->init == "corrupted" || a->init == "blur",
+                    "--init must be auto, corrupted or blur, got '", a->init, "'");
     check_out(a->out);
     Setup s = load(a->model);
+    check_out_for(a->out, s);
     auto gen = make_generator(a->common.seed, kStreamSample);
     auto x = read_rows(a->input, s, a->n, "input");
     const int64_t n = x.size(0);
     torch::Tensor truth, noisy = x;
     if (!a->corrupt.empty()) {
       truth = x;
-      noisy = corrupt(x, a->corrupt, s.map, gen);
+      if (s.image) {
+        noisy = corrupt(x, a->corrupt, s.map, gen);
+      } else {
+        // (vectors: the noise in the data's own units)
+        auto user = corrupt_values(to_user(s, x).to(torch::kDouble), a->corrupt, gen);
+        noisy = (s.units.defined() ? s.units.to_model(user.flatten(1)).reshape(x.sizes()) : user).to(x.scalar_type());
+      }
     } else if (!a->truth.empty()) {
-      truth = read_rows(a->truth, s, n, "truth");
-      EBM_CHECK_DATA(truth.size(0) == n, a->truth, ": ", truth.size(0), " rows for ", n, " inputs");
+      truth = read_truth(a->truth, s, a->n, n);
     }
     const double anchor = a->noise_std * (s.map.hi - s.map.lo);
     auto sampler = model_sampler(s.info, a->sampler);
     auto all = torch::ones_like(noisy.narrow(0, 0, 1), torch::kBool);
-    EBM_CHECK_USAGE(a->init == "corrupted" || s.image, "--init blur is for image models; use --init corrupted");
-    auto start = a->init == "blur" ? gaussian_blur(noisy, a->blur) : noisy.clone();
+    const std::string init = a->init != "auto" ? a->init : (s.image ? "blur" : "corrupted");
+    EBM_CHECK_USAGE(init == "corrupted" || s.image, "--init blur is for image models; use --init corrupted");
+    auto start = init == "blur" ? gaussian_blur(noisy, a->blur) : noisy.clone();
     auto done = restore(s, *sampler, noisy, all, start, CompletionOptions(a->steps).anchor_std(anchor), gen,
                         "denoise");
     if (truth.defined())
@@ -278,12 +318,13 @@ Runner add_denoise(CLI::App& app) {
     else
       write_output(a->out, s, {noisy, done});
     if (truth.defined()) {
-      nlohmann::json j = {{"n", n}, {"steps", a->steps}, {"init", a->init}, {"anchor_std", anchor / (s.map.hi - s.map.lo)},
-                          {"corrupted", score_json(restoration_score(noisy, truth, s.map))},
-                          {"ebm", score_json(restoration_score(done, truth, s.map))}};
+      nlohmann::json j = {{"n", n}, {"steps", a->steps}, {"init", init}, {"anchor_std", anchor / (s.map.hi - s.map.lo)},
+                          {"corrupted", scored(s, noisy, truth)},
+                          {"ebm", scored(s, done, truth)},
+                          {"units", s.image ? "pixels in [0, 1]" : "the data's"}};
       if (!a->corrupt.empty()) j["corrupt"] = a->corrupt;
       if (s.image) {
-        j["blur"] = score_json(restoration_score(gaussian_blur(noisy, a->blur), truth, s.map));
+        j["blur"] = scored(s, gaussian_blur(noisy, a->blur), truth);
         j["blur_sigma"] = a->blur;
       }
       std::cout << j.dump() << "\n";

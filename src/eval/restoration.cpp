@@ -84,15 +84,35 @@ torch::Tensor named_mask(const std::string& spec, const std::vector<int64_t>& sh
 torch::Tensor mask_from_values(const torch::Tensor& values, const std::vector<int64_t>& shape, int64_t n,
                                const std::string& file) {
   const int64_t d = c10::multiply_integers(shape);
-  EBM_CHECK_DATA(values.dim() >= 1 && (values.size(0) == 1 || values.size(0) == n) && values[0].numel() == d, file,
-                 ": a mask must be 1 or ", n, " rows of ", c10::IntArrayRef(shape), " (", d, " values), got ",
-                 values.sizes());
-  auto full = shape;
+  const bool image = shape.size() == 3;
+  const int64_t hw = image ? shape[1] * shape[2] : d;
+  const std::string want = image ? " (or [H, W] = [" + std::to_string(shape[1]) + ", " + std::to_string(shape[2]) +
+                                       "] for every channel)"
+                                 : "";
+  EBM_CHECK_DATA(values.dim() >= 1 && (values.size(0) == 1 || values.size(0) == n), file, ": a mask must be 1 or ",
+                 n, " rows of ", c10::IntArrayRef(shape), want, ", got ", values.sizes());
+  // (a row is the model's shape, or flat with as many values; for images
+  // also one [H, W] plane, applied to every channel)
+  const auto row = values.sizes().slice(1);
+  const int64_t per = values[0].numel();
+  const bool flat = row.size() <= 1;
+  const bool plane = image && (row == c10::IntArrayRef{shape[1], shape[2]} ||
+                               row == c10::IntArrayRef{1, shape[1], shape[2]});
+  std::vector<int64_t> full;
+  if (per == d && (flat || row == c10::IntArrayRef(shape))) {
+    full = shape;
+  } else if (image && per == hw && (flat || plane)) {
+    full = {1, shape[1], shape[2]};
+  } else {
+    fail(ExitCode::kBadData, file, ": a mask must be 1 or ", n, " rows of ", c10::IntArrayRef(shape), want,
+         ", got rows of ", row);
+  }
   full.insert(full.begin(), values.size(0));
   auto m = values.reshape(full).to(torch::kDouble);
   EBM_CHECK_DATA(torch::isfinite(m).all().item<bool>(), file, ": a mask holds non-finite values");
-  full[0] = n;
-  return (m != 0).expand(full).clone();
+  auto out_shape = shape;
+  out_shape.insert(out_shape.begin(), n);
+  return (m != 0).expand(out_shape).clone();
 }
 
 torch::Tensor corrupt(const torch::Tensor& x, const std::string& spec, const PixelMap& map, at::Generator& gen,
@@ -115,6 +135,14 @@ torch::Tensor corrupt(const torch::Tensor& x, const std::string& spec, const Pix
     return torch::where(u < p, noise, x);
   }
   fail(ExitCode::kUsage, "--corrupt ", spec, ": gaussian:STD or salt:FRACTION");
+}
+
+torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at::Generator& gen) {
+  EBM_CHECK_USAGE(starts_with(spec, "gaussian:"), "--corrupt ", spec,
+                  ": salt is for image models; vectors take gaussian:STD (STD in the data's units)");
+  const double s = parse_number(spec, spec.substr(9));
+  EBM_CHECK_USAGE(s > 0 && std::isfinite(s), spec, ": the noise std must be > 0");
+  return x + at::normal(0.0, s, x.sizes(), gen, x.options());
 }
 
 RestorationScore restoration_score(const torch::Tensor& x, const torch::Tensor& truth, const PixelMap& map,

@@ -2,6 +2,7 @@
 
 #include <c10/util/accumulate.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "ebm/core/error.h"
@@ -22,6 +23,33 @@ std::optional<std::pair<double, double>> image_range(const ModelInfo& info) {
   if (!std::isfinite(lo) || !std::isfinite(hi) || lo >= hi) return std::nullopt;
   return std::make_pair(lo, hi);
 }
+
+namespace {
+// A class folder's labels in the model's numbering: named sub-folders
+// (not numbers) are labelled by their place among the folder's own names,
+// which differ from the training folder's when some classes are missing, so
+// they map by name to the model's labels; a name the model does not have is
+// an error. Numbered folders are their numbers already.
+torch::Tensor folder_labels_as_trained(const Dataset& raw, const ModelInfo& info, const std::string& spec) {
+  const auto& names = raw.class_names;
+  bool numbered = true;
+  for (const auto& n : names) numbered = numbered && !n.empty() && n.size() <= 5 &&
+                                         n.find_first_not_of("0123456789") == std::string::npos;
+  if (numbered || info.class_names.empty()) return raw.y;
+  std::vector<int64_t> to_model(names.size(), -1);
+  std::string known;
+  for (size_t i = 0; i < info.class_names.size(); ++i) known += (i ? ", " : "") + info.class_names[i];
+  auto counts = torch::bincount(raw.y, {}, int64_t(names.size()));
+  for (size_t k = 0; k < names.size(); ++k) {
+    auto it = std::find(info.class_names.begin(), info.class_names.end(), names[k]);
+    EBM_CHECK_DATA(it != info.class_names.end() || counts[int64_t(k)].item<int64_t>() == 0, spec,
+                   ": class sub-folder '", names[k], "' is not one of the model's classes (", known, ")");
+    if (it != info.class_names.end()) to_model[k] = int64_t(it - info.class_names.begin());
+  }
+  return torch::tensor(to_model, torch::kLong).index_select(0, raw.y);
+}
+
+}  // namespace
 
 std::string training_data_spec(const std::string& model, const ModelInfo& info, std::string* why) {
   if (info.data_toml.empty()) {
@@ -82,7 +110,7 @@ Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const
       d.y = y.view({-1}).to(torch::kLong);
     } else {
       Dataset raw = load_data_path(spec);  // (a folder's sub-folders label it)
-      if (raw.has_labels()) d.y = raw.y;
+      if (raw.has_labels()) d.y = folder_labels_as_trained(raw, info, spec);
     }
     return d;
   }

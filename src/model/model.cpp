@@ -53,7 +53,8 @@ std::string selected_energy_keys(const std::string& text, const std::string& ori
 
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform,
-                const std::optional<PixelMap>& pixels, GeneratorImpl* generator) {
+                const std::optional<PixelMap>& pixels, GeneratorImpl* generator,
+                const std::vector<std::string>& class_names) {
   torch::serialize::OutputArchive ar, weights;
   // (weights are written from the CPU, so a model trained on a GPU loads anywhere)
   const auto params = energy.parameters();
@@ -85,6 +86,11 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
     if (!gd.is_cpu()) generator->to(gd);
     ar.write("generator_weights", gw);
     ar.write("generator_config", c10::IValue(cfg.section_toml("generator")));
+  }
+  if (!class_names.empty()) {
+    std::string joined;
+    for (const auto& n : class_names) joined += n + "\n";
+    ar.write("class_names", c10::IValue(joined));
   }
   ar.write("format", c10::IValue(std::string(kFormat)));
   atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
@@ -217,6 +223,11 @@ Energy load_model(const std::string& path, ModelInfo* info) {
     if (ar.try_read("sampler_config", sampler) && sampler.isString()) info->sampler_toml = sampler.toStringRef();
     c10::IValue data;
     if (ar.try_read("data_config", data) && data.isString()) info->data_toml = data.toStringRef();
+    c10::IValue names;
+    if (ar.try_read("class_names", names) && names.isString()) {
+      std::istringstream is(names.toStringRef());
+      for (std::string line; std::getline(is, line);) info->class_names.push_back(line);
+    }
   }
   AffineMap map;
   if (fmt == kFormat && ar.try_read("transform_shift", map.shift)) {

@@ -51,6 +51,13 @@ BOX=(--config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/thousands.csv" -
      --set eval.sample_steps=2 --set eval.sample_chains=20 --set objective.jumps=0 --set sampler.clamp_max=5)
 expect 0 ""          -- bash -c "'$EBM' train ${BOX[*]} --set sampler.clamp_min=-5 --out '$T/box_ok' >/dev/null && echo 'box ok' >&2"
 expect 65 "standardised; against sampler.clamp_min" -- "$EBM" train "${BOX[@]}" --set sampler.clamp_min=4.9 --out "$T/box_bad"
+# Sampling a standardised model of more than 100 dimensions (the summary
+# tracks the first 100 after the change of units).
+awk 'BEGIN { srand(3); for (i = 0; i < 300; i++) { for (j = 0; j < 101; j++) printf "%s%.3f", (j ? "," : ""), 50 * j + rand(); printf "\n" } }' >"$T/d101.csv"
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/d101.csv" --set train.steps=2 \
+  --set eval.sample_steps=2 --set eval.sample_chains=20 --out "$T/d101" >/dev/null 2>&1 \
+  && "$EBM" sample --model "$T/d101/model.pt" --n 8 --steps 6 --out "$T/d101_s.csv" >/dev/null 2>&1 \
+  && [ "$(wc -l <"$T/d101_s.csv")" -ge 8 ] || { echo "FAIL: sampling a 101-d model"; fails=$((fails + 1)); }
 expect 65 "bad_cell.csv:3" -- "$EBM" energy --model "$M" --input "$T/bad_cell.csv" --out "$T/e.csv"
 expect 65 "ragged.csv:2"   -- "$EBM" energy --model "$M" --input "$T/ragged.csv" --out "$T/e.csv"
 expect 65 "nan.csv:2"      -- "$EBM" energy --model "$M" --input "$T/nan.csv" --out "$T/e.csv"
@@ -323,6 +330,14 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 64 "side must be"   -- "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask center:20 --out "$T/never.png"
   expect 64 "not images"     -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask left-half --out "$T/never.csv"
   expect 64 "reference"      -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask dims:1 --truth "$T/good.csv" --out "$T/never.csv"
+  # Vectors: idx/png outputs refused before any work; denoise starts from the
+  # corrupted rows by default, with noise in the data's units; salt refused.
+  expect 64 "this model's rows are vectors" -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask dims:1 --out "$T/never.idx"
+  expect 64 "salt is for image models" -- "$EBM" denoise --model "$M" --input "$T/good.csv" --corrupt salt:0.1 --out "$T/never.csv"
+  expect 66 "missing_mask.csv" -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask "$T/missing_mask.csv" --out "$T/never.csv"
+  "$EBM" denoise --model "$M" --input "$T/good.csv" --corrupt gaussian:0.001 --steps 0 --out "$T/den_vec.csv" >"$T/den_vec.json" \
+    2>/dev/null && grep -q '"init":"corrupted"' "$T/den_vec.json" && grep -q '"units":"the data' "$T/den_vec.json" \
+    && ! grep -q psnr "$T/den_vec.json" || { echo "FAIL: vector denoise"; fails=$((fails + 1)); }
   expect 64 "not a named mask"     -- "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask middle --out "$T/never.png"
   expect 64 "gaussian:STD"   -- "$EBM" denoise --model "$P" --input "$T/pix.npy" --corrupt speckle:1 --out "$T/never.png"
   expect 64 "one or the other" -- "$EBM" denoise --model "$P" --input "$T/pix.npy" --corrupt gaussian:0.3 --truth "$T/pix.npy" --out "$T/never.png"

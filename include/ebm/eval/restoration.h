@@ -38,6 +38,9 @@ torch::Tensor mask_from_values(const torch::Tensor& values, const std::vector<in
 // model's units (0 for salt).
 torch::Tensor corrupt(const torch::Tensor& x, const std::string& spec, const PixelMap& map, at::Generator& gen,
                       double* std = nullptr);
+// The same for vectors in the data's own units: gaussian:STD adds N(0, STD^2)
+// to every value, unclamped; salt is refused (kUsage), being for images.
+torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at::Generator& gen);
 
 // Mean squared error per image over the pixels of `where` (all when
 // undefined), in [0, 1] pixel units; images with no such pixel are skipped.

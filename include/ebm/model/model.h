@@ -30,7 +30,8 @@ namespace ebm {
 // kept with its [generator] table.
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform = {},
-                const std::optional<PixelMap>& pixels = std::nullopt, GeneratorImpl* generator = nullptr);
+                const std::optional<PixelMap>& pixels = std::nullopt, GeneratorImpl* generator = nullptr,
+                const std::vector<std::string>& class_names = {});
 
 // What a model file says beside the weights.
 struct ModelInfo {
@@ -38,6 +39,9 @@ struct ModelInfo {
   std::optional<PixelMap> pixels;  // image models trained on pixels
   std::string sampler_toml;        // the training run's [sampler] table, or empty
   std::string data_toml;           // the training run's [data] table, or empty (older files)
+  // Label k's name (a class sub-folder's, or a built-in set's), when the
+  // training data named them; empty otherwise.
+  std::vector<std::string> class_names = {};
 };
 // Rebuilds the energy (eval mode, CPU). Throws kMissingInput (no file) or
 // kBadData (not a model file, or weights that do not match their config).

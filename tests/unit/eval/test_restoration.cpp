@@ -58,6 +58,22 @@ TEST(Masks, FromValuesBroadcastsOneAndChecksShapes) {
             ExitCode::kBadData);
   EXPECT_EQ(test_helpers::code_of([&] { mask_from_values(torch::zeros({3, 16}), {1, 4, 4}, 5, "m.npy"); }),
             ExitCode::kBadData);
+  // Colour images [3, 4, 6]: one [H, W] plane (or [1, H, W], or H W flat
+  // values) masks every channel; a transposed image of the same count is
+  // refused, not reshaped.
+  auto plane = torch::zeros({1, 4, 6});
+  plane[0][2][5] = 1.0;
+  for (const auto& v : {plane, plane.unsqueeze(1), plane.flatten(1)}) {
+    auto c = mask_from_values(v, {3, 4, 6}, 2, "p.npy");
+    ASSERT_EQ(c.sizes(), (c10::IntArrayRef{2, 3, 4, 6}));
+    EXPECT_EQ(c.sum().item<int64_t>(), 6) << v.sizes();  // (2 rows x 3 channels)
+    EXPECT_TRUE(c[1][2][2][5].item<bool>());
+  }
+  EXPECT_EQ(mask_from_values(torch::ones({2, 72}), {3, 4, 6}, 2, "flat.csv").sum().item<int64_t>(), 144);
+  EXPECT_EQ(test_helpers::code_of([&] { mask_from_values(torch::zeros({1, 3, 6, 4}), {3, 4, 6}, 2, "t.npy"); }),
+            ExitCode::kBadData);
+  EXPECT_EQ(test_helpers::code_of([&] { mask_from_values(torch::zeros({1, 6, 4}), {3, 4, 6}, 2, "t.npy"); }),
+            ExitCode::kBadData);
 }
 
 TEST(Corrupt, GaussianAndSaltInPixelUnits) {
