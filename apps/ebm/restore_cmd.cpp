@@ -26,6 +26,7 @@
 #include "ebm/eval/restoration.h"
 #include "ebm/io/io.h"
 #include "ebm/model/inputs.h"
+#include "ebm/train/train.h"
 #include "ebm/model/model.h"
 #include "ebm/sampling/conditional.h"
 
@@ -214,13 +215,17 @@ Runner add_inpaint(CLI::App& app) {
     }
     EBM_CHECK_DATA(mask.any().item<bool>(), a->mask, ": masks nothing");
     // (the training rows, for the baselines and the mean / nearest starts)
-    std::string why, ref_spec = a->reference.empty() ? training_data_spec(a->model, s.info, &why) : a->reference;
+    // (by default the run's own training split, rebuilt: its held-out rows
+    // are not there for the nearest-neighbour baseline to find)
+    std::string why, ref_spec = a->reference;
+    std::optional<DataSplit> split;
+    if (ref_spec.empty() && (split = model_data_split(s.info, a->model, &why))) ref_spec = "the run's training split";
     const std::string init_mode = a->init != "auto" ? a->init : (ref_spec.empty() ? "noise" : "mean");
     torch::Tensor ref;
     if (truth.defined() || init_mode != "noise") {
       EBM_CHECK_USAGE(!ref_spec.empty(), truth.defined() ? "the baselines" : "--init " + init_mode,
                       " need training rows: give --reference DATA (", why, ")");
-      ref = read_model_data(ref_spec, s.info, "train");
+      ref = split ? split->train.x : read_model_data(ref_spec, s.info, "train");
       ref = s.units.defined() ? s.units.to_model(ref.flatten(1)).reshape(ref.sizes()) : ref;
     }
     auto sampler = model_sampler(s.info, a->sampler);

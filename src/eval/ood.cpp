@@ -10,6 +10,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/model/inputs.h"
+#include "ebm/train/train.h"
 
 namespace ebm {
 namespace {
@@ -301,7 +302,8 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
       r.baseline_why = "more than " + std::to_string(kMaxDim) + " values per row";
     } else {
       try {
-        gauss = GaussianFit::fit(read_model_data(o.reference(), info, "train"));
+        gauss = GaussianFit::fit(o.reference_rows().defined() ? o.reference_rows()
+                                                               : read_model_data(o.reference(), info, "train"));
         r.baseline_reference = o.reference();
         g_in = gauss->score(in);
       } catch (const Error& e) {
@@ -403,12 +405,19 @@ EvalReport ood_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   o.scores(split(c.get_string("task.score"), ',')).n(c.get_int("task.n"));
   std::string why, ref = c.get_string("task.reference");
   const std::string model = c.get_string("task.model");
-  if (ref.empty()) ref = training_data_spec(model.empty() ? "the model" : model, info, &why);
+  torch::Tensor rows;
+  if (ref.empty()) {
+    // (the run's own training split, rebuilt: none of its held-out rows)
+    if (auto split = model_data_split(info, model.empty() ? "the model" : model, &why)) {
+      rows = split->train.x;
+      ref = "the run's training split";
+    }
+  }
   if (ref == "none") {
     ref.clear();
     why = "--reference none";
   }
-  o.reference(ref).baseline_why(why);
+  o.reference(ref).reference_rows(rows).baseline_why(why);
   auto gen = make_generator(uint64_t(c.get_int("task.seed")), kStreamEval);
   auto r = evaluate_ood(energy, info, o, gen);
   return {r.json(), r.table()};

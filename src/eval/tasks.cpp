@@ -17,6 +17,7 @@
 #include "ebm/eval/ood.h"
 #include "ebm/eval/robustness.h"
 #include "ebm/model/inputs.h"
+#include "ebm/train/train.h"
 
 #include <c10/util/accumulate.h>
 
@@ -210,8 +211,18 @@ Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::st
     keep = d.get_int_list("data.classes");
     if (spec->empty() && d.get_string("data.path").empty()) *spec = d.get_string("data.name") + ":test";
   }
-  EBM_CHECK_USAGE(!spec->empty(), task, ": give --data (the model file does not say what it was trained on)");
   Dataset data;
+  if (spec->empty()) {
+    // (a run on a file: its own held-out rows, the split rebuilt)
+    std::string why = "the model file does not say what it was trained on";
+    if (auto split = model_data_split(info, "the model", &why)) {
+      EBM_CHECK_DATA(split->test.has_labels(), task, ": the run's held-out rows have no labels (give --data and --labels)");
+      EBM_CHECK_DATA(split->test.size() > 0, task, ": the run held out no rows (data.test_fraction = 0): give --data");
+      *spec = "the run's held-out split";
+      return split->test;
+    }
+    fail(ExitCode::kUsage, task, ": give --data (", why, ")");
+  }
   const std::string toy = spec->substr(0, spec->rfind(':'));
   if (is_toy2d(toy) && !std::filesystem::exists(*spec)) {
     // A labelled 2D toy set (moons, circles): 10,000 fresh points, drawn as

@@ -51,19 +51,6 @@ torch::Tensor folder_labels_as_trained(const Dataset& raw, const ModelInfo& info
 
 }  // namespace
 
-std::string training_data_spec(const std::string& model, const ModelInfo& info, std::string* why) {
-  if (info.data_toml.empty()) {
-    *why = model + " does not say what it was trained on";
-    return "";
-  }
-  const Config d = data_config(info.data_toml, model);
-  const std::string path = d.get_string("data.path"), name = d.get_string("data.name");
-  if (!path.empty()) return path;
-  if (name == "fashion_mnist" || name == "mnist") return name + ":train";
-  *why = model + " was trained on the generated set '" + name + "'";
-  return "";
-}
-
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   const auto& shape = info.event_shape;
   // (the file's own type says pixels: PNG, IDX bytes, integer NPY)

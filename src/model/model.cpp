@@ -87,6 +87,7 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
     ar.write("generator_weights", gw);
     ar.write("generator_config", c10::IValue(cfg.section_toml("generator")));
   }
+  if (cfg.has_key("seed")) ar.write("seed", c10::IValue(cfg.get_int("seed")));
   if (!class_names.empty()) {
     std::string joined;
     for (const auto& n : class_names) joined += n + "\n";
@@ -223,6 +224,8 @@ Energy load_model(const std::string& path, ModelInfo* info) {
     if (ar.try_read("sampler_config", sampler) && sampler.isString()) info->sampler_toml = sampler.toStringRef();
     c10::IValue data;
     if (ar.try_read("data_config", data) && data.isString()) info->data_toml = data.toStringRef();
+    c10::IValue seed;
+    if (ar.try_read("seed", seed) && seed.isInt()) info->seed = seed.toInt();
     c10::IValue names;
     if (ar.try_read("class_names", names) && names.isString()) {
       std::istringstream is(names.toStringRef());

@@ -119,6 +119,22 @@ DataSplit build_data(const Config& cfg) {
   return split;
 }
 
+std::optional<DataSplit> model_data_split(const ModelInfo& info, const std::string& model, std::string* why) {
+  if (info.data_toml.empty() || !info.seed) {
+    *why = model + " does not say what it was trained on (written before model files kept the run's data and seed)";
+    return std::nullopt;
+  }
+  Config cfg = make_train_config();
+  cfg.load_string(info.data_toml, model + " [data]");
+  cfg.set_value("seed", *info.seed);
+  try {
+    return build_data(cfg);
+  } catch (const Error& e) {
+    *why = model + "'s training data: " + e.what();
+    return std::nullopt;
+  }
+}
+
 Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch::nn::Module> module) {
   Learner l;
   l.name = std::move(name);

@@ -94,6 +94,8 @@ struct OodOptions {
   // (the Mahalanobis distance; no model). "" = no baseline, `baseline_why`
   // saying why.
   TORCH_ARG(std::string, reference) = "";
+  // The training rows themselves (then `reference` only names them).
+  TORCH_ARG(torch::Tensor, reference_rows) = {};
   TORCH_ARG(std::string, baseline_why) = "";
 };
 

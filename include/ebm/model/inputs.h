@@ -22,12 +22,6 @@ namespace ebm {
 // (its [sampler] table), when both are finite; none otherwise (vectors).
 std::optional<std::pair<double, double>> image_range(const ModelInfo& info);
 
-// The training data of the run a model came from, as a SPEC for
-// read_model_data with split "train" (its [data] table: data.path, or
-// fashion_mnist / mnist); "" with `why` saying so when the model does not say
-// (older files) or trained on a generated set. `model` names it in `why`.
-std::string training_data_spec(const std::string& model, const ModelInfo& info, std::string* why);
-
 // Rows of `path` as a batch [N, ...event_shape] in the model's range
 // (float32). A PNG file is one image, a directory every PNG in it (sorted).
 // kBadData naming the file when the rows do not make the model's samples, or

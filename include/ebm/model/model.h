@@ -42,6 +42,9 @@ struct ModelInfo {
   // Label k's name (a class sub-folder's, or a built-in set's), when the
   // training data named them; empty otherwise.
   std::vector<std::string> class_names = {};
+  // The run's seed, which with data_toml rebuilds its train/test split
+  // (train.h model_data_split); none in older files.
+  std::optional<int64_t> seed = std::nullopt;
 };
 // Rebuilds the energy (eval mode, CPU). Throws kMissingInput (no file) or
 // kBadData (not a model file, or weights that do not match their config).

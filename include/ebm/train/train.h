@@ -35,6 +35,11 @@ at::Generator run_generator(const Config& cfg, Stream purpose, int64_t rank = 0,
 // train and test by data.test_fraction (seeded, the kStreamData stream), with
 // the change of units data.standardize asks for (fitted on the train rows).
 DataSplit build_data(const Config& cfg);
+// The train/test split of the run that wrote a model, rebuilt from its
+// [data] table and seed (as build_data made it: the user's units, images in
+// the model's range); none, with `why`, when the model lacks them (older
+// files) or its data cannot be read from here. `model` names it in `why`.
+std::optional<DataSplit> model_data_split(const ModelInfo& info, const std::string& model, std::string* why);
 
 // A learner for `module` from the [train] section: train.optimizer at
 // train.lr, train.schedule over train.steps, train.grad_clip.

@@ -793,3 +793,38 @@ TEST(Trainer, PixelRunWritesSampleGridsAndKeepsItsPixelMap) {
   EXPECT_NE(info.sampler_toml.find("step_size"), std::string::npos) << info.sampler_toml;
   fs::remove_all(root);
 }
+
+// model.pt keeps the run's [data] table and seed, from which the evaluation
+// commands rebuild its train/test split (the held-out rows for classify and
+// calibration, the training rows for baselines): the same rows, labels
+// following, as the run had; a model without the seed has none, and says so.
+TEST(ModelFile, RebuildsTheRunsTrainTestSplit) {
+  const std::string root = fresh_dir("model_split");
+  std::filesystem::create_directories(root);
+  auto gen = make_generator(12, kStreamTestData);
+  write_csv(root + "/x.csv", at::normal(0.0, 3.0, {80, 2}, gen, torch::TensorOptions(torch::kDouble)));
+  write_csv(root + "/y.csv", torch::arange(80, torch::kDouble).remainder(3).unsqueeze(1));
+  Config c = make_train_config();
+  c.load_string("seed = 5\n[data]\npath = \"" + root + "/x.csv\"\nlabels = \"" + root +
+                    "/y.csv\"\ntest_fraction = 0.25\n[energy]\nname = \"jem\"\nclasses = 3\nhidden = [8]\n"
+                    "[objective]\nname = \"ce\"\n[train]\nsteps = 2\nbatch_size = 8\n[eval]\nsample_chains = 4\n"
+                    "sample_steps = 1\n",
+                "test");
+  Trainer t(c, root + "/run");
+  t.run(false);
+  ModelInfo info;
+  load_model(root + "/run/model.pt", &info);
+  ASSERT_TRUE(info.seed.has_value());
+  EXPECT_EQ(*info.seed, 5);
+  std::string why;
+  auto split = model_data_split(info, "m", &why);
+  ASSERT_TRUE(split.has_value()) << why;
+  EXPECT_TRUE(torch::equal(split->test.x, t.data().test.x));
+  EXPECT_TRUE(torch::equal(split->test.y, t.data().test.y));
+  EXPECT_TRUE(torch::equal(split->train.x, t.data().train.x));
+  EXPECT_EQ(split->test.size(), 20);
+  info.seed.reset();
+  EXPECT_FALSE(model_data_split(info, "m", &why).has_value());
+  EXPECT_NE(why.find("does not say"), std::string::npos) << why;
+  std::filesystem::remove_all(root);
+}
