@@ -52,8 +52,19 @@ ComposedModel load_composed(const std::vector<ModelTerm>& terms, const std::stri
   }
   bool shared = true;
   for (const auto& m : maps) shared = shared && same_map(m, maps.front());
-  const auto& parts = shared ? inner : user;
+  // Models of other units: each term's energy in the user's units, viewed in
+  // the first model's units (u -> x = shift + scale u), where its sampler's
+  // step was tuned; without a first map, the user's units.
+  std::vector<Energy> parts = shared ? inner : user;
   out.units = shared ? maps.front() : AffineMap();
+  if (!shared && maps.front().defined()) {
+    const AffineMap& m = maps.front();
+    AffineMap to_first;  // (to_model(u) = m.to_user(u))
+    to_first.scale = 1.0 / m.scale;
+    to_first.shift = -m.shift / m.scale;
+    for (auto& p : parts) p = std::make_shared<StandardizedEnergyImpl>(p, to_first);
+    out.units = m;
+  }
   out.energy = parts.size() == 1 && op.empty() ? parts.front()
                                                : std::make_shared<ComposedEnergyImpl>(parts, op, weights);
   return out;

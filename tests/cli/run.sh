@@ -51,6 +51,14 @@ BOX=(--config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/thousands.csv" -
      --set eval.sample_steps=2 --set eval.sample_chains=20 --set objective.jumps=0 --set sampler.clamp_max=5)
 expect 0 ""          -- bash -c "'$EBM' train ${BOX[*]} --set sampler.clamp_min=-5 --out '$T/box_ok' >/dev/null && echo 'box ok' >&2"
 expect 65 "standardised; against sampler.clamp_min" -- "$EBM" train "${BOX[@]}" --set sampler.clamp_min=4.9 --out "$T/box_bad"
+# Composing models of other units (a smoke test; Compose.ModelsOfOtherUnits
+# checks the energy): sampled in the first model's units, without divergences.
+awk 'BEGIN { for (i = 0; i < 200; i++) printf "%.3f,%.5f\n", 5000 + 1000 * sin(i), 0.04 + 0.01 * cos(3 * i) }' >"$T/mixed_units.csv"
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/mixed_units.csv" --set train.steps=2 \
+  --set eval.sample_steps=2 --set eval.sample_chains=20 --out "$T/thousands_run" >/dev/null 2>&1 \
+  && "$EBM" sample --model "$T/thousands_run/model.pt" --model "$M" --compose or --n 50 --steps 20 --out "$T/or_units.csv" \
+  >"$T/or_units.txt" 2>&1 && grep -q "divergent 0 " "$T/or_units.txt" \
+  || { echo "FAIL: composing models of other units"; sed 's/^/    /' "$T/or_units.txt"; fails=$((fails + 1)); }
 # Sampling a standardised model of more than 100 dimensions (the summary
 # tracks the first 100 after the change of units).
 awk 'BEGIN { srand(3); for (i = 0; i < 300; i++) { for (j = 0; j < 101; j++) printf "%s%.3f", (j ? "," : ""), 50 * j + rand(); printf "\n" } }' >"$T/d101.csv"

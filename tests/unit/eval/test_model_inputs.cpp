@@ -1,5 +1,5 @@
 // Reading inputs for a trained model (model/inputs.h): class folders in the
-// model's label numbering.
+// model's label numbering; models of other units composed (model/compose.h).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -8,7 +8,11 @@
 #include "common/tmp.h"
 #include "ebm/core/error.h"
 #include "ebm/io/io.h"
+#include "ebm/energy/registry.h"
+#include "ebm/energy/standardized.h"
+#include "ebm/model/compose.h"
 #include "ebm/model/inputs.h"
+#include "ebm/model/model.h"
 
 namespace fs = std::filesystem;
 using ebm::test_helpers::code_of;
@@ -48,3 +52,35 @@ TEST(ImageFolder, ModelInputsTakeTheModelsClassNumbers) {
   fs::remove_all(dir);
 }
 
+
+// Two models of the same space in other units (other standardisations):
+// the composition is sampled in the first model's units, each term's energy
+// taken in the user's units (up to one constant): "and" at u is the sum of
+// the two user-unit energies at the first map's x = shift + scale u.
+TEST(Compose, ModelsOfOtherUnitsShareTheFirstModelsUnits) {
+  const std::string dir = fresh_dir("compose_units");
+  fs::create_directories(dir);
+  ebm::Config ec(ebm::energy_schema());
+  ec.set("energy.hidden=[8]");
+  ebm::AffineMap a, b;
+  a.shift = torch::tensor({5000.0, 0.04}, torch::kDouble);
+  a.scale = torch::tensor({500.0, 0.005}, torch::kDouble);
+  b.shift = torch::tensor({4900.0, 0.05}, torch::kDouble);
+  b.scale = torch::tensor({700.0, 0.004}, torch::kDouble);
+  torch::manual_seed(3);
+  auto ea = ebm::build_energy(ec, {2}), eb = ebm::build_energy(ec, {2});
+  ebm::save_model(dir + "/a.pt", *ea, ec, {2}, a);
+  ebm::save_model(dir + "/b.pt", *eb, ec, {2}, b);
+  auto c = ebm::load_composed({{dir + "/a.pt"}, {dir + "/b.pt"}}, "and", {});
+  ASSERT_TRUE(c.units.defined());
+  EXPECT_TRUE(torch::equal(c.units.shift, a.shift));
+  auto ua = ebm::load_model(dir + "/a.pt"), ub = ebm::load_model(dir + "/b.pt");  // (the user's units)
+  auto u = torch::tensor({{0.0, 0.0}, {1.0, -2.0}, {-0.5, 3.0}}, torch::kDouble);
+  auto x = c.units.to_user(u);
+  torch::NoGradGuard ng;
+  auto want = (ua->energy(x.to(torch::kFloat)) + ub->energy(x.to(torch::kFloat))).to(torch::kDouble);
+  auto got = c.energy->energy(u.to(torch::kFloat)).to(torch::kDouble);
+  auto diff = got - want;  // (one constant: the log-Jacobians)
+  EXPECT_NEAR((diff - diff[0]).abs().max().item<double>(), 0.0, 1e-3 * (1 + want.abs().max().item<double>()));
+  fs::remove_all(dir);
+}
