@@ -7,6 +7,7 @@
 #include "ebm/core/error.h"
 #include "ebm/eval/images.h"
 #include "ebm/io/io.h"
+#include "ebm/energy/standardized.h"
 #include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
 
@@ -38,6 +39,7 @@ Runner add_classify(CLI::App& app) {
                      " values for a model of ", info.event_shape[0]);
       return r.reshape({r.size(0), info.event_shape[0]});
     }();
+    warn_if_far_from_training(sampling_view(energy).second, info, x, a->input);
     torch::Tensor y;
     if (!a->labels.empty()) {
       y = read_matrix(a->labels);

@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "ebm/core/error.h"
 #include "ebm/io/io.h"
+#include "ebm/energy/standardized.h"
 #include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
 
@@ -31,6 +32,7 @@ Runner add_energy(CLI::App& app) {
     const auto shape = energy->event_shape();
     // (images follow the pixel conventions: PNG / IDX / integer NPY are pixels)
     auto x = shape.size() == 3 ? read_model_input(a->input, info) : read_array(a->input);
+    warn_if_far_from_training(sampling_view(energy).second, info, x, a->input);
     const int64_t dim = c10::multiply_integers(shape);
     // (rows of the model's shape, or the same values flattened, e.g. CSV)
     EBM_CHECK_DATA(x[0].numel() == dim, a->input, ": rows of shape ", x.sizes().slice(1),

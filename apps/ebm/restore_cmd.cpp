@@ -58,6 +58,7 @@ torch::Tensor read_rows(const std::string& spec, const Setup& s, int64_t n, cons
   auto x = read_model_data(spec, s.info, "test");
   if (n > 0) x = x.narrow(0, 0, std::min(n, x.size(0)));
   EBM_CHECK_DATA(x.size(0) >= 1, spec, ": no ", what, " rows");
+  warn_if_far_from_training(s.units, s.info, x, spec);
   return s.units.defined() ? s.units.to_model(x.flatten(1)).reshape(x.sizes()) : x;
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iostream>
 
 #include "ebm/core/error.h"
 #include "ebm/data/images.h"
@@ -50,6 +51,19 @@ torch::Tensor folder_labels_as_trained(const Dataset& raw, const ModelInfo& info
 }
 
 }  // namespace
+
+void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, const torch::Tensor& x,
+                               const std::string& what) {
+  if (!map.defined() || x.dim() < 1 || x.size(0) == 0 || x[0].numel() != map.scale.numel()) return;
+  // (the map's scale is the training sd / data.standardize_sd)
+  const double sd = info.data_toml.empty() ? 2.0 : data_config(info.data_toml, "model").get_float("data.standardize_sd");
+  auto u = (x.detach().to(torch::kCPU, torch::kDouble).flatten(1) - map.shift) / (map.scale * sd);
+  const double typical = std::get<0>(u.abs().max(1)).median().item<double>();
+  if (typical > 10.0)
+    std::cerr << "warning: " << what << ": values lie far outside the model's training data (the median row is "
+              << std::lround(typical) << " training standard deviations from the mean in some column); are they "
+                 "in the training data's units?\n";
+}
 
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   const auto& shape = info.event_shape;

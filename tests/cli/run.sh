@@ -66,6 +66,9 @@ awk 'BEGIN { srand(3); for (i = 0; i < 300; i++) { for (j = 0; j < 101; j++) pri
   --set eval.sample_steps=2 --set eval.sample_chains=20 --out "$T/d101" >/dev/null 2>&1 \
   && "$EBM" sample --model "$T/d101/model.pt" --n 8 --steps 6 --out "$T/d101_s.csv" >/dev/null 2>&1 \
   && [ "$(wc -l <"$T/d101_s.csv")" -ge 8 ] || { echo "FAIL: sampling a 101-d model"; fails=$((fails + 1)); }
+# Rows in other units than the training data's: a warning, not an error.
+printf '1000,2000\n-3000,1500\n' >"$T/far.csv"
+expect 0 "far outside the model's training data" -- "$EBM" energy --model "$M" --input "$T/far.csv" --out "$T/e_far.csv"
 expect 65 "bad_cell.csv:3" -- "$EBM" energy --model "$M" --input "$T/bad_cell.csv" --out "$T/e.csv"
 expect 65 "ragged.csv:2"   -- "$EBM" energy --model "$M" --input "$T/ragged.csv" --out "$T/e.csv"
 expect 65 "nan.csv:2"      -- "$EBM" energy --model "$M" --input "$T/nan.csv" --out "$T/e.csv"

@@ -22,6 +22,14 @@ namespace ebm {
 // (its [sampler] table), when both are finite; none otherwise (vectors).
 std::optional<std::pair<double, double>> image_range(const ModelInfo& info);
 
+// One line on stderr when vector rows lie far outside the data the model was
+// trained on (the median row more than 10 of the training data's standard
+// deviations from its mean in some column): data in other units, most
+// likely. `map` is the model's change of units (sampling_view); without one
+// (data.standardize = off, images) it says nothing.
+void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, const torch::Tensor& x,
+                               const std::string& what);
+
 // Rows of `path` as a batch [N, ...event_shape] in the model's range
 // (float32). A PNG file is one image, a directory every PNG in it (sorted).
 // kBadData naming the file when the rows do not make the model's samples, or
