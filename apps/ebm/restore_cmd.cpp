@@ -181,7 +181,8 @@ Runner add_inpaint(CLI::App& app) {
                   "the true rows (may be --input itself): print JSON with MSE and PSNR over the masked values, "
                   "for the model and for the mean-image and nearest-neighbour baselines");
   cmd->add_option("--reference", a->reference,
-                  "training images for the baselines (default: the run's training data, from the [data] table model.pt keeps)");
+                  "training rows for the baselines (default: the run's own training split, rebuilt from the [data] table "
+                  "and seed model.pt keeps)");
   add_common(cmd, a->common);
   return [a]() -> int {
     apply_common(a->common);
@@ -279,7 +280,9 @@ Runner add_denoise(CLI::App& app) {
                   "for images, corrupted for vectors")
       ->capture_default_str();
   cmd->add_option("--n", a->n, "restore the first N input rows (0 = all)")->capture_default_str();
-  cmd->add_option("--truth", a->truth, "the clean rows: print JSON with PSNR before, after and for a Gaussian blur");
+  cmd->add_option("--truth", a->truth,
+                  "the clean rows: print JSON with MSE and PSNR before, after and for a Gaussian blur (images; "
+                  "vectors: MSE in the data's units)");
   cmd->add_option("--blur", a->blur, "the blur baseline's sigma in pixels")->capture_default_str();
   add_common(cmd, a->common);
   return [a]() -> int {
