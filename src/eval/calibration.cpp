@@ -9,6 +9,7 @@
 #include "ebm/core/error.h"
 #include "ebm/io/io.h"
 #include "ebm/model/inputs.h"
+#include "ebm/train/train.h"
 
 namespace ebm {
 
@@ -84,7 +85,43 @@ std::vector<ConfigKey> calibration_task_keys() {
   return keys;
 }
 
+torch::Tensor gaussian_classifier_probabilities(const torch::Tensor& train_x, const torch::Tensor& train_y,
+                                               const torch::Tensor& x, int64_t classes) {
+  TORCH_CHECK(train_x.size(0) == train_y.numel() && train_x.size(0) >= 2, "gaussian_classifier: rows and labels");
+  auto tx = train_x.detach().to(torch::kCPU, torch::kDouble).flatten(1);
+  auto ty = train_y.to(torch::kCPU, torch::kLong).view({-1});
+  const int64_t d = tx.size(1);
+  auto counts = torch::bincount(ty, {}, classes).to(torch::kDouble);  // [K]
+  auto onehot = torch::one_hot(ty, classes).to(torch::kDouble);        // [N, K]
+  auto means = onehot.t().mm(tx) / counts.clamp_min(1).unsqueeze(1);   // [K, D]
+  auto within = tx - onehot.mm(means);
+  auto cov = within.t().mm(within) / double(std::max<int64_t>(1, tx.size(0) - 1));
+  const double ridge = 1e-3 * cov.diagonal().mean().item<double>() + 1e-12;
+  auto chol = torch::linalg_cholesky(cov + ridge * torch::eye(d, torch::kDouble));
+  auto w = torch::cholesky_solve(means.t().contiguous(), chol);  // P mu_k, [D, K]
+  auto bias = -0.5 * (means * w.t()).sum(1) + counts.log();      // [K] (-inf for empty classes)
+  auto logits = x.detach().to(torch::kCPU, torch::kDouble).flatten(1).mm(w) + bias;
+  return torch::softmax(logits, 1);
+}
+
 namespace {
+// The Gaussian classifier's scores on the task's rows, fitted to the run's
+// training split (vectors only); null JSON when there is none.
+nlohmann::json classifier_baseline(const ModelInfo& info, const Dataset& data, int64_t classes, int64_t bins,
+                                   std::string* text) {
+  if (info.event_shape.size() != 1 || info.event_shape[0] > 4096) return nullptr;
+  std::string why;
+  auto split = model_data_split(info, "the model", &why);
+  if (!split || !split->train.has_labels() || split->train.x[0].numel() != data.x[0].numel()) return nullptr;
+  auto probs = gaussian_classifier_probabilities(split->train.x, split->train.y, data.x, classes);
+  auto r = calibration(probs, data.y, bins);
+  std::ostringstream t;
+  t << std::fixed << std::setprecision(4) << "baseline (Gaussian classes, one shared covariance, fitted to the "
+    << "run's training split): accuracy " << r.accuracy << ", NLL " << r.nll << ", ECE " << r.ece << "\n";
+  *text = t.str();
+  return {{"kind", "gaussian_lda"}, {"accuracy", r.accuracy}, {"nll", r.nll}, {"ece", r.ece}};
+}
+
 // The labelled rows of a classify / calibration task and the model's
 // p(y | x) on them.
 std::pair<torch::Tensor, Dataset> class_probabilities(const Config& c, EnergyImpl& energy, const ModelInfo& info,
@@ -117,7 +154,10 @@ EvalReport classify_task(const Config& c, EnergyImpl& energy, const ModelInfo& i
   std::ostringstream t;
   t << std::fixed << std::setprecision(4) << spec << ": accuracy " << r.accuracy << ", NLL " << r.nll << " ("
     << r.n << " rows)\n";
-  return {j, t.str()};
+  std::string base;
+  auto b = classifier_baseline(info, data, energy.num_classes(), 15, &base);
+  if (!b.is_null()) j["baseline"] = b;
+  return {j, t.str() + base};
 }
 
 EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
@@ -133,7 +173,10 @@ EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo
   std::ostringstream t;
   t << std::fixed << std::setprecision(4) << spec << ": accuracy " << r.accuracy << ", NLL " << r.nll << ", ECE "
     << r.ece << ", MCE " << r.mce << " (" << bins << " bins, " << r.n << " rows)\n";
-  return {j, t.str()};
+  std::string base;
+  auto b = classifier_baseline(info, data, energy.num_classes(), bins, &base);
+  if (!b.is_null()) j["baseline"] = b;
+  return {j, t.str() + base};
 }
 
 }  // namespace ebm

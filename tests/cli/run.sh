@@ -138,7 +138,8 @@ expect 78 "needs a generator" -- "$EBM" train --config "$T/vera_nogen.toml" --ou
 "$EBM" train --config "$SRC/configs/moons-jem.toml" --out "$T/moons_jem" --set train.steps=5 --set data.n=500 \
   --set eval.sample_steps=5 --set eval.sample_chains=50 >/dev/null 2>&1 && [ -s "$T/moons_jem/samples/decision.png" ] \
   && "$EBM" eval --task classify --model "$T/moons_jem/model.pt" --out "$T/mj.json" >/dev/null 2>&1 \
-  && grep -q '"accuracy"' "$T/mj.json" || { echo "FAIL: moons-jem train + classify"; fails=$((fails + 1)); }
+  && grep -q '"accuracy"' "$T/mj.json" && grep -q '"gaussian_lda"' "$T/mj.json" \
+  || { echo "FAIL: moons-jem train + classify (and its Gaussian-classifier baseline)"; fails=$((fails + 1)); }
 expect 78 "unknown dataset" -- "$EBM" eval --model "$M" --task nll2d --dataset nine
 # OOD detection: the OOD sets are --out-data (--out is the JSON report, as for every task).
 OOD=(eval --model "$M" --task ood --in-data "$T/good.csv")

@@ -36,6 +36,14 @@ Calibration calibration(const torch::Tensor& probs, const torch::Tensor& labels,
 void write_reliability_diagram(const std::string& path, const Calibration& c);
 
 // `ebm eval --task classify`: accuracy and NLL of the labels alone.
+// The baseline classifier a user would try first on vectors: Gaussian
+// classes with one shared covariance (linear discriminant analysis; a ridge
+// of 1e-3 x the mean variance), priors from the training counts, fitted to
+// `train_x` [N, D] with labels `train_y` in 0 .. classes - 1; p(y | x) of
+// rows x [M, D] ([M, classes], a class without rows has probability 0).
+torch::Tensor gaussian_classifier_probabilities(const torch::Tensor& train_x, const torch::Tensor& train_y,
+                                               const torch::Tensor& x, int64_t classes);
+
 std::vector<ConfigKey> classify_task_keys();
 EvalReport classify_task(const Config& c, EnergyImpl& energy, const ModelInfo& info);
 
