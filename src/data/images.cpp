@@ -190,6 +190,13 @@ Dataset load_mnist(const std::string& split) {
   return d;
 }
 
+int64_t class_folder_number(const std::string& name) {
+  if (name.empty() || name.size() > 5) return -1;  // (labels below 100,000)
+  for (char c : name)
+    if (c < '0' || c > '9') return -1;
+  return std::stoll(name);
+}
+
 Dataset load_image_folder(const std::string& dir) {
   if (!is_dir(dir)) fail(ExitCode::kMissingInput, dir, ": cannot open for reading: not a directory");
   std::vector<std::string> files, classes;
@@ -208,19 +215,13 @@ Dataset load_image_folder(const std::string& dir) {
     // Sub-folders named by numbers (0/ 1/ ... 10/) are those labels (numeric,
     // not byte, order); other names label by their place in byte order
     // (bird=0, cat=1, dog=2).
-    auto number = [](const std::string& name) -> int64_t {
-      if (name.empty() || name.size() > 5) return -1;  // (labels below 100,000)
-      for (char c : name)
-        if (c < '0' || c > '9') return -1;
-      return std::stoll(name);
-    };
     bool numbered = !found.empty();
-    for (const auto& f : found) numbered = numbered && number(f.first) >= 0;
+    for (const auto& f : found) numbered = numbered && class_folder_number(f.first) >= 0;
     if (numbered)
       std::stable_sort(found.begin(), found.end(),
-                       [&](const auto& a, const auto& b) { return number(a.first) < number(b.first); });
+                       [&](const auto& a, const auto& b) { return class_folder_number(a.first) < class_folder_number(b.first); });
     for (const auto& [name, in_sub] : found) {
-      const int64_t label = numbered ? number(name) : int64_t(classes.size());
+      const int64_t label = numbered ? class_folder_number(name) : int64_t(classes.size());
       EBM_CHECK_DATA(!numbered || classes.size() <= size_t(label) || classes[label].empty(), dir,
                      ": sub-folders ", classes.size() > size_t(label) ? classes[label] : "", " and ", name,
                      " both name label ", label);

@@ -8,6 +8,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/io/io.h"
+#include "ebm/eval/ood.h"
 #include "ebm/model/inputs.h"
 #include "ebm/train/train.h"
 
@@ -90,15 +91,12 @@ torch::Tensor gaussian_classifier_probabilities(const torch::Tensor& train_x, co
   TORCH_CHECK(train_x.size(0) == train_y.numel() && train_x.size(0) >= 2, "gaussian_classifier: rows and labels");
   auto tx = train_x.detach().to(torch::kCPU, torch::kDouble).flatten(1);
   auto ty = train_y.to(torch::kCPU, torch::kLong).view({-1});
-  const int64_t d = tx.size(1);
   auto counts = torch::bincount(ty, {}, classes).to(torch::kDouble);  // [K]
   auto onehot = torch::one_hot(ty, classes).to(torch::kDouble);        // [N, K]
   auto means = onehot.t().mm(tx) / counts.clamp_min(1).unsqueeze(1);   // [K, D]
-  auto within = tx - onehot.mm(means);
-  auto cov = within.t().mm(within) / double(std::max<int64_t>(1, tx.size(0) - 1));
-  const double ridge = 1e-3 * cov.diagonal().mean().item<double>() + 1e-12;
-  auto chol = torch::linalg_cholesky(cov + ridge * torch::eye(d, torch::kDouble));
-  auto w = torch::cholesky_solve(means.t().contiguous(), chol);  // P mu_k, [D, K]
+  // (the shared covariance: the OOD baseline's fit of the within-class rows)
+  const auto within = GaussianFit::fit(tx - onehot.mm(means), tx.size(0));
+  auto w = torch::cholesky_solve(means.t().contiguous(), within.chol);  // P mu_k, [D, K]
   auto bias = -0.5 * (means * w.t()).sum(1) + counts.log();      // [K] (-inf for empty classes)
   auto logits = x.detach().to(torch::kCPU, torch::kDouble).flatten(1).mm(w) + bias;
   return torch::softmax(logits, 1);
@@ -107,11 +105,11 @@ torch::Tensor gaussian_classifier_probabilities(const torch::Tensor& train_x, co
 namespace {
 // The Gaussian classifier's scores on the task's rows, fitted to the run's
 // training split (vectors only); null JSON when there is none.
-nlohmann::json classifier_baseline(const ModelInfo& info, const Dataset& data, int64_t classes, int64_t bins,
-                                   std::string* text) {
+nlohmann::json classifier_baseline(const ModelInfo& info, const Dataset& data, std::optional<DataSplit> split,
+                                   int64_t classes, int64_t bins, std::string* text) {
   if (info.event_shape.size() != 1 || info.event_shape[0] > 4096) return nullptr;
   std::string why;
-  auto split = model_data_split(info, "the model", &why);
+  if (!split) split = model_data_split(info, "the model", &why);
   if (!split || !split->train.has_labels() || split->train.x[0].numel() != data.x[0].numel()) return nullptr;
   auto probs = gaussian_classifier_probabilities(split->train.x, split->train.y, data.x, classes);
   auto r = calibration(probs, data.y, bins);
@@ -125,12 +123,12 @@ nlohmann::json classifier_baseline(const ModelInfo& info, const Dataset& data, i
 // The labelled rows of a classify / calibration task and the model's
 // p(y | x) on them.
 std::pair<torch::Tensor, Dataset> class_probabilities(const Config& c, EnergyImpl& energy, const ModelInfo& info,
-                                                      std::string* spec_out) {
+                                                      std::string* spec_out, std::optional<DataSplit>* rebuilt) {
   const std::string task = c.get_string("task.name");
   EBM_CHECK_USAGE(energy.num_classes() > 0, task,
                   ": the model is not class-conditional (energy.conditional = true): not a classifier");
   std::string spec;
-  Dataset data = labelled_task_data(c, info, task, &spec);
+  Dataset data = labelled_task_data(c, info, task, &spec, rebuilt);
   std::vector<torch::Tensor> probs;
   {
     torch::NoGradGuard no_grad;
@@ -148,14 +146,15 @@ std::vector<ConfigKey> classify_task_keys() { return labelled_data_keys(); }
 
 EvalReport classify_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
   std::string spec;
-  auto [probs, data] = class_probabilities(c, energy, info, &spec);
+  std::optional<DataSplit> split;
+  auto [probs, data] = class_probabilities(c, energy, info, &spec, &split);
   auto r = calibration(probs, data.y, 1);
   nlohmann::json j = {{"data", spec}, {"n", r.n}, {"accuracy", r.accuracy}, {"nll", r.nll}};
   std::ostringstream t;
   t << std::fixed << std::setprecision(4) << spec << ": accuracy " << r.accuracy << ", NLL " << r.nll << " ("
     << r.n << " rows)\n";
   std::string base;
-  auto b = classifier_baseline(info, data, energy.num_classes(), 15, &base);
+  auto b = classifier_baseline(info, data, std::move(split), energy.num_classes(), 15, &base);
   if (!b.is_null()) j["baseline"] = b;
   return {j, t.str() + base};
 }
@@ -164,7 +163,8 @@ EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo
   const int64_t bins = c.get_int("task.bins");
   EBM_CHECK_USAGE(bins >= 1, "--bins must be >= 1, got ", bins);
   std::string spec;
-  auto [probs, data] = class_probabilities(c, energy, info, &spec);
+  std::optional<DataSplit> split;
+  auto [probs, data] = class_probabilities(c, energy, info, &spec, &split);
   auto r = calibration(probs, data.y, bins);
   const std::string plot = c.get_string("task.plot");
   if (!plot.empty()) write_reliability_diagram(plot, r);
@@ -174,7 +174,7 @@ EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo
   t << std::fixed << std::setprecision(4) << spec << ": accuracy " << r.accuracy << ", NLL " << r.nll << ", ECE "
     << r.ece << ", MCE " << r.mce << " (" << bins << " bins, " << r.n << " rows)\n";
   std::string base;
-  auto b = classifier_baseline(info, data, energy.num_classes(), bins, &base);
+  auto b = classifier_baseline(info, data, std::move(split), energy.num_classes(), bins, &base);
   if (!b.is_null()) j["baseline"] = b;
   return {j, t.str() + base};
 }

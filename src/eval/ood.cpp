@@ -257,7 +257,8 @@ torch::Tensor ood_data(const std::string& spec, const ModelInfo& info, const tor
 GaussianFit GaussianFit::fit(const torch::Tensor& rows, int64_t max_rows) {
   TORCH_CHECK(rows.dim() >= 1 && rows.size(0) >= 2, "GaussianFit: need at least 2 rows");
   auto x = rows.detach().to(torch::kCPU, torch::kDouble).flatten(1);
-  const int64_t n = x.size(0), d = x.size(1), stride = (n + max_rows - 1) / max_rows;
+  TORCH_CHECK(max_rows >= 1, "GaussianFit: max_rows must be >= 1");
+  const int64_t n = x.size(0), d = x.size(1), stride = n > max_rows ? (n + max_rows - 1) / max_rows : 1;
   if (stride > 1) x = x.slice(0, 0, n, stride);
   GaussianFit g;
   g.mean = x.mean(0);

@@ -203,7 +203,8 @@ std::vector<ConfigKey> labelled_data_keys() {
           {"labels", std::string(""), "one integer label per row of task.data when it is a file"}};
 }
 
-Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::string& task, std::string* spec) {
+Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::string& task, std::string* spec,
+                           std::optional<DataSplit>* rebuilt) {
   *spec = c.get_string("task.data");
   std::vector<int64_t> keep;
   if (!info.data_toml.empty()) {
@@ -219,7 +220,9 @@ Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::st
       EBM_CHECK_DATA(split->test.has_labels(), task, ": the run's held-out rows have no labels (give --data and --labels)");
       EBM_CHECK_DATA(split->test.size() > 0, task, ": the run held out no rows (data.test_fraction = 0): give --data");
       *spec = "the run's held-out split";
-      return split->test;
+      Dataset test = split->test;
+      if (rebuilt != nullptr) *rebuilt = std::move(split);
+      return test;
     }
     fail(ExitCode::kUsage, task, ": give --data (", why, ")");
   }

@@ -34,8 +34,7 @@ namespace {
 torch::Tensor folder_labels_as_trained(const Dataset& raw, const ModelInfo& info, const std::string& spec) {
   const auto& names = raw.class_names;
   bool numbered = true;
-  for (const auto& n : names) numbered = numbered && !n.empty() && n.size() <= 5 &&
-                                         n.find_first_not_of("0123456789") == std::string::npos;
+  for (const auto& n : names) numbered = numbered && class_folder_number(n) >= 0;
   if (numbered || info.class_names.empty()) return raw.y;
   std::vector<int64_t> to_model(names.size(), -1);
   std::string known;

@@ -34,6 +34,9 @@ Dataset load_mnist(const std::string& split);
 // sub-folder has are classes without images). Every image must have the first one's
 // [C, H, W]. Hidden entries (".x") are skipped.
 Dataset load_image_folder(const std::string& dir);
+// A class sub-folder's name as its label number (digits only, below
+// 100,000), or -1 for a name that is not one.
+int64_t class_folder_number(const std::string& name);
 
 // data.path: a folder (load_image_folder) or a file (read_array_raw). A file
 // of integers holds pixels, which must lie in 0..255 (kBadData otherwise).

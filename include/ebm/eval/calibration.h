@@ -35,7 +35,6 @@ Calibration calibration(const torch::Tensor& probs, const torch::Tensor& labels,
 // diagonal of perfect calibration (light), written as a grey PNG.
 void write_reliability_diagram(const std::string& path, const Calibration& c);
 
-// `ebm eval --task classify`: accuracy and NLL of the labels alone.
 // The baseline classifier a user would try first on vectors: Gaussian
 // classes with one shared covariance (linear discriminant analysis; a ridge
 // of 1e-3 x the mean variance), priors from the training counts, fitted to
@@ -44,6 +43,7 @@ void write_reliability_diagram(const std::string& path, const Calibration& c);
 torch::Tensor gaussian_classifier_probabilities(const torch::Tensor& train_x, const torch::Tensor& train_y,
                                                const torch::Tensor& x, int64_t classes);
 
+// `ebm eval --task classify`: accuracy and NLL of the labels alone.
 std::vector<ConfigKey> classify_task_keys();
 EvalReport classify_task(const Config& c, EnergyImpl& energy, const ModelInfo& info);
 

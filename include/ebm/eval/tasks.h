@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ebm/core/registry.h"
@@ -31,7 +32,11 @@ const EvalTaskRegistry& eval_task_registry();
 // classes the model was trained on (its data.classes) are kept. kUsage
 // naming `task` when nothing says what to read; kBadData without labels.
 std::vector<ConfigKey> labelled_data_keys();
-Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::string& task, std::string* spec);
+// `rebuilt`, when given, receives the run's split if it was rebuilt for the
+// default (held-out) rows, so a caller needing its training rows too does
+// not read the data again.
+Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::string& task, std::string* spec,
+                           std::optional<DataSplit>* rebuilt = nullptr);
 std::shared_ptr<const Schema> eval_task_schema();
 
 // The energy a task evaluates: an analytic target spec, else a TorchScript
