@@ -6,6 +6,7 @@
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/version.h>
 #ifdef EBM_HAVE_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -62,11 +63,19 @@ DistConfig dist_config_from_env() {
   return c;
 }
 
+// LibTorch 2 splits c10d's ProcessGroup (a front end) from the backends
+// (Gloo, NCCL), which derive from c10d::Backend; in 1.x they were the group.
+#if TORCH_VERSION_MAJOR >= 2
+using GroupPtr = c10::intrusive_ptr<c10d::Backend>;
+#else
+using GroupPtr = c10::intrusive_ptr<c10d::ProcessGroup>;
+#endif
+
 struct Collective::Impl {
   DistConfig cfg;
   std::chrono::milliseconds timeout{0};
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  GroupPtr pg;
   c10::Device device = c10::kCPU;  // where the group's own small tensors live
   std::thread heartbeat;
   std::atomic<bool> stop{false};
