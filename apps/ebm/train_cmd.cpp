@@ -110,6 +110,9 @@ Runner add_train(CLI::App& app) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << "trained " << trainer.step() << " steps in " << secs << " s ("
               << rollbacks << " divergence rollbacks); outputs in " << out << "\n";
+    if (trainer.config().get_bool("train.keep_best") && trainer.best_step() >= 0)
+      std::cout << "model.pt: the weights of step " << trainer.best_step() << ", the lowest validation NLL ("
+                << trainer.best_score() << ", train.keep_best)\n";
     std::cout << report_run(*trainer.user_energy(), trainer.config(), trainer.data(), out);
     return 0;
   };

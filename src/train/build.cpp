@@ -25,7 +25,11 @@ Section train_section() {
             "exponential moving average of every network's weights (e.g. 0.999), written to model.pt; "
             "checkpoints keep both; 0 = off (model.pt holds the last weights)"},
            {"warmup", int64_t(0), "linear learning-rate warm-up steps"},
-           {"log_every", int64_t(100), "metrics.jsonl line period"},
+           {"log_every", int64_t(100), "metrics.jsonl line period (and of the validation, data.val_fraction)"},
+           {"keep_best", false,
+            "model.pt takes the energy's weights at the lowest validation NLL of p(y | x) seen (every log_every "
+            "steps), not the last: early stopping for classifying energies (ce, jem) on labelled data; needs "
+            "data.val_fraction > 0; not with train.ema"},
            {"checkpoint_every", int64_t(1000), "checkpoint period"},
            {"sample_every", int64_t(0),
             "image runs: samples/step-NNNNNN.png grids of fresh chains (and -buffer.png) at this period; 0 = off"},
@@ -72,6 +76,17 @@ DataSplit build_data(const Config& cfg) {
   auto gen = run_generator(cfg, kStreamData);
   Dataset all = build_dataset(cfg, gen);
   DataSplit split = split_dataset(all, cfg.get_float("data.test_fraction"), gen);
+  // (validation rows come out of the training rows, after the test split,
+  // which is the same with or without them)
+  const double val_fraction = cfg.get_float("data.val_fraction");
+  EBM_CHECK_CONFIG(val_fraction >= 0 && val_fraction < 1, "data.val_fraction must be in [0, 1), got ", val_fraction);
+  if (val_fraction > 0) {
+    DataSplit tv = split_dataset(split.train, val_fraction, gen);
+    EBM_CHECK_DATA(tv.train.size() > 0 && tv.test.size() > 0, all.description, ": ", split.train.size(),
+                   " training rows leave none for data.val_fraction = ", val_fraction, " or none to train on");
+    split.train = tv.train;
+    split.val = tv.test;
+  }
   const std::string mode = cfg.get_string("data.standardize");
   EBM_CHECK_CONFIG(mode == "on" || mode == "off" || mode == "auto",
                    "data.standardize must be on, off or auto, got '", mode, "'");
@@ -110,7 +125,8 @@ DataSplit build_data(const Config& cfg) {
     map.lo = range[0];
     map.hi = range[1];
     map.dequantize = deq == "uniform";
-    for (Dataset* d : {&split.train, &split.test}) {
+    for (Dataset* d : {&split.train, &split.test, &split.val}) {
+      if (!d->x.defined()) continue;
       d->x = map.to_model(d->x);
       d->pixels = false;
     }

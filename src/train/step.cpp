@@ -138,6 +138,25 @@ void use_averages(std::vector<Learner>& learners) {
   }
 }
 
+std::vector<torch::Tensor> module_state(const torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> out;
+  for (const auto& p : module.parameters()) out.push_back(p.detach().clone());
+  for (const auto& b : module.buffers()) out.push_back(b.detach().clone());
+  return out;
+}
+
+void load_module_state(torch::nn::Module& module, const std::vector<torch::Tensor>& state) {
+  torch::NoGradGuard no_grad;
+  auto params = module.parameters();
+  auto buffers = module.buffers();
+  EBM_CHECK_DATA(state.size() == params.size() + buffers.size(), "saved weights of ", state.size(),
+                 " tensors for a network of ", params.size() + buffers.size());
+  size_t i = 0;
+  for (auto& p : params) p.copy_(state[i++]);
+  for (auto& b : buffers) b.copy_(state[i++]);
+}
+
 // The first learner keeps the archive names of single-learner checkpoints
 // ("model", "optimizer"), so those resume; the others are "<name>.model", ...
 std::string snapshot(const TrainParts& parts) {
@@ -162,6 +181,13 @@ std::string snapshot(const TrainParts& parts) {
   ar.write("step", torch::tensor(parts.step));
   ar.write("lr_scale", torch::tensor(parts.lr_scale, torch::kDouble));
   ar.write("retries", torch::tensor(parts.retries));
+  if (parts.best.step >= 0) {
+    torch::serialize::OutputArchive best;
+    best.write("score", torch::tensor(parts.best.score, torch::kDouble));
+    best.write("step", torch::tensor(parts.best.step));
+    for (size_t j = 0; j < parts.best.state.size(); ++j) best.write(std::to_string(j), parts.best.state[j]);
+    ar.write("best", best);
+  }
   std::ostringstream os;
   ar.save_to(os);
   return os.str();
@@ -216,6 +242,17 @@ void restore(TrainParts& parts, const std::string& bytes) {
   parts.step = step.item<int64_t>();
   parts.lr_scale = scale.item<double>();
   parts.retries = retries.item<int64_t>();
+  parts.best = TrainParts::Best();
+  torch::serialize::InputArchive best;
+  if (ar.try_read("best", best)) {
+    torch::Tensor score, at;
+    best.read("score", score);
+    best.read("step", at);
+    parts.best.score = score.item<double>();
+    parts.best.step = at.item<int64_t>();
+    torch::Tensor t;
+    for (size_t j = 0; best.try_read(std::to_string(j), t); ++j) parts.best.state.push_back(t.clone());
+  }
 }
 
 }  // namespace ebm

@@ -45,6 +45,12 @@ void check_run_config(const Config& c) {
                    c.get_int("eval.sample_chains"));
   EBM_CHECK_CONFIG(c.get_int("eval.sample_steps") >= 0, "eval.sample_steps must be >= 0, got ",
                    c.get_int("eval.sample_steps"));
+  if (c.get_bool("train.keep_best")) {
+    EBM_CHECK_CONFIG(c.get_float("data.val_fraction") > 0,
+                     "train.keep_best picks weights on validation rows: set data.val_fraction (e.g. 0.1)");
+    EBM_CHECK_CONFIG(c.get_float("train.ema") == 0,
+                     "train.keep_best and train.ema both choose model.pt's weights: use one");
+  }
 }
 
 // Drops metrics lines logged after `step` (they will be logged again).
@@ -156,6 +162,39 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
     }
   }
   parts_ = build_parts(cfg_, data_.model_train(), device_, data_.pixels);
+  // Validation (data.val_fraction): p(y | x) of a classifying energy on the
+  // held-out training rows, in the model's units.
+  const int64_t k = parts_.energy->num_classes();
+  if (data_.val.size() > 0 && data_.val.has_labels() && k > 0) {
+    val_ = data_.val;
+    if (data_.transform.defined()) val_.x = data_.transform.to_model(val_.x);
+    const int64_t lo = val_.y.min().item<int64_t>(), hi = val_.y.max().item<int64_t>();
+    EBM_CHECK_DATA(lo >= 0 && hi < k, data_.val.description, ": validation label ", lo < 0 ? lo : hi,
+                   " outside the model's ", k, " classes (energy.classes)");
+  }
+  EBM_CHECK_CONFIG(!cfg_.get_bool("train.keep_best") || val_.size() > 0,
+                   "train.keep_best needs a classifying energy (energy.classes > 0: jem, or a ce classifier) and "
+                   "labelled data: it picks weights by the validation NLL of p(y | x)");
+}
+
+std::pair<double, double> Trainer::validate() {
+  EnergyImpl& e = *parts_.energy;
+  const bool was_training = e.is_training();
+  e.eval();
+  torch::NoGradGuard no_grad;
+  const int64_t n = val_.size(), per = val_.event_shape().size() == 1 ? 4096 : 256;
+  double nll = 0.0;
+  int64_t right = 0;
+  for (int64_t i = 0; i < n; i += per) {
+    const int64_t m = std::min(per, n - i);
+    auto x = val_.x.narrow(0, i, m).to(device_, torch::kFloat);
+    auto y = val_.y.narrow(0, i, m).to(device_, torch::kLong);
+    auto lp = (-e.class_energies(x)).to(torch::kDouble).log_softmax(1);
+    nll -= lp.gather(1, y.unsqueeze(1)).sum().item<double>();
+    right += (lp.argmax(1) == y).sum().item<int64_t>();
+  }
+  e.train(was_training);
+  return {nll / double(n), double(right) / double(n)};
 }
 
 void Trainer::distribute(std::shared_ptr<Collective> collective) {
@@ -322,6 +361,7 @@ int64_t Trainer::run(bool resume) {
   if (lead) metrics.open(metrics_path, std::ios::app);
   std::string good = snapshot(parts_);
   const int64_t log_every = cfg_.get_int("train.log_every");
+  const bool keep_best = cfg_.get_bool("train.keep_best");
   const int64_t ckpt_every = cfg_.get_int("train.checkpoint_every");
   const auto options = StepOptions(cfg_.get_int("train.batch_size"))
                            .energy_limit(cfg_.get_float("train.energy_limit"))
@@ -375,6 +415,16 @@ int64_t Trainer::run(bool resume) {
       j["step"] = step;
       for (const auto& [k, v] : acc) j[k] = v.first / double(v.second);
       j["lr"] = lr;
+      if (val_.size() > 0) {
+        const auto [nll, accuracy] = validate();
+        j["val_nll"] = nll;
+        j["val_accuracy"] = accuracy;
+        if (keep_best && nll < parts_.best.score) {
+          parts_.best.score = nll;
+          parts_.best.step = step;
+          parts_.best.state = module_state(*parts_.energy);
+        }
+      }
       const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       j["time"] = wall;
       if (coll_ && coll_->world() > 1) {
@@ -414,6 +464,13 @@ int64_t Trainer::run(bool resume) {
   progress.finish();
   if (steps == 0) save_checkpoint(ckpt);
   use_averages(parts_.learners);  // (train.ema: model.pt takes the moving averages)
+  if (keep_best && parts_.best.step >= 0) {  // (train.keep_best: the best validation weights)
+    load_module_state(*parts_.energy, parts_.best.state);
+    if (lead) {
+      nlohmann::json j = {{"event", "keep_best"}, {"step", parts_.best.step}, {"val_nll", parts_.best.score}};
+      metrics << j.dump() << "\n" << std::flush;
+    }
+  }
   parts_.energy->eval();
   if (!lead) return parts_.retries;
   GeneratorImpl* generator = nullptr;

@@ -139,7 +139,13 @@ expect 78 "needs a generator" -- "$EBM" train --config "$T/vera_nogen.toml" --ou
   --set eval.sample_steps=5 --set eval.sample_chains=50 >/dev/null 2>&1 && [ -s "$T/moons_jem/samples/decision.png" ] \
   && "$EBM" eval --task classify --model "$T/moons_jem/model.pt" --out "$T/mj.json" >/dev/null 2>&1 \
   && grep -q '"accuracy"' "$T/mj.json" && grep -q '"gaussian_lda"' "$T/mj.json" \
-  || { echo "FAIL: moons-jem train + classify (and its Gaussian-classifier baseline)"; fails=$((fails + 1)); }
+  && grep -q '"val_nll"' "$T/moons_jem/metrics.jsonl" && grep -q '"event":"keep_best"' "$T/moons_jem/metrics.jsonl" \
+  || { echo "FAIL: moons-jem train + classify (and its Gaussian-classifier baseline, early stopping)"; fails=$((fails + 1)); }
+# Early stopping needs validation rows and a classifier.
+expect 78 "set data.val_fraction" -- "$EBM" train --config "$SRC/configs/moons-jem.toml" --out "$T/kb" \
+  --set data.val_fraction=0
+expect 78 "needs a classifying energy" -- "$EBM" train --config "$SRC/configs/toy2d-dsm.toml" --out "$T/kb" \
+  --set data.val_fraction=0.1 --set train.keep_best=true
 expect 78 "unknown dataset" -- "$EBM" eval --model "$M" --task nll2d --dataset nine
 # OOD detection: the OOD sets are --out-data (--out is the JSON report, as for every task).
 OOD=(eval --model "$M" --task ood --in-data "$T/good.csv")

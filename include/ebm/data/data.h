@@ -25,7 +25,7 @@ struct Dataset {
   // sets), for a PixelMap (data/pixels.h) to take into the model's range.
   bool pixels = false;
   std::vector<std::string> class_names = {};  // label k's name, when known
-  int64_t size() const { return x.size(0); }
+  int64_t size() const { return x.defined() ? x.size(0) : 0; }
   std::vector<int64_t> event_shape() const { return x.sizes().slice(1).vec(); }
   bool has_labels() const { return y.defined(); }
   // The rows `index` [K] (labels too).
@@ -69,6 +69,9 @@ Split split_rows(const torch::Tensor& data, double test_fraction, at::Generator&
 // (data.standardize; undefined: none).
 struct DataSplit {
   Dataset train, test;
+  // Rows of the training split held out for validation (data.val_fraction;
+  // empty when 0): never trained on, not part of test.
+  Dataset val;
   AffineMap transform;
   // Images read as raw pixels: the map into the model's range (data.scale,
   // data.dequantize), already applied to train and test.

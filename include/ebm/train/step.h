@@ -59,7 +59,18 @@ struct TrainParts {
   int64_t step = 0;                       // completed steps
   double lr_scale = 1.0;                  // shrunk by each divergence rollback
   int64_t retries = 0;                    // rollbacks so far
+  // train.keep_best: the energy's state (parameters and buffers) at the best
+  // validation score so far, in checkpoints too; step -1 = none yet.
+  struct Best {
+    double score = std::numeric_limits<double>::infinity();
+    int64_t step = -1;
+    std::vector<torch::Tensor> state;
+  } best;
 };
+
+// The energy's parameters and buffers, in module order (copies).
+std::vector<torch::Tensor> module_state(const torch::nn::Module& module);
+void load_module_state(torch::nn::Module& module, const std::vector<torch::Tensor>& state);
 
 struct StepOptions {
   explicit StepOptions(int64_t batch_size) : batch_size_(batch_size) {}

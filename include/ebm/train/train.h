@@ -92,6 +92,10 @@ class Trainer {
   const DataSplit& data() const { return data_; }
   const Config& config() const { return cfg_; }
   int64_t step() const { return parts_.step; }
+  // train.keep_best: the step whose weights model.pt took (-1: the last) and
+  // their validation NLL.
+  int64_t best_step() const { return parts_.best.step; }
+  double best_score() const { return parts_.best.score; }
 
  private:
   void save_checkpoint(const std::string& path);
@@ -101,11 +105,14 @@ class Trainer {
   // Class-incremental runs: model-task-(k+1).pt and a task_end line in
   // metrics.jsonl with every task's held-out accuracy (conditional energies).
   void end_task(int64_t k, std::ostream& metrics);
+  // Mean NLL of p(y | x) and accuracy on the validation rows.
+  std::pair<double, double> validate();
 
   Config cfg_;
   std::string out_;
   c10::Device device_;
   DataSplit data_;
+  Dataset val_;  // validation rows in the model's units (classifying energies on labelled data)
   TrainParts parts_;
   StepCallback callback_;
   std::shared_ptr<Collective> coll_;
