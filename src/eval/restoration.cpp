@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/eval/ood.h"
 
 namespace ebm {
 
@@ -143,6 +144,53 @@ torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at
   const double s = parse_number(spec, spec.substr(9));
   EBM_CHECK_USAGE(s > 0 && std::isfinite(s), spec, ": the noise std must be > 0");
   return x + at::normal(0.0, s, x.sizes(), gen, x.options());
+}
+
+torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const torch::Tensor& sigma, int64_t steps) {
+  TORCH_CHECK(steps >= 0, "posterior_mode: steps must be >= 0");
+  const int64_t n = y.size(0);
+  auto var = sigma.to(y.options()).square().reshape({-1});
+  TORCH_CHECK(var.numel() == 1 || var.numel() == y[0].numel(), "posterior_mode: ", var.numel(),
+              " noise stds for rows of ", y[0].numel(), " values");
+  TORCH_CHECK((var > 0).all().item<bool>(), "posterior_mode: noise stds must be > 0");
+  var = var.expand({y[0].numel()}).reshape(y[0].sizes()).unsqueeze(0);  // [1, ...event]
+  auto post = [&](const torch::Tensor& x) {
+    auto [e, g] = energy.energy_and_grad(x);
+    auto d = x - y;
+    return std::make_pair(e + (d.square() / (2 * var)).flatten(1).sum(1), g + d / var);
+  };
+  auto x = y.detach().clone();
+  auto [f, g] = post(x);
+  auto eta = torch::full({n}, 0.5, y.options());
+  auto rows = [&](const torch::Tensor& v) {  // [N] -> [N, 1, ...] to broadcast over the event
+    std::vector<int64_t> shape(size_t(y.dim()), 1);
+    shape[0] = n;
+    return v.reshape(shape);
+  };
+  for (int64_t t = 0; t < steps; ++t) {
+    auto step = rows(eta) * var * g;
+    auto cand = x - step;
+    auto [fc, gc] = post(cand);
+    // (Armijo's sufficient decrease with constant 1/2: on a quadratic a step
+    // past the minimum fails it, so the rows do not zigzag across a valley)
+    auto ok = torch::isfinite(fc) & (fc <= f - 0.5 * (step * g).flatten(1).sum(1));
+    x = torch::where(rows(ok), cand, x);
+    g = torch::where(rows(ok), gc, g);
+    f = torch::where(ok, fc, f);
+    eta = torch::where(ok, (eta * 1.25).clamp_max(1.0), eta * 0.5);
+  }
+  return x;
+}
+
+torch::Tensor gaussian_denoise(const torch::Tensor& y, const torch::Tensor& train, double sigma) {
+  TORCH_CHECK(sigma > 0, "gaussian_denoise: sigma must be > 0");
+  const auto fit = GaussianFit::fit(train, train.size(0));
+  auto cov = fit.chol.mm(fit.chol.t());
+  const int64_t d = cov.size(0);
+  auto r = y.detach().to(torch::kCPU, torch::kDouble).flatten(1) - fit.mean;  // [N, D]
+  auto l = torch::linalg_cholesky(cov + sigma * sigma * torch::eye(d, torch::kDouble));
+  return (y.detach().to(torch::kCPU, torch::kDouble).flatten(1) - sigma * sigma * torch::cholesky_solve(r.t(), l).t())
+      .reshape(y.sizes());
 }
 
 RestorationScore restoration_score(const torch::Tensor& x, const torch::Tensor& truth, const PixelMap& map,

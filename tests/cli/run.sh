@@ -360,7 +360,10 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 66 "missing_mask.csv" -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask "$T/missing_mask.csv" --out "$T/never.csv"
   "$EBM" denoise --model "$M" --input "$T/good.csv" --corrupt gaussian:0.001 --steps 0 --out "$T/den_vec.csv" >"$T/den_vec.json" \
     2>/dev/null && grep -q '"init":"corrupted"' "$T/den_vec.json" && grep -q '"units":"the data' "$T/den_vec.json" \
+    && grep -q '"method":"mode"' "$T/den_vec.json" && grep -q '"gaussian":{"mse"' "$T/den_vec.json" \
     && ! grep -q psnr "$T/den_vec.json" || { echo "FAIL: vector denoise"; fails=$((fails + 1)); }
+  expect 64 "needs the noise's std" -- "$EBM" denoise --model "$M" --input "$T/good.csv" --out "$T/never.csv"
+  expect 64 "method must be"        -- "$EBM" denoise --model "$M" --input "$T/good.csv" --method map --out "$T/never.csv"
   expect 64 "not a named mask"     -- "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask middle --out "$T/never.png"
   expect 64 "gaussian:STD"   -- "$EBM" denoise --model "$P" --input "$T/pix.npy" --corrupt speckle:1 --out "$T/never.png"
   expect 64 "one or the other" -- "$EBM" denoise --model "$P" --input "$T/pix.npy" --corrupt gaussian:0.3 --truth "$T/pix.npy" --out "$T/never.png"

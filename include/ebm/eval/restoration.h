@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ebm/data/pixels.h"
+#include "ebm/energy/energy.h"
 
 namespace ebm {
 
@@ -41,6 +42,21 @@ torch::Tensor corrupt(const torch::Tensor& x, const std::string& spec, const Pix
 // The same for vectors in the data's own units: gaussian:STD adds N(0, STD^2)
 // to every value, unclamped; salt is refused (kUsage), being for images.
 torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at::Generator& gen);
+
+// The posterior mode of a Gaussian corruption: argmin over x of
+//   E(x) + sum_j (x_j - y_j)^2 / (2 sigma_j^2)
+// for observed rows y [N, ...event] with noise std sigma (a scalar or one per
+// coordinate, broadcast over the event), from y by gradient descent
+// preconditioned by sigma^2 (x <- x - eta sigma^2 grad), each row's eta
+// halved when its posterior energy would not fall by half the first-order
+// decrease (Armijo) and grown (to at most 1) when it does; `steps` iterations. The energy's units are y's.
+torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const torch::Tensor& sigma, int64_t steps);
+
+// The denoising baseline of vectors: the posterior mean under a Gaussian
+// fitted to training rows `train` [M, D] (the OOD baseline's fit, with its
+// ridge) of rows y [N, D] with noise std sigma in every coordinate,
+// y - sigma^2 (Sigma + sigma^2 I)^-1 (y - mean) (Wiener's filter); float64.
+torch::Tensor gaussian_denoise(const torch::Tensor& y, const torch::Tensor& train, double sigma);
 
 // Mean squared error per image over the pixels of `where` (all when
 // undefined), in [0, 1] pixel units; images with no such pixel are skipped.
