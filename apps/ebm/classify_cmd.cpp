@@ -22,7 +22,10 @@ Runner add_classify(CLI::App& app) {
   auto* cmd = app.add_subcommand("classify", "class probabilities of every input row (a class-conditional model)");
   cmd->add_option("--model", a->model, "model.pt of a classifier or conditional energy")->required();
   cmd->add_option("--input", a->input, "rows: CSV, NPY, IDX, a PNG or a folder of PNGs")->required();
-  cmd->add_option("--out", a->out, "output CSV: one row of probabilities p0 ... pK-1 per input row")->required();
+  cmd->add_option("--out", a->out,
+                  "output CSV: one row of probabilities per input row, columns p0 ... pK-1 (p_NAME for a model "
+                  "trained on class folders)")
+      ->required();
   cmd->add_option("--labels", a->labels, "true labels (CSV, NPY or IDX, one per row): also print the accuracy");
   add_common(cmd, a->common);
   return [a]() -> int {
@@ -54,7 +57,17 @@ Runner add_classify(CLI::App& app) {
     energy->to(device);
     auto p = class_probabilities(*energy, x.to(device)).to(torch::kCPU, torch::kDouble);
     std::vector<std::string> header;
-    for (int64_t i = 0; i < k; ++i) header.push_back("p" + std::to_string(i));
+    // (p_<name> when the model knows its classes' names, class folders' say;
+    // else p<k>)
+    const bool named = int64_t(info.class_names.size()) == k;
+    for (int64_t i = 0; i < k; ++i) {
+      const std::string number = std::to_string(i);
+      std::string name = named && info.class_names[size_t(i)] != number ? "p_" + info.class_names[size_t(i)]
+                                                                         : "p" + number;
+      for (char& ch : name)
+        if (ch == ',' || ch == '"' || ch == '\n' || ch == '\r') ch = '_';
+      header.push_back(name);
+    }
     write_csv(a->out, p, header);
     if (y.defined()) {
       const double acc = (p.argmax(1) == y).to(torch::kDouble).mean().item<double>();

@@ -15,6 +15,7 @@
 #include "ebm/eval/images.h"
 #include "ebm/eval/prediction.h"
 #include "ebm/io/io.h"
+#include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
 
 namespace ebm::cli {
@@ -67,6 +68,13 @@ Runner add_predict(CLI::App& app) {
                      "), got ", truth.size(0), " x ", truth.size(1));
     }
     auto [energy, units] = sampling_view(user);
+    if (units.defined() && past.size(1) <= units.shift.numel()) {
+      // (the past is a prefix of a trajectory: the map's first columns)
+      AffineMap prefix;
+      prefix.shift = units.shift.narrow(0, 0, past.size(1));
+      prefix.scale = units.scale.narrow(0, 0, past.size(1));
+      warn_if_far_from_training(prefix, info, past, a->input);
+    }
     energy->to(device);
     auto sampler = model_sampler(info, a->sampler);
     auto gen = make_generator(a->common.seed, kStreamSample, device);

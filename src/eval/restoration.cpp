@@ -223,12 +223,15 @@ torch::Tensor nearest_fill(const torch::Tensor& x, const torch::Tensor& mask, co
   // |k * (x - r)|^2 = sum k x^2 - 2 (k x) . r + k . r^2, in blocks of rows.
   const int64_t block = 256;
   auto ref2 = ref.square();
+  auto mean = ref.mean(0, true);  // [1, d]
   for (int64_t i = 0; i < n; i += block) {
     const int64_t m = std::min(block, n - i);
     auto k = known.narrow(0, i, m), kx = xf.narrow(0, i, m);
     auto dist = (kx.square()).sum(1, true) - 2 * torch::mm(kx, ref.t()) + torch::mm(k, ref2.t());
     auto best = dist.argmin(1);
-    auto pick = reference.index_select(0, best).to(x.dtype());
+    // (a row with nothing known has no nearest image: the mean stands in)
+    auto none = (k.sum(1, true) == 0);
+    auto pick = torch::where(none, mean, ref.index_select(0, best)).reshape(x.narrow(0, i, m).sizes()).to(x.dtype());
     out.narrow(0, i, m).copy_(torch::where(mask.narrow(0, i, m), pick, x.narrow(0, i, m)));
   }
   return out;

@@ -338,6 +338,14 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     --set train.batch_size=2 --out "$T/r42" >"$T/num.out" 2>"$T/num.err" \
     && grep -q "classes 2=2, 10=10" "$T/num.out" && grep -q "9 of the model's 11 classes have no training rows" "$T/num.err" \
     || { echo "FAIL: numbered class folders"; sed 's/^/    /' "$T/num.err"; fails=$((fails + 1)); }
+  # Named class folders: classify's columns carry the names.
+  mkdir -p "$T/named/cat" "$T/named/dog"
+  cp "$T/mixed/a.png" "$T/named/cat/x.png" && cp "$T/mixed/a.png" "$T/named/dog/y.png"
+  "$EBM" train "${PIX[@]}" --set data.path="$T/named" --set data.labels="" --set data.test_fraction=0 \
+    --set train.batch_size=2 --out "$T/r44" >/dev/null 2>&1 \
+    && "$EBM" classify --model "$T/r44/model.pt" --input "$T/named" --out "$T/named.csv" >/dev/null 2>&1 \
+    && [ "$(head -1 "$T/named.csv")" = "p_cat,p_dog" ] && [ "$(wc -l <"$T/named.csv")" -eq 3 ] \
+    || { echo "FAIL: classify names the class folders' columns"; head -2 "$T/named.csv"; fails=$((fails + 1)); }
   # Restoration and composition on the pixel model.
   "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask center:4 --steps 2 --chains 2 --truth "$T/pix.npy" \
     --reference "$T/pix.npy" --out "$T/inp.png" >"$T/inp.json" 2>/dev/null && grep -q '"nearest"' "$T/inp.json" \
@@ -448,6 +456,11 @@ if "$EBM" "${TRAJ[@]}" --out "$T/traj_run" >"$T/traj.out" 2>"$T/traj.err"; then
     --out "$T/future.csv" >"$T/pred.json" 2>/dev/null && grep -q '"constant_velocity"' "$T/pred.json" \
     && [ "$(head -1 "$T/future.csv" | awk -F, '{print NF}')" -eq 12 ] \
     && [ "$(wc -l <"$T/future.csv")" -eq "$(wc -l <"$T/past3.csv")" ] || { echo "FAIL: predict"; fails=$((fails + 1)); }
+  # A past in other units (x 1000) is predicted, with a warning.
+  awk -F, -v OFS=, '{ for (i = 1; i <= NF; i++) $i = $i * 1000; print }' "$T/past3.csv" >"$T/past3_mm.csv"
+  "$EBM" predict --model "$TM" --input "$T/past3_mm.csv" --horizon 1 --steps 1 --out "$T/future_mm.csv" \
+    >/dev/null 2>"$T/pred_mm.err" && grep -q "far outside the model's training data" "$T/pred_mm.err" \
+    || { echo "FAIL: predict warns of a past in other units"; fails=$((fails + 1)); }
   PRED=(predict --model "$TM" --steps 1 --out "$T/never.csv")
   expect 64 "beyond the model's 6 steps" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 4
   expect 64 "horizon must be >= 1" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 0

@@ -70,7 +70,8 @@ RestorationScore restoration_score(const torch::Tensor& x, const torch::Tensor& 
 
 // Baselines. mean_fill: the masked pixels from `mean` [...event]; nearest_fill:
 // from the reference image [M, ...event] closest to each image on its known
-// pixels (squared distance); gaussian_blur: each channel convolved with a
+// pixels (squared distance; the reference mean for an image with none
+// known); gaussian_blur: each channel convolved with a
 // normalised Gaussian of `sigma` pixels (kernel radius ceil(3 sigma),
 // replicated borders).
 torch::Tensor mean_fill(const torch::Tensor& x, const torch::Tensor& mask, const torch::Tensor& mean);

@@ -121,6 +121,12 @@ TEST(Baselines, MeanNearestAndBlur) {
   // The reference row nearest on the known values (1, 2) is the second one.
   auto ref = torch::tensor({{0.0f, 0.0f, 7.0f, 7.0f}, {1.0f, 2.5f, 3.0f, 4.0f}, {5.0f, 5.0f, 1.0f, 1.0f}});
   EXPECT_TRUE(torch::equal(nearest_fill(x, mask, ref), torch::tensor({1.0f, 2.0f, 3.0f, 4.0f}).view({1, 4})));
+  // With nothing known there is no nearest row: the reference mean.
+  auto two = torch::cat({x, x});
+  auto masks = torch::cat({mask, torch::ones_like(mask)});
+  auto filled = nearest_fill(two, masks, ref);
+  EXPECT_TRUE(torch::equal(filled[0], torch::tensor({1.0f, 2.0f, 3.0f, 4.0f})));
+  EXPECT_TRUE(torch::allclose(filled[1], torch::tensor({2.0f, 2.5f, 11.0f / 3.0f, 4.0f})));
   // Blur keeps a constant image, preserves the mean of an impulse far from
   // the border, and spreads it with the stated sigma.
   auto flat = torch::full({1, 2, 9, 9}, 0.3f);
