@@ -138,8 +138,9 @@ Section data_section() {
            {"shape", std::vector<int64_t>{}, "shape of one sample, e.g. [1, 28, 28] for rows of flattened images; empty = as read"},
            {"test_fraction", 0.1, "held-out fraction, written to test.csv"},
            {"val_fraction", 0.0,
-            "fraction of the training rows held out for validation: labelled runs of a classifying energy log "
-            "val_nll and val_accuracy there, and train.keep_best picks model.pt's weights by them; 0 = none"},
+            "fraction of the training rows held out for validation: runs of a classifying energy on labelled "
+            "data log val_nll and val_accuracy of p(y | x) there, 2D models the exact val_nll; train.keep_best "
+            "picks model.pt's weights by it; 0 = none"},
            {"standardize", std::string("auto"),
             "train on standardize_sd * (x - mean) / sd per column, the model file keeping the map so every "
             "command works in the data's units: on | off | auto (on for vector data)"},

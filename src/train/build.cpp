@@ -27,9 +27,9 @@ Section train_section() {
            {"warmup", int64_t(0), "linear learning-rate warm-up steps"},
            {"log_every", int64_t(100), "metrics.jsonl line period (and of the validation, data.val_fraction)"},
            {"keep_best", false,
-            "model.pt takes the energy's weights at the lowest validation NLL of p(y | x) seen (every log_every "
-            "steps), not the last: early stopping for classifying energies (ce, jem) on labelled data; needs "
-            "data.val_fraction > 0; not with train.ema"},
+            "model.pt takes the energy's weights at the lowest validation NLL seen (every log_every steps), not "
+            "the last: of p(y | x) for classifying energies (ce, jem) on labelled data, the exact NLL (quadrature) "
+            "for 2D models; needs data.val_fraction > 0; not with train.ema"},
            {"checkpoint_every", int64_t(1000), "checkpoint period"},
            {"sample_every", int64_t(0),
             "image runs: samples/step-NNNNNN.png grids of fresh chains (and -buffer.png) at this period; 0 = off"},

@@ -12,6 +12,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
 #include "ebm/data/tasks.h"
+#include "ebm/energy/grid2d.h"
 #include "ebm/energy/registry.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
@@ -162,19 +163,29 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
     }
   }
   parts_ = build_parts(cfg_, data_.model_train(), device_, data_.pixels);
-  // Validation (data.val_fraction): p(y | x) of a classifying energy on the
-  // held-out training rows, in the model's units.
+  // Validation (data.val_fraction) on the held-out training rows, in the
+  // model's units: p(y | x) of a classifying energy, or the exact NLL of a
+  // 2D model (quadrature on a grid over the training rows' box).
   const int64_t k = parts_.energy->num_classes();
   if (data_.val.size() > 0 && data_.val.has_labels() && k > 0) {
     val_ = data_.val;
-    if (data_.transform.defined()) val_.x = data_.transform.to_model(val_.x);
     const int64_t lo = val_.y.min().item<int64_t>(), hi = val_.y.max().item<int64_t>();
     EBM_CHECK_DATA(lo >= 0 && hi < k, data_.val.description, ": validation label ", lo < 0 ? lo : hi,
                    " outside the model's ", k, " classes (energy.classes)");
+    val_kind_ = ValKind::kClasses;
+  } else if (data_.val.size() > 0 && k == 0 && data_.val.event_shape() == std::vector<int64_t>{2}) {
+    val_ = data_.val;
+    val_kind_ = ValKind::kDensity2d;
+    // (margin 1: a box three times the data's extent, where nll2d's
+    // refinement starts from twice)
+    val_box_ = bounding_box(data_.model_train().x, 1.0);
+    // (the NLL in the data's units: log |d model / d data| = -sum log scale)
+    if (data_.transform.defined()) val_log_jacobian_ = data_.transform.scale.log().sum().item<double>();
   }
-  EBM_CHECK_CONFIG(!cfg_.get_bool("train.keep_best") || val_.size() > 0,
-                   "train.keep_best needs a classifying energy (energy.classes > 0: jem, or a ce classifier) and "
-                   "labelled data: it picks weights by the validation NLL of p(y | x)");
+  if (val_kind_ != ValKind::kNone && data_.transform.defined()) val_.x = data_.transform.to_model(val_.x);
+  EBM_CHECK_CONFIG(!cfg_.get_bool("train.keep_best") || val_kind_ != ValKind::kNone,
+                   "train.keep_best needs validation it can score: a classifying energy (energy.classes > 0: jem, "
+                   "or a ce classifier) on labelled data, or a 2D model (the exact NLL by quadrature)");
 }
 
 std::pair<double, double> Trainer::validate() {
@@ -188,13 +199,23 @@ std::pair<double, double> Trainer::validate() {
   for (int64_t i = 0; i < n; i += per) {
     const int64_t m = std::min(per, n - i);
     auto x = val_.x.narrow(0, i, m).to(device_, torch::kFloat);
+    if (val_kind_ == ValKind::kDensity2d) {
+      nll += e.energy(x).to(torch::kDouble).sum().item<double>();
+      continue;
+    }
     auto y = val_.y.narrow(0, i, m).to(device_, torch::kLong);
     auto lp = (-e.class_energies(x)).to(torch::kDouble).log_softmax(1);
     nll -= lp.gather(1, y.unsqueeze(1)).sum().item<double>();
     right += (lp.argmax(1) == y).sum().item<int64_t>();
   }
+  double accuracy = double(right) / double(n);
+  nll /= double(n);
+  if (val_kind_ == ValKind::kDensity2d) {
+    nll += log_z_grid(e, val_box_, 256) + val_log_jacobian_;
+    accuracy = std::numeric_limits<double>::quiet_NaN();
+  }
   e.train(was_training);
-  return {nll / double(n), double(right) / double(n)};
+  return {nll, accuracy};
 }
 
 void Trainer::distribute(std::shared_ptr<Collective> collective) {
@@ -418,7 +439,7 @@ int64_t Trainer::run(bool resume) {
       if (val_.size() > 0) {
         const auto [nll, accuracy] = validate();
         j["val_nll"] = nll;
-        j["val_accuracy"] = accuracy;
+        if (val_kind_ == ValKind::kClasses) j["val_accuracy"] = accuracy;
         if (keep_best && nll < parts_.best.score) {
           parts_.best.score = nll;
           parts_.best.step = step;

@@ -144,8 +144,9 @@ expect 78 "needs a generator" -- "$EBM" train --config "$T/vera_nogen.toml" --ou
 # Early stopping needs validation rows and a classifier.
 expect 78 "set data.val_fraction" -- "$EBM" train --config "$SRC/configs/moons-jem.toml" --out "$T/kb" \
   --set data.val_fraction=0
-expect 78 "needs a classifying energy" -- "$EBM" train --config "$SRC/configs/toy2d-dsm.toml" --out "$T/kb" \
-  --set data.val_fraction=0.1 --set train.keep_best=true
+for i in $(seq 50); do echo "$i,$((i % 7)),$((i % 3))"; done >"$T/three50.csv"
+expect 78 "needs validation it can score" -- "$EBM" train --config "$SRC/configs/toy2d-dsm.toml" --out "$T/kb" \
+  --set data.path="$T/three50.csv" --set data.val_fraction=0.1 --set train.keep_best=true
 expect 78 "unknown dataset" -- "$EBM" eval --model "$M" --task nll2d --dataset nine
 # OOD detection: the OOD sets are --out-data (--out is the JSON report, as for every task).
 OOD=(eval --model "$M" --task ood --in-data "$T/good.csv")

@@ -8,16 +8,9 @@
 #include <string>
 
 #include "ebm/energy/energy.h"
+#include "ebm/energy/grid2d.h"
 
 namespace ebm {
-
-struct Box2d {
-  std::array<double, 2> lo, hi;
-};
-
-// log Z = log of the integral of exp(-E) over the box, by the midpoint rule
-// on an n x n grid (log-sum-exp in float64).
-double log_z_grid(EnergyImpl& energy, const Box2d& box, int64_t n);
 
 struct Nll2dResult {
   double log_z;        // converged quadrature value
@@ -35,8 +28,6 @@ struct Nll2dResult {
 Nll2dResult nll2d(EnergyImpl& energy, const torch::Tensor& test, double tol = 1e-3,
                   int64_t max_grid = 4096);
 
-// Box around points: bounding box widened by `margin` times its extent.
-Box2d bounding_box(const torch::Tensor& points, double margin);
 
 // k-means (k-means++ seeding from `gen`, Lloyd's iterations): [k, D] centres.
 torch::Tensor kmeans(const torch::Tensor& points, int64_t k, at::Generator& gen, int64_t iterations = 100);

@@ -15,6 +15,7 @@
 #include "ebm/core/config.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/data.h"
+#include "ebm/energy/grid2d.h"
 #include "ebm/model/model.h"
 #include "ebm/train/optim.h"
 #include "ebm/train/step.h"
@@ -105,14 +106,20 @@ class Trainer {
   // Class-incremental runs: model-task-(k+1).pt and a task_end line in
   // metrics.jsonl with every task's held-out accuracy (conditional energies).
   void end_task(int64_t k, std::ostream& metrics);
-  // Mean NLL of p(y | x) and accuracy on the validation rows.
+  // On the validation rows: the mean NLL of p(y | x) and the accuracy
+  // (classifiers), or the exact mean NLL in the data's units (2D models;
+  // accuracy NaN).
   std::pair<double, double> validate();
 
   Config cfg_;
   std::string out_;
   c10::Device device_;
   DataSplit data_;
-  Dataset val_;  // validation rows in the model's units (classifying energies on labelled data)
+  enum class ValKind { kNone, kClasses, kDensity2d };
+  ValKind val_kind_ = ValKind::kNone;
+  Dataset val_;  // validation rows in the model's units
+  Box2d val_box_{};  // kDensity2d: the quadrature's box (model units)
+  double val_log_jacobian_ = 0.0;
   TrainParts parts_;
   StepCallback callback_;
   std::shared_ptr<Collective> coll_;

@@ -13,6 +13,7 @@
 #include "common/tmp.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/energy/grid2d.h"
 #include "ebm/io/io.h"
 #include "ebm/model/model.h"
 #include "ebm/train/train.h"
@@ -161,5 +162,41 @@ TEST(Trainer, KeepBestConfigErrorsSayWhatItNeeds) {
                          "test");
   EXPECT_EQ(code_of([&] { Trainer t(unlabelled, root + "/c"); }, &why), ExitCode::kBadConfig);
   EXPECT_NE(why.find("classifying energy"), std::string::npos) << why;
+  fs::remove_all(root);
+}
+
+// A 2D model's validation NLL is its exact NLL on the validation rows in the
+// data's units: on columns in the thousands and hundredths it matches a
+// finer quadrature of the model in those units over a larger box.
+TEST(Trainer, ValidationOfA2dModelIsItsExactNllInTheDatasUnits) {
+  const std::string root = fresh_dir("val2d");
+  fs::create_directories(root);
+  auto gen = make_generator(8, kStreamTestData);
+  auto z = at::normal(0.0, 1.0, {1000, 2}, gen, torch::TensorOptions(torch::kDouble));
+  auto x = torch::stack({5000.0 + 1000.0 * z.select(1, 0), 0.01 * (z.select(1, 0) + z.select(1, 1))}, 1);
+  write_csv(root + "/x.csv", x);
+  Config c = make_train_config();
+  c.load_string("seed = 2\n[data]\npath = \"" + root + "/x.csv\"\nval_fraction = 0.2\n[energy]\nname = \"mlp\"\n"
+                    "hidden = [32, 32]\n[objective]\nname = \"dsm\"\nmass_weight = 1.0\n[train]\nsteps = 300\n"
+                    "batch_size = 128\nlr = 3e-3\nlog_every = 100\n[eval]\nsample_chains = 4\nsample_steps = 1\n",
+                "test");
+  Trainer t(c, root + "/run");
+  t.run(false);
+  std::ifstream in(root + "/run/metrics.jsonl");
+  std::string line;
+  double logged = 0;
+  int64_t lines = 0;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("val_nll")) logged = j["val_nll"].get<double>(), ++lines;
+    EXPECT_FALSE(j.contains("val_accuracy"));
+  }
+  EXPECT_EQ(lines, 3);
+  Energy user = t.user_energy();
+  torch::NoGradGuard no_grad;
+  const auto& val = t.data().val.x;
+  const double log_z = log_z_grid(*user, bounding_box(t.data().train.x, 2.0), 1024);
+  const double want = user->energy(val.to(torch::kFloat)).to(torch::kDouble).mean().item<double>() + log_z;
+  EXPECT_NEAR(logged, want, 2e-3);
   fs::remove_all(root);
 }
