@@ -82,10 +82,13 @@ DataSplit build_data(const Config& cfg) {
   EBM_CHECK_CONFIG(val_fraction >= 0 && val_fraction < 1, "data.val_fraction must be in [0, 1), got ", val_fraction);
   if (val_fraction > 0) {
     DataSplit tv = split_dataset(split.train, val_fraction, gen);
-    EBM_CHECK_DATA(tv.train.size() > 0 && tv.test.size() > 0, all.description, ": ", split.train.size(),
-                   " training rows leave none for data.val_fraction = ", val_fraction, " or none to train on");
-    split.train = tv.train;
-    split.val = tv.test;
+    EBM_CHECK_DATA(tv.train.size() > 0, all.description, ": data.val_fraction = ", val_fraction, " of ",
+                   split.train.size(), " training rows leaves none to train on");
+    // (too few rows for one validation row: none, which the run says)
+    if (tv.test.size() > 0) {
+      split.train = tv.train;
+      split.val = tv.test;
+    }
   }
   const std::string mode = cfg.get_string("data.standardize");
   EBM_CHECK_CONFIG(mode == "on" || mode == "off" || mode == "auto",

@@ -183,9 +183,15 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
     if (data_.transform.defined()) val_log_jacobian_ = data_.transform.scale.log().sum().item<double>();
   }
   if (val_kind_ != ValKind::kNone && data_.transform.defined()) val_.x = data_.transform.to_model(val_.x);
-  EBM_CHECK_CONFIG(!cfg_.get_bool("train.keep_best") || val_kind_ != ValKind::kNone,
+  if (cfg_.get_float("data.val_fraction") > 0 && data_.val.size() == 0) {
+    std::cerr << "warning: data.val_fraction = " << cfg_.get_float("data.val_fraction") << " of "
+              << data_.train.size() << " training rows is less than one row: no validation"
+              << (cfg_.get_bool("train.keep_best") ? " (train.keep_best keeps the last weights)" : "") << "\n";
+  } else {
+    EBM_CHECK_CONFIG(!cfg_.get_bool("train.keep_best") || val_kind_ != ValKind::kNone,
                    "train.keep_best needs validation it can score: a classifying energy (energy.classes > 0: jem, "
                    "or a ce classifier) on labelled data, or a 2D model (the exact NLL by quadrature)");
+  }
 }
 
 std::pair<double, double> Trainer::validate() {

@@ -78,6 +78,11 @@ TEST(ValidationRows, ComeOutOfTheTrainingRowsAndLeaveTheTestSplit) {
   EXPECT_TRUE(joined == key(b.train.x, b.train.y));
   with.set_value("data.val_fraction", 1.0);
   EXPECT_EQ(code_of([&] { build_data(with); }), ExitCode::kBadConfig);
+  // less than one row's worth: no validation rows, the training rows kept
+  with.set_value("data.val_fraction", 0.004);
+  DataSplit c = build_data(with);
+  EXPECT_EQ(c.val.size(), 0);
+  EXPECT_TRUE(torch::equal(c.train.x, b.train.x));
   fs::remove_all(root);
 }
 
