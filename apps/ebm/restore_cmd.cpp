@@ -68,12 +68,6 @@ torch::Tensor to_user(const Setup& s, const torch::Tensor& x) {
   return s.units.defined() ? s.units.to_user(x.flatten(1)).reshape(x.sizes()) : x;
 }
 
-int64_t n_user_columns(const Setup& s) {
-  int64_t d = 1;
-  for (auto k : s.info.event_shape) d *= k;
-  return d;
-}
-
 torch::Tensor initial_free(const Setup& s, int64_t rows, at::Generator& gen) {
   auto shape = s.info.event_shape;
   shape.insert(shape.begin(), rows);
@@ -382,7 +376,7 @@ Runner add_denoise(CLI::App& app) {
       if (s.image) {
         j["blur"] = scored(s, gaussian_blur(noisy, a->blur), truth);
         j["blur_sigma"] = a->blur;
-      } else if (noise_std > 0 && n_user_columns(s) <= 4096) {
+      } else if (noise_std > 0 && c10::multiply_integers(s.info.event_shape) <= 4096) {
         // (vectors: the posterior mean under a Gaussian fitted to the run's
         // training split, in the data's units)
         std::string why;

@@ -189,8 +189,8 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
               << (cfg_.get_bool("train.keep_best") ? " (train.keep_best keeps the last weights)" : "") << "\n";
   } else {
     EBM_CHECK_CONFIG(!cfg_.get_bool("train.keep_best") || val_kind_ != ValKind::kNone,
-                   "train.keep_best needs validation it can score: a classifying energy (energy.classes > 0: jem, "
-                   "or a ce classifier) on labelled data, or a 2D model (the exact NLL by quadrature)");
+                     "train.keep_best needs validation it can score: a classifying energy (energy.classes > 0: "
+                     "jem, or a ce classifier) on labelled data, or a 2D model (the exact NLL by quadrature)");
   }
 }
 

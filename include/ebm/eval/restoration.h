@@ -49,7 +49,8 @@ torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at
 // coordinate, broadcast over the event), from y by gradient descent
 // preconditioned by sigma^2 (x <- x - eta sigma^2 grad), each row's eta
 // halved when its posterior energy would not fall by half the first-order
-// decrease (Armijo) and grown (to at most 1) when it does; `steps` iterations. The energy's units are y's.
+// decrease (Armijo) and grown (to at most 1) when it does; `steps`
+// iterations. The energy's units are y's.
 torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const torch::Tensor& sigma, int64_t steps);
 
 // The denoising baseline of vectors: the posterior mean under a Gaussian
