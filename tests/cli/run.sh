@@ -339,6 +339,11 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     --set train.batch_size=2 --out "$T/r42" >"$T/num.out" 2>"$T/num.err" \
     && grep -q "classes 2=2, 10=10" "$T/num.out" && grep -q "9 of the model's 11 classes have no training rows" "$T/num.err" \
     || { echo "FAIL: numbered class folders"; sed 's/^/    /' "$T/num.err"; fails=$((fails + 1)); }
+  # Early stopping on images: a conditional conv model validates p(y | x).
+  "$EBM" train "${PIX[@]}" --set data.val_fraction=0.2 --set train.keep_best=true --set train.log_every=1 \
+    --out "$T/r45" >/dev/null 2>&1 && grep -q '"val_accuracy"' "$T/r45/metrics.jsonl" \
+    && grep -q '"event":"keep_best"' "$T/r45/metrics.jsonl" \
+    || { echo "FAIL: keep_best on an image classifier"; fails=$((fails + 1)); }
   # Named class folders: classify's columns carry the names.
   mkdir -p "$T/named/cat" "$T/named/dog"
   cp "$T/mixed/a.png" "$T/named/cat/x.png" && cp "$T/mixed/a.png" "$T/named/dog/y.png"
