@@ -15,6 +15,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 
@@ -76,21 +77,30 @@ torch::Tensor initial_free(const Setup& s, int64_t rows, at::Generator& gen) {
 }
 
 // Runs `complete` over blocks of rows with progress.
-torch::Tensor restore(Setup& s, Sampler& sampler, const torch::Tensor& known, const torch::Tensor& free,
-                      const torch::Tensor& init /* [n * chains] */, const CompletionOptions& opt,
-                      at::Generator& gen, const std::string& label) {
-  const int64_t n = known.size(0), k = opt.chains();
-  auto out = known.clone();
+// rows(i, m) -> the restored rows i .. i + m of `like`, over blocks of
+// `block` rows with progress.
+torch::Tensor by_blocks(const torch::Tensor& like, int64_t block, const std::string& label,
+                        const std::function<torch::Tensor(int64_t, int64_t)>& rows) {
+  const int64_t n = like.size(0);
+  auto out = like.clone();
   Progress progress(label, n);
-  for (int64_t i = 0; i < n; i += kBlock) {
-    const int64_t m = std::min(kBlock, n - i);
-    auto f = free.size(0) == 1 ? free : free.narrow(0, i, m);
-    auto r = complete(*s.energy, sampler, known.narrow(0, i, m), f, init.narrow(0, i * k, m * k), opt, gen);
-    out.narrow(0, i, m).copy_(r.x);
+  for (int64_t i = 0; i < n; i += block) {
+    const int64_t m = std::min(block, n - i);
+    out.narrow(0, i, m).copy_(rows(i, m));
     progress.update(i + m);
   }
   progress.finish();
   return out;
+}
+
+torch::Tensor restore(Setup& s, Sampler& sampler, const torch::Tensor& known, const torch::Tensor& free,
+                      const torch::Tensor& init /* [n * chains] */, const CompletionOptions& opt,
+                      at::Generator& gen, const std::string& label) {
+  const int64_t k = opt.chains();
+  return by_blocks(known, kBlock, label, [&](int64_t i, int64_t m) {
+    auto f = free.size(0) == 1 ? free : free.narrow(0, i, m);
+    return complete(*s.energy, sampler, known.narrow(0, i, m), f, init.narrow(0, i * k, m * k), opt, gen).x;
+  });
 }
 
 void write_output(const std::string& path, const Setup& s, const std::vector<torch::Tensor>& panels) {
@@ -318,15 +328,16 @@ Runner add_denoise(CLI::App& app) {
     double noise_std = a->noise_std;
     if (!a->corrupt.empty()) {
       truth = x;
-      if (noise_std == 0 && a->corrupt.rfind("gaussian:", 0) == 0)
-        noise_std = std::stod(a->corrupt.substr(9));  // (checked by the corruption below)
+      double added = 0;  // (the corruption's Gaussian std; 0 for salt)
       if (s.image) {
-        noisy = corrupt(x, a->corrupt, s.map, gen);
+        noisy = corrupt(x, a->corrupt, s.map, gen, &added);
+        added /= s.map.hi - s.map.lo;  // (into 0-1 pixel units)
       } else {
         // (vectors: the noise in the data's own units)
-        auto user = corrupt_values(to_user(s, x).to(torch::kDouble), a->corrupt, gen);
+        auto user = corrupt_values(to_user(s, x).to(torch::kDouble), a->corrupt, gen, &added);
         noisy = (s.units.defined() ? s.units.to_model(user.flatten(1)).reshape(x.sizes()) : user).to(x.scalar_type());
       }
+      if (noise_std == 0) noise_std = added;
     } else if (!a->truth.empty()) {
       truth = read_truth(a->truth, s, a->n, n);
     }
@@ -346,15 +357,9 @@ Runner add_denoise(CLI::App& app) {
       // (the std in the model's units: per column for standardised vectors)
       torch::Tensor sigma = torch::tensor(s.image ? noise_std * (s.map.hi - s.map.lo) : noise_std, torch::kDouble);
       if (!s.image && s.units.defined()) sigma = noise_std / s.units.scale;
-      done = noisy.clone();
-      const int64_t block = s.image ? kBlock : 4096;
-      Progress progress("denoise", n);
-      for (int64_t i = 0; i < n; i += block) {
-        const int64_t m = std::min(block, n - i);
-        done.narrow(0, i, m).copy_(posterior_mode(*s.energy, noisy.narrow(0, i, m), sigma, steps));
-        progress.update(i + m);
-      }
-      progress.finish();
+      done = by_blocks(noisy, s.image ? kBlock : 4096, "denoise", [&](int64_t i, int64_t m) {
+        return posterior_mode(*s.energy, noisy.narrow(0, i, m), sigma, steps);
+      });
     } else {
       const double anchor = a->noise_std * (s.map.hi - s.map.lo);
       auto sampler = model_sampler(s.info, a->sampler);

@@ -138,11 +138,12 @@ torch::Tensor corrupt(const torch::Tensor& x, const std::string& spec, const Pix
   fail(ExitCode::kUsage, "--corrupt ", spec, ": gaussian:STD or salt:FRACTION");
 }
 
-torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at::Generator& gen) {
+torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at::Generator& gen, double* std) {
   EBM_CHECK_USAGE(starts_with(spec, "gaussian:"), "--corrupt ", spec,
                   ": salt is for image models; vectors take gaussian:STD (STD in the data's units)");
   const double s = parse_number(spec, spec.substr(9));
   EBM_CHECK_USAGE(s > 0 && std::isfinite(s), spec, ": the noise std must be > 0");
+  if (std) *std = s;
   return x + at::normal(0.0, s, x.sizes(), gen, x.options());
 }
 

@@ -41,7 +41,9 @@ torch::Tensor corrupt(const torch::Tensor& x, const std::string& spec, const Pix
                       double* std = nullptr);
 // The same for vectors in the data's own units: gaussian:STD adds N(0, STD^2)
 // to every value, unclamped; salt is refused (kUsage), being for images.
-torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at::Generator& gen);
+// *std (when given) is STD.
+torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at::Generator& gen,
+                             double* std = nullptr);
 
 // The posterior mode of a Gaussian corruption: argmin over x of
 //   E(x) + sum_j (x_j - y_j)^2 / (2 sigma_j^2)
