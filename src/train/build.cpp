@@ -101,9 +101,16 @@ DataSplit build_data(const Config& cfg) {
   if (!all.pixels && (mode == "on" || (mode == "auto" && vectors)))
     split.transform = AffineMap::standardize(split.train.x, sd);
   const std::string deq = cfg.get_string("data.dequantize");
-  EBM_CHECK_CONFIG(deq == "none" || deq == "uniform", "data.dequantize must be none or uniform, got '", deq, "'");
-  EBM_CHECK_CONFIG(deq == "none" || all.pixels, "data.dequantize = ", deq, ": ", all.description,
-                   " holds values, not 0-255 pixels (PNG, IDX, integer NPY or a built-in image set)");
+  EBM_CHECK_CONFIG(deq == "none" || deq == "uniform" || deq == "gaussian",
+                   "data.dequantize must be none, uniform or gaussian, got '", deq, "'");
+  EBM_CHECK_CONFIG(deq != "uniform" || all.pixels, "data.dequantize = ", deq, ": ", all.description,
+                   " holds values, not 0-255 pixels (PNG, IDX, integer NPY or a built-in image set); for values "
+                   "use gaussian");
+  EBM_CHECK_CONFIG(deq != "gaussian" || (!all.pixels && vectors), "data.dequantize = gaussian needs vector data, got ",
+                   all.pixels ? "images read as pixels (use uniform)"
+                              : "rows of shape " + c10::str(c10::IntArrayRef(split.train.event_shape())));
+  const double deq_std = cfg.get_float("data.dequantize_std");
+  EBM_CHECK_CONFIG(deq_std > 0 && std::isfinite(deq_std), "data.dequantize_std must be > 0, got ", deq_std);
   if (!all.pixels && cfg.has_key("sampler.clamp_min") && cfg.has_key("sampler.clamp_max")) {
     // Float data far outside the box the chains are clamped to (0-255
     // pixels saved as floats, for a recipe whose box is [-1, 1]) can never
@@ -166,17 +173,25 @@ Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch:
   return l;
 }
 
+torch::Tensor vector_jitter(const Config& cfg, const Dataset& data, bool pixels) {
+  if (pixels || data.x.dim() != 2 || cfg.get_string("data.dequantize") != "gaussian") return {};
+  return (cfg.get_float("data.dequantize_std") * data.x.to(torch::kDouble).std(0, /*unbiased=*/false))
+      .to(data.x.scalar_type());
+}
+
 std::function<Batch(const Dataset&, int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
                                                               const std::optional<PixelMap>& pixels) {
   const bool flip = cfg.get_bool("data.flip");
   const bool dequantize = pixels && pixels->dequantize;
   EBM_CHECK_CONFIG(!flip || data.event_shape().size() == 3, "data.flip = true needs images [C, H, W], got rows of ",
                    c10::IntArrayRef(data.event_shape()));
-  if (!flip && !dequantize) return nullptr;
+  const torch::Tensor jitter = vector_jitter(cfg, data, pixels.has_value());
+  if (!flip && !dequantize && !jitter.defined()) return nullptr;
   const PixelMap map = pixels.value_or(PixelMap());
-  return [flip, dequantize, map](const Dataset& data, int64_t n, at::Generator& gen) {
+  return [flip, dequantize, map, jitter](const Dataset& data, int64_t n, at::Generator& gen) {
     Batch b = draw_batch(data, n, gen);
     if (dequantize) b.x = b.x + map.noise(b.x.sizes(), gen, b.x.options());
+    if (jitter.defined()) b.x = b.x + jitter * at::normal(0.0, 1.0, b.x.sizes(), gen, b.x.options());
     if (flip) {
       auto mirrored = at::rand({n}, gen, b.x.options()) < 0.5;  // [n]
       b.x = torch::where(mirrored.view({n, 1, 1, 1}), b.x.flip({3}), b.x);

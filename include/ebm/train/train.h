@@ -57,7 +57,11 @@ Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch:
 // tasks learned in order (data/tasks.h).
 TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device = c10::kCPU,
                        const std::optional<PixelMap>& pixels = std::nullopt);
-// The batch drawer of those two augmentations; empty when neither applies.
+// data.dequantize = gaussian: vector rows (not pixels) get fresh Gaussian
+// noise in every training batch; its std per column [D] in data's units
+// (data.dequantize_std x the column's sd); undefined when it does not apply.
+torch::Tensor vector_jitter(const Config& cfg, const Dataset& data, bool pixels);
+// The batch drawer of those augmentations; empty when none applies.
 std::function<Batch(const Dataset&, int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
                                                               const std::optional<PixelMap>& pixels);
 
