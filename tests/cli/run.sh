@@ -141,6 +141,13 @@ expect 78 "needs a generator" -- "$EBM" train --config "$T/vera_nogen.toml" --ou
   && grep -q '"accuracy"' "$T/mj.json" && grep -q '"gaussian_lda"' "$T/mj.json" \
   && grep -q '"val_nll"' "$T/moons_jem/metrics.jsonl" && grep -q '"event":"keep_best"' "$T/moons_jem/metrics.jsonl" \
   || { echo "FAIL: moons-jem train + classify (and its Gaussian-classifier baseline, early stopping)"; fails=$((fails + 1)); }
+# Chains that never reach the data (one tiny step a round, 64-d): the run says
+# its energy is no fitted density.
+for i in $(seq 300); do awk -v s="$i" 'BEGIN { srand(s); for (j = 1; j <= 64; j++) printf "%s%.4f", (j > 1 ? "," : ""), rand() - 0.5; print "" }'; done >"$T/d64.csv"
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/gap" --set data.path="$T/d64.csv" --set train.steps=100 --set train.lr=1e-2 \
+  --set sampler.steps=1 --set sampler.step_size=1e-6 --set sampler.adapt=false --set eval.sample_steps=5 \
+  2>"$T/gap.err" >/dev/null && grep -q "the sampler does not reach the data" "$T/gap.err" \
+  || { echo "FAIL: a run whose chains never reach the data warns"; fails=$((fails + 1)); }
 # Early stopping needs validation rows and a classifier.
 expect 78 "set data.val_fraction" -- "$EBM" train --config "$SRC/configs/moons-jem.toml" --out "$T/kb" \
   --set data.val_fraction=0
