@@ -403,7 +403,7 @@ int64_t Trainer::run(bool resume) {
   // metrics averaged over the log period, each over the steps that reported it
   // (an objective's metrics may change between phases, e.g. JEM's ce_steps)
   std::map<std::string, std::pair<double, int64_t>> acc;
-  double last_gap = 0;  // (the last log period's mean E(x-) - E(x+), when reported)
+  double last_gap = 0;  // (the last log period's mean e_neg - e_pos, when reported)
 
   while (parts_.step < steps) {
     const int64_t at_step = parts_.step;
@@ -445,7 +445,7 @@ int64_t Trainer::run(bool resume) {
       nlohmann::json j;
       j["step"] = step;
       for (const auto& [k, v] : acc) j[k] = v.first / double(v.second);
-      if (auto g = acc.find("gap"); g != acc.end()) last_gap = g->second.first / double(g->second.second);
+      if (acc.count("e_pos") && acc.count("e_neg")) last_gap = j["e_neg"].get<double>() - j["e_pos"].get<double>();
       j["lr"] = lr;
       if (val_.size() > 0) {
         const auto [nll, accuracy] = validate();
@@ -511,7 +511,7 @@ int64_t Trainer::run(bool resume) {
   // ended at 98, pinned by the L2 penalty).
   if (last_gap > kFarGap)
     std::cerr << "ebm: warning: the negatives' energy ended " << last_gap
-              << " above the data's (metric gap): the sampler does not reach the data, so exp(-E) is not a "
+              << " above the data's (metrics e_neg - e_pos): the sampler does not reach the data, so exp(-E) is not a "
                  "fitted density; give the chains more sampler.steps or a larger step (docs/jem.md)\n";
   GeneratorImpl* generator = nullptr;
   for (auto& m : parts_.objective->learned_modules())
