@@ -26,10 +26,10 @@ namespace fs = std::filesystem;
 
 namespace ebm {
 
+namespace {
 // Trainer::run warns above this final gap (nats).
 constexpr double kFarGap = 10.0;
 
-namespace {
 // Values only a run consumes (the components check their own keys).
 void check_run_config(const Config& c) {
   const int64_t steps = c.get_int("train.steps");
