@@ -111,7 +111,7 @@ Runner add_train(CLI::App& app) {
     std::cout << "trained " << trainer.step() << " steps in " << secs << " s ("
               << rollbacks << " divergence rollbacks); outputs in " << out << "\n";
     if (trainer.config().get_bool("train.keep_best") && trainer.best_step() >= 0)
-      std::cout << "model.pt: the weights of step " << trainer.best_step() << ", the lowest validation NLL ("
+      std::cout << "model.pt: the weights of step " << trainer.best_step() << ", the lowest " << trainer.best_criterion() << " ("
                 << trainer.best_score() << ", train.keep_best)\n";
     std::cout << report_run(*trainer.user_energy(), trainer.config(), trainer.data(), out);
     return 0;

@@ -1,20 +1,34 @@
 // JEM: cross entropy plus contrastive divergence on log p(x) (and log p(x | y)).
 #include <algorithm>
+#include <limits>
 
 #include "ebm/core/error.h"
 #include "ebm/objectives/objective.h"
 
 namespace ebm {
 
-Jem::Jem(const JemOptions& o, std::shared_ptr<ContrastiveDivergence> px, std::shared_ptr<ContrastiveDivergence> pxy)
-    : options_(o), px_(std::move(px)), pxy_(std::move(pxy)) {
+namespace {
+void check_options(const JemOptions& o) {
   EBM_CHECK_CONFIG(o.ce_weight() >= 0, "objective.ce_weight must be >= 0, got ", o.ce_weight());
   EBM_CHECK_CONFIG(o.px_weight() >= 0, "objective.px_weight must be >= 0, got ", o.px_weight());
   EBM_CHECK_CONFIG(o.pxy_weight() >= 0, "objective.pxy_weight must be >= 0, got ", o.pxy_weight());
   EBM_CHECK_CONFIG(o.warmup() >= 0, "objective.warmup must be >= 0, got ", o.warmup());
   EBM_CHECK_CONFIG(o.ce_steps() >= 0, "objective.ce_steps must be >= 0, got ", o.ce_steps());
   EBM_CHECK_CONFIG(o.px_every() >= 1, "objective.px_every must be >= 1, got ", o.px_every());
+}
+}  // namespace
+
+Jem::Jem(const JemOptions& o, std::shared_ptr<ContrastiveDivergence> px, std::shared_ptr<ContrastiveDivergence> pxy)
+    : options_(o), px_(std::move(px)), pxy_(std::move(pxy)) {
+  check_options(o);
   TORCH_INTERNAL_ASSERT(px_ && (pxy_ || o.pxy_weight() == 0));
+}
+
+Jem::Jem(const JemOptions& o, std::shared_ptr<Objective> px_sm) : options_(o), px_sm_(std::move(px_sm)) {
+  check_options(o);
+  EBM_CHECK_CONFIG(o.pxy_weight() == 0, "objective.pxy_weight trains log p(x | y) with chains: it needs "
+                   "objective.px = \"cd\"");
+  TORCH_INTERNAL_ASSERT(px_sm_);
 }
 
 namespace {
@@ -42,7 +56,8 @@ class KeepClassEnergies : public EnergyImpl {
 }  // namespace
 
 void Jem::fit_data(const torch::Tensor& train) {
-  px_->fit_data(train);
+  if (px_sm_) px_sm_->fit_data(train);
+  if (px_) px_->fit_data(train);
   if (pxy_) pxy_->fit_data(train);
 }
 
@@ -58,7 +73,21 @@ Output Jem::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) 
       !generative ? 0.0
                   : options_.warmup() == 0 ? 1.0 : std::min(1.0, double(g_steps + 1) / double(options_.warmup()));
   Output out;
-  if (options_.px_weight() > 0 && generative) {
+  if (px_sm_ && options_.px_weight() > 0 && generative) {
+    // the cross entropy on the clean batch, score matching on E(x) of noised copies
+    auto y = checked_labels(energy, batch);
+    auto logits = -energy.class_energies(batch.x);
+    y = y.to(logits.device());
+    auto ce = torch::nn::functional::cross_entropy(logits, y);
+    KeepClassEnergies marginal(energy);
+    Output g = px_sm_->compute(marginal, batch, gen);
+    out.metrics["accuracy"] = (logits.detach().argmax(1) == y).to(torch::kDouble).mean().item<double>();
+    out.metrics["ce"] = ce.item<double>();
+    out.metrics["e_pos"] = (-torch::logsumexp(logits.detach(), 1)).mean().item<double>();
+    out.metrics["dsm"] = g.loss.item<double>();
+    for (const auto& [k, v] : g.metrics) out.metrics[k] = v;
+    out.loss = options_.ce_weight() * ce + (ramp * options_.px_weight()) * g.loss;
+  } else if (options_.px_weight() > 0 && generative) {
     // (one training pass for both terms: the p(x) term's on [x+, x-])
     KeepClassEnergies keep(energy);
     Output g = px_->compute(keep, batch, gen);
@@ -87,10 +116,18 @@ Output Jem::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) 
   return out;
 }
 
+double Jem::held_out_px(EnergyImpl& energy, const torch::Tensor& x, at::Generator& gen) {
+  if (!px_sm_) return std::numeric_limits<double>::quiet_NaN();
+  KeepClassEnergies marginal(energy);
+  return options_.px_weight() * px_sm_->compute(marginal, Batch{x, {}}, gen).loss.item<double>();
+}
+
 void Jem::save(torch::serialize::OutputArchive& archive) const {
   torch::serialize::OutputArchive px, pxy;
-  px_->save(px);
-  archive.write("px", px);
+  if (px_) {  // (score matching keeps no state)
+    px_->save(px);
+    archive.write("px", px);
+  }
   if (pxy_) {
     pxy_->save(pxy);
     archive.write("pxy", pxy);
@@ -100,8 +137,10 @@ void Jem::save(torch::serialize::OutputArchive& archive) const {
 
 void Jem::load(torch::serialize::InputArchive& archive) {
   torch::serialize::InputArchive px, pxy;
-  archive.read("px", px);
-  px_->load(px);
+  if (px_) {
+    archive.read("px", px);
+    px_->load(px);
+  }
   if (pxy_) {
     archive.read("pxy", pxy);
     pxy_->load(pxy);

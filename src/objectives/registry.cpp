@@ -44,6 +44,18 @@ ContrastiveDivergenceOptions chain_options(const Config& c) {
       .jump_proposal(j.proposal);
 }
 
+ConfigKey sigma_floor_key() {
+  return {"sigma_floor", std::string("spacing"),
+          "spacing: objective.sigma is raised to the training rows' nearest-neighbour spacing per dimension "
+          "(median distance / sqrt(D)) when below it, so that the noise reaches neighbouring rows | none"};
+}
+DenoisingScoreMatchingOptions dsm_options(const Config& c) {
+  const std::string floor = c.get_string("objective.sigma_floor");
+  EBM_CHECK_CONFIG(floor == "spacing" || floor == "none", "objective.sigma_floor must be spacing or none, got '",
+                   floor, "'");
+  return DenoisingScoreMatchingOptions(c.get_float("objective.sigma")).spacing_floor(floor == "spacing");
+}
+
 // The score-matching losses are written for rows of vectors.
 int64_t vector_dim(const Shape& shape, const std::string& name) {
   EBM_CHECK_CONFIG(shape.size() == 1, "objective.name = \"", name,
@@ -95,6 +107,12 @@ const ObjectiveRegistry& objective_registry() {
             {"px_every", int64_t(1),
              "after ce_steps, the generative terms run on every k-th step; the steps between train the cross "
              "entropy alone (k - 1 cheap classifier steps per sampling step)"},
+            {"px", std::string("auto"),
+             "how log p(x) is trained: cd (PCD on E(x), JEM's own) | dsm (denoising score matching on E(x), no "
+             "chains: vectors) | auto (cd for images and vectors of up to 16 dimensions, dsm above: in 64 and "
+             "128 dimensions the chains ended ~100 nats above the data and E(x) was no density)"},
+            {"sigma", 0.1, "px = dsm: noise std in the model's units"},
+            sigma_floor_key(),
             {"alpha", 0.0, "L2 energy penalty weight of each CD term"},
             {"jumps", int64_t(0),
              "independence Metropolis moves between modes per chain and step (vectors; as objective.name = \"cd\")"},
@@ -109,14 +127,21 @@ const ObjectiveRegistry& objective_registry() {
                                                              build_buffer(c, shape, device, marginal ? 0 : -1));
             };
             const double wxy = c.get_float("objective.pxy_weight");
-            return std::make_shared<Jem>(JemOptions()
-                                             .ce_weight(c.get_float("objective.ce_weight"))
-                                             .px_weight(c.get_float("objective.px_weight"))
-                                             .pxy_weight(wxy)
-                                             .warmup(c.get_int("objective.warmup"))
-                                             .ce_steps(c.get_int("objective.ce_steps"))
-                                             .px_every(c.get_int("objective.px_every")),
-                                         cd(true), wxy > 0 ? cd(false) : nullptr);
+            const JemOptions o = JemOptions()
+                                     .ce_weight(c.get_float("objective.ce_weight"))
+                                     .px_weight(c.get_float("objective.px_weight"))
+                                     .pxy_weight(wxy)
+                                     .warmup(c.get_int("objective.warmup"))
+                                     .ce_steps(c.get_int("objective.ce_steps"))
+                                     .px_every(c.get_int("objective.px_every"));
+            std::string px = c.get_string("objective.px");
+            EBM_CHECK_CONFIG(px == "auto" || px == "cd" || px == "dsm", "objective.px must be auto, cd or dsm, got '",
+                             px, "'");
+            if (px == "auto") px = shape.size() == 1 && shape[0] > kJemCdMaxDim ? "dsm" : "cd";
+            if (px == "cd") return std::make_shared<Jem>(o, cd(true), wxy > 0 ? cd(false) : nullptr);
+            EBM_CHECK_CONFIG(shape.size() == 1, "objective.px = \"dsm\" takes vectors [D]; the data have event shape ",
+                             c10::IntArrayRef(shape), " (images: objective.px = \"cd\")");
+            return std::make_shared<Jem>(o, std::make_shared<DenoisingScoreMatching>(dsm_options(c)));
           });
     r.add({"vera",
            "VERA (Grathwohl et al. 2021): negatives from a generator ([generator]) trained to minimise E plus "
@@ -219,12 +244,12 @@ const ObjectiveRegistry& objective_registry() {
                     .analytic(c.get_bool("objective.analytic"))));
           });
     r.add({"dsm", "denoising score matching",
-           {{"sigma", 0.1, "noise std"}, analytic_key(), mass_keys()[0], mass_keys()[1]}},
+           {{"sigma", 0.1, "noise std (in the model's units: standardised vectors have sd data.standardize_sd)"},
+            sigma_floor_key(), analytic_key(), mass_keys()[0], mass_keys()[1]}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
             vector_dim(shape, "dsm");
             return with_mass(c, std::make_shared<DenoisingScoreMatching>(
-                DenoisingScoreMatchingOptions(c.get_float("objective.sigma"))
-                    .analytic(c.get_bool("objective.analytic"))));
+                dsm_options(c).analytic(c.get_bool("objective.analytic"))));
           });
     r.add({"mdsm", "multi-scale denoising score matching over a geometric noise ladder",
            {{"sigma_max", 1.0, "largest noise level"},

@@ -1,8 +1,11 @@
 #include "ebm/objectives/score_matching.h"
 #include "ebm/sampling/tempering.h"
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
+#include <limits>
+#include <vector>
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
@@ -177,19 +180,60 @@ Output SlicedScoreMatching::compute(EnergyImpl& energy, const Batch& batch, at::
   return out;
 }
 
+double nn_spacing(const torch::Tensor& rows) {
+  TORCH_CHECK(rows.dim() == 2, "nn_spacing: rows must be [N, D], got ", rows.sizes());
+  const int64_t n = rows.size(0), d = rows.size(1);
+  if (n < 2 || d < 1) return 0.0;
+  torch::NoGradGuard no_grad;
+  auto x = rows.detach().to(torch::kCPU, torch::kDouble);
+  auto every = [&](int64_t m) {  // m evenly spaced row indices
+    return torch::linspace(0, double(n - 1), std::min(n, m), torch::kDouble).round().to(torch::kLong);
+  };
+  auto ref = x.index_select(0, every(20000)), query = x.index_select(0, every(1000));
+  std::vector<double> nearest;
+  for (int64_t i = 0; i < query.size(0); i += 250) {
+    // (exact differences: the matrix-product form leaves a row ~1e-8 from itself)
+    auto dist = torch::cdist(query.narrow(0, i, std::min<int64_t>(250, query.size(0) - i)), ref, 2.0,
+                             /*compute_mode: donot_use_mm_for_euclid_dist=*/2);
+    dist.masked_fill_(dist <= 0, std::numeric_limits<double>::infinity());  // itself and duplicates
+    auto m = std::get<0>(dist.min(1));
+    for (int64_t j = 0; j < m.size(0); ++j)
+      if (std::isfinite(m[j].item<double>())) nearest.push_back(m[j].item<double>());
+  }
+  if (nearest.empty()) return 0.0;
+  std::nth_element(nearest.begin(), nearest.begin() + nearest.size() / 2, nearest.end());
+  return nearest[nearest.size() / 2] / std::sqrt(double(d));
+}
+
 DenoisingScoreMatching::DenoisingScoreMatching(const DenoisingScoreMatchingOptions& o)
-    : options_(o) {
+    : options_(o), sigma_(o.sigma()) {
   EBM_CHECK_CONFIG(o.sigma() > 0 && std::isfinite(o.sigma()), "objective.sigma must be > 0, got ",
                    o.sigma());
 }
 
+void DenoisingScoreMatching::fit_data(const torch::Tensor& train) {
+  sigma_ = options_.sigma();
+  if (!options_.spacing_floor() || train.dim() != 2) return;
+  const double floor = nn_spacing(train);
+  if (floor <= sigma_) return;
+  sigma_ = floor;
+  announce_ = true;  // (on the first step: after the run's own checks)
+}
+
 Output DenoisingScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
                                        at::Generator& gen) {
+  if (announce_) {
+    announce_ = false;
+    std::cerr << "ebm: objective.sigma " << options_.sigma() << " is below the training rows' nearest-neighbour "
+              << "spacing, " << sigma_ << " per dimension in the model's units: denoising at " << sigma_
+              << " (objective.sigma_floor = \"none\" keeps " << options_.sigma() << ")\n";
+  }
   const auto& x = batch.x;
   auto eps = standard_normal(x.sizes(), gen, x.options());
-  auto sigma = torch::full({x.size(0)}, options_.sigma(), x.options());
+  auto sigma = torch::full({x.size(0)}, sigma_, x.options());
   Output out;
   out.loss = denoising_loss(energy, x, eps, sigma, sigma, options_.analytic());
+  out.metrics["sigma"] = sigma_;
   return out;
 }
 

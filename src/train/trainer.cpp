@@ -227,6 +227,33 @@ std::pair<double, double> Trainer::validate() {
   return {nll, accuracy};
 }
 
+bool Trainer::validates_px() const {
+  auto* jem = dynamic_cast<const Jem*>(parts_.objective.get());
+  return jem && jem->px_by_score_matching() && val_kind_ == ValKind::kClasses && val_.size() > 0;
+}
+
+double Trainer::validate_px() {
+  if (!validates_px()) return std::numeric_limits<double>::quiet_NaN();
+  auto* jem = dynamic_cast<Jem*>(parts_.objective.get());
+  EnergyImpl& e = *parts_.energy;
+  const bool was_training = e.is_training();
+  e.eval();
+  // (the same noise at every validation: scores of different steps compare)
+  auto gen = make_generator(cfg_.get_int("seed"), kStreamEval, device_);
+  const int64_t n = val_.size(), per = 4096;
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; i += per) {
+    const int64_t m = std::min(per, n - i);
+    sum += double(m) * jem->held_out_px(e, val_.x.narrow(0, i, m).to(device_, torch::kFloat), gen);
+  }
+  e.train(was_training);
+  return sum / double(n);
+}
+
+std::string Trainer::best_criterion() const {
+  return validates_px() ? "validation objective: NLL of p(y | x) plus the p(x) term" : "validation NLL";
+}
+
 void Trainer::distribute(std::shared_ptr<Collective> collective) {
   coll_ = std::move(collective);
   if (!coll_ || coll_->world() == 1) return;
@@ -247,7 +274,7 @@ Energy Trainer::user_energy() {
 
 void Trainer::write_sample_grids(int64_t step) {
   auto* cd = dynamic_cast<ContrastiveDivergence*>(parts_.objective.get());
-  if (auto* jem = dynamic_cast<Jem*>(parts_.objective.get())) cd = &jem->px();  // (its p(x) chains)
+  if (auto* jem = dynamic_cast<Jem*>(parts_.objective.get())) cd = jem->px_chains();  // (its p(x) chains, if any)
   const auto shape = data_.train.event_shape();
   const bool image = shape.size() == 3 && (shape[0] == 1 || shape[0] == 3);
   GeneratorImpl* generator = nullptr;
@@ -451,8 +478,13 @@ int64_t Trainer::run(bool resume) {
         const auto [nll, accuracy] = validate();
         j["val_nll"] = nll;
         if (val_kind_ == ValKind::kClasses) j["val_accuracy"] = accuracy;
-        if (keep_best && nll < parts_.best.score) {
-          parts_.best.score = nll;
+        double score = nll;
+        if (const double px = validate_px(); std::isfinite(px)) {
+          j["val_px"] = px;
+          score = j["val_objective"] = nll + px;
+        }
+        if (keep_best && score < parts_.best.score) {
+          parts_.best.score = score;
           parts_.best.step = step;
           parts_.best.state = module_state(*parts_.energy);
         }
@@ -499,7 +531,8 @@ int64_t Trainer::run(bool resume) {
   if (keep_best && parts_.best.step >= 0) {  // (train.keep_best: the best validation weights)
     load_module_state(*parts_.energy, parts_.best.state);
     if (lead) {
-      nlohmann::json j = {{"event", "keep_best"}, {"step", parts_.best.step}, {"val_nll", parts_.best.score}};
+      nlohmann::json j = {{"event", "keep_best"}, {"step", parts_.best.step},
+                          {validates_px() ? "val_objective" : "val_nll", parts_.best.score}};
       metrics << j.dump() << "\n" << std::flush;
     }
   }

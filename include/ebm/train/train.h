@@ -98,9 +98,11 @@ class Trainer {
   const Config& config() const { return cfg_; }
   int64_t step() const { return parts_.step; }
   // train.keep_best: the step whose weights model.pt took (-1: the last) and
-  // their validation NLL.
+  // their validation score: the NLL, or for JEM with p(x) by score matching
+  // the held-out objective (best_criterion names it).
   int64_t best_step() const { return parts_.best.step; }
   double best_score() const { return parts_.best.score; }
+  std::string best_criterion() const;
 
  private:
   void save_checkpoint(const std::string& path);
@@ -114,6 +116,10 @@ class Trainer {
   // (classifiers), or the exact mean NLL in the data's units (2D models;
   // accuracy NaN).
   std::pair<double, double> validate();
+  // JEM with p(x) by score matching: the p(x) term on the validation rows
+  // (px_weight x the denoising loss, fixed noise); NaN otherwise.
+  double validate_px();
+  bool validates_px() const;  // validate_px applies
 
   Config cfg_;
   std::string out_;

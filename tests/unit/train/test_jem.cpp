@@ -208,7 +208,8 @@ checkpoint_every = 3
   auto* jb = dynamic_cast<Jem*>(b.parts().objective.get());
   ASSERT_TRUE(ja && jb);
   EXPECT_EQ(jb->steps_taken(), 6);
-  EXPECT_TRUE(torch::equal(ja->px().buffer().data(), jb->px().buffer().data()));
+  ASSERT_TRUE(ja->px_chains() && jb->px_chains());
+  EXPECT_TRUE(torch::equal(ja->px_chains()->buffer().data(), jb->px_chains()->buffer().data()));
   fs::remove_all(root);
 }
 
