@@ -184,6 +184,7 @@ std::string snapshot(const TrainParts& parts) {
   if (parts.best.step >= 0) {
     torch::serialize::OutputArchive best;
     best.write("score", torch::tensor(parts.best.score, torch::kDouble));
+    best.write("nll", torch::tensor(parts.best.nll, torch::kDouble));
     best.write("step", torch::tensor(parts.best.step));
     for (size_t j = 0; j < parts.best.state.size(); ++j) best.write(std::to_string(j), parts.best.state[j]);
     ar.write("best", best);
@@ -251,6 +252,7 @@ void restore(TrainParts& parts, const std::string& bytes) {
     parts.best.score = score.item<double>();
     parts.best.step = at.item<int64_t>();
     torch::Tensor t;
+    if (best.try_read("nll", t)) parts.best.nll = t.item<double>();
     for (size_t j = 0; best.try_read(std::to_string(j), t); ++j) parts.best.state.push_back(t.clone());
   }
 }

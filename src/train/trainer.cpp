@@ -197,13 +197,13 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   }
 }
 
-std::pair<double, double> Trainer::validate() {
+Trainer::Validation Trainer::validate() {
   EnergyImpl& e = *parts_.energy;
   const bool was_training = e.is_training();
   e.eval();
   torch::NoGradGuard no_grad;
   const int64_t n = val_.size(), per = val_.event_shape().size() == 1 ? 4096 : 256;
-  double nll = 0.0;
+  double nll = 0.0, nll2 = 0.0;
   int64_t right = 0;
   for (int64_t i = 0; i < n; i += per) {
     const int64_t m = std::min(per, n - i);
@@ -214,17 +214,20 @@ std::pair<double, double> Trainer::validate() {
     }
     auto y = val_.y.narrow(0, i, m).to(device_, torch::kLong);
     auto lp = (-e.class_energies(x)).to(torch::kDouble).log_softmax(1);
-    nll -= lp.gather(1, y.unsqueeze(1)).sum().item<double>();
+    auto rows = -lp.gather(1, y.unsqueeze(1));
+    nll += rows.sum().item<double>();
+    nll2 += rows.pow(2).sum().item<double>();
     right += (lp.argmax(1) == y).sum().item<int64_t>();
   }
   double accuracy = double(right) / double(n);
   nll /= double(n);
+  const double se = std::sqrt(std::max(0.0, nll2 / double(n) - nll * nll) / double(n));
   if (val_kind_ == ValKind::kDensity2d) {
     nll += log_z_grid(e, val_box_, 256) + val_log_jacobian_;
     accuracy = std::numeric_limits<double>::quiet_NaN();
   }
   e.train(was_training);
-  return {nll, accuracy};
+  return {nll, accuracy, val_kind_ == ValKind::kClasses ? se : std::numeric_limits<double>::quiet_NaN()};
 }
 
 bool Trainer::validates_px() const {
@@ -475,15 +478,22 @@ int64_t Trainer::run(bool resume) {
       if (acc.count("e_pos") && acc.count("e_neg")) last_gap = j["e_neg"].get<double>() - j["e_pos"].get<double>();
       j["lr"] = lr;
       if (val_.size() > 0) {
-        const auto [nll, accuracy] = validate();
+        const auto [nll, accuracy, nll_se] = validate();
         j["val_nll"] = nll;
         if (val_kind_ == ValKind::kClasses) j["val_accuracy"] = accuracy;
         double score = nll;
+        bool eligible = true;
         if (const double px = validate_px(); std::isfinite(px)) {
+          // JEM with p(x) by score matching: the lowest objective among the
+          // steps whose classifier is within two standard errors of the best
+          // validation NLL so far (the p(x) term keeps improving long after
+          // the classifier starts to overfit a small training set)
           j["val_px"] = px;
           score = j["val_objective"] = nll + px;
+          parts_.best.nll = std::min(parts_.best.nll, nll);
+          eligible = nll <= parts_.best.nll + 2 * nll_se;
         }
-        if (keep_best && score < parts_.best.score) {
+        if (keep_best && eligible && score < parts_.best.score) {
           parts_.best.score = score;
           parts_.best.step = step;
           parts_.best.state = module_state(*parts_.energy);

@@ -63,6 +63,7 @@ struct TrainParts {
   // validation score so far, in checkpoints too; step -1 = none yet.
   struct Best {
     double score = std::numeric_limits<double>::infinity();
+    double nll = std::numeric_limits<double>::infinity();  // the lowest validation NLL seen (JEM with p(x) by DSM)
     int64_t step = -1;
     std::vector<torch::Tensor> state;
   } best;

@@ -115,7 +115,10 @@ class Trainer {
   // On the validation rows: the mean NLL of p(y | x) and the accuracy
   // (classifiers), or the exact mean NLL in the data's units (2D models;
   // accuracy NaN).
-  std::pair<double, double> validate();
+  struct Validation {
+    double nll, accuracy, nll_se;  // nll_se: the NLL's standard error (classifiers; else NaN)
+  };
+  Validation validate();
   // JEM with p(x) by score matching: the p(x) term on the validation rows
   // (px_weight x the denoising loss, fixed noise); NaN otherwise.
   double validate_px();
