@@ -251,8 +251,8 @@ void restore(TrainParts& parts, const std::string& bytes) {
     best.read("step", at);
     parts.best.score = score.item<double>();
     parts.best.step = at.item<int64_t>();
-    torch::Tensor t;
-    if (best.try_read("nll", t)) parts.best.nll = t.item<double>();
+    torch::Tensor nll, t;
+    if (best.try_read("nll", nll)) parts.best.nll = nll.item<double>();
     for (size_t j = 0; best.try_read(std::to_string(j), t); ++j) parts.best.state.push_back(t.clone());
   }
 }
