@@ -148,6 +148,19 @@ awk 'BEGIN { srand(1); for (i = 0; i < 300; i++) { for (j = 1; j <= 64; j++) pri
   --set sampler.steps=1 --set sampler.step_size=1e-6 --set sampler.adapt=false --set eval.sample_steps=5 \
   2>"$T/gap.err" >/dev/null && grep -q "the sampler does not reach the data" "$T/gap.err" \
   || { echo "FAIL: a run whose chains never reach the data warns"; fails=$((fails + 1)); }
+# JEM on 64-d labelled rows: p(x) by score matching (objective.px = auto),
+# validation of the whole objective, no chains to warn about.
+awk 'BEGIN { for (i = 0; i < 300; i++) print i % 3 }' >"$T/d64_y.csv"
+"$EBM" train --config "$SRC/configs/moons-jem.toml" --out "$T/jem64" --set data.path="$T/d64.csv" \
+  --set data.labels="$T/d64_y.csv" --set energy.classes=3 --set train.steps=20 --set train.log_every=10 \
+  --set eval.sample_steps=2 --set eval.sample_chains=10 2>"$T/jem64.err" >/dev/null \
+  && grep -q '"val_objective"' "$T/jem64/metrics.jsonl" && ! grep -q "does not reach" "$T/jem64.err" \
+  && "$EBM" classify --model "$T/jem64/model.pt" --input "$T/d64.csv" --out "$T/jem64.csv" 2>/dev/null \
+  || { echo "FAIL: JEM on 64-d rows trains p(x) by score matching"; fails=$((fails + 1)); }
+expect 78 "objective.px must be auto, cd or dsm" -- "$EBM" train --config "$SRC/configs/moons-jem.toml" \
+  --out "$T/r_px" --set objective.px=sm
+expect 78 "objective.sigma_floor must be" -- "$EBM" train --config "$SRC/configs/toy2d-dsm.toml" \
+  --out "$T/r_floor" --set objective.sigma_floor=auto
 # Early stopping needs validation rows and a classifier.
 expect 78 "set data.val_fraction" -- "$EBM" train --config "$SRC/configs/moons-jem.toml" --out "$T/kb" \
   --set data.val_fraction=0
@@ -255,6 +268,8 @@ IMG=(--config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/img.npy" --set "
      --set "energy.strides=[2,2]" --set "energy.paddings=[1,1]" --set "energy.hidden=[16]"
      --set energy.prior_std=0 --set train.steps=3 --set train.batch_size=8 --set sampler.steps=2
      --set eval.sample_steps=2 --set buffer.capacity=50)
+expect 78 "px = \"dsm\" takes vectors" -- "$EBM" train "${IMG[@]}" --out "$T/img_dsm" --set objective.name=jem \
+  --set energy.classes=2 --set objective.px=dsm
 if "$EBM" train "${IMG[@]}" --out "$T/img_run" >"$T/img.out" 2>"$T/img.err"; then
   [ -s "$T/img_run/samples/samples.png" ] || { echo "FAIL: image run wrote no sample grid"; fails=$((fails + 1)); }
   "$EBM" sample --model "$T/img_run/model.pt" --n 16 --steps 3 --sampler "langevin:step=0.01" \
