@@ -552,10 +552,18 @@ int64_t Trainer::run(bool resume) {
   // energy separates data from chains but is no fitted density (working
   // runs end within a nat or two; 128-d features with five MALA steps
   // ended at 98, pinned by the L2 penalty).
-  if (last_gap > kFarGap)
+  if (last_gap > kFarGap) {
+    // (vectors can do without chains: score matching)
+    const bool vectors = data_.train.event_shape().size() == 1;
+    const bool jem = dynamic_cast<Jem*>(parts_.objective.get()) != nullptr;
     std::cerr << "ebm: warning: the negatives' energy ended " << last_gap
               << " above the data's (metrics e_neg - e_pos): the sampler does not reach the data, so exp(-E) is not a "
-                 "fitted density; give the chains more sampler.steps or a larger step (docs/jem.md)\n";
+                 "fitted density; give the chains more sampler.steps or a larger step"
+              << (!vectors ? ""
+                  : jem    ? ", or train p(x) without chains (objective.px = \"dsm\")"
+                           : ", or train without chains (objective.name = \"dsm\")")
+              << " (docs/jem.md)\n";
+  }
   GeneratorImpl* generator = nullptr;
   for (auto& m : parts_.objective->learned_modules())
     if (m.name == "generator") generator = dynamic_cast<GeneratorImpl*>(m.module.get());
