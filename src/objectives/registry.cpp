@@ -111,8 +111,8 @@ const ObjectiveRegistry& objective_registry() {
              "entropy alone (k - 1 cheap classifier steps per sampling step)"},
             {"px", std::string("auto"),
              "how log p(x) is trained: cd (PCD on E(x), JEM's own) | dsm (denoising score matching on E(x), no "
-             "chains: vectors) | auto (cd for images and vectors of up to 16 dimensions, dsm above: in 64 and "
-             "128 dimensions the chains ended ~100 nats above the data and E(x) was no density)"},
+             "chains: vectors) | auto (cd for images and vectors of up to 16 dimensions, dsm above: on 128-d "
+             "ReLU features the chains ended ~100 nats above the data and E(x) was no density)"},
             {"sigma", 0.1, "px = dsm: noise std in the model's units"},
             sigma_floor_key(),
             {"alpha", 0.0, "L2 energy penalty weight of each CD term"},

@@ -145,9 +145,9 @@ class ContrastiveDivergence : public Objective {
 //
 // The p(x) term may instead be denoising score matching on E(x) (a `px_sm`
 // objective, vectors): no chains, so it fits a density where PCD's chains do
-// not reach the data (measured: in 64 and 128 dimensions of a classifier's
-// features the chains ended ~100 nats above the data, at the L2 penalty's
-// bound, and E(x) ranked OOD rows worse than a Gaussian fit). Its metrics
+// not reach the data (measured: on 128-d ReLU features of a classifier the
+// chains ended ~100 nats above the data, at the L2 penalty's bound, and E(x)
+// ranked OOD rows worse than a Gaussian fit; docs/jem.md). Its metrics
 // are e_pos (mean E of the batch) and dsm (the term's loss).
 inline constexpr int64_t kJemCdMaxDim = 16;  // objective.px = auto: dsm above this many dimensions
 struct JemOptions {
