@@ -111,7 +111,7 @@ const ObjectiveRegistry& objective_registry() {
              "entropy alone (k - 1 cheap classifier steps per sampling step)"},
             {"px", std::string("auto"),
              "how log p(x) is trained: cd (PCD on E(x), JEM's own) | dsm (denoising score matching on E(x), no "
-             "chains: vectors) | auto (cd for images and vectors of up to 16 dimensions, dsm above: on 128-d "
+             "chains: vectors) | auto (cd for images, for vectors of up to 16 dimensions and with pxy_weight > 0, dsm otherwise: on 128-d "
              "ReLU features the chains ended ~100 nats above the data and E(x) was no density)"},
             {"sigma", 0.1, "px = dsm: noise std in the model's units"},
             sigma_floor_key(),
@@ -139,7 +139,8 @@ const ObjectiveRegistry& objective_registry() {
             std::string px = c.get_string("objective.px");
             EBM_CHECK_CONFIG(px == "auto" || px == "cd" || px == "dsm", "objective.px must be auto, cd or dsm, got '",
                              px, "'");
-            if (px == "auto") px = shape.size() == 1 && shape[0] > kJemCdMaxDim ? "dsm" : "cd";
+            // (log p(x | y), pxy_weight > 0, needs chains: auto keeps them)
+            if (px == "auto") px = shape.size() == 1 && shape[0] > kJemCdMaxDim && wxy == 0 ? "dsm" : "cd";
             if (px == "cd") return std::make_shared<Jem>(o, cd(true), wxy > 0 ? cd(false) : nullptr);
             EBM_CHECK_CONFIG(shape.size() == 1, "objective.px = \"dsm\" takes vectors [D]; the data have event shape ",
                              c10::IntArrayRef(shape), " (images: objective.px = \"cd\")");

@@ -149,7 +149,7 @@ class ContrastiveDivergence : public Objective {
 // chains ended ~100 nats above the data, at the L2 penalty's bound, and E(x)
 // ranked OOD rows worse than a Gaussian fit; docs/jem.md). Its metrics
 // are e_pos (mean E of the batch) and dsm (the term's loss).
-inline constexpr int64_t kJemCdMaxDim = 16;  // objective.px = auto: dsm above this many dimensions
+inline constexpr int64_t kJemCdMaxDim = 16;  // objective.px = auto: dsm above this many dimensions (pxy_weight = 0)
 struct JemOptions {
   TORCH_ARG(double, ce_weight) = 1.0;
   TORCH_ARG(double, px_weight) = 1.0;

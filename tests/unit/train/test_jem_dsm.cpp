@@ -143,6 +143,9 @@ TEST(JemScoreMatching, AutoPicksByDimensionAndDsmRefusesImagesAndChains) {
   EXPECT_FALSE(is_dsm({kJemCdMaxDim}));
   EXPECT_TRUE(is_dsm({kJemCdMaxDim + 1}));
   EXPECT_FALSE(is_dsm({1, 8, 8}));
+  c.set_value("objective.pxy_weight", 0.5);  // log p(x | y) needs chains: auto keeps them
+  EXPECT_FALSE(is_dsm({128}));
+  c.set_value("objective.pxy_weight", 0.0);
   c.set_value("objective.px", std::string("cd"));
   EXPECT_FALSE(is_dsm({128}));
   c.set_value("objective.px", std::string("dsm"));
