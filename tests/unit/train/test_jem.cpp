@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/errors.h"
+#include "common/resume.h"
 #include "common/tmp.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
@@ -193,23 +194,16 @@ checkpoint_every = 3
 )", "test");
   c.set("data.path=" + root + "/images.npy");
   c.set("data.labels=" + root + "/labels.csv");
-  Trainer full(c, root + "/full");
-  full.run(false);
-  {
-    Trainer a(c, root + "/split");
-    a.on_step([](int64_t step, const std::map<std::string, double>&) { return step == 3; });
-    a.run(false);
-  }
-  Trainer b(c, root + "/split");
-  b.run(true);
-  auto pa = full.energy().parameters(), pb = b.energy().parameters();
-  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
-  auto* ja = dynamic_cast<Jem*>(full.parts().objective.get());
-  auto* jb = dynamic_cast<Jem*>(b.parts().objective.get());
-  ASSERT_TRUE(ja && jb);
-  EXPECT_EQ(jb->steps_taken(), 6);
-  ASSERT_TRUE(ja->px_chains() && jb->px_chains());
-  EXPECT_TRUE(torch::equal(ja->px_chains()->buffer().data(), jb->px_chains()->buffer().data()));
+  test_helpers::run_and_resume(c, root, 3, [](Trainer& full, Trainer& b) {
+    auto pa = full.energy().parameters(), pb = b.energy().parameters();
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+    auto* ja = dynamic_cast<Jem*>(full.parts().objective.get());
+    auto* jb = dynamic_cast<Jem*>(b.parts().objective.get());
+    ASSERT_TRUE(ja && jb);
+    EXPECT_EQ(jb->steps_taken(), 6);
+    ASSERT_TRUE(ja->px_chains() && jb->px_chains());
+    EXPECT_TRUE(torch::equal(ja->px_chains()->buffer().data(), jb->px_chains()->buffer().data()));
+  });
   fs::remove_all(root);
 }
 

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "common/errors.h"
+#include "common/resume.h"
 #include "common/tmp.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
@@ -115,18 +116,11 @@ TEST(JemScoreMatching, ResumeIsBitExact) {
   c.set_value("train.log_every", int64_t(1));
   c.set_value("train.checkpoint_every", int64_t(3));
   c.set_value("objective.warmup", int64_t(4));
-  Trainer full(c, root + "/full");
-  full.run(false);
-  {
-    Trainer a(c, root + "/split");
-    a.on_step([](int64_t step, const std::map<std::string, double>&) { return step == 3; });
-    a.run(false);
-  }
-  Trainer b(c, root + "/split");
-  b.run(true);
-  auto pa = full.energy().parameters(), pb = b.energy().parameters();
-  ASSERT_EQ(pa.size(), pb.size());
-  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+  test_helpers::run_and_resume(c, root, 3, [](Trainer& full, Trainer& b) {
+    auto pa = full.energy().parameters(), pb = b.energy().parameters();
+    ASSERT_EQ(pa.size(), pb.size());
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+  });
   fs::remove_all(root);
 }
 

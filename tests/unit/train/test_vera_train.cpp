@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "common/resume.h"
 #include "common/tmp.h"
 #include "ebm/energy/generator.h"
 #include "ebm/model/model.h"
@@ -44,33 +45,26 @@ checkpoint_every = 3
 sample_chains = 20
 sample_steps = 2
 )", "test");
-  Trainer full(c, root + "/full");
-  full.run(false);
-  {
-    Trainer a(c, root + "/split");
-    a.on_step([](int64_t step, const std::map<std::string, double>&) { return step == 3; });
-    a.run(false);
-  }
-  Trainer b(c, root + "/split");
-  b.run(true);
-  ASSERT_EQ(full.parts().learners.size(), 3u);
-  for (size_t l = 0; l < 3; ++l) {
-    auto pa = full.parts().learners[l].module->parameters(), pb = b.parts().learners[l].module->parameters();
-    ASSERT_EQ(pa.size(), pb.size());
-    for (size_t i = 0; i < pa.size(); ++i)
-      EXPECT_TRUE(torch::equal(pa[i], pb[i])) << full.parts().learners[l].name << " " << i;
-    auto ba = full.parts().learners[l].module->buffers(), bb = b.parts().learners[l].module->buffers();
-    for (size_t i = 0; i < ba.size(); ++i) EXPECT_TRUE(torch::equal(ba[i], bb[i])) << "buffer " << i;
-  }
-  // The generator in model.pt draws what the trained one draws.
-  auto g = load_generator(root + "/full/model.pt");
-  auto* trained = dynamic_cast<GeneratorImpl*>(full.parts().learners[1].module.get());
-  ASSERT_NE(trained, nullptr);
-  trained->eval();
-  auto z = torch::randn({5, 2});
-  torch::NoGradGuard ng;
-  EXPECT_TRUE(torch::allclose(g->mean(z), trained->mean(z.to(trained->log_sigma().scalar_type()))));
-  EXPECT_NEAR(g->sigma().item<double>(), trained->sigma().item<double>(), 1e-7);
+  test_helpers::run_and_resume(c, root, 3, [&](Trainer& full, Trainer& b) {
+    ASSERT_EQ(full.parts().learners.size(), 3u);
+    for (size_t l = 0; l < 3; ++l) {
+      auto pa = full.parts().learners[l].module->parameters(), pb = b.parts().learners[l].module->parameters();
+      ASSERT_EQ(pa.size(), pb.size());
+      for (size_t i = 0; i < pa.size(); ++i)
+        EXPECT_TRUE(torch::equal(pa[i], pb[i])) << full.parts().learners[l].name << " " << i;
+      auto ba = full.parts().learners[l].module->buffers(), bb = b.parts().learners[l].module->buffers();
+      for (size_t i = 0; i < ba.size(); ++i) EXPECT_TRUE(torch::equal(ba[i], bb[i])) << "buffer " << i;
+    }
+    // The generator in model.pt draws what the trained one draws.
+    auto g = load_generator(root + "/full/model.pt");
+    auto* trained = dynamic_cast<GeneratorImpl*>(full.parts().learners[1].module.get());
+    ASSERT_NE(trained, nullptr);
+    trained->eval();
+    auto z = torch::randn({5, 2});
+    torch::NoGradGuard ng;
+    EXPECT_TRUE(torch::allclose(g->mean(z), trained->mean(z.to(trained->log_sigma().scalar_type()))));
+    EXPECT_NEAR(g->sigma().item<double>(), trained->sigma().item<double>(), 1e-7);
+  });
   fs::remove_all(root);
 }
 
@@ -101,22 +95,15 @@ checkpoint_every = 3
 sample_chains = 20
 sample_steps = 2
 )" + objective, "test");
-  Trainer full(c, root + "/full");
-  full.run(false);
-  {
-    Trainer a(c, root + "/split");
-    a.on_step([](int64_t step, const std::map<std::string, double>&) { return step == 3; });
-    a.run(false);
-  }
-  Trainer b(c, root + "/split");
-  b.run(true);
-  ASSERT_EQ(full.parts().learners.size(), learners);
-  for (size_t l = 0; l < learners; ++l) {
-    auto pa = full.parts().learners[l].module->parameters(), pb = b.parts().learners[l].module->parameters();
-    ASSERT_EQ(pa.size(), pb.size());
-    for (size_t i = 0; i < pa.size(); ++i)
-      EXPECT_TRUE(torch::equal(pa[i], pb[i])) << full.parts().learners[l].name << " " << i;
-  }
+  test_helpers::run_and_resume(c, root, 3, [&](Trainer& full, Trainer& b) {
+    ASSERT_EQ(full.parts().learners.size(), learners);
+    for (size_t l = 0; l < learners; ++l) {
+      auto pa = full.parts().learners[l].module->parameters(), pb = b.parts().learners[l].module->parameters();
+      ASSERT_EQ(pa.size(), pb.size());
+      for (size_t i = 0; i < pa.size(); ++i)
+        EXPECT_TRUE(torch::equal(pa[i], pb[i])) << full.parts().learners[l].name << " " << i;
+    }
+  });
   fs::remove_all(root);
 }
 }  // namespace
