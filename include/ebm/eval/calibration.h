@@ -31,6 +31,20 @@ struct Calibration {
 // [N]; `bins` >= 1. kBadData for labels outside 0 .. K-1 or no rows.
 Calibration calibration(const torch::Tensor& probs, const torch::Tensor& labels, int64_t bins = 15);
 
+// Temperature scaling (Guo et al. 2017), the standard post-hoc fix of an
+// over- or under-confident classifier: p_T(y | x) = softmax(log p(y | x) / T)
+// with T > 0 minimising the NLL of `labels` (golden section over log T in
+// [-4, 4]; the NLL is convex in 1 / T). `probs` [N, K], N >= 1.
+double fit_temperature(const torch::Tensor& probs, const torch::Tensor& labels);
+torch::Tensor temperature_scale(const torch::Tensor& probs, double t);
+
+// Calibration after temperature scaling without held-out rows of its own:
+// T fitted on the even rows scales the odd ones and T fitted on the odd rows
+// the even ones (two-fold cross-fitting), then `calibration` of all of them.
+// `temperatures` gets the two fitted values. Needs N >= 4.
+Calibration cross_fitted_temperature(const torch::Tensor& probs, const torch::Tensor& labels, int64_t bins,
+                                     std::pair<double, double>* temperatures);
+
 // A reliability diagram: per bin a bar of its accuracy (dark) over the
 // diagonal of perfect calibration (light), written as a grey PNG.
 void write_reliability_diagram(const std::string& path, const Calibration& c);
