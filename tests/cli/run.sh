@@ -436,7 +436,7 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   # Calibration of the conditional pixel model.
   for i in $(seq 0 39); do echo $((i % 5)); done >"$T/labels_big.csv"
   "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --bins 5 \
-    --plot "$T/rel.png" --out "$T/cal.json" >/dev/null 2>&1 && grep -q '"ece"' "$T/cal.json" && [ -s "$T/rel.png" ] \
+    --plot "$T/rel.png" --out "$T/cal.json" >/dev/null 2>&1 && grep -q '"ece"' "$T/cal.json" && grep -q '"temperature_scaled"' "$T/cal.json" && [ -s "$T/rel.png" ] \
     || { echo "FAIL: eval --task calibration"; fails=$((fails + 1)); }
   expect 64 "not a classifier" -- "$EBM" eval --model "$T/img_run/model.pt" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv"
   "$EBM" eval --model "$P" --task classify --data "$T/pix.npy" --labels "$T/pix_labels.csv" --out "$T/cls.json" \
