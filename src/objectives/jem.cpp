@@ -116,7 +116,7 @@ Output Jem::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) 
   return out;
 }
 
-double Jem::held_out_px(EnergyImpl& energy, const torch::Tensor& x, at::Generator& gen) {
+double Jem::held_out_loss(EnergyImpl& energy, const torch::Tensor& x, at::Generator& gen) {
   if (!px_sm_) return std::numeric_limits<double>::quiet_NaN();
   KeepClassEnergies marginal(energy);
   return options_.px_weight() * px_sm_->compute(marginal, Batch{x, {}}, gen).loss.item<double>();

@@ -190,19 +190,19 @@ double nn_spacing(const torch::Tensor& rows) {
     return torch::linspace(0, double(n - 1), std::min(n, m), torch::kDouble).round().to(torch::kLong);
   };
   auto ref = x.index_select(0, every(20000)), query = x.index_select(0, every(1000));
-  std::vector<double> nearest;
+  std::vector<torch::Tensor> nearest;
   for (int64_t i = 0; i < query.size(0); i += 250) {
     // (exact differences: the matrix-product form leaves a row ~1e-8 from itself)
     auto dist = torch::cdist(query.narrow(0, i, std::min<int64_t>(250, query.size(0) - i)), ref, 2.0,
                              /*compute_mode: donot_use_mm_for_euclid_dist=*/2);
     dist.masked_fill_(dist <= 0, std::numeric_limits<double>::infinity());  // itself and duplicates
-    auto m = std::get<0>(dist.min(1));
-    for (int64_t j = 0; j < m.size(0); ++j)
-      if (std::isfinite(m[j].item<double>())) nearest.push_back(m[j].item<double>());
+    nearest.push_back(std::get<0>(dist.min(1)));
   }
-  if (nearest.empty()) return 0.0;
-  std::nth_element(nearest.begin(), nearest.begin() + nearest.size() / 2, nearest.end());
-  return nearest[nearest.size() / 2] / std::sqrt(double(d));
+  auto m = torch::cat(nearest);
+  m = m.masked_select(torch::isfinite(m));  // (rows with no distinct neighbour)
+  if (m.numel() == 0) return 0.0;
+  // (the upper median: the (n/2 + 1)-th smallest)
+  return std::get<0>(m.kthvalue(m.numel() / 2 + 1)).item<double>() / std::sqrt(double(d));
 }
 
 DenoisingScoreMatching::DenoisingScoreMatching(const DenoisingScoreMatchingOptions& o)

@@ -231,13 +231,11 @@ Trainer::Validation Trainer::validate() {
 }
 
 bool Trainer::validates_px() const {
-  auto* jem = dynamic_cast<const Jem*>(parts_.objective.get());
-  return jem && jem->px_by_score_matching() && val_kind_ == ValKind::kClasses && val_.size() > 0;
+  return parts_.objective->scores_held_out() && val_kind_ == ValKind::kClasses && val_.size() > 0;
 }
 
 double Trainer::validate_px() {
   if (!validates_px()) return std::numeric_limits<double>::quiet_NaN();
-  auto* jem = dynamic_cast<Jem*>(parts_.objective.get());
   EnergyImpl& e = *parts_.energy;
   const bool was_training = e.is_training();
   e.eval();
@@ -247,7 +245,7 @@ double Trainer::validate_px() {
   double sum = 0.0;
   for (int64_t i = 0; i < n; i += per) {
     const int64_t m = std::min(per, n - i);
-    sum += double(m) * jem->held_out_px(e, val_.x.narrow(0, i, m).to(device_, torch::kFloat), gen);
+    sum += double(m) * parts_.objective->held_out_loss(e, val_.x.narrow(0, i, m).to(device_, torch::kFloat), gen);
   }
   e.train(was_training);
   return sum / double(n);

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -56,6 +57,14 @@ class Objective {
   // The step size its sampler adapted to during training (sampler.adapt),
   // which model.pt keeps as sampler.step_size; 0 = none adapted.
   virtual double adapted_step() const { return 0.0; }
+  // Whether held_out_loss gives a value: a generative part of the loss that
+  // can be scored on validation rows (the trainer adds it to the validation
+  // NLL); most objectives (contrastive divergence) have none.
+  virtual bool scores_held_out() const { return false; }
+  // That part's value on rows x (noise from `gen`); NaN when there is none.
+  virtual double held_out_loss(EnergyImpl& /*energy*/, const torch::Tensor& /*x*/, at::Generator& /*gen*/) {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
 };
 
 // The batch's labels [B] (int64) for a class-conditional energy; kBadData
@@ -174,9 +183,9 @@ class Jem : public Objective {
   ContrastiveDivergence* px_chains() { return px_.get(); }
   bool px_by_score_matching() const { return px_sm_ != nullptr; }
   // p(x) by score matching: px_weight x its loss on rows x (noise from
-  // `gen`), the generative part of the objective on held-out rows; NaN with
-  // chains (contrastive divergence has no held-out value).
-  double held_out_px(EnergyImpl& energy, const torch::Tensor& x, at::Generator& gen);
+  // `gen`); with chains none (contrastive divergence has no held-out value).
+  bool scores_held_out() const override { return px_by_score_matching(); }
+  double held_out_loss(EnergyImpl& energy, const torch::Tensor& x, at::Generator& gen) override;
   int64_t steps_taken() const { return calls_; }
   double adapted_step() const override { return px_ ? px_->adapted_step() : 0.0; }
 

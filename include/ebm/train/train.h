@@ -119,8 +119,9 @@ class Trainer {
     double nll, accuracy, nll_se;  // nll_se: the NLL's standard error (classifiers; else NaN)
   };
   Validation validate();
-  // JEM with p(x) by score matching: the p(x) term on the validation rows
-  // (px_weight x the denoising loss, fixed noise); NaN otherwise.
+  // The objective's held-out part on the validation rows (JEM with p(x) by
+  // score matching: px_weight x the denoising loss), at fixed noise; NaN
+  // when the objective has none (Objective::scores_held_out).
   double validate_px();
   bool validates_px() const;  // validate_px applies
 
