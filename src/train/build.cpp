@@ -104,8 +104,8 @@ DataSplit build_data(const Config& cfg) {
   EBM_CHECK_CONFIG(deq == "none" || deq == "uniform" || deq == "gaussian",
                    "data.dequantize must be none, uniform or gaussian, got '", deq, "'");
   EBM_CHECK_CONFIG(deq != "uniform" || all.pixels, "data.dequantize = ", deq, ": ", all.description,
-                   " holds values, not 0-255 pixels (PNG, IDX, integer NPY or a built-in image set); for values "
-                   "use gaussian");
+                   " holds values, not 0-255 pixels (PNG, IDX, integer NPY or a built-in image set); ",
+                   vectors ? "for values use gaussian" : "for float images use none");
   EBM_CHECK_CONFIG(deq != "gaussian" || (!all.pixels && vectors), "data.dequantize = gaussian needs vector data, got ",
                    all.pixels ? "images read as pixels (use uniform)"
                               : "rows of shape " + c10::str(c10::IntArrayRef(split.train.event_shape())));

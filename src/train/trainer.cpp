@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -150,6 +151,7 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   cfg_.validate();
   check_run_config(cfg_);
   data_ = build_data(cfg_);
+  note_float_images();
   // A conditional energy without a class count takes the labels' (max + 1),
   // resolved into the config that model.pt and config.toml keep.
   // A given count is checked against every training label up front.
@@ -273,6 +275,27 @@ Energy Trainer::user_energy() {
   return std::make_shared<StandardizedEnergyImpl>(parts_.energy, data_.transform);
 }
 
+// Float image arrays (not read as pixels) are taken as in the model's units:
+// their grids span the training images' own range (as the end report's), not
+// a pixel map's. Filling half or less of the box the chains are clamped to
+// (images in [0, 1] under a recipe's [-1, 1]) still trains, but the chains
+// start and roam where no data are: a note names the keys that match them.
+void Trainer::note_float_images() {
+  grid_map_ = data_.pixels.value_or(PixelMap());
+  if (data_.pixels || data_.train.event_shape().size() != 3 || data_.train.size() == 0) return;
+  const double lo = data_.train.x.min().item<double>(), hi = data_.train.x.max().item<double>();
+  grid_map_.lo = lo;
+  grid_map_.hi = hi > lo ? hi : lo + 1;
+  if (!cfg_.has_key("sampler.clamp_min") || !cfg_.has_key("sampler.clamp_max")) return;
+  const double a = cfg_.get_float("sampler.clamp_min"), b = cfg_.get_float("sampler.clamp_max");
+  if (!std::isfinite(a) || !std::isfinite(b) || a >= b || hi - lo > 0.55 * (b - a)) return;
+  std::cerr << "ebm: note: " << data_.train.description << ": float images spanning [" << lo << ", " << hi
+            << "], half or less of the box the chains are clamped to, [" << a << ", " << b
+            << "] (float arrays are taken as in the model's units); set sampler.clamp_min, clamp_max and "
+               "buffer.init_low, init_high to the images' range, or save 0-255 pixels as an integer NPY (mapped "
+               "by data.scale)\n";
+}
+
 void Trainer::write_sample_grids(int64_t step) {
   auto* cd = dynamic_cast<ContrastiveDivergence*>(parts_.objective.get());
   if (auto* jem = dynamic_cast<Jem*>(parts_.objective.get())) cd = jem->px_chains();  // (its p(x) chains, if any)
@@ -310,18 +333,18 @@ void Trainer::write_sample_grids(int64_t step) {
     build_sampler(cfg_)->run(*target, chains, cfg_.get_int("eval.sample_steps"), gen);
     energy.train(was_training);
   }
-  write_image_grid(dir + name + ".png", chains.x.detach().cpu(), map.lo, map.hi, cols);
+  write_image_grid(dir + name + ".png", chains.x.detach().cpu(), grid_map_.lo, grid_map_.hi, cols);
   if (generator != nullptr) {  // the learned sampler's draws, one pass each
     const bool was_training = generator->is_training();
     generator->eval();
     auto x = generator->draw(generator->latent(n, gen).to(device_), gen).clamp(map.lo, map.hi);
     generator->train(was_training);
-    write_image_grid(dir + name + "-generator.png", x.cpu(), map.lo, map.hi, cols);
+    write_image_grid(dir + name + "-generator.png", x.cpu(), grid_map_.lo, grid_map_.hi, cols);
   }
   if (cd != nullptr && cd->buffer().filled()) {
     const auto& b = cd->buffer().data();
-    write_image_grid(dir + name + "-buffer.png", b.narrow(0, 0, std::min<int64_t>(n, b.size(0))).cpu(), map.lo,
-                     map.hi, cols);
+    write_image_grid(dir + name + "-buffer.png", b.narrow(0, 0, std::min<int64_t>(n, b.size(0))).cpu(), grid_map_.lo,
+                     grid_map_.hi, cols);
   }
 }
 

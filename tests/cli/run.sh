@@ -352,6 +352,17 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   else
     echo "FAIL: training on float images"; fails=$((fails + 1))
   fi
+  # Float images in [0, 1] (alternating 0 and 1) under the recipe's [-1, 1]:
+  # uniform dequantization is refused with the key that fits, and training
+  # with none notes the keys that match the chains' box to the images.
+  { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr3} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr3"
+    for i in $(seq 256); do printf '\x00\x00\x00\x00\x00\x00\x80\x3f'; done; } >"$T/f01.npy"
+  expect 78 "for float images use none" -- "$EBM" train "${PIX[@]}" --set data.path="$T/f01.npy" --set data.labels="" \
+    --set energy.conditional=false --out "$T/r44"
+  "$EBM" train "${PIX[@]}" --set data.path="$T/f01.npy" --set data.labels="" --set energy.conditional=false \
+    --set data.dequantize=none --out "$T/r46" >/dev/null 2>"$T/r46.err" \
+    && grep -q "spanning \[0, 1\], half or less of the box the chains are clamped to, \[-1, 1\]" "$T/r46.err" \
+    || { echo "FAIL: float images in [0, 1] trained without the note on the chains' box"; fails=$((fails + 1)); }
   expect 66 "no such file or directory" -- "$EBM" train "${PIX[@]}" --set data.path="$T/no_such_dir" --out "$T/r41"
   # Sub-folders named by numbers are those labels (10 after 2); labels no row
   # has are classes without data, which training says.

@@ -108,6 +108,7 @@ class Trainer {
   void save_checkpoint(const std::string& path);
   // samples/step-NNNNNN.png (fresh chains) and -buffer.png (image CD runs).
   void write_sample_grids(int64_t step);
+  void note_float_images();  // sets grid_map_; notes float images far inside the chains' box
   void load_checkpoint(const std::string& path);
   // Class-incremental runs: model-task-(k+1).pt and a task_end line in
   // metrics.jsonl with every task's held-out accuracy (conditional energies).
@@ -129,6 +130,7 @@ class Trainer {
   std::string out_;
   c10::Device device_;
   DataSplit data_;
+  PixelMap grid_map_;  // the range sample grids span: the pixel map's, or float images' own
   enum class ValKind { kNone, kClasses, kDensity2d };
   ValKind val_kind_ = ValKind::kNone;
   Dataset val_;  // validation rows in the model's units
