@@ -45,7 +45,7 @@ torch::Tensor learned_sampler_energy_loss(EnergyImpl& energy, const torch::Tenso
   }
   out.metrics["e_pos"] = e_pos.mean().item<double>();
   out.metrics["e_neg"] = e_neg.mean().item<double>();
-  out.metrics["gap"] = out.metrics["e_pos"] - out.metrics["e_neg"];
+  out.metrics["gap"] = out.metrics["e_neg"] - out.metrics["e_pos"];  // (as contrastive divergence logs it)
   return loss;
 }
 

@@ -193,6 +193,10 @@ TEST(LearnedSamplers, JemVariantAddsTheCrossEntropy) {
   EXPECT_NEAR((with_ce - plain).item<double>(), 0.5 * ce.item<double>(), 1e-6);
   EXPECT_NEAR(b.metrics.at("ce"), ce.item<double>(), 1e-6);
   EXPECT_TRUE(b.metrics.count("accuracy"));
+  // The gap is logged as contrastive divergence logs it: E(x-) - E(x+).
+  EXPECT_NEAR(a.metrics.at("e_pos"), energy.energy(batch.x).mean().item<double>(), 1e-6);
+  EXPECT_NEAR(a.metrics.at("e_neg"), energy.energy(x_neg).mean().item<double>(), 1e-6);
+  EXPECT_NEAR(a.metrics.at("gap"), a.metrics.at("e_neg") - a.metrics.at("e_pos"), 1e-12);
   auto conv = ConvEnergy(ConvEnergyOptions({1, 8, 8}));
   Batch images{torch::rand({2, 1, 8, 8}), torch::tensor({0, 1}, torch::kLong)};
   Output c;
