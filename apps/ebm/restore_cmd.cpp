@@ -69,12 +69,7 @@ torch::Tensor to_user(const Setup& s, const torch::Tensor& x) {
   return s.units.defined() ? s.units.to_user(x.flatten(1)).reshape(x.sizes()) : x;
 }
 
-torch::Tensor initial_free(const Setup& s, int64_t rows, at::Generator& gen) {
-  auto shape = s.info.event_shape;
-  shape.insert(shape.begin(), rows);
-  if (const auto range = image_range(s.info)) return at::empty(shape, torch::kFloat).uniform_(range->first, range->second, gen);
-  return at::normal(0.0, 1.0, shape, gen, torch::TensorOptions(torch::kFloat));
-}
+torch::Tensor initial_free(const Setup& s, int64_t rows, at::Generator& gen) { return chain_start(s.info, rows, gen); }
 
 // Runs `complete` over blocks of rows with progress.
 // rows(i, m) -> the restored rows i .. i + m of `like`, over blocks of

@@ -236,6 +236,8 @@ Runner add_sample(CLI::App& app) {
         a->steps = a->warmup = 0;
       }
       x0 = g->draw(z, gen).reshape(batch_shape).to(device);
+    } else if (info.start.defined()) {  // (the Gaussian the run's chains started from)
+      x0 = chain_start(info, a->n, gen, device);
     } else if (const auto range = image_range(info)) {  // (an image model's value range)
       x0 = at::empty(batch_shape, torch::TensorOptions(torch::kFloat).device(device))
                .uniform_(range->first, range->second, gen);

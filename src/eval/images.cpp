@@ -43,13 +43,9 @@ std::shared_ptr<Sampler> model_sampler(const ModelInfo& info, const std::string&
 torch::Tensor draw_model_samples(EnergyImpl& energy, const ModelInfo& info, int64_t n, int64_t steps,
                                  const std::string& spec, at::Generator& gen) {
   auto sampler = model_sampler(info, spec);
-  std::vector<int64_t> shape = info.event_shape;
-  shape.insert(shape.begin(), n);
-  // (noise over the model's range: its pixel map's, or the box its chains
-  // stayed in for images trained on float arrays)
-  const auto range = image_range(info);
-  auto x0 = range ? at::empty(shape, torch::kFloat).uniform_(range->first, range->second, gen)
-                  : at::normal(0.0, 1.0, shape, gen, torch::TensorOptions(torch::kFloat));
+  // (the run's fitted start, or noise over the model's range: its pixel
+  // map's, or the box its chains stayed in for images trained on float arrays)
+  auto x0 = chain_start(info, n, gen);
   const int64_t k = energy.num_classes();
   Energy target = at_labels(energy, k > 0 ? torch::arange(n, torch::kLong).remainder(k) : torch::Tensor());
   energy.eval();

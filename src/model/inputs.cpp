@@ -25,6 +25,15 @@ std::optional<std::pair<double, double>> image_range(const ModelInfo& info) {
   return std::make_pair(lo, hi);
 }
 
+torch::Tensor chain_start(const ModelInfo& info, int64_t n, at::Generator& gen, const c10::Device& device) {
+  if (info.start.defined()) return info.start.to(device).draw(n, gen);
+  std::vector<int64_t> shape = info.event_shape;
+  shape.insert(shape.begin(), n);
+  const auto opts = torch::TensorOptions(torch::kFloat).device(device);
+  if (const auto range = image_range(info)) return at::empty(shape, opts).uniform_(range->first, range->second, gen);
+  return at::normal(0.0, 1.0, shape, gen, opts);
+}
+
 namespace {
 // A class folder's labels in the model's numbering: named sub-folders
 // (not numbers) are labelled by their place among the folder's own names,

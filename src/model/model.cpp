@@ -1,5 +1,6 @@
 #include "ebm/model/model.h"
 
+#include <c10/util/accumulate.h>
 #include <toml++/toml.h>
 
 #include <fstream>
@@ -54,7 +55,7 @@ std::string selected_energy_keys(const std::string& text, const std::string& ori
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform,
                 const std::optional<PixelMap>& pixels, GeneratorImpl* generator,
-                const std::vector<std::string>& class_names) {
+                const std::vector<std::string>& class_names, const LowRankGaussian* start) {
   torch::serialize::OutputArchive ar, weights;
   // (weights are written from the CPU, so a model trained on a GPU loads anywhere)
   const auto params = energy.parameters();
@@ -92,6 +93,10 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
     std::string joined;
     for (const auto& n : class_names) joined += n + "\n";
     ar.write("class_names", c10::IValue(joined));
+  }
+  if (start != nullptr && start->defined()) {
+    ar.write("start_mean", start->mean.to(torch::kCPU));
+    ar.write("start_basis", start->basis.to(torch::kCPU));
   }
   ar.write("format", c10::IValue(std::string(kFormat)));
   atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
@@ -230,6 +235,17 @@ Energy load_model(const std::string& path, ModelInfo* info) {
     if (ar.try_read("class_names", names) && names.isString()) {
       std::istringstream is(names.toStringRef());
       for (std::string line; std::getline(is, line);) info->class_names.push_back(line);
+    }
+    LowRankGaussian start;
+    if (ar.try_read("start_mean", start.mean)) {
+      const int64_t d = c10::multiply_integers(event_shape);
+      EBM_CHECK_DATA(ar.try_read("start_basis", start.basis) && start.mean.numel() == d &&
+                         start.basis.dim() == 2 && start.basis.size(0) == d && start.basis.size(1) >= 1,
+                     path, ": its chains' start (start_mean, start_basis) does not match the event shape ",
+                     c10::IntArrayRef(event_shape));
+      start.mean = start.mean.to(torch::kFloat).reshape(event_shape).contiguous();
+      start.basis = start.basis.to(torch::kFloat).contiguous();
+      info->start = start;
     }
   }
   AffineMap map;

@@ -13,8 +13,8 @@ ReplayBuffer::ReplayBuffer(const ReplayBufferOptions& o, std::vector<int64_t> ev
   EBM_CHECK_CONFIG(o.capacity() >= 0, "buffer.capacity must be >= 0, got ", o.capacity());
   EBM_CHECK_CONFIG(o.reinit_prob() >= 0 && o.reinit_prob() <= 1,
                    "buffer.reinit_prob must be in [0, 1], got ", o.reinit_prob());
-  EBM_CHECK_CONFIG(o.init() == "uniform" || o.init() == "gaussian" || o.init() == "data",
-                   "buffer.init must be uniform, gaussian or data, got '", o.init(), "'");
+  EBM_CHECK_CONFIG(o.init() == "uniform" || o.init() == "gaussian" || o.init() == "data" || o.init() == "fit",
+                   "buffer.init must be uniform, gaussian, data or fit, got '", o.init(), "'");
   EBM_CHECK_CONFIG(o.low() < o.high(), "buffer.init_low must be < buffer.init_high, got ",
                    o.low(), " and ", o.high());
   EBM_CHECK_CONFIG(o.std() > 0, "buffer.init_std must be > 0, got ", o.std());
@@ -33,6 +33,9 @@ torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
     TORCH_CHECK(box_lo_.defined(), "ReplayBuffer: init = data needs fit_data before the first draw");
     x.uniform_(0.0, 1.0, gen);
     x = x * (box_hi_ - box_lo_) + box_lo_;
+  } else if (options_.init() == "fit") {
+    TORCH_CHECK(fit_.defined(), "ReplayBuffer: init = fit needs fit_data before the first draw");
+    x = fit_.draw(n, gen);
   } else {
     x.normal_(0.0, options_.std(), gen);
   }
@@ -40,10 +43,14 @@ torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
 }
 
 void ReplayBuffer::fit_data(const torch::Tensor& x) {
-  if (options_.init() != "data") return;
+  if (options_.init() != "data" && options_.init() != "fit") return;
   EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x.sizes().slice(1) == c10::IntArrayRef(event_shape_),
-                 "buffer.init = data: rows of ", x.sizes().slice(1), " for chains of ",
+                 "buffer.init = ", options_.init(), ": rows of ", x.sizes().slice(1), " for chains of ",
                  c10::IntArrayRef(event_shape_));
+  if (options_.init() == "fit") {
+    fit_ = LowRankGaussian::fit(x).to(options_.device());
+    return;
+  }
   auto [lo, hi] = data_box(x);
   box_lo_ = lo.to(options_.device());
   box_hi_ = hi.to(options_.device());

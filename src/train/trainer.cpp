@@ -296,9 +296,22 @@ void Trainer::note_float_images() {
                "by data.scale)\n";
 }
 
+namespace {
+// The contrastive-divergence chains of an objective (a JEM's p(x) chains), if any.
+ContrastiveDivergence* cd_chains(Objective& objective) {
+  auto* cd = dynamic_cast<ContrastiveDivergence*>(&objective);
+  if (auto* jem = dynamic_cast<Jem*>(&objective)) cd = jem->px_chains();
+  return cd;
+}
+// The Gaussian the chains start from (buffer.init = "fit"), for model.pt.
+const LowRankGaussian* fitted_start(Objective& objective) {
+  auto* cd = cd_chains(objective);
+  return cd != nullptr && cd->buffer().fitted().defined() ? &cd->buffer().fitted() : nullptr;
+}
+}  // namespace
+
 void Trainer::write_sample_grids(int64_t step) {
-  auto* cd = dynamic_cast<ContrastiveDivergence*>(parts_.objective.get());
-  if (auto* jem = dynamic_cast<Jem*>(parts_.objective.get())) cd = jem->px_chains();  // (its p(x) chains, if any)
+  auto* cd = cd_chains(*parts_.objective);
   const auto shape = data_.train.event_shape();
   const bool image = shape.size() == 3 && (shape[0] == 1 || shape[0] == 3);
   GeneratorImpl* generator = nullptr;
@@ -352,7 +365,7 @@ void Trainer::end_task(int64_t k, std::ostream& metrics) {
   const bool was_training = parts_.energy->is_training();
   parts_.energy->eval();
   save_model(out_ + "/model-task-" + std::to_string(k + 1) + ".pt", *parts_.energy, cfg_, data_.train.event_shape(),
-             data_.transform, data_.pixels, nullptr, data_.train.class_names);
+             data_.transform, data_.pixels, nullptr, data_.train.class_names, fitted_start(*parts_.objective));
   nlohmann::json j = {{"event", "task_end"}, {"task", k + 1}, {"step", parts_.step}};
   // (the forgetting matrix's row: every task's held-out accuracy now)
   if (parts_.energy->num_classes() > 0 && data_.test.has_labels() && data_.test.size() > 0) {
@@ -592,7 +605,7 @@ int64_t Trainer::run(bool resume) {
   if (parts_.objective->adapted_step() > 0 && cfg_.has_key("sampler.step_size"))
     cfg_.set_value("sampler.step_size", parts_.objective->adapted_step());
   save_model(out_ + "/model.pt", *parts_.energy, cfg_, data_.train.event_shape(), data_.transform, data_.pixels,
-             generator, data_.train.class_names);
+             generator, data_.train.class_names, fitted_start(*parts_.objective));
   return parts_.retries;
 }
 

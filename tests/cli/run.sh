@@ -363,6 +363,13 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     --set data.dequantize=none --out "$T/r46" >/dev/null 2>"$T/r46.err" \
     && grep -q "spanning \[0, 1\], half or less of the box the chains are clamped to, \[-1, 1\]" "$T/r46.err" \
     || { echo "FAIL: float images in [0, 1] trained without the note on the chains' box"; fails=$((fails + 1)); }
+  # Chains started from the data's Gaussian (buffer.init = fit): model.pt
+  # keeps it and ebm sample starts from it.
+  "$EBM" train "${PIX[@]}" --set buffer.init=fit --out "$T/r47" >/dev/null 2>&1 \
+    && grep -qa "start_basis" "$T/r47/model.pt" \
+    && "$EBM" sample --model "$T/r47/model.pt" --n 4 --steps 1 --out "$T/r47.png" >/dev/null 2>&1 && [ -s "$T/r47.png" ] \
+    || { echo "FAIL: buffer.init = fit trains and samples"; fails=$((fails + 1)); }
+  expect 78 "buffer.init must be uniform, gaussian, data or fit" -- "$EBM" train "${PIX[@]}" --set buffer.init=pca --out "$T/r48"
   expect 66 "no such file or directory" -- "$EBM" train "${PIX[@]}" --set data.path="$T/no_such_dir" --out "$T/r41"
   # Sub-folders named by numbers are those labels (10 after 2); labels no row
   # has are classes without data, which training says.

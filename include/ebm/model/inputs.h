@@ -22,6 +22,13 @@ namespace ebm {
 // (its [sampler] table), when both are finite; none otherwise (vectors).
 std::optional<std::pair<double, double>> image_range(const ModelInfo& info);
 
+// Where fresh chains start: n draws [n, event...] float32 on `device` in the
+// energy's units, from the Gaussian the run's chains started from
+// (ModelInfo::start, buffer.init = "fit"), else uniform over an image
+// model's range, else N(0, I). `gen` must be the device's.
+torch::Tensor chain_start(const ModelInfo& info, int64_t n, at::Generator& gen,
+                          const c10::Device& device = c10::kCPU);
+
 // One line on stderr when vector rows lie far outside the data the model was
 // trained on (the median row more than 10 of the training data's standard
 // deviations from its mean in some column): data in other units, most

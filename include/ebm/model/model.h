@@ -12,6 +12,7 @@
 
 #include "ebm/core/affine.h"
 #include "ebm/core/config.h"
+#include "ebm/data/low_rank_gaussian.h"
 #include "ebm/data/pixels.h"
 #include "ebm/energy/energy.h"
 #include "ebm/energy/generator.h"
@@ -27,11 +28,13 @@ namespace ebm {
 // default sampler, and its [data] section as the description of the data
 // (ebm predict reads a trajectory's step width from it).
 // A generator trained beside the energy (objective.name = "vera", ...) is
-// kept with its [generator] table.
+// kept with its [generator] table. `start`: the Gaussian the run's chains
+// started from (buffer.init = "fit"), in the energy's units, which `ebm
+// sample` and `ebm eval` start their chains from too.
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform = {},
                 const std::optional<PixelMap>& pixels = std::nullopt, GeneratorImpl* generator = nullptr,
-                const std::vector<std::string>& class_names = {});
+                const std::vector<std::string>& class_names = {}, const LowRankGaussian* start = nullptr);
 
 // What a model file says beside the weights.
 struct ModelInfo {
@@ -45,6 +48,9 @@ struct ModelInfo {
   // The run's seed, which with data_toml rebuilds its train/test split
   // (train.h model_data_split); none in older files.
   std::optional<int64_t> seed = std::nullopt;
+  // The Gaussian the run's chains started from (buffer.init = "fit"), on the
+  // CPU in the energy's units; undefined when they started from noise.
+  LowRankGaussian start = {};
 };
 // Rebuilds the energy (eval mode, CPU). Throws kMissingInput (no file) or
 // kBadData (not a model file, or weights that do not match their config).

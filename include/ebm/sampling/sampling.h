@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ebm/data/low_rank_gaussian.h"
 #include "ebm/energy/energy.h"
 
 namespace ebm {
@@ -324,7 +325,9 @@ struct ReplayBufferOptions {
   explicit ReplayBufferOptions(int64_t capacity) : capacity_(capacity) {}
   TORCH_ARG(int64_t, capacity);             // stored chains; 0 = none
   TORCH_ARG(double, reinit_prob) = 0.05;    // in [0, 1]
-  TORCH_ARG(std::string, init) = "uniform";  // uniform | gaussian | data (uniform on the data's box)
+  // uniform | gaussian | data (uniform on the data's box) | fit (the data's
+  // LowRankGaussian: its mean and leading principal components)
+  TORCH_ARG(std::string, init) = "uniform";
   TORCH_ARG(double, low) = -4.0;            // uniform box
   TORCH_ARG(double, high) = 4.0;
   TORCH_ARG(double, std) = 1.0;             // gaussian init standard deviation
@@ -341,8 +344,11 @@ class ReplayBuffer {
   torch::Tensor init_samples(int64_t n, at::Generator& gen) const;
   // With init = data: the box the fresh draws are uniform on, each
   // coordinate's range over the rows x [N, event...] widened by 10% of it on
-  // either side (other inits ignore it). Needed before the first draw.
+  // either side; with init = fit: the rows' LowRankGaussian (other inits
+  // ignore it). Needed before the first draw.
   void fit_data(const torch::Tensor& x);
+  // init = fit: the Gaussian fresh chains are drawn from (undefined before fit_data).
+  const LowRankGaussian& fitted() const { return fit_; }
   // The uniform box [event...] each (init = uniform or data; undefined before fit_data).
   std::pair<torch::Tensor, torch::Tensor> box() const;
   // n chains and the slots they came from (-1 for fresh ones when short-run).
@@ -363,6 +369,7 @@ class ReplayBuffer {
   std::vector<int64_t> event_shape_;
   torch::Tensor data_;  // [capacity, event...], filled on first use
   torch::Tensor box_lo_, box_hi_;  // init = data: [event...] on options.device
+  LowRankGaussian fit_;            // init = fit, on options.device
 };
 
 }  // namespace ebm

@@ -1,0 +1,138 @@
+// Chains that start from a Gaussian fitted to the data (data/low_rank_gaussian.h;
+// buffer.init = "fit"): the fit against known covariances, its draws' moments,
+// the replay buffer's fresh chains, and model.pt keeping it for `ebm sample`.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/errors.h"
+#include "common/tmp.h"
+#include "ebm/core/error.h"
+#include "ebm/core/rng.h"
+#include "ebm/data/low_rank_gaussian.h"
+#include "ebm/energy/registry.h"
+#include "ebm/model/inputs.h"
+#include "ebm/model/model.h"
+#include "ebm/sampling/sampling.h"
+
+using ebm::LowRankGaussian;
+using ebm::test_helpers::code_of;
+using ebm::test_helpers::fresh_dir;
+
+namespace {
+torch::Tensor cov_of(const torch::Tensor& rows) {
+  auto x = rows.flatten(1).to(torch::kDouble);
+  auto c = x - x.mean(0);
+  return c.t().mm(c) / double(x.size(0) - 1);
+}
+torch::Tensor outer(const LowRankGaussian& g) {
+  auto b = g.basis.to(torch::kDouble);
+  return b.mm(b.t());
+}
+}  // namespace
+
+// Rows x = mu + A z (z ~ N(0, I_2)) in 6 dimensions: the two components span
+// A A^T. With all 20,000 rows, each covariance entry (entries of order 1) has
+// a standard error near 0.01; 0.06 is six of them.
+TEST(LowRankGaussian, RecoversALowRankCovariance) {
+  torch::manual_seed(11);
+  auto a = torch::tensor({{1.0, 0.0}, {0.5, 1.0}, {-1.0, 0.5}, {0.0, -0.8}, {0.3, 0.3}, {0.7, -0.2}}, torch::kDouble);
+  auto mu = torch::tensor({2.0, -1.0, 0.0, 0.5, 3.0, -2.0}, torch::kDouble);
+  auto x = (mu + torch::randn({20000, 2}, torch::kDouble).mm(a.t())).to(torch::kFloat).reshape({20000, 1, 2, 3});
+  auto g = LowRankGaussian::fit(x, 2, 20000);
+  ASSERT_EQ(g.components(), 2);
+  EXPECT_EQ(g.mean.sizes(), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_LT((g.mean.flatten().to(torch::kDouble) - mu).abs().max().item<double>(), 0.05);
+  EXPECT_LT((outer(g) - a.mm(a.t())).abs().max().item<double>(), 0.06);
+  // Components are the leading ones: asked for 1, the larger eigenvalue's.
+  auto g1 = LowRankGaussian::fit(x, 1, 20000);
+  auto l = torch::linalg_eigvalsh(cov_of(x));
+  EXPECT_NEAR(g1.basis.to(torch::kDouble).pow(2).sum().item<double>(), l[-1].item<double>(), 1e-3);
+}
+
+// More dimensions than rows takes the Gram matrix's route: 40 rows of exact
+// rank 3 in 50 dimensions give back their sample covariance exactly (to float).
+TEST(LowRankGaussian, GramRouteMatchesTheSampleCovariance) {
+  torch::manual_seed(12);
+  auto x = torch::randn({40, 3}, torch::kDouble).mm(torch::randn({3, 50}, torch::kDouble)).to(torch::kFloat);
+  auto g = LowRankGaussian::fit(x, 3, 40);
+  auto c = cov_of(x);
+  EXPECT_LT((outer(g) - c).abs().max().item<double>(), 1e-4 * c.abs().max().item<double>());
+  // Asked for more components than the rows allow: at most rows - 1.
+  EXPECT_EQ(LowRankGaussian::fit(x, 256, 40).components(), 39);
+  // Every row counts toward the mean even when the components use a subset.
+  auto g2 = LowRankGaussian::fit(x, 3, 10);
+  EXPECT_LT((g2.mean - x.mean(0)).abs().max().item<double>(), 1e-5);
+}
+
+// Draws carry the fitted mean and covariance: 20,000 draws, tolerances of
+// five standard errors or more (entries of order 1).
+TEST(LowRankGaussian, DrawsHaveTheFittedMoments) {
+  torch::manual_seed(13);
+  auto x = torch::randn({3000, 4}, torch::kDouble).mm(torch::randn({4, 5}, torch::kDouble)).to(torch::kFloat);
+  auto g = LowRankGaussian::fit(x, 4);
+  auto gen = ebm::make_generator(5, 0, torch::kCPU);
+  auto d = g.draw(20000, gen);
+  ASSERT_EQ(d.sizes(), (std::vector<int64_t>{20000, 5}));
+  const double scale = outer(g).abs().max().item<double>();
+  EXPECT_LT((d.to(torch::kDouble).mean(0) - g.mean.to(torch::kDouble)).abs().max().item<double>(),
+            0.05 * std::sqrt(scale));
+  EXPECT_LT((cov_of(d) - outer(g)).abs().max().item<double>(), 0.08 * scale);
+}
+
+TEST(LowRankGaussian, RefusesTooFewRowsAndNonFiniteValues) {
+  EXPECT_EQ(code_of([] { LowRankGaussian::fit(torch::zeros({1, 3})); }), ebm::ExitCode::kBadData);
+  auto x = torch::zeros({4, 3});
+  x[2][1] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(code_of([&] { LowRankGaussian::fit(x); }), ebm::ExitCode::kBadData);
+}
+
+// buffer.init = fit: fresh chains come from the data's Gaussian (none before
+// fit_data); the same config's other inits ignore the data.
+TEST(ReplayBuffer, FitInitDrawsFromTheDatasGaussian) {
+  torch::manual_seed(14);
+  auto data = (torch::rand({500, 1, 3, 3}) * 0.5 + 0.25);  // pixels in [0.25, 0.75]
+  ebm::ReplayBuffer b(ebm::ReplayBufferOptions(0).init("fit"), {1, 3, 3});
+  auto gen = ebm::make_generator(1, 0, torch::kCPU);
+  EXPECT_THROW(b.init_samples(2, gen), c10::Error);
+  b.fit_data(data);
+  ASSERT_TRUE(b.fitted().defined());
+  auto x = b.init_samples(8000, gen);
+  ASSERT_EQ(x.sizes(), (std::vector<int64_t>{8000, 1, 3, 3}));
+  // (each pixel: sd 0.144; the mean of 8000 draws has sd 0.0016)
+  EXPECT_LT((x.mean(0) - data.mean(0)).abs().max().item<double>(), 0.01);
+  EXPECT_NEAR(x.std(0).mean().item<double>(), data.std(0).mean().item<double>(), 0.01);
+  ebm::ReplayBuffer u(ebm::ReplayBufferOptions(0).init("uniform"), {1, 3, 3});
+  u.fit_data(data);
+  EXPECT_FALSE(u.fitted().defined());
+  EXPECT_EQ(code_of([] { ebm::ReplayBuffer(ebm::ReplayBufferOptions(0).init("fitted"), {2}); }),
+            ebm::ExitCode::kBadConfig);
+}
+
+// model.pt keeps the fitted start; chain_start draws from it, and a model
+// without one starts from noise over its pixel range.
+TEST(ChainStart, ModelFileKeepsTheFittedStart) {
+  const std::string dir = fresh_dir("chain_start");
+  std::filesystem::create_directories(dir);
+  ebm::Config ec(ebm::energy_schema());
+  ec.set("energy.name=conv");
+  torch::manual_seed(15);
+  auto e = ebm::build_energy(ec, {1, 8, 8});
+  auto data = torch::rand({300, 1, 8, 8}) * 0.4 - 0.2;  // in [-0.2, 0.2]
+  auto g = LowRankGaussian::fit(data, 16);
+  ebm::save_model(dir + "/fit.pt", *e, ec, {1, 8, 8}, {}, ebm::PixelMap(), nullptr, {}, &g);
+  ebm::save_model(dir + "/plain.pt", *e, ec, {1, 8, 8}, {}, ebm::PixelMap());
+  ebm::ModelInfo fit, plain;
+  ebm::load_model(dir + "/fit.pt", &fit);
+  ebm::load_model(dir + "/plain.pt", &plain);
+  ASSERT_TRUE(fit.start.defined());
+  EXPECT_TRUE(torch::equal(fit.start.mean, g.mean));
+  EXPECT_TRUE(torch::equal(fit.start.basis, g.basis));
+  EXPECT_FALSE(plain.start.defined());
+  auto gen = ebm::make_generator(2, 0, torch::kCPU);
+  auto a = ebm::chain_start(fit, 2000, gen), b = ebm::chain_start(plain, 2000, gen);
+  ASSERT_EQ(a.sizes(), (std::vector<int64_t>{2000, 1, 8, 8}));
+  EXPECT_LT(a.abs().mean().item<double>(), 0.2);   // near the data (mean |x| 0.1)
+  EXPECT_GT(b.abs().mean().item<double>(), 0.4);   // uniform on [-1, 1] (mean |x| 0.5)
+  EXPECT_LE(b.abs().max().item<double>(), 1.0);
+}
