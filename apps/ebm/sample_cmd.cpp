@@ -236,13 +236,10 @@ Runner add_sample(CLI::App& app) {
         a->steps = a->warmup = 0;
       }
       x0 = g->draw(z, gen).reshape(batch_shape).to(device);
-    } else if (info.start.defined()) {  // (the Gaussian the run's chains started from)
-      x0 = chain_start(info, a->n, gen, device);
-    } else if (const auto range = image_range(info)) {  // (an image model's value range)
-      x0 = at::empty(batch_shape, torch::TensorOptions(torch::kFloat).device(device))
-               .uniform_(range->first, range->second, gen);
-    } else {
-      x0 = at::normal(0.0, 1.0, batch_shape, gen, torch::TensorOptions(torch::kFloat).device(device));
+    } else {  // (the run's fitted start, or noise over an image model's range, or N(0, I))
+      ModelInfo as = info;
+      as.event_shape = shape;  // (a script's or target's info is empty)
+      x0 = chain_start(as, a->n, gen, device);
     }
     if (target) x0 = x0.to(torch::kDouble);
     x0 = x0.to(device);

@@ -24,6 +24,10 @@ ReplayBuffer::ReplayBuffer(const ReplayBufferOptions& o, std::vector<int64_t> ev
 }
 
 torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
+  if (options_.init() == "fit") {
+    TORCH_CHECK(fit_.defined(), "ReplayBuffer: init = fit needs fit_data before the first draw");
+    return fit_.draw(n, gen);
+  }
   std::vector<int64_t> shape{n};
   shape.insert(shape.end(), event_shape_.begin(), event_shape_.end());
   auto x = torch::empty(shape, torch::TensorOptions().device(options_.device()));
@@ -33,9 +37,6 @@ torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
     TORCH_CHECK(box_lo_.defined(), "ReplayBuffer: init = data needs fit_data before the first draw");
     x.uniform_(0.0, 1.0, gen);
     x = x * (box_hi_ - box_lo_) + box_lo_;
-  } else if (options_.init() == "fit") {
-    TORCH_CHECK(fit_.defined(), "ReplayBuffer: init = fit needs fit_data before the first draw");
-    x = fit_.draw(n, gen);
   } else {
     x.normal_(0.0, options_.std(), gen);
   }
