@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/eval/tasks.h"
 #include "ebm/io/io.h"
 #include "ebm/model/model.h"
@@ -120,6 +121,7 @@ Runner add_eval(CLI::App& app) {
     EBM_CHECK_USAGE(a->nproc >= 1 && a->nproc <= 256, "--nproc must be in 1 .. 256, got ", a->nproc);
     EBM_CHECK_USAGE(a->block >= 1, "--block must be >= 1, got ", a->block);
     const DistConfig dist = dist_config_from_env();
+    set_notes(dist.rank == 0);  // (rank 0 says the notes)
     const bool blocked = nproc->count() > 0 || block->count() > 0 || dist.world > 1;
     EBM_CHECK_USAGE(!blocked || a->task == "ais", "--nproc and --block split the chains of --task ais only");
     EBM_CHECK_USAGE(a->nproc == 1 || std::getenv("WORLD_SIZE") == nullptr || a->nproc == dist.world, "--nproc ",

@@ -137,6 +137,7 @@ Runner add_sample(CLI::App& app) {
     EBM_CHECK_USAGE(a->nproc >= 1 && a->nproc <= 256, "--nproc must be in 1 .. 256, got ", a->nproc);
     EBM_CHECK_USAGE(a->block >= 1, "--block must be >= 1, got ", a->block);
     const DistConfig dist = dist_config_from_env();
+    set_notes(dist.rank == 0);  // (rank 0 says the notes)
     EBM_CHECK_USAGE(a->nproc == 1 || std::getenv("WORLD_SIZE") == nullptr || a->nproc == dist.world, "--nproc ",
                     a->nproc, " disagrees with WORLD_SIZE=", dist.world);
     const bool blocked = nproc_opt->count() > 0 || block_opt->count() > 0 || dist.world > 1;
@@ -207,9 +208,9 @@ Runner add_sample(CLI::App& app) {
     if (auto* annealed = dynamic_cast<AnnealedLangevinSampler*>(sampler.get())) {
       const double last = annealed->levels().back();
       if (!dynamic_cast<NoiseConditionalEnergyImpl*>(energy.get()) && last != 1.0)
-        std::cerr << "ebm sample: warning: with an energy that has no noise levels the annealed "
-                  << "sampler's levels are temperatures and it ends on exp(-E / " << last
-                  << "), not exp(-E); use smin=1 (and smax > 1) to end on the model\n";
+        notes() << "ebm sample: warning: with an energy that has no noise levels the annealed "
+                 << "sampler's levels are temperatures and it ends on exp(-E / " << last
+                 << "), not exp(-E); use smin=1 (and smax > 1) to end on the model\n";
     }
     // (the ranks start once everything above is known good: an error is said once)
     if (a->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(a->nproc, 20.0);

@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/data.h"
 #include "ebm/energy/registry.h"
@@ -69,6 +70,7 @@ Runner add_train(CLI::App& app) {
     EBM_CHECK_USAGE(!args->config.empty(), "train: --config FILE is required");
     EBM_CHECK_USAGE(args->nproc >= 1 && args->nproc <= 256, "--nproc must be in 1 .. 256, got ", args->nproc);
     const DistConfig dist = dist_config_from_env();
+    set_notes(dist.rank == 0);  // (rank 0 says the notes)
     EBM_CHECK_USAGE(args->nproc == 1 || std::getenv("WORLD_SIZE") == nullptr || args->nproc == dist.world,
                     "--nproc ", args->nproc, " disagrees with WORLD_SIZE=", dist.world);
     c10::Device device = apply_common(args->common);

@@ -3,8 +3,25 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <iostream>
+#include <streambuf>
 
 namespace ebm {
+
+namespace {
+struct NullBuf : std::streambuf {
+  int overflow(int c) override { return traits_type::not_eof(c); }
+};
+bool notes_on = true;
+}  // namespace
+
+std::ostream& notes() {
+  static NullBuf buf;
+  static std::ostream quiet(&buf);
+  return notes_on ? std::cerr : quiet;
+}
+
+void set_notes(bool on) { notes_on = on; }
 
 bool Progress::interactive() { return isatty(STDERR_FILENO) == 1; }
 

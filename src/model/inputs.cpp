@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/data/images.h"
 #include "ebm/data/pixels.h"
 #include "ebm/io/io.h"
@@ -26,11 +27,16 @@ std::optional<std::pair<double, double>> image_range(const ModelInfo& info) {
 }
 
 torch::Tensor chain_start(const ModelInfo& info, int64_t n, at::Generator& gen, const c10::Device& device) {
-  if (info.start.defined()) return info.start.to(device).draw(n, gen);
+  const auto range = image_range(info);
+  if (info.start.defined()) {
+    // (clamped into the pixel range, as the chains are after every step)
+    auto x = info.start.to(device).draw(n, gen);
+    return range ? x.clamp_(range->first, range->second) : x;
+  }
   std::vector<int64_t> shape = info.event_shape;
   shape.insert(shape.begin(), n);
   const auto opts = torch::TensorOptions(torch::kFloat).device(device);
-  if (const auto range = image_range(info)) return at::empty(shape, opts).uniform_(range->first, range->second, gen);
+  if (range) return at::empty(shape, opts).uniform_(range->first, range->second, gen);
   return at::normal(0.0, 1.0, shape, gen, opts);
 }
 
@@ -68,9 +74,9 @@ void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, cons
   auto u = (x.detach().to(torch::kCPU, torch::kDouble).flatten(1) - map.shift) / (map.scale * sd);
   const double typical = std::get<0>(u.abs().max(1)).median().item<double>();
   if (typical > 10.0)
-    std::cerr << "warning: " << what << ": values lie far outside the model's training data (the median row is "
-              << std::lround(typical) << " training standard deviations from the mean in some column); are they "
-                 "in the training data's units?\n";
+    notes() << "warning: " << what << ": values lie far outside the model's training data (the median row is "
+             << std::lround(typical) << " training standard deviations from the mean in some column); are they "
+                "in the training data's units?\n";
 }
 
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {

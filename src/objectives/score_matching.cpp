@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
 
 namespace ebm {
@@ -224,9 +225,9 @@ Output DenoisingScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
                                        at::Generator& gen) {
   if (announce_) {
     announce_ = false;
-    std::cerr << "ebm: objective.sigma " << options_.sigma() << " is below the training rows' nearest-neighbour "
-              << "spacing, " << sigma_ << " per dimension in the model's units: denoising at " << sigma_
-              << " (objective.sigma_floor = \"none\" keeps " << options_.sigma() << ")\n";
+    notes() << "ebm: objective.sigma " << options_.sigma() << " is below the training rows' nearest-neighbour "
+             << "spacing, " << sigma_ << " per dimension in the model's units: denoising at " << sigma_
+             << " (objective.sigma_floor = \"none\" keeps " << options_.sigma() << ")\n";
   }
   const auto& x = batch.x;
   auto eps = standard_normal(x.sizes(), gen, x.options());
@@ -312,11 +313,11 @@ Output WithMassTerm::compute(EnergyImpl& energy, const Batch& batch, at::Generat
     out.loss = out.loss + options_.weight() * nll.to(out.loss.scalar_type());
   } else if (!warned_) {
     warned_ = true;
-    std::cerr << "ebm: objective.mass_weight: " << ess << " effective importance samples of "
-              << options_.samples() << " (under " << options_.min_ess()
-              << "): such steps skip the mass term (metric mass_term), whose log Z estimate is unreliable when "
-                 "the data's kernel density does not cover the model; beyond a few dimensions set "
-                 "objective.mass_weight = 0\n";
+    notes() << "ebm: objective.mass_weight: " << ess << " effective importance samples of "
+             << options_.samples() << " (under " << options_.min_ess()
+             << "): such steps skip the mass term (metric mass_term), whose log Z estimate is unreliable when "
+                "the data's kernel density does not cover the model; beyond a few dimensions set "
+                "objective.mass_weight = 0\n";
   }
   out.metrics["mass_term"] = trusted ? 1.0 : 0.0;
   out.metrics["nll_is"] = nll.item<double>();

@@ -114,10 +114,11 @@ Section buffer_section() {
   return {"buffer",
           {{"capacity", int64_t(10000), "replay buffer chains; 0 = short-run chains"},
            {"reinit_prob", 0.05, "probability a drawn chain restarts from the init distribution"},
-           {"init", std::string("uniform"),
-            "uniform (on [init_low, init_high]) | gaussian | data (uniform on the training data's box, 10% wider) | "
-            "fit (a Gaussian with the training data's mean and its 256 leading principal components; model.pt "
-            "keeps it and `ebm sample` starts from it)"},
+           {"init", std::string("auto"),
+            "auto (fit for images of three or more channels, uniform otherwise) | uniform (on [init_low, "
+            "init_high]) | gaussian | data (uniform on the training data's box, 10% wider) | fit (a Gaussian with "
+            "the training data's mean and its 256 leading principal components; model.pt keeps it and `ebm "
+            "sample` starts from it)"},
            {"init_low", -4.0, "uniform init box low"},
            {"init_high", 4.0, "uniform init box high"},
            {"init_std", 1.0, "gaussian init std"}},

@@ -10,11 +10,16 @@ namespace ebm {
 
 ReplayBuffer::ReplayBuffer(const ReplayBufferOptions& o, std::vector<int64_t> event_shape)
     : options_(o), event_shape_(std::move(event_shape)) {
+  // auto: the data's Gaussian for colour images, whose chains from uniform
+  // noise were measured not to learn them (docs/images.md); uniform otherwise
+  if (options_.init() == "auto")
+    options_.init(event_shape_.size() == 3 && event_shape_[0] >= 3 ? "fit" : "uniform");
   EBM_CHECK_CONFIG(o.capacity() >= 0, "buffer.capacity must be >= 0, got ", o.capacity());
   EBM_CHECK_CONFIG(o.reinit_prob() >= 0 && o.reinit_prob() <= 1,
                    "buffer.reinit_prob must be in [0, 1], got ", o.reinit_prob());
-  EBM_CHECK_CONFIG(o.init() == "uniform" || o.init() == "gaussian" || o.init() == "data" || o.init() == "fit",
-                   "buffer.init must be uniform, gaussian, data or fit, got '", o.init(), "'");
+  const auto& init = options_.init();
+  EBM_CHECK_CONFIG(init == "uniform" || init == "gaussian" || init == "data" || init == "fit",
+                   "buffer.init must be auto, uniform, gaussian, data or fit, got '", init, "'");
   EBM_CHECK_CONFIG(o.low() < o.high(), "buffer.init_low must be < buffer.init_high, got ",
                    o.low(), " and ", o.high());
   EBM_CHECK_CONFIG(o.std() > 0, "buffer.init_std must be > 0, got ", o.std());

@@ -189,9 +189,9 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   }
   if (val_kind_ != ValKind::kNone && data_.transform.defined()) val_.x = data_.transform.to_model(val_.x);
   if (cfg_.get_float("data.val_fraction") > 0 && data_.val.size() == 0) {
-    std::cerr << "warning: data.val_fraction = " << cfg_.get_float("data.val_fraction") << " of "
-              << data_.train.size() << " training rows is less than one row: no validation"
-              << (cfg_.get_bool("train.keep_best") ? " (train.keep_best keeps the last weights)" : "") << "\n";
+    notes() << "warning: data.val_fraction = " << cfg_.get_float("data.val_fraction") << " of "
+             << data_.train.size() << " training rows is less than one row: no validation"
+             << (cfg_.get_bool("train.keep_best") ? " (train.keep_best keeps the last weights)" : "") << "\n";
   } else {
     EBM_CHECK_CONFIG(!cfg_.get_bool("train.keep_best") || val_kind_ != ValKind::kNone,
                      "train.keep_best needs validation it can score: a classifying energy (energy.classes > 0: "
@@ -289,11 +289,11 @@ void Trainer::note_float_images() {
   if (!cfg_.has_key("sampler.clamp_min") || !cfg_.has_key("sampler.clamp_max")) return;
   const double a = cfg_.get_float("sampler.clamp_min"), b = cfg_.get_float("sampler.clamp_max");
   if (!std::isfinite(a) || !std::isfinite(b) || a >= b || hi - lo > 0.55 * (b - a)) return;
-  std::cerr << "ebm: note: " << data_.train.description << ": float images spanning [" << lo << ", " << hi
-            << "], half or less of the box the chains are clamped to, [" << a << ", " << b
-            << "] (float arrays are taken as in the model's units); set sampler.clamp_min, clamp_max and "
-               "buffer.init_low, init_high to the images' range, or save 0-255 pixels as an integer NPY (mapped "
-               "by data.scale)\n";
+  notes() << "ebm: note: " << data_.train.description << ": float images spanning [" << lo << ", " << hi
+           << "], half or less of the box the chains are clamped to, [" << a << ", " << b
+           << "] (float arrays are taken as in the model's units); set sampler.clamp_min, clamp_max and "
+              "buffer.init_low, init_high to the images' range, or save 0-255 pixels as an integer NPY (mapped "
+              "by data.scale)\n";
 }
 
 namespace {

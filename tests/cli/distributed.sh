@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Data-parallel training from the command line (c10d/Gloo on loopback, two
-# processes): exact resume on 2 ranks, a world-size mismatch refused, a
-# killed rank ending the run with a message naming it, torchrun's variables
-# checked, sampling and AIS independent of the number of ranks, and PCD on
-# 2 ranks reaching the 1-rank NLL on 8gaussians.
+# processes): exact resume on 2 ranks, a warning said once, a world-size
+# mismatch refused, a killed rank ending the run with a message naming it,
+# torchrun's variables checked, sampling and AIS independent of the number of
+# ranks, and PCD on 2 ranks reaching the 1-rank NLL on 8gaussians.
 set -u
 EBM=${1:?usage: distributed.sh path/to/ebm}
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -28,6 +28,13 @@ if cmp -s "$T/ea.csv" "$T/eb.csv"; then echo "ok:   2-rank resume is exact"; els
 grep -q '"ranks":2' "$T/a/metrics.jsonl" || fail "metrics.jsonl does not say 2 ranks"
 [ -z "$(ls "$T/a" | grep -v -E '^(checkpoint.pt|config.toml|eval.json|metrics.jsonl|model.pt|test.csv|samples|.*\.png)$')" ] \
   || fail "unexpected files in the run directory: $(ls "$T/a")"
+
+# A warning comes once from a data-parallel run (rank 0 says the notes): a
+# validation fraction too small for one row, on 2 ranks.
+timeout 120 "$EBM" train "${S[@]}" --nproc 2 --out "$T/w" --set train.steps=2 --set data.val_fraction=0.0001 \
+  >/dev/null 2>"$T/err" || { fail "2-rank run with a tiny validation fraction"; cat "$T/err"; }
+n=$(grep -c "val_fraction" "$T/err")
+[ "$n" -eq 1 ] && echo "ok:   one warning from 2 ranks" || { fail "the warning came $n times"; cat "$T/err"; }
 
 # Resuming with another world size is refused.
 timeout 60 "$EBM" train "${S[@]}" --out "$T/b" --resume >/dev/null 2>"$T/err"

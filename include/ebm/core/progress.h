@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <ostream>
 #include <string>
 
 namespace ebm {
@@ -24,5 +25,11 @@ class Progress {
   bool enabled_, drawn_ = false;
   std::chrono::steady_clock::time_point t0_, last_;
 };
+
+// Where notes and warnings go (stderr): a data-parallel run's ranks other
+// than 0 set them off, so a run says each one once (errors still come from
+// every rank, each naming its own failure).
+std::ostream& notes();
+void set_notes(bool on);
 
 }  // namespace ebm

@@ -24,8 +24,9 @@ std::optional<std::pair<double, double>> image_range(const ModelInfo& info);
 
 // Where fresh chains start: n draws [n, event...] float32 on `device` in the
 // energy's units, from the Gaussian the run's chains started from
-// (ModelInfo::start, buffer.init = "fit"), else uniform over an image
-// model's range, else N(0, I). `gen` must be the device's.
+// (ModelInfo::start, buffer.init = "fit"; clamped into an image model's
+// range), else uniform over an image model's range, else N(0, I). `gen` must
+// be the device's.
 torch::Tensor chain_start(const ModelInfo& info, int64_t n, at::Generator& gen,
                           const c10::Device& device = c10::kCPU);
 

@@ -135,4 +135,24 @@ TEST(ChainStart, ModelFileKeepsTheFittedStart) {
   EXPECT_LT(a.abs().mean().item<double>(), 0.2);   // near the data (mean |x| 0.1)
   EXPECT_GT(b.abs().mean().item<double>(), 0.4);   // uniform on [-1, 1] (mean |x| 0.5)
   EXPECT_LE(b.abs().max().item<double>(), 1.0);
+  // A fit whose draws leave the pixel range (rows in [0.75, 1.15]: about
+  // half of its draws' pixels above 1) is clamped into it, as the chains are.
+  fit.start = LowRankGaussian::fit(torch::rand({300, 1, 8, 8}) * 0.4 + 0.75, 16);
+  auto c = ebm::chain_start(fit, 200, gen);
+  EXPECT_EQ(c.max().item<double>(), 1.0);
+  EXPECT_GT(c.min().item<double>(), 0.3);
+}
+
+// buffer.init = auto (the image recipes'): the data's Gaussian for images of
+// three or more channels, uniform noise for grey images and vectors.
+TEST(ReplayBuffer, AutoInitFitsColourImagesOnly) {
+  const std::vector<std::vector<int64_t>> shapes{{3, 4, 4}, {4, 2, 2}, {1, 4, 4}, {2, 4, 4}, {48}};
+  const std::vector<std::string> want{"fit", "fit", "uniform", "uniform", "uniform"};
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    ebm::ReplayBuffer b(ebm::ReplayBufferOptions(0).init("auto"), shapes[i]);
+    EXPECT_EQ(b.options().init(), want[i]) << c10::IntArrayRef(shapes[i]);
+  }
+  ebm::ReplayBuffer colour(ebm::ReplayBufferOptions(0).init("auto"), {3, 4, 4});
+  colour.fit_data(torch::rand({50, 3, 4, 4}));
+  EXPECT_TRUE(colour.fitted().defined());
 }
