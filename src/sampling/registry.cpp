@@ -115,7 +115,7 @@ Section buffer_section() {
           {{"capacity", int64_t(10000), "replay buffer chains; 0 = short-run chains"},
            {"reinit_prob", 0.05, "probability a drawn chain restarts from the init distribution"},
            {"init", std::string("auto"),
-            "auto (fit for images of three or more channels, uniform otherwise) | uniform (on [init_low, "
+            "auto (fit for images, uniform for vectors) | uniform (on [init_low, "
             "init_high]) | gaussian | data (uniform on the training data's box, 10% wider) | fit (a Gaussian with "
             "the training data's mean and its 256 leading principal components; model.pt keeps it and `ebm "
             "sample` starts from it)"},

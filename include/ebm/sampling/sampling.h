@@ -327,8 +327,8 @@ struct ReplayBufferOptions {
   TORCH_ARG(double, reinit_prob) = 0.05;    // in [0, 1]
   // uniform | gaussian | data (uniform on the data's box) | fit (the data's
   // LowRankGaussian: its mean and leading principal components) | auto (fit
-  // for images of three or more channels, uniform otherwise; the buffer's
-  // options() say which)
+  // for images [C, H, W], uniform for vectors; the buffer's options() say
+  // which)
   TORCH_ARG(std::string, init) = "uniform";
   TORCH_ARG(double, low) = -4.0;            // uniform box
   TORCH_ARG(double, high) = 4.0;

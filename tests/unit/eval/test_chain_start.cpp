@@ -143,11 +143,11 @@ TEST(ChainStart, ModelFileKeepsTheFittedStart) {
   EXPECT_GT(c.min().item<double>(), 0.3);
 }
 
-// buffer.init = auto (the image recipes'): the data's Gaussian for images of
-// three or more channels, uniform noise for grey images and vectors.
-TEST(ReplayBuffer, AutoInitFitsColourImagesOnly) {
-  const std::vector<std::vector<int64_t>> shapes{{3, 4, 4}, {4, 2, 2}, {1, 4, 4}, {2, 4, 4}, {48}};
-  const std::vector<std::string> want{"fit", "fit", "uniform", "uniform", "uniform"};
+// buffer.init = auto (the default): the data's Gaussian for images, uniform
+// noise for vectors.
+TEST(ReplayBuffer, AutoInitFitsImages) {
+  const std::vector<std::vector<int64_t>> shapes{{3, 4, 4}, {1, 4, 4}, {2, 4, 4}, {48}, {2}};
+  const std::vector<std::string> want{"fit", "fit", "fit", "uniform", "uniform"};
   for (size_t i = 0; i < shapes.size(); ++i) {
     ebm::ReplayBuffer b(ebm::ReplayBufferOptions(0).init("auto"), shapes[i]);
     EXPECT_EQ(b.options().init(), want[i]) << c10::IntArrayRef(shapes[i]);
