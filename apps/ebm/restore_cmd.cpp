@@ -69,8 +69,6 @@ torch::Tensor to_user(const Setup& s, const torch::Tensor& x) {
   return s.units.defined() ? s.units.to_user(x.flatten(1)).reshape(x.sizes()) : x;
 }
 
-torch::Tensor initial_free(const Setup& s, int64_t rows, at::Generator& gen) { return chain_start(s.info, rows, gen); }
-
 // Runs `complete` over blocks of rows with progress.
 // rows(i, m) -> the restored rows i .. i + m of `like`, over blocks of
 // `block` rows with progress.
@@ -238,7 +236,7 @@ Runner add_inpaint(CLI::App& app) {
       ref = s.units.defined() ? s.units.to_model(ref.flatten(1)).reshape(ref.sizes()) : ref;
     }
     auto sampler = model_sampler(s.info, a->sampler);
-    auto init = init_mode == "noise" ? initial_free(s, n * a->chains, gen)
+    auto init = init_mode == "noise" ? chain_start(s.info, n * a->chains, gen)
                 : (init_mode == "mean" ? mean_fill(x, mask, ref.mean(0)) : nearest_fill(x, mask, ref))
                       .repeat_interleave(a->chains, 0);
     auto done = restore(s, *sampler, x, mask, init, CompletionOptions(a->steps).chains(a->chains), gen, "inpaint");
