@@ -151,7 +151,7 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   cfg_.validate();
   check_run_config(cfg_);
   data_ = build_data(cfg_);
-  note_float_images();
+  note_image_range();
   // A conditional energy without a class count takes the labels' (max + 1),
   // resolved into the config that model.pt and config.toml keep.
   // A given count is checked against every training label up front.
@@ -280,8 +280,19 @@ Energy Trainer::user_energy() {
 // a pixel map's. Filling half or less of the box the chains are clamped to
 // (images in [0, 1] under a recipe's [-1, 1]) still trains, but the chains
 // start and roam where no data are: a note names the keys that match them.
-void Trainer::note_float_images() {
+// Pixel data are mapped onto data.scale; a sampler box other than that range
+// (data.scale = [0, 1] under a recipe's [-1, 1] clamp) lets chains roam where
+// no image lies, or cuts part of the images' range off: a note names the keys.
+void Trainer::note_image_range() {
   grid_map_ = data_.pixels.value_or(PixelMap());
+  if (data_.pixels && cfg_.has_key("sampler.clamp_min") && cfg_.has_key("sampler.clamp_max")) {
+    const double a = cfg_.get_float("sampler.clamp_min"), b = cfg_.get_float("sampler.clamp_max");
+    const double lo = data_.pixels->lo, hi = data_.pixels->hi, tol = 1e-6 * (hi - lo);
+    if (std::isfinite(a) && std::isfinite(b) && (std::abs(a - lo) > tol || std::abs(b - hi) > tol))
+      notes() << "ebm: note: " << data_.train.description << ": pixels are mapped onto data.scale = [" << lo << ", "
+              << hi << "] but the chains are clamped to [" << a << ", " << b
+              << "]; set sampler.clamp_min, clamp_max (and buffer.init_low, init_high) to data.scale\n";
+  }
   if (data_.pixels || data_.train.event_shape().size() != 3 || data_.train.size() == 0) return;
   const double lo = data_.train.x.min().item<double>(), hi = data_.train.x.max().item<double>();
   grid_map_.lo = lo;

@@ -363,6 +363,12 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     --set data.dequantize=none --out "$T/r46" >/dev/null 2>"$T/r46.err" \
     && grep -q "spanning \[0, 1\], half or less of the box the chains are clamped to, \[-1, 1\]" "$T/r46.err" \
     || { echo "FAIL: float images in [0, 1] trained without the note on the chains' box"; fails=$((fails + 1)); }
+  # Pixels mapped onto [0, 1] under the recipe's [-1, 1] clamp: a note; the
+  # recipe's own scale: none.
+  "$EBM" train "${PIX[@]}" --set "data.scale=[0,1]" --out "$T/r50" >/dev/null 2>"$T/r50.err" \
+    && grep -q "pixels are mapped onto data.scale = \[0, 1\] but the chains are clamped to \[-1, 1\]" "$T/r50.err" \
+    && ! grep -q "pixels are mapped onto" "$T/pix.err" \
+    || { echo "FAIL: data.scale [0, 1] under a [-1, 1] clamp trained without the note (or the recipe got it)"; fails=$((fails + 1)); }
   # Chains started from the data's Gaussian (buffer.init = fit): model.pt
   # keeps it and ebm sample starts from it.
   "$EBM" train "${PIX[@]}" --set buffer.init=fit --out "$T/r47" >/dev/null 2>&1 \

@@ -13,7 +13,9 @@
 #include "ebm/energy/registry.h"
 #include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
+#include "ebm/sampling/registry.h"
 #include "ebm/sampling/sampling.h"
+#include "ebm/train/train.h"
 
 using ebm::LowRankGaussian;
 using ebm::test_helpers::code_of;
@@ -155,4 +157,17 @@ TEST(ReplayBuffer, AutoInitFitsImages) {
   ebm::ReplayBuffer colour(ebm::ReplayBufferOptions(0).init("auto"), {3, 4, 4});
   colour.fit_data(torch::rand({50, 3, 4, 4}));
   EXPECT_TRUE(colour.fitted().defined());
+}
+
+// The config's auto: the data's Gaussian for an image model's contrastive
+// divergence, uniform noise for JEM's chains (its published start).
+TEST(ReplayBuffer, AutoInitUnderJemIsUniform) {
+  for (const std::string objective : {"cd", "jem"}) {
+    ebm::Config c = ebm::make_train_config();
+    c.load_string("[objective]\nname = \"" + objective + "\"\n", "test");
+    EXPECT_EQ(ebm::build_buffer(c, {1, 8, 8})->options().init(), objective == "jem" ? "uniform" : "fit");
+    EXPECT_EQ(ebm::build_buffer(c, {5})->options().init(), "uniform");
+    c.load_string("[buffer]\ninit = \"fit\"\n", "test");
+    EXPECT_EQ(ebm::build_buffer(c, {1, 8, 8})->options().init(), "fit");
+  }
 }
