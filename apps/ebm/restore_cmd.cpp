@@ -47,11 +47,13 @@ struct Setup {
   ModelInfo info;
   bool image = false;
   PixelMap map;  // the pixel map ([-1, 1] for vector models: scores then in those units / 2)
+  std::string model;
 };
 
 Setup load(const std::string& model) {
   Setup s;
   std::tie(s.energy, s.units) = sampling_view(load_model(model, &s.info));
+  s.model = model;
   s.image = s.info.event_shape.size() == 3;
   if (s.info.pixels) s.map = *s.info.pixels;
   return s;
@@ -89,6 +91,14 @@ torch::Tensor by_blocks(const torch::Tensor& like, int64_t block, const std::str
 torch::Tensor restore(Setup& s, Sampler& sampler, const torch::Tensor& known, const torch::Tensor& free,
                       const torch::Tensor& init /* [n * chains] */, const CompletionOptions& opt,
                       at::Generator& gen, const std::string& label) {
+  // (measured on the conditional Fashion-MNIST recipe, 6,500 steps each:
+  // centre inpainting MSE 0.121 from the fit against 0.083 from noise, the
+  // mean image 0.103; denoising 16.8 dB against 18.2: docs/applications.md)
+  if (s.image && s.info.start.defined())
+    notes() << "ebm: note: " << s.model
+            << ": its training chains started from the data's Gaussian (buffer.init = fit or auto); such models "
+               "restored worse than the same recipe trained from noise: for inpainting and denoising train with "
+               "--set buffer.init=uniform\n";
   const int64_t k = opt.chains();
   return by_blocks(known, kBlock, label, [&](int64_t i, int64_t m) {
     auto f = free.size(0) == 1 ? free : free.narrow(0, i, m);
