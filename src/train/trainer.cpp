@@ -285,26 +285,30 @@ Energy Trainer::user_energy() {
 // no image lies, or cuts part of the images' range off: a note names the keys.
 void Trainer::note_image_range() {
   grid_map_ = data_.pixels.value_or(PixelMap());
-  if (data_.pixels && cfg_.has_key("sampler.clamp_min") && cfg_.has_key("sampler.clamp_max")) {
-    const double a = cfg_.get_float("sampler.clamp_min"), b = cfg_.get_float("sampler.clamp_max");
-    const double lo = data_.pixels->lo, hi = data_.pixels->hi, tol = 1e-6 * (hi - lo);
-    if (std::isfinite(a) && std::isfinite(b) && (std::abs(a - lo) > tol || std::abs(b - hi) > tol))
+  const bool float_images = !data_.pixels && data_.train.event_shape().size() == 3 && data_.train.size() > 0;
+  double lo = grid_map_.lo, hi = grid_map_.hi;
+  if (float_images) {
+    lo = data_.train.x.min().item<double>();
+    hi = data_.train.x.max().item<double>();
+    grid_map_.lo = lo;
+    grid_map_.hi = hi > lo ? hi : lo + 1;
+  }
+  if (!cfg_.has_key("sampler.clamp_min") || !cfg_.has_key("sampler.clamp_max")) return;
+  const double a = cfg_.get_float("sampler.clamp_min"), b = cfg_.get_float("sampler.clamp_max");
+  if (!std::isfinite(a) || !std::isfinite(b)) return;
+  if (data_.pixels) {
+    const double tol = 1e-6 * (hi - lo);
+    if (std::abs(a - lo) > tol || std::abs(b - hi) > tol)
       notes() << "ebm: note: " << data_.train.description << ": pixels are mapped onto data.scale = [" << lo << ", "
               << hi << "] but the chains are clamped to [" << a << ", " << b
               << "]; set sampler.clamp_min, clamp_max (and buffer.init_low, init_high) to data.scale\n";
+  } else if (float_images && a < b && hi - lo <= 0.55 * (b - a)) {
+    notes() << "ebm: note: " << data_.train.description << ": float images spanning [" << lo << ", " << hi
+            << "], half or less of the box the chains are clamped to, [" << a << ", " << b
+            << "] (float arrays are taken as in the model's units); set sampler.clamp_min, clamp_max and "
+               "buffer.init_low, init_high to the images' range, or save 0-255 pixels as an integer NPY (mapped "
+               "by data.scale)\n";
   }
-  if (data_.pixels || data_.train.event_shape().size() != 3 || data_.train.size() == 0) return;
-  const double lo = data_.train.x.min().item<double>(), hi = data_.train.x.max().item<double>();
-  grid_map_.lo = lo;
-  grid_map_.hi = hi > lo ? hi : lo + 1;
-  if (!cfg_.has_key("sampler.clamp_min") || !cfg_.has_key("sampler.clamp_max")) return;
-  const double a = cfg_.get_float("sampler.clamp_min"), b = cfg_.get_float("sampler.clamp_max");
-  if (!std::isfinite(a) || !std::isfinite(b) || a >= b || hi - lo > 0.55 * (b - a)) return;
-  notes() << "ebm: note: " << data_.train.description << ": float images spanning [" << lo << ", " << hi
-           << "], half or less of the box the chains are clamped to, [" << a << ", " << b
-           << "] (float arrays are taken as in the model's units); set sampler.clamp_min, clamp_max and "
-              "buffer.init_low, init_high to the images' range, or save 0-255 pixels as an integer NPY (mapped "
-              "by data.scale)\n";
 }
 
 namespace {
