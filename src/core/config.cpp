@@ -349,6 +349,14 @@ void Config::unset(const std::string& key) {
 
 bool Config::has_key(const std::string& key) const { return schema_->find(key).spec != nullptr; }
 
+bool Config::applies(const std::string& key) const {
+  const auto p = schema_->find(key);
+  if (p.spec == nullptr) return false;
+  if (p.group == nullptr) return true;
+  const Component* chosen = nullptr;
+  return selected(p, &chosen) && std::find(p.owners.begin(), p.owners.end(), chosen) != p.owners.end();
+}
+
 bool Config::is_set(const std::string& key) const { return values_.count(key) > 0; }
 
 // The component chosen by p's group; false when the selector names none.

@@ -151,6 +151,7 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   cfg_.validate();
   check_run_config(cfg_);
   data_ = build_data(cfg_);
+  default_pixel_box();
   note_image_range();
   // A conditional energy without a class count takes the labels' (max + 1),
   // resolved into the config that model.pt and config.toml keep.
@@ -273,6 +274,25 @@ bool Trainer::lead() const { return !coll_ || coll_->rank() == 0; }
 Energy Trainer::user_energy() {
   if (!data_.transform.defined()) return parts_.energy;
   return std::make_shared<StandardizedEnergyImpl>(parts_.energy, data_.transform);
+}
+
+// Pixel data: the chains' start box (buffer.init_low, init_high) and the
+// sampler's clamp box, when the config leaves them out, are the pixel range
+// (data.scale) rather than the vector defaults ([-4, 4] and no box), so a
+// user's own image config, or JEM's uniform start, begins and stays where
+// images lie. Resolved into the config that config.toml and model.pt keep.
+void Trainer::default_pixel_box() {
+  if (!data_.pixels) return;
+  const double lo = data_.pixels->lo, hi = data_.pixels->hi;
+  if (cfg_.applies("buffer.init_low") && !cfg_.is_set("buffer.init_low") && !cfg_.is_set("buffer.init_high")) {
+    cfg_.set_value("buffer.init_low", lo);
+    cfg_.set_value("buffer.init_high", hi);
+  }
+  if (cfg_.applies("sampler.clamp_min") && cfg_.applies("sampler.clamp_max") && !cfg_.is_set("sampler.clamp_min") &&
+      !cfg_.is_set("sampler.clamp_max")) {
+    cfg_.set_value("sampler.clamp_min", lo);
+    cfg_.set_value("sampler.clamp_max", hi);
+  }
 }
 
 // Float image arrays (not read as pixels) are taken as in the model's units:

@@ -107,6 +107,9 @@ class Config {
   void validate() const;
 
   bool has_key(const std::string& key) const;
+  // True for a key of the schema that the current selection reads: a common
+  // key, or one of the component its group selects.
+  bool applies(const std::string& key) const;
   // True when the key was given in a file or by --set (not just defaulted).
   bool is_set(const std::string& key) const;
 

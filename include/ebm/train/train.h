@@ -108,6 +108,7 @@ class Trainer {
   void save_checkpoint(const std::string& path);
   // samples/step-NNNNNN.png (fresh chains) and -buffer.png (image CD runs).
   void write_sample_grids(int64_t step);
+  void default_pixel_box();  // pixel data: init and clamp boxes default to data.scale
   void note_image_range();  // sets grid_map_; notes a chains' box that misses the images' range
   void load_checkpoint(const std::string& path);
   // Class-incremental runs: model-task-(k+1).pt and a task_end line in

@@ -751,6 +751,57 @@ TEST(AugmentedDraw, FlipAndDequantizationNoise) {
   EXPECT_EQ(test_helpers::code_of([&] { augmented_draw(flip, vectors, std::nullopt); }), ExitCode::kBadConfig);
 }
 
+// Pixel data whose config leaves the chains' boxes out: the uniform start
+// (JEM's) and the sampler's clamp take data.scale, not the vector defaults
+// ([-4, 4], no clamp); given keys are kept; a sampler without a clamp box
+// gets none (its config still validates when model.pt is read back).
+TEST(Trainer, PixelDataDefaultsTheChainBoxesToTheScale) {
+  const std::string root = fresh_dir("pixelbox");
+  fs::create_directories(root);
+  auto gen = make_generator(13, kStreamData);
+  write_u8_npy(root + "/pixels.npy", at::randint(256, {32, 1, 8, 8}, gen));
+  for (int variant = 0; variant < 3; ++variant) {
+    Config c = image_config(root + "/unused", 2);
+    c.set("data.path=" + root + "/pixels.npy");
+    c.set("data.scale=[0.0, 1.0]");
+    c.set("buffer.init=uniform");
+    for (const char* k : {"buffer.init_low", "buffer.init_high", "sampler.clamp_min", "sampler.clamp_max"}) c.unset(k);
+    if (variant == 1) c.set("buffer.init_high=0.5");
+    if (variant == 2) {
+      for (const char* k : {"sampler.step_size", "sampler.noise", "sampler.grad_clip"}) c.unset(k);
+      c.set("sampler.name=mala");
+      c.set("sampler.step_size=0.001");
+    }
+    const std::string run = root + "/run" + std::to_string(variant);
+    Trainer t(c, run);
+    const Config& r = t.config();
+    EXPECT_EQ(r.get_float("buffer.init_low"), variant == 1 ? -4.0 : 0.0) << variant;
+    EXPECT_EQ(r.get_float("buffer.init_high"), variant == 1 ? 0.5 : 1.0) << variant;
+    if (variant == 2) {
+      EXPECT_FALSE(r.is_set("sampler.clamp_min"));
+    } else {
+      EXPECT_EQ(r.get_float("sampler.clamp_min"), 0.0) << variant;
+      EXPECT_EQ(r.get_float("sampler.clamp_max"), 1.0) << variant;
+    }
+    t.run(false);
+    ModelInfo info;
+    load_model(run + "/model.pt", &info);  // (its config validates)
+  }
+  // The start draws: uniform on [0, 1].
+  Config c = image_config(root + "/unused", 1);
+  c.set("data.path=" + root + "/pixels.npy");
+  c.set("data.scale=[0.0, 1.0]");
+  c.set("buffer.init=uniform");
+  for (const char* k : {"buffer.init_low", "buffer.init_high", "sampler.clamp_min", "sampler.clamp_max"}) c.unset(k);
+  Trainer t(c, root + "/run-draws");
+  auto g = make_generator(1, kStreamTrain);
+  auto x = buffer_of(t).init_samples(2000, g);
+  EXPECT_GE(x.min().item<double>(), 0.0);
+  EXPECT_LE(x.max().item<double>(), 1.0);
+  EXPECT_NEAR(x.mean().item<double>(), 0.5, 0.01);  // (sd of the mean 0.29 / sqrt(128000) = 8e-4)
+  fs::remove_all(root);
+}
+
 // An image CD run on raw pixels with sample_every writes sample grids (fresh
 // chains, and the buffer) at that period and at the end; model.pt keeps the
 // pixel map and the sampler.
