@@ -36,7 +36,9 @@ Runner add_classify(CLI::App& app) {
     Energy energy = load_model(a->model, &info);
     const int64_t k = energy->num_classes();
     EBM_CHECK_USAGE(k > 0, a->model, ": not a classifier (train one with energy.conditional = true)");
-    auto x = info.event_shape.size() == 3 ? read_model_input(a->input, info) : [&] {
+    // (pixel conventions for image models and any model trained on pixels,
+    // flattened images included)
+    auto x = info.event_shape.size() == 3 || info.pixels ? read_model_input(a->input, info) : [&] {
       auto r = read_array(a->input);
       EBM_CHECK_DATA(r[0].numel() == info.event_shape[0], a->input, ": rows of ", r[0].numel(),
                      " values for a model of ", info.event_shape[0]);

@@ -30,8 +30,9 @@ Runner add_energy(CLI::App& app) {
     ModelInfo info;
     Energy energy = load_model(a->model, &info);
     const auto shape = energy->event_shape();
-    // (images follow the pixel conventions: PNG / IDX / integer NPY are pixels)
-    auto x = shape.size() == 3 ? read_model_input(a->input, info) : read_array(a->input);
+    // (images, and models trained on pixels such as flattened images, follow
+    // the pixel conventions: PNG / IDX / integer NPY are pixels)
+    auto x = shape.size() == 3 || info.pixels ? read_model_input(a->input, info) : read_array(a->input);
     warn_if_far_from_training(sampling_view(energy).second, info, x, a->input);
     const int64_t dim = c10::multiply_integers(shape);
     // (rows of the model's shape, or the same values flattened, e.g. CSV)

@@ -13,7 +13,8 @@ using Shape = std::vector<int64_t>;
 int64_t vector_dim(const Shape& shape, const char* name) {
   EBM_CHECK_CONFIG(shape.size() == 1 && shape[0] >= 1, "energy.name = \"", name,
                    "\" takes vectors [D]; the data have event shape ", c10::IntArrayRef(shape),
-                   " (images: energy.name = \"conv\")");
+                   " (images: energy.name = \"conv\" or \"resnet\", or flatten them with data.shape = [",
+                   c10::multiply_integers(shape), "])");
   return shape[0];
 }
 

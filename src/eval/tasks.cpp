@@ -128,8 +128,15 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   }
   EBM_CHECK_DATA(finfo.pixels.has_value(), features, ": the feature network must be an image model trained on pixels");
   EBM_CHECK_DATA(info.pixels.has_value() || !samples.empty(), "fid: the model was not trained on pixels");
-  EBM_CHECK_DATA(finfo.event_shape == info.event_shape, features, ": takes images ",
-                 c10::IntArrayRef(finfo.event_shape), ", the model draws ", c10::IntArrayRef(info.event_shape));
+  // (a network on flattened images, event shape [H * W * C], reads the same
+  // pixels flattened; so does an image network scoring a flat model's rows)
+  const bool flat_rows = finfo.event_shape.size() == 1 || info.event_shape.size() == 1;
+  EBM_CHECK_DATA(finfo.event_shape == info.event_shape ||
+                     (flat_rows && c10::multiply_integers(finfo.event_shape) == c10::multiply_integers(info.event_shape)),
+                 features, ": takes images ", c10::IntArrayRef(finfo.event_shape), ", the model draws ",
+                 c10::IntArrayRef(info.event_shape));
+  std::vector<int64_t> feature_shape = finfo.event_shape;
+  feature_shape.insert(feature_shape.begin(), -1);
   auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
   const bool builtin = reference == "fashion_mnist" || reference == "mnist";
   auto ref = reference_pixels(reference, "test", n, gen);
@@ -169,7 +176,9 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
                    .clamp(0, 255)
                    .to(torch::kFloat)
                    .reshape(shape);
-  auto feats = [&](const torch::Tensor& px) { return batch_features(*classifier, finfo.pixels->to_model(px)); };
+  auto feats = [&](const torch::Tensor& px) {
+    return batch_features(*classifier, finfo.pixels->to_model(px.reshape(feature_shape)));
+  };
   auto fr = feats(ref);
   const double model = frechet_distance(feats(fake), fr), floor = frechet_distance(feats(held), fr),
                gaussian = frechet_distance(feats(gauss), fr);
