@@ -63,13 +63,22 @@ struct SmallInputConv : torch::autograd::Function<SmallInputConv> {
     const auto& go = grads[0];  // [B, O, OH, OW]
     Geometry g{x.size(0), x.size(1), x.size(2), x.size(3), k, s, p, go.size(2), go.size(3)};
     torch::Tensor dx, dw, db;
+    const bool want_w = ctx->needs_input_grad(1), want_b = ctx->needs_input_grad(2) && ctx->saved_data["bias"].toBool();
+    if (torch::GradMode::is_enabled()) {
+      // A backward that builds a graph (create_graph: score matching, a
+      // gradient penalty) takes ATen's differentiable convolution backward,
+      // so the input gradient can itself be differentiated.
+      auto r = at::convolution_backward(go, x, w, want_b ? c10::optional<at::IntArrayRef>(w.size(0)) : c10::nullopt,
+                                        {s, s}, {p, p}, {1, 1}, false, {0, 0}, 1,
+                                        {ctx->needs_input_grad(0), want_w, want_b});
+      return {std::get<0>(r), std::get<1>(r), std::get<2>(r), torch::Tensor(), torch::Tensor()};
+    }
     if (ctx->needs_input_grad(0)) {
       auto rows = go.permute({0, 2, 3, 1}).contiguous().view({g.rows(), w.size(0)});  // output pixels [rows, O]
       auto dcols = rows.mm(w.reshape({w.size(0), g.kk()}));                            // [rows, C k k]
       dx = torch::empty({g.b, g.c, g.h, g.w}, go.options());
       col2im(dcols.data_ptr<float>(), dx.data_ptr<float>(), g);
     }
-    const bool want_w = ctx->needs_input_grad(1), want_b = ctx->needs_input_grad(2) && ctx->saved_data["bias"].toBool();
     if (want_w || want_b) {
       auto r = at::convolution_backward(go, x, w, want_b ? c10::optional<at::IntArrayRef>(w.size(0)) : c10::nullopt,
                                         {s, s}, {p, p}, {1, 1}, false, {0, 0}, 1, {false, want_w, want_b});
@@ -82,8 +91,8 @@ struct SmallInputConv : torch::autograd::Function<SmallInputConv> {
 }  // namespace
 
 bool small_input_conv_applies(const torch::Tensor& x, const torch::Tensor& w) {
-  // (float32 CPU, few input channels, square kernels; no double backward:
-  // score matching takes vectors only)
+  // (float32 CPU, few input channels, square kernels; a backward with
+  // create_graph takes ATen's differentiable path)
   return cpu_fast_path(x) && x.scalar_type() == torch::kFloat && w.scalar_type() == torch::kFloat &&
          x.dim() == 4 && x.size(1) <= 3 && w.dim() == 4 && w.size(2) == w.size(3) && x.size(0) >= 1;
 }

@@ -58,11 +58,11 @@ DenoisingScoreMatchingOptions dsm_options(const Config& c) {
   return DenoisingScoreMatchingOptions(c.get_float("objective.sigma")).spacing_floor(floor == "spacing");
 }
 
-// The score-matching losses are written for rows of vectors.
+// Exact score matching (D backward passes) is for rows of vectors.
 int64_t vector_dim(const Shape& shape, const std::string& name) {
   EBM_CHECK_CONFIG(shape.size() == 1, "objective.name = \"", name,
                    "\" takes vectors [D]; the data have event shape ", c10::IntArrayRef(shape),
-                   " (images: objective.name = \"cd\")");
+                   " (images: objective.name = \"ssm\", \"dsm\", \"mdsm\" or \"cd\")");
   return shape[0];
 }
 }  // namespace
@@ -237,8 +237,7 @@ const ObjectiveRegistry& objective_registry() {
             {"projection", std::string("gaussian"), "gaussian | rademacher"},
             {"variance_reduced", false, "SSM-VR, 1/2 |grad E|^2 in closed form (gaussian only)"},
             analytic_key(), mass_keys()[0], mass_keys()[1]}},
-          [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
-            vector_dim(shape, "ssm");
+          [](const Config& c, const Shape&, c10::Device device) -> std::shared_ptr<Objective> {
             return with_mass(c, std::make_shared<SlicedScoreMatching>(
                 SlicedScoreMatchingOptions()
                     .projections(c.get_int("objective.projections"))
@@ -249,8 +248,7 @@ const ObjectiveRegistry& objective_registry() {
     r.add({"dsm", "denoising score matching",
            {{"sigma", 0.1, "noise std (in the model's units: standardised vectors have sd data.standardize_sd)"},
             sigma_floor_key(), analytic_key(), mass_keys()[0], mass_keys()[1]}},
-          [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
-            vector_dim(shape, "dsm");
+          [](const Config& c, const Shape&, c10::Device device) -> std::shared_ptr<Objective> {
             return with_mass(c, std::make_shared<DenoisingScoreMatching>(
                 dsm_options(c).analytic(c.get_bool("objective.analytic"))));
           });
@@ -263,7 +261,10 @@ const ObjectiveRegistry& objective_registry() {
             {"sigma", 0.1, "form li: reference scale sigma_0"},
             analytic_key(), mass_keys()[0], mass_keys()[1]}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
-            vector_dim(shape, "mdsm");
+            EBM_CHECK_CONFIG(shape.size() == 1 || c.get_string("objective.form") == "li",
+                             "objective.form = \"", c.get_string("objective.form"),
+                             "\" needs a noise-conditional energy, which takes vectors; the data have event shape ",
+                             c10::IntArrayRef(shape), " (images: objective.form = \"li\", one energy for every level)");
             return with_mass(c, std::make_shared<MultiscaleScoreMatching>(
                 MultiscaleScoreMatchingOptions()
                     .sigma_max(c.get_float("objective.sigma_max"))

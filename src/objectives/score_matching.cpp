@@ -39,6 +39,16 @@ ScoreTerms own_score_terms(EnergyImpl& energy, const torch::Tensor& x, const tor
 torch::Tensor autograd_grad(const torch::Tensor& y, const torch::Tensor& x) {
   return torch::autograd::grad({y}, {x}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
 }
+
+// Sum over every dimension but the first: [N, ...] -> [N] (vectors and images).
+torch::Tensor row_sum(const torch::Tensor& t) { return t.flatten(1).sum(1); }
+
+// [N] -> [N, 1, ..., 1] broadcasting against rows shaped like x.
+torch::Tensor per_row(const torch::Tensor& t, const torch::Tensor& x) {
+  std::vector<int64_t> shape(size_t(x.dim()), 1);
+  shape[0] = t.size(0);
+  return t.reshape(shape);
+}
 }  // namespace
 
 ScoreTerms score_terms(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& v,
@@ -49,9 +59,9 @@ ScoreTerms score_terms(EnergyImpl& energy, const torch::Tensor& x, const torch::
   }
   torch::AutoGradMode enable(true);
   auto xr = x.detach().requires_grad_(true);
-  auto g = autograd_grad(energy_rows(energy, xr, sigma).sum(), xr);  // [N, D]
+  auto g = autograd_grad(energy_rows(energy, xr, sigma).sum(), xr);  // [N, ...] as x
   torch::Tensor q;
-  if (v.defined()) q = (autograd_grad((g * v).sum(), xr) * v).sum(1);  // v^T H v
+  if (v.defined()) q = row_sum(autograd_grad((g * v).sum(), xr) * v);  // v^T H v
   return {g, q};
 }
 
@@ -78,25 +88,28 @@ torch::Tensor exact_sm_loss(EnergyImpl& energy, const torch::Tensor& x, bool ana
 
 torch::Tensor sliced_sm_loss(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& v,
                              bool variance_reduced, bool analytic) {
-  const int64_t b = x.size(0), m = v.size(1), d = x.size(1);
-  TORCH_CHECK(v.dim() == 3 && v.size(0) == b && v.size(2) == d,
-              "sliced_sm_loss: projections must be [B, M, D], got ", v.sizes());
-  auto xs = x.unsqueeze(1).expand({b, m, d}).reshape({b * m, d});
-  auto t = score_terms(energy, xs, v.reshape({b * m, d}), {}, analytic);
+  const int64_t b = x.size(0), m = v.dim() >= 2 ? v.size(1) : 0;
+  TORCH_CHECK(v.dim() == x.dim() + 1 && v.size(0) == b && v.sizes().slice(2) == x.sizes().slice(1),
+              "sliced_sm_loss: projections must be [B, M, event...] for rows ", x.sizes(), ", got ", v.sizes());
+  // (M copies of each row, as rows of the energy's event shape)
+  std::vector<int64_t> rows = x.sizes().vec();
+  rows[0] = b * m;
+  auto xs = x.unsqueeze(1).expand(v.sizes()).reshape(rows);
+  auto t = score_terms(energy, xs, v.reshape(rows), {}, analytic);
   auto q = t.q.view({b, m});
-  auto g = t.g.view({b, m, d});
+  auto g = t.g.reshape({b, m, -1});
   if (variance_reduced) return 0.5 * g.select(1, 0).pow(2).sum(1) - q.mean(1);
-  auto vg = (g * v).sum(2);  // [B, M]
+  auto vg = (g * v.reshape({b, m, -1})).sum(2);  // [B, M]
   return (0.5 * vg.pow(2) - q).mean(1);
 }
 
 torch::Tensor denoising_sm_loss(EnergyImpl& energy, const torch::Tensor& x,
                                 const torch::Tensor& eps, const torch::Tensor& sigma,
                                 const torch::Tensor& r, bool analytic) {
-  auto s = sigma.to(x.dtype()).unsqueeze(1), rr = r.to(x.dtype()).unsqueeze(1);
+  auto s = per_row(sigma.to(x.dtype()), x), rr = per_row(r.to(x.dtype()), x);
   auto xt = x + s * eps;
   auto g = score_terms(energy, xt, {}, sigma.to(x.dtype()), analytic).g;
-  return 0.5 * (rr * g - (s / rr) * eps).pow(2).sum(1);
+  return 0.5 * row_sum((rr * g - (s / rr) * eps).pow(2));
 }
 
 namespace {
@@ -116,7 +129,7 @@ torch::Tensor denoising_loss(EnergyImpl& energy, const torch::Tensor& x, const t
 // per projection; every row weighs 1 / (B M), as in the mean of means).
 torch::Tensor sliced_loss(EnergyImpl& energy, const torch::Tensor& x, const torch::Tensor& v,
                           bool variance_reduced, bool analytic) {
-  if (analytic && !variance_reduced) {
+  if (analytic && !variance_reduced && x.dim() == 2) {
     const int64_t b = x.size(0), m = v.size(1), d = x.size(1);
     auto loss = energy.sliced_loss(x.unsqueeze(1).expand({b, m, d}).reshape({b * m, d}),
                                    v.reshape({b * m, d}));
@@ -170,12 +183,13 @@ SlicedScoreMatching::SlicedScoreMatching(const SlicedScoreMatchingOptions& o) : 
 
 Output SlicedScoreMatching::compute(EnergyImpl& energy, const Batch& batch, at::Generator& gen) {
   const auto& x = batch.x;
-  const int64_t b = x.size(0), d = x.size(1), m = options_.projections();
+  std::vector<int64_t> shape = x.sizes().vec();  // [B, M, event...]
+  shape.insert(shape.begin() + 1, options_.projections());
   torch::Tensor v;
   if (options_.projection() == "gaussian")
-    v = standard_normal({b, m, d}, gen, x.options());
+    v = standard_normal(shape, gen, x.options());
   else
-    v = at::randint(0, 2, {b, m, d}, gen, x.options()).mul_(2).sub_(1);
+    v = at::randint(0, 2, shape, gen, x.options()).mul_(2).sub_(1);
   Output out;
   out.loss = sliced_loss(energy, x, v, options_.variance_reduced(), options_.analytic());
   return out;

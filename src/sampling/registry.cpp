@@ -74,10 +74,13 @@ const SamplerRegistry& sampler_registry() {
             {"sigma_min", 0.01, "last (smallest) level; 1 ends on exp(-E) in temperature mode", "smin"},
             {"levels", int64_t(10), "levels L of the geometric ladder"},
             {"level_steps", int64_t(100), "Langevin steps T per level", "steps"},
-            {"denoise", false, "final step x - sigma_min^2 grad E (noise-conditional energies)"}}},
+            {"denoise", false, "final step x - sigma_min^2 grad E (noise-conditional energies)"},
+            langevin_box_keys()[1], langevin_box_keys()[2]}},
           [](const Config& c) -> std::shared_ptr<Sampler> {
             return std::make_shared<AnnealedLangevinSampler>(
                 AnnealedLangevinOptions(c.get_float("sampler.step_size"))
+                    .clamp_min(c.get_float("sampler.clamp_min"))
+                    .clamp_max(c.get_float("sampler.clamp_max"))
                     .sigma_max(c.get_float("sampler.sigma_max"))
                     .sigma_min(c.get_float("sampler.sigma_min"))
                     .n_levels(c.get_int("sampler.levels"))

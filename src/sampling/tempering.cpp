@@ -53,9 +53,14 @@ AnnealedLangevinSampler::AnnealedLangevinSampler(const AnnealedLangevinOptions& 
                    ", smin = ", o.sigma_min());
   EBM_CHECK_CONFIG(o.steps_per_level() >= 1, "sampler.steps must be >= 1, got ",
                    o.steps_per_level());
+  EBM_CHECK_CONFIG(!(o.clamp_min() >= o.clamp_max()), "sampler clamp box is empty: [", o.clamp_min(), ", ",
+                   o.clamp_max(), "]");
   levels_ = geometric_ladder(o.sigma_max(), o.sigma_min(), o.n_levels());
   const double last = levels_.back();
-  for (double s : levels_) steps_.push_back(o.step_size() * (s * s) / (last * last));
+  for (double s : levels_) {
+    steps_.push_back(o.step_size() * (s * s) / (last * last));
+    temperature_steps_.push_back(o.step_size() * s / last);
+  }
 }
 
 Stats AnnealedLangevinSampler::step(EnergyImpl& energy, ChainState& state, at::Generator& gen) {
@@ -70,8 +75,9 @@ Stats AnnealedLangevinSampler::step(EnergyImpl& energy, ChainState& state, at::G
     const auto held = rows::hold_non_finite(e, g, xi);
     if (held.count > 0) diverged |= held.rows;
   };
+  const bool clamped = std::isfinite(options_.clamp_min()) || std::isfinite(options_.clamp_max());
   for (size_t i = 0; i < levels_.size(); ++i) {
-    const double s = levels_[i], eta = steps_[i], sd = std::sqrt(2 * eta);
+    const double s = levels_[i], eta = nc ? steps_[i] : temperature_steps_[i], sd = std::sqrt(2 * eta);
     if (nc) nc->set_noise_level(s);
     const double drift = nc ? eta : eta / s;  // grad of E(x, s) or of E(x) / s
     for (int64_t t = 0; t < options_.steps_per_level(); ++t) {
@@ -79,6 +85,7 @@ Stats AnnealedLangevinSampler::step(EnergyImpl& energy, ChainState& state, at::G
       auto xi = standard_normal(x.sizes(), gen, x.options());
       hold_bad(e, g, &xi);
       x = x.add(g, -drift).add_(xi, sd);
+      if (clamped) x.clamp_(options_.clamp_min(), options_.clamp_max());
     }
   }
   const double last = levels_.back();
@@ -86,6 +93,7 @@ Stats AnnealedLangevinSampler::step(EnergyImpl& energy, ChainState& state, at::G
     auto [e, g] = energy.energy_and_grad(x);
     hold_bad(e, g, nullptr);
     x = x - (last * last) * g;
+    if (clamped) x.clamp_(options_.clamp_min(), options_.clamp_max());
   }
   state.x = x;
   state.invalidate();

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <limits>
 #include <vector>
 
 #include "ebm/sampling/sampling.h"
@@ -20,7 +21,11 @@ std::vector<double> geometric_ladder(double first, double last, int64_t n);
 // E_i is E(x, s_i) when the energy is a NoiseConditionalEnergyImpl (the level
 // is set with set_noise_level and restored to its previous value when the
 // sweep ends), and E(x) / s_i otherwise (level i is a temperature: the target
-// exp(-E / s_i); use sigma_min = 1 to end on exp(-E)). Song & Ermon write
+// exp(-E / s_i); use sigma_min = 1 to end on exp(-E)). A temperature's step
+// is eta_i = eps * s_i / s_L instead, proportional to the target's variance
+// as the noise levels' is: the drift eps grad E / s_L is the same at every
+// level and the noise grows as sqrt(s_i) (s_i^2 would make the hot levels'
+// steps s_i / s_L times too long for their curvature). Song & Ermon write
 // the step as alpha_i / 2 with alpha_i = epsilon * s_i^2 / s_L^2: our eps is
 // their epsilon / 2.
 // One step() is one whole sweep (L * T Langevin updates), so
@@ -40,6 +45,10 @@ struct AnnealedLangevinOptions {
   // x <- x + s_L^2 * score = x - s_L^2 * grad E(x, s_L). Noise-conditional
   // energies only (a config error otherwise). Default off (denoise).
   TORCH_ARG(bool, denoise) = false;
+  // The box the chains stay in (clamped after every update, as
+  // LangevinSampler's): images' pixel range; +-inf = none (min, max).
+  TORCH_ARG(double, clamp_min) = -std::numeric_limits<double>::infinity();
+  TORCH_ARG(double, clamp_max) = std::numeric_limits<double>::infinity();
 };
 
 class AnnealedLangevinSampler : public Sampler {
@@ -48,13 +57,15 @@ class AnnealedLangevinSampler : public Sampler {
   Stats step(EnergyImpl& energy, ChainState& state, at::Generator& gen) override;
   std::string name() const override { return "annealed"; }
   const AnnealedLangevinOptions& options() const { return options_; }
-  // s_1 .. s_L and eta_1 .. eta_L.
+  // s_1 .. s_L and eta_1 .. eta_L (noise levels; temperature_step_sizes for
+  // a plain energy's temperatures).
   const std::vector<double>& levels() const { return levels_; }
   const std::vector<double>& step_sizes() const { return steps_; }
+  const std::vector<double>& temperature_step_sizes() const { return temperature_steps_; }
 
  private:
   AnnealedLangevinOptions options_;
-  std::vector<double> levels_, steps_;
+  std::vector<double> levels_, steps_, temperature_steps_;
 };
 
 // Parallel tempering / replica exchange (Swendsen & Wang 1986; Geyer 1991;

@@ -128,7 +128,8 @@ TEST(AnnealedLangevin, NoiseConditionalLevelsAndUpdatesAreExact) {
 }
 
 // Without a noise-conditional energy level i is a temperature: the drift is
-// eta_i * grad E / s_i.
+// eta_i * grad E / s_i with eta_i = eps * s_i / s_L (the same drift at every
+// level, noise sqrt(2 eta_i)).
 TEST(AnnealedLangevin, TemperatureModeDividesTheGradientByTheLevel) {
   auto a = torch::tensor({0.5, 3.0}, torch::kDouble);
   Linear e(a);
@@ -138,10 +139,12 @@ TEST(AnnealedLangevin, TemperatureModeDividesTheGradientByTheLevel) {
   auto replay = gen.clone();
   ChainState st(torch::ones({3, 2}, torch::kDouble));
   s.step(e, st, gen);
+  const std::vector<double> want = {0.08, 0.04, 0.02};  // (levels 4, 2, 1)
+  for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(s.temperature_step_sizes()[i], want[i], 1e-15);
   auto x = torch::ones({3, 2}, torch::kDouble);
   for (size_t i = 0; i < 3; ++i)
     for (int t = 0; t < 2; ++t) {
-      const double eta = s.step_sizes()[i];
+      const double eta = s.temperature_step_sizes()[i];
       x = x - eta / s.levels()[i] * a + std::sqrt(2 * eta) * normal_like(x, replay);
     }
   EXPECT_TRUE(close(st.x, x));
