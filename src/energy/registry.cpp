@@ -37,6 +37,28 @@ std::vector<ConfigKey> with(std::vector<ConfigKey> a, const std::vector<ConfigKe
   return a;
 }
 
+// conv, resnet: energy.noise_conditional wraps the network as
+// E(x, sigma) = f(x) / sigma (NoiseScaledEnergyImpl).
+std::vector<ConfigKey> noise_keys() {
+  return {{"noise_conditional", false,
+           "E(x, sigma) = f(x) / sigma (NCSNv2's noise scaling), a noise-conditional energy for objective.name = "
+           "\"mdsm\" with form = \"ncsn\" and the annealed sampler"},
+          {"noise_level", 0.0,
+           "sigma at which E(x) is evaluated (sampling, eval); 0 = the objective's smallest level (mdsm: "
+           "objective.sigma_min)"}};
+}
+
+Energy noise_scaled(const Config& c, Energy net) {
+  if (!c.get_bool("energy.noise_conditional")) return net;
+  EBM_CHECK_CONFIG(net->num_classes() == 0,
+                   "energy.noise_conditional = true and energy.conditional = true: a class-conditional energy "
+                   "cannot also be noise-conditional");
+  const double level = c.get_float("energy.noise_level");
+  EBM_CHECK_CONFIG(level >= 0 && std::isfinite(level), "energy.noise_level must be >= 0, got ", level);
+  // (0: 1 until build_parts sets the objective's smallest level)
+  return std::make_shared<NoiseScaledEnergyImpl>(std::move(net), level > 0 ? level : 1.0);
+}
+
 std::vector<ConfigKey> mlp_keys() {
   return {{"hidden", std::vector<int64_t>{128, 128}, "hidden layer widths"},
           {"activation", std::string("swish"), "swish | softplus | elu | leaky_relu"},
@@ -168,9 +190,9 @@ const EnergyRegistry& energy_registry() {
                  {"activation", d.activation(), "swish | softplus | elu | leaky_relu"},
                  {"spectral_norm", false, "spectral normalisation of every weight"},
                  {"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"}},
-                class_keys())},
+                with(class_keys(), noise_keys()))},
           [](const Config& c, const Shape& shape) -> Energy {
-            return ConvEnergy(ConvEnergyOptions(shape)
+            return noise_scaled(c, ConvEnergy(ConvEnergyOptions(shape)
                                   .channels(c.get_int_list("energy.channels"))
                                   .kernels(c.get_int_list("energy.kernels"))
                                   .strides(c.get_int_list("energy.strides"))
@@ -180,7 +202,7 @@ const EnergyRegistry& energy_registry() {
                                   .spectral_norm(c.get_bool("energy.spectral_norm"))
                                   .prior_std(c.get_float("energy.prior_std"))
                                   .classes(classes_of(c)))
-                .ptr();
+                .ptr());
           });
     const ResNetEnergyOptions rd({1, 28, 28});
     r.add({"resnet", "IGEBM's residual energy on images [C, H, W] (BENCHMARKS.md's resnet-fmnist net by default)",
@@ -189,16 +211,16 @@ const EnergyRegistry& energy_registry() {
                  {"activation", rd.activation(), "swish | softplus | elu | leaky_relu"},
                  {"spectral_norm", true, "spectral normalisation of every weight"},
                  {"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"}},
-                class_keys())},
+                with(class_keys(), noise_keys()))},
           [](const Config& c, const Shape& shape) -> Energy {
-            return ResNetEnergy(ResNetEnergyOptions(shape)
+            return noise_scaled(c, ResNetEnergy(ResNetEnergyOptions(shape)
                                     .channels(c.get_int_list("energy.channels"))
                                     .blocks(c.get_int_list("energy.blocks"))
                                     .activation(c.get_string("energy.activation"))
                                     .spectral_norm(c.get_bool("energy.spectral_norm"))
                                     .prior_std(c.get_float("energy.prior_std"))
                                     .classes(classes_of(c)))
-                .ptr();
+                .ptr());
           });
     r.add({"jem", "a classifier network as an energy (JEM): E(x, y) = -f(x)[y], E(x) = -logsumexp_y f(x)[y]",
            jem_keys()},

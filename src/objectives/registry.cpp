@@ -261,10 +261,12 @@ const ObjectiveRegistry& objective_registry() {
             {"sigma", 0.1, "form li: reference scale sigma_0"},
             analytic_key(), mass_keys()[0], mass_keys()[1]}},
           [](const Config& c, const Shape& shape, c10::Device device) -> std::shared_ptr<Objective> {
-            EBM_CHECK_CONFIG(shape.size() == 1 || c.get_string("objective.form") == "li",
+            const bool scaled = c.applies("energy.noise_conditional") && c.get_bool("energy.noise_conditional");
+            EBM_CHECK_CONFIG(shape.size() == 1 || c.get_string("objective.form") == "li" || scaled,
                              "objective.form = \"", c.get_string("objective.form"),
-                             "\" needs a noise-conditional energy, which takes vectors; the data have event shape ",
-                             c10::IntArrayRef(shape), " (images: objective.form = \"li\", one energy for every level)");
+                             "\" needs a noise-conditional energy; the data have event shape ", c10::IntArrayRef(shape),
+                             " (images: energy.noise_conditional = true, or objective.form = \"li\", one energy for "
+                             "every level)");
             return with_mass(c, std::make_shared<MultiscaleScoreMatching>(
                 MultiscaleScoreMatchingOptions()
                     .sigma_max(c.get_float("objective.sigma_max"))

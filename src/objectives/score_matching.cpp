@@ -273,10 +273,10 @@ Output MultiscaleScoreMatching::compute(EnergyImpl& energy, const Batch& batch,
   const bool conditional = energy.noise_conditional() != nullptr;
   EBM_CHECK_CONFIG(options_.form() != "ncsn" || conditional,
                    "objective.form = \"ncsn\" needs a noise-conditional energy ",
-                   "(energy.name = \"ncmlp\")");
+                   "(energy.name = \"ncmlp\"; conv, resnet: energy.noise_conditional = true)");
   EBM_CHECK_CONFIG(options_.form() != "li" || !conditional,
                    "objective.form = \"li\" trains one energy for every level; use energy.name = ",
-                   "\"mlp\" (or objective.form = \"ncsn\")");
+                   "\"mlp\" (conv, resnet: energy.noise_conditional = false) or objective.form = \"ncsn\"");
   const auto& x = batch.x;
   // (the level index and noise come from gen on x's device)
   auto idx = at::randint(ladder_.size(0), {x.size(0)}, gen, x.options().dtype(torch::kLong));

@@ -366,6 +366,13 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
       || { echo "FAIL: $sm on pixel images"; sed 's/^/    /' "$T/sm.err"; fails=$((fails + 1)); }
   done
   expect 78 "objective.form = \"li\"" -- "$EBM" train "${SM[@]}" --set objective.name=mdsm --out "$T/sm_ncsn"
+  # NCSN on images: the network made noise-conditional, E(x, sigma) = f(x) / sigma,
+  # sampled by annealed Langevin with the final denoising step.
+  "$EBM" train "${SM[@]}" --set objective.name=mdsm --set energy.noise_conditional=true --out "$T/sm_nc" \
+      >/dev/null 2>"$T/sm.err" \
+    && "$EBM" sample --model "$T/sm_nc/model.pt" --n 4 --steps 1 --sampler "annealed:eps=1e-5,levels=3,steps=2,denoise=true" \
+      --out "$T/nc.png" >/dev/null 2>&1 && [ -s "$T/nc.png" ] \
+    || { echo "FAIL: NCSN (mdsm, noise-conditional conv) on pixel images"; sed 's/^/    /' "$T/sm.err"; fails=$((fails + 1)); }
   expect 78 "\"esm\" takes vectors" -- "$EBM" train "${SM[@]}" --set objective.name=esm --out "$T/sm_esm"
   # 0-255 pixels saved as floats, for a recipe whose chains live in [-1, 1].
   hdr3="{'descr': '<f4', 'fortran_order': False, 'shape': (8, 1, 8, 8), }"

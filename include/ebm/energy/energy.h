@@ -112,6 +112,22 @@ class NoiseConditionalEnergyImpl : public EnergyImpl {
   double noise_level_ = 1.0;
 };
 
+// Any energy f made noise-conditional by NCSNv2's scaling (Song & Ermon
+// 2020): E(x, sigma) = f(x) / sigma, so sigma grad E = grad f, the network
+// reading the level off the noisy input itself (conv and resnet energies with
+// energy.noise_conditional = true). Its parameters are f's, under "inner.".
+class NoiseScaledEnergyImpl : public NoiseConditionalEnergyImpl {
+ public:
+  NoiseScaledEnergyImpl(Energy inner, double noise_level);
+  torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
+  std::vector<int64_t> event_shape() const override { return inner_->event_shape(); }
+  torch::Tensor features(const torch::Tensor& x) override { return inner_->features(x); }
+  EnergyImpl& inner() { return *inner_; }
+
+ private:
+  Energy inner_;
+};
+
 // ---------------------------------------------------------------------------
 // MLP energy: E(x) = w_L . h_{L-1} + b_L + |x|^2 / (2 prior_std^2),
 // h_i = act(W_i h_{i-1} + b_i). The optional Gaussian base term keeps exp(-E)

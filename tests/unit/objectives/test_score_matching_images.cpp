@@ -1,14 +1,17 @@
 // Score matching on images ([B, C, H, W] rows): the losses sum over every
 // pixel, against closed forms on an isotropic quadratic energy; the
 // objectives train it to the smoothed optimum; a conv energy's parameter
-// gradients through its fast first layer (float32) match float64 ATen.
+// gradients through its fast first layer (float32) match float64 ATen; the
+// noise-scaled (NCSNv2) wrapper of image networks.
 // Statistical tolerances are z * SE with z = 4.89 (two-sided normal,
 // false-alarm rate 1e-6 per assertion).
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include "ebm/core/config.h"
 #include "ebm/core/rng.h"
+#include "ebm/energy/registry.h"
 #include "ebm/energy/conv.h"
 #include "ebm/objectives/score_matching.h"
 
@@ -138,5 +141,42 @@ TEST(ScoreMatchingImages, ConvEnergyDoubleBackwardThroughTheFastLayer) {
       EXPECT_LT((g32[i].to(torch::kDouble) - g64[i]).abs().max().item<double>(), 1e-3 * scale)
           << (which == 0 ? "dsm" : "ssm") << " param " << i;
     }
+  }
+}
+
+// energy.noise_conditional = true wraps a conv or resnet network f as
+// E(x, sigma) = f(x) / sigma (NCSNv2): per-row levels, E(x) at the set level,
+// f's parameters under "inner."; a class-conditional one is refused.
+TEST(ScoreMatchingImages, NoiseScaledEnergyDividesTheNetworkByTheLevel) {
+  for (const std::string name : {"conv", "resnet"}) {
+    Config c(energy_schema());
+    c.set_value("energy.name", name);
+    c.set_value("energy.channels", std::vector<int64_t>{4, 8});
+    if (name == "conv") {
+      c.set_value("energy.kernels", std::vector<int64_t>{3, 3});
+      c.set_value("energy.strides", std::vector<int64_t>{2, 2});
+      c.set_value("energy.paddings", std::vector<int64_t>{1, 1});
+      c.set_value("energy.hidden", std::vector<int64_t>{8});
+    } else {
+      c.set_value("energy.blocks", std::vector<int64_t>{1, 1});
+    }
+    c.set_value("energy.noise_conditional", true);
+    c.set_value("energy.noise_level", 0.25);
+    Energy e = build_energy(c, {1, 8, 8});
+    auto* nc = e->noise_conditional();
+    ASSERT_NE(nc, nullptr) << name;
+    EXPECT_EQ(nc->noise_level(), 0.25);
+    auto* scaled = dynamic_cast<NoiseScaledEnergyImpl*>(e.get());
+    ASSERT_NE(scaled, nullptr);
+    for (const auto& kv : e->named_parameters()) EXPECT_EQ(kv.key().rfind("inner.", 0), 0u) << kv.key();
+    auto x = at::rand({3, 1, 8, 8}, make_generator(8, kStreamData));
+    torch::NoGradGuard ng;
+    auto f = scaled->inner().energy(x);
+    auto sigma = torch::tensor({0.1, 0.5, 2.0});
+    EXPECT_TRUE(torch::allclose(nc->energy_at(x, sigma), f / sigma, 1e-6, 1e-6)) << name;
+    EXPECT_TRUE(torch::allclose(e->energy(x), f / 0.25, 1e-6, 1e-6)) << name;
+    c.set_value("energy.conditional", true);
+    c.set_value("energy.classes", int64_t(3));
+    EXPECT_THROW(build_energy(c, {1, 8, 8}), std::exception) << name;
   }
 }
