@@ -66,7 +66,7 @@ Runner add_eval(CLI::App& app) {
       cmd->add_option("--reference", a->reference, "fid: fashion_mnist, mnist, a PNG folder, IDX or NPY images; ood: the training rows the "
                       "Gaussian baseline is fitted to (default: the model's training data; none = no baseline)");
   auto* samples = cmd->add_option("--samples", a->samples, "fid: score these images instead of drawing samples");
-  auto* steps = cmd->add_option("--steps", a->steps, "fid: sampler transitions per drawn sample (generator: refining steps, default 0; robustness: PGD steps, default 20; ais --reverse: sampler steps per model sample, default 200)")->capture_default_str();
+  auto* steps = cmd->add_option("--steps", a->steps, "fid: sampler transitions per drawn sample (an annealed sampler: default 1 sweep; generator: refining steps, default 0; robustness: PGD steps, default 20; ais --reverse: sampler steps per model sample, default 200)")->capture_default_str();
   auto* sampler = cmd->add_option("--sampler", a->sampler, "fid, generator, robustness (purification): sampler spec (default: the model's training sampler)");
   auto* from = cmd->add_option("--from", a->from, "fid: drawn samples start from noise (default) or generator (the "
                                "model's learned sampler, refined by --steps)");

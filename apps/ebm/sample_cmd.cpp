@@ -106,7 +106,9 @@ Runner add_sample(CLI::App& app) {
                   "mass matrix) of mh, mala, hmc and nuts")
       ->capture_default_str();
   auto* steps_opt =
-      cmd->add_option("--steps", a->steps, "transitions per chain after warm-up (--from generator: default 0)")
+      cmd->add_option("--steps", a->steps,
+                      "transitions per chain after warm-up (--from generator: default 0; annealed: default 1, one "
+                      "sweep through its levels)")
           ->capture_default_str();
   cmd->add_option("--thin", a->thin,
                   "write every T-th draw of each chain (with its chain index); 0 = final states only")
@@ -206,6 +208,10 @@ Runner add_sample(CLI::App& app) {
     // (a model sampled as it was trained, unless told otherwise)
     auto sampler = model_sampler(info, a->sampler);
     if (auto* annealed = dynamic_cast<AnnealedLangevinSampler*>(sampler.get())) {
+      // (one transition is a whole sweep through the levels: one by default)
+      if (steps_opt->count() == 0 && a->from == "noise") a->steps = 1;
+      EBM_CHECK_USAGE(a->thin == 0 || a->steps >= a->thin, "--thin ", a->thin, " keeps no draw of ", a->steps,
+                      " annealed sweeps (give --steps)");
       const double last = annealed->levels().back();
       if (!dynamic_cast<NoiseConditionalEnergyImpl*>(energy.get()) && last != 1.0)
         notes() << "ebm sample: warning: with an energy that has no noise levels the annealed "

@@ -17,6 +17,7 @@
 #include "ebm/eval/ood.h"
 #include "ebm/eval/robustness.h"
 #include "ebm/model/inputs.h"
+#include "ebm/sampling/tempering.h"
 #include "ebm/train/train.h"
 
 #include <c10/util/accumulate.h>
@@ -112,7 +113,13 @@ torch::Tensor reference_pixels(const std::string& spec, const std::string& split
 EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
   const std::string features = c.get_string("task.features"), reference = c.get_string("task.reference"),
                     samples = c.get_string("task.samples");
-  const int64_t n = c.get_int("task.n"), steps = c.get_int("task.steps");
+  const int64_t n = c.get_int("task.n");
+  int64_t steps = c.get_int("task.steps");
+  // (an annealed sampler's transition is a whole sweep through its levels:
+  // one, unless --steps says otherwise)
+  if (!c.is_set("task.steps") && c.get_string("task.from") == "noise" && samples.empty() &&
+      dynamic_cast<AnnealedLangevinSampler*>(model_sampler(info, c.get_string("task.sampler")).get()) != nullptr)
+    steps = 1;
   EBM_CHECK_USAGE(!features.empty(), "fid: give --features C.pt (a classifier model: objective.name = \"ce\")");
   EBM_CHECK_USAGE(!reference.empty(), "fid: give --reference DATA (fashion_mnist, mnist, a PNG folder, IDX or NPY)");
   EBM_CHECK_USAGE(n >= 2, "--n must be >= 2, got ", n);

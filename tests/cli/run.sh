@@ -368,10 +368,14 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 78 "objective.form = \"li\"" -- "$EBM" train "${SM[@]}" --set objective.name=mdsm --out "$T/sm_ncsn"
   # NCSN on images: the network made noise-conditional, E(x, sigma) = f(x) / sigma,
   # sampled by annealed Langevin with the final denoising step.
+  # (its own annealed sampler: one sweep when --steps is not given)
   "$EBM" train "${SM[@]}" --set objective.name=mdsm --set energy.noise_conditional=true --out "$T/sm_nc" \
-      >/dev/null 2>"$T/sm.err" \
-    && "$EBM" sample --model "$T/sm_nc/model.pt" --n 4 --steps 1 --sampler "annealed:eps=1e-5,levels=3,steps=2,denoise=true" \
-      --out "$T/nc.png" >/dev/null 2>&1 && [ -s "$T/nc.png" ] \
+      --set sampler.name=annealed --set sampler.levels=3 --set sampler.level_steps=2 --set sampler.denoise=true \
+      --set sampler.step_size=1e-5 >/dev/null 2>"$T/sm.err" \
+    && "$EBM" sample --model "$T/sm_nc/model.pt" --n 4 --out "$T/nc.png" >"$T/nc.out" 2>/dev/null && [ -s "$T/nc.png" ] \
+    && grep -q "0 warm-up + 1 steps" "$T/nc.out" \
+    && "$EBM" eval --task fid --model "$T/sm_nc/model.pt" --features "$T/flat_run/model.pt" --reference "$T/pix.npy" \
+      --n 20 --out "$T/fid_nc.json" >/dev/null 2>&1 && grep -q '"steps": 1,' "$T/fid_nc.json" \
     || { echo "FAIL: NCSN (mdsm, noise-conditional conv) on pixel images"; sed 's/^/    /' "$T/sm.err"; fails=$((fails + 1)); }
   expect 78 "\"esm\" takes vectors" -- "$EBM" train "${SM[@]}" --set objective.name=esm --out "$T/sm_esm"
   # 0-255 pixels saved as floats, for a recipe whose chains live in [-1, 1].
