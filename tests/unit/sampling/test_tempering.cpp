@@ -155,6 +155,29 @@ TEST(AnnealedLangevin, TemperatureModeDividesTheGradientByTheLevel) {
             ExitCode::kBadConfig);
 }
 
+// The clamp box holds every update (images' pixel range): a linear energy
+// drives the chains into the box's walls; an empty box is a config error.
+TEST(AnnealedLangevin, ClampBoxHoldsTheChains) {
+  Linear e(torch::tensor({4.0, -4.0}, torch::kDouble));
+  AnnealedLangevinSampler s(AnnealedLangevinOptions(0.02)
+                                .sigma_max(4.0)
+                                .sigma_min(1.0)
+                                .n_levels(3)
+                                .steps_per_level(20)
+                                .clamp_min(-0.5)
+                                .clamp_max(0.5));
+  auto gen = make_generator(4, kStreamTrain);
+  ChainState st(torch::zeros({50, 2}, torch::kDouble));
+  s.step(e, st, gen);
+  EXPECT_GE(st.x.min().item<double>(), -0.5);
+  EXPECT_LE(st.x.max().item<double>(), 0.5);
+  // (the drift 0.02 * 4 a step pushes column 0 down, column 1 up: to the walls)
+  EXPECT_GT((st.x.select(1, 0) == -0.5).sum().item<int64_t>(), 10);
+  EXPECT_GT((st.x.select(1, 1) == 0.5).sum().item<int64_t>(), 10);
+  EXPECT_EQ(code_of([&] { AnnealedLangevinSampler(AnnealedLangevinOptions(0.01).clamp_min(1.0).clamp_max(0.0)); }),
+            ExitCode::kBadConfig);
+}
+
 TEST(AnnealedLangevin, NonFiniteChainIsHeldAndCountedOnce) {
   Linear e(torch::tensor({-1.0, 0.0}, torch::kDouble), /*nan_above=*/0.5);
   AnnealedLangevinSampler s(
