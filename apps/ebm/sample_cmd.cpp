@@ -173,8 +173,6 @@ Runner add_sample(CLI::App& app) {
     // failure leaves what the user had.
     check_writable(a->out);
     if (ext == ".npy" && a->thin > 0) check_writable(a->out.substr(0, a->out.size() - 4) + ".chain.npy");
-    EBM_CHECK_USAGE(a->thin == 0 || a->steps >= a->thin, "--thin ", a->thin,
-                    " keeps no draw of ", a->steps, " steps");
     Energy energy;
     AnalyticEnergy target;
     // (a model trained on standardised data is sampled in its own units, the
@@ -210,14 +208,15 @@ Runner add_sample(CLI::App& app) {
     if (auto* annealed = dynamic_cast<AnnealedLangevinSampler*>(sampler.get())) {
       // (one transition is a whole sweep through the levels: one by default)
       if (steps_opt->count() == 0 && a->from == "noise") a->steps = 1;
-      EBM_CHECK_USAGE(a->thin == 0 || a->steps >= a->thin, "--thin ", a->thin, " keeps no draw of ", a->steps,
-                      " annealed sweeps (give --steps)");
       const double last = annealed->levels().back();
       if (!dynamic_cast<NoiseConditionalEnergyImpl*>(energy.get()) && last != 1.0)
         notes() << "ebm sample: warning: with an energy that has no noise levels the annealed "
                  << "sampler's levels are temperatures and it ends on exp(-E / " << last
                  << "), not exp(-E); use smin=1 (and smax > 1) to end on the model\n";
     }
+    // (after the sampler, whose kind sets the default --steps)
+    EBM_CHECK_USAGE(a->thin == 0 || a->steps >= a->thin, "--thin ", a->thin, " keeps no draw of ", a->steps,
+                    " steps");
     // (the ranks start once everything above is known good: an error is said once)
     if (a->nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) return launch_local(a->nproc, 20.0);
     auto gen = make_generator(a->common.seed, kStreamSample, device);
