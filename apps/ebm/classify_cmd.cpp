@@ -21,12 +21,17 @@ Runner add_classify(CLI::App& app) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("classify", "class probabilities of every input row (a class-conditional model)");
   cmd->add_option("--model", a->model, "model.pt of a classifier or conditional energy")->required();
-  cmd->add_option("--input", a->input, "rows: CSV, NPY, IDX, a PNG or a folder of PNGs")->required();
+  cmd->add_option("--input", a->input,
+                  "rows: CSV, NPY, IDX, a PNG, a folder of PNGs (class sub-folders: also print the accuracy), or "
+                  "fashion_mnist / mnist (their test split) for an image model")
+      ->required();
   cmd->add_option("--out", a->out,
                   "output CSV: one row of probabilities per input row, columns p0 ... pK-1 (p_NAME for a model "
                   "trained on class folders)")
       ->required();
   cmd->add_option("--labels", a->labels, "true labels (CSV, NPY or IDX, one per row): also print the accuracy");
+  // (a folder with class sub-folders is labelled by them, mapped to the
+  // model's classes by name)
   add_common(cmd, a->common);
   return [a]() -> int {
     const c10::Device device = apply_common(a->common);
@@ -37,21 +42,27 @@ Runner add_classify(CLI::App& app) {
     const int64_t k = energy->num_classes();
     EBM_CHECK_USAGE(k > 0, a->model, ": not a classifier (train one with energy.conditional = true)");
     // (pixel conventions for image models and any model trained on pixels,
-    // flattened images included)
-    auto x = info.event_shape.size() == 3 || info.pixels ? read_model_input(a->input, info) : [&] {
+    // flattened images included; a class folder or a built-in set brings its
+    // labels, in the model's numbering)
+    torch::Tensor x, y;
+    if (info.event_shape.size() == 3 || info.pixels) {
+      Dataset d = read_model_dataset(a->input, info, "test", a->labels);
+      x = d.x;
+      y = d.y;
+    } else {
       auto r = read_array(a->input);
       EBM_CHECK_DATA(r[0].numel() == info.event_shape[0], a->input, ": rows of ", r[0].numel(),
                      " values for a model of ", info.event_shape[0]);
-      return r.reshape({r.size(0), info.event_shape[0]});
-    }();
+      x = r.reshape({r.size(0), info.event_shape[0]});
+    }
     warn_if_far_from_training(sampling_view(energy).second, info, x, a->input);
-    torch::Tensor y;
-    if (!a->labels.empty()) {
-      y = read_matrix(a->labels);
-      EBM_CHECK_DATA(y.numel() == x.size(0), a->labels, ": ", y.numel(), " labels for ", x.size(0), " input rows");
-      y = y.flatten();
-      EBM_CHECK_DATA(torch::equal(y, y.round()), a->labels, ": labels must be integers");
-      EBM_CHECK_DATA(y.min().item<double>() >= 0 && y.max().item<double>() < k, a->labels, ": label ",
+    const std::string labels_from = a->labels.empty() ? a->input : a->labels;
+    if (!a->labels.empty() && !y.defined()) y = read_matrix(a->labels);
+    if (y.defined()) {
+      EBM_CHECK_DATA(y.numel() == x.size(0), labels_from, ": ", y.numel(), " labels for ", x.size(0), " input rows");
+      y = y.flatten().to(torch::kDouble);
+      EBM_CHECK_DATA(torch::equal(y, y.round()), labels_from, ": labels must be integers");
+      EBM_CHECK_DATA(y.min().item<double>() >= 0 && y.max().item<double>() < k, labels_from, ": label ",
                      y.min().item<double>() < 0 ? y.min().item<double>() : y.max().item<double>(),
                      " outside the model's classes 0 to ", k - 1);
       y = y.to(torch::kLong);

@@ -96,7 +96,7 @@ torch::Tensor restore(Setup& s, Sampler& sampler, const torch::Tensor& known, co
   // mean image 0.103; denoising 16.8 dB against 18.2: docs/applications.md)
   if (s.image && s.info.start.defined())
     notes() << "ebm: note: " << s.model
-            << ": its training chains started from the data's Gaussian (buffer.init = fit or auto); such models "
+            << ": its training chains started from the data's Gaussian (buffer.init = fit, mixed or auto); such models "
                "restored worse than the same recipe trained from noise: for inpainting and denoising train with "
                "--set buffer.init=uniform\n";
   const int64_t k = opt.chains();

@@ -118,10 +118,11 @@ Section buffer_section() {
           {{"capacity", int64_t(10000), "replay buffer chains; 0 = short-run chains"},
            {"reinit_prob", 0.05, "probability a drawn chain restarts from the init distribution"},
            {"init", std::string("auto"),
-            "auto (fit for images, uniform for vectors and under objective.name = jem) | uniform (on [init_low, "
+            "auto (mixed for images, uniform for vectors and under objective.name = jem) | uniform (on [init_low, "
             "init_high]) | gaussian | data (uniform on the training data's box, 10% wider) | fit (a Gaussian with "
             "the training data's mean and its 256 leading principal components; model.pt keeps it and `ebm "
-            "sample` starts from it)"},
+            "sample` starts from it) | mixed (fresh chains from fit, one in five from uniform; model.pt keeps the "
+            "fit)"},
            {"init_low", -4.0, "uniform init box low"},
            {"init_high", 4.0, "uniform init box high"},
            {"init_std", 1.0, "gaussian init std"}},

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -8,18 +9,27 @@
 
 namespace ebm {
 
+namespace {
+// buffer.init = mixed: the share of fresh chains that start from uniform
+// noise rather than the data's Gaussian (docs/images.md)
+constexpr double kMixedNoise = 0.2;
+}  // namespace
+
 ReplayBuffer::ReplayBuffer(const ReplayBufferOptions& o, std::vector<int64_t> event_shape)
     : options_(o), event_shape_(std::move(event_shape)) {
-  // auto: the data's Gaussian for images ([C, H, W]: chains from uniform
-  // noise did not learn colour images at all and learned Fashion-MNIST
-  // worse, docs/images.md), uniform otherwise
-  if (options_.init() == "auto") options_.init(event_shape_.size() == 3 ? "fit" : "uniform");
+  // auto: for images ([C, H, W]) most fresh chains from the data's Gaussian
+  // (chains from uniform noise alone did not learn colour images and learned
+  // Fashion-MNIST worse) and some from uniform noise (from the Gaussian
+  // alone, a colour model put uniform noise below its data in energy:
+  // docs/images.md); uniform otherwise
+  if (options_.init() == "auto") options_.init(event_shape_.size() == 3 ? "mixed" : "uniform");
   EBM_CHECK_CONFIG(o.capacity() >= 0, "buffer.capacity must be >= 0, got ", o.capacity());
   EBM_CHECK_CONFIG(o.reinit_prob() >= 0 && o.reinit_prob() <= 1,
                    "buffer.reinit_prob must be in [0, 1], got ", o.reinit_prob());
   const auto& init = options_.init();
-  EBM_CHECK_CONFIG(init == "uniform" || init == "gaussian" || init == "data" || init == "fit",
-                   "buffer.init must be auto, uniform, gaussian, data or fit, got '", init, "'");
+  EBM_CHECK_CONFIG(init == "uniform" || init == "gaussian" || init == "data" || init == "fit" ||
+                       init == "mixed",
+                   "buffer.init must be auto, uniform, gaussian, data, fit or mixed, got '", init, "'");
   EBM_CHECK_CONFIG(o.low() < o.high(), "buffer.init_low must be < buffer.init_high, got ",
                    o.low(), " and ", o.high());
   EBM_CHECK_CONFIG(o.std() > 0, "buffer.init_std must be > 0, got ", o.std());
@@ -29,9 +39,17 @@ ReplayBuffer::ReplayBuffer(const ReplayBufferOptions& o, std::vector<int64_t> ev
 }
 
 torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
-  if (options_.init() == "fit") {
-    TORCH_CHECK(fit_.defined(), "ReplayBuffer: init = fit needs fit_data before the first draw");
-    return fit_.draw(n, gen);
+  const bool mixed = options_.init() == "mixed";
+  if (options_.init() == "fit" || mixed) {
+    TORCH_CHECK(fit_.defined(), "ReplayBuffer: init = ", options_.init(), " needs fit_data before the first draw");
+    auto x = fit_.draw(n, gen);
+    if (!mixed) return x;
+    // (each row from uniform noise on [init_low, init_high] with probability kMixedNoise)
+    auto noise = at::rand({n}, gen, x.options()) < kMixedNoise;
+    auto shape = x.sizes().vec();
+    std::fill(shape.begin() + 1, shape.end(), int64_t(1));
+    auto u = at::empty_like(x).uniform_(options_.low(), options_.high(), gen);
+    return at::where(noise.reshape(shape), u, x);
   }
   std::vector<int64_t> shape{n};
   shape.insert(shape.end(), event_shape_.begin(), event_shape_.end());
@@ -49,11 +67,12 @@ torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
 }
 
 void ReplayBuffer::fit_data(const torch::Tensor& x) {
-  if (options_.init() != "data" && options_.init() != "fit") return;
+  const bool fit = options_.init() == "fit" || options_.init() == "mixed";
+  if (options_.init() != "data" && !fit) return;
   EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x.sizes().slice(1) == c10::IntArrayRef(event_shape_),
                  "buffer.init = ", options_.init(), ": rows of ", x.sizes().slice(1), " for chains of ",
                  c10::IntArrayRef(event_shape_));
-  if (options_.init() == "fit") {
+  if (fit) {
     fit_ = LowRankGaussian::fit(x).to(options_.device());
     return;
   }
@@ -64,7 +83,7 @@ void ReplayBuffer::fit_data(const torch::Tensor& x) {
 
 std::pair<torch::Tensor, torch::Tensor> ReplayBuffer::box() const {
   if (options_.init() == "data") return {box_lo_, box_hi_};
-  if (options_.init() != "uniform") return {};
+  if (options_.init() != "uniform" && options_.init() != "mixed") return {};
   auto opts = torch::TensorOptions().device(options_.device());
   return {torch::full(event_shape_, options_.low(), opts), torch::full(event_shape_, options_.high(), opts)};
 }

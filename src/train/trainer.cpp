@@ -280,8 +280,19 @@ Energy Trainer::user_energy() {
 // sampler's clamp box, when the config leaves them out, are the pixel range
 // (data.scale) rather than the vector defaults ([-4, 4] and no box), so a
 // user's own image config, or JEM's uniform start, begins and stays where
-// images lie. Resolved into the config that config.toml and model.pt keep.
+// images lie. Float images (taken as in the model's units) get their own
+// range as the start box (not the clamp: their range is no pixel box).
+// Resolved into the config that config.toml and model.pt keep.
 void Trainer::default_pixel_box() {
+  const bool float_images = !data_.pixels && data_.train.event_shape().size() == 3 && data_.train.size() > 0;
+  if (float_images && cfg_.applies("buffer.init_low") && !cfg_.is_set("buffer.init_low") &&
+      !cfg_.is_set("buffer.init_high")) {
+    const double lo = data_.train.x.min().item<double>(), hi = data_.train.x.max().item<double>();
+    if (lo < hi) {
+      cfg_.set_value("buffer.init_low", lo);
+      cfg_.set_value("buffer.init_high", hi);
+    }
+  }
   if (!data_.pixels) return;
   const double lo = data_.pixels->lo, hi = data_.pixels->hi;
   if (cfg_.applies("buffer.init_low") && !cfg_.is_set("buffer.init_low") && !cfg_.is_set("buffer.init_high")) {
@@ -338,7 +349,7 @@ ContrastiveDivergence* cd_chains(Objective& objective) {
   if (auto* jem = dynamic_cast<Jem*>(&objective)) cd = jem->px_chains();
   return cd;
 }
-// The Gaussian the chains start from (buffer.init = "fit"), for model.pt.
+// The Gaussian the chains start from (buffer.init = "fit", "mixed"), for model.pt.
 const LowRankGaussian* fitted_start(Objective& objective) {
   auto* cd = cd_chains(objective);
   return cd != nullptr && cd->buffer().fitted().defined() ? &cd->buffer().fitted() : nullptr;
@@ -358,8 +369,9 @@ void Trainer::write_sample_grids(int64_t step) {
   const std::string dir = out_ + "/samples/";
   fs::create_directories(dir);
   const PixelMap map = data_.pixels.value_or(PixelMap());
-  // Fresh chains from the buffer's init distribution, run eval.sample_steps
-  // transitions (as `ebm sample` draws), on a stream of their own (the run's
+  // Fresh chains from where `ebm sample` starts them (the buffer's init
+  // distribution, its fitted Gaussian under init = mixed), run
+  // eval.sample_steps transitions, on a stream of their own (the run's
   // stream, and so resume, is untouched); a conditional model's columns are
   // its classes.
   EnergyImpl& energy = *parts_.energy;
@@ -367,7 +379,9 @@ void Trainer::write_sample_grids(int64_t step) {
   auto gen = make_generator(cfg_.get_int("seed") + uint64_t(step), kStreamEval, device_);
   std::vector<int64_t> grid_shape = shape;
   grid_shape.insert(grid_shape.begin(), n);
-  ChainState chains(cd ? cd->buffer().init_samples(n, gen)  // (on the buffer's device, the run's)
+  const bool fitted = cd && cd->buffer().fitted().defined();
+  ChainState chains(fitted ? cd->buffer().fitted().draw(n, gen)  // (on the buffer's device, the run's)
+                    : cd   ? cd->buffer().init_samples(n, gen)
                        : at::empty(grid_shape, torch::TensorOptions(torch::kFloat).device(device_))
                              .uniform_(map.lo, map.hi, gen));
   Energy target =

@@ -422,7 +422,7 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     && grep -qa "start_basis" "$T/r47/model.pt" \
     && "$EBM" sample --model "$T/r47/model.pt" --n 4 --steps 1 --out "$T/r47.png" >/dev/null 2>&1 && [ -s "$T/r47.png" ] \
     || { echo "FAIL: buffer.init = fit trains and samples"; fails=$((fails + 1)); }
-  expect 78 "buffer.init must be auto, uniform, gaussian, data or fit" -- "$EBM" train "${PIX[@]}" --set buffer.init=pca --out "$T/r48"
+  expect 78 "buffer.init must be auto, uniform, gaussian, data, fit or mixed" -- "$EBM" train "${PIX[@]}" --set buffer.init=pca --out "$T/r48"
   # buffer.init = auto (the default): image models start their chains from the
   # data's Gaussian (colour and grey), vector models do not.
   hdrc="{'descr': '|u1', 'fortran_order': False, 'shape': (40, 3, 8, 8), }"
@@ -454,6 +454,15 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     && "$EBM" classify --model "$T/r44/model.pt" --input "$T/named" --out "$T/named.csv" >/dev/null 2>&1 \
     && [ "$(head -1 "$T/named.csv")" = "p_cat,p_dog" ] && [ "$(wc -l <"$T/named.csv")" -eq 3 ] \
     || { echo "FAIL: classify names the class folders' columns"; head -2 "$T/named.csv"; fails=$((fails + 1)); }
+  # A class folder labels its rows by name in the model's numbering (dog is
+  # the model's class 1, the folder's only one, 0): the printed NLL is
+  # -log p_dog.
+  mkdir -p "$T/only_dog/dog" && cp "$T/mixed/a.png" "$T/only_dog/dog/z.png"
+  "$EBM" classify --model "$T/r44/model.pt" --input "$T/only_dog" --out "$T/dog.csv" >"$T/dog.json" 2>/dev/null \
+    && grep -q '^{"n": 1,' "$T/dog.json" \
+    && awk -F, -v got="$(sed 's/.*"nll": *\([^}]*\)}.*/\1/' "$T/dog.json")" \
+      'NR == 2 { want = -log($2); d = got - want; exit !((d < 0 ? -d : d) <= 1e-4 * (want > 1 ? want : 1)) }' "$T/dog.csv" \
+    || { echo "FAIL: classify of a class folder maps its labels by name"; cat "$T/dog.json"; fails=$((fails + 1)); }
   # Restoration and composition on the pixel model.
   "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask center:4 --steps 2 --chains 2 --truth "$T/pix.npy" \
     --reference "$T/pix.npy" --out "$T/inp.png" >"$T/inp.json" 2>"$T/inp.err" && grep -q '"nearest"' "$T/inp.json" \

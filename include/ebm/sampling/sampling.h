@@ -326,9 +326,9 @@ struct ReplayBufferOptions {
   TORCH_ARG(int64_t, capacity);             // stored chains; 0 = none
   TORCH_ARG(double, reinit_prob) = 0.05;    // in [0, 1]
   // uniform | gaussian | data (uniform on the data's box) | fit (the data's
-  // LowRankGaussian: its mean and leading principal components) | auto (fit
-  // for images [C, H, W], uniform for vectors; the buffer's options() say
-  // which)
+  // LowRankGaussian: mean and leading principal components) | mixed (fit, one
+  // in five from uniform) | auto (mixed for images [C, H, W], uniform for
+  // vectors; the buffer's options() say which)
   TORCH_ARG(std::string, init) = "uniform";
   TORCH_ARG(double, low) = -4.0;            // uniform box
   TORCH_ARG(double, high) = 4.0;
@@ -346,12 +346,12 @@ class ReplayBuffer {
   torch::Tensor init_samples(int64_t n, at::Generator& gen) const;
   // With init = data: the box the fresh draws are uniform on, each
   // coordinate's range over the rows x [N, event...] widened by 10% of it on
-  // either side; with init = fit: the rows' LowRankGaussian (other inits
+  // either side; with fit or mixed: the rows' LowRankGaussian (other inits
   // ignore it). Needed before the first draw.
   void fit_data(const torch::Tensor& x);
-  // init = fit: the Gaussian fresh chains are drawn from (undefined before fit_data).
+  // init = fit, mixed: the Gaussian fresh chains are drawn from (undefined before fit_data).
   const LowRankGaussian& fitted() const { return fit_; }
-  // The uniform box [event...] each (init = uniform or data; undefined before fit_data).
+  // The uniform box [event...] each (init = uniform, mixed or data; undefined before fit_data).
   std::pair<torch::Tensor, torch::Tensor> box() const;
   // n chains and the slots they came from (-1 for fresh ones when short-run).
   // With classes > 0, `labels` [n] (int64) picks each chain's pool.

@@ -111,6 +111,39 @@ TEST(ReplayBuffer, FitInitDrawsFromTheDatasGaussian) {
             ebm::ExitCode::kBadConfig);
 }
 
+// buffer.init = mixed: each fresh chain from the data's Gaussian or, one in
+// five, from uniform noise on [init_low, init_high]. The data sit in
+// [0.45, 0.55], so a row of 16 pixels from the fit lies within 0.3 of 0.5
+// (each pixel's sd is 0.029: a pixel beyond 0.3 is a 10-sd event) and one
+// from noise on [-1, 1] has a pixel beyond 0.3 unless all 16 are inside
+// (probability 0.3^16). The count of noise rows among 4000 is Binomial(4000,
+// 1/5): sd 25.3, the tolerance of 120 is 4.7 sd (false alarm 3e-6).
+TEST(ReplayBuffer, MixedInitDrawsOneInFiveFromNoise) {
+  torch::manual_seed(16);
+  auto data = torch::rand({400, 1, 4, 4}) * 0.1 + 0.45;
+  ebm::ReplayBuffer b(ebm::ReplayBufferOptions(0).init("mixed").low(-1).high(1), {1, 4, 4});
+  auto gen = ebm::make_generator(3, 0, torch::kCPU);
+  EXPECT_THROW(b.init_samples(2, gen), c10::Error);  // (no fit yet)
+  b.fit_data(data);
+  ASSERT_TRUE(b.fitted().defined());
+  auto x = b.init_samples(4000, gen);
+  ASSERT_EQ(x.sizes(), (std::vector<int64_t>{4000, 1, 4, 4}));
+  auto far = std::get<0>((x - 0.5).abs().flatten(1).max(1)) > 0.3;
+  const int64_t noise = far.sum().item<int64_t>();
+  EXPECT_NEAR(double(noise), 800.0, 120.0);
+  auto u = x.index({far});
+  EXPECT_GE(u.min().item<double>(), -1.0);
+  EXPECT_LE(u.max().item<double>(), 1.0);
+  EXPECT_NEAR(u.mean().item<double>(), 0.0, 0.03);  // (sd of the mean 0.0051)
+  auto f = x.index({far.logical_not()});
+  EXPECT_NEAR(f.mean().item<double>(), 0.5, 0.01);
+  // (the uniform box, for the jump proposal, as under init = uniform)
+  auto [lo, hi] = b.box();
+  ASSERT_TRUE(lo.defined());
+  EXPECT_EQ(lo.max().item<double>(), -1.0);
+  EXPECT_EQ(hi.min().item<double>(), 1.0);
+}
+
 // model.pt keeps the fitted start; chain_start draws from it, and a model
 // without one starts from noise over its pixel range.
 TEST(ChainStart, ModelFileKeepsTheFittedStart) {
@@ -145,11 +178,11 @@ TEST(ChainStart, ModelFileKeepsTheFittedStart) {
   EXPECT_GT(c.min().item<double>(), 0.3);
 }
 
-// buffer.init = auto (the default): the data's Gaussian for images, uniform
-// noise for vectors.
+// buffer.init = auto (the default): mixed (the data's Gaussian, one chain in
+// five from uniform noise) for images; uniform noise for vectors.
 TEST(ReplayBuffer, AutoInitFitsImages) {
   const std::vector<std::vector<int64_t>> shapes{{3, 4, 4}, {1, 4, 4}, {2, 4, 4}, {48}, {2}};
-  const std::vector<std::string> want{"fit", "fit", "fit", "uniform", "uniform"};
+  const std::vector<std::string> want{"mixed", "mixed", "mixed", "uniform", "uniform"};
   for (size_t i = 0; i < shapes.size(); ++i) {
     ebm::ReplayBuffer b(ebm::ReplayBufferOptions(0).init("auto"), shapes[i]);
     EXPECT_EQ(b.options().init(), want[i]) << c10::IntArrayRef(shapes[i]);
@@ -159,13 +192,13 @@ TEST(ReplayBuffer, AutoInitFitsImages) {
   EXPECT_TRUE(colour.fitted().defined());
 }
 
-// The config's auto: the data's Gaussian for an image model's contrastive
+// The config's auto: the mixed start for an image model's contrastive
 // divergence, uniform noise for JEM's chains (its published start).
 TEST(ReplayBuffer, AutoInitUnderJemIsUniform) {
   for (const std::string objective : {"cd", "jem"}) {
     ebm::Config c = ebm::make_train_config();
     c.load_string("[objective]\nname = \"" + objective + "\"\n", "test");
-    EXPECT_EQ(ebm::build_buffer(c, {1, 8, 8})->options().init(), objective == "jem" ? "uniform" : "fit");
+    EXPECT_EQ(ebm::build_buffer(c, {1, 8, 8})->options().init(), objective == "jem" ? "uniform" : "mixed");
     EXPECT_EQ(ebm::build_buffer(c, {5})->options().init(), "uniform");
     c.load_string("[buffer]\ninit = \"fit\"\n", "test");
     EXPECT_EQ(ebm::build_buffer(c, {1, 8, 8})->options().init(), "fit");

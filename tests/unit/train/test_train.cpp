@@ -799,6 +799,29 @@ TEST(Trainer, PixelDataDefaultsTheChainBoxesToTheScale) {
   EXPECT_GE(x.min().item<double>(), 0.0);
   EXPECT_LE(x.max().item<double>(), 1.0);
   EXPECT_NEAR(x.mean().item<double>(), 0.5, 0.01);  // (sd of the mean 0.29 / sqrt(128000) = 8e-4)
+  // Float images (in the model's units, here [0.2, 0.7]): the start box is
+  // their range when neither end is given; no clamp is made up for them.
+  write_npy(root + "/floats.npy", at::rand({32, 1, 8, 8}, gen).mul_(0.5).add_(0.2));
+  for (int variant = 0; variant < 2; ++variant) {
+    Config f = image_config(root + "/unused", 1);
+    f.set("data.path=" + root + "/floats.npy");
+    for (const char* k : {"buffer.init_low", "buffer.init_high", "sampler.clamp_min", "sampler.clamp_max"}) f.unset(k);
+    if (variant == 1) f.set("buffer.init_low=-1.0");
+    Trainer ft(f, root + "/run-floats" + std::to_string(variant));
+    const auto lo = ft.config().get_float("buffer.init_low"), hi = ft.config().get_float("buffer.init_high");
+    // (the training rows' range: within [0.2, 0.7], and its ends within 0.01
+    // of those of 1,000+ uniform pixels)
+    if (variant == 1) {
+      EXPECT_EQ(lo, -1.0);
+      EXPECT_EQ(hi, 4.0);
+    } else {
+      EXPECT_GE(lo, 0.2);
+      EXPECT_LT(lo, 0.21);
+      EXPECT_LE(hi, 0.7);
+      EXPECT_GT(hi, 0.69);
+    }
+    EXPECT_FALSE(ft.config().is_set("sampler.clamp_min"));
+  }
   fs::remove_all(root);
 }
 
