@@ -93,12 +93,14 @@ torch::Tensor restore(Setup& s, Sampler& sampler, const torch::Tensor& known, co
                       at::Generator& gen, const std::string& label) {
   // (measured on the conditional Fashion-MNIST recipe, 6,500 steps each:
   // centre inpainting MSE 0.121 from the fit against 0.083 from noise, the
-  // mean image 0.103; denoising 16.8 dB against 18.2: docs/applications.md)
+  // mean image 0.103; denoising 16.8 dB against 18.2: docs/applications.md;
+  // with one chain in five from noise, mixed, the unconditional recipe
+  // denoised 1.1 dB better than from the fit: docs/images.md)
   if (s.image && s.info.start.defined())
     notes() << "ebm: note: " << s.model
-            << ": its training chains started from the data's Gaussian (buffer.init = fit, mixed or auto); such models "
-               "restored worse than the same recipe trained from noise: for inpainting and denoising train with "
-               "--set buffer.init=uniform\n";
+            << ": its training chains started from the data's Gaussian (buffer.init = fit, or four in five under "
+               "mixed, the images' auto); from the fit alone models restored worse than from noise: if this one "
+               "does, for inpainting and denoising train with --set buffer.init=uniform\n";
   const int64_t k = opt.chains();
   return by_blocks(known, kBlock, label, [&](int64_t i, int64_t m) {
     auto f = free.size(0) == 1 ? free : free.narrow(0, i, m);
