@@ -93,16 +93,23 @@ EvalReport modes_task(const Config& c, EnergyImpl& energy, const ModelInfo&) {
   return out;
 }
 
-// Images as raw 0-255 pixels [N, ...]: a built-in set's split (a random n of
-// it, from gen) or a file / folder.
-torch::Tensor reference_pixels(const std::string& spec, const std::string& split, int64_t n, at::Generator& gen) {
+// Reference images [N, ...]: a built-in set's split (a random n of it, from
+// gen) or a file / folder; raw 0-255 pixels when `pixels`, else float values
+// in the feature network's own range (a float NPY).
+torch::Tensor reference_images(const std::string& spec, const std::string& split, int64_t n, at::Generator& gen,
+                               bool pixels) {
   Dataset d;
   if (spec == "fashion_mnist" || spec == "mnist") {
     d = spec == "mnist" ? load_mnist(split) : load_fashion_mnist(split);
   } else {
     d = load_data_path(spec);
-    EBM_CHECK_DATA(d.pixels, spec, ": reference images must be raw 0-255 pixels (PNG, IDX or integer NPY)");
   }
+  if (pixels)
+    EBM_CHECK_DATA(d.pixels, spec, ": reference images must be raw 0-255 pixels (PNG, IDX or integer NPY), "
+                   "as the feature network was trained on pixels");
+  else
+    EBM_CHECK_DATA(!d.pixels, spec, ": reference images must be float values (a float NPY), as the feature "
+                   "network was trained on float images; these are 0-255 pixels");
   EBM_CHECK_DATA(d.size() >= n, spec, ": ", d.size(), " images, fewer than ", n,
                  split.empty() ? " (twice --n: --n as the reference and --n held out as the floor)" : " (--n)");
   return d.x.index_select(0, torch::randperm(d.size(), gen, torch::kLong).narrow(0, 0, n)).to(torch::kFloat);
@@ -133,8 +140,13 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     EBM_CHECK_DATA(classifier->features(torch::zeros(one)).defined(), features,
                    ": this energy has no penultimate features (use a conv or resnet classifier)");
   }
-  EBM_CHECK_DATA(finfo.pixels.has_value(), features, ": the feature network must be an image model trained on pixels");
-  EBM_CHECK_DATA(info.pixels.has_value() || !samples.empty(), "fid: the model was not trained on pixels");
+  // Every image is compared in the feature network's units: raw pixels for a
+  // network trained on pixels, float values as they are for one trained on
+  // float images; the model must have been trained on the same kind.
+  const bool pixels = finfo.pixels.has_value();
+  EBM_CHECK_DATA(info.pixels.has_value() == pixels, features, ": the feature network was trained on ",
+                 pixels ? "0-255 pixels" : "float values", " and the model on ",
+                 info.pixels ? "0-255 pixels" : "float values", "; give a feature network trained on the model's kind of data");
   // (a network on flattened images, event shape [H * W * C], reads the same
   // pixels flattened; so does an image network scoring a flat model's rows)
   const bool flat_rows = finfo.event_shape.size() == 1 || info.event_shape.size() == 1;
@@ -146,10 +158,10 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   feature_shape.insert(feature_shape.begin(), -1);
   auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
   const bool builtin = reference == "fashion_mnist" || reference == "mnist";
-  auto ref = reference_pixels(reference, "test", n, gen);
-  auto held = builtin ? reference_pixels(reference, "train", n, gen) : torch::Tensor();
+  auto ref = reference_images(reference, "test", n, gen, pixels);
+  auto held = builtin ? reference_images(reference, "train", n, gen, pixels) : torch::Tensor();
   if (!builtin) {  // (a file: two disjoint halves of 2n of its images)
-    auto both = reference_pixels(reference, "", 2 * n, gen);
+    auto both = reference_images(reference, "", 2 * n, gen, pixels);
     ref = both.narrow(0, 0, n);
     held = both.narrow(0, n, n);
   }
@@ -160,31 +172,32 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
                  ref[0].numel(), " values for a model of ", c10::IntArrayRef(info.event_shape));
   ref = ref.reshape(shape);
   held = held.reshape(shape);
-  // Model samples as pixels: drawn, or given (--samples).
+  // Model samples as pixels (or float values): drawn, or given (--samples).
   torch::Tensor fake;
   if (!samples.empty()) {
-    ModelInfo as = info;
-    auto x = read_model_input(samples, as);
-    fake = info.pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : x;
+    auto x = read_model_input(samples, info);
+    fake = pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : x.to(torch::kFloat);
   } else {
     const std::string from = c.get_string("task.from");
     EBM_CHECK_USAGE(from == "noise" || from == "generator", "--from must be noise or generator, got '", from, "'");
     auto x = from == "generator"
                  ? draw_generator_samples(c.get_string("task.model"), energy, info, n, steps, c.get_string("task.sampler"), gen)
                  : draw_model_samples(energy, info, n, steps, c.get_string("task.sampler"), gen);
-    fake = info.pixels->to_pixels(x).to(torch::kFloat);
+    fake = pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : x.to(torch::kFloat);
   }
-  // Gaussian baseline: the reference pixels' mean and covariance.
+  // Gaussian baseline: the reference images' mean and covariance, its draws
+  // clamped to the pixel range (float images: the reference's own range).
   auto flat = ref.flatten(1).to(torch::kDouble);
   auto mu = flat.mean(0);
   auto cov = (flat - mu).t().mm(flat - mu) / double(n - 1);
   auto l = torch::linalg_cholesky(cov + 1e-3 * torch::eye(cov.size(0), torch::kDouble));
   auto gauss = (mu + at::normal(0.0, 1.0, {n, cov.size(0)}, gen, torch::TensorOptions(torch::kDouble)).mm(l.t()))
-                   .clamp(0, 255)
+                   .clamp(pixels ? 0.0 : flat.min().item<double>(), pixels ? 255.0 : flat.max().item<double>())
                    .to(torch::kFloat)
                    .reshape(shape);
   auto feats = [&](const torch::Tensor& px) {
-    return batch_features(*classifier, finfo.pixels->to_model(px.reshape(feature_shape)));
+    return batch_features(*classifier, pixels ? finfo.pixels->to_model(px.reshape(feature_shape))
+                                              : px.reshape(feature_shape).to(torch::kFloat));
   };
   auto fr = feats(ref);
   const double model = frechet_distance(feats(fake), fr), floor = frechet_distance(feats(held), fr),
@@ -198,7 +211,7 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   os << "FID (" << n << " images, features of " << features << ", against " << reference << "):\n"
      << "  model samples      " << model << "\n"
      << "  held-out real data " << floor << "  (the floor)\n"
-     << "  Gaussian baseline  " << gaussian << "  (a Gaussian fitted to the reference pixels)\n";
+     << "  Gaussian baseline  " << gaussian << "  (a Gaussian fitted to the reference images)\n";
   out.text = os.str();
   return out;
 }

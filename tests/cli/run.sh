@@ -356,6 +356,25 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   else
     echo "FAIL: MLP classifier on flattened pixels"; sed 's/^/    /' "$T/flat.err"; fails=$((fails + 1))
   fi
+  # Float images (a float NPY, taken as in the model's own range): FID
+  # compares every image in the feature network's units, so the feature
+  # network and the model must both be float (or both pixel) models.
+  "$EBM" sample --model "$P" --n 40 --steps 1 --out "$T/fl.npy" >/dev/null 2>&1
+  FL=("${PIX[@]}" --set data.path="$T/fl.npy" --set data.dequantize=none)
+  printf '[energy]\nname = "conv"\nconditional = true\nchannels = [4, 8]\nkernels = [3, 3]\nstrides = [2, 2]\npaddings = [1, 1]\nhidden = [16]\n[objective]\nname = "ce"\n[train]\nsteps = 3\nbatch_size = 8\n' >"$T/fl_clf.toml"
+  if "$EBM" train --config "$T/fl_clf.toml" --set data.path="$T/fl.npy" --set data.labels="$T/pix_labels.csv" \
+      --out "$T/fl_clf" >/dev/null 2>"$T/fl.err" \
+      && "$EBM" train "${FL[@]}" --set energy.conditional=false --set data.labels="" --out "$T/fl_run" >/dev/null 2>>"$T/fl.err"; then
+    "$EBM" eval --task fid --model "$T/fl_run/model.pt" --features "$T/fl_clf/model.pt" --reference "$T/fl.npy" --n 20 \
+      --steps 1 --out "$T/fid_fl.json" >/dev/null 2>&1 && grep -Eq '"fid": [0-9]' "$T/fid_fl.json" \
+      && grep -Eq '"fid_gaussian": [0-9]' "$T/fid_fl.json" || { echo "FAIL: FID of a float-image model"; fails=$((fails + 1)); }
+    expect 65 "trained on 0-255 pixels and the model on float values" -- "$EBM" eval --task fid --model "$T/fl_run/model.pt" \
+      --features "$T/flat_run/model.pt" --reference "$T/fl.npy" --n 20 --steps 1
+    expect 65 "pix.npy: reference images must be float values" -- "$EBM" eval --task fid --model "$T/fl_run/model.pt" \
+      --features "$T/fl_clf/model.pt" --reference "$T/pix.npy" --n 20 --steps 1
+  else
+    echo "FAIL: training on float images"; sed 's/^/    /' "$T/fl.err"; fails=$((fails + 1))
+  fi
   # Score matching on pixels: dsm, ssm and mdsm (Li et al.'s form) train the
   # conv energy; NCSN's form needs a noise-conditional energy.
   printf '[energy]\nname = "conv"\nchannels = [4, 8]\nkernels = [3, 3]\nstrides = [2, 2]\npaddings = [1, 1]\nhidden = [16]\n[train]\nsteps = 2\nbatch_size = 8\n[eval]\nsample_steps = 2\nsample_chains = 8\n' >"$T/sm.toml"
