@@ -19,7 +19,8 @@ Runner add_energy(CLI::App& app) {
   auto* cmd = app.add_subcommand("energy", "energy of every input row, in input order");
   cmd->add_option("--model", a->model, "model.pt from ebm train")->required();
   cmd->add_option("--input", a->input,
-                  "CSV, NPY, IDX or IDX.gz rows: samples of the model's shape, or flattened")
+                  "CSV, NPY, IDX or IDX.gz rows: samples of the model's shape, or flattened; image models also "
+                  "take PNG, a folder of PNGs, or fashion_mnist / mnist (test split; NAME:train for the other)")
       ->required();
   cmd->add_option("--out", a->out, "output CSV (column 'energy')")->required();
   add_common(cmd, a->common);
@@ -32,7 +33,7 @@ Runner add_energy(CLI::App& app) {
     const auto shape = energy->event_shape();
     // (images, and models trained on pixels such as flattened images, follow
     // the pixel conventions: PNG / IDX / integer NPY are pixels)
-    auto x = shape.size() == 3 || info.pixels ? read_model_input(a->input, info) : read_array(a->input);
+    auto x = shape.size() == 3 || info.pixels ? read_model_data(a->input, info, "test") : read_array(a->input);
     warn_if_far_from_training(sampling_view(energy).second, info, x, a->input);
     const int64_t dim = c10::multiply_integers(shape);
     // (rows of the model's shape, or the same values flattened, e.g. CSV)
@@ -43,7 +44,12 @@ Runner add_energy(CLI::App& app) {
     x = x.reshape(batch_shape);
     energy->to(device);
     torch::NoGradGuard ng;
-    auto e = energy->energy(x.to(device)).detach().to(torch::kCPU);
+    // (in batches: a whole image set at once would hold every row's activations)
+    constexpr int64_t kBatch = 1024;
+    std::vector<torch::Tensor> parts;
+    for (int64_t i = 0; i < x.size(0); i += kBatch)
+      parts.push_back(energy->energy(x.narrow(0, i, std::min(kBatch, x.size(0) - i)).to(device)).detach().to(torch::kCPU));
+    auto e = torch::cat(parts);
     // (finite inputs can still overflow the energy, e.g. rows near 1e20)
     check_finite_rows(e.unsqueeze(1), a->input + ": energy of the input");
     write_csv(a->out, e.unsqueeze(1), {"energy"});

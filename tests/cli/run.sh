@@ -282,6 +282,18 @@ else
   echo "FAIL: image training run"; sed 's/^/    /' "$T/img.err"; fails=$((fails + 1))
 fi
 
+# A built-in image set by name is an input like any file: one energy per
+# test image (a one-step Fashion-MNIST model with a tiny net).
+if "$EBM" train --config "$SRC/configs/fmnist-igebm.toml" --set train.steps=1 --set train.batch_size=4 \
+    --set "energy.channels=[2]" --set "energy.kernels=[3]" --set "energy.strides=[4]" --set "energy.paddings=[1]" \
+    --set "energy.hidden=[4]" --set sampler.steps=1 --set eval.sample_steps=1 --set eval.sample_chains=4 \
+    --set buffer.capacity=8 --out "$T/fm1" >/dev/null 2>"$T/fm1.err"; then
+  "$EBM" energy --model "$T/fm1/model.pt" --input fashion_mnist --out "$T/fm1_e.csv" 2>/dev/null \
+    && [ "$(wc -l <"$T/fm1_e.csv")" -eq 10001 ] || { echo "FAIL: energy of fashion_mnist's test split"; fails=$((fails + 1)); }
+else
+  echo "FAIL: a one-step Fashion-MNIST run"; sed 's/^/    /' "$T/fm1.err"; fails=$((fails + 1))
+fi
+
 # Pixels: a uint8 NPY of 40 random 8x8 images with 3 classes, a conditional
 # conv energy on it, PNGs written by that model, and the image bad inputs.
 hdr="{'descr': '|u1', 'fortran_order': False, 'shape': (40, 1, 8, 8), }"
