@@ -48,6 +48,8 @@ struct Setup {
   bool image = false;
   PixelMap map;  // the pixel map ([-1, 1] for vector models: scores then in those units / 2)
   std::string model;
+  // What "0-1 units" are (scores, --corrupt and --noise-std of images)
+  std::string units_name = "the data's";
 };
 
 Setup load(const std::string& model) {
@@ -56,7 +58,27 @@ Setup load(const std::string& model) {
   s.model = model;
   s.image = s.info.event_shape.size() == 3;
   if (s.info.pixels) s.map = *s.info.pixels;
+  if (s.image) s.units_name = "pixels in [0, 1]";
   return s;
+}
+
+// Float images (a model trained on float arrays, not pixels) are values in
+// the data's own units: their scores, noise and grids take the images' range
+// as [0, 1], the training images' min and max as the training grids do (the
+// run's split rebuilt from model.pt), or else those of `rows`.
+void set_value_range(Setup& s, const torch::Tensor& rows) {
+  if (!s.image || s.info.pixels) return;
+  std::string why;
+  auto split = model_data_split(s.info, s.model, &why);
+  const auto& ref = split ? split->train.x : rows;
+  const double lo = ref.min().item<double>(), hi = ref.max().item<double>();
+  s.map.lo = lo;
+  s.map.hi = hi > lo ? hi : lo + 1;
+  s.map.dequantize = false;
+  std::ostringstream os;
+  os << "the images' range [" << s.map.lo << ", " << s.map.hi << "] (" << (split ? "the training images'" : "the inputs'")
+     << ") as [0, 1]";
+  s.units_name = os.str();
 }
 
 torch::Tensor read_rows(const std::string& spec, const Setup& s, int64_t n, const std::string& what) {
@@ -214,6 +236,7 @@ Runner add_inpaint(CLI::App& app) {
     const int64_t n = x.size(0);
     torch::Tensor truth;
     if (!a->truth.empty()) truth = read_truth(a->truth, s, a->n, n);
+    set_value_range(s, truth.defined() ? truth : x);
     // (the baselines' reference read before any work: a missing one fails early)
     EBM_CHECK_USAGE(a->init == "auto" || a->init == "noise" || a->init == "mean" || a->init == "nearest",
                     "--init must be auto, noise, mean or nearest, got '", a->init, "'");
@@ -259,7 +282,7 @@ Runner add_inpaint(CLI::App& app) {
                           {"init", init_mode}, {"ebm", scored(s, done, truth, mask)}};
       j["mean_image"] = scored(s, mean_fill(x, mask, ref.mean(0)), truth, mask);
       j["nearest"] = scored(s, nearest_fill(x, mask, ref), truth, mask);
-      j["units"] = s.image ? "pixels in [0, 1]" : "the data's";
+      j["units"] = s.units_name;
       j["reference"] = ref_spec;
       std::cout << j.dump() << "\n";
     }
@@ -284,8 +307,9 @@ Runner add_denoise(CLI::App& app) {
       ->required();
   cmd->add_option("--out", a->out, "restored rows: .png (clean | corrupted | restored), .npy, .idx, .csv")->required();
   cmd->add_option("--corrupt", a->corrupt,
-                  "corrupt the (clean) inputs first, which are then the truth: gaussian:STD (STD in 0-1 pixel units; "
-                  "for vector models in the data's units) or salt:FRACTION (images)");
+                  "corrupt the (clean) inputs first, which are then the truth: gaussian:STD (STD in 0-1 pixel units, "
+                  "for float images in 0-1 units of their range; for vector models in the data's units) or "
+                  "salt:FRACTION (images)");
   cmd->add_option("--noise-std", a->noise_std,
                   "the noise's std (images: 0-1 pixel units; vectors: the data's units); with --corrupt gaussian:S "
                   "it is S. --method mode needs it; --method sample then samples the posterior exp(-E(x)) "
@@ -329,6 +353,8 @@ Runner add_denoise(CLI::App& app) {
     auto x = read_rows(a->input, s, a->n, "input");
     const int64_t n = x.size(0);
     torch::Tensor truth, noisy = x;
+    if (!a->truth.empty()) truth = read_truth(a->truth, s, a->n, n);
+    set_value_range(s, truth.defined() ? truth : x);
     // the noise's std in the user's units (0-1 pixels, or the data's), 0 = unknown
     double noise_std = a->noise_std;
     if (!a->corrupt.empty()) {
@@ -343,8 +369,6 @@ Runner add_denoise(CLI::App& app) {
         noisy = (s.units.defined() ? s.units.to_model(user.flatten(1)).reshape(x.sizes()) : user).to(x.scalar_type());
       }
       if (noise_std == 0) noise_std = added;
-    } else if (!a->truth.empty()) {
-      truth = read_truth(a->truth, s, a->n, n);
     }
     const std::string method = a->method != "auto" ? a->method : (s.image ? "sample" : "mode");
     const std::string init =
@@ -380,7 +404,7 @@ Runner add_denoise(CLI::App& app) {
       nlohmann::json j = {{"n", n}, {"steps", steps}, {"init", init}, {"method", method}, {"noise_std", noise_std},
                           {"corrupted", scored(s, noisy, truth)},
                           {"ebm", scored(s, done, truth)},
-                          {"units", s.image ? "pixels in [0, 1]" : "the data's"}};
+                          {"units", s.units_name}};
       if (!a->corrupt.empty()) j["corrupt"] = a->corrupt;
       if (method == "sample") j["anchor_std"] = a->noise_std;
       if (s.image) {

@@ -278,6 +278,13 @@ if "$EBM" train "${IMG[@]}" --out "$T/img_run" >"$T/img.out" 2>"$T/img.err"; the
   "$EBM" energy --model "$T/img_run/model.pt" --input "$T/img.npy" --out "$T/img_e.csv" 2>/dev/null \
     && [ "$(wc -l <"$T/img_e.csv")" -eq 97 ] || { echo "FAIL: image energies"; fails=$((fails + 1)); }
   expect 65 "samples are \[1, 8, 8\]" -- "$EBM" energy --model "$T/img_run/model.pt" --input "$T/good.csv" --out "$T/e.csv"
+  # Float images (values of about -4 to 4): --corrupt's std and the scores
+  # are in 0-1 units of the training images' range, so gaussian:0.05 scores
+  # an MSE of about 0.05^2 (before this the [-1, 1] pixel map was assumed).
+  "$EBM" denoise --model "$T/img_run/model.pt" --input "$T/img.npy" --corrupt gaussian:0.05 --steps 0 \
+    --init corrupted --out "$T/den.npy" >"$T/den.json" 2>/dev/null && grep -q "the images' range \[-" "$T/den.json" \
+    && grep -o '"corrupted":{"mse":[0-9.e-]*' "$T/den.json" | awk -F: '{ exit !($3 > 0.0020 && $3 < 0.0030) }' \
+    || { echo "FAIL: denoise of float images in their range's units"; cat "$T/den.json"; fails=$((fails + 1)); }
 else
   echo "FAIL: image training run"; sed 's/^/    /' "$T/img.err"; fails=$((fails + 1))
 fi
