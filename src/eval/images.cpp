@@ -73,6 +73,17 @@ torch::Tensor draw_generator_samples(const std::string& model, EnergyImpl& energ
   return chains.x.detach();
 }
 
+torch::Tensor gaussian_draws(const torch::Tensor& rows, int64_t n, at::Generator& gen) {
+  const int64_t m = rows.size(0);
+  TORCH_CHECK(m >= 2, "gaussian_draws: needs at least 2 rows, got ", m);
+  auto flat = rows.flatten(1).to(torch::kDouble);
+  auto mu = flat.mean(0);
+  auto z = at::normal(0.0, 1.0, {n, m}, gen, torch::TensorOptions(torch::kDouble));
+  std::vector<int64_t> shape = rows.sizes().vec();
+  shape[0] = n;
+  return (mu + z.mm(flat - mu) / std::sqrt(double(m - 1))).reshape(shape);
+}
+
 double frechet_distance(const torch::Tensor& a, const torch::Tensor& b) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1) && a.size(0) >= 2 && b.size(0) >= 2,
               "frechet_distance: want [N, F] feature sets of one width, got ", a.sizes(), " and ", b.sizes());

@@ -185,16 +185,12 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
                  : draw_model_samples(energy, info, n, steps, c.get_string("task.sampler"), gen);
     fake = pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : x.to(torch::kFloat);
   }
-  // Gaussian baseline: the reference images' mean and covariance, its draws
+  // Gaussian baseline: draws of the reference images' mean and covariance,
   // clamped to the pixel range (float images: the reference's own range).
-  auto flat = ref.flatten(1).to(torch::kDouble);
-  auto mu = flat.mean(0);
-  auto cov = (flat - mu).t().mm(flat - mu) / double(n - 1);
-  auto l = torch::linalg_cholesky(cov + 1e-3 * torch::eye(cov.size(0), torch::kDouble));
-  auto gauss = (mu + at::normal(0.0, 1.0, {n, cov.size(0)}, gen, torch::TensorOptions(torch::kDouble)).mm(l.t()))
-                   .clamp(pixels ? 0.0 : flat.min().item<double>(), pixels ? 255.0 : flat.max().item<double>())
-                   .to(torch::kFloat)
-                   .reshape(shape);
+  auto lo_hi = torch::aminmax(ref);
+  auto gauss = gaussian_draws(ref, n, gen)
+                   .clamp(pixels ? 0.0 : std::get<0>(lo_hi).item<double>(), pixels ? 255.0 : std::get<1>(lo_hi).item<double>())
+                   .to(torch::kFloat);
   auto feats = [&](const torch::Tensor& px) {
     return batch_features(*classifier, pixels ? finfo.pixels->to_model(px.reshape(feature_shape))
                                               : px.reshape(feature_shape).to(torch::kFloat));

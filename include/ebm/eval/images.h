@@ -42,4 +42,10 @@ torch::Tensor draw_generator_samples(const std::string& model, EnergyImpl& energ
 // |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2), in float64.
 double frechet_distance(const torch::Tensor& a, const torch::Tensor& b);
 
+// n draws [n, ...] (float64) of the Gaussian with the sample mean and
+// covariance of `rows` [m, ...] (m >= 2), as mean + z (X - mean) / sqrt(m - 1)
+// with z ~ N(0, I_m) over the centred rows X: the D x D covariance is never
+// formed, so any image size fits (FID's Gaussian baseline).
+torch::Tensor gaussian_draws(const torch::Tensor& rows, int64_t n, at::Generator& gen);
+
 }  // namespace ebm
