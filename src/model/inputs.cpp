@@ -37,6 +37,7 @@ torch::Tensor chain_start(const ModelInfo& info, int64_t n, at::Generator& gen, 
   shape.insert(shape.begin(), n);
   const auto opts = torch::TensorOptions(torch::kFloat).device(device);
   if (range) return at::empty(shape, opts).uniform_(range->first, range->second, gen);
+  if (info.start_box) return at::empty(shape, opts).uniform_(info.start_box->first, info.start_box->second, gen);
   return at::normal(0.0, 1.0, shape, gen, opts);
 }
 

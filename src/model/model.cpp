@@ -76,6 +76,10 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
     ar.write("transform_scale", transform.scale.to(torch::kCPU, torch::kDouble));
   }
   if (pixels) ar.write("pixel_map", pixels->to_tensor());
+  // (float images: the uniform start's box, which no pixel range gives)
+  if (event_shape.size() == 3 && !pixels && cfg.has_key("buffer.init_low") && cfg.has_key("buffer.init_high"))
+    ar.write("start_box",
+             torch::tensor({cfg.get_float("buffer.init_low"), cfg.get_float("buffer.init_high")}, torch::kDouble));
   if (cfg.schema().section("sampler") != nullptr)
     ar.write("sampler_config", c10::IValue(cfg.section_toml("sampler")));
   if (cfg.schema().section("data") != nullptr) ar.write("data_config", c10::IValue(cfg.section_toml("data")));
@@ -224,6 +228,14 @@ Energy load_model(const std::string& path, ModelInfo* info) {
     if (ar.try_read("pixel_map", pm)) {
       EBM_CHECK_DATA(pm.numel() == 3, path, ": pixel_map must hold 3 numbers, got ", pm.numel());
       info->pixels = PixelMap::from_tensor(pm);
+    }
+    torch::Tensor box;
+    if (ar.try_read("start_box", box)) {
+      EBM_CHECK_DATA(box.numel() == 2, path, ": start_box must hold 2 numbers, got ", box.numel());
+      const double lo = box[0].item<double>(), hi = box[1].item<double>();
+      EBM_CHECK_DATA(std::isfinite(lo) && std::isfinite(hi) && lo < hi, path, ": start_box [", lo, ", ", hi,
+                     "] is not a box");
+      info->start_box = std::make_pair(lo, hi);
     }
     c10::IValue sampler;
     if (ar.try_read("sampler_config", sampler) && sampler.isString()) info->sampler_toml = sampler.toStringRef();

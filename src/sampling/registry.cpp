@@ -121,11 +121,13 @@ Section buffer_section() {
             "auto (mixed for images, uniform for vectors and under objective.name = jem) | uniform (on [init_low, "
             "init_high]) | gaussian | data (uniform on the training data's box, 10% wider) | fit (a Gaussian with "
             "the training data's mean and its 256 leading principal components; model.pt keeps it and `ebm "
-            "sample` starts from it) | mixed (fresh chains from fit, one in five from uniform; model.pt keeps the "
+            "sample` starts from it) | mixed (fresh chains from fit, a share init_noise from uniform; model.pt keeps the "
             "fit)"},
            {"init_low", -4.0, "uniform init box low"},
            {"init_high", 4.0, "uniform init box high"},
-           {"init_std", 1.0, "gaussian init std"}},
+           {"init_std", 1.0, "gaussian init std"},
+           {"init_noise", 0.2,
+            "mixed: the share of fresh chains drawn from uniform noise on [init_low, init_high], the rest from the fit"}},
           {}};
 }
 
@@ -141,15 +143,21 @@ std::shared_ptr<ReplayBuffer> build_buffer(const Config& cfg, std::vector<int64_
   // 0.018) and robustness (PGD L-inf 0.03: 0.45 against 0.57; docs/jem.md).
   std::string init = cfg.get_string("buffer.init");
   if (init == "auto" && cfg.has_key("objective.name") && cfg.get_string("objective.name") == "jem") init = "uniform";
-  return std::make_shared<ReplayBuffer>(ReplayBufferOptions(cfg.get_int("buffer.capacity"))
-                                            .device(device)
-                                            .reinit_prob(cfg.get_float("buffer.reinit_prob"))
-                                            .init(init)
-                                            .low(cfg.get_float("buffer.init_low"))
-                                            .high(cfg.get_float("buffer.init_high"))
-                                            .std(cfg.get_float("buffer.init_std"))
-                                            .classes(classes),
-                                        std::move(shape));
+  auto buffer = std::make_shared<ReplayBuffer>(ReplayBufferOptions(cfg.get_int("buffer.capacity"))
+                                                   .device(device)
+                                                   .reinit_prob(cfg.get_float("buffer.reinit_prob"))
+                                                   .init(init)
+                                                   .mixed_noise(cfg.get_float("buffer.init_noise"))
+                                                   .low(cfg.get_float("buffer.init_low"))
+                                                   .high(cfg.get_float("buffer.init_high"))
+                                                   .std(cfg.get_float("buffer.init_std"))
+                                                   .classes(classes),
+                                               std::move(shape));
+  const std::string& resolved = buffer->options().init();
+  EBM_CHECK_CONFIG(!cfg.is_set("buffer.init_noise") || resolved == "mixed",
+                   "buffer.init_noise applies to buffer.init = mixed (what auto takes for images), not to this "
+                   "buffer's '", resolved, "'");
+  return buffer;
 }
 
 std::shared_ptr<Sampler> make_sampler(const std::string& spec) {

@@ -10,9 +10,8 @@
 namespace ebm {
 
 namespace {
-// buffer.init = mixed: the share of fresh chains that start from uniform
-// noise rather than the data's Gaussian (docs/images.md)
-constexpr double kMixedNoise = 0.2;
+// fit and mixed start (all or most) fresh chains from the data's Gaussian.
+bool from_fit(const std::string& init) { return init == "fit" || init == "mixed"; }
 }  // namespace
 
 ReplayBuffer::ReplayBuffer(const ReplayBufferOptions& o, std::vector<int64_t> event_shape)
@@ -30,6 +29,8 @@ ReplayBuffer::ReplayBuffer(const ReplayBufferOptions& o, std::vector<int64_t> ev
   EBM_CHECK_CONFIG(init == "uniform" || init == "gaussian" || init == "data" || init == "fit" ||
                        init == "mixed",
                    "buffer.init must be auto, uniform, gaussian, data, fit or mixed, got '", init, "'");
+  EBM_CHECK_CONFIG(o.mixed_noise() >= 0 && o.mixed_noise() <= 1, "buffer.init_noise must be in [0, 1], got ",
+                   o.mixed_noise());
   EBM_CHECK_CONFIG(o.low() < o.high(), "buffer.init_low must be < buffer.init_high, got ",
                    o.low(), " and ", o.high());
   EBM_CHECK_CONFIG(o.std() > 0, "buffer.init_std must be > 0, got ", o.std());
@@ -39,13 +40,12 @@ ReplayBuffer::ReplayBuffer(const ReplayBufferOptions& o, std::vector<int64_t> ev
 }
 
 torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
-  const bool mixed = options_.init() == "mixed";
-  if (options_.init() == "fit" || mixed) {
+  if (from_fit(options_.init())) {
     TORCH_CHECK(fit_.defined(), "ReplayBuffer: init = ", options_.init(), " needs fit_data before the first draw");
     auto x = fit_.draw(n, gen);
-    if (!mixed) return x;
-    // (each row from uniform noise on [init_low, init_high] with probability kMixedNoise)
-    auto noise = at::rand({n}, gen, x.options()) < kMixedNoise;
+    if (options_.init() != "mixed") return x;
+    // (each row from uniform noise on [init_low, init_high] with probability mixed_noise)
+    auto noise = at::rand({n}, gen, x.options()) < options_.mixed_noise();
     auto shape = x.sizes().vec();
     std::fill(shape.begin() + 1, shape.end(), int64_t(1));
     auto u = at::empty_like(x).uniform_(options_.low(), options_.high(), gen);
@@ -67,7 +67,7 @@ torch::Tensor ReplayBuffer::init_samples(int64_t n, at::Generator& gen) const {
 }
 
 void ReplayBuffer::fit_data(const torch::Tensor& x) {
-  const bool fit = options_.init() == "fit" || options_.init() == "mixed";
+  const bool fit = from_fit(options_.init());
   if (options_.init() != "data" && !fit) return;
   EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x.sizes().slice(1) == c10::IntArrayRef(event_shape_),
                  "buffer.init = ", options_.init(), ": rows of ", x.sizes().slice(1), " for chains of ",

@@ -461,6 +461,11 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     && "$EBM" sample --model "$T/r47/model.pt" --n 4 --steps 1 --out "$T/r47.png" >/dev/null 2>&1 && [ -s "$T/r47.png" ] \
     || { echo "FAIL: buffer.init = fit trains and samples"; fails=$((fails + 1)); }
   expect 78 "buffer.init must be auto, uniform, gaussian, data, fit or mixed" -- "$EBM" train "${PIX[@]}" --set buffer.init=pca --out "$T/r48"
+  expect 78 "buffer.init_noise applies to buffer.init = mixed" -- "$EBM" train "${PIX[@]}" --set buffer.init=fit \
+    --set buffer.init_noise=0.5 --out "$T/r48b"
+  expect 78 "buffer.init_noise must be in \[0, 1\]" -- "$EBM" train "${PIX[@]}" --set buffer.init_noise=2 --out "$T/r48c"
+  "$EBM" train "${PIX[@]}" --set buffer.init_noise=0.5 --out "$T/r48d" >/dev/null 2>&1 && [ -s "$T/r48d/model.pt" ] \
+    || { echo "FAIL: buffer.init_noise under auto (mixed) on images"; fails=$((fails + 1)); }
   # buffer.init = auto (the default): image models start their chains from the
   # data's Gaussian (colour and grey), vector models do not.
   hdrc="{'descr': '|u1', 'fortran_order': False, 'shape': (40, 3, 8, 8), }"

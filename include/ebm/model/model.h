@@ -51,6 +51,10 @@ struct ModelInfo {
   // The Gaussian the run's chains started from (buffer.init = "fit"), on the
   // CPU in the energy's units; undefined when they started from noise.
   LowRankGaussian start = {};
+  // Float-image models (not pixels): the box their uniform starts come from
+  // (buffer.init_low, init_high: the training images' range unless set),
+  // where chain_start draws when there is no fit; none in older files.
+  std::optional<std::pair<double, double>> start_box = std::nullopt;
 };
 // Rebuilds the energy (eval mode, CPU). Throws kMissingInput (no file) or
 // kBadData (not a model file, or weights that do not match their config).

@@ -326,10 +326,11 @@ struct ReplayBufferOptions {
   TORCH_ARG(int64_t, capacity);             // stored chains; 0 = none
   TORCH_ARG(double, reinit_prob) = 0.05;    // in [0, 1]
   // uniform | gaussian | data (uniform on the data's box) | fit (the data's
-  // LowRankGaussian: mean and leading principal components) | mixed (fit, one
-  // in five from uniform) | auto (mixed for images [C, H, W], uniform for
-  // vectors; the buffer's options() say which)
+  // LowRankGaussian: mean and leading principal components) | mixed (fit,
+  // a share mixed_noise from uniform) | auto (mixed for images [C, H, W],
+  // uniform for vectors; the buffer's options() say which)
   TORCH_ARG(std::string, init) = "uniform";
+  TORCH_ARG(double, mixed_noise) = 0.2;     // in [0, 1]
   TORCH_ARG(double, low) = -4.0;            // uniform box
   TORCH_ARG(double, high) = 4.0;
   TORCH_ARG(double, std) = 1.0;             // gaussian init standard deviation

@@ -144,6 +144,24 @@ TEST(ReplayBuffer, MixedInitDrawsOneInFiveFromNoise) {
   EXPECT_EQ(hi.min().item<double>(), 1.0);
 }
 
+// buffer.init_noise sets the share from noise: 0 draws the fit alone, 1
+// uniform noise alone, 0.5 about half (4000 draws: sd 32, tolerance 5 sd);
+// outside [0, 1] it is a config error.
+TEST(ReplayBuffer, MixedNoiseShareIsAnOption) {
+  torch::manual_seed(17);
+  auto data = torch::rand({400, 1, 4, 4}) * 0.1 + 0.45;
+  auto gen = ebm::make_generator(4, 0, torch::kCPU);
+  for (double share : {0.0, 0.5, 1.0}) {
+    ebm::ReplayBuffer b(ebm::ReplayBufferOptions(0).init("mixed").mixed_noise(share).low(-1).high(1), {1, 4, 4});
+    b.fit_data(data);
+    auto x = b.init_samples(4000, gen);
+    const auto far = (std::get<0>((x - 0.5).abs().flatten(1).max(1)) > 0.3).sum().item<int64_t>();
+    EXPECT_NEAR(double(far), 4000 * share, share == 0.5 ? 160.0 : 0.0) << share;
+  }
+  EXPECT_EQ(code_of([] { ebm::ReplayBuffer(ebm::ReplayBufferOptions(0).init("mixed").mixed_noise(1.5), {1, 4, 4}); }),
+            ebm::ExitCode::kBadConfig);
+}
+
 // model.pt keeps the fitted start; chain_start draws from it, and a model
 // without one starts from noise over its pixel range.
 TEST(ChainStart, ModelFileKeepsTheFittedStart) {
@@ -176,6 +194,33 @@ TEST(ChainStart, ModelFileKeepsTheFittedStart) {
   auto c = ebm::chain_start(fit, 200, gen);
   EXPECT_EQ(c.max().item<double>(), 1.0);
   EXPECT_GT(c.min().item<double>(), 0.3);
+}
+
+// A float-image model (no pixel map, no clamp) keeps its uniform start's
+// box, buffer.init_low / init_high, and chain_start draws there (it drew
+// N(0, 1) before, whatever the images' range).
+TEST(ChainStart, FloatImageModelKeepsItsStartBox) {
+  const std::string dir = fresh_dir("chain_start_box");
+  std::filesystem::create_directories(dir);
+  ebm::Config tc = ebm::make_train_config();
+  tc.set("energy.name=conv");
+  tc.set("buffer.init_low=0.2");
+  tc.set("buffer.init_high=0.7");
+  torch::manual_seed(18);
+  auto e = ebm::build_energy(tc, {1, 8, 8});
+  ebm::save_model(dir + "/box.pt", *e, tc, {1, 8, 8}, {}, std::nullopt);
+  ebm::save_model(dir + "/px.pt", *e, tc, {1, 8, 8}, {}, ebm::PixelMap());
+  ebm::ModelInfo box, px;
+  ebm::load_model(dir + "/box.pt", &box);
+  ebm::load_model(dir + "/px.pt", &px);
+  ASSERT_TRUE(box.start_box.has_value());
+  EXPECT_EQ(*box.start_box, std::make_pair(0.2, 0.7));
+  EXPECT_FALSE(px.start_box.has_value());  // (pixels: the pixel range)
+  auto gen = ebm::make_generator(5, 0, torch::kCPU);
+  auto x = ebm::chain_start(box, 1000, gen);
+  EXPECT_GE(x.min().item<double>(), 0.2);
+  EXPECT_LE(x.max().item<double>(), 0.7);
+  EXPECT_NEAR(x.mean().item<double>(), 0.45, 0.01);  // (sd of the mean 0.0018)
 }
 
 // buffer.init = auto (the default): mixed (the data's Gaussian, one chain in
