@@ -50,7 +50,20 @@ struct Setup {
   std::string model;
   // What "0-1 units" are (scores, --corrupt and --noise-std of images)
   std::string units_name = "the data's";
+  // The run's own train/test split, rebuilt from model.pt once (run_split)
+  std::optional<DataSplit> split;
+  std::string split_why;
+  bool split_tried = false;
 };
+
+// The run's own split (none, with the reason in *why, when model.pt cannot
+// rebuild it), loaded at most once per command.
+const std::optional<DataSplit>& run_split(Setup& s, std::string* why = nullptr) {
+  if (!s.split_tried) s.split = model_data_split(s.info, s.model, &s.split_why);
+  s.split_tried = true;
+  if (why != nullptr) *why = s.split_why;
+  return s.split;
+}
 
 Setup load(const std::string& model) {
   Setup s;
@@ -68,8 +81,7 @@ Setup load(const std::string& model) {
 // run's split rebuilt from model.pt), or else those of `rows`.
 void set_value_range(Setup& s, const torch::Tensor& rows) {
   if (!s.image || s.info.pixels) return;
-  std::string why;
-  auto split = model_data_split(s.info, s.model, &why);
+  const auto& split = run_split(s);
   const auto& ref = split ? split->train.x : rows;
   const double lo = ref.min().item<double>(), hi = ref.max().item<double>();
   s.map.lo = lo;
@@ -260,8 +272,9 @@ Runner add_inpaint(CLI::App& app) {
     // (by default the run's own training split, rebuilt: its held-out rows
     // are not there for the nearest-neighbour baseline to find)
     std::string why, ref_spec = a->reference;
-    std::optional<DataSplit> split;
-    if (ref_spec.empty() && (split = model_data_split(s.info, a->model, &why))) ref_spec = "the run's training split";
+    static const std::optional<DataSplit> kNone;
+    const auto& split = ref_spec.empty() ? run_split(s, &why) : kNone;
+    if (split) ref_spec = "the run's training split";
     const std::string init_mode = a->init != "auto" ? a->init : (ref_spec.empty() ? "noise" : "mean");
     torch::Tensor ref;
     if (truth.defined() || init_mode != "noise") {
@@ -414,7 +427,7 @@ Runner add_denoise(CLI::App& app) {
         // (vectors: the posterior mean under a Gaussian fitted to the run's
         // training split, in the data's units)
         std::string why;
-        if (auto split = model_data_split(s.info, a->model, &why)) {
+        if (const auto& split = run_split(s, &why)) {
           auto g = gaussian_denoise(to_user(s, noisy), split->train.x, noise_std).to(noisy.scalar_type());
           j["gaussian"] = scored(s, s.units.defined() ? s.units.to_model(g.flatten(1)).reshape(g.sizes()) : g, truth);
           j["reference"] = "the run's training split";
