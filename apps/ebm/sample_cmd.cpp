@@ -282,7 +282,12 @@ Runner add_sample(CLI::App& app) {
       const int64_t k = energy->num_classes();
       write_images(a->out, x, *info.pixels, k > 0 ? std::min<int64_t>(k, 10) : 0);
     } else if (ext == ".idx") {
-      write_images(a->out, x, PixelMap());
+      // (float images: their range as 0-255, the start box model.pt keeps
+      // or the clamp box; [-1, 1] when neither is known)
+      PixelMap map;
+      if (const auto range = image_range(info)) std::tie(map.lo, map.hi) = *range;
+      else if (info.start_box) std::tie(map.lo, map.hi) = *info.start_box;
+      write_images(a->out, x, map);
     } else if (ext == ".png" && image) {
       // (the grid spans the samples' own range, whatever the data's scale,
       // less the 1% tails a few stray pixels would otherwise stretch)

@@ -289,6 +289,15 @@ if "$EBM" train "${IMG[@]}" --out "$T/img_run" >"$T/img.out" 2>"$T/img.err"; the
     --init corrupted --out "$T/den.npy" >"$T/den.json" 2>/dev/null && grep -q "the images' range \[-" "$T/den.json" \
     && grep -o '"corrupted":{"mse":[0-9.e-]*' "$T/den.json" | awk -F: '{ exit !($3 > 0.0020 && $3 < 0.0030) }' \
     || { echo "FAIL: denoise of float images in their range's units"; cat "$T/den.json"; fails=$((fails + 1)); }
+  # A float-image model's uniform starts come from its images' range (the
+  # start box model.pt keeps), and IDX writes that range as 0-255: few bytes
+  # at 0 or 255 (N(0, 1) starts through [-1, 1], as before, put 16% at each).
+  printf '[data]\nshape = [1, 8, 8]\n[energy]\nname = "conv"\nchannels = [4]\nkernels = [3]\nstrides = [2]\npaddings = [1]\nhidden = [8]\n[buffer]\ncapacity = 16\ninit = "uniform"\n[train]\nsteps = 2\nbatch_size = 8\n[eval]\nsample_steps = 2\nsample_chains = 8\n' >"$T/box.toml"
+  "$EBM" train --config "$T/box.toml" --set data.path="$T/img.npy" --out "$T/box_run" >/dev/null 2>&1 \
+    && "$EBM" sample --model "$T/box_run/model.pt" --n 50 --steps 0 --out "$T/box.idx" >/dev/null 2>&1 \
+    && od -An -tu1 -v -j16 "$T/box.idx" | tr -s ' ' '\n' | awk 'NF { n++; if ($1 == 0 || $1 == 255) c++ }
+         END { exit !(n == 3200 && c < 0.03 * n) }' \
+    || { echo "FAIL: a float-image model's starts and IDX pixels span its images' range"; fails=$((fails + 1)); }
 else
   echo "FAIL: image training run"; sed 's/^/    /' "$T/img.err"; fails=$((fails + 1))
 fi
