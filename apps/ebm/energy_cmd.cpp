@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "ebm/core/error.h"
+#include "ebm/eval/images.h"
 #include "ebm/io/io.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/model/inputs.h"
@@ -43,13 +44,8 @@ Runner add_energy(CLI::App& app) {
     batch_shape.insert(batch_shape.begin(), x.size(0));
     x = x.reshape(batch_shape);
     energy->to(device);
-    torch::NoGradGuard ng;
     // (in batches: a whole image set at once would hold every row's activations)
-    constexpr int64_t kBatch = 1024;
-    std::vector<torch::Tensor> parts;
-    for (int64_t i = 0; i < x.size(0); i += kBatch)
-      parts.push_back(energy->energy(x.narrow(0, i, std::min(kBatch, x.size(0) - i)).to(device)).detach().to(torch::kCPU));
-    auto e = torch::cat(parts);
+    auto e = batch_energies(*energy, x.to(device), 1024).to(torch::kCPU);
     // (finite inputs can still overflow the energy, e.g. rows near 1e20)
     check_finite_rows(e.unsqueeze(1), a->input + ": energy of the input");
     write_csv(a->out, e.unsqueeze(1), {"energy"});

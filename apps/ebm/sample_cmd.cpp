@@ -285,8 +285,7 @@ Runner add_sample(CLI::App& app) {
       // (float images: their range as 0-255, the start box model.pt keeps
       // or the clamp box; [-1, 1] when neither is known)
       PixelMap map;
-      if (const auto range = image_range(info)) std::tie(map.lo, map.hi) = *range;
-      else if (info.start_box) std::tie(map.lo, map.hi) = *info.start_box;
+      if (const auto box = start_range(info)) std::tie(map.lo, map.hi) = *box;
       write_images(a->out, x, map);
     } else if (ext == ".png" && image) {
       // (the grid spans the samples' own range, whatever the data's scale,

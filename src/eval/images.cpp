@@ -11,26 +11,34 @@
 
 namespace ebm {
 
-torch::Tensor class_probabilities(EnergyImpl& energy, const torch::Tensor& x, int64_t batch) {
-  TORCH_CHECK(energy.num_classes() > 0, "class_probabilities: the energy is not class-conditional");
+namespace {
+// f over x's rows in batches of `batch`, the results concatenated (eval
+// mode, no graph).
+torch::Tensor in_batches(EnergyImpl& energy, const torch::Tensor& x, int64_t batch,
+                         const std::function<torch::Tensor(const torch::Tensor&)>& f) {
   torch::NoGradGuard ng;
   energy.eval();
   std::vector<torch::Tensor> out;
-  for (int64_t i = 0; i < x.size(0); i += batch)
-    out.push_back(torch::softmax(-energy.class_energies(x.narrow(0, i, std::min(batch, x.size(0) - i))), 1));
+  for (int64_t i = 0; i < x.size(0); i += batch) out.push_back(f(x.narrow(0, i, std::min(batch, x.size(0) - i))));
   return torch::cat(out);
+}
+}  // namespace
+
+torch::Tensor class_probabilities(EnergyImpl& energy, const torch::Tensor& x, int64_t batch) {
+  TORCH_CHECK(energy.num_classes() > 0, "class_probabilities: the energy is not class-conditional");
+  return in_batches(energy, x, batch, [&](const torch::Tensor& b) { return torch::softmax(-energy.class_energies(b), 1); });
 }
 
 torch::Tensor batch_features(EnergyImpl& energy, const torch::Tensor& x, int64_t batch) {
-  torch::NoGradGuard ng;
-  energy.eval();
-  std::vector<torch::Tensor> out;
-  for (int64_t i = 0; i < x.size(0); i += batch) {
-    auto f = energy.features(x.narrow(0, i, std::min(batch, x.size(0) - i)));
+  return in_batches(energy, x, batch, [&](const torch::Tensor& b) {
+    auto f = energy.features(b);
     TORCH_CHECK(f.defined(), "batch_features: the energy has no penultimate features");
-    out.push_back(f.flatten(1));
-  }
-  return torch::cat(out);
+    return f.flatten(1);
+  });
+}
+
+torch::Tensor batch_energies(EnergyImpl& energy, const torch::Tensor& x, int64_t batch) {
+  return in_batches(energy, x, batch, [&](const torch::Tensor& b) { return energy.energy(b); });
 }
 
 std::shared_ptr<Sampler> model_sampler(const ModelInfo& info, const std::string& spec) {

@@ -187,10 +187,8 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   }
   // Gaussian baseline: draws of the reference images' mean and covariance,
   // clamped to the pixel range (float images: the reference's own range).
-  auto lo_hi = torch::aminmax(ref);
-  auto gauss = gaussian_draws(ref, n, gen)
-                   .clamp(pixels ? 0.0 : std::get<0>(lo_hi).item<double>(), pixels ? 255.0 : std::get<1>(lo_hi).item<double>())
-                   .to(torch::kFloat);
+  auto gauss = gaussian_draws(ref, n, gen);
+  gauss = (pixels ? gauss.clamp(0, 255) : gauss.clamp(ref.min().item<double>(), ref.max().item<double>())).to(torch::kFloat);
   auto feats = [&](const torch::Tensor& px) {
     return batch_features(*classifier, pixels ? finfo.pixels->to_model(px.reshape(feature_shape))
                                               : px.reshape(feature_shape).to(torch::kFloat));

@@ -26,6 +26,11 @@ std::optional<std::pair<double, double>> image_range(const ModelInfo& info) {
   return std::make_pair(lo, hi);
 }
 
+std::optional<std::pair<double, double>> start_range(const ModelInfo& info) {
+  if (auto range = image_range(info)) return range;
+  return info.start_box;
+}
+
 torch::Tensor chain_start(const ModelInfo& info, int64_t n, at::Generator& gen, const c10::Device& device) {
   const auto range = image_range(info);
   if (info.start.defined()) {
@@ -36,8 +41,7 @@ torch::Tensor chain_start(const ModelInfo& info, int64_t n, at::Generator& gen, 
   std::vector<int64_t> shape = info.event_shape;
   shape.insert(shape.begin(), n);
   const auto opts = torch::TensorOptions(torch::kFloat).device(device);
-  if (range) return at::empty(shape, opts).uniform_(range->first, range->second, gen);
-  if (info.start_box) return at::empty(shape, opts).uniform_(info.start_box->first, info.start_box->second, gen);
+  if (const auto box = start_range(info)) return at::empty(shape, opts).uniform_(box->first, box->second, gen);
   return at::normal(0.0, 1.0, shape, gen, opts);
 }
 

@@ -21,6 +21,9 @@ torch::Tensor class_probabilities(EnergyImpl& energy, const torch::Tensor& x, in
 // The penultimate features [N, F] of `energy` (eval mode, no graph), in batches.
 torch::Tensor batch_features(EnergyImpl& energy, const torch::Tensor& x, int64_t batch = 256);
 
+// E(x) [N] of `energy` (eval mode, no graph), in batches.
+torch::Tensor batch_energies(EnergyImpl& energy, const torch::Tensor& x, int64_t batch = 256);
+
 // The sampler of `spec`; an empty spec: the model's training sampler when its
 // file keeps one, else ula:step=0.01.
 std::shared_ptr<Sampler> model_sampler(const ModelInfo& info, const std::string& spec);

@@ -22,6 +22,10 @@ namespace ebm {
 // (its [sampler] table), when both are finite; none otherwise (vectors).
 std::optional<std::pair<double, double>> image_range(const ModelInfo& info);
 
+// Where an image model's uniform starts lie: image_range, else the start box
+// a float-image model's file keeps (ModelInfo::start_box); none otherwise.
+std::optional<std::pair<double, double>> start_range(const ModelInfo& info);
+
 // Where fresh chains start: n draws [n, event...] float32 on `device` in the
 // energy's units, from the Gaussian the run's chains started from
 // (ModelInfo::start, buffer.init = "fit"; clamped into an image model's
