@@ -66,8 +66,7 @@ void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, ..
 Runner add_sample(CLI::App& app) {
   struct Args {
     Common common;
-    std::vector<std::string> models;
-    std::vector<int64_t> labels;
+    std::vector<std::string> models, labels;
     std::vector<double> weights;
     std::string script, target, sampler, init, out, compose, from = "noise";
     int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0, nproc = 1, block = 64;
@@ -91,8 +90,9 @@ Runner add_sample(CLI::App& app) {
                   "spec, e.g. \"nuts\", \"hmc:step=0.05,leapfrog=10\", \"langevin:step=0.01,noise=0.005\"; "
                   "default: a model's training sampler, else ula:step=0.01");
   cmd->add_option("--label", a->labels,
-                  "class of a conditional model: draw from p(x | y = LABEL); with several --model, one per "
-                  "model in order (-1: that model's marginal)");
+                  "class of a conditional model, an index or a name the model keeps (a class sub-folder's, "
+                  "\"Trouser\"): draw from p(x | y = LABEL); with several --model, one per model in order (-1: "
+                  "that model's marginal)");
   cmd->add_option("--compose", a->compose,
                   "combine several --model energies: and (sum: product of experts), or (-logsumexp(log pi - E): "
                   "mixture), not (E_a - w E_b)");
@@ -167,7 +167,6 @@ Runner add_sample(CLI::App& app) {
                     " --label values for ", a->models.size(), " --model files: give one per model (-1 for none)");
     EBM_CHECK_USAGE(a->compose.empty() || !a->models.empty(), "--compose needs --model files");
     EBM_CHECK_USAGE(a->weights.empty() || !a->compose.empty(), "--weights needs --compose");
-    for (int64_t l : a->labels) EBM_CHECK_USAGE(l >= -1, "--label ", l, ": labels are >= 0 (-1: none)");
     EBM_CHECK_USAGE(a->thin == 0 || ext != ".png", "--thin: a PNG shows final states only");
     // Both files of an NPY pair checked before either is written, so a
     // failure leaves what the user had.
@@ -182,7 +181,7 @@ Runner add_sample(CLI::App& app) {
     if (!a->models.empty()) {
       std::vector<ModelTerm> terms;
       for (size_t i = 0; i < a->models.size(); ++i)
-        terms.push_back({a->models[i], a->labels.empty() ? -1 : a->labels[a->labels.size() == 1 ? 0 : i]});
+        terms.push_back({a->models[i], a->labels.empty() ? std::string() : a->labels[a->labels.size() == 1 ? 0 : i]});
       auto composed = load_composed(terms, a->compose, a->weights);
       energy = composed.energy;
       units = composed.units;

@@ -132,10 +132,10 @@ Section data_section() {
             "5)"},
            {"scale", std::vector<double>{-1.0, 1.0}, "[lo, hi], lo < hi: the model's range for pixels 0 and 255"},
            {"dequantize", std::string("none"),
-            "none | uniform | gaussian. uniform (images): pixel p stands for its bin [p, p + 1) / 256, training "
-            "on uniform draws from it (Dinh et al. 2017); gaussian (vectors): every training batch gets fresh "
-            "N(0, (dequantize_std x the column's sd)^2) noise in every column, for values rounded or counted "
-            "(a density has no point masses)"},
+            "none | uniform | gaussian | auto. uniform (images): pixel p stands for its bin [p, p + 1) / 256, "
+            "training on uniform draws from it (Dinh et al. 2017); gaussian (vectors): every training batch gets "
+            "fresh N(0, (dequantize_std x the column's sd)^2) noise in every column, for values rounded or "
+            "counted (a density has no point masses); auto: uniform for 0-255 pixels, none for float values"},
            {"dequantize_std", 0.05, "data.dequantize = gaussian: the noise's std as a fraction of each column's sd"},
            {"flip", false, "random horizontal flips of training images"},
            {"shape", std::vector<int64_t>{}, "shape of one sample, e.g. [1, 28, 28] for rows of flattened images; empty = as read"},

@@ -248,7 +248,10 @@ torch::Tensor ood_data(const std::string& spec, const ModelInfo& info, const tor
     auto shape = in.sizes().vec();
     if (const auto range = image_range(info))
       return at::empty(shape, torch::kFloat).uniform_(range->first, range->second, gen);
-    auto lo = std::get<0>(in.min(0)), hi = std::get<0>(in.max(0));  // [...event]
+    // (float images: every pixel over the images' whole range, as pixels'
+    // over theirs; vectors: per coordinate, over the in-data's box)
+    const bool images = info.event_shape.size() == 3;
+    auto lo = images ? in.min() : std::get<0>(in.min(0)), hi = images ? in.max() : std::get<0>(in.max(0));
     return (lo + (hi - lo) * at::rand(shape, gen, torch::TensorOptions(torch::kFloat))).to(torch::kFloat);
   }
   return read_model_data(spec, info, "test");

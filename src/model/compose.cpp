@@ -1,5 +1,7 @@
 #include "ebm/model/compose.h"
 
+#include <algorithm>
+
 #include "ebm/core/error.h"
 #include "ebm/energy/compose.h"
 #include "ebm/energy/standardized.h"
@@ -12,11 +14,40 @@ bool same_map(const AffineMap& a, const AffineMap& b) {
   return !a.defined() || (torch::equal(a.shift, b.shift) && torch::equal(a.scale, b.scale));
 }
 
-Energy at_label(Energy e, int64_t label, const std::string& path) {
+std::string class_list(const std::vector<std::string>& names) {
+  std::string s;
+  for (size_t i = 0; i < names.size(); ++i) s += (i ? ", " : "") + names[i] + "=" + std::to_string(i);
+  return s;
+}
+
+// The class index a --label value names: a number, or one of the model's
+// class names (a name that is also a number is taken as the number).
+int64_t label_index(const std::string& text, const ModelInfo& info, int64_t k, const std::string& path) {
+  if (text.empty() || text == "-1") return -1;
+  EBM_CHECK_USAGE(k > 0, "--label ", text, ": ", path, " is not class-conditional (energy.conditional)");
+  int64_t label = -1;
+  size_t used = 0;
+  try {
+    label = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == text.size()) {
+    EBM_CHECK_USAGE(label >= 0, "--label ", text, ": labels are >= 0 (-1: none)");
+    EBM_CHECK_USAGE(label < k, "--label ", text, ": ", path, " has classes 0 to ", k - 1,
+                    info.class_names.empty() ? "" : " (" + class_list(info.class_names) + ")");
+    return label;
+  }
+  const auto& names = info.class_names;
+  const auto it = std::find(names.begin(), names.end(), text);
+  EBM_CHECK_USAGE(it != names.end(), "--label ", text, ": ", path,
+                  names.empty() ? " keeps no class names; give a class index 0 to " + std::to_string(k - 1)
+                                : " has no class of that name (" + class_list(names) + ")");
+  return int64_t(it - names.begin());
+}
+
+Energy at_label(Energy e, int64_t label) {
   if (label < 0) return e;
-  const int64_t k = e->num_classes();
-  EBM_CHECK_USAGE(k > 0, "--label ", label, ": ", path, " is not class-conditional (energy.conditional)");
-  EBM_CHECK_USAGE(label < k, "--label ", label, ": ", path, " has classes 0 to ", k - 1);
   auto labelled = std::make_shared<LabelledEnergyImpl>(e);
   labelled->set_labels(torch::tensor({label}, torch::kLong));
   return labelled;
@@ -46,8 +77,9 @@ ComposedModel load_composed(const std::vector<ModelTerm>& terms, const std::stri
                       "--compose: ", terms[i].path, " and ", terms[0].path, " do not share a pixel range (data.scale)");
     }
     auto [in, map] = sampling_view(e);
-    user.push_back(at_label(e, terms[i].label, terms[i].path));
-    inner.push_back(at_label(in, terms[i].label, terms[i].path));
+    const int64_t label = label_index(terms[i].label, info, e->num_classes(), terms[i].path);
+    user.push_back(at_label(e, label));
+    inner.push_back(at_label(in, label));
     maps.push_back(map);
   }
   bool shared = true;

@@ -100,9 +100,11 @@ DataSplit build_data(const Config& cfg) {
   EBM_CHECK_CONFIG(sd > 0 && std::isfinite(sd), "data.standardize_sd must be > 0, got ", sd);
   if (!all.pixels && (mode == "on" || (mode == "auto" && vectors)))
     split.transform = AffineMap::standardize(split.train.x, sd);
-  const std::string deq = cfg.get_string("data.dequantize");
-  EBM_CHECK_CONFIG(deq == "none" || deq == "uniform" || deq == "gaussian",
-                   "data.dequantize must be none, uniform or gaussian, got '", deq, "'");
+  // (auto: uniform for pixels, none for values, so a recipe reads either)
+  const std::string given = cfg.get_string("data.dequantize");
+  EBM_CHECK_CONFIG(given == "none" || given == "uniform" || given == "gaussian" || given == "auto",
+                   "data.dequantize must be none, uniform, gaussian or auto, got '", given, "'");
+  const std::string deq = given != "auto" ? given : all.pixels ? "uniform" : "none";
   EBM_CHECK_CONFIG(deq != "uniform" || all.pixels, "data.dequantize = ", deq, ": ", all.description,
                    " holds values, not 0-255 pixels (PNG, IDX, integer NPY or a built-in image set); ",
                    vectors ? "for values use gaussian" : "for float images use none");

@@ -324,6 +324,14 @@ void Trainer::note_image_range() {
     grid_map_.lo = lo;
     grid_map_.hi = hi > lo ? hi : lo + 1;
   }
+  // A sampler's step, gradient clip and noise are in the model's units, and
+  // the image recipes tune them for a range of width 2 ([-1, 1]): float
+  // images far wider or narrower than that are barely moved, or swamped.
+  if (float_images && cfg_.applies("sampler.step_size") && (hi - lo > 8.0 || hi - lo < 0.25))
+    notes() << "ebm: note: " << data_.train.description << ": float images spanning [" << lo << ", " << hi
+            << "]; the sampler's step_size, grad_clip and noise are in these units, and the image recipes tune "
+               "them for images in [-1, 1]: rescale the images to about that range (or save 0-255 pixels as "
+               "an integer NPY, mapped by data.scale)\n";
   if (!cfg_.has_key("sampler.clamp_min") || !cfg_.has_key("sampler.clamp_max")) return;
   const double a = cfg_.get_float("sampler.clamp_min"), b = cfg_.get_float("sampler.clamp_max");
   if (!std::isfinite(a) || !std::isfinite(b)) return;

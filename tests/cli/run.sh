@@ -298,6 +298,25 @@ if "$EBM" train "${IMG[@]}" --out "$T/img_run" >"$T/img.out" 2>"$T/img.err"; the
     && od -An -tu1 -v -j16 "$T/box.idx" | tr -s ' ' '\n' | awk 'NF { n++; if ($1 == 0 || $1 == 255) c++ }
          END { exit !(n == 3200 && c < 0.03 * n) }' \
     || { echo "FAIL: a float-image model's starts and IDX pixels span its images' range"; fails=$((fails + 1)); }
+  # The image recipe on float images with nothing but data.path (and a tiny
+  # net): dequantize = auto adds no pixel noise to values, and the chains get
+  # no [-1, 1] clamp (before, exit 78 and then 65 until both keys were set).
+  "$EBM" train --config "$SRC/configs/fmnist-igebm.toml" --set data.path="$T/img.npy" --set "data.shape=[1,8,8]" \
+    --set "energy.channels=[4]" --set "energy.kernels=[3]" --set "energy.strides=[2]" --set "energy.paddings=[1]" \
+    --set "energy.hidden=[8]" --set train.steps=2 --set train.batch_size=8 --set sampler.steps=2 \
+    --set buffer.capacity=16 --set eval.sample_steps=2 --set eval.sample_chains=8 --out "$T/frec" >/dev/null 2>"$T/frec.err" \
+    && grep -q '^clamp_min = -inf' "$T/frec/config.toml" && grep -q '^init_low = -[1-9]' "$T/frec/config.toml" \
+    || { echo "FAIL: the image recipe on float images"; sed 's/^/    /' "$T/frec.err"; fails=$((fails + 1)); }
+  # Float images spanning [0, 255] (CSV rows shaped [1, 8, 8]): training says
+  # that the recipe's steps are tuned for [-1, 1]; those in [-4, 4] do not.
+  awk 'BEGIN { srand(7); for (i = 0; i < 32; i++) { for (j = 0; j < 64; j++) printf "%s%d", j ? "," : "", (j == 0 ? 255 * (i % 2) : int(256 * rand())); print "" } }' >"$T/f255.csv"
+  "$EBM" train --config "$SRC/configs/fmnist-igebm.toml" --set data.path="$T/f255.csv" --set "data.shape=[1,8,8]" \
+    --set "energy.channels=[4]" --set "energy.kernels=[3]" --set "energy.strides=[2]" --set "energy.paddings=[1]" \
+    --set "energy.hidden=[8]" --set train.steps=1 --set train.batch_size=8 --set sampler.steps=1 \
+    --set buffer.capacity=16 --set eval.sample_steps=1 --set eval.sample_chains=8 --out "$T/f255" >/dev/null 2>"$T/f255.err" \
+    && grep -q "float images spanning \[0, 255\]; the sampler's step_size" "$T/f255.err" \
+    && ! grep -q "the sampler's step_size" "$T/frec.err" \
+    || { echo "FAIL: a note on float images far from [-1, 1]"; sed 's/^/    /' "$T/f255.err"; fails=$((fails + 1)); }
 else
   echo "FAIL: image training run"; sed 's/^/    /' "$T/img.err"; fails=$((fails + 1))
 fi
@@ -429,20 +448,21 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
       --n 20 --out "$T/fid_nc.json" >/dev/null 2>&1 && grep -q '"steps": 1,' "$T/fid_nc.json" \
     || { echo "FAIL: NCSN (mdsm, noise-conditional conv) on pixel images"; sed 's/^/    /' "$T/sm.err"; fails=$((fails + 1)); }
   expect 78 "\"esm\" takes vectors" -- "$EBM" train "${SM[@]}" --set objective.name=esm --out "$T/sm_esm"
-  # 0-255 pixels saved as floats, for a recipe whose chains live in [-1, 1].
+  # 0-255 pixels saved as floats, for chains clamped to [-1, 1].
+  BOX1=(--set sampler.clamp_min=-1 --set sampler.clamp_max=1)
   hdr3="{'descr': '<f4', 'fortran_order': False, 'shape': (8, 1, 8, 8), }"
   while [ $(( (10 + ${#hdr3} + 1) % 64 )) -ne 0 ]; do hdr3="$hdr3 "; done
   { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr3} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr3"
     for i in $(seq 512); do printf '\x00\x00\x7f\x43'; done; } >"$T/f255.npy"
   expect 65 "float values span \[255, 255\], far outside \[-1, 1\]" -- "$EBM" train "${PIX[@]}" --set data.path="$T/f255.npy" \
-    --set data.labels="" --set energy.conditional=false --set data.dequantize=none --out "$T/r40"
+    --set data.labels="" --set energy.conditional=false --set data.dequantize=none "${BOX1[@]}" --out "$T/r40"
   expect 65 "far outside \[-1, 1\]" -- "$EBM" energy --model "$P" --input "$T/f255.npy" --out "$T/e.csv"
   # A model trained on float images in [-1, 1] keeps that range (its chains'
   # box): 0-255 floats given to it later are refused too.
   { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr3} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr3"
     for i in $(seq 512); do printf '\x00\x00\x00\x3f'; done; } >"$T/fhalf.npy"
   if "$EBM" train "${PIX[@]}" --set data.path="$T/fhalf.npy" --set data.labels="" --set energy.conditional=false \
-      --set data.dequantize=none --set data.test_fraction=0 --out "$T/r43" >/dev/null 2>&1; then
+      --set data.dequantize=none --set data.test_fraction=0 "${BOX1[@]}" --out "$T/r43" >/dev/null 2>&1; then
     expect 65 "float values span \[255, 255\], far outside \[-1, 1\]" -- "$EBM" energy --model "$T/r43/model.pt" \
       --input "$T/f255.npy" --out "$T/e.csv"
     "$EBM" energy --model "$T/r43/model.pt" --input "$T/fhalf.npy" --out "$T/e43.csv" >/dev/null 2>&1 \
@@ -450,20 +470,24 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   else
     echo "FAIL: training on float images"; fails=$((fails + 1))
   fi
-  # Float images in [0, 1] (alternating 0 and 1) under the recipe's [-1, 1]:
+  # Float images in [0, 1] (alternating 0 and 1) under a [-1, 1] clamp:
   # uniform dequantization is refused with the key that fits, and training
   # with none notes the keys that match the chains' box to the images.
   { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr3} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr3"
     for i in $(seq 256); do printf '\x00\x00\x00\x00\x00\x00\x80\x3f'; done; } >"$T/f01.npy"
   expect 78 "for float images use none" -- "$EBM" train "${PIX[@]}" --set data.path="$T/f01.npy" --set data.labels="" \
-    --set energy.conditional=false --out "$T/r44"
+    --set energy.conditional=false --set data.dequantize=uniform --out "$T/r44"
   "$EBM" train "${PIX[@]}" --set data.path="$T/f01.npy" --set data.labels="" --set energy.conditional=false \
-    --set data.dequantize=none --out "$T/r46" >/dev/null 2>"$T/r46.err" \
+    --set data.dequantize=none "${BOX1[@]}" --out "$T/r46" >/dev/null 2>"$T/r46.err" \
     && grep -q "spanning \[0, 1\], half or less of the box the chains are clamped to, \[-1, 1\]" "$T/r46.err" \
     || { echo "FAIL: float images in [0, 1] trained without the note on the chains' box"; fails=$((fails + 1)); }
-  # Pixels mapped onto [0, 1] under the recipe's [-1, 1] clamp: a note; the
-  # recipe's own scale: none.
-  "$EBM" train "${PIX[@]}" --set "data.scale=[0,1]" --out "$T/r50" >/dev/null 2>"$T/r50.err" \
+  # Pixels mapped onto [0, 1] under a [-1, 1] clamp: a note; the recipe's
+  # own scale: none. The recipe leaves the clamp out, so it follows data.scale.
+  "$EBM" train "${PIX[@]}" --set "data.scale=[0,1]" --out "$T/r52" >/dev/null 2>"$T/r52.err" \
+    && grep -q '^clamp_min = 0' "$T/r52/config.toml" && grep -q '^init_high = 1' "$T/r52/config.toml" \
+    && ! grep -q "pixels are mapped onto" "$T/r52.err" \
+    || { echo "FAIL: the recipe's clamp and start box follow data.scale"; fails=$((fails + 1)); }
+  "$EBM" train "${PIX[@]}" --set "data.scale=[0,1]" "${BOX1[@]}" --out "$T/r50" >/dev/null 2>"$T/r50.err" \
     && grep -q "pixels are mapped onto data.scale = \[0, 1\] but the chains are clamped to \[-1, 1\]" "$T/r50.err" \
     && ! grep -q "pixels are mapped onto" "$T/pix.err" \
     || { echo "FAIL: data.scale [0, 1] under a [-1, 1] clamp trained without the note (or the recipe got it)"; fails=$((fails + 1)); }
@@ -508,6 +532,14 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     && "$EBM" classify --model "$T/r44/model.pt" --input "$T/named" --out "$T/named.csv" >/dev/null 2>&1 \
     && [ "$(head -1 "$T/named.csv")" = "p_cat,p_dog" ] && [ "$(wc -l <"$T/named.csv")" -eq 3 ] \
     || { echo "FAIL: classify names the class folders' columns"; head -2 "$T/named.csv"; fails=$((fails + 1)); }
+  # --label takes a class's name as the model keeps it: dog is class 1, the
+  # same draws as --label 1 and not those of cat; a name it lacks is exit 64.
+  for l in dog 1 cat; do
+    "$EBM" sample --model "$T/r44/model.pt" --label "$l" --n 4 --steps 3 --out "$T/lab_$l.npy" >/dev/null 2>&1
+  done
+  cmp -s "$T/lab_dog.npy" "$T/lab_1.npy" && [ -s "$T/lab_cat.npy" ] && ! cmp -s "$T/lab_dog.npy" "$T/lab_cat.npy" \
+    || { echo "FAIL: --label by class name"; fails=$((fails + 1)); }
+  expect 64 "no class of that name (cat=0, dog=1)" -- "$EBM" sample --model "$T/r44/model.pt" --label cow --n 1 --steps 1 --out "$T/s.png"
   # A class folder labels its rows by name in the model's numbering (dog is
   # the model's class 1, the folder's only one, 0): the printed NLL is
   # -log p_dog.

@@ -15,7 +15,9 @@ namespace ebm {
 
 struct ModelTerm {
   std::string path;
-  int64_t label = -1;  // < 0: none (the model's marginal energy)
+  // A class index, or a class's name as the model keeps it (a sub-folder's
+  // name, "Trouser"); empty or "-1": none (the model's marginal energy).
+  std::string label = "";
 };
 
 struct ComposedModel {
@@ -24,8 +26,8 @@ struct ComposedModel {
   ModelInfo info;  // the first term's (pixel map, training sampler)
 };
 
-// Loads every term. Throws kUsage on a label given to an unconditional model
-// or outside a model's classes, terms of different event shapes, or image
+// Loads every term. Throws kUsage on a label given to an unconditional model,
+// outside a model's classes or naming none of them, terms of different event shapes, or image
 // models of different pixel ranges; kMissingInput / kBadData as load_model.
 // Terms trained in one standardised space are composed there; otherwise in
 // the user's units (each term's density there). One term and no op: the

@@ -307,6 +307,22 @@ TEST(OodData, FlipsUniformAndShapes) {
   EXPECT_EQ(uv.sizes(), in.sizes());
   EXPECT_TRUE((uv.select(1, 0) >= 0).all().item<bool>() && (uv.select(1, 0) <= 1).all().item<bool>());
   EXPECT_TRUE((uv.select(1, 1) >= 10).all().item<bool>() && (uv.select(1, 1) <= 12).all().item<bool>());
+  // Float images (no pixel map): every pixel uniform over the images' whole
+  // range, [0.2, 0.7] here, even where in's pixels are constant (a border
+  // column at 0.2, a corner at 0.7).
+  ModelInfo finfo;
+  finfo.event_shape = {1, 2, 2};
+  auto fin = (at::rand({400, 1, 2, 2}, gen) * 0.5 + 0.2).contiguous();
+  fin.select(3, 0).fill_(0.2f);
+  fin.view({400, -1}).select(1, 3).fill_(0.7f);
+  auto uf = ood_data("uniform", finfo, fin, gen);
+  EXPECT_EQ(uf.sizes(), fin.sizes());
+  EXPECT_GE(uf.min().item<double>(), 0.2 - 1e-6);
+  EXPECT_LE(uf.max().item<double>(), 0.7 + 1e-6);
+  // (the border column spreads over the range: the sd of its 800 draws is
+  // that of U(0.2, 0.7), 0.144, with a standard error of 0.0023, so within
+  // 0.02, about 9 SE; a per-pixel box gave 0)
+  EXPECT_NEAR(uf.select(3, 0).std().item<double>(), 0.5 / std::sqrt(12.0), 0.02);
   std::string msg;
   EXPECT_EQ(code_of([&] { ood_data("hflip:" + dir + "/x.npy", vinfo, in, gen); }, &msg), ExitCode::kUsage);
   EXPECT_EQ(code_of([&] { ood_data("uniform", vinfo, torch::Tensor(), gen); }, &msg), ExitCode::kUsage);
