@@ -82,7 +82,11 @@ TEST(Dequantize, ConfigErrorsNameTheKindOfData) {
   const std::string csv = root + "/x.csv";
   write_csv(csv, mixed_columns());
   EXPECT_EQ(code_of([&] { build_data(run_on(csv, "dequantize = \"uniform\"\n")); }), ExitCode::kBadConfig);
-  EXPECT_EQ(code_of([&] { build_data(run_on(csv, "dequantize = \"auto\"\n")); }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([&] { build_data(run_on(csv, "dequantize = \"triangular\"\n")); }), ExitCode::kBadConfig);
+  // auto: none for values (no pixel map, no jitter), uniform for pixels (below)
+  const DataSplit values = build_data(run_on(csv, "dequantize = \"auto\"\n"));
+  EXPECT_FALSE(values.pixels.has_value());
+  EXPECT_FALSE(vector_jitter(run_on(csv, "dequantize = \"auto\"\n"), values.train, false).defined());
   EXPECT_EQ(code_of([&] { build_data(run_on(csv, "dequantize = \"gaussian\"\ndequantize_std = 0\n")); }),
             ExitCode::kBadConfig);
   // gaussian on images read as pixels (a folder of 4x4 grey PNGs)
@@ -92,5 +96,7 @@ TEST(Dequantize, ConfigErrorsNameTheKindOfData) {
     write_png(pngs + "/" + std::to_string(i) + ".png", torch::randint(0, 256, {4, 4}, torch::TensorOptions(torch::kUInt8)));
   EXPECT_EQ(code_of([&] { build_data(run_on(pngs, "dequantize = \"gaussian\"\n")); }), ExitCode::kBadConfig);
   EXPECT_NO_THROW(build_data(run_on(pngs, "dequantize = \"uniform\"\n")));
+  EXPECT_TRUE(build_data(run_on(pngs, "dequantize = \"auto\"\n")).pixels->dequantize);
+  EXPECT_FALSE(build_data(run_on(pngs, "dequantize = \"none\"\n")).pixels->dequantize);
   fs::remove_all(root);
 }
