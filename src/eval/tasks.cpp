@@ -187,7 +187,11 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   }
   // Gaussian baseline: draws of the reference images' mean and covariance,
   // clamped to the pixel range (float images: the reference's own range).
-  auto gauss = gaussian_draws(ref, n, gen);
+  // (its own stream: the same draws for one seed and reference, whatever
+  // the model's sampling took from gen, so --steps 0 and 20 share it)
+  constexpr uint64_t kStreamFidBaseline = 0x46494447;  // "FIDG"
+  auto base_gen = make_generator(c.get_int("task.seed"), kStreamFidBaseline);
+  auto gauss = gaussian_draws(ref, n, base_gen);
   gauss = (pixels ? gauss.clamp(0, 255) : gauss.clamp(ref.min().item<double>(), ref.max().item<double>())).to(torch::kFloat);
   auto feats = [&](const torch::Tensor& px) {
     return batch_features(*classifier, pixels ? finfo.pixels->to_model(px.reshape(feature_shape))

@@ -404,6 +404,13 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     "$EBM" eval --task fid --model "$P" --features "$T/flat_run/model.pt" --reference "$T/pix.npy" --n 20 --steps 1 \
       --out "$T/fid_flat.json" >/dev/null 2>&1 && grep -q '"fid_real"' "$T/fid_flat.json" \
       || { echo "FAIL: FID with a flattened-image classifier's features"; fails=$((fails + 1)); }
+    # The Gaussian baseline has its own stream: --steps 3 draws other model
+    # samples (another fid) but the same baseline.
+    "$EBM" eval --task fid --model "$P" --features "$T/flat_run/model.pt" --reference "$T/pix.npy" --n 20 --steps 3 \
+      --out "$T/fid_flat3.json" >/dev/null 2>&1 \
+      && [ "$(grep -o '"fid_gaussian": [0-9.e+-]*' "$T/fid_flat.json")" = "$(grep -o '"fid_gaussian": [0-9.e+-]*' "$T/fid_flat3.json")" ] \
+      && [ "$(grep -o '"fid": [0-9.e+-]*' "$T/fid_flat.json")" != "$(grep -o '"fid": [0-9.e+-]*' "$T/fid_flat3.json")" ] \
+      || { echo "FAIL: FID's Gaussian baseline depends on the model's sampling"; fails=$((fails + 1)); }
   else
     echo "FAIL: MLP classifier on flattened pixels"; sed 's/^/    /' "$T/flat.err"; fails=$((fails + 1))
   fi

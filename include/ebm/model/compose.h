@@ -27,8 +27,9 @@ struct ComposedModel {
 };
 
 // Loads every term. Throws kUsage on a label given to an unconditional model,
-// outside a model's classes or naming none of them, terms of different event shapes, or image
-// models of different pixel ranges; kMissingInput / kBadData as load_model.
+// outside a model's classes or naming none of them, terms of different event
+// shapes, or image models of different pixel ranges; kMissingInput /
+// kBadData as load_model.
 // Terms trained in one standardised space are composed there; otherwise in
 // the user's units (each term's density there). One term and no op: the
 // model itself (at its label).

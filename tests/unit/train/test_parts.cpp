@@ -330,3 +330,20 @@ TEST(TrainConfig, HelpListsEveryRegisteredKey) {
   for (const char* kind : {"energy", "sampler", "objective", "optimizer", "schedule", "dataset"})
     EXPECT_NE(help.find(std::string("selects the ") + kind), std::string::npos) << kind;
 }
+
+// Every recipe in configs/ loads and validates: its keys exist, have their
+// types and belong to the components it selects (a recipe's typo would
+// otherwise surface only when a user runs it).
+TEST(Recipes, EveryShippedConfigValidates) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(std::string(EBM_SOURCE_DIR) + "/configs")) {
+    if (e.path().extension() != ".toml") continue;
+    Config c = make_train_config();
+    EXPECT_NO_THROW({
+      c.load_file(e.path().string());
+      c.validate();
+    }) << e.path();
+    ++n;
+  }
+  EXPECT_GE(n, 23);
+}
