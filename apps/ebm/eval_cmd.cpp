@@ -74,7 +74,9 @@ Runner add_eval(CLI::App& app) {
                                   "ood: in-distribution rows: a file, a folder, fashion_mnist or mnist (test split)");
   auto* out_data = cmd->add_option("--out-data", a->out_data,
                                    "ood: an OOD set, repeatable: a file, a folder, fashion_mnist, mnist, uniform, "
-                                   "vflip:SPEC, hflip:SPEC (--out is the JSON report)")
+                                   "vflip:SPEC, hflip:SPEC, fit:SPEC (images of another size or channel count, e.g. "
+                                   "CIFAR-10 for a Fashion-MNIST model, resized and converted to the model's) (--out "
+                                   "is the JSON report)")
                        ->allow_extra_args(false);
   auto* score = cmd->add_option("--score", a->score,
                                 "ood: energy, grad_norm, max_logit, logsumexp, max_softmax (repeatable or comma-separated; "

@@ -9,6 +9,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/data/images.h"
 #include "ebm/model/inputs.h"
 #include "ebm/train/train.h"
 
@@ -234,7 +235,56 @@ torch::Tensor ood_scores(EnergyImpl& energy, const torch::Tensor& x, const std::
 }
 
 // ---------------------------------------------------------------------------
+namespace {
+// fit:SPEC: images of another size or channel count made the model's
+// [C, H, W], as OOD benchmarks do (CIFAR-10 for a Fashion-MNIST model): RGB
+// to grey by luminance (ITU-R BT.601), grey to RGB by copies, then area
+// averaging to shrink and bilinear interpolation to enlarge each side.
+// Pixels go through the model's pixel map after that; float images are
+// taken as in the model's units, like any float input.
+torch::Tensor fitted_images(const std::string& inner, const ModelInfo& info) {
+  const auto& shape = info.event_shape;
+  EBM_CHECK_USAGE(shape.size() == 3 && (shape[0] == 1 || shape[0] == 3), "fit:", inner,
+                  ": fitting images needs an image model [1 or 3, H, W], this one takes ", c10::IntArrayRef(shape));
+  EBM_CHECK_USAGE(!inner.empty(), "fit: give the images to fit (fit:SPEC)");
+  const auto colon = inner.rfind(':');
+  const std::string name = colon == std::string::npos ? inner : inner.substr(0, colon),
+                    part = colon == std::string::npos ? "test" : inner.substr(colon + 1);
+  const bool builtin = (name == "fashion_mnist" || name == "mnist") && (part == "train" || part == "test");
+  Dataset d = !builtin ? load_data_path(inner) : name == "mnist" ? load_mnist(part) : load_fashion_mnist(part);
+  auto x = d.x.to(torch::kFloat);
+  if (x.dim() == 3) x = x.unsqueeze(1);  // ([N, H, W] greys)
+  EBM_CHECK_DATA(x.dim() == 4 && (x.size(1) == 1 || x.size(1) == 3) && x.size(0) >= 1, inner,
+                 ": fit: wants images [N, 1 or 3, H, W] (or [N, H, W]), got ", x.sizes());
+  if (x.size(1) == 3 && shape[0] == 1) {
+    x = (0.299 * x.select(1, 0) + 0.587 * x.select(1, 1) + 0.114 * x.select(1, 2)).unsqueeze(1);
+  } else if (x.size(1) == 1 && shape[0] == 3) {
+    x = x.expand({-1, 3, -1, -1});
+  }
+  const int64_t h = shape[1], w = shape[2];
+  if (x.size(2) != h || x.size(3) != w) {
+    namespace F = torch::nn::functional;
+    const bool shrink = x.size(2) >= h && x.size(3) >= w;
+    x = shrink ? F::interpolate(x, F::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kArea))
+               : F::interpolate(x, F::InterpolateFuncOptions()
+                                       .size(std::vector<int64_t>{h, w})
+                                       .mode(torch::kBilinear)
+                                       .align_corners(false));
+  }
+  x = x.contiguous();
+  if (d.pixels) {
+    EBM_CHECK_DATA(info.pixels.has_value(), inner,
+                   ": holds raw 0-255 pixels, but the model was not trained on pixels; give a float NPY in "
+                   "the model's range");
+    return info.pixels->to_model(x.clamp(0, 255)).to(torch::kFloat);
+  }
+  if (auto range = image_range(info)) check_in_pixel_range(x, range->first, range->second, inner);
+  return x;
+}
+}  // namespace
+
 torch::Tensor ood_data(const std::string& spec, const ModelInfo& info, const torch::Tensor& in, at::Generator& gen) {
+  if (starts_with(spec, "fit:")) return fitted_images(spec.substr(4), info);
   for (const char* flip : {"vflip:", "hflip:"}) {
     if (!starts_with(spec, flip)) continue;
     EBM_CHECK_USAGE(info.event_shape.size() == 3, spec, ": flips need an image model [C, H, W], this one takes ",
@@ -282,7 +332,8 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
   EBM_CHECK_USAGE(!o.in_data().empty(), "ood: give --in-data SPEC (a file, a folder, fashion_mnist or mnist)");
   EBM_CHECK_USAGE(!o.out_data().empty(),
                   "ood: give --out-data SPEC (repeatable: a file, folder, fashion_mnist, mnist, uniform, "
-                  "vflip:SPEC, hflip:SPEC; --out FILE only writes the JSON report)");
+                  "vflip:SPEC, hflip:SPEC, fit:SPEC (other sizes and channel counts made the model's); --out FILE only "
+                  "writes the JSON report)");
   EBM_CHECK_USAGE(o.n() >= 0, "--n must be >= 0 (0 = all rows), got ", o.n());
   EBM_CHECK_USAGE(o.batch() >= 1, "OodOptions.batch must be >= 1, got ", o.batch());
   OodResult r;
@@ -393,7 +444,8 @@ std::vector<ConfigKey> ood_task_keys() {
   return {{"in_data", std::string(""), "in-distribution rows: a file, a folder, fashion_mnist or mnist (test split)"},
           {"out_data", std::string(""),
            "OOD sets, one SPEC per line (the CLI's repeated --out-data): a file, a folder, fashion_mnist, mnist, "
-           "uniform, vflip:SPEC, hflip:SPEC"},
+           "uniform, vflip:SPEC, hflip:SPEC, fit:SPEC (images of another size or channel count resized and "
+           "converted to the model's)"},
           {"score", std::string(""),
            "scores, comma-separated: energy, grad_norm, max_logit, logsumexp, max_softmax (empty: all that apply)"},
           {"n", int64_t(0), "rows of each set at most (a seeded random subset); 0 = all"},

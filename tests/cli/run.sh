@@ -604,6 +604,12 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     && grep -q '"kind": "gaussian"' "$T/ood_pix.json" \
     || { echo "FAIL: ood on the pixel model"; fails=$((fails + 1)); }
   expect 65 "good.csv"       -- "$EBM" eval --model "$P" --task ood --in-data "$T/pix.npy" --out-data "$T/good.csv"
+  # An image of another size (the 2x2 grid b.png, 17x17) is refused as it
+  # is, and scored once fit: resizes it (and would convert its channels).
+  expect 65 "b.png"          -- "$EBM" eval --model "$P" --task ood --in-data "$T/pix.npy" --out-data "$T/mixed/b.png"
+  "$EBM" eval --model "$P" --task ood --in-data "$T/pix.npy" --out-data "fit:$T/mixed/b.png" --score energy \
+    --out "$T/ood_fit.json" >/dev/null 2>&1 && grep -q "\"fit:$T/mixed/b.png\"" "$T/ood_fit.json" \
+    || { echo "FAIL: ood of a resized image (fit:)"; fails=$((fails + 1)); }
   # Class-incremental training (3 classes, 3 tasks) and its evaluation.
   CONT=(--config "$SRC/configs/mnist-continual.toml" --set data.path="$T/pix.npy" --set data.labels="$T/pix_labels.csv"
         --set "energy.channels=[4,8]" --set "energy.kernels=[3,3]" --set "energy.strides=[2,2]"

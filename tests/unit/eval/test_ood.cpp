@@ -323,7 +323,38 @@ TEST(OodData, FlipsUniformAndShapes) {
   // that of U(0.2, 0.7), 0.144, with a standard error of 0.0023, so within
   // 0.02, about 9 SE; a per-pixel box gave 0)
   EXPECT_NEAR(uf.select(3, 0).std().item<double>(), 0.5 / std::sqrt(12.0), 0.02);
+  // fit:SPEC: RGB PNGs of 4x6 made the grey [1, 2, 3] of a pixel model.
+  // Left half pure red (luminance 0.299 x 255), right half white; area
+  // averaging halves each side, so the left column is red's grey and the
+  // rest white, through the model's map onto [-1, 1].
+  std::filesystem::create_directories(dir + "/rgb");
+  auto img = torch::full({4, 6, 3}, 255, torch::kUInt8);
+  img.narrow(1, 0, 2).select(2, 1).fill_(0);
+  img.narrow(1, 0, 2).select(2, 2).fill_(0);
+  for (const char* f : {"/rgb/a.png", "/rgb/b.png"}) write_png(dir + f, img);
+  ModelInfo ginfo;
+  ginfo.event_shape = {1, 2, 3};
+  ginfo.pixels = PixelMap{-1.0, 1.0, false};
+  auto fit = ood_data("fit:" + dir + "/rgb", ginfo, torch::Tensor(), gen);
+  ASSERT_EQ(fit.sizes(), (std::vector<int64_t>{2, 1, 2, 3}));
+  const double red = 0.299 * 255 / 255 * 2 - 1;
+  for (int64_t i = 0; i < 2; ++i) {
+    EXPECT_NEAR(fit[0][0][i][0].item<double>(), red, 1e-5);
+    EXPECT_NEAR(fit[1][0][i][1].item<double>(), 1.0, 1e-5);
+    EXPECT_NEAR(fit[1][0][i][2].item<double>(), 1.0, 1e-5);
+  }
+  // ... and the grey [1, 2, 2] float images above, enlarged for an RGB
+  // [3, 4, 4] model: three equal channels, a constant image stays constant.
+  ModelInfo cinfo;
+  cinfo.event_shape = {3, 4, 4};
+  write_npy(dir + "/flat.npy", torch::full({3, 1, 2, 2}, 0.25));
+  auto up = ood_data("fit:" + dir + "/flat.npy", cinfo, torch::Tensor(), gen);
+  ASSERT_EQ(up.sizes(), (std::vector<int64_t>{3, 3, 4, 4}));
+  EXPECT_NEAR((up - 0.25).abs().max().item<double>(), 0.0, 1e-6);
   std::string msg;
+  EXPECT_EQ(code_of([&] { ood_data("fit:" + dir + "/rgb", vinfo, in, gen); }, &msg), ExitCode::kUsage);
+  EXPECT_NE(msg.find("needs an image model"), std::string::npos) << msg;
+  EXPECT_EQ(code_of([&] { ood_data(dir + "/rgb", ginfo, in, gen); }, &msg), ExitCode::kBadData);  // (not fitted)
   EXPECT_EQ(code_of([&] { ood_data("hflip:" + dir + "/x.npy", vinfo, in, gen); }, &msg), ExitCode::kUsage);
   EXPECT_EQ(code_of([&] { ood_data("uniform", vinfo, torch::Tensor(), gen); }, &msg), ExitCode::kUsage);
   // Rows that are not the model's events: kBadData naming the file.
