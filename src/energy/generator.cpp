@@ -63,19 +63,22 @@ std::vector<torch::Tensor> MLPGeneratorImpl::batch_norm_scales() const {
 
 DeconvGeneratorImpl::DeconvGeneratorImpl(GeneratorOptions o) : GeneratorImpl(std::move(o)) {
   const auto& shape = options_.event_shape();
-  EBM_CHECK_CONFIG(shape.size() == 3 && shape[1] % 4 == 0 && shape[2] % 4 == 0 && shape[1] >= 4 && shape[2] >= 4,
-                   "generator.name = \"deconv\" draws images [C, H, W] with H and W multiples of 4; the data have "
-                   "event shape ", c10::IntArrayRef(shape));
+  EBM_CHECK_CONFIG(shape.size() == 3 && shape[1] >= 1 && shape[2] >= 1,
+                   "generator.name = \"deconv\" draws images [C, H, W]; the data have event shape ",
+                   c10::IntArrayRef(shape));
   EBM_CHECK_CONFIG(options_.channels().size() == 2 && options_.channels()[0] >= 1 && options_.channels()[1] >= 1,
                    "generator.channels must give two widths >= 1 (the 1/4 and 1/2 resolution layers)");
   EBM_CHECK_CONFIG(options_.hi() > options_.lo(), "the generator's output range must be increasing");
   const int64_t c0 = options_.channels()[0], c1 = options_.channels()[1];
-  fc_ = register_module("fc", torch::nn::Linear(options_.latent_dim(), c0 * (shape[1] / 4) * (shape[2] / 4)));
+  // (sides that are not multiples of 4 are drawn at the next multiple and
+  // cropped to the centre: 30 x 30 images from 32 x 32 draws)
+  const int64_t h4 = (shape[1] + 3) / 4, w4 = (shape[2] + 3) / 4;
+  fc_ = register_module("fc", torch::nn::Linear(options_.latent_dim(), c0 * h4 * w4));
   up1_ = register_module("up1", torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(c0, c1, 4).stride(2).padding(1)));
   up2_ = register_module("up2",
                          torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(c1, shape[0], 4).stride(2).padding(1)));
   if (options_.batch_norm()) {
-    bn0_ = register_module("bn0", torch::nn::BatchNorm1d(c0 * (shape[1] / 4) * (shape[2] / 4)));
+    bn0_ = register_module("bn0", torch::nn::BatchNorm1d(c0 * h4 * w4));
     bn1_ = register_module("bn1", torch::nn::BatchNorm2d(c1));
   }
 }
@@ -84,10 +87,13 @@ torch::Tensor DeconvGeneratorImpl::mean(const torch::Tensor& z) {
   const auto& shape = options_.event_shape();
   auto h = fc_->forward(z);
   if (bn0_) h = bn0_->forward(h);
-  h = act(h).view({z.size(0), options_.channels()[0], shape[1] / 4, shape[2] / 4});
+  const int64_t h4 = (shape[1] + 3) / 4, w4 = (shape[2] + 3) / 4;
+  h = act(h).view({z.size(0), options_.channels()[0], h4, w4});
   h = up1_->forward(h);
   if (bn1_) h = bn1_->forward(h);
   h = up2_->forward(act(h));
+  if (4 * h4 != shape[1] || 4 * w4 != shape[2])
+    h = h.narrow(2, (4 * h4 - shape[1]) / 2, shape[1]).narrow(3, (4 * w4 - shape[2]) / 2, shape[2]);
   return options_.lo() + (options_.hi() - options_.lo()) * (torch::tanh(h) + 1) / 2;
 }
 

@@ -2,7 +2,8 @@
 // MEG, VERA): x = g(z) (+ sigma eps, VERA's Gaussian decoder), z ~ N(0, I)
 // of `latent_dim` dimensions. `mlp` maps to vectors [D]; `deconv` maps to
 // images [C, H, W] by a dense layer to [C0, H/4, W/4] and two stride-2
-// transposed convolutions, squashed into the pixel range by tanh. Batch
+// transposed convolutions, squashed into the pixel range by tanh (sides not
+// multiples of 4: drawn at the next multiple, cropped to the centre). Batch
 // normalisation (optional) sits before each hidden activation; its scales
 // are what Kim & Bengio's entropy estimate reads.
 #pragma once

@@ -166,6 +166,36 @@ TEST(LearnedSamplers, StepOnASpectrallyNormalisedConvEnergy) {
   }
 }
 
+// The deconv generator draws any [C, H, W]: sides that are not multiples of
+// 4 are drawn at the next multiple and cropped to the centre, so with the
+// same weights a [3, 30, 30] generator's draws are a [3, 32, 32] one's rows
+// and columns 1 to 30; a [1, 13, 17] one draws its shape in the output range.
+TEST(LearnedSamplers, DeconvGeneratorDrawsSidesThatAreNotMultiplesOfFour) {
+  torch::manual_seed(5);
+  auto opts = [](std::vector<int64_t> shape) {
+    return GeneratorOptions(std::move(shape)).latent_dim(4).channels({4, 4}).batch_norm(true);
+  };
+  auto g32 = std::make_shared<DeconvGeneratorImpl>(opts({3, 32, 32}));
+  auto g30 = std::make_shared<DeconvGeneratorImpl>(opts({3, 30, 30}));
+  {
+    torch::NoGradGuard ng;
+    auto src = g32->named_parameters(), dst = g30->named_parameters();
+    ASSERT_EQ(src.size(), dst.size());
+    for (const auto& p : src) dst[p.key()].copy_(p.value());
+  }
+  g32->eval();
+  g30->eval();
+  auto z = torch::randn({5, 4});
+  auto a = g32->mean(z), b = g30->mean(z);
+  ASSERT_EQ(b.sizes(), (std::vector<int64_t>{5, 3, 30, 30}));
+  EXPECT_TRUE(torch::allclose(b, a.narrow(2, 1, 30).narrow(3, 1, 30)));
+  auto odd = std::make_shared<DeconvGeneratorImpl>(opts({1, 13, 17}));
+  auto c = odd->mean(z);
+  ASSERT_EQ(c.sizes(), (std::vector<int64_t>{5, 1, 13, 17}));
+  EXPECT_GE(c.min().item<double>(), -1.0);
+  EXPECT_LE(c.max().item<double>(), 1.0);
+}
+
 // VERA's JEM variant: with ce_weight the energy's loss gains exactly
 // ce_weight x the cross entropy of softmax(-E(x+, y)) at the labels, read
 // from the same pass; a non-classifier energy is refused.
