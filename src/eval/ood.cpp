@@ -10,6 +10,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/images.h"
+#include "ebm/model/input_units.h"
 #include "ebm/model/inputs.h"
 #include "ebm/train/train.h"
 
@@ -272,14 +273,7 @@ torch::Tensor fitted_images(const std::string& inner, const ModelInfo& info) {
                                        .align_corners(false));
   }
   x = x.contiguous();
-  if (d.pixels) {
-    EBM_CHECK_DATA(info.pixels.has_value(), inner,
-                   ": holds raw 0-255 pixels, but the model was not trained on pixels; give a float NPY in "
-                   "the model's range");
-    return info.pixels->to_model(x.clamp(0, 255)).to(torch::kFloat);
-  }
-  if (auto range = image_range(info)) check_in_pixel_range(x, range->first, range->second, inner);
-  return x;
+  return into_model_units(d.pixels ? x.clamp(0, 255) : x, d.pixels, info, inner).to(torch::kFloat);
 }
 }  // namespace
 

@@ -1,4 +1,5 @@
 #include "ebm/model/inputs.h"
+#include "ebm/model/input_units.h"
 
 #include <c10/util/accumulate.h>
 
@@ -84,6 +85,17 @@ void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, cons
                 "in the training data's units?\n";
 }
 
+torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelInfo& info, const std::string& path) {
+  if (!pixels) {
+    if (auto range = image_range(info)) check_in_pixel_range(x, range->first, range->second, path);
+    return x;
+  }
+  EBM_CHECK_DATA(info.pixels.has_value(), path,
+                 ": holds raw 0-255 pixels, but the model was not trained on pixels; give a float NPY in "
+                 "the model's range");
+  return info.pixels->to_model(x);
+}
+
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   const auto& shape = info.event_shape;
   // (the file's own type says pixels: PNG, IDX bytes, integer NPY)
@@ -95,15 +107,7 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
                  x.dim() >= 1 && x.size(0) >= 1 ? x[0].numel() : 0, " values (", x.sizes(),
                  ") for a model whose samples are ", c10::IntArrayRef(shape), " (", d, " values)");
   check_image_rows(x, shape, path);
-  if (!pixels) {
-    if (auto range = image_range(info)) check_in_pixel_range(x, range->first, range->second, path);
-  }
-  if (pixels) {
-    EBM_CHECK_DATA(info.pixels.has_value(), path,
-                   ": holds raw 0-255 pixels, but the model was not trained on pixels; give a float NPY in "
-                   "the model's range");
-    x = info.pixels->to_model(x);
-  }
+  x = into_model_units(x, pixels, info, path);
   auto full = shape;
   full.insert(full.begin(), x.size(0));
   return x.reshape(full).to(torch::kFloat);
