@@ -178,6 +178,11 @@ PYBIND11_MODULE(_ebm, m) {
     d["event_shape"] = info.event_shape;
     d["sampler"] = info.sampler_toml;
     d["data"] = info.data_toml;
+    // (how users' images map into the energy's units: raw 0-255 pixels onto
+    // [lo, hi]; float images' training range [raw_lo, raw_hi] onto [lo, hi])
+    if (info.pixels) d["pixel_map"] = std::vector<double>{info.pixels->lo, info.pixels->hi};
+    if (info.values)
+      d["value_map"] = std::vector<double>{info.values->raw_lo, info.values->raw_hi, info.values->lo, info.values->hi};
     return d;
   }, py::arg("path"));
   m.def("target", [](const std::string& spec, int64_t dim) { return make_target(spec, dim); }, py::arg("spec"),

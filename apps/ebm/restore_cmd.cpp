@@ -70,17 +70,24 @@ Setup load(const std::string& model) {
   std::tie(s.energy, s.units) = sampling_view(load_model(model, &s.info));
   s.model = model;
   s.image = s.info.event_shape.size() == 3;
-  if (s.info.pixels) s.map = *s.info.pixels;
+  if (const auto shown = display_map(s.info)) s.map = *shown;
   if (s.image) s.units_name = "pixels in [0, 1]";
+  if (s.image && s.info.values) {
+    std::ostringstream os;
+    os << "the images' range [" << s.info.values->raw_lo << ", " << s.info.values->raw_hi
+       << "] (the training images') as [0, 1]";
+    s.units_name = os.str();
+  }
   return s;
 }
 
-// Float images (a model trained on float arrays, not pixels) are values in
-// the data's own units: their scores, noise and grids take the images' range
-// as [0, 1], the training images' min and max as the training grids do (the
-// run's split rebuilt from model.pt), or else those of `rows`.
+// Float images taken as they were (a model trained on float arrays with
+// data.standardize = off) are values in the data's own units: their scores,
+// noise and grids take the images' range as [0, 1], the training images' min
+// and max as the training grids do (the run's split rebuilt from model.pt),
+// or else those of `rows`. (A value map, ModelInfo::values, says its range.)
 void set_value_range(Setup& s, const torch::Tensor& rows) {
-  if (!s.image || s.info.pixels) return;
+  if (!s.image || s.info.pixels || s.info.values) return;
   const auto& split = run_split(s);
   const auto& ref = split ? split->train.x : rows;
   const double lo = ref.min().item<double>(), hi = ref.max().item<double>();
@@ -154,7 +161,7 @@ void write_output(const std::string& path, const Setup& s, const std::vector<tor
     auto grid = torch::stack(cols, 1).flatten(0, 1);
     write_images(path, grid, s.map, p * std::min<int64_t>(m, 8));
   } else if (s.image) {
-    write_images(path, result, s.map);
+    write_images(path, result, s.map, 0, s.info.values);
   } else if (ext == ".csv") {
     write_csv(path, to_user(s, result).flatten(1).to(torch::kDouble));
   } else {

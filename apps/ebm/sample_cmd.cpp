@@ -262,7 +262,12 @@ Runner add_sample(CLI::App& app) {
     ro.target_accept = a->target_accept;
     ro.adapt = !a->no_adapt;
     ro.adapt_mass = !a->no_adapt_mass;
-    ro.to_user = [&units](const torch::Tensor& t) { return units.to_user(t); };
+    // (a float-image model's draws in its training images' units: ModelInfo::values)
+    const std::optional<ValueMap> values = info.values;
+    ro.to_user = [&units, &values](const torch::Tensor& t) {
+      auto u = units.to_user(t);
+      return values ? values->to_user(u) : u;
+    };
     ChainRun run;
     if (blocked) {
       EBM_CHECK_USAGE(!dynamic_cast<ParallelTempering*>(sampler.get()),
@@ -277,9 +282,10 @@ Runner add_sample(CLI::App& app) {
     }
 
     auto x = units.to_user(run.x).to(torch::kCPU, torch::kFloat);
-    if (info.pixels && (ext == ".png" || ext == ".idx" || (ext == ".npy" && a->thin == 0))) {
+    const auto shown_as = display_map(info);
+    if (shown_as && (ext == ".png" || ext == ".idx" || (ext == ".npy" && a->thin == 0))) {
       const int64_t k = energy->num_classes();
-      write_images(a->out, x, *info.pixels, k > 0 ? std::min<int64_t>(k, 10) : 0);
+      write_images(a->out, x, *shown_as, k > 0 ? std::min<int64_t>(k, 10) : 0, values);
     } else if (ext == ".idx") {
       // (float images: their range as 0-255, the start box model.pt keeps
       // or the clamp box; [-1, 1] when neither is known)
@@ -301,7 +307,7 @@ Runner add_sample(CLI::App& app) {
       }
       scatter_png(a->out, x, backdrop, bounding_box(backdrop.defined() ? backdrop : x, 0.1));
     } else {
-      write_draws(a->out, run.kept.defined() ? run.kept : units.to_user(run.x).to(torch::kCPU, torch::kDouble).unsqueeze(1),
+      write_draws(a->out, run.kept.defined() ? run.kept : ro.to_user(run.x).to(torch::kCPU, torch::kDouble).unsqueeze(1),
                   run.kept.defined());
     }
 

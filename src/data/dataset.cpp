@@ -130,7 +130,9 @@ Section data_section() {
             "class-incremental learning: K > 1 cuts the sorted labels into K groups of equal size, learned one "
             "after another for train.steps / K steps each, model-task-k.pt written at each task's end (split-MNIST: "
             "5)"},
-           {"scale", std::vector<double>{-1.0, 1.0}, "[lo, hi], lo < hi: the model's range for pixels 0 and 255"},
+           {"scale", std::vector<double>{-1.0, 1.0},
+            "[lo, hi], lo < hi: the model's range for pixels 0 and 255, and for float images' smallest and "
+            "largest training value (data.standardize)"},
            {"dequantize", std::string("none"),
             "none | uniform | gaussian | auto. uniform (images): pixel p stands for its bin [p, p + 1) / 256, "
             "training on uniform draws from it (Dinh et al. 2017); gaussian (vectors): every training batch gets "
@@ -146,7 +148,9 @@ Section data_section() {
             "picks model.pt's weights by it; 0 = none"},
            {"standardize", std::string("auto"),
             "train on standardize_sd * (x - mean) / sd per column, the model file keeping the map so every "
-            "command works in the data's units: on | off | auto (on for vector data)"},
+            "command works in the data's units; float images (not 0-255 pixels) instead go by one map of "
+            "their training range onto data.scale, the same for every pixel: on | off | auto (on for vector "
+            "data and float images)"},
            {"standardize_sd", 2.0,
             "standard deviation of each column in the model's units (2: the spread of the built-in 2D sets "
             "the recipes' step sizes and networks were tuned at)"}},

@@ -51,7 +51,7 @@ Points test_points(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
   Points p;
   if (!data.empty()) {
     p.name = data;
-    p.x = info.pixels ? read_model_input(data, info) : read_matrix(data);
+    p.x = info.pixels || info.event_shape.size() == 3 ? read_model_input(data, info) : read_matrix(data);
   } else if (!dataset.empty()) {
     p.name = dataset;
     if (is_toy2d(dataset)) {
@@ -153,11 +153,11 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   std::string kind = c.get_string("task.base");
   EBM_CHECK_USAGE(kind == "auto" || kind == "gaussian" || kind == "uniform",
                   "ais: --base must be auto, gaussian or uniform, got '", kind, "'");
-  if (kind == "auto") kind = info.pixels ? "uniform" : "gaussian";
+  const auto box = display_map(info);  // (pixels, or float images' value map: data.scale)
+  if (kind == "auto") kind = box ? "uniform" : "gaussian";
   AisBase base;
-  if (info.pixels && kind == "uniform") {
-    base = AisBase::uniform(torch::full({dim}, info.pixels->lo, torch::kDouble),
-                            torch::full({dim}, info.pixels->hi, torch::kDouble));
+  if (box && kind == "uniform") {
+    base = AisBase::uniform(torch::full({dim}, box->lo, torch::kDouble), torch::full({dim}, box->hi, torch::kDouble));
   } else {
     torch::Tensor fit = test.x;
     if (!fit.defined() && target != nullptr) fit = target->sample(2000, gen);
@@ -243,7 +243,10 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     torch::NoGradGuard ng;
     auto e = energy.energy(test.x.to(torch::kFloat).to(fwd.x.scalar_type())).to(torch::kDouble);
     const int64_t n = e.size(0);
-    const double nll = e.mean().item<double>() + fwd.log_z;
+    // (float images under a value map: the density of the user's values,
+    // the map's Jacobian, gain per pixel, included)
+    const double nll = e.mean().item<double>() + fwd.log_z -
+                       (info.values ? double(dim) * std::log(info.values->gain()) : 0.0);
     const double se = std::sqrt((n > 1 ? e.var().item<double>() / double(n) : 0.0) + fwd.se * fwd.se);
     out.json["test"] = {{"points", test.name}, {"n", n}, {"nll", nll}, {"nll_se", se}};
     os << "  test NLL " << nll << " +- " << se << " nats over " << n << " points of " << test.name;

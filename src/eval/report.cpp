@@ -60,7 +60,8 @@ std::string report_samples(EnergyImpl& energy, const Config& cfg, const DataSpli
   std::filesystem::create_directories(out + "/samples");
   const int64_t chains = cfg.get_int("eval.sample_chains");
   auto x = model_samples(energy, cfg, data, shape.size() == 1 ? chains : std::min<int64_t>(64, chains));
-  write_npy(out + "/samples/samples.npy", x.to(torch::kCPU, torch::kFloat));
+  // (float images mapped by data.standardize: in the user's units, as they were saved)
+  write_npy(out + "/samples/samples.npy", (data.values ? data.values->to_user(x) : x).to(torch::kCPU, torch::kFloat));
   if (shape.size() == 3 && (shape[0] == 1 || shape[0] == 3)) {
     const double lo = train.x.min().item<double>(), hi = train.x.max().item<double>();
     write_image_grid(out + "/samples/samples.png", x, lo, hi > lo ? hi : lo + 1);

@@ -148,8 +148,10 @@ EvalReport robustness_task(const Config& c, EnergyImpl& energy, const ModelInfo&
   auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
   if (n > 0 && n < data.size()) data = data.rows(torch::randperm(data.size(), gen, torch::kLong).narrow(0, 0, n));
   const auto y = data.y.to(torch::kLong);
-  // Radii in the model's units: image models' in [0, 1] pixel units.
-  const double unit = info.pixels ? info.pixels->hi - info.pixels->lo : 1.0;
+  // Radii in the model's units: image models' in [0, 1] pixel units; float
+  // images mapped into the model's range (ModelInfo::values) in their
+  // training images' units, as they were saved.
+  const double unit = info.pixels ? info.pixels->hi - info.pixels->lo : info.values ? info.values->gain() : 1.0;
   AttackOptions base;
   base.steps = c.get_int("task.steps");
   base.restarts = c.get_int("task.restarts");

@@ -140,9 +140,11 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     EBM_CHECK_DATA(classifier->features(torch::zeros(one)).defined(), features,
                    ": this energy has no penultimate features (use a conv or resnet classifier)");
   }
-  // Every image is compared in the feature network's units: raw pixels for a
-  // network trained on pixels, float values as they are for one trained on
-  // float images; the model must have been trained on the same kind.
+  // Every image is compared in the feature network's data's units: raw
+  // pixels for a network trained on pixels, float values as the user saved
+  // them for one trained on float images (each network's value map, when it
+  // has one, turns them into its own units); the model must have been
+  // trained on the same kind.
   const bool pixels = finfo.pixels.has_value();
   EBM_CHECK_DATA(info.pixels.has_value() == pixels, features, ": the feature network was trained on ",
                  pixels ? "0-255 pixels" : "float values", " and the model on ",
@@ -174,16 +176,19 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   held = held.reshape(shape);
   // Model samples as pixels (or float values): drawn, or given (--samples).
   torch::Tensor fake;
+  const auto user_values = [&info](const torch::Tensor& x) {
+    return (info.values ? info.values->to_user(x) : x).to(torch::kFloat);
+  };
   if (!samples.empty()) {
     auto x = read_model_input(samples, info);
-    fake = pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : x.to(torch::kFloat);
+    fake = pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : user_values(x);
   } else {
     const std::string from = c.get_string("task.from");
     EBM_CHECK_USAGE(from == "noise" || from == "generator", "--from must be noise or generator, got '", from, "'");
     auto x = from == "generator"
                  ? draw_generator_samples(c.get_string("task.model"), energy, info, n, steps, c.get_string("task.sampler"), gen)
                  : draw_model_samples(energy, info, n, steps, c.get_string("task.sampler"), gen);
-    fake = pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : x.to(torch::kFloat);
+    fake = pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : user_values(x);
   }
   // Gaussian baseline: draws of the reference images' mean and covariance,
   // clamped to the pixel range (float images: the reference's own range).
@@ -194,8 +199,10 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   auto gauss = gaussian_draws(ref, n, base_gen);
   gauss = (pixels ? gauss.clamp(0, 255) : gauss.clamp(ref.min().item<double>(), ref.max().item<double>())).to(torch::kFloat);
   auto feats = [&](const torch::Tensor& px) {
-    return batch_features(*classifier, pixels ? finfo.pixels->to_model(px.reshape(feature_shape))
-                                              : px.reshape(feature_shape).to(torch::kFloat));
+    const auto x = px.reshape(feature_shape);
+    return batch_features(*classifier, pixels        ? finfo.pixels->to_model(x)
+                                       : finfo.values ? finfo.values->to_model(x).to(torch::kFloat)
+                                                      : x.to(torch::kFloat));
   };
   auto fr = feats(ref);
   const double model = frechet_distance(feats(fake), fr), floor = frechet_distance(feats(held), fr),

@@ -75,6 +75,12 @@ ComposedModel load_composed(const std::vector<ModelTerm>& terms, const std::stri
                           (!info.pixels || (info.pixels->lo == out.info.pixels->lo &&
                                             info.pixels->hi == out.info.pixels->hi)),
                       "--compose: ", terms[i].path, " and ", terms[0].path, " do not share a pixel range (data.scale)");
+      const auto &v = info.values, &v0 = out.info.values;
+      EBM_CHECK_USAGE(v.has_value() == v0.has_value() &&
+                          (!v || (v->raw_lo == v0->raw_lo && v->raw_hi == v0->raw_hi && v->lo == v0->lo &&
+                                  v->hi == v0->hi)),
+                      "--compose: ", terms[i].path, " and ", terms[0].path,
+                      " do not map float images alike (their training images' range onto data.scale)");
     }
     auto [in, map] = sampling_view(e);
     const int64_t label = label_index(terms[i].label, info, e->num_classes(), terms[i].path);

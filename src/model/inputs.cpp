@@ -18,6 +18,7 @@ namespace ebm {
 
 std::optional<std::pair<double, double>> image_range(const ModelInfo& info) {
   if (info.pixels) return std::make_pair(info.pixels->lo, info.pixels->hi);
+  if (info.values) return std::make_pair(info.values->lo, info.values->hi);
   if (info.event_shape.size() != 3 || info.sampler_toml.empty()) return std::nullopt;
   Config sc = make_train_config();
   sc.load_string(info.sampler_toml, "model sampler_config");
@@ -85,14 +86,31 @@ void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, cons
                 "in the training data's units?\n";
 }
 
+std::optional<PixelMap> display_map(const ModelInfo& info) {
+  if (info.pixels) return info.pixels;
+  if (!info.values) return std::nullopt;
+  PixelMap m;
+  m.lo = info.values->lo;
+  m.hi = info.values->hi;
+  return m;
+}
+
 torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelInfo& info, const std::string& path) {
+  if (!pixels && info.values) {
+    // (the user's units, as the training images were: checked against
+    // their range, as other float images are against the model's)
+    const auto& v = *info.values;
+    check_in_pixel_range(x, v.raw_lo, v.raw_hi, path,
+                         "float arrays are taken as in the units of the model's training images");
+    return v.to_model(x);
+  }
   if (!pixels) {
     if (auto range = image_range(info)) check_in_pixel_range(x, range->first, range->second, path);
     return x;
   }
   EBM_CHECK_DATA(info.pixels.has_value(), path,
-                 ": holds raw 0-255 pixels, but the model was not trained on pixels; give a float NPY in "
-                 "the model's range");
+                 ": holds raw 0-255 pixels, but the model was not trained on pixels; give a float NPY in ",
+                 info.values ? "its training images' units" : "the model's range");
   return info.pixels->to_model(x);
 }
 
@@ -179,13 +197,14 @@ void write_idx_bytes(const std::string& path, const torch::Tensor& px /* uint8 *
 }
 }  // namespace
 
-void write_images(const std::string& path, const torch::Tensor& x, const PixelMap& map, int64_t cols) {
+void write_images(const std::string& path, const torch::Tensor& x, const PixelMap& map, int64_t cols,
+                  const std::optional<ValueMap>& values) {
   const std::string ext = file_extension(path);
   auto cpu = x.detach().to(torch::kCPU, torch::kFloat);
   if (ext == ".png") {
     write_image_grid(path, cpu, map.lo, map.hi, cols);
   } else if (ext == ".npy") {
-    write_npy(path, cpu);
+    write_npy(path, values ? values->to_user(cpu) : cpu);
   } else if (ext == ".idx") {
     // (one channel: [N, H, W] as MNIST's files; colour keeps [N, C, H, W])
     auto px = map.to_pixels(cpu);

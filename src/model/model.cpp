@@ -55,7 +55,8 @@ std::string selected_energy_keys(const std::string& text, const std::string& ori
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform,
                 const std::optional<PixelMap>& pixels, GeneratorImpl* generator,
-                const std::vector<std::string>& class_names, const LowRankGaussian* start) {
+                const std::vector<std::string>& class_names, const LowRankGaussian* start,
+                const std::optional<ValueMap>& values) {
   torch::serialize::OutputArchive ar, weights;
   // (weights are written from the CPU, so a model trained on a GPU loads anywhere)
   const auto params = energy.parameters();
@@ -76,6 +77,7 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
     ar.write("transform_scale", transform.scale.to(torch::kCPU, torch::kDouble));
   }
   if (pixels) ar.write("pixel_map", pixels->to_tensor());
+  if (values) ar.write("value_map", values->to_tensor());
   // (float images: the uniform start's box, which no pixel range gives)
   if (event_shape.size() == 3 && !pixels && cfg.has_key("buffer.init_low") && cfg.has_key("buffer.init_high"))
     ar.write("start_box",
@@ -223,11 +225,21 @@ Energy load_model(const std::string& path, ModelInfo* info) {
   energy->to(c10::kCPU);
   energy->eval();
   if (info != nullptr) {
-    *info = ModelInfo{event_shape, std::nullopt, "", ""};
+    *info = ModelInfo{};
+    info->event_shape = event_shape;
     torch::Tensor pm;
     if (ar.try_read("pixel_map", pm)) {
       EBM_CHECK_DATA(pm.numel() == 3, path, ": pixel_map must hold 3 numbers, got ", pm.numel());
       info->pixels = PixelMap::from_tensor(pm);
+    }
+    torch::Tensor vm;
+    if (ar.try_read("value_map", vm)) {
+      EBM_CHECK_DATA(vm.numel() == 4, path, ": value_map must hold 4 numbers, got ", vm.numel());
+      const ValueMap m = ValueMap::from_tensor(vm);
+      EBM_CHECK_DATA(std::isfinite(m.raw_lo) && std::isfinite(m.raw_hi) && m.raw_lo < m.raw_hi &&
+                         std::isfinite(m.lo) && std::isfinite(m.hi) && m.lo < m.hi,
+                     path, ": value_map [", m.raw_lo, ", ", m.raw_hi, "] -> [", m.lo, ", ", m.hi, "] is not a map");
+      info->values = m;
     }
     torch::Tensor box;
     if (ar.try_read("start_box", box)) {

@@ -94,12 +94,28 @@ DataSplit build_data(const Config& cfg) {
   EBM_CHECK_CONFIG(mode == "on" || mode == "off" || mode == "auto",
                    "data.standardize must be on, off or auto, got '", mode, "'");
   const bool vectors = split.train.event_shape().size() == 1;
-  EBM_CHECK_CONFIG(mode != "on" || vectors, "data.standardize = on needs vector data, got rows of shape ",
+  const bool float_images = !all.pixels && split.train.event_shape().size() == 3;
+  EBM_CHECK_CONFIG(mode != "on" || vectors || float_images,
+                   "data.standardize = on needs vector data or float images, got rows of shape ",
                    c10::IntArrayRef(split.train.event_shape()));
   const double sd = cfg.get_float("data.standardize_sd");
   EBM_CHECK_CONFIG(sd > 0 && std::isfinite(sd), "data.standardize_sd must be > 0, got ", sd);
-  if (!all.pixels && (mode == "on" || (mode == "auto" && vectors)))
-    split.transform = AffineMap::standardize(split.train.x, sd);
+  const auto range = cfg.get_float_list("data.scale");
+  EBM_CHECK_CONFIG(range.size() == 2 && range[0] < range[1] && std::isfinite(range[0]) && std::isfinite(range[1]),
+                   "data.scale must be [lo, hi] with lo < hi, got ", c10::ArrayRef<double>(range));
+  if (vectors && !all.pixels && mode != "off") split.transform = AffineMap::standardize(split.train.x, sd);
+  // Float images: one map of the training images' range onto data.scale
+  // (the same for every pixel, unlike a vector's columns, which a constant
+  // border would make degenerate), so the recipes' sampler settings, tuned
+  // for [-1, 1], hold whatever units the images were saved in.
+  if (float_images && mode != "off" && split.train.size() > 0) {
+    EBM_CHECK_DATA(torch::isfinite(split.train.x).all().item<bool>(), all.description,
+                   ": holds NaN or infinite values");
+    const ValueMap map = ValueMap::fit(split.train.x, range[0], range[1]);
+    for (Dataset* d : {&split.train, &split.test, &split.val})
+      if (d->x.defined()) d->x = map.to_model(d->x);
+    split.values = map;
+  }
   // (auto: uniform for pixels, none for values, so a recipe reads either)
   const std::string given = cfg.get_string("data.dequantize");
   EBM_CHECK_CONFIG(given == "none" || given == "uniform" || given == "gaussian" || given == "auto",
@@ -130,9 +146,6 @@ DataSplit build_data(const Config& cfg) {
   if (all.pixels) {
     EBM_CHECK_CONFIG(mode != "on", "data.standardize = on: ", all.description,
                      " holds pixels, mapped into the model's range by data.scale instead");
-    const auto range = cfg.get_float_list("data.scale");
-    EBM_CHECK_CONFIG(range.size() == 2 && range[0] < range[1] && std::isfinite(range[0]) && std::isfinite(range[1]),
-                     "data.scale must be [lo, hi] with lo < hi, got ", c10::ArrayRef<double>(range));
     PixelMap map;
     map.lo = range[0];
     map.hi = range[1];

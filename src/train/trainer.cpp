@@ -99,6 +99,32 @@ void check_same_energy(const Config& cfg, const std::string& out) {
   }
 }
 
+// Float images are mapped onto data.scale (data.standardize = on, or auto,
+// which runs since then resolve to on in their config.toml) or taken as they
+// are (off, or auto in a config.toml written before auto mapped them): a
+// checkpoint continues in its own units, so another choice is refused.
+void check_same_units(const DataSplit& data, const std::string& out) {
+  const std::string old_cfg = out + "/config.toml";
+  const bool float_images = !data.pixels && data.train.event_shape().size() == 3;
+  if (!float_images || !fs::exists(old_cfg)) return;
+  std::ifstream in(old_cfg, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string was;
+  try {
+    Config old = make_train_config();
+    old.load_string(text.str(), old_cfg);
+    was = old.get_string("data.standardize");
+  } catch (const Error&) {
+    return;  // (a config.toml of an earlier version, with keys this one no longer knows)
+  }
+  const bool mapped = was == "on", now = data.values.has_value();
+  EBM_CHECK_CONFIG(mapped == now, "--resume: the run in ", out, " trained on float images ",
+                   mapped ? "mapped onto data.scale" : "as they are", " (data.standardize = \"", was, "\" in ",
+                   old_cfg, "), this config ", now ? "maps them" : "takes them as they are",
+                   ": a checkpoint continues in its own units (--set data.standardize=", mapped ? "on" : "off", ")");
+}
+
 // Rows rank, rank + world, ... of `d`.
 Dataset shard(const Dataset& d, int64_t rank, int64_t world) {
   EBM_CHECK_DATA(d.size() >= world, d.description, ": ", d.size(), " training rows cannot be shared by ", world,
@@ -152,7 +178,10 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   check_run_config(cfg_);
   data_ = build_data(cfg_);
   default_pixel_box();
-  note_image_range();
+  // (auto resolved into the config that config.toml and model.pt keep: what
+  // this run did, whatever a later version's auto does)
+  if (cfg_.get_string("data.standardize") == "auto")
+    cfg_.set_value("data.standardize", std::string(data_.transform.defined() || data_.values ? "on" : "off"));
   // A conditional energy without a class count takes the labels' (max + 1),
   // resolved into the config that model.pt and config.toml keep.
   // A given count is checked against every training label up front.
@@ -276,15 +305,30 @@ Energy Trainer::user_energy() {
   return std::make_shared<StandardizedEnergyImpl>(parts_.energy, data_.transform);
 }
 
+namespace {
+// The model's range of image data read as pixels, or of float images mapped
+// by their range (data.standardize): both are data.scale.
+std::optional<PixelMap> mapped_range(const DataSplit& data) {
+  if (data.pixels) return data.pixels;
+  if (!data.values) return std::nullopt;
+  PixelMap m;
+  m.lo = data.values->lo;
+  m.hi = data.values->hi;
+  return m;
+}
+}  // namespace
+
 // Pixel data: the chains' start box (buffer.init_low, init_high) and the
 // sampler's clamp box, when the config leaves them out, are the pixel range
 // (data.scale) rather than the vector defaults ([-4, 4] and no box), so a
 // user's own image config, or JEM's uniform start, begins and stays where
-// images lie. Float images (taken as in the model's units) get their own
+// images lie; so are float images' mapped onto data.scale (data.standardize).
+// Float images taken as they are (data.standardize = off) get their own
 // range as the start box (not the clamp: their range is no pixel box).
 // Resolved into the config that config.toml and model.pt keep.
 void Trainer::default_pixel_box() {
-  const bool float_images = !data_.pixels && data_.train.event_shape().size() == 3 && data_.train.size() > 0;
+  const auto box = mapped_range(data_);
+  const bool float_images = !box && data_.train.event_shape().size() == 3 && data_.train.size() > 0;
   if (float_images && cfg_.applies("buffer.init_low") && !cfg_.is_set("buffer.init_low") &&
       !cfg_.is_set("buffer.init_high")) {
     const double lo = data_.train.x.min().item<double>(), hi = data_.train.x.max().item<double>();
@@ -293,8 +337,8 @@ void Trainer::default_pixel_box() {
       cfg_.set_value("buffer.init_high", hi);
     }
   }
-  if (!data_.pixels) return;
-  const double lo = data_.pixels->lo, hi = data_.pixels->hi;
+  if (!box) return;
+  const double lo = box->lo, hi = box->hi;
   if (cfg_.applies("buffer.init_low") && !cfg_.is_set("buffer.init_low") && !cfg_.is_set("buffer.init_high")) {
     cfg_.set_value("buffer.init_low", lo);
     cfg_.set_value("buffer.init_high", hi);
@@ -315,9 +359,16 @@ void Trainer::default_pixel_box() {
 // (data.scale = [0, 1] under a recipe's [-1, 1] clamp) lets chains roam where
 // no image lies, or cuts part of the images' range off: a note names the keys.
 void Trainer::note_image_range() {
-  grid_map_ = data_.pixels.value_or(PixelMap());
-  const bool float_images = !data_.pixels && data_.train.event_shape().size() == 3 && data_.train.size() > 0;
+  const auto box = mapped_range(data_);
+  grid_map_ = box.value_or(PixelMap());
+  const bool float_images = !box && data_.train.event_shape().size() == 3 && data_.train.size() > 0;
   double lo = grid_map_.lo, hi = grid_map_.hi;
+  if (const auto& v = data_.values; v && (std::abs(v->raw_lo - v->lo) > 1e-6 * (v->hi - v->lo) ||
+                                          std::abs(v->raw_hi - v->hi) > 1e-6 * (v->hi - v->lo)))
+    notes() << "ebm: note: " << data_.train.description << ": float images spanning [" << v->raw_lo << ", "
+            << v->raw_hi << "], mapped onto data.scale = [" << v->lo << ", " << v->hi
+            << "] for training (data.standardize); model.pt keeps the map, so every command reads and writes "
+               "float images in these units\n";
   if (float_images) {
     lo = data_.train.x.min().item<double>();
     hi = data_.train.x.max().item<double>();
@@ -330,23 +381,23 @@ void Trainer::note_image_range() {
   if (float_images && cfg_.applies("sampler.step_size") && (hi - lo > 8.0 || hi - lo < 0.25))
     notes() << "ebm: note: " << data_.train.description << ": float images spanning [" << lo << ", " << hi
             << "]; the sampler's step_size, grad_clip and noise are in these units, and the image recipes tune "
-               "them for images in [-1, 1]: rescale the images to about that range (or save 0-255 pixels as "
-               "an integer NPY, mapped by data.scale)\n";
+               "them for images in [-1, 1]: data.standardize = auto maps the images' range onto data.scale\n";
   if (!cfg_.has_key("sampler.clamp_min") || !cfg_.has_key("sampler.clamp_max")) return;
   const double a = cfg_.get_float("sampler.clamp_min"), b = cfg_.get_float("sampler.clamp_max");
   if (!std::isfinite(a) || !std::isfinite(b)) return;
-  if (data_.pixels) {
+  if (box) {
     const double tol = 1e-6 * (hi - lo);
     if (std::abs(a - lo) > tol || std::abs(b - hi) > tol)
-      notes() << "ebm: note: " << data_.train.description << ": pixels are mapped onto data.scale = [" << lo << ", "
+      notes() << "ebm: note: " << data_.train.description << ": " << (data_.pixels ? "pixels" : "float images")
+              << " are mapped onto data.scale = [" << lo << ", "
               << hi << "] but the chains are clamped to [" << a << ", " << b
               << "]; set sampler.clamp_min, clamp_max (and buffer.init_low, init_high) to data.scale\n";
   } else if (float_images && a < b && hi - lo <= 0.55 * (b - a)) {
     notes() << "ebm: note: " << data_.train.description << ": float images spanning [" << lo << ", " << hi
             << "], half or less of the box the chains are clamped to, [" << a << ", " << b
-            << "] (float arrays are taken as in the model's units); set sampler.clamp_min, clamp_max and "
-               "buffer.init_low, init_high to the images' range, or save 0-255 pixels as an integer NPY (mapped "
-               "by data.scale)\n";
+            << "] (with data.standardize = off float arrays are taken as in the model's units); set "
+               "sampler.clamp_min, clamp_max and buffer.init_low, init_high to the images' range, or let "
+               "data.standardize = auto map them onto data.scale\n";
   }
 }
 
@@ -376,7 +427,7 @@ void Trainer::write_sample_grids(int64_t step) {
   std::snprintf(name, sizeof(name), "step-%06lld", static_cast<long long>(step));
   const std::string dir = out_ + "/samples/";
   fs::create_directories(dir);
-  const PixelMap map = data_.pixels.value_or(PixelMap());
+  const PixelMap map = mapped_range(data_).value_or(PixelMap());
   // Fresh chains from where `ebm sample` starts them (the buffer's init
   // distribution, its fitted Gaussian under init = mixed), run
   // eval.sample_steps transitions, on a stream of their own (the run's
@@ -422,7 +473,8 @@ void Trainer::end_task(int64_t k, std::ostream& metrics) {
   const bool was_training = parts_.energy->is_training();
   parts_.energy->eval();
   save_model(out_ + "/model-task-" + std::to_string(k + 1) + ".pt", *parts_.energy, cfg_, data_.train.event_shape(),
-             data_.transform, data_.pixels, nullptr, data_.train.class_names, fitted_start(*parts_.objective));
+             data_.transform, data_.pixels, nullptr, data_.train.class_names, fitted_start(*parts_.objective),
+             data_.values);
   nlohmann::json j = {{"event", "task_end"}, {"task", k + 1}, {"step", parts_.step}};
   // (the forgetting matrix's row: every task's held-out accuracy now)
   if (parts_.energy->num_classes() > 0 && data_.test.has_labels() && data_.test.size() > 0) {
@@ -491,7 +543,10 @@ int64_t Trainer::run(bool resume) {
                  ": cannot open checkpoint (nothing to resume)");
   if (lead) fs::create_directories(out_);
   if (resume) {
-    if (lead) check_same_energy(cfg_, out_);
+    if (lead) {
+      check_same_energy(cfg_, out_);
+      check_same_units(data_, out_);
+    }
     load_checkpoint(ckpt);
     EBM_CHECK_CONFIG(steps >= parts_.step, "train.steps = ", steps, " is below the step the checkpoint ",
                      ckpt, " reached (", parts_.step, "): nothing to resume");
@@ -499,6 +554,8 @@ int64_t Trainer::run(bool resume) {
   } else if (lead) {
     atomic_write_text(metrics_path, "");
   }
+  // (once the run is known good: a bad config or resume gets its one line alone)
+  note_image_range();
   if (lead) {
     atomic_write_text(out_ + "/config.toml", cfg_.to_toml());
     // (a fresh run writes its own split over whatever test.csv was there;
@@ -662,7 +719,7 @@ int64_t Trainer::run(bool resume) {
   if (parts_.objective->adapted_step() > 0 && cfg_.has_key("sampler.step_size"))
     cfg_.set_value("sampler.step_size", parts_.objective->adapted_step());
   save_model(out_ + "/model.pt", *parts_.energy, cfg_, data_.train.event_shape(), data_.transform, data_.pixels,
-             generator, data_.train.class_names, fitted_start(*parts_.objective));
+             generator, data_.train.class_names, fitted_start(*parts_.objective), data_.values);
   return parts_.retries;
 }
 

@@ -289,34 +289,57 @@ if "$EBM" train "${IMG[@]}" --out "$T/img_run" >"$T/img.out" 2>"$T/img.err"; the
     --init corrupted --out "$T/den.npy" >"$T/den.json" 2>/dev/null && grep -q "the images' range \[-" "$T/den.json" \
     && grep -o '"corrupted":{"mse":[0-9.e-]*' "$T/den.json" | awk -F: '{ exit !($3 > 0.0020 && $3 < 0.0030) }' \
     || { echo "FAIL: denoise of float images in their range's units"; cat "$T/den.json"; fails=$((fails + 1)); }
-  # A float-image model's uniform starts come from its images' range (the
-  # start box model.pt keeps), and IDX writes that range as 0-255: few bytes
-  # at 0 or 255 (N(0, 1) starts through [-1, 1], as before, put 16% at each).
+  # A float-image model's uniform starts come from its range (its images'
+  # range mapped onto data.scale, data.standardize = auto), and IDX writes
+  # that range as 0-255: few bytes at 0 or 255 (N(0, 1) starts through
+  # [-1, 1], as once before, put 16% at each).
   printf '[data]\nshape = [1, 8, 8]\n[energy]\nname = "conv"\nchannels = [4]\nkernels = [3]\nstrides = [2]\npaddings = [1]\nhidden = [8]\n[buffer]\ncapacity = 16\ninit = "uniform"\n[train]\nsteps = 2\nbatch_size = 8\n[eval]\nsample_steps = 2\nsample_chains = 8\n' >"$T/box.toml"
   "$EBM" train --config "$T/box.toml" --set data.path="$T/img.npy" --out "$T/box_run" >/dev/null 2>&1 \
     && "$EBM" sample --model "$T/box_run/model.pt" --n 50 --steps 0 --out "$T/box.idx" >/dev/null 2>&1 \
     && od -An -tu1 -v -j16 "$T/box.idx" | tr -s ' ' '\n' | awk 'NF { n++; if ($1 == 0 || $1 == 255) c++ }
          END { exit !(n == 3200 && c < 0.03 * n) }' \
     || { echo "FAIL: a float-image model's starts and IDX pixels span its images' range"; fails=$((fails + 1)); }
+  # A run on float images taken as they are resumes only as they are: a
+  # checkpoint continues in its own units (images of -1 and 1, which the map
+  # would leave as they are, so no note joins the error).
+  hdr4="{'descr': '<f4', 'fortran_order': False, 'shape': (16, 1, 8, 8), }"
+  while [ $(( (10 + ${#hdr4} + 1) % 64 )) -ne 0 ]; do hdr4="$hdr4 "; done
+  { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr4} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr4"
+    for i in $(seq 512); do printf '\x00\x00\x80\xbf\x00\x00\x80\x3f'; done; } >"$T/fpm1.npy"
+  "$EBM" train --config "$T/box.toml" --set data.path="$T/fpm1.npy" --set data.standardize=off --out "$T/r54" \
+    >/dev/null 2>&1 || { echo "FAIL: training on float images as they are"; fails=$((fails + 1)); }
+  expect 78 "trained on float images as they are (data.standardize = \"off\"" -- "$EBM" train --config "$T/box.toml" \
+    --set data.path="$T/fpm1.npy" --set train.steps=3 --out "$T/r54" --resume
   # The image recipe on float images with nothing but data.path (and a tiny
-  # net): dequantize = auto adds no pixel noise to values, and the chains get
-  # no [-1, 1] clamp (before, exit 78 and then 65 until both keys were set).
+  # net): dequantize = auto adds no pixel noise to values, and their range
+  # (about [-4, 4]) is mapped onto data.scale, whose box the chains get, as
+  # pixels' (before, exit 78 and then 65 until both keys were set).
   "$EBM" train --config "$SRC/configs/fmnist-igebm.toml" --set data.path="$T/img.npy" --set "data.shape=[1,8,8]" \
     --set "energy.channels=[4]" --set "energy.kernels=[3]" --set "energy.strides=[2]" --set "energy.paddings=[1]" \
     --set "energy.hidden=[8]" --set train.steps=2 --set train.batch_size=8 --set sampler.steps=2 \
     --set buffer.capacity=16 --set eval.sample_steps=2 --set eval.sample_chains=8 --out "$T/frec" >/dev/null 2>"$T/frec.err" \
-    && grep -q '^clamp_min = -inf' "$T/frec/config.toml" && grep -q '^init_low = -[1-9]' "$T/frec/config.toml" \
+    && grep -q '^clamp_min = -1' "$T/frec/config.toml" && grep -q '^init_low = -1' "$T/frec/config.toml" \
+    && grep -q "float images spanning \[-[0-9.]*, [0-9.]*\], mapped onto data.scale = \[-1, 1\]" "$T/frec.err" \
     || { echo "FAIL: the image recipe on float images"; sed 's/^/    /' "$T/frec.err"; fails=$((fails + 1)); }
-  # Float images spanning [0, 255] (CSV rows shaped [1, 8, 8]): training says
-  # that the recipe's steps are tuned for [-1, 1]; those in [-4, 4] do not.
+  # Float images spanning [0, 255] (CSV rows shaped [1, 8, 8]) are mapped
+  # onto [-1, 1]; taken as they are (data.standardize = off), training says
+  # that the recipe's steps are tuned for [-1, 1].
   awk 'BEGIN { srand(7); for (i = 0; i < 32; i++) { for (j = 0; j < 64; j++) printf "%s%d", j ? "," : "", (j == 0 ? 255 * (i % 2) : int(256 * rand())); print "" } }' >"$T/f255.csv"
-  "$EBM" train --config "$SRC/configs/fmnist-igebm.toml" --set data.path="$T/f255.csv" --set "data.shape=[1,8,8]" \
-    --set "energy.channels=[4]" --set "energy.kernels=[3]" --set "energy.strides=[2]" --set "energy.paddings=[1]" \
-    --set "energy.hidden=[8]" --set train.steps=1 --set train.batch_size=8 --set sampler.steps=1 \
-    --set buffer.capacity=16 --set eval.sample_steps=1 --set eval.sample_chains=8 --out "$T/f255" >/dev/null 2>"$T/f255.err" \
+  F255=(--config "$SRC/configs/fmnist-igebm.toml" --set data.path="$T/f255.csv" --set "data.shape=[1,8,8]"
+    --set "energy.channels=[4]" --set "energy.kernels=[3]" --set "energy.strides=[2]" --set "energy.paddings=[1]"
+    --set "energy.hidden=[8]" --set train.steps=1 --set train.batch_size=8 --set sampler.steps=1
+    --set buffer.capacity=16 --set eval.sample_steps=1 --set eval.sample_chains=8)
+  "$EBM" train "${F255[@]}" --out "$T/f255" >/dev/null 2>"$T/f255.err" \
+    && grep -q "float images spanning \[0, 255\], mapped onto data.scale" "$T/f255.err" \
+    && ! grep -q "the sampler's step_size" "$T/f255.err" "$T/frec.err" \
+    && "$EBM" sample --model "$T/f255/model.pt" --n 8 --steps 2 --out "$T/f255s.csv" >/dev/null 2>&1 \
+    && awk -F, 'NR > 1 { for (i = 1; i <= NF; i++) { if ($i > hi) hi = $i; if ($i < lo) lo = $i } }
+         END { exit !(hi > 100 && hi <= 255.01 && lo >= -0.01) }' "$T/f255s.csv" \
+    && "$EBM" energy --model "$T/f255/model.pt" --input "$T/f255.csv" --out "$T/f255e.csv" >/dev/null 2>&1 \
+    && [ "$(wc -l <"$T/f255e.csv")" -eq 33 ] \
+    && "$EBM" train "${F255[@]}" --set data.standardize=off --out "$T/f255off" >/dev/null 2>"$T/f255.err" \
     && grep -q "float images spanning \[0, 255\]; the sampler's step_size" "$T/f255.err" \
-    && ! grep -q "the sampler's step_size" "$T/frec.err" \
-    || { echo "FAIL: a note on float images far from [-1, 1]"; sed 's/^/    /' "$T/f255.err"; fails=$((fails + 1)); }
+    || { echo "FAIL: float images in [0, 255] (mapped, sampled in their units; or a note when off)"; sed 's/^/    /' "$T/f255.err"; fails=$((fails + 1)); }
 else
   echo "FAIL: image training run"; sed 's/^/    /' "$T/img.err"; fails=$((fails + 1))
 fi
@@ -455,22 +478,25 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
       --n 20 --out "$T/fid_nc.json" >/dev/null 2>&1 && grep -q '"steps": 1,' "$T/fid_nc.json" \
     || { echo "FAIL: NCSN (mdsm, noise-conditional conv) on pixel images"; sed 's/^/    /' "$T/sm.err"; fails=$((fails + 1)); }
   expect 78 "\"esm\" takes vectors" -- "$EBM" train "${SM[@]}" --set objective.name=esm --out "$T/sm_esm"
-  # 0-255 pixels saved as floats, for chains clamped to [-1, 1].
+  # 0-255 pixels saved as floats, taken as they are (data.standardize = off),
+  # for chains clamped to [-1, 1].
   BOX1=(--set sampler.clamp_min=-1 --set sampler.clamp_max=1)
   hdr3="{'descr': '<f4', 'fortran_order': False, 'shape': (8, 1, 8, 8), }"
   while [ $(( (10 + ${#hdr3} + 1) % 64 )) -ne 0 ]; do hdr3="$hdr3 "; done
   { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr3} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr3"
     for i in $(seq 512); do printf '\x00\x00\x7f\x43'; done; } >"$T/f255.npy"
   expect 65 "float values span \[255, 255\], far outside \[-1, 1\]" -- "$EBM" train "${PIX[@]}" --set data.path="$T/f255.npy" \
-    --set data.labels="" --set energy.conditional=false --set data.dequantize=none "${BOX1[@]}" --out "$T/r40"
+    --set data.labels="" --set energy.conditional=false --set data.dequantize=none "${BOX1[@]}" \
+    --set data.standardize=off --out "$T/r40"
   expect 65 "far outside \[-1, 1\]" -- "$EBM" energy --model "$P" --input "$T/f255.npy" --out "$T/e.csv"
-  # A model trained on float images in [-1, 1] keeps that range (its chains'
-  # box): 0-255 floats given to it later are refused too.
+  # A model trained on float images of 0.5 keeps their units (constant
+  # images: a range as wide as data.scale about their value, [-0.5, 1.5]):
+  # 0-255 floats given to it later are refused too.
   { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr3} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr3"
     for i in $(seq 512); do printf '\x00\x00\x00\x3f'; done; } >"$T/fhalf.npy"
   if "$EBM" train "${PIX[@]}" --set data.path="$T/fhalf.npy" --set data.labels="" --set energy.conditional=false \
       --set data.dequantize=none --set data.test_fraction=0 "${BOX1[@]}" --out "$T/r43" >/dev/null 2>&1; then
-    expect 65 "float values span \[255, 255\], far outside \[-1, 1\]" -- "$EBM" energy --model "$T/r43/model.pt" \
+    expect 65 "float values span \[255, 255\], far outside \[-0.5, 1.5\]" -- "$EBM" energy --model "$T/r43/model.pt" \
       --input "$T/f255.npy" --out "$T/e.csv"
     "$EBM" energy --model "$T/r43/model.pt" --input "$T/fhalf.npy" --out "$T/e43.csv" >/dev/null 2>&1 \
       && [ "$(wc -l <"$T/e43.csv")" -ge 8 ] || { echo "FAIL: energy of in-range float images"; fails=$((fails + 1)); }
@@ -478,14 +504,18 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     echo "FAIL: training on float images"; fails=$((fails + 1))
   fi
   # Float images in [0, 1] (alternating 0 and 1) under a [-1, 1] clamp:
-  # uniform dequantization is refused with the key that fits, and training
-  # with none notes the keys that match the chains' box to the images.
+  # uniform dequantization is refused with the key that fits; mapped onto
+  # data.scale they fill the box, and taken as they are (data.standardize =
+  # off) training notes the keys that match the chains' box to the images.
   { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr3} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr3"
     for i in $(seq 256); do printf '\x00\x00\x00\x00\x00\x00\x80\x3f'; done; } >"$T/f01.npy"
   expect 78 "for float images use none" -- "$EBM" train "${PIX[@]}" --set data.path="$T/f01.npy" --set data.labels="" \
     --set energy.conditional=false --set data.dequantize=uniform --out "$T/r44"
   "$EBM" train "${PIX[@]}" --set data.path="$T/f01.npy" --set data.labels="" --set energy.conditional=false \
-    --set data.dequantize=none "${BOX1[@]}" --out "$T/r46" >/dev/null 2>"$T/r46.err" \
+    --set data.dequantize=none "${BOX1[@]}" --out "$T/r53" >/dev/null 2>"$T/r53.err" \
+    && grep -q "spanning \[0, 1\], mapped onto data.scale = \[-1, 1\]" "$T/r53.err" && ! grep -q "half or less" "$T/r53.err" \
+    && "$EBM" train "${PIX[@]}" --set data.path="$T/f01.npy" --set data.labels="" --set energy.conditional=false \
+      --set data.dequantize=none "${BOX1[@]}" --set data.standardize=off --out "$T/r46" >/dev/null 2>"$T/r46.err" \
     && grep -q "spanning \[0, 1\], half or less of the box the chains are clamped to, \[-1, 1\]" "$T/r46.err" \
     || { echo "FAIL: float images in [0, 1] trained without the note on the chains' box"; fails=$((fails + 1)); }
   # Pixels mapped onto [0, 1] under a [-1, 1] clamp: a note; the recipe's

@@ -105,6 +105,25 @@ class Training(unittest.TestCase):
             with self.assertRaisesRegex(ValueError, "stop at 3"):
                 ebm.train(config, os.path.join(d, "run"), callback=boom, every=1)
 
+    def test_model_info_says_how_float_images_are_mapped(self):
+        import numpy as np
+        with tempfile.TemporaryDirectory() as d:
+            x = (np.random.default_rng(0).random((20, 1, 8, 8)) * 255).astype(np.float32)  # 0-255 as floats
+            np.save(os.path.join(d, "x.npy"), x)
+            config = {"data": {"path": os.path.join(d, "x.npy")},
+                      "energy": {"name": "conv", "channels": [4], "kernels": [3], "strides": [2],
+                                 "paddings": [1], "hidden": [8]},
+                      "sampler": {"steps": 2}, "buffer": {"capacity": 16},
+                      "train": {"steps": 2, "batch_size": 8}, "eval": {"sample_steps": 1, "sample_chains": 8}}
+            r = ebm.train(config, os.path.join(d, "run"))
+            info = ebm.model_info(r["model"])
+            raw_lo, raw_hi, lo, hi = info["value_map"]  # (the training rows' range onto data.scale)
+            self.assertGreaterEqual(raw_lo, float(x.min()))
+            self.assertLessEqual(raw_hi, float(x.max()))
+            self.assertGreater(raw_hi - raw_lo, 200.0)
+            self.assertEqual((lo, hi), (-1.0, 1.0))
+            self.assertNotIn("pixel_map", info)
+
     def test_bad_config_raises_ebm_error(self):
         with tempfile.TemporaryDirectory() as d:
             with self.assertRaisesRegex(ebm.Error, "no_such_key"):

@@ -76,6 +76,9 @@ struct DataSplit {
   // Images read as raw pixels: the map into the model's range (data.scale,
   // data.dequantize), already applied to train and test.
   std::optional<PixelMap> pixels;
+  // Float images under data.standardize: the map of their values into the
+  // model's range (data.scale), already applied to train, test and val.
+  std::optional<ValueMap> values;
   // The training rows in the model's units.
   Dataset model_train() const {
     Dataset out = train;

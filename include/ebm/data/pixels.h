@@ -44,6 +44,47 @@ struct PixelMap {
   }
 };
 
+// Float images (values, not pixels) under data.standardize: one affine map,
+// the same for every pixel, of the training images' range [raw_lo, raw_hi]
+// onto the model's [lo, hi] (data.scale), so images saved in any units
+// ([0, 1], 0-255 as floats, standardised) train as the recipes' [-1, 1] ones
+// do. Users' files and the .npy outputs are in the raw units; the model,
+// its sampler's settings and its clamp box in the model's.
+struct ValueMap {
+  double raw_lo = 0.0, raw_hi = 1.0;  // the training images' smallest and largest value
+  double lo = -1.0, hi = 1.0;         // where they go (data.scale)
+
+  // Model units per user unit.
+  double gain() const { return (hi - lo) / (raw_hi - raw_lo); }
+  // User values -> the model's units (formed in float64, returned in x's
+  // floating dtype, float32 for integers).
+  torch::Tensor to_model(const torch::Tensor& x) const {
+    auto out = (x.to(torch::kDouble) - raw_lo) * gain() + lo;
+    return out.to(x.is_floating_point() ? x.scalar_type() : torch::kFloat);
+  }
+  // The model's units -> user values (x's dtype).
+  torch::Tensor to_user(const torch::Tensor& u) const {
+    return ((u.to(torch::kDouble) - lo) / gain() + raw_lo).to(u.scalar_type());
+  }
+  // [4] float64 (raw_lo, raw_hi, lo, hi) for model files, and back.
+  torch::Tensor to_tensor() const { return torch::tensor({raw_lo, raw_hi, lo, hi}, torch::kDouble); }
+  static ValueMap from_tensor(const torch::Tensor& t) {
+    auto d = t.to(torch::kCPU, torch::kDouble).contiguous();
+    return {d[0].item<double>(), d[1].item<double>(), d[2].item<double>(), d[3].item<double>()};
+  }
+  // The map of images x's range onto [lo, hi]; images of one value keep
+  // their units' width (raw range [v - (hi - lo) / 2, v + (hi - lo) / 2]).
+  static ValueMap fit(const torch::Tensor& x, double lo, double hi) {
+    auto mm = x.to(torch::kDouble).aminmax();
+    double a = std::get<0>(mm).item<double>(), b = std::get<1>(mm).item<double>();
+    if (!(b > a)) {
+      a -= (hi - lo) / 2;
+      b = a + (hi - lo);
+    }
+    return {a, b, lo, hi};
+  }
+};
+
 // Float images are taken as already in the model's range [lo, hi]: values
 // far outside it (beyond half its width: [0, 255] against [-1, 1]) are raw
 // pixels saved as floats, an error (kBadData) naming `what`; so are NaN and inf.

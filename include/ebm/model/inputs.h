@@ -20,6 +20,7 @@ namespace ebm {
 // The value range of an image model's samples: its pixel map's, or for one
 // trained on float arrays the box [clamp_min, clamp_max] its chains stayed in
 // (its [sampler] table), when both are finite; none otherwise (vectors).
+// A model with a value map (ModelInfo::values) has the map's [lo, hi].
 std::optional<std::pair<double, double>> image_range(const ModelInfo& info);
 
 // Where an image model's uniform starts lie: image_range, else the start box
@@ -62,6 +63,13 @@ Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const
 // Model-range images [N, C, H, W] written by extension: .png a grid (cols per
 // row, 0 = about square), .npy float32, .idx / .idx.gz uint8 pixels (IDX,
 // no compression); `map` turns values into pixels (default [-1, 1]).
-void write_images(const std::string& path, const torch::Tensor& x, const PixelMap& map, int64_t cols = 0);
+// `values`: a float-image model's map (ModelInfo::values), whose .npy
+// output is in the user's units, as its training images were.
+void write_images(const std::string& path, const torch::Tensor& x, const PixelMap& map, int64_t cols = 0,
+                  const std::optional<ValueMap>& values = std::nullopt);
+
+// How an image model's samples are shown as pixels: its pixel map, or its
+// value map's range [lo, hi] (no dequantization); nullopt for others.
+std::optional<PixelMap> display_map(const ModelInfo& info);
 
 }  // namespace ebm

@@ -30,16 +30,21 @@ namespace ebm {
 // A generator trained beside the energy (objective.name = "vera", ...) is
 // kept with its [generator] table. `start`: the Gaussian the run's chains
 // started from (buffer.init = "fit"), in the energy's units, which `ebm
-// sample` and `ebm eval` start their chains from too.
+// sample` and `ebm eval` start their chains from too. `values`: the map of
+// float images' values into the model's range (data.standardize).
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform = {},
                 const std::optional<PixelMap>& pixels = std::nullopt, GeneratorImpl* generator = nullptr,
-                const std::vector<std::string>& class_names = {}, const LowRankGaussian* start = nullptr);
+                const std::vector<std::string>& class_names = {}, const LowRankGaussian* start = nullptr,
+                const std::optional<ValueMap>& values = std::nullopt);
 
 // What a model file says beside the weights.
 struct ModelInfo {
   std::vector<int64_t> event_shape;
   std::optional<PixelMap> pixels;  // image models trained on pixels
+  // Image models trained on float values mapped into their range
+  // (data.standardize): users' float images are in the map's raw units.
+  std::optional<ValueMap> values;
   std::string sampler_toml;        // the training run's [sampler] table, or empty
   std::string data_toml;           // the training run's [data] table, or empty (older files)
   // Label k's name (a class sub-folder's, or a built-in set's), when the

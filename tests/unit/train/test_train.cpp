@@ -799,12 +799,15 @@ TEST(Trainer, PixelDataDefaultsTheChainBoxesToTheScale) {
   EXPECT_GE(x.min().item<double>(), 0.0);
   EXPECT_LE(x.max().item<double>(), 1.0);
   EXPECT_NEAR(x.mean().item<double>(), 0.5, 0.01);  // (sd of the mean 0.29 / sqrt(128000) = 8e-4)
-  // Float images (in the model's units, here [0.2, 0.7]): the start box is
-  // their range when neither end is given; no clamp is made up for them.
+  // Float images taken as they are (data.standardize = off; here [0.2,
+  // 0.7]): the start box is their range when neither end is given; no clamp
+  // is made up for them. (Under auto they are mapped onto data.scale and get
+  // its boxes, as pixels do: test_value_map.cpp.)
   write_npy(root + "/floats.npy", at::rand({32, 1, 8, 8}, gen).mul_(0.5).add_(0.2));
   for (int variant = 0; variant < 2; ++variant) {
     Config f = image_config(root + "/unused", 1);
     f.set("data.path=" + root + "/floats.npy");
+    f.set("data.standardize=off");
     for (const char* k : {"buffer.init_low", "buffer.init_high", "sampler.clamp_min", "sampler.clamp_max"}) f.unset(k);
     if (variant == 1) f.set("buffer.init_low=-1.0");
     Trainer ft(f, root + "/run-floats" + std::to_string(variant));
