@@ -86,14 +86,16 @@ void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, cons
                 "in the training data's units?\n";
 }
 
-std::optional<PixelMap> display_map(const ModelInfo& info) {
-  if (info.pixels) return info.pixels;
-  if (!info.values) return std::nullopt;
+std::optional<PixelMap> image_map(const std::optional<PixelMap>& pixels, const std::optional<ValueMap>& values) {
+  if (pixels) return pixels;
+  if (!values) return std::nullopt;
   PixelMap m;
-  m.lo = info.values->lo;
-  m.hi = info.values->hi;
+  m.lo = values->lo;
+  m.hi = values->hi;
   return m;
 }
+
+std::optional<PixelMap> display_map(const ModelInfo& info) { return image_map(info.pixels, info.values); }
 
 torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelInfo& info, const std::string& path) {
   if (!pixels && info.values) {

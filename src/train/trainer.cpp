@@ -17,6 +17,7 @@
 #include "ebm/energy/registry.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
+#include "ebm/model/input_units.h"
 #include "ebm/objectives/objective.h"
 #include "ebm/sampling/registry.h"
 #include "ebm/train/continual.h"
@@ -308,14 +309,7 @@ Energy Trainer::user_energy() {
 namespace {
 // The model's range of image data read as pixels, or of float images mapped
 // by their range (data.standardize): both are data.scale.
-std::optional<PixelMap> mapped_range(const DataSplit& data) {
-  if (data.pixels) return data.pixels;
-  if (!data.values) return std::nullopt;
-  PixelMap m;
-  m.lo = data.values->lo;
-  m.hi = data.values->hi;
-  return m;
-}
+std::optional<PixelMap> mapped_range(const DataSplit& data) { return image_map(data.pixels, data.values); }
 }  // namespace
 
 // Pixel data: the chains' start box (buffer.init_low, init_high) and the

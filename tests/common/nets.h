@@ -7,6 +7,25 @@
 
 namespace ebm::test_helpers {
 
+// The [energy] and [sampler] tables of the tests' tiny conv energy on
+// [1, 8, 8] images (BENCHMARKS.md's igebm-fmnist recipe, scaled down).
+inline const char* tiny_conv_image_toml() {
+  return R"(
+[energy]
+name = "conv"
+channels = [4, 8]
+kernels = [3, 3]
+strides = [2, 2]
+paddings = [1, 1]
+hidden = [16]
+[sampler]
+steps = 3
+step_size = 1.0
+noise = 0.005
+grad_clip = 0.03
+)";
+}
+
 // A float64 copy of a float MLP in eval mode (no power-iteration update
 // between evaluations), for checking float paths against; net is put in eval
 // mode too.

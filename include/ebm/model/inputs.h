@@ -1,9 +1,11 @@
 // Reading inputs for, and writing outputs of, the commands that take a model
 // (issue 17, "Pixel conventions"): PNG and IDX files and integer NPY arrays
 // hold raw 0-255 pixels and go through the model's own pixel map (model.pt);
-// float NPY arrays and CSV rows are taken as already in the model's range.
-// PNG output is written as pixels, float NPY output in the model's range,
-// IDX output as uint8 pixels.
+// float NPY arrays and CSV rows are taken as already in the model's range,
+// or for a model trained on float images mapped by their range
+// (data.standardize; ModelInfo::values) as in its training images' units.
+// PNG output is written as pixels, float NPY output in the model's range
+// (a value-mapped model's: in its images' units), IDX output as uint8 pixels.
 #pragma once
 
 #include <torch/torch.h>

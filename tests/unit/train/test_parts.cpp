@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/errors.h"
+#include "common/nets.h"
 #include "common/tmp.h"
 #include "ebm/core/device.h"
 #include "ebm/core/error.h"
@@ -236,19 +237,7 @@ TEST(TrainStep, ConvEnergyTrainsOnImages) {
   auto images = at::rand({64, 1, 8, 8}, gen).mul_(2).sub_(1);
   write_npy(dir + "/images.npy", images);
   Config c = make_train_config();
-  c.load_string(R"(
-[energy]
-name = "conv"
-channels = [4, 8]
-kernels = [3, 3]
-strides = [2, 2]
-paddings = [1, 1]
-hidden = [16]
-[sampler]
-steps = 3
-step_size = 1.0
-noise = 0.005
-grad_clip = 0.03
+  c.load_string(std::string(test_helpers::tiny_conv_image_toml()) + R"(
 clamp_min = -1.0
 clamp_max = 1.0
 [buffer]

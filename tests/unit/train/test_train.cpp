@@ -422,21 +422,7 @@ Config image_config(const std::string& dir, int64_t steps) {
     write_csv(dir + "/labels.csv", torch::arange(64).remainder(3).to(torch::kFloat).unsqueeze(1));
   }
   Config c = make_train_config();
-  c.load_string(R"(
-seed = 5
-[energy]
-name = "conv"
-channels = [4, 8]
-kernels = [3, 3]
-strides = [2, 2]
-paddings = [1, 1]
-hidden = [16]
-spectral_norm = true
-[sampler]
-steps = 3
-step_size = 1.0
-noise = 0.005
-grad_clip = 0.03
+  c.load_string(std::string("seed = 5\n") + test_helpers::tiny_conv_image_toml() + R"(
 clamp_min = -1.0
 clamp_max = 1.0
 [buffer]
@@ -449,6 +435,7 @@ lr = 1e-3
 log_every = 1
 checkpoint_every = 2
 )", "image.toml");
+  c.set("energy.spectral_norm=true");
   c.set("data.path=" + dir + "/images.npy");
   c.set("train.steps=" + std::to_string(steps));
   return c;

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "common/errors.h"
+#include "common/nets.h"
 #include "common/tmp.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
@@ -22,21 +23,7 @@ namespace {
 
 Config float_image_config(const std::string& path, int64_t steps) {
   Config c = make_train_config();
-  c.load_string(R"(
-seed = 5
-[energy]
-name = "conv"
-channels = [4, 8]
-kernels = [3, 3]
-strides = [2, 2]
-paddings = [1, 1]
-hidden = [16]
-spectral_norm = true
-[sampler]
-steps = 3
-step_size = 1.0
-noise = 0.005
-grad_clip = 0.03
+  c.load_string(std::string("seed = 5\n") + test_helpers::tiny_conv_image_toml() + R"(
 [buffer]
 capacity = 100
 init = "uniform"
@@ -45,6 +32,7 @@ batch_size = 8
 lr = 1e-3
 log_every = 1
 )", "value_map.toml");
+  c.set("energy.spectral_norm=true");
   c.set("data.path=" + path);
   c.set("train.steps=" + std::to_string(steps));
   return c;
