@@ -1,5 +1,6 @@
 #include "ebm/eval/tasks.h"
 
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
@@ -149,6 +150,19 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   EBM_CHECK_DATA(info.pixels.has_value() == pixels, features, ": the feature network was trained on ",
                  pixels ? "0-255 pixels" : "float values", " and the model on ",
                  info.pixels ? "0-255 pixels" : "float values", "; give a feature network trained on the model's kind of data");
+  // Float images of other units (a model of [0, 1] images, features of 0-255
+  // saved as floats) would be compared silently wrong: the two value maps'
+  // training ranges must agree to a quarter of the features' width, and the
+  // reference images must fill a tenth of it.
+  const auto range_text = [](const ValueMap& v) { return "[" + c10::str(v.raw_lo) + ", " + c10::str(v.raw_hi) + "]"; };
+  if (info.values && finfo.values) {
+    const double w = finfo.values->raw_hi - finfo.values->raw_lo;
+    EBM_CHECK_DATA(std::abs(info.values->raw_lo - finfo.values->raw_lo) <= 0.25 * w &&
+                       std::abs(info.values->raw_hi - finfo.values->raw_hi) <= 0.25 * w,
+                   features, ": the feature network was trained on float images spanning ", range_text(*finfo.values),
+                   ", the model on ", range_text(*info.values),
+                   "; give a feature network trained on images in the model's units");
+  }
   // (a network on flattened images, event shape [H * W * C], reads the same
   // pixels flattened; so does an image network scoring a flat model's rows)
   const bool flat_rows = finfo.event_shape.size() == 1 || info.event_shape.size() == 1;
@@ -166,6 +180,13 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     auto both = reference_images(reference, "", 2 * n, gen, pixels);
     ref = both.narrow(0, 0, n);
     held = both.narrow(0, n, n);
+  }
+  if (finfo.values) {
+    const double lo = ref.min().item<double>(), hi = ref.max().item<double>(),
+                 w = finfo.values->raw_hi - finfo.values->raw_lo;
+    EBM_CHECK_DATA(hi - lo >= 0.1 * w && lo >= finfo.values->raw_lo - 0.5 * w && hi <= finfo.values->raw_hi + 0.5 * w,
+                   reference, ": float images spanning [", lo, ", ", hi, "], for a feature network trained on ",
+                   range_text(*finfo.values), "; give reference images in its units");
   }
   std::vector<int64_t> shape = info.event_shape;
   shape.insert(shape.begin(), -1);

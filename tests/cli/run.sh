@@ -453,6 +453,15 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
       --features "$T/flat_run/model.pt" --reference "$T/fl.npy" --n 20 --steps 1
     expect 65 "pix.npy: reference images must be float values" -- "$EBM" eval --task fid --model "$T/fl_run/model.pt" \
       --features "$T/fl_clf/model.pt" --reference "$T/pix.npy" --n 20 --steps 1
+    # Float images of other units: a model of 0-255 floats (the f255 run
+    # above) against features of images in [-1, 1], and 0-255 references
+    # for those features, are refused rather than compared wrongly.
+    expect 65 "the feature network was trained on float images spanning \[-" -- "$EBM" eval --task fid \
+      --model "$T/f255/model.pt" --features "$T/fl_clf/model.pt" --reference "$T/fl.npy" --n 20 --steps 1
+    "$EBM" sample --model "$T/f255/model.pt" --n 40 --steps 1 --out "$T/f255s40.npy" >/dev/null 2>&1
+    expect 65 "f255s40.npy: float images spanning \[[0-9.]*, [0-9.]*\], for a feature network trained on \[-" -- \
+      "$EBM" eval --task fid --model "$T/fl_run/model.pt" --features "$T/fl_clf/model.pt" --reference "$T/f255s40.npy" \
+      --n 20 --steps 1
   else
     echo "FAIL: training on float images"; sed 's/^/    /' "$T/fl.err"; fails=$((fails + 1))
   fi
