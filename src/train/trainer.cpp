@@ -126,6 +126,13 @@ void check_same_units(const DataSplit& data, const std::string& out) {
                    ": a checkpoint continues in its own units (--set data.standardize=", mapped ? "on" : "off", ")");
 }
 
+// The contrastive-divergence chains of an objective (a JEM's p(x) chains), if any.
+ContrastiveDivergence* cd_chains(Objective& objective) {
+  auto* cd = dynamic_cast<ContrastiveDivergence*>(&objective);
+  if (auto* jem = dynamic_cast<Jem*>(&objective)) cd = jem->px_chains();
+  return cd;
+}
+
 // Rows rank, rank + world, ... of `d`.
 Dataset shard(const Dataset& d, int64_t rank, int64_t world) {
   EBM_CHECK_DATA(d.size() >= world, d.description, ": ", d.size(), " training rows cannot be shared by ", world,
@@ -199,6 +206,10 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
     }
   }
   parts_ = build_parts(cfg_, data_.model_train(), device_, data_.pixels);
+  // (buffer.init = auto likewise: the start this run's chains had, mixed for
+  // images, uniform for vectors and JEM, whatever a later version's auto is)
+  if (auto* cd = cd_chains(*parts_.objective); cd != nullptr && cfg_.get_string("buffer.init") == "auto")
+    cfg_.set_value("buffer.init", cd->buffer().options().init());
   // Validation (data.val_fraction) on the held-out training rows, in the
   // model's units: p(y | x) of a classifying energy, or the exact NLL of a
   // 2D model (quadrature on a grid over the training rows' box).
@@ -396,12 +407,6 @@ void Trainer::note_image_range() {
 }
 
 namespace {
-// The contrastive-divergence chains of an objective (a JEM's p(x) chains), if any.
-ContrastiveDivergence* cd_chains(Objective& objective) {
-  auto* cd = dynamic_cast<ContrastiveDivergence*>(&objective);
-  if (auto* jem = dynamic_cast<Jem*>(&objective)) cd = jem->px_chains();
-  return cd;
-}
 // The Gaussian the chains start from (buffer.init = "fit", "mixed"), for model.pt.
 const LowRankGaussian* fitted_start(Objective& objective) {
   auto* cd = cd_chains(objective);
