@@ -65,6 +65,13 @@ const std::optional<DataSplit>& run_split(Setup& s, std::string* why = nullptr) 
   return s.split;
 }
 
+// What 0-1 units are for float images: their range [lo, hi] (`whose`) as [0, 1].
+std::string range_units(double lo, double hi, const std::string& whose) {
+  std::ostringstream os;
+  os << "the images' range [" << lo << ", " << hi << "] (" << whose << ") as [0, 1]";
+  return os.str();
+}
+
 Setup load(const std::string& model) {
   Setup s;
   std::tie(s.energy, s.units) = sampling_view(load_model(model, &s.info));
@@ -72,12 +79,7 @@ Setup load(const std::string& model) {
   s.image = s.info.event_shape.size() == 3;
   if (const auto shown = display_map(s.info)) s.map = *shown;
   if (s.image) s.units_name = "pixels in [0, 1]";
-  if (s.image && s.info.values) {
-    std::ostringstream os;
-    os << "the images' range [" << s.info.values->raw_lo << ", " << s.info.values->raw_hi
-       << "] (the training images') as [0, 1]";
-    s.units_name = os.str();
-  }
+  if (s.image && s.info.values) s.units_name = range_units(s.info.values->raw_lo, s.info.values->raw_hi, "the training images'");
   return s;
 }
 
@@ -94,10 +96,7 @@ void set_value_range(Setup& s, const torch::Tensor& rows) {
   s.map.lo = lo;
   s.map.hi = hi > lo ? hi : lo + 1;
   s.map.dequantize = false;
-  std::ostringstream os;
-  os << "the images' range [" << s.map.lo << ", " << s.map.hi << "] (" << (split ? "the training images'" : "the inputs'")
-     << ") as [0, 1]";
-  s.units_name = os.str();
+  s.units_name = range_units(s.map.lo, s.map.hi, split ? "the training images'" : "the inputs'");
 }
 
 torch::Tensor read_rows(const std::string& spec, const Setup& s, int64_t n, const std::string& what) {

@@ -77,15 +77,20 @@ void truncate_metrics(const std::string& path, int64_t step) {
 // The run in `out` (its config.toml) must describe the same energy: weights
 // of another shape are refused as they load, but other settings, such as the
 // activation, would be taken silently.
+// The text of the run's config.toml in `out` ("" when it has none).
+std::string run_config_text(const std::string& out) {
+  std::ifstream in(out + "/config.toml", std::ios::binary);
+  std::stringstream text;
+  if (in) text << in.rdbuf();
+  return text.str();
+}
+
 void check_same_energy(const Config& cfg, const std::string& out) {
-  const std::string old_cfg = out + "/config.toml";
-  if (!fs::exists(old_cfg)) return;
+  const std::string old_cfg = out + "/config.toml", text = run_config_text(out);
+  if (text.empty()) return;
   // (only the [energy] table is read: a run of an earlier version has keys
   // this one no longer knows elsewhere)
-  std::ifstream in(old_cfg, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string a = energy_config(text.str(), old_cfg).section_toml("energy"),
+  const std::string a = energy_config(text, old_cfg).section_toml("energy"),
                     b = cfg.section_toml("energy");
   if (a == b) return;
   std::istringstream sa(a), sb(b);
@@ -107,14 +112,12 @@ void check_same_energy(const Config& cfg, const std::string& out) {
 void check_same_units(const DataSplit& data, const std::string& out) {
   const std::string old_cfg = out + "/config.toml";
   const bool float_images = !data.pixels && data.train.event_shape().size() == 3;
-  if (!float_images || !fs::exists(old_cfg)) return;
-  std::ifstream in(old_cfg, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
+  const std::string text = float_images ? run_config_text(out) : "";
+  if (text.empty()) return;
   std::string was;
   try {
     Config old = make_train_config();
-    old.load_string(text.str(), old_cfg);
+    old.load_string(text, old_cfg);
     was = old.get_string("data.standardize");
   } catch (const Error&) {
     return;  // (a config.toml of an earlier version, with keys this one no longer knows)
