@@ -33,7 +33,7 @@ Runner add_energy(CLI::App& app) {
     Energy energy = load_model(a->model, &info);
     const auto shape = energy->event_shape();
     // (images, and models trained on pixels such as flattened images, follow
-    // the pixel conventions: PNG / IDX / integer NPY are pixels)
+    // the pixel conventions: PNG / IDX / integer NPY are pixels for them)
     auto x = shape.size() == 3 || info.pixels ? read_model_data(a->input, info, "test") : read_array(a->input);
     warn_if_far_from_training(sampling_view(energy).second, info, x, a->input);
     const int64_t dim = c10::multiply_integers(shape);

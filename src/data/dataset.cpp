@@ -119,8 +119,8 @@ Section data_section() {
   return {"data",
           {{"path", std::string(""),
             "training data: a file (CSV [N, D], NPY [N, ...], IDX or one PNG) or a folder of PNGs (one class per "
-            "sub-folder, if any); used instead of data.name when set. PNG, IDX bytes and integer NPY are raw "
-            "0-255 pixels"},
+            "sub-folder, if any); used instead of data.name when set. PNG, IDX bytes, uint8 NPY and integer NPY "
+            "images ([N, H, W], [N, C, H, W]) in 0..255 are raw 0-255 pixels; other integer arrays are numbers"},
            {"labels", std::string(""), "one integer label per row of data.path (CSV, NPY or IDX); empty = none"},
            {"split", std::string("train"),
             "train | test: the part of a built-in image set (fashion_mnist, mnist) to read; data.path and the "

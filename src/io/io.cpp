@@ -387,17 +387,28 @@ torch::Tensor read_npy_array(const std::string& path) {
   const std::string header = bytes.substr(header_start, header_len);
   const auto h = DictParser(path, header, header_start).parse();
 
-  // Integers of one byte carry no byte order: numpy writes '|', '<' is accepted too.
-  static const std::map<std::string, torch::ScalarType> kDtypes = {
-      {"<f4", torch::kFloat32}, {"<f8", torch::kFloat64}, {"|u1", torch::kUInt8}, {"<u1", torch::kUInt8},
-      {"|i1", torch::kInt8},    {"<i1", torch::kInt8},    {"<i2", torch::kInt16}, {"<i4", torch::kInt32},
-      {"<i8", torch::kInt64}};
-  const auto dtype = kDtypes.find(h.descr);
-  if (dtype == kDtypes.end())
-    fail(ExitCode::kBadData, path, ": unsupported dtype '", h.descr,
-         "' (want <f4, <f8, |u1, |i1, <i2, <i4 or <i8)");
-  const int64_t width = c10::elementSize(dtype->second);
-  if (h.fortran_order) fail(ExitCode::kBadData, path, ": fortran_order True is not supported (want C order)");
+  // descr is a byte order ('<', '>', '|' none, '=' native) then a kind and a
+  // width. Unsigned integers wider than a byte are held in the next signed
+  // type (uint64 must fit int64), float16 and booleans are read as float32:
+  // a boolean array is numbers (0 and 1), never raw pixels.
+  struct NpyType {
+    torch::ScalarType file;  // the type of the bytes as stored
+    bool is_unsigned;
+  };
+  static const std::map<std::string, NpyType> kKinds = {
+      {"f2", {torch::kHalf, false}},  {"f4", {torch::kFloat32, false}}, {"f8", {torch::kFloat64, false}},
+      {"u1", {torch::kUInt8, true}},  {"i1", {torch::kInt8, false}},    {"i2", {torch::kInt16, false}},
+      {"i4", {torch::kInt32, false}}, {"i8", {torch::kInt64, false}},   {"u2", {torch::kInt16, true}},
+      {"u4", {torch::kInt32, true}},  {"u8", {torch::kInt64, true}},    {"b1", {torch::kUInt8, false}}};
+  const std::string& descr = h.descr;
+  const char order = descr.empty() ? '?' : descr[0];
+  const auto kind = descr.size() == 3 ? kKinds.find(descr.substr(1)) : kKinds.end();
+  if ((order != '<' && order != '>' && order != '|' && order != '=') || kind == kKinds.end())
+    fail(ExitCode::kBadData, path, ": unsupported dtype '", descr,
+         "' (want a float f2/f4/f8, an integer i1/i2/i4/i8/u1/u2/u4/u8 or a boolean b1, either byte order)");
+  const torch::ScalarType stored = kind->second.file;
+  const int64_t width = c10::elementSize(stored);
+  const bool big_endian = order == '>' || (order == '=' && !host_is_little_endian());
   if (h.shape.empty())
     fail(ExitCode::kBadData, path, ": unsupported shape () (want [N] or [N, ...])");
   const int64_t rows = h.shape[0];
@@ -425,17 +436,37 @@ torch::Tensor read_npy_array(const std::string& path) {
     fail(ExitCode::kBadData, path, ": byte offset ", data_start + want, ": ", available - want,
          " trailing bytes after the data of shape ", shape_str(h.shape));
 
-  auto out = torch::empty({rows, cols}, dtype->second);
+  auto out = torch::empty({rows, cols}, stored);
   if (want > 0) {
     auto* dst = static_cast<unsigned char*>(out.data_ptr());
     std::memcpy(dst, u + data_start, want);
-    if (!host_is_little_endian()) byteswap_inplace(dst, rows * cols, width);
+    if (width > 1 && big_endian == host_is_little_endian()) byteswap_inplace(dst, rows * cols, width);
   }
-  if (!out.is_floating_point()) return out.reshape(h.shape);
-  check_finite_rows(out, path);
+  // Fortran order stores the transpose: the shape reversed, read in C order.
+  std::vector<int64_t> stored_shape = h.shape;
+  if (h.fortran_order) std::reverse(stored_shape.begin(), stored_shape.end());
+  out = out.reshape(stored_shape);
+  if (h.fortran_order && out.dim() > 1) {
+    std::vector<int64_t> back(out.dim());
+    for (int64_t i = 0; i < out.dim(); ++i) back[i] = out.dim() - 1 - i;
+    out = out.permute(back).contiguous();
+  }
+  if (kind->second.is_unsigned && width > 1) {
+    if (stored == torch::kInt64) {
+      EBM_CHECK_DATA(out.numel() == 0 || out.min().item<int64_t>() >= 0, path,
+                     ": uint64 values above 2^63 - 1 are not supported");
+    } else {  // the bits as the next wider signed type
+      const int64_t mask = (int64_t(1) << (8 * width)) - 1;
+      out = out.to(stored == torch::kInt16 ? torch::kInt32 : torch::kInt64).bitwise_and(mask);
+    }
+  }
+  if (kind->first == "b1") out = out.ne(0).to(torch::kFloat32);
+  if (!out.is_floating_point()) return out;
+  const auto flat = out.reshape({rows, cols});
+  check_finite_rows(flat, path);
   out = out.to(torch::kFloat32);
-  if (width == 8) check_finite_rows(out, path + " (as float32)");
-  return out.reshape(h.shape);
+  if (width == 8) check_finite_rows(out.reshape({rows, cols}), path + " (as float32)");
+  return out;
 }
 
 torch::Tensor read_idx_array(const std::string& path) {

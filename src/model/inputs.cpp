@@ -4,12 +4,14 @@
 #include <c10/util/accumulate.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
 #include "ebm/data/images.h"
+#include "ebm/data/integer_arrays.h"
 #include "ebm/data/pixels.h"
 #include "ebm/io/io.h"
 #include "ebm/train/train.h"
@@ -118,10 +120,21 @@ torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelI
 
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   const auto& shape = info.event_shape;
-  // (the file's own type says pixels: PNG, IDX bytes, integer NPY)
-  Dataset in = load_data_path(path);
-  torch::Tensor x = in.x;
-  const bool pixels = in.pixels;
+  // (PNG and IDX bytes are pixels; an integer NPY follows the model: raw
+  // pixels for a model trained on them, numbers in the data's units else)
+  torch::Tensor x;
+  bool pixels = false;
+  std::error_code ec;
+  if (file_extension(path) == ".npy" && !std::filesystem::is_directory(path, ec)) {
+    const auto raw = read_array_raw(path);
+    pixels = !raw.is_floating_point() && info.pixels.has_value();
+    if (pixels) check_pixel_range(raw, path);
+    x = raw.to(torch::kFloat32);
+  } else {
+    Dataset in = load_data_path(path);
+    x = in.x;
+    pixels = in.pixels;
+  }
   const int64_t d = c10::multiply_integers(shape);
   EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x[0].numel() == d, path, ": rows of ",
                  x.dim() >= 1 && x.size(0) >= 1 ? x[0].numel() : 0, " values (", x.sizes(),

@@ -73,7 +73,14 @@ expect 65 "bad_cell.csv:3" -- "$EBM" energy --model "$M" --input "$T/bad_cell.cs
 expect 65 "ragged.csv:2"   -- "$EBM" energy --model "$M" --input "$T/ragged.csv" --out "$T/e.csv"
 expect 65 "nan.csv:2"      -- "$EBM" energy --model "$M" --input "$T/nan.csv" --out "$T/e.csv"
 expect 65 "three.csv"      -- "$EBM" energy --model "$M" --input "$T/three.csv" --out "$T/e.csv"
-expect 65 "int.npy"        -- "$EBM" energy --model "$M" --input "$T/int.npy" --out "$T/e.csv"
+expect 65 "int.npy: byte offset 96: 48 trailing bytes" -- "$EBM" energy --model "$M" --input "$T/int.npy" --out "$T/e.csv"
+# An integer NPY given to a model of vectors holds numbers (counts), not
+# pixels: its energies are those of the same values as CSV.
+head -c 96 "$T/int.npy" >"$T/int_ok.npy"
+printf '0,0\n0,0\n' >"$T/zeros.csv"
+"$EBM" energy --model "$M" --input "$T/int_ok.npy" --out "$T/e_int.csv" >/dev/null 2>&1 \
+  && "$EBM" energy --model "$M" --input "$T/zeros.csv" --out "$T/e_zeros.csv" >/dev/null 2>&1 \
+  && cmp -s "$T/e_int.csv" "$T/e_zeros.csv" || { echo "FAIL: integer NPY rows as numbers"; fails=$((fails + 1)); }
 expect 65 "garbage.npy"    -- "$EBM" energy --model "$M" --input "$T/garbage.npy" --out "$T/e.csv"
 expect 66 "missing.csv"    -- "$EBM" energy --model "$M" --input "$T/missing.csv" --out "$T/e.csv"
 expect 66 "nope.pt"        -- "$EBM" energy --model "$T/nope.pt" --input "$T/good.csv" --out "$T/e.csv"
@@ -397,6 +404,13 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 64 "not a classifier" -- "$EBM" classify --model "$M" --input "$T/good.csv" --out "$T/p.csv"
   expect 65 "pix_labels39.csv" -- "$EBM" classify --model "$P" --input "$T/draws.idx" --labels "$T/pix_labels39.csv" --out "$T/p.csv"
   expect 65 "expects \[2\]" -- "$EBM" energy --model "$M" --input "$T/pix.npy" --out "$T/e.csv"
+  # Integers given to a model trained on pixels are pixels, in 0..255.
+  hdr5="{'descr': '<i2', 'fortran_order': False, 'shape': (1, 1, 8, 8), }"
+  while [ $(( (10 + ${#hdr5} + 1) % 64 )) -ne 0 ]; do hdr5="$hdr5 "; done
+  { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr5} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr5"
+    head -c 126 /dev/zero; printf '\x00\x01'; } >"$T/i2_256.npy"
+  expect 65 "i2_256.npy: integer values are raw pixels and must lie in 0..255, got 256 at row 0, value 63" -- \
+    "$EBM" energy --model "$P" --input "$T/i2_256.npy" --out "$T/e.csv"
   expect 78 "takes images"   -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set energy.name=conv --out "$T/r24"
   expect 78 "takes vectors"  -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/pix.npy" --out "$T/r25"
   # The same count of values in another [C, H, W] is another image, not a reshape.

@@ -21,8 +21,8 @@ struct Dataset {
   torch::Tensor x;            // [N, ...event]
   torch::Tensor y;            // [N] int64, or undefined
   std::string description;    // the file or set it came from, for messages
-  // x holds raw 0-255 pixels (PNG, IDX ubyte, integer NPY, the built-in image
-  // sets), for a PixelMap (data/pixels.h) to take into the model's range.
+  // x holds raw 0-255 pixels (PNG, IDX ubyte, the built-in image sets, integer
+  // NPY as data/integer_arrays.h says), for a PixelMap (data/pixels.h).
   bool pixels = false;
   std::vector<std::string> class_names = {};  // label k's name, when known
   int64_t size() const { return x.defined() ? x.size(0) : 0; }

@@ -39,7 +39,7 @@ Dataset load_image_folder(const std::string& dir);
 int64_t class_folder_number(const std::string& name);
 
 // data.path: a folder (load_image_folder) or a file (read_array_raw). A file
-// of integers holds pixels, which must lie in 0..255 (kBadData otherwise).
+// of integers holds pixels or numbers: integer_array_is_pixels decides.
 Dataset load_data_path(const std::string& path);
 
 }  // namespace ebm

@@ -1,5 +1,5 @@
-// Pixel conventions (issue 17, "Pixel conventions"): PNG, IDX and integer NPY
-// files hold raw 0-255 pixels; a model sees them mapped linearly into its own
+// Pixel conventions (issue 17): PNG, IDX and some integer NPY (as
+// integer_arrays.h says) hold raw 0-255 pixels; a model maps them into its own
 // range [lo, hi] (data.scale). With uniform dequantization (data.dequantize)
 // pixel p stands for the bin [p, p + 1) / 256: training adds U(0, 1/256)
 // noise (Dinh et al. 2017; IGEBM), other commands take the bin's centre.

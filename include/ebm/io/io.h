@@ -29,8 +29,8 @@ torch::Tensor read_idx(const std::string& path);  // gzip detected by magic byte
 // images); a PNG [1, C, H, W]; float32.
 torch::Tensor read_array(const std::string& path);
 // As read_array, the values in the type the file stores them: uint8 (IDX
-// ubyte, PNG, NPY |u1), int8-int64 (integer NPY) or float32 (CSV, float NPY,
-// IDX float). Integer files hold raw pixels (data/pixels.h).
+// ubyte, PNG, NPY |u1), int8-int64 (other integer NPY) or float32 (CSV, float,
+// boolean NPY, IDX float). Pixels or numbers: data/integer_arrays.h.
 torch::Tensor read_array_raw(const std::string& path);
 // The file's own shape and type (float64 as float32).
 torch::Tensor read_npy_array(const std::string& path);

@@ -1,7 +1,7 @@
 // Reading inputs for, and writing outputs of, the commands that take a model
-// (issue 17, "Pixel conventions"): PNG and IDX files and integer NPY arrays
-// hold raw 0-255 pixels and go through the model's own pixel map (model.pt);
-// float NPY arrays and CSV rows are taken as already in the model's range,
+// (issue 17, "Pixel conventions"): PNG, IDX and (for a model trained on
+// pixels) integer NPY hold raw 0-255 pixels for the model's pixel map;
+// other NPY arrays and CSV rows are taken as already in the model's range,
 // or for a model trained on float images mapped by their range
 // (data.standardize; ModelInfo::values) as in its training images' units.
 // PNG output is written as pixels, float NPY output in the model's range

@@ -497,8 +497,15 @@ TEST(PixelFiles, IntegerNpyAndIdxArePixelsFloatNpyIsNot) {
   EXPECT_EQ(d.x.scalar_type(), torch::kFloat32);
   EXPECT_TRUE(torch::equal(d.x, torch::tensor({0.f, 5.f, 200.f, 255.f}).reshape({2, 1, 1, 2})));
   const std::vector<int64_t> v = {0, 255, 3, 4};
-  const auto i8 = npy(dir, "i8.npy", "<i8", "(2, 2)", std::string(reinterpret_cast<const char*>(v.data()), 32));
-  EXPECT_TRUE(ebm::load_data_path(i8).pixels);
+  const std::string v_bytes(reinterpret_cast<const char*>(v.data()), 32);
+  // Wider integers are pixels as images in 0..255; rows [N, D] are numbers
+  // (counts), as the same values in a CSV are; bytes [N, D] stay pixels.
+  EXPECT_TRUE(ebm::load_data_path(npy(dir, "i8_img.npy", "<i8", "(2, 1, 2)", v_bytes)).pixels);
+  EXPECT_TRUE(ebm::load_data_path(npy(dir, "i8_chw.npy", "<i8", "(1, 1, 2, 2)", v_bytes)).pixels);
+  const auto rows = ebm::load_data_path(npy(dir, "i8.npy", "<i8", "(2, 2)", v_bytes));
+  EXPECT_FALSE(rows.pixels);
+  EXPECT_TRUE(torch::equal(rows.x, torch::tensor({{0.f, 255.f}, {3.f, 4.f}})));
+  EXPECT_TRUE(ebm::load_data_path(npy(dir, "u8_rows.npy", "|u1", "(2, 2)", u8)).pixels);
   const std::vector<float> f = {0.5f, -1.f, 2.f, 3.f};
   const auto f4 = npy(dir, "f4.npy", "<f4", "(2, 2)", std::string(reinterpret_cast<const char*>(f.data()), 16));
   EXPECT_FALSE(ebm::load_data_path(f4).pixels);
@@ -511,17 +518,22 @@ TEST(PixelFiles, IntegerNpyAndIdxArePixelsFloatNpyIsNot) {
   fs::remove_all(dir);
 }
 
-TEST(PixelFiles, IntegersOutside0To255AreBadData) {
+// Integer images with values outside 0..255 (16-bit images, signed
+// values) are numbers: float images, which data.standardize maps; before,
+// they were an error.
+TEST(PixelFiles, IntegerImagesOutside0To255AreNumbers) {
   const std::string dir = fresh_dir("pixel_range");
-  for (int64_t bad : {-1, 256}) {
-    const std::vector<int64_t> v = {0, 1, 2, bad, 4, 5};
-    const auto p = npy(dir, "v.npy", "<i8", "(3, 2)", std::string(reinterpret_cast<const char*>(v.data()), 48));
-    std::string msg;
-    EXPECT_EQ(code_of([&] { build(data_config({"data.path=" + p})); }, &msg), ebm::ExitCode::kBadData);
-    EXPECT_NE(msg.find(p), std::string::npos) << msg;
-    EXPECT_NE(msg.find("0..255"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(c10::str("got ", bad, " at row 1")), std::string::npos) << msg;
+  for (int64_t big : {-1, 256, 4000}) {
+    const std::vector<int64_t> v = {0, 1, 2, big, 4, 5};
+    const auto p = npy(dir, "v.npy", "<i8", "(3, 1, 2)", std::string(reinterpret_cast<const char*>(v.data()), 48));
+    const auto d = build(data_config({"data.path=" + p}));
+    EXPECT_FALSE(d.pixels);
+    EXPECT_TRUE(torch::equal(d.x.reshape({-1}), torch::tensor(v, torch::kLong).to(torch::kFloat)));
   }
+  const std::vector<uint16_t> u16 = {0, 1000, 65535, 7};
+  const auto p16 = npy(dir, "u16.npy", "<u2", "(1, 2, 2)", std::string(reinterpret_cast<const char*>(u16.data()), 8));
+  EXPECT_FALSE(ebm::load_data_path(p16).pixels);
+  EXPECT_EQ(ebm::load_data_path(p16).x.max().item<float>(), 65535.f);
   fs::remove_all(dir);
 }
 

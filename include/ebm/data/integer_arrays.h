@@ -1,0 +1,19 @@
+// Integer arrays (NPY) as raw 0-255 pixels or as numbers. A file of bytes
+// holds pixels; a wider integer type holds pixels only as images ([N, H, W]
+// or [N, C, H, W]) whose values all lie in 0..255. Any other integer array
+// (counts [N, D], 16-bit images) holds numbers, taken as floats are.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace ebm {
+
+// `raw` as read_array_raw returns it (images [N, C, H, W]).
+bool integer_array_is_pixels(const torch::Tensor& raw);
+// kBadData naming `path`, the first value outside 0..255 and its row, for
+// an integer array that a model trained on pixels is given.
+void check_pixel_range(const torch::Tensor& x, const std::string& path);
+
+}  // namespace ebm
