@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "ebm/core/error.h"
 #include "ebm/eval/images.h"
+#include "ebm/data/labels.h"
 #include "ebm/io/io.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/model/inputs.h"
@@ -57,25 +58,26 @@ Runner add_classify(CLI::App& app) {
     }
     warn_if_far_from_training(sampling_view(energy).second, info, x, a->input);
     const std::string labels_from = a->labels.empty() ? a->input : a->labels;
-    if (!a->labels.empty() && !y.defined()) y = read_matrix(a->labels);
-    if (y.defined()) {
+    if (!a->labels.empty() && !y.defined()) {
+      y = read_matrix(a->labels);
       EBM_CHECK_DATA(y.numel() == x.size(0), labels_from, ": ", y.numel(), " labels for ", x.size(0), " input rows");
-      y = y.flatten().to(torch::kDouble);
-      EBM_CHECK_DATA(torch::equal(y, y.round()), labels_from, ": labels must be integers");
-      EBM_CHECK_DATA(y.min().item<double>() >= 0 && y.max().item<double>() < k, labels_from, ": label ",
-                     y.min().item<double>() < 0 ? y.min().item<double>() : y.max().item<double>(),
+      y = labels_as_trained(y, info.class_names, k, a->labels);  // (in the model's numbering)
+    }
+    if (y.defined()) {  // (a folder's or a built-in set's labels come counted)
+      EBM_CHECK_DATA(y.min().item<int64_t>() >= 0 && y.max().item<int64_t>() < k, labels_from, ": label ",
+                     y.min().item<int64_t>() < 0 ? y.min().item<int64_t>() : y.max().item<int64_t>(),
                      " outside the model's classes 0 to ", k - 1);
-      y = y.to(torch::kLong);
     }
     energy->to(device);
     auto p = class_probabilities(*energy, x.to(device)).to(torch::kCPU, torch::kDouble);
     std::vector<std::string> header;
-    // (p_<name> when the model knows its classes' names, class folders' say;
-    // else p<k>)
-    const bool named = int64_t(info.class_names.size()) == k;
+    // (p_<name> when the model knows its classes' names, class folders' or
+    // label values' say; else p<k>)
+    const bool named = int64_t(info.class_names.size()) == k, by_value = named_by_value(info.class_names);
     for (int64_t i = 0; i < k; ++i) {
       const std::string number = std::to_string(i);
-      std::string name = named && info.class_names[size_t(i)] != number ? "p_" + info.class_names[size_t(i)]
+      std::string name = named && (by_value || info.class_names[size_t(i)] != number)
+                             ? "p_" + info.class_names[size_t(i)]
                                                                          : "p" + number;
       for (char& ch : name)
         if (ch == ',' || ch == '"' || ch == '\n' || ch == '\r') ch = '_';

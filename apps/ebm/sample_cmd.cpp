@@ -91,8 +91,9 @@ Runner add_sample(CLI::App& app) {
                   "default: a model's training sampler, else ula:step=0.01");
   cmd->add_option("--label", a->labels,
                   "class of a conditional model, an index or a name the model keeps (a class sub-folder's, "
-                  "\"Trouser\"): draw from p(x | y = LABEL); with several --model, one per model in order (-1: "
-                  "that model's marginal)");
+                  "\"Trouser\"; a model trained on labels by value, -1 / 1, takes those values): draw from "
+                  "p(x | y = LABEL); with several --model, one per model in order (none or -1: that model's "
+                  "marginal)");
   cmd->add_option("--compose", a->compose,
                   "combine several --model energies: and (sum: product of experts), or (-logsumexp(log pi - E): "
                   "mixture), not (E_a - w E_b)");

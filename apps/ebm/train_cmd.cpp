@@ -8,6 +8,7 @@
 #include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/data.h"
+#include "ebm/data/labels.h"
 #include "ebm/energy/registry.h"
 #include "ebm/eval/report.h"
 #include "ebm/io/io.h"
@@ -40,11 +41,14 @@ static void report_classes(const Trainer& trainer) {
   for (int64_t c = 0; c < k; ++c)
     if (counts[c].item<int64_t>() == 0) empty.push_back(c);
   if (empty.empty()) return;
+  // (labels by value, -1 / 1, are named by their values)
+  const bool by_value = named_by_value(tr.class_names) && int64_t(tr.class_names.size()) == k;
   std::string list;
-  for (size_t i = 0; i < empty.size() && i < 10; ++i) list += (i ? ", " : "") + std::to_string(empty[i]);
+  for (size_t i = 0; i < empty.size() && i < 10; ++i)
+    list += (i ? ", " : "") + (by_value ? "label " + tr.class_names[size_t(empty[i])] : std::to_string(empty[i]));
   if (empty.size() > 10) list += ", ... (" + std::to_string(empty.size()) + " in all)";
   std::cerr << "warning: " << empty.size() << " of the model's " << k << " classes have no training rows (" << list
-            << "): labels are class indices 0 .. K-1\n";
+            << (by_value ? ")\n" : "): labels are class indices 0 .. K-1\n");
 }
 
 Runner add_train(CLI::App& app) {

@@ -2,6 +2,7 @@
 #include "ebm/core/error.h"
 #include "ebm/data/data.h"
 #include "ebm/data/images.h"
+#include "ebm/data/labels.h"
 #include "ebm/data/trajectories.h"
 #include "ebm/io/io.h"
 
@@ -175,9 +176,16 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
       auto y = read_matrix(labels);
       EBM_CHECK_DATA(y.size(1) == 1 && y.size(0) == d.size(), labels, ": want one label per row of ",
                      path, " (", d.size(), " rows), got ", y.size(0), " x ", y.size(1));
-      EBM_CHECK_DATA(torch::equal(y, y.round()) && y.min().item<double>() >= 0, labels,
-                     ": labels must be integers >= 0");
-      d.y = y.squeeze(1).to(torch::kLong);
+      auto read = training_labels(y, labels);
+      d.y = read.index;
+      if (!read.names.empty()) {  // (labels by value: -1 / 1)
+        d.class_names = read.names;
+        std::string map;
+        for (size_t k = 0; k < read.names.size() && k < 10; ++k)
+          map += (k ? ", " : "") + read.names[k] + "=" + std::to_string(k);
+        if (read.names.size() > 10) map += ", ...";
+        d.description += " (labels by value: " + map + ")";
+      }
     }
   }
   const auto shape = cfg.get_int_list("data.shape");
@@ -199,7 +207,9 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
                      " has none (data.labels gives them)");
     auto keep = torch::zeros({d.size()}, torch::kBool);
     for (auto k : classes) {
-      const auto of_k = d.y == k;
+      // (labels by value are named by them: data.classes = [-1] keeps the -1s)
+      const int64_t c = named_by_value(d.class_names) ? class_by_value(std::to_string(k), d.class_names) : k;
+      const auto of_k = d.y == c;
       EBM_CHECK_CONFIG(of_k.any().item<bool>(), "data.classes: no row of ", d.description, " has label ", k);
       keep.logical_or_(of_k);
     }

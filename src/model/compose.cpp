@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ebm/core/error.h"
+#include "ebm/data/labels.h"
 #include "ebm/energy/compose.h"
 #include "ebm/energy/standardized.h"
 
@@ -23,8 +24,14 @@ std::string class_list(const std::vector<std::string>& names) {
 // The class index a --label value names: a number, or one of the model's
 // class names (a name that is also a number is taken as the number).
 int64_t label_index(const std::string& text, const ModelInfo& info, int64_t k, const std::string& path) {
-  if (text.empty() || text == "-1") return -1;
+  if (text.empty() || text == "none") return -1;
+  // (a model trained on labels by value, -1 / 1: --label is one of them)
+  if (const int64_t c = class_by_value(text, info.class_names); c >= 0) return c;
+  if (text == "-1") return -1;
   EBM_CHECK_USAGE(k > 0, "--label ", text, ": ", path, " is not class-conditional (energy.conditional)");
+  EBM_CHECK_USAGE(!named_by_value(info.class_names), "--label ", text, ": ", path,
+                  " was trained on labels by value and has no label ", text, " (its labels: ",
+                  c10::Join(", ", info.class_names), ")");
   int64_t label = -1;
   size_t used = 0;
   try {

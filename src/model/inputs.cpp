@@ -12,6 +12,7 @@
 #include "ebm/core/progress.h"
 #include "ebm/data/images.h"
 #include "ebm/data/integer_arrays.h"
+#include "ebm/data/labels.h"
 #include "ebm/data/pixels.h"
 #include "ebm/io/io.h"
 #include "ebm/train/train.h"
@@ -162,9 +163,7 @@ Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const
       auto y = read_matrix(labels);
       EBM_CHECK_DATA(y.numel() == d.size() && y.size(0) == d.size(), labels, ": want one label per row of ", spec,
                      " (", d.size(), " rows), got ", y.size(0), " x ", y.size(1));
-      EBM_CHECK_DATA(torch::equal(y, y.round()) && y.min().item<double>() >= 0, labels,
-                     ": labels must be integers >= 0");
-      d.y = y.view({-1}).to(torch::kLong);
+      d.y = labels_as_trained(y, info.class_names, 0, labels);
     } else {
       Dataset raw = load_data_path(spec);  // (a folder's sub-folders label it)
       if (raw.has_labels()) d.y = folder_labels_as_trained(raw, info, spec);

@@ -717,6 +717,28 @@ else
   echo "FAIL: pixel training run"; sed 's/^/    /' "$T/pix.err"; fails=$((fails + 1))
 fi
 
+# Labels by value: -1 / 1 labels train a classifier whose classes are named
+# by them; classify, eval and sample --label take the values.
+awk 'BEGIN { srand(5); for (i = 0; i < 200; i++) { x = rand() * 2 - 1; y = rand() * 2 - 1;
+  printf "%.4f,%.4f\n", x, y > "/dev/stdout"; print (x > 0 ? 1 : -1) > "/dev/stderr" } }' \
+  >"$T/pm.csv" 2>"$T/pm_labels.csv"
+sed 's/^-1$/3/' "$T/pm_labels.csv" >"$T/pm_other.csv"
+if "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.csv" --set data.labels="$T/pm_labels.csv" \
+    --set train.steps=5 --out "$T/pm_run" >"$T/pm.out" 2>/dev/null; then
+  grep -q "labels by value: -1=0, 1=1" "$T/pm.out" || { echo "FAIL: the label map of -1 / 1 labels"; fails=$((fails + 1)); }
+  "$EBM" classify --model "$T/pm_run/model.pt" --input "$T/pm.csv" --labels "$T/pm_labels.csv" --out "$T/pm_p.csv" \
+    >/dev/null 2>&1 && [ "$(head -1 "$T/pm_p.csv")" = "p_-1,p_1" ] \
+    || { echo "FAIL: classify with -1 / 1 labels"; fails=$((fails + 1)); }
+  "$EBM" sample --model "$T/pm_run/model.pt" --label -1 --n 4 --steps 2 --out "$T/pm_s.csv" >/dev/null 2>&1 \
+    || { echo "FAIL: sample --label -1"; fails=$((fails + 1)); }
+  expect 64 "was trained on labels by value and has no label 0 (its labels: -1, 1)" -- \
+    "$EBM" sample --model "$T/pm_run/model.pt" --label 0 --n 4 --steps 2 --out "$T/pm_s.csv"
+  expect 65 "pm_other.csv: label 3 at row" -- \
+    "$EBM" eval --task classify --model "$T/pm_run/model.pt" --data "$T/pm.csv" --labels "$T/pm_other.csv"
+else
+  echo "FAIL: training on -1 / 1 labels"; fails=$((fails + 1))
+fi
+
 # Trajectory prediction: a tiny particles model (T = 6 steps of F = 6 values);
 # past and truth cut from its held-out rows.
 TRAJ=(train --config "$SRC/configs/particles.toml" --set data.n=200 --set data.steps=6 --set train.steps=3

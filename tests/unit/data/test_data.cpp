@@ -16,6 +16,7 @@
 #include "ebm/core/rng.h"
 #include "ebm/data/data.h"
 #include "ebm/data/images.h"
+#include "ebm/data/labels.h"
 #include "ebm/data/unbalanced.h"
 #include "ebm/io/io.h"
 
@@ -534,6 +535,66 @@ TEST(PixelFiles, IntegerImagesOutside0To255AreNumbers) {
   const auto p16 = npy(dir, "u16.npy", "<u2", "(1, 2, 2)", std::string(reinterpret_cast<const char*>(u16.data()), 8));
   EXPECT_FALSE(ebm::load_data_path(p16).pixels);
   EXPECT_EQ(ebm::load_data_path(p16).x.max().item<float>(), 65535.f);
+  fs::remove_all(dir);
+}
+
+// Labels with a negative value (-1 / 1) are taken by value: sorted, they
+// are the classes 0 .. K-1, named by the values; labels >= 0 stay indices.
+TEST(Labels, NegativeLabelsAreTakenByValue) {
+  const auto byv = ebm::training_labels(torch::tensor({1.f, -1.f, -1.f, 1.f, 5.f}), "y.csv");
+  EXPECT_TRUE(torch::equal(byv.index, torch::tensor({1, 0, 0, 1, 2}, torch::kLong)));
+  EXPECT_EQ(byv.names, (std::vector<std::string>{"-1", "1", "5"}));
+  const auto idx = ebm::training_labels(torch::tensor({3.f, 7.f, 0.f}), "y.csv");
+  EXPECT_TRUE(torch::equal(idx.index, torch::tensor({3, 7, 0}, torch::kLong)));
+  EXPECT_TRUE(idx.names.empty());
+  std::string msg;
+  EXPECT_EQ(code_of([] { ebm::training_labels(torch::tensor({1.f, 0.5f}), "y.csv"); }, &msg), ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("y.csv: labels must be integers, got 0.5 at row 1"), std::string::npos) << msg;
+
+  EXPECT_TRUE(ebm::named_by_value({"-1", "1"}));
+  EXPECT_FALSE(ebm::named_by_value({"0", "1", "2"}));  // (MNIST's names: the indices)
+  EXPECT_FALSE(ebm::named_by_value({"01", "1"}));      // (folder names, not values)
+  EXPECT_FALSE(ebm::named_by_value({"Trouser", "-1"}));
+  EXPECT_FALSE(ebm::named_by_value({}));
+
+  // A model's labels from a file: by value through its names, else indices.
+  const std::vector<std::string> pm = {"-1", "1"};
+  EXPECT_TRUE(torch::equal(ebm::labels_as_trained(torch::tensor({1.f, -1.f, 1.f}), pm, 2, "t.csv"),
+                           torch::tensor({1, 0, 1}, torch::kLong)));
+  EXPECT_EQ(code_of([&] { ebm::labels_as_trained(torch::tensor({1.f, 0.f}), pm, 2, "t.csv"); }, &msg),
+            ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("t.csv: label 0 at row 1 is not one of the model's labels (-1, 1)"), std::string::npos) << msg;
+  EXPECT_TRUE(torch::equal(ebm::labels_as_trained(torch::tensor({2.f, 0.f}), {"0", "1", "2"}, 3, "t.csv"),
+                           torch::tensor({2, 0}, torch::kLong)));
+  EXPECT_EQ(code_of([] { ebm::labels_as_trained(torch::tensor({-1.f}), {}, 2, "t.csv"); }, &msg),
+            ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("label -1 is negative"), std::string::npos) << msg;
+  EXPECT_EQ(code_of([] { ebm::labels_as_trained(torch::tensor({2.f}), {}, 2, "t.csv"); }, &msg),
+            ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("label 2 outside the model's classes 0 to 1"), std::string::npos) << msg;
+  EXPECT_EQ(ebm::class_by_value("-1", pm), 0);
+  EXPECT_EQ(ebm::class_by_value("0", pm), -1);
+  EXPECT_EQ(ebm::class_by_value("1", {"0", "1"}), -1);  // (indices, not values)
+}
+
+TEST(DataSection, NegativeLabelsNameTheClassesAndDataClassesTakesThem) {
+  const std::string dir = fresh_dir("labels_by_value");
+  fs::create_directories(dir);
+  std::ofstream(dir + "/x.csv") << "0,0\n1,1\n2,2\n3,3\n";
+  std::ofstream(dir + "/y.csv") << "1\n-1\n1\n-1\n";
+  const auto d = build(data_config({"data.path=" + dir + "/x.csv", "data.labels=" + dir + "/y.csv"}));
+  EXPECT_TRUE(torch::equal(d.y, torch::tensor({1, 0, 1, 0}, torch::kLong)));
+  EXPECT_EQ(d.class_names, (std::vector<std::string>{"-1", "1"}));
+  EXPECT_NE(d.description.find("labels by value: -1=0, 1=1"), std::string::npos) << d.description;
+  const auto minus = build(data_config({"data.path=" + dir + "/x.csv", "data.labels=" + dir + "/y.csv",
+                                        "data.classes=[-1]"}));
+  EXPECT_TRUE(torch::equal(minus.x, torch::tensor({{1.f, 1.f}, {3.f, 3.f}})));
+  std::string msg;
+  EXPECT_EQ(code_of([&] {
+              build(data_config({"data.path=" + dir + "/x.csv", "data.labels=" + dir + "/y.csv", "data.classes=[0]"}));
+            }, &msg),
+            ebm::ExitCode::kBadConfig);
+  EXPECT_NE(msg.find("has label 0"), std::string::npos) << msg;
   fs::remove_all(dir);
 }
 

@@ -1,0 +1,39 @@
+// Class labels read from a file (data.labels, a command's --labels). Labels
+// that are all integers >= 0 are class indices, as they are ({3, 7} make a
+// model of eight classes). Labels with a negative value (-1 / 1, the usual
+// binary coding) are taken by value: their sorted distinct values are the
+// classes 0 .. K-1, named by the values (model.pt keeps the names), and every
+// command reads and writes labels in those values.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace ebm {
+
+struct FileLabels {
+  torch::Tensor index;             // [N] int64 class indices
+  std::vector<std::string> names;  // by value: class k's value; else empty
+};
+// y: the labels as read (any shape with N values, float); `path` names them in
+// errors (kBadData: a label that is not an integer).
+FileLabels training_labels(const torch::Tensor& y, const std::string& path);
+
+// Class names that are label values: every name an integer, and not simply
+// each class's own index ("0", "1", ... as MNIST's are).
+bool named_by_value(const std::vector<std::string>& names);
+
+// Labels from a file given to a model with `names` (its classes' names) and
+// k classes (0: unknown): values looked up among the names when the model
+// was trained on labels by value, else indices in 0 .. k-1 (kBadData naming
+// `path` and the first label that is not one of the model's classes).
+torch::Tensor labels_as_trained(const torch::Tensor& y, const std::vector<std::string>& names, int64_t k,
+                                const std::string& path);
+
+// A class named `text` by value ("-1"), or -1 when the model's names are
+// not label values or none is `text`.
+int64_t class_by_value(const std::string& text, const std::vector<std::string>& names);
+
+}  // namespace ebm
