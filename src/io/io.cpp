@@ -109,12 +109,16 @@ Parse parse_double(const std::string& field, double* out) {
   return Parse::kOk;
 }
 
+// Fields are trimmed, and a field in double quotes loses them (R's
+// write.csv quotes names and row names); commas inside quotes are not read.
 std::vector<std::string> split_fields(const std::string& line) {
   std::vector<std::string> out;
   size_t start = 0;
   while (true) {
     const auto comma = line.find(',', start);
-    out.push_back(trim(line.substr(start, comma - start)));
+    auto f = trim(line.substr(start, comma - start));
+    if (f.size() >= 2 && f.front() == '"' && f.back() == '"') f = trim(f.substr(1, f.size() - 2));
+    out.push_back(std::move(f));
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
@@ -317,11 +321,20 @@ torch::Tensor read_csv(const std::string& path) {
   if (lines[0].rfind("\xEF\xBB\xBF", 0) == 0) lines[0].erase(0, 3);
   size_t first = 0;
   int64_t cols = -1;
+  // A header whose first name is empty (",a,b": pandas' to_csv and R's
+  // write.csv with their row index or names) heads a column of row labels,
+  // which is not data: it is dropped.
+  size_t skip = 0;
   {
     const auto fields = split_fields(lines[0]);
     if (header_fields(fields)) {
       first = 1;  // header line
       cols = static_cast<int64_t>(fields.size());
+    } else if (fields.size() >= 2 && fields[0].empty() &&
+               header_fields(std::vector<std::string>(fields.begin() + 1, fields.end()))) {
+      first = 1;
+      cols = static_cast<int64_t>(fields.size());
+      skip = 1;
     }
   }
   if (first >= n_lines) fail(ExitCode::kBadData, path, ": header line but no data rows");
@@ -335,7 +348,7 @@ torch::Tensor read_csv(const std::string& path) {
     if (cols < 0) cols = static_cast<int64_t>(fields.size());
     if (static_cast<int64_t>(fields.size()) != cols)
       fail(ExitCode::kBadData, path, ":", lineno, ": expected ", cols, " columns, got ", fields.size());
-    for (size_t c = 0; c < fields.size(); ++c) {
+    for (size_t c = skip; c < fields.size(); ++c) {
       double v = 0;
       switch (parse_double(fields[c], &v)) {
         case Parse::kNotNumber:
@@ -356,7 +369,7 @@ torch::Tensor read_csv(const std::string& path) {
     }
   }
   const int64_t rows = static_cast<int64_t>(n_lines - first);
-  return torch::from_blob(values.data(), {rows, cols}, torch::kFloat32).clone();
+  return torch::from_blob(values.data(), {rows, cols - int64_t(skip)}, torch::kFloat32).clone();
 }
 
 torch::Tensor read_npy_array(const std::string& path) {

@@ -170,6 +170,22 @@ TEST_F(IoTest, CsvEmptyHeaderOnlyAndInnerBlankLine) {
                ebm::ExitCode::kBadData, {"gap.csv:2:", "blank line"});
 }
 
+// pandas' to_csv (",a,b" then "0,1.5,2") and R's write.csv ("","a","b" then
+// "1",1.5,2) write a row index or names first: not data, dropped. Quoted
+// numbers read as numbers.
+TEST_F(IoTest, CsvRowIndexColumnOfPandasAndRIsDropped) {
+  const auto want = torch::tensor({{1.5f, 2.f}, {-3.f, 4.f}});
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("pd.csv", ",a,b\n0,1.5,2\n1,-3,4\n")), want));
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("shuf.csv", ",a,b\n17,1.5,2\nx9,-3,4\n")), want));
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("r.csv", "\"\",\"a\",\"b\"\n\"1\",1.5,2\n\"2\",-3,\"4\"\n")),
+                           want));
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("y.csv", ",label\n0,3\n1,1\n")), torch::tensor({{3.f}, {1.f}})));
+  // (without the empty first name the first column is data)
+  EXPECT_EQ(ebm::read_csv(write_bytes("ab.csv", "i,a,b\n0,1.5,2\n")).size(1), 3);
+  expect_error(error_of([&] { ebm::read_csv(write_bytes("e.csv", ",,b\n0,1,2\n")); }), ebm::ExitCode::kBadData,
+               {"e.csv:1", "non-numeric"});
+}
+
 TEST_F(IoTest, NpyRoundTripFloat32AndFloat64) {
   for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
     const auto x = randn(9, 4, 2).to(dtype);
