@@ -3,12 +3,14 @@
 #include <cmath>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/tasks.h"
 #include "ebm/energy/generator.h"
 #include "ebm/energy/registry.h"
 #include "ebm/objectives/registry.h"
 #include "ebm/sampling/registry.h"
+#include "ebm/train/data_notes.h"
 #include "ebm/train/train.h"
 
 namespace ebm {
@@ -268,6 +270,27 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
     p.total_steps = steps;
   }
   return p;
+}
+
+void note_far_values(const DataSplit& split) {
+  const auto& x = split.train.x;
+  if (!split.transform.defined() || !x.defined() || x.dim() != 2 || x.size(0) < 200) return;
+  const auto d = x.to(torch::kCPU, torch::kDouble);  // [N, D], the user's units
+  const auto q = torch::quantile(d, torch::tensor({0.01, 0.99}, torch::kDouble), /*dim=*/0);  // [2, D]
+  const auto core = (d >= q[0]).logical_and(d <= q[1]).to(torch::kDouble);
+  const auto n = core.sum(0);
+  const auto mean = (d * core).sum(0) / n;
+  const auto core_sd = (((d - mean) * core).pow(2).sum(0) / (n - 1).clamp_min(1)).sqrt();
+  const auto ratio = d.std(0) / core_sd.clamp_min(1e-300);
+  const int64_t j = ratio.argmax().item<int64_t>();
+  const double r = ratio[j].item<double>();
+  if (!(r > 10) || core_sd[j].item<double>() <= 0) return;
+  notes() << "ebm: note: " << split.train.description << ": column " << j + 1 << "'s standard deviation ("
+          << d.std(0)[j].item<double>() << ") is " << std::lround(r) << "x that of its central 98% of rows ("
+          << core_sd[j].item<double>()
+          << "): a few far values set the scale of data.standardize and squeeze the other rows into a small part "
+             "of the model's units, where the sampler and the network resolve them poorly; remove or clip the "
+             "far values (docs/own-data.md)\n";
 }
 
 }  // namespace ebm

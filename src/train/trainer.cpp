@@ -21,6 +21,7 @@
 #include "ebm/objectives/objective.h"
 #include "ebm/sampling/registry.h"
 #include "ebm/train/continual.h"
+#include "ebm/train/data_notes.h"
 #include "ebm/train/distributed.h"
 #include "ebm/train/train.h"
 
@@ -558,6 +559,7 @@ int64_t Trainer::run(bool resume) {
   }
   // (once the run is known good: a bad config or resume gets its one line alone)
   note_image_range();
+  note_far_values(data_);
   if (lead) {
     atomic_write_text(out_ + "/config.toml", cfg_.to_toml());
     // (a fresh run writes its own split over whatever test.csv was there;

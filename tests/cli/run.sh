@@ -717,6 +717,18 @@ else
   echo "FAIL: pixel training run"; sed 's/^/    /' "$T/pix.err"; fails=$((fails + 1))
 fi
 
+# A few far values (3 of 300 rows at 1e5) set data.standardize's scale and
+# squeeze the rest: training says so, and names the column; without them,
+# nothing.
+awk 'BEGIN { srand(7); for (i = 0; i < 300; i++) printf "%.4f,%.4f\n", rand(), (i % 100 == 0 ? 100000 : rand()) }' >"$T/far_rows.csv"
+awk -F, '$2 < 10' "$T/far_rows.csv" >"$T/near_rows.csv"
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/far_rows.csv" --set train.steps=2 \
+  --out "$T/far_run" >/dev/null 2>"$T/far.err" && grep -q "far_rows.csv: column 2's standard deviation .* remove or clip the far values" "$T/far.err" \
+  || { echo "FAIL: the note on far values"; fails=$((fails + 1)); }
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/near_rows.csv" --set train.steps=2 \
+  --out "$T/near_run" >/dev/null 2>"$T/near.err" && ! grep -q "far values" "$T/near.err" \
+  || { echo "FAIL: a far-values note on data without them"; fails=$((fails + 1)); }
+
 # Labels by value: -1 / 1 labels train a classifier whose classes are named
 # by them; classify, eval and sample --label take the values.
 awk 'BEGIN { srand(5); for (i = 0; i < 200; i++) { x = rand() * 2 - 1; y = rand() * 2 - 1;
