@@ -1,5 +1,6 @@
 // The training schema, assembled from every component's registration, and
 // the builders that turn a validated Config into a run's parts.
+#include <algorithm>
 #include <cmath>
 
 #include "ebm/core/error.h"
@@ -272,7 +273,32 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
   return p;
 }
 
+namespace {
+// Float images mapped by their range (ValueMap): the map's span against
+// that of the central 99.8% of their values (over at most ~1M of them).
+void note_far_image_values(const DataSplit& split) {
+  const auto& v = split.values;
+  const auto& x = split.train.x;
+  if (!v || !x.defined() || x.numel() < 1000) return;
+  auto flat = x.reshape({-1});
+  const int64_t stride = std::max<int64_t>(1, flat.numel() / 1000000);
+  flat = flat.slice(0, 0, flat.numel(), stride).to(torch::kCPU, torch::kDouble);
+  const auto q = torch::quantile(flat, torch::tensor({0.001, 0.999}, torch::kDouble));
+  const double a = q[0].item<double>(), b = q[1].item<double>(), span = v->hi - v->lo;
+  // (b == a: nearly every value one background level, sparse images, not a squeeze)
+  if (!(b - a < 0.1 * span) || !(b > a)) return;
+  notes() << "ebm: note: " << split.train.description << ": 99.8% of the images' values lie in ["
+          << v->to_user(q).to(torch::kDouble)[0].item<double>() << ", "
+          << v->to_user(q).to(torch::kDouble)[1].item<double>() << "], under a tenth of their whole range ["
+          << v->raw_lo << ", " << v->raw_hi
+          << "], which data.standardize maps onto data.scale: a few far values squeeze the images into a small "
+             "part of the model's range; if they are defects (hot pixels, a fill value), clip them "
+             "(docs/images.md)\n";
+}
+}  // namespace
+
 void note_far_values(const DataSplit& split) {
+  note_far_image_values(split);
   const auto& x = split.train.x;
   if (!split.transform.defined() || !x.defined() || x.dim() != 2 || x.size(0) < 200) return;
   const auto d = x.to(torch::kCPU, torch::kDouble);  // [N, D], the user's units
@@ -289,8 +315,8 @@ void note_far_values(const DataSplit& split) {
           << d.std(0)[j].item<double>() << ") is " << std::lround(r) << "x that of its central 98% of rows ("
           << core_sd[j].item<double>()
           << "): a few far values set the scale of data.standardize and squeeze the other rows into a small part "
-             "of the model's units, where the sampler and the network resolve them poorly; remove or clip the "
-             "far values (docs/own-data.md)\n";
+             "of the model's units, where the sampler and the network resolve them poorly; if they are errors or "
+             "outliers, remove or clip them (docs/own-data.md)\n";
 }
 
 }  // namespace ebm
