@@ -23,7 +23,7 @@ Runner add_classify(CLI::App& app) {
   auto* cmd = app.add_subcommand("classify", "class probabilities of every input row (a class-conditional model)");
   cmd->add_option("--model", a->model, "model.pt of a classifier or conditional energy")->required();
   cmd->add_option("--input", a->input,
-                  "rows: CSV, NPY, IDX, a PNG, a folder of PNGs (class sub-folders: also print the accuracy), or "
+                  "rows: CSV, NPY, IDX, an image, a folder of images (class sub-folders: also print the accuracy), or "
                   "fashion_mnist / mnist (their test split) for an image model")
       ->required();
   cmd->add_option("--out", a->out,

@@ -21,7 +21,7 @@ Runner add_energy(CLI::App& app) {
   cmd->add_option("--model", a->model, "model.pt from ebm train")->required();
   cmd->add_option("--input", a->input,
                   "CSV, NPY, IDX or IDX.gz rows: samples of the model's shape, or flattened; image models also "
-                  "take PNG, a folder of PNGs, or fashion_mnist / mnist (test split; NAME:train for the other)")
+                  "take an image (PNG, JPEG, BMP), a folder of them, or fashion_mnist / mnist (test split; NAME:train for the other)")
       ->required();
   cmd->add_option("--out", a->out, "output CSV (column 'energy')")->required();
   add_common(cmd, a->common);

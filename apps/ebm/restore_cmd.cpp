@@ -217,7 +217,7 @@ Runner add_inpaint(CLI::App& app) {
   auto* cmd = app.add_subcommand("inpaint", "fill masked pixels (or coordinates) by sampling them given the rest");
   cmd->add_option("--model", a->model, "model.pt from ebm train")->required();
   cmd->add_option("--input", a->input,
-                  "images: PNG, a folder of PNGs, IDX, NPY, or fashion_mnist / mnist (test split); vectors: CSV/NPY; "
+                  "images: PNG, JPEG, BMP, a folder of them, IDX, NPY, or fashion_mnist / mnist (test split); vectors: CSV/NPY; "
                   "masked values are never read")
       ->required();
   cmd->add_option("--mask", a->mask,

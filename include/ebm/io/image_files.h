@@ -1,0 +1,18 @@
+// Image files other than PNG: JPEG and BMP, which folders of a user's own
+// images often hold. stb_image decodes them as it does PNG (io.h read_png).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace ebm {
+
+// .png, .jpg, .jpeg or .bmp (any case) by name.
+bool image_file_name(const std::string& path);
+// One image, uint8 [C, H, W], as read_png: the extension picks the format
+// and the file's signature must match it (kBadData naming the file
+// otherwise, or stb_image's reason when it cannot decode it).
+torch::Tensor read_image(const std::string& path);
+
+}  // namespace ebm
