@@ -234,16 +234,35 @@ Dataset load_image_folder(const std::string& dir) {
   EBM_CHECK_DATA(!files.empty(), dir,
                  ": no image files (want *.png, *.jpg, *.jpeg or *.bmp, or one sub-folder of them per class)");
 
+  // Grey images stored as RGB (JPEGs often are) are grey: a folder of them,
+  // or of them among one-channel files, is one of grey images.
   const auto first = read_image(files[0]);  // [C, H, W]
-  auto x = torch::empty({int64_t(files.size()), first.size(0), first.size(1), first.size(2)}, torch::kUInt8);
-  x[0].copy_(first);
+  std::vector<torch::Tensor> imgs = {first};
+  bool mixed = false;
   for (size_t i = 1; i < files.size(); ++i) {
-    const auto img = read_image(files[i]);
-    EBM_CHECK_DATA(img.sizes() == first.sizes(), files[i], ": image of shape [C, H, W] = ", shape_of(img),
-                   " but ", files[0], " is ", shape_of(first),
+    auto img = read_image(files[i]);
+    const bool other_channels = img.size(0) != first.size(0) && img.sizes().slice(1) == first.sizes().slice(1);
+    mixed = mixed || other_channels;
+    EBM_CHECK_DATA(img.sizes() == first.sizes() || other_channels, files[i], ": image of shape [C, H, W] = ",
+                   shape_of(img), " but ", files[0], " is ", shape_of(first),
                    "; every image of a folder must have one size and channel count");
-    x[i].copy_(img);
+    imgs.push_back(std::move(img));
   }
+  if (mixed) {  // (one channel and three: the three-channel files must be grey)
+    for (size_t i = 0; i < imgs.size(); ++i) {
+      if (imgs[i].size(0) == 1) continue;
+      const auto grey = grey_of_rgb(imgs[i].unsqueeze(0));
+      size_t other = 0;  // (a one-channel file)
+      while (imgs[other].size(0) != 1) ++other;
+      EBM_CHECK_DATA(grey.defined(), files[i], ": image of shape [C, H, W] = ", shape_of(imgs[i]), " but ",
+                     files[other], " is ", shape_of(imgs[other]),
+                     "; every image of a folder must have one size and channel count (grey files beside "
+                     "colour ones)");
+      imgs[i] = grey[0];
+    }
+  }
+  auto x = torch::stack(imgs);  // uint8 [N, C, H, W]
+  if (const auto grey = grey_of_rgb(x); grey.defined()) x = grey;
   Dataset d{x.to(torch::kFloat32), {}, dir};
   d.pixels = true;
   if (!classes.empty()) {

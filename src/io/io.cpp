@@ -622,6 +622,15 @@ bool image_file_name(const std::string& path) {
   return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp";
 }
 
+torch::Tensor grey_of_rgb(const torch::Tensor& x) {
+  if (x.dim() != 4 || x.size(1) != 3 || x.numel() == 0) return {};
+  const auto v = x.to(torch::kFloat);
+  const auto r = v.select(1, 0), g = v.select(1, 1), b = v.select(1, 2);
+  const double spread = torch::max((r - g).abs().max(), (g - b).abs().max()).item<double>();
+  if (!(spread <= 2)) return {};
+  return v.mean(1, /*keepdim=*/true).round().to(x.scalar_type());
+}
+
 torch::Tensor read_image(const std::string& path) {
   const auto ext = file_extension(path);
   if (ext == ".png") return read_png(path);

@@ -14,6 +14,7 @@
 #include "ebm/data/integer_arrays.h"
 #include "ebm/data/labels.h"
 #include "ebm/data/pixels.h"
+#include "ebm/io/image_files.h"
 #include "ebm/io/io.h"
 #include "ebm/train/train.h"
 
@@ -136,6 +137,9 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
     x = in.x;
     pixels = in.pixels;
   }
+  // (grey images stored as RGB, a JPEG's way, for a model of grey images)
+  if (pixels && shape.size() == 3 && shape[0] == 1 && x.dim() == 4 && x.size(1) == 3)
+    if (const auto grey = grey_of_rgb(x); grey.defined()) x = grey;
   const int64_t d = c10::multiply_integers(shape);
   EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x[0].numel() == d, path, ": rows of ",
                  x.dim() >= 1 && x.size(0) >= 1 ? x[0].numel() : 0, " values (", x.sizes(),

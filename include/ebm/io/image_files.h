@@ -15,4 +15,10 @@ bool image_file_name(const std::string& path);
 // otherwise, or stb_image's reason when it cannot decode it).
 torch::Tensor read_image(const std::string& path);
 
+// Grey images stored as RGB (every pixel's three values within 2 levels of
+// each other, as JPEG rounding leaves them): x [N, 3, H, W] of 0-255 pixels
+// (any dtype) as [N, 1, H, W], their channels' mean rounded, in x's dtype;
+// undefined for anything else.
+torch::Tensor grey_of_rgb(const torch::Tensor& x);
+
 }  // namespace ebm

@@ -443,12 +443,19 @@ TEST(ImageFolder, SubFoldersAreClassesInSortedOrder) {
 TEST(ImageFolder, FlatFolderIsUnlabelledColour) {
   const std::string dir = fresh_dir("folder_flat");
   png(dir + "/1.png", {3, 2, 3}, 1);
-  png(dir + "/0.png", {3, 2, 3}, 0);
+  auto coloured = torch::zeros({3, 2, 3}, torch::kUInt8);
+  coloured.select(2, 1).fill_(9);
+  ebm::write_png(dir + "/0.png", coloured);
   const auto d = build(data_config({"data.path=" + dir}));
   EXPECT_EQ(d.x.sizes(), (c10::IntArrayRef{2, 3, 3, 2}));
   EXPECT_FALSE(d.has_labels());
   EXPECT_TRUE(d.pixels);
   EXPECT_EQ(d.x[1].sum().item<float>(), 18);
+  // Every file grey (R = G = B): one channel.
+  ebm::write_png(dir + "/0.png", torch::full({3, 2, 3}, 4, torch::kUInt8));
+  const auto g = build(data_config({"data.path=" + dir}));
+  EXPECT_EQ(g.x.sizes(), (c10::IntArrayRef{2, 1, 3, 2}));
+  EXPECT_TRUE(torch::equal(g.x[0], torch::full({1, 3, 2}, 4.f)));
   fs::remove_all(dir);
 }
 
@@ -457,18 +464,20 @@ TEST(ImageFolder, JpegAndBmpFilesAreImagesToo) {
   const std::string dir = fresh_dir("folder_jpeg");
   fs::create_directories(dir + "/cat");
   fs::create_directories(dir + "/dog");
-  const auto c = torch::full({4, 6, 3}, 200, torch::kUInt8);
+  auto c = torch::full({4, 6, 3}, 200, torch::kUInt8);
+  c.select(2, 2).fill_(100);  // (colour: grey would load as one channel)
   ASSERT_NE(stbi_write_jpg((dir + "/cat/a.jpg").c_str(), 6, 4, 3, c.data_ptr<uint8_t>(), 100), 0);
   ASSERT_NE(stbi_write_bmp((dir + "/dog/b.BMP").c_str(), 6, 4, 3, c.data_ptr<uint8_t>()), 0);
-  png(dir + "/dog/c.png", {4, 6, 3}, 10);
+  ebm::write_png(dir + "/dog/c.png", c);
   std::ofstream(dir + "/dog/notes.txt") << "not an image";
   const auto d = build(data_config({"data.path=" + dir}));
   EXPECT_EQ(d.x.sizes(), (c10::IntArrayRef{3, 3, 4, 6}));
   EXPECT_TRUE(torch::equal(d.y, torch::tensor({0, 1, 1}, torch::kLong)));
   EXPECT_TRUE(d.pixels);
-  EXPECT_LE((d.x[0] - 200).abs().max().item<float>(), 2);  // (lossy JPEG)
-  EXPECT_TRUE(torch::equal(d.x[1], torch::full({3, 4, 6}, 200.f)));
-  EXPECT_TRUE(torch::equal(d.x[2], torch::full({3, 4, 6}, 10.f)));
+  const auto want = c.permute({2, 0, 1}).to(torch::kFloat);
+  EXPECT_LE((d.x[0] - want).abs().max().item<float>(), 3);  // (lossy JPEG)
+  EXPECT_TRUE(torch::equal(d.x[1], want));
+  EXPECT_TRUE(torch::equal(d.x[2], want));
   fs::remove_all(dir);
 }
 
@@ -491,10 +500,16 @@ TEST(ImageFolder, Errors) {
   EXPECT_NE(msg.find("[1, 4, 4]"), std::string::npos) << msg;
   EXPECT_NE(msg.find(dir + "/a.png"), std::string::npos) << msg;
   EXPECT_EQ(msg.find("d.png"), std::string::npos) << msg;
-  // Another channel count.
+  // Another channel count: colour beside grey. (Grey stored as RGB is grey.)
   fs::remove(dir + "/c.png");
   fs::remove(dir + "/d.png");
-  png(dir + "/c.png", {4, 4, 3}, 0);
+  png(dir + "/c.png", {4, 4, 3}, 7);
+  const auto greys = ebm::load_image_folder(dir);
+  EXPECT_EQ(greys.x.sizes(), (c10::IntArrayRef{3, 1, 4, 4}));
+  EXPECT_TRUE(torch::equal(greys.x[2], torch::full({1, 4, 4}, 7.f)));
+  auto red = torch::zeros({4, 4, 3}, torch::kUInt8);
+  red.select(2, 0).fill_(50);
+  ebm::write_png(dir + "/c.png", red);
   EXPECT_EQ(code_of([&] { ebm::load_image_folder(dir); }, &msg), ebm::ExitCode::kBadData);
   EXPECT_NE(msg.find(dir + "/c.png"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[3, 4, 4]"), std::string::npos) << msg;

@@ -52,6 +52,26 @@ TEST(ImageFolder, ModelInputsTakeTheModelsClassNumbers) {
   fs::remove_all(dir);
 }
 
+// Grey images stored as RGB (a JPEG's way) are grey for a model of grey
+// images; colour ones are not (exit 65 naming the shapes).
+TEST(ImageFiles, GreyStoredAsRgbReadsAsGreyForAGreyModel) {
+  const std::string dir = fresh_dir("grey_rgb");
+  fs::create_directories(dir);
+  ebm::ModelInfo info;
+  info.event_shape = {1, 4, 5};
+  info.pixels = ebm::PixelMap();  // (0-255 onto [-1, 1])
+  ebm::write_png(dir + "/g.png", torch::full({4, 5, 3}, 255, torch::kUInt8));
+  const auto x = ebm::read_model_input(dir + "/g.png", info);
+  EXPECT_EQ(x.sizes(), (c10::IntArrayRef{1, 1, 4, 5}));
+  EXPECT_TRUE(torch::allclose(x, torch::ones({1, 1, 4, 5})));
+  auto c = torch::full({4, 5, 3}, 255, torch::kUInt8);
+  c.select(2, 0).fill_(0);
+  ebm::write_png(dir + "/c.png", c);
+  std::string msg;
+  EXPECT_EQ(code_of([&] { ebm::read_model_input(dir + "/c.png", info); }, &msg), ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("([1, 3, 4, 5]) for a model whose samples are [1, 4, 5]"), std::string::npos) << msg;
+  fs::remove_all(dir);
+}
 
 // Two models of the same space in other units (other standardisations):
 // the composition is sampled in the first model's units, each term's energy
