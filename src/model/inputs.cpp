@@ -137,9 +137,13 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
     x = in.x;
     pixels = in.pixels;
   }
-  // (grey images stored as RGB, a JPEG's way, for a model of grey images)
+  // (grey images stored as RGB, a JPEG's way, for a model of grey images;
+  // grey images, a folder of them read as grey too, for a colour model)
   if (pixels && shape.size() == 3 && shape[0] == 1 && x.dim() == 4 && x.size(1) == 3)
     if (const auto grey = grey_of_rgb(x); grey.defined()) x = grey;
+  if (pixels && shape.size() == 3 && shape[0] == 3 && x.dim() == 4 && x.size(1) == 1 &&
+      x.sizes().slice(2) == c10::IntArrayRef(shape).slice(1))
+    x = x.expand({-1, 3, -1, -1}).contiguous();
   const int64_t d = c10::multiply_integers(shape);
   EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x[0].numel() == d, path, ": rows of ",
                  x.dim() >= 1 && x.size(0) >= 1 ? x[0].numel() : 0, " values (", x.sizes(),

@@ -53,7 +53,8 @@ TEST(ImageFolder, ModelInputsTakeTheModelsClassNumbers) {
 }
 
 // Grey images stored as RGB (a JPEG's way) are grey for a model of grey
-// images; colour ones are not (exit 65 naming the shapes).
+// images; colour ones are not (exit 65 naming the shapes). Grey images are
+// RGB of equal channels for a colour model.
 TEST(ImageFiles, GreyStoredAsRgbReadsAsGreyForAGreyModel) {
   const std::string dir = fresh_dir("grey_rgb");
   fs::create_directories(dir);
@@ -70,6 +71,16 @@ TEST(ImageFiles, GreyStoredAsRgbReadsAsGreyForAGreyModel) {
   std::string msg;
   EXPECT_EQ(code_of([&] { ebm::read_model_input(dir + "/c.png", info); }, &msg), ebm::ExitCode::kBadData);
   EXPECT_NE(msg.find("([1, 3, 4, 5]) for a model whose samples are [1, 4, 5]"), std::string::npos) << msg;
+  // A colour model takes grey images (a folder of grey-as-RGB files reads as
+  // grey) as RGB of equal channels.
+  info.event_shape = {3, 4, 5};
+  fs::create_directories(dir + "/greys");
+  ebm::write_png(dir + "/greys/a.png", torch::full({4, 5, 3}, 0, torch::kUInt8));
+  ebm::write_png(dir + "/greys/b.png", torch::full({4, 5}, 255, torch::kUInt8));
+  const auto rgb = ebm::read_model_input(dir + "/greys", info);
+  EXPECT_EQ(rgb.sizes(), (c10::IntArrayRef{2, 3, 4, 5}));
+  EXPECT_TRUE(torch::allclose(rgb[0], -torch::ones({3, 4, 5})));
+  EXPECT_TRUE(torch::allclose(rgb[1], torch::ones({3, 4, 5})));
   fs::remove_all(dir);
 }
 
