@@ -174,18 +174,20 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
     if (!labels.empty()) {
       EBM_CHECK_CONFIG(!d.has_labels(), "data.labels with data.path ", path,
                        ": its sub-folders already label the images");
-      auto y = read_matrix(labels);
-      EBM_CHECK_DATA(y.size(1) == 1 && y.size(0) == d.size(), labels, ": want one label per row of ",
-                     path, " (", d.size(), " rows), got ", y.size(0), " x ", y.size(1));
-      auto read = training_labels(y, labels);
+      const auto file = read_label_file(labels, d.size());
+      const auto& y = file.values;
+      EBM_CHECK_DATA(!y.defined() || (y.size(1) == 1 && y.size(0) == d.size()), labels,
+                     ": want one label per row of ", path, " (", d.size(), " rows), got ", y.size(0), " x ",
+                     y.size(1));
+      auto read = training_labels(file, labels);
       d.y = read.index;
-      if (!read.names.empty()) {  // (labels by value: -1 / 1)
+      if (!read.names.empty()) {  // (labels by value, -1 / 1, or words)
         d.class_names = read.names;
         std::string map;
         for (size_t k = 0; k < read.names.size() && k < 10; ++k)
           map += (k ? ", " : "") + read.names[k] + "=" + std::to_string(k);
         if (read.names.size() > 10) map += ", ...";
-        d.description += " (labels by value: " + map + ")";
+        d.description += std::string(file.words.empty() ? " (labels by value: " : " (classes ") + map + ")";
       }
     }
   }

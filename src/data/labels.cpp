@@ -3,9 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 
 #include "ebm/core/error.h"
+#include "ebm/io/io.h"
 
 namespace ebm {
 namespace {
@@ -36,7 +39,109 @@ bool integer_text(const std::string& s, int64_t* value) {
   return used == s.size() && std::to_string(*value) == s;
 }
 
+std::string trimmed(const std::string& s) {
+  const auto a = s.find_first_not_of(" \t\r");
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(" \t\r") - a + 1);
+}
+
+std::string unquoted(std::string s) {
+  s = trimmed(s);
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = trimmed(s.substr(1, s.size() - 2));
+  return s;
+}
+
+std::string name_list(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 20; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > 20) out += ", ...";
+  return out;
+}
+
+// One word per line (the last comma-separated field: pandas' "index,label").
+std::vector<std::string> read_words(const std::string& path, int64_t rows) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ExitCode::kMissingInput, path, ": cannot open for reading");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  while (!lines.empty() && trimmed(lines.back()).empty()) lines.pop_back();
+  if (!lines.empty() && lines[0].rfind("\xEF\xBB\xBF", 0) == 0) lines[0].erase(0, 3);
+  // (a header: one line more than the rows labelled)
+  const size_t first = int64_t(lines.size()) == rows + 1 ? 1 : 0;
+  std::vector<std::string> words;
+  for (size_t i = first; i < lines.size(); ++i) {
+    const auto comma = lines[i].rfind(',');
+    const auto w = unquoted(comma == std::string::npos ? lines[i] : lines[i].substr(comma + 1));
+    EBM_CHECK_DATA(!w.empty(), path, ":", i + 1, ": empty label");
+    words.push_back(w);
+  }
+  return words;
+}
+
 }  // namespace
+
+LabelFile read_label_file(const std::string& path, int64_t rows) {
+  LabelFile out;
+  if (file_extension(path) == ".txt") {  // (a text file: one label per line, numbers or words)
+    auto words = read_words(path, rows);
+    std::vector<float> v;
+    for (const auto& w : words) {
+      char* end = nullptr;
+      const double d = std::strtod(w.c_str(), &end);
+      if (end != w.c_str() + w.size()) break;
+      v.push_back(float(d));
+    }
+    if (v.size() == words.size() && !v.empty()) {
+      out.values = torch::tensor(v).unsqueeze(1);
+      return out;
+    }
+    out.words = std::move(words);
+    EBM_CHECK_DATA(int64_t(out.words.size()) == rows, path, ": want one label per row (", rows, " rows), got ",
+                   out.words.size());
+    return out;
+  }
+  try {
+    out.values = read_matrix(path);
+    return out;
+  } catch (const Error& e) {
+    if (file_extension(path) != ".csv" || e.code() != ExitCode::kBadData || std::string(e.what()).find("non-numeric") == std::string::npos)
+      throw;
+  }
+  out.words = read_words(path, rows);
+  EBM_CHECK_DATA(int64_t(out.words.size()) == rows, path, ": want one label per row (", rows, " rows), got ",
+                 out.words.size());
+  return out;
+}
+
+FileLabels training_labels(const LabelFile& file, const std::string& path) {
+  if (file.words.empty()) return training_labels(file.values, path);
+  FileLabels out;
+  out.names = file.words;
+  std::sort(out.names.begin(), out.names.end());
+  out.names.erase(std::unique(out.names.begin(), out.names.end()), out.names.end());
+  std::vector<int64_t> index;
+  for (const auto& w : file.words)
+    index.push_back(int64_t(std::lower_bound(out.names.begin(), out.names.end(), w) - out.names.begin()));
+  out.index = torch::tensor(index, torch::kLong);
+  return out;
+}
+
+torch::Tensor labels_as_trained(const LabelFile& file, const std::vector<std::string>& names, int64_t k,
+                                const std::string& path) {
+  if (file.words.empty()) return labels_as_trained(file.values, names, k, path);
+  static_cast<void>(k);  // (the names are the model's classes)
+  EBM_CHECK_DATA(!names.empty(), path, ": labels are words (", file.words[0],
+                 ", ...), but the model keeps no class names; give class indices");
+  std::vector<int64_t> index;
+  for (size_t i = 0; i < file.words.size(); ++i) {
+    const auto it = std::find(names.begin(), names.end(), file.words[i]);
+    if (it == names.end())
+      fail(ExitCode::kBadData, path, ": label '", file.words[i], "' at row ", i, " is not one of the model's classes (",
+           name_list(names), ")");
+    index.push_back(int64_t(it - names.begin()));
+  }
+  return torch::tensor(index, torch::kLong);
+}
 
 FileLabels training_labels(const torch::Tensor& y, const std::string& path) {
   FileLabels out;

@@ -760,6 +760,17 @@ if "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.cs
     "$EBM" sample --model "$T/pm_run/model.pt" --label 0 --n 4 --steps 2 --out "$T/pm_s.csv"
   expect 65 "pm_other.csv: label 3 at row" -- \
     "$EBM" eval --task classify --model "$T/pm_run/model.pt" --data "$T/pm.csv" --labels "$T/pm_other.csv"
+  # Words: a species column (header line, pandas' index) names the classes.
+  awk -F, 'BEGIN { print ",species" } { print NR - 1 "," ($1 > 0 ? "\"virginica\"" : "\"setosa\"") }' "$T/pm.csv" >"$T/pm_words.csv"
+  "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.csv" --set data.labels="$T/pm_words.csv" \
+    --set energy.classes=0 --set train.steps=5 --out "$T/pw_run" >"$T/pw.out" 2>/dev/null \
+    && grep -q "classes setosa=0, virginica=1" "$T/pw.out" \
+    && "$EBM" classify --model "$T/pw_run/model.pt" --input "$T/pm.csv" --labels "$T/pm_words.csv" --out "$T/pw_p.csv" \
+      >/dev/null 2>&1 && [ "$(head -1 "$T/pw_p.csv")" = "p_setosa,p_virginica" ] \
+    && "$EBM" sample --model "$T/pw_run/model.pt" --label virginica --n 4 --steps 2 --out "$T/pw_s.csv" >/dev/null 2>&1 \
+    || { echo "FAIL: word labels"; fails=$((fails + 1)); }
+  expect 65 "pm_labels.csv: labels are words\|pm_labels.csv: label -1" -- \
+    "$EBM" classify --model "$T/pw_run/model.pt" --input "$T/pm.csv" --labels "$T/pm_labels.csv" --out "$T/pw_p2.csv"
 else
   echo "FAIL: training on -1 / 1 labels"; fails=$((fails + 1))
 fi

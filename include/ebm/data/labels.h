@@ -3,7 +3,8 @@
 // model of eight classes). Labels with a negative value (-1 / 1, the usual
 // binary coding) are taken by value: their sorted distinct values are the
 // classes 0 .. K-1, named by the values (model.pt keeps the names), and every
-// command reads and writes labels in those values.
+// command reads and writes labels in those values. Labels that are words
+// ("setosa") are classes in sorted (byte) order, named by the words.
 #pragma once
 
 #include <torch/torch.h>
@@ -13,6 +14,15 @@
 
 namespace ebm {
 
+// A labels file as read: numbers (CSV, NPY, IDX, .txt), or words, one per line
+// of a CSV or .txt file (a header line, when the file has one line more than
+// `rows`, and pandas' index column are dropped; double quotes too).
+struct LabelFile {
+  torch::Tensor values;            // [N, ...] float, when numbers
+  std::vector<std::string> words;  // when words
+};
+LabelFile read_label_file(const std::string& path, int64_t rows);
+
 struct FileLabels {
   torch::Tensor index;             // [N] int64 class indices
   std::vector<std::string> names;  // by value: class k's value; else empty
@@ -20,6 +30,7 @@ struct FileLabels {
 // y: the labels as read (any shape with N values, float); `path` names them in
 // errors (kBadData: a label that is not an integer).
 FileLabels training_labels(const torch::Tensor& y, const std::string& path);
+FileLabels training_labels(const LabelFile& file, const std::string& path);
 
 // Class names that are label values: every name an integer, and not simply
 // each class's own index ("0", "1", ... as MNIST's are).
@@ -30,6 +41,10 @@ bool named_by_value(const std::vector<std::string>& names);
 // was trained on labels by value, else indices in 0 .. k-1 (kBadData naming
 // `path` and the first label that is not one of the model's classes).
 torch::Tensor labels_as_trained(const torch::Tensor& y, const std::vector<std::string>& names, int64_t k,
+                                const std::string& path);
+// ... and words, looked up among the names (kBadData naming the first that
+// is not one, or when the model keeps no names).
+torch::Tensor labels_as_trained(const LabelFile& file, const std::vector<std::string>& names, int64_t k,
                                 const std::string& path);
 
 // A class named `text` by value ("-1"), or -1 when the model's names are

@@ -613,6 +613,47 @@ TEST(Labels, NegativeLabelsAreTakenByValue) {
   EXPECT_EQ(ebm::class_by_value("1", {"0", "1"}), -1);  // (indices, not values)
 }
 
+// Labels that are words (a species column): classes in sorted order, named
+// by the words; a header line (one line more than the rows) and pandas'
+// index column and quotes are dropped; commands look words up by name.
+TEST(Labels, WordsAreClassesInSortedOrder) {
+  const std::string dir = fresh_dir("labels_words");
+  fs::create_directories(dir);
+  std::ofstream(dir + "/y.csv") << "species\nvirginica\nsetosa\nvirginica\n";
+  const auto f = ebm::read_label_file(dir + "/y.csv", 3);
+  EXPECT_EQ(f.words, (std::vector<std::string>{"virginica", "setosa", "virginica"}));
+  const auto t = ebm::training_labels(f, "y.csv");
+  EXPECT_EQ(t.names, (std::vector<std::string>{"setosa", "virginica"}));
+  EXPECT_TRUE(torch::equal(t.index, torch::tensor({1, 0, 1}, torch::kLong)));
+  std::ofstream(dir + "/pd.csv") << ",species\n0,\"setosa\"\n1,\"virginica\"\n2,\"setosa\"\n";
+  const auto pd = ebm::read_label_file(dir + "/pd.csv", 3);
+  EXPECT_EQ(pd.words, (std::vector<std::string>{"setosa", "virginica", "setosa"}));
+  EXPECT_TRUE(torch::equal(ebm::labels_as_trained(pd, t.names, 2, "pd.csv"), torch::tensor({0, 1, 0}, torch::kLong)));
+  std::ofstream(dir + "/txt.txt") << "cat\ndog\n";  // (no header: as many lines as rows)
+  EXPECT_EQ(ebm::read_label_file(dir + "/txt.txt", 2).words, (std::vector<std::string>{"cat", "dog"}));
+  std::string msg;
+  EXPECT_EQ(code_of([&] { ebm::read_label_file(dir + "/txt.txt", 5); }, &msg), ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("want one label per row (5 rows), got 2"), std::string::npos) << msg;
+  EXPECT_EQ(code_of([&] { ebm::labels_as_trained(pd, {"cat", "dog"}, 2, "pd.csv"); }, &msg),
+            ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("pd.csv: label 'setosa' at row 0 is not one of the model's classes (cat, dog)"),
+            std::string::npos) << msg;
+  EXPECT_EQ(code_of([&] { ebm::labels_as_trained(pd, {}, 2, "pd.csv"); }, &msg), ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("keeps no class names"), std::string::npos) << msg;
+  // Numbers stay numbers (a header line too).
+  std::ofstream(dir + "/n.csv") << "label\n2\n0\n";
+  const auto n = ebm::read_label_file(dir + "/n.csv", 2);
+  EXPECT_TRUE(n.words.empty());
+  EXPECT_TRUE(torch::equal(n.values, torch::tensor({{2.f}, {0.f}})));
+  // Training on word labels names the classes.
+  std::ofstream(dir + "/x.csv") << "0,0\n1,1\n2,2\n";
+  const auto d = build(data_config({"data.path=" + dir + "/x.csv", "data.labels=" + dir + "/y.csv"}));
+  EXPECT_EQ(d.class_names, (std::vector<std::string>{"setosa", "virginica"}));
+  EXPECT_TRUE(torch::equal(d.y, torch::tensor({1, 0, 1}, torch::kLong)));
+  EXPECT_NE(d.description.find("(classes setosa=0, virginica=1)"), std::string::npos) << d.description;
+  fs::remove_all(dir);
+}
+
 TEST(DataSection, NegativeLabelsNameTheClassesAndDataClassesTakesThem) {
   const std::string dir = fresh_dir("labels_by_value");
   fs::create_directories(dir);
