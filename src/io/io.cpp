@@ -1,12 +1,12 @@
 // Readers and writers for the matrix formats of DESIGN.md "Data formats".
 // Readers load the whole file, validate every byte they use, and report the
 // first problem as one line naming the file and the CSV line (1-based) or the
-// NPY/IDX byte offset. All writers go through atomic_write. PNG decoding is
+// NPY/IDX byte offset. All writers go through atomic_write. Image decoding is
 // stb_image's (Debian's libstb ships it compiled: no STB_IMAGE_IMPLEMENTATION).
 #include "ebm/io/io.h"
 #include "ebm/io/image_files.h"
+#include "file_bytes.h"
 
-#include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -51,6 +51,8 @@ void check_readable(const std::string& path) {
   if (S_ISDIR(st.st_mode)) fail(ExitCode::kMissingInput, path, ": cannot open for reading: is a directory");
 }
 
+}  // namespace
+
 std::string read_file_bytes(const std::string& path) {
   check_readable(path);
   std::ifstream in(path, std::ios::binary);
@@ -60,6 +62,8 @@ std::string read_file_bytes(const std::string& path) {
   if (in.bad()) fail(ExitCode::kMissingInput, path, ": read error: ", std::strerror(errno));
   return ss.str();
 }
+
+namespace {
 
 // A write that fails (disk full, bad directory) is reported like an unreadable
 // input: the exit-code set of DESIGN.md has no separate "cannot create".
@@ -588,64 +592,6 @@ torch::Tensor as_rows(const torch::Tensor& x) {
 torch::Tensor read_npy(const std::string& path) { return as_rows(read_npy_array(path)).to(torch::kFloat32); }
 torch::Tensor read_idx(const std::string& path) { return as_rows(read_idx_array(path)).to(torch::kFloat32); }
 
-namespace {
-// stb_image's decode of `bytes` (of the named format, for messages) as
-// uint8 [C, H, W]; alpha is dropped.
-torch::Tensor decode_image(const std::string& bytes, const std::string& path, const char* format) {
-  EBM_CHECK_DATA(bytes.size() <= size_t(std::numeric_limits<int>::max()), path, ": ", format, " file too large");
-  int w = 0, h = 0, comp = 0;
-  unsigned char* px = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
-                                            static_cast<int>(bytes.size()), &w, &h, &comp, 0);
-  if (!px) {
-    const char* why = stbi_failure_reason();
-    fail(ExitCode::kBadData, path, ": cannot decode ", format, ": ", why ? why : "unknown error");
-  }
-  auto img = torch::from_blob(px, {h, w, comp}, torch::kUInt8).clone();  // [H, W, comp]
-  stbi_image_free(px);
-  // Alpha is dropped: grey + alpha -> grey, RGBA -> RGB.
-  const int64_t c = comp <= 2 ? 1 : 3;
-  return img.narrow(2, 0, c).permute({2, 0, 1}).contiguous();  // [C, H, W]
-}
-}  // namespace
-
-torch::Tensor read_png(const std::string& path) {
-  const auto bytes = read_file_bytes(path);
-  // stb_image would take a JPEG or BMP as well; a .png must be a PNG.
-  static const char kSignature[] = "\x89PNG\r\n\x1a\n";
-  if (bytes.size() < 8 || std::memcmp(bytes.data(), kSignature, 8) != 0)
-    fail(ExitCode::kBadData, path, ": byte offset 0: not a PNG file (bad signature)");
-  return decode_image(bytes, path, "PNG");
-}
-
-bool image_file_name(const std::string& path) {
-  const auto ext = file_extension(path);
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp";
-}
-
-torch::Tensor grey_of_rgb(const torch::Tensor& x) {
-  if (x.dim() != 4 || x.size(1) != 3 || x.numel() == 0) return {};
-  const auto v = x.to(torch::kFloat);
-  const auto r = v.select(1, 0), g = v.select(1, 1), b = v.select(1, 2);
-  const double spread = torch::max((r - g).abs().max(), (g - b).abs().max()).item<double>();
-  if (!(spread <= 2)) return {};
-  return v.mean(1, /*keepdim=*/true).round().to(x.scalar_type());
-}
-
-torch::Tensor read_image(const std::string& path) {
-  const auto ext = file_extension(path);
-  if (ext == ".png") return read_png(path);
-  const bool jpeg = ext == ".jpg" || ext == ".jpeg";
-  if (!jpeg && ext != ".bmp")
-    fail(ExitCode::kUsage, path, ": not an image file name (want .png, .jpg, .jpeg or .bmp)");
-  const auto bytes = read_file_bytes(path);
-  // (the format the name says: a JPEG starts FF D8 FF, a BMP "BM")
-  const bool ok = jpeg ? bytes.size() >= 3 && (unsigned char)bytes[0] == 0xFF && (unsigned char)bytes[1] == 0xD8 &&
-                             (unsigned char)bytes[2] == 0xFF
-                       : bytes.size() >= 2 && bytes[0] == 'B' && bytes[1] == 'M';
-  if (!ok)
-    fail(ExitCode::kBadData, path, ": byte offset 0: not a ", jpeg ? "JPEG" : "BMP", " file (bad signature)");
-  return decode_image(bytes, path, jpeg ? "JPEG" : "BMP");
-}
 
 namespace {
 // The rows of a file with their own shape (CSV: [N, D]), by extension.
