@@ -123,7 +123,9 @@ Section data_section() {
             "or BMP; one class per sub-folder, if any); used instead of data.name when set. Images, IDX bytes, "
             "uint8 NPY and integer NPY "
             "images ([N, H, W], [N, C, H, W]) in 0..255 are raw 0-255 pixels; other integer arrays are numbers"},
-           {"labels", std::string(""), "one integer label per row of data.path (CSV, NPY or IDX); empty = none"},
+           {"labels", std::string(""),
+            "one label per row of data.path (CSV, NPY, IDX or .txt): integers >= 0 are class indices; with a "
+            "negative value (-1 / 1) the values name the classes, as words (setosa) do; empty = none"},
            {"split", std::string("train"),
             "train | test: the part of a built-in image set (fashion_mnist, mnist) to read; data.path and the "
             "toy and trajectory sets take train only"},

@@ -1,4 +1,4 @@
-// Class labels from files: indices, or values (data/labels.h).
+// Class labels from files: indices, values or words (data/labels.h).
 #include "ebm/data/labels.h"
 
 #include <algorithm>
@@ -104,8 +104,9 @@ LabelFile read_label_file(const std::string& path, int64_t rows) {
     out.values = read_matrix(path);
     return out;
   } catch (const Error& e) {
-    if (file_extension(path) != ".csv" || e.code() != ExitCode::kBadData || std::string(e.what()).find("non-numeric") == std::string::npos)
-      throw;
+    const bool words = file_extension(path) == ".csv" && e.code() == ExitCode::kBadData &&
+                       std::string(e.what()).find("non-numeric") != std::string::npos;
+    if (!words) throw;
   }
   out.words = read_words(path, rows);
   EBM_CHECK_DATA(int64_t(out.words.size()) == rows, path, ": want one label per row (", rows, " rows), got ",
@@ -179,12 +180,10 @@ torch::Tensor labels_as_trained(const torch::Tensor& y, const std::vector<std::s
     return v;
   }
   std::map<int64_t, int64_t> index_of;  // value -> class
-  std::string list;
   for (size_t i = 0; i < names.size(); ++i) {
     int64_t value = 0;
     integer_text(names[i], &value);
     index_of[value] = int64_t(i);
-    list += (i ? ", " : "") + names[i];
   }
   auto out = torch::empty_like(v);
   const auto* in = v.data_ptr<int64_t>();
@@ -192,8 +191,8 @@ torch::Tensor labels_as_trained(const torch::Tensor& y, const std::vector<std::s
   for (int64_t i = 0; i < v.numel(); ++i) {
     const auto it = index_of.find(in[i]);
     if (it == index_of.end())
-      fail(ExitCode::kBadData, path, ": label ", in[i], " at row ", i, " is not one of the model's labels (", list,
-           ")");
+      fail(ExitCode::kBadData, path, ": label ", in[i], " at row ", i, " is not one of the model's labels (",
+           name_list(names), ")");
     o[i] = it->second;
   }
   return out;

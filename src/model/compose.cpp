@@ -22,7 +22,8 @@ std::string class_list(const std::vector<std::string>& names) {
 }
 
 // The class index a --label value names: a number, or one of the model's
-// class names (a name that is also a number is taken as the number).
+// class names (a name that is also a number is taken as the number, except
+// for a model trained on labels by value, -1 / 1, whose names are numbers).
 int64_t label_index(const std::string& text, const ModelInfo& info, int64_t k, const std::string& path) {
   if (text.empty() || text == "none") return -1;
   // (a model trained on labels by value, -1 / 1: --label is one of them)
