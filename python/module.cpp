@@ -183,6 +183,8 @@ PYBIND11_MODULE(_ebm, m) {
     if (info.pixels) d["pixel_map"] = std::vector<double>{info.pixels->lo, info.pixels->hi};
     if (info.values)
       d["value_map"] = std::vector<double>{info.values->raw_lo, info.values->raw_hi, info.values->lo, info.values->hi};
+    // (class k's name: a class folder's, a label value's (-1 / 1), a word label's)
+    if (!info.class_names.empty()) d["class_names"] = info.class_names;
     return d;
   }, py::arg("path"));
   m.def("target", [](const std::string& spec, int64_t dim) { return make_target(spec, dim); }, py::arg("spec"),

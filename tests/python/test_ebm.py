@@ -124,6 +124,19 @@ class Training(unittest.TestCase):
             self.assertEqual((lo, hi), (-1.0, 1.0))
             self.assertNotIn("pixel_map", info)
 
+    def test_model_info_names_the_classes_of_word_labels(self):
+        import numpy as np
+        with tempfile.TemporaryDirectory() as d:
+            x = np.random.default_rng(1).normal(size=(60, 2)).astype(np.float32)
+            np.save(os.path.join(d, "x.npy"), x)
+            with open(os.path.join(d, "y.csv"), "w") as f:
+                f.write("species\n" + "\n".join("virginica" if v > 0 else "setosa" for v in x[:, 0]) + "\n")
+            config = {"data": {"path": os.path.join(d, "x.npy"), "labels": os.path.join(d, "y.csv")},
+                      "energy": {"conditional": True, "hidden": [8]}, "objective": {"name": "ce"},
+                      "train": {"steps": 2, "batch_size": 8}}
+            r = ebm.train(config, os.path.join(d, "run"))
+            self.assertEqual(ebm.model_info(r["model"])["class_names"], ["setosa", "virginica"])
+
     def test_bad_config_raises_ebm_error(self):
         with tempfile.TemporaryDirectory() as d:
             with self.assertRaisesRegex(ebm.Error, "no_such_key"):
