@@ -114,18 +114,36 @@ Parse parse_double(const std::string& field, double* out) {
   return Parse::kOk;
 }
 
+// The field separator of a file, from its first line: a comma, else a tab,
+// else a semicolon, else runs of spaces (' ': numpy's savetxt default).
+char field_separator(const std::string& first_line) {
+  for (char c : {',', '\t', ';'})
+    if (first_line.find(c) != std::string::npos) return c;
+  return ' ';
+}
+
 // Fields are trimmed, and a field in double quotes loses them (R's
-// write.csv quotes names and row names); commas inside quotes are not read.
-std::vector<std::string> split_fields(const std::string& line) {
+// write.csv quotes names and row names); separators inside quotes are not
+// read. With ' ' any run of spaces and tabs separates.
+std::vector<std::string> split_fields(const std::string& line, char sep = ',') {
   std::vector<std::string> out;
+  if (sep == ' ') {
+    std::istringstream in(line);
+    for (std::string f; in >> f;) {
+      if (f.size() >= 2 && f.front() == '"' && f.back() == '"') f = f.substr(1, f.size() - 2);
+      out.push_back(f);
+    }
+    if (out.empty()) out.push_back("");
+    return out;
+  }
   size_t start = 0;
   while (true) {
-    const auto comma = line.find(',', start);
-    auto f = trim(line.substr(start, comma - start));
+    const auto at = line.find(sep, start);
+    auto f = trim(line.substr(start, at - start));
     if (f.size() >= 2 && f.front() == '"' && f.back() == '"') f = trim(f.substr(1, f.size() - 2));
     out.push_back(std::move(f));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
+    if (at == std::string::npos) break;
+    start = at + 1;
   }
   return out;
 }
@@ -324,20 +342,25 @@ torch::Tensor read_csv(const std::string& path) {
 
   // (a UTF-8 byte-order mark is not part of the first field)
   if (lines[0].rfind("\xEF\xBB\xBF", 0) == 0) lines[0].erase(0, 3);
-  size_t first = 0;
+  // (leading "# ..." lines are comments: numpy's savetxt writes its header so)
+  size_t top = 0;
+  while (top < n_lines && trim(lines[top]).rfind('#', 0) == 0) ++top;
+  if (top == n_lines) fail(ExitCode::kBadData, path, ": only comment lines (no data rows)");
+  size_t first = top;
   int64_t cols = -1;
+  const char sep = field_separator(lines[top]);
   // A header whose first name is empty (",a,b": pandas' to_csv and R's
   // write.csv with their row index or names) heads a column of row labels,
   // which is not data: it is dropped.
   size_t skip = 0;
   {
-    const auto fields = split_fields(lines[0]);
+    const auto fields = split_fields(lines[top], sep);
     if (header_fields(fields)) {
-      first = 1;  // header line
+      first = top + 1;  // header line
       cols = static_cast<int64_t>(fields.size());
     } else if (fields.size() >= 2 && fields[0].empty() &&
                header_fields(std::vector<std::string>(fields.begin() + 1, fields.end()))) {
-      first = 1;
+      first = top + 1;
       cols = static_cast<int64_t>(fields.size());
       skip = 1;
     }
@@ -349,7 +372,7 @@ torch::Tensor read_csv(const std::string& path) {
     const size_t lineno = li + 1;
     if (trim(lines[li]).empty())
       fail(ExitCode::kBadData, path, ":", lineno, ": blank line before the end of the file");
-    const auto fields = split_fields(lines[li]);
+    const auto fields = split_fields(lines[li], sep);
     if (cols < 0) cols = static_cast<int64_t>(fields.size());
     if (static_cast<int64_t>(fields.size()) != cols)
       fail(ExitCode::kBadData, path, ":", lineno, ": expected ", cols, " columns, got ", fields.size());
@@ -599,7 +622,7 @@ torch::Tensor read_shaped(const std::string& path) {
   const auto ext = file_extension(path);
   const auto name = lower(basename_of(path));
   torch::Tensor x;
-  if (ext == ".csv")
+  if (ext == ".csv" || ext == ".tsv" || ext == ".txt")  // (text rows: comma, tab, ';' or spaces)
     x = read_csv(path);
   else if (ext == ".npy")
     x = read_npy_array(path);
@@ -609,7 +632,7 @@ torch::Tensor read_shaped(const std::string& path) {
     x = read_image(path).unsqueeze(0);  // one image: one row
   else
     fail(ExitCode::kUsage, path, ": unknown file format '", ext,
-         "' (want .csv, .npy, .idx, .idx.gz, *-ubyte, *-ubyte.gz, .png, .jpg, .jpeg or .bmp)");
+         "' (want .csv, .tsv, .txt, .npy, .idx, .idx.gz, *-ubyte, *-ubyte.gz, .png, .jpg, .jpeg or .bmp)");
   EBM_CHECK_DATA(x.dim() == 0 || x.size(0) > 0, path, ": no data rows (shape ", x.sizes(), ")");
   return x;
 }

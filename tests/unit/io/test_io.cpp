@@ -187,6 +187,24 @@ TEST_F(IoTest, CsvRowIndexColumnOfPandasAndRIsDropped) {
                {"e.csv:1", "non-numeric"});
 }
 
+// Rows separated by tabs, semicolons or spaces (numpy's savetxt default,
+// whatever the extension) read as comma-separated ones; .tsv and .txt too;
+// leading "# ..." lines (savetxt's header) are comments.
+TEST_F(IoTest, CsvOtherFieldSeparators) {
+  const auto want = torch::tensor({{1.5f, 2.f}, {-3.f, 4.f}});
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("t.csv", "a\tb\n1.5\t2\n-3\t4\n")), want));
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("s.csv", "1.5;2\n-3;4\n")), want));
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("np.csv", "1.500000000000000000e+00 2.0e+00\n-3  4 \n")), want));
+  EXPECT_TRUE(torch::equal(ebm::read_matrix(write_bytes("x.tsv", "1.5\t2\n-3\t4\n")), want));
+  EXPECT_TRUE(torch::equal(ebm::read_matrix(write_bytes("x.txt", "# a b\n1.5 2\n-3 4\n")), want));
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("one.csv", "3\n-1\n")), torch::tensor({{3.f}, {-1.f}})));
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("c.csv", "# made by np.savetxt\n# x,y\nx,y\n1.5,2\n-3,4\n")), want));
+  expect_error(error_of([&] { ebm::read_csv(write_bytes("cc.csv", "# only\n#\n")); }), ebm::ExitCode::kBadData,
+               {"cc.csv", "only comment lines"});
+  expect_error(error_of([&] { ebm::read_csv(write_bytes("r.csv", "1 2\n3 4 5\n")); }), ebm::ExitCode::kBadData,
+               {"r.csv:2", "expected 2 columns, got 3"});
+}
+
 TEST_F(IoTest, NpyRoundTripFloat32AndFloat64) {
   for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
     const auto x = randn(9, 4, 2).to(dtype);
@@ -390,7 +408,7 @@ TEST_F(IoTest, MissingFile) {
 }
 
 TEST_F(IoTest, UnknownExtension) {
-  expect_error(error_of([&] { ebm::read_matrix(path("a.txt")); }), ebm::ExitCode::kUsage, {"a.txt"});
+  expect_error(error_of([&] { ebm::read_matrix(path("a.dat")); }), ebm::ExitCode::kUsage, {"a.dat", "unknown file format"});
   expect_error(error_of([&] {
                  ebm::write_matrix(path("a.txt"), torch::ones({1, 1}));
                }),
