@@ -155,6 +155,10 @@ Section data_section() {
             "command works in the data's units; float images (not 0-255 pixels) instead go by one map of "
             "their training range onto data.scale, the same for every pixel: on | off | auto (on for vector "
             "data and float images)"},
+           {"clip", std::vector<double>{},
+            "[q_lo, q_hi], 0 <= q_lo < q_hi <= 1: clamp each column of vector training rows (and validation "
+            "rows) to its training quantiles q_lo and q_hi before data.standardize, so a few far values do not "
+            "set the scale (the test rows are left as they are); empty = off"},
            {"standardize_sd", 2.0,
             "standard deviation of each column in the model's units (2: the spread of the built-in 2D sets "
             "the recipes' step sizes and networks were tuned at)"}},

@@ -106,6 +106,20 @@ DataSplit build_data(const Config& cfg) {
   const auto range = cfg.get_float_list("data.scale");
   EBM_CHECK_CONFIG(range.size() == 2 && range[0] < range[1] && std::isfinite(range[0]) && std::isfinite(range[1]),
                    "data.scale must be [lo, hi] with lo < hi, got ", c10::ArrayRef<double>(range));
+  // data.clip: each column clamped to its training quantiles (train and
+  // validation rows; the test rows stay as they were, so the NLL is honest).
+  const auto clip = cfg.get_float_list("data.clip");
+  if (!clip.empty()) {
+    EBM_CHECK_CONFIG(clip.size() == 2 && clip[0] >= 0 && clip[0] < clip[1] && clip[1] <= 1,
+                     "data.clip must be [q_lo, q_hi] with 0 <= q_lo < q_hi <= 1, got ", c10::ArrayRef<double>(clip));
+    EBM_CHECK_CONFIG(vectors && !all.pixels, "data.clip clamps vector data, got ",
+                     all.pixels ? "pixels" : "rows of shape " + c10::str(c10::IntArrayRef(split.train.event_shape())));
+    const auto d = split.train.x.to(torch::kDouble);
+    const auto q = torch::quantile(d, torch::tensor(clip, torch::kDouble), /*dim=*/0);  // [2, D]
+    for (Dataset* s : {&split.train, &split.val})
+      if (s->x.defined() && s->size() > 0)
+        s->x = torch::max(torch::min(s->x.to(torch::kDouble), q[1]), q[0]).to(s->x.scalar_type());
+  }
   if (vectors && !all.pixels && mode != "off") split.transform = AffineMap::standardize(split.train.x, sd);
   // Float images: one map of the training images' range onto data.scale
   // (the same for every pixel, unlike a vector's columns, which a constant
@@ -316,7 +330,7 @@ void note_far_values(const DataSplit& split) {
           << core_sd[j].item<double>()
           << "): a few far values set the scale of data.standardize and squeeze the other rows into a small part "
              "of the model's units, where the sampler and the network resolve them poorly; if they are errors or "
-             "outliers, remove or clip them (docs/own-data.md)\n";
+             "outliers, remove them or clip them (--set \"data.clip=[0.01, 0.99]\"; docs/own-data.md)\n";
 }
 
 }  // namespace ebm

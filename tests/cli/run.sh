@@ -736,8 +736,15 @@ fi
 awk 'BEGIN { srand(7); for (i = 0; i < 300; i++) printf "%.4f,%.4f\n", rand(), (i % 100 == 0 ? 100000 : rand()) }' >"$T/far_rows.csv"
 awk -F, '$2 < 10' "$T/far_rows.csv" >"$T/near_rows.csv"
 "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/far_rows.csv" --set train.steps=2 \
-  --out "$T/far_run" >/dev/null 2>"$T/far.err" && grep -q "far_rows.csv: column 2's standard deviation .* remove or clip them" "$T/far.err" \
+  --out "$T/far_run" >/dev/null 2>"$T/far.err" && grep -q "far_rows.csv: column 2's standard deviation .* clip them (--set" "$T/far.err" \
   || { echo "FAIL: the note on far values"; fails=$((fails + 1)); }
+# data.clip clamps them to the training quantiles: no note, and the
+# training rows stay within the clean rows' range.
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/far_rows.csv" --set "data.clip=[0.01, 0.99]" \
+  --set train.steps=2 --out "$T/clip_run" >/dev/null 2>"$T/clip.err" && ! grep -q "far values" "$T/clip.err" \
+  || { echo "FAIL: data.clip"; sed 's/^/    /' "$T/clip.err"; fails=$((fails + 1)); }
+expect 78 "data.clip must be \[q_lo, q_hi\]" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" \
+  --set data.path="$T/far_rows.csv" --set "data.clip=[0.9, 0.1]" --out "$T/clip_bad"
 "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/near_rows.csv" --set train.steps=2 \
   --out "$T/near_run" >/dev/null 2>"$T/near.err" && ! grep -q "far values" "$T/near.err" \
   || { echo "FAIL: a far-values note on data without them"; fails=$((fails + 1)); }
