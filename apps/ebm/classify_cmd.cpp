@@ -59,9 +59,7 @@ Runner add_classify(CLI::App& app) {
     warn_if_far_from_training(sampling_view(energy).second, info, x, a->input);
     const std::string labels_from = a->labels.empty() ? a->input : a->labels;
     if (!a->labels.empty() && !y.defined()) {
-      const auto file = read_label_file(a->labels, x.size(0));
-      EBM_CHECK_DATA(!file.values.defined() || file.values.numel() == x.size(0), labels_from, ": ",
-                     file.values.numel(), " labels for ", x.size(0), " input rows");
+      const auto file = read_label_file(a->labels, x.size(0));  // (one per input row)
       y = labels_as_trained(file, info.class_names, k, a->labels);  // (in the model's numbering)
     }
     if (y.defined()) {  // (a folder's or a built-in set's labels come counted)

@@ -180,11 +180,7 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
     if (!labels.empty()) {
       EBM_CHECK_CONFIG(!d.has_labels(), "data.labels with data.path ", path,
                        ": its sub-folders already label the images");
-      const auto file = read_label_file(labels, d.size());
-      const auto& y = file.values;
-      EBM_CHECK_DATA(!y.defined() || (y.size(1) == 1 && y.size(0) == d.size()), labels,
-                     ": want one label per row of ", path, " (", d.size(), " rows), got ", y.size(0), " x ",
-                     y.size(1));
+      const auto file = read_label_file(labels, d.size());  // (one per row of path)
       auto read = training_labels(file, labels);
       d.y = read.index;
       if (!read.names.empty()) {  // (labels by value, -1 / 1, or words)

@@ -306,7 +306,8 @@ bool integer_array_is_pixels(const torch::Tensor& raw) {
   if (raw.is_floating_point()) return false;
   if (raw.scalar_type() == torch::kUInt8) return true;
   if (raw.dim() < 4 || raw.numel() == 0) return false;
-  return raw.min().item<int64_t>() >= 0 && raw.max().item<int64_t>() <= 255;
+  const auto [lo, hi] = raw.aminmax();
+  return lo.item<int64_t>() >= 0 && hi.item<int64_t>() <= 255;
 }
 
 // Values outside 0..255 in an integer array: the first one, by row.

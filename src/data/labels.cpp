@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <fstream>
 #include <map>
 
@@ -82,31 +81,18 @@ std::vector<std::string> read_words(const std::string& path, int64_t rows) {
 
 LabelFile read_label_file(const std::string& path, int64_t rows) {
   LabelFile out;
-  if (file_extension(path) == ".txt") {  // (a text file: one label per line, numbers or words)
-    auto words = read_words(path, rows);
-    std::vector<float> v;
-    for (const auto& w : words) {
-      char* end = nullptr;
-      const double d = std::strtod(w.c_str(), &end);
-      if (end != w.c_str() + w.size()) break;
-      v.push_back(float(d));
-    }
-    if (v.size() == words.size() && !v.empty()) {
-      out.values = torch::tensor(v).unsqueeze(1);
-      return out;
-    }
-    out.words = std::move(words);
-    EBM_CHECK_DATA(int64_t(out.words.size()) == rows, path, ": want one label per row (", rows, " rows), got ",
-                   out.words.size());
-    return out;
-  }
   try {
     out.values = read_matrix(path);
-    return out;
   } catch (const Error& e) {
-    const bool words = file_extension(path) == ".csv" && e.code() == ExitCode::kBadData &&
+    const auto ext = file_extension(path);  // (text files: .csv, .txt, .tsv)
+    const bool words = (ext == ".csv" || ext == ".txt" || ext == ".tsv") && e.code() == ExitCode::kBadData &&
                        std::string(e.what()).find("non-numeric") != std::string::npos;
     if (!words) throw;
+  }
+  if (const auto& y = out.values; y.defined()) {
+    EBM_CHECK_DATA(y.size(0) == rows && y.numel() == rows, path, ": want one label per row (", rows,
+                   " rows), got ", y.size(0), " x ", y.size(1));
+    return out;
   }
   out.words = read_words(path, rows);
   EBM_CHECK_DATA(int64_t(out.words.size()) == rows, path, ": want one label per row (", rows, " rows), got ",

@@ -168,11 +168,7 @@ Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const
     d.x = read_model_input(spec, info);
     d.description = spec;
     if (!labels.empty()) {
-      const auto file = read_label_file(labels, d.size());
-      const auto& y = file.values;
-      EBM_CHECK_DATA(!y.defined() || (y.numel() == d.size() && y.size(0) == d.size()), labels,
-                     ": want one label per row of ", spec, " (", d.size(), " rows), got ", y.size(0), " x ",
-                     y.size(1));
+      const auto file = read_label_file(labels, d.size());  // (one per row of spec)
       d.y = labels_as_trained(file, info.class_names, 0, labels);
     } else {
       Dataset raw = load_data_path(spec);  // (a folder's sub-folders label it)

@@ -301,9 +301,9 @@ void note_far_image_values(const DataSplit& split) {
   const double a = q[0].item<double>(), b = q[1].item<double>(), span = v->hi - v->lo;
   // (b == a: nearly every value one background level, sparse images, not a squeeze)
   if (!(b - a < 0.1 * span) || !(b > a)) return;
+  const auto user = v->to_user(q);  // (the central values in the images' units)
   notes() << "ebm: note: " << split.train.description << ": 99.8% of the images' values lie in ["
-          << v->to_user(q).to(torch::kDouble)[0].item<double>() << ", "
-          << v->to_user(q).to(torch::kDouble)[1].item<double>() << "], under a tenth of their whole range ["
+          << user[0].item<double>() << ", " << user[1].item<double>() << "], under a tenth of their whole range ["
           << v->raw_lo << ", " << v->raw_hi
           << "], which data.standardize maps onto data.scale: a few far values squeeze the images into a small "
              "part of the model's range; if they are defects (hot pixels, a fill value), clip them "
@@ -321,12 +321,13 @@ void note_far_values(const DataSplit& split) {
   const auto n = core.sum(0);
   const auto mean = (d * core).sum(0) / n;
   const auto core_sd = (((d - mean) * core).pow(2).sum(0) / (n - 1).clamp_min(1)).sqrt();
-  const auto ratio = d.std(0) / core_sd.clamp_min(1e-300);
+  const auto sd = d.std(0);
+  const auto ratio = sd / core_sd.clamp_min(1e-300);
   const int64_t j = ratio.argmax().item<int64_t>();
   const double r = ratio[j].item<double>();
   if (!(r > 10) || core_sd[j].item<double>() <= 0) return;
   notes() << "ebm: note: " << split.train.description << ": column " << j + 1 << "'s standard deviation ("
-          << d.std(0)[j].item<double>() << ") is " << std::lround(r) << "x that of its central 98% of rows ("
+          << sd[j].item<double>() << ") is " << std::lround(r) << "x that of its central 98% of rows ("
           << core_sd[j].item<double>()
           << "): a few far values set the scale of data.standardize and squeeze the other rows into a small part "
              "of the model's units, where the sampler and the network resolve them poorly; if they are errors or "

@@ -16,7 +16,8 @@ namespace ebm {
 
 // A labels file as read: numbers (CSV, NPY, IDX, .txt), or words, one per line
 // of a CSV or .txt file (a header line, when the file has one line more than
-// `rows`, and pandas' index column are dropped; double quotes too).
+// `rows`, and pandas' index column are dropped; double quotes too). Either
+// way one label per row of the `rows` rows it labels (kBadData otherwise).
 struct LabelFile {
   torch::Tensor values;            // [N, ...] float, when numbers
   std::vector<std::string> words;  // when words
