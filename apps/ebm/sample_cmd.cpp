@@ -91,7 +91,7 @@ Runner add_sample(CLI::App& app) {
                   "default: a model's training sampler, else ula:step=0.01");
   cmd->add_option("--label", a->labels,
                   "class of a conditional model, an index or a name the model keeps (a class sub-folder's, "
-                  "\"Trouser\"; a model trained on labels by value, -1 / 1, takes those values): draw from "
+                  "\"Trouser\"; a model trained on labels by value, -1 / 1 or 1 .. K, takes those values): draw from "
                   "p(x | y = LABEL); with several --model, one per model in order (none or -1: that model's "
                   "marginal)");
   cmd->add_option("--compose", a->compose,

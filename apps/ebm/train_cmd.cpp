@@ -28,7 +28,7 @@ struct TrainArgs {
 }  // namespace
 
 // A folder's class map (which sub-folder is which label), and a warning for
-// labels no training row has (labels are class indices: {3, 7} make 8).
+// classes no training row has (energy.classes above the labels' count).
 static void report_classes(const Trainer& trainer) {
   const auto& tr = trainer.data().train;
   if (!tr.has_labels()) return;
@@ -41,7 +41,7 @@ static void report_classes(const Trainer& trainer) {
   for (int64_t c = 0; c < k; ++c)
     if (counts[c].item<int64_t>() == 0) empty.push_back(c);
   if (empty.empty()) return;
-  // (labels by value, -1 / 1, are named by their values)
+  // (labels by value, -1 / 1 or 1 .. K, are named by their values)
   const bool by_value = named_by_value(tr.class_names) && int64_t(tr.class_names.size()) == k;
   std::string list;
   for (size_t i = 0; i < empty.size() && i < 10; ++i)

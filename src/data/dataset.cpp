@@ -124,8 +124,8 @@ Section data_section() {
             "uint8 NPY and integer NPY "
             "images ([N, H, W], [N, C, H, W]) in 0..255 are raw 0-255 pixels; other integer arrays are numbers"},
            {"labels", std::string(""),
-            "one label per row of data.path (CSV, NPY, IDX or .txt): integers >= 0 are class indices; with a "
-            "negative value (-1 / 1) the values name the classes, as words (setosa) do; empty = none"},
+            "one label per row of data.path (CSV, NPY, IDX or .txt): integers 0 .. K-1 are class indices; other "
+            "integers (-1 / 1, 1 .. K) name the classes by value, as words (setosa) do; empty = none"},
            {"split", std::string("train"),
             "train | test: the part of a built-in image set (fashion_mnist, mnist) to read; data.path and the "
             "toy and trajectory sets take train only"},

@@ -198,22 +198,22 @@ Dataset load_image_folder(const std::string& dir) {
       auto in_sub = images_in(sub);
       if (!in_sub.empty()) found.emplace_back(fs::path(sub).filename().string(), std::move(in_sub));
     }
-    // Sub-folders named by numbers (0/ 1/ ... 10/) are those labels (numeric,
-    // not byte, order); other names label by their place in byte order
-    // (bird=0, cat=1, dog=2).
+    // Sub-folders named by numbers (0/ 1/ ... 9/, or 1/ 2/ 3/) are classes
+    // in numeric order named by the numbers (labels by value, data/labels.h:
+    // 0 .. K-1 are indices, as they are); other names are classes in byte
+    // order (bird=0, cat=1, dog=2).
     bool numbered = !found.empty();
     for (const auto& f : found) numbered = numbered && class_folder_number(f.first) >= 0;
     if (numbered)
       std::stable_sort(found.begin(), found.end(),
                        [&](const auto& a, const auto& b) { return class_folder_number(a.first) < class_folder_number(b.first); });
     for (const auto& [name, in_sub] : found) {
-      const int64_t label = numbered ? class_folder_number(name) : int64_t(classes.size());
-      EBM_CHECK_DATA(!numbered || classes.size() <= size_t(label) || classes[label].empty(), dir,
-                     ": sub-folders ", classes.size() > size_t(label) ? classes[label] : "", " and ", name,
-                     " both name label ", label);
+      const int64_t label = int64_t(classes.size());
       if (numbered) {
-        if (classes.size() <= size_t(label)) classes.resize(label + 1);
-        classes[label] = name;
+        const auto number = std::to_string(class_folder_number(name));
+        EBM_CHECK_DATA(classes.empty() || classes.back() != number, dir, ": sub-folders ", named.back().first,
+                       " and ", name, " both name label ", number);
+        classes.push_back(number);
       } else {
         classes.push_back(name);
       }
@@ -221,8 +221,6 @@ Dataset load_image_folder(const std::string& dir) {
       labels.insert(labels.end(), in_sub.size(), label);
       files.insert(files.end(), in_sub.begin(), in_sub.end());
     }
-    for (size_t k = 0; k < classes.size(); ++k)
-      if (classes[k].empty()) classes[k] = std::to_string(k);  // (a number no folder has: no images)
     // Which label the loose images would have is anyone's guess.
     if (!top.empty() && !classes.empty())
       fail(ExitCode::kBadData, dir, ": holds both image files (", top[0], ") and class sub-folders (", found.front().first,

@@ -133,11 +133,16 @@ torch::Tensor labels_as_trained(const LabelFile& file, const std::vector<std::st
 FileLabels training_labels(const torch::Tensor& y, const std::string& path) {
   FileLabels out;
   const auto v = integer_labels(y, path);
-  if (v.numel() == 0 || v.min().item<int64_t>() >= 0) {
+  if (v.numel() == 0) {
     out.index = v;
     return out;
   }
   const auto uniq = std::get<0>(torch::_unique(v, /*sorted=*/true));
+  const int64_t k = uniq.numel();
+  if (uniq[0].item<int64_t>() == 0 && uniq[k - 1].item<int64_t>() == k - 1) {  // (0 .. K-1: indices)
+    out.index = v;
+    return out;
+  }
   out.index = torch::searchsorted(uniq, v);
   const auto* p = uniq.data_ptr<int64_t>();
   for (int64_t k = 0; k < uniq.numel(); ++k) out.names.push_back(std::to_string(p[k]));

@@ -59,10 +59,15 @@ namespace {
 // an error. Numbered folders are their numbers already.
 torch::Tensor folder_labels_as_trained(const Dataset& raw, const ModelInfo& info, const std::string& spec) {
   const auto& names = raw.class_names;
-  bool numbered = true;
+  bool numbered = true;  // (folders 0/ 1/ ...: class indices, or a model's labels by value)
   for (const auto& n : names) numbered = numbered && class_folder_number(n) >= 0;
-  if (numbered || info.class_names.empty()) return raw.y;
+  const bool by_value = named_by_value(info.class_names);
   std::vector<int64_t> to_model(names.size(), -1);
+  if (numbered && !by_value) {
+    for (size_t k = 0; k < names.size(); ++k) to_model[k] = class_folder_number(names[k]);
+    return torch::tensor(to_model, torch::kLong).index_select(0, raw.y);
+  }
+  if (info.class_names.empty()) return raw.y;
   std::string known;
   for (size_t i = 0; i < info.class_names.size(); ++i) known += (i ? ", " : "") + info.class_names[i];
   auto counts = torch::bincount(raw.y, {}, int64_t(names.size()));

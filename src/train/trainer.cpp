@@ -201,8 +201,9 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
     const auto& y = data_.train.y;
     EBM_CHECK_DATA(y.defined(), data_.train.description, ": a class-conditional energy needs labelled data");
     const int64_t k = cfg_.get_int("energy.classes");
-    if (k == 0) {
-      cfg_.set_value("energy.classes", y.max().item<int64_t>() + 1);
+    if (k == 0) {  // (named classes all count, though the split left one out of training)
+      const auto named = int64_t(data_.train.class_names.size());
+      cfg_.set_value("energy.classes", std::max(y.max().item<int64_t>() + 1, named));
     } else {
       const int64_t lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
       EBM_CHECK_DATA(lo >= 0 && hi < k, data_.train.description, ": label ", lo < 0 ? lo : hi,

@@ -584,13 +584,14 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     && grep -qa "start_basis" "$T/r49/model.pt" && grep -qa "start_basis" "$P" && ! grep -qa "start_basis" "$M" \
     || { echo "FAIL: buffer.init = auto fits images only"; fails=$((fails + 1)); }
   expect 66 "no such file or directory" -- "$EBM" train "${PIX[@]}" --set data.path="$T/no_such_dir" --out "$T/r41"
-  # Sub-folders named by numbers are those labels (10 after 2); labels no row
-  # has are classes without data, which training says.
+  # Sub-folders named by numbers are classes in numeric order (10 after 2),
+  # named by the numbers: labels by value, no classes without data.
   mkdir -p "$T/numbered/2" "$T/numbered/10"
   cp "$T/mixed/a.png" "$T/numbered/2/x.png" && cp "$T/mixed/a.png" "$T/numbered/10/y.png" && cp "$T/mixed/a.png" "$T/numbered/10/z.png"
   "$EBM" train "${PIX[@]}" --set data.path="$T/numbered" --set data.labels="" --set data.test_fraction=0 \
     --set train.batch_size=2 --out "$T/r42" >"$T/num.out" 2>"$T/num.err" \
-    && grep -q "classes 2=2, 10=10" "$T/num.out" && grep -q "9 of the model's 11 classes have no training rows" "$T/num.err" \
+    && grep -q "classes 2=0, 10=1" "$T/num.out" && ! grep -q "have no training rows" "$T/num.err" \
+    && "$EBM" sample --model "$T/r42/model.pt" --label 10 --n 2 --steps 2 --out "$T/num10.npy" 2>"$T/num.err" \
     || { echo "FAIL: numbered class folders"; sed 's/^/    /' "$T/num.err"; fails=$((fails + 1)); }
   # Early stopping on images: a conditional conv model validates p(y | x).
   "$EBM" train "${PIX[@]}" --set data.val_fraction=0.2 --set train.keep_best=true --set train.log_every=1 \
@@ -767,6 +768,13 @@ if "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.cs
     "$EBM" sample --model "$T/pm_run/model.pt" --label 0 --n 4 --steps 2 --out "$T/pm_s.csv"
   expect 65 "pm_other.csv: label 3 at row" -- \
     "$EBM" eval --task classify --model "$T/pm_run/model.pt" --data "$T/pm.csv" --labels "$T/pm_other.csv"
+  # Labels 1 .. K (R's way) are by value too: moons-jem's two classes are 1 and 2.
+  sed 's/^1$/2/; s/^-1$/1/' "$T/pm_labels.csv" >"$T/pm_12.csv"
+  "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.csv" --set data.labels="$T/pm_12.csv" \
+    --set train.steps=5 --out "$T/p12_run" >"$T/p12.out" 2>/dev/null && grep -q "labels by value: 1=0, 2=1" "$T/p12.out" \
+    && "$EBM" classify --model "$T/p12_run/model.pt" --input "$T/pm.csv" --labels "$T/pm_12.csv" --out "$T/p12_p.csv" \
+      >/dev/null 2>&1 && [ "$(head -1 "$T/p12_p.csv")" = "p_1,p_2" ] \
+    || { echo "FAIL: labels 1 .. K"; fails=$((fails + 1)); }
   # Words: a species column (header line, pandas' index) names the classes.
   awk -F, 'BEGIN { print ",species" } { print NR - 1 "," ($1 > 0 ? "\"virginica\"" : "\"setosa\"") }' "$T/pm.csv" >"$T/pm_words.csv"
   "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.csv" --set data.labels="$T/pm_words.csv" \

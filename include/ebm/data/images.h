@@ -26,13 +26,13 @@ Dataset load_fashion_mnist(const std::string& split);
 // Rows are ordered by digit, then by their place in the digit's file.
 Dataset load_mnist(const std::string& split);
 
-// Every *.png (any case) in dir, sorted by name, unlabelled; or, when dir
-// holds sub-folders of PNGs instead, one class per sub-folder: when every
-// sub-folder's name is a number below 100,000 (0/ 1/ ... 10/) the label is
-// that number, else the sub-folder's place among them sorted by name in byte
-// order (class_names; a sub-folder without PNGs is no class; numbers no
-// sub-folder has are classes without images). Every image must have the first one's
-// [C, H, W]. Hidden entries (".x") are skipped.
+// Every image file in dir, sorted by name, unlabelled; or, when dir holds
+// sub-folders of images instead, one class per sub-folder, in numeric order
+// when every sub-folder's name is a number below 100,000 (0/ 1/ ..., or 1/ 2/:
+// class_names are the numbers, labels by value as in data/labels.h), else
+// in byte order of the names (class_names; a sub-folder without images is no
+// class). Every image must have the first one's [C, H, W] (grey stored as RGB
+// is grey). Hidden entries (".x") are skipped.
 Dataset load_image_folder(const std::string& dir);
 // A class sub-folder's name as its label number (digits only, below
 // 100,000), or -1 for a name that is not one.

@@ -1,10 +1,10 @@
 // Class labels read from a file (data.labels, a command's --labels). Labels
-// that are all integers >= 0 are class indices, as they are ({3, 7} make a
-// model of eight classes). Labels with a negative value (-1 / 1, the usual
-// binary coding) are taken by value: their sorted distinct values are the
-// classes 0 .. K-1, named by the values (model.pt keeps the names), and every
-// command reads and writes labels in those values. Labels that are words
-// ("setosa") are classes in sorted (byte) order, named by the words.
+// whose distinct values are 0 .. K-1 are class indices, as they are. Other
+// integer labels (-1 / 1, 1 .. K as R and MATLAB number classes, {3, 7}) are
+// taken by value: their sorted distinct values are the classes 0 .. K-1,
+// named by the values (model.pt keeps the names), and every command reads
+// and writes labels in those values. Labels that are words ("setosa") are
+// classes in sorted (byte) order, named by the words.
 #pragma once
 
 #include <torch/torch.h>

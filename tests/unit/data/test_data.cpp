@@ -440,6 +440,34 @@ TEST(ImageFolder, SubFoldersAreClassesInSortedOrder) {
   fs::remove_all(dir);
 }
 
+// Sub-folders named by numbers are classes in numeric order named by the
+// numbers: 0/ 1/ 2/ keep their indices, 2/ 10/ (or 1/ 2/ 3/) are labels by
+// value, which data.classes takes; two names of one number are an error.
+TEST(ImageFolder, NumberedSubFoldersAreLabelsByValue) {
+  const std::string dir = fresh_dir("folder_numbered");
+  png(dir + "/10/a.png", {4, 5}, 10);
+  png(dir + "/2/a.png", {4, 5}, 2);
+  png(dir + "/2/b.png", {4, 5}, 3);
+  const auto d = ebm::load_image_folder(dir);
+  EXPECT_TRUE(torch::equal(d.y, torch::tensor({0, 0, 1}, torch::kLong)));
+  EXPECT_EQ(d.class_names, (std::vector<std::string>{"2", "10"}));
+  EXPECT_TRUE(ebm::named_by_value(d.class_names));
+  const auto twos = build(data_config({"data.path=" + dir, "data.classes=[2]", "data.shape=[20]"}));
+  EXPECT_TRUE(torch::equal(twos.x.select(1, 0), torch::tensor({2.f, 3.f})));
+  png(dir + "/0/a.png", {4, 5}, 0);
+  png(dir + "/1/a.png", {4, 5}, 1);
+  fs::remove_all(dir + "/10");
+  const auto idx = ebm::load_image_folder(dir);
+  EXPECT_EQ(idx.class_names, (std::vector<std::string>{"0", "1", "2"}));
+  EXPECT_FALSE(ebm::named_by_value(idx.class_names));
+  EXPECT_TRUE(torch::equal(idx.y, torch::tensor({0, 1, 2, 2}, torch::kLong)));
+  png(dir + "/02/a.png", {4, 5}, 0);
+  std::string msg;
+  EXPECT_EQ(code_of([&] { ebm::load_image_folder(dir); }, &msg), ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("both name label 2"), std::string::npos) << msg;
+  fs::remove_all(dir);
+}
+
 TEST(ImageFolder, FlatFolderIsUnlabelledColour) {
   const std::string dir = fresh_dir("folder_flat");
   png(dir + "/1.png", {3, 2, 3}, 1);
@@ -574,14 +602,21 @@ TEST(PixelFiles, IntegerImagesOutside0To255AreNumbers) {
   fs::remove_all(dir);
 }
 
-// Labels with a negative value (-1 / 1) are taken by value: sorted, they
-// are the classes 0 .. K-1, named by the values; labels >= 0 stay indices.
-TEST(Labels, NegativeLabelsAreTakenByValue) {
+// Labels whose values are not 0 .. K-1 (-1 / 1, 1 .. K, {3, 7}) are taken
+// by value: sorted, they are the classes 0 .. K-1, named by the values;
+// labels 0 .. K-1 stay indices.
+TEST(Labels, LabelsOtherThanZeroToKAreTakenByValue) {
   const auto byv = ebm::training_labels(torch::tensor({1.f, -1.f, -1.f, 1.f, 5.f}), "y.csv");
   EXPECT_TRUE(torch::equal(byv.index, torch::tensor({1, 0, 0, 1, 2}, torch::kLong)));
   EXPECT_EQ(byv.names, (std::vector<std::string>{"-1", "1", "5"}));
-  const auto idx = ebm::training_labels(torch::tensor({3.f, 7.f, 0.f}), "y.csv");
-  EXPECT_TRUE(torch::equal(idx.index, torch::tensor({3, 7, 0}, torch::kLong)));
+  const auto one_based = ebm::training_labels(torch::tensor({3.f, 1.f, 2.f, 1.f}), "y.csv");
+  EXPECT_TRUE(torch::equal(one_based.index, torch::tensor({2, 0, 1, 0}, torch::kLong)));
+  EXPECT_EQ(one_based.names, (std::vector<std::string>{"1", "2", "3"}));
+  const auto gaps = ebm::training_labels(torch::tensor({3.f, 7.f, 0.f}), "y.csv");
+  EXPECT_TRUE(torch::equal(gaps.index, torch::tensor({1, 2, 0}, torch::kLong)));
+  EXPECT_EQ(gaps.names, (std::vector<std::string>{"0", "3", "7"}));
+  const auto idx = ebm::training_labels(torch::tensor({2.f, 0.f, 1.f, 1.f}), "y.csv");
+  EXPECT_TRUE(torch::equal(idx.index, torch::tensor({2, 0, 1, 1}, torch::kLong)));
   EXPECT_TRUE(idx.names.empty());
   std::string msg;
   EXPECT_EQ(code_of([] { ebm::training_labels(torch::tensor({1.f, 0.5f}), "y.csv"); }, &msg), ebm::ExitCode::kBadData);

@@ -47,6 +47,13 @@ TEST(ImageFolder, ModelInputsTakeTheModelsClassNumbers) {
   EXPECT_NE(msg.find("'fox' is not one of the model's classes (cat, dog, eel)"), std::string::npos) << msg;
   png(dir + "/numbered/7/a.png", {4, 5}, 1);
   EXPECT_TRUE(torch::equal(ebm::read_model_dataset(dir + "/numbered", info).y, torch::tensor({7}, torch::kLong)));
+  // (a model trained on folders 1/ 2/ 7/, labels by value: folder 7 is its third class)
+  png(dir + "/numbered/02/a.png", {4, 5}, 1);
+  info.class_names = {"1", "2", "7"};
+  EXPECT_TRUE(torch::equal(ebm::read_model_dataset(dir + "/numbered", info).y, torch::tensor({1, 2}, torch::kLong)));
+  png(dir + "/numbered/3/a.png", {4, 5}, 1);
+  EXPECT_EQ(code_of([&] { ebm::read_model_dataset(dir + "/numbered", info); }, &msg), ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("'3' is not one of the model's classes (1, 2, 7)"), std::string::npos) << msg;
   info.class_names.clear();  // (a model that does not say: the folder's own order)
   EXPECT_TRUE(torch::equal(ebm::read_model_dataset(dir + "/some", info).y, torch::tensor({0, 0, 1}, torch::kLong)));
   fs::remove_all(dir);
