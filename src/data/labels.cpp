@@ -57,7 +57,22 @@ std::string name_list(const std::vector<std::string>& names) {
   return out;
 }
 
-// One word per line (the last comma-separated field: pandas' "index,label").
+// A line's last field: after its last comma, tab or semicolon (pandas'
+// "index,label"), else its last double-quoted word (R's write.table: "1"
+// "setosa"), else the whole line.
+std::string last_field(const std::string& line) {
+  for (char sep : {',', '\t', ';'})
+    if (const auto at = line.rfind(sep); at != std::string::npos) return line.substr(at + 1);
+  const auto t = trimmed(line);
+  if (t.size() >= 2 && t.back() == '"') {
+    const auto open = t.rfind('"', t.size() - 2);
+    if (open != std::string::npos && open > 0 && t.find_last_not_of(" \t", open - 1) < open - 1)
+      return t.substr(open);
+  }
+  return line;
+}
+
+// One word per line (the last field of each).
 std::vector<std::string> read_words(const std::string& path, int64_t rows) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(ExitCode::kMissingInput, path, ": cannot open for reading");
@@ -69,8 +84,7 @@ std::vector<std::string> read_words(const std::string& path, int64_t rows) {
   const size_t first = int64_t(lines.size()) == rows + 1 ? 1 : 0;
   std::vector<std::string> words;
   for (size_t i = first; i < lines.size(); ++i) {
-    const auto comma = lines[i].rfind(',');
-    const auto w = unquoted(comma == std::string::npos ? lines[i] : lines[i].substr(comma + 1));
+    const auto w = unquoted(last_field(lines[i]));
     EBM_CHECK_DATA(!w.empty(), path, ":", i + 1, ": empty label");
     words.push_back(w);
   }

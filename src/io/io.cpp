@@ -127,11 +127,12 @@ char field_separator(const std::string& first_line) {
 // read. With ' ' any run of spaces and tabs separates.
 std::vector<std::string> split_fields(const std::string& line, char sep = ',') {
   std::vector<std::string> out;
-  if (sep == ' ') {
-    std::istringstream in(line);
-    for (std::string f; in >> f;) {
-      if (f.size() >= 2 && f.front() == '"' && f.back() == '"') f = f.substr(1, f.size() - 2);
-      out.push_back(f);
+  if (sep == ' ') {  // (a quoted field keeps its spaces: R's row name "Mazda RX4")
+    for (size_t i = line.find_first_not_of(" \t"); i != std::string::npos; i = line.find_first_not_of(" \t", i)) {
+      const auto close = line[i] == '"' ? line.find('"', i + 1) : std::string::npos;
+      const auto end = close != std::string::npos ? close + 1 : std::min(line.find_first_of(" \t", i), line.size());
+      out.push_back(close != std::string::npos ? line.substr(i + 1, close - i - 1) : line.substr(i, end - i));
+      i = end;
     }
     if (out.empty()) out.push_back("");
     return out;
@@ -350,7 +351,8 @@ torch::Tensor read_csv(const std::string& path) {
   int64_t cols = -1;
   const char sep = field_separator(lines[top]);
   // A header whose first name is empty (",a,b": pandas' to_csv and R's
-  // write.csv with their row index or names) heads a column of row labels,
+  // write.csv with their row index or names), or one name short of the rows
+  // (R's write.table with its row names), heads a column of row labels,
   // which is not data: it is dropped.
   size_t skip = 0;
   {
@@ -358,6 +360,10 @@ torch::Tensor read_csv(const std::string& path) {
     if (header_fields(fields)) {
       first = top + 1;  // header line
       cols = static_cast<int64_t>(fields.size());
+      if (first < n_lines && split_fields(lines[first], sep).size() == fields.size() + 1) {
+        cols += 1;
+        skip = 1;
+      }
     } else if (fields.size() >= 2 && fields[0].empty() &&
                header_fields(std::vector<std::string>(fields.begin() + 1, fields.end()))) {
       first = top + 1;

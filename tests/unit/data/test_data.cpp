@@ -664,6 +664,12 @@ TEST(Labels, WordsAreClassesInSortedOrder) {
   const auto pd = ebm::read_label_file(dir + "/pd.csv", 3);
   EXPECT_EQ(pd.words, (std::vector<std::string>{"setosa", "virginica", "setosa"}));
   EXPECT_TRUE(torch::equal(ebm::labels_as_trained(pd, t.names, 2, "pd.csv"), torch::tensor({0, 1, 0}, torch::kLong)));
+  // (R's write.table: a header one name short, quoted row names and words)
+  std::ofstream(dir + "/r.txt") << "\"x\"\n\"1\" \"Iris setosa\"\n\"2\" \"virginica\"\n\"3\" \"Iris setosa\"\n";
+  EXPECT_EQ(ebm::read_label_file(dir + "/r.txt", 3).words,
+            (std::vector<std::string>{"Iris setosa", "virginica", "Iris setosa"}));
+  std::ofstream(dir + "/rn.txt") << "\"x\"\n\"1\" 2\n\"2\" 0\n";
+  EXPECT_TRUE(torch::equal(ebm::read_label_file(dir + "/rn.txt", 2).values, torch::tensor({{2.f}, {0.f}})));
   std::ofstream(dir + "/txt.txt") << "cat\ndog\n";  // (no header: as many lines as rows)
   EXPECT_EQ(ebm::read_label_file(dir + "/txt.txt", 2).words, (std::vector<std::string>{"cat", "dog"}));
   std::string msg;

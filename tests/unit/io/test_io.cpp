@@ -183,6 +183,14 @@ TEST_F(IoTest, CsvRowIndexColumnOfPandasAndRIsDropped) {
   EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("y.csv", ",label\n0,3\n1,1\n")), torch::tensor({{3.f}, {1.f}})));
   // (without the empty first name the first column is data)
   EXPECT_EQ(ebm::read_csv(write_bytes("ab.csv", "i,a,b\n0,1.5,2\n")).size(1), 3);
+  // A header one name short of the rows: R's write.table with row names
+  // (spaces by default, quoted names that may hold spaces; or sep = ",").
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("wt.txt", "\"a\" \"b\"\n\"1\" 1.5 2\n\"2\" -3 4\n")), want));
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("mt.txt", "\"a\" \"b\"\n\"Mazda RX4\" 1.5 2\n\"Fiat 128\" -3 4\n")),
+                           want));
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("wc.csv", "\"a\",\"b\"\n\"1\",1.5,2\n\"2\",-3,4\n")), want));
+  expect_error(error_of([&] { ebm::read_csv(write_bytes("bad.csv", "a,b\n1,1.5,2\n-3,4\n")); }), ebm::ExitCode::kBadData,
+               {"bad.csv:3", "expected 3 columns, got 2"});
   expect_error(error_of([&] { ebm::read_csv(write_bytes("e.csv", ",,b\n0,1,2\n")); }), ebm::ExitCode::kBadData,
                {"e.csv:1", "non-numeric"});
 }
