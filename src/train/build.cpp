@@ -334,4 +334,23 @@ void note_far_values(const DataSplit& split) {
              "outliers, remove them or clip them (--set \"data.clip=[0.01, 0.99]\"; docs/own-data.md)\n";
 }
 
+void note_constant_columns(const DataSplit& split) {
+  const auto& x = split.train.x;
+  if (split.train.pixels || !x.defined() || x.dim() != 2 || x.size(0) < 2) return;
+  const auto [lo, hi] = x.to(torch::kCPU).aminmax(0);
+  const auto flat = (lo == hi).nonzero().reshape({-1});
+  if (flat.numel() == 0) return;
+  const auto user = lo.to(torch::kDouble);  // (the split's rows are in the user's units)
+  std::string list;
+  for (int64_t i = 0; i < flat.numel() && i < 10; ++i) {
+    const int64_t j = flat[i].item<int64_t>();
+    list += c10::str(i ? ", " : "", j + 1, " (", user[j].item<double>(), ")");
+  }
+  if (flat.numel() > 10) list += c10::str(", ... (", flat.numel(), " in all)");
+  notes() << "ebm: note: " << split.train.description << ": column" << (flat.numel() > 1 ? "s " : " ") << list
+          << (flat.numel() > 1 ? " hold" : " holds") << " one value in every training row: a point mass, which no "
+          << "density fits (the energy sharpens there without end and the NLL means little); drop "
+          << (flat.numel() > 1 ? "them" : "it") << " from the data\n";
+}
+
 }  // namespace ebm

@@ -561,6 +561,7 @@ int64_t Trainer::run(bool resume) {
   // (once the run is known good: a bad config or resume gets its one line alone)
   note_image_range();
   note_far_values(data_);
+  note_constant_columns(data_);
   if (lead) {
     atomic_write_text(out_ + "/config.toml", cfg_.to_toml());
     // (a fresh run writes its own split over whatever test.csv was there;

@@ -747,8 +747,13 @@ awk -F, '$2 < 10' "$T/far_rows.csv" >"$T/near_rows.csv"
 expect 78 "data.clip must be \[q_lo, q_hi\]" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" \
   --set data.path="$T/far_rows.csv" --set "data.clip=[0.9, 0.1]" --out "$T/clip_bad"
 "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/near_rows.csv" --set train.steps=2 \
-  --out "$T/near_run" >/dev/null 2>"$T/near.err" && ! grep -q "far values" "$T/near.err" \
+  --out "$T/near_run" >/dev/null 2>"$T/near.err" && ! grep -q "far values\|one value in every" "$T/near.err" \
   || { echo "FAIL: a far-values note on data without them"; fails=$((fails + 1)); }
+# A column of one value is a point mass: training says so.
+awk -F, '{ print $1 ",3.5," $2 }' "$T/near_rows.csv" >"$T/const_col.csv"
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/const_col.csv" --set train.steps=2 \
+  --out "$T/const_run" >/dev/null 2>"$T/const.err" && grep -q "const_col.csv: column 2 (3.5) holds one value" "$T/const.err" \
+  || { echo "FAIL: the note on a constant column"; sed 's/^/    /' "$T/const.err"; fails=$((fails + 1)); }
 
 # Labels by value: -1 / 1 labels train a classifier whose classes are named
 # by them; classify, eval and sample --label take the values.

@@ -14,4 +14,9 @@ namespace ebm {
 // of their values span under a tenth of it.
 void note_far_values(const DataSplit& split);
 
+// Vector data with a column of one value in every training row: a point
+// mass, which no density fits (the energy sharpens without end there). One
+// note naming the columns (at most 10); nothing otherwise.
+void note_constant_columns(const DataSplit& split);
+
 }  // namespace ebm
