@@ -42,13 +42,19 @@ static void report_classes(const Trainer& trainer) {
     if (counts[c].item<int64_t>() == 0) empty.push_back(c);
   if (empty.empty()) return;
   // (labels by value, -1 / 1 or 1 .. K, are named by their values)
-  const bool by_value = named_by_value(tr.class_names) && int64_t(tr.class_names.size()) == k;
+  const int64_t named = int64_t(tr.class_names.size());
+  const bool by_value = named_by_value(tr.class_names);
   std::string list;
   for (size_t i = 0; i < empty.size() && i < 10; ++i)
-    list += (i ? ", " : "") + (by_value ? "label " + tr.class_names[size_t(empty[i])] : std::to_string(empty[i]));
+    list += (i ? ", " : "") + (by_value && empty[i] < named ? "label " + tr.class_names[size_t(empty[i])]
+                                                             : std::to_string(empty[i]));
   if (empty.size() > 10) list += ", ... (" + std::to_string(empty.size()) + " in all)";
-  std::cerr << "warning: " << empty.size() << " of the model's " << k << " classes have no training rows (" << list
-            << (by_value ? ")\n" : "): labels are class indices 0 .. K-1\n");
+  std::cerr << "warning: " << empty.size() << " of the model's " << k << " classes have no training rows (" << list;
+  if (named > 0 && k > named)
+    std::cerr << "): energy.classes = " << k << ", but the labels name " << named
+              << " (energy.classes = 0 takes their count)\n";
+  else
+    std::cerr << (by_value ? ")\n" : "): labels are class indices 0 .. K-1\n");
 }
 
 Runner add_train(CLI::App& app) {
