@@ -24,11 +24,13 @@ Runner add_predict(CLI::App& app) {
   struct Args {
     Common common;
     std::string model, input, out, truth, sampler;
-    int64_t horizon = 0, steps = 200, chains = 4;
+    int64_t horizon = 0, steps = 200, chains = 4, step_values = 0;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("predict", "predict the next steps of trajectories by sampling them given the past");
-  cmd->add_option("--model", a->model, "model.pt of a run on trajectories (data.name = particles or pendulum)")
+  cmd->add_option("--model", a->model,
+                  "model.pt of a run on trajectories (data.name = particles or pendulum, or data.path with "
+                  "data.step_values)")
       ->required();
   cmd->add_option("--input", a->input, "the past: CSV or NPY rows of t_p >= 2 steps (t_p * F values, step-major)")
       ->required();
@@ -40,6 +42,8 @@ Runner add_predict(CLI::App& app) {
   cmd->add_option("--steps", a->steps, "sampler transitions per chain")->capture_default_str();
   cmd->add_option("--chains", a->chains, "chains per row; the one of lowest energy is kept")->capture_default_str();
   cmd->add_option("--sampler", a->sampler, "sampler spec (default: the model's training sampler)");
+  cmd->add_option("--step-values", a->step_values,
+                  "F, values per step, for a model of trajectories whose run did not say (data.step_values)");
   add_common(cmd, a->common);
   return [a]() -> int {
     const c10::Device device = apply_common(a->common);
@@ -53,10 +57,17 @@ Runner add_predict(CLI::App& app) {
     Energy user = load_model(a->model, &info);
     EBM_CHECK_DATA(info.event_shape.size() == 1 && !info.pixels, a->model, ": an image model (samples of ",
                    c10::IntArrayRef(info.event_shape), "); predict needs a model of trajectories");
-    const int64_t f =
+    EBM_CHECK_USAGE(a->step_values >= 0, "--step-values must be >= 0 (0: the model's own), got ", a->step_values);
+    const int64_t known =
         info.data_toml.empty() ? 0 : trajectory_step_dim(data_config(info.data_toml, a->model + "[data_config]"));
+    EBM_CHECK_USAGE(a->step_values == 0 || known == 0 || a->step_values == known, "--step-values ", a->step_values,
+                    ": ", a->model, " was trained on steps of ", known, " values");
+    const int64_t f = a->step_values > 0 ? a->step_values : known;
     EBM_CHECK_DATA(f > 0, a->model, ": not a model of trajectories (its run's data.name must be particles or "
-                   "pendulum; model files written before the [data] table was kept lack it)");
+                   "pendulum, or data.path with data.step_values = F; --step-values F says it for older runs; "
+                   "model files written before the [data] table was kept lack it)");
+    EBM_CHECK_USAGE(info.event_shape[0] % f == 0 && info.event_shape[0] >= 2 * f, "--step-values ", f, ": ",
+                    a->model, "'s rows of ", info.event_shape[0], " values are not T >= 2 steps of ", f);
     const int64_t t = trajectory_steps(info.event_shape, f);
     auto past = read_matrix(a->input);
     const int64_t tp = past_steps(past, f, t, a->horizon, a->input);

@@ -145,6 +145,9 @@ Section data_section() {
            {"dequantize_std", 0.05, "data.dequantize = gaussian: the noise's std as a fraction of each column's sd"},
            {"flip", false, "random horizontal flips of training images"},
            {"shape", std::vector<int64_t>{}, "shape of one sample, e.g. [1, 28, 28] for rows of flattened images; empty = as read"},
+           {"step_values", int64_t(0),
+            "with data.path: rows are trajectories, T recorded steps of F = step_values values each, step-major "
+            "(x1, y1, x2, y2, ... of step 1, then step 2), which ebm predict continues; 0 = not trajectories"},
            {"test_fraction", 0.1, "held-out fraction, written to test.csv"},
            {"val_fraction", 0.0,
             "fraction of the training rows held out for validation: runs of a classifying energy on labelled "
@@ -192,6 +195,15 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
         d.description += std::string(file.words.empty() ? " (labels by value: " : " (classes ") + map + ")";
       }
     }
+  }
+  const int64_t step_values = cfg.get_int("data.step_values");
+  EBM_CHECK_CONFIG(step_values >= 0, "data.step_values must be >= 0, got ", step_values);
+  if (step_values > 0) {
+    EBM_CHECK_CONFIG(!path.empty(), "data.step_values = ", step_values, " needs data.path (",
+                     "the built-in trajectory sets know their own)");
+    EBM_CHECK_DATA(d.x.dim() == 2 && d.x.size(1) % step_values == 0 && d.x.size(1) >= 2 * step_values, path,
+                   ": rows of shape ", d.x.sizes().slice(1), " are not T >= 2 steps of data.step_values = ",
+                   step_values, " values");
   }
   const auto shape = cfg.get_int_list("data.shape");
   if (!shape.empty()) {

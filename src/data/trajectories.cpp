@@ -145,7 +145,7 @@ torch::Tensor pendulum_trajectories(int64_t n, const PendulumOptions& options, a
 }
 
 int64_t trajectory_step_dim(const Config& c) {
-  if (!c.get_string("data.path").empty()) return 0;
+  if (!c.get_string("data.path").empty()) return c.get_int("data.step_values");
   const std::string& name = c.get_string("data.name");
   if (name == "particles") return 2 * c.get_int("data.particles");
   if (name == "pendulum") return 2;

@@ -827,6 +827,27 @@ if "$EBM" "${TRAJ[@]}" --out "$T/traj_run" >"$T/traj.out" 2>"$T/traj.err"; then
   if [ -f "$T/img_run/model.pt" ]; then
     expect 65 "an image model" -- "$EBM" predict --model "$T/img_run/model.pt" --input "$T/past3.csv" --horizon 1 --out "$T/never.csv"
   fi
+  # The user's own trajectories (data.path: 4 steps of 2 values per row):
+  # data.step_values says the step width, or predict's --step-values later.
+  awk 'BEGIN { srand(11); for (i = 0; i < 100; i++) { x = rand(); y = rand(); u = rand() - 0.5; v = rand() - 0.5;
+    for (t = 0; t < 4; t++) printf "%s%.4f,%.4f", (t ? "," : ""), x + t * u, y + t * v; print "" } }' >"$T/own_traj.csv"
+  cut -d, -f1-4 "$T/own_traj.csv" >"$T/own_past.csv"
+  OWN=(--config "$SRC/configs/particles.toml" --set data.path="$T/own_traj.csv" --set train.steps=2
+       --set train.batch_size=16 --set "energy.hidden=[16]")
+  "$EBM" train "${OWN[@]}" --set data.step_values=2 --out "$T/own_run" >/dev/null 2>&1 \
+    && "$EBM" predict --model "$T/own_run/model.pt" --input "$T/own_past.csv" --horizon 2 --steps 1 \
+      --out "$T/own_future.csv" >/dev/null 2>&1 && [ "$(head -1 "$T/own_future.csv" | awk -F, '{print NF}')" -eq 4 ] \
+    || { echo "FAIL: predict on data.path with data.step_values"; fails=$((fails + 1)); }
+  "$EBM" train "${OWN[@]}" --out "$T/own_run0" >/dev/null 2>&1 \
+    && "$EBM" predict --model "$T/own_run0/model.pt" --input "$T/own_past.csv" --horizon 1 --steps 1 --step-values 2 \
+      --out "$T/own_future0.csv" >/dev/null 2>&1 \
+    || { echo "FAIL: predict --step-values"; fails=$((fails + 1)); }
+  expect 65 "own_run0/model.pt: not a model of trajectories .*--step-values F" -- \
+    "$EBM" predict --model "$T/own_run0/model.pt" --input "$T/own_past.csv" --horizon 1 --out "$T/never.csv"
+  expect 64 "was trained on steps of 2 values" -- "$EBM" predict --model "$T/own_run/model.pt" --input "$T/own_past.csv" \
+    --horizon 1 --step-values 4 --out "$T/never.csv"
+  expect 65 "own_traj.csv: rows of shape \[8\] are not T >= 2 steps of data.step_values = 3" -- \
+    "$EBM" train "${OWN[@]}" --set data.step_values=3 --out "$T/own_bad"
   [ ! -e "$T/never.csv" ] || { echo "FAIL: a failed prediction left output"; fails=$((fails + 1)); }
 else
   echo "FAIL: trajectory training run"; sed 's/^/    /' "$T/traj.err"; fails=$((fails + 1))

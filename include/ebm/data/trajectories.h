@@ -72,8 +72,8 @@ torch::Tensor springs_trajectories(int64_t n, const SpringsOptions& options, at:
 torch::Tensor pendulum_trajectories(int64_t n, const PendulumOptions& options, at::Generator& gen);
 
 // Values per recorded step F of a run's trajectory data set (2 * data.particles
-// for particles, 2 for pendulum), from its [data] table; 0 when data.name is
-// not a trajectory set or data.path was used.
+// for particles, 2 for pendulum, data.step_values for data.path), from its
+// [data] table; 0 when the data are not trajectories.
 int64_t trajectory_step_dim(const Config& data_cfg);
 
 }  // namespace ebm
