@@ -33,6 +33,11 @@ Section train_section() {
             "model.pt takes the energy's weights at the lowest validation NLL seen (every log_every steps), not "
             "the last: of p(y | x) for classifying energies (ce, jem) on labelled data, the exact NLL (quadrature) "
             "for 2D models; needs data.val_fraction > 0; not with train.ema"},
+           {"init", std::string(""),
+            "model.pt whose energy weights this run starts from (fine-tuning, or learning on as new data "
+            "arrive), with this run's [energy] settings equal to its; the run keeps that model's data map "
+            "(standardisation, value map) and classes, so the weights mean what they did; a learned sampler's "
+            "network and the optimiser start fresh; empty = fresh weights"},
            {"checkpoint_every", int64_t(1000), "checkpoint period"},
            {"sample_every", int64_t(0),
             "image runs: samples/step-NNNNNN.png grids of fresh chains (and -buffer.png) at this period; 0 = off"},

@@ -22,6 +22,7 @@
 #include "ebm/sampling/registry.h"
 #include "ebm/train/continual.h"
 #include "ebm/train/data_notes.h"
+#include "ebm/train/init_weights.h"
 #include "ebm/train/distributed.h"
 #include "ebm/train/train.h"
 
@@ -189,6 +190,9 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   cfg_.validate();
   check_run_config(cfg_);
   data_ = build_data(cfg_);
+  const auto init = adopt_init_model(cfg_, data_);  // (train.init: its units and classes)
+  if (init && energy_is_conditional(cfg_) && cfg_.get_int("energy.classes") == 0)
+    cfg_.set_value("energy.classes", init->energy->num_classes());
   default_pixel_box();
   // (auto resolved into the config that config.toml and model.pt keep: what
   // this run did, whatever a later version's auto does)
@@ -211,6 +215,7 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
     }
   }
   parts_ = build_parts(cfg_, data_.model_train(), device_, data_.pixels);
+  if (init) copy_init_weights(*init, *parts_.energy);
   // (buffer.init = auto likewise: the start this run's chains had, mixed for
   // images, uniform for vectors and JEM, whatever a later version's auto is)
   if (auto* cd = cd_chains(*parts_.objective); cd != nullptr && cfg_.get_string("buffer.init") == "auto")

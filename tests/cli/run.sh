@@ -791,6 +791,33 @@ if "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.cs
     || { echo "FAIL: word labels"; fails=$((fails + 1)); }
   expect 65 "pm_labels.csv: labels are words\|pm_labels.csv: label -1" -- \
     "$EBM" classify --model "$T/pw_run/model.pt" --input "$T/pm.csv" --labels "$T/pm_labels.csv" --out "$T/pw_p2.csv"
+  # train.init: a run that starts from a model's weights, in its units and
+  # classes. With no steps the model is unchanged (the same energies on
+  # other data); new labels are looked up among its classes.
+  awk -F, -v OFS=, '{ print $1 * 3 + 5, $2 * 3 + 5 }' "$T/pm.csv" >"$T/pm_moved.csv"
+  awk -F, 'NR > 1 && $1 % 2 == 0 { print "virginica" } NR > 1 && $1 % 2 == 1 { print "setosa" }' "$T/pm_words.csv" >"$T/pm_w2.csv"
+  INIT=(--config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm_moved.csv" --set data.labels="$T/pm_w2.csv"
+        --set energy.classes=0 --set train.init="$T/pw_run/model.pt")
+  "$EBM" train "${INIT[@]}" --set train.steps=0 --out "$T/init0" >/dev/null 2>"$T/init.err" \
+    && "$EBM" energy --model "$T/pw_run/model.pt" --input "$T/pm.csv" --out "$T/init_a.csv" 2>/dev/null \
+    && "$EBM" energy --model "$T/init0/model.pt" --input "$T/pm.csv" --out "$T/init_b.csv" 2>/dev/null \
+    && cmp -s "$T/init_a.csv" "$T/init_b.csv" \
+    && "$EBM" train "${INIT[@]}" --set train.steps=3 --out "$T/init3" >/dev/null 2>>"$T/init.err" \
+    && "$EBM" classify --model "$T/init3/model.pt" --input "$T/pm.csv" --out "$T/init_p.csv" >/dev/null 2>&1 \
+    && [ "$(head -1 "$T/init_p.csv")" = "p_setosa,p_virginica" ] \
+    || { echo "FAIL: train.init"; sed 's/^/    /' "$T/init.err"; fails=$((fails + 1)); }
+  sed 's/^setosa$/rose/' "$T/pm_w2.csv" >"$T/pm_rose.csv"
+  expect 65 "pm_moved.csv .*: label rose is not one of the classes of train.init" -- \
+    "$EBM" train "${INIT[@]}" --set data.labels="$T/pm_rose.csv" --out "$T/init_bad"
+  expect 78 "train.init .*: has no weight\|train.init .*: weight .* is" -- \
+    "$EBM" train "${INIT[@]}" --set "energy.hidden=[8]" --out "$T/init_bad"
+  expect 78 "train.init .*: trained on standardised data; this run has data.standardize = off" -- \
+    "$EBM" train "${INIT[@]}" --set data.standardize=off --out "$T/init_bad"
+  expect 66 "no_model.pt" -- "$EBM" train "${INIT[@]}" --set train.init="$T/no_model.pt" --out "$T/init_bad"
+  if [ -f "$P" ]; then
+    expect 65 "train.init .*: trained on 0-255 pixels, this run's data .* are vectors" -- \
+      "$EBM" train "${INIT[@]}" --set train.init="$P" --out "$T/init_bad"
+  fi
 else
   echo "FAIL: training on -1 / 1 labels"; fails=$((fails + 1))
 fi

@@ -1,0 +1,36 @@
+// train.init: a run that starts from a trained model's weights (fine-tuning,
+// or learning on as new data arrive) instead of fresh ones.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "ebm/core/affine.h"
+#include "ebm/core/config.h"
+#include "ebm/data/data.h"
+#include "ebm/energy/energy.h"
+#include "ebm/model/model.h"
+
+namespace ebm {
+
+struct InitModel {
+  std::string path;
+  Energy energy;  // in the model's own units (the inner energy of a standardised model)
+  ModelInfo info;
+};
+
+// The model train.init names (nullopt when empty), with `data` put into its
+// units, so its weights mean on this run's rows what they meant on its own:
+// its standardisation of vectors, its value map of float images and its class
+// names (labels looked up by name or value) replace the ones this run's data
+// would have fitted. kMissingInput (no file), kBadData (another kind of data:
+// pixels or not, another sample shape, a label the model lacks), kBadConfig
+// (data.standardize or data.scale unlike the model's).
+std::optional<InitModel> adopt_init_model(const Config& cfg, DataSplit& data);
+
+// Copies the model's weights (parameters and buffers, by name) into `energy`,
+// built from this run's [energy] settings: kBadConfig naming the first
+// weight that the two lack or shape differently.
+void copy_init_weights(const InitModel& init, EnergyImpl& energy);
+
+}  // namespace ebm

@@ -1,0 +1,117 @@
+// train.init: start from a trained model's weights, in its units (train/init_weights.h).
+#include "ebm/train/init_weights.h"
+
+#include <algorithm>
+
+#include "ebm/core/error.h"
+#include "ebm/data/labels.h"
+#include "ebm/energy/standardized.h"
+
+namespace ebm {
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& s) { return c10::str(c10::IntArrayRef(s)); }
+
+// This run's labels as the model's classes: by name (words, folders, labels
+// by value), else as indices (by value when the model's names are values).
+void adopt_classes(const InitModel& m, DataSplit& data) {
+  const auto& names = m.info.class_names;
+  if (names.empty() || !data.train.has_labels()) return;
+  const auto& own = data.train.class_names;
+  bool indices = true;  // (no names, or "0", "1", ...: class indices)
+  for (size_t k = 0; k < own.size(); ++k) indices = indices && own[k] == std::to_string(k);
+  if (indices && !named_by_value(names)) {
+    for (Dataset* d : {&data.train, &data.test, &data.val}) d->class_names = names;
+    return;
+  }
+  const int64_t n_own = own.empty() ? 0 : int64_t(own.size());
+  std::vector<int64_t> to_model;
+  std::string list;
+  for (size_t i = 0; i < names.size(); ++i) list += (i ? ", " : "") + names[i];
+  for (Dataset* d : {&data.train, &data.test, &data.val}) {
+    if (!d->y.defined() || d->y.numel() == 0) continue;
+    const int64_t k_own = std::max<int64_t>(n_own, d->y.max().item<int64_t>() + 1);
+    if (int64_t(to_model.size()) < k_own) {
+      to_model.assign(size_t(k_own), -1);
+      for (int64_t c = 0; c < k_own; ++c) {
+        const std::string name = c < n_own ? own[size_t(c)] : std::to_string(c);
+        const auto it = std::find(names.begin(), names.end(), name);
+        to_model[size_t(c)] = it == names.end() ? -1 : int64_t(it - names.begin());
+      }
+    }
+    auto y = d->y.to(torch::kCPU, torch::kLong);
+    auto mapped = torch::tensor(to_model, torch::kLong).index_select(0, y);
+    const auto missing = (mapped < 0).nonzero();
+    if (missing.numel() > 0) {
+      const int64_t c = y[missing[0][0].item<int64_t>()].item<int64_t>();
+      fail(ExitCode::kBadData, d->description, ": label ", c < n_own ? own[size_t(c)] : std::to_string(c),
+           " is not one of the classes of train.init ", m.path, " (", list, ")");
+    }
+    d->y = mapped.to(d->y.device());
+    d->class_names = names;
+  }
+}
+
+}  // namespace
+
+std::optional<InitModel> adopt_init_model(const Config& cfg, DataSplit& data) {
+  const std::string path = cfg.get_string("train.init");
+  if (path.empty()) return std::nullopt;
+  InitModel m;
+  m.path = path;
+  Energy loaded = load_model(path, &m.info);
+  m.energy = sampling_view(loaded).first;
+  const AffineMap map = sampling_view(loaded).second;
+  const bool pixels = data.pixels.has_value();
+  const auto kind = [](bool px, bool values) { return px ? "0-255 pixels" : values ? "float images" : "vectors"; };
+  EBM_CHECK_DATA(m.info.pixels.has_value() == pixels && m.info.values.has_value() == data.values.has_value(),
+                 "train.init ", path, ": trained on ", kind(m.info.pixels.has_value(), m.info.values.has_value()),
+                 ", this run's data (", data.train.description, ") are ", kind(pixels, data.values.has_value()));
+  EBM_CHECK_DATA(m.info.event_shape == data.train.event_shape(), "train.init ", path, ": samples of ",
+                 shape_text(m.info.event_shape), ", this run's data (", data.train.description, ") are ",
+                 shape_text(data.train.event_shape()));
+  // Vectors: the model's standardisation, not one fitted to these rows.
+  EBM_CHECK_CONFIG(map.defined() == data.transform.defined(), "train.init ", path, ": trained ",
+                   map.defined() ? "on standardised data; this run has data.standardize = off"
+                                 : "without data.standardize; set data.standardize = off to start from it");
+  if (map.defined()) data.transform = map;
+  // Pixels: the same range; float images: the model's map of their values.
+  if (pixels)
+    EBM_CHECK_CONFIG(m.info.pixels->lo == data.pixels->lo && m.info.pixels->hi == data.pixels->hi, "train.init ",
+                     path, ": trained on pixels mapped to [", m.info.pixels->lo, ", ", m.info.pixels->hi,
+                     "]; this run's data.scale is [", data.pixels->lo, ", ", data.pixels->hi, "]");
+  if (data.values) {
+    const auto& v = *m.info.values;
+    check_in_pixel_range(data.values->to_user(data.train.x), v.raw_lo, v.raw_hi, data.train.description,
+                         "train.init " + path + " was trained on float images of that range, which it maps to " +
+                             "its samplers' box; give images in its units");
+    for (Dataset* d : {&data.train, &data.test, &data.val})
+      if (d->x.defined() && d->x.numel() > 0) d->x = m.info.values->to_model(data.values->to_user(d->x)).to(torch::kFloat);
+    data.values = m.info.values;
+  }
+  adopt_classes(m, data);
+  return m;
+}
+
+void copy_init_weights(const InitModel& init, EnergyImpl& energy) {
+  torch::NoGradGuard no_grad;
+  const auto copy = [&](const torch::OrderedDict<std::string, torch::Tensor>& from,
+                        const torch::OrderedDict<std::string, torch::Tensor>& to, const char* what) {
+    for (const auto& kv : to) {
+      const auto* src = from.find(kv.key());
+      EBM_CHECK_CONFIG(src != nullptr && src->sizes() == kv.value().sizes(), "train.init ", init.path, ": ",
+                       src == nullptr ? "has no " + std::string(what) + " '" + kv.key() + "'"
+                                      : std::string(what) + " '" + kv.key() + "' is " + c10::str(src->sizes()) +
+                                            ", this run's " + c10::str(kv.value().sizes()),
+                       " (this run's [energy] settings differ from the model's; give its settings)");
+      kv.value().copy_(*src);
+    }
+    EBM_CHECK_CONFIG(from.size() == to.size(), "train.init ", init.path, ": has ", from.size(), " ", what,
+                     "s, this run's energy ", to.size(),
+                     " (this run's [energy] settings differ from the model's; give its settings)");
+  };
+  copy(init.energy->named_parameters(true), energy.named_parameters(true), "weight");
+  copy(init.energy->named_buffers(true), energy.named_buffers(true), "buffer");
+}
+
+}  // namespace ebm
