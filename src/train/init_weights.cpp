@@ -13,10 +13,11 @@ namespace {
 std::string shape_text(const std::vector<int64_t>& s) { return c10::str(c10::IntArrayRef(s)); }
 
 // This run's labels as the model's classes: by name (words, folders, labels
-// by value), else as indices (by value when the model's names are values).
+// by value), else as indices (by value when the model's names are values);
+// a model without names has indices 0 .. K-1, which integer names are.
 void adopt_classes(const InitModel& m, DataSplit& data) {
   const auto& names = m.info.class_names;
-  if (names.empty() || !data.train.has_labels()) return;
+  if (!data.train.has_labels()) return;
   const auto& own = data.train.class_names;
   bool indices = true;  // (no names, or "0", "1", ...: class indices)
   for (size_t k = 0; k < own.size(); ++k) indices = indices && own[k] == std::to_string(k);
@@ -24,20 +25,31 @@ void adopt_classes(const InitModel& m, DataSplit& data) {
     for (Dataset* d : {&data.train, &data.test, &data.val}) d->class_names = names;
     return;
   }
-  const int64_t n_own = own.empty() ? 0 : int64_t(own.size());
-  std::vector<int64_t> to_model;
+  const auto target = [&](const std::string& name) -> int64_t {
+    if (!names.empty()) {
+      const auto it = std::find(names.begin(), names.end(), name);
+      return it == names.end() ? -1 : int64_t(it - names.begin());
+    }
+    size_t used = 0;
+    int64_t v = -1;
+    try {
+      v = std::stoll(name, &used);
+    } catch (const std::exception&) {
+      return -1;
+    }
+    return used == name.size() && v >= 0 ? v : -1;
+  };
   std::string list;
   for (size_t i = 0; i < names.size(); ++i) list += (i ? ", " : "") + names[i];
+  if (names.empty()) list = "it keeps no class names: its labels are class indices 0 .. K-1";
+  const int64_t n_own = int64_t(own.size());
+  std::vector<int64_t> to_model;
   for (Dataset* d : {&data.train, &data.test, &data.val}) {
     if (!d->y.defined() || d->y.numel() == 0) continue;
     const int64_t k_own = std::max<int64_t>(n_own, d->y.max().item<int64_t>() + 1);
-    if (int64_t(to_model.size()) < k_own) {
-      to_model.assign(size_t(k_own), -1);
-      for (int64_t c = 0; c < k_own; ++c) {
-        const std::string name = c < n_own ? own[size_t(c)] : std::to_string(c);
-        const auto it = std::find(names.begin(), names.end(), name);
-        to_model[size_t(c)] = it == names.end() ? -1 : int64_t(it - names.begin());
-      }
+    while (int64_t(to_model.size()) < k_own) {
+      const int64_t c = int64_t(to_model.size());
+      to_model.push_back(target(c < n_own ? own[size_t(c)] : std::to_string(c)));
     }
     auto y = d->y.to(torch::kCPU, torch::kLong);
     auto mapped = torch::tensor(to_model, torch::kLong).index_select(0, y);

@@ -22,8 +22,8 @@
 #include "ebm/sampling/registry.h"
 #include "ebm/train/continual.h"
 #include "ebm/train/data_notes.h"
-#include "ebm/train/init_weights.h"
 #include "ebm/train/distributed.h"
+#include "ebm/train/init_weights.h"
 #include "ebm/train/train.h"
 
 namespace fs = std::filesystem;
