@@ -159,7 +159,7 @@ FileLabels training_labels(const torch::Tensor& y, const std::string& path) {
   }
   out.index = torch::searchsorted(uniq, v);
   const auto* p = uniq.data_ptr<int64_t>();
-  for (int64_t k = 0; k < uniq.numel(); ++k) out.names.push_back(std::to_string(p[k]));
+  for (int64_t c = 0; c < k; ++c) out.names.push_back(std::to_string(p[c]));
   return out;
 }
 
