@@ -86,6 +86,24 @@ TEST(TrainInit, KeepsTheModelsUnitsClassesAndWeights) {
   narrow.set_value("energy.hidden", std::vector<int64_t>{8});
   EXPECT_EQ(code_of([&] { Trainer(narrow, root + "/y"); }, &msg), ExitCode::kBadConfig);
   EXPECT_NE(msg.find("this run's [energy] settings differ"), std::string::npos) << msg;
+  // A run from train.init resumes bit-exactly (the checkpoint's weights
+  // over the model's, its units again).
+  {
+    Config longer = init;
+    longer.set_value("train.steps", int64_t(10));
+    longer.set_value("train.checkpoint_every", int64_t(2));
+    Trainer full(longer, root + "/full");
+    full.run(false);
+    {
+      Trainer a(longer, root + "/split");
+      a.on_step([](int64_t step, const std::map<std::string, double>&) { return step == 4; });
+      a.run(false);
+    }
+    Trainer b(longer, root + "/split");
+    b.run(true);
+    auto pa = full.energy().parameters(), pb = b.energy().parameters();
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+  }
   // A model of class indices (labels 0 .. 3, no names): labels 2 and 3 are
   // its classes 2 and 3, not the new data's own 0 and 1.
   write_set(root, "idx", 120, 3.0, 5.0, {0, 1, 2, 3}, 4);
