@@ -592,6 +592,7 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     --set train.batch_size=2 --out "$T/r42" >"$T/num.out" 2>"$T/num.err" \
     && grep -q "classes 2=0, 10=1" "$T/num.out" && ! grep -q "have no training rows" "$T/num.err" \
     && "$EBM" sample --model "$T/r42/model.pt" --label 10 --n 2 --steps 2 --out "$T/num10.npy" 2>"$T/num.err" \
+    && "$EBM" sample --model "$T/r42/model.pt" --label 02 --n 2 --steps 2 --out "$T/num02.npy" 2>"$T/num.err" \
     || { echo "FAIL: numbered class folders"; sed 's/^/    /' "$T/num.err"; fails=$((fails + 1)); }
   # Early stopping on images: a conditional conv model validates p(y | x).
   "$EBM" train "${PIX[@]}" --set data.val_fraction=0.2 --set train.keep_best=true --set train.log_every=1 \
