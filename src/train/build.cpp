@@ -37,7 +37,7 @@ Section train_section() {
             "model.pt whose energy weights this run starts from (fine-tuning, or learning on as new data "
             "arrive), with this run's [energy] settings equal to its; the run keeps that model's data map "
             "(standardisation, value map) and classes, so the weights mean what they did; a learned sampler's "
-            "network and the optimiser start fresh; empty = fresh weights"},
+            "network starts from the model's too when it keeps one; empty = fresh weights"},
            {"checkpoint_every", int64_t(1000), "checkpoint period"},
            {"sample_every", int64_t(0),
             "image runs: samples/step-NNNNNN.png grids of fresh chains (and -buffer.png) at this period; 0 = off"},

@@ -105,25 +105,44 @@ std::optional<InitModel> adopt_init_model(const Config& cfg, DataSplit& data) {
   return m;
 }
 
-void copy_init_weights(const InitModel& init, EnergyImpl& energy) {
+namespace {
+// Every parameter and buffer of `to` from the one of its name in `from`.
+void copy_module(const torch::nn::Module& from, torch::nn::Module& to, const std::string& path, const char* table) {
   torch::NoGradGuard no_grad;
-  const auto copy = [&](const torch::OrderedDict<std::string, torch::Tensor>& from,
-                        const torch::OrderedDict<std::string, torch::Tensor>& to, const char* what) {
-    for (const auto& kv : to) {
-      const auto* src = from.find(kv.key());
-      EBM_CHECK_CONFIG(src != nullptr && src->sizes() == kv.value().sizes(), "train.init ", init.path, ": ",
+  const auto copy = [&](const torch::OrderedDict<std::string, torch::Tensor>& src_all,
+                        const torch::OrderedDict<std::string, torch::Tensor>& dst_all, const char* what) {
+    const std::string differ = std::string(" (this run's [") + table + "] settings differ from the model's; give its settings)";
+    for (const auto& kv : dst_all) {
+      const auto* src = src_all.find(kv.key());
+      EBM_CHECK_CONFIG(src != nullptr && src->sizes() == kv.value().sizes(), "train.init ", path, ": ",
                        src == nullptr ? "has no " + std::string(what) + " '" + kv.key() + "'"
                                       : std::string(what) + " '" + kv.key() + "' is " + c10::str(src->sizes()) +
                                             ", this run's " + c10::str(kv.value().sizes()),
-                       " (this run's [energy] settings differ from the model's; give its settings)");
+                       differ);
       kv.value().copy_(*src);
     }
-    EBM_CHECK_CONFIG(from.size() == to.size(), "train.init ", init.path, ": has ", from.size(), " ", what,
-                     "s, this run's energy ", to.size(),
-                     " (this run's [energy] settings differ from the model's; give its settings)");
+    EBM_CHECK_CONFIG(src_all.size() == dst_all.size(), "train.init ", path, ": has ", src_all.size(), " ", what,
+                     "s, this run's ", table, " ", dst_all.size(), differ);
   };
-  copy(init.energy->named_parameters(true), energy.named_parameters(true), "weight");
-  copy(init.energy->named_buffers(true), energy.named_buffers(true), "buffer");
+  copy(from.named_parameters(true), to.named_parameters(true), "weight");
+  copy(from.named_buffers(true), to.named_buffers(true), "buffer");
+}
+}  // namespace
+
+void copy_init_weights(const InitModel& init, EnergyImpl& energy) {
+  copy_module(*init.energy, energy, init.path, "energy");
+}
+
+bool copy_init_generator(const InitModel& init, torch::nn::Module& generator) {
+  Generator g;
+  try {
+    g = load_generator(init.path);
+  } catch (const Error& e) {
+    if (std::string(e.what()).find("has no generator") != std::string::npos) return false;
+    throw;
+  }
+  copy_module(*g, generator, init.path, "generator");
+  return true;
 }
 
 }  // namespace ebm

@@ -215,7 +215,12 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
     }
   }
   parts_ = build_parts(cfg_, data_.model_train(), device_, data_.pixels);
-  if (init) copy_init_weights(*init, *parts_.energy);
+  if (init) {
+    copy_init_weights(*init, *parts_.energy);
+    for (auto& m : parts_.learners)  // (a learned sampler's network too, when the model keeps one)
+      if (m.name == "generator" && !copy_init_generator(*init, *m.module))
+        notes() << "ebm: note: train.init " << init->path << " keeps no generator: this run's starts fresh\n";
+  }
   // (buffer.init = auto likewise: the start this run's chains had, mixed for
   // images, uniform for vectors and JEM, whatever a later version's auto is)
   if (auto* cd = cd_chains(*parts_.objective); cd != nullptr && cfg_.get_string("buffer.init") == "auto")

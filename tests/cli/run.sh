@@ -115,6 +115,12 @@ printf '[data]\nname = "8gaussians"\nn = 500\n[energy]\nhidden = [16]\n[generato
   2>"$T/lat.err" >/dev/null && [ "$(wc -l <"$T/lat.csv")" -eq 7 ] && grep -q "latent MALA" "$T/lat.err" \
   || { echo "FAIL: sample --from generator --latent"; fails=$((fails + 1)); }
 expect 64 "add --from generator" -- "$EBM" sample --model "$T/vera/model.pt" --latent --n 2 --out "$T/s.csv"
+# train.init starts a learned sampler's network from the model's too: with
+# no steps the generator draws what the model's does.
+"$EBM" train --config "$T/vera.toml" --set train.steps=0 --set train.init="$T/vera/model.pt" --out "$T/vera0" >/dev/null 2>&1 \
+  && "$EBM" sample --model "$T/vera/model.pt" --from generator --n 7 --seed 4 --out "$T/gen_a.csv" >/dev/null 2>&1 \
+  && "$EBM" sample --model "$T/vera0/model.pt" --from generator --n 7 --seed 4 --out "$T/gen_b.csv" >/dev/null 2>&1 \
+  && cmp -s "$T/gen_a.csv" "$T/gen_b.csv" || { echo "FAIL: train.init copies the generator"; fails=$((fails + 1)); }
 "$EBM" train --config "$SRC/configs/moons-jem-vera.toml" --out "$T/jv" --set train.steps=5 --set data.n=500 \
   --set objective.posterior_samples=2 --set eval.sample_steps=5 --set eval.sample_chains=50 >/dev/null 2>&1 \
   && grep -q '"accuracy"' "$T/jv/metrics.jsonl" && [ -s "$T/jv/samples/decision.png" ] \

@@ -32,5 +32,9 @@ std::optional<InitModel> adopt_init_model(const Config& cfg, DataSplit& data);
 // built from this run's [energy] settings: kBadConfig naming the first
 // weight that the two lack or shape differently.
 void copy_init_weights(const InitModel& init, EnergyImpl& energy);
+// The same for a learned sampler's network (objective.name = vera, meg, ...),
+// when the model keeps one (this run's [generator] settings must be its);
+// false, leaving `generator` as it is, when the model has none.
+bool copy_init_generator(const InitModel& init, torch::nn::Module& generator);
 
 }  // namespace ebm
