@@ -30,7 +30,8 @@ Runner add_classify(CLI::App& app) {
                   "output CSV: one row of probabilities per input row, columns p0 ... pK-1 (p_NAME for a model "
                   "trained on class folders)")
       ->required();
-  cmd->add_option("--labels", a->labels, "true labels (CSV, NPY or IDX, one per row): also print the accuracy");
+  cmd->add_option("--labels", a->labels, "true labels (CSV, NPY, IDX or .txt, one per row, as the model was trained: class indices, label "
+                  "values or words): also print the accuracy");
   // (a folder with class sub-folders is labelled by them, mapped to the
   // model's classes by name)
   add_common(cmd, a->common);

@@ -83,7 +83,8 @@ Runner add_eval(CLI::App& app) {
                                 "default: all that apply)")
                     ->delimiter(',');
   auto* labels =
-      cmd->add_option("--labels", a->labels, "continual, calibration, classify, robustness: one integer label per row of a --data file");
+      cmd->add_option("--labels", a->labels, "continual, calibration, classify, robustness: one label per row of a --data file (as the model was "
+                      "trained: class indices, label values or words)");
   auto* bins = cmd->add_option("--bins", a->bins, "calibration: equal-width confidence bins")->capture_default_str();
   auto* plot = cmd->add_option("--plot", a->plot, "calibration: write the reliability diagram here (PNG)");
   auto* n_tasks = cmd->add_option("--tasks", a->n_tasks,
