@@ -205,7 +205,15 @@ torch::Tensor labels_as_trained(const torch::Tensor& y, const std::vector<std::s
 
 int64_t class_by_value(const std::string& text, const std::vector<std::string>& names) {
   if (!named_by_value(names)) return -1;
-  const auto it = std::find(names.begin(), names.end(), text);
+  int64_t value = 0;  // (any spelling of the number: "01" is 1, a folder 01/'s label)
+  size_t used = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    return -1;
+  }
+  if (text.empty() || used != text.size()) return -1;
+  const auto it = std::find(names.begin(), names.end(), std::to_string(value));
   return it == names.end() ? -1 : int64_t(it - names.begin());
 }
 

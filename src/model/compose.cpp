@@ -28,9 +28,6 @@ int64_t label_index(const std::string& text, const ModelInfo& info, int64_t k, c
   if (text.empty() || text == "none") return -1;
   // (a model trained on labels by value, -1 / 1: --label is one of them)
   if (const int64_t c = class_by_value(text, info.class_names); c >= 0) return c;
-  // (a numbered folder's name, "01", for a model of folders 01/ 02/: by value)
-  if (text.size() > 1 && text.size() < 18 && text[0] == '0' && text.find_first_not_of("0123456789") == std::string::npos)
-    if (const int64_t c = class_by_value(std::to_string(std::stoll(text)), info.class_names); c >= 0) return c;
   if (text == "-1") return -1;
   EBM_CHECK_USAGE(k > 0, "--label ", text, ": ", path, " is not class-conditional (energy.conditional)");
   EBM_CHECK_USAGE(!named_by_value(info.class_names), "--label ", text, ": ", path,

@@ -71,9 +71,8 @@ std::optional<InitModel> adopt_init_model(const Config& cfg, DataSplit& data) {
   if (path.empty()) return std::nullopt;
   InitModel m;
   m.path = path;
-  Energy loaded = load_model(path, &m.info);
-  m.energy = sampling_view(loaded).first;
-  const AffineMap map = sampling_view(loaded).second;
+  const auto [energy, map] = sampling_view(load_model(path, &m.info));
+  m.energy = energy;
   const bool pixels = data.pixels.has_value();
   const auto kind = [](bool px, bool values) { return px ? "0-255 pixels" : values ? "float images" : "vectors"; };
   EBM_CHECK_DATA(m.info.pixels.has_value() == pixels && m.info.values.has_value() == data.values.has_value(),

@@ -48,8 +48,8 @@ torch::Tensor labels_as_trained(const torch::Tensor& y, const std::vector<std::s
 torch::Tensor labels_as_trained(const LabelFile& file, const std::vector<std::string>& names, int64_t k,
                                 const std::string& path);
 
-// A class named `text` by value ("-1"), or -1 when the model's names are
-// not label values or none is `text`.
+// A class named by value by the number `text` ("-1"; "01" is 1), or -1 when
+// the model's names are not label values or none is that number.
 int64_t class_by_value(const std::string& text, const std::vector<std::string>& names);
 
 }  // namespace ebm
