@@ -2,12 +2,18 @@
 #include "ebm/train/init_weights.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "ebm/core/error.h"
 #include "ebm/data/labels.h"
 #include "ebm/energy/standardized.h"
+#include "ebm/io/io.h"
+#include "ebm/core/progress.h"
 
 namespace ebm {
+namespace fs = std::filesystem;
 namespace {
 
 std::string shape_text(const std::vector<int64_t>& s) { return c10::str(c10::IntArrayRef(s)); }
@@ -64,11 +70,25 @@ void adopt_classes(const InitModel& m, DataSplit& data) {
   }
 }
 
+// A file's bytes ("" when it cannot be read: the caller has checked it exists).
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+std::string init_copy_path(const std::string& run_dir) { return run_dir + "/init.pt"; }
+
 }  // namespace
 
-std::optional<InitModel> adopt_init_model(const Config& cfg, DataSplit& data) {
-  const std::string path = cfg.get_string("train.init");
+std::optional<InitModel> adopt_init_model(const Config& cfg, DataSplit& data, const std::string& run_dir) {
+  std::string path = cfg.get_string("train.init");
   if (path.empty()) return std::nullopt;
+  std::error_code ec;
+  if (!run_dir.empty() && !fs::exists(path, ec) && fs::is_regular_file(init_copy_path(run_dir), ec)) {
+    path = init_copy_path(run_dir);  // (keep_init_copy says so on a resume, and refuses a fresh run)
+  }
   InitModel m;
   m.path = path;
   const auto [energy, map] = sampling_view(load_model(path, &m.info));
@@ -142,6 +162,28 @@ bool copy_init_generator(const InitModel& init, torch::nn::Module& generator) {
   }
   copy_module(*g, generator, init.path, "generator");
   return true;
+}
+
+void keep_init_copy(const Config& cfg, const std::string& run_dir, bool resume, bool lead) {
+  const std::string path = cfg.get_string("train.init"), copy = init_copy_path(run_dir);
+  if (path.empty()) return;
+  std::error_code ec;
+  const bool have = fs::exists(path, ec), kept = fs::is_regular_file(copy, ec);
+  if (resume && !have && kept) {
+    notes() << "ebm: note: train.init " << path << " is gone: its copy " << copy << ", kept by the run in "
+            << run_dir << ", stands in for it\n";
+    return;
+  }
+  EBM_CHECK_CODE(have, ExitCode::kMissingInput, "train.init ", path, ": no such file (", copy,
+                 " serves a --resume of its run only)");
+  const std::string bytes = file_text(path);
+  if (resume && kept) {
+    EBM_CHECK_CONFIG(file_text(copy) == bytes, "--resume: train.init ", path, " changed since the run in ",
+                     run_dir, " started from it (its copy is ", copy, "): a checkpoint continues in the units ",
+                     "it started in; put the file back or --set train.init=", copy);
+    return;
+  }
+  if (lead) atomic_write_text(copy, bytes);
 }
 
 }  // namespace ebm

@@ -190,7 +190,7 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   cfg_.validate();
   check_run_config(cfg_);
   data_ = build_data(cfg_);
-  const auto init = adopt_init_model(cfg_, data_);  // (train.init: its units and classes)
+  const auto init = adopt_init_model(cfg_, data_, out_);  // (train.init: its units and classes)
   if (init && energy_is_conditional(cfg_) && cfg_.get_int("energy.classes") == 0)
     cfg_.set_value("energy.classes", init->energy->num_classes());
   default_pixel_box();
@@ -556,6 +556,7 @@ int64_t Trainer::run(bool resume) {
   EBM_CHECK_CODE(!lead || !resume || fs::exists(ckpt), ExitCode::kMissingInput, ckpt,
                  ": cannot open checkpoint (nothing to resume)");
   if (lead) fs::create_directories(out_);
+  keep_init_copy(cfg_, out_, resume, lead);  // (train.init: a resume reads the run's copy when the file is gone)
   if (resume) {
     if (lead) {
       check_same_energy(cfg_, out_);

@@ -25,8 +25,16 @@ struct InitModel {
 // names (labels looked up by name or value) replace the ones this run's data
 // would have fitted. kMissingInput (no file), kBadData (another kind of data:
 // pixels or not, another sample shape, a label the model lacks), kBadConfig
-// (data.standardize or data.scale unlike the model's).
-std::optional<InitModel> adopt_init_model(const Config& cfg, DataSplit& data);
+// (data.standardize or data.scale unlike the model's). A train.init file that
+// is gone is read from `run_dir`/init.pt, the copy its run keeps (with a note):
+// a run resumes in the units it started in.
+std::optional<InitModel> adopt_init_model(const Config& cfg, DataSplit& data, const std::string& run_dir = "");
+
+// Trainer::run's check of train.init against the run's copy, `run_dir`/init.pt:
+// a fresh run needs the file (kMissingInput) and, on `lead`, copies it there; a
+// resumed run needs the same model as its copy (kBadConfig when the file
+// changed since) and copies it when the run kept none (an earlier version).
+void keep_init_copy(const Config& cfg, const std::string& run_dir, bool resume, bool lead);
 
 // Copies the model's weights (parameters and buffers, by name) into `energy`,
 // built from this run's [energy] settings: kBadConfig naming the first

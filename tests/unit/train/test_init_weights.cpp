@@ -87,9 +87,13 @@ TEST(TrainInit, KeepsTheModelsUnitsClassesAndWeights) {
   EXPECT_EQ(code_of([&] { Trainer(narrow, root + "/y"); }, &msg), ExitCode::kBadConfig);
   EXPECT_NE(msg.find("this run's [energy] settings differ"), std::string::npos) << msg;
   // A run from train.init resumes bit-exactly (the checkpoint's weights
-  // over the model's, its units again).
+  // over the model's, its units again), also when the file is gone: the
+  // run keeps a copy, init.pt.
   {
+    const std::string given = root + "/given.pt";
+    fs::copy_file(model, given);
     Config longer = init;
+    longer.set_value("train.init", given);
     longer.set_value("train.steps", int64_t(10));
     longer.set_value("train.checkpoint_every", int64_t(2));
     Trainer full(longer, root + "/full");
@@ -99,10 +103,28 @@ TEST(TrainInit, KeepsTheModelsUnitsClassesAndWeights) {
       a.on_step([](int64_t step, const std::map<std::string, double>&) { return step == 4; });
       a.run(false);
     }
-    Trainer b(longer, root + "/split");
-    b.run(true);
-    auto pa = full.energy().parameters(), pb = b.energy().parameters();
-    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+    EXPECT_TRUE(fs::is_regular_file(root + "/split/init.pt"));
+    fs::remove(given);
+    {
+      Trainer b(longer, root + "/split");
+      b.run(true);
+      auto pa = full.energy().parameters(), pb = b.energy().parameters();
+      for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+    }
+    // A fresh run needs the file itself.
+    EXPECT_EQ(code_of([&] { Trainer(longer, root + "/split").run(false); }, &msg), ExitCode::kMissingInput);
+    EXPECT_NE(msg.find("train.init " + given + ": no such file"), std::string::npos) << msg;
+    // Another model under the same name: a resume would continue in other
+    // units, and is refused.
+    {
+      Config other = run_config(root, "old");
+      other.set_value("seed", int64_t(6));
+      Trainer o(other, root + "/other_run");
+      o.run(false);
+    }
+    fs::copy_file(root + "/other_run/model.pt", given);
+    EXPECT_EQ(code_of([&] { Trainer(longer, root + "/split").run(true); }, &msg), ExitCode::kBadConfig);
+    EXPECT_NE(msg.find("changed since the run in"), std::string::npos) << msg;
   }
   // A model of class indices (labels 0 .. 3, no names): labels 2 and 3 are
   // its classes 2 and 3, not the new data's own 0 and 1.
