@@ -2,6 +2,7 @@
 #include "ebm/core/error.h"
 #include "ebm/data/data.h"
 #include "ebm/data/images.h"
+#include "ebm/data/image_size.h"
 #include "ebm/data/labels.h"
 #include "ebm/data/trajectories.h"
 #include "ebm/io/io.h"
@@ -144,6 +145,12 @@ Section data_section() {
             "counted (a density has no point masses); auto: uniform for 0-255 pixels, none for float values"},
            {"dequantize_std", 0.05, "data.dequantize = gaussian: the noise's std as a fraction of each column's sd"},
            {"flip", false, "random horizontal flips of training images"},
+           {"image_size", std::vector<int64_t>{},
+            "[H, W] or [S]: every image resized to it as it is read (a folder of images of mixed sizes; "
+            "fashion_mnist at [32, 32]), and so are the images every command reads for the model; empty = "
+            "as they are (a folder's images must then share one size)"},
+           {"image_fit", std::string("crop"),
+            "how data.image_size treats another aspect ratio: crop (the centre, scaled to fill) or stretch"},
            {"shape", std::vector<int64_t>{}, "shape of one sample, e.g. [1, 28, 28] for rows of flattened images; empty = as read"},
            {"step_values", int64_t(0),
             "with data.path: rows are trajectories, T recorded steps of F = step_values values each, step-major "
@@ -179,7 +186,7 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
   } else {
     EBM_CHECK_CONFIG(split == "train", "data.split = '", split, "' with data.path ", path,
                      ": a file has no test split of its own (data.test_fraction holds rows out)");
-    d = load_data_path(path);
+    d = load_data_path(path, image_size_of(cfg));
     if (!labels.empty()) {
       EBM_CHECK_CONFIG(!d.has_labels(), "data.labels with data.path ", path,
                        ": its sub-folders already label the images");
@@ -217,6 +224,14 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
     auto full = shape;
     full.insert(full.begin(), d.size());
     d.x = d.x.reshape(full);
+  }
+  if (const auto size = image_size_of(cfg); size.given()) {  // (a built-in set's, or data.shape's images)
+    EBM_CHECK_CONFIG(d.x.dim() == 4, "data.image_size = ", size.text(), " resizes images, but ", d.description,
+                     " holds rows of ", d.x.sizes().slice(1));
+    if (d.x.size(2) != size.height || d.x.size(3) != size.width) {
+      d.description += " resized to " + size.text();
+      d.x = resize_images(d.x, size, d.pixels);
+    }
   }
   const auto classes = cfg.get_int_list("data.classes");
   if (!classes.empty()) {

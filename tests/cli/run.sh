@@ -415,6 +415,13 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 65 "bad_magic.idx"  -- "$EBM" energy --model "$P" --input "$T/bad_magic.idx" --out "$T/e.csv"
   expect 65 "short.idx"      -- "$EBM" energy --model "$P" --input "$T/short.idx" --out "$T/e.csv"
   expect 65 "b.png"          -- "$EBM" train "${PIX[@]}" --set data.path="$T/mixed" --set data.labels="" --set energy.conditional=false --out "$T/r20"
+  # (data.image_size: the folder's two sizes made one; the model reads any size as its own)
+  "$EBM" train "${PIX[@]}" --set data.path="$T/mixed" --set data.labels="" --set energy.conditional=false \
+    --set "data.image_size=[8]" --out "$T/r20s" >/dev/null 2>&1 \
+    && "$EBM" energy --model "$T/r20s/model.pt" --input "$T/mixed/b.png" --out "$T/r20s.csv" >/dev/null 2>&1 \
+    && [ "$(wc -l <"$T/r20s.csv")" -eq 2 ] || { echo "FAIL: data.image_size"; fails=$((fails + 1)); }
+  expect 65 "data.image_size = 8x8 (crop) resizes images" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" \
+    --set data.path="$T/pix_labels.csv" --set "data.image_size=[8]" --out "$T/r20v"
   expect 65 "pix_labels39.csv" -- "$EBM" train "${PIX[@]}" --set data.labels="$T/pix_labels39.csv" --out "$T/r21"
   expect 78 "data.classes"   -- "$EBM" train "${PIX[@]}" --set "data.classes=[5]" --out "$T/r22"
   expect 65 "outside the model's 2 classes" -- "$EBM" train "${PIX[@]}" --set energy.classes=2 --out "$T/r23"

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "ebm/data/image_size.h"
 #include "ebm/model/model.h"
 
 namespace ebm {
@@ -23,5 +24,10 @@ std::optional<PixelMap> image_map(const std::optional<PixelMap>& pixels, const s
 // range), or without one taken as already in its units, checked against its
 // clamp box. Shared by read_model_input and OOD's fit:SPEC (eval/ood.cpp).
 torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelInfo& info, const std::string& path);
+
+// An image model's data.image_size (its samples' [H, W]), so images of
+// other sizes are made its size as they are read, as its training images
+// were; not given for other models and model files before it.
+ImageSize model_image_size(const ModelInfo& info);
 
 }  // namespace ebm
