@@ -2,7 +2,7 @@
 #include "ebm/core/error.h"
 #include "ebm/data/data.h"
 #include "ebm/data/images.h"
-#include "ebm/data/image_size.h"
+#include "ebm/data/image_reading.h"
 #include "ebm/data/labels.h"
 #include "ebm/data/trajectories.h"
 #include "ebm/io/io.h"
@@ -151,6 +151,14 @@ Section data_section() {
             "as they are (a folder's images must then share one size)"},
            {"image_fit", std::string("crop"),
             "how data.image_size treats another aspect ratio: crop (the centre, scaled to fill) or stretch"},
+           {"channels", int64_t(0),
+            "1 or 3: every image made grey (luminance) or colour (copies) as it is read, so a folder of grey "
+            "and colour files trains, and so are the images every command reads for the model; 0 = as they "
+            "are (grey and colour files together are then an error)"},
+           {"alpha", std::string("auto"),
+            "transparent pixels of PNG files: auto (composited over white under content darker than mid-grey, "
+            "else over black, image by image) | black | white | drop (the colour under them kept, as PIL's "
+            "convert does); model.pt keeps it for the images its commands read"},
            {"shape", std::vector<int64_t>{}, "shape of one sample, e.g. [1, 28, 28] for rows of flattened images; empty = as read"},
            {"step_values", int64_t(0),
             "with data.path: rows are trajectories, T recorded steps of F = step_values values each, step-major "
@@ -186,7 +194,7 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
   } else {
     EBM_CHECK_CONFIG(split == "train", "data.split = '", split, "' with data.path ", path,
                      ": a file has no test split of its own (data.test_fraction holds rows out)");
-    d = load_data_path(path, image_size_of(cfg));
+    d = load_data_path(path, image_reading_of(cfg));  // (image files: their alpha, channels and size)
     if (!labels.empty()) {
       EBM_CHECK_CONFIG(!d.has_labels(), "data.labels with data.path ", path,
                        ": its sub-folders already label the images");
@@ -225,13 +233,17 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
     full.insert(full.begin(), d.size());
     d.x = d.x.reshape(full);
   }
-  if (const auto size = image_size_of(cfg); size.given()) {  // (a built-in set's, or data.shape's images)
-    EBM_CHECK_CONFIG(d.x.dim() == 4, "data.image_size = ", size.text(), " resizes images, but ", d.description,
-                     " holds rows of ", d.x.sizes().slice(1));
-    if (d.x.size(2) != size.height || d.x.size(3) != size.width) {
-      d.description += " resized to " + size.text();
-      d.x = resize_images(d.x, size, d.pixels);
+  // (a built-in set's images, or data.shape's, resized and given channels)
+  if (const auto r = image_reading_of(cfg); r.resizes() || r.channels > 0) {
+    EBM_CHECK_CONFIG(d.x.dim() == 4 && (d.x.size(1) == 1 || d.x.size(1) == 3 || r.channels == 0),
+                     r.resizes() ? "data.image_size = " + r.text() + " resizes"
+                                 : "data.channels = " + std::to_string(r.channels) + " converts",
+                     " images, but ", d.description, " holds rows of ", d.x.sizes().slice(1));
+    if (r.resizes() && (d.x.size(2) != r.height || d.x.size(3) != r.width)) {
+      d.description += " resized to " + r.text();
+      d.x = resize_images(d.x, r, d.pixels);
     }
+    d.x = with_channels(d.x, r.channels, d.pixels);
   }
   const auto classes = cfg.get_int_list("data.classes");
   if (!classes.empty()) {

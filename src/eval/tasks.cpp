@@ -99,12 +99,14 @@ EvalReport modes_task(const Config& c, EnergyImpl& energy, const ModelInfo&) {
 // gen) or a file / folder; raw 0-255 pixels when `pixels`, else float values
 // in the feature network's own range (a float NPY).
 torch::Tensor reference_images(const std::string& spec, const std::string& split, int64_t n, at::Generator& gen,
-                               bool pixels) {
+                               bool pixels, const ImageReading& reading) {
   Dataset d;
+  std::error_code ec;
   if (spec == "fashion_mnist" || spec == "mnist") {
     d = spec == "mnist" ? load_mnist(split) : load_fashion_mnist(split);
-  } else {
-    d = load_data_path(spec);
+  } else {  // (image files and folders read as the model's training images were)
+    d = std::filesystem::is_directory(spec, ec) || image_file_name(spec) ? load_data_path(spec, reading)
+                                                                         : load_data_path(spec);
   }
   if (pixels)
     EBM_CHECK_DATA(d.pixels, spec, ": reference images must be raw 0-255 pixels (PNG, IDX or integer NPY), "
@@ -175,18 +177,19 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   feature_shape.insert(feature_shape.begin(), -1);
   auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
   const bool builtin = reference == "fashion_mnist" || reference == "mnist";
-  auto ref = reference_images(reference, "test", n, gen, pixels);
-  auto held = builtin ? reference_images(reference, "train", n, gen, pixels) : torch::Tensor();
+  const auto reading = model_image_reading(info);
+  auto ref = reference_images(reference, "test", n, gen, pixels, reading);
+  auto held = builtin ? reference_images(reference, "train", n, gen, pixels, reading) : torch::Tensor();
   if (!builtin) {  // (a file: two disjoint halves of 2n of its images)
-    auto both = reference_images(reference, "", 2 * n, gen, pixels);
+    auto both = reference_images(reference, "", 2 * n, gen, pixels, reading);
     ref = both.narrow(0, 0, n);
     held = both.narrow(0, n, n);
   }
-  // (a model of data.image_size: the reference made its size, as its own
-  // training images were)
-  if (const auto size = model_image_size(info); size.given() && ref.dim() == 4) {
-    ref = resize_images(ref, size, pixels);
-    held = resize_images(held, size, pixels);
+  // (a model of data.image_size or data.channels: the reference made its
+  // size and channels, as its own training images were)
+  if (ref.dim() == 4 && (ref.size(1) == 1 || ref.size(1) == 3)) {
+    ref = resize_images(with_channels(ref, reading.channels, pixels), reading, pixels);
+    held = resize_images(with_channels(held, reading.channels, pixels), reading, pixels);
   }
   if (finfo.values) {
     const double lo = ref.min().item<double>(), hi = ref.max().item<double>(),

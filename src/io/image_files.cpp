@@ -15,8 +15,8 @@ namespace ebm {
 
 namespace {
 // stb_image's decode of `bytes` (of the named format, for messages) as
-// uint8 [C, H, W]; alpha is dropped.
-torch::Tensor decode_image(const std::string& bytes, const std::string& path, const char* format) {
+// uint8 [C, H, W], alpha as `alpha` says.
+torch::Tensor decode_image(const std::string& bytes, const std::string& path, const char* format, Alpha alpha) {
   EBM_CHECK_DATA(bytes.size() <= size_t(std::numeric_limits<int>::max()), path, ": ", format, " file too large");
   int w = 0, h = 0, comp = 0;
   unsigned char* px = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
@@ -27,20 +27,40 @@ torch::Tensor decode_image(const std::string& bytes, const std::string& path, co
   }
   auto img = torch::from_blob(px, {h, w, comp}, torch::kUInt8).clone();  // [H, W, comp]
   stbi_image_free(px);
-  // Alpha is dropped: grey + alpha -> grey, RGBA -> RGB.
-  const int64_t c = comp <= 2 ? 1 : 3;
-  return img.narrow(2, 0, c).permute({2, 0, 1}).contiguous();  // [C, H, W]
+  if (comp == 2 || comp == 4) return composite_alpha(img, alpha);
+  return img.permute({2, 0, 1}).contiguous();  // [C, H, W]
 }
 }  // namespace
 
-torch::Tensor read_png(const std::string& path) {
+torch::Tensor composite_alpha(const torch::Tensor& hwc, Alpha alpha) {
+  TORCH_CHECK(hwc.dim() == 3 && (hwc.size(2) == 2 || hwc.size(2) == 4), "composite_alpha: [H, W, C + 1], got ",
+              hwc.sizes());
+  const int64_t c = hwc.size(2) - 1;
+  auto colour = hwc.narrow(2, 0, c);
+  if (alpha == Alpha::kDrop) return colour.permute({2, 0, 1}).contiguous();
+  const auto v = colour.to(torch::kFloat), a = hwc.select(2, c).to(torch::kFloat).unsqueeze(2) / 255.0;
+  double under = alpha == Alpha::kWhite ? 255.0 : 0.0;
+  if (alpha == Alpha::kAuto) {  // (the content's mean luminance, weighted by opacity)
+    const auto lum = c == 1 ? v.select(2, 0) : 0.299 * v.select(2, 0) + 0.587 * v.select(2, 1) + 0.114 * v.select(2, 2);
+    const double w = a.sum().item<double>();
+    under = w > 0 && (lum * a.squeeze(2)).sum().item<double>() / w < 127.5 ? 255.0 : 0.0;
+  }
+  const auto out = (v * a + under * (1.0 - a)).round().clamp(0, 255).to(torch::kUInt8);
+  return out.permute({2, 0, 1}).contiguous();  // [C, H, W]
+}
+
+namespace {
+torch::Tensor read_png_as(const std::string& path, Alpha alpha) {
   const auto bytes = read_file_bytes(path);
   // stb_image would take a JPEG or BMP as well; a .png must be a PNG.
   static const char kSignature[] = "\x89PNG\r\n\x1a\n";
   if (bytes.size() < 8 || std::memcmp(bytes.data(), kSignature, 8) != 0)
     fail(ExitCode::kBadData, path, ": byte offset 0: not a PNG file (bad signature)");
-  return decode_image(bytes, path, "PNG");
+  return decode_image(bytes, path, "PNG", alpha);
 }
+}  // namespace
+
+torch::Tensor read_png(const std::string& path) { return read_png_as(path, Alpha::kAuto); }
 
 bool image_file_name(const std::string& path) {
   const auto ext = file_extension(path);
@@ -56,9 +76,9 @@ torch::Tensor grey_of_rgb(const torch::Tensor& x) {
   return v.mean(1, /*keepdim=*/true).round().to(x.scalar_type());
 }
 
-torch::Tensor read_image(const std::string& path) {
+torch::Tensor read_image(const std::string& path, Alpha alpha) {
   const auto ext = file_extension(path);
-  if (ext == ".png") return read_png(path);
+  if (ext == ".png") return read_png_as(path, alpha);
   const bool jpeg = ext == ".jpg" || ext == ".jpeg";
   if (!jpeg && ext != ".bmp")
     fail(ExitCode::kUsage, path, ": not an image file name (want .png, .jpg, .jpeg or .bmp)");
@@ -69,7 +89,7 @@ torch::Tensor read_image(const std::string& path) {
                        : bytes.size() >= 2 && bytes[0] == 'B' && bytes[1] == 'M';
   if (!ok)
     fail(ExitCode::kBadData, path, ": byte offset 0: not a ", jpeg ? "JPEG" : "BMP", " file (bad signature)");
-  return decode_image(bytes, path, jpeg ? "JPEG" : "BMP");
+  return decode_image(bytes, path, jpeg ? "JPEG" : "BMP", alpha);
 }
 
 }  // namespace ebm

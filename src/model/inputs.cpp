@@ -11,7 +11,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
 #include "ebm/data/images.h"
-#include "ebm/data/image_size.h"
+#include "ebm/data/image_reading.h"
 #include "ebm/data/integer_arrays.h"
 #include "ebm/data/labels.h"
 #include "ebm/data/pixels.h"
@@ -126,16 +126,29 @@ torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelI
   return info.pixels->to_model(x);
 }
 
-ImageSize model_image_size(const ModelInfo& info) {
-  if (info.event_shape.size() != 3 || info.data_toml.empty()) return {};
-  auto size = image_size_of(data_config(info.data_toml, "the model's [data] table"));
-  if (size.given()) size.height = info.event_shape[1], size.width = info.event_shape[2];
-  return size;
+ImageReading model_image_reading(const ModelInfo& info) {
+  ImageReading r;
+  r.alpha = Alpha::kDrop;  // (model files before data.alpha: their training dropped it)
+  if (info.event_shape.size() != 3 || info.data_toml.empty()) return r;
+  const Config data = data_config(info.data_toml, "the model's [data] table");
+  const auto given = image_reading_of(data);
+  if (data.is_set("data.alpha")) r.alpha = given.alpha;
+  if (given.resizes()) {
+    r.height = info.event_shape[1];
+    r.width = info.event_shape[2];
+    r.crop = given.crop;
+  }
+  if (given.channels > 0) r.channels = info.event_shape[0];
+  return r;
 }
 
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   const auto& shape = info.event_shape;
-  const ImageSize size = model_image_size(info);
+  const ImageReading reading = model_image_reading(info);
+  const auto as_read = [&](const torch::Tensor& x, bool pixels) {  // (images of an array: channels and size)
+    if (x.dim() != 4 || (x.size(1) != 1 && x.size(1) != 3)) return x;
+    return resize_images(with_channels(x, reading.channels, pixels), reading, pixels);
+  };
   // (PNG and IDX bytes are pixels; an integer NPY follows the model: raw
   // pixels for a model trained on them, numbers in the data's units else)
   torch::Tensor x;
@@ -146,10 +159,12 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
     pixels = !raw.is_floating_point() && info.pixels.has_value();
     if (pixels) check_pixel_range(raw, path);
     x = raw.to(torch::kFloat32);
-    if (size.given() && x.dim() == 4) x = resize_images(x, size, pixels);
+    x = as_read(x, pixels);
   } else {
-    Dataset in = size.given() ? load_data_path(path, size) : load_data_path(path);
-    x = in.x;
+    // (image files and folders: their alpha too, as training read them)
+    const bool images = std::filesystem::is_directory(path, ec) || image_file_name(path);
+    Dataset in = images ? load_data_path(path, reading) : load_data_path(path);
+    x = images ? in.x : as_read(in.x, in.pixels);
     pixels = in.pixels;
   }
   // (grey images stored as RGB, a JPEG's way, for a model of grey images;
@@ -186,7 +201,9 @@ Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const
       const auto file = read_label_file(labels, d.size());  // (one per row of spec)
       d.y = labels_as_trained(file, info.class_names, 0, labels);
     } else {
-      Dataset raw = load_data_path(spec, model_image_size(info));  // (a folder's sub-folders label it)
+      std::error_code ec;  // (a folder's sub-folders label it; its images read as for the model)
+      Dataset raw = std::filesystem::is_directory(spec, ec) ? load_data_path(spec, model_image_reading(info))
+                                                            : load_data_path(spec);
       if (raw.has_labels()) d.y = folder_labels_as_trained(raw, info, spec);
     }
     return d;
@@ -194,7 +211,10 @@ Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const
   EBM_CHECK_USAGE(labels.empty(), spec, ": a built-in set has its own labels; drop the labels file ", labels);
   EBM_CHECK_USAGE(info.pixels.has_value(), spec, ": a built-in image set, but the model was not trained on pixels");
   d = name == "mnist" ? load_mnist(part) : load_fashion_mnist(part);
-  d.x = resize_images(d.x, model_image_size(info), true);
+  {
+    const auto r = model_image_reading(info);
+    d.x = resize_images(with_channels(d.x, r.channels, true), r, true);
+  }
   EBM_CHECK_DATA(d.x[0].numel() == c10::multiply_integers(info.event_shape), spec, ": images of ",
                  d.x[0].sizes(), " for a model whose samples are ", c10::IntArrayRef(info.event_shape));
   auto full = info.event_shape;

@@ -422,6 +422,12 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     && [ "$(wc -l <"$T/r20s.csv")" -eq 2 ] || { echo "FAIL: data.image_size"; fails=$((fails + 1)); }
   expect 65 "data.image_size = 8x8 (crop) resizes images" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" \
     --set data.path="$T/pix_labels.csv" --set "data.image_size=[8]" --out "$T/r20v"
+  expect 78 "data.alpha must be auto, black, white or drop" -- "$EBM" train "${PIX[@]}" --set data.alpha=grey --out "$T/r20a"
+  # (data.channels = 3: the grey folder read as colour, and so are the model's inputs)
+  "$EBM" train "${PIX[@]}" --set data.path="$T/mixed" --set data.labels="" --set energy.conditional=false \
+    --set "data.image_size=[8]" --set data.channels=3 --out "$T/r20c" >/dev/null 2>&1 \
+    && "$EBM" sample --model "$T/r20c/model.pt" --n 1 --steps 1 --init "$T/mixed/a.png" --out "$T/r20c.npy" >/dev/null 2>&1 \
+    && [ "$(head -c 80 "$T/r20c.npy" | grep -c "(1, 3, 8, 8)")" -eq 1 ] || { echo "FAIL: data.channels"; fails=$((fails + 1)); }
   expect 65 "pix_labels39.csv" -- "$EBM" train "${PIX[@]}" --set data.labels="$T/pix_labels39.csv" --out "$T/r21"
   expect 78 "data.classes"   -- "$EBM" train "${PIX[@]}" --set "data.classes=[5]" --out "$T/r22"
   expect 65 "outside the model's 2 classes" -- "$EBM" train "${PIX[@]}" --set energy.classes=2 --out "$T/r23"

@@ -10,10 +10,21 @@ namespace ebm {
 
 // .png, .jpg, .jpeg or .bmp (any case) by name.
 bool image_file_name(const std::string& path);
-// One image, uint8 [C, H, W], as read_png: the extension picks the format
-// and the file's signature must match it (kBadData naming the file
-// otherwise, or stb_image's reason when it cannot decode it).
-torch::Tensor read_image(const std::string& path);
+// What becomes of an image's alpha channel (data.alpha): composited over
+// black or white, over whichever of the two contrasts with the image's own
+// content (auto: white under content darker than mid-grey on average,
+// weighted by opacity, else black), or dropped (the colour values under
+// transparent pixels kept as they are, PIL's convert("RGB")).
+enum class Alpha { kAuto, kBlack, kWhite, kDrop };
+
+// One image, uint8 [C, H, W] (C = 1 or 3), as read_png: the extension picks
+// the format and the file's signature must match it (kBadData naming the
+// file otherwise, or stb_image's reason when it cannot decode it). Alpha, if
+// the file has it, as `alpha` says.
+torch::Tensor read_image(const std::string& path, Alpha alpha = Alpha::kAuto);
+
+// uint8 [H, W, C + 1] pixels with alpha last (C = 1 or 3) made [C, H, W].
+torch::Tensor composite_alpha(const torch::Tensor& hwc, Alpha alpha);
 
 // Grey images stored as RGB (every pixel's three values within 2 levels of
 // each other, as JPEG rounding leaves them): x [N, 3, H, W] of 0-255 pixels

@@ -36,8 +36,8 @@ torch::Tensor read_array_raw(const std::string& path);
 torch::Tensor read_npy_array(const std::string& path);
 torch::Tensor read_idx_array(const std::string& path);
 // One image, uint8 [C, H, W]: C = 1 for grey (and grey + alpha), 3 for RGB
-// (and RGBA); alpha is dropped. Anything but a decodable PNG is kBadData
-// with stb_image's reason.
+// (and RGBA); alpha composited as Alpha::kAuto says (io/image_files.h).
+// Anything but a decodable PNG is kBadData with stb_image's reason.
 torch::Tensor read_png(const std::string& path);
 
 // Writes [N, D] (or [N]) as CSV (%.9g, header line when given) or NPY

@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "ebm/data/image_size.h"
+#include "ebm/data/image_reading.h"
 #include "ebm/model/model.h"
 
 namespace ebm {
@@ -25,9 +25,10 @@ std::optional<PixelMap> image_map(const std::optional<PixelMap>& pixels, const s
 // clamp box. Shared by read_model_input and OOD's fit:SPEC (eval/ood.cpp).
 torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelInfo& info, const std::string& path);
 
-// An image model's data.image_size (its samples' [H, W]), so images of
-// other sizes are made its size as they are read, as its training images
-// were; not given for other models and model files before it.
-ImageSize model_image_size(const ModelInfo& info);
+// How an image model's training read its image files (data.image_size as
+// its samples' [H, W], data.channels as their C, data.alpha), so images of
+// other sizes and channel counts are made its own as they are read; alpha
+// dropped, nothing resized, for other models and model files before them.
+ImageReading model_image_reading(const ModelInfo& info);
 
 }  // namespace ebm

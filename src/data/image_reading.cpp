@@ -1,20 +1,27 @@
-// data.image_size: images resized as they are read (data/image_size.h).
-#include "ebm/data/image_size.h"
+// data.image_size: images resized as they are read (data/image_reading.h).
+#include "ebm/data/image_reading.h"
 
 #include "ebm/core/error.h"
 
 namespace ebm {
 
-std::string ImageSize::text() const {
+std::string ImageReading::text() const {
   return std::to_string(height) + "x" + std::to_string(width) + (crop ? " (crop)" : " (stretch)");
 }
 
-ImageSize image_size_of(const Config& cfg) {
-  ImageSize s;
+ImageReading image_reading_of(const Config& cfg) {
+  ImageReading s;
   const auto v = cfg.get_int_list("data.image_size");
-  const std::string fit = cfg.get_string("data.image_fit");
+  const std::string fit = cfg.get_string("data.image_fit"), alpha = cfg.get_string("data.alpha");
   EBM_CHECK_CONFIG(fit == "crop" || fit == "stretch", "data.image_fit must be crop or stretch, got '", fit, "'");
   s.crop = fit == "crop";
+  s.channels = cfg.get_int("data.channels");
+  EBM_CHECK_CONFIG(s.channels == 0 || s.channels == 1 || s.channels == 3,
+                   "data.channels must be 0 (as the images are), 1 (grey) or 3 (colour), got ", s.channels);
+  EBM_CHECK_CONFIG(alpha == "auto" || alpha == "black" || alpha == "white" || alpha == "drop",
+                   "data.alpha must be auto, black, white or drop, got '", alpha, "'");
+  s.alpha = alpha == "black" ? Alpha::kBlack : alpha == "white" ? Alpha::kWhite : alpha == "drop" ? Alpha::kDrop
+                                                                                 : Alpha::kAuto;
   if (v.empty()) return s;
   EBM_CHECK_CONFIG(v.size() <= 2 && v.front() >= 1 && v.back() >= 1 && v.front() <= 4096 && v.back() <= 4096,
                    "data.image_size must be [S] or [H, W] with sides in 1 .. 4096, got ", c10::IntArrayRef(v));
@@ -23,8 +30,23 @@ ImageSize image_size_of(const Config& cfg) {
   return s;
 }
 
-torch::Tensor resize_images(const torch::Tensor& x, const ImageSize& size, bool pixels) {
-  if (!size.given()) return x;
+torch::Tensor with_channels(const torch::Tensor& x, int64_t channels, bool pixels) {
+  const int64_t axis = x.dim() - 3;
+  if (channels == 0 || x.dim() < 3 || x.size(axis) == channels) return x;
+  TORCH_CHECK(x.size(axis) == 1 || x.size(axis) == 3, "with_channels: 1 or 3 channels, got ", x.sizes());
+  if (channels == 3) {
+    auto shape = x.sizes().vec();
+    shape[axis] = 3;
+    return x.expand(shape).contiguous();
+  }
+  const auto v = x.to(torch::kFloat);
+  auto grey = (0.299 * v.select(axis, 0) + 0.587 * v.select(axis, 1) + 0.114 * v.select(axis, 2)).unsqueeze(axis);
+  if (pixels) grey = grey.round().clamp(0, 255);
+  return grey.to(x.scalar_type());
+}
+
+torch::Tensor resize_images(const torch::Tensor& x, const ImageReading& size, bool pixels) {
+  if (!size.resizes()) return x;
   if (x.dim() == 3) return resize_images(x.unsqueeze(0), size, pixels).squeeze(0);
   TORCH_CHECK(x.dim() == 4, "resize_images: images [N, C, H, W], got ", x.sizes());
   const int64_t h = size.height, w = size.width;
