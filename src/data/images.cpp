@@ -184,7 +184,7 @@ int64_t class_folder_number(const std::string& name) {
   return std::stoll(name);
 }
 
-// load_image_folder, every image made `size` as it is read when given.
+// load_image_folder, every image read as `reading` says (alpha, channels, size).
 static Dataset image_folder(const std::string& dir, const ImageReading& reading) {
   if (!is_dir(dir)) fail(ExitCode::kMissingInput, dir, ": cannot open for reading: not a directory");
   std::vector<std::string> files, classes;

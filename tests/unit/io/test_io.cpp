@@ -575,13 +575,20 @@ TEST_F(IoTest, PngRoundTripGreyAndRgb) {
   EXPECT_EQ(ebm::read_matrix(path("g.png")).sizes(), (c10::IntArrayRef{1, 35}));
 }
 
-TEST_F(IoTest, PngAlphaIsDropped) {
+// Alpha is composited (auto: ImageAlpha.* checks the arithmetic), or
+// dropped when asked, the colour under it kept.
+TEST_F(IoTest, PngAlphaIsCompositedOrDropped) {
   const auto ga = torch::arange(2 * 3 * 2, torch::kUInt8).reshape({2, 3, 2});  // [H, W, grey + alpha]
   const auto rgba = torch::arange(2 * 3 * 4, torch::kUInt8).reshape({2, 3, 4});
   ASSERT_TRUE(stbi_write_png(path("ga.png").c_str(), 3, 2, 2, ga.data_ptr<uint8_t>(), 3 * 2));
   ASSERT_TRUE(stbi_write_png(path("rgba.png").c_str(), 3, 2, 4, rgba.data_ptr<uint8_t>(), 3 * 4));
-  EXPECT_TRUE(torch::equal(ebm::read_png(path("ga.png")), ga.narrow(2, 0, 1).permute({2, 0, 1})));
-  EXPECT_TRUE(torch::equal(ebm::read_png(path("rgba.png")), rgba.narrow(2, 0, 3).permute({2, 0, 1})));
+  const auto drop = ebm::Alpha::kDrop;
+  EXPECT_TRUE(torch::equal(ebm::read_image(path("ga.png"), drop), ga.narrow(2, 0, 1).permute({2, 0, 1})));
+  EXPECT_TRUE(torch::equal(ebm::read_image(path("rgba.png"), drop), rgba.narrow(2, 0, 3).permute({2, 0, 1})));
+  EXPECT_TRUE(torch::equal(ebm::read_png(path("ga.png")), ebm::composite_alpha(ga, ebm::Alpha::kAuto)));
+  EXPECT_TRUE(torch::equal(ebm::read_png(path("rgba.png")), ebm::composite_alpha(rgba, ebm::Alpha::kAuto)));
+  // (the first pixel: grey 0 at alpha 1 over white, dark content, 254)
+  EXPECT_EQ(ebm::read_png(path("ga.png"))[0][0][0].item<int>(), 254);
 }
 
 TEST_F(IoTest, PngErrors) {
