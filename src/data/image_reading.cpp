@@ -1,4 +1,4 @@
-// data.image_size: images resized as they are read (data/image_reading.h).
+// How image files are read: their size, channels and alpha (data/image_reading.h).
 #include "ebm/data/image_reading.h"
 
 #include "ebm/core/error.h"

@@ -7,10 +7,10 @@
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/data/labels.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
-#include "ebm/core/progress.h"
 
 namespace ebm {
 namespace fs = std::filesystem;
