@@ -28,6 +28,7 @@
 #include "ebm/eval/images.h"
 #include "ebm/eval/restoration.h"
 #include "ebm/io/io.h"
+#include "ebm/model/input_units.h"
 #include "ebm/model/inputs.h"
 #include "ebm/train/train.h"
 #include "ebm/model/model.h"
@@ -271,6 +272,11 @@ Runner add_inpaint(CLI::App& app) {
              "bottom-half, dims:i,j)");
       }
       Dataset m = load_data_path(a->mask);
+      // (a mask image of another size for a model of data.image_size: made
+      // its size as its images are, then masked where at least half is)
+      const auto reading = model_image_reading(s.info);
+      if (reading.resizes() && m.x.dim() == 4 && m.x.sizes().slice(2) != c10::IntArrayRef(s.info.event_shape).slice(1))
+        m.x = resize_images((m.x != 0).to(torch::kFloat), reading, false).ge(0.5).to(torch::kFloat);
       mask = mask_from_values(m.x, s.info.event_shape, n, a->mask);
     }
     EBM_CHECK_DATA(mask.any().item<bool>(), a->mask, ": masks nothing");

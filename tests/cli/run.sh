@@ -419,7 +419,9 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   "$EBM" train "${PIX[@]}" --set data.path="$T/mixed" --set data.labels="" --set energy.conditional=false \
     --set "data.image_size=[8]" --out "$T/r20s" >/dev/null 2>&1 \
     && "$EBM" energy --model "$T/r20s/model.pt" --input "$T/mixed/b.png" --out "$T/r20s.csv" >/dev/null 2>&1 \
-    && [ "$(wc -l <"$T/r20s.csv")" -eq 2 ] || { echo "FAIL: data.image_size"; fails=$((fails + 1)); }
+    && [ "$(wc -l <"$T/r20s.csv")" -eq 2 ] \
+    && "$EBM" inpaint --model "$T/r20s/model.pt" --input "$T/mixed/a.png" --mask "$T/mixed/b.png" --steps 1 \
+         --out "$T/r20s_inp.png" >/dev/null 2>&1 || { echo "FAIL: data.image_size"; fails=$((fails + 1)); }
   expect 65 "data.image_size = 8x8 (crop) resizes images" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" \
     --set data.path="$T/pix_labels.csv" --set "data.image_size=[8]" --out "$T/r20v"
   expect 78 "data.alpha must be auto, black, white or drop" -- "$EBM" train "${PIX[@]}" --set data.alpha=grey --out "$T/r20a"
