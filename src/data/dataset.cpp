@@ -187,6 +187,7 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
   const std::string path = cfg.get_string("data.path"), labels = cfg.get_string("data.labels");
   const std::string split = cfg.get_string("data.split");
   EBM_CHECK_CONFIG(split == "train" || split == "test", "data.split must be train or test, got '", split, "'");
+  const ImageReading reading = image_reading_of(cfg);  // (checked for every data set)
   Dataset d;
   if (path.empty()) {
     EBM_CHECK_CONFIG(labels.empty(), "data.labels needs data.path (the rows it labels)");
@@ -194,7 +195,7 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
   } else {
     EBM_CHECK_CONFIG(split == "train", "data.split = '", split, "' with data.path ", path,
                      ": a file has no test split of its own (data.test_fraction holds rows out)");
-    d = load_data_path(path, image_reading_of(cfg));  // (image files: their alpha, channels and size)
+    d = load_data_path(path, reading);  // (image files: their alpha, channels and size)
     if (!labels.empty()) {
       EBM_CHECK_CONFIG(!d.has_labels(), "data.labels with data.path ", path,
                        ": its sub-folders already label the images");
@@ -234,7 +235,7 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
     d.x = d.x.reshape(full);
   }
   // (a built-in set's images, or data.shape's, resized and given channels)
-  if (const auto r = image_reading_of(cfg); r.resizes() || r.channels > 0) {
+  if (const auto& r = reading; r.resizes() || r.channels > 0) {
     EBM_CHECK_CONFIG(d.x.dim() == 4 && (d.x.size(1) == 1 || d.x.size(1) == 3 || r.channels == 0),
                      r.resizes() ? "data.image_size = " + r.text() + " resizes"
                                  : "data.channels = " + std::to_string(r.channels) + " converts",

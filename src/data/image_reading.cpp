@@ -40,7 +40,7 @@ torch::Tensor with_channels(const torch::Tensor& x, int64_t channels, bool pixel
     return x.expand(shape).contiguous();
   }
   const auto v = x.to(torch::kFloat);
-  auto grey = (0.299 * v.select(axis, 0) + 0.587 * v.select(axis, 1) + 0.114 * v.select(axis, 2)).unsqueeze(axis);
+  auto grey = luminance(v, axis).unsqueeze(axis);
   if (pixels) grey = grey.round().clamp(0, 255);
   return grey.to(x.scalar_type());
 }

@@ -270,7 +270,7 @@ torch::Tensor fitted_images(const std::string& inner, const ModelInfo& info) {
   EBM_CHECK_DATA(x.dim() == 4 && (x.size(1) == 1 || x.size(1) == 3) && x.size(0) >= 1, inner,
                  ": fit: wants images [N, 1 or 3, H, W] (or [N, H, W]), got ", x.sizes());
   if (x.size(1) == 3 && shape[0] == 1) {
-    x = (0.299 * x.select(1, 0) + 0.587 * x.select(1, 1) + 0.114 * x.select(1, 2)).unsqueeze(1);
+    x = luminance(x, 1).unsqueeze(1);
   } else if (x.size(1) == 1 && shape[0] == 3) {
     x = x.expand({-1, 3, -1, -1});
   }

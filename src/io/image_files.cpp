@@ -9,7 +9,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/io/io.h"
-#include "file_bytes.h"
+#include "ebm/io/file_bytes.h"
 
 namespace ebm {
 
@@ -32,6 +32,10 @@ torch::Tensor decode_image(const std::string& bytes, const std::string& path, co
 }
 }  // namespace
 
+torch::Tensor luminance(const torch::Tensor& rgb, int64_t dim) {
+  return 0.299 * rgb.select(dim, 0) + 0.587 * rgb.select(dim, 1) + 0.114 * rgb.select(dim, 2);
+}
+
 torch::Tensor composite_alpha(const torch::Tensor& hwc, Alpha alpha) {
   TORCH_CHECK(hwc.dim() == 3 && (hwc.size(2) == 2 || hwc.size(2) == 4), "composite_alpha: [H, W, C + 1], got ",
               hwc.sizes());
@@ -41,7 +45,7 @@ torch::Tensor composite_alpha(const torch::Tensor& hwc, Alpha alpha) {
   const auto v = colour.to(torch::kFloat), a = hwc.select(2, c).to(torch::kFloat).unsqueeze(2) / 255.0;
   double under = alpha == Alpha::kWhite ? 255.0 : 0.0;
   if (alpha == Alpha::kAuto) {  // (the content's mean luminance, weighted by opacity)
-    const auto lum = c == 1 ? v.select(2, 0) : 0.299 * v.select(2, 0) + 0.587 * v.select(2, 1) + 0.114 * v.select(2, 2);
+    const auto lum = c == 1 ? v.select(2, 0) : luminance(v, 2);
     const double w = a.sum().item<double>();
     under = w > 0 && (lum * a.squeeze(2)).sum().item<double>() / w < 127.5 ? 255.0 : 0.0;
   }

@@ -5,7 +5,7 @@
 // stb_image's (Debian's libstb ships it compiled: no STB_IMAGE_IMPLEMENTATION).
 #include "ebm/io/io.h"
 #include "ebm/io/image_files.h"
-#include "file_bytes.h"
+#include "ebm/io/file_bytes.h"
 
 #include <stb/stb_image_write.h>
 #include <sys/stat.h>

@@ -3,13 +3,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
 #include "ebm/data/labels.h"
 #include "ebm/energy/standardized.h"
+#include "ebm/io/file_bytes.h"
 #include "ebm/io/io.h"
 
 namespace ebm {
@@ -68,14 +67,6 @@ void adopt_classes(const InitModel& m, DataSplit& data) {
     d->y = mapped.to(d->y.device());
     d->class_names = names;
   }
-}
-
-// A file's bytes ("" when it cannot be read: the caller has checked it exists).
-std::string file_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
 }
 
 std::string init_copy_path(const std::string& run_dir) { return run_dir + "/init.pt"; }
@@ -176,9 +167,9 @@ void keep_init_copy(const Config& cfg, const std::string& run_dir, bool resume, 
   }
   EBM_CHECK_CODE(have, ExitCode::kMissingInput, "train.init ", path, ": no such file (", copy,
                  " serves a --resume of its run only)");
-  const std::string bytes = file_text(path);
+  const std::string bytes = read_file_bytes(path);
   if (resume && kept) {
-    EBM_CHECK_CONFIG(file_text(copy) == bytes, "--resume: train.init ", path, " changed since the run in ",
+    EBM_CHECK_CONFIG(read_file_bytes(copy) == bytes, "--resume: train.init ", path, " changed since the run in ",
                      run_dir, " started from it (its copy is ", copy, "): a checkpoint continues in the units ",
                      "it started in; put the file back or --set train.init=", copy);
     return;

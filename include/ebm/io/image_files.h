@@ -23,6 +23,10 @@ enum class Alpha { kAuto, kBlack, kWhite, kDrop };
 // the file has it, as `alpha` says.
 torch::Tensor read_image(const std::string& path, Alpha alpha = Alpha::kAuto);
 
+// The luminance (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B) of float
+// colours along `dim` (size 3), that dim dropped.
+torch::Tensor luminance(const torch::Tensor& rgb, int64_t dim);
+
 // uint8 [H, W, C + 1] pixels with alpha last (C = 1 or 3) made [C, H, W].
 torch::Tensor composite_alpha(const torch::Tensor& hwc, Alpha alpha);
 

@@ -1,5 +1,5 @@
-// Inside the io module: a whole file's bytes, for the readers of io.cpp and
-// image_files.cpp.
+// A whole file's bytes: for the readers of io.cpp and image_files.cpp, and
+// train.init's copy of its model (train/init_weights.cpp).
 #pragma once
 
 #include <string>
