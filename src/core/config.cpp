@@ -32,12 +32,22 @@ ConfigValue from_node(const toml::node& node, const std::string& key, const std:
   if (auto v = node.as_boolean()) return v->get();
   if (auto v = node.as_string()) return v->get();
   if (auto arr = node.as_array()) {
-    bool all_int = true;
+    bool all_int = true, any_string = false;
     for (const auto& e : *arr) {
+      any_string = any_string || e.is_string();
       if (e.is_integer()) continue;
       all_int = false;
-      if (!e.is_floating_point())
-        fail(ExitCode::kBadConfig, "config ", at, ": key '", key, "' must be a list of numbers");
+      if (!e.is_floating_point() && !e.is_string())
+        fail(ExitCode::kBadConfig, "config ", at, ": key '", key, "' must be a list of numbers or of names");
+    }
+    if (any_string) {  // names, and integers among them as their text (data.classes = ["boot", 5])
+      std::vector<std::string> out;
+      for (const auto& e : *arr) {
+        EBM_CHECK_CONFIG(!e.is_floating_point(), "config ", at, ": key '", key,
+                         "' mixes names and a fractional number");
+        out.push_back(e.is_string() ? e.as_string()->get() : std::to_string(e.as_integer()->get()));
+      }
+      return out;
     }
     if (all_int) {
       std::vector<int64_t> out;
@@ -119,6 +129,11 @@ std::string format_config_value(const ConfigValue& v) {
     std::string operator()(const TableList& x) const {
       return "[" + std::to_string(x.items.size()) + " [" + x.section + "] tables]";
     }
+    std::string operator()(const std::vector<std::string>& x) const {
+      std::string s = "[";
+      for (size_t i = 0; i < x.size(); ++i) s += (i ? ", " : "") + quote(x[i]);
+      return s + "]";
+    }
   };
   return std::visit(Visitor{}, v);
 }
@@ -131,6 +146,7 @@ std::string config_type_name(const ConfigValue& v) {
     case 3: return "string";
     case 4: return "list of integers";
     case 5: return "list of numbers";
+    case 7: return "list of names";
     default: return "list of [" + std::get<TableList>(v).section + "] tables";
   }
 }
@@ -247,6 +263,17 @@ void Config::assign(const std::string& key, ConfigValue v, const std::string& or
                std::holds_alternative<std::vector<double>>(v) &&
                std::get<std::vector<double>>(v).empty()) {
       v = std::vector<int64_t>{};
+    } else if (std::holds_alternative<std::vector<std::string>>(want) &&
+               (std::holds_alternative<std::vector<int64_t>>(v) || std::holds_alternative<int64_t>(v) ||
+                std::holds_alternative<std::string>(v) ||
+                (std::holds_alternative<std::vector<double>>(v) && std::get<std::vector<double>>(v).empty()))) {
+      // (integers as their text; one name or number is a list of one)
+      std::vector<std::string> names;
+      if (const auto* ints = std::get_if<std::vector<int64_t>>(&v))
+        for (auto i : *ints) names.push_back(std::to_string(i));
+      if (const auto* i = std::get_if<int64_t>(&v)) names.push_back(std::to_string(*i));
+      if (const auto* one = std::get_if<std::string>(&v)) names.push_back(*one);
+      v = std::move(names);
     } else {
       fail(ExitCode::kBadConfig, "config ", origin, ": key '", key, "' must be a ",
            config_type_name(want), ", got ", config_type_name(v), " ", format_config_value(v));
@@ -333,6 +360,20 @@ void Config::set(const std::string& assignment) {
       parsed = true;
     }
   } catch (const toml::parse_error&) {
+  }
+  if (!parsed && std::holds_alternative<std::vector<std::string>>(p.spec->value)) {
+    // Bare names: "[boot, sandal]" or "boot,sandal" (quotes optional).
+    std::string inner = text;
+    if (inner.size() >= 2 && inner.front() == '[' && inner.back() == ']') inner = inner.substr(1, inner.size() - 2);
+    std::vector<std::string> names;
+    std::stringstream ss(inner);
+    for (std::string item; std::getline(ss, item, ',');) {
+      const auto b = item.find_first_not_of(" \t\"'"), e = item.find_last_not_of(" \t\"'");
+      EBM_CHECK_CONFIG(b != std::string::npos, "--set ", key, "=", text, ": an empty name in the list");
+      names.push_back(item.substr(b, e - b + 1));
+    }
+    v = std::move(names);
+    parsed = true;
   }
   if (!parsed) v = text;  // bare word: a string
   assign(key, std::move(v), "--set");
@@ -422,6 +463,9 @@ std::vector<int64_t> Config::get_int_list(const std::string& key) const {
 }
 std::vector<double> Config::get_float_list(const std::string& key) const {
   return get_as<std::vector<double>>(value(key), key);
+}
+std::vector<std::string> Config::get_string_list(const std::string& key) const {
+  return get_as<std::vector<std::string>>(value(key), key);
 }
 const TableList& Config::get_tables(const std::string& key) const {
   return get_as<TableList>(value(key), key);

@@ -130,7 +130,7 @@ Section data_section() {
            {"split", std::string("train"),
             "train | test: the part of a built-in image set (fashion_mnist, mnist) to read; data.path and the "
             "toy and trajectory sets take train only"},
-           {"classes", std::vector<int64_t>{}, "keep only the rows with these labels; empty = all"},
+           {"classes", std::vector<std::string>{}, "keep only the rows of these classes (names, label values or indices); empty = all"},
            {"tasks", int64_t(1),
             "class-incremental learning: K > 1 cuts the sorted labels into K groups of equal size, learned one "
             "after another for train.steps / K steps each, model-task-k.pt written at each task's end (split-MNIST: "
@@ -246,20 +246,19 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
     }
     d.x = with_channels(d.x, r.channels, d.pixels);
   }
-  const auto classes = cfg.get_int_list("data.classes");
+  const auto classes = cfg.get_string_list("data.classes");
   if (!classes.empty()) {
     EBM_CHECK_CONFIG(d.has_labels(), "data.classes needs labelled data: ", d.description,
                      " has none (data.labels gives them)");
     auto keep = torch::zeros({d.size()}, torch::kBool);
-    for (auto k : classes) {
-      // (labels by value are named by them: data.classes = [-1] keeps the -1s)
-      const int64_t c = named_by_value(d.class_names) ? class_by_value(std::to_string(k), d.class_names) : k;
-      const auto of_k = d.y == c;
-      EBM_CHECK_CONFIG(of_k.any().item<bool>(), "data.classes: no row of ", d.description, " has label ", k);
+    const auto index = named_classes(classes, d.class_names, d.description);
+    for (size_t i = 0; i < index.size(); ++i) {
+      const auto of_k = d.y == index[i];
+      EBM_CHECK_CONFIG(of_k.any().item<bool>(), "data.classes: no row of ", d.description, " has label ", classes[i]);
       keep.logical_or_(of_k);
     }
     d = d.rows(keep.nonzero().squeeze(1));
-    d.description += c10::str(" classes ", c10::IntArrayRef(classes));
+    d.description += " classes " + c10::Join(", ", classes);
   }
   EBM_CHECK_DATA(d.size() >= 2, "data ", d.description, ": need at least 2 rows, got ", d.size());
   return d;

@@ -2,6 +2,7 @@
 #include "ebm/data/labels.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -215,6 +216,43 @@ int64_t class_by_value(const std::string& text, const std::vector<std::string>& 
   if (text.empty() || used != text.size()) return -1;
   const auto it = std::find(names.begin(), names.end(), std::to_string(value));
   return it == names.end() ? -1 : int64_t(it - names.begin());
+}
+
+std::vector<int64_t> named_classes(const std::vector<std::string>& entries, const std::vector<std::string>& names,
+                                   const std::string& what) {
+  std::vector<int64_t> out;
+  for (const auto& e : entries) {
+    if (const auto it = std::find(names.begin(), names.end(), e); it != names.end()) {
+      out.push_back(int64_t(it - names.begin()));
+      continue;
+    }
+    std::vector<int64_t> folded;  // ("sandal" for "Sandal", when only one name folds to it)
+    for (size_t c = 0; c < names.size(); ++c)
+      if (names[c].size() == e.size() &&
+          std::equal(e.begin(), e.end(), names[c].begin(), [](char a, char b) { return std::tolower(a) == std::tolower(b); }))
+        folded.push_back(int64_t(c));
+    if (folded.size() == 1) {
+      out.push_back(folded[0]);
+      continue;
+    }
+    if (named_by_value(names)) {  // (labels by value: "05" is 5; no index reading)
+      const int64_t c = class_by_value(e, names);
+      EBM_CHECK_CONFIG(c >= 0, "data.classes: ", what, " has no label ", e, " (its labels: ", name_list(names), ")");
+      out.push_back(c);
+      continue;
+    }
+    int64_t k = 0;
+    const bool number = integer_text(e, &k);
+    EBM_CHECK_CONFIG(number || !names.empty(), "data.classes: '", e, "' is not a class index, and ", what,
+                     " has no class names");
+    EBM_CHECK_CONFIG(number, "data.classes: ", what, " has no class named '", e, "' (its classes: ",
+                     name_list(names), ")");
+    EBM_CHECK_CONFIG(k >= 0 && (names.empty() || k < int64_t(names.size())), "data.classes: ", what,
+                     " has no class ", k, names.empty() ? std::string() : " (its classes: 0 to " +
+                     std::to_string(names.size() - 1) + ": " + name_list(names) + ")");
+    out.push_back(k);
+  }
+  return out;
 }
 
 }  // namespace ebm

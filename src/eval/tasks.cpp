@@ -11,6 +11,7 @@
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
 #include "ebm/data/images.h"
+#include "ebm/data/labels.h"
 #include "ebm/model/input_units.h"
 #include "ebm/eval/images.h"
 #include "ebm/energy/script_energy.h"
@@ -271,10 +272,10 @@ std::vector<ConfigKey> labelled_data_keys() {
 Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::string& task, std::string* spec,
                            std::optional<DataSplit>* rebuilt) {
   *spec = c.get_string("task.data");
-  std::vector<int64_t> keep;
+  std::vector<int64_t> keep;  // (class indices, as the model's data.classes names them)
   if (!info.data_toml.empty()) {
     const Config d = data_config(info.data_toml, "the model's [data] table");
-    keep = d.get_int_list("data.classes");
+    keep = named_classes(d.get_string_list("data.classes"), info.class_names, "the model");
     if (spec->empty() && d.get_string("data.path").empty()) *spec = d.get_string("data.name") + ":test";
   }
   Dataset data;

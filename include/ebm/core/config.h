@@ -28,7 +28,7 @@ struct TableList {
 };
 
 using ConfigValue = std::variant<int64_t, double, bool, std::string, std::vector<int64_t>,
-                                 std::vector<double>, TableList>;
+                                 std::vector<double>, TableList, std::vector<std::string>>;
 
 struct ConfigKey {
   std::string name;   // relative to its section in a Schema; dotted in a flat list
@@ -120,6 +120,8 @@ class Config {
   const std::string& get_string(const std::string& key) const;
   std::vector<int64_t> get_int_list(const std::string& key) const;
   std::vector<double> get_float_list(const std::string& key) const;
+  // (a key whose default is a list of strings takes integers as their text)
+  std::vector<std::string> get_string_list(const std::string& key) const;
   const TableList& get_tables(const std::string& key) const;
 
   // The resolved configuration as TOML: every key of the selected

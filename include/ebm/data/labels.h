@@ -52,4 +52,12 @@ torch::Tensor labels_as_trained(const LabelFile& file, const std::vector<std::st
 // the model's names are not label values or none is that number.
 int64_t class_by_value(const std::string& text, const std::vector<std::string>& names);
 
+// The class indices that data.classes' entries name among `names` (a data
+// set's or model's class names; empty: plain indices): a class's name
+// ("sandal", a folder's name, a label value), else a number as the class
+// index (sorted order for words and folders). kBadConfig, naming `what` and
+// the classes, for an entry that names none.
+std::vector<int64_t> named_classes(const std::vector<std::string>& entries, const std::vector<std::string>& names,
+                                   const std::string& what);
+
 }  // namespace ebm

@@ -52,6 +52,41 @@ TEST(Config, ErrorsNameKeyAndPlace) {
   EXPECT_EQ(error_of([&] { c.load_file("/nonexistent.toml"); }).first, ExitCode::kMissingInput);
 }
 
+// A list-of-names key (data.classes) takes names, integers as their text,
+// one name alone, and bare names on --set; it writes and reloads as names.
+TEST(Config, NameListsTakeNamesAndNumbers) {
+  auto c = Config({{"data.classes", std::vector<std::string>{}, "classes"},
+                   {"energy.hidden", std::vector<int64_t>{8}, "widths"}});
+  EXPECT_TRUE(c.get_string_list("data.classes").empty());
+  c.load_string("[data]\nclasses = [\"Ankle boot\", 5]\n", "t.toml");
+  EXPECT_EQ(c.get_string_list("data.classes"), (std::vector<std::string>{"Ankle boot", "5"}));
+  c.set("data.classes=[3, 11]");
+  EXPECT_EQ(c.get_string_list("data.classes"), (std::vector<std::string>{"3", "11"}));
+  c.set("data.classes=[sandal, 'T-shirt/top']");
+  EXPECT_EQ(c.get_string_list("data.classes"), (std::vector<std::string>{"sandal", "T-shirt/top"}));
+  c.set("data.classes=dog");
+  EXPECT_EQ(c.get_string_list("data.classes"), (std::vector<std::string>{"dog"}));
+  c.set("data.classes=7");
+  EXPECT_EQ(c.get_string_list("data.classes"), (std::vector<std::string>{"7"}));
+  c.set("data.classes=[]");
+  EXPECT_TRUE(c.get_string_list("data.classes").empty());
+  auto d = Config({{"data.classes", std::vector<std::string>{}, "classes"},
+                   {"energy.hidden", std::vector<int64_t>{8}, "widths"}});
+  d.load_string(c.to_toml(), "resolved");
+  EXPECT_EQ(d.get_string_list("data.classes"), c.get_string_list("data.classes"));
+  // Names where numbers are wanted, and fractions among names, are refused.
+  auto e = error_of([&] { c.set("energy.hidden=[a, b]"); });
+  EXPECT_EQ(e.first, ExitCode::kBadConfig);
+  EXPECT_NE(e.second.find("energy.hidden"), std::string::npos) << e.second;
+  e = error_of([&] { c.load_string("[energy]\nhidden = [\"a\", 2]\n", "u.toml"); });
+  EXPECT_EQ(e.first, ExitCode::kBadConfig);
+  EXPECT_NE(e.second.find("list of integers"), std::string::npos) << e.second;
+  e = error_of([&] { c.load_string("[data]\nclasses = [\"a\", 2.5]\n", "v.toml"); });
+  EXPECT_EQ(e.first, ExitCode::kBadConfig);
+  EXPECT_NE(e.second.find("v.toml:2"), std::string::npos) << e.second;
+  EXPECT_EQ(error_of([&] { c.set("data.classes=[a,,b]"); }).first, ExitCode::kBadConfig);
+}
+
 TEST(Rng, StreamsAreReproducibleAndDistinct) {
   auto a = make_generator(1, kStreamTrain), b = make_generator(1, kStreamTrain),
        c = make_generator(1, kStreamData);

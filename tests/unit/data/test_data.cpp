@@ -433,6 +433,8 @@ TEST(ImageFolder, SubFoldersAreClassesInSortedOrder) {
   EXPECT_EQ(dogs.x.sizes(), (c10::IntArrayRef{2, 20}));
   EXPECT_TRUE(torch::equal(dogs.x.select(1, 0), torch::tensor({20.f, 21.f})));
   EXPECT_TRUE(dogs.pixels);
+  const auto by_name = build(data_config({"data.path=" + dir, "data.classes=[dog]", "data.shape=[20]"}));
+  EXPECT_TRUE(torch::equal(by_name.x, dogs.x));
   std::string msg;
   EXPECT_EQ(code_of([&] { build(data_config({"data.path=" + dir, "data.labels=" + dir + "/dog/notes.txt"})); }, &msg),
             ebm::ExitCode::kBadConfig);
@@ -712,7 +714,7 @@ TEST(DataSection, NegativeLabelsNameTheClassesAndDataClassesTakesThem) {
               build(data_config({"data.path=" + dir + "/x.csv", "data.labels=" + dir + "/y.csv", "data.classes=[0]"}));
             }, &msg),
             ebm::ExitCode::kBadConfig);
-  EXPECT_NE(msg.find("has label 0"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("no label 0"), std::string::npos) << msg;
   fs::remove_all(dir);
 }
 
@@ -727,7 +729,18 @@ TEST(DataSection, ClassesKeepsTheListedLabels) {
   std::string msg;
   EXPECT_EQ(code_of([] { build(data_config({"data.name=mnist", "data.classes=[3, 11]"})); }, &msg),
             ebm::ExitCode::kBadConfig);
-  EXPECT_NE(msg.find("label 11"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("no class 11"), std::string::npos) << msg;
+  // Classes by name: exact, or the one name that differs only in case.
+  const auto shoes = build(data_config({"data.name=fashion_mnist", "data.split=test", "data.classes=[sandal, \"Ankle boot\"]"}));
+  const auto& fm = fashion("test");
+  const auto fm_want = fm.rows(((fm.y == 5).logical_or(fm.y == 9)).nonzero().squeeze(1));
+  EXPECT_TRUE(torch::equal(shoes.y, fm_want.y));
+  EXPECT_EQ(shoes.size(), 2000);
+  EXPECT_EQ(code_of([] { build(data_config({"data.name=fashion_mnist", "data.split=test", "data.classes=[boot]"})); },
+                    &msg),
+            ebm::ExitCode::kBadConfig);
+  EXPECT_NE(msg.find("no class named 'boot'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Ankle boot"), std::string::npos) << msg;
   EXPECT_EQ(code_of([] { build(data_config({"data.name=8gaussians", "data.n=100", "data.classes=[0]"})); }, &msg),
             ebm::ExitCode::kBadConfig);
   EXPECT_NE(msg.find("data.classes"), std::string::npos) << msg;
@@ -758,7 +771,7 @@ TEST(DataSection, SplitAndLabels) {
   EXPECT_EQ(cfg.get_float_list("data.scale"), (std::vector<double>{-1.0, 1.0}));
   EXPECT_EQ(cfg.get_string("data.dequantize"), "none");
   EXPECT_FALSE(cfg.get_bool("data.flip"));
-  EXPECT_TRUE(cfg.get_int_list("data.classes").empty());
+  EXPECT_TRUE(cfg.get_string_list("data.classes").empty());
   fs::remove_all(dir);
 }
 
