@@ -49,7 +49,7 @@ static void report_classes(const Trainer& trainer) {
     list += (i ? ", " : "") + (by_value && empty[i] < named ? "label " + tr.class_names[size_t(empty[i])]
                                                              : std::to_string(empty[i]));
   if (empty.size() > 10) list += ", ... (" + std::to_string(empty.size()) + " in all)";
-  std::cerr << "warning: " << empty.size() << " of the model's " << k << " classes have no training rows (" << list;
+  std::cerr << "ebm: warning: " << empty.size() << " of the model's " << k << " classes have no training rows (" << list;
   if (named > 0 && k > named)
     std::cerr << "): energy.classes = " << k << ", but the labels name " << named
               << " (energy.classes = 0 takes their count)\n";

@@ -9,6 +9,7 @@
 #include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/data.h"
+#include "ebm/energy/standardized.h"
 #include "ebm/eval/images.h"
 #include "ebm/eval/partition.h"
 #include "ebm/eval/tasks.h"
@@ -148,6 +149,12 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
   auto* target = dynamic_cast<AnalyticEnergyImpl*>(&energy);
   Points test = test_points(c, energy, info);
+  // The chains run in the model's own units (data.standardize), where its
+  // sampler's steps were tuned and every column has the same spread: in the
+  // user's units one step must suit columns 1e6 apart. Both have one Z (the
+  // user's energy carries the map's Jacobian); test energies are the user's.
+  AffineMap units;
+  EnergyImpl& model = sampling_view(energy, &units);
   // The base: the pixel box of an image model; else a Gaussian fitted to the
   // test points, a target's exact draws or the model's own toy set.
   std::string kind = c.get_string("task.base");
@@ -167,7 +174,7 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     }
     EBM_CHECK_USAGE(fit.defined(), "ais: give --data FILE or --dataset NAME to fit the base to (or --base uniform "
                     "for an image model)");
-    base = AisBase::fit(kind, fit);
+    base = AisBase::fit(kind, units.to_model(fit.to(torch::kDouble)));
   }
   EBM_CHECK_DATA(base.dim() == dim, "ais: a base of ", base.dim(), " dimensions for samples of ",
                  c10::IntArrayRef(shape));
@@ -185,13 +192,13 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   const uint64_t seed = uint64_t(c.get_int("task.seed"));
   PartitionEstimate fwd;
   if (block > 0) {
-    fwd = blocked(base, o, energy, block, seed, nullptr, "ais");
+    fwd = blocked(base, o, model, block, seed, nullptr, "ais");
   } else {
     Progress progress("ais", o.temps());
     AnnealedImportanceSampling ais(base, o, [&](int64_t k, int64_t, double b) {
       progress.update(k, "beta " + std::to_string(b));
     });
-    fwd = ais.estimate(energy, gen);
+    fwd = ais.estimate(model, gen);
     progress.finish();
   }
   EvalReport out;
@@ -209,6 +216,13 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   if (block > 0)
     os << "  (chains in blocks of " << block << ", each on its own stream"
        << (process_group() ? ", over " + std::to_string(process_group()->world()) + " ranks" : std::string()) << ")\n";
+  // (a log-mean-exp that a few chains carry: its delta-method +- sees only
+  // those chains' spread, not the log Z they all missed)
+  std::vector<std::string> warnings;
+  if (fwd.ess < std::max(2.0, 0.05 * double(o.chains())))
+    warnings.push_back("ESS " + std::to_string(fwd.ess) + " of " + std::to_string(o.chains()) +
+                       " chains: a few chains carry the estimate and its +- understates the error (bootstrap " +
+                       std::to_string(fwd.se_bootstrap) + "); use more --temps");
   if (target != nullptr) {
     out.json["truth"] = target->log_z();
     os << "  exact log Z " << target->log_z() << " (error " << fwd.log_z - target->log_z() << ")\n";
@@ -217,19 +231,19 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     // Exact draws of a target; a model's from its sampler (approximate).
     auto samples = [&](int64_t count, at::Generator& g) {
       return target != nullptr ? target->sample(count, g)
-                               : draw_model_samples(energy, info, count, c.get_int("task.steps"),
+                               : draw_model_samples(model, info, count, c.get_int("task.steps"),
                                                     c.get_string("task.sampler"), g);
     };
     PartitionEstimate r;
     if (block > 0) {
-      r = blocked(base, o, energy, block, seed, samples, "reverse ais");
+      r = blocked(base, o, model, block, seed, samples, "reverse ais");
     } else {
       torch::Tensor x = samples(o.chains(), gen);
       Progress rp("reverse ais", o.temps());
       AnnealedImportanceSampling rev(base, o, [&](int64_t k, int64_t, double b) {
         rp.update(k, "beta " + std::to_string(b));
       });
-      r = rev.reverse(energy, x, gen);
+      r = rev.reverse(model, x, gen);
       rp.finish();
     }
     out.json["reverse"] = estimate_json(r, true);
@@ -238,6 +252,13 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
        << " samples; forward - reverse " << fwd.log_z - r.log_z << ")\n"
        << "  -mean log w_rev " << out.json["reverse"]["bound"].get<double>() << " (an upper bound on log Z in "
        << "expectation" << (target ? "" : " were the samples exact") << ")\n";
+    if (std::abs(fwd.log_z - r.log_z) > 1.0 + 3.0 * std::hypot(fwd.se, r.se))
+      warnings.push_back("forward and reverse differ by " + std::to_string(fwd.log_z - r.log_z) +
+                         " nats: the annealing has not converged (more --temps)");
+  }
+  if (!warnings.empty()) {
+    out.json["warnings"] = warnings;
+    for (const auto& w : warnings) os << "  warning: " << w << "\n";
   }
   if (test.x.defined()) {
     torch::NoGradGuard ng;

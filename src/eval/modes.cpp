@@ -7,9 +7,12 @@
 // masses; this check sees that, and the cell-level KL(data || model) is a
 // lower bound on the whole KL (the data processing inequality).
 #include <cmath>
+#include <iomanip>
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/energy/standardized.h"
+#include "ebm/eval/box_units.h"
 #include "ebm/eval/eval.h"
 
 namespace ebm {
@@ -64,20 +67,24 @@ ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, const 
                     .index_add_(0, torch::cdist(x, r.centers).argmin(1), torch::ones({n}, torch::kDouble));
   r.data_fraction = counts / double(n);
   r.data_se = (r.data_fraction * (1 - r.data_fraction) / double(n)).sqrt();
-  // The model's mass per cell on the converged quadrature grid of nll2d.
+  // The model's mass per cell on the converged quadrature grid of nll2d, in
+  // the model's units as nll2d ran it (the cells are the user's).
+  AffineMap units;
+  EnergyImpl& model = sampling_view(energy, &units);
+  const Box2d box = box_to_model(q.box, units);
   const int64_t g = q.grid;
-  const double hx = (q.box.hi[0] - q.box.lo[0]) / g, hy = (q.box.hi[1] - q.box.lo[1]) / g;
-  auto xs = q.box.lo[0] + hx * (torch::arange(g, torch::kDouble) + 0.5);
-  auto ys = q.box.lo[1] + hy * (torch::arange(g, torch::kDouble) + 0.5);
-  const auto dtype = energy.parameters().empty() ? torch::kDouble : energy.parameters()[0].scalar_type();
+  const double hx = (box.hi[0] - box.lo[0]) / g, hy = (box.hi[1] - box.lo[1]) / g;
+  auto xs = box.lo[0] + hx * (torch::arange(g, torch::kDouble) + 0.5);
+  auto ys = box.lo[1] + hy * (torch::arange(g, torch::kDouble) + 0.5);
+  const auto dtype = model.parameters().empty() ? torch::kDouble : model.parameters()[0].scalar_type();
   auto mass = torch::zeros({clusters}, torch::kDouble);
   torch::NoGradGuard ng;
   const double log_cell = std::log(hx * hy);
   for (int64_t row = 0; row < g; row += 64) {  // 64 grid rows at a time
     const int64_t rows = std::min<int64_t>(64, g - row);
     auto pts = torch::stack({xs.repeat({rows}), ys.narrow(0, row, rows).repeat_interleave(g)}, 1);
-    auto p = (-energy.energy(pts.to(dtype)).to(torch::kDouble) - q.log_z + log_cell).exp();
-    mass.index_add_(0, torch::cdist(pts, r.centers).argmin(1), p);
+    auto p = (-model.energy(pts.to(dtype)).to(torch::kDouble) - q.log_z + log_cell).exp();
+    mass.index_add_(0, torch::cdist(units.to_user(pts), r.centers).argmin(1), p);
   }
   r.model_mass = mass;
   r.log_z_error = q.log_z_error;
@@ -108,7 +115,9 @@ std::string ModeMassResult::table() const {
   os.precision(4);
   os << "cell   centre                 data (+- se)          model     flag\n";
   for (int64_t i = 0; i < centers.size(0); ++i) {
-    os << "  " << i << "   (" << centers[i][0].item<double>() << ", " << centers[i][1].item<double>() << ")   "
+    std::ostringstream c;  // (centres in the data's units, any scale: 4 significant digits)
+    c << std::setprecision(4) << "(" << centers[i][0].item<double>() << ", " << centers[i][1].item<double>() << ")";
+    os << "  " << i << "   " << c.str() << "   "
        << data_fraction[i].item<double>() << " +- " << data_se[i].item<double>() << "   "
        << model_mass[i].item<double>() << (flagged[i].item<bool>() ? "   WRONG MASS" : "") << "\n";
   }

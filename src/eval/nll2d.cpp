@@ -1,24 +1,55 @@
 #include "ebm/core/error.h"
+#include "ebm/energy/standardized.h"
+#include "ebm/eval/box_units.h"
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
 
 namespace ebm {
 namespace {
 constexpr int64_t kChunk = 1 << 16;
+
+// A box of the model's units in the user's (a positive diagonal map).
+Box2d box_to_user(const Box2d& b, const AffineMap& units) {
+  if (!units.defined()) return b;
+  Box2d out;
+  for (int i = 0; i < 2; ++i) {
+    const double shift = units.shift[i].item<double>(), scale = units.scale[i].item<double>();
+    out.lo[i] = shift + scale * b.lo[i];
+    out.hi[i] = shift + scale * b.hi[i];
+  }
+  return out;
+}
 }  // namespace
+
+Box2d box_to_model(const Box2d& b, const AffineMap& units) {
+  if (!units.defined()) return b;
+  Box2d out;
+  for (int i = 0; i < 2; ++i) {
+    const double shift = units.shift[i].item<double>(), scale = units.scale[i].item<double>();
+    out.lo[i] = (b.lo[i] - shift) / scale;
+    out.hi[i] = (b.hi[i] - shift) / scale;
+  }
+  return out;
+}
 
 Nll2dResult nll2d(EnergyImpl& energy, const torch::Tensor& test, double tol, int64_t max_grid) {
   EBM_CHECK_DATA(test.dim() == 2 && test.size(1) == 2, "nll2d needs [N, 2] test data, got ",
                  test.sizes());
   EBM_CHECK_DATA(test.size(0) >= 2, "nll2d needs at least 2 test points");
   Nll2dResult r;
-  Box2d box = bounding_box(test, 0.5);
+  // The quadrature runs in the model's units (data.standardize): the same
+  // Z as the user's energy, whose Jacobian term makes up the difference, on
+  // a grid that suits the model whether the data's spread is 1e-9 or 1e9.
+  AffineMap units;
+  EnergyImpl& model = sampling_view(energy, &units);
+  const auto u = units.to_model(test.to(torch::kDouble));
+  Box2d box = bounding_box(u, 0.5);
   int64_t n = 256;
-  double lz = log_z_grid(energy, box, n);
+  double lz = log_z_grid(model, box, n);
   double d_refine = INFINITY, d_enlarge = INFINITY;
   r.converged = false;
   while (2 * n <= max_grid) {
-    const double fine = log_z_grid(energy, box, 2 * n);
+    const double fine = log_z_grid(model, box, 2 * n);
     d_refine = std::abs(fine - lz);
     if (d_refine >= tol) {  // the grid is too coarse: refine
       n *= 2;
@@ -33,7 +64,7 @@ Nll2dResult nll2d(EnergyImpl& energy, const torch::Tensor& test, double tol, int
       big.hi[i] = c + h;
     }
     const int64_t nb = (n * 3) / 2;
-    const double wide = log_z_grid(energy, big, nb);
+    const double wide = log_z_grid(model, big, nb);
     d_enlarge = std::abs(wide - lz);
     if (d_enlarge < tol) {
       r.converged = true;
@@ -48,14 +79,13 @@ Nll2dResult nll2d(EnergyImpl& energy, const torch::Tensor& test, double tol, int
   r.log_z = lz;
   r.log_z_error = std::max(d_refine, d_enlarge);
   r.grid = n;
-  r.box = box;
+  r.box = box_to_user(box, units);
   torch::NoGradGuard ng;
-  auto dtype = energy.parameters().empty() ? torch::kDouble : energy.parameters()[0].scalar_type();
+  auto dtype = model.parameters().empty() ? torch::kDouble : model.parameters()[0].scalar_type();
   std::vector<torch::Tensor> parts;
-  for (int64_t s = 0; s < test.size(0); s += kChunk)
-    parts.push_back(energy.energy(test.narrow(0, s, std::min(kChunk, test.size(0) - s)).to(dtype))
-                        .to(torch::kDouble));
-  auto nll = torch::cat(parts) + lz;
+  for (int64_t s = 0; s < u.size(0); s += kChunk)
+    parts.push_back(model.energy(u.narrow(0, s, std::min(kChunk, u.size(0) - s)).to(dtype)).to(torch::kDouble));
+  auto nll = torch::cat(parts) + units.log_det() + lz;
   r.mean_nll = nll.mean().item<double>();
   r.nll_se = nll.std().item<double>() / std::sqrt(double(test.size(0)));
   EBM_CHECK_DATA(std::isfinite(r.mean_nll), "nll2d: non-finite energy on the test data");

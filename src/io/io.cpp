@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <set>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -355,6 +356,7 @@ torch::Tensor read_csv(const std::string& path) {
   // (R's write.table with its row names), heads a column of row labels,
   // which is not data: it is dropped.
   size_t skip = 0;
+  bool short_header = false;  // (then the dropped column must look like row names)
   {
     const auto fields = split_fields(lines[top], sep);
     if (header_fields(fields)) {
@@ -363,6 +365,7 @@ torch::Tensor read_csv(const std::string& path) {
       if (first < n_lines && split_fields(lines[first], sep).size() == fields.size() + 1) {
         cols += 1;
         skip = 1;
+        short_header = true;
       }
     } else if (fields.size() >= 2 && fields[0].empty() &&
                header_fields(std::vector<std::string>(fields.begin() + 1, fields.end()))) {
@@ -374,6 +377,11 @@ torch::Tensor read_csv(const std::string& path) {
   if (first >= n_lines) fail(ExitCode::kBadData, path, ": header line but no data rows");
 
   std::vector<float> values;
+  // R's row names are words ("Mazda RX4") or distinct whole numbers (1, 2,
+  // ..., or 3, 7, 12 after a subset); fractions or repeats are data under a
+  // header one name short.
+  bool names_numeric = short_header, row_numbers = short_header;
+  std::set<double> seen_names;
   for (size_t li = first; li < n_lines; ++li) {
     const size_t lineno = li + 1;
     if (trim(lines[li]).empty())
@@ -382,6 +390,11 @@ torch::Tensor read_csv(const std::string& path) {
     if (cols < 0) cols = static_cast<int64_t>(fields.size());
     if (static_cast<int64_t>(fields.size()) != cols)
       fail(ExitCode::kBadData, path, ":", lineno, ": expected ", cols, " columns, got ", fields.size());
+    if (names_numeric) {
+      double v = 0;
+      names_numeric = parse_double(fields[0], &v) == Parse::kOk;
+      row_numbers = row_numbers && names_numeric && v == std::floor(v) && seen_names.insert(v).second;
+    }
     for (size_t c = skip; c < fields.size(); ++c) {
       double v = 0;
       switch (parse_double(fields[c], &v)) {
@@ -402,6 +415,10 @@ torch::Tensor read_csv(const std::string& path) {
       values.push_back(static_cast<float>(v));
     }
   }
+  EBM_CHECK_CODE(!names_numeric || row_numbers, ExitCode::kBadData, path, ": the header names ", cols - 1,
+                 " columns but the rows have ", cols, ", and the first column holds numbers that are not row "
+                 "names (R's are words or distinct whole numbers): name every column, or write the file "
+                 "without a header");
   const int64_t rows = static_cast<int64_t>(n_lines - first);
   return torch::from_blob(values.data(), {rows, cols - int64_t(skip)}, torch::kFloat32).clone();
 }

@@ -314,10 +314,37 @@ void note_far_image_values(const DataSplit& split) {
              "part of the model's range; if they are defects (hot pixels, a fill value), clip them "
              "(docs/images.md)\n";
 }
+
+// Rows are read as 32-bit floats: a column far from zero relative to its
+// spread (timestamps, UTM coordinates, an offset of 1e9) keeps only a few
+// of its values' digits (1.7e9 in steps of 128), which no standardisation
+// restores. Says so when the steps are over 1% of the column's sd.
+void note_float_steps(const DataSplit& split) {
+  const auto& x = split.train.x;
+  if (split.train.pixels || !x.defined() || x.dim() != 2 || x.size(0) < 2) return;
+  const auto d = x.to(torch::kCPU, torch::kDouble);
+  auto step = d.abs().amax(0);  // -> float32's spacing at the largest value: 2^(e - 23) in [2^e, 2^(e+1))
+  for (int64_t j = 0; j < step.size(0); ++j) {
+    int e = 0;
+    std::frexp(step[j].item<double>(), &e);
+    step[j] = std::ldexp(1.0, e - 24);
+  }
+  const auto sd = d.std(0);
+  const auto ratio = torch::where(sd > 0, step / sd.clamp_min(1e-300), torch::zeros_like(sd));
+  const int64_t j = ratio.argmax().item<int64_t>();
+  const double r = ratio[j].item<double>();
+  if (!(r > 0.01)) return;
+  notes() << "ebm: note: " << split.train.description << ": column " << j + 1 << " (values up to "
+          << d.select(1, j).abs().max().item<double>() << ", standard deviation " << sd[j].item<double>()
+          << ") is held in 32-bit floats, whose steps there (" << step[j].item<double>() << ") are "
+          << std::lround(100 * r) << "% of its standard deviation: subtract an offset (or change its units) "
+             "before training, or its finer detail is lost\n";
+}
 }  // namespace
 
 void note_far_values(const DataSplit& split) {
   note_far_image_values(split);
+  note_float_steps(split);
   const auto& x = split.train.x;
   if (!split.transform.defined() || !x.defined() || x.dim() != 2 || x.size(0) < 200) return;
   const auto d = x.to(torch::kCPU, torch::kDouble);  // [N, D], the user's units

@@ -211,7 +211,7 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
     } else {
       const int64_t lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
       EBM_CHECK_DATA(lo >= 0 && hi < k, data_.train.description, ": label ", lo < 0 ? lo : hi,
-                     " outside the model's ", k, " classes (energy.classes)");
+                     " outside the model's ", k, " classes (energy.classes; 0 takes the labels' count)");
     }
   }
   parts_ = build_parts(cfg_, data_.model_train(), device_, data_.pixels);
@@ -246,7 +246,7 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   }
   if (val_kind_ != ValKind::kNone && data_.transform.defined()) val_.x = data_.transform.to_model(val_.x);
   if (cfg_.get_float("data.val_fraction") > 0 && data_.val.size() == 0) {
-    notes() << "warning: data.val_fraction = " << cfg_.get_float("data.val_fraction") << " of "
+    notes() << "ebm: warning: data.val_fraction = " << cfg_.get_float("data.val_fraction") << " of "
              << data_.train.size() << " training rows is less than one row: no validation"
              << (cfg_.get_bool("train.keep_best") ? " (train.keep_best keeps the last weights)" : "") << "\n";
   } else {

@@ -189,6 +189,13 @@ TEST_F(IoTest, CsvRowIndexColumnOfPandasAndRIsDropped) {
   EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("mt.txt", "\"a\" \"b\"\n\"Mazda RX4\" 1.5 2\n\"Fiat 128\" -3 4\n")),
                            want));
   EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("wc.csv", "\"a\",\"b\"\n\"1\",1.5,2\n\"2\",-3,4\n")), want));
+  // (row names of a subset, 3 and 7; but fractions, or a number twice, are
+  // data under a header that lacks a name: an error, not a dropped column)
+  EXPECT_TRUE(torch::equal(ebm::read_csv(write_bytes("sub.csv", "a,b\n3,1.5,2\n7,-3,4\n")), want));
+  expect_error(error_of([&] { ebm::read_csv(write_bytes("short.csv", "a,b\n0.25,1.5,2\n0.5,-3,4\n")); }),
+               ebm::ExitCode::kBadData, {"short.csv", "header names 2 columns but the rows have 3"});
+  expect_error(error_of([&] { ebm::read_csv(write_bytes("twice.csv", "a,b\n1,1.5,2\n1,-3,4\n")); }),
+               ebm::ExitCode::kBadData, {"twice.csv", "not row names"});
   expect_error(error_of([&] { ebm::read_csv(write_bytes("bad.csv", "a,b\n1,1.5,2\n-3,4\n")); }), ebm::ExitCode::kBadData,
                {"bad.csv:3", "expected 3 columns, got 2"});
   expect_error(error_of([&] { ebm::read_csv(write_bytes("e.csv", ",,b\n0,1,2\n")); }), ebm::ExitCode::kBadData,
