@@ -93,7 +93,7 @@ Runner add_sample(CLI::App& app) {
                   "class of a conditional model, an index or a name the model keeps (a class sub-folder's, "
                   "\"Trouser\"; a model trained on labels by value, -1 / 1 or 1 .. K, takes those values): draw from "
                   "p(x | y = LABEL); with several --model, one per model in order (none or -1: that model's "
-                  "marginal)");
+                  "marginal); without --label one model draws class by class in its training classes' shares");
   cmd->add_option("--compose", a->compose,
                   "combine several --model energies: and (sum: product of experts), or (-logsumexp(log pi - E): "
                   "mixture), not (E_a - w E_b)");
@@ -269,6 +269,21 @@ Runner add_sample(CLI::App& app) {
       auto u = units.to_user(t);
       return values ? values->to_user(u) : u;
     };
+    // A conditional model without --label: its chains at labels in its
+    // training classes' shares, p(x) = sum_y p(y) p(x | y); the marginal
+    // exp(-E(x)) holds each class's share only where training fixed the
+    // classes' offsets (JEM), not for p(x | y) by contrastive divergence.
+    Energy labelled;
+    if (!blocked && a->labels.empty() && a->models.size() == 1 && a->compose.empty() && energy->num_classes() > 0) {
+      std::string why;
+      const auto shares = labels_in_class_shares(info, energy->num_classes(), a->n, &why);
+      if (shares.defined()) {
+        labelled = at_labels(*energy, shares.to(device));
+        notes() << "ebm sample: no --label: chains drawn class by class in the training classes' shares "
+                   "(--label -1: the marginal)\n";
+      }
+    }
+    EnergyImpl& drawn = labelled ? *labelled : *energy;
     ChainRun run;
     if (blocked) {
       EBM_CHECK_USAGE(!dynamic_cast<ParallelTempering*>(sampler.get()),
@@ -279,7 +294,7 @@ Runner add_sample(CLI::App& app) {
                              a->block, coll.get(), ro);
       if (coll && coll->rank() != 0) return 0;  // (rank 0 writes and reports)
     } else {
-      run = run_chains(*energy, *sampler, x0, gen, ro);
+      run = run_chains(drawn, *sampler, x0, gen, ro);
     }
 
     auto x = units.to_user(run.x).to(torch::kCPU, torch::kFloat);

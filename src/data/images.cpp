@@ -302,8 +302,11 @@ void check_image_rows(const torch::Tensor& x, c10::IntArrayRef shape, const std:
 Dataset load_data_path(const std::string& path) {
   if (is_dir(path)) return load_image_folder(path);
   if (!fs::exists(path)) fail(ExitCode::kMissingInput, path, ": cannot open for reading: no such file or directory");
-  auto raw = read_array_raw(path);
+  const auto stored = read_array_raw(path);
+  const auto raw = channels_first(stored);
   Dataset d{{}, {}, path};
+  if (!raw.is_same(stored))
+    d.description += " (images stored channels last, read as [N, C, H, W] = " + c10::str(raw.sizes()) + ")";
   d.pixels = !raw.is_floating_point() && integer_array_is_pixels(raw);
   d.x = raw.to(torch::kFloat32);
   return d;
@@ -329,6 +332,12 @@ Dataset load_data_path(const std::string& path, const ImageReading& reading) {
                  " (images are [N, C, H, W], or [N, H, W]", reading.channels ? ", C = 1 or 3)" : ")");
   d.x = resize_images(with_channels(d.x, reading.channels, d.pixels), reading, d.pixels);
   return d;
+}
+
+torch::Tensor channels_first(const torch::Tensor& raw) {
+  auto colour = [](int64_t c) { return c == 1 || c == 3; };
+  if (raw.dim() != 4 || !colour(raw.size(3)) || colour(raw.size(1))) return raw;
+  return raw.permute({0, 3, 1, 2}).contiguous();
 }
 
 bool integer_array_is_pixels(const torch::Tensor& raw) {

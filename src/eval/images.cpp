@@ -49,18 +49,41 @@ std::shared_ptr<Sampler> model_sampler(const ModelInfo& info, const std::string&
 }
 
 torch::Tensor draw_model_samples(EnergyImpl& energy, const ModelInfo& info, int64_t n, int64_t steps,
-                                 const std::string& spec, at::Generator& gen) {
+                                 const std::string& spec, at::Generator& gen, const torch::Tensor& labels) {
   auto sampler = model_sampler(info, spec);
   // (the run's fitted start, or noise over the model's range: its pixel
   // map's, or the box its chains stayed in for images trained on float arrays)
   auto x0 = chain_start(info, n, gen);
   const int64_t k = energy.num_classes();
-  Energy target = at_labels(energy, k > 0 ? torch::arange(n, torch::kLong).remainder(k) : torch::Tensor());
+  TORCH_CHECK(!labels.defined() || labels.numel() == n, "draw_model_samples: ", labels.numel(), " labels for ", n);
+  Energy target = at_labels(energy, k == 0         ? torch::Tensor()
+                                    : labels.defined() ? labels
+                                                       : torch::arange(n, torch::kLong).remainder(k));
   energy.eval();
   FreezeParameters frozen(energy);
   ChainState chains(x0);
   sampler->run(*target, chains, steps, gen);
   return chains.x.detach();
+}
+
+torch::Tensor labels_in_class_shares(const ModelInfo& info, int64_t classes, int64_t n, std::string* why) {
+  auto split = model_data_split(info, "the model", why);
+  if (!split || !split->train.has_labels() || classes <= 0) {
+    if (split && why) *why = "its training rows have no labels";
+    return {};
+  }
+  const auto y = split->train.y.to(torch::kLong);
+  if (y.min().item<int64_t>() < 0 || y.max().item<int64_t>() >= classes) {
+    if (why) *why = "its training labels are not its classes";
+    return {};
+  }
+  const auto share = torch::bincount(y, {}, classes).to(torch::kDouble) / double(y.numel());
+  auto count = (share * double(n)).floor().to(torch::kLong);
+  // (the n - sum left over go to the largest remainders)
+  const auto rest = share * double(n) - count.to(torch::kDouble);
+  const int64_t left = n - count.sum().item<int64_t>();
+  if (left > 0) count.index_add_(0, std::get<1>(rest.topk(left)), torch::ones({left}, torch::kLong));
+  return torch::repeat_interleave(torch::arange(classes, torch::kLong), count);
 }
 
 torch::Tensor draw_generator_samples(const std::string& model, EnergyImpl& energy, const ModelInfo& info, int64_t n,

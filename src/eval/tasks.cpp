@@ -213,13 +213,20 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   };
   if (!samples.empty()) {
     auto x = read_model_input(samples, info);
+    EBM_CHECK_DATA(x.size(0) >= 2, samples, ": ", x.size(0), " image; FID compares covariances and needs at least 2");
     fake = pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : user_values(x);
   } else {
     const std::string from = c.get_string("task.from");
     EBM_CHECK_USAGE(from == "noise" || from == "generator", "--from must be noise or generator, got '", from, "'");
+    // (a conditional model's chains in its training classes' shares, as the
+    // reference holds them; in equal shares when the file cannot say)
+    std::string why;
+    const auto shares = energy.num_classes() > 0 && from == "noise"
+                            ? labels_in_class_shares(info, energy.num_classes(), n, &why)
+                            : torch::Tensor();
     auto x = from == "generator"
                  ? draw_generator_samples(c.get_string("task.model"), energy, info, n, steps, c.get_string("task.sampler"), gen)
-                 : draw_model_samples(energy, info, n, steps, c.get_string("task.sampler"), gen);
+                 : draw_model_samples(energy, info, n, steps, c.get_string("task.sampler"), gen, shares);
     fake = pixels ? info.pixels->to_pixels(x).to(torch::kFloat) : user_values(x);
   }
   // Gaussian baseline: draws of the reference images' mean and covariance,
@@ -244,11 +251,26 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
               {"fid", model},      {"fid_real", floor}, {"fid_gaussian", gaussian},
               {"steps", samples.empty() ? steps : 0}, {"samples", samples.empty() ? "drawn" : samples},
               {"from", samples.empty() ? c.get_string("task.from") : "file"}};
+  // (a Frechet distance of fewer images than features compares singular
+  // covariances: biased upward, and by an amount that depends on N)
+  const int64_t width = fr.size(1), fewest = std::min(n, fake.size(0));
+  std::vector<std::string> warnings;
+  if (fake.size(0) != n)
+    warnings.push_back(std::to_string(fake.size(0)) + " model samples in " + samples + " against " +
+                       std::to_string(n) + " reference images (--n): distances of unequal counts are not comparable");
+  if (fewest < width)
+    warnings.push_back(std::to_string(fewest) + " images for " + std::to_string(width) +
+                       " features: the covariances are singular and every distance here is biased by an amount that "
+                       "depends on the count; use --n of at least " + std::to_string(width) + " (twice that is better)");
+  if (!warnings.empty()) out.json["warnings"] = warnings;
+  out.json["n_samples"] = fake.size(0);
   std::ostringstream os;
   os << "FID (" << n << " images, features of " << features << ", against " << reference << "):\n"
-     << "  model samples      " << model << "\n"
+     << "  model samples      " << model << (fake.size(0) != n ? " (" + std::to_string(fake.size(0)) + " images)" : "")
+     << "\n"
      << "  held-out real data " << floor << "  (the floor)\n"
      << "  Gaussian baseline  " << gaussian << "  (a Gaussian fitted to the reference images)\n";
+  for (const auto& w : warnings) os << "  warning: " << w << "\n";
   out.text = os.str();
   return out;
 }
@@ -265,7 +287,7 @@ std::vector<ConfigKey> points_keys() {
 std::vector<ConfigKey> labelled_data_keys() {
   return {{"data", std::string(""),
            "labelled rows: fashion_mnist or mnist (test split; NAME:train for the other), a file with "
-           "task.labels, or a folder of class sub-folders; empty = the test split of the model's own data set"},
+           "task.labels, or a folder of class sub-folders; empty = the test split of the model's own data set (its held-out rows if it trained on that split)"},
           {"labels", std::string(""), "one integer label per row of task.data when it is a file"}};
 }
 
@@ -276,7 +298,10 @@ Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::st
   if (!info.data_toml.empty()) {
     const Config d = data_config(info.data_toml, "the model's [data] table");
     keep = named_classes(d.get_string_list("data.classes"), info.class_names, "the model");
-    if (spec->empty() && d.get_string("data.path").empty()) *spec = d.get_string("data.name") + ":test";
+    // (a run on a built-in set's test split trained on those images: its own
+    // held-out rows, below, are the ones it never saw)
+    if (spec->empty() && d.get_string("data.path").empty() && d.get_string("data.split") != "test")
+      *spec = d.get_string("data.name") + ":test";
   }
   Dataset data;
   if (spec->empty()) {

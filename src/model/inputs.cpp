@@ -4,6 +4,7 @@
 #include <c10/util/accumulate.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -91,7 +92,7 @@ void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, cons
   auto u = (x.detach().to(torch::kCPU, torch::kDouble).flatten(1) - map.shift) / (map.scale * sd);
   const double typical = std::get<0>(u.abs().max(1)).median().item<double>();
   if (typical > 10.0)
-    notes() << "warning: " << what << ": values lie far outside the model's training data (the median row is "
+    notes() << "ebm: warning: " << what << ": values lie far outside the model's training data (the median row is "
              << std::lround(typical) << " training standard deviations from the mean in some column); are they "
                 "in the training data's units?\n";
 }
@@ -155,7 +156,7 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   bool pixels = false;
   std::error_code ec;
   if (file_extension(path) == ".npy" && !std::filesystem::is_directory(path, ec)) {
-    const auto raw = read_array_raw(path);
+    const auto raw = channels_first(read_array_raw(path));  // (as training read them)
     pixels = !raw.is_floating_point() && info.pixels.has_value();
     if (pixels) check_pixel_range(raw, path);
     x = raw.to(torch::kFloat32);
@@ -185,8 +186,51 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   return x.reshape(full).to(torch::kFloat);
 }
 
+namespace {
+// A built-in set's labels in a model's classes: its own indices for a model
+// of the same names (or of none: plain indices), else each class by its name
+// among the model's (case aside: "bag" for "Bag"); a class the model lacks,
+// or names that are none of the model's, is kBadData naming both lists, not
+// an accuracy of unrelated indices.
+torch::Tensor builtin_labels_as_trained(const Dataset& d, const ModelInfo& info, const std::string& spec) {
+  const auto& want = info.class_names;
+  if (want.empty() || want == d.class_names) return d.y;
+  auto same = [](const std::string& a, const std::string& b) {
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+  };
+  std::vector<int64_t> to_model(d.class_names.size(), -1);
+  for (size_t c = 0; c < d.class_names.size(); ++c) {
+    if (named_by_value(want)) {
+      to_model[c] = class_by_value(d.class_names[c], want);
+      continue;
+    }
+    for (size_t k = 0; k < want.size() && to_model[c] < 0; ++k)
+      if (same(d.class_names[c], want[k])) to_model[c] = int64_t(k);
+  }
+  const auto present = std::get<0>(torch::_unique(d.y));
+  for (int64_t i = 0; i < present.numel(); ++i) {
+    const int64_t c = present[i].item<int64_t>();
+    EBM_CHECK_DATA(to_model[size_t(c)] >= 0, spec, ": its class '", d.class_names[size_t(c)],
+                   "' is none of the model's classes (", c10::Join(", ", want),
+                   "), so its labels cannot be compared with the model's; give the rows with a labels file "
+                   "in the model's names (--labels)");
+  }
+  return torch::tensor(to_model, torch::kLong).index_select(0, d.y);
+}
+
+Dataset model_dataset(const std::string& spec, const ModelInfo& info, const std::string& split,
+                      const std::string& labels, bool with_labels);
+}  // namespace
+
 Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const std::string& split,
                            const std::string& labels) {
+  return model_dataset(spec, info, split, labels, true);
+}
+
+namespace {
+Dataset model_dataset(const std::string& spec, const ModelInfo& info, const std::string& split,
+                      const std::string& labels, bool with_labels) {
   std::string name = spec, part = split;
   const auto colon = spec.rfind(':');
   if (colon != std::string::npos && (spec.substr(colon + 1) == "train" || spec.substr(colon + 1) == "test")) {
@@ -211,6 +255,7 @@ Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const
   EBM_CHECK_USAGE(labels.empty(), spec, ": a built-in set has its own labels; drop the labels file ", labels);
   EBM_CHECK_USAGE(info.pixels.has_value(), spec, ": a built-in image set, but the model was not trained on pixels");
   d = name == "mnist" ? load_mnist(part) : load_fashion_mnist(part);
+  if (with_labels) d.y = builtin_labels_as_trained(d, info, spec);
   {
     const auto r = model_image_reading(info);
     d.x = resize_images(with_channels(d.x, r.channels, true), r, true);
@@ -223,12 +268,13 @@ Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const
   d.pixels = false;
   return d;
 }
+}  // namespace
 
 torch::Tensor read_model_data(const std::string& spec, const ModelInfo& info, const std::string& split) {
   const auto colon = spec.rfind(':');
   const std::string name = colon == std::string::npos ? spec : spec.substr(0, colon);
   if (name != "fashion_mnist" && name != "mnist") return read_model_input(spec, info);
-  return read_model_dataset(spec, info, split).x;
+  return model_dataset(spec, info, split, "", false).x;  // (images only: any model may read them)
 }
 
 namespace {

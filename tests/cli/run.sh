@@ -482,6 +482,15 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
       && [ "$(grep -o '"fid_gaussian": [0-9.e+-]*' "$T/fid_flat.json")" = "$(grep -o '"fid_gaussian": [0-9.e+-]*' "$T/fid_flat3.json")" ] \
       && [ "$(grep -o '"fid": [0-9.e+-]*' "$T/fid_flat.json")" != "$(grep -o '"fid": [0-9.e+-]*' "$T/fid_flat3.json")" ] \
       || { echo "FAIL: FID's Gaussian baseline depends on the model's sampling"; fails=$((fails + 1)); }
+    # Fewer images than features (8 against 16): a warning in the report (20
+    # images: none); one image: exit 65.
+    "$EBM" eval --task fid --model "$P" --features "$T/flat_run/model.pt" --reference "$T/pix.npy" --n 8 --steps 1 \
+      --out "$T/fid_flat8.json" >/dev/null 2>&1 && grep -q '"warnings"' "$T/fid_flat8.json" \
+      && ! grep -q '"warnings"' "$T/fid_flat.json" \
+      || { echo "FAIL: FID of 8 images on 16 features does not warn of its singular covariances"; fails=$((fails + 1)); }
+    "$EBM" sample --model "$P" --n 1 --steps 1 --out "$T/one.npy" >/dev/null 2>&1
+    expect 65 "one.npy: 1 image; FID compares covariances" -- "$EBM" eval --task fid --model "$P" \
+      --features "$T/flat_run/model.pt" --reference "$T/pix.npy" --n 20 --samples "$T/one.npy"
   else
     echo "FAIL: MLP classifier on flattened pixels"; sed 's/^/    /' "$T/flat.err"; fails=$((fails + 1))
   fi
@@ -728,6 +737,7 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 64 "classify: the model is not class-conditional" -- "$EBM" eval --model "$T/img_run/model.pt" --task classify --data "$T/pix.npy" --labels "$T/pix_labels.csv"
   expect 65 "outside the model's 3 classes" -- "$EBM" eval --model "$P" --task classify --data "$T/pix.npy" --labels "$T/labels_big.csv"
   expect 64 "bins must be"  -- "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --bins 0
+  expect 64 "bins must be 1 to 1000"  -- "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --bins 100000
   # Robustness of the conditional pixel model: PGD at two radii, with purification.
   "$EBM" eval --model "$P" --task robustness --data "$T/pix.npy" --labels "$T/pix_labels.csv" --eps 0,0.05 \
     --steps 2 --purify 1 --out "$T/rob.json" >/dev/null 2>&1 && grep -q '"purified_accuracy"' "$T/rob.json" \

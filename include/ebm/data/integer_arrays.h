@@ -15,5 +15,9 @@ bool integer_array_is_pixels(const torch::Tensor& raw);
 // kBadData naming `path`, the first value outside 0..255 and its row, for
 // an integer array that a model trained on pixels is given.
 void check_pixel_range(const torch::Tensor& x, const std::string& path);
+// An array of images stored channels last, as numpy, PIL and TensorFlow
+// write them ([N, H, W, C]: 4 axes, the last 1 or 3 and the second
+// neither), as [N, C, H, W]; any other array as it is.
+torch::Tensor channels_first(const torch::Tensor& raw);
 
 }  // namespace ebm

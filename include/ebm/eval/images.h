@@ -31,9 +31,17 @@ std::shared_ptr<Sampler> model_sampler(const ModelInfo& info, const std::string&
 // n samples [n, ...event] in the model's range: chains from uniform noise over
 // the pixel range (images) or N(0, I), run `steps` transitions of `sampler`
 // (empty spec: the model's training sampler); a conditional model's chain i
-// is drawn at label i mod K (the classes in equal shares).
+// is drawn at labels[i] when given, else at label i mod K (equal shares).
 torch::Tensor draw_model_samples(EnergyImpl& energy, const ModelInfo& info, int64_t n, int64_t steps,
-                                 const std::string& sampler, at::Generator& gen);
+                                 const std::string& sampler, at::Generator& gen, const torch::Tensor& labels = {});
+// Labels [n] for chains of a model of `classes` classes in its training
+// rows' class shares (largest remainders; class by class): x | y drawn at
+// them follows p(x) = sum_y p(y) p(x | y), which the marginal exp(-E(x)) of
+// a model trained on p(x | y) need not (contrastive divergence per class
+// leaves each class's offset free: on a folder of 59% trousers the marginal
+// drew none). Undefined, with *why, when the model file cannot rebuild its
+// training split (older files; data moved).
+torch::Tensor labels_in_class_shares(const ModelInfo& info, int64_t classes, int64_t n, std::string* why);
 // n samples of the generator that `model` keeps (load_generator), in the
 // energy's units (a standardised model's user units; images in the model's
 // range), each refined by `steps` transitions of `sampler` on `energy` (0 =

@@ -14,6 +14,7 @@
 #include "common/tmp.h"
 
 #include <filesystem>
+#include <fstream>
 
 using namespace ebm;
 
@@ -373,4 +374,46 @@ TEST(ImageEval, DrawModelSamplesFollowTheirLabels) {
   auto g1 = make_generator(76, kStreamEval), g2 = make_generator(76, kStreamEval);
   EXPECT_TRUE(torch::equal(draw_model_samples(energy, info, 5, 3, "ula:step=0.01", g1),
                            draw_model_samples(energy, info, 5, 3, "ula:step=0.01", g2)));
+}
+
+// Labels in the training classes' shares: the run's training split rebuilt
+// from model.pt's [data] table and seed, counted, and n labels allotted by
+// largest remainders, class by class; given labels take the place of
+// i mod K. A file that cannot rebuild its data gives none, and says why.
+TEST(ImageEval, LabelsInTheTrainingClassesShares) {
+  const std::string dir = test_helpers::fresh_dir("class_shares");
+  std::filesystem::create_directories(dir);
+  auto gen = make_generator(77, kStreamTestData);
+  const int64_t rows = 1000;
+  write_csv(dir + "/x.csv", at::randn({rows, 2}, gen, torch::kDouble));
+  std::ofstream y(dir + "/y.csv");
+  for (int64_t i = 0; i < rows; ++i) y << (i % 10 < 7 ? 0 : i % 10 < 9 ? 1 : 2) << "\n";
+  y.close();
+  ModelInfo info;
+  info.event_shape = {2};
+  info.data_toml = "[data]\npath = \"" + dir + "/x.csv\"\nlabels = \"" + dir + "/y.csv\"\n";
+  info.seed = 3;
+  std::string why;
+  const auto split = model_data_split(info, "m", &why);
+  ASSERT_TRUE(split.has_value()) << why;
+  const auto share = torch::bincount(split->train.y, {}, 3).to(torch::kDouble) / double(split->train.size());
+  const auto labels = labels_in_class_shares(info, 3, 20, &why);
+  ASSERT_TRUE(labels.defined()) << why;
+  const auto count = torch::bincount(labels, {}, 3).to(torch::kDouble);
+  EXPECT_EQ(count.sum().item<double>(), 20);
+  EXPECT_LE((count - 20 * share).abs().max().item<double>(), 1.0) << count << share;
+  EXPECT_TRUE(torch::equal(labels, std::get<0>(labels.sort())));  // (class by class)
+  // Chains at given labels go to their classes' means.
+  auto means = torch::tensor({{-0.5, 0.5, 0.0, 0.25}, {0.9, 0.9, -0.9, -0.9}, {0.0, 0.1, 0.2, 0.3}});
+  test_helpers::ClassQuadratics energy(means, {1, 2, 2});
+  ModelInfo img;
+  img.event_shape = {1, 2, 2};
+  img.pixels = PixelMap{-1.0, 1.0, false};
+  const auto at = torch::tensor({2, 2, 0, 1}, torch::kLong);
+  auto x = draw_model_samples(energy, img, 4, 40, "langevin:step=0.5,noise=0", gen, at);
+  EXPECT_TRUE(torch::allclose(x, means.index_select(0, at).view({4, 1, 2, 2}), 0, 1e-5));
+  // (no [data] table: no shares, and why)
+  EXPECT_FALSE(labels_in_class_shares(img, 3, 20, &why).defined());
+  EXPECT_NE(why.find("does not say what it was trained on"), std::string::npos) << why;
+  std::filesystem::remove_all(dir);
 }

@@ -7,6 +7,8 @@
 #include "common/errors.h"
 #include "common/tmp.h"
 #include "ebm/core/error.h"
+#include "ebm/data/images.h"
+#include "ebm/data/integer_arrays.h"
 #include "ebm/io/io.h"
 #include "ebm/energy/registry.h"
 #include "ebm/energy/standardized.h"
@@ -56,6 +58,52 @@ TEST(ImageFolder, ModelInputsTakeTheModelsClassNumbers) {
   EXPECT_NE(msg.find("'3' is not one of the model's classes (1, 2, 7)"), std::string::npos) << msg;
   info.class_names.clear();  // (a model that does not say: the folder's own order)
   EXPECT_TRUE(torch::equal(ebm::read_model_dataset(dir + "/some", info).y, torch::tensor({0, 0, 1}, torch::kLong)));
+  fs::remove_all(dir);
+}
+
+// A built-in set's labels given to a model: by its class names (case
+// aside), never as bare indices of another numbering; a class the model
+// lacks is an error naming both; its images alone (OOD) need no labels.
+TEST(BuiltinSets, LabelsTakeTheModelsClassNames) {
+  ebm::ModelInfo info;
+  info.event_shape = {1, 28, 28};
+  info.pixels = ebm::PixelMap();
+  const auto own = ebm::read_model_dataset("fashion_mnist:test", info);  // (no names: its own indices)
+  ASSERT_EQ(own.size(), 10000);
+  // The model's classes in sorted order of lower-case names: bag=0, ...
+  info.class_names = {"ankle boot", "bag", "coat", "dress", "pullover", "sandal", "shirt", "sneaker", "t-shirt/top",
+                      "trouser"};
+  const auto mapped = ebm::read_model_dataset("fashion_mnist:test", info);
+  const auto want = torch::tensor({8, 9, 4, 3, 2, 5, 6, 7, 1, 0}, torch::kLong).index_select(0, own.y);
+  EXPECT_TRUE(torch::equal(mapped.y, want));
+  EXPECT_TRUE(torch::equal(mapped.x, own.x));
+  info.class_names = {"bag", "boot", "coat"};
+  std::string msg;
+  EXPECT_EQ(code_of([&] { ebm::read_model_dataset("fashion_mnist:test", info); }, &msg), ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("class 'T-shirt/top' is none of the model's classes (bag, boot, coat)"), std::string::npos) << msg;
+  EXPECT_EQ(ebm::read_model_data("fashion_mnist:test", info).size(0), 10000);
+}
+
+// Images stored channels last ([N, H, W, C], numpy's and PIL's order) read
+// as [N, C, H, W] for training and for a trained model alike.
+TEST(NpyImages, ChannelsLastReadAsChannelsFirst) {
+  const std::string dir = fresh_dir("npy_nhwc");
+  fs::create_directories(dir);
+  const auto nchw = torch::arange(2 * 3 * 4 * 5, torch::kLong).remainder(256).to(torch::kUInt8).reshape({2, 3, 4, 5});
+  ebm::write_npy(dir + "/nhwc.npy", nchw.permute({0, 2, 3, 1}).contiguous().to(torch::kFloat));
+  const auto stored = ebm::read_array_raw(dir + "/nhwc.npy");
+  ASSERT_EQ(stored.sizes(), (c10::IntArrayRef{2, 4, 5, 3}));
+  const auto d = ebm::load_data_path(dir + "/nhwc.npy");
+  EXPECT_TRUE(torch::equal(d.x, nchw.to(torch::kFloat)));
+  EXPECT_NE(d.description.find("channels last"), std::string::npos) << d.description;
+  // (channels first, and grey [N, H, W, 1], as they are or made first)
+  EXPECT_TRUE(torch::equal(ebm::channels_first(nchw), nchw));
+  EXPECT_EQ(ebm::channels_first(torch::zeros({2, 28, 28, 1})).sizes(), (c10::IntArrayRef{2, 1, 28, 28}));
+  EXPECT_EQ(ebm::channels_first(torch::zeros({2, 3, 28, 3})).sizes(), (c10::IntArrayRef{2, 3, 28, 3}));
+  ebm::ModelInfo info;
+  info.event_shape = {3, 4, 5};
+  const auto x = ebm::read_model_input(dir + "/nhwc.npy", info);
+  EXPECT_TRUE(torch::equal(x, nchw.to(torch::kFloat)));
   fs::remove_all(dir);
 }
 
