@@ -196,10 +196,20 @@ static Dataset image_folder(const std::string& dir, const ImageReading& reading)
     for (const auto& e : fs::directory_iterator(dir))
       if (!hidden(e.path()) && e.is_directory()) subdirs.push_back(e.path().string());
     std::vector<std::pair<std::string, std::vector<std::string>>> found;  // (name, its images)
+    std::string nested;  // (a sub-folder of images one level down: not read)
     for (const auto& sub : sorted(subdirs)) {
       auto in_sub = images_in(sub);
-      if (!in_sub.empty()) found.emplace_back(fs::path(sub).filename().string(), std::move(in_sub));
+      if (!in_sub.empty()) {
+        found.emplace_back(fs::path(sub).filename().string(), std::move(in_sub));
+        continue;
+      }
+      for (const auto& e : fs::directory_iterator(sub))
+        if (nested.empty() && !hidden(e.path()) && e.is_directory() && !images_in(e.path().string()).empty())
+          nested = e.path().string();
     }
+    EBM_CHECK_DATA(nested.empty(), nested, ": images two folders down from ", dir,
+                   ", which reads images in it or in its class sub-folders only; give the folder whose sub-folders "
+                   "are the classes");
     // Sub-folders named by numbers (0/ 1/ ... 9/, or 1/ 2/ 3/) are classes
     // in numeric order named by the numbers (labels by value, data/labels.h:
     // 0 .. K-1 are indices, as they are); other names are classes in byte

@@ -218,21 +218,25 @@ int64_t class_by_value(const std::string& text, const std::vector<std::string>& 
   return it == names.end() ? -1 : int64_t(it - names.begin());
 }
 
+int64_t find_class_name(const std::string& name, const std::vector<std::string>& names) {
+  if (const auto it = std::find(names.begin(), names.end(), name); it != names.end()) return int64_t(it - names.begin());
+  int64_t found = -1;
+  for (size_t c = 0; c < names.size(); ++c)
+    if (names[c].size() == name.size() &&
+        std::equal(name.begin(), name.end(), names[c].begin(),
+                   [](unsigned char a, unsigned char b) { return std::tolower(a) == std::tolower(b); })) {
+      if (found >= 0) return -1;  // (two names fold to it: neither)
+      found = int64_t(c);
+    }
+  return found;
+}
+
 std::vector<int64_t> named_classes(const std::vector<std::string>& entries, const std::vector<std::string>& names,
                                    const std::string& what) {
   std::vector<int64_t> out;
   for (const auto& e : entries) {
-    if (const auto it = std::find(names.begin(), names.end(), e); it != names.end()) {
-      out.push_back(int64_t(it - names.begin()));
-      continue;
-    }
-    std::vector<int64_t> folded;  // ("sandal" for "Sandal", when only one name folds to it)
-    for (size_t c = 0; c < names.size(); ++c)
-      if (names[c].size() == e.size() &&
-          std::equal(e.begin(), e.end(), names[c].begin(), [](char a, char b) { return std::tolower(a) == std::tolower(b); }))
-        folded.push_back(int64_t(c));
-    if (folded.size() == 1) {
-      out.push_back(folded[0]);
+    if (const int64_t c = find_class_name(e, names); c >= 0) {
+      out.push_back(c);
       continue;
     }
     if (named_by_value(names)) {  // (labels by value: "05" is 5; no index reading)

@@ -4,7 +4,6 @@
 #include <c10/util/accumulate.h>
 
 #include <algorithm>
-#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -195,19 +194,9 @@ namespace {
 torch::Tensor builtin_labels_as_trained(const Dataset& d, const ModelInfo& info, const std::string& spec) {
   const auto& want = info.class_names;
   if (want.empty() || want == d.class_names) return d.y;
-  auto same = [](const std::string& a, const std::string& b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
-  };
   std::vector<int64_t> to_model(d.class_names.size(), -1);
-  for (size_t c = 0; c < d.class_names.size(); ++c) {
-    if (named_by_value(want)) {
-      to_model[c] = class_by_value(d.class_names[c], want);
-      continue;
-    }
-    for (size_t k = 0; k < want.size() && to_model[c] < 0; ++k)
-      if (same(d.class_names[c], want[k])) to_model[c] = int64_t(k);
-  }
+  for (size_t c = 0; c < d.class_names.size(); ++c)
+    to_model[c] = named_by_value(want) ? class_by_value(d.class_names[c], want) : find_class_name(d.class_names[c], want);
   const auto present = std::get<0>(torch::_unique(d.y));
   for (int64_t i = 0; i < present.numel(); ++i) {
     const int64_t c = present[i].item<int64_t>();

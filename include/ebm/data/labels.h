@@ -52,6 +52,11 @@ torch::Tensor labels_as_trained(const LabelFile& file, const std::vector<std::st
 // the model's names are not label values or none is that number.
 int64_t class_by_value(const std::string& text, const std::vector<std::string>& names);
 
+// The index of `name` among a model's or data set's class `names`: an exact
+// match, else the one name equal but for case ("sandal" for "Sandal"); -1
+// when none (or several differ only in case).
+int64_t find_class_name(const std::string& name, const std::vector<std::string>& names);
+
 // The class indices that data.classes' entries name among `names` (a data
 // set's or model's class names; empty: plain indices): a class's name
 // ("sandal", a folder's name, a label value), else a number as the class

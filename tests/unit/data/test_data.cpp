@@ -439,6 +439,12 @@ TEST(ImageFolder, SubFoldersAreClassesInSortedOrder) {
   EXPECT_EQ(code_of([&] { build(data_config({"data.path=" + dir, "data.labels=" + dir + "/dog/notes.txt"})); }, &msg),
             ebm::ExitCode::kBadConfig);
   EXPECT_NE(msg.find("sub-folders"), std::string::npos) << msg;
+  // (a class folder whose images sit one folder further down is not read
+  // as an empty one: the whole folder is refused, naming it)
+  png(dir + "/nested/a/x/1.png", {4, 5}, 1);
+  png(dir + "/nested/b/1.png", {4, 5}, 2);
+  EXPECT_EQ(code_of([&] { ebm::load_image_folder(dir + "/nested"); }, &msg), ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("nested/a/x: images two folders down"), std::string::npos) << msg;
   fs::remove_all(dir);
 }
 
