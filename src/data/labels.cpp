@@ -8,6 +8,7 @@
 #include <map>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/io/io.h"
 
 namespace ebm {
@@ -117,6 +118,16 @@ LabelFile read_label_file(const std::string& path, int64_t rows) {
 
 FileLabels training_labels(const LabelFile& file, const std::string& path) {
   if (file.words.empty()) return training_labels(file.values, path);
+  // (a number among words is a class of its own, most often a typo: say so)
+  size_t numbers = 0, first = 0;
+  for (size_t i = 0; i < file.words.size(); ++i) {
+    int64_t v = 0;
+    if (integer_text(file.words[i], &v) && numbers++ == 0) first = i;
+  }
+  if (numbers > 0 && numbers < file.words.size())
+    notes() << "ebm: note: " << path << ": " << numbers << " of its " << file.words.size()
+            << " labels are numbers among words (the first, '" << file.words[first] << "' at row " << first
+            << "); each distinct one is a class of its own\n";
   FileLabels out;
   out.names = file.words;
   std::sort(out.names.begin(), out.names.end());

@@ -555,7 +555,11 @@ int64_t Trainer::run(bool resume) {
   const bool lead = this->lead();
   EBM_CHECK_CODE(!lead || !resume || fs::exists(ckpt), ExitCode::kMissingInput, ckpt,
                  ": cannot open checkpoint (nothing to resume)");
-  if (lead) fs::create_directories(out_);
+  if (lead) {
+    std::error_code ec;  // (an unwritable --out: one line, exit 66, not an internal error)
+    fs::create_directories(out_, ec);
+    EBM_CHECK_CODE(!ec, ExitCode::kMissingInput, out_, ": cannot create the run directory: ", ec.message());
+  }
   keep_init_copy(cfg_, out_, resume, lead);  // (train.init: a resume reads the run's copy when the file is gone)
   if (resume) {
     if (lead) {

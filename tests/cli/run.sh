@@ -88,6 +88,7 @@ expect 65 "good.csv"       -- "$EBM" energy --model "$T/good.csv" --input "$T/go
 expect 78 "train.stepz"    -- "$EBM" train --config "$T/unknown.toml" --out "$T/r1"
 expect 78 "broken.toml:1"  -- "$EBM" train --config "$T/broken.toml" --out "$T/r2"
 expect 66 "absent.toml"    -- "$EBM" train --config "$T/absent.toml" --out "$T/r3"
+expect 66 "cannot create the run directory" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set train.steps=2 --out "$T/good.csv/run"
 expect 78 "step_size"      -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r4" --set sampler.step_size=-0.5
 expect 78 "objective.alpha" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r5" --set objective.alpha=-1
 expect 78 "sampler.bogus"  -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r6" --set sampler.bogus=1
