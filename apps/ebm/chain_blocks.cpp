@@ -15,6 +15,13 @@ ChainRun run_chains(EnergyImpl& energy, Sampler& sampler, const torch::Tensor& x
   const int64_t n = x0.size(0), dim = x0[0].numel();
   ChainState chains(x0);
   ChainRun r;
+  int64_t rounds = 0;
+  auto jump = [&](int64_t k) {
+    if (!o.jump || o.jump_every <= 0 || k % o.jump_every != 0) return;
+    r.jump_accept += o.jump(chains.x, gen);
+    ++rounds;
+    chains.invalidate();  // (moved chains: cached energies and gradients are stale)
+  };
   std::unique_ptr<WarmupAdapter> adapter;
   if (o.warmup > 0 && sampler.target_accept() > 0 && o.adapt)
     adapter = std::make_unique<WarmupAdapter>(
@@ -22,6 +29,7 @@ ChainRun run_chains(EnergyImpl& energy, Sampler& sampler, const torch::Tensor& x
   {
     Progress progress("warmup", show ? o.warmup : 0);
     for (int64_t k = 0; k < o.warmup; ++k) {
+      jump(k);
       Stats st = adapter ? adapter->step(energy, chains, gen) : sampler.step(energy, chains, gen);
       r.warm_divergent += st.n_divergent;
       if (show) progress.update(k + 1, "step " + std::to_string(st.step_size) + " accept " + std::to_string(st.accept_rate));
@@ -35,6 +43,7 @@ ChainRun run_chains(EnergyImpl& energy, Sampler& sampler, const torch::Tensor& x
   double last_step = 0;
   Progress progress("sample", show ? o.steps : 0);
   for (int64_t k = 0; k < o.steps; ++k) {
+    jump(o.warmup + k);
     Stats st = sampler.step(energy, chains, gen);
     r.accept += st.accept_rate;
     r.divergent += st.n_divergent;
@@ -47,6 +56,7 @@ ChainRun run_chains(EnergyImpl& energy, Sampler& sampler, const torch::Tensor& x
   }
   progress.finish();
   r.accept = o.steps > 0 ? r.accept / double(o.steps) : 1.0;
+  if (rounds > 0) r.jump_accept /= double(rounds);
   r.step_size = sampler.step_size() > 0 ? sampler.step_size() : last_step;
   r.x = chains.x;
   if (summary) r.summary = summary->draws();

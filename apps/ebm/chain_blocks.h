@@ -25,6 +25,10 @@ struct ChainRunOptions {
   double target_accept = 0;
   bool adapt = true, adapt_mass = true;
   std::function<torch::Tensor(const torch::Tensor&)> to_user;  // model units -> the user's
+  // Moves between modes (independence jumps, sampling/jumps.h) before every
+  // jump_every-th transition, warm-up included; returns their acceptance.
+  std::function<double(torch::Tensor&, at::Generator&)> jump;
+  int64_t jump_every = 0;
 };
 
 struct ChainRun {
@@ -35,6 +39,7 @@ struct ChainRun {
   double n_grad = 0;      // gradient evaluations per chain
   double step_size = 0;   // the final step size (chain-weighted mean over blocks)
   int64_t divergent = 0, warm_divergent = 0;
+  double jump_accept = 0;  // mean acceptance of the jumps (run_chains; 0 when none)
 };
 
 // All chains of x0 as one batch, on `gen`.

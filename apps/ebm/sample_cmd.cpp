@@ -17,6 +17,7 @@
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
 #include "ebm/sampling/diagnostics.h"
+#include "ebm/sampling/jumps.h"
 #include "ebm/sampling/tempering.h"
 #include "ebm/model/compose.h"
 #include "ebm/model/inputs.h"
@@ -24,6 +25,7 @@
 #include "ebm/objectives/learned.h"
 #include "ebm/eval/images.h"
 #include "ebm/train/distributed.h"
+#include "ebm/train/train.h"
 
 namespace ebm::cli {
 namespace {
@@ -69,7 +71,7 @@ Runner add_sample(CLI::App& app) {
     std::vector<std::string> models, labels;
     std::vector<double> weights;
     std::string script, target, sampler, init, out, compose, from = "noise";
-    int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0, nproc = 1, block = 64;
+    int64_t n = 1000, steps = 1000, warmup = 0, thin = 0, dim = 0, nproc = 1, block = 64, jumps = -1;
     double target_accept = 0;
     bool no_adapt_mass = false, no_adapt = false, latent = false;
   };
@@ -102,6 +104,11 @@ Runner add_sample(CLI::App& app) {
                   "(default 1)")
       ->delimiter(',');
   cmd->add_option("--n", a->n, "number of chains")->capture_default_str();
+  cmd->add_option("--jumps", a->jumps,
+                  "a vector model's moves between modes: independence Metropolis jumps proposed from its training "
+                  "rows (rebuilt from model.pt), this many every sampler.steps transitions, so that the draws hold "
+                  "each mode's mass (-1, the default: 2 when the rows can be rebuilt; 0: none)")
+      ->capture_default_str();
   cmd->add_option("--warmup", a->warmup,
                   "warm-up transitions, discarded; they adapt the step size (and a diagonal "
                   "mass matrix) of mh, mala, hmc and nuts")
@@ -156,6 +163,9 @@ Runner add_sample(CLI::App& app) {
     EBM_CHECK_USAGE(!a->latent || a->from == "generator", "--latent refines a generator's draws: add --from generator");
     EBM_CHECK_USAGE(a->steps >= 0, "--steps must be >= 0, got ", a->steps);
     EBM_CHECK_USAGE(a->warmup >= 0, "--warmup must be >= 0, got ", a->warmup);
+    EBM_CHECK_USAGE(a->jumps >= -1, "--jumps must be >= 0 (or -1: auto), got ", a->jumps);
+    EBM_CHECK_USAGE(a->jumps <= 0 || !blocked, "--jumps ", a->jumps,
+                    ": not with --nproc or --block (the jumps move one batch of chains)");
     EBM_CHECK_USAGE(a->thin >= 0, "--thin must be >= 0, got ", a->thin);
     EBM_CHECK_USAGE(a->dim >= 0, "--dim must be >= 0, got ", a->dim);
     EBM_CHECK_USAGE(a->target_accept == 0 || (a->target_accept > 0 && a->target_accept < 1),
@@ -284,6 +294,30 @@ Runner add_sample(CLI::App& app) {
       }
     }
     EnergyImpl& drawn = labelled ? *labelled : *energy;
+    // Jumps between modes (docs/own-data.md): Langevin and HMC chains do not
+    // cross between separated modes, so without them the draws hold each
+    // mode's basin's share, not its mass.
+    std::optional<DataProposal> proposal;
+    std::string jumps_why;
+    if (a->jumps != 0 && !blocked && a->models.size() == 1 && a->compose.empty() && shape.size() == 1) {
+      if (auto split = model_data_split(info, a->models[0], &jumps_why); split && split->train.size() >= 2) {
+        const auto rows = split->model_train().x.to(torch::kFloat);
+        auto pick = make_generator(a->common.seed, kStreamData);
+        const auto shuffled = rows.index_select(0, torch::randperm(rows.size(0), pick, torch::kLong)).to(device);
+        const auto [lo, hi] = data_box(shuffled);
+        proposal.emplace(DataProposalOptions().centers(256).neighbours(3), shuffled, lo, hi);
+        Config sc = make_train_config();
+        if (!info.sampler_toml.empty()) sc.load_string(info.sampler_toml, "model sampler_config");
+        ro.jump_every = std::max<int64_t>(1, sc.get_int("sampler.steps"));
+        const int64_t moves = a->jumps > 0 ? a->jumps : 2;
+        ro.jump = [&proposal, &drawn, moves](torch::Tensor& x, at::Generator& g) {
+          return proposal->jump(drawn, x, moves, g);
+        };
+      }
+    }
+    EBM_CHECK_USAGE(a->jumps <= 0 || proposal.has_value(), "--jumps ", a->jumps,
+                    ": needs one vector model whose training rows model.pt can rebuild",
+                    jumps_why.empty() ? std::string() : " (" + jumps_why + ")");
     ChainRun run;
     if (blocked) {
       EBM_CHECK_USAGE(!dynamic_cast<ParallelTempering*>(sampler.get()),
@@ -335,6 +369,9 @@ Runner add_sample(CLI::App& app) {
        << ", accept_rate " << fmt(run.accept, 3)
        << ", divergent " << run.divergent << " (warm-up " << run.warm_divergent << ")"
        << ", gradients/chain " << fmt(run.n_grad, 6) << "\n";
+    if (proposal)
+      os << "jumps between modes: " << (a->jumps > 0 ? a->jumps : 2) << " every " << ro.jump_every
+         << " transitions, from the training rows, accept_rate " << fmt(run.jump_accept, 3) << " (--jumps 0: none)\n";
     if (blocked)
       os << "(in " << (a->n + a->block - 1) / a->block << " blocks of up to " << a->block
          << " chains, each adapted on its own stream, over " << dist.world << " rank" << (dist.world > 1 ? "s" : "")

@@ -89,6 +89,24 @@ expect 78 "train.stepz"    -- "$EBM" train --config "$T/unknown.toml" --out "$T/
 expect 78 "broken.toml:1"  -- "$EBM" train --config "$T/broken.toml" --out "$T/r2"
 expect 66 "absent.toml"    -- "$EBM" train --config "$T/absent.toml" --out "$T/r3"
 expect 66 "cannot create the run directory" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set train.steps=2 --out "$T/good.csv/run"
+# ebm sample's jumps between modes: two modes (0.7 / 0.3, 8 apart), every
+# chain started in the left one. Without jumps none crosses; with them the
+# right mode's share is 0.3 (2000 draws: SE 0.01; the 2000-step model's
+# own mass is within 0.02 of it; the band is 0.3 +- 0.06).
+awk 'BEGIN { srand(7); for (i = 0; i < 3000; i++) { u = rand(); v = rand(); r = sqrt(-2 * log(1 - u));
+  c = (rand() < 0.3) ? 4 : -4; printf "%.5f,%.5f\n", c + 0.3 * r * cos(6.2831853 * v), 0.3 * r * sin(6.2831853 * v) } }' >"$T/two.csv"
+awk 'BEGIN { for (i = 0; i < 2000; i++) print "-4,0" }' >"$T/left.csv"
+if "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/two.csv" --set train.steps=2000 \
+    --out "$T/two_run" >/dev/null 2>&1; then
+  "$EBM" sample --model "$T/two_run/model.pt" --n 2000 --steps 50 --init "$T/left.csv" --jumps 0 --out "$T/j0.csv" >/dev/null 2>&1 \
+    && "$EBM" sample --model "$T/two_run/model.pt" --n 2000 --steps 50 --init "$T/left.csv" --out "$T/j2.csv" >/dev/null 2>&1 \
+    && awk -F, 'NR > 1 && $1 > 0 { r++ } END { exit !(r + 0 < 40) }' "$T/j0.csv" \
+    && awk -F, 'NR > 1 { n++; if ($1 > 0) r++ } END { exit !(r / n > 0.24 && r / n < 0.36) }' "$T/j2.csv" \
+    || { echo "FAIL: ebm sample's jumps do not carry the modes' masses"; fails=$((fails + 1)); }
+  expect 64 "jumps 3: not with --nproc" -- "$EBM" sample --model "$T/two_run/model.pt" --n 20 --jumps 3 --nproc 2 --out "$T/j.csv"
+else
+  echo "FAIL: training on two modes"; fails=$((fails + 1))
+fi
 expect 78 "step_size"      -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r4" --set sampler.step_size=-0.5
 expect 78 "objective.alpha" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r5" --set objective.alpha=-1
 expect 78 "sampler.bogus"  -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r6" --set sampler.bogus=1
