@@ -114,6 +114,13 @@ torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelI
     const auto& v = *info.values;
     check_in_pixel_range(x, v.raw_lo, v.raw_hi, path,
                          "float arrays are taken as in the units of the model's training images");
+    // (images in other units, [0, 1] for a model of 0-255 floats, fill a
+    // sliver of its range and are read as near-black: say so)
+    const double lo = x.min().item<double>(), hi = x.max().item<double>(), w = v.raw_hi - v.raw_lo;
+    if (x.size(0) >= 2 && hi - lo < 0.1 * w)
+      notes() << "ebm: warning: " << path << ": its values span [" << lo << ", " << hi << "], under a tenth of the "
+              << "range the model's training images had [" << v.raw_lo << ", " << v.raw_hi
+              << "]; float images are taken as in those units\n";
     return v.to_model(x);
   }
   if (!pixels) {

@@ -7,9 +7,12 @@
 
 #include "common/nets.h"
 #include "common/tmp.h"
+#include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
+#include "ebm/data/pixels.h"
 #include "ebm/eval/tasks.h"
 #include "ebm/io/io.h"
+#include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
 #include "ebm/train/train.h"
 
@@ -56,5 +59,34 @@ TEST(ValueMapEval, AisNllIsTheDensityOfTheSavedValues) {
   const double want = 16 * (std::log(gain["unit"]) - std::log(gain["wide"]));
   EXPECT_NEAR(want, 16 * std::log(127.5), 0.1);
   EXPECT_NEAR(nll["wide"] - nll["unit"], want, 1e-2) << nll["unit"] << " " << nll["wide"];
+  fs::remove_all(root);
+}
+
+// Float images far narrower than a value-mapped model's training range
+// ([0, 1] for a model of 0-255 floats) are read in the model's units, with
+// one warning naming both ranges; images that fill the range get none.
+TEST(ValueMapEval, ImagesInOtherUnitsAreWarnedOf) {
+  const std::string root = test_helpers::fresh_dir("value_map_warn");
+  fs::create_directories(root);
+  auto gen = make_generator(9, kStreamData);
+  const auto wide = at::rand({6, 1, 4, 4}, gen).mul_(255);
+  write_npy(root + "/wide.npy", wide);
+  write_npy(root + "/unit.npy", wide / 255);
+  ModelInfo info;
+  info.event_shape = {1, 4, 4};
+  info.values = ValueMap{0.0, 255.0, -1.0, 1.0};
+  set_notes(true);
+  testing::internal::CaptureStderr();
+  const auto x = read_model_input(root + "/wide.npy", info);
+  const std::string quiet = testing::internal::GetCapturedStderr();
+  testing::internal::CaptureStderr();
+  const auto u = read_model_input(root + "/unit.npy", info);
+  const std::string warned = testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(quiet.empty()) << quiet;
+  EXPECT_NE(warned.find("unit.npy: its values span ["), std::string::npos) << warned;
+  EXPECT_NE(warned.find("under a tenth"), std::string::npos) << warned;
+  EXPECT_NE(warned.find("[0, 255]"), std::string::npos) << warned;
+  EXPECT_TRUE(torch::allclose(u, info.values->to_model(wide / 255)));
+  EXPECT_TRUE(torch::allclose(x, info.values->to_model(wide)));
   fs::remove_all(root);
 }
