@@ -216,16 +216,6 @@ torch::Tensor builtin_labels_as_trained(const Dataset& d, const ModelInfo& info,
 }
 
 Dataset model_dataset(const std::string& spec, const ModelInfo& info, const std::string& split,
-                      const std::string& labels, bool with_labels);
-}  // namespace
-
-Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const std::string& split,
-                           const std::string& labels) {
-  return model_dataset(spec, info, split, labels, true);
-}
-
-namespace {
-Dataset model_dataset(const std::string& spec, const ModelInfo& info, const std::string& split,
                       const std::string& labels, bool with_labels) {
   std::string name = spec, part = split;
   const auto colon = spec.rfind(':');
@@ -265,6 +255,11 @@ Dataset model_dataset(const std::string& spec, const ModelInfo& info, const std:
   return d;
 }
 }  // namespace
+
+Dataset read_model_dataset(const std::string& spec, const ModelInfo& info, const std::string& split,
+                           const std::string& labels) {
+  return model_dataset(spec, info, split, labels, true);
+}
 
 torch::Tensor read_model_data(const std::string& spec, const ModelInfo& info, const std::string& split) {
   const auto colon = spec.rfind(':');
