@@ -1,6 +1,10 @@
 // ebm: command-line front end (DESIGN.md "CLI contract"). Errors are one line
 // on stderr with the documented exit code.
+#include <iomanip>
 #include <iostream>
+#include <new>
+#include <optional>
+#include <sstream>
 #include <map>
 #include <utility>
 #include <vector>
@@ -54,6 +58,30 @@ void keep_freed_memory() {
 #endif
 }
 
+// An allocation that failed (the CPU allocator's "can't allocate memory",
+// CUDA's "out of memory", std::bad_alloc): what the user asked for does not
+// fit, which is no internal error. One line saying so and how much was
+// wanted when the message says ("tried to allocate N bytes" or "N GiB").
+std::optional<std::string> out_of_memory(const std::string& what) {
+  if (what.find("can't allocate memory") == std::string::npos && what.find("out of memory") == std::string::npos &&
+      what.find("bad_alloc") == std::string::npos)
+    return std::nullopt;
+  std::ostringstream o;
+  o << "out of memory";
+  const auto at = what.find("tried to allocate ");
+  if (at != std::string::npos) {
+    std::istringstream in(what.substr(at + 18));
+    double amount = 0;
+    std::string unit;
+    if (in >> amount >> unit) {
+      if (unit.rfind("bytes", 0) == 0) amount /= double(1 << 30), unit = "GiB";
+      o << ": one allocation of " << std::fixed << std::setprecision(1) << amount << " " << unit.substr(0, 3) << " failed";
+    }
+  }
+  o << "; ask for less (fewer samples or chains with --n, a smaller train.batch_size, fewer rows)";
+  return o.str();
+}
+
 std::string first_line(const std::string& s) {
   auto nl = s.find('\n');
   return nl == std::string::npos ? s : s.substr(0, nl);
@@ -102,7 +130,11 @@ int main(int argc, char** argv) {
     std::cerr << "ebm: " << first_line(e.what()) << "\n";
     return int(e.code());
   } catch (const c10::Error& e) {
-    std::cerr << "ebm: internal error: " << first_line(e.what_without_backtrace()) << "\n";
+    const auto oom = out_of_memory(e.what_without_backtrace());
+    std::cerr << "ebm: " << (oom ? *oom : "internal error: " + first_line(e.what_without_backtrace())) << "\n";
+    return int(ExitCode::kInternal);
+  } catch (const std::bad_alloc&) {
+    std::cerr << "ebm: " << *out_of_memory("bad_alloc") << "\n";
     return int(ExitCode::kInternal);
   } catch (const std::exception& e) {
     std::cerr << "ebm: internal error: " << first_line(e.what()) << "\n";

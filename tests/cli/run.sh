@@ -78,6 +78,8 @@ expect 64 ""               -- "$EBM"
 expect 64 "unknown command 'frobnicate'" -- "$EBM" frobnicate
 expect 64 "threads"        -- "$EBM" bench --workload langevin-mlp --threads 0
 expect 64 "unknown"        -- "$EBM" bench --workload nope
+# A request that does not fit in memory says so (not "internal error").
+expect 70 "out of memory: one allocation of [0-9.]* GiB failed" -- "$EBM" sample --target gaussian --n 1000000000000 --steps 1 --out "$T/s.csv"
 expect 78 "hmmc"           -- "$EBM" sample --target gaussian --sampler hmmc --n 4 --steps 1 --out "$T/s.csv"
 expect 78 "step"           -- "$EBM" sample --target gaussian --sampler "langevin:step=-1" --n 4 --steps 1 --out "$T/s.csv"
 expect 78 "nosuch"         -- "$EBM" sample --target nosuch --n 4 --steps 1 --out "$T/s.csv"
