@@ -1,4 +1,5 @@
 #include "ebm/model/model.h"
+#include "ebm/model/generator_file.h"
 
 #include <c10/util/accumulate.h>
 #include <toml++/toml.h>
@@ -106,6 +107,14 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
   }
   ar.write("format", c10::IValue(std::string(kFormat)));
   atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
+}
+
+bool has_generator(const std::string& path) {
+  load_model(path);  // (checks the file)
+  torch::serialize::InputArchive ar;
+  ar.load_from(path);
+  c10::IValue text;
+  return ar.try_read("generator_config", text) && text.isString();
 }
 
 Generator load_generator(const std::string& path) {

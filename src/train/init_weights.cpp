@@ -10,6 +10,7 @@
 #include "ebm/energy/standardized.h"
 #include "ebm/io/file_bytes.h"
 #include "ebm/io/io.h"
+#include "ebm/model/generator_file.h"
 
 namespace ebm {
 namespace fs = std::filesystem;
@@ -144,14 +145,8 @@ void copy_init_weights(const InitModel& init, EnergyImpl& energy) {
 }
 
 bool copy_init_generator(const InitModel& init, torch::nn::Module& generator) {
-  Generator g;
-  try {
-    g = load_generator(init.path);
-  } catch (const Error& e) {
-    if (std::string(e.what()).find("has no generator") != std::string::npos) return false;
-    throw;
-  }
-  copy_module(*g, generator, init.path, "generator");
+  if (!has_generator(init.path)) return false;
+  copy_module(*load_generator(init.path), generator, init.path, "generator");
   return true;
 }
 

@@ -11,6 +11,7 @@
 #include "ebm/core/rng.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
+#include "ebm/model/generator_file.h"
 #include "ebm/model/model.h"
 #include "ebm/train/init_weights.h"
 #include "ebm/train/train.h"
@@ -138,5 +139,52 @@ TEST(TrainInit, KeepsTheModelsUnitsClassesAndWeights) {
   adopt_init_model(on_idx, e);
   EXPECT_TRUE(torch::equal(e.train.y, plain.train.y + 2));
   EXPECT_TRUE(e.train.class_names.empty());
+  fs::remove_all(root);
+}
+
+namespace {
+Config learned_config(const std::string& objective, const std::string& init) {
+  Config c = make_train_config();
+  c.load_string("seed = 2\n[data]\nname = \"8gaussians\"\nn = 400\n[energy]\nhidden = [16]\n"
+                "[generator]\nname = \"mlp\"\nhidden = [16]\nlatent_dim = 2\n[train]\nsteps = 2\nbatch_size = 32\n"
+                "log_every = 1\ncheckpoint_every = 2\n[eval]\nsample_chains = 4\nsample_steps = 1\n",
+                "test");
+  c.set_value("objective.name", objective);
+  c.set_value("train.init", init);
+  return c;
+}
+
+std::vector<torch::Tensor> generator_weights(const std::string& model) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : load_generator(model)->parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+}  // namespace
+
+// A learned-sampler run from train.init takes the model's generator when it
+// has one (a VERA run) and starts a fresh one when it has none (a CD run).
+TEST(TrainInit, TakesTheGeneratorWhenTheModelHasOne) {
+  const std::string root = fresh_dir("train_init_generator");
+  Trainer(learned_config("vera", ""), root + "/vera").run(false);
+  Trainer(learned_config("cd", ""), root + "/cd").run(false);
+  EXPECT_TRUE(has_generator(root + "/vera/model.pt"));
+  EXPECT_FALSE(has_generator(root + "/cd/model.pt"));
+  Config from_vera = learned_config("vera", root + "/vera/model.pt"), from_cd = learned_config("vera", root + "/cd/model.pt");
+  from_vera.set_value("train.steps", int64_t(0));
+  from_cd.set_value("train.steps", int64_t(0));
+  Trainer(from_vera, root + "/from_vera").run(false);
+  Trainer(from_cd, root + "/from_cd").run(false);
+  const auto a = generator_weights(root + "/vera/model.pt"), b = generator_weights(root + "/from_vera/model.pt"),
+             c = generator_weights(root + "/from_cd/model.pt");
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_EQ(a.size(), c.size());
+  bool all_same = true;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+    all_same = all_same && torch::equal(a[i], c[i]);
+  }
+  EXPECT_FALSE(all_same);  // (the CD model had none to give: a fresh generator)
+  std::string msg;
+  EXPECT_EQ(code_of([&] { has_generator(root + "/missing.pt"); }, &msg), ExitCode::kMissingInput);
   fs::remove_all(root);
 }
