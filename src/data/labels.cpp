@@ -82,14 +82,21 @@ std::vector<std::string> read_words(const std::string& path, int64_t rows) {
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   while (!lines.empty() && trimmed(lines.back()).empty()) lines.pop_back();
   if (!lines.empty() && lines[0].rfind("\xEF\xBB\xBF", 0) == 0) lines[0].erase(0, 3);
-  // (a header: one line more than the rows labelled)
-  const size_t first = int64_t(lines.size()) == rows + 1 ? 1 : 0;
   std::vector<std::string> words;
-  for (size_t i = first; i < lines.size(); ++i) {
+  for (size_t i = 0; i < lines.size(); ++i) {
     const auto w = unquoted(last_field(lines[i]));
-    EBM_CHECK_DATA(!w.empty(), path, ":", i + 1, ": empty label");
+    EBM_CHECK_DATA(!w.empty() || (i == 0 && lines.size() > 1), path, ":", i + 1, ": empty label");
     words.push_back(w);
   }
+  // A header: one line more than the rows labelled, whose word is no label
+  // of the other lines ("species", pandas' ",label"). A first line that is
+  // one of the labels is a label: the file has a label too many for the
+  // rows (a data file that lost its last row), which the caller refuses
+  // rather than pair every row with its neighbour's label.
+  if (int64_t(lines.size()) == rows + 1 &&
+      std::find(words.begin() + 1, words.end(), words[0]) == words.end())
+    words.erase(words.begin());
+  EBM_CHECK_DATA(!words.empty() && !words[0].empty(), path, ":1: empty label");
   return words;
 }
 
@@ -101,8 +108,11 @@ LabelFile read_label_file(const std::string& path, int64_t rows) {
     out.values = read_matrix(path);
   } catch (const Error& e) {
     const auto ext = file_extension(path);  // (text files: .csv, .txt, .tsv)
+    // (one word on one line reads as a CSV header with no rows)
+    const std::string what = e.what();
     const bool words = (ext == ".csv" || ext == ".txt" || ext == ".tsv") && e.code() == ExitCode::kBadData &&
-                       std::string(e.what()).find("non-numeric") != std::string::npos;
+                       (what.find("non-numeric") != std::string::npos ||
+                        what.find("header line but no data rows") != std::string::npos);
     if (!words) throw;
   }
   if (const auto& y = out.values; y.defined()) {

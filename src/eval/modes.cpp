@@ -60,11 +60,17 @@ ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, const 
   EBM_CHECK_DATA(data.size(0) >= 10 * clusters, "modes: ", data.size(0), " points are too few for ", clusters,
                  " clusters (want 10 per cluster)");
   ModeMassResult r;
-  const auto x = data.to(torch::kCPU, torch::kDouble);
-  r.centers = kmeans(x, clusters, gen);
+  // The cells are k-means' in the data's standardised columns (centred,
+  // sd 1): in raw units a column in 1e4 beside one in 1e-4 would cut every
+  // cell as a slice along the first and merge modes that share it.
+  const auto raw = data.to(torch::kCPU, torch::kDouble);
+  const AffineMap cells = AffineMap::standardize(raw);
+  const auto x = cells.to_model(raw);
+  const auto centers = kmeans(x, clusters, gen);
+  r.centers = cells.to_user(centers);
   const int64_t n = x.size(0);
   auto counts = torch::zeros({clusters}, torch::kDouble)
-                    .index_add_(0, torch::cdist(x, r.centers).argmin(1), torch::ones({n}, torch::kDouble));
+                    .index_add_(0, torch::cdist(x, centers).argmin(1), torch::ones({n}, torch::kDouble));
   r.data_fraction = counts / double(n);
   r.data_se = (r.data_fraction * (1 - r.data_fraction) / double(n)).sqrt();
   // The model's mass per cell on the converged quadrature grid of nll2d, in
@@ -84,7 +90,7 @@ ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, const 
     const int64_t rows = std::min<int64_t>(64, g - row);
     auto pts = torch::stack({xs.repeat({rows}), ys.narrow(0, row, rows).repeat_interleave(g)}, 1);
     auto p = (-model.energy(pts.to(dtype)).to(torch::kDouble) - q.log_z + log_cell).exp();
-    mass.index_add_(0, torch::cdist(units.to_user(pts), r.centers).argmin(1), p);
+    mass.index_add_(0, torch::cdist(cells.to_model(units.to_user(pts)), centers).argmin(1), p);
   }
   r.model_mass = mass;
   r.log_z_error = q.log_z_error;

@@ -317,14 +317,27 @@ GaussianFit GaussianFit::fit(const torch::Tensor& rows, int64_t max_rows) {
   TORCH_CHECK(rows.dim() >= 1 && rows.size(0) >= 2, "GaussianFit: need at least 2 rows");
   auto x = rows.detach().to(torch::kCPU, torch::kDouble).flatten(1);
   TORCH_CHECK(max_rows >= 1, "GaussianFit: max_rows must be >= 1");
-  const int64_t n = x.size(0), d = x.size(1), stride = n > max_rows ? (n + max_rows - 1) / max_rows : 1;
+  const int64_t n = x.size(0), stride = n > max_rows ? (n + max_rows - 1) / max_rows : 1;
   if (stride > 1) x = x.slice(0, 0, n, stride);
   GaussianFit g;
   g.mean = x.mean(0);
   auto xc = x - g.mean;
   auto cov = xc.t().mm(xc) / double(x.size(0) - 1);
-  const double ridge = 1e-3 * cov.diagonal().mean().item<double>() + 1e-12;
-  g.chol = torch::linalg_cholesky(cov + ridge * torch::eye(d, torch::kDouble));
+  const auto var = cov.diagonal();
+  torch::Tensor ridge;
+  if (rows.dim() == 2) {
+    // Vectors: each column's own 1e-3 of its variance (the same fit in any
+    // units: a column in 1e-4 beside one in 1e4 keeps its shape); a
+    // constant column takes the finest column's.
+    const auto positive = var.masked_select(var > 0);
+    const double finest = positive.numel() > 0 ? positive.min().item<double>() : 1.0;
+    ridge = 1e-3 * torch::where(var > 0, var, torch::full_like(var, finest));
+  } else {
+    // Images: pixels share their units; one ridge for all (a border pixel
+    // that never changes does not make every other image's border an outlier).
+    ridge = torch::full_like(var, 1e-3 * var.mean().item<double>() + 1e-12);
+  }
+  g.chol = torch::linalg_cholesky(cov + torch::diag(ridge));
   return g;
 }
 

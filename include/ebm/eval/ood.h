@@ -99,9 +99,11 @@ struct OodOptions {
   TORCH_ARG(std::string, baseline_why) = "";
 };
 
-// The baseline's fit: mean and the Cholesky factor of the covariance (with a
-// ridge of 1e-3 x the mean variance) of rows flattened to [N, D], at most
-// `max_rows` of them (evenly spaced); scores are -1/2 |L^-1 (x - mean)|^2.
+// The baseline's fit: mean and the Cholesky factor of the covariance of
+// rows flattened to [N, D], at most `max_rows` of them (evenly spaced), with
+// a ridge: for vector rows ([N, D]) 1e-3 of each column's own variance (the
+// same fit whatever each column's units), for images ([N, C, H, W]) 1e-3 of
+// the mean variance; scores are -1/2 |L^-1 (x - mean)|^2.
 struct GaussianFit {
   torch::Tensor mean, chol;  // [D], [D, D] (double)
   static GaussianFit fit(const torch::Tensor& rows, int64_t max_rows = 20000);

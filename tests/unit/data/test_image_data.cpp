@@ -492,6 +492,14 @@ TEST(Labels, WordsAreClassesInSortedOrder) {
             std::string::npos) << msg;
   EXPECT_EQ(code_of([&] { ebm::labels_as_trained(pd, {}, 2, "pd.csv"); }, &msg), ebm::ExitCode::kBadData);
   EXPECT_NE(msg.find("keeps no class names"), std::string::npos) << msg;
+  // A label too many (the data lost its last row): the first line is a
+  // label, not a header, and the count is refused rather than every row
+  // paired with its neighbour's label; one word on one line is a label.
+  std::ofstream(dir + "/extra.txt") << "virginica\nsetosa\nvirginica\nsetosa\n";
+  EXPECT_EQ(code_of([&] { ebm::read_label_file(dir + "/extra.txt", 3); }, &msg), ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("got 4"), std::string::npos) << msg;
+  std::ofstream(dir + "/one.txt") << "echo\n";
+  EXPECT_EQ(ebm::read_label_file(dir + "/one.txt", 1).words, (std::vector<std::string>{"echo"}));
   // Numbers stay numbers (a header line too).
   std::ofstream(dir + "/n.csv") << "label\n2\n0\n";
   const auto n = ebm::read_label_file(dir + "/n.csv", 2);

@@ -9,6 +9,8 @@
 #include "common/tmp.h"
 #include "ebm/core/config.h"
 #include "ebm/core/rng.h"
+#include "ebm/data/data.h"
+#include "ebm/data/unbalanced.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/eval/eval.h"
 #include "ebm/eval/tasks.h"
@@ -23,6 +25,17 @@ std::shared_ptr<StandardizedEnergyImpl> in_units(const AnalyticEnergy& inner, co
                                                  const torch::Tensor& scale) {
   return std::make_shared<StandardizedEnergyImpl>(inner, AffineMap{shift, scale});
 }
+
+// E(x) = -log p(x) of a 2D Gaussian mixture (log Z = 0).
+class MixtureEnergy : public EnergyImpl {
+ public:
+  explicit MixtureEnergy(Mixture2d m) : m_(std::move(m)) {}
+  torch::Tensor energy(const torch::Tensor& x) override { return -m_.log_density(x).to(x.scalar_type()); }
+  std::vector<int64_t> event_shape() const override { return {2}; }
+
+ private:
+  Mixture2d m_;
+};
 }  // namespace
 
 // Quadrature: log Z = 0 (to the 1e-3 tolerance, plus 1e-3) and the mean NLL
@@ -87,4 +100,29 @@ TEST(EvalUnits, AisRunsInTheModelsUnits) {
   EXPECT_NEAR(r.json["test"]["nll"].get<double>(), want, 1e-6) << r.text;
   EXPECT_FALSE(r.json.contains("warnings")) << r.text;
   std::filesystem::remove_all(dir);
+}
+
+// The mode check's cells are k-means' in the data's standardised columns:
+// the unbalanced mixture in units 1e4 and 1e-4 (offset 1e6) gets the same
+// cells and data fractions as in its own, passes the truth and flags the
+// same mixture with equal weights. In raw units every cell was a slice
+// along the first column, merging modes that share it.
+TEST(EvalUnits, ModeCellsAreTheSameInAnyUnits) {
+  const auto& truth = unbalanced_mixture(0);
+  Mixture2d equal = truth;
+  for (auto& g : equal.parts) g.weight = 1.0 / double(equal.parts.size());
+  auto gen = make_generator(40, kStreamTestData);
+  const auto x = toy2d("unbalanced0", 10000, gen).to(torch::kDouble);
+  const AffineMap odd{torch::tensor({1e6, 0.0}, torch::kDouble), torch::tensor({1e4, 1e-4}, torch::kDouble)};
+  auto kgen = make_generator(41, kStreamEval);
+  MixtureEnergy plain_truth(truth);
+  const auto plain = mode_masses(plain_truth, x, 8, 4.0, 0.02, kgen);
+  for (const Mixture2d* mixture : {&truth, static_cast<const Mixture2d*>(&equal)}) {
+    auto user = std::make_shared<StandardizedEnergyImpl>(std::make_shared<MixtureEnergy>(*mixture), odd);
+    kgen = make_generator(41, kStreamEval);
+    const auto m = mode_masses(*user, odd.to_user(x), 8, 4.0, 0.02, kgen);
+    EXPECT_TRUE(torch::allclose(m.data_fraction, plain.data_fraction, 0, 1e-12)) << m.table() << plain.table();
+    EXPECT_TRUE(torch::allclose(odd.to_model(m.centers), plain.centers, 1e-6, 1e-6)) << m.table();
+    EXPECT_EQ(m.ok, mixture == &truth) << m.table();
+  }
 }

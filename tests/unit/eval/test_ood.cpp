@@ -439,6 +439,34 @@ TEST(GaussianFit, RecoversAKnownGaussianAndItsMahalanobisScore) {
   EXPECT_NEAR(GaussianFit::fit(rows, 10).mean[0].item<double>(), 45.0, 1e-12);  // (rows 0, 10, ..., 90)
 }
 
+// Vector rows: the ridge is each column's own, so the fit is the same in any
+// units (columns in 1e4 and 1e-4 with an offset of 1e6 score as in their
+// own, to rounding); a ridge of the mean variance swamped the small column
+// (its scores ~1e8 times too small there). A constant column takes the
+// finest column's ridge: a row off it is far out. Images keep one ridge.
+TEST(GaussianFit, VectorFitsAreTheSameInAnyUnits) {
+  auto gen = make_generator(92, kStreamTestData);
+  auto chol = torch::tensor({{1.0, 0.0, 0.0}, {0.6, 0.8, 0.0}, {0.0, 0.0, 0.0}}, torch::kDouble);
+  auto x = at::normal(0.0, 1.0, {5000, 3}, gen, torch::TensorOptions(torch::kDouble)).mm(chol.t());
+  x.select(1, 2).fill_(42.0);  // (a constant column)
+  const auto scale = torch::tensor({1e4, 1e-4, 1.0}, torch::kDouble), shift = torch::tensor({1e6, 0.0, 0.0}, torch::kDouble);
+  const auto plain = GaussianFit::fit(x), odd = GaussianFit::fit(x * scale + shift);
+  auto probe = torch::tensor({{0.0, 0.0, 42.0}, {1.0, -1.0, 42.0}, {-2.0, 0.5, 42.0}}, torch::kDouble);
+  const auto a = plain.score(probe), b = odd.score(probe * scale + shift);
+  EXPECT_TRUE(torch::allclose(a, b, 1e-6, 1e-9)) << a << b;
+  EXPECT_NEAR(a[1].item<double>(), -2.5, 0.2);  // (1, -1) across a correlation of 0.6: -1/2 z^2 = -2.5
+  auto off = probe.clone();
+  off.select(1, 2).fill_(42.5);
+  EXPECT_LT((plain.score(off) - a).max().item<double>(), -100.0);
+  // (images: one ridge for every pixel)
+  auto img = torch::zeros({50, 1, 2, 2}, torch::kDouble);
+  img.select(3, 0).normal_(0.0, 1.0, gen);
+  const auto gi = GaussianFit::fit(img);
+  const auto d = gi.chol.mm(gi.chol.t()).diagonal();
+  EXPECT_NEAR(d[1].item<double>(), d[3].item<double>(), 1e-12);
+  EXPECT_GT(d[1].item<double>(), 1e-4);
+}
+
 // End to end: with training rows given, every set also gets the baseline's
 // metrics; on a standard normal target the fitted Gaussian ranks rows as the
 // target's own energy does, so their AUROCs agree. "none" turns it off.
