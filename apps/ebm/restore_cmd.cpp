@@ -393,6 +393,9 @@ Runner add_denoise(CLI::App& app) {
         auto user = corrupt_values(to_user(s, x).to(torch::kDouble), a->corrupt, gen, &added);
         noisy = (s.units.defined() ? s.units.to_model(user.flatten(1)).reshape(x.sizes()) : user).to(x.scalar_type());
       }
+      EBM_CHECK_USAGE(noise_std == 0 || added == 0 || std::abs(noise_std - added) <= 1e-9 * added,
+                      "--noise-std ", noise_std, " with --corrupt ", a->corrupt,
+                      ": the corruption's std is the noise's; give one of them");
       if (noise_std == 0) noise_std = added;
     }
     const std::string method = a->method != "auto" ? a->method : (s.image ? "sample" : "mode");

@@ -17,13 +17,29 @@ ClampedEnergyImpl::ClampedEnergyImpl(Energy inner, torch::Tensor known, torch::T
   register_module("inner", inner_);
 }
 
+namespace {
+// `t` ([B, ...], one row per chain) for rows x: itself, or tiled when x
+// holds whole copies of the chains one after another (parallel tempering
+// evaluates its temperatures' chains together, [T B, ...]).
+torch::Tensor for_rows(const torch::Tensor& t, const torch::Tensor& x) {
+  if (!t.defined() || t.size(0) == x.size(0) || (t.size(0) == 1 && x.size(0) >= 1)) return t;
+  const int64_t b = t.size(0);
+  TORCH_CHECK(b > 0 && x.size(0) % b == 0, "ClampedEnergy: ", x.size(0), " rows for a completion of ", b,
+              " chains (a sampler that evaluates a subset of its chains cannot complete rows)");
+  std::vector<int64_t> reps(t.dim(), 1);
+  reps[0] = x.size(0) / b;
+  return t.repeat(reps);
+}
+}  // namespace
+
 torch::Tensor ClampedEnergyImpl::fill(const torch::Tensor& x) const {
-  return torch::where(free_.to(x.device()), x, known_.to(x.device(), x.scalar_type()));
+  return torch::where(for_rows(free_, x).to(x.device()), x, for_rows(known_, x).to(x.device(), x.scalar_type()));
 }
 
 torch::Tensor ClampedEnergyImpl::anchor_term(const torch::Tensor& x) const {
   if (anchor_std_ == 0) return torch::zeros({x.size(0)}, x.options());
-  auto d = (x - anchor_.to(x.device(), x.scalar_type())) * free_.to(x.device(), x.scalar_type());
+  auto d = (x - for_rows(anchor_, x).to(x.device(), x.scalar_type())) *
+           for_rows(free_, x).to(x.device(), x.scalar_type());
   return d.square().flatten(1).sum(1) / (2 * anchor_std_ * anchor_std_);
 }
 
@@ -35,10 +51,10 @@ torch::Tensor ClampedEnergyImpl::grad(const torch::Tensor& x) { return energy_an
 
 std::pair<torch::Tensor, torch::Tensor> ClampedEnergyImpl::energy_and_grad(const torch::Tensor& x) {
   auto [e, g] = inner_->energy_and_grad(fill(x));
-  const auto mask = free_.to(x.device(), x.scalar_type());
+  const auto mask = for_rows(free_, x).to(x.device(), x.scalar_type());
   g = g * mask;
   if (anchor_std_ > 0) {
-    const auto d = (x - anchor_.to(x.device(), x.scalar_type())) * mask;
+    const auto d = (x - for_rows(anchor_, x).to(x.device(), x.scalar_type())) * mask;
     e = e + d.square().flatten(1).sum(1) / (2 * anchor_std_ * anchor_std_);
     g = g + d / (anchor_std_ * anchor_std_);
   }

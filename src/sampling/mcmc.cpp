@@ -9,6 +9,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/core/simd.h"
+#include "ebm/sampling/conditional.h"
 #include "ebm/sampling/sampling.h"
 #include "rows.h"
 
@@ -383,6 +384,9 @@ Stats NUTSSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
   auto kinetic = [&](const torch::Tensor& p) { return 0.5 * dot(p, sharp(p)); };
   auto log_uniform = [&]() { return at::rand({b}, gen, opts).log(); };
   const double eps = options_.step_size();
+  // Conditional completion (inpaint, denoise, predict): the energy holds one
+  // row of known values per chain, so it is never evaluated on a subset.
+  const bool bound_to_rows = dynamic_cast<const ClampedEnergyImpl*>(&energy) != nullptr;
 
   auto p0 = standard_normal(s.x.sizes(), gen, opts);
   if (inv_mass.defined()) p0 = p0 / inv_mass.sqrt();
@@ -421,6 +425,15 @@ Stats NUTSSampler::step(EnergyImpl& energy, ChainState& s, at::Generator& gen) {
       if (n_building == 0) break;
       if (n_building == b) {
         ef = leapfrog(energy, xf, pf, gf, inv_mass, eps * dir, 1);
+      } else if (bound_to_rows) {
+        // (an energy of each row's own known values takes every row: the
+        // step is kept for the chains still building)
+        auto xa = xf, pa = pf, ga = gf;
+        auto ea = leapfrog(energy, xa, pa, ga, inv_mass, eps * dir, 1);
+        xf = pick(building, xa, xf);
+        pf = pick(building, pa, pf);
+        gf = pick(building, ga, gf);
+        ef = torch::where(building, ea, ef);
       } else {
         auto idx = building.nonzero().squeeze(1);
         auto xa = xf.index_select(0, idx), pa = pf.index_select(0, idx), ga = gf.index_select(0, idx);

@@ -411,6 +411,16 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     2>/dev/null && grep -q '"init":"corrupted"' "$T/den_vec.json" && grep -q '"units":"the data' "$T/den_vec.json" \
     && grep -q '"method":"mode"' "$T/den_vec.json" && grep -q '"gaussian":{"mse"' "$T/den_vec.json" \
     && ! grep -q psnr "$T/den_vec.json" || { echo "FAIL: vector denoise"; fails=$((fails + 1)); }
+  # Samplers that evaluate stacked (pt) or partial (nuts) sets of chains
+  # complete rows too (each once failed with a tensor size mismatch).
+  for smp in pt nuts; do
+    "$EBM" denoise --model "$M" --input "$T/good.csv" --corrupt gaussian:0.1 --method sample --sampler "$smp" --steps 3 \
+      --out "$T/den_$smp.csv" >/dev/null 2>&1 \
+      && "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask dims:1 --sampler "$smp" --steps 3 --out "$T/inp_$smp.csv" \
+      >/dev/null 2>&1 || { echo "FAIL: denoise and inpaint with --sampler $smp"; fails=$((fails + 1)); }
+  done
+  expect 64 "noise-std 1 with --corrupt gaussian:0.5: .*give one of them" -- \
+    "$EBM" denoise --model "$M" --input "$T/good.csv" --corrupt gaussian:0.5 --noise-std 1 --out "$T/never.csv"
   expect 64 "needs the noise's std" -- "$EBM" denoise --model "$M" --input "$T/good.csv" --out "$T/never.csv"
   expect 64 "method must be"        -- "$EBM" denoise --model "$M" --input "$T/good.csv" --method map --out "$T/never.csv"
   expect 64 "not a named mask"     -- "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask middle --out "$T/never.png"

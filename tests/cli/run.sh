@@ -366,6 +366,10 @@ if "$EBM" "${TRAJ[@]}" --out "$T/traj_run" >"$T/traj.out" 2>"$T/traj.err"; then
   "$EBM" predict --model "$TM" --input "$T/past3_mm.csv" --horizon 1 --steps 1 --out "$T/future_mm.csv" \
     >/dev/null 2>"$T/pred_mm.err" && grep -q "far outside the model's training data" "$T/pred_mm.err" \
     || { echo "FAIL: predict warns of a past in other units"; fails=$((fails + 1)); }
+  for smp in pt nuts; do
+    "$EBM" predict --model "$TM" --input "$T/past3.csv" --horizon 2 --steps 2 --sampler "$smp" --out "$T/future_$smp.csv" \
+      >/dev/null 2>&1 || { echo "FAIL: predict --sampler $smp"; fails=$((fails + 1)); }
+  done
   PRED=(predict --model "$TM" --steps 1 --out "$T/never.csv")
   expect 64 "beyond the model's 6 steps" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 4
   expect 64 "horizon must be >= 1" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 0
