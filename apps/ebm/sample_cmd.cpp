@@ -63,6 +63,46 @@ void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, ..
   write_npy(out, flat.reshape(shape));
   if (indexed) write_npy(out.substr(0, out.size() - 4) + ".chain.npy", chain);
 }
+// The rows the jumps between modes propose from, in the sampled energy's
+// units, shuffled (their first 256 are the proposal's centres): one model's
+// training rows, rebuilt from model.pt's [data] and seed; for a composition
+// each term's, 256 in all, in the mixture's weights for `or` (equal shares
+// otherwise), mapped from the term's units into the composition's. Undefined
+// (and `why` says so) when a term's rows cannot be rebuilt.
+torch::Tensor jump_rows(const ComposedModel& terms, const std::vector<std::string>& models, const std::string& op,
+                        const std::vector<double>& weights, const AffineMap& units, uint64_t seed,
+                        std::string* why) {
+  auto pick = make_generator(seed, kStreamData);
+  auto shuffled = [&pick](const torch::Tensor& rows) {
+    return rows.index_select(0, torch::randperm(rows.size(0), pick, torch::kLong));
+  };
+  if (models.size() == 1) {
+    auto split = model_data_split(terms.term_info.at(0), models[0], why);
+    if (!split || split->train.size() < 2) return {};
+    return shuffled(split->model_train().x.to(torch::kFloat));
+  }
+  std::vector<double> share(models.size(), 1.0 / double(models.size()));
+  if (op == "or" && weights.size() == models.size()) {
+    double total = 0;
+    for (double w : weights) total += w;
+    for (size_t i = 0; i < models.size(); ++i) share[i] = total > 0 ? weights[i] / total : share[i];
+  }
+  std::vector<torch::Tensor> parts;
+  for (size_t i = 0; i < models.size(); ++i) {
+    std::string term_why;
+    auto split = model_data_split(terms.term_info.at(i), models[i], &term_why);
+    if (!split || split->train.size() < 2) {
+      *why = models[i] + (term_why.empty() ? "" : ": " + term_why);
+      return {};
+    }
+    auto rows = split->model_train().x.to(torch::kDouble);
+    if (terms.term_units.at(i).defined()) rows = terms.term_units[i].to_user(rows);
+    rows = units.to_model(rows).to(torch::kFloat);
+    const int64_t k = std::min<int64_t>(rows.size(0), std::max<int64_t>(1, std::llround(256 * share[i])));
+    parts.push_back(shuffled(rows).narrow(0, 0, k));
+  }
+  return shuffled(torch::cat(parts));
+}
 }  // namespace
 
 Runner add_sample(CLI::App& app) {
@@ -106,7 +146,7 @@ Runner add_sample(CLI::App& app) {
   cmd->add_option("--n", a->n, "number of chains")->capture_default_str();
   cmd->add_option("--jumps", a->jumps,
                   "a vector model's moves between modes: independence Metropolis jumps proposed from its training "
-                  "rows (rebuilt from model.pt), this many every sampler.steps transitions, so that the draws hold "
+                  "rows (rebuilt from model.pt; every model's, for --compose), this many every sampler.steps transitions, so that the draws hold "
                   "each mode's mass (-1, the default: 2 when the rows can be rebuilt; 0: none)")
       ->capture_default_str();
   cmd->add_option("--warmup", a->warmup,
@@ -189,11 +229,13 @@ Runner add_sample(CLI::App& app) {
     // draws reported in the data's)
     AffineMap units;
     ModelInfo info;
+    ComposedModel terms_of;
     if (!a->models.empty()) {
       std::vector<ModelTerm> terms;
       for (size_t i = 0; i < a->models.size(); ++i)
         terms.push_back({a->models[i], a->labels.empty() ? std::string() : a->labels[a->labels.size() == 1 ? 0 : i]});
       auto composed = load_composed(terms, a->compose, a->weights);
+      terms_of = composed;
       energy = composed.energy;
       units = composed.units;
       info = composed.info;
@@ -299,11 +341,10 @@ Runner add_sample(CLI::App& app) {
     // mode's basin's share, not its mass.
     std::optional<DataProposal> proposal;
     std::string jumps_why;
-    if (a->jumps != 0 && !blocked && a->models.size() == 1 && a->compose.empty() && shape.size() == 1) {
-      if (auto split = model_data_split(info, a->models[0], &jumps_why); split && split->train.size() >= 2) {
-        const auto rows = split->model_train().x.to(torch::kFloat);
-        auto pick = make_generator(a->common.seed, kStreamData);
-        const auto shuffled = rows.index_select(0, torch::randperm(rows.size(0), pick, torch::kLong)).to(device);
+    if (a->jumps != 0 && !blocked && shape.size() == 1 && !a->models.empty()) {
+      if (auto rows = jump_rows(terms_of, a->models, a->compose, a->weights, units, a->common.seed, &jumps_why);
+          rows.defined()) {
+        const auto shuffled = rows.to(device);
         const auto [lo, hi] = data_box(shuffled);
         proposal.emplace(DataProposalOptions().centers(256).neighbours(3), shuffled, lo, hi);
         Config sc = make_train_config();
@@ -316,7 +357,7 @@ Runner add_sample(CLI::App& app) {
       }
     }
     EBM_CHECK_USAGE(a->jumps <= 0 || proposal.has_value(), "--jumps ", a->jumps,
-                    ": needs one vector model whose training rows model.pt can rebuild",
+                    ": needs vector models whose training rows model.pt can rebuild",
                     jumps_why.empty() ? std::string() : " (" + jumps_why + ")");
     ChainRun run;
     if (blocked) {

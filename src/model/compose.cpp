@@ -95,6 +95,8 @@ ComposedModel load_composed(const std::vector<ModelTerm>& terms, const std::stri
     user.push_back(at_label(e, label));
     inner.push_back(at_label(in, label));
     maps.push_back(map);
+    out.term_info.push_back(info);
+    out.term_units.push_back(map);
   }
   bool shared = true;
   for (const auto& m : maps) shared = shared && same_map(m, maps.front());

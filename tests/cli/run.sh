@@ -68,6 +68,26 @@ if "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/two.c
 else
   echo "FAIL: training on two modes"; fails=$((fails + 1))
 fi
+# A mixture of two models (--compose or) holds its weights: the same blob
+# 6 apart trains the same standardised model twice (equal log Z), so the
+# left share is the first weight; the jumps propose from both models' rows
+# in the weights' shares. Without them every chain stays where it started
+# (the first model's box). 2000 draws: SE 0.01, band +- 0.06.
+awk 'BEGIN { srand(3); for (i = 0; i < 1000; i++) { u = rand(); v = rand(); r = sqrt(-2 * log(1 - u));
+  printf "%.5f,%.5f\n", -3 + 0.5 * r * cos(6.2831853 * v), 0.5 * r * sin(6.2831853 * v) } }' >"$T/blob_a.csv"
+awk -F, -v OFS=, '{ print $1 + 6, $2 }' "$T/blob_a.csv" >"$T/blob_b.csv"
+for b in a b; do
+  "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/blob_$b.csv" --set train.steps=300 \
+    --out "$T/blob_${b}_run" >/dev/null 2>&1 || { echo "FAIL: training blob $b"; fails=$((fails + 1)); }
+done
+OR=(sample --model "$T/blob_a_run/model.pt" --model "$T/blob_b_run/model.pt" --compose or --n 2000 --steps 50)
+"$EBM" "${OR[@]}" --weights 0.7,0.3 --out "$T/or73.csv" >/dev/null 2>&1 \
+  && "$EBM" "${OR[@]}" --weights 0.2,0.8 --out "$T/or28.csv" >/dev/null 2>&1 \
+  && "$EBM" "${OR[@]}" --weights 0.2,0.8 --jumps 0 --out "$T/or28_0.csv" >/dev/null 2>&1 \
+  && awk -F, 'NR > 1 { n++; if ($1 < 0) r++ } END { exit !(r / n > 0.64 && r / n < 0.76) }' "$T/or73.csv" \
+  && awk -F, 'NR > 1 { n++; if ($1 < 0) r++ } END { exit !(r / n > 0.14 && r / n < 0.26) }' "$T/or28.csv" \
+  && awk -F, 'NR > 1 { n++; if ($1 < 0) r++ } END { exit !(r / n > 0.9) }' "$T/or28_0.csv" \
+  || { echo "FAIL: --compose or does not hold its weights"; fails=$((fails + 1)); }
 expect 78 "step_size"      -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r4" --set sampler.step_size=-0.5
 expect 78 "objective.alpha" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r5" --set objective.alpha=-1
 expect 78 "sampler.bogus"  -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r6" --set sampler.bogus=1

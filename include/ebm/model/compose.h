@@ -24,6 +24,9 @@ struct ComposedModel {
   Energy energy;   // the composition, to be sampled in `units`' model space
   AffineMap units; // model space -> user units (identity unless every term shares one map)
   ModelInfo info;  // the first term's (pixel map, training sampler)
+  // Each term's own info and change of units (its model space -> user units).
+  std::vector<ModelInfo> term_info;
+  std::vector<AffineMap> term_units;
 };
 
 // Loads every term. Throws kUsage on a label given to an unconditional model,
