@@ -111,8 +111,10 @@ Runner add_train(CLI::App& app) {
     if (dist.world > 1) trainer.distribute(std::make_shared<Collective>(dist));
     // A 2D run ends with the test NLL: its split must hold points for it.
     const auto& test = trainer.data().test;
-    EBM_CHECK_DATA(test.event_shape() != std::vector<int64_t>{2} || test.size() >= 2, test.description, ": ",
-                   test.size(), " test point(s) from data.test_fraction = ",
+    // (data.test_fraction = 0 is the config's doing; a set too small, the data's)
+    EBM_CHECK_CODE(test.event_shape() != std::vector<int64_t>{2} || test.size() >= 2,
+                   cfg.get_float("data.test_fraction") == 0 ? ExitCode::kBadConfig : ExitCode::kBadData,
+                   test.description, ": ", test.size(), " test point(s) from data.test_fraction = ",
                    cfg.get_float("data.test_fraction"), "; the test NLL needs at least 2");
     if (trainer.lead()) report_classes(trainer);
     auto t0 = std::chrono::steady_clock::now();

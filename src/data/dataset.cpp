@@ -1,5 +1,6 @@
 // Datasets with shapes and labels, and the [data] section of a config.
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/data/data.h"
 #include "ebm/data/images.h"
 #include "ebm/data/image_reading.h"
@@ -123,7 +124,8 @@ Section data_section() {
             "training data: a file (CSV [N, D], NPY [N, ...], IDX or one image) or a folder of images (PNG, JPEG "
             "or BMP; one class per sub-folder, if any); used instead of data.name when set. Images, IDX bytes, "
             "uint8 NPY and integer NPY "
-            "images ([N, H, W], [N, C, H, W]) in 0..255 are raw 0-255 pixels; other integer arrays are numbers"},
+            "images ([N, H, W], [N, C, H, W], or rows that data.shape makes images) in 0..255 are raw 0-255 pixels; "
+            "other integer arrays (a uint8 table [N, D]) are numbers"},
            {"labels", std::string(""),
             "one label per row of data.path (CSV, NPY, IDX or .txt): integers 0 .. K-1 are class indices; other "
             "integers (-1 / 1, 1 .. K) name the classes by value, as words (setosa) do; empty = none"},
@@ -233,6 +235,14 @@ Dataset build_dataset(const Config& cfg, at::Generator& gen) {
     auto full = shape;
     full.insert(full.begin(), d.size());
     d.x = d.x.reshape(full);
+  }
+  // Bytes stored as rows [N, D] with no data.shape (a uint8 NPY table of
+  // counts): numbers, as every command reads such rows for a
+  // vector model; images come as [N, H, W], [N, C, H, W] or data.shape.
+  if (d.pixels && d.x.dim() == 2 && shape.empty()) {
+    d.pixels = false;
+    notes() << "ebm: note: " << d.description << ": bytes in rows of " << d.x.size(1)
+            << " values are read as numbers; to read them as 0-255 pixels give data.shape = [C, H, W]\n";
   }
   // (a built-in set's images, or data.shape's, resized and given channels)
   if (const auto& r = reading; r.resizes() || r.channels > 0) {

@@ -36,7 +36,15 @@ EvalReport generator_task(const Config& c, EnergyImpl& energy, const ModelInfo& 
   EBM_CHECK_USAGE(steps >= 0, "--steps must be >= 0, got ", steps);
   EBM_CHECK_USAGE(radius > 0 && min_share > 0 && min_share < 1, "generator: radius must be > 0 and min_share in "
                   "(0, 1), got ", radius, " and ", min_share);
-  if (dataset.empty() && !info.data_toml.empty()) dataset = data_config(info.data_toml, model).get_string("data.name");
+  if (dataset.empty() && !info.data_toml.empty()) {
+    // (a run of a file: data.name is the unused default, not its data)
+    const auto dc = data_config(info.data_toml, model);
+    EBM_CHECK_DATA(dc.get_string("data.path").empty(), "generator: ", model, " was trained on ",
+                   dc.get_string("data.path"), ", which has no closed-form density to score draws under (give "
+                   "--dataset 8gaussians or 25gaussians for a model of one of those; compare the model with "
+                   "--task nll2d instead)");
+    dataset = dc.get_string("data.name");
+  }
   auto mixture = toy2d_mixture(dataset);
   EBM_CHECK_DATA(mixture.has_value(), "generator: sample scores need a toy set with a closed-form density "
                  "(8gaussians, 25gaussians; --dataset), got '", dataset, "'");

@@ -11,6 +11,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/images.h"
+#include "ebm/energy/standardized.h"
 #include "ebm/data/image_reading.h"
 #include "ebm/model/input_units.h"
 #include "ebm/model/inputs.h"
@@ -360,12 +361,17 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
   r.scores = resolve_ood_scores(energy, o.scores());
   // (every set read before any is scored: a bad file fails fast)
   auto in = at_most(ood_data(o.in_data(), info, torch::Tensor(), gen), o.n(), gen);
+  {
+    AffineMap units;  // (in-distribution rows in other units than the training data's: said)
+    sampling_view(energy, &units);
+    warn_if_far_from_training(units, info, in, o.in_data());
+  }
   std::vector<torch::Tensor> outs;
   for (const auto& spec : o.out_data()) outs.push_back(at_most(ood_data(spec, info, in, gen), o.n(), gen));
   r.n_in = in.size(0);
   auto s_in = ood_scores(energy, in, r.scores, o.batch());
   // The baseline a user would otherwise reach for: a Gaussian fitted to the
-  // training rows (its rows are read after the sets: it never fails them).
+  // training rows (read after the sets, so a bad set is named first).
   std::optional<GaussianFit> gauss;
   torch::Tensor g_in;
   r.baseline_why = o.baseline_why();
@@ -381,6 +387,9 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
         r.baseline_reference = o.reference();
         g_in = gauss->score(in);
       } catch (const Error& e) {
+        // (a --reference the user named that cannot serve is their error;
+        // the run's own rebuilt rows only go without a baseline)
+        if (!o.reference_rows().defined()) throw;
         r.baseline_why = e.what();
       }
     }

@@ -82,10 +82,13 @@ torch::Tensor named_mask(const std::string& spec, const std::vector<int64_t>& sh
   return mask;
 }
 
-torch::Tensor mask_from_values(const torch::Tensor& values, const std::vector<int64_t>& shape, int64_t n,
+torch::Tensor mask_from_values(const torch::Tensor& given, const std::vector<int64_t>& shape, int64_t n,
                                const std::string& file) {
   const int64_t d = c10::multiply_integers(shape);
   const bool image = shape.size() == 3;
+  // (a 2-D array [H, W], as numpy saves one plane: that plane, for every image)
+  const bool one_plane = image && given.dim() == 2 && given.size(0) == shape[1] && given.size(1) == shape[2];
+  const auto values = one_plane ? given.unsqueeze(0) : given;
   const int64_t hw = image ? shape[1] * shape[2] : d;
   const std::string want = image ? " (or [H, W] = [" + std::to_string(shape[1]) + ", " + std::to_string(shape[2]) +
                                        "] for every channel)"

@@ -1,12 +1,15 @@
 #include "ebm/eval/robustness.h"
 
+#include <cmath>
 #include <iomanip>
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/eval/images.h"
+#include "ebm/model/inputs.h"
 
 namespace ebm {
 namespace {
@@ -145,6 +148,11 @@ EvalReport robustness_task(const Config& c, EnergyImpl& energy, const ModelInfo&
   EBM_CHECK_USAGE(n >= 0, "--n must be >= 0, got ", n);
   std::string spec;
   Dataset data = labelled_task_data(c, info, "robustness", &spec);
+  {
+    AffineMap units;  // (rows in other units than the training data's: said, as ebm classify says it)
+    sampling_view(energy, &units);
+    warn_if_far_from_training(units, info, data.x, spec);
+  }
   auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
   if (n > 0 && n < data.size()) data = data.rows(torch::randperm(data.size(), gen, torch::kLong).narrow(0, 0, n));
   const auto y = data.y.to(torch::kLong);
@@ -196,6 +204,15 @@ EvalReport robustness_task(const Config& c, EnergyImpl& energy, const ModelInfo&
     const double cp = accuracy(data.x);
     j["clean_purified_accuracy"] = cp;
     t << ", purified (" << purify << " steps) " << cp;
+    // (a purifier that resamples rather than cleans forgets the class: its
+    // accuracies under attack then measure the sampler, not the defence)
+    const double se = std::sqrt(std::max(clean * (1 - clean), 0.01) / double(data.size()));
+    if (clean - cp > std::max(0.05, 3 * se))
+      notes() << "ebm: warning: robustness: purification lowered the clean accuracy from " << clean << " to " << cp
+              << ": its sampler (" << (c.get_string("task.sampler").empty() ? "the model's training sampler"
+                                                                             : c.get_string("task.sampler"))
+              << ") moves inputs away from their class; give --sampler with a smaller step (langevin:step=...) "
+                 "or fewer --purify steps\n";
   }
   t << "\n  norm  eps       accuracy  mean CE" << (purify > 0 ? "  purified" : "") << "\n";
   nlohmann::json attacks = nlohmann::json::array();

@@ -124,7 +124,17 @@ torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelI
     return v.to_model(x);
   }
   if (!pixels) {
-    if (auto range = image_range(info)) check_in_pixel_range(x, range->first, range->second, path);
+    if (auto range = image_range(info)) {
+      check_in_pixel_range(x, range->first, range->second, path);
+      // ([0, 1] floats, the common convention, given to a model of 0-255
+      // pixels mapped onto [-1, 1]: taken as its units, every image reads
+      // as a bright half of the range; say so)
+      const double lo = x.min().item<double>(), hi = x.max().item<double>();
+      if (info.pixels && x.size(0) >= 2 && range->first < 0 && lo >= 0 && hi <= 1 && range->second >= 1)
+        notes() << "ebm: warning: " << path << ": float images in [" << lo << ", " << hi << "] are taken as the "
+                << "model's own units [" << range->first << ", " << range->second << "] (0 is mid-grey there); "
+                   "if they are pixels / 255, give them as 0-255 integers (PNG, uint8 NPY) or mapped into that range\n";
+    }
     return x;
   }
   EBM_CHECK_DATA(info.pixels.has_value(), path,

@@ -20,7 +20,9 @@ DataProposal::DataProposal(const DataProposalOptions& o, const torch::Tensor& da
                            const torch::Tensor& hi)
     : options_(o) {
   EBM_CHECK_CONFIG(o.centers() >= 2, "objective.jump_centers must be >= 2, got ", o.centers());
-  EBM_CHECK_CONFIG(o.neighbours() >= 1, "objective.jump_neighbours must be >= 1, got ", o.neighbours());
+  EBM_CHECK_CONFIG(o.neighbours() >= 1 && o.neighbours() < o.centers(),
+                   "objective.jump_neighbours must be in 1 .. objective.jump_centers - 1 = ", o.centers() - 1,
+                   ", got ", o.neighbours());
   EBM_CHECK_CONFIG(o.broad() >= 0 && o.broad() < 1, "objective.jump_broad must be in [0, 1), got ",
                    o.broad());
   EBM_CHECK_DATA(data.dim() == 2 && data.size(0) >= 2, "mode jumps need rows of vectors [N, D], got ",

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "ebm/core/error.h"
@@ -36,6 +38,12 @@ constexpr double kFarGap = 10.0;
 
 // Values only a run consumes (the components check their own keys).
 void check_run_config(const Config& c) {
+  // (NUTS grows its trajectories to hundreds of leapfrog steps where the
+  // step is small: a training step took a second and the run's sample grid
+  // sat silent for many minutes)
+  EBM_CHECK_CONFIG(c.get_string("sampler.name") != "nuts",
+                   "sampler.name = nuts: a run's chains take langevin, ula, mh, mala, hmc, annealed or pt (NUTS "
+                   "is for ebm sample --sampler nuts; its trajectories make every step slow)");
   const int64_t steps = c.get_int("train.steps");
   EBM_CHECK_CONFIG(steps >= 0, "train.steps must be >= 0, got ", steps);
   EBM_CHECK_CONFIG(c.get_int("train.batch_size") > 0, "train.batch_size must be > 0, got ",
@@ -105,6 +113,57 @@ void check_same_energy(const Config& cfg, const std::string& out) {
                      old_cfg, "), this config '", lb, "': a checkpoint continues with its own energy");
     if (!ga && !gb) return;
   }
+}
+
+// The `key = value` lines of a config's [section] by key.
+std::map<std::string, std::string> section_lines(const Config& c, const std::string& section) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(c.section_toml(section));
+  for (std::string line; std::getline(in, line);) {
+    const auto eq = line.find(" = ");
+    if (eq != std::string::npos && line[0] != '[') out[line.substr(0, eq)] = line;
+  }
+  return out;
+}
+
+// A resumed run goes on with the checkpoint's data: another [data] section
+// (another file, other columns or classes) is refused. Other settings that
+// change the run from the step on ([objective], [sampler], [buffer],
+// [generator], [train] but its length and logging) are allowed with a note:
+// the run is then not the one an uninterrupted run would have made.
+void check_resumed_settings(const Config& cfg, const std::string& out) {
+  const std::string old_cfg = out + "/config.toml", text = run_config_text(out);
+  if (text.empty()) return;
+  Config old = make_train_config();
+  try {
+    old.load_string(text, old_cfg);
+  } catch (const Error&) {
+    return;  // (a config.toml of an earlier version, with keys this one no longer knows)
+  }
+  static const std::set<std::string> free_keys = {"steps", "log_every", "checkpoint_every", "sample_every",
+                                                  "max_retries", "retry_lr_factor", "energy_limit", "keep_best"};
+  std::vector<std::string> changed;
+  for (const std::string section : {"data", "objective", "sampler", "buffer", "generator", "train"}) {
+    const auto was = section_lines(old, section), now = section_lines(cfg, section);
+    std::set<std::string> keys;
+    for (const auto& [k, v] : was) keys.insert(k);
+    for (const auto& [k, v] : now) keys.insert(k);
+    for (const auto& k : keys) {
+      const auto a = was.count(k) ? was.at(k) : k + " (none)", b = now.count(k) ? now.at(k) : k + " (none)";
+      if (a == b || (section == "train" && free_keys.count(k))) continue;
+      EBM_CHECK_CONFIG(section != "data", "--resume: the run in ", out, " trained on data setting '", a, "' (",
+                       old_cfg, "), this config '", b, "': a checkpoint continues on its own data (to start from "
+                       "its weights on other data, train a new run with train.init = ", out, "/model.pt)");
+      const auto eq = a.find(" = ");
+      changed.push_back(section + "." + b + " (was " + (eq == std::string::npos ? "none" : a.substr(eq + 3)) + ")");
+    }
+  }
+  if (changed.empty()) return;
+  std::string list;
+  for (size_t i = 0; i < changed.size() && i < 4; ++i) list += (i ? "; " : "") + changed[i];
+  if (changed.size() > 4) list += "; and " + std::to_string(changed.size() - 4) + " more";
+  notes() << "ebm: note: --resume with settings other than the run's (" << list
+          << "): the run goes on with this config's from its checkpoint, not as an uninterrupted run would have\n";
 }
 
 // Float images are mapped onto data.scale (data.standardize = on, or auto,
@@ -565,6 +624,7 @@ int64_t Trainer::run(bool resume) {
     if (lead) {
       check_same_energy(cfg_, out_);
       check_same_units(data_, out_);
+      check_resumed_settings(cfg_, out_);
     }
     load_checkpoint(ckpt);
     EBM_CHECK_CONFIG(steps >= parts_.step, "train.steps = ", steps, " is below the step the checkpoint ",

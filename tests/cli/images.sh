@@ -474,6 +474,16 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 65 "outside the model's 3 classes" -- "$EBM" eval --model "$P" --task classify --data "$T/pix.npy" --labels "$T/labels_big.csv"
   expect 64 "bins must be"  -- "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --bins 0
   expect 64 "bins must be 1 to 1000"  -- "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --bins 100000
+  expect 64 "is a PNG"  -- "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --plot "$T/rel.jpg"
+  # A mask saved as one 2-D plane [H, W] (its centre 4x4) masks every image.
+  hdr="{'descr': '|u1', 'fortran_order': False, 'shape': (8, 8), }"
+  while [ $(( (10 + ${#hdr} + 1) % 64 )) -ne 0 ]; do hdr="$hdr "; done
+  { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#hdr} + 1) % 256 )))\\x00"; printf '%s\n' "$hdr"
+    for r in 0 1 2 3 4 5 6 7; do
+      for c in 0 1 2 3 4 5 6 7; do [ $r -ge 2 ] && [ $r -lt 6 ] && [ $c -ge 2 ] && [ $c -lt 6 ] && printf '\x01' || printf '\x00'; done
+    done; } >"$T/plane.npy"
+  "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask "$T/plane.npy" --steps 1 --out "$T/plane_inp.npy" >/dev/null 2>&1 \
+    || { echo "FAIL: inpaint with a 2-D [H, W] NPY mask"; fails=$((fails + 1)); }
   # Robustness of the conditional pixel model: PGD at two radii, with purification.
   "$EBM" eval --model "$P" --task robustness --data "$T/pix.npy" --labels "$T/pix_labels.csv" --eps 0,0.05 \
     --steps 2 --purify 1 --out "$T/rob.json" >/dev/null 2>&1 && grep -q '"purified_accuracy"' "$T/rob.json" \

@@ -94,6 +94,10 @@ expect 78 "sampler.bogus"  -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml
 expect 65 "nan_train.csv:3" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r7" --set data.path="$T/nan_train.csv"
 expect 66 "checkpoint"     -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r8" --resume
 expect 64 "already holds a run" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/run"
+# A resumed run goes on with its own data (another file: refused); other
+# settings are taken with a note.
+expect 78 "a checkpoint continues on its own data" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/run" \
+  --resume --set train.steps=6 --set data.n=500 --set data.path="$T/thousands.csv"
 expect 64 ""               -- "$EBM"
 expect 64 "unknown command 'frobnicate'" -- "$EBM" frobnicate
 expect 64 "threads"        -- "$EBM" bench --workload langevin-mlp --threads 0
@@ -117,6 +121,11 @@ printf '[data]\nname = "8gaussians"\nn = 500\n[energy]\nhidden = [16]\n[generato
   2>"$T/lat.err" >/dev/null && [ "$(wc -l <"$T/lat.csv")" -eq 7 ] && grep -q "latent MALA" "$T/lat.err" \
   || { echo "FAIL: sample --from generator --latent"; fails=$((fails + 1)); }
 expect 64 "add --from generator" -- "$EBM" sample --model "$T/vera/model.pt" --latent --n 2 --out "$T/s.csv"
+# A run of the user's file has no closed-form density to score draws under
+# (its config's data.name is the unused default).
+"$EBM" train --config "$T/vera.toml" --set data.path="$T/thousands.csv" --set train.steps=2 --out "$T/vera_file" >/dev/null 2>&1 \
+  || { echo "FAIL: vera on a file"; fails=$((fails + 1)); }
+expect 65 "thousands.csv, which has no closed-form density" -- "$EBM" eval --model "$T/vera_file/model.pt" --task generator --n 50
 # train.init starts a learned sampler's network from the model's too: with
 # no steps the generator draws what the model's does.
 "$EBM" train --config "$T/vera.toml" --set train.steps=0 --set train.init="$T/vera/model.pt" --out "$T/vera0" >/dev/null 2>&1 \
@@ -201,6 +210,7 @@ grep -q "Gaussian fitted to the run's training split" "$T/ood.txt" || { echo "FA
   && grep -q "no Gaussian baseline: --reference none" "$T/ood_none.txt" || { echo "FAIL: ood --reference none"; fails=$((fails + 1)); }
 "$EBM" "${OOD[@]}" --out-data uniform --reference "$T/good.csv" >"$T/ood_ref.txt" 2>/dev/null \
   && grep -q "^uniform .* gaussian\*" "$T/ood_ref.txt" || { echo "FAIL: ood --reference baseline"; fails=$((fails + 1)); }
+expect 65 "three.csv" -- "$EBM" "${OOD[@]}" --out-data uniform --reference "$T/three.csv"
 # Found by a fuzzing pass: each once crashed, hung, or went on silently.
 T4=(--config "$SRC/configs/toy2d-pcd.toml" --set train.steps=2 --set data.n=100 --set eval.sample_steps=2)
 # A run's config.toml (every key written out, those its components do not
@@ -215,9 +225,9 @@ expect 78 "hidden = \[128, 128\]" -- "$EBM" train "${T4[@]}" --out "$T/run" --re
 cp "$T/run/config.toml" "$T/run_config.toml" && rm "$T/run/config.toml"
 expect 65 "fc0.weight"     -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set "energy.hidden=[16,16]"
 cp "$T/run_config.toml" "$T/run/config.toml"
-expect 78 "below the step" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set train.steps=1
+expect 78 "below the step" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set train.steps=1 --set data.n=500
 cp "$T/run/checkpoint.pt" "$T/ckpt.bak" && head -c 300 "$T/ckpt.bak" >"$T/run/checkpoint.pt"
-expect 65 "not a readable checkpoint" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume
+expect 65 "not a readable checkpoint" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set data.n=500
 cp "$T/ckpt.bak" "$T/run/checkpoint.pt"
 expect 66 "nothing to resume" -- "$EBM" train "${T4[@]}" --out "$T/absent/run" --resume
 [ ! -e "$T/absent" ] || { echo "FAIL: --resume created a directory"; fails=$((fails + 1)); }
@@ -230,6 +240,8 @@ expect 78 "finite"         -- "$EBM" sample --target "banana:b=nan" --n 4 --step
 expect 78 "twice"          -- "$EBM" sample --target gaussian --sampler "ula:step=0.1,step=0.2" --n 4 --steps 1 --out "$T/s.csv"
 printf '1,2\n3,4\n5,6\n' >"$T/three_rows.csv" && touch "$T/plain_file"
 expect 65 "test_fraction"  -- "$EBM" train "${T4[@]}" --out "$T/r12" --set data.path="$T/three_rows.csv"
+expect 78 "0 test point(s) from data.test_fraction = 0" -- "$EBM" train "${T4[@]}" --out "$T/r12" --set data.test_fraction=0
+expect 78 "sampler.name = nuts: a run's chains take" -- "$EBM" train "${T4[@]}" --out "$T/r12" --set sampler.name=nuts
 expect 66 "not a directory" -- "$EBM" train "${T4[@]}" --out "$T/plain_file"
 printf '1e20,3\n0.1,0.2\n' >"$T/huge.csv"
 expect 65 "energy of the input" -- "$EBM" energy --model "$M" --input "$T/huge.csv" --out "$T/e.csv"

@@ -27,8 +27,9 @@ torch::Tensor named_mask(const std::string& spec, const std::vector<int64_t>& ev
                          at::Generator& gen);
 bool is_named_mask(const std::string& spec);
 
-// A mask read from values [m, ...] (m = 1 or n rows; nonzero = missing),
-// checked against the event shape (kBadData naming `file`).
+// A mask read from values [m, ...] (m = 1 or n rows; nonzero = missing; for
+// images also one plane [H, W]), checked against the event shape (kBadData
+// naming `file`).
 torch::Tensor mask_from_values(const torch::Tensor& values, const std::vector<int64_t>& event_shape, int64_t n,
                                const std::string& file);
 

@@ -375,13 +375,18 @@ TEST(PixelFiles, IntegerNpyAndIdxArePixelsFloatNpyIsNot) {
   const std::vector<int64_t> v = {0, 255, 3, 4};
   const std::string v_bytes(reinterpret_cast<const char*>(v.data()), 32);
   // Wider integers are pixels as images in 0..255; rows [N, D] are numbers
-  // (counts), as the same values in a CSV are; bytes [N, D] stay pixels.
+  // (counts), as the same values in a CSV are; so are bytes [N, D] that
+  // data.shape does not make images (the file alone reads as pixels).
   EXPECT_TRUE(ebm::load_data_path(npy(dir, "i8_img.npy", "<i8", "(2, 1, 2)", v_bytes)).pixels);
   EXPECT_TRUE(ebm::load_data_path(npy(dir, "i8_chw.npy", "<i8", "(1, 1, 2, 2)", v_bytes)).pixels);
   const auto rows = ebm::load_data_path(npy(dir, "i8.npy", "<i8", "(2, 2)", v_bytes));
   EXPECT_FALSE(rows.pixels);
   EXPECT_TRUE(torch::equal(rows.x, torch::tensor({{0.f, 255.f}, {3.f, 4.f}})));
   EXPECT_TRUE(ebm::load_data_path(npy(dir, "u8_rows.npy", "|u1", "(2, 2)", u8)).pixels);
+  const auto table = build(data_config({"data.path=" + dir + "/u8_rows.npy"}));
+  EXPECT_FALSE(table.pixels);
+  EXPECT_TRUE(torch::equal(table.x, torch::tensor({{0.f, 5.f}, {200.f, 255.f}})));
+  EXPECT_TRUE(build(data_config({"data.path=" + dir + "/u8_rows.npy", "data.shape=[1,1,2]"})).pixels);
   const std::vector<float> f = {0.5f, -1.f, 2.f, 3.f};
   const auto f4 = npy(dir, "f4.npy", "<f4", "(2, 2)", std::string(reinterpret_cast<const char*>(f.data()), 16));
   EXPECT_FALSE(ebm::load_data_path(f4).pixels);

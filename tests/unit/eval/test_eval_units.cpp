@@ -126,3 +126,17 @@ TEST(EvalUnits, ModeCellsAreTheSameInAnyUnits) {
     EXPECT_EQ(m.ok, mixture == &truth) << m.table();
   }
 }
+
+// nll2d of a standardised model holds [-5, 5]^2 of its units whatever the
+// test rows: two rows of one mode (a 20-row run's test split) still give
+// log Z = 0 for the whole unbalanced mixture.
+TEST(EvalUnits, Nll2dOfTwoRowsIntegratesTheWholeModel) {
+  auto gen = make_generator(43, kStreamTestData);
+  const auto u = toy2d("unbalanced0", 2000, gen).to(torch::kDouble);
+  const AffineMap map{torch::tensor({50.0, -7.0}, torch::kDouble), torch::tensor({3.0, 0.5}, torch::kDouble)};
+  auto user = std::make_shared<StandardizedEnergyImpl>(std::make_shared<MixtureEnergy>(unbalanced_mixture(0)), map);
+  const auto near = (u - u[0]).norm(2, 1).argsort().narrow(0, 0, 2);
+  const auto r = nll2d(*user, map.to_user(u.index_select(0, near)));
+  EXPECT_TRUE(r.converged);
+  EXPECT_NEAR(r.log_z, 0.0, 2e-3);
+}

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <set>
 
+#include "common/errors.h"
 #include "common/nets.h"
 #include "common/tmp.h"
 #include "ebm/core/error.h"
@@ -503,9 +504,11 @@ TEST(OodTask, GaussianBaselineBesideTheScores) {
   EXPECT_FALSE(off.json["sets"][0].contains("baseline"));
   EXPECT_TRUE(off.json["baseline"].contains("none"));
   EXPECT_NE(off.text.find("no Gaussian baseline"), std::string::npos);
-  // An unreadable reference leaves the scores and says why.
-  auto missing = run(dir + "/no_such.npy");
-  EXPECT_FALSE(missing.json["sets"][0].contains("baseline"));
-  EXPECT_NE(missing.json["baseline"]["none"].get<std::string>().find("no_such.npy"), std::string::npos);
+  // A reference the user named that cannot serve is their error (as
+  // inpaint's --reference is); it used to leave the report without a
+  // baseline, exit 0.
+  std::string msg;
+  EXPECT_EQ(test_helpers::code_of([&] { run(dir + "/no_such.npy"); }, &msg), ExitCode::kMissingInput);
+  EXPECT_NE(msg.find("no_such.npy"), std::string::npos) << msg;
   std::filesystem::remove_all(dir);
 }

@@ -58,6 +58,12 @@ TEST(Masks, FromValuesBroadcastsOneAndChecksShapes) {
             ExitCode::kBadData);
   EXPECT_EQ(test_helpers::code_of([&] { mask_from_values(torch::zeros({3, 16}), {1, 4, 4}, 5, "m.npy"); }),
             ExitCode::kBadData);
+  // (one plane saved as a 2-D array [H, W], even when H is the row count)
+  auto flat_plane = torch::zeros({4, 4});
+  flat_plane[1][2] = 1.0;
+  const auto p2 = mask_from_values(flat_plane, {1, 4, 4}, 4, "m.npy");
+  EXPECT_EQ(p2.sum().item<int64_t>(), 4);
+  EXPECT_TRUE(p2[3][0][1][2].item<bool>());
   // Colour images [3, 4, 6]: one [H, W] plane (or [1, H, W], or H W flat
   // values) masks every channel; a transposed image of the same count is
   // refused, not reshaped.
