@@ -418,11 +418,19 @@ Runner add_denoise(CLI::App& app) {
         return posterior_mode(*s.energy, noisy.narrow(0, i, m), sigma, steps);
       });
     } else {
-      const double anchor = a->noise_std * (s.map.hi - s.map.lo);
+      // The likelihood's std in the model's units: images' 0-1 units times
+      // the pixel range; vectors' data units, per column of a standardised
+      // model (it was taken as 2 x the std in the model's units, whatever
+      // the columns' scales).
+      const double anchor = s.image ? a->noise_std * (s.map.hi - s.map.lo) : a->noise_std;
+      CompletionOptions opt(steps);
+      opt.anchor_std(anchor);
+      if (!s.image && s.units.defined() && anchor > 0)
+        opt.anchor_scale((1.0 / s.units.scale).to(torch::kFloat).reshape(s.info.event_shape));
       auto sampler = model_sampler(s.info, a->sampler);
       auto all = torch::ones_like(noisy.narrow(0, 0, 1), torch::kBool);
       auto start = init == "blur" ? gaussian_blur(noisy, a->blur) : noisy.clone();
-      done = restore(s, *sampler, noisy, all, start, CompletionOptions(steps).anchor_std(anchor), gen, "denoise");
+      done = restore(s, *sampler, noisy, all, start, opt, gen, "denoise");
     }
     if (truth.defined())
       write_output(a->out, s, {truth, noisy, done});

@@ -5,11 +5,12 @@
 namespace ebm {
 
 ClampedEnergyImpl::ClampedEnergyImpl(Energy inner, torch::Tensor known, torch::Tensor free, torch::Tensor anchor,
-                                     double anchor_std)
+                                     double anchor_std, torch::Tensor anchor_scale)
     : inner_(std::move(inner)),
       known_(std::move(known)),
       free_(free.to(torch::kBool)),
       anchor_(std::move(anchor)),
+      anchor_scale_(std::move(anchor_scale)),
       anchor_std_(anchor_std) {
   TORCH_CHECK(inner_, "ClampedEnergy: no energy");
   TORCH_CHECK(anchor_std_ >= 0, "ClampedEnergy: anchor_std must be >= 0, got ", anchor_std_);
@@ -40,6 +41,7 @@ torch::Tensor ClampedEnergyImpl::anchor_term(const torch::Tensor& x) const {
   if (anchor_std_ == 0) return torch::zeros({x.size(0)}, x.options());
   auto d = (x - for_rows(anchor_, x).to(x.device(), x.scalar_type())) *
            for_rows(free_, x).to(x.device(), x.scalar_type());
+  if (anchor_scale_.defined()) d = d / anchor_scale_.to(x.device(), x.scalar_type());
   return d.square().flatten(1).sum(1) / (2 * anchor_std_ * anchor_std_);
 }
 
@@ -54,9 +56,12 @@ std::pair<torch::Tensor, torch::Tensor> ClampedEnergyImpl::energy_and_grad(const
   const auto mask = for_rows(free_, x).to(x.device(), x.scalar_type());
   g = g * mask;
   if (anchor_std_ > 0) {
-    const auto d = (x - for_rows(anchor_, x).to(x.device(), x.scalar_type())) * mask;
+    auto d = (x - for_rows(anchor_, x).to(x.device(), x.scalar_type())) * mask;
+    // (per value: d / s^2 = (d / scale) / scale / std^2)
+    const auto scale = anchor_scale_.defined() ? anchor_scale_.to(x.device(), x.scalar_type()) : torch::Tensor();
+    if (scale.defined()) d = d / scale;
     e = e + d.square().flatten(1).sum(1) / (2 * anchor_std_ * anchor_std_);
-    g = g + d / (anchor_std_ * anchor_std_);
+    g = g + (scale.defined() ? d / scale : d) / (anchor_std_ * anchor_std_);
   }
   return {e, g};
 }
@@ -73,7 +78,7 @@ Completion complete(EnergyImpl& energy, Sampler& sampler, const torch::Tensor& k
   auto free_k = free_b.repeat_interleave(k, 0);
   Energy view(Energy(), &energy);  // (aliasing, not owning)
   ClampedEnergyImpl clamped(view, known_k, free_k, options.anchor_std() > 0 ? known_k : torch::Tensor(),
-                            options.anchor_std());
+                            options.anchor_std(), options.anchor_scale());
   ChainState state(clamped.fill(init.to(known.scalar_type())));
   Completion out;
   out.stats = sampler.run(clamped, state, options.steps(), gen);

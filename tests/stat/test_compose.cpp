@@ -153,6 +153,25 @@ TEST(Complete, AnchoredEnergyIsTheGaussianPosterior) {
   expect_moments(out.x, pm, pv, "posterior");
 }
 
+// Each value its own noise std (anchor_std x anchor_scale, a standardised
+// model's columns): s_j = 0.5 x (1, 0.5, 2), posterior per column as above.
+TEST(Complete, AnchorScaleGivesEachValueItsStd) {
+  const double sp2 = 2.0;
+  auto prior = std::make_shared<GaussianEnergyImpl>(torch::zeros({3}, torch::kDouble),
+                                                    sp2 * torch::eye(3, torch::kDouble));
+  const int64_t rows = 20000;
+  auto y = dbl({1.0, -2.0, 0.5}, {1, 3}).expand({rows, 3}).contiguous();
+  auto gen = make_generator(36, kStreamSample);
+  MALASampler mala(MALAOptions(0.02));
+  const auto scale = dbl({1.0, 0.5, 2.0}, {3});
+  auto out = complete(*prior, mala, y, torch::ones({1, 3}, torch::kBool), y.clone(),
+                      CompletionOptions(400).anchor_std(0.5).anchor_scale(scale), gen);
+  auto s2 = (0.5 * scale).square();
+  auto pm = y[0] * (sp2 / (sp2 + s2));
+  auto pv = sp2 * s2 / (sp2 + s2);
+  expect_moments(out.x, pm, pv, "posterior, per-value std");
+}
+
 // Several chains per row: the one of lowest final energy is kept.
 TEST(Complete, KeepsTheLowestEnergyChain) {
   auto target = make_target("gaussian", 2);

@@ -14,16 +14,17 @@
 
 namespace ebm {
 
-// x -> E(where(free, x, known)) + |free * (x - anchor)|^2 / (2 anchor_std^2)
-// (the last term only when anchor_std > 0: the Gaussian likelihood of an
-// observation `anchor` with noise of that std, which turns E into the
-// posterior energy of denoising). known, anchor: [B, ...event]; free: a bool
-// mask of the same shape, or broadcastable to it. dE/dx is zero on the fixed
-// coordinates.
+// x -> E(where(free, x, known)) + |free * (x - anchor) / s|^2 / 2 with
+// s = anchor_std x anchor_scale (the last term only when anchor_std > 0: the
+// Gaussian likelihood of an observation `anchor` with noise of std s, which
+// turns E into the posterior energy of denoising; anchor_scale [...event],
+// undefined = 1, gives each value its own, as a standardised model's columns
+// need). known, anchor: [B, ...event]; free: a bool mask of the same shape,
+// or broadcastable to it. dE/dx is zero on the fixed coordinates.
 class ClampedEnergyImpl : public EnergyImpl {
  public:
   ClampedEnergyImpl(Energy inner, torch::Tensor known, torch::Tensor free, torch::Tensor anchor = {},
-                    double anchor_std = 0.0);
+                    double anchor_std = 0.0, torch::Tensor anchor_scale = {});
   torch::Tensor energy(const torch::Tensor& x) override;
   torch::Tensor grad(const torch::Tensor& x) override;
   std::pair<torch::Tensor, torch::Tensor> energy_and_grad(const torch::Tensor& x) override;
@@ -34,7 +35,7 @@ class ClampedEnergyImpl : public EnergyImpl {
  private:
   torch::Tensor anchor_term(const torch::Tensor& x) const;  // [B] (zeros without an anchor)
   Energy inner_;
-  torch::Tensor known_, free_, anchor_;
+  torch::Tensor known_, free_, anchor_, anchor_scale_;
   double anchor_std_;
 };
 
@@ -43,6 +44,7 @@ struct CompletionOptions {
   TORCH_ARG(int64_t, steps);           // sampler transitions per chain
   TORCH_ARG(int64_t, chains) = 1;      // chains per row; the one of lowest E(x) is kept
   TORCH_ARG(double, anchor_std) = 0;   // > 0: anchor the free coordinates to `known` (denoising)
+  TORCH_ARG(torch::Tensor, anchor_scale) = {};  // [...event]: each value's std is anchor_std x this
 };
 
 struct Completion {
