@@ -216,13 +216,27 @@ EvalReport robustness_task(const Config& c, EnergyImpl& energy, const ModelInfo&
   }
   t << "\n  norm  eps       accuracy  mean CE" << (purify > 0 ? "  purified" : "") << "\n";
   nlohmann::json attacks = nlohmann::json::array();
-  for (const auto& nm : norms)
+  for (const auto& nm : norms) {
+    std::vector<AttackResult> results;
     for (double e : eps_list) {
       AttackOptions o = base;
       o.norm = nm;
       o.eps = e * unit;
-      auto r = pgd_attack(energy, data.x, y, o, gen);
-      const double acc = r.robust.to(torch::kDouble).mean().item<double>();
+      results.push_back(pgd_attack(energy, data.x, y, o, gen));
+    }
+    // A row broken within a smaller radius is broken within every larger
+    // one: each radius counts the breaks found at any radius up to it.
+    std::vector<torch::Tensor> robust;
+    for (size_t i = 0; i < eps_list.size(); ++i) {
+      auto held = results[i].robust.clone();
+      for (size_t k = 0; k < eps_list.size(); ++k)
+        if (eps_list[k] <= eps_list[i]) held = held.logical_and(results[k].robust);
+      robust.push_back(held);
+    }
+    for (size_t i = 0; i < eps_list.size(); ++i) {
+      const double e = eps_list[i];
+      const auto& r = results[i];
+      const double acc = robust[i].to(torch::kDouble).mean().item<double>();
       const double ce = r.loss.mean().item<double>();
       nlohmann::json row = {{"norm", nm}, {"eps", e}, {"accuracy", acc}, {"mean_ce", ce}};
       t << "  " << std::left << std::setw(5) << nm << " " << std::setw(9) << e << " " << std::setw(9) << acc << " "
@@ -235,6 +249,7 @@ EvalReport robustness_task(const Config& c, EnergyImpl& energy, const ModelInfo&
       t << "\n";
       attacks.push_back(row);
     }
+  }
   j["attacks"] = attacks;
   return {j, t.str()};
 }

@@ -11,6 +11,7 @@
 #include "ebm/io/io.h"
 #include "ebm/train/train.h"
 #include "common/nets.h"
+#include "common/mixture.h"
 #include "common/tmp.h"
 
 #include <filesystem>
@@ -45,16 +46,7 @@ TEST(Nll2d, MeanNllOfExactSamplesIsTheEntropy) {
 }
 
 namespace {
-// E(x) = -log p(x) of a Gaussian mixture (log Z = 0), with the weights given.
-class MixtureEnergy : public EnergyImpl {
- public:
-  explicit MixtureEnergy(Mixture2d m) : m_(std::move(m)) {}
-  torch::Tensor energy(const torch::Tensor& x) override { return -m_.log_density(x).to(x.scalar_type()); }
-  std::vector<int64_t> event_shape() const override { return {2}; }
-
- private:
-  Mixture2d m_;
-};
+using test_helpers::MixtureEnergy;
 }  // namespace
 
 // The unbalanced sets' exact density: it integrates to 1 (log Z = 0 by

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "common/mixture.h"
 #include "common/tmp.h"
 #include "ebm/core/config.h"
 #include "ebm/core/rng.h"
@@ -26,16 +27,7 @@ std::shared_ptr<StandardizedEnergyImpl> in_units(const AnalyticEnergy& inner, co
   return std::make_shared<StandardizedEnergyImpl>(inner, AffineMap{shift, scale});
 }
 
-// E(x) = -log p(x) of a 2D Gaussian mixture (log Z = 0).
-class MixtureEnergy : public EnergyImpl {
- public:
-  explicit MixtureEnergy(Mixture2d m) : m_(std::move(m)) {}
-  torch::Tensor energy(const torch::Tensor& x) override { return -m_.log_density(x).to(x.scalar_type()); }
-  std::vector<int64_t> event_shape() const override { return {2}; }
-
- private:
-  Mixture2d m_;
-};
+using test_helpers::MixtureEnergy;
 }  // namespace
 
 // Quadrature: log Z = 0 (to the 1e-3 tolerance, plus 1e-3) and the mean NLL
