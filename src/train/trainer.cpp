@@ -9,7 +9,6 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <set>
 #include <sstream>
 
 #include "ebm/core/error.h"
@@ -24,6 +23,7 @@
 #include "ebm/sampling/registry.h"
 #include "ebm/train/continual.h"
 #include "ebm/train/data_notes.h"
+#include "ebm/train/resume_checks.h"
 #include "ebm/train/distributed.h"
 #include "ebm/train/init_weights.h"
 #include "ebm/train/train.h"
@@ -84,111 +84,6 @@ void truncate_metrics(const std::string& path, int64_t step) {
   atomic_write_text(path, kept);
 }
 
-// The run in `out` (its config.toml) must describe the same energy: weights
-// of another shape are refused as they load, but other settings, such as the
-// activation, would be taken silently.
-// The text of the run's config.toml in `out` ("" when it has none).
-std::string run_config_text(const std::string& out) {
-  std::ifstream in(out + "/config.toml", std::ios::binary);
-  std::stringstream text;
-  if (in) text << in.rdbuf();
-  return text.str();
-}
-
-void check_same_energy(const Config& cfg, const std::string& out) {
-  const std::string old_cfg = out + "/config.toml", text = run_config_text(out);
-  if (text.empty()) return;
-  // (only the [energy] table is read: a run of an earlier version has keys
-  // this one no longer knows elsewhere)
-  const std::string a = energy_config(text, old_cfg).section_toml("energy"),
-                    b = cfg.section_toml("energy");
-  if (a == b) return;
-  std::istringstream sa(a), sb(b);
-  std::string la, lb;
-  while (true) {
-    const bool ga = bool(std::getline(sa, la)), gb = bool(std::getline(sb, lb));
-    if (!ga) la = "(nothing)";
-    if (!gb) lb = "(nothing)";
-    EBM_CHECK_CONFIG(la == lb, "--resume: the run in ", out, " has energy setting '", la, "' (",
-                     old_cfg, "), this config '", lb, "': a checkpoint continues with its own energy");
-    if (!ga && !gb) return;
-  }
-}
-
-// The `key = value` lines of a config's [section] by key.
-std::map<std::string, std::string> section_lines(const Config& c, const std::string& section) {
-  std::map<std::string, std::string> out;
-  std::istringstream in(c.section_toml(section));
-  for (std::string line; std::getline(in, line);) {
-    const auto eq = line.find(" = ");
-    if (eq != std::string::npos && line[0] != '[') out[line.substr(0, eq)] = line;
-  }
-  return out;
-}
-
-// A resumed run goes on with the checkpoint's data: another [data] section
-// (another file, other columns or classes) is refused. Other settings that
-// change the run from the step on ([objective], [sampler], [buffer],
-// [generator], [train] but its length and logging) are allowed with a note:
-// the run is then not the one an uninterrupted run would have made.
-void check_resumed_settings(const Config& cfg, const std::string& out) {
-  const std::string old_cfg = out + "/config.toml", text = run_config_text(out);
-  if (text.empty()) return;
-  Config old = make_train_config();
-  try {
-    old.load_string(text, old_cfg);
-  } catch (const Error&) {
-    return;  // (a config.toml of an earlier version, with keys this one no longer knows)
-  }
-  static const std::set<std::string> free_keys = {"steps", "log_every", "checkpoint_every", "sample_every",
-                                                  "max_retries", "retry_lr_factor", "energy_limit", "keep_best"};
-  std::vector<std::string> changed;
-  for (const std::string section : {"data", "objective", "sampler", "buffer", "generator", "train"}) {
-    const auto was = section_lines(old, section), now = section_lines(cfg, section);
-    std::set<std::string> keys;
-    for (const auto& [k, v] : was) keys.insert(k);
-    for (const auto& [k, v] : now) keys.insert(k);
-    for (const auto& k : keys) {
-      const auto a = was.count(k) ? was.at(k) : k + " (none)", b = now.count(k) ? now.at(k) : k + " (none)";
-      if (a == b || (section == "train" && free_keys.count(k))) continue;
-      EBM_CHECK_CONFIG(section != "data", "--resume: the run in ", out, " trained on data setting '", a, "' (",
-                       old_cfg, "), this config '", b, "': a checkpoint continues on its own data (to start from "
-                       "its weights on other data, train a new run with train.init = ", out, "/model.pt)");
-      const auto eq = a.find(" = ");
-      changed.push_back(section + "." + b + " (was " + (eq == std::string::npos ? "none" : a.substr(eq + 3)) + ")");
-    }
-  }
-  if (changed.empty()) return;
-  std::string list;
-  for (size_t i = 0; i < changed.size() && i < 4; ++i) list += (i ? "; " : "") + changed[i];
-  if (changed.size() > 4) list += "; and " + std::to_string(changed.size() - 4) + " more";
-  notes() << "ebm: note: --resume with settings other than the run's (" << list
-          << "): the run goes on with this config's from its checkpoint, not as an uninterrupted run would have\n";
-}
-
-// Float images are mapped onto data.scale (data.standardize = on, or auto,
-// which runs since then resolve to on in their config.toml) or taken as they
-// are (off, or auto in a config.toml written before auto mapped them): a
-// checkpoint continues in its own units, so another choice is refused.
-void check_same_units(const DataSplit& data, const std::string& out) {
-  const std::string old_cfg = out + "/config.toml";
-  const bool float_images = !data.pixels && data.train.event_shape().size() == 3;
-  const std::string text = float_images ? run_config_text(out) : "";
-  if (text.empty()) return;
-  std::string was;
-  try {
-    Config old = make_train_config();
-    old.load_string(text, old_cfg);
-    was = old.get_string("data.standardize");
-  } catch (const Error&) {
-    return;  // (a config.toml of an earlier version, with keys this one no longer knows)
-  }
-  const bool mapped = was == "on", now = data.values.has_value();
-  EBM_CHECK_CONFIG(mapped == now, "--resume: the run in ", out, " trained on float images ",
-                   mapped ? "mapped onto data.scale" : "as they are", " (data.standardize = \"", was, "\" in ",
-                   old_cfg, "), this config ", now ? "maps them" : "takes them as they are",
-                   ": a checkpoint continues in its own units (--set data.standardize=", mapped ? "on" : "off", ")");
-}
 
 // The contrastive-divergence chains of an objective (a JEM's p(x) chains), if any.
 ContrastiveDivergence* cd_chains(Objective& objective) {
@@ -622,9 +517,7 @@ int64_t Trainer::run(bool resume) {
   keep_init_copy(cfg_, out_, resume, lead);  // (train.init: a resume reads the run's copy when the file is gone)
   if (resume) {
     if (lead) {
-      check_same_energy(cfg_, out_);
-      check_same_units(data_, out_);
-      check_resumed_settings(cfg_, out_);
+      check_resume_matches(cfg_, data_, out_);
     }
     load_checkpoint(ckpt);
     EBM_CHECK_CONFIG(steps >= parts_.step, "train.steps = ", steps, " is below the step the checkpoint ",

@@ -1,0 +1,131 @@
+// What a --resume checks against the run it continues (train/resume_checks.h).
+#include "ebm/train/resume_checks.h"
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "ebm/core/error.h"
+#include "ebm/core/progress.h"
+#include "ebm/model/model.h"
+#include "ebm/train/train.h"
+
+namespace ebm {
+
+namespace {
+// The text of the run's config.toml in `out` ("" when it has none).
+std::string run_config_text(const std::string& out) {
+  std::ifstream in(out + "/config.toml", std::ios::binary);
+  std::stringstream text;
+  if (in) text << in.rdbuf();
+  return text.str();
+}
+
+// The run in `out` (its config.toml) must describe the same energy: weights
+// of another shape are refused as they load, but other settings, such as the
+// activation, would be taken silently.
+void check_same_energy(const Config& cfg, const std::string& out) {
+  const std::string old_cfg = out + "/config.toml", text = run_config_text(out);
+  if (text.empty()) return;
+  // (only the [energy] table is read: a run of an earlier version has keys
+  // this one no longer knows elsewhere)
+  const std::string a = energy_config(text, old_cfg).section_toml("energy"),
+                    b = cfg.section_toml("energy");
+  if (a == b) return;
+  std::istringstream sa(a), sb(b);
+  std::string la, lb;
+  while (true) {
+    const bool ga = bool(std::getline(sa, la)), gb = bool(std::getline(sb, lb));
+    if (!ga) la = "(nothing)";
+    if (!gb) lb = "(nothing)";
+    EBM_CHECK_CONFIG(la == lb, "--resume: the run in ", out, " has energy setting '", la, "' (",
+                     old_cfg, "), this config '", lb, "': a checkpoint continues with its own energy");
+    if (!ga && !gb) return;
+  }
+}
+
+// The `key = value` lines of a config's [section] by key.
+std::map<std::string, std::string> section_lines(const Config& c, const std::string& section) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(c.section_toml(section));
+  for (std::string line; std::getline(in, line);) {
+    const auto eq = line.find(" = ");
+    if (eq != std::string::npos && line[0] != '[') out[line.substr(0, eq)] = line;
+  }
+  return out;
+}
+
+// A resumed run goes on with the checkpoint's data: another [data] section
+// (another file, other columns or classes) is refused. Other settings that
+// change the run from the step on ([objective], [sampler], [buffer],
+// [generator], [train] but its length and logging) are allowed with a note:
+// the run is then not the one an uninterrupted run would have made.
+void check_resumed_settings(const Config& cfg, const std::string& out) {
+  const std::string old_cfg = out + "/config.toml", text = run_config_text(out);
+  if (text.empty()) return;
+  Config old = make_train_config();
+  try {
+    old.load_string(text, old_cfg);
+  } catch (const Error&) {
+    return;  // (a config.toml of an earlier version, with keys this one no longer knows)
+  }
+  static const std::set<std::string> free_keys = {"steps", "log_every", "checkpoint_every", "sample_every",
+                                                  "max_retries", "retry_lr_factor", "energy_limit", "keep_best"};
+  std::vector<std::string> changed;
+  for (const std::string section : {"data", "objective", "sampler", "buffer", "generator", "train"}) {
+    const auto was = section_lines(old, section), now = section_lines(cfg, section);
+    std::set<std::string> keys;
+    for (const auto& [k, v] : was) keys.insert(k);
+    for (const auto& [k, v] : now) keys.insert(k);
+    for (const auto& k : keys) {
+      const auto a = was.count(k) ? was.at(k) : k + " (none)", b = now.count(k) ? now.at(k) : k + " (none)";
+      if (a == b || (section == "train" && free_keys.count(k))) continue;
+      EBM_CHECK_CONFIG(section != "data", "--resume: the run in ", out, " trained on data setting '", a, "' (",
+                       old_cfg, "), this config '", b, "': a checkpoint continues on its own data (to start from "
+                       "its weights on other data, train a new run with train.init = ", out, "/model.pt)");
+      const auto eq = a.find(" = ");
+      changed.push_back(section + "." + b + " (was " + (eq == std::string::npos ? "none" : a.substr(eq + 3)) + ")");
+    }
+  }
+  if (changed.empty()) return;
+  std::string list;
+  for (size_t i = 0; i < changed.size() && i < 4; ++i) list += (i ? "; " : "") + changed[i];
+  if (changed.size() > 4) list += "; and " + std::to_string(changed.size() - 4) + " more";
+  notes() << "ebm: note: --resume with settings other than the run's (" << list
+          << "): the run goes on with this config's from its checkpoint, not as an uninterrupted run would have\n";
+}
+
+// Float images are mapped onto data.scale (data.standardize = on, or auto,
+// which runs since then resolve to on in their config.toml) or taken as they
+// are (off, or auto in a config.toml written before auto mapped them): a
+// checkpoint continues in its own units, so another choice is refused.
+void check_same_units(const DataSplit& data, const std::string& out) {
+  const std::string old_cfg = out + "/config.toml";
+  const bool float_images = !data.pixels && data.train.event_shape().size() == 3;
+  const std::string text = float_images ? run_config_text(out) : "";
+  if (text.empty()) return;
+  std::string was;
+  try {
+    Config old = make_train_config();
+    old.load_string(text, old_cfg);
+    was = old.get_string("data.standardize");
+  } catch (const Error&) {
+    return;  // (a config.toml of an earlier version, with keys this one no longer knows)
+  }
+  const bool mapped = was == "on", now = data.values.has_value();
+  EBM_CHECK_CONFIG(mapped == now, "--resume: the run in ", out, " trained on float images ",
+                   mapped ? "mapped onto data.scale" : "as they are", " (data.standardize = \"", was, "\" in ",
+                   old_cfg, "), this config ", now ? "maps them" : "takes them as they are",
+                   ": a checkpoint continues in its own units (--set data.standardize=", mapped ? "on" : "off", ")");
+}
+}  // namespace
+
+void check_resume_matches(const Config& cfg, const DataSplit& data, const std::string& out) {
+  check_same_energy(cfg, out);
+  check_same_units(data, out);
+  check_resumed_settings(cfg, out);
+}
+
+}  // namespace ebm
