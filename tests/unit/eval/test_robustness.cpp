@@ -75,7 +75,9 @@ TEST(Pgd, StaysInTheBallAndThePixelRange) {
         EXPECT_LE(d.abs().max().item<double>(), eps + 1e-12) << eps;
       else
         EXPECT_LE(d.norm(2, 1).max().item<double>(), eps * (1 + 1e-12) + 1e-12) << eps;
-      if (eps == 0) EXPECT_TRUE(torch::equal(r.x, x));
+      if (eps == 0) {
+        EXPECT_TRUE(torch::equal(r.x, x));
+      }
       // Robust rows are classified correctly at the point returned.
       auto pred = net.class_energies(r.x).argmin(1);
       EXPECT_TRUE((pred.eq(y) | r.robust.logical_not()).all().item<bool>());
