@@ -7,9 +7,9 @@
 #include <sstream>
 
 #include "ebm/core/error.h"
-#include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
 #include "ebm/eval/ood.h"
+#include "ebm/model/far_inputs.h"
 #include "ebm/model/inputs.h"
 #include "ebm/train/train.h"
 
@@ -178,11 +178,7 @@ std::pair<torch::Tensor, Dataset> class_probabilities(const Config& c, EnergyImp
                   ": the model is not class-conditional (energy.conditional = true): not a classifier");
   std::string spec;
   Dataset data = labelled_task_data(c, info, task, &spec, rebuilt);
-  {
-    AffineMap units;  // (rows in other units than the training data's: said, as ebm classify says it)
-    sampling_view(energy, &units);
-    warn_if_far_from_training(units, info, data.x, spec);
-  }
+  warn_if_far_from_training(energy, info, data.x, spec);  // (rows in other units than the training data's)
   std::vector<torch::Tensor> probs;
   {
     torch::NoGradGuard no_grad;

@@ -11,9 +11,9 @@
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/images.h"
-#include "ebm/energy/standardized.h"
 #include "ebm/data/image_reading.h"
 #include "ebm/model/input_units.h"
+#include "ebm/model/far_inputs.h"
 #include "ebm/model/inputs.h"
 #include "ebm/train/train.h"
 
@@ -361,11 +361,7 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
   r.scores = resolve_ood_scores(energy, o.scores());
   // (every set read before any is scored: a bad file fails fast)
   auto in = at_most(ood_data(o.in_data(), info, torch::Tensor(), gen), o.n(), gen);
-  {
-    AffineMap units;  // (in-distribution rows in other units than the training data's: said)
-    sampling_view(energy, &units);
-    warn_if_far_from_training(units, info, in, o.in_data());
-  }
+  warn_if_far_from_training(energy, info, in, o.in_data());  // (rows in other units than the training data's)
   std::vector<torch::Tensor> outs;
   for (const auto& spec : o.out_data()) outs.push_back(at_most(ood_data(spec, info, in, gen), o.n(), gen));
   r.n_in = in.size(0);

@@ -9,6 +9,7 @@
 #include "ebm/core/rng.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/eval/images.h"
+#include "ebm/model/far_inputs.h"
 #include "ebm/model/inputs.h"
 
 namespace ebm {
@@ -148,11 +149,7 @@ EvalReport robustness_task(const Config& c, EnergyImpl& energy, const ModelInfo&
   EBM_CHECK_USAGE(n >= 0, "--n must be >= 0, got ", n);
   std::string spec;
   Dataset data = labelled_task_data(c, info, "robustness", &spec);
-  {
-    AffineMap units;  // (rows in other units than the training data's: said, as ebm classify says it)
-    sampling_view(energy, &units);
-    warn_if_far_from_training(units, info, data.x, spec);
-  }
+  warn_if_far_from_training(energy, info, data.x, spec);  // (rows in other units than the training data's)
   auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
   if (n > 0 && n < data.size()) data = data.rows(torch::randperm(data.size(), gen, torch::kLong).narrow(0, 0, n));
   const auto y = data.y.to(torch::kLong);

@@ -1,4 +1,5 @@
 #include "ebm/model/inputs.h"
+#include "ebm/model/far_inputs.h"
 #include "ebm/model/input_units.h"
 
 #include <c10/util/accumulate.h>
@@ -9,6 +10,7 @@
 #include <iostream>
 
 #include "ebm/core/error.h"
+#include "ebm/energy/standardized.h"
 #include "ebm/core/progress.h"
 #include "ebm/data/images.h"
 #include "ebm/data/image_reading.h"
@@ -94,6 +96,13 @@ void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, cons
     notes() << "ebm: warning: " << what << ": values lie far outside the model's training data (the median row is "
              << std::lround(typical) << " training standard deviations from the mean in some column); are they "
                 "in the training data's units?\n";
+}
+
+void warn_if_far_from_training(EnergyImpl& energy, const ModelInfo& info, const torch::Tensor& x,
+                               const std::string& what) {
+  AffineMap units;
+  sampling_view(energy, &units);
+  warn_if_far_from_training(units, info, x, what);
 }
 
 std::optional<PixelMap> image_map(const std::optional<PixelMap>& pixels, const std::optional<ValueMap>& values) {
