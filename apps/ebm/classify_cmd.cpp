@@ -60,7 +60,7 @@ Runner add_classify(CLI::App& app) {
     warn_if_far_from_training(sampling_view(energy).second, info, x, a->input);
     const std::string labels_from = a->labels.empty() ? a->input : a->labels;
     if (!a->labels.empty() && !y.defined()) {
-      const auto file = read_label_file(a->labels, x.size(0));  // (one per input row)
+      const auto file = read_label_file(a->labels, x.size(0), info.class_names);  // (one per input row)
       y = labels_as_trained(file, info.class_names, k, a->labels);  // (in the model's numbering)
     }
     if (y.defined()) {  // (a folder's or a built-in set's labels come counted)
@@ -69,7 +69,7 @@ Runner add_classify(CLI::App& app) {
                      " outside the model's classes 0 to ", k - 1);
     }
     energy->to(device);
-    auto p = class_probabilities(*energy, x.to(device)).to(torch::kCPU, torch::kDouble);
+    auto p = class_probabilities(*energy, x.to(device), 256, a->input).to(torch::kCPU, torch::kDouble);
     std::vector<std::string> header;
     // (p_<name> when the model knows its classes' names, class folders' or
     // label values' say; else p<k>)

@@ -185,6 +185,9 @@ Runner add_eval(CLI::App& app) {
     if (score->count()) cfg.set_value("task.score", joined(a->score, ","));
     if (blocked) cfg.set_value("task.block", a->block);
     cfg.validate();
+    // (a missing or read-only folder for the report, found before the work)
+    if (!a->out.empty()) check_writable(a->out);
+    if (plot->count()) check_writable(a->plot);
     ModelInfo info;
     Energy energy = eval_energy(a->model, a->target, a->script, a->dim, info);
     // (the ranks start once the command line, the model and the task's keys

@@ -14,6 +14,7 @@
 #include "ebm/core/rng.h"
 #include "ebm/energy/script_energy.h"
 #include "ebm/energy/standardized.h"
+#include "ebm/eval/cell_shares.h"
 #include "ebm/eval/eval.h"
 #include "ebm/io/io.h"
 #include "ebm/sampling/diagnostics.h"
@@ -340,11 +341,13 @@ Runner add_sample(CLI::App& app) {
     // cross between separated modes, so without them the draws hold each
     // mode's basin's share, not its mass.
     std::optional<DataProposal> proposal;
+    torch::Tensor train_rows;  // (model units: the jumps' rows and the generator's check)
     std::string jumps_why;
     if (a->jumps != 0 && !blocked && shape.size() == 1 && !a->models.empty()) {
       if (auto rows = jump_rows(terms_of, a->models, a->compose, a->weights, units, a->common.seed, &jumps_why);
           rows.defined()) {
         const auto shuffled = rows.to(device);
+        train_rows = rows;
         const auto [lo, hi] = data_box(shuffled);
         proposal.emplace(DataProposalOptions().centers(256).neighbours(3), shuffled, lo, hi);
         Config sc = make_train_config();
@@ -372,6 +375,20 @@ Runner add_sample(CLI::App& app) {
       run = run_chains(drawn, *sampler, x0, gen, ro);
     }
 
+    // A generator that dropped modes its energy keeps (docs/learned-samplers.md,
+    // 'Dropped modes'): its draws' shares of the training rows' cells.
+    if (a->from == "generator" && train_rows.defined()) {
+      auto cgen = make_generator(a->common.seed, kStreamEval);
+      const CellShares s = cell_shares(run.x, train_rows, 8, 4.0, 0.02, 2.0, cgen);
+      if (s.flagged_count() > 0) {
+        notes() << "ebm sample: warning: " << (a->steps > 0 ? "after " + std::to_string(a->steps) + " steps " : "")
+                << "the generator's draws differ from its training rows' shares in " << s.flagged_count() << " of "
+                << s.centers.size(0) << " cells (" << s.worst() << "): "
+                << (a->steps > 0 ? "give them more --steps, or check the energy's own masses (ebm eval --task modes)"
+                                 : "--steps 300 moves them by the energy's sampler, with jumps between modes")
+                << "\n";
+      }
+    }
     auto x = units.to_user(run.x).to(torch::kCPU, torch::kFloat);
     const auto shown_as = display_map(info);
     if (shown_as && (ext == ".png" || ext == ".idx" || (ext == ".npy" && a->thin == 0))) {

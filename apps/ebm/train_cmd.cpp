@@ -31,9 +31,10 @@ struct TrainArgs {
 // classes no training row has (energy.classes above the labels' count).
 static void report_classes(const Trainer& trainer) {
   const auto& tr = trainer.data().train;
-  if (!tr.has_labels()) return;
-  if (!trainer.config().get_string("data.path").empty() && !tr.class_names.empty())
+  const std::string path = trainer.config().get_string("data.path");
+  if (!path.empty() && (!tr.class_names.empty() || tr.description != path))  // (classes, or how it was read)
     std::cout << "data: " << tr.description << "\n";
+  if (!tr.has_labels()) return;
   if (!energy_is_conditional(trainer.config())) return;
   const int64_t k = trainer.config().get_int("energy.classes");
   auto counts = torch::bincount(tr.y.to(torch::kCPU, torch::kLong).view({-1}), {}, k);
@@ -45,16 +46,19 @@ static void report_classes(const Trainer& trainer) {
   const int64_t named = int64_t(tr.class_names.size());
   const bool by_value = named_by_value(tr.class_names);
   std::string list;
-  for (size_t i = 0; i < empty.size() && i < 10; ++i)
-    list += (i ? ", " : "") + (by_value && empty[i] < named ? "label " + tr.class_names[size_t(empty[i])]
-                                                             : std::to_string(empty[i]));
+  for (size_t i = 0; i < empty.size() && i < 10; ++i) {
+    const auto c = size_t(empty[i]);
+    list += i ? ", " : "";
+    list += empty[i] >= named ? std::to_string(empty[i])
+                              : by_value ? "label " + tr.class_names[c] : "'" + tr.class_names[c] + "'";
+  }
   if (empty.size() > 10) list += ", ... (" + std::to_string(empty.size()) + " in all)";
   std::cerr << "ebm: warning: " << empty.size() << " of the model's " << k << " classes have no training rows (" << list;
   if (named > 0 && k > named)
     std::cerr << "): energy.classes = " << k << ", but the labels name " << named
               << " (energy.classes = 0 takes their count)\n";
   else
-    std::cerr << (by_value ? ")\n" : "): labels are class indices 0 .. K-1\n");
+    std::cerr << (named > 0 ? "): no row of theirs is trained on\n" : "): labels are class indices 0 .. K-1\n");
 }
 
 Runner add_train(CLI::App& app) {

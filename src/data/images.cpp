@@ -198,14 +198,12 @@ static Dataset image_folder(const std::string& dir, const ImageReading& reading)
     std::vector<std::pair<std::string, std::vector<std::string>>> found;  // (name, its images)
     std::string nested;  // (a sub-folder of images one level down: not read)
     for (const auto& sub : sorted(subdirs)) {
-      auto in_sub = images_in(sub);
-      if (!in_sub.empty()) {
-        found.emplace_back(fs::path(sub).filename().string(), std::move(in_sub));
-        continue;
-      }
+      // (a class folder's own sub-folder of images too: left out, silently, before 2026-12-07)
       for (const auto& e : fs::directory_iterator(sub))
         if (nested.empty() && !hidden(e.path()) && e.is_directory() && !images_in(e.path().string()).empty())
           nested = e.path().string();
+      auto in_sub = images_in(sub);
+      if (!in_sub.empty()) found.emplace_back(fs::path(sub).filename().string(), std::move(in_sub));
     }
     EBM_CHECK_DATA(nested.empty(), nested, ": images two folders down from ", dir,
                    ", which reads images in it or in its class sub-folders only; give the folder whose sub-folders "
@@ -313,7 +311,7 @@ Dataset load_data_path(const std::string& path) {
   if (is_dir(path)) return load_image_folder(path);
   if (!fs::exists(path)) fail(ExitCode::kMissingInput, path, ": cannot open for reading: no such file or directory");
   const auto stored = read_array_raw(path);
-  const auto raw = channels_first(stored);
+  const auto raw = channels_first(stored, path);
   Dataset d{{}, {}, path};
   if (!raw.is_same(stored))
     d.description += " (images stored channels last, read as [N, C, H, W] = " + c10::str(raw.sizes()) + ")";
@@ -344,8 +342,15 @@ Dataset load_data_path(const std::string& path, const ImageReading& reading) {
   return d;
 }
 
-torch::Tensor channels_first(const torch::Tensor& raw) {
+torch::Tensor channels_first(const torch::Tensor& raw, const std::string& path) {
   auto colour = [](int64_t c) { return c == 1 || c == 3; };
+  // (grey + alpha or RGBA stored last, as numpy keeps a PNG with alpha: the
+  // second axis too long for channels. PNG files composite alpha, data.alpha;
+  // read as channels first such an array would be 4 x H wide images.)
+  EBM_CHECK_DATA(raw.dim() != 4 || !(raw.size(3) == 2 || raw.size(3) == 4) || raw.size(1) <= 4, path, ": an array of ",
+                 raw.sizes(), " looks like images stored channels last with an alpha channel, which arrays do not ",
+                 "composite (PNG files do: data.alpha): keep the colour channels (x[..., :", raw.size(3) - 1,
+                 "]) or save the images as PNG files");
   if (raw.dim() != 4 || !colour(raw.size(3)) || colour(raw.size(1))) return raw;
   return raw.permute({0, 3, 1, 2}).contiguous();
 }

@@ -75,7 +75,7 @@ std::string last_field(const std::string& line) {
 }
 
 // One word per line (the last field of each).
-std::vector<std::string> read_words(const std::string& path, int64_t rows) {
+std::vector<std::string> read_words(const std::string& path, int64_t rows, const std::vector<std::string>& classes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(ExitCode::kMissingInput, path, ": cannot open for reading");
   std::vector<std::string> lines;
@@ -94,7 +94,8 @@ std::vector<std::string> read_words(const std::string& path, int64_t rows) {
   // rows (a data file that lost its last row), which the caller refuses
   // rather than pair every row with its neighbour's label.
   if (int64_t(lines.size()) == rows + 1 &&
-      std::find(words.begin() + 1, words.end(), words[0]) == words.end())
+      std::find(words.begin() + 1, words.end(), words[0]) == words.end() &&
+      (classes.empty() || find_class_name(words[0], classes) < 0))
     words.erase(words.begin());
   EBM_CHECK_DATA(!words.empty() && !words[0].empty(), path, ":1: empty label");
   return words;
@@ -102,7 +103,7 @@ std::vector<std::string> read_words(const std::string& path, int64_t rows) {
 
 }  // namespace
 
-LabelFile read_label_file(const std::string& path, int64_t rows) {
+LabelFile read_label_file(const std::string& path, int64_t rows, const std::vector<std::string>& classes) {
   LabelFile out;
   try {
     out.values = read_matrix(path);
@@ -120,7 +121,7 @@ LabelFile read_label_file(const std::string& path, int64_t rows) {
                    " rows), got ", y.size(0), " x ", y.size(1));
     return out;
   }
-  out.words = read_words(path, rows);
+  out.words = read_words(path, rows, classes);
   EBM_CHECK_DATA(int64_t(out.words.size()) == rows, path, ": want one label per row (", rows, " rows), got ",
                  out.words.size());
   return out;

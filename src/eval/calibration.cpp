@@ -8,6 +8,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/io/io.h"
+#include "ebm/eval/images.h"
 #include "ebm/eval/ood.h"
 #include "ebm/model/far_inputs.h"
 #include "ebm/model/inputs.h"
@@ -179,16 +180,9 @@ std::pair<torch::Tensor, Dataset> class_probabilities(const Config& c, EnergyImp
   std::string spec;
   Dataset data = labelled_task_data(c, info, task, &spec, rebuilt);
   warn_if_far_from_training(energy, info, data.x, spec);  // (rows in other units than the training data's)
-  std::vector<torch::Tensor> probs;
-  {
-    torch::NoGradGuard no_grad;
-    energy.eval();
-    for (int64_t i = 0; i < data.size(); i += 512)
-      probs.push_back(
-          torch::softmax(-energy.class_energies(data.x.narrow(0, i, std::min<int64_t>(512, data.size() - i))), 1));
-  }
+  auto probs = class_probabilities(energy, data.x, 512, spec);
   *spec_out = spec;
-  return {torch::cat(probs), data};
+  return {probs, data};
 }
 }  // namespace
 

@@ -24,9 +24,16 @@ torch::Tensor in_batches(EnergyImpl& energy, const torch::Tensor& x, int64_t bat
 }
 }  // namespace
 
-torch::Tensor class_probabilities(EnergyImpl& energy, const torch::Tensor& x, int64_t batch) {
+torch::Tensor class_probabilities(EnergyImpl& energy, const torch::Tensor& x, int64_t batch, const std::string& what) {
   TORCH_CHECK(energy.num_classes() > 0, "class_probabilities: the energy is not class-conditional");
-  return in_batches(energy, x, batch, [&](const torch::Tensor& b) { return torch::softmax(-energy.class_energies(b), 1); });
+  auto p = in_batches(energy, x, batch, [&](const torch::Tensor& b) { return torch::softmax(-energy.class_energies(b), 1); });
+  const auto bad = (~torch::isfinite(p)).any(1).to(torch::kCPU);
+  if (bad.any().item<bool>()) {
+    const int64_t first = bad.nonzero()[0][0].item<int64_t>();
+    fail(ExitCode::kBadData, what, ": row ", first, " (0-based; ", bad.sum().item<int64_t>(), " row(s) in all): the model's ",
+         "class energies are not finite there (a value far beyond its training data's range?)");
+  }
+  return p;
 }
 
 torch::Tensor batch_features(EnergyImpl& energy, const torch::Tensor& x, int64_t batch) {

@@ -6,6 +6,9 @@
 // modes, so a model can draw good-looking samples and still hold the wrong
 // masses; this check sees that, and the cell-level KL(data || model) is a
 // lower bound on the whole KL (the data processing inequality).
+// cell_shares (eval/cell_shares.h) compares draws with data over the same
+// kind of cells in any dimension: a learned sampler's generator that drops a
+// mode its energy keeps.
 #include <cmath>
 #include <iomanip>
 #include <sstream>
@@ -13,6 +16,7 @@
 #include "ebm/core/error.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/eval/box_units.h"
+#include "ebm/eval/cell_shares.h"
 #include "ebm/eval/eval.h"
 
 namespace ebm {
@@ -129,6 +133,69 @@ std::string ModeMassResult::table() const {
   }
   os << "KL(data || model) over the cells: " << kl << " nats (a lower bound on the model's excess NLL)\n";
   return os.str();
+}
+
+}  // namespace ebm
+
+namespace ebm {
+
+int64_t CellShares::flagged_count() const { return flagged.defined() ? flagged.sum().item<int64_t>() : 0; }
+
+std::string CellShares::worst(int max) const {
+  if (flagged_count() == 0) return {};
+  auto diff = (draw_fraction - data_fraction).abs().masked_fill(~flagged, -1.0);
+  auto order = std::get<1>(diff.sort(0, /*descending=*/true));
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(3);
+  const int64_t shown = std::min<int64_t>(max, flagged_count());
+  for (int64_t i = 0; i < shown; ++i) {
+    const int64_t c = order[i].item<int64_t>();
+    os << (i ? "; " : "") << draw_fraction[c].item<double>() << " of the draws where the data have "
+       << data_fraction[c].item<double>();
+  }
+  return os.str();
+}
+
+CellShares cell_shares(const torch::Tensor& draws, const torch::Tensor& data, int64_t clusters, double z,
+                       double min_diff, double ratio, at::Generator& gen) {
+  TORCH_CHECK(draws.dim() == 2 && data.dim() == 2 && draws.size(1) == data.size(1),
+              "cell_shares: want [N, D] draws and data of one width, got ", draws.sizes(), " and ", data.sizes());
+  CellShares s;
+  auto raw = data.to(torch::kCPU, torch::kDouble);
+  const int64_t k = std::min<int64_t>(clusters, raw.size(0) / 10);
+  if (k < 2 || draws.size(0) < 1) return s;
+  if (raw.size(0) > 20000)
+    raw = raw.index_select(0, torch::linspace(0, double(raw.size(0) - 1), 20000, torch::kDouble).round().to(torch::kLong));
+  const AffineMap cells = AffineMap::standardize(raw);
+  const auto x = cells.to_model(raw);
+  const auto centers = kmeans(x, k, gen);
+  s.centers = cells.to_user(centers);
+  auto share = [&](const torch::Tensor& rows) {
+    const auto assign = torch::cdist(rows, centers).argmin(1);
+    return torch::bincount(assign, {}, k).to(torch::kDouble) / double(rows.size(0));
+  };
+  s.data_fraction = share(x);
+  s.draw_fraction = share(cells.to_model(draws.to(torch::kCPU, torch::kDouble)));
+  const auto& f = s.data_fraction;
+  const auto& g = s.draw_fraction;
+  auto se = (f * (1 - f) / double(x.size(0)) + g * (1 - g) / double(draws.size(0))).sqrt();
+  auto diff = (g - f).abs();
+  s.flagged = (diff > z * se) & (diff > min_diff) & ((g * ratio < f) | (g > ratio * f));
+  return s;
+}
+
+nlohmann::json cell_shares_json(const CellShares& s) {
+  nlohmann::json cells = nlohmann::json::array();
+  for (int64_t i = 0; s.centers.defined() && i < s.centers.size(0); ++i) {
+    std::vector<double> c(s.centers.size(1));
+    for (size_t j = 0; j < c.size(); ++j) c[j] = s.centers[i][int64_t(j)].item<double>();
+    cells.push_back({{"center", c},
+                     {"data_fraction", s.data_fraction[i].item<double>()},
+                     {"draw_fraction", s.draw_fraction[i].item<double>()},
+                     {"flagged", s.flagged[i].item<bool>()}});
+  }
+  return {{"flagged", s.flagged_count()}, {"cells", cells}};
 }
 
 }  // namespace ebm

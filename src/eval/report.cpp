@@ -9,7 +9,11 @@
 
 #include "ebm/core/rng.h"
 #include "ebm/energy/standardized.h"
+#include "ebm/eval/cell_shares.h"
 #include "ebm/eval/eval.h"
+#include "ebm/eval/images.h"
+#include "ebm/model/generator_file.h"
+#include "ebm/model/model.h"
 #include "ebm/io/io.h"
 #include "ebm/objectives/registry.h"
 #include "ebm/sampling/jumps.h"
@@ -51,6 +55,25 @@ torch::Tensor model_samples(EnergyImpl& energy, const Config& cfg, const DataSpl
   return map.to_user(chains.x);
 }
 
+// A learned sampler's generator (vectors): its draws' shares of the training
+// rows' k-means cells, into j["generator_cells"]; a warning when they differ.
+std::string generator_cells(EnergyImpl& energy, const Config& cfg, const DataSplit& data, const std::string& out,
+                            nlohmann::json* j) {
+  const std::string model = out + "/model.pt";
+  if (data.train.event_shape().size() != 1 || !std::filesystem::exists(model) || !has_generator(model)) return {};
+  ModelInfo info;
+  load_model(model, &info);
+  auto gen = run_generator(cfg, kStreamEval);
+  const auto draws = draw_generator_samples(model, energy, info, 10000, 0, "", gen);
+  const CellShares s = cell_shares(draws, data.train.x, 8, 4.0, 0.02, 2.0, gen);
+  if (j) (*j)["generator_cells"] = cell_shares_json(s);
+  if (s.flagged_count() == 0) return {};
+  return "warning: the generator's draws differ from the training data's shares in " +
+         std::to_string(s.flagged_count()) + " of " + std::to_string(s.centers.size(0)) + " cells (" + s.worst() +
+         "): draw from the energy (ebm sample), or refine the generator's draws with --steps "
+         "(docs/learned-samplers.md, 'Dropped modes')\n";
+}
+
 // Samples of a model of any shape: samples.npy (eval.sample_chains rows of
 // vectors; 64 images) and, for images, a PNG grid in the training data's
 // value range.
@@ -66,7 +89,7 @@ std::string report_samples(EnergyImpl& energy, const Config& cfg, const DataSpli
     const double lo = train.x.min().item<double>(), hi = train.x.max().item<double>();
     write_image_grid(out + "/samples/samples.png", x, lo, hi > lo ? hi : lo + 1);
   }
-  return "samples in " + out + "/samples\n";
+  return "samples in " + out + "/samples\n" + generator_cells(energy, cfg, data, out, nullptr);
 }
 }  // namespace
 
@@ -109,6 +132,7 @@ std::string report_run(EnergyImpl& energy, const Config& cfg, const DataSplit& d
                              std::to_string(modes.flagged.sum().item<int64_t>()) +
                              " of 8 clusters of the test data (eval.json \"modes\"; docs/own-data.md, 'Mode masses')\n";
   }
+  warning += generator_cells(energy, cfg, data, out, &j);
   atomic_write_text(out + "/eval.json", j.dump(2) + "\n");
   std::ostringstream os;
   os << "test NLL " << r.mean_nll << " +- " << r.nll_se << " nats (log Z " << r.log_z

@@ -614,6 +614,15 @@ void check_writable(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
     fail(ExitCode::kMissingInput, path, ": cannot write: is a directory");
+  // (the folder it goes in: there, a folder, and writable; the file itself is
+  // replaced by a rename, so only the folder's permission counts)
+  const auto slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (::stat(dir.c_str(), &st) != 0)
+    fail(ExitCode::kMissingInput, path, ": cannot write: no such directory ", dir);
+  if (!S_ISDIR(st.st_mode)) fail(ExitCode::kMissingInput, path, ": cannot write: ", dir, " is not a directory");
+  if (::access(dir.c_str(), W_OK) != 0)
+    fail(ExitCode::kMissingInput, path, ": cannot write: ", dir, ": ", std::strerror(errno));
 }
 
 void atomic_write(const std::string& path, const std::function<void(const std::string&)>& write_tmp) {

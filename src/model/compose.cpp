@@ -46,12 +46,13 @@ int64_t label_index(const std::string& text, const ModelInfo& info, int64_t k, c
                     info.class_names.empty() ? "" : " (" + class_list(info.class_names) + ")");
     return label;
   }
+  // (an exact name, else the one that differs only in case, as data.classes takes them)
   const auto& names = info.class_names;
-  const auto it = std::find(names.begin(), names.end(), text);
-  EBM_CHECK_USAGE(it != names.end(), "--label ", text, ": ", path,
+  const int64_t found = find_class_name(text, names);
+  EBM_CHECK_USAGE(found >= 0, "--label ", text, ": ", path,
                   names.empty() ? " keeps no class names; give a class index 0 to " + std::to_string(k - 1)
                                 : " has no class of that name (" + class_list(names) + ")");
-  return int64_t(it - names.begin());
+  return found;
 }
 
 Energy at_label(Energy e, int64_t label) {

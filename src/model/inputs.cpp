@@ -181,7 +181,7 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
   bool pixels = false;
   std::error_code ec;
   if (file_extension(path) == ".npy" && !std::filesystem::is_directory(path, ec)) {
-    const auto raw = channels_first(read_array_raw(path));  // (as training read them)
+    const auto raw = channels_first(read_array_raw(path), path);  // (as training read them)
     pixels = !raw.is_floating_point() && info.pixels.has_value();
     if (pixels) check_pixel_range(raw, path);
     x = raw.to(torch::kFloat32);
@@ -247,7 +247,7 @@ Dataset model_dataset(const std::string& spec, const ModelInfo& info, const std:
     d.x = read_model_input(spec, info);
     d.description = spec;
     if (!labels.empty()) {
-      const auto file = read_label_file(labels, d.size());  // (one per row of spec)
+      const auto file = read_label_file(labels, d.size(), info.class_names);  // (one per row of spec)
       d.y = labels_as_trained(file, info.class_names, 0, labels);
     } else {
       std::error_code ec;  // (a folder's sub-folders label it; its images read as for the model)

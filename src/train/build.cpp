@@ -1,5 +1,6 @@
 // The training schema, assembled from every component's registration, and
 // the builders that turn a validated Config into a run's parts.
+#include <unordered_set>
 #include <algorithm>
 #include <cmath>
 
@@ -383,6 +384,39 @@ void note_constant_columns(const DataSplit& split) {
           << (flat.numel() > 1 ? " hold" : " holds") << " one value in every training row: a point mass, which no "
           << "density fits (the energy sharpens there without end and the NLL means little); drop "
           << (flat.numel() > 1 ? "them" : "it") << " from the data\n";
+}
+
+namespace {
+// FNV-1a over each row's bytes (float32, contiguous): [N] hashes.
+std::vector<uint64_t> row_hashes(const torch::Tensor& x) {
+  const auto c = x.to(torch::kCPU, torch::kFloat).reshape({x.size(0), -1}).contiguous();
+  const int64_t n = c.size(0), width = c.size(1) * int64_t(sizeof(float));
+  const auto* bytes = reinterpret_cast<const unsigned char*>(c.data_ptr<float>());
+  std::vector<uint64_t> h(size_t(n), 1469598103934665603ull);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t b = 0; b < width; ++b) h[size_t(i)] = (h[size_t(i)] ^ bytes[i * width + b]) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
+void note_shared_rows(const DataSplit& split) {
+  if (split.train.size() == 0) return;
+  std::vector<const Dataset*> held;
+  for (const Dataset* d : {&split.test, &split.val})
+    if (d->size() > 0) held.push_back(d);
+  if (held.empty()) return;
+  const auto train = row_hashes(split.train.x);
+  const std::unordered_set<uint64_t> seen(train.begin(), train.end());
+  int64_t shared = 0, total = 0;
+  for (const Dataset* d : held) {
+    for (uint64_t h : row_hashes(d->x)) shared += seen.count(h) ? 1 : 0;
+    total += d->size();
+  }
+  if (shared == 0 || 100 * shared < total) return;  // (under 1%: a few coincidences)
+  notes() << "ebm: note: " << split.train.description << ": " << shared << " of the " << total << " held-out rows ("
+          << std::lround(100.0 * double(shared) / double(total)) << "%, test" << (split.val.size() > 0 ? " and validation" : "")
+          << ") are exact copies of training rows: if the data repeat records, held-out scores (test NLL, accuracy, "
+             "train.keep_best's choice) measure memory more than generalisation; drop duplicate rows before training\n";
 }
 
 }  // namespace ebm

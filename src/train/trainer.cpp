@@ -159,9 +159,13 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
     const auto& y = data_.train.y;
     EBM_CHECK_DATA(y.defined(), data_.train.description, ": a class-conditional energy needs labelled data");
     const int64_t k = cfg_.get_int("energy.classes");
-    if (k == 0) {  // (named classes all count, though the split left one out of training)
-      const auto named = int64_t(data_.train.class_names.size());
-      cfg_.set_value("energy.classes", std::max(y.max().item<int64_t>() + 1, named));
+    if (k == 0) {
+      // (named classes all count, and so do labels the split put only in
+      // the validation or test rows: a rare class must not vanish with the seed)
+      int64_t count = std::max(y.max().item<int64_t>() + 1, int64_t(data_.train.class_names.size()));
+      for (const Dataset* d : {&data_.val, &data_.test})
+        if (d->size() > 0 && d->has_labels()) count = std::max(count, d->y.max().item<int64_t>() + 1);
+      cfg_.set_value("energy.classes", count);
     } else {
       const int64_t lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
       EBM_CHECK_DATA(lo >= 0 && hi < k, data_.train.description, ": label ", lo < 0 ? lo : hi,
@@ -530,6 +534,7 @@ int64_t Trainer::run(bool resume) {
   note_image_range();
   note_far_values(data_);
   note_constant_columns(data_);
+  note_shared_rows(data_);
   if (lead) {
     atomic_write_text(out_ + "/config.toml", cfg_.to_toml());
     // (a fresh run writes its own split over whatever test.csv was there;

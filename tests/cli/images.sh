@@ -201,6 +201,15 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     "$EBM" eval --task fid --model "$P" --features "$T/flat_run/model.pt" --reference "$T/pix.npy" --n 20 --steps 1 \
       --out "$T/fid_flat.json" >/dev/null 2>&1 && grep -q '"fid_real"' "$T/fid_flat.json" \
       || { echo "FAIL: FID with a flattened-image classifier's features"; fails=$((fails + 1)); }
+    grep -q '"class_shares": "training"' "$T/fid_flat.json" || { echo "FAIL: FID's class shares (training)"; fails=$((fails + 1)); }
+    # A reference folder of numbered class sub-folders (of the sample grids
+    # above, made 8x8 by the model's data.image_size): the conditional
+    # model's draws are made at the reference images' own labels.
+    for k in 0 1 2; do mkdir -p "$T/ref3/$k" && cp "$T/mixed/a.png" "$T/ref3/$k/a.png" && cp "$T/mixed/a.png" "$T/ref3/$k/b.png"; done
+    "$EBM" train "${PIX[@]}" --set "data.image_size=[8,8]" --out "$T/c8_run" >/dev/null 2>&1 \
+      && "$EBM" eval --task fid --model "$T/c8_run/model.pt" --features "$T/flat_run/model.pt" --reference "$T/ref3" \
+        --n 3 --steps 1 --out "$T/fid_ref3.json" >/dev/null 2>&1 && grep -q '"class_shares": "reference"' "$T/fid_ref3.json" \
+      || { echo "FAIL: FID at the reference folder's labels"; fails=$((fails + 1)); }
     # The Gaussian baseline has its own stream: --steps 3 draws other model
     # samples (another fid) but the same baseline.
     "$EBM" eval --task fid --model "$P" --features "$T/flat_run/model.pt" --reference "$T/pix.npy" --n 20 --steps 3 \

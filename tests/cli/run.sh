@@ -112,9 +112,16 @@ expect 64 "--target"       -- "$EBM" sample --n 4 --steps 1 --out "$T/s.csv"
 expect 64 "nll3d"          -- "$EBM" eval --model "$M" --task nll3d --dataset moons
 # VERA: a generator beside the energy, kept in model.pt and sampled in one pass.
 printf '[data]\nname = "8gaussians"\nn = 500\n[energy]\nhidden = [16]\n[generator]\nname = "mlp"\nhidden = [16]\n[objective]\nname = "vera"\nposterior_samples = 4\nalpha = 0.03\n[train]\nsteps = 5\nbatch_size = 32\n[eval]\nsample_steps = 5\nsample_chains = 50\n' >"$T/vera.toml"
-"$EBM" train --config "$T/vera.toml" --out "$T/vera" >/dev/null 2>&1 \
+"$EBM" train --config "$T/vera.toml" --out "$T/vera" >"$T/vera.out" 2>&1 \
   && "$EBM" sample --model "$T/vera/model.pt" --from generator --n 7 --out "$T/gen.csv" >/dev/null 2>&1 \
   && [ "$(wc -l <"$T/gen.csv")" -eq 8 ] || { echo "FAIL: vera train + sample --from generator"; fails=$((fails + 1)); }
+# Five steps leave the generator far from the data's eight modes: the run's
+# report and sample --from generator say its draws miss the data's cells.
+grep -q "the generator's draws differ from the training data's shares in" "$T/vera.out" \
+  && grep -q '"generator_cells"' "$T/vera/eval.json" || { echo "FAIL: the run's generator check"; fails=$((fails + 1)); }
+"$EBM" sample --model "$T/vera/model.pt" --from generator --n 2000 --out "$T/gen2k.csv" >/dev/null 2>"$T/gen2k.err" \
+  && grep -q "the generator's draws differ from its training rows' shares in" "$T/gen2k.err" \
+  || { echo "FAIL: sample --from generator: dropped-mode warning"; fails=$((fails + 1)); }
 "$EBM" eval --model "$T/vera/model.pt" --task generator --n 500 --out "$T/gen.json" >/dev/null 2>&1 \
   && grep -q '"modes_covered"' "$T/gen.json" || { echo "FAIL: eval --task generator"; fails=$((fails + 1)); }
 "$EBM" sample --model "$T/vera/model.pt" --from generator --latent --warmup 3 --steps 3 --n 6 --out "$T/lat.csv" \
@@ -199,6 +206,10 @@ expect 64 "not class-conditional" -- "$EBM" "${OOD[@]}" --out-data uniform --sco
 expect 65 "three.csv"      -- "$EBM" "${OOD[@]}" --out-data uniform --out-data "$T/three.csv"
 expect 64 "give --in-data" -- "$EBM" eval --model "$M" --task ood --out-data uniform
 expect 66 "missing.csv"    -- "$EBM" eval --model "$M" --task ood --in "$T/missing.csv" --out-data uniform
+# A report or a result whose folder is missing is refused before the work.
+expect 66 "no_dir/ood.json: cannot write: no such directory" -- "$EBM" "${OOD[@]}" --out-data uniform --out "$T/no_dir/ood.json"
+expect 66 "no_dir/d.csv: cannot write: no such directory" -- "$EBM" denoise --model "$M" --input "$T/good.csv" \
+  --corrupt gaussian:0.1 --out "$T/no_dir/d.csv"
 expect 64 "give --out-data" -- "$EBM" "${OOD[@]}" --out "$T/ood.json"
 expect 64 "flips need an image model" -- "$EBM" "${OOD[@]}" --out-data "vflip:$T/good.csv"
 "$EBM" "${OOD[@]}" --out-data uniform --out-data "$T/good.csv" --out "$T/ood.json" >"$T/ood.txt" 2>/dev/null \
@@ -307,8 +318,14 @@ awk -F, '$2 < 10' "$T/far_rows.csv" >"$T/near_rows.csv"
 expect 78 "data.clip must be \[q_lo, q_hi\]" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" \
   --set data.path="$T/far_rows.csv" --set "data.clip=[0.9, 0.1]" --out "$T/clip_bad"
 "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/near_rows.csv" --set train.steps=2 \
-  --out "$T/near_run" >/dev/null 2>"$T/near.err" && ! grep -q "far values\|one value in every" "$T/near.err" \
+  --out "$T/near_run" >/dev/null 2>"$T/near.err" && ! grep -q "far values\|one value in every\|exact copies" "$T/near.err" \
   || { echo "FAIL: a far-values note on data without them"; fails=$((fails + 1)); }
+# Every row five times over: the held-out rows are copies of training rows,
+# and training says so.
+for k in 1 2 3 4 5; do cat "$T/near_rows.csv"; done >"$T/repeated.csv"
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/repeated.csv" --set train.steps=2 \
+  --out "$T/rep_run" >/dev/null 2>"$T/rep.err" && grep -q "repeated.csv: .* held-out rows (.*) are exact copies of training rows" "$T/rep.err" \
+  || { echo "FAIL: the note on held-out rows copied from training"; sed 's/^/    /' "$T/rep.err"; fails=$((fails + 1)); }
 # A column of one value is a point mass: training says so.
 awk -F, '{ print $1 ",3.5," $2 }' "$T/near_rows.csv" >"$T/const_col.csv"
 "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/const_col.csv" --set train.steps=2 \
@@ -333,6 +350,15 @@ if "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.cs
     "$EBM" sample --model "$T/pm_run/model.pt" --label 0 --n 4 --steps 2 --out "$T/pm_s.csv"
   expect 65 "pm_other.csv: label 3 at row" -- \
     "$EBM" eval --task classify --model "$T/pm_run/model.pt" --data "$T/pm.csv" --labels "$T/pm_other.csv"
+  # A class of one row counts whichever split the seed puts it in: three
+  # classes, and a warning where training has none of it.
+  awk 'NR == 1 { print 2; next } { print ($1 == "1" ? 1 : 0) }' "$T/pm_labels.csv" >"$T/pm_rare.csv"
+  for seed in 1 2 3; do
+    "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.csv" --set data.labels="$T/pm_rare.csv" \
+      --set train.steps=2 --set seed=$seed --set data.test_fraction=0.3 --out "$T/rare_run" --force >/dev/null 2>"$T/rare.err" \
+      && grep -q "^classes = 3" "$T/rare_run/config.toml" \
+      || { echo "FAIL: a one-row class in the held-out split (seed $seed)"; sed 's/^/    /' "$T/rare.err"; fails=$((fails + 1)); }
+  done
   # Labels 1 .. K (R's way) are by value too: moons-jem's two classes are 1 and 2.
   sed 's/^1$/2/; s/^-1$/1/' "$T/pm_labels.csv" >"$T/pm_12.csv"
   "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.csv" --set data.labels="$T/pm_12.csv" \
@@ -349,6 +375,9 @@ if "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.cs
       >/dev/null 2>&1 && [ "$(head -1 "$T/pw_p.csv")" = "p_setosa,p_virginica" ] \
     && "$EBM" sample --model "$T/pw_run/model.pt" --label virginica --n 4 --steps 2 --out "$T/pw_s.csv" >/dev/null 2>&1 \
     || { echo "FAIL: word labels"; fails=$((fails + 1)); }
+  # (a name differing only in case, as data.classes takes it)
+  "$EBM" sample --model "$T/pw_run/model.pt" --label VIRGINICA --n 4 --steps 2 --out "$T/pw_s2.csv" >/dev/null 2>&1 \
+    || { echo "FAIL: sample --label in other case"; fails=$((fails + 1)); }
   expect 65 "pm_labels.csv: labels are words\|pm_labels.csv: label -1" -- \
     "$EBM" classify --model "$T/pw_run/model.pt" --input "$T/pm.csv" --labels "$T/pm_labels.csv" --out "$T/pw_p2.csv"
   # train.init: a run that starts from a model's weights, in its units and

@@ -17,7 +17,9 @@ bool integer_array_is_pixels(const torch::Tensor& raw);
 void check_pixel_range(const torch::Tensor& x, const std::string& path);
 // An array of images stored channels last, as numpy, PIL and TensorFlow
 // write them ([N, H, W, C]: 4 axes, the last 1 or 3 and the second
-// neither), as [N, C, H, W]; any other array as it is.
-torch::Tensor channels_first(const torch::Tensor& raw);
+// neither), as [N, C, H, W]; any other array as it is. kBadData naming
+// `path` for one whose last axis is 2 or 4 and second over 4: grey + alpha
+// or RGBA stored last, which arrays do not composite.
+torch::Tensor channels_first(const torch::Tensor& raw, const std::string& path);
 
 }  // namespace ebm

@@ -18,11 +18,13 @@ namespace ebm {
 // of a CSV or .txt file (a header line, when the file has one line more than
 // `rows`, and pandas' index column are dropped; double quotes too). Either
 // way one label per row of the `rows` rows it labels (kBadData otherwise).
+// A first word that is one of a model's `classes` (given: a command's
+// labels) is a label, never a header.
 struct LabelFile {
   torch::Tensor values;            // [N, ...] float, when numbers
   std::vector<std::string> words;  // when words
 };
-LabelFile read_label_file(const std::string& path, int64_t rows);
+LabelFile read_label_file(const std::string& path, int64_t rows, const std::vector<std::string>& classes = {});
 
 struct FileLabels {
   torch::Tensor index;             // [N] int64 class indices

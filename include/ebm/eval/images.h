@@ -16,7 +16,11 @@
 namespace ebm {
 
 // softmax_y(-E(x, y)) [N, K] of a class-conditional energy, in batches.
-torch::Tensor class_probabilities(EnergyImpl& energy, const torch::Tensor& x, int64_t batch = 256);
+// kBadData, naming `what` and the first such row, where a row's class
+// energies are not finite (a value far beyond the training data's range
+// overflows them): no NaN probabilities.
+torch::Tensor class_probabilities(EnergyImpl& energy, const torch::Tensor& x, int64_t batch = 256,
+                                  const std::string& what = "the input");
 
 // The penultimate features [N, F] of `energy` (eval mode, no graph), in batches.
 torch::Tensor batch_features(EnergyImpl& energy, const torch::Tensor& x, int64_t batch = 256);

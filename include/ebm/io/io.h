@@ -58,8 +58,9 @@ void write_image_grid(const std::string& path, const torch::Tensor& images, doub
 
 // Writes through `write_tmp(tmp_path)` then renames onto `path`; on any
 // exception the temp file is removed and `path` is untouched.
-// Refuses (kMissingInput) an output path that is a directory, before any
-// work whose result it would receive.
+// Refuses (kMissingInput) an output path that is a directory, or whose
+// folder is missing or not writable, before any work whose result it would
+// receive.
 void check_writable(const std::string& path);
 void atomic_write(const std::string& path, const std::function<void(const std::string&)>& write_tmp);
 void atomic_write_text(const std::string& path, const std::string& text);

@@ -19,4 +19,9 @@ void note_far_values(const DataSplit& split);
 // note naming the columns (at most 10); nothing otherwise.
 void note_constant_columns(const DataSplit& split);
 
+// Held-out rows (test and validation) that are exact copies of training rows,
+// when they are 1% or more of them: data with repeated records, whose
+// held-out scores then reward memory. One note; nothing otherwise.
+void note_shared_rows(const DataSplit& split);
+
 }  // namespace ebm

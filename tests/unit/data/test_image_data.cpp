@@ -248,6 +248,12 @@ TEST(ImageFolder, SubFoldersAreClassesInSortedOrder) {
   png(dir + "/nested/b/1.png", {4, 5}, 2);
   EXPECT_EQ(code_of([&] { ebm::load_image_folder(dir + "/nested"); }, &msg), ebm::ExitCode::kBadData);
   EXPECT_NE(msg.find("nested/a/x: images two folders down"), std::string::npos) << msg;
+  // (nor are those of a class folder that has images of its own beside them)
+  png(dir + "/mixed/a/1.png", {4, 5}, 1);
+  png(dir + "/mixed/a/extra/2.png", {4, 5}, 1);
+  png(dir + "/mixed/b/1.png", {4, 5}, 2);
+  EXPECT_EQ(code_of([&] { ebm::load_image_folder(dir + "/mixed"); }, &msg), ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("mixed/a/extra: images two folders down"), std::string::npos) << msg;
   fs::remove_all(dir);
 }
 
@@ -503,6 +509,15 @@ TEST(Labels, WordsAreClassesInSortedOrder) {
   std::ofstream(dir + "/extra.txt") << "virginica\nsetosa\nvirginica\nsetosa\n";
   EXPECT_EQ(code_of([&] { ebm::read_label_file(dir + "/extra.txt", 3); }, &msg), ebm::ExitCode::kBadData);
   EXPECT_NE(msg.find("got 4"), std::string::npos) << msg;
+  // With the model's classes known (a command's --labels), a first word
+  // that names one is a label even when no other line repeats it: two
+  // labels for one row are refused, not read as a header and a label.
+  std::ofstream(dir + "/two.txt") << "hbar\nvbar\n";
+  EXPECT_EQ(ebm::read_label_file(dir + "/two.txt", 1).words, (std::vector<std::string>{"vbar"}));
+  EXPECT_EQ(code_of([&] { ebm::read_label_file(dir + "/two.txt", 1, {"hbar", "vbar"}); }, &msg),
+            ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("got 2"), std::string::npos) << msg;
+  EXPECT_EQ(ebm::read_label_file(dir + "/y.csv", 3, {"setosa", "virginica"}).words.size(), 3u);  // (a header still)
   std::ofstream(dir + "/one.txt") << "echo\n";
   EXPECT_EQ(ebm::read_label_file(dir + "/one.txt", 1).words, (std::vector<std::string>{"echo"}));
   // Numbers stay numbers (a header line too).

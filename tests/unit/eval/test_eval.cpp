@@ -6,6 +6,7 @@
 #include "ebm/data/data.h"
 #include "ebm/data/unbalanced.h"
 #include "ebm/energy/conv.h"
+#include "ebm/eval/cell_shares.h"
 #include "ebm/eval/eval.h"
 #include "ebm/eval/images.h"
 #include "ebm/io/io.h"
@@ -408,4 +409,51 @@ TEST(ImageEval, LabelsInTheTrainingClassesShares) {
   EXPECT_FALSE(labels_in_class_shares(img, 3, 20, &why).defined());
   EXPECT_NE(why.find("does not say what it was trained on"), std::string::npos) << why;
   std::filesystem::remove_all(dir);
+}
+
+// Cell shares in any dimension and any units: draws from the data's own
+// distribution pass (per cell the difference is beyond 4 standard errors
+// with probability 6e-5, so 8 cells false-alarm under 1e-3 a call), and so
+// do draws with every mode within a factor 1.4 of its weight; draws from the
+// largest mode alone are flagged. In 5-D, columns in 1e4 and 1e-3 units.
+TEST(CellShares, PassesTheDataAndModestErrorsAndFlagsADroppedMode) {
+  auto gen = make_generator(31, kStreamEval);
+  // weights 0.7 / 0.2 / 0.1 by default: the cut points of one uniform
+  auto mixture = [&](int64_t n, double cut1, double cut2) {
+    const auto opts = torch::TensorOptions(torch::kDouble);
+    auto means = torch::tensor({{0.0, 0.0, 0.0, 0.0, 0.0}, {6.0, 3.0, 0.0, 0.0, 0.0}, {-4.0, 5.0, 2.0, 0.0, 0.0}}, opts);
+    auto u = at::rand({n}, gen, opts);
+    auto k = (u > cut1).to(torch::kLong) + (u > cut2).to(torch::kLong);
+    auto x = means.index_select(0, k) + at::normal(0.0, 1.0, {n, 5}, gen, opts);
+    return x * torch::tensor({1e4, 1e-3, 1.0, 1.0, 1.0}, opts) + torch::tensor({5e5, 0.0, 0.0, 0.0, 0.0}, opts);
+  };
+  const auto data = mixture(20000, 0.7, 0.9);
+  const auto same = cell_shares(mixture(4000, 0.7, 0.9), data, 8, 4.0, 0.02, 2.0, gen);
+  ASSERT_TRUE(same.centers.defined());
+  EXPECT_EQ(same.centers.size(0), 8);
+  EXPECT_EQ(same.flagged_count(), 0) << same.worst();
+  EXPECT_NEAR(same.data_fraction.sum().item<double>(), 1.0, 1e-12);
+  const auto modest = cell_shares(mixture(4000, 0.55, 0.83), data, 8, 4.0, 0.02, 2.0, gen);  // 0.55 / 0.28 / 0.17
+  EXPECT_EQ(modest.flagged_count(), 0) << modest.worst();
+  const auto collapsed = cell_shares(mixture(4000, 1.0, 1.0), data, 8, 4.0, 0.02, 2.0, gen);
+  EXPECT_GE(collapsed.flagged_count(), 2);
+  EXPECT_NE(collapsed.worst().find("0.000 of the draws"), std::string::npos) << collapsed.worst();
+  // Too few rows for two cells: none.
+  EXPECT_FALSE(cell_shares(mixture(10, 0.7, 0.9), data.narrow(0, 0, 15), 8, 4.0, 0.02, 2.0, gen).centers.defined());
+}
+
+// Class probabilities never come back NaN: a row whose class energies
+// overflow (a value of 1e30 squared in float32) is refused as bad data,
+// naming the input and the row.
+TEST(ClassProbabilities, RefuseRowsWhoseClassEnergiesOverflow) {
+  test_helpers::ClassQuadratics energy(torch::tensor({{0.0f, 0.0f}, {1.0f, 1.0f}}));
+  const auto fine = class_probabilities(energy, torch::tensor({{0.1f, 0.2f}, {0.9f, 1.0f}}), 256, "probe.npy");
+  EXPECT_TRUE(torch::allclose(fine.sum(1), torch::ones({2})));
+  try {
+    class_probabilities(energy, torch::tensor({{0.1f, 0.2f}, {1e30f, 0.0f}}), 256, "probe.npy");
+    ADD_FAILURE() << "a row of 1e30 gave probabilities";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kBadData);
+    EXPECT_NE(std::string(e.what()).find("probe.npy: row 1"), std::string::npos) << e.what();
+  }
 }

@@ -97,9 +97,20 @@ TEST(NpyImages, ChannelsLastReadAsChannelsFirst) {
   EXPECT_TRUE(torch::equal(d.x, nchw.to(torch::kFloat)));
   EXPECT_NE(d.description.find("channels last"), std::string::npos) << d.description;
   // (channels first, and grey [N, H, W, 1], as they are or made first)
-  EXPECT_TRUE(torch::equal(ebm::channels_first(nchw), nchw));
-  EXPECT_EQ(ebm::channels_first(torch::zeros({2, 28, 28, 1})).sizes(), (c10::IntArrayRef{2, 1, 28, 28}));
-  EXPECT_EQ(ebm::channels_first(torch::zeros({2, 3, 28, 3})).sizes(), (c10::IntArrayRef{2, 3, 28, 3}));
+  EXPECT_TRUE(torch::equal(ebm::channels_first(nchw, "a.npy"), nchw));
+  EXPECT_EQ(ebm::channels_first(torch::zeros({2, 28, 28, 1}), "a.npy").sizes(), (c10::IntArrayRef{2, 1, 28, 28}));
+  EXPECT_EQ(ebm::channels_first(torch::zeros({2, 3, 28, 3}), "a.npy").sizes(), (c10::IntArrayRef{2, 3, 28, 3}));
+  // RGBA or grey + alpha stored last: refused, not read as 4 x H wide images.
+  for (int64_t alpha : {2, 4}) {
+    try {
+      ebm::channels_first(torch::zeros({2, 12, 20, alpha}, torch::kUInt8), "rgba.npy");
+      ADD_FAILURE() << "[N, H, W, " << alpha << "] accepted";
+    } catch (const ebm::Error& e) {
+      EXPECT_EQ(e.code(), ebm::ExitCode::kBadData);
+      EXPECT_NE(std::string(e.what()).find("rgba.npy: an array of [2, 12, 20, " + std::to_string(alpha) + "]"),
+                std::string::npos) << e.what();
+    }
+  }
   ebm::ModelInfo info;
   info.event_shape = {3, 4, 5};
   const auto x = ebm::read_model_input(dir + "/nhwc.npy", info);
