@@ -98,11 +98,10 @@ EvalReport modes_task(const Config& c, EnergyImpl& energy, const ModelInfo&) {
 
 // Reference images [N, ...]: a built-in set's split (a random n of it, from
 // gen) or a file / folder; raw 0-255 pixels when `pixels`, else float values
-// in the feature network's own range (a float NPY).
-// n reference images drawn from `spec`, and their labels in the model's
-// numbering when the reference knows them and every one of its classes is
-// one of the model's (a built-in set for a 10-class model; class
-// sub-folders named as the model's classes); else y undefined.
+// in the feature network's own range (a float NPY). With them, their labels
+// in the model's numbering when the reference knows them and every one of
+// its classes is one of the model's `classes` (a built-in set for a 10-class
+// model; class sub-folders named as the model's classes); else y undefined.
 struct ReferenceImages {
   torch::Tensor x, y;
 };
