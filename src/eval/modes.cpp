@@ -48,6 +48,25 @@ torch::Tensor kmeans(const torch::Tensor& points, int64_t k, at::Generator& gen,
   return centers;
 }
 
+namespace {
+// The Voronoi cells of k-means centres of rows [N, D] (float64, the user's
+// units) in their standardised columns (centred, sd 1): in raw units a column
+// in 1e4 beside one in 1e-4 would cut every cell as a slice along the first
+// and merge modes that share it. mode_masses and cell_shares both use them.
+struct DataCells {
+  AffineMap map;
+  torch::Tensor centers;  // [k, D], standardised
+  DataCells(const torch::Tensor& raw, int64_t k, at::Generator& gen)
+      : map(AffineMap::standardize(raw)), centers(kmeans(map.to_model(raw), k, gen)) {}
+  // each row's cell [N]
+  torch::Tensor cell_of(const torch::Tensor& rows) const { return torch::cdist(map.to_model(rows), centers).argmin(1); }
+  // each cell's fraction of the rows [k]
+  torch::Tensor shares(const torch::Tensor& rows) const {
+    return torch::bincount(cell_of(rows), {}, centers.size(0)).to(torch::kDouble) / double(rows.size(0));
+  }
+};
+}  // namespace
+
 ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, int64_t clusters, double z,
                            double min_diff, at::Generator& gen, double tol) {
   EBM_CHECK_DATA(data.dim() == 2 && data.size(1) == 2, "modes: needs [N, 2] data for a 2D model, got ",
@@ -64,18 +83,11 @@ ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, const 
   EBM_CHECK_DATA(data.size(0) >= 10 * clusters, "modes: ", data.size(0), " points are too few for ", clusters,
                  " clusters (want 10 per cluster)");
   ModeMassResult r;
-  // The cells are k-means' in the data's standardised columns (centred,
-  // sd 1): in raw units a column in 1e4 beside one in 1e-4 would cut every
-  // cell as a slice along the first and merge modes that share it.
   const auto raw = data.to(torch::kCPU, torch::kDouble);
-  const AffineMap cells = AffineMap::standardize(raw);
-  const auto x = cells.to_model(raw);
-  const auto centers = kmeans(x, clusters, gen);
-  r.centers = cells.to_user(centers);
-  const int64_t n = x.size(0);
-  auto counts = torch::zeros({clusters}, torch::kDouble)
-                    .index_add_(0, torch::cdist(x, centers).argmin(1), torch::ones({n}, torch::kDouble));
-  r.data_fraction = counts / double(n);
+  const DataCells cells(raw, clusters, gen);
+  r.centers = cells.map.to_user(cells.centers);
+  const int64_t n = raw.size(0);
+  r.data_fraction = cells.shares(raw);
   r.data_se = (r.data_fraction * (1 - r.data_fraction) / double(n)).sqrt();
   // The model's mass per cell on the converged quadrature grid of nll2d, in
   // the model's units as nll2d ran it (the cells are the user's).
@@ -94,7 +106,7 @@ ModeMassResult mode_masses(EnergyImpl& energy, const torch::Tensor& data, const 
     const int64_t rows = std::min<int64_t>(64, g - row);
     auto pts = torch::stack({xs.repeat({rows}), ys.narrow(0, row, rows).repeat_interleave(g)}, 1);
     auto p = (-model.energy(pts.to(dtype)).to(torch::kDouble) - q.log_z + log_cell).exp();
-    mass.index_add_(0, torch::cdist(cells.to_model(units.to_user(pts)), centers).argmin(1), p);
+    mass.index_add_(0, cells.cell_of(units.to_user(pts)), p);
   }
   r.model_mass = mass;
   r.log_z_error = q.log_z_error;
@@ -167,19 +179,13 @@ CellShares cell_shares(const torch::Tensor& draws, const torch::Tensor& data, in
   if (k < 2 || draws.size(0) < 1) return s;
   if (raw.size(0) > 20000)
     raw = raw.index_select(0, torch::linspace(0, double(raw.size(0) - 1), 20000, torch::kDouble).round().to(torch::kLong));
-  const AffineMap cells = AffineMap::standardize(raw);
-  const auto x = cells.to_model(raw);
-  const auto centers = kmeans(x, k, gen);
-  s.centers = cells.to_user(centers);
-  auto share = [&](const torch::Tensor& rows) {
-    const auto assign = torch::cdist(rows, centers).argmin(1);
-    return torch::bincount(assign, {}, k).to(torch::kDouble) / double(rows.size(0));
-  };
-  s.data_fraction = share(x);
-  s.draw_fraction = share(cells.to_model(draws.to(torch::kCPU, torch::kDouble)));
+  const DataCells cells(raw, k, gen);
+  s.centers = cells.map.to_user(cells.centers);
+  s.data_fraction = cells.shares(raw);
+  s.draw_fraction = cells.shares(draws.to(torch::kCPU, torch::kDouble));
   const auto& f = s.data_fraction;
   const auto& g = s.draw_fraction;
-  auto se = (f * (1 - f) / double(x.size(0)) + g * (1 - g) / double(draws.size(0))).sqrt();
+  auto se = (f * (1 - f) / double(raw.size(0)) + g * (1 - g) / double(draws.size(0))).sqrt();
   auto diff = (g - f).abs();
   s.flagged = (diff > z * se) & (diff > min_diff) & ((g * ratio < f) | (g > ratio * f));
   return s;
