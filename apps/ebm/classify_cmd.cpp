@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "ebm/core/error.h"
 #include "ebm/eval/images.h"
+#include "ebm/eval/per_class.h"
 #include "ebm/data/labels.h"
 #include "ebm/io/io.h"
 #include "ebm/energy/standardized.h"
@@ -87,7 +88,9 @@ Runner add_classify(CLI::App& app) {
     if (y.defined()) {
       const double acc = (p.argmax(1) == y).to(torch::kDouble).mean().item<double>();
       const double nll = -p.gather(1, y.unsqueeze(1)).clamp_min(1e-300).log().mean().item<double>();
-      std::cout << "{\"n\": " << x.size(0) << ", \"accuracy\": " << acc << ", \"nll\": " << nll << "}\n";
+      const double balanced = per_class(p, y, info.class_names).balanced_accuracy;  // (imbalanced classes)
+      std::cout << "{\"n\": " << x.size(0) << ", \"accuracy\": " << acc << ", \"balanced_accuracy\": " << balanced
+                << ", \"nll\": " << nll << "}\n";
     }
     return 0;
   };

@@ -10,6 +10,7 @@
 #include "ebm/io/io.h"
 #include "ebm/eval/images.h"
 #include "ebm/eval/ood.h"
+#include "ebm/eval/per_class.h"
 #include "ebm/model/far_inputs.h"
 #include "ebm/model/inputs.h"
 #include "ebm/train/train.h"
@@ -163,11 +164,14 @@ nlohmann::json classifier_baseline(const ModelInfo& info, const Dataset& data, s
   if (!split || !split->train.has_labels() || split->train.x[0].numel() != data.x[0].numel()) return nullptr;
   auto probs = gaussian_classifier_probabilities(split->train.x, split->train.y, data.x, classes);
   auto r = calibration(probs, data.y, bins);
+  const double balanced = per_class(probs, data.y, info.class_names).balanced_accuracy;
   std::ostringstream t;
   t << std::fixed << std::setprecision(4) << "baseline (Gaussian classes, one shared covariance, fitted to the "
-    << "run's training split): accuracy " << r.accuracy << ", NLL " << r.nll << ", ECE " << r.ece << "\n";
+    << "run's training split): accuracy " << r.accuracy << ", balanced accuracy " << balanced << ", NLL " << r.nll
+    << ", ECE " << r.ece << "\n";
   *text = t.str();
-  return {{"kind", "gaussian_lda"}, {"accuracy", r.accuracy}, {"nll", r.nll}, {"ece", r.ece}};
+  return {{"kind", "gaussian_lda"}, {"accuracy", r.accuracy}, {"balanced_accuracy", balanced}, {"nll", r.nll},
+          {"ece", r.ece}};
 }
 
 // The labelled rows of a classify / calibration task and the model's
@@ -193,10 +197,12 @@ EvalReport classify_task(const Config& c, EnergyImpl& energy, const ModelInfo& i
   std::optional<DataSplit> split;
   auto [probs, data] = class_probabilities(c, energy, info, &spec, &split);
   auto r = calibration(probs, data.y, 1);
-  nlohmann::json j = {{"data", spec}, {"n", r.n}, {"accuracy", r.accuracy}, {"nll", r.nll}};
+  auto pc = per_class(probs, data.y, info.class_names);
+  nlohmann::json j = {{"data", spec}, {"n", r.n}, {"accuracy", r.accuracy}, {"nll", r.nll},
+                      {"balanced_accuracy", pc.balanced_accuracy}, {"per_class", pc.json["per_class"]}};
   std::ostringstream t;
   t << std::fixed << std::setprecision(4) << spec << ": accuracy " << r.accuracy << ", NLL " << r.nll << " ("
-    << r.n << " rows)\n";
+    << r.n << " rows)\n" << pc.text;
   std::string base;
   auto b = classifier_baseline(info, data, std::move(split), energy.num_classes(), 15, &base);
   if (!b.is_null()) j["baseline"] = b;
@@ -216,6 +222,7 @@ EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo
   if (!plot.empty()) write_reliability_diagram(plot, r);
   auto j = r.json();
   j["data"] = spec;
+  j["balanced_accuracy"] = per_class(probs, data.y, info.class_names).balanced_accuracy;
   std::ostringstream t;
   t << std::fixed << std::setprecision(4) << spec << ": accuracy " << r.accuracy << ", NLL " << r.nll << ", ECE "
     << r.ece << ", MCE " << r.mce << " (" << bins << " bins, " << r.n << " rows)\n";

@@ -169,7 +169,7 @@ expect 78 "needs a generator" -- "$EBM" train --config "$T/vera_nogen.toml" --ou
 "$EBM" train --config "$SRC/configs/moons-jem.toml" --out "$T/moons_jem" --set train.steps=5 --set data.n=500 \
   --set eval.sample_steps=5 --set eval.sample_chains=50 >/dev/null 2>&1 && [ -s "$T/moons_jem/samples/decision.png" ] \
   && "$EBM" eval --task classify --model "$T/moons_jem/model.pt" --out "$T/mj.json" >/dev/null 2>&1 \
-  && grep -q '"accuracy"' "$T/mj.json" && grep -q '"gaussian_lda"' "$T/mj.json" \
+  && grep -q '"accuracy"' "$T/mj.json" && grep -q '"per_class"' "$T/mj.json" && grep -q '"balanced_accuracy"' "$T/mj.json" && grep -q '"gaussian_lda"' "$T/mj.json" \
   && grep -q '"val_nll"' "$T/moons_jem/metrics.jsonl" && grep -q '"event":"keep_best"' "$T/moons_jem/metrics.jsonl" \
   || { echo "FAIL: moons-jem train + classify (and its Gaussian-classifier baseline, early stopping)"; fails=$((fails + 1)); }
 # Chains that never reach the data (one tiny step a round, 64-d): the run says
