@@ -123,6 +123,11 @@ PIX=(--config "$SRC/configs/fmnist-igebm-cond.toml" --set data.path="$T/pix.npy"
 if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; then
   P="$T/pix_run/model.pt"
   [ -s "$T/pix_run/samples/step-000002.png" ] || { echo "FAIL: no samples/step-000002.png"; fails=$((fails + 1)); }
+  # --force starts over: the old run's grids and files go, the user's stay.
+  cp -r "$T/pix_run" "$T/force_run" && touch "$T/force_run/mine.txt"
+  "$EBM" train "${PIX[@]}" --set train.steps=1 --out "$T/force_run" --force >/dev/null 2>&1 \
+    && [ -s "$T/force_run/samples/step-000001.png" ] && [ ! -e "$T/force_run/samples/step-000002.png" ] \
+    && [ -e "$T/force_run/mine.txt" ] || { echo "FAIL: --force left the old run's grids"; fails=$((fails + 1)); }
   mkdir -p "$T/mixed"
   "$EBM" sample --model "$P" --n 1 --steps 1 --out "$T/mixed/a.png" >/dev/null 2>&1
   "$EBM" sample --model "$P" --n 4 --steps 1 --out "$T/mixed/b.png" >/dev/null 2>&1
