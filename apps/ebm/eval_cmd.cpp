@@ -65,7 +65,7 @@ Runner add_eval(CLI::App& app) {
   auto* reference =
       cmd->add_option("--reference", a->reference, "fid: fashion_mnist, mnist, a PNG folder, IDX or NPY images; ood: the training rows the "
                       "Gaussian baseline is fitted to (default: the model's training data; none = no baseline)");
-  auto* samples = cmd->add_option("--samples", a->samples, "fid: score these images instead of drawing samples");
+  auto* samples = cmd->add_option("--samples", a->samples, "fid: score these images instead of drawing samples (then --model is optional: the images are read as --features reads its own)");
   auto* steps = cmd->add_option("--steps", a->steps, "fid: sampler transitions per drawn sample (an annealed sampler: default 1 sweep; generator: refining steps, default 0; robustness: PGD steps, default 20; ais --reverse: sampler steps per model sample, default 200)")->capture_default_str();
   auto* sampler = cmd->add_option("--sampler", a->sampler, "fid, generator, robustness (purification): sampler spec (default: the model's training sampler)");
   auto* from = cmd->add_option("--from", a->from, "fid: drawn samples start from noise (default) or generator (the "
@@ -132,6 +132,9 @@ Runner add_eval(CLI::App& app) {
     apply_common(a->common);  // (the tasks run on the CPU)
     EBM_CHECK_USAGE(tasks.has(a->task), "--task ", a->task, ": unknown task (this build has: ",
                     tasks.known(), ")");
+    // (fid of given images needs no model: the feature network's pixel
+    // conventions read them)
+    if (a->model.empty() && a->task == "fid" && !a->samples.empty() && !a->features.empty()) a->model = a->features;
     EBM_CHECK_USAGE(!a->model.empty() || (a->task == "ais" && (!a->target.empty() || !a->script.empty())),
                     "eval: give --model FILE (--target NAME or --energy-script FILE only with --task ais)");
     EBM_CHECK_USAGE(a->dim >= 0, "--dim must be >= 0, got ", a->dim);

@@ -228,6 +228,14 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
       --out "$T/fid_flat8.json" >/dev/null 2>&1 && grep -q '"warnings"' "$T/fid_flat8.json" \
       && ! grep -q '"warnings"' "$T/fid_flat.json" \
       || { echo "FAIL: FID of 8 images on 16 features does not warn of its singular covariances"; fails=$((fails + 1)); }
+    # Given samples (pixels) need no --model: the same distance without it.
+    "$EBM" sample --model "$P" --n 20 --steps 1 --out "$T/twenty.idx" >/dev/null 2>&1
+    "$EBM" eval --task fid --model "$P" --features "$T/flat_run/model.pt" --reference "$T/pix.npy" --n 20 \
+      --samples "$T/twenty.idx" --out "$T/fid_m.json" >/dev/null 2>&1 \
+      && "$EBM" eval --task fid --features "$T/flat_run/model.pt" --reference "$T/pix.npy" --n 20 \
+      --samples "$T/twenty.idx" --out "$T/fid_nom.json" >/dev/null 2>&1 \
+      && [ "$(grep '"fid"' "$T/fid_m.json")" = "$(grep '"fid"' "$T/fid_nom.json")" ] \
+      || { echo "FAIL: fid --samples without --model"; fails=$((fails + 1)); }
     "$EBM" sample --model "$P" --n 1 --steps 1 --out "$T/one.npy" >/dev/null 2>&1
     expect 65 "one.npy: 1 image; FID compares covariances" -- "$EBM" eval --task fid --model "$P" \
       --features "$T/flat_run/model.pt" --reference "$T/pix.npy" --n 20 --samples "$T/one.npy"
