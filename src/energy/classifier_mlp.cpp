@@ -1,5 +1,7 @@
 #include "ebm/energy/classifier_mlp.h"
 
+#include <algorithm>
+
 #include "ebm/core/error.h"
 #include "ebm/energy/conv.h"
 
@@ -20,6 +22,30 @@ ClassifierMLPImpl::ClassifierMLPImpl(const ClassifierMLPOptions& o) : options_(o
     if (o.spectral_norm()) sn_.emplace_back(*this, "u" + std::to_string(i), out);
     in = out;
   }
+  if (o.gaussian_base()) {
+    base_mean_ = register_buffer("base_mean", torch::zeros({o.in_dim()}));
+    base_w_ = register_buffer("base_w", torch::zeros({o.in_dim(), o.in_dim()}));
+  }
+}
+
+void ClassifierMLPImpl::fit_gaussian_base(const torch::Tensor& rows) {
+  EBM_CHECK_CONFIG(options_.gaussian_base(), "fit_gaussian_base: the network has no Gaussian base (energy.base)");
+  EBM_CHECK_DATA(rows.dim() == 2 && rows.size(1) == options_.in_dim() && rows.size(0) >= 2,
+                 "energy.base = gaussian: needs at least 2 training rows of ", options_.in_dim(), " values");
+  torch::NoGradGuard ng;
+  auto x = rows.detach().to(torch::kCPU, torch::kDouble);
+  const int64_t n = x.size(0), d = x.size(1);
+  if (n > 20000)  // (evenly spaced rows: the covariance of 20,000 is as good)
+    x = x.index_select(0, torch::linspace(0, double(n - 1), 20000, torch::kDouble).round().to(torch::kLong));
+  const auto mean = x.mean(0);
+  const auto xc = x - mean;
+  auto cov = xc.t().mm(xc) / double(x.size(0) - 1);
+  const double ridge = 1e-4 * std::max(cov.diagonal().mean().item<double>(), 1e-12);
+  cov = cov + ridge * torch::eye(d, torch::kDouble);
+  auto [values, vectors] = torch::linalg_eigh(cov);
+  const auto w = vectors * values.clamp_min(ridge).rsqrt().unsqueeze(0);  // (x - m) W: whitened
+  base_mean_.copy_(mean.to(base_mean_.options()));
+  base_w_.copy_(w.to(base_w_.options()));
 }
 
 torch::Tensor ClassifierMLPImpl::weight(size_t i) {
@@ -41,6 +67,7 @@ torch::Tensor ClassifierMLPImpl::features(const torch::Tensor& x) {
 torch::Tensor ClassifierMLPImpl::class_energies(const torch::Tensor& x) {
   const size_t last = layers_.size() - 1;
   auto out = torch::linear(features(x), weight(last), layers_[last]->bias);
+  if (options_.gaussian_base()) out = out + 0.5 * (x - base_mean_).mm(base_w_).square().sum(1, true);
   return with_base_term(out, x, options_.prior_std());
 }
 

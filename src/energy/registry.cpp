@@ -66,6 +66,25 @@ std::vector<ConfigKey> mlp_keys() {
           {"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"}};
 }
 
+// energy.base: a Gaussian fitted to the training rows under a classifier
+// MLP's outputs (ClassifierMLPOptions::gaussian_base).
+ConfigKey base_key() {
+  return {"base", std::string("auto"),
+          "gaussian: a Gaussian fitted to the training rows (their mean and covariance) is added to every class "
+          "energy, the network learning what it misses (class-conditional MLPs on vectors) | none | auto (gaussian "
+          "when log p(x) is trained by denoising score matching, which alone learned no density on smooth "
+          "features; none otherwise)"};
+}
+
+// Whether a class-conditional MLP takes the Gaussian base: "gaussian" (the
+// trainer resolves "auto" into the config; an unresolved one is none).
+bool gaussian_base(const Config& c) {
+  const std::string b = c.get_string("energy.base");
+  EBM_CHECK_CONFIG(b == "gaussian" || b == "none" || b == "auto", "energy.base must be gaussian, none or auto, got '",
+                   b, "'");
+  return b == "gaussian";
+}
+
 // energy.name = "jem": the classifier network's keys, empty lists and the
 // defaults below standing for the network's own defaults.
 const std::vector<std::string> kJemLists = {"channels", "kernels", "strides", "paddings", "hidden", "blocks"};
@@ -79,6 +98,7 @@ std::vector<ConfigKey> jem_keys() {
   keys.push_back({"activation", std::string("swish"), "swish | softplus | elu | leaky_relu"});
   keys.push_back({"spectral_norm", false, "spectral normalisation of every weight (JEM: none)"});
   keys.push_back({"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"});
+  keys.push_back(base_key());
   return keys;
 }
 
@@ -110,6 +130,8 @@ Config jem_network_config(const Config& c, const Shape& shape) {
   inner.set_value("energy.activation", c.get_string("energy.activation"));
   inner.set_value("energy.spectral_norm", c.get_bool("energy.spectral_norm"));
   inner.set_value("energy.prior_std", c.get_float("energy.prior_std"));
+  if (net == "mlp") inner.set_value("energy.base", c.get_string("energy.base"));
+  else EBM_CHECK_CONFIG(!gaussian_base(c), "energy.base = \"gaussian\" takes vectors (energy.net = mlp), not ", net);
   return inner;
 }
 }  // namespace
@@ -148,14 +170,18 @@ const EnergyRegistry& energy_registry() {
   static const EnergyRegistry reg = [] {
     EnergyRegistry r("energy", "energy", "name", "mlp", "energy network");
     r.add({"mlp", "MLP on vectors: E(x) = w . h_L + b (+ the base term); conditional: one output per class",
-           with(mlp_keys(), class_keys())},
+           with(with(mlp_keys(), class_keys()), {base_key()})},
           [](const Config& c, const Shape& shape) -> Energy {
+            const bool base = gaussian_base(c);
             if (const int64_t k = classes_of(c); k > 0)
               return ClassifierMLP(ClassifierMLPOptions(vector_dim(shape, "mlp"), c.get_int_list("energy.hidden"), k)
                                        .activation(c.get_string("energy.activation"))
                                        .spectral_norm(c.get_bool("energy.spectral_norm"))
-                                       .prior_std(c.get_float("energy.prior_std")))
+                                       .prior_std(c.get_float("energy.prior_std"))
+                                       .gaussian_base(base))
                   .ptr();
+            EBM_CHECK_CONFIG(!base, "energy.base = \"gaussian\" takes a class-conditional MLP (energy.conditional = "
+                             "true, or energy.name = \"jem\"); use energy.prior_std for an unconditional one");
             return MLPEnergy(MLPEnergyOptions(vector_dim(shape, "mlp"), c.get_int_list("energy.hidden"))
                                  .activation(c.get_string("energy.activation"))
                                  .spectral_norm(c.get_bool("energy.spectral_norm"))

@@ -8,6 +8,7 @@
 #include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/tasks.h"
+#include "ebm/energy/classifier_mlp.h"
 #include "ebm/energy/generator.h"
 #include "ebm/energy/registry.h"
 #include "ebm/objectives/registry.h"
@@ -238,6 +239,21 @@ std::function<Batch(const Dataset&, int64_t, at::Generator&)> augmented_draw(con
   };
 }
 
+void resolve_energy_base(Config& cfg, const std::vector<int64_t>& shape) {
+  if (!cfg.has_key("energy.base") || cfg.get_string("energy.base") != "auto") return;
+  const std::string name = cfg.get_string("energy.name"), objective = cfg.get_string("objective.name");
+  const bool vectors = shape.size() == 1 && shape[0] <= 1024;
+  const bool mlp = name == "jem" ? cfg.get_string("energy.net") == "mlp" || cfg.get_string("energy.net") == "auto"
+                                 : name == "mlp" && energy_is_conditional(cfg);
+  bool denoising = objective == "dsm";
+  if (objective == "jem") {
+    const std::string px = cfg.get_string("objective.px");
+    denoising = px == "dsm" || (px == "auto" && shape.size() == 1 && shape[0] > kJemCdMaxDim &&
+                                cfg.get_float("objective.pxy_weight") == 0);
+  }
+  cfg.set_value("energy.base", std::string(vectors && mlp && denoising ? "gaussian" : "none"));
+}
+
 TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device,
                        const std::optional<PixelMap>& pixels) {
   TrainParts p;
@@ -279,6 +295,9 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
   }
   p.data = train.to(device);
   p.objective->fit_data(p.data.x);
+  if (cfg.has_key("energy.base") && cfg.get_string("energy.base") == "gaussian")
+    if (auto* m = dynamic_cast<ClassifierMLPImpl*>(p.energy.get()))
+      m->fit_gaussian_base(p.data.x);
   p.gen = run_generator(cfg, kStreamTrain, 0, device);
   p.draw = augmented_draw(cfg, p.data, pixels);
   const int64_t tasks = cfg.get_int("data.tasks");

@@ -148,6 +148,7 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   if (init && energy_is_conditional(cfg_) && cfg_.get_int("energy.classes") == 0)
     cfg_.set_value("energy.classes", init->energy->num_classes());
   default_pixel_box();
+  resolve_energy_base(cfg_, data_.train.event_shape());
   // (auto resolved into the config that config.toml and model.pt keep: what
   // this run did, whatever a later version's auto does)
   if (cfg_.get_string("data.standardize") == "auto")

@@ -55,8 +55,15 @@ Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch:
 // dequantization noise when data.dequantize = uniform; data.flip mirrors
 // half of every image batch. data.tasks > 1 cuts the labelled rows into
 // tasks learned in order (data/tasks.h).
+// An energy with energy.base = "gaussian" gets its Gaussian fitted to the
+// training rows here.
 TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device = c10::kCPU,
                        const std::optional<PixelMap>& pixels = std::nullopt);
+// energy.base = "auto" resolved in the config (what model.pt and config.toml
+// keep): "gaussian" for a class-conditional MLP on vectors of up to 1,024
+// values whose log p(x) is trained by denoising score matching (objective.px
+// of jem, or objective.name = dsm), "none" otherwise.
+void resolve_energy_base(Config& cfg, const std::vector<int64_t>& event_shape);
 // data.dequantize = gaussian: vector rows (not pixels) get fresh Gaussian
 // noise in every training batch; its std per column [D] in data's units
 // (data.dequantize_std x the column's sd); undefined when it does not apply.

@@ -1,7 +1,8 @@
 // JEM with log p(x) by denoising score matching (objective.px = dsm; auto
 // above kJemCdMaxDim dimensions): the marginal E(x) fits the noised density
 // of a two-Gaussian mixture in 20 dimensions, validation scores the whole
-// objective, a run resumes bit-exactly, and the choice and its errors.
+// objective, a run resumes bit-exactly, and the choice and its errors; the
+// Gaussian base (energy.base) such a run takes, and when auto takes it.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -14,7 +15,10 @@
 #include "common/tmp.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/energy/classifier_mlp.h"
+#include "ebm/energy/registry.h"
 #include "ebm/io/io.h"
+#include "ebm/model/model.h"
 #include "ebm/objectives/objective.h"
 #include "ebm/objectives/registry.h"
 #include "ebm/train/train.h"
@@ -107,7 +111,89 @@ TEST(JemScoreMatching, MarginalFitsTheNoisedDensityIn20Dimensions) {
   EXPECT_EQ(validations, 20);
   EXPECT_TRUE(kept);
   EXPECT_NE(t.best_criterion().find("objective"), std::string::npos);
+  // auto took the Gaussian base, and model.pt keeps it: the same energies
+  std::ifstream toml(root + "/run/config.toml");
+  const std::string text((std::istreambuf_iterator<char>(toml)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("base = \"gaussian\""), std::string::npos);
+  auto loaded = load_model(root + "/run/model.pt");
+  loaded->eval();
+  EXPECT_TRUE(torch::allclose(loaded->energy(xf), t.energy().energy(xf), 1e-5, 1e-5));
   fs::remove_all(root);
+}
+
+// With its network's last layer zero, a classifier MLP with the Gaussian base
+// is exactly 1/2 (x - m)^T C^-1 (x - m) for every class, m and C the fitted
+// rows' mean and covariance (plus its ridge); with any weights its p(y | x) is the network's
+// without the base.
+TEST(GaussianBase, IsTheFittedMahalanobisDistanceAndLeavesPOfYGivenXAlone) {
+  torch::manual_seed(3);
+  const int64_t d = 6, n = 3000;
+  auto a = torch::randn({d, d}, torch::kDouble);
+  a[2] *= 1e-2;  // (a low-variance direction)
+  auto rows = (torch::randn({n, d}, torch::kDouble).mm(a) + 3.0).to(torch::kFloat);
+  auto opts = ClassifierMLPOptions(d, {16}, 3).gaussian_base(true);
+  ClassifierMLP with(opts), without(ClassifierMLPOptions(d, {16}, 3));
+  {
+    torch::NoGradGuard ng;
+    for (const auto& p : without->named_parameters()) with->named_parameters()[p.key()].copy_(p.value());
+  }
+  with->fit_gaussian_base(rows);
+  auto x = rows.narrow(0, 0, 50) + 0.5 * torch::randn({50, d});
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(torch::allclose(torch::softmax(-with->class_energies(x), 1), torch::softmax(-without->class_energies(x), 1),
+                              1e-4, 1e-5));
+  with->named_parameters()["fc1.weight"].zero_();
+  with->named_parameters()["fc1.bias"].zero_();
+  auto r = rows.to(torch::kDouble);
+  auto m = r.mean(0), xc = r - m;
+  auto cov = xc.t().mm(xc) / double(n - 1);
+  // (the documented ridge: 1e-4 of the mean variance, here ~1/4 of the low direction's)
+  auto prec = torch::inverse(cov + 1e-4 * cov.diagonal().mean() * torch::eye(d, torch::kDouble));
+  auto dx = x.to(torch::kDouble) - m;
+  auto want = 0.5 * (dx.mm(prec) * dx).sum(1);
+  auto got = with->class_energies(x).to(torch::kDouble);
+  for (int64_t k = 0; k < 3; ++k) EXPECT_TRUE(torch::allclose(got.select(1, k), want, 2e-3, 1e-3)) << k;
+  EXPECT_EQ(code_of([&] { without->fit_gaussian_base(rows); }), ExitCode::kBadConfig);
+}
+
+// auto: the base where log p(x) is trained by denoising score matching on a
+// class-conditional MLP over vectors; none elsewhere; a base asked of other
+// energies is a config error.
+TEST(GaussianBase, AutoTakesItWhereDenoisingTrainsAConditionalMlp) {
+  auto resolved = [](const std::string& toml, const std::vector<int64_t>& shape) {
+    Config c = make_train_config();
+    c.load_string(toml, "test");
+    resolve_energy_base(c, shape);
+    return c.get_string("energy.base");
+  };
+  const std::string jem = "[energy]\nname = \"jem\"\nclasses = 2\n[objective]\nname = \"jem\"\n";
+  EXPECT_EQ(resolved(jem, {kJemCdMaxDim + 1}), "gaussian");
+  EXPECT_EQ(resolved(jem, {2}), "none");         // (auto: chains)
+  EXPECT_EQ(resolved(jem, {1, 8, 8}), "none");   // (images: a conv net)
+  EXPECT_EQ(resolved(jem, {2048}), "none");      // (over 1,024 values)
+  EXPECT_EQ(resolved(jem + "px = \"cd\"\n", {64}), "none");
+  EXPECT_EQ(resolved(jem + "px = \"dsm\"\n", {2}), "gaussian");
+  EXPECT_EQ(resolved(jem + "pxy_weight = 0.5\n", {64}), "none");
+  EXPECT_EQ(resolved("[energy]\nname = \"jem\"\nnet = \"conv\"\nclasses = 2\n[objective]\nname = \"jem\"\n", {64}),
+            "none");
+  EXPECT_EQ(resolved("[energy]\nname = \"mlp\"\nconditional = true\nclasses = 2\n[objective]\nname = \"dsm\"\n", {8}),
+            "gaussian");
+  EXPECT_EQ(resolved("[energy]\nname = \"mlp\"\n[objective]\nname = \"dsm\"\n", {8}), "none");
+  EXPECT_EQ(resolved("[energy]\nname = \"mlp\"\nconditional = true\nclasses = 2\n[objective]\nname = \"ce\"\n", {8}),
+            "none");
+  EXPECT_EQ(resolved("[energy]\nname = \"jem\"\nclasses = 2\nbase = \"none\"\n[objective]\nname = \"jem\"\n", {64}),
+            "none");
+  auto build = [](const std::string& toml, const std::vector<int64_t>& shape) {
+    Config c = make_train_config();
+    c.load_string(toml, "test");
+    return build_energy(c, shape);
+  };
+  EXPECT_EQ(code_of([&] { build("[energy]\nname = \"mlp\"\nbase = \"gaussian\"\n", {8}); }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([&] { build("[energy]\nname = \"jem\"\nnet = \"conv\"\nclasses = 2\nbase = \"gaussian\"\n", {1, 8, 8}); }),
+            ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([&] { build("[energy]\nname = \"jem\"\nclasses = 2\nbase = \"gauss\"\n", {8}); }),
+            ExitCode::kBadConfig);
+  EXPECT_NO_THROW(build("[energy]\nname = \"jem\"\nclasses = 2\nbase = \"gaussian\"\n", {8}));
 }
 
 TEST(JemScoreMatching, ResumeIsBitExact) {
