@@ -482,6 +482,22 @@ Runner add_sample(CLI::App& app) {
     if (summary && std::isfinite(min_ess) && run.n_grad > 0)
       os << "min ess_bulk " << fmt(min_ess, 5) << " over " << (tracked < dim ? "the first " : "all ")
          << tracked << " dims; per gradient evaluation " << fmt(min_ess / (run.n_grad * a->n), 3) << "\n";
+    // Chains that still differ from each other are not yet draws of the
+    // energy (R-hat over 1.1 by Vehtari et al.'s looser bound): say so
+    // rather than leave it to a table column.
+    if (summary) {
+      auto r = rhat(run.summary);
+      r = r.masked_fill(torch::isfinite(r).logical_not(), 0.0);
+      const int64_t at = r.argmax().item<int64_t>();
+      if (const double worst = r[at].item<double>(); worst > 1.1)
+        notes() << "ebm sample: warning: the chains have not mixed (R-hat " << fmt(worst, 3) << " in dimension " << at
+                << ", over 1.1): the draws still depend on where the chains started; run more --steps, a --warmup "
+                   "that adapts the step size, or another --sampler\n";
+    }
+    if (proposal && run.jump_accept < 0.01)
+      notes() << "ebm sample: note: jumps between modes were accepted at a rate of " << fmt(run.jump_accept, 3)
+              << ": in " << dim << " dimensions the proposal seldom lands where the model has mass, so the draws' "
+                 "shares of the modes follow the chains' starts (docs/own-data.md, 'Mode masses')\n";
     return 0;
   };
 }

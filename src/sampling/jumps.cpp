@@ -43,6 +43,69 @@ DataProposal::DataProposal(const DataProposalOptions& o, const torch::Tensor& da
   auto kth = std::get<0>(d2.topk(k, 1, /*largest=*/false)).select(1, k - 1).sqrt();
   const double floor = 1e-3 * std::max(centers_.std(0).mean().item<double>(), 1e-12);
   widths_ = kth.clamp_min(floor).contiguous();
+  EBM_CHECK_CONFIG(o.clusters() >= 1, "jump clusters must be >= 1, got ", o.clusters());
+  EBM_CHECK_CONFIG(o.cluster_weight() >= 0 && o.cluster_weight() < 1, "jump cluster weight must be in [0, 1), got ",
+                   o.cluster_weight());
+  if (data.size(1) > 2 && o.cluster_weight() > 0 && data.size(1) <= 256)
+    fit_clusters(data.narrow(0, 0, std::min<int64_t>(data.size(0), 4096)).to(torch::kDouble));
+}
+
+void DataProposal::fit_clusters(const torch::Tensor& rows) {
+  const int64_t n = rows.size(0), d = rows.size(1);
+  const int64_t k = std::min<int64_t>(options_.clusters(), std::max<int64_t>(1, n / (2 * d)));
+  // Lloyd's k-means from the first k rows (the rows come shuffled).
+  auto means = rows.narrow(0, 0, k).clone();
+  auto sq = (rows * rows).sum(1, true);
+  torch::Tensor assign;
+  for (int it = 0; it < 30; ++it) {
+    auto d2 = sq + (means * means).sum(1).unsqueeze(0) - 2 * rows.matmul(means.t());
+    auto next = d2.argmin(1);
+    if (assign.defined() && torch::equal(next, assign)) break;
+    assign = next;
+    for (int64_t c = 0; c < k; ++c) {
+      auto in = rows.index({assign == c});
+      if (in.size(0) > 0) means[c] = in.mean(0);
+    }
+  }
+  std::vector<torch::Tensor> mu, chol;
+  std::vector<double> log_w, log_det;  // log share; 1/2 log det(2 pi S_c)
+  const double spread = std::max(rows.var(0).mean().item<double>(), 1e-12);
+  for (int64_t c = 0; c < k; ++c) {
+    auto in = rows.index({assign == c});
+    const int64_t m = in.size(0);
+    if (m < 2) continue;  // (a lone row: the kernels propose it)
+    auto xc = in - in.mean(0);
+    auto s = xc.t().mm(xc) / double(m - 1);
+    // (shrunk towards its mean variance by d / (m + d): few rows in many
+    // dimensions give a singular estimate; then widened for heavier tails
+    // than the cluster's own, which an independence proposal needs)
+    const double a = double(m) / double(m + d), iso = s.diagonal().mean().item<double>();
+    s = 1.5 * (a * s + (1 - a) * iso * torch::eye(d, torch::kDouble)) + 1e-6 * spread * torch::eye(d, torch::kDouble);
+    auto l = torch::linalg_cholesky(s);
+    mu.push_back(in.mean(0));
+    chol.push_back(l);
+    log_w.push_back(std::log(double(m)));
+    log_det.push_back(0.5 * double(d) * kLog2Pi + l.diagonal().log().sum().item<double>());
+  }
+  if (mu.empty()) return;
+  const auto dev = centers_.device();
+  cluster_means_ = torch::stack(mu).to(dev);
+  cluster_chol_ = torch::stack(chol).to(dev);
+  auto w = torch::tensor(log_w, torch::kDouble);
+  cluster_log_w_ = (w - torch::logsumexp(w, 0)).to(dev);  // (the kept clusters' shares)
+  cluster_log_norm_ = cluster_log_w_ - torch::tensor(log_det, torch::kDouble).to(dev);
+  cluster_weight_ = options_.cluster_weight();
+}
+
+torch::Tensor DataProposal::cluster_log_prob(const torch::Tensor& x) const {
+  const int64_t k = cluster_means_.size(0);
+  std::vector<torch::Tensor> parts;
+  for (int64_t c = 0; c < k; ++c) {
+    auto diff = (x - cluster_means_[c]).t();  // [D, n]
+    auto z = torch::linalg_solve_triangular(cluster_chol_[c], diff, /*upper=*/false);
+    parts.push_back(cluster_log_norm_[c] - 0.5 * (z * z).sum(0));
+  }
+  return torch::logsumexp(torch::stack(parts, 1), 1);
 }
 
 torch::Tensor DataProposal::sample(int64_t n, at::Generator& gen) const {
@@ -51,6 +114,14 @@ torch::Tensor DataProposal::sample(int64_t n, at::Generator& gen) const {
   auto pick = at::randint(m, {n}, gen, opts.dtype(torch::kLong));
   auto x = centers_.index_select(0, pick) +
            widths_.index_select(0, pick).unsqueeze(1) * at::normal(0.0, 1.0, {n, d}, gen, opts);
+  if (cluster_weight_ > 0) {
+    // (the cluster's share of the rows, then its Gaussian)
+    auto c = at::multinomial(cluster_log_w_.exp(), n, /*replacement=*/true, gen);
+    auto z = at::normal(0.0, 1.0, {n, d, 1}, gen, opts);
+    auto g = cluster_means_.index_select(0, c) + cluster_chol_.index_select(0, c).bmm(z).squeeze(2);
+    auto use = at::rand({n}, gen, opts) < cluster_weight_;
+    x = torch::where(use.unsqueeze(1), g, x);
+  }
   if (options_.broad() > 0) {
     auto u = at::rand({n}, gen, opts);
     auto flat = lo_ + (hi_ - lo_) * at::rand({n, d}, gen, opts);
@@ -66,6 +137,8 @@ torch::Tensor DataProposal::log_prob(const torch::Tensor& x_in) const {
   auto h2 = (widths_ * widths_).unsqueeze(0);
   auto log_k = -0.5 * d2 / h2 - 0.5 * double(d) * (kLog2Pi + h2.log());
   auto lq = torch::logsumexp(log_k, 1) - std::log(double(m));
+  if (cluster_weight_ > 0)
+    lq = torch::logaddexp(lq + std::log1p(-cluster_weight_), cluster_log_prob(x) + std::log(cluster_weight_));
   if (options_.broad() <= 0) return lq;
   lq = lq + std::log1p(-options_.broad());
   auto inside = ((x >= lo_) & (x <= hi_)).all(1);
