@@ -19,7 +19,7 @@ namespace ebm {
 
 nlohmann::json Calibration::json() const {
   return {{"n", n},       {"accuracy", accuracy},  {"nll", nll},
-          {"ece", ece},   {"mce", mce},            {"bins", int64_t(count.size())},
+          {"ece", ece},   {"mce", mce},            {"mce_rows", mce_rows}, {"bins", int64_t(count.size())},
           {"count", count}, {"confidence", confidence}, {"bin_accuracy", bin_accuracy}};
 }
 
@@ -58,7 +58,10 @@ Calibration calibration(const torch::Tensor& probs, const torch::Tensor& labels,
     c.bin_accuracy[size_t(j)] /= double(m);
     const double gap = std::abs(c.bin_accuracy[size_t(j)] - c.confidence[size_t(j)]);
     c.ece += double(m) / double(c.n) * gap;
-    c.mce = std::max(c.mce, gap);
+    if (gap > c.mce || c.mce_rows == 0) {
+      c.mce = gap;
+      c.mce_rows = m;
+    }
   }
   return c;
 }
@@ -222,10 +225,16 @@ EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo
   if (!plot.empty()) write_reliability_diagram(plot, r);
   auto j = r.json();
   j["data"] = spec;
-  j["balanced_accuracy"] = per_class(probs, data.y, info.class_names).balanced_accuracy;
+  const auto pc = per_class(probs, data.y, info.class_names);
+  j["balanced_accuracy"] = pc.balanced_accuracy;
+  j["per_class"] = pc.json["per_class"];
   std::ostringstream t;
   t << std::fixed << std::setprecision(4) << spec << ": accuracy " << r.accuracy << ", NLL " << r.nll << ", ECE "
     << r.ece << ", MCE " << r.mce << " (" << bins << " bins, " << r.n << " rows)\n";
+  if (r.mce_rows < 30)  // (a bin's accuracy over a few rows is mostly noise)
+    t << "  (the MCE comes from a bin of " << r.mce_rows << " row" << (r.mce_rows == 1 ? "" : "s")
+      << ": read it as noise, or use fewer --bins)\n";
+  t << pc.text;
   if (r.n >= 4) {  // the post-hoc fix a reader compares against
     std::pair<double, double> temps;
     auto s = cross_fitted_temperature(probs, data.y, bins, &temps);

@@ -6,9 +6,11 @@
 #include <iomanip>
 #include <limits>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/images.h"
 #include "ebm/data/image_reading.h"
@@ -27,14 +29,20 @@ std::vector<double> checked_scores(const torch::Tensor& s, const std::string& na
   EBM_CHECK_DATA(d.numel() >= 1, name, ": no rows to score");
   const double* p = d.data_ptr<double>();
   std::vector<double> v(p, p + d.numel());
-  int64_t bad = 0, first = -1;
-  for (size_t i = 0; i < v.size(); ++i)
-    if (!std::isfinite(v[i])) {
-      if (first < 0) first = int64_t(i);
-      ++bad;
-    }
-  EBM_CHECK_DATA(bad == 0, name, ": ", bad, " of ", v.size(), " scores are not finite (the first, ",
-                 first >= 0 ? v[first] : 0.0, ", at index ", first, ")");
+  int64_t nan = 0, first_nan = -1, inf = 0, first_inf = -1;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (std::isnan(v[i]) && nan++ == 0) first_nan = int64_t(i);
+    if (std::isinf(v[i]) && inf++ == 0) first_inf = int64_t(i);
+  }
+  EBM_CHECK_DATA(nan == 0, name, ": ", nan, " of ", v.size(), " scores are not finite (the first, NaN, at index ",
+                 first_nan, "): the score is undefined there");
+  // (an energy of +inf, an input beyond float range, is the most
+  // out-of-distribution row there can be: ranked, not refused; said once)
+  static std::set<std::string> said;
+  if (inf > 0 && said.insert(name).second)
+    notes() << "ebm: note: " << name << ": " << inf << " of " << v.size() << " scores are infinite (the first, "
+            << v[size_t(first_inf)] << ", at index " << first_inf
+            << "), ranked beyond every finite score: inputs beyond the energy's float range?\n";
   return v;
 }
 

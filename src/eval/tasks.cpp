@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/pixels.h"
 #include "ebm/data/data.h"
@@ -66,6 +67,10 @@ EvalReport nll2d_task(const Config& c, EnergyImpl& energy, const ModelInfo&) {
      << " points\nlog Z " << r.log_z << " +- " << r.log_z_error << " (grid " << r.grid << "^2, box ["
      << r.box.lo[0] << ", " << r.box.hi[0] << "] x [" << r.box.lo[1] << ", " << r.box.hi[1] << "]"
      << (r.converged ? "" : ", NOT converged") << ")\n";
+  if (!r.converged)
+    notes() << "ebm eval: warning: log Z did not converge to --tol " << tol << " on the finest grid (its last "
+            << "change was " << r.log_z_error << " nats, which every row's NLL shares): a model with mass far "
+               "from the test rows, or an energy too sharp for a " << r.grid << "^2 grid\n";
   if (!dataset.empty()) {
     const double h = toy2d_entropy(dataset);
     out.json["entropy"] = h;

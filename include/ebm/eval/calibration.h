@@ -21,6 +21,7 @@ namespace ebm {
 struct Calibration {
   int64_t n = 0;
   double accuracy = 0, nll = 0, ece = 0, mce = 0;
+  int64_t mce_rows = 0;             // rows in the bin that sets the MCE (a bin of a few rows is noise)
   std::vector<int64_t> count;       // per bin
   std::vector<double> confidence;   // per bin: mean confidence (0 when empty)
   std::vector<double> bin_accuracy; // per bin: accuracy (0 when empty)

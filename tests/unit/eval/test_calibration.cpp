@@ -25,6 +25,7 @@ TEST(Calibration, HandComputedEceAndMce) {
   EXPECT_EQ(c.n, 4);
   EXPECT_NEAR(c.ece, 0.4875, 1e-12);
   EXPECT_NEAR(c.mce, 0.7, 1e-12);
+  EXPECT_EQ(c.mce_rows, 2);  // (bin 3's two rows)
   EXPECT_DOUBLE_EQ(c.accuracy, 0.5);
   EXPECT_NEAR(c.nll, -(std::log(0.9) + std::log(0.25) + std::log(0.55) + std::log(0.35)) / 4, 1e-12);
   EXPECT_EQ(c.count, (std::vector<int64_t>{0, 0, 1, 2, 1}));

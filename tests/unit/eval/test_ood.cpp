@@ -200,9 +200,14 @@ TEST(OodMetrics, NonFiniteOrEmptyScoresNameTheSet) {
             ExitCode::kBadData);
   EXPECT_NE(msg.find("mnist: 1 of 3 scores are not finite"), std::string::npos) << msg;
   EXPECT_NE(msg.find("at index 1"), std::string::npos) << msg;
-  EXPECT_EQ(code_of([&] { ood_metrics(vec({1, INFINITY}), vec({0}), "fashion_mnist", "mnist"); }, &msg),
+  EXPECT_EQ(code_of([&] { ood_metrics(vec({NAN, 1}), vec({0}), "fashion_mnist", "mnist"); }, &msg),
             ExitCode::kBadData);
   EXPECT_NE(msg.find("fashion_mnist:"), std::string::npos) << msg;
+  // Infinite scores rank beyond every finite one: an out row at -inf (an
+  // energy of +inf) is the surest out-of-distribution row, not an error.
+  auto r = ood_metrics(vec({1, 2, INFINITY}), vec({-INFINITY, 0, 1.5}), "in", "out");
+  EXPECT_DOUBLE_EQ(r.auroc, 8.0 / 9.0);  // (in 1 beats 2 of the 3 out rows; 2 and inf beat all 3)
+  EXPECT_DOUBLE_EQ(r.fpr95, 1.0 / 3.0);  // (keeping all 3 in rows keeps the out row at 1.5)
   EXPECT_EQ(code_of([&] { ood_metrics(vec({1}), torch::zeros({0}, torch::kDouble), "a", "b"); }, &msg),
             ExitCode::kBadData);
   EXPECT_NE(msg.find("b: no rows"), std::string::npos) << msg;
