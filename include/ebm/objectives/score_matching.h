@@ -184,6 +184,7 @@ class WithMassTerm : public Objective {
   MassTermOptions options_;
   std::unique_ptr<DataProposal> proposal_;
   bool warned_ = false;
+  int64_t window_steps_ = 0, window_skips_ = 0;  // (the skip warning's window of steps)
 };
 
 }  // namespace ebm

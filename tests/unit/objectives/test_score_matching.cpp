@@ -750,4 +750,12 @@ TEST(MassTerm, SkipsStepsWithTooFewEffectiveSamples) {
   EXPECT_LT(skipped.metrics.at("ess_fraction") * 512, 3);
   auto alone = inner->compute(*narrow, {batch, {}}, g1);
   EXPECT_EQ(skipped.loss.item<double>(), alone.loss.item<double>());
+  // Skipped on most of a 500-step window (here every one of them after the
+  // first two steps): one line on stderr says the term has no effect; the
+  // next window says nothing more.
+  testing::internal::CaptureStderr();
+  for (int i = 0; i < 998; ++i) obj.compute(*narrow, {batch.narrow(0, 0, 4), {}}, gen);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("the mass term was skipped on 499 of the last 500 steps"), std::string::npos) << err;
+  EXPECT_EQ(err.find("skipped", err.find("skipped") + 1), std::string::npos) << err;
 }
