@@ -11,6 +11,7 @@
 #include "ebm/io/io.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/model/inputs.h"
+#include "ebm/model/columns.h"
 #include "ebm/model/model.h"
 
 namespace ebm::cli {
@@ -53,6 +54,7 @@ Runner add_classify(CLI::App& app) {
       x = d.x;
       y = d.y;
     } else {
+      check_csv_columns(a->input, info);
       auto r = read_array(a->input);
       EBM_CHECK_DATA(r[0].numel() == info.event_shape[0], a->input, ": rows of ", r[0].numel(),
                      " values for a model of ", info.event_shape[0]);

@@ -7,6 +7,7 @@
 #include "ebm/io/io.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/model/inputs.h"
+#include "ebm/model/columns.h"
 #include "ebm/model/model.h"
 
 namespace ebm::cli {
@@ -34,6 +35,7 @@ Runner add_energy(CLI::App& app) {
     const auto shape = energy->event_shape();
     // (images, and models trained on pixels such as flattened images, follow
     // the pixel conventions: PNG / IDX / integer NPY are pixels for them)
+    check_csv_columns(a->input, info);
     auto x = shape.size() == 3 || info.pixels ? read_model_data(a->input, info, "test") : read_array(a->input);
     warn_if_far_from_training(sampling_view(energy).second, info, x, a->input);
     const int64_t dim = c10::multiply_integers(shape);

@@ -133,6 +133,9 @@ Section data_section() {
             "train | test: the part of a built-in image set (fashion_mnist, mnist) to read; data.path and the "
             "toy and trajectory sets take train only"},
            {"classes", std::vector<std::string>{}, "keep only the rows of these classes (names, label values or indices); empty = all"},
+           {"columns", std::vector<std::string>{},
+            "the data's column names: training takes them from data.path's CSV header, and every later CSV "
+            "with a header read for the model must name the same columns in the same order; empty = unchecked"},
            {"tasks", int64_t(1),
             "class-incremental learning: K > 1 cuts the sorted labels into K groups of equal size, learned one "
             "after another for train.steps / K steps each, model-task-k.pt written at each task's end (split-MNIST: "

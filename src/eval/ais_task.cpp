@@ -15,6 +15,7 @@
 #include "ebm/eval/tasks.h"
 #include "ebm/io/io.h"
 #include "ebm/model/inputs.h"
+#include "ebm/model/columns.h"
 #include "ebm/train/distributed.h"
 
 namespace ebm {
@@ -52,6 +53,7 @@ Points test_points(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
   Points p;
   if (!data.empty()) {
     p.name = data;
+    check_csv_columns(data, info);
     p.x = info.pixels || info.event_shape.size() == 3 ? read_model_input(data, info) : read_matrix(data);
   } else if (!dataset.empty()) {
     p.name = dataset;

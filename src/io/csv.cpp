@@ -4,6 +4,7 @@
 // line. Split from io.cpp, which keeps the binary formats and the writers.
 #include <charconv>
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <set>
 #include <string>
@@ -182,6 +183,30 @@ torch::Tensor read_csv(const std::string& path) {
                  "without a header");
   const int64_t rows = static_cast<int64_t>(n_lines - first);
   return torch::from_blob(values.data(), {rows, cols - int64_t(skip)}, torch::kFloat32).clone();
+}
+
+std::vector<std::string> csv_header(const std::string& path) {
+  if (path.size() < 4 || path.substr(path.size() - 4) != ".csv") return {};
+  std::ifstream in(path);
+  std::string line;
+  auto get = [&in](std::string* l) {
+    while (std::getline(in, *l)) {
+      if (!l->empty() && l->back() == '\r') l->pop_back();
+      if (l->rfind("\xEF\xBB\xBF", 0) == 0) l->erase(0, 3);
+      if (trim(*l).rfind('#', 0) != 0) return true;  // (savetxt's comment lines)
+    }
+    return false;
+  };
+  if (!get(&line)) return {};
+  const char sep = field_separator(line);
+  auto fields = split_fields(line, sep);
+  // (a header one name short of the rows names the data columns too: R's
+  // row names are the unnamed column read_csv drops)
+  if (header_fields(fields)) return fields;
+  if (fields.size() >= 2 && fields[0].empty() &&
+      header_fields(std::vector<std::string>(fields.begin() + 1, fields.end())))
+    return std::vector<std::string>(fields.begin() + 1, fields.end());
+  return {};
 }
 
 }  // namespace ebm

@@ -1,4 +1,6 @@
 #include "ebm/model/inputs.h"
+
+#include "ebm/model/columns.h"
 #include "ebm/model/far_inputs.h"
 #include "ebm/model/input_units.h"
 
@@ -169,6 +171,7 @@ ImageReading model_image_reading(const ModelInfo& info) {
 }
 
 torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
+  check_csv_columns(path, info);
   const auto& shape = info.event_shape;
   const ImageReading reading = model_image_reading(info);
   const auto as_read = [&](const torch::Tensor& x, bool pixels) {  // (images of an array: channels and size)

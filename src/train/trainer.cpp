@@ -18,6 +18,7 @@
 #include "ebm/energy/registry.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
+#include "ebm/model/columns.h"
 #include "ebm/model/input_units.h"
 #include "ebm/objectives/objective.h"
 #include "ebm/sampling/registry.h"
@@ -144,6 +145,16 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
   cfg_.validate();
   check_run_config(cfg_);
   data_ = build_data(cfg_);
+  // (a CSV header's names, kept so later files are read in this order)
+  if (const std::string path = cfg_.get_string("data.path"); !path.empty()) {
+    if (cfg_.get_string_list("data.columns").empty()) {
+      const auto names = csv_header(path);
+      if (!names.empty() && data_.train.size() > 0 && int64_t(names.size()) == data_.train.x[0].numel())
+        cfg_.set_value("data.columns", names);
+    } else {
+      check_csv_columns(path, cfg_.get_string_list("data.columns"));
+    }
+  }
   const auto init = adopt_init_model(cfg_, data_, out_);  // (train.init: its units and classes)
   if (init && energy_is_conditional(cfg_) && cfg_.get_int("energy.classes") == 0)
     cfg_.set_value("energy.classes", init->energy->num_classes());

@@ -22,6 +22,10 @@ namespace ebm {
 // is one row).
 torch::Tensor read_matrix(const std::string& path);
 torch::Tensor read_csv(const std::string& path);
+// The names a CSV file's header gives its data columns (a row-names column
+// read_csv drops is left out), or none when its first line (after '#'
+// comments) is not a header or the file is not a readable .csv.
+std::vector<std::string> csv_header(const std::string& path);
 torch::Tensor read_npy(const std::string& path);
 torch::Tensor read_idx(const std::string& path);  // gzip detected by magic bytes
 // As read_matrix, keeping each row's shape: CSV [N, D]; NPY and IDX their own
