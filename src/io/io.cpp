@@ -301,7 +301,10 @@ torch::Tensor read_npy_array(const std::string& path) {
   const auto kind = descr.size() == 3 ? kKinds.find(descr.substr(1)) : kKinds.end();
   if ((order != '<' && order != '>' && order != '|' && order != '=') || kind == kKinds.end())
     fail(ExitCode::kBadData, path, ": unsupported dtype '", descr,
-         "' (want a float f2/f4/f8, an integer i1/i2/i4/i8/u1/u2/u4/u8 or a boolean b1, either byte order)");
+         "' (want a float f2/f4/f8, an integer i1/i2/i4/i8/u1/u2/u4/u8 or a boolean b1, either byte order)",
+         descr.size() >= 2 && (descr[1] == 'U' || descr[1] == 'S' || descr[1] == 'O')
+             ? "; text such as word labels goes in a .txt or .csv file, one per line"
+             : "");
   const torch::ScalarType stored = kind->second.file;
   const int64_t width = c10::elementSize(stored);
   const bool big_endian = order == '>' || (order == '=' && !host_is_little_endian());
