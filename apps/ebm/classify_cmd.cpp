@@ -66,11 +66,7 @@ Runner add_classify(CLI::App& app) {
       const auto file = read_label_file(a->labels, x.size(0), info.class_names);  // (one per input row)
       y = labels_as_trained(file, info.class_names, k, a->labels);  // (in the model's numbering)
     }
-    if (y.defined()) {  // (a folder's or a built-in set's labels come counted)
-      EBM_CHECK_DATA(y.min().item<int64_t>() >= 0 && y.max().item<int64_t>() < k, labels_from, ": label ",
-                     y.min().item<int64_t>() < 0 ? y.min().item<int64_t>() : y.max().item<int64_t>(),
-                     " outside the model's classes 0 to ", k - 1);
-    }
+    if (y.defined()) check_labels_in_classes(y, k, labels_from);  // (a folder's or a built-in set's labels come counted)
     energy->to(device);
     auto p = class_probabilities(*energy, x.to(device), 256, a->input).to(torch::kCPU, torch::kDouble);
     std::vector<std::string> header;

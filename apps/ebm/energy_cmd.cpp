@@ -35,8 +35,9 @@ Runner add_energy(CLI::App& app) {
     const auto shape = energy->event_shape();
     // (images, and models trained on pixels such as flattened images, follow
     // the pixel conventions: PNG / IDX / integer NPY are pixels for them)
-    check_csv_columns(a->input, info);
-    auto x = shape.size() == 3 || info.pixels ? read_model_data(a->input, info, "test") : read_array(a->input);
+    const bool model_read = shape.size() == 3 || info.pixels;  // (read_model_data checks a CSV's columns)
+    if (!model_read) check_csv_columns(a->input, info);
+    auto x = model_read ? read_model_data(a->input, info, "test") : read_array(a->input);
     warn_if_far_from_training(sampling_view(energy).second, info, x, a->input);
     const int64_t dim = c10::multiply_integers(shape);
     // (rows of the model's shape, or the same values flattened, e.g. CSV)

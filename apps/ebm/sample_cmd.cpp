@@ -280,7 +280,7 @@ Runner add_sample(CLI::App& app) {
     if (!a->init.empty()) {
       ModelInfo as = info;
       as.event_shape = shape;
-      check_csv_columns(a->init, info);
+      if (!info.pixels && !image) check_csv_columns(a->init, info);  // (read_model_input checks its own)
       x0 = info.pixels || image ? read_model_input(a->init, as) : read_array(a->init);
       EBM_CHECK_DATA(x0.size(0) == a->n && x0[0].numel() == dim, a->init, ": expected ", a->n,
                      " rows of ", c10::IntArrayRef(shape), " (", dim, " values), got ", x0.sizes());

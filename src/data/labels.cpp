@@ -281,4 +281,13 @@ std::vector<int64_t> named_classes(const std::vector<std::string>& entries, cons
   return out;
 }
 
+void check_labels_in_classes(const torch::Tensor& y, int64_t k, const std::string& from) {
+  const auto v = y.to(torch::kCPU, torch::kLong).reshape({-1});
+  const auto bad = ((v < 0) | (v >= k)).nonzero();
+  if (bad.numel() == 0) return;
+  const int64_t row = bad[0][0].item<int64_t>();
+  fail(ExitCode::kBadData, from, ": row ", row + 1, ": label ", v[row].item<int64_t>(), " outside the model's ", k,
+       " classes (0 to ", k - 1, ")");
+}
+
 }  // namespace ebm

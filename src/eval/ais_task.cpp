@@ -53,8 +53,9 @@ Points test_points(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
   Points p;
   if (!data.empty()) {
     p.name = data;
-    check_csv_columns(data, info);
-    p.x = info.pixels || info.event_shape.size() == 3 ? read_model_input(data, info) : read_matrix(data);
+    const bool model_read = info.pixels || info.event_shape.size() == 3;  // (read_model_input checks a CSV's columns)
+    if (!model_read) check_csv_columns(data, info);
+    p.x = model_read ? read_model_input(data, info) : read_matrix(data);
   } else if (!dataset.empty()) {
     p.name = dataset;
     if (is_toy2d(dataset)) {

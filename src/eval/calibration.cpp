@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/data/labels.h"
 #include "ebm/io/io.h"
 #include "ebm/eval/images.h"
 #include "ebm/eval/ood.h"
@@ -186,17 +187,8 @@ std::pair<torch::Tensor, Dataset> class_probabilities(const Config& c, EnergyImp
                   ": the model is not class-conditional (energy.conditional = true): not a classifier");
   std::string spec;
   Dataset data = labelled_task_data(c, info, task, &spec, rebuilt);
-  {  // (a label the model has no class for, named with its file and row)
-    const int64_t k = energy.num_classes();
-    const auto y = data.y.to(torch::kCPU, torch::kLong).contiguous();
-    const auto bad = ((y < 0) | (y >= k)).nonzero();
-    const std::string labels = c.get_string("task.labels");
-    if (bad.numel() > 0) {
-      const int64_t row = bad[0][0].item<int64_t>();
-      fail(ExitCode::kBadData, labels.empty() ? spec : labels, ": row ", row + 1, ": label ",
-           y[row].item<int64_t>(), " outside the model's ", k, " classes (0 to ", k - 1, ")");
-    }
-  }
+  const std::string labels = c.get_string("task.labels");
+  check_labels_in_classes(data.y, energy.num_classes(), labels.empty() ? spec : labels);
   warn_if_far_from_training(energy, info, data.x, spec);  // (rows in other units than the training data's)
   auto probs = class_probabilities(energy, data.x, 512, spec);
   *spec_out = spec;

@@ -50,6 +50,11 @@ torch::Tensor labels_as_trained(const torch::Tensor& y, const std::vector<std::s
 torch::Tensor labels_as_trained(const LabelFile& file, const std::vector<std::string>& names, int64_t k,
                                 const std::string& path);
 
+// Labels y [N] already in a model's numbering, from whatever source (a
+// file, a class folder, a built-in set): kBadData naming `from`, the first
+// row and its label when one is outside the model's k classes.
+void check_labels_in_classes(const torch::Tensor& y, int64_t k, const std::string& from);
+
 // A class named by value by the number `text` ("-1"; "01" is 1), or -1 when
 // the model's names are not label values or none is that number.
 int64_t class_by_value(const std::string& text, const std::vector<std::string>& names);

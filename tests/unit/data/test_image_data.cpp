@@ -465,6 +465,10 @@ TEST(Labels, LabelsOtherThanZeroToKAreTakenByValue) {
   EXPECT_EQ(code_of([] { ebm::labels_as_trained(torch::tensor({2.f}), {}, 2, "t.csv"); }, &msg),
             ebm::ExitCode::kBadData);
   EXPECT_NE(msg.find("label 2 outside the model's classes 0 to 1"), std::string::npos) << msg;
+  EXPECT_EQ(code_of([&] { ebm::check_labels_in_classes(torch::tensor({0, 1, 2}, torch::kLong), 2, "f"); }, &msg),
+            ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("f: row 3: label 2 outside the model's 2 classes (0 to 1)"), std::string::npos) << msg;
+  EXPECT_NO_THROW(ebm::check_labels_in_classes(torch::tensor({1, 0}, torch::kLong), 2, "f"));
   EXPECT_EQ(ebm::class_by_value("-1", pm), 0);
   EXPECT_EQ(ebm::class_by_value("0", pm), -1);
   EXPECT_EQ(ebm::class_by_value("1", {"0", "1"}), -1);  // (indices, not values)
