@@ -57,7 +57,7 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform,
                 const std::optional<PixelMap>& pixels, GeneratorImpl* generator,
                 const std::vector<std::string>& class_names, const LowRankGaussian* start,
-                const std::optional<ValueMap>& values) {
+                const std::optional<ValueMap>& values, bool sampler_ran) {
   torch::serialize::OutputArchive ar, weights;
   // (weights are written from the CPU, so a model trained on a GPU loads anywhere)
   const auto params = energy.parameters();
@@ -85,6 +85,7 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
              torch::tensor({cfg.get_float("buffer.init_low"), cfg.get_float("buffer.init_high")}, torch::kDouble));
   if (cfg.schema().section("sampler") != nullptr)
     ar.write("sampler_config", c10::IValue(cfg.section_toml("sampler")));
+  if (!sampler_ran) ar.write("sampler_untried", c10::IValue(true));
   if (cfg.schema().section("data") != nullptr) ar.write("data_config", c10::IValue(cfg.section_toml("data")));
   if (generator != nullptr && cfg.schema().section("generator") != nullptr) {
     torch::serialize::OutputArchive gw;
@@ -260,6 +261,8 @@ Energy load_model(const std::string& path, ModelInfo* info) {
     }
     c10::IValue sampler;
     if (ar.try_read("sampler_config", sampler) && sampler.isString()) info->sampler_toml = sampler.toStringRef();
+    c10::IValue untried;
+    info->sampler_ran = !(ar.try_read("sampler_untried", untried) && untried.isBool() && untried.toBool());
     c10::IValue data;
     if (ar.try_read("data_config", data) && data.isString()) info->data_toml = data.toStringRef();
     c10::IValue seed;

@@ -458,7 +458,7 @@ void Trainer::end_task(int64_t k, std::ostream& metrics) {
   parts_.energy->eval();
   save_model(out_ + "/model-task-" + std::to_string(k + 1) + ".pt", *parts_.energy, cfg_, data_.train.event_shape(),
              data_.transform, data_.pixels, nullptr, data_.train.class_names, fitted_start(*parts_.objective),
-             data_.values);
+             data_.values, parts_.objective->runs_sampler());
   nlohmann::json j = {{"event", "task_end"}, {"task", k + 1}, {"step", parts_.step}};
   // (the forgetting matrix's row: every task's held-out accuracy now)
   if (parts_.energy->num_classes() > 0 && data_.test.has_labels() && data_.test.size() > 0) {
@@ -710,7 +710,8 @@ int64_t Trainer::run(bool resume) {
   if (parts_.objective->adapted_step() > 0 && cfg_.has_key("sampler.step_size"))
     cfg_.set_value("sampler.step_size", parts_.objective->adapted_step());
   save_model(out_ + "/model.pt", *parts_.energy, cfg_, data_.train.event_shape(), data_.transform, data_.pixels,
-             generator, data_.train.class_names, fitted_start(*parts_.objective), data_.values);
+             generator, data_.train.class_names, fitted_start(*parts_.objective), data_.values,
+             parts_.objective->runs_sampler());
   return parts_.retries;
 }
 

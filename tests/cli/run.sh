@@ -198,6 +198,21 @@ awk 'BEGIN { for (i = 0; i < 300; i++) print i % 3 }' >"$T/d64_y.csv"
   && grep -q '"val_objective"' "$T/jem64/metrics.jsonl" && ! grep -q "does not reach" "$T/jem64.err" \
   && "$EBM" classify --model "$T/jem64/model.pt" --input "$T/d64.csv" --out "$T/jem64.csv" 2>/dev/null \
   || { echo "FAIL: JEM on 64-d rows trains p(x) by score matching"; fails=$((fails + 1)); }
+# A model trained without chains: ebm sample adapts a MALA step in a warm-up
+# first (its [sampler] step was never tried); a PCD model's sampler as trained.
+"$EBM" sample --model "$T/jem64/model.pt" --n 40 --steps 30 --out "$T/jem64s.csv" >"$T/jem64s.out" 2>"$T/jem64s.err" \
+  && grep -q "never tried on it: 100 warm-up transitions of mala adapt" "$T/jem64s.err" \
+  && grep -q "^sampler mala: 40 chains, 100 warm-up + 30 steps" "$T/jem64s.out" \
+  && "$EBM" sample --model "$T/jem64/model.pt" --n 40 --steps 30 --warmup 0 --out "$T/jem64s.csv" 2>"$T/jem64s.err" \
+    >"$T/jem64s.out" && ! grep -q "never tried" "$T/jem64s.err" && grep -q "^sampler mala: 40 chains, 0 warm-up" "$T/jem64s.out" \
+  && "$EBM" train --config "$SRC/configs/toy2d-dsm.toml" --out "$T/dsm5" --set train.steps=5 --set data.n=500 \
+    --set eval.sample_steps=2 --set eval.sample_chains=10 >/dev/null 2>&1 \
+  && "$EBM" sample --model "$T/dsm5/model.pt" --n 20 --steps 600 --out "$T/dsm5s.csv" 2>"$T/dsm5s.err" >"$T/dsm5s.out" \
+  && grep -q "(0.01) was never tried on it: 500 warm-up transitions of MALA" "$T/dsm5s.err" \
+  && grep -q "^sampler mala: 20 chains, 500 warm-up + 600 steps" "$T/dsm5s.out" \
+  && "$EBM" sample --model "$M" --n 20 --steps 5 --out "$T/pcds.csv" 2>"$T/pcds.err" >/dev/null \
+  && ! grep -q "never tried" "$T/pcds.err" \
+  || { echo "FAIL: sampling a model trained without chains warms a MALA step up"; fails=$((fails + 1)); }
 expect 78 "objective.px must be auto, cd or dsm" -- "$EBM" train --config "$SRC/configs/moons-jem.toml" \
   --out "$T/r_px" --set objective.px=sm
 expect 78 "objective.sigma_floor must be" -- "$EBM" train --config "$SRC/configs/toy2d-dsm.toml" \

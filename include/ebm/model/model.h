@@ -36,7 +36,7 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform = {},
                 const std::optional<PixelMap>& pixels = std::nullopt, GeneratorImpl* generator = nullptr,
                 const std::vector<std::string>& class_names = {}, const LowRankGaussian* start = nullptr,
-                const std::optional<ValueMap>& values = std::nullopt);
+                const std::optional<ValueMap>& values = std::nullopt, bool sampler_ran = true);
 
 // What a model file says beside the weights.
 struct ModelInfo {
@@ -46,6 +46,10 @@ struct ModelInfo {
   // (data.standardize): users' float images are in the map's raw units.
   std::optional<ValueMap> values;
   std::string sampler_toml;        // the training run's [sampler] table, or empty
+  // Whether training ran that sampler (its step was used, or adapted); false
+  // after score matching or cross entropy, whose [sampler] is a default
+  // nobody tried on this energy. Older files: true.
+  bool sampler_ran = true;
   std::string data_toml;           // the training run's [data] table, or empty (older files)
   // Label k's name (a class sub-folder's, or a built-in set's), when the
   // training data named them; empty otherwise.

@@ -57,6 +57,10 @@ class Objective {
   // The step size its sampler adapted to during training (sampler.adapt),
   // which model.pt keeps as sampler.step_size; 0 = none adapted.
   virtual double adapted_step() const { return 0.0; }
+  // Whether training ran the run's [sampler] (chains, whose step it tuned or
+  // used); objectives without chains (score matching, cross entropy,
+  // learned samplers) leave it a guess that model.pt marks as such.
+  virtual bool runs_sampler() const { return false; }
   // Whether held_out_loss gives a value: a generative part of the loss that
   // can be scored on validation rows (the trainer adds it to the validation
   // NLL); most objectives (contrastive divergence) have none.
@@ -128,6 +132,7 @@ class ContrastiveDivergence : public Objective {
   ReplayBuffer& buffer() { return *buffer_; }
   Sampler& sampler() { return *sampler_; }
   double adapted_step() const override { return options_.adapt_step() ? sampler_->step_size() : 0.0; }
+  bool runs_sampler() const override { return true; }
 
  private:
   ContrastiveDivergenceOptions options_;
@@ -188,6 +193,7 @@ class Jem : public Objective {
   double held_out_loss(EnergyImpl& energy, const torch::Tensor& x, at::Generator& gen) override;
   int64_t steps_taken() const { return calls_; }
   double adapted_step() const override { return px_ ? px_->adapted_step() : 0.0; }
+  bool runs_sampler() const override { return px_ != nullptr; }
 
  private:
   JemOptions options_;

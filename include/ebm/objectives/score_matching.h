@@ -178,6 +178,7 @@ class WithMassTerm : public Objective {
   void save(torch::serialize::OutputArchive& a) const override { inner_->save(a); }
   void load(torch::serialize::InputArchive& a) override { inner_->load(a); }
   double adapted_step() const override { return inner_->adapted_step(); }
+  bool runs_sampler() const override { return inner_->runs_sampler(); }
 
  private:
   std::shared_ptr<Objective> inner_;
