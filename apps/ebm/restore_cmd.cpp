@@ -100,6 +100,17 @@ void set_value_range(Setup& s, const torch::Tensor& rows) {
   s.units_name = range_units(s.map.lo, s.map.hi, split ? "the training images'" : "the inputs'");
 }
 
+// A standardised vector model's data variance in its own units
+// (data.standardize_sd squared, 2 by default): the scale of its energy's
+// curvature, which the restorations' preconditioners weigh against the
+// noise's; undefined for other models.
+torch::Tensor model_data_var(const Setup& s) {
+  if (s.image || !s.units.defined()) return {};
+  const double sd =
+      s.info.data_toml.empty() ? 2.0 : data_config(s.info.data_toml, s.model).get_float("data.standardize_sd");
+  return torch::tensor(sd * sd, torch::kDouble);
+}
+
 torch::Tensor read_rows(const std::string& spec, const Setup& s, int64_t n, const std::string& what) {
   auto x = read_model_data(spec, s.info, "test");
   if (n > 0) x = x.narrow(0, 0, std::min(n, x.size(0)));
@@ -414,8 +425,9 @@ Runner add_denoise(CLI::App& app) {
       // (the std in the model's units: per column for standardised vectors)
       torch::Tensor sigma = torch::tensor(s.image ? noise_std * (s.map.hi - s.map.lo) : noise_std, torch::kDouble);
       if (!s.image && s.units.defined()) sigma = noise_std / s.units.scale;
+      const auto prior_var = model_data_var(s);
       done = by_blocks(noisy, s.image ? kBlock : 4096, "denoise", [&](int64_t i, int64_t m) {
-        return posterior_mode(*s.energy, noisy.narrow(0, i, m), sigma, steps);
+        return posterior_mode(*s.energy, noisy.narrow(0, i, m), sigma, steps, prior_var);
       });
     } else {
       // The likelihood's std in the model's units: images' 0-1 units times
@@ -428,6 +440,17 @@ Runner add_denoise(CLI::App& app) {
       if (!s.image && s.units.defined() && anchor > 0)
         opt.anchor_scale((1.0 / s.units.scale).to(torch::kFloat).reshape(s.info.event_shape));
       auto sampler = model_sampler(s.info, a->sampler);
+      // (a standardised model's columns under one noise std in the data's
+      // units: the likelihood's curvature 1 / s_j^2 can be 1e8 times the
+      // energy's in one column and nothing beside it in another, and a step
+      // fitted to the model then rejects every move (a probe's rows came
+      // back unchanged); a diagonal inverse mass 1 / (1 + v / s_j^2), v the
+      // data's variance, gives every column the model's own curvature)
+      if (const auto v = model_data_var(s); v.defined() && anchor > 0 && sampler->has_mass() &&
+                                            a->sampler.empty()) {
+        const auto s2 = (anchor / s.units.scale).square();
+        sampler->set_inv_mass((1.0 / (1.0 + v / s2)).to(noisy.scalar_type()));
+      }
       auto all = torch::ones_like(noisy.narrow(0, 0, 1), torch::kBool);
       auto start = init == "blur" ? gaussian_blur(noisy, a->blur) : noisy.clone();
       done = restore(s, *sampler, noisy, all, start, opt, gen, "denoise");

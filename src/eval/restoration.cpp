@@ -150,7 +150,8 @@ torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at
   return x + at::normal(0.0, s, x.sizes(), gen, x.options());
 }
 
-torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const torch::Tensor& sigma, int64_t steps) {
+torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const torch::Tensor& sigma, int64_t steps,
+                             const torch::Tensor& prior_var) {
   TORCH_CHECK(steps >= 0, "posterior_mode: steps must be >= 0");
   const int64_t n = y.size(0);
   auto var = sigma.to(y.options()).square().reshape({-1});
@@ -158,6 +159,15 @@ torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const t
               " noise stds for rows of ", y[0].numel(), " values");
   TORCH_CHECK((var > 0).all().item<bool>(), "posterior_mode: noise stds must be > 0");
   var = var.expand({y[0].numel()}).reshape(y[0].sizes()).unsqueeze(0);  // [1, ...event]
+  auto precond = var;
+  if (prior_var.defined()) {
+    auto pv = prior_var.to(y.options()).reshape({-1});
+    TORCH_CHECK(pv.numel() == 1 || pv.numel() == y[0].numel(), "posterior_mode: ", pv.numel(),
+                " prior variances for rows of ", y[0].numel(), " values");
+    TORCH_CHECK((pv > 0).all().item<bool>(), "posterior_mode: prior variances must be > 0");
+    pv = pv.expand({y[0].numel()}).reshape(y[0].sizes()).unsqueeze(0);
+    precond = 1.0 / (1.0 / var + 1.0 / pv);
+  }
   auto post = [&](const torch::Tensor& x) {
     auto [e, g] = energy.energy_and_grad(x);
     auto d = x - y;
@@ -172,7 +182,7 @@ torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const t
     return v.reshape(shape);
   };
   for (int64_t t = 0; t < steps; ++t) {
-    auto step = rows(eta) * var * g;
+    auto step = rows(eta) * precond * g;
     auto cand = x - step;
     auto [fc, gc] = post(cand);
     // (Armijo's sufficient decrease with constant 1/2: on a quadratic a step

@@ -50,11 +50,19 @@ torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at
 //   E(x) + sum_j (x_j - y_j)^2 / (2 sigma_j^2)
 // for observed rows y [N, ...event] with noise std sigma (a scalar or one per
 // coordinate, broadcast over the event), from y by gradient descent
-// preconditioned by sigma^2 (x <- x - eta sigma^2 grad), each row's eta
-// halved when its posterior energy would not fall by half the first-order
-// decrease (Armijo) and grown (to at most 1) when it does; `steps`
-// iterations. The energy's units are y's.
-torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const torch::Tensor& sigma, int64_t steps);
+// preconditioned by P = 1 / (1 / sigma^2 + 1 / prior_var) (x <- x - eta P
+// grad), each row's eta halved when its posterior energy would not fall by
+// half the first-order decrease (Armijo) and grown (to at most 1) when it
+// does; `steps` iterations. The energy's units are y's. prior_var (a scalar
+// or one per coordinate; undefined: P = sigma^2) is the data's variance,
+// the scale of E's curvature: with coordinates whose noise is small beside
+// their spread and others whose noise is large, sigma^2 alone spans their
+// curvatures by that ratio squared and a row's one step fits only the
+// stiffest (8 columns with sds 0.01 to 100, noise 20: MSE 295 after 200
+// steps, 194 after 20,000, against the exact posterior mean's 90; with the
+// prior's variance 90 in 200).
+torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const torch::Tensor& sigma, int64_t steps,
+                             const torch::Tensor& prior_var = {});
 
 // The denoising baseline of vectors: the posterior mean under a Gaussian
 // fitted to training rows `train` [M, D] (the OOD baseline's fit, with its

@@ -185,3 +185,28 @@ TEST(PosteriorMode, ReachesTheGaussianPosteriorsModeAndAStationaryPointElsewhere
   auto post = e + (xm - ym).square().sum(1) / (2 * s * s);
   EXPECT_TRUE((post <= e0 + 1e-12).all().item<bool>());
 }
+
+// A standardised model's columns (data sd 2 in its units) under one noise std
+// in the user's units whose columns' scales span 0.005 to 50: the noise's
+// stds in the model's units span 1e4. With the prior's variance in the
+// preconditioner, 200 steps reach the closed-form posterior mode.
+TEST(PosteriorMode, ReachesTheModeWhenNoiseStdsSpanManyScales) {
+  const int64_t d = 8;
+  auto gen = make_generator(4, kStreamTestData);
+  auto a = at::normal(0.0, 1.0, {d, d}, gen, torch::TensorOptions(torch::kDouble));
+  auto cov = a.mm(a.t()) + 0.5 * torch::eye(d, torch::kDouble);
+  auto sd = cov.diagonal().sqrt();
+  cov = 4.0 * cov / sd.outer(sd);  // (every column's sd 2, correlated)
+  auto mu = torch::zeros({d}, torch::kDouble);
+  auto prior = std::make_shared<GaussianEnergyImpl>(mu, cov);
+  auto scale = torch::tensor({0.005, 0.05, 0.5, 5.0, 50.0, 2.5, 0.25, 25.0}, torch::kDouble);
+  auto sigma = 20.0 / scale / 2.0;  // (noise 20 in units where column j's sd is 2 scale_j)
+  auto truth = at::normal(0.0, 1.0, {64, d}, gen, torch::TensorOptions(torch::kDouble)).mm(torch::linalg_cholesky(cov).t());
+  auto y = truth + sigma * at::normal(0.0, 1.0, {64, d}, gen, torch::TensorOptions(torch::kDouble));
+  auto p = torch::linalg_inv(cov), dinv = torch::diag(1.0 / sigma.square());
+  auto want = torch::linalg_solve(p + dinv, (p.mv(mu).unsqueeze(1) + dinv.mm(y.t())), true).t();
+  auto got = posterior_mode(*prior, y, sigma, 200, torch::tensor(4.0, torch::kDouble));
+  // (posterior sds here are 0.4 .. 2: 1e-3 is far below them)
+  EXPECT_LT((got - want).abs().max().item<double>(), 1e-3);
+  EXPECT_THROW(posterior_mode(*prior, y, sigma, 1, torch::tensor({1.0, 2.0})), c10::Error);
+}
