@@ -1,6 +1,7 @@
 #include "ebm/energy/classifier_mlp.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "ebm/core/error.h"
 #include "ebm/energy/conv.h"
@@ -22,30 +23,69 @@ ClassifierMLPImpl::ClassifierMLPImpl(const ClassifierMLPOptions& o) : options_(o
     if (o.spectral_norm()) sn_.emplace_back(*this, "u" + std::to_string(i), out);
     in = out;
   }
-  if (o.gaussian_base()) {
-    base_mean_ = register_buffer("base_mean", torch::zeros({o.in_dim()}));
+  const std::string& base = o.base();
+  EBM_CHECK_CONFIG(base == "none" || base == "gaussian" || base == "classes",
+                   "energy.base must be gaussian, classes or none, got '", base, "'");
+  if (base != "none") {
+    base_mean_ = register_buffer("base_mean", base == "classes" ? torch::zeros({o.classes(), o.in_dim()})
+                                                                : torch::zeros({o.in_dim()}));
     base_w_ = register_buffer("base_w", torch::zeros({o.in_dim(), o.in_dim()}));
+    if (base == "classes") base_logp_ = register_buffer("base_logp", torch::zeros({o.classes()}));
   }
 }
 
-void ClassifierMLPImpl::fit_gaussian_base(const torch::Tensor& rows) {
-  EBM_CHECK_CONFIG(options_.gaussian_base(), "fit_gaussian_base: the network has no Gaussian base (energy.base)");
+void ClassifierMLPImpl::fit_base(const torch::Tensor& rows, const torch::Tensor& labels) {
+  EBM_CHECK_CONFIG(options_.base() != "none", "fit_base: the network has no base (energy.base)");
+  const int64_t k = options_.classes();
   EBM_CHECK_DATA(rows.dim() == 2 && rows.size(1) == options_.in_dim() && rows.size(0) >= 2,
-                 "energy.base = gaussian: needs at least 2 training rows of ", options_.in_dim(), " values");
+                 "energy.base = ", options_.base(), ": needs at least 2 training rows of ", options_.in_dim(),
+                 " values");
   torch::NoGradGuard ng;
   auto x = rows.detach().to(torch::kCPU, torch::kDouble);
   const int64_t n = x.size(0), d = x.size(1);
-  if (n > 20000)  // (evenly spaced rows: the covariance of 20,000 is as good)
-    x = x.index_select(0, torch::linspace(0, double(n - 1), 20000, torch::kDouble).round().to(torch::kLong));
+  // (-1: unlabelled)
+  auto y = labels.defined() && labels.numel() == n ? labels.detach().to(torch::kCPU, torch::kLong).flatten()
+                                                   : torch::full({n}, int64_t(-1), torch::kLong);
+  y = torch::where((y >= 0) & (y < k), y, torch::full_like(y, -1));
+  if (n > 20000) {  // (evenly spaced rows: the covariance of 20,000 is as good)
+    const auto pick = torch::linspace(0, double(n - 1), 20000, torch::kDouble).round().to(torch::kLong);
+    x = x.index_select(0, pick);
+    y = y.index_select(0, pick);
+  }
   const auto mean = x.mean(0);
-  const auto xc = x - mean;
-  auto cov = xc.t().mm(xc) / double(x.size(0) - 1);
+  auto xc = x - mean;
+  const bool classes = options_.base() == "classes";
+  const auto labelled = y >= 0;
+  const int64_t n_lab = labelled.sum().item<int64_t>();
+  const bool by_class = classes && n_lab >= k + 1;
+  torch::Tensor means = mean.unsqueeze(0).expand({k, d}).clone();
+  torch::Tensor logp = torch::full({k}, -std::log(double(k)), torch::kDouble);
+  int64_t dof = x.size(0) - 1;
+  if (by_class) {
+    const auto xl = x.index({labelled}), yl = y.index({labelled});
+    const auto counts = torch::bincount(yl, {}, k).to(torch::kDouble);
+    const auto sums = torch::zeros({k, d}, torch::kDouble).index_add_(0, yl, xl);
+    // (a class without labelled rows sits at the rows' mean)
+    means = torch::where(counts.unsqueeze(1) > 0, sums / counts.clamp_min(1).unsqueeze(1), means);
+    logp = ((counts + 1) / double(n_lab + k)).log();
+    xc = xl - means.index_select(0, yl);
+    dof = n_lab - (counts > 0).sum().item<int64_t>();
+  }
+  auto cov = xc.t().mm(xc) / double(std::max<int64_t>(dof, 1));
   const double ridge = 1e-4 * std::max(cov.diagonal().mean().item<double>(), 1e-12);
   cov = cov + ridge * torch::eye(d, torch::kDouble);
   auto [values, vectors] = torch::linalg_eigh(cov);
   const auto w = vectors * values.clamp_min(ridge).rsqrt().unsqueeze(0);  // (x - m) W: whitened
-  base_mean_.copy_(mean.to(base_mean_.options()));
+  base_mean_.copy_((classes ? means : mean).to(base_mean_.options()));
   base_w_.copy_(w.to(base_w_.options()));
+  if (classes) {
+    base_logp_.copy_(logp.to(base_logp_.options()));
+    // (the model starts as the base: LDA's posterior, the mixture's density)
+    if (!options_.spectral_norm()) {
+      layers_.back()->weight.zero_();
+      layers_.back()->bias.zero_();
+    }
+  }
 }
 
 torch::Tensor ClassifierMLPImpl::weight(size_t i) {
@@ -67,7 +107,13 @@ torch::Tensor ClassifierMLPImpl::features(const torch::Tensor& x) {
 torch::Tensor ClassifierMLPImpl::class_energies(const torch::Tensor& x) {
   const size_t last = layers_.size() - 1;
   auto out = torch::linear(features(x), weight(last), layers_[last]->bias);
-  if (options_.gaussian_base()) out = out + 0.5 * (x - base_mean_).mm(base_w_).square().sum(1, true);
+  if (options_.base() == "gaussian") {
+    out = out + 0.5 * (x - base_mean_).mm(base_w_).square().sum(1, true);
+  } else if (options_.base() == "classes") {
+    // (whitened x against each whitened class mean: [B, K, D], no cancellation)
+    const auto z = x.mm(base_w_), mz = base_mean_.mm(base_w_);
+    out = out + 0.5 * (z.unsqueeze(1) - mz.unsqueeze(0)).square().sum(-1) - base_logp_;
+  }
   return with_base_term(out, x, options_.prior_std());
 }
 

@@ -66,23 +66,25 @@ std::vector<ConfigKey> mlp_keys() {
           {"prior_std", 0.0, "std of the Gaussian base term |x|^2/(2 s^2); 0 = none"}};
 }
 
-// energy.base: a Gaussian fitted to the training rows under a classifier
-// MLP's outputs (ClassifierMLPOptions::gaussian_base).
+// energy.base: a base fitted to the training rows under a classifier MLP's
+// outputs (ClassifierMLPOptions::base).
 ConfigKey base_key() {
   return {"base", std::string("auto"),
-          "gaussian: a Gaussian fitted to the training rows (their mean and covariance) is added to every class "
-          "energy, the network learning what it misses (class-conditional MLPs on vectors) | none | auto (gaussian "
-          "when log p(x) is trained by denoising score matching, which alone learned no density on smooth "
-          "features; none otherwise)"};
+          "classes: a Gaussian per class with one shared covariance and the classes' shares, fitted to the "
+          "labelled training rows, is added to the class energies (p(y | x) starts as linear discriminant "
+          "analysis', p(x) as their mixture), the network learning what it misses | gaussian: one Gaussian "
+          "fitted to the training rows under every class energy | none | auto (classes when log p(x) is trained "
+          "by denoising score matching, which alone learned no density on smooth features; none otherwise); "
+          "class-conditional MLPs on vectors"};
 }
 
-// Whether a class-conditional MLP takes the Gaussian base: "gaussian" (the
+// The base of a class-conditional MLP: classes, gaussian or none (the
 // trainer resolves "auto" into the config; an unresolved one is none).
-bool gaussian_base(const Config& c) {
+std::string base_of(const Config& c) {
   const std::string b = c.get_string("energy.base");
-  EBM_CHECK_CONFIG(b == "gaussian" || b == "none" || b == "auto", "energy.base must be gaussian, none or auto, got '",
-                   b, "'");
-  return b == "gaussian";
+  EBM_CHECK_CONFIG(b == "classes" || b == "gaussian" || b == "none" || b == "auto",
+                   "energy.base must be classes, gaussian, none or auto, got '", b, "'");
+  return b == "auto" ? "none" : b;
 }
 
 // energy.name = "jem": the classifier network's keys, empty lists and the
@@ -131,7 +133,8 @@ Config jem_network_config(const Config& c, const Shape& shape) {
   inner.set_value("energy.spectral_norm", c.get_bool("energy.spectral_norm"));
   inner.set_value("energy.prior_std", c.get_float("energy.prior_std"));
   if (net == "mlp") inner.set_value("energy.base", c.get_string("energy.base"));
-  else EBM_CHECK_CONFIG(!gaussian_base(c), "energy.base = \"gaussian\" takes vectors (energy.net = mlp), not ", net);
+  else EBM_CHECK_CONFIG(base_of(c) == "none", "energy.base = \"", base_of(c), "\" takes vectors (energy.net = mlp), not ",
+                        net);
   return inner;
 }
 }  // namespace
@@ -172,15 +175,15 @@ const EnergyRegistry& energy_registry() {
     r.add({"mlp", "MLP on vectors: E(x) = w . h_L + b (+ the base term); conditional: one output per class",
            with(with(mlp_keys(), class_keys()), {base_key()})},
           [](const Config& c, const Shape& shape) -> Energy {
-            const bool base = gaussian_base(c);
+            const std::string base = base_of(c);
             if (const int64_t k = classes_of(c); k > 0)
               return ClassifierMLP(ClassifierMLPOptions(vector_dim(shape, "mlp"), c.get_int_list("energy.hidden"), k)
                                        .activation(c.get_string("energy.activation"))
                                        .spectral_norm(c.get_bool("energy.spectral_norm"))
                                        .prior_std(c.get_float("energy.prior_std"))
-                                       .gaussian_base(base))
+                                       .base(base))
                   .ptr();
-            EBM_CHECK_CONFIG(!base, "energy.base = \"gaussian\" takes a class-conditional MLP (energy.conditional = "
+            EBM_CHECK_CONFIG(base == "none", "energy.base = \"", base, "\" takes a class-conditional MLP (energy.conditional = "
                              "true, or energy.name = \"jem\"); use energy.prior_std for an unconditional one");
             return MLPEnergy(MLPEnergyOptions(vector_dim(shape, "mlp"), c.get_int_list("energy.hidden"))
                                  .activation(c.get_string("energy.activation"))

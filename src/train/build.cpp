@@ -251,7 +251,7 @@ void resolve_energy_base(Config& cfg, const std::vector<int64_t>& shape) {
     denoising = px == "dsm" || (px == "auto" && shape.size() == 1 && shape[0] > kJemCdMaxDim &&
                                 cfg.get_float("objective.pxy_weight") == 0);
   }
-  cfg.set_value("energy.base", std::string(vectors && mlp && denoising ? "gaussian" : "none"));
+  cfg.set_value("energy.base", std::string(vectors && mlp && denoising ? "classes" : "none"));
 }
 
 TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device,
@@ -295,9 +295,9 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
   }
   p.data = train.to(device);
   p.objective->fit_data(p.data.x);
-  if (cfg.has_key("energy.base") && cfg.get_string("energy.base") == "gaussian")
+  if (cfg.has_key("energy.base") && cfg.get_string("energy.base") != "none" && cfg.get_string("energy.base") != "auto")
     if (auto* m = dynamic_cast<ClassifierMLPImpl*>(p.energy.get()))
-      m->fit_gaussian_base(p.data.x);
+      m->fit_base(p.data.x, p.data.has_labels() ? p.data.y : torch::Tensor());
   p.gen = run_generator(cfg, kStreamTrain, 0, device);
   p.draw = augmented_draw(cfg, p.data, pixels);
   const int64_t tasks = cfg.get_int("data.tasks");

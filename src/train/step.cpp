@@ -218,6 +218,11 @@ void restore(TrainParts& parts, const std::string& bytes) {
     } catch (const Error& e) {
       fail(ExitCode::kBadData, "checkpoint does not match this config: ", e.what());
     }
+    // (LibTorch's load sets the states the archive holds and keeps the
+    // others: a rollback to a snapshot taken before the first step kept the
+    // diverged steps' Adam moments, whose huge second moments then froze
+    // the weights: a probe's JEM ended at chance accuracy)
+    parts.learners[i].optimizer->state().clear();
     parts.learners[i].optimizer->load(opts[i]);
     // the moving average: from the checkpoint, or (none written: off then,
     // or saved before the first step) started afresh at the next step

@@ -517,6 +517,31 @@ void Trainer::load_checkpoint(const std::string& path) {
   }
 }
 
+std::map<std::string, double> Trainer::validate_step(int64_t step, bool keep_best) {
+  std::map<std::string, double> j;
+  const auto [nll, accuracy, nll_se] = validate();
+  j["val_nll"] = nll;
+  if (val_kind_ == ValKind::kClasses) j["val_accuracy"] = accuracy;
+  double score = nll;
+  bool eligible = true;
+  if (const double px = validate_px(); std::isfinite(px)) {
+    // JEM with p(x) by score matching: the lowest objective among the
+    // steps whose classifier is within two standard errors of the best
+    // validation NLL so far (the p(x) term keeps improving long after
+    // the classifier starts to overfit a small training set)
+    j["val_px"] = px;
+    score = j["val_objective"] = nll + px;
+    parts_.best.nll = std::min(parts_.best.nll, nll);
+    eligible = nll <= parts_.best.nll + 2 * nll_se;
+  }
+  if (keep_best && eligible && score < parts_.best.score) {
+    parts_.best.score = score;
+    parts_.best.step = step;
+    parts_.best.state = module_state(*parts_.energy);
+  }
+  return j;
+}
+
 int64_t Trainer::run(bool resume) {
   const std::string ckpt = out_ + "/checkpoint.pt", metrics_path = out_ + "/metrics.jsonl";
   const int64_t steps = cfg_.get_int("train.steps");
@@ -558,9 +583,13 @@ int64_t Trainer::run(bool resume) {
 
   std::ofstream metrics;
   if (lead) metrics.open(metrics_path, std::ios::app);
-  std::string good = snapshot(parts_);
   const int64_t log_every = cfg_.get_int("train.log_every");
   const bool keep_best = cfg_.get_bool("train.keep_best");
+  // (train.keep_best: the starting weights are a candidate too, where a
+  // fitted base makes them a model, energy.base = "classes"; before the
+  // first snapshot, which a rollback restores the best from)
+  if (keep_best && parts_.step == 0 && val_.size() > 0) validate_step(0, true);
+  std::string good = snapshot(parts_);
   const int64_t ckpt_every = cfg_.get_int("train.checkpoint_every");
   const auto options = StepOptions(cfg_.get_int("train.batch_size"))
                            .energy_limit(cfg_.get_float("train.energy_limit"))
@@ -595,6 +624,7 @@ int64_t Trainer::run(bool resume) {
                      " (loss ", r.loss, ") after ", max,
                      " rollbacks with smaller learning rates; see ", metrics_path);
       restore(parts_, good);
+      acc.clear();  // (the next metrics line averages the steps after the rollback only)
       parts_.retries = tries;
       parts_.lr_scale = scale;
       if (lead)
@@ -616,28 +646,8 @@ int64_t Trainer::run(bool resume) {
       for (const auto& [k, v] : acc) j[k] = v.first / double(v.second);
       if (acc.count("e_pos") && acc.count("e_neg")) last_gap = j["e_neg"].get<double>() - j["e_pos"].get<double>();
       j["lr"] = lr;
-      if (val_.size() > 0) {
-        const auto [nll, accuracy, nll_se] = validate();
-        j["val_nll"] = nll;
-        if (val_kind_ == ValKind::kClasses) j["val_accuracy"] = accuracy;
-        double score = nll;
-        bool eligible = true;
-        if (const double px = validate_px(); std::isfinite(px)) {
-          // JEM with p(x) by score matching: the lowest objective among the
-          // steps whose classifier is within two standard errors of the best
-          // validation NLL so far (the p(x) term keeps improving long after
-          // the classifier starts to overfit a small training set)
-          j["val_px"] = px;
-          score = j["val_objective"] = nll + px;
-          parts_.best.nll = std::min(parts_.best.nll, nll);
-          eligible = nll <= parts_.best.nll + 2 * nll_se;
-        }
-        if (keep_best && eligible && score < parts_.best.score) {
-          parts_.best.score = score;
-          parts_.best.step = step;
-          parts_.best.state = module_state(*parts_.energy);
-        }
-      }
+      if (val_.size() > 0)
+        for (const auto& [k, v] : validate_step(step, keep_best)) j[k] = v;
       const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       j["time"] = wall;
       if (coll_ && coll_->world() > 1) {

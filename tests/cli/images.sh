@@ -215,6 +215,11 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
       && "$EBM" eval --task fid --model "$T/c8_run/model.pt" --features "$T/flat_run/model.pt" --reference "$T/ref3" \
         --n 3 --steps 1 --out "$T/fid_ref3.json" >/dev/null 2>&1 && grep -q '"class_shares": "reference"' "$T/fid_ref3.json" \
       || { echo "FAIL: FID at the reference folder's labels"; fails=$((fails + 1)); }
+    # Named class folders for a model trained on numbered labels: no names to
+    # match them by, so exit 65 (their sorted places would be guesses).
+    for k in alpha beta; do mkdir -p "$T/named3/$k" && cp "$T/mixed/a.png" "$T/named3/$k/a.png"; done
+    expect 65 "the model's classes have none" -- "$EBM" classify --model "$T/c8_run/model.pt" --input "$T/named3" \
+      --out "$T/named3.csv"
     # The Gaussian baseline has its own stream: --steps 3 draws other model
     # samples (another fid) but the same baseline.
     "$EBM" eval --task fid --model "$P" --features "$T/flat_run/model.pt" --reference "$T/pix.npy" --n 20 --steps 3 \

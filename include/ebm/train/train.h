@@ -55,12 +55,12 @@ Learner make_learner(const Config& cfg, std::string name, std::shared_ptr<torch:
 // dequantization noise when data.dequantize = uniform; data.flip mirrors
 // half of every image batch. data.tasks > 1 cuts the labelled rows into
 // tasks learned in order (data/tasks.h).
-// An energy with energy.base = "gaussian" gets its Gaussian fitted to the
-// training rows here.
+// An energy with energy.base = "classes" or "gaussian" gets it fitted to the
+// training rows (and labels) here.
 TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device = c10::kCPU,
                        const std::optional<PixelMap>& pixels = std::nullopt);
 // energy.base = "auto" resolved in the config (what model.pt and config.toml
-// keep): "gaussian" for a class-conditional MLP on vectors of up to 1,024
+// keep): "classes" for a class-conditional MLP on vectors of up to 1,024
 // values whose log p(x) is trained by denoising score matching (objective.px
 // of jem, or objective.name = dsm), "none" otherwise.
 void resolve_energy_base(Config& cfg, const std::vector<int64_t>& event_shape);
@@ -133,6 +133,10 @@ class Trainer {
   // when the objective has none (Objective::scores_held_out).
   double validate_px();
   bool validates_px() const;  // validate_px applies
+  // Both on the validation rows at `step` (val_nll, val_accuracy, val_px,
+  // val_objective, for the metrics line); with keep_best, the weights become
+  // the best so far when they score best.
+  std::map<std::string, double> validate_step(int64_t step, bool keep_best);
 
   Config cfg_;
   std::string out_;

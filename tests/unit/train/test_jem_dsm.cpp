@@ -106,15 +106,16 @@ TEST(JemScoreMatching, MarginalFitsTheNoisedDensityIn20Dimensions) {
       ++validations;
       EXPECT_NEAR(j["val_objective"].get<double>(), j["val_nll"].get<double>() + j["val_px"].get<double>(), 1e-9);
     }
-    if (j.value("event", "") == "keep_best") kept = j.contains("val_objective") && j["step"].get<int64_t>() > 0;
+    // (step 0 may win: the class base is this mixture's own family)
+    if (j.value("event", "") == "keep_best") kept = j.contains("val_objective") && j["step"].get<int64_t>() >= 0;
   }
   EXPECT_EQ(validations, 20);
   EXPECT_TRUE(kept);
   EXPECT_NE(t.best_criterion().find("objective"), std::string::npos);
-  // auto took the Gaussian base, and model.pt keeps it: the same energies
+  // auto took the class base, and model.pt keeps it: the same energies
   std::ifstream toml(root + "/run/config.toml");
   const std::string text((std::istreambuf_iterator<char>(toml)), std::istreambuf_iterator<char>());
-  EXPECT_NE(text.find("base = \"gaussian\""), std::string::npos);
+  EXPECT_NE(text.find("base = \"classes\""), std::string::npos);
   auto loaded = load_model(root + "/run/model.pt");
   loaded->eval();
   EXPECT_TRUE(torch::allclose(loaded->energy(xf), t.energy().energy(xf), 1e-5, 1e-5));
@@ -131,13 +132,13 @@ TEST(GaussianBase, IsTheFittedMahalanobisDistanceAndLeavesPOfYGivenXAlone) {
   auto a = torch::randn({d, d}, torch::kDouble);
   a[2] *= 1e-2;  // (a low-variance direction)
   auto rows = (torch::randn({n, d}, torch::kDouble).mm(a) + 3.0).to(torch::kFloat);
-  auto opts = ClassifierMLPOptions(d, {16}, 3).gaussian_base(true);
+  auto opts = ClassifierMLPOptions(d, {16}, 3).base("gaussian");
   ClassifierMLP with(opts), without(ClassifierMLPOptions(d, {16}, 3));
   {
     torch::NoGradGuard ng;
     for (const auto& p : without->named_parameters()) with->named_parameters()[p.key()].copy_(p.value());
   }
-  with->fit_gaussian_base(rows);
+  with->fit_base(rows);
   auto x = rows.narrow(0, 0, 50) + 0.5 * torch::randn({50, d});
   torch::NoGradGuard ng;
   EXPECT_TRUE(torch::allclose(torch::softmax(-with->class_energies(x), 1), torch::softmax(-without->class_energies(x), 1),
@@ -153,7 +154,7 @@ TEST(GaussianBase, IsTheFittedMahalanobisDistanceAndLeavesPOfYGivenXAlone) {
   auto want = 0.5 * (dx.mm(prec) * dx).sum(1);
   auto got = with->class_energies(x).to(torch::kDouble);
   for (int64_t k = 0; k < 3; ++k) EXPECT_TRUE(torch::allclose(got.select(1, k), want, 2e-3, 1e-3)) << k;
-  EXPECT_EQ(code_of([&] { without->fit_gaussian_base(rows); }), ExitCode::kBadConfig);
+  EXPECT_EQ(code_of([&] { without->fit_base(rows); }), ExitCode::kBadConfig);
 }
 
 // auto: the base where log p(x) is trained by denoising score matching on a
@@ -167,17 +168,17 @@ TEST(GaussianBase, AutoTakesItWhereDenoisingTrainsAConditionalMlp) {
     return c.get_string("energy.base");
   };
   const std::string jem = "[energy]\nname = \"jem\"\nclasses = 2\n[objective]\nname = \"jem\"\n";
-  EXPECT_EQ(resolved(jem, {kJemCdMaxDim + 1}), "gaussian");
+  EXPECT_EQ(resolved(jem, {kJemCdMaxDim + 1}), "classes");
   EXPECT_EQ(resolved(jem, {2}), "none");         // (auto: chains)
   EXPECT_EQ(resolved(jem, {1, 8, 8}), "none");   // (images: a conv net)
   EXPECT_EQ(resolved(jem, {2048}), "none");      // (over 1,024 values)
   EXPECT_EQ(resolved(jem + "px = \"cd\"\n", {64}), "none");
-  EXPECT_EQ(resolved(jem + "px = \"dsm\"\n", {2}), "gaussian");
+  EXPECT_EQ(resolved(jem + "px = \"dsm\"\n", {2}), "classes");
   EXPECT_EQ(resolved(jem + "pxy_weight = 0.5\n", {64}), "none");
   EXPECT_EQ(resolved("[energy]\nname = \"jem\"\nnet = \"conv\"\nclasses = 2\n[objective]\nname = \"jem\"\n", {64}),
             "none");
   EXPECT_EQ(resolved("[energy]\nname = \"mlp\"\nconditional = true\nclasses = 2\n[objective]\nname = \"dsm\"\n", {8}),
-            "gaussian");
+            "classes");
   EXPECT_EQ(resolved("[energy]\nname = \"mlp\"\n[objective]\nname = \"dsm\"\n", {8}), "none");
   EXPECT_EQ(resolved("[energy]\nname = \"mlp\"\nconditional = true\nclasses = 2\n[objective]\nname = \"ce\"\n", {8}),
             "none");
@@ -194,6 +195,58 @@ TEST(GaussianBase, AutoTakesItWhereDenoisingTrainsAConditionalMlp) {
   EXPECT_EQ(code_of([&] { build("[energy]\nname = \"jem\"\nclasses = 2\nbase = \"gauss\"\n", {8}); }),
             ExitCode::kBadConfig);
   EXPECT_NO_THROW(build("[energy]\nname = \"jem\"\nclasses = 2\nbase = \"gaussian\"\n", {8}));
+  EXPECT_NO_THROW(build("[energy]\nname = \"jem\"\nclasses = 2\nbase = \"classes\"\n", {8}));
+  EXPECT_EQ(code_of([&] { build("[energy]\nname = \"mlp\"\nbase = \"classes\"\n", {8}); }), ExitCode::kBadConfig);
+}
+
+// energy.base = "classes": after fit_base the model is linear discriminant
+// analysis' (its last layer zeroed): E(x, y) = 1/2 (x - m_y)^T S^-1 (x - m_y)
+// - log pi_y with m_y the class means, S the pooled within-class covariance
+// (plus the ridge) and pi_y = (n_y + 1) / (n + K), computed here in closed
+// form in float64; p(y | x) is then LDA's posterior. Rows with labels outside
+// the classes count as unlabelled; too few labelled rows give one Gaussian.
+TEST(GaussianBase, ClassesIsLinearDiscriminantAnalysis) {
+  torch::manual_seed(5);
+  const int64_t d = 5, k = 3, n = 4000;
+  auto a = torch::randn({d, d}, torch::kDouble);
+  auto y = torch::multinomial(torch::tensor({0.6, 0.3, 0.1}, torch::kDouble), n, true);
+  auto centres = 2.0 * torch::randn({k, d}, torch::kDouble);
+  auto rows = (torch::randn({n, d}, torch::kDouble).mm(a) + centres.index_select(0, y) + 10.0).to(torch::kFloat);
+  auto labels = y.clone();
+  labels.narrow(0, 0, 100).fill_(7);  // (outside the classes: unlabelled)
+  ClassifierMLP m(ClassifierMLPOptions(d, {16}, k).base("classes"));
+  m->fit_base(rows, labels);
+  // the closed form over the labelled rows
+  auto r = rows.to(torch::kDouble).narrow(0, 100, n - 100);
+  auto yl = y.narrow(0, 100, n - 100);
+  std::vector<torch::Tensor> means;
+  auto within = torch::zeros({d, d}, torch::kDouble);
+  auto logp = torch::zeros({k}, torch::kDouble);
+  for (int64_t c = 0; c < k; ++c) {
+    auto rc = r.index({yl == c});
+    means.push_back(rc.mean(0));
+    auto xc = rc - means.back();
+    within += xc.t().mm(xc);
+    logp[c] = std::log((rc.size(0) + 1.0) / double(n - 100 + k));
+  }
+  auto cov = within / double(n - 100 - k);
+  auto prec = torch::inverse(cov + 1e-4 * cov.diagonal().mean() * torch::eye(d, torch::kDouble));
+  auto x = rows.narrow(0, 0, 64) + torch::randn({64, d});
+  torch::NoGradGuard ng;
+  auto got = m->class_energies(x).to(torch::kDouble);
+  for (int64_t c = 0; c < k; ++c) {
+    auto dx = x.to(torch::kDouble) - means[c];
+    auto want = 0.5 * (dx.mm(prec) * dx).sum(1) - logp[c];
+    EXPECT_TRUE(torch::allclose(got.select(1, c), want, 2e-3, 2e-3)) << c;
+  }
+  // (the marginal: the mixture's -log sum_y pi_y exp(-quadratic))
+  EXPECT_TRUE(torch::allclose(m->energy(x).to(torch::kDouble), -torch::logsumexp(-got, 1), 1e-4, 1e-4));
+  // too few labelled rows: one Gaussian, equal shares
+  ClassifierMLP one(ClassifierMLPOptions(d, {16}, k).base("classes"));
+  one->fit_base(rows, torch::full({n}, int64_t(-1), torch::kLong));
+  auto e1 = one->class_energies(x);
+  EXPECT_TRUE(torch::allclose(e1.select(1, 0), e1.select(1, 2), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(torch::softmax(-e1, 1), torch::full({64, k}, 1.0 / k), 1e-5, 1e-5));
 }
 
 TEST(JemScoreMatching, ResumeIsBitExact) {

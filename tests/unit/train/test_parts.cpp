@@ -118,6 +118,19 @@ TEST(TrainStep, TwoLearnersResumeBitExact) {
     EXPECT_TRUE(torch::equal(a[i], b[i])) << "tensor " << i;
     EXPECT_FALSE(torch::equal(a[i], before[i])) << "tensor " << i << " never moved";
   }
+  // A rollback to the snapshot taken before the first step (what a divergence
+  // early in a run restores) forgets the optimisers' moments of the steps
+  // since: the steps after it are a fresh run's.
+  {
+    TrainParts rolled = two_learner_parts();
+    const std::string start = snapshot(rolled);
+    for (int i = 0; i < 4; ++i) train_step(rolled, options);
+    restore(rolled, start);
+    EXPECT_EQ(rolled.step, 0);
+    while (rolled.step < 12) train_step(rolled, options);
+    auto c = state_of(rolled);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], c[i])) << "tensor " << i << " after a rollback";
+  }
   // A snapshot of other learners is refused, naming what is missing.
   TrainParts other = two_learner_parts();
   other.learners[1].name = "critic";
