@@ -1,8 +1,10 @@
 // ebm predict --model M --input PAST --horizon H --out FUTURE [--truth FILE]
-//             [--steps K --chains C --sampler SPEC --seed S]
-// Trajectory prediction: the H steps after each row of PAST, sampled from the
-// model given the past (eval/prediction.h); with --truth, the MSE per horizon
-// step beside constant-velocity extrapolation, as JSON on stdout.
+//             [--method mode|sample --steps K --chains C --sampler SPEC --seed S]
+// Trajectory prediction: the H steps after each row of PAST, the model's
+// conditional mode given the past (default) or a draw from it
+// (eval/prediction.h); with --truth, the MSE per horizon step beside
+// constant-velocity extrapolation, the last position held, and a Gaussian
+// fitted to the run's training trajectories, as JSON on stdout.
 #include <nlohmann/json.hpp>
 
 #include <iostream>
@@ -17,13 +19,14 @@
 #include "ebm/io/io.h"
 #include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
+#include "ebm/train/train.h"
 
 namespace ebm::cli {
 
 Runner add_predict(CLI::App& app) {
   struct Args {
     Common common;
-    std::string model, input, out, truth, sampler;
+    std::string model, input, out, truth, sampler, method = "auto";
     int64_t horizon = 0, steps = 200, chains = 4, step_values = 0;
   };
   auto a = std::make_shared<Args>();
@@ -39,9 +42,16 @@ Runner add_predict(CLI::App& app) {
   cmd->add_option("--truth", a->truth,
                   "the true continuation [N, >= H * F]: print JSON with the MSE per horizon step for the model and "
                   "for constant-velocity extrapolation");
-  cmd->add_option("--steps", a->steps, "sampler transitions per chain")->capture_default_str();
-  cmd->add_option("--chains", a->chains, "chains per row; the one of lowest energy is kept")->capture_default_str();
-  cmd->add_option("--sampler", a->sampler, "sampler spec (default: the model's training sampler)");
+  cmd->add_option("--method", a->method,
+                  "mode: the most likely future given the past (descent from the last position; the least squared "
+                  "error where the conditional is close to Gaussian) | sample: a draw by --sampler | auto (default: "
+                  "sample when --sampler is given, else mode)")
+      ->capture_default_str();
+  cmd->add_option("--steps", a->steps, "descent iterations (mode) or sampler transitions per chain (sample)")
+      ->capture_default_str();
+  cmd->add_option("--chains", a->chains, "sample: chains per row; the one of lowest energy is kept")
+      ->capture_default_str();
+  cmd->add_option("--sampler", a->sampler, "sample: sampler spec (default: the model's training sampler)");
   cmd->add_option("--step-values", a->step_values,
                   "F, values per step, for a model of trajectories whose run did not say (data.step_values)");
   add_common(cmd, a->common);
@@ -50,6 +60,11 @@ Runner add_predict(CLI::App& app) {
     EBM_CHECK_USAGE(a->horizon >= 1, "--horizon must be >= 1, got ", a->horizon);
     EBM_CHECK_USAGE(a->steps >= 0, "--steps must be >= 0, got ", a->steps);
     EBM_CHECK_USAGE(a->chains >= 1, "--chains must be >= 1, got ", a->chains);
+    EBM_CHECK_USAGE(a->method == "auto" || a->method == "mode" || a->method == "sample",
+                    "--method must be mode, sample or auto, got '", a->method, "'");
+    const std::string method = a->method != "auto" ? a->method : a->sampler.empty() ? "mode" : "sample";
+    EBM_CHECK_USAGE(method == "sample" || a->sampler.empty(), "--sampler ", a->sampler,
+                    ": --method mode descends, it draws nothing (--method sample)");
     const std::string ext = file_extension(a->out);
     EBM_CHECK_USAGE(ext == ".csv" || ext == ".npy", "--out ", a->out, ": extension must be .csv or .npy");
     check_writable(a->out);
@@ -87,18 +102,42 @@ Runner add_predict(CLI::App& app) {
       warn_if_far_from_training(prefix, info, past, a->input);
     }
     energy->to(device);
-    auto sampler = model_sampler(info, a->sampler);
-    auto gen = make_generator(a->common.seed, kStreamSample, device);
-    auto opt = PredictionOptions(f, a->horizon).steps(a->steps).chains(a->chains);
-    auto future = predict_trajectories(*energy, units, *sampler, past.to(device), opt, gen).to(torch::kCPU);
+    // (the run's own training trajectories, for the descent's scale when the
+    // model has no standardisation, and for the Gaussian baseline)
+    std::string why;
+    const auto split = model_data_split(info, a->model, &why);
+    torch::Tensor future;
+    if (method == "mode") {
+      double var = 4.0;  // (the model's units: data sd 2 by default)
+      if (units.defined()) {
+        if (!info.data_toml.empty()) {
+          const double sd = data_config(info.data_toml, a->model + "[data_config]").get_float("data.standardize_sd");
+          var = sd * sd;
+        }
+      } else if (split && split->train.size() >= 2) {
+        var = split->train.x.flatten(1).to(torch::kDouble).var(0).mean().item<double>();
+      }
+      future = predict_mode(*energy, units, past.to(device), f, a->horizon, a->steps, var).to(torch::kCPU);
+    } else {
+      auto sampler = model_sampler(info, a->sampler);
+      auto gen = make_generator(a->common.seed, kStreamSample, device);
+      auto opt = PredictionOptions(f, a->horizon).steps(a->steps).chains(a->chains);
+      future = predict_trajectories(*energy, units, *sampler, past.to(device), opt, gen).to(torch::kCPU);
+    }
     check_finite_rows(future, "predicted steps");
     write_matrix(a->out, future);
     if (truth.defined()) {
       auto model_mse = per_step_mse(future, truth, f);
       auto cv_mse = per_step_mse(constant_velocity(past, f, a->horizon), truth, f);
-      nlohmann::json j = {{"n", past.size(0)},       {"past_steps", tp},   {"horizon", a->horizon},
-                          {"step_dim", f},           {"model_steps", t},   {"mcmc_steps", a->steps},
-                          {"chains", a->chains},     {"mse", {{"model", model_mse}, {"constant_velocity", cv_mse}}}};
+      nlohmann::json mse = {{"model", model_mse},
+                            {"constant_velocity", cv_mse},
+                            {"last_position", per_step_mse(last_position(past, f, a->horizon), truth, f)}};
+      if (split && split->train.size() >= 2)
+        mse["gaussian"] = per_step_mse(gaussian_prediction(split->train.x.flatten(1), past, f, a->horizon), truth, f);
+      nlohmann::json j = {{"n", past.size(0)}, {"past_steps", tp},  {"horizon", a->horizon}, {"step_dim", f},
+                          {"model_steps", t},  {"method", method},  {"steps", a->steps},     {"mse", mse}};
+      if (method == "sample") j["chains"] = a->chains;
+      if (!(split && split->train.size() >= 2)) j["gaussian"] = {{"none", why}};
       std::cout << j.dump() << "\n";
     }
     return 0;

@@ -2,7 +2,11 @@
 
 #include <c10/util/accumulate.h>
 
+#include <cmath>
+#include <limits>
+
 #include "ebm/core/error.h"
+#include "ebm/eval/restoration.h"
 #include "ebm/sampling/conditional.h"
 
 namespace ebm {
@@ -70,6 +74,51 @@ torch::Tensor predict_trajectories(EnergyImpl& energy, const AffineMap& units, S
                     CompletionOptions(o.steps()).chains(o.chains()), gen);
   auto out = units.to_user(r.x.detach().reshape({n, t * f}));
   return out.narrow(1, tp * f, o.horizon() * f).contiguous();
+}
+
+torch::Tensor last_position(const torch::Tensor& past, int64_t step_dim, int64_t steps) {
+  TORCH_CHECK(past.dim() == 2 && past.size(1) % step_dim == 0 && past.size(1) >= step_dim,
+              "last_position: want [N, t_p * F], got ", past.sizes(), " for F = ", step_dim);
+  return past.narrow(1, past.size(1) - step_dim, step_dim).repeat({1, steps});
+}
+
+torch::Tensor predict_mode(EnergyImpl& energy, const AffineMap& units, const torch::Tensor& past, int64_t step_dim,
+                           int64_t horizon, int64_t steps, double data_var) {
+  const int64_t f = step_dim, t = trajectory_steps(energy.event_shape(), f);
+  const int64_t tp = past_steps(past, f, t, horizon, "past");
+  EBM_CHECK_USAGE(steps >= 0, "steps must be >= 0, got ", steps);
+  TORCH_CHECK(data_var > 0 && std::isfinite(data_var), "predict_mode: data_var must be > 0, got ", data_var);
+  const int64_t n = past.size(0);
+  auto x = past.is_floating_point() ? past : past.to(torch::kFloat);
+  auto u = units.to_model(torch::cat({x, last_position(x, f, t - tp)}, 1));  // [N, T * F]
+  auto free = torch::zeros({1, t * f}, torch::kBool);
+  free.narrow(1, tp * f, (t - tp) * f).fill_(true);
+  FreezeParameters frozen(energy);
+  Energy view(Energy(), &energy);  // (aliasing, not owning)
+  ClampedEnergyImpl clamped(view, u, free.expand_as(u));
+  // (no observation term: an infinite noise std, the data's variance alone
+  // preconditioning the descent)
+  auto mode = posterior_mode(clamped, u, torch::tensor(std::numeric_limits<double>::infinity()), steps,
+                             torch::tensor(data_var, torch::kDouble));
+  auto out = units.to_user(clamped.fill(mode).detach().reshape({n, t * f}));
+  return out.narrow(1, tp * f, horizon * f).contiguous();
+}
+
+torch::Tensor gaussian_prediction(const torch::Tensor& train, const torch::Tensor& past, int64_t step_dim,
+                                  int64_t horizon) {
+  const int64_t w = past.size(1), hf = horizon * step_dim;
+  TORCH_CHECK(train.dim() == 2 && train.size(1) >= w + hf && train.size(0) >= 2,
+              "gaussian_prediction: want training rows [M >= 2, >= ", w + hf, "], got ", train.sizes());
+  auto r = train.to(torch::kDouble).narrow(1, 0, w + hf);
+  auto mean = r.mean(0);
+  auto c = r - mean;
+  auto cov = c.t().mm(c) / double(r.size(0) - 1);
+  cov = cov + 1e-6 * std::max(cov.diagonal().mean().item<double>(), 1e-12) * torch::eye(w + hf, torch::kDouble);
+  auto spp = cov.narrow(0, 0, w).narrow(1, 0, w), sfp = cov.narrow(0, w, hf).narrow(1, 0, w);
+  auto dp = past.to(torch::kDouble) - mean.narrow(0, 0, w);  // [N, W]
+  auto l = torch::linalg_cholesky(spp);
+  auto solved = torch::cholesky_solve(dp.t(), l);  // [W, N]
+  return (mean.narrow(0, w, hf).unsqueeze(0) + sfp.mm(solved).t()).to(past.scalar_type());
 }
 
 }  // namespace ebm

@@ -158,6 +158,8 @@ torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const t
   TORCH_CHECK(var.numel() == 1 || var.numel() == y[0].numel(), "posterior_mode: ", var.numel(),
               " noise stds for rows of ", y[0].numel(), " values");
   TORCH_CHECK((var > 0).all().item<bool>(), "posterior_mode: noise stds must be > 0");
+  TORCH_CHECK(prior_var.defined() || torch::isfinite(var).all().item<bool>(),
+              "posterior_mode: an infinite noise std (no observation term) needs prior_var");
   var = var.expand({y[0].numel()}).reshape(y[0].sizes()).unsqueeze(0);  // [1, ...event]
   auto precond = var;
   if (prior_var.defined()) {

@@ -445,6 +445,8 @@ if "$EBM" "${TRAJ[@]}" --out "$T/traj_run" >"$T/traj.out" 2>"$T/traj.err"; then
   cut -d, -f19-24 "$T/traj_run/test.csv" >"$T/truth1.csv"
   "$EBM" predict --model "$TM" --input "$T/past3.csv" --horizon 2 --steps 2 --truth "$T/truth2.csv" \
     --out "$T/future.csv" >"$T/pred.json" 2>/dev/null && grep -q '"constant_velocity"' "$T/pred.json" \
+    && grep -q '"last_position"' "$T/pred.json" && grep -q '"gaussian":\[' "$T/pred.json" \
+    && grep -q '"method":"mode"' "$T/pred.json" \
     && [ "$(head -1 "$T/future.csv" | awk -F, '{print NF}')" -eq 12 ] \
     && [ "$(wc -l <"$T/future.csv")" -eq "$(wc -l <"$T/past3.csv")" ] || { echo "FAIL: predict"; fails=$((fails + 1)); }
   # A past in other units (x 1000) is predicted, with a warning.
@@ -459,6 +461,8 @@ if "$EBM" "${TRAJ[@]}" --out "$T/traj_run" >"$T/traj.out" 2>"$T/traj.err"; then
   PRED=(predict --model "$TM" --steps 1 --out "$T/never.csv")
   expect 64 "beyond the model's 6 steps" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 4
   expect 64 "horizon must be >= 1" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 0
+  expect 64 "method must be mode, sample or auto" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 1 --method best
+  expect 64 "descends, it draws nothing" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 1 --method mode --sampler nuts
   expect 65 "past_ragged.csv: rows of 17 values are not whole steps of 6" -- "$EBM" "${PRED[@]}" --input "$T/past_ragged.csv" --horizon 1
   expect 65 "past1.csv: 1 past step(s)" -- "$EBM" "${PRED[@]}" --input "$T/past1.csv" --horizon 1
   expect 65 "truth1.csv: want" -- "$EBM" "${PRED[@]}" --input "$T/past3.csv" --horizon 2 --truth "$T/truth1.csv"
