@@ -17,6 +17,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "commands.h"
@@ -222,8 +223,9 @@ torch::Tensor read_truth(const std::string& spec, const Setup& s, int64_t n_opti
 Runner add_inpaint(CLI::App& app) {
   struct Args {
     Common common;
-    std::string model, input, mask, out, truth, reference, sampler, init = "auto";
+    std::string model, input, mask, out, truth, reference, sampler, init = "auto", method = "auto";
     int64_t steps = 60, chains = 4, n = 0;
+    CLI::Option *steps_option = nullptr, *chains_option = nullptr;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("inpaint", "fill masked pixels (or coordinates) by sampling them given the rest");
@@ -237,9 +239,19 @@ Runner add_inpaint(CLI::App& app) {
                   "file of 1 or N masks (nonzero = missing)")
       ->required();
   cmd->add_option("--out", a->out, "completed rows: .png (original | masked | completed), .npy, .idx, .csv")->required();
-  cmd->add_option("--steps", a->steps, "sampler transitions per chain")->capture_default_str();
-  cmd->add_option("--chains", a->chains, "chains per image; the one of lowest energy is kept")->capture_default_str();
-  cmd->add_option("--sampler", a->sampler, "sampler spec (default: the model's training sampler)");
+  cmd->add_option("--method", a->method,
+                  "mode: the most likely values given the rest (a descent; for a Gaussian the conditional mean, "
+                  "the least squared error) | sample: a draw from the model given the rest | auto (default: sample "
+                  "for images and when --sampler or --chains is given, else mode)")
+      ->capture_default_str();
+  a->steps_option = cmd->add_option("--steps", a->steps,
+                                    "sampler transitions per chain (default 60), or descent iterations (mode, "
+                                    "default 200)");
+  a->chains_option = cmd->add_option("--chains", a->chains,
+                                     "sample: chains per row, the one of lowest energy kept (default: 4 for images; "
+                                     "1 for vectors, whose draws are then the conditional's: more chains favour its "
+                                     "mode and narrow the draws)");
+  cmd->add_option("--sampler", a->sampler, "sample: sampler spec (default: the model's training sampler)");
   cmd->add_option("--init", a->init,
                   "where the masked values start: noise (uniform over the pixel range; N(0, 1) for vectors), mean "
                   "(the reference's mean), nearest (the reference row nearest on the known values), or auto (mean "
@@ -258,9 +270,19 @@ Runner add_inpaint(CLI::App& app) {
     EBM_CHECK_USAGE(a->steps >= 0, "--steps must be >= 0, got ", a->steps);
     EBM_CHECK_USAGE(a->chains >= 1, "--chains must be >= 1, got ", a->chains);
     EBM_CHECK_USAGE(a->n >= 0, "--n must be >= 0, got ", a->n);
+    EBM_CHECK_USAGE(a->method == "auto" || a->method == "mode" || a->method == "sample",
+                    "--method must be mode, sample or auto, got '", a->method, "'");
     check_out(a->out);
     Setup s = load(a->model);
     check_out_for(a->out, s);
+    // (auto: sample for images, and for vectors given a sampler or chains)
+    const bool sampling_asked = !a->sampler.empty() || a->chains_option->count() > 0;
+    const std::string method = a->method != "auto" ? a->method : s.image || sampling_asked ? "sample" : "mode";
+    EBM_CHECK_USAGE(method == "sample" || (a->sampler.empty() && a->chains_option->count() == 0),
+                    a->sampler.empty() ? "--chains" : "--sampler",
+                    ": --method mode descends from one start per row (--method sample draws)");
+    const int64_t steps = a->steps_option->count() > 0 ? a->steps : method == "mode" ? 200 : 60;
+    const int64_t chains = a->chains_option->count() > 0 ? a->chains : s.image ? 4 : 1;
     auto gen = make_generator(a->common.seed, kStreamSample);
     auto x = read_rows(a->input, s, a->n, "input");
     const int64_t n = x.size(0);
@@ -306,18 +328,41 @@ Runner add_inpaint(CLI::App& app) {
       ref = split ? split->train.x : read_model_data(ref_spec, s.info, "train");
       ref = s.units.defined() ? s.units.to_model(ref.flatten(1)).reshape(ref.sizes()) : ref;
     }
-    auto sampler = model_sampler(s.info, a->sampler);
-    auto init = init_mode == "noise" ? chain_start(s.info, n * a->chains, gen)
+    auto init = init_mode == "noise" ? chain_start(s.info, n * chains, gen)
                 : (init_mode == "mean" ? mean_fill(x, mask, ref.mean(0)) : nearest_fill(x, mask, ref))
-                      .repeat_interleave(a->chains, 0);
-    auto done = restore(s, *sampler, x, mask, init, CompletionOptions(a->steps).chains(a->chains), gen, "inpaint");
+                      .repeat_interleave(chains, 0);
+    torch::Tensor done;
+    if (method == "mode") {
+      // (the masked values descend E with the rest clamped, as ebm predict's
+      // mode; the data's variance sets the descent's scale)
+      auto var = model_data_var(s);
+      if (!var.defined())
+        var = ref.defined() ? ref.flatten(1).to(torch::kDouble).var(0).mean().clamp_min(1e-12)
+                            : torch::tensor(4.0, torch::kDouble);
+      done = by_blocks(x, s.image ? kBlock : 4096, "inpaint", [&](int64_t i, int64_t m) {
+        auto known = x.narrow(0, i, m);
+        auto f = (mask.size(0) == 1 ? mask : mask.narrow(0, i, m)).expand_as(known);
+        Energy view(Energy(), s.energy.get());  // (aliasing, not owning)
+        ClampedEnergyImpl clamped(view, known, f);
+        const auto start = clamped.fill(init.narrow(0, i, m));
+        auto mode = posterior_mode(clamped, start, torch::tensor(std::numeric_limits<double>::infinity()), steps, var);
+        return clamped.fill(mode).detach();
+      });
+    } else {
+      auto sampler = model_sampler(s.info, a->sampler);
+      done = restore(s, *sampler, x, mask, init, CompletionOptions(steps).chains(chains), gen, "inpaint");
+    }
     auto shown = torch::where(mask, torch::full_like(x, 0.5 * (s.map.lo + s.map.hi)), x);
     write_output(a->out, s, {truth.defined() ? truth : x, shown, done});
     if (truth.defined()) {
-      nlohmann::json j = {{"n", n}, {"mask", a->mask}, {"steps", a->steps}, {"chains", a->chains},
-                          {"init", init_mode}, {"ebm", scored(s, done, truth, mask)}};
-      j["mean_image"] = scored(s, mean_fill(x, mask, ref.mean(0)), truth, mask);
+      nlohmann::json j = {{"n", n},          {"mask", a->mask},       {"method", method},
+                          {"steps", steps},  {"init", init_mode},     {"ebm", scored(s, done, truth, mask)}};
+      if (method == "sample") j["chains"] = chains;
+      j[s.image ? "mean_image" : "mean"] = scored(s, mean_fill(x, mask, ref.mean(0)), truth, mask);
       j["nearest"] = scored(s, nearest_fill(x, mask, ref), truth, mask);
+      // (vectors: the conditional mean under a Gaussian fitted to the reference)
+      if (!s.image && c10::multiply_integers(s.info.event_shape) <= 4096)
+        j["gaussian"] = scored(s, gaussian_fill(x, mask, ref), truth, mask);
       j["units"] = s.units_name;
       j["reference"] = ref_spec;
       std::cout << j.dump() << "\n";
@@ -425,6 +470,13 @@ Runner add_denoise(CLI::App& app) {
       // (the std in the model's units: per column for standardised vectors)
       torch::Tensor sigma = torch::tensor(s.image ? noise_std * (s.map.hi - s.map.lo) : noise_std, torch::kDouble);
       if (!s.image && s.units.defined()) sigma = noise_std / s.units.scale;
+      {
+        const auto f32 = sigma.to(torch::kFloat);
+        EBM_CHECK_USAGE((f32 > 0).all().item<bool>() && torch::isfinite(f32).all().item<bool>() &&
+                            torch::isfinite(f32.square().reciprocal()).all().item<bool>(),
+                        "--noise-std ", noise_std, ": out of float32's range in the model's units (std ",
+                        sigma.min().item<double>(), " .. ", sigma.max().item<double>(), ")");
+      }
       const auto prior_var = model_data_var(s);
       done = by_blocks(noisy, s.image ? kBlock : 4096, "denoise", [&](int64_t i, int64_t m) {
         return posterior_mode(*s.energy, noisy.narrow(0, i, m), sigma, steps, prior_var);

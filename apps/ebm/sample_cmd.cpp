@@ -109,6 +109,34 @@ torch::Tensor jump_rows(const ComposedModel& terms, const std::vector<std::strin
 
 constexpr int64_t kImageSampleSteps = 200;  // default --steps of image models
 
+// E_a - w E_b need not be normalisable: where E_b grows faster than E_a / w
+// the difference falls without bound and the chains drift off (a probe's two
+// Gaussians composed so: draws 40 to 360 times too wide, no other sign than
+// R-hat). Rays from the first term's centre, at 10, 20 and 40 of its model
+// units (its data have sd 2 there): E falling along all three steps of any
+// of 64 directions draws a warning.
+static void warn_if_improper(const ComposedModel& c, int64_t seed) {
+  const auto shape = c.info.event_shape;
+  if (shape.size() != 1) return;
+  const int64_t d = shape[0], k = 64;
+  auto gen = make_generator(seed, kStreamEval);
+  auto dir = at::normal(0.0, 1.0, {k, d}, gen, torch::TensorOptions(torch::kDouble));
+  dir = dir / dir.norm(2, 1, true) * std::sqrt(double(d));  // (about 1 per coordinate)
+  std::vector<torch::Tensor> e;
+  torch::NoGradGuard ng;
+  for (double r : {10.0, 20.0, 40.0}) {
+    auto u = (r * dir).to(torch::kFloat);
+    // (the composition's space: the shared model space, else the user's)
+    if (!c.units.defined() && !c.term_units.empty() && c.term_units[0].defined()) u = c.term_units[0].to_user(u);
+    e.push_back(c.energy->energy(u).to(torch::kDouble));
+  }
+  const auto falling = (e[1] < e[0]) & (e[2] < e[1]);
+  if (falling.any().item<bool>())
+    notes() << "ebm sample: warning: the composition E_a - w E_b falls outward along " << falling.sum().item<int64_t>()
+            << " of " << k << " directions from the first model's centre: exp(-E) may not be normalisable there "
+               "and the chains drift off; a smaller --weights w keeps E_a ahead\n";
+}
+
 Runner add_sample(CLI::App& app) {
   struct Args {
     Common common;
@@ -244,6 +272,7 @@ Runner add_sample(CLI::App& app) {
       energy = composed.energy;
       units = composed.units;
       info = composed.info;
+      if (a->compose == "not") warn_if_improper(composed, a->common.seed);
     } else if (!a->script.empty()) {
       energy = std::make_shared<ScriptEnergyImpl>(a->script, a->dim);
     } else {
@@ -423,7 +452,10 @@ Runner add_sample(CLI::App& app) {
     const auto shown_as = display_map(info);
     if (shown_as && (ext == ".png" || ext == ".idx" || (ext == ".npy" && a->thin == 0))) {
       const int64_t k = energy->num_classes();
-      write_images(a->out, x, *shown_as, k > 0 ? std::min<int64_t>(k, 10) : 0, values);
+      // (columns are classes where the chains' labels cycle through them;
+      // draws in the classes' shares come class by class, in reading order
+      // on a square grid)
+      write_images(a->out, x, *shown_as, k > 0 && !labelled ? std::min<int64_t>(k, 10) : 0, values);
     } else if (ext == ".idx") {
       // (float images: their range as 0-255, the start box model.pt keeps
       // or the clamp box; [-1, 1] when neither is known)

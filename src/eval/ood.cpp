@@ -14,6 +14,7 @@
 #include "ebm/core/rng.h"
 #include "ebm/data/images.h"
 #include "ebm/data/image_reading.h"
+#include "ebm/energy/standardized.h"
 #include "ebm/model/input_units.h"
 #include "ebm/model/far_inputs.h"
 #include "ebm/model/inputs.h"
@@ -220,6 +221,14 @@ torch::Tensor ood_scores(EnergyImpl& energy, const torch::Tensor& x, const std::
     torch::Tensor e, g, ce;
     if (want_grad) {
       std::tie(e, g) = energy.energy_and_grad(xb);  // (detached)
+      // (a standardised model's gradient in its own units, where every column
+      // has the same spread: in the data's units the column of smallest scale
+      // is all of |dE/dx| (a probe's 0.001-scale column gave 99.6% of it, and
+      // the exact density's grad_norm ranked OOD rows at 0.69 against 0.94
+      // standardised))
+      AffineMap units;
+      EnergyImpl& inner = sampling_view(energy, &units);
+      if (units.defined()) g = inner.grad(units.to_model(xb.flatten(1)).reshape(xb.sizes()).to(xb.scalar_type()));
     }
     torch::NoGradGuard ng;
     if (!e.defined() && wants("energy")) e = energy.energy(xb);

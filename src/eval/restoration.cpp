@@ -198,6 +198,37 @@ torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const t
   return x;
 }
 
+torch::Tensor gaussian_fill(const torch::Tensor& x, const torch::Tensor& mask, const torch::Tensor& reference) {
+  const int64_t n = x.size(0), d = x[0].numel();
+  TORCH_CHECK(reference.dim() >= 2 && reference[0].numel() == d && reference.size(0) >= 2,
+              "gaussian_fill: want reference rows of ", d, " values, got ", reference.sizes());
+  auto r = reference.to(torch::kCPU, torch::kDouble).reshape({reference.size(0), d});
+  auto mu = r.mean(0);
+  auto c = r - mu;
+  auto cov = c.t().mm(c) / double(r.size(0) - 1);
+  cov = cov + 1e-6 * std::max(cov.diagonal().mean().item<double>(), 1e-12) * torch::eye(d, torch::kDouble);
+  auto xd = x.to(torch::kCPU, torch::kDouble).reshape({n, d});
+  auto m = mask.to(torch::kCPU, torch::kBool).reshape({-1, d}).expand({n, d});
+  auto out = torch::where(m, mu.expand({n, d}), xd);
+  // (rows grouped by their mask: one solve per pattern)
+  auto [patterns, inverse, counts] = torch::unique_dim(m.to(torch::kLong), 0, true, true, false);
+  for (int64_t p = 0; p < patterns.size(0); ++p) {
+    auto miss = patterns[p].to(torch::kBool);
+    const int64_t nm = miss.sum().item<int64_t>();
+    if (nm == 0 || nm == d) continue;  // (nothing to fill, or nothing known: the mean)
+    auto rows = (inverse == p).nonzero().squeeze(1);
+    auto mi = miss.nonzero().squeeze(1), ob = (~miss).nonzero().squeeze(1);
+    auto soo = cov.index_select(0, ob).index_select(1, ob), smo = cov.index_select(0, mi).index_select(1, ob);
+    auto dx = xd.index_select(0, rows).index_select(1, ob) - mu.index_select(0, ob);  // [R, O]
+    auto l = torch::linalg_cholesky(soo);
+    auto fill = mu.index_select(0, mi).unsqueeze(0) + smo.mm(torch::cholesky_solve(dx.t(), l)).t();  // [R, M]
+    auto block = out.index_select(0, rows);
+    block.index_copy_(1, mi, fill);
+    out.index_copy_(0, rows, block);
+  }
+  return out.reshape(x.sizes()).to(x.scalar_type());
+}
+
 torch::Tensor gaussian_denoise(const torch::Tensor& y, const torch::Tensor& train, double sigma) {
   TORCH_CHECK(sigma > 0, "gaussian_denoise: sigma must be > 0");
   const auto fit = GaussianFit::fit(train, train.size(0));

@@ -1,6 +1,7 @@
 #include "ebm/eval/tasks.h"
 
 #include <cmath>
+#include <numeric>
 #include <filesystem>
 #include <sstream>
 
@@ -171,6 +172,12 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     EBM_CHECK_DATA(classifier->features(torch::zeros(one)).defined(), features,
                    ": this energy has no penultimate features (use a conv or resnet classifier)");
   }
+  // (an energy model's own features were trained to score a density, not to
+  // tell images apart: a probe's model scored its own samples 0.0018 with
+  // them, beside a baseline of 0.026)
+  if (classifier->num_classes() == 0)
+    notes() << "ebm eval: warning: fid: " << features << " is not a classifier (no classes): FID compares a "
+            << "classifier's penultimate features; give a model trained with objective.name = \"ce\"\n";
   // Every image is compared in the feature network's data's units: raw
   // pixels for a network trained on pixels, float values as the user saved
   // them for one trained on float images (each network's value map, when it
@@ -209,12 +216,16 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   auto drawn_ref = reference_images(reference, "test", n, gen, pixels, reading, info, classes);
   auto ref = drawn_ref.x;
   auto ref_labels = drawn_ref.y;
-  auto held = builtin ? reference_images(reference, "train", n, gen, pixels, reading, info, 0).x : torch::Tensor();
+  auto drawn_held = builtin ? reference_images(reference, "train", n, gen, pixels, reading, info, classes)
+                            : ReferenceImages();
+  auto held = drawn_held.x;
+  auto held_labels = drawn_held.y;
   if (!builtin) {  // (a file: two disjoint halves of 2n of its images)
     auto both = reference_images(reference, "", 2 * n, gen, pixels, reading, info, classes);
     ref = both.x.narrow(0, 0, n);
     held = both.x.narrow(0, n, n);
     ref_labels = both.y.defined() ? both.y.narrow(0, 0, n) : both.y;
+    held_labels = both.y.defined() ? both.y.narrow(0, n, n) : both.y;
   }
   // (a model of data.image_size or data.channels: the reference made its
   // size and channels, as its own training images were)
@@ -249,16 +260,20 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   } else {
     const std::string from = c.get_string("task.from");
     EBM_CHECK_USAGE(from == "noise" || from == "generator", "--from must be noise or generator, got '", from, "'");
-    // (a conditional model's chains at the reference images' own labels, so
-    // both sides hold the classes in one mix, when the reference knows them;
+    // (a conditional model's chains at the held-out real images' labels, so
+    // all sides hold the classes in one mix, when the reference knows them;
     // else in the training classes' shares, or equal ones when the model
     // file cannot say. A 80/16/4 model against a balanced folder scored
-    // 1031 in training shares, 5.2 in the reference's: the floor was 5.0.)
+    // 1031 in training shares, 5.2 in the reference's: the floor was 5.0.
+    // Not the reference's own labels: those counts matched the reference
+    // exactly, which no independent set does, and a probe's poor model
+    // scored 2.1 to 4.2 against floors of 12.7 to 14.6.)
     std::string why;
     torch::Tensor shares;
     if (classes > 0 && from == "noise") {
-      shares = ref_labels.defined() ? ref_labels : labels_in_class_shares(info, classes, n, &why);
-      class_mix = ref_labels.defined() ? "reference" : shares.defined() ? "training" : "equal";
+      const bool known = held_labels.defined() && ref_labels.defined();
+      shares = known ? held_labels : labels_in_class_shares(info, classes, n, &why);
+      class_mix = known ? "held_out" : shares.defined() ? "training" : "equal";
     }
     auto x = from == "generator"
                  ? draw_generator_samples(c.get_string("task.model"), energy, info, n, steps, c.get_string("task.sampler"), gen)
@@ -280,11 +295,32 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
                                                       : x.to(torch::kFloat));
   };
   auto fr = feats(ref);
-  const double model = frechet_distance(feats(fake), fr), floor = frechet_distance(feats(held), fr),
-               gaussian = frechet_distance(feats(gauss), fr);
+  const auto f_fake = feats(fake), f_held = feats(held), f_gauss = feats(gauss);
+  const double model = frechet_distance(f_fake, fr), floor = frechet_distance(f_held, fr),
+               gaussian = frechet_distance(f_gauss, fr);
+  // (each distance's spread over bootstrap resamples of both image sets: at
+  // a few hundred images two real sets of one distribution scored 0.6 to 26
+  // by the seed alone in a probe, so a distance means little without it)
+  constexpr uint64_t kStreamFidSpread = 0x46494453;  // "FIDS"
+  auto spread_gen = make_generator(c.get_int("task.seed"), kStreamFidSpread);
+  auto spread = [&](const torch::Tensor& a) {
+    constexpr int kResamples = 20;
+    std::vector<double> v;
+    for (int b = 0; b < kResamples; ++b) {
+      auto ia = torch::randint(a.size(0), {a.size(0)}, spread_gen, torch::kLong);
+      auto ib = torch::randint(fr.size(0), {fr.size(0)}, spread_gen, torch::kLong);
+      v.push_back(frechet_distance(a.index_select(0, ia), fr.index_select(0, ib)));
+    }
+    const double m = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+    double ss = 0;
+    for (double x : v) ss += (x - m) * (x - m);
+    return std::sqrt(ss / double(v.size() - 1));
+  };
+  const double se_model = spread(f_fake), se_floor = spread(f_held), se_gauss = spread(f_gauss);
   EvalReport out;
   out.json = {{"task", "fid"},     {"n", n},           {"features", features}, {"reference", reference},
               {"fid", model},      {"fid_real", floor}, {"fid_gaussian", gaussian},
+              {"fid_sd", se_model}, {"fid_real_sd", se_floor}, {"fid_gaussian_sd", se_gauss},
               {"steps", samples.empty() ? steps : 0}, {"samples", samples.empty() ? "drawn" : samples},
               {"from", samples.empty() ? c.get_string("task.from") : "file"}};
   // (a Frechet distance of fewer images than features compares singular
@@ -298,19 +334,25 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     warnings.push_back(std::to_string(fewest) + " images for " + std::to_string(width) +
                        " features: the covariances are singular and every distance here is biased by an amount that "
                        "depends on the count; use --n of at least " + std::to_string(width) + " (twice that is better)");
+  if (model < floor - 2 * std::hypot(se_model, se_floor))
+    warnings.push_back("the model's samples score below the real-data floor by more than twice their spreads: at "
+                       "this --n with these features the distance does not tell them from real images (more images, "
+                       "or a feature network trained longer, resolve it)");
   if (!warnings.empty()) out.json["warnings"] = warnings;
   out.json["n_samples"] = fake.size(0);
   if (!class_mix.empty()) out.json["class_shares"] = class_mix;
   std::ostringstream os;
   os << "FID (" << n << " images, features of " << features << ", against " << reference << "):\n"
-     << "  model samples      " << model << (fake.size(0) != n ? " (" + std::to_string(fake.size(0)) + " images)" : "")
-     << (class_mix == "reference"  ? "  (drawn at the reference images' labels)"
+     << "  model samples      " << model << " +- " << se_model
+     << (fake.size(0) != n ? " (" + std::to_string(fake.size(0)) + " images)" : "")
+     << (class_mix == "held_out"   ? "  (drawn at the held-out real images' labels)"
          : class_mix == "training" ? "  (drawn in the training classes' shares)"
          : class_mix == "equal"    ? "  (drawn in equal class shares)"
                                    : "")
      << "\n"
-     << "  held-out real data " << floor << "  (the floor)\n"
-     << "  Gaussian baseline  " << gaussian << "  (a Gaussian fitted to the reference images)\n";
+     << "  held-out real data " << floor << " +- " << se_floor << "  (the floor)\n"
+     << "  Gaussian baseline  " << gaussian << " +- " << se_gauss << "  (a Gaussian fitted to the reference images)\n"
+     << "  (+-: the sd over " << 20 << " bootstrap resamples of both sets)\n";
   for (const auto& w : warnings) os << "  warning: " << w << "\n";
   out.text = os.str();
   return out;

@@ -213,7 +213,8 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     for k in 0 1 2; do mkdir -p "$T/ref3/$k" && cp "$T/mixed/a.png" "$T/ref3/$k/a.png" && cp "$T/mixed/a.png" "$T/ref3/$k/b.png"; done
     "$EBM" train "${PIX[@]}" --set "data.image_size=[8,8]" --out "$T/c8_run" >/dev/null 2>&1 \
       && "$EBM" eval --task fid --model "$T/c8_run/model.pt" --features "$T/flat_run/model.pt" --reference "$T/ref3" \
-        --n 3 --steps 1 --out "$T/fid_ref3.json" >/dev/null 2>&1 && grep -q '"class_shares": "reference"' "$T/fid_ref3.json" \
+        --n 3 --steps 1 --out "$T/fid_ref3.json" >/dev/null 2>&1 && grep -q '"class_shares": "held_out"' "$T/fid_ref3.json" \
+        && grep -q '"fid_real_sd"' "$T/fid_ref3.json" \
       || { echo "FAIL: FID at the reference folder's labels"; fails=$((fails + 1)); }
     # Named class folders for a model trained on numbered labels: no names to
     # match them by, so exit 65 (their sorted places would be guesses).
@@ -426,14 +427,22 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 64 "side must be"   -- "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask center:20 --out "$T/never.png"
   expect 64 "not images"     -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask left-half --out "$T/never.csv"
   # (the baselines' training rows: the run's own training split, rebuilt)
+  # (vectors: the conditional mode by default, beside the Gaussian's conditional mean)
   "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask dims:1 --truth "$T/good.csv" --steps 2 --out "$T/inp_vec.csv" \
     >"$T/inp_vec.json" 2>/dev/null && grep -q "the run's training split" "$T/inp_vec.json" \
+    && grep -q '"method":"mode"' "$T/inp_vec.json" && grep -q '"gaussian":{"mse"' "$T/inp_vec.json" \
+    && "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask dims:1 --truth "$T/good.csv" --steps 2 --chains 2 \
+      --out "$T/inp_vec2.csv" 2>/dev/null | grep -q '"method":"sample"' \
     || { echo "FAIL: vector inpaint baselines"; fails=$((fails + 1)); }
   # Vectors: idx/png outputs refused before any work; denoise starts from the
   # corrupted rows by default, with noise in the data's units; salt refused.
   expect 64 "this model's rows are vectors" -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask dims:1 --out "$T/never.idx"
   expect 64 "salt is for image models" -- "$EBM" denoise --model "$M" --input "$T/good.csv" --corrupt salt:0.1 --out "$T/never.csv"
   expect 66 "missing_mask.csv" -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask "$T/missing_mask.csv" --out "$T/never.csv"
+  expect 64 "method mode descends from one start per row" -- "$EBM" inpaint --model "$M" --input "$T/good.csv" \
+    --mask dims:1 --method mode --chains 3 --out "$T/never.csv"
+  expect 64 "noise-std 1e-40: out of float32's range" -- "$EBM" denoise --model "$M" --input "$T/good.csv" \
+    --noise-std 1e-40 --out "$T/never.csv"
   "$EBM" denoise --model "$M" --input "$T/good.csv" --corrupt gaussian:0.001 --steps 0 --out "$T/den_vec.csv" >"$T/den_vec.json" \
     2>/dev/null && grep -q '"init":"corrupted"' "$T/den_vec.json" && grep -q '"units":"the data' "$T/den_vec.json" \
     && grep -q '"method":"mode"' "$T/den_vec.json" && grep -q '"gaussian":{"mse"' "$T/den_vec.json" \

@@ -88,6 +88,14 @@ OR=(sample --model "$T/blob_a_run/model.pt" --model "$T/blob_b_run/model.pt" --c
   && awk -F, 'NR > 1 { n++; if ($1 < 0) r++ } END { exit !(r / n > 0.14 && r / n < 0.26) }' "$T/or28.csv" \
   && awk -F, 'NR > 1 { n++; if ($1 < 0) r++ } END { exit !(r / n > 0.9) }' "$T/or28_0.csv" \
   || { echo "FAIL: --compose or does not hold its weights"; fails=$((fails + 1)); }
+# --compose not is E_a - w E_b, which need not be normalisable: two blobs 6
+# apart at w = 1 fall outward (a warning); one blob against half of itself
+# is (E_a / 2): none.
+"$EBM" sample --model "$T/blob_a_run/model.pt" --model "$T/blob_b_run/model.pt" --compose not --n 20 --steps 5 \
+  --out "$T/not1.csv" 2>"$T/not1.err" >/dev/null && grep -q "falls outward along" "$T/not1.err" \
+  && "$EBM" sample --model "$T/blob_a_run/model.pt" --model "$T/blob_a_run/model.pt" --compose not --weights 0.5 \
+    --n 20 --steps 5 --out "$T/not2.csv" 2>"$T/not2.err" >/dev/null && ! grep -q "falls outward" "$T/not2.err" \
+  || { echo "FAIL: --compose not warns of a composition that falls outward"; fails=$((fails + 1)); }
 expect 78 "step_size"      -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r4" --set sampler.step_size=-0.5
 expect 78 "objective.alpha" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r5" --set objective.alpha=-1
 expect 78 "sampler.bogus"  -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/r6" --set sampler.bogus=1
@@ -198,6 +206,14 @@ awk 'BEGIN { for (i = 0; i < 300; i++) print i % 3 }' >"$T/d64_y.csv"
   && grep -q '"val_objective"' "$T/jem64/metrics.jsonl" && ! grep -q "does not reach" "$T/jem64.err" \
   && "$EBM" classify --model "$T/jem64/model.pt" --input "$T/d64.csv" --out "$T/jem64.csv" 2>/dev/null \
   || { echo "FAIL: JEM on 64-d rows trains p(x) by score matching"; fails=$((fails + 1)); }
+# Robustness of a standardised vector model: radii in training standard
+# deviations; an option of another task names itself and its task.
+"$EBM" eval --task robustness --model "$T/jem64/model.pt" --data "$T/d64.csv" --labels "$T/d64_y.csv" --eps 0.1 \
+  --n 20 --steps 2 --out "$T/rob64.json" >/dev/null 2>&1 \
+  && grep -q '"eps_units": "training standard deviations' "$T/rob64.json" \
+  || { echo "FAIL: robustness radii of a standardised vector model"; fails=$((fails + 1)); }
+expect 64 "eps is an option of eval task robustness, not of --task calibration" -- "$EBM" eval --task calibration \
+  --model "$T/jem64/model.pt" --data "$T/d64.csv" --labels "$T/d64_y.csv" --eps 0.1
 # A model trained without chains: ebm sample adapts a MALA step in a warm-up
 # first (its [sampler] step was never tried); a PCD model's sampler as trained.
 "$EBM" sample --model "$T/jem64/model.pt" --n 40 --steps 30 --out "$T/jem64s.csv" >"$T/jem64s.out" 2>"$T/jem64s.err" \
@@ -373,7 +389,7 @@ if "$EBM" train --config "$SRC/configs/moons-jem.toml" --set data.path="$T/pm.cs
     || { echo "FAIL: sample --label -1"; fails=$((fails + 1)); }
   expect 64 "was trained on labels by value and has no label 0 (its labels: -1, 1)" -- \
     "$EBM" sample --model "$T/pm_run/model.pt" --label 0 --n 4 --steps 2 --out "$T/pm_s.csv"
-  expect 65 "pm_other.csv: label 3 at row" -- \
+  expect 65 "pm_other.csv: label 3 (row" -- \
     "$EBM" eval --task classify --model "$T/pm_run/model.pt" --data "$T/pm.csv" --labels "$T/pm_other.csv"
   # A class of one row counts whichever split the seed puts it in: three
   # classes, and a warning where training has none of it.

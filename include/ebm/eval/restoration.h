@@ -65,6 +65,13 @@ torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at
 torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const torch::Tensor& sigma, int64_t steps,
                              const torch::Tensor& prior_var = {});
 
+// The conditional mean of the masked values given the others under a
+// Gaussian fitted to `reference` rows [M, D] (a ridge of 1e-6 of the mean
+// variance): vector rows x [N, D], mask [N or 1, D] (true = missing). A
+// linear imputation any model should beat. Rows with nothing known get the
+// mean.
+torch::Tensor gaussian_fill(const torch::Tensor& x, const torch::Tensor& mask, const torch::Tensor& reference);
+
 // The denoising baseline of vectors: the posterior mean under a Gaussian
 // fitted to training rows `train` [M, D] (the OOD baseline's fit, with its
 // ridge) of rows y [N, D] with noise std sigma in every coordinate,
