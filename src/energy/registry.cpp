@@ -74,7 +74,8 @@ ConfigKey base_key() {
           "labelled training rows, is added to the class energies (p(y | x) starts as linear discriminant "
           "analysis', p(x) as their mixture), the network learning what it misses | gaussian: one Gaussian "
           "fitted to the training rows under every class energy | none | auto (classes when log p(x) is trained "
-          "by denoising score matching, which alone learned no density on smooth features; none otherwise); "
+          "by denoising score matching, which alone learned no density on smooth features, gaussian there when "
+          "data.tasks > 1; none otherwise); "
           "class-conditional MLPs on vectors"};
 }
 

@@ -251,7 +251,11 @@ void resolve_energy_base(Config& cfg, const std::vector<int64_t>& shape) {
     denoising = px == "dsm" || (px == "auto" && shape.size() == 1 && shape[0] > kJemCdMaxDim &&
                                 cfg.get_float("objective.pxy_weight") == 0);
   }
-  cfg.set_value("energy.base", std::string(vectors && mlp && denoising ? "classes" : "none"));
+  // (class-incremental runs, data.tasks > 1, learn their classes in turn: a
+  // base fitted to every class's labelled rows up front would hand the
+  // first task the later ones' classes; one Gaussian of the rows instead)
+  const bool incremental = cfg.has_key("data.tasks") && cfg.get_int("data.tasks") > 1;
+  cfg.set_value("energy.base", std::string(!(vectors && mlp && denoising) ? "none" : incremental ? "gaussian" : "classes"));
 }
 
 TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device,
@@ -436,6 +440,50 @@ void note_shared_rows(const DataSplit& split) {
           << std::lround(100.0 * double(shared) / double(total)) << "%, test" << (split.val.size() > 0 ? " and validation" : "")
           << ") are exact copies of training rows: if the data repeat records, held-out scores (test NLL, accuracy, "
              "train.keep_best's choice) measure memory more than generalisation; drop duplicate rows before training\n";
+}
+
+void note_mirrored_classes(const DataSplit& split) {
+  const Dataset& d = split.train;
+  const auto shape = d.event_shape();
+  if (!d.has_labels() || shape.size() != 3 || d.size() == 0) return;
+  torch::NoGradGuard ng;
+  const auto y = d.y.to(torch::kCPU, torch::kLong);
+  if (y.min().item<int64_t>() < 0) return;
+  const int64_t k = y.max().item<int64_t>() + 1;
+  if (k < 2) return;
+  const auto x = d.x.to(torch::kCPU, torch::kFloat).reshape({d.size(), -1});
+  const auto counts = torch::bincount(y, {}, k).to(torch::kDouble);
+  const auto means = (torch::zeros({k, x.size(1)}, torch::kFloat).index_add_(0, y, x).to(torch::kDouble) /
+                      counts.clamp_min(1).unsqueeze(1));
+  const auto mirrored = means.view({k, shape[0], shape[1], shape[2]}).flip({3}).reshape({k, -1});
+  const auto dist = torch::cdist(mirrored, means).square();  // [i, j]: class i mirrored against class j
+  const auto plain = torch::cdist(means, means).square();
+  std::string pairs;
+  int64_t found = 0;
+  auto name = [&](int64_t c) {
+    return c < int64_t(d.class_names.size()) ? "'" + d.class_names[size_t(c)] + "'" : std::to_string(c);
+  };
+  for (int64_t i = 0; i < k; ++i) {
+    if (counts[i].item<double>() == 0) continue;
+    int64_t best = -1;
+    double best_d = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      if (j == i || counts[j].item<double>() == 0) continue;
+      const double dij = dist[i][j].item<double>();
+      if (best < 0 || dij < best_d) best = j, best_d = dij;
+    }
+    // (mirrored, nearer the other class than to itself, and than it was:
+    // Fashion-MNIST's ankle boots, mirrored, are nearer the bags' blob than
+    // to themselves, but no nearer than before)
+    if (best >= 0 && best_d < 0.5 * dist[i][i].item<double>() && best_d < 0.5 * plain[i][best].item<double>()) {
+      if (found++ < 5) pairs += (pairs.empty() ? "" : ", ") + name(i) + " -> " + name(best);
+    }
+  }
+  if (found == 0) return;
+  notes() << "ebm: note: " << d.description << ": data.flip mirrors half of every batch, but mirrored, "
+          << (found == 1 ? "a class's mean image is" : std::to_string(found) + " classes' mean images are")
+          << " nearer another class's than its own (" << pairs
+          << "): classes told apart by their handedness become one under flips; set data.flip = false\n";
 }
 
 }  // namespace ebm

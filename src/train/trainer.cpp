@@ -572,6 +572,7 @@ int64_t Trainer::run(bool resume) {
   note_far_values(data_);
   note_constant_columns(data_);
   note_shared_rows(data_);
+  if (cfg_.get_bool("data.flip")) note_mirrored_classes(data_);
   if (lead) {
     atomic_write_text(out_ + "/config.toml", cfg_.to_toml());
     // (a fresh run writes its own split over whatever test.csv was there;
@@ -585,10 +586,13 @@ int64_t Trainer::run(bool resume) {
   if (lead) metrics.open(metrics_path, std::ios::app);
   const int64_t log_every = cfg_.get_int("train.log_every");
   const bool keep_best = cfg_.get_bool("train.keep_best");
-  // (train.keep_best: the starting weights are a candidate too, where a
-  // fitted base makes them a model, energy.base = "classes"; before the
-  // first snapshot, which a rollback restores the best from)
-  if (keep_best && parts_.step == 0 && val_.size() > 0) validate_step(0, true);
+  // (train.keep_best: the starting weights are a candidate too where a
+  // fitted base makes them a model, energy.base = "classes", not a random
+  // network's; before the first snapshot, which a rollback restores the
+  // best from)
+  if (keep_best && parts_.step == 0 && val_.size() > 0 && cfg_.has_key("energy.base") &&
+      cfg_.get_string("energy.base") == "classes")
+    validate_step(0, true);
   std::string good = snapshot(parts_);
   const int64_t ckpt_every = cfg_.get_int("train.checkpoint_every");
   const auto options = StepOptions(cfg_.get_int("train.batch_size"))

@@ -62,7 +62,8 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
 // energy.base = "auto" resolved in the config (what model.pt and config.toml
 // keep): "classes" for a class-conditional MLP on vectors of up to 1,024
 // values whose log p(x) is trained by denoising score matching (objective.px
-// of jem, or objective.name = dsm), "none" otherwise.
+// of jem, or objective.name = dsm), "gaussian" there for class-incremental
+// runs (data.tasks > 1), "none" otherwise.
 void resolve_energy_base(Config& cfg, const std::vector<int64_t>& event_shape);
 // data.dequantize = gaussian: vector rows (not pixels) get fresh Gaussian
 // noise in every training batch; its std per column [D] in data's units

@@ -442,7 +442,7 @@ TEST(Labels, LabelsOtherThanZeroToKAreTakenByValue) {
   EXPECT_TRUE(idx.names.empty());
   std::string msg;
   EXPECT_EQ(code_of([] { ebm::training_labels(torch::tensor({1.f, 0.5f}), "y.csv"); }, &msg), ebm::ExitCode::kBadData);
-  EXPECT_NE(msg.find("y.csv: labels must be integers, got 0.5 at row 1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("y.csv: labels must be integers, got 0.5 in row 2"), std::string::npos) << msg;
 
   EXPECT_TRUE(ebm::named_by_value({"-1", "1"}));
   EXPECT_FALSE(ebm::named_by_value({"0", "1", "2"}));  // (MNIST's names: the indices)
@@ -456,7 +456,7 @@ TEST(Labels, LabelsOtherThanZeroToKAreTakenByValue) {
                            torch::tensor({1, 0, 1}, torch::kLong)));
   EXPECT_EQ(code_of([&] { ebm::labels_as_trained(torch::tensor({1.f, 0.f}), pm, 2, "t.csv"); }, &msg),
             ebm::ExitCode::kBadData);
-  EXPECT_NE(msg.find("t.csv: label 0 at row 1 is not one of the model's labels (-1, 1)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("t.csv: label 0 (row 2) is not one of the model's labels (-1, 1)"), std::string::npos) << msg;
   EXPECT_TRUE(torch::equal(ebm::labels_as_trained(torch::tensor({2.f, 0.f}), {"0", "1", "2"}, 3, "t.csv"),
                            torch::tensor({2, 0}, torch::kLong)));
   EXPECT_EQ(code_of([] { ebm::labels_as_trained(torch::tensor({-1.f}), {}, 2, "t.csv"); }, &msg),
@@ -503,7 +503,7 @@ TEST(Labels, WordsAreClassesInSortedOrder) {
   EXPECT_NE(msg.find("want one label per row (5 rows), got 2"), std::string::npos) << msg;
   EXPECT_EQ(code_of([&] { ebm::labels_as_trained(pd, {"cat", "dog"}, 2, "pd.csv"); }, &msg),
             ebm::ExitCode::kBadData);
-  EXPECT_NE(msg.find("pd.csv: label 'setosa' at row 0 is not one of the model's classes (cat, dog)"),
+  EXPECT_NE(msg.find("pd.csv: label 'setosa' (row 1) is not one of the model's classes (cat, dog)"),
             std::string::npos) << msg;
   EXPECT_EQ(code_of([&] { ebm::labels_as_trained(pd, {}, 2, "pd.csv"); }, &msg), ebm::ExitCode::kBadData);
   EXPECT_NE(msg.find("keeps no class names"), std::string::npos) << msg;

@@ -30,7 +30,8 @@ void png(const std::string& path, std::vector<int64_t> shape, int value) {
 
 // A folder read for a trained model: named sub-folders take the model's
 // labels by name (a folder with only some of the classes keeps their
-// numbers), a name the model lacks is an error, numbered ones keep theirs.
+// numbers), a name the model lacks is an error, numbered ones keep theirs;
+// named folders for a model without class names are an error.
 TEST(ImageFolder, ModelInputsTakeTheModelsClassNumbers) {
   const std::string dir = fresh_dir("folder_model");
   png(dir + "/some/eel/a.png", {4, 5}, 1);
@@ -56,8 +57,12 @@ TEST(ImageFolder, ModelInputsTakeTheModelsClassNumbers) {
   png(dir + "/numbered/3/a.png", {4, 5}, 1);
   EXPECT_EQ(code_of([&] { ebm::read_model_dataset(dir + "/numbered", info); }, &msg), ebm::ExitCode::kBadData);
   EXPECT_NE(msg.find("'3' is not one of the model's classes (1, 2, 7)"), std::string::npos) << msg;
-  info.class_names.clear();  // (a model that does not say: the folder's own order)
-  EXPECT_TRUE(torch::equal(ebm::read_model_dataset(dir + "/some", info).y, torch::tensor({0, 0, 1}, torch::kLong)));
+  // (a model trained on numbered labels has no names to match named folders
+  // by: their sorted places would be guesses)
+  info.class_names.clear();
+  EXPECT_EQ(code_of([&] { ebm::read_model_dataset(dir + "/some", info); }, &msg), ebm::ExitCode::kBadData);
+  EXPECT_NE(msg.find("class sub-folders are named ('dog', ...) but the model's classes have none"), std::string::npos)
+      << msg;
   fs::remove_all(dir);
 }
 

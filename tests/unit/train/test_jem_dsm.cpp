@@ -169,6 +169,7 @@ TEST(GaussianBase, AutoTakesItWhereDenoisingTrainsAConditionalMlp) {
   };
   const std::string jem = "[energy]\nname = \"jem\"\nclasses = 2\n[objective]\nname = \"jem\"\n";
   EXPECT_EQ(resolved(jem, {kJemCdMaxDim + 1}), "classes");
+  EXPECT_EQ(resolved("[data]\ntasks = 2\n" + jem, {kJemCdMaxDim + 1}), "gaussian");  // (class-incremental)
   EXPECT_EQ(resolved(jem, {2}), "none");         // (auto: chains)
   EXPECT_EQ(resolved(jem, {1, 8, 8}), "none");   // (images: a conv net)
   EXPECT_EQ(resolved(jem, {2048}), "none");      // (over 1,024 values)
