@@ -149,60 +149,59 @@ Runner add_eval(CLI::App& app) {
     if (points) cfg.set_value("task.tol", a->tol);
     // (continual, calibration and classify draw nothing)
     if (a->task != "continual" && a->task != "calibration" && a->task != "classify") cfg.set_value("task.seed", a->common.seed);
-    // (task-specific options only when given: another task refuses them,
-    // naming the option and the task it belongs to, not the config key)
-    auto put = [&](const std::string& key, const auto& value) {
-      try {
-        cfg.set_value(key, value);
-      } catch (const Error& e) {
-        const std::string what = e.what();
-        const auto at = what.find("belongs to "), end = what.find(", not to");
-        if (e.code() != ExitCode::kBadConfig || at == std::string::npos || end == std::string::npos) throw;
-        std::string opt = key.substr(key.find('.') + 1);
-        std::replace(opt.begin(), opt.end(), '_', '-');
-        fail(ExitCode::kUsage, "--", opt, " is an option of ", what.substr(at + 11, end - at - 11), ", not of --task ",
-             a->task);
-      }
-    };
-    if (clusters->count()) put("task.clusters", a->clusters);
-    if (z->count()) put("task.z", a->z);
-    if (min_diff->count()) put("task.min_diff", a->min_diff);
-    if (features->count()) put("task.features", a->features);
-    if (reference->count()) put("task.reference", a->reference);
-    if (samples->count()) put("task.samples", a->samples);
-    if (steps->count()) put("task.steps", a->steps);
-    if (sampler->count()) put("task.sampler", a->sampler);
+    // (task-specific options only when given: another task refuses them at
+    // validate(), naming the option and the task it belongs to)
+    if (clusters->count()) cfg.set_value("task.clusters", a->clusters);
+    if (z->count()) cfg.set_value("task.z", a->z);
+    if (min_diff->count()) cfg.set_value("task.min_diff", a->min_diff);
+    if (features->count()) cfg.set_value("task.features", a->features);
+    if (reference->count()) cfg.set_value("task.reference", a->reference);
+    if (samples->count()) cfg.set_value("task.samples", a->samples);
+    if (steps->count()) cfg.set_value("task.steps", a->steps);
+    if (sampler->count()) cfg.set_value("task.sampler", a->sampler);
     auto joined = [](const std::vector<std::string>& v, const char* sep) {
       std::string s;
       for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
       return s;
     };
-    if (labels->count()) put("task.labels", a->labels);
-    if (bins->count()) put("task.bins", a->bins);
-    if (plot->count()) put("task.plot", a->plot);
-    if (task_reads_model_path(a->task)) put("task.model", a->model);
-    if (temps->count()) put("task.temps", a->temps);
-    if (chains->count()) put("task.chains", a->chains);
-    if (schedule->count()) put("task.schedule", a->schedule);
-    if (transition->count()) put("task.transition", a->transition);
-    if (leapfrog->count()) put("task.leapfrog", a->leapfrog);
-    if (moves->count()) put("task.moves", a->moves);
-    if (step->count()) put("task.step", a->step);
-    if (spread->count()) put("task.spread", a->spread);
-    if (base->count()) put("task.base", a->base);
-    if (reverse->count()) put("task.reverse", a->reverse);
-    if (from->count()) put("task.from", a->from);
-    if (eps->count()) put("task.eps", a->eps);
-    if (norm->count()) put("task.norm", a->norm);
-    if (restarts->count()) put("task.restarts", a->restarts);
-    if (attack_step->count()) put("task.attack_step", a->attack_step);
-    if (purify->count()) put("task.purify", a->purify);
-    if (n_tasks->count()) put("task.tasks", a->n_tasks);
-    if (in_data->count()) put("task.in_data", a->in_data);
-    if (out_data->count()) put("task.out_data", joined(a->out_data, "\n"));  // (one SPEC per line)
-    if (score->count()) put("task.score", joined(a->score, ","));
+    if (labels->count()) cfg.set_value("task.labels", a->labels);
+    if (bins->count()) cfg.set_value("task.bins", a->bins);
+    if (plot->count()) cfg.set_value("task.plot", a->plot);
+    if (task_reads_model_path(a->task)) cfg.set_value("task.model", a->model);
+    if (temps->count()) cfg.set_value("task.temps", a->temps);
+    if (chains->count()) cfg.set_value("task.chains", a->chains);
+    if (schedule->count()) cfg.set_value("task.schedule", a->schedule);
+    if (transition->count()) cfg.set_value("task.transition", a->transition);
+    if (leapfrog->count()) cfg.set_value("task.leapfrog", a->leapfrog);
+    if (moves->count()) cfg.set_value("task.moves", a->moves);
+    if (step->count()) cfg.set_value("task.step", a->step);
+    if (spread->count()) cfg.set_value("task.spread", a->spread);
+    if (base->count()) cfg.set_value("task.base", a->base);
+    if (reverse->count()) cfg.set_value("task.reverse", a->reverse);
+    if (from->count()) cfg.set_value("task.from", a->from);
+    if (eps->count()) cfg.set_value("task.eps", a->eps);
+    if (norm->count()) cfg.set_value("task.norm", a->norm);
+    if (restarts->count()) cfg.set_value("task.restarts", a->restarts);
+    if (attack_step->count()) cfg.set_value("task.attack_step", a->attack_step);
+    if (purify->count()) cfg.set_value("task.purify", a->purify);
+    if (n_tasks->count()) cfg.set_value("task.tasks", a->n_tasks);
+    if (in_data->count()) cfg.set_value("task.in_data", a->in_data);
+    if (out_data->count()) cfg.set_value("task.out_data", joined(a->out_data, "\n"));  // (one SPEC per line)
+    if (score->count()) cfg.set_value("task.score", joined(a->score, ","));
     if (blocked) cfg.set_value("task.block", a->block);
-    cfg.validate();
+    try {
+      cfg.validate();
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      const auto k0 = what.find("key 'task."), at = what.find("belongs to "), end = what.find(", not to");
+      if (e.code() != ExitCode::kBadConfig || k0 == std::string::npos || at == std::string::npos ||
+          end == std::string::npos)
+        throw;
+      std::string opt = what.substr(k0 + 10, what.find('\'', k0 + 10) - k0 - 10);
+      std::replace(opt.begin(), opt.end(), '_', '-');
+      fail(ExitCode::kUsage, "--", opt, " is an option of ", what.substr(at + 11, end - at - 11), ", not of --task ",
+           a->task);
+    }
     // (a missing or read-only folder for the report, found before the work)
     if (!a->out.empty()) check_writable(a->out);
     if (plot->count()) check_writable(a->plot);

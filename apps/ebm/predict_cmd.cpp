@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <iostream>
+#include <optional>
 
 #include "commands.h"
 #include "ebm/core/error.h"
@@ -105,7 +106,9 @@ Runner add_predict(CLI::App& app) {
     // (the run's own training trajectories, for the descent's scale when the
     // model has no standardisation, and for the Gaussian baseline)
     std::string why;
-    const auto split = model_data_split(info, a->model, &why);
+    // (rebuilt only where needed: a simulated set's trajectories take a while)
+    std::optional<DataSplit> split;
+    if (truth.defined() || (method == "mode" && !units.defined())) split = model_data_split(info, a->model, &why);
     torch::Tensor future;
     if (method == "mode") {
       double var = 4.0;  // (the model's units: data sd 2 by default)

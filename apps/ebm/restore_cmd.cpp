@@ -282,7 +282,7 @@ Runner add_inpaint(CLI::App& app) {
                     a->sampler.empty() ? "--chains" : "--sampler",
                     ": --method mode descends from one start per row (--method sample draws)");
     const int64_t steps = a->steps_option->count() > 0 ? a->steps : method == "mode" ? 200 : 60;
-    const int64_t chains = a->chains_option->count() > 0 ? a->chains : s.image ? 4 : 1;
+    const int64_t chains = method == "mode" ? 1 : a->chains_option->count() > 0 ? a->chains : s.image ? 4 : 1;
     auto gen = make_generator(a->common.seed, kStreamSample);
     auto x = read_rows(a->input, s, a->n, "input");
     const int64_t n = x.size(0);
