@@ -29,6 +29,7 @@
 #include "ebm/eval/images.h"
 #include "ebm/eval/restoration.h"
 #include "ebm/io/io.h"
+#include "ebm/io/missing.h"
 #include "ebm/model/input_units.h"
 #include "ebm/model/inputs.h"
 #include "ebm/train/train.h"
@@ -235,8 +236,8 @@ Runner add_inpaint(CLI::App& app) {
                   "masked values are never read")
       ->required();
   cmd->add_option("--mask", a->mask,
-                  "center:K, random:P, left-half, right-half, top-half, bottom-half, dims:i,j (vectors), or a "
-                  "file of 1 or N masks (nonzero = missing)")
+                  "center:K, random:P, left-half, right-half, top-half, bottom-half, dims:i,j (vectors), missing "
+                  "(vectors: the CSV's empty or NA cells), or a file of 1 or N masks (nonzero = missing)")
       ->required();
   cmd->add_option("--out", a->out, "completed rows: .png (original | masked | completed), .npy, .idx, .csv")->required();
   cmd->add_option("--method", a->method,
@@ -284,7 +285,28 @@ Runner add_inpaint(CLI::App& app) {
     const int64_t steps = a->steps_option->count() > 0 ? a->steps : method == "mode" ? 200 : 60;
     const int64_t chains = method == "mode" ? 1 : a->chains_option->count() > 0 ? a->chains : s.image ? 4 : 1;
     auto gen = make_generator(a->common.seed, kStreamSample);
-    auto x = read_rows(a->input, s, a->n, "input");
+    // --mask missing: a CSV's own missing cells (empty, NA, NaN, ...) are
+    // the mask, as real data arrive; they hold the training mean until filled
+    const bool missing = a->mask == "missing";
+    torch::Tensor missing_mask;
+    torch::Tensor x;
+    if (missing) {
+      EBM_CHECK_USAGE(!s.image && file_extension(a->input) == ".csv", "--mask missing: fills the empty or NA cells "
+                      "of a CSV of vector rows; give --input FILE.csv for a vector model");
+      auto raw = read_csv_missing(a->input);
+      const int64_t d = c10::multiply_integers(s.info.event_shape);
+      EBM_CHECK_DATA(raw.size(1) == d, a->input, ": rows of ", raw.size(1), " values for a model of ", d);
+      if (a->n > 0) raw = raw.narrow(0, 0, std::min(a->n, raw.size(0)));
+      missing_mask = torch::isnan(raw);
+      EBM_CHECK_DATA(missing_mask.any().item<bool>(), a->input, ": no missing cells to fill (empty, NA, NaN, null, "
+                     "None or ?) for --mask missing");
+      const auto mean = s.units.defined() ? s.units.shift.to(torch::kFloat).unsqueeze(0) : torch::zeros({1, d});
+      raw = torch::where(missing_mask, mean.expand_as(raw), raw);
+      warn_if_far_from_training(s.units, s.info, raw, a->input);
+      x = s.units.defined() ? s.units.to_model(raw) : raw;
+    } else {
+      x = read_rows(a->input, s, a->n, "input");
+    }
     const int64_t n = x.size(0);
     torch::Tensor truth;
     if (!a->truth.empty()) truth = read_truth(a->truth, s, a->n, n);
@@ -293,7 +315,9 @@ Runner add_inpaint(CLI::App& app) {
     EBM_CHECK_USAGE(a->init == "auto" || a->init == "noise" || a->init == "mean" || a->init == "nearest",
                     "--init must be auto, noise, mean or nearest, got '", a->init, "'");
     torch::Tensor mask;
-    if (is_named_mask(a->mask)) {
+    if (missing) {
+      mask = missing_mask;
+    } else if (is_named_mask(a->mask)) {
       mask = named_mask(a->mask, s.info.event_shape, n, gen);
     } else {
       if (!std::filesystem::exists(a->mask)) {

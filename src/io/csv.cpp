@@ -2,6 +2,7 @@
 // read_csv's dialects (a header, pandas' and R's row names, savetxt's
 // comments and spaces, quotes), each problem one line naming the file and
 // line. Split from io.cpp, which keeps the binary formats and the writers.
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include "ebm/core/error.h"
 #include "ebm/io/file_bytes.h"
 #include "ebm/io/io.h"
+#include "ebm/io/missing.h"
 
 namespace ebm {
 namespace {
@@ -83,9 +85,24 @@ bool header_fields(const std::vector<std::string>& fields) {
   return true;
 }
 
+// A missing value's spellings (read_csv_missing): empty, NA, N/A, NaN, null,
+// None, ? (case aside).
+bool missing_field(const std::string& field) {
+  std::string f = trim(field);
+  for (auto& ch : f) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return f.empty() || f == "na" || f == "n/a" || f == "nan" || f == "null" || f == "none" || f == "?";
+}
+
+torch::Tensor read_csv_impl(const std::string& path, bool missing);
+
 }  // namespace
 
-torch::Tensor read_csv(const std::string& path) {
+torch::Tensor read_csv(const std::string& path) { return read_csv_impl(path, false); }
+
+torch::Tensor read_csv_missing(const std::string& path) { return read_csv_impl(path, true); }
+
+namespace {
+torch::Tensor read_csv_impl(const std::string& path, bool missing) {
   const auto text = read_file_bytes(path);
   std::vector<std::string> lines;
   {
@@ -158,6 +175,10 @@ torch::Tensor read_csv(const std::string& path) {
       row_numbers = row_numbers && names_numeric && v == std::floor(v) && seen_names.insert(v).second;
     }
     for (size_t c = skip; c < fields.size(); ++c) {
+      if (missing && missing_field(fields[c])) {
+        values.push_back(std::numeric_limits<float>::quiet_NaN());
+        continue;
+      }
       double v = 0;
       switch (parse_double(fields[c], &v)) {
         case Parse::kNotNumber:
@@ -184,6 +205,7 @@ torch::Tensor read_csv(const std::string& path) {
   const int64_t rows = static_cast<int64_t>(n_lines - first);
   return torch::from_blob(values.data(), {rows, cols - int64_t(skip)}, torch::kFloat32).clone();
 }
+}  // namespace
 
 std::vector<std::string> csv_header(const std::string& path) {
   if (path.size() < 4 || path.substr(path.size() - 4) != ".csv") return {};

@@ -439,6 +439,16 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   expect 64 "this model's rows are vectors" -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask dims:1 --out "$T/never.idx"
   expect 64 "salt is for image models" -- "$EBM" denoise --model "$M" --input "$T/good.csv" --corrupt salt:0.1 --out "$T/never.csv"
   expect 66 "missing_mask.csv" -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask "$T/missing_mask.csv" --out "$T/never.csv"
+  # --mask missing: a CSV's empty and NA cells are the mask; the known ones are kept
+  printf '0.1,\n0.3,NA\n-0.2,0.5\n' >"$T/missing.csv"
+  "$EBM" inpaint --model "$M" --input "$T/missing.csv" --mask missing --out "$T/missing_out.csv" >/dev/null 2>&1 \
+    && [ "$(wc -l <"$T/missing_out.csv")" -eq 3 ] && ! grep -qi "na" "$T/missing_out.csv" \
+    && awk -F, 'NR == 1 && ($1 - 0.1) ^ 2 < 1e-10 { a = 1 } NR == 3 && ($2 - 0.5) ^ 2 < 1e-10 { b = 1 }
+                END { exit !(a && b) }' "$T/missing_out.csv" \
+    || { echo "FAIL: inpaint --mask missing"; fails=$((fails + 1)); }
+  expect 65 "no missing cells to fill" -- "$EBM" inpaint --model "$M" --input "$T/good.csv" --mask missing --out "$T/never.csv"
+  expect 64 "mask missing: fills the empty or NA cells" -- "$EBM" inpaint --model "$P" --input "$T/pix.npy" --mask missing \
+    --out "$T/never.png"
   expect 64 "method mode descends from one start per row" -- "$EBM" inpaint --model "$M" --input "$T/good.csv" \
     --mask dims:1 --method mode --chains 3 --out "$T/never.csv"
   expect 64 "noise-std 1e-40: out of float32's range" -- "$EBM" denoise --model "$M" --input "$T/good.csv" \

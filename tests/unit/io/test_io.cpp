@@ -20,6 +20,7 @@
 #include "ebm/core/rng.h"
 #include "ebm/io/image_files.h"
 #include "ebm/io/io.h"
+#include "ebm/io/missing.h"
 
 namespace {
 
@@ -158,6 +159,21 @@ TEST_F(IoTest, CsvNonFinite) {
     expect_error(error_of([&] { ebm::read_csv(p); }), ebm::ExitCode::kBadData,
                  {"nf.csv:3:", "'" + v + "'", "column 2"});
   }
+}
+
+// read_csv_missing: every spelling of a missing value is NaN (the header and
+// the rest read as read_csv reads them); infinite values stay errors, and
+// read_csv itself still refuses a missing value.
+TEST_F(IoTest, CsvMissingValuesAreNaN) {
+  const auto p = write_bytes("m.csv", "a,b,c\n1,,3\nNA,n/a,NaN\nnull,None,?\n7,8,9\n");
+  auto x = ebm::read_csv_missing(p);
+  ASSERT_EQ(x.sizes(), (c10::IntArrayRef{4, 3}));
+  EXPECT_EQ(torch::isnan(x).sum().item<int64_t>(), 7);
+  EXPECT_EQ(x[0][0].item<float>(), 1.0f);
+  EXPECT_EQ(x[3][2].item<float>(), 9.0f);
+  expect_error(error_of([&] { ebm::read_csv_missing(write_bytes("i.csv", "1,inf\n")); }), ebm::ExitCode::kBadData,
+               {"i.csv:1:", "'inf'"});
+  expect_error(error_of([&] { ebm::read_csv(p); }), ebm::ExitCode::kBadData, {"m.csv:2:"});
 }
 
 TEST_F(IoTest, CsvEmptyHeaderOnlyAndInnerBlankLine) {
