@@ -113,11 +113,21 @@ torch::Tensor model_data_var(const Setup& s) {
   return torch::tensor(sd * sd, torch::kDouble);
 }
 
-torch::Tensor read_rows(const std::string& spec, const Setup& s, int64_t n, const std::string& what) {
+// `noise_std` (the data's units, vectors): rows said to carry Gaussian noise
+// of that std, whose spread the warning of rows far from the training data
+// allows for (a probe's noisy rows, noise 0.5 on a column of sd 0.01, drew
+// it for the very noise they were given to remove).
+torch::Tensor read_rows(const std::string& spec, const Setup& s, int64_t n, const std::string& what,
+                        double noise_std = 0) {
   auto x = read_model_data(spec, s.info, "test");
   if (n > 0) x = x.narrow(0, 0, std::min(n, x.size(0)));
   EBM_CHECK_DATA(x.size(0) >= 1, spec, ": no ", what, " rows");
-  warn_if_far_from_training(s.units, s.info, x, spec);
+  AffineMap spread = s.units;
+  if (spread.defined() && !s.image && noise_std > 0) {
+    const double v = model_data_var(s).item<double>();  // (the map's scale is the data's sd / sqrt(v))
+    spread.scale = (spread.scale.square() + noise_std * noise_std / v).sqrt();
+  }
+  warn_if_far_from_training(spread, s.info, x, spec);
   return s.units.defined() ? s.units.to_model(x.flatten(1)).reshape(x.sizes()) : x;
 }
 
@@ -455,7 +465,7 @@ Runner add_denoise(CLI::App& app) {
     Setup s = load(a->model);
     check_out_for(a->out, s);
     auto gen = make_generator(a->common.seed, kStreamSample);
-    auto x = read_rows(a->input, s, a->n, "input");
+    auto x = read_rows(a->input, s, a->n, "input", a->corrupt.empty() ? a->noise_std : 0.0);
     const int64_t n = x.size(0);
     torch::Tensor truth, noisy = x;
     if (!a->truth.empty()) truth = read_truth(a->truth, s, a->n, n);
