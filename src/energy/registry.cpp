@@ -75,7 +75,7 @@ ConfigKey base_key() {
           "analysis', p(x) as their mixture), the network learning what it misses | gaussian: one Gaussian "
           "fitted to the training rows under every class energy | none | auto (classes when log p(x) is trained "
           "by denoising score matching, which alone learned no density on smooth features, gaussian there when "
-          "data.tasks > 1; none otherwise); "
+          "data.tasks > 1, and then energy.prior_std = 0: the base bounds E; none otherwise); "
           "class-conditional MLPs on vectors"};
 }
 

@@ -185,6 +185,7 @@ std::string snapshot(const TrainParts& parts) {
     torch::serialize::OutputArchive best;
     best.write("score", torch::tensor(parts.best.score, torch::kDouble));
     best.write("nll", torch::tensor(parts.best.nll, torch::kDouble));
+    if (parts.best.nll_rows.defined()) best.write("nll_rows", parts.best.nll_rows);
     best.write("step", torch::tensor(parts.best.step));
     for (size_t j = 0; j < parts.best.state.size(); ++j) best.write(std::to_string(j), parts.best.state[j]);
     ar.write("best", best);
@@ -258,6 +259,8 @@ void restore(TrainParts& parts, const std::string& bytes) {
     parts.best.step = at.item<int64_t>();
     torch::Tensor nll, t;
     if (best.try_read("nll", nll)) parts.best.nll = nll.item<double>();
+    torch::Tensor rows;
+    if (best.try_read("nll_rows", rows)) parts.best.nll_rows = rows.clone();
     for (size_t j = 0; best.try_read(std::to_string(j), t); ++j) parts.best.state.push_back(t.clone());
   }
 }

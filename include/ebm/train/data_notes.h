@@ -32,4 +32,11 @@ void note_shared_rows(const DataSplit& split);
 // 1.00 without). One note naming the pairs; nothing otherwise.
 void note_mirrored_classes(const DataSplit& split);
 
+// Labelled vector rows with a column that names the label: at most 2K
+// distinct values (K classes), each of which only one class's rows hold (the
+// label column left among the features gave a probe accuracy 1.0000, NLL
+// -0.0000, and no word). One note naming the columns (at most 5); nothing
+// otherwise.
+void note_label_columns(const DataSplit& split);
+
 }  // namespace ebm

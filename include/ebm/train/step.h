@@ -64,6 +64,7 @@ struct TrainParts {
   struct Best {
     double score = std::numeric_limits<double>::infinity();
     double nll = std::numeric_limits<double>::infinity();  // the lowest validation NLL seen (JEM with p(x) by DSM)
+    torch::Tensor nll_rows;  // that step's NLL of each validation row, for paired comparisons
     int64_t step = -1;
     std::vector<torch::Tensor> state;
   } best;

@@ -63,7 +63,8 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
 // keep): "classes" for a class-conditional MLP on vectors of up to 1,024
 // values whose log p(x) is trained by denoising score matching (objective.px
 // of jem, or objective.name = dsm), "gaussian" there for class-incremental
-// runs (data.tasks > 1), "none" otherwise.
+// runs (data.tasks > 1), either with energy.prior_std = 0 (the base bounds
+// E); "none" otherwise.
 void resolve_energy_base(Config& cfg, const std::vector<int64_t>& event_shape);
 // data.dequantize = gaussian: vector rows (not pixels) get fresh Gaussian
 // noise in every training batch; its std per column [D] in data's units
@@ -127,6 +128,7 @@ class Trainer {
   // accuracy NaN).
   struct Validation {
     double nll, accuracy, nll_se;  // nll_se: the NLL's standard error (classifiers; else NaN)
+    torch::Tensor rows = {};       // classifiers: each validation row's NLL [N] (float64, CPU)
   };
   Validation validate();
   // The objective's held-out part on the validation rows (JEM with p(x) by

@@ -170,6 +170,17 @@ TEST(GaussianBase, AutoTakesItWhereDenoisingTrainsAConditionalMlp) {
   const std::string jem = "[energy]\nname = \"jem\"\nclasses = 2\n[objective]\nname = \"jem\"\n";
   EXPECT_EQ(resolved(jem, {kJemCdMaxDim + 1}), "classes");
   EXPECT_EQ(resolved("[data]\ntasks = 2\n" + jem, {kJemCdMaxDim + 1}), "gaussian");  // (class-incremental)
+  {
+    Config c = make_train_config();
+    c.load_string("[energy]\nname = \"jem\"\nclasses = 2\nprior_std = 4.0\n[objective]\nname = \"jem\"\n", "test");
+    resolve_energy_base(c, {64});
+    EXPECT_EQ(c.get_float("energy.prior_std"), 0.0);  // (the base bounds E)
+    Config cd = make_train_config();
+    cd.load_string("[energy]\nname = \"jem\"\nclasses = 2\nprior_std = 4.0\n[objective]\nname = \"jem\"\npx = \"cd\"\n",
+                   "test");
+    resolve_energy_base(cd, {64});
+    EXPECT_EQ(cd.get_float("energy.prior_std"), 4.0);  // (no base: the recipe's)
+  }
   EXPECT_EQ(resolved(jem, {2}), "none");         // (auto: chains)
   EXPECT_EQ(resolved(jem, {1, 8, 8}), "none");   // (images: a conv net)
   EXPECT_EQ(resolved(jem, {2048}), "none");      // (over 1,024 values)

@@ -19,7 +19,6 @@
 #include "ebm/energy/standardized.h"
 #include "ebm/io/io.h"
 #include "ebm/model/model.h"
-#include "ebm/train/data_notes.h"
 #include "ebm/train/train.h"
 
 using namespace ebm;
@@ -509,31 +508,3 @@ TEST(Trainer, PixelRunWritesSampleGridsAndKeepsItsPixelMap) {
 // calibration, the training rows for baselines): the same rows, labels
 // following, as the run had; a model without the seed has none, and says so.
 
-// data.flip's note: arrows pointing left and right (class 1 the mirror image
-// of class 0) are named; a symmetric class beside an asymmetric one (a
-// centred blob and a left-heavy bar, neither the other's mirror) is not.
-TEST(MirroredClasses, NotedOnlyWhenFlipsMakeOneClassAnother) {
-  auto gen = make_generator(3, kStreamTestData);
-  const int64_t n = 40;
-  auto noise = at::normal(0.0, 0.1, {2 * n, 1, 8, 8}, gen, torch::TensorOptions(torch::kFloat));
-  auto left = torch::zeros({1, 8, 8});
-  left.narrow(2, 0, 3).fill_(1.0);  // (bright on the left)
-  auto blob = torch::zeros({1, 8, 8});
-  blob.narrow(1, 2, 4).narrow(2, 2, 4).fill_(1.0);
-  auto make = [&](const torch::Tensor& a, const torch::Tensor& b) {
-    DataSplit s;
-    s.train.x = torch::cat({a.expand({n, 1, 8, 8}), b.expand({n, 1, 8, 8})}) + noise;
-    s.train.y = torch::cat({torch::zeros({n}, torch::kLong), torch::ones({n}, torch::kLong)});
-    s.train.class_names = {"left", "right"};
-    s.train.description = "arrows";
-    return s;
-  };
-  testing::internal::CaptureStderr();
-  note_mirrored_classes(make(left, left.flip({2})));
-  const std::string arrows = testing::internal::GetCapturedStderr();
-  EXPECT_NE(arrows.find("'left' -> 'right', 'right' -> 'left'"), std::string::npos) << arrows;
-  EXPECT_NE(arrows.find("set data.flip = false"), std::string::npos) << arrows;
-  testing::internal::CaptureStderr();
-  note_mirrored_classes(make(blob, left));
-  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
-}
