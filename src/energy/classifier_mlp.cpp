@@ -124,9 +124,13 @@ torch::Tensor ClassifierMLPImpl::class_energies(const torch::Tensor& x) {
   if (options_.base() == "gaussian") {
     out = out + 0.5 * (x - base_mean_).mm(base_w_).square().sum(1, true);
   } else if (options_.base() == "classes") {
-    // (whitened x against each whitened class mean: [B, K, D], no cancellation)
+    // (whitened x against each whitened class mean: [B, K, D] without
+    // cancellation while that is small, else |z|^2 - 2 z.m + |m|^2)
     const auto z = x.mm(base_w_), mz = base_mean_.mm(base_w_);
-    out = out + 0.5 * (z.unsqueeze(1) - mz.unsqueeze(0)).square().sum(-1) - base_logp_;
+    const auto q = z.size(0) * mz.size(0) * z.size(1) <= (int64_t(1) << 24)
+                       ? (z.unsqueeze(1) - mz.unsqueeze(0)).square().sum(-1)
+                       : (z.square().sum(1, true) - 2 * z.mm(mz.t()) + mz.square().sum(1).unsqueeze(0)).clamp_min(0);
+    out = out + 0.5 * q - base_logp_;
   }
   return with_base_term(out, x, options_.prior_std());
 }

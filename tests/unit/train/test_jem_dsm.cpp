@@ -253,6 +253,9 @@ TEST(GaussianBase, ClassesIsLinearDiscriminantAnalysis) {
   }
   // (the marginal: the mixture's -log sum_y pi_y exp(-quadratic))
   EXPECT_TRUE(torch::allclose(m->energy(x).to(torch::kDouble), -torch::logsumexp(-got, 1), 1e-4, 1e-4));
+  // (a batch too large for the [B, K, D] form takes the expanded one: the same energies)
+  auto big = torch::cat({x, x.repeat({20000, 1})});
+  EXPECT_TRUE(torch::allclose(m->class_energies(big).narrow(0, 0, 64).to(torch::kDouble), got, 1e-3, 1e-3));
   // too few labelled rows: one Gaussian, equal shares
   ClassifierMLP one(ClassifierMLPOptions(d, {16}, k).base("classes"));
   one->fit_base(rows, torch::full({n}, int64_t(-1), torch::kLong));
