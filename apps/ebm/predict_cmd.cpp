@@ -7,6 +7,7 @@
 // fitted to the run's training trajectories, as JSON on stdout.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <iostream>
 #include <optional>
 
@@ -18,6 +19,7 @@
 #include "ebm/eval/images.h"
 #include "ebm/eval/prediction.h"
 #include "ebm/io/io.h"
+#include "ebm/model/input_units.h"
 #include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
 #include "ebm/train/train.h"
@@ -113,10 +115,7 @@ Runner add_predict(CLI::App& app) {
     if (method == "mode") {
       double var = 4.0;  // (the model's units: data sd 2 by default)
       if (units.defined()) {
-        if (!info.data_toml.empty()) {
-          const double sd = data_config(info.data_toml, a->model + "[data_config]").get_float("data.standardize_sd");
-          var = sd * sd;
-        }
+        var = std::pow(model_standardize_sd(info), 2);
       } else if (split && split->train.size() >= 2) {
         var = split->train.x.flatten(1).to(torch::kDouble).var(0).mean().item<double>();
       }

@@ -17,7 +17,6 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
-#include <limits>
 #include <sstream>
 
 #include "commands.h"
@@ -108,8 +107,7 @@ void set_value_range(Setup& s, const torch::Tensor& rows) {
 // noise's; undefined for other models.
 torch::Tensor model_data_var(const Setup& s) {
   if (s.image || !s.units.defined()) return {};
-  const double sd =
-      s.info.data_toml.empty() ? 2.0 : data_config(s.info.data_toml, s.model).get_float("data.standardize_sd");
+  const double sd = model_standardize_sd(s.info);
   return torch::tensor(sd * sd, torch::kDouble);
 }
 
@@ -374,13 +372,8 @@ Runner add_inpaint(CLI::App& app) {
         var = ref.defined() ? ref.flatten(1).to(torch::kDouble).var(0).mean().clamp_min(1e-12)
                             : torch::tensor(4.0, torch::kDouble);
       done = by_blocks(x, s.image ? kBlock : 4096, "inpaint", [&](int64_t i, int64_t m) {
-        auto known = x.narrow(0, i, m);
-        auto f = (mask.size(0) == 1 ? mask : mask.narrow(0, i, m)).expand_as(known);
-        Energy view(Energy(), s.energy.get());  // (aliasing, not owning)
-        ClampedEnergyImpl clamped(view, known, f);
-        const auto start = clamped.fill(init.narrow(0, i, m));
-        auto mode = posterior_mode(clamped, start, torch::tensor(std::numeric_limits<double>::infinity()), steps, var);
-        return clamped.fill(mode).detach();
+        return conditional_mode(*s.energy, x.narrow(0, i, m), mask.size(0) == 1 ? mask : mask.narrow(0, i, m),
+                                init.narrow(0, i, m), steps, var);
       });
     } else {
       auto sampler = model_sampler(s.info, a->sampler);

@@ -3,7 +3,6 @@
 #include <c10/util/accumulate.h>
 
 #include <cmath>
-#include <limits>
 
 #include "ebm/core/error.h"
 #include "ebm/eval/restoration.h"
@@ -94,13 +93,8 @@ torch::Tensor predict_mode(EnergyImpl& energy, const AffineMap& units, const tor
   auto free = torch::zeros({1, t * f}, torch::kBool);
   free.narrow(1, tp * f, (t - tp) * f).fill_(true);
   FreezeParameters frozen(energy);
-  Energy view(Energy(), &energy);  // (aliasing, not owning)
-  ClampedEnergyImpl clamped(view, u, free.expand_as(u));
-  // (no observation term: an infinite noise std, the data's variance alone
-  // preconditioning the descent)
-  auto mode = posterior_mode(clamped, u, torch::tensor(std::numeric_limits<double>::infinity()), steps,
-                             torch::tensor(data_var, torch::kDouble));
-  auto out = units.to_user(clamped.fill(mode).detach().reshape({n, t * f}));
+  auto mode = conditional_mode(energy, u, free, u, steps, torch::tensor(data_var, torch::kDouble));
+  auto out = units.to_user(mode.reshape({n, t * f}));
   return out.narrow(1, tp * f, horizon * f).contiguous();
 }
 
@@ -109,16 +103,11 @@ torch::Tensor gaussian_prediction(const torch::Tensor& train, const torch::Tenso
   const int64_t w = past.size(1), hf = horizon * step_dim;
   TORCH_CHECK(train.dim() == 2 && train.size(1) >= w + hf && train.size(0) >= 2,
               "gaussian_prediction: want training rows [M >= 2, >= ", w + hf, "], got ", train.sizes());
-  auto r = train.to(torch::kDouble).narrow(1, 0, w + hf);
-  auto mean = r.mean(0);
-  auto c = r - mean;
-  auto cov = c.t().mm(c) / double(r.size(0) - 1);
-  cov = cov + 1e-6 * std::max(cov.diagonal().mean().item<double>(), 1e-12) * torch::eye(w + hf, torch::kDouble);
-  auto spp = cov.narrow(0, 0, w).narrow(1, 0, w), sfp = cov.narrow(0, w, hf).narrow(1, 0, w);
-  auto dp = past.to(torch::kDouble) - mean.narrow(0, 0, w);  // [N, W]
-  auto l = torch::linalg_cholesky(spp);
-  auto solved = torch::cholesky_solve(dp.t(), l);  // [W, N]
-  return (mean.narrow(0, w, hf).unsqueeze(0) + sfp.mm(solved).t()).to(past.scalar_type());
+  // (the future as the missing values of rows [past, future])
+  auto rows = torch::cat({past.to(torch::kDouble), torch::zeros({past.size(0), hf}, torch::kDouble)}, 1);
+  auto future = torch::zeros({1, w + hf}, torch::kBool);
+  future.narrow(1, w, hf).fill_(true);
+  return gaussian_fill(rows, future, train.narrow(1, 0, w + hf)).narrow(1, w, hf).to(past.scalar_type()).contiguous();
 }
 
 }  // namespace ebm

@@ -3,10 +3,12 @@
 #include <c10/util/accumulate.h>
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "ebm/core/error.h"
 #include "ebm/eval/ood.h"
+#include "ebm/sampling/conditional.h"
 
 namespace ebm {
 
@@ -196,6 +198,17 @@ torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const t
     eta = torch::where(ok, (eta * 1.25).clamp_max(1.0), eta * 0.5);
   }
   return x;
+}
+
+torch::Tensor conditional_mode(EnergyImpl& energy, const torch::Tensor& known, const torch::Tensor& free,
+                               const torch::Tensor& start, int64_t steps, const torch::Tensor& data_var) {
+  Energy view(Energy(), &energy);  // (aliasing, not owning)
+  ClampedEnergyImpl clamped(view, known, free.to(torch::kBool).expand_as(known));
+  // (no observation term: an infinite noise std, the data's variance alone
+  // preconditioning the descent)
+  auto mode = posterior_mode(clamped, clamped.fill(start), torch::tensor(std::numeric_limits<double>::infinity()),
+                             steps, data_var);
+  return clamped.fill(mode).detach();
 }
 
 torch::Tensor gaussian_fill(const torch::Tensor& x, const torch::Tensor& mask, const torch::Tensor& reference) {

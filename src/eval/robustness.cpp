@@ -10,6 +10,7 @@
 #include "ebm/energy/standardized.h"
 #include "ebm/eval/images.h"
 #include "ebm/model/far_inputs.h"
+#include "ebm/model/input_units.h"
 #include "ebm/model/inputs.h"
 #include "ebm/model/model.h"
 
@@ -168,7 +169,7 @@ EvalReport robustness_task(const Config& c, EnergyImpl& energy, const ModelInfo&
   const torch::Tensor xs = standardised ? map.to_model(data.x).to(data.x.scalar_type()) : data.x;
   double unit = info.pixels ? info.pixels->hi - info.pixels->lo : info.values ? info.values->gain() : 1.0;
   if (standardised)
-    unit = info.data_toml.empty() ? 2.0 : data_config(info.data_toml, "model").get_float("data.standardize_sd");
+    unit = model_standardize_sd(info);
   AttackOptions base;
   base.steps = c.get_int("task.steps");
   base.restarts = c.get_int("task.restarts");

@@ -303,8 +303,8 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   // by the seed alone in a probe, so a distance means little without it)
   constexpr uint64_t kStreamFidSpread = 0x46494453;  // "FIDS"
   auto spread_gen = make_generator(c.get_int("task.seed"), kStreamFidSpread);
+  constexpr int kResamples = 20;
   auto spread = [&](const torch::Tensor& a) {
-    constexpr int kResamples = 20;
     std::vector<double> v;
     for (int b = 0; b < kResamples; ++b) {
       auto ia = torch::randint(a.size(0), {a.size(0)}, spread_gen, torch::kLong);
@@ -352,7 +352,7 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
      << "\n"
      << "  held-out real data " << floor << " +- " << se_floor << "  (the floor)\n"
      << "  Gaussian baseline  " << gaussian << " +- " << se_gauss << "  (a Gaussian fitted to the reference images)\n"
-     << "  (+-: the sd over " << 20 << " bootstrap resamples of both sets)\n";
+     << "  (+-: the sd over " << kResamples << " bootstrap resamples of both sets)\n";
   for (const auto& w : warnings) os << "  warning: " << w << "\n";
   out.text = os.str();
   return out;

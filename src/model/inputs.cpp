@@ -91,11 +91,15 @@ torch::Tensor folder_labels_as_trained(const Dataset& raw, const ModelInfo& info
 
 }  // namespace
 
+double model_standardize_sd(const ModelInfo& info) {
+  return info.data_toml.empty() ? 2.0 : data_config(info.data_toml, "model").get_float("data.standardize_sd");
+}
+
 void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, const torch::Tensor& x,
                                const std::string& what) {
   if (!map.defined() || x.dim() < 1 || x.size(0) == 0 || x[0].numel() != map.scale.numel()) return;
   // (the map's scale is the training sd / data.standardize_sd)
-  const double sd = info.data_toml.empty() ? 2.0 : data_config(info.data_toml, "model").get_float("data.standardize_sd");
+  const double sd = model_standardize_sd(info);
   auto u = (x.detach().to(torch::kCPU, torch::kDouble).flatten(1) - map.shift) / (map.scale * sd);
   const double typical = std::get<0>(u.abs().max(1)).median().item<double>();
   if (typical > 10.0)

@@ -500,8 +500,9 @@ void note_label_columns(const DataSplit& split) {
   torch::NoGradGuard ng;
   const auto y = d.y.to(torch::kCPU, torch::kLong);
   const int64_t k = std::get<0>(torch::_unique(y)).numel();
-  if (k < 2) return;
+  if (k < 2 || y.min().item<int64_t>() < 0) return;
   const auto x = d.x.to(torch::kCPU, torch::kDouble);
+  const int64_t span = y.max().item<int64_t>() + 1;  // (labels are class indices >= 0)
   std::string cols;
   int64_t found = 0;
   for (int64_t c = 0; c < x.size(1); ++c) {
@@ -509,7 +510,7 @@ void note_label_columns(const DataSplit& split) {
     const int64_t u = values.numel();
     if (u < 2 || u > 2 * k) continue;
     // (each value held by one class's rows only: as many (value, label) pairs as values)
-    const auto pairs = inverse.to(torch::kLong) * (y.max().item<int64_t>() + 1) + (y - y.min());
+    const auto pairs = inverse.to(torch::kLong) * span + y;
     if (std::get<0>(torch::_unique(pairs)).numel() != u) continue;
     if (found++ < 5) cols += (cols.empty() ? "" : ", ") + std::to_string(c + 1);
   }

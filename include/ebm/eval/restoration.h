@@ -65,6 +65,14 @@ torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at
 torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const torch::Tensor& sigma, int64_t steps,
                              const torch::Tensor& prior_var = {});
 
+// The mode of E over the `free` coordinates (a bool mask of known's shape or
+// broadcastable to it) of rows `known` [N, ...event], the others clamped to
+// known's: posterior_mode's descent from `start` without an observation
+// term, preconditioned by `data_var` (a scalar or one per coordinate).
+// Returns the full rows. What ebm predict and vector inpainting find.
+torch::Tensor conditional_mode(EnergyImpl& energy, const torch::Tensor& known, const torch::Tensor& free,
+                               const torch::Tensor& start, int64_t steps, const torch::Tensor& data_var);
+
 // The conditional mean of the masked values given the others under a
 // Gaussian fitted to `reference` rows [M, D] (a ridge of 1e-6 of the mean
 // variance): vector rows x [N, D], mask [N or 1, D] (true = missing). A

@@ -31,4 +31,9 @@ torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelI
 // dropped, nothing resized, for other models and model files before them.
 ImageReading model_image_reading(const ModelInfo& info);
 
+// A standardised vector model's data spread in its own units:
+// data.standardize_sd of its run (2 by default and for files that do not
+// keep their [data] table). Its square is the scale of E's curvature there.
+double model_standardize_sd(const ModelInfo& info);
+
 }  // namespace ebm
