@@ -57,6 +57,7 @@ ChainRun run_chains(EnergyImpl& energy, Sampler& sampler, const torch::Tensor& x
   progress.finish();
   r.accept = o.steps > 0 ? r.accept / double(o.steps) : 1.0;
   if (rounds > 0) r.jump_accept /= double(rounds);
+  r.jump_rounds = rounds;
   r.step_size = sampler.step_size() > 0 ? sampler.step_size() : last_step;
   r.x = chains.x;
   if (summary) r.summary = summary->draws();

@@ -40,6 +40,7 @@ struct ChainRun {
   double step_size = 0;   // the final step size (chain-weighted mean over blocks)
   int64_t divergent = 0, warm_divergent = 0;
   double jump_accept = 0;  // mean acceptance of the jumps (run_chains; 0 when none)
+  int64_t jump_rounds = 0; // rounds of jumps tried (none in a run of 0 transitions)
 };
 
 // All chains of x0 as one batch, on `gen`.

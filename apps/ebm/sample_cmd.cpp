@@ -44,13 +44,14 @@ std::string fmt(double v, int precision = 4) {
 // command reads back), or with --thin every kept draw, chain-major
 // [n * draws, D] with the chain (and draw) index beside them: as columns in
 // CSV, as a sidecar FILE.chain.npy in NPY.
-void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, ...event] */, bool indexed) {
+void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, ...event] */, bool indexed,
+                 const ModelInfo& info) {
   const int64_t n = draws.size(0), k = draws.size(1), d = draws[0][0].numel();
   auto flat = draws.reshape({n * k, d}).to(torch::kFloat);
   auto chain = torch::arange(n, torch::kFloat).repeat_interleave(k);
   if (file_extension(out) == ".csv") {
-    std::vector<std::string> header;
-    for (int64_t i = 0; i < d; ++i) header.push_back("x" + std::to_string(i));
+    // (a model trained on a CSV with a header: its column names)
+    std::vector<std::string> header = model_column_names(info, d);
     if (indexed) {
       header.push_back("chain");
       header.push_back("draw");
@@ -478,7 +479,7 @@ Runner add_sample(CLI::App& app) {
       scatter_png(a->out, x, backdrop, bounding_box(backdrop.defined() ? backdrop : x, 0.1));
     } else {
       write_draws(a->out, run.kept.defined() ? run.kept : ro.to_user(run.x).to(torch::kCPU, torch::kDouble).unsqueeze(1),
-                  run.kept.defined());
+                  run.kept.defined(), info);
     }
 
     // Summary: sampler statistics, then mean, sd, MCSE, ESS and R-hat of the
@@ -489,7 +490,7 @@ Runner add_sample(CLI::App& app) {
        << ", accept_rate " << fmt(run.accept, 3)
        << ", divergent " << run.divergent << " (warm-up " << run.warm_divergent << ")"
        << ", gradients/chain " << fmt(run.n_grad, 6) << "\n";
-    if (proposal)
+    if (proposal && run.jump_rounds > 0)
       os << "jumps between modes: " << (a->jumps > 0 ? a->jumps : 2) << " every " << ro.jump_every
          << " transitions, from the training rows, accept_rate " << fmt(run.jump_accept, 3) << " (--jumps 0: none)\n";
     if (blocked)
@@ -556,7 +557,13 @@ Runner add_sample(CLI::App& app) {
                 << ", over 1.1): the draws still depend on where the chains started; run more --steps, a --warmup "
                    "that adapts the step size, or another --sampler\n";
     }
-    if (proposal && run.jump_accept < 0.01)
+    // (a step too large for the energy's scale: the chains leave for where
+    // E or its gradient overflows, and the draws are no longer the model's)
+    if (const int64_t moves = a->n * a->steps; moves > 0 && run.divergent > moves / 100)
+      notes() << "ebm sample: warning: " << run.divergent << " of " << moves << " transitions met a non-finite energy "
+              << "or gradient: the chains blew up and the draws are not the model's; use a step that suits its scale "
+                 "(--sampler mala:step=S with a smaller S), or --warmup 200 with mala or hmc to adapt it\n";
+    if (proposal && run.jump_rounds > 0 && run.jump_accept < 0.01)
       notes() << "ebm sample: note: jumps between modes were accepted at a rate of " << fmt(run.jump_accept, 3)
               << ": in " << dim << " dimensions the proposal seldom lands where the model has mass, so the draws' "
                  "shares of the modes follow the chains' starts (docs/own-data.md, 'Mode masses')\n";

@@ -155,6 +155,9 @@ Runner add_train(CLI::App& app) {
     if (trainer.config().get_bool("train.keep_best") && trainer.best_step() >= 0)
       std::cout << "model.pt: the weights of step " << trainer.best_step() << ", the lowest " << trainer.best_criterion() << " ("
                 << trainer.best_score() << ", train.keep_best)\n";
+    if (const auto& c = trainer.calibrated(); c.t)
+      std::cout << "p(y | x) temperature " << *c.t << ", fitted on " << c.rows << " validation rows: their NLL "
+                << c.nll << " -> " << c.nll_scaled << " (train.calibrate; ebm classify and eval apply it)\n";
     std::cout << report_run(*trainer.user_energy(), trainer.config(), trainer.data(), out);
     return 0;
   };

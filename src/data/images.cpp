@@ -289,12 +289,12 @@ static Dataset image_folder(const std::string& dir, const ImageReading& reading)
 Dataset load_image_folder(const std::string& dir) { return image_folder(dir, ImageReading{}); }
 
 void check_in_pixel_range(const torch::Tensor& x, double lo, double hi, const std::string& what,
-                          const std::string& hint) {
+                          const std::string& hint, double slack) {
   if (x.numel() == 0) return;
   auto f = x.detach().to(torch::kCPU, torch::kDouble);
   EBM_CHECK_DATA(torch::isfinite(f).all().item<bool>(), what, ": holds NaN or infinite values");
   const double min = f.min().item<double>(), max = f.max().item<double>(), w = hi - lo;
-  EBM_CHECK_DATA(min >= lo - 0.5 * w && max <= hi + 0.5 * w, what, ": float values span [", min, ", ", max,
+  EBM_CHECK_DATA(min >= lo - slack * w && max <= hi + slack * w, what, ": float values span [", min, ", ", max,
                  "], far outside [", lo, ", ", hi, "]; ",
                  hint.empty() ? "float arrays are taken as already in the model's range (raw 0-255 pixels go in an "
                                 "integer NPY, IDX or PNG)"
@@ -316,6 +316,8 @@ Dataset load_data_path(const std::string& path) {
   if (!raw.is_same(stored))
     d.description += " (images stored channels last, read as [N, C, H, W] = " + c10::str(raw.sizes()) + ")";
   d.pixels = !raw.is_floating_point() && integer_array_is_pixels(raw);
+  if (!raw.is_floating_point() && !d.pixels && raw.dim() == 4 && raw.numel() > 0 && raw.max().item<int64_t>() <= 1)
+    d.description += " (integers 0 and 1 only: binary images, read as values, not as 0-255 pixels)";
   d.x = raw.to(torch::kFloat32);
   return d;
 }
@@ -356,10 +358,12 @@ torch::Tensor channels_first(const torch::Tensor& raw, const std::string& path) 
 }
 
 bool integer_array_is_pixels(const torch::Tensor& raw) {
-  if (raw.is_floating_point()) return false;
-  if (raw.scalar_type() == torch::kUInt8) return true;
-  if (raw.dim() < 4 || raw.numel() == 0) return false;
+  if (raw.is_floating_point() || raw.numel() == 0) return false;
   const auto [lo, hi] = raw.aminmax();
+  // (0 and 1 only: binary images, masks, which as pixels would be black)
+  if (hi.item<int64_t>() <= 1 && lo.item<int64_t>() >= 0) return false;
+  if (raw.scalar_type() == torch::kUInt8) return true;
+  if (raw.dim() < 4) return false;
   return lo.item<int64_t>() >= 0 && hi.item<int64_t>() <= 255;
 }
 

@@ -22,7 +22,7 @@ torch::Tensor integer_labels(const torch::Tensor& y, const std::string& path) {
   const auto off = (d != d.round()).nonzero();
   if (off.numel() > 0) {
     const int64_t i = off[0][0].item<int64_t>();
-    fail(ExitCode::kBadData, path, ": labels must be integers, got ", d[i].item<double>(), " in row ", i + 1);
+    fail(ExitCode::kBadData, path, ": labels must be integers, got ", d[i].item<double>(), " in row ", i + 1, " (index ", i, ")");
   }
   EBM_CHECK_DATA(d.abs().max().item<double>() < 1e15, path, ": labels must be integers below 1e15 in size");
   return d.to(torch::kLong);
@@ -136,7 +136,7 @@ FileLabels training_labels(const LabelFile& file, const std::string& path) {
   }
   if (numbers > 0 && numbers < file.words.size())
     notes() << "ebm: note: " << path << ": " << numbers << " of its " << file.words.size()
-            << " labels are numbers among words (the first, '" << file.words[first] << "', row " << first + 1
+            << " labels are numbers among words (the first, '" << file.words[first] << "', row " << first + 1 << ", index " << first
             << "); each distinct one is a class of its own\n";
   FileLabels out;
   out.names = file.words;
@@ -159,7 +159,7 @@ torch::Tensor labels_as_trained(const LabelFile& file, const std::vector<std::st
   for (size_t i = 0; i < file.words.size(); ++i) {
     const auto it = std::find(names.begin(), names.end(), file.words[i]);
     if (it == names.end())
-      fail(ExitCode::kBadData, path, ": label '", file.words[i], "' (row ", i + 1, ") is not one of the model's classes (",
+      fail(ExitCode::kBadData, path, ": label '", file.words[i], "' (row ", i + 1, ", index ", i, ") is not one of the model's classes (",
            name_list(names), ")");
     index.push_back(int64_t(it - names.begin()));
   }
@@ -218,7 +218,7 @@ torch::Tensor labels_as_trained(const torch::Tensor& y, const std::vector<std::s
   for (int64_t i = 0; i < v.numel(); ++i) {
     const auto it = index_of.find(in[i]);
     if (it == index_of.end())
-      fail(ExitCode::kBadData, path, ": label ", in[i], " (row ", i + 1, ") is not one of the model's labels (",
+      fail(ExitCode::kBadData, path, ": label ", in[i], " (row ", i + 1, ", index ", i, ") is not one of the model's labels (",
            name_list(names), ")");
     o[i] = it->second;
   }
@@ -285,7 +285,7 @@ void check_labels_in_classes(const torch::Tensor& y, int64_t k, const std::strin
   const auto bad = ((v < 0) | (v >= k)).nonzero();
   if (bad.numel() == 0) return;
   const int64_t row = bad[0][0].item<int64_t>();
-  fail(ExitCode::kBadData, from, ": row ", row + 1, ": label ", v[row].item<int64_t>(), " outside the model's ", k,
+  fail(ExitCode::kBadData, from, ": row ", row + 1, " (index ", row, "): label ", v[row].item<int64_t>(), " outside the model's ", k,
        " classes (0 to ", k - 1, ")");
 }
 

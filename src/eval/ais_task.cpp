@@ -17,6 +17,7 @@
 #include "ebm/model/inputs.h"
 #include "ebm/model/columns.h"
 #include "ebm/train/distributed.h"
+#include "ebm/train/train.h"
 
 namespace ebm {
 
@@ -158,25 +159,40 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   // user's energy carries the map's Jacobian); test energies are the user's.
   AffineMap units;
   EnergyImpl& model = sampling_view(energy, &units);
-  // The base: the pixel box of an image model; else a Gaussian fitted to the
-  // test points, a target's exact draws or the model's own toy set.
+  // The base: the pixel box of an image model; else a Gaussian fitted to a
+  // target's exact draws, the model's own training rows or the test points.
   std::string kind = c.get_string("task.base");
   EBM_CHECK_USAGE(kind == "auto" || kind == "gaussian" || kind == "uniform",
                   "ais: --base must be auto, gaussian or uniform, got '", kind, "'");
   const auto box = display_map(info);  // (pixels, or float images' value map: data.scale)
   if (kind == "auto") kind = box ? "uniform" : "gaussian";
   AisBase base;
+  std::string base_rows = "over the model's pixel range";
   if (box && kind == "uniform") {
     base = AisBase::uniform(torch::full({dim}, box->lo, torch::kDouble), torch::full({dim}, box->hi, torch::kDouble));
   } else {
-    torch::Tensor fit = test.x;
-    if (!fit.defined() && target != nullptr) fit = target->sample(2000, gen);
-    if (!fit.defined() && !info.data_toml.empty()) {
-      const std::string name = data_config(info.data_toml, c.get_string("task.model")).get_string("data.name");
-      if (is_toy2d(name)) fit = toy2d(name, 2000, gen);
+    // (the rows a base is fitted to, log Z being the model's alone: a
+    // target's exact draws, else the model's own training rows, rebuilt from
+    // its file (not the data.name default that a run on data.path leaves in
+    // its [data] table, nor test rows that may lie far from the model),
+    // else the test points)
+    torch::Tensor fit;
+    std::string why;
+    if (target != nullptr) {
+      fit = target->sample(2000, gen);
+      base_rows = "fitted to 2000 exact draws of the target";
+    } else if (!info.data_toml.empty()) {
+      if (auto split = model_data_split(info, c.get_string("task.model"), &why); split && split->train.size() >= 2) {
+        fit = split->train.x;
+        base_rows = "fitted to the model's " + std::to_string(fit.size(0)) + " training rows";
+      }
+    }
+    if (!fit.defined() && test.x.defined()) {
+      fit = test.x;
+      base_rows = "fitted to the test points";
     }
     EBM_CHECK_USAGE(fit.defined(), "ais: give --data FILE or --dataset NAME to fit the base to (or --base uniform "
-                    "for an image model)");
+                    "for an image model)", why.empty() ? "" : "; " + why);
     base = AisBase::fit(kind, units.to_model(fit.to(torch::kDouble)));
   }
   EBM_CHECK_DATA(base.dim() == dim, "ais: a base of ", base.dim(), " dimensions for samples of ",
@@ -206,12 +222,13 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   }
   EvalReport out;
   out.json = {{"task", "ais"},          {"base", base.kind()},           {"temps", o.temps()},
+              {"base_from", base_rows},
               {"chains", o.chains()},   {"schedule", o.schedule()},     {"transition", o.transition()},
               {"forward", estimate_json(fwd)}, {"log_z", fwd.log_z},   {"se", fwd.se}};
   if (block > 0) out.json["block"] = block;
   std::ostringstream os;
   os << "AIS (" << o.temps() << " temperatures, " << o.chains() << " chains, " << o.schedule() << " schedule, "
-     << o.transition() << ", " << base.kind() << " base):\n"
+     << o.transition() << ", " << base.kind() << " base " << base_rows << "):\n"
      << "  log Z " << fwd.log_z << " +- " << fwd.se << " (bootstrap " << fwd.se_bootstrap << "), ESS " << fwd.ess
      << " of " << o.chains() << ", acceptance " << fwd.accept << "\n"
      << "  mean log w " << out.json["forward"]["bound"].get<double>()
@@ -238,10 +255,27 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
                                                     c.get_string("task.sampler"), g);
     };
     PartitionEstimate r;
+    std::string off_model;  // (set when the reverse run's samples are plainly not the model's)
     if (block > 0) {
       r = blocked(base, o, model, block, seed, samples, "reverse ais");
     } else {
       torch::Tensor x = samples(o.chains(), gen);
+      if (target == nullptr && fwd.x.defined()) {
+        // (the forward chains end near exp(-E): samples whose energies lie
+        // far above theirs, or are not finite, came from a sampler that
+        // blew up or never arrived, which no number of temperatures mends)
+        torch::NoGradGuard ng;
+        auto ef = model.energy(fwd.x).to(torch::kDouble), er = model.energy(x.to(fwd.x.scalar_type())).to(torch::kDouble);
+        const double mf = ef.mean().item<double>(), sf = ef.numel() > 1 ? ef.std().item<double>() : 0.0;
+        const double mr = er.mean().item<double>();
+        if (!std::isfinite(mr) || mr > mf + 3.0 * sf + 1.0) {
+          std::ostringstream w;
+          w << "the reverse run's samples are not the model's (their mean energy " << mr << " against the forward "
+            << "chains' " << mf << " +- " << sf << "): draw them with a sampler whose step suits the model's scale "
+            << "(--sampler mala:step=S with a smaller S, and more --steps)";
+          off_model = w.str();
+        }
+      }
       Progress rp("reverse ais", o.temps());
       AnnealedImportanceSampling rev(base, o, [&](int64_t k, int64_t, double b) {
         rp.update(k, "beta " + std::to_string(b));
@@ -255,7 +289,9 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
        << " samples; forward - reverse " << fwd.log_z - r.log_z << ")\n"
        << "  -mean log w_rev " << out.json["reverse"]["bound"].get<double>() << " (an upper bound on log Z in "
        << "expectation" << (target ? "" : " were the samples exact") << ")\n";
-    if (std::abs(fwd.log_z - r.log_z) > 1.0 + 3.0 * std::hypot(fwd.se, r.se))
+    if (!off_model.empty())
+      warnings.push_back(off_model);
+    else if (std::abs(fwd.log_z - r.log_z) > 1.0 + 3.0 * std::hypot(fwd.se, r.se))
       warnings.push_back("forward and reverse differ by " + std::to_string(fwd.log_z - r.log_z) +
                          " nats: the annealing has not converged (more --temps)");
   }

@@ -67,38 +67,6 @@ Calibration calibration(const torch::Tensor& probs, const torch::Tensor& labels,
   return c;
 }
 
-torch::Tensor temperature_scale(const torch::Tensor& probs, double t) {
-  TORCH_CHECK(t > 0 && std::isfinite(t), "temperature_scale: T must be > 0, got ", t);
-  auto p = probs.detach().to(torch::kDouble);
-  return torch::softmax(p.clamp_min(1e-300).log() / t, 1);
-}
-
-double fit_temperature(const torch::Tensor& probs, const torch::Tensor& labels) {
-  auto lp = probs.detach().to(torch::kCPU, torch::kDouble).clamp_min(1e-300).log();
-  auto y = labels.to(torch::kCPU, torch::kLong).reshape({-1, 1});
-  // (a N(0, 1) prior on log T, a MAP fit: on a few rows with no error the
-  // NLL falls as T -> 0 without a minimum, and such a T would wreck the
-  // other half's errors; on thousands of rows the prior moves T by < 1e-3)
-  const double prior = 0.5 / double(std::max<int64_t>(1, lp.size(0)));
-  auto nll = [&](double log_t) {
-    auto z = lp / std::exp(log_t);
-    return (torch::logsumexp(z, 1) - z.gather(1, y).squeeze(1)).mean().item<double>() + prior * log_t * log_t;
-  };
-  double a = -4.0, b = 4.0;
-  const double g = (std::sqrt(5.0) - 1) / 2;
-  double c = b - g * (b - a), d = a + g * (b - a), fc = nll(c), fd = nll(d);
-  for (int i = 0; i < 60; ++i) {  // (a bracket 8 x 0.618^60 ~ 2e-12 wide)
-    if (fc < fd) {
-      b = d, d = c, fd = fc;
-      c = b - g * (b - a), fc = nll(c);
-    } else {
-      a = c, c = d, fc = fd;
-      d = a + g * (b - a), fd = nll(d);
-    }
-  }
-  return std::exp((a + b) / 2);
-}
-
 Calibration cross_fitted_temperature(const torch::Tensor& probs, const torch::Tensor& labels, int64_t bins,
                                      std::pair<double, double>* temperatures) {
   const int64_t n = probs.size(0);
@@ -201,14 +169,22 @@ std::vector<ConfigKey> classify_task_keys() { return labelled_data_keys(); }
 EvalReport classify_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
   std::string spec;
   std::optional<DataSplit> split;
-  auto [probs, data] = class_probabilities(c, energy, info, &spec, &split);
+  auto [raw, data] = class_probabilities(c, energy, info, &spec, &split);
+  auto probs = scale_by_model_temperature(raw, info.temperature);
   auto r = calibration(probs, data.y, 1);
   auto pc = per_class(probs, data.y, info.class_names);
   nlohmann::json j = {{"data", spec}, {"n", r.n}, {"accuracy", r.accuracy}, {"nll", r.nll},
-                      {"balanced_accuracy", pc.balanced_accuracy}, {"per_class", pc.json["per_class"]}};
+                      {"balanced_accuracy", pc.balanced_accuracy}, {"per_class", pc.json["per_class"]},
+                      {"temperature", info.temperature.value_or(1.0)}};
   std::ostringstream t;
   t << std::fixed << std::setprecision(4) << spec << ": accuracy " << r.accuracy << ", NLL " << r.nll << " ("
     << r.n << " rows)\n" << pc.text;
+  if (info.temperature) {
+    const double nll = calibration(raw, data.y, 1).nll;
+    j["untempered"] = {{"nll", nll}};
+    t << "  (p(y | x) at the model's temperature " << *info.temperature << ", fitted on its training run's "
+      << "validation rows; at T = 1: NLL " << nll << ")\n";
+  }
   std::string base;
   auto b = classifier_baseline(info, data, std::move(split), energy.num_classes(), 15, &base);
   if (!b.is_null()) j["baseline"] = b;
@@ -223,11 +199,13 @@ EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo
                   ": the reliability diagram is a PNG (give a .png path)");
   std::string spec;
   std::optional<DataSplit> split;
-  auto [probs, data] = class_probabilities(c, energy, info, &spec, &split);
+  auto [raw, data] = class_probabilities(c, energy, info, &spec, &split);
+  auto probs = scale_by_model_temperature(raw, info.temperature);
   auto r = calibration(probs, data.y, bins);
   if (!plot.empty()) write_reliability_diagram(plot, r);
   auto j = r.json();
   j["data"] = spec;
+  j["temperature"] = info.temperature.value_or(1.0);
   const auto pc = per_class(probs, data.y, info.class_names);
   j["balanced_accuracy"] = pc.balanced_accuracy;
   j["per_class"] = pc.json["per_class"];
@@ -237,6 +215,12 @@ EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo
   if (r.mce_rows < 30)  // (a bin's accuracy over a few rows is mostly noise)
     t << "  (the MCE comes from a bin of " << r.mce_rows << " row" << (r.mce_rows == 1 ? "" : "s")
       << ": read it as noise, or use fewer --bins)\n";
+  if (info.temperature) {  // (the model's own scaling, and the softmax as trained)
+    const auto u = calibration(raw, data.y, bins);
+    j["untempered"] = {{"accuracy", u.accuracy}, {"nll", u.nll}, {"ece", u.ece}, {"mce", u.mce}};
+    t << "  (p(y | x) at the model's temperature " << *info.temperature << ", fitted on its training run's "
+      << "validation rows; at T = 1: NLL " << u.nll << ", ECE " << u.ece << ", MCE " << u.mce << ")\n";
+  }
   t << pc.text;
   if (r.n >= 4) {  // the post-hoc fix a reader compares against
     std::pair<double, double> temps;

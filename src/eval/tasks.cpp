@@ -22,6 +22,7 @@
 #include "ebm/eval/ood.h"
 #include "ebm/eval/robustness.h"
 #include "ebm/model/inputs.h"
+#include "ebm/model/columns.h"
 #include "ebm/sampling/tempering.h"
 #include "ebm/train/train.h"
 
@@ -30,13 +31,14 @@
 namespace ebm {
 namespace {
 // The test points of a 2D task: --data FILE or --n fresh points of --dataset.
-torch::Tensor test_points_2d(const Config& c, EnergyImpl& energy) {
+torch::Tensor test_points_2d(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
   const std::string task = c.get_string("task.name"), data = c.get_string("task.data"),
                     dataset = c.get_string("task.dataset");
   EBM_CHECK_USAGE(!data.empty() || !dataset.empty(), "eval: give --data FILE or --dataset NAME");
   EBM_CHECK_USAGE(c.get_float("task.tol") > 0, "--tol must be > 0, got ", c.get_float("task.tol"));
   torch::Tensor test;
   if (!data.empty()) {
+    check_csv_columns(data, info);  // (a header naming the model's columns in another order)
     test = read_matrix(data);
   } else {
     const int64_t n = c.get_int("task.n");
@@ -52,10 +54,10 @@ torch::Tensor test_points_2d(const Config& c, EnergyImpl& energy) {
 }
 
 // Exact test NLL of a 2D model (quadrature of Z).
-EvalReport nll2d_task(const Config& c, EnergyImpl& energy, const ModelInfo&) {
+EvalReport nll2d_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
   const std::string dataset = c.get_string("task.dataset");
   const double tol = c.get_float("task.tol");
-  auto test = test_points_2d(c, energy);
+  auto test = test_points_2d(c, energy, info);
   auto r = nll2d(energy, test, tol);
   EvalReport out;
   out.json = {{"task", "nll2d"},       {"n", test.size(0)},
@@ -82,8 +84,8 @@ EvalReport nll2d_task(const Config& c, EnergyImpl& energy, const ModelInfo&) {
   return out;
 }
 // The model's mass around each cluster of the data against the data's share.
-EvalReport modes_task(const Config& c, EnergyImpl& energy, const ModelInfo&) {
-  auto test = test_points_2d(c, energy);
+EvalReport modes_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
+  auto test = test_points_2d(c, energy, info);
   auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
   auto r = mode_masses(energy, test, c.get_int("task.clusters"), c.get_float("task.z"),
                        c.get_float("task.min_diff"), gen, c.get_float("task.tol"));
@@ -374,13 +376,26 @@ std::vector<ConfigKey> labelled_data_keys() {
           {"labels", std::string(""), "one integer label per row of task.data when it is a file"}};
 }
 
+std::vector<int64_t> model_trained_classes(const ModelInfo& info) {
+  if (info.data_toml.empty()) return {};
+  const Config d = data_config(info.data_toml, "the model's [data] table");
+  return named_classes(d.get_string_list("data.classes"), info.class_names, "the model");
+}
+
+int64_t rows_outside_classes(const torch::Tensor& y, const std::vector<int64_t>& classes) {
+  if (classes.empty() || !y.defined()) return 0;
+  auto in = torch::zeros(y.sizes(), torch::kBool);
+  for (int64_t k : classes) in |= y.to(torch::kCPU) == k;
+  return y.numel() - in.sum().item<int64_t>();
+}
+
 Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::string& task, std::string* spec,
                            std::optional<DataSplit>* rebuilt) {
   *spec = c.get_string("task.data");
-  std::vector<int64_t> keep;  // (class indices, as the model's data.classes names them)
+  // (class indices, as the model's data.classes names them)
+  const std::vector<int64_t> keep = model_trained_classes(info);
   if (!info.data_toml.empty()) {
     const Config d = data_config(info.data_toml, "the model's [data] table");
-    keep = named_classes(d.get_string_list("data.classes"), info.class_names, "the model");
     // (a run on a built-in set's test split trained on those images: its own
     // held-out rows, below, are the ones it never saw)
     if (spec->empty() && d.get_string("data.path").empty() && d.get_string("data.split") != "test")
@@ -419,6 +434,10 @@ Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::st
   if (!keep.empty()) {
     auto in = torch::zeros({data.size()}, torch::kBool);
     for (int64_t k : keep) in |= data.y == k;
+    if (const int64_t out = data.size() - in.sum().item<int64_t>(); out > 0)
+      notes() << "ebm eval: note: " << *spec << ": " << out << " of " << data.size() << " rows belong to classes "
+              << "the model was not trained on (its data.classes) and are left out: the scores are over the other "
+              << data.size() - out << "\n";
     data = data.rows(in.nonzero().view({-1}));
   }
   return data;

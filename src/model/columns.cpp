@@ -27,6 +27,19 @@ void check_csv_columns(const std::string& path, const std::vector<std::string>& 
           << "'); the values are read by position\n";
 }
 
+std::vector<std::string> model_column_names(const ModelInfo& info, int64_t d) {
+  if (!info.data_toml.empty()) {
+    const Config data = data_config(info.data_toml, "the model's [data] table");
+    if (data.has_key("data.columns")) {
+      auto names = data.get_string_list("data.columns");
+      if (int64_t(names.size()) == d) return names;
+    }
+  }
+  std::vector<std::string> names;
+  for (int64_t i = 0; i < d; ++i) names.push_back("x" + std::to_string(i));
+  return names;
+}
+
 void check_csv_columns(const std::string& path, const ModelInfo& info) {
   if (info.data_toml.empty()) return;
   const Config data = data_config(info.data_toml, "the model's [data] table");

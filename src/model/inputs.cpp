@@ -126,13 +126,19 @@ std::optional<PixelMap> image_map(const std::optional<PixelMap>& pixels, const s
 
 std::optional<PixelMap> display_map(const ModelInfo& info) { return image_map(info.pixels, info.values); }
 
+namespace {
+// (inputs may leave the range by twice its width: noisy images to denoise
+// do, by a few noise sds; 0-255 pixels saved as floats still do not fit)
+constexpr double kInputSlack = 2.0;
+}  // namespace
+
 torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelInfo& info, const std::string& path) {
   if (!pixels && info.values) {
     // (the user's units, as the training images were: checked against
     // their range, as other float images are against the model's)
     const auto& v = *info.values;
     check_in_pixel_range(x, v.raw_lo, v.raw_hi, path,
-                         "float arrays are taken as in the units of the model's training images");
+                         "float arrays are taken as in the units of the model's training images", kInputSlack);
     // (images in other units, [0, 1] for a model of 0-255 floats, fill a
     // sliver of its range and are read as near-black: say so)
     const double lo = x.min().item<double>(), hi = x.max().item<double>(), w = v.raw_hi - v.raw_lo;
@@ -140,11 +146,17 @@ torch::Tensor into_model_units(const torch::Tensor& x, bool pixels, const ModelI
       notes() << "ebm: warning: " << path << ": its values span [" << lo << ", " << hi << "], under a tenth of the "
               << "range the model's training images had [" << v.raw_lo << ", " << v.raw_hi
               << "]; float images are taken as in those units\n";
+    // ([0, 1] images for a model of [-1, 1] ones: several images that all
+    // keep to one side of the training range, over half of it missing)
+    else if (x.size(0) >= 8 && hi - lo < 0.6 * w && (lo > v.raw_lo + 0.25 * w || hi < v.raw_hi - 0.25 * w))
+      notes() << "ebm: warning: " << path << ": its values span [" << lo << ", " << hi << "], one side of the range "
+              << "the model's training images had [" << v.raw_lo << ", " << v.raw_hi << "]; float images are taken "
+              << "as in those units: if these are in others (say [0, 1] against [-1, 1]), map them first\n";
     return v.to_model(x);
   }
   if (!pixels) {
     if (auto range = image_range(info)) {
-      check_in_pixel_range(x, range->first, range->second, path);
+      check_in_pixel_range(x, range->first, range->second, path, "", kInputSlack);
       // ([0, 1] floats, the common convention, given to a model of 0-255
       // pixels mapped onto [-1, 1]: taken as its units, every image reads
       // as a bright half of the range; say so)
@@ -195,6 +207,15 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
     const auto raw = channels_first(read_array_raw(path), path);  // (as training read them)
     pixels = !raw.is_floating_point() && info.pixels.has_value();
     if (pixels) check_pixel_range(raw, path);
+    // (8-bit pixels for a model of float images in other units: its values
+    // are the images' own units, not 0-255)
+    if (!raw.is_floating_point() && info.values && integer_array_is_pixels(raw)) {
+      const int64_t top = raw.max().item<int64_t>();
+      const auto& v = *info.values;
+      EBM_CHECK_DATA(double(top) <= v.raw_hi + 0.5 * (v.raw_hi - v.raw_lo), path, ": holds integer pixels (up to ",
+                     top, "), but the model was trained on float images with values in [", v.raw_lo, ", ", v.raw_hi,
+                     "]: give these in those units (a float NPY)");
+    }
     x = raw.to(torch::kFloat32);
     x = as_read(x, pixels);
   } else {

@@ -57,7 +57,7 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform,
                 const std::optional<PixelMap>& pixels, GeneratorImpl* generator,
                 const std::vector<std::string>& class_names, const LowRankGaussian* start,
-                const std::optional<ValueMap>& values, bool sampler_ran) {
+                const std::optional<ValueMap>& values, bool sampler_ran, std::optional<double> temperature) {
   torch::serialize::OutputArchive ar, weights;
   // (weights are written from the CPU, so a model trained on a GPU loads anywhere)
   const auto params = energy.parameters();
@@ -86,6 +86,7 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
   if (cfg.schema().section("sampler") != nullptr)
     ar.write("sampler_config", c10::IValue(cfg.section_toml("sampler")));
   if (!sampler_ran) ar.write("sampler_untried", c10::IValue(true));
+  if (temperature) ar.write("temperature", c10::IValue(*temperature));
   if (cfg.schema().section("data") != nullptr) ar.write("data_config", c10::IValue(cfg.section_toml("data")));
   if (generator != nullptr && cfg.schema().section("generator") != nullptr) {
     torch::serialize::OutputArchive gw;
@@ -263,6 +264,12 @@ Energy load_model(const std::string& path, ModelInfo* info) {
     if (ar.try_read("sampler_config", sampler) && sampler.isString()) info->sampler_toml = sampler.toStringRef();
     c10::IValue untried;
     info->sampler_ran = !(ar.try_read("sampler_untried", untried) && untried.isBool() && untried.toBool());
+    c10::IValue temp;
+    if (ar.try_read("temperature", temp)) {
+      EBM_CHECK_DATA(temp.isDouble() && std::isfinite(temp.toDouble()) && temp.toDouble() > 0, path,
+                     ": temperature must be a number > 0");
+      info->temperature = temp.toDouble();
+    }
     c10::IValue data;
     if (ar.try_read("data_config", data) && data.isString()) info->data_toml = data.toStringRef();
     c10::IValue seed;

@@ -35,6 +35,10 @@ Section train_section() {
             "model.pt takes the energy's weights at the lowest validation NLL seen (every log_every steps), not "
             "the last: of p(y | x) for classifying energies (ce, jem) on labelled data, the exact NLL (quadrature) "
             "for 2D models; needs data.val_fraction > 0; not with train.ema"},
+           {"calibrate", std::string("auto"),
+            "temperature | none | auto: a classifier's p(y | x) = softmax(-E(x, y) / T) with T fitted by maximum "
+            "likelihood on the validation rows at the end of the run (model.pt keeps T; ebm classify and eval apply "
+            "it); auto = temperature where a classifying energy has 100 or more validation rows, else none"},
            {"init", std::string(""),
             "model.pt whose energy weights this run starts from (fine-tuning, or learning on as new data "
             "arrive), with this run's [energy] settings equal to its; the run keeps that model's data map "
@@ -347,6 +351,20 @@ void note_far_image_values(const DataSplit& split) {
              "(docs/images.md)\n";
 }
 
+// Pixels (0-255) that all lie in the bottom tenth of that range: images
+// saved with other units in 8-bit integers (class maps 0..9, a mask scaled
+// 0..20), which the pixel map leaves nearly black: the model sees images
+// that hardly differ.
+void note_dim_pixels(const DataSplit& split) {
+  if (!split.pixels || !split.train.x.defined() || split.train.x.numel() == 0) return;
+  const auto top = split.pixels->to_pixels(split.train.x.max().unsqueeze(0))[0].item<int64_t>();
+  if (top >= 26) return;
+  notes() << "ebm: warning: " << split.train.description << ": every pixel lies in 0.." << top
+          << " of 0-255, so the images are nearly black in the model's range and hardly differ: if the values are "
+             "not 8-bit pixels (classes, counts, a mask of small numbers), save them as floats (a float NPY is "
+             "mapped by its own range) or scale them to 0-255\n";
+}
+
 // Rows are read as 32-bit floats: a column far from zero relative to its
 // spread (timestamps, UTM coordinates, an offset of 1e9) keeps only a few
 // of its values' digits (1.7e9 in steps of 128), which no standardisation
@@ -376,6 +394,7 @@ void note_float_steps(const DataSplit& split) {
 
 void note_far_values(const DataSplit& split) {
   note_far_image_values(split);
+  note_dim_pixels(split);
   note_float_steps(split);
   const auto& x = split.train.x;
   if (!split.transform.defined() || !x.defined() || x.dim() != 2 || x.size(0) < 200) return;

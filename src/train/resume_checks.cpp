@@ -72,7 +72,8 @@ void check_resumed_settings(const Config& cfg, const std::string& out) {
     return;  // (a config.toml of an earlier version, with keys this one no longer knows)
   }
   static const std::set<std::string> free_keys = {"steps", "log_every", "checkpoint_every", "sample_every",
-                                                  "max_retries", "retry_lr_factor", "energy_limit", "keep_best"};
+                                                  "max_retries", "retry_lr_factor", "energy_limit", "keep_best",
+                                                  "calibrate"};
   std::vector<std::string> changed;
   for (const std::string section : {"data", "objective", "sampler", "buffer", "generator", "train"}) {
     const auto was = section_lines(old, section), now = section_lines(cfg, section);

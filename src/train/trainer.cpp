@@ -62,6 +62,11 @@ void check_run_config(const Config& c) {
                    c.get_int("eval.sample_chains"));
   EBM_CHECK_CONFIG(c.get_int("eval.sample_steps") >= 0, "eval.sample_steps must be >= 0, got ",
                    c.get_int("eval.sample_steps"));
+  const std::string calibrate = c.get_string("train.calibrate");
+  EBM_CHECK_CONFIG(calibrate == "auto" || calibrate == "temperature" || calibrate == "none",
+                   "train.calibrate must be auto, temperature or none, got '", calibrate, "'");
+  EBM_CHECK_CONFIG(calibrate != "temperature" || c.get_float("data.val_fraction") > 0,
+                   "train.calibrate = \"temperature\" fits T on validation rows: set data.val_fraction (e.g. 0.1)");
   if (c.get_bool("train.keep_best")) {
     EBM_CHECK_CONFIG(c.get_float("data.val_fraction") > 0,
                      "train.keep_best picks weights on validation rows: set data.val_fraction (e.g. 0.1)");
@@ -223,6 +228,9 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
     EBM_CHECK_CONFIG(!cfg_.get_bool("train.keep_best") || val_kind_ != ValKind::kNone,
                      "train.keep_best needs validation it can score: a classifying energy (energy.classes > 0: "
                      "jem, or a ce classifier) on labelled data, or a 2D model (the exact NLL by quadrature)");
+    EBM_CHECK_CONFIG(cfg_.get_string("train.calibrate") != "temperature" || val_kind_ == ValKind::kClasses,
+                     "train.calibrate = \"temperature\" scales p(y | x): it needs a classifying energy "
+                     "(energy.classes > 0) and labelled data");
   }
 }
 
@@ -716,6 +724,7 @@ int64_t Trainer::run(bool resume) {
   }
   parts_.energy->eval();
   if (!lead) return parts_.retries;
+  calibrate(metrics);
   // Negatives whose energy ends far above the data's never reached it: the
   // energy separates data from chains but is no fitted density (working
   // runs end within a nat or two; 128-d features with five MALA steps
@@ -740,7 +749,7 @@ int64_t Trainer::run(bool resume) {
     cfg_.set_value("sampler.step_size", parts_.objective->adapted_step());
   save_model(out_ + "/model.pt", *parts_.energy, cfg_, data_.train.event_shape(), data_.transform, data_.pixels,
              generator, data_.train.class_names, fitted_start(*parts_.objective), data_.values,
-             parts_.objective->runs_sampler());
+             parts_.objective->runs_sampler(), calibrated_.t);
   return parts_.retries;
 }
 

@@ -517,7 +517,7 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
   "$EBM" eval --model "$P" --task classify --data "$T/pix.npy" --labels "$T/pix_labels.csv" --out "$T/cls.json" \
     >/dev/null 2>&1 && grep -q '"nll"' "$T/cls.json" || { echo "FAIL: eval --task classify"; fails=$((fails + 1)); }
   expect 64 "classify: the model is not class-conditional" -- "$EBM" eval --model "$T/img_run/model.pt" --task classify --data "$T/pix.npy" --labels "$T/pix_labels.csv"
-  expect 65 "labels_big.csv: row 4: label 3 outside the model's 3 classes" -- "$EBM" eval --model "$P" --task classify --data "$T/pix.npy" --labels "$T/labels_big.csv"
+  expect 65 "labels_big.csv: row 4 (index 3): label 3 outside the model's 3 classes" -- "$EBM" eval --model "$P" --task classify --data "$T/pix.npy" --labels "$T/labels_big.csv"
   expect 64 "bins must be"  -- "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --bins 0
   expect 64 "bins must be 1 to 1000"  -- "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --bins 100000
   expect 64 "is a PNG"  -- "$EBM" eval --model "$P" --task calibration --data "$T/pix.npy" --labels "$T/pix_labels.csv" --plot "$T/rel.jpg"

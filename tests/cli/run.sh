@@ -180,6 +180,20 @@ expect 78 "needs a generator" -- "$EBM" train --config "$T/vera_nogen.toml" --ou
   && grep -q '"accuracy"' "$T/mj.json" && grep -q '"per_class"' "$T/mj.json" && grep -q '"balanced_accuracy"' "$T/mj.json" && grep -q '"gaussian_lda"' "$T/mj.json" \
   && grep -q '"val_nll"' "$T/moons_jem/metrics.jsonl" && grep -q '"event":"keep_best"' "$T/moons_jem/metrics.jsonl" \
   || { echo "FAIL: moons-jem train + classify (and its Gaussian-classifier baseline, early stopping)"; fails=$((fails + 1)); }
+# train.calibrate: 150 validation rows fit p(y | x)'s temperature, which
+# classify applies (--temperature 1: the softmax as trained) and eval reports.
+awk 'BEGIN { srand(3); for (i = 0; i < 50; i++) printf "%.4f,%.4f\n", 3 * rand() - 1, 2 * rand() - 1 }' >"$T/mj_in.csv"
+"$EBM" train --config "$SRC/configs/moons-jem.toml" --out "$T/mj_cal" --set train.steps=5 --set data.n=2000 \
+  --set eval.sample_steps=2 --set eval.sample_chains=10 >"$T/mj_cal.out" 2>/dev/null \
+  && grep -q '"event":"calibrate"' "$T/mj_cal/metrics.jsonl" && grep -q "p(y | x) temperature" "$T/mj_cal.out" \
+  && "$EBM" classify --model "$T/mj_cal/model.pt" --input "$T/mj_in.csv" --out "$T/mj_t.csv" >/dev/null 2>&1 \
+  && "$EBM" classify --model "$T/mj_cal/model.pt" --input "$T/mj_in.csv" --out "$T/mj_t1.csv" --temperature 1 >/dev/null 2>&1 \
+  && ! cmp -s "$T/mj_t.csv" "$T/mj_t1.csv" \
+  && "$EBM" eval --task calibration --model "$T/mj_cal/model.pt" --out "$T/mj_cal.json" >/dev/null 2>&1 \
+  && grep -q '"untempered"' "$T/mj_cal.json" \
+  || { echo "FAIL: train.calibrate fits a temperature that classify and eval apply"; fails=$((fails + 1)); }
+expect 64 "--temperature must be 'model' or a number > 0" -- "$EBM" classify --model "$T/mj_cal/model.pt" \
+  --input "$T/mj_in.csv" --out "$T/mj_t0.csv" --temperature 0
 # A CSV header's names are kept: a later file naming them in another order is
 # refused (its values would feed the wrong inputs), the same order passes.
 awk 'BEGIN { srand(7); print "u,v,w"; for (i = 0; i < 200; i++) printf "%.4f,%.4f,%.4f\n", rand(), 10 * rand(), rand() - 5 }' >"$T/named.csv"
@@ -190,6 +204,20 @@ awk -F, 'NR == 1 { print "u,w,v"; next } { print $1 "," $3 "," $2 }' "$T/named.c
   || { echo "FAIL: a CSV header's column names kept by training"; fails=$((fails + 1)); }
 expect 65 "named_swap.csv: its header names the model's columns in another order (column 2 is 'w'" -- \
   "$EBM" energy --model "$T/named_run/model.pt" --input "$T/named_swap.csv" --out "$T/named_e.csv"
+# ... samples come out under those names; AIS without --data fits its base to
+# the model's own training rows (not the 8gaussians default of its [data]).
+"$EBM" sample --model "$T/named_run/model.pt" --n 3 --steps 2 --out "$T/named_s.csv" >/dev/null 2>&1 \
+  && [ "$(head -1 "$T/named_s.csv")" = "u,v,w" ] \
+  && "$EBM" eval --task ais --model "$T/named_run/model.pt" --temps 5 --chains 4 2>/dev/null \
+    | grep -q "gaussian base fitted to the model's [0-9]* training rows" \
+  || { echo "FAIL: samples named as the training columns; AIS base from the model's rows"; fails=$((fails + 1)); }
+awk -F, '{ print $1 "," $2 }' "$T/named.csv" >"$T/named2.csv"
+awk -F, 'NR == 1 { print "v,u"; next } { print $2 "," $1 }' "$T/named2.csv" >"$T/named2_swap.csv"
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/named2_run" --set data.path="$T/named2.csv" \
+  --set train.steps=5 --set eval.sample_steps=2 >/dev/null 2>&1 \
+  || { echo "FAIL: a 2D run on a CSV with a header"; fails=$((fails + 1)); }
+expect 65 "named2_swap.csv: its header names the model's columns in another order" -- \
+  "$EBM" eval --task nll2d --model "$T/named2_run/model.pt" --data "$T/named2_swap.csv"
 # Chains that never reach the data (one tiny step a round, 64-d): the run says
 # its energy is no fitted density.
 awk 'BEGIN { srand(1); for (i = 0; i < 300; i++) { for (j = 1; j <= 64; j++) printf "%s%.4f", (j > 1 ? "," : ""), rand() - 0.5; print "" } }' >"$T/d64.csv"

@@ -1,7 +1,8 @@
 // Integer arrays (NPY) as raw 0-255 pixels or as numbers. A file of bytes
 // holds pixels; a wider integer type holds pixels only as images ([N, H, W]
-// or [N, C, H, W]) whose values all lie in 0..255. Any other integer array
-// (counts [N, D], 16-bit images) holds numbers, taken as floats are.
+// or [N, C, H, W]) whose values all lie in 0..255. An array of only 0s and
+// 1s (binary images, masks: black as pixels) and any other integer array
+// (counts [N, D], 16-bit images) hold numbers, taken as floats are.
 #pragma once
 
 #include <torch/torch.h>

@@ -86,11 +86,13 @@ struct ValueMap {
 };
 
 // Float images are taken as already in the model's range [lo, hi]: values
-// far outside it (beyond half its width: [0, 255] against [-1, 1]) are raw
-// pixels saved as floats, an error (kBadData) naming `what`; so are NaN and inf.
-// `hint` ends the message (default: how float arrays and pixels are told apart).
+// far outside it (beyond `slack` times its width: [0, 255] against
+// [-1, 1]) are raw pixels saved as floats, an error (kBadData) naming
+// `what`; so are NaN and inf. `hint` ends the message (default: how float
+// arrays and pixels are told apart). Training data take slack 1/2 (its
+// chains' box); commands' inputs more, noisy images leaving the range.
 void check_in_pixel_range(const torch::Tensor& x, double lo, double hi, const std::string& what,
-                          const std::string& hint = "");
+                          const std::string& hint = "", double slack = 0.5);
 // Rows read from a file against a model's event shape: images [N, C, H, W]
 // ([N, H, W] files read as one channel) must have its [C, H, W] (grey 64x48
 // is not colour 32x32 though the counts agree); flat rows are left to the

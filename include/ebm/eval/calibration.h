@@ -15,6 +15,7 @@
 #include "ebm/core/config.h"
 #include "ebm/eval/tasks.h"
 #include "ebm/model/model.h"
+#include "ebm/model/temperature.h"
 
 namespace ebm {
 
@@ -32,12 +33,7 @@ struct Calibration {
 // [N]; `bins` >= 1. kBadData for labels outside 0 .. K-1 or no rows.
 Calibration calibration(const torch::Tensor& probs, const torch::Tensor& labels, int64_t bins = 15);
 
-// Temperature scaling (Guo et al. 2017), the standard post-hoc fix of an
-// over- or under-confident classifier: p_T(y | x) = softmax(log p(y | x) / T)
-// with T > 0 minimising the NLL of `labels` (golden section over log T in
-// [-4, 4]; the NLL is convex in 1 / T). `probs` [N, K], N >= 1.
-double fit_temperature(const torch::Tensor& probs, const torch::Tensor& labels);
-torch::Tensor temperature_scale(const torch::Tensor& probs, double t);
+// (fit_temperature and temperature_scale: ebm/model/temperature.h)
 
 // Calibration after temperature scaling without held-out rows of its own:
 // T fitted on the even rows scales the odd ones and T fitted on the odd rows

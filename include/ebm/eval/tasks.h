@@ -32,6 +32,12 @@ const EvalTaskRegistry& eval_task_registry();
 // classes the model was trained on (its data.classes) are kept. kUsage
 // naming `task` when nothing says what to read; kBadData without labels.
 std::vector<ConfigKey> labelled_data_keys();
+// The class indices a model trained on (its data.classes, in its own
+// numbering); empty when it trained on every class of its data.
+std::vector<int64_t> model_trained_classes(const ModelInfo& info);
+// Rows of `y` [N] outside `classes` (empty: none), for the note a score
+// over the model's classes only owes its reader.
+int64_t rows_outside_classes(const torch::Tensor& y, const std::vector<int64_t>& classes);
 // `rebuilt`, when given, receives the run's split if it was rebuilt for the
 // default (held-out) rows, so a caller needing its training rows too does
 // not read the data again.

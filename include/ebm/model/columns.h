@@ -18,5 +18,8 @@ namespace ebm {
 void check_csv_columns(const std::string& path, const std::vector<std::string>& want);
 // The model's data.columns (from model.pt's [data] table).
 void check_csv_columns(const std::string& path, const ModelInfo& info);
+// The names of the model's `d` input columns: its training CSV's header
+// (data.columns) when that names d columns, else x0 .. x{d-1}.
+std::vector<std::string> model_column_names(const ModelInfo& info, int64_t d);
 
 }  // namespace ebm

@@ -32,11 +32,14 @@ namespace ebm {
 // started from (buffer.init = "fit"), in the energy's units, which `ebm
 // sample` and `ebm eval` start their chains from too. `values`: the map of
 // float images' values into the model's range (data.standardize).
+// `temperature`: a classifier's p(y | x) temperature fitted on the run's
+// validation rows (train.calibrate; model/temperature.h).
 void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
                 const std::vector<int64_t>& event_shape, const AffineMap& transform = {},
                 const std::optional<PixelMap>& pixels = std::nullopt, GeneratorImpl* generator = nullptr,
                 const std::vector<std::string>& class_names = {}, const LowRankGaussian* start = nullptr,
-                const std::optional<ValueMap>& values = std::nullopt, bool sampler_ran = true);
+                const std::optional<ValueMap>& values = std::nullopt, bool sampler_ran = true,
+                std::optional<double> temperature = std::nullopt);
 
 // What a model file says beside the weights.
 struct ModelInfo {
@@ -64,6 +67,9 @@ struct ModelInfo {
   // (buffer.init_low, init_high: the training images' range unless set),
   // where chain_start draws when there is no fit; none in older files.
   std::optional<std::pair<double, double>> start_box = std::nullopt;
+  // A classifier's temperature T of p(y | x) = softmax(-E(x, y) / T), fitted
+  // on the run's validation rows (train.calibrate); none: T = 1.
+  std::optional<double> temperature = std::nullopt;
 };
 // Rebuilds the energy (eval mode, CPU). Throws kMissingInput (no file) or
 // kBadData (not a model file, or weights that do not match their config).

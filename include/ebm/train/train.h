@@ -112,8 +112,19 @@ class Trainer {
   int64_t best_step() const { return parts_.best.step; }
   double best_score() const { return parts_.best.score; }
   std::string best_criterion() const;
+  // train.calibrate: p(y | x)'s temperature fitted on the validation rows at
+  // the end of the run (model.pt keeps it), with the rows' NLL before and
+  // after it; T unset when none was fitted.
+  struct Calibrated {
+    std::optional<double> t;
+    int64_t rows = 0;
+    double nll = 0, nll_scaled = 0;
+  };
+  const Calibrated& calibrated() const { return calibrated_; }
 
  private:
+  // Fits calibrated_ (train.calibrate) and logs it to `metrics`.
+  void calibrate(std::ostream& metrics);
   void save_checkpoint(const std::string& path);
   // samples/step-NNNNNN.png (fresh chains) and -buffer.png (image CD runs).
   void write_sample_grids(int64_t step);
@@ -154,6 +165,7 @@ class Trainer {
   TrainParts parts_;
   StepCallback callback_;
   std::shared_ptr<Collective> coll_;
+  Calibrated calibrated_;
 };
 
 }  // namespace ebm

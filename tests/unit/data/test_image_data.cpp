@@ -424,6 +424,23 @@ TEST(PixelFiles, IntegerImagesOutside0To255AreNumbers) {
   fs::remove_all(dir);
 }
 
+// Integer images of only 0s and 1s (binary images, masks) are values, as
+// booleans are: read as 0-255 pixels they would be black and near-black (a
+// classifier of such shapes stayed at chance).
+TEST(PixelFiles, BinaryIntegerImagesAreValues) {
+  const std::string dir = fresh_dir("binary_pixels");
+  const std::string bits("\x00\x01\x01\x00\x01\x00\x00\x01", 8);
+  const auto u8 = ebm::load_data_path(npy(dir, "bin.npy", "|u1", "(2, 2, 2)", bits));
+  EXPECT_FALSE(u8.pixels);
+  EXPECT_EQ(u8.x.max().item<float>(), 1.f);
+  EXPECT_NE(u8.description.find("binary images"), std::string::npos) << u8.description;
+  // (one pixel of 2 makes them pixels again)
+  std::string two = bits;
+  two[0] = '\x02';
+  EXPECT_TRUE(ebm::load_data_path(npy(dir, "two.npy", "|u1", "(2, 2, 2)", two)).pixels);
+  fs::remove_all(dir);
+}
+
 // Labels whose values are not 0 .. K-1 (-1 / 1, 1 .. K, {3, 7}) are taken
 // by value: sorted, they are the classes 0 .. K-1, named by the values;
 // labels 0 .. K-1 stay indices.
@@ -456,7 +473,7 @@ TEST(Labels, LabelsOtherThanZeroToKAreTakenByValue) {
                            torch::tensor({1, 0, 1}, torch::kLong)));
   EXPECT_EQ(code_of([&] { ebm::labels_as_trained(torch::tensor({1.f, 0.f}), pm, 2, "t.csv"); }, &msg),
             ebm::ExitCode::kBadData);
-  EXPECT_NE(msg.find("t.csv: label 0 (row 2) is not one of the model's labels (-1, 1)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("t.csv: label 0 (row 2, index 1) is not one of the model's labels (-1, 1)"), std::string::npos) << msg;
   EXPECT_TRUE(torch::equal(ebm::labels_as_trained(torch::tensor({2.f, 0.f}), {"0", "1", "2"}, 3, "t.csv"),
                            torch::tensor({2, 0}, torch::kLong)));
   EXPECT_EQ(code_of([] { ebm::labels_as_trained(torch::tensor({-1.f}), {}, 2, "t.csv"); }, &msg),
@@ -467,7 +484,7 @@ TEST(Labels, LabelsOtherThanZeroToKAreTakenByValue) {
   EXPECT_NE(msg.find("label 2 outside the model's classes 0 to 1"), std::string::npos) << msg;
   EXPECT_EQ(code_of([&] { ebm::check_labels_in_classes(torch::tensor({0, 1, 2}, torch::kLong), 2, "f"); }, &msg),
             ebm::ExitCode::kBadData);
-  EXPECT_NE(msg.find("f: row 3: label 2 outside the model's 2 classes (0 to 1)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("f: row 3 (index 2): label 2 outside the model's 2 classes (0 to 1)"), std::string::npos) << msg;
   EXPECT_NO_THROW(ebm::check_labels_in_classes(torch::tensor({1, 0}, torch::kLong), 2, "f"));
   EXPECT_EQ(ebm::class_by_value("-1", pm), 0);
   EXPECT_EQ(ebm::class_by_value("0", pm), -1);
@@ -503,7 +520,7 @@ TEST(Labels, WordsAreClassesInSortedOrder) {
   EXPECT_NE(msg.find("want one label per row (5 rows), got 2"), std::string::npos) << msg;
   EXPECT_EQ(code_of([&] { ebm::labels_as_trained(pd, {"cat", "dog"}, 2, "pd.csv"); }, &msg),
             ebm::ExitCode::kBadData);
-  EXPECT_NE(msg.find("pd.csv: label 'setosa' (row 1) is not one of the model's classes (cat, dog)"),
+  EXPECT_NE(msg.find("pd.csv: label 'setosa' (row 1, index 0) is not one of the model's classes (cat, dog)"),
             std::string::npos) << msg;
   EXPECT_EQ(code_of([&] { ebm::labels_as_trained(pd, {}, 2, "pd.csv"); }, &msg), ebm::ExitCode::kBadData);
   EXPECT_NE(msg.find("keeps no class names"), std::string::npos) << msg;

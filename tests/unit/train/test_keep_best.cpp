@@ -16,6 +16,7 @@
 #include "ebm/energy/grid2d.h"
 #include "ebm/io/io.h"
 #include "ebm/model/model.h"
+#include "ebm/model/temperature.h"
 #include "ebm/train/train.h"
 
 using namespace ebm;
@@ -203,5 +204,66 @@ TEST(Trainer, ValidationOfA2dModelIsItsExactNllInTheDatasUnits) {
   const double log_z = log_z_grid(*user, bounding_box(t.data().train.x, 2.0), 1024);
   const double want = user->energy(val.to(torch::kFloat)).to(torch::kDouble).mean().item<double>() + log_z;
   EXPECT_NEAR(logged, want, 2e-3);
+  fs::remove_all(root);
+}
+
+// train.calibrate: at the run's end T is fitted on the validation rows to the
+// kept weights' p(y | x), and model.pt keeps it. On pure noise a classifier
+// can only be over-confident: T > 1, and the validation NLL falls with it.
+TEST(Trainer, CalibrateFitsTheTemperatureOnTheValidationRows) {
+  const std::string root = fresh_dir("calibrate");
+  Config c = noise_run(root, "");
+  c.set_value("train.calibrate", std::string("temperature"));
+  Trainer t(c, root + "/run");
+  t.run(false);
+  const auto& cal = t.calibrated();
+  ASSERT_TRUE(cal.t.has_value());
+  EXPECT_EQ(cal.rows, t.data().val.size());
+  EXPECT_GT(*cal.t, 1.2);
+  EXPECT_LT(cal.nll_scaled, cal.nll - 0.01);
+  {
+    torch::NoGradGuard no_grad;
+    const Dataset& v = t.data().val;
+    auto x = t.data().transform.defined() ? t.data().transform.to_model(v.x) : v.x;
+    auto p = torch::softmax((-t.energy().class_energies(x.to(torch::kFloat))).to(torch::kDouble), 1);
+    EXPECT_NEAR(fit_temperature(p, v.y), *cal.t, 1e-6 * *cal.t);
+    EXPECT_NEAR(cal.nll, val_nll(t), 1e-9);
+  }
+  ModelInfo info;
+  load_model(root + "/run/model.pt", &info);
+  ASSERT_TRUE(info.temperature.has_value());
+  EXPECT_DOUBLE_EQ(*info.temperature, *cal.t);
+  // the metrics line
+  std::ifstream in(root + "/run/metrics.jsonl");
+  std::string line;
+  int64_t events = 0;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.value("event", "") != "calibrate") continue;
+    ++events;
+    EXPECT_DOUBLE_EQ(j["temperature"].get<double>(), *cal.t);
+  }
+  EXPECT_EQ(events, 1);
+  // auto fits none on 32 validation rows (fewer than 100), none never
+  for (const char* mode : {"auto", "none"}) {
+    c.set_value("train.calibrate", std::string(mode));
+    Trainer u(c, root + "/" + mode);
+    u.run(false);
+    EXPECT_FALSE(u.calibrated().t.has_value()) << mode;
+    ModelInfo ui;
+    load_model(root + "/" + mode + "/model.pt", &ui);
+    EXPECT_FALSE(ui.temperature.has_value()) << mode;
+  }
+  // "temperature" needs validation rows; an unknown mode is refused
+  std::string why;
+  Config no_val = c;
+  no_val.set_value("train.calibrate", std::string("temperature"));
+  no_val.set_value("data.val_fraction", 0.0);
+  EXPECT_EQ(code_of([&] { Trainer u(no_val, root + "/x"); }, &why), ExitCode::kBadConfig);
+  EXPECT_NE(why.find("data.val_fraction"), std::string::npos) << why;
+  Config bad = c;
+  bad.set_value("train.calibrate", std::string("platt"));
+  EXPECT_EQ(code_of([&] { Trainer u(bad, root + "/y"); }, &why), ExitCode::kBadConfig);
+  EXPECT_NE(why.find("train.calibrate"), std::string::npos) << why;
   fs::remove_all(root);
 }
