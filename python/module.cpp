@@ -17,6 +17,7 @@
 #include "ebm/model/model.h"
 #include "ebm/sampling/diagnostics.h"
 #include "ebm/sampling/sampling.h"
+#include "ebm/train/resume_checks.h"
 #include "ebm/train/train.h"
 
 namespace py = pybind11;
@@ -80,8 +81,13 @@ py::dict sample(const Energy& energy, const at::Tensor& x0, const std::string& s
 }
 
 py::dict train(const std::string& config, const std::string& out, const std::vector<std::string>& sets, bool resume,
-               py::object callback, int64_t every) {
+               py::object callback, int64_t every, bool force) {
   Config cfg = train_config(config, sets);
+  // (as the CLI: a directory holding a run is not written over silently,
+  // which left the old run's report and grids beside the new model)
+  EBM_CHECK_USAGE(resume || force || !holds_run(out), out,
+                  " already holds a run: resume=True to continue it, force=True to start over");
+  if (force && !resume) remove_old_run(out);
   // (the callback runs at the logged steps, train.log_every, and the last;
   // every = 1: after each step)
   if (every <= 0) every = cfg.get_int("train.log_every");
@@ -216,7 +222,7 @@ PYBIND11_MODULE(_ebm, m) {
     return d;
   }, py::arg("draws"), "ESS (bulk, tail) and R-hat per dimension of draws [chains, draws, D]");
   m.def("train", &train, py::arg("config"), py::arg("out"), py::arg("sets") = std::vector<std::string>{},
-        py::arg("resume") = false, py::arg("callback") = py::none(), py::arg("every") = 0,
+        py::arg("resume") = false, py::arg("callback") = py::none(), py::arg("every") = 0, py::arg("force") = false,
         "train from a TOML config (path or text); callback(step, metrics) at every logged step (train.log_every, "
         "or every `every` steps) and the last, True stops");
   m.def("evaluate_json", &evaluate, py::arg("task"), py::arg("model") = "", py::arg("target") = "",

@@ -67,14 +67,19 @@ def _config_text(config):
     return _os.fspath(config)
 
 
-def train(config, out, sets=(), resume=False, callback=None, every=None):
+def train(config, out, sets=(), resume=False, callback=None, every=None, force=False):
     """Trains as `ebm train` does. config: a TOML file's path, TOML text, or a
     dict of sections; sets: "key=value" overrides; callback(step, metrics)
     (metrics hold the step's loss) is called at every logged step
     (train.log_every), or every `every` steps, and at the last; return True
-    to stop there. Returns a dict with steps, rollbacks, out and the model's
-    path."""
-    return _ebm.train(_config_text(config), _os.fspath(out), list(sets), resume, callback, int(every or 0))
+    to stop there (a checkpoint is written at that step: resume=True goes on).
+    An `out` that holds a run is refused unless resume=True (continue it) or
+    force=True (remove its outputs and start over). Returns a dict with
+    steps, rollbacks, out and the model's path."""
+    if isinstance(sets, str):
+        sets = [sets]
+    return _ebm.train(_config_text(config), _os.fspath(out), list(sets), resume, callback, int(every or 0),
+                      bool(force))
 
 
 def evaluate(task, model=None, target=None, script=None, dim=0, **options):

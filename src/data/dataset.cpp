@@ -150,6 +150,11 @@ Section data_section() {
             "counted (a density has no point masses); auto: uniform for 0-255 pixels, none for float values"},
            {"dequantize_std", 0.05, "data.dequantize = gaussian: the noise's std as a fraction of each column's sd"},
            {"flip", false, "random horizontal flips of training images"},
+           {"balance", std::string("auto"),
+            "auto | on | off: training batches draw every class equally often (each labelled row with weight 1 / "
+            "its class's rows); auto: on for a class-conditional energy trained on p(x | y) alone (cd, dsm, ...) "
+            "when the largest class has twice the rows of the smallest; off for classifiers (ce, jem), whose "
+            "p(y | x) learns the classes' shares"},
            {"image_size", std::vector<int64_t>{},
             "[H, W] or [S]: every image resized to it as it is read (a folder of images of mixed sizes; "
             "fashion_mnist at [32, 32]), and so are the images every command reads for the model; empty = "

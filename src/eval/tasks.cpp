@@ -124,6 +124,13 @@ ReferenceImages reference_images(const std::string& spec, const std::string& spl
     d = std::filesystem::is_directory(spec, ec) || image_file_name(spec) ? load_data_path(spec, reading)
                                                                          : load_data_path(spec);
   }
+  // (a float NPY for a model of pixels: values in the model's range, as
+  // every command takes them (--samples too), rounded to its pixels)
+  if (pixels && !d.pixels && model.pixels) {
+    check_in_pixel_range(d.x, model.pixels->lo, model.pixels->hi, spec);
+    d.x = model.pixels->to_pixels(d.x).to(torch::kFloat);
+    d.pixels = true;
+  }
   if (pixels)
     EBM_CHECK_DATA(d.pixels, spec, ": reference images must be raw 0-255 pixels (PNG, IDX or integer NPY), "
                    "as the feature network was trained on pixels");

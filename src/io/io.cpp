@@ -587,9 +587,19 @@ void write_png(const std::string& path, const torch::Tensor& image) {
   const auto img = image.cpu().contiguous();
   const int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1));
   const int comp = img.dim() == 2 ? 1 : 3;
+  // (encoded in memory, then written by File, which checks every write:
+  // stbi_write_png's own file writer ignores fwrite's result, and on a full
+  // disk left a truncated PNG behind an exit of 0)
+  std::string bytes;
+  const auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data), size_t(size));
+  };
+  if (!stbi_write_png_to_func(append, &bytes, w, h, comp, img.data_ptr<uint8_t>(), w * comp))
+    fail(ExitCode::kInternal, path, ": PNG encoding failed");
   atomic_write(path, [&](const std::string& tmp) {
-    if (!stbi_write_png(tmp.c_str(), w, h, comp, img.data_ptr<uint8_t>(), w * comp))
-      fail_write(tmp, "stbi_write_png failed");
+    File f(tmp);
+    f.write(bytes);
+    f.close();
   });
 }
 

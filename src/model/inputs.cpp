@@ -323,21 +323,14 @@ namespace {
 // IDX (LeCun et al.): magic 0x00000800 | type 0x08 (ubyte) | rank, then each
 // dimension as a big-endian int32, then the bytes.
 void write_idx_bytes(const std::string& path, const torch::Tensor& px /* uint8 */) {
-  atomic_write(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary);
-    EBM_CHECK_CODE(out.good(), ExitCode::kMissingInput, tmp, ": cannot write");
-    const unsigned char magic[4] = {0, 0, 0x08, static_cast<unsigned char>(px.dim())};
-    out.write(reinterpret_cast<const char*>(magic), 4);
-    for (int64_t s : px.sizes()) {
-      const uint32_t v = uint32_t(s);
-      const unsigned char be[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
-                                   static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
-      out.write(reinterpret_cast<const char*>(be), 4);
-    }
-    auto c = px.contiguous();
-    out.write(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), std::streamsize(c.numel()));
-    EBM_CHECK_CODE(out.good(), ExitCode::kInternal, tmp, ": write failed");
-  });
+  std::string bytes = {0, 0, 0x08, static_cast<char>(px.dim())};
+  for (int64_t s : px.sizes()) {
+    const uint32_t v = uint32_t(s);
+    for (int shift : {24, 16, 8, 0}) bytes.push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+  auto c = px.contiguous();
+  bytes.append(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), size_t(c.numel()));
+  atomic_write_text(path, bytes);  // (every write checked: a full disk is exit 66 with its reason)
 }
 }  // namespace
 

@@ -86,6 +86,23 @@ at::Generator run_generator(const Config& cfg, Stream purpose, int64_t rank, c10
   return make_generator(cfg.get_int("seed"), uint64_t(purpose) + (uint64_t(rank) << 32), device);
 }
 
+namespace {
+// data.standardize's map. A column constant in the training rows has no
+// spread of its own: it takes the geometric mean of the other columns'
+// scales, so that a value off it means the same in whatever units the data
+// come in (AffineMap::standardize's scale 1 is in the data's units: a dead
+// ReLU feature made nonzero scored AUROC 0.999 in metres, 0.506 in km).
+AffineMap standardize_columns(const torch::Tensor& x, double sd) {
+  AffineMap map = AffineMap::standardize(x, sd);
+  if (x.size(0) < 2) return map;
+  const auto spread = x.to(torch::kCPU, torch::kDouble).reshape({x.size(0), -1}).std(0) > 0;
+  if (spread.all().item<bool>() || !spread.any().item<bool>()) return map;
+  const double fill = map.scale.masked_select(spread).log().mean().exp().item<double>();
+  map.scale = torch::where(spread, map.scale, torch::full_like(map.scale, fill)).contiguous();
+  return map;
+}
+}  // namespace
+
 DataSplit build_data(const Config& cfg) {
   auto gen = run_generator(cfg, kStreamData);
   Dataset all = build_dataset(cfg, gen);
@@ -131,7 +148,7 @@ DataSplit build_data(const Config& cfg) {
       if (s->x.defined() && s->size() > 0)
         s->x = torch::max(torch::min(s->x.to(torch::kDouble), q[1]), q[0]).to(s->x.scalar_type());
   }
-  if (vectors && !all.pixels && mode != "off") split.transform = AffineMap::standardize(split.train.x, sd);
+  if (vectors && !all.pixels && mode != "off") split.transform = standardize_columns(split.train.x, sd);
   // Float images: one map of the training images' range onto data.scale
   // (the same for every pixel, unlike a vector's columns, which a constant
   // border would make degenerate), so the recipes' sampler settings, tuned
@@ -222,17 +239,45 @@ torch::Tensor vector_jitter(const Config& cfg, const Dataset& data, bool pixels)
       .to(data.x.scalar_type());
 }
 
+namespace {
+// data.balance: whether batches draw every class equally often. A
+// class-conditional energy trained on p(x | y) alone (cd, dsm, ...) learns
+// each class's density, which the classes' shares do not enter: drawn in
+// the data's shares a class of 5% got 5% of the updates, and its samples
+// (--label) were mostly other classes' shapes. A classifier's p(y | x)
+// learns the shares as its prior, so ce and jem keep them under auto.
+bool balanced_classes(const Config& cfg, const Dataset& data) {
+  const std::string mode = cfg.get_string("data.balance");
+  EBM_CHECK_CONFIG(mode == "auto" || mode == "on" || mode == "off", "data.balance must be auto, on or off, got '",
+                   mode, "'");
+  EBM_CHECK_CONFIG(mode != "on" || data.has_labels(), "data.balance = on draws classes equally often: it needs "
+                   "labelled rows (data.labels, class folders or a built-in set)");
+  if (mode == "off" || !data.has_labels() || data.size() == 0) return false;
+  const auto counts = torch::bincount(data.y.to(torch::kCPU, torch::kLong));
+  const auto present = counts.masked_select(counts > 0);
+  const int64_t most = present.max().item<int64_t>(), fewest = present.min().item<int64_t>();
+  if (mode == "auto") {
+    const std::string objective = cfg.get_string("objective.name");
+    if (objective == "ce" || objective == "jem" || !energy_is_conditional(cfg) || most < 2 * fewest) return false;
+  }
+  notes() << "ebm: note: batches draw the " << present.numel() << " classes equally often (data.balance = " << mode
+          << "; their rows run from " << fewest << " to " << most << ")\n";
+  return true;
+}
+}  // namespace
+
 std::function<Batch(const Dataset&, int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
                                                               const std::optional<PixelMap>& pixels) {
+  const bool balance = balanced_classes(cfg, data);
   const bool flip = cfg.get_bool("data.flip");
   const bool dequantize = pixels && pixels->dequantize;
   EBM_CHECK_CONFIG(!flip || data.event_shape().size() == 3, "data.flip = true needs images [C, H, W], got rows of ",
                    c10::IntArrayRef(data.event_shape()));
   const torch::Tensor jitter = vector_jitter(cfg, data, pixels.has_value());
-  if (!flip && !dequantize && !jitter.defined()) return nullptr;
+  if (!flip && !dequantize && !jitter.defined() && !balance) return nullptr;
   const PixelMap map = pixels.value_or(PixelMap());
-  return [flip, dequantize, map, jitter](const Dataset& data, int64_t n, at::Generator& gen) {
-    Batch b = draw_batch(data, n, gen);
+  return [flip, dequantize, map, jitter, balance](const Dataset& data, int64_t n, at::Generator& gen) {
+    Batch b = balance ? draw_balanced_batch(data, n, gen) : draw_batch(data, n, gen);
     if (dequantize) b.x = b.x + map.noise(b.x.sizes(), gen, b.x.options());
     if (jitter.defined()) b.x = b.x + jitter * at::normal(0.0, 1.0, b.x.sizes(), gen, b.x.options());
     if (flip) {

@@ -1,6 +1,7 @@
 // What a --resume checks against the run it continues (train/resume_checks.h).
 #include "ebm/train/resume_checks.h"
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -71,6 +72,12 @@ void check_resumed_settings(const Config& cfg, const std::string& out) {
   } catch (const Error&) {
     return;  // (a config.toml of an earlier version, with keys this one no longer knows)
   }
+  // (the seed made the run's train / test split and toy data: another seed
+  // is another run's data, which a checkpoint does not continue)
+  if (old.has_key("seed") && cfg.has_key("seed"))
+    EBM_CHECK_CONFIG(old.get_int("seed") == cfg.get_int("seed"), "--resume: the run in ", out, " was seeded ",
+                     old.get_int("seed"), " (", old_cfg, "), which made its data split; this config says ",
+                     cfg.get_int("seed"), ": a checkpoint continues with its own (drop --seed, or train a new run)");
   static const std::set<std::string> free_keys = {"steps", "log_every", "checkpoint_every", "sample_every",
                                                   "max_retries", "retry_lr_factor", "energy_limit", "keep_best",
                                                   "calibrate"};
@@ -127,6 +134,27 @@ void check_resume_matches(const Config& cfg, const DataSplit& data, const std::s
   check_same_energy(cfg, out);
   check_same_units(data, out);
   check_resumed_settings(cfg, out);
+}
+
+bool holds_run(const std::string& out) {
+  std::error_code ec;
+  return std::filesystem::exists(std::filesystem::path(out) / "checkpoint.pt", ec);
+}
+
+void remove_old_run(const std::string& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(out, ec)) return;
+  for (const char* f : {"checkpoint.pt", "model.pt", "eval.json", "metrics.jsonl", "test.csv"})
+    fs::remove(fs::path(out) / f, ec);
+  for (const auto& e : fs::directory_iterator(out, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("model-task-", 0) == 0 && e.path().extension() == ".pt") fs::remove(e.path(), ec);
+  }
+  const fs::path samples = fs::path(out) / "samples";
+  if (fs::is_directory(samples, ec))
+    for (const auto& e : fs::directory_iterator(samples, ec))
+      if (e.is_regular_file(ec)) fs::remove(e.path(), ec);
 }
 
 }  // namespace ebm

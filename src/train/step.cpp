@@ -16,6 +16,15 @@ Batch draw_batch(const Dataset& data, int64_t n, at::Generator& gen) {
   return {data.x.index_select(0, idx), data.y.defined() ? data.y.index_select(0, idx) : torch::Tensor()};
 }
 
+Batch draw_balanced_batch(const Dataset& data, int64_t n, at::Generator& gen) {
+  TORCH_CHECK(data.y.defined(), "draw_balanced_batch: rows without labels");
+  const auto y = data.y.to(torch::kLong);
+  const auto counts = torch::bincount(y).to(torch::kDouble);
+  const auto w = counts.reciprocal().index_select(0, y);  // (classes without rows are never indexed)
+  const auto idx = at::multinomial(w, n, /*replacement=*/true, gen);
+  return {data.x.index_select(0, idx), data.y.index_select(0, idx)};
+}
+
 const Dataset& step_rows(const TrainParts& parts) {
   if (parts.tasks.empty()) return parts.data;
   return parts.tasks[task_at_step(parts.step, parts.total_steps, int64_t(parts.tasks.size()))];

@@ -225,6 +225,9 @@ Trainer::Trainer(Config cfg, std::string out_dir, c10::Device device)
              << data_.train.size() << " training rows is less than one row: no validation"
              << (cfg_.get_bool("train.keep_best") ? " (train.keep_best keeps the last weights)" : "") << "\n";
   } else {
+    if (data_.val.size() > 0 && val_kind_ == ValKind::kNone && !cfg_.get_bool("train.keep_best"))
+      notes() << "ebm: note: data.val_fraction holds " << data_.val.size() << " rows out of training, but this model "
+              << "has no validation score (classifiers on labelled rows and 2D models have one): they go unused\n";
     EBM_CHECK_CONFIG(!cfg_.get_bool("train.keep_best") || val_kind_ != ValKind::kNone,
                      "train.keep_best needs validation it can score: a classifying energy (energy.classes > 0: "
                      "jem, or a ce classifier) on labelled data, or a 2D model (the exact NLL by quadrature)");
@@ -500,11 +503,7 @@ void Trainer::save_checkpoint(const std::string& path) {
     if (!lead()) return;
     bytes = pack_ranks(all);
   }
-  atomic_write(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(bytes.data(), std::streamsize(bytes.size()));
-    EBM_CHECK_CODE(out.good(), ExitCode::kInternal, tmp, ": write failed");
-  });
+  atomic_write_text(path, bytes);  // (every write checked: a full disk is exit 66 with its reason)
 }
 
 void Trainer::load_checkpoint(const std::string& path) {
@@ -709,7 +708,10 @@ int64_t Trainer::run(bool resume) {
       stop = callback_(step, m);
     }
     if (coll_ && callback_) stop = coll_->any(stop);
-    if (stop) break;
+    if (stop) {  // (a checkpoint at the step it stopped at: --resume goes on from there)
+      if (step % ckpt_every != 0 && step != steps) save_checkpoint(ckpt);
+      break;
+    }
   }
   progress.finish();
   if (steps == 0) save_checkpoint(ckpt);

@@ -180,6 +180,19 @@ expect 78 "needs a generator" -- "$EBM" train --config "$T/vera_nogen.toml" --ou
   && grep -q '"accuracy"' "$T/mj.json" && grep -q '"per_class"' "$T/mj.json" && grep -q '"balanced_accuracy"' "$T/mj.json" && grep -q '"gaussian_lda"' "$T/mj.json" \
   && grep -q '"val_nll"' "$T/moons_jem/metrics.jsonl" && grep -q '"event":"keep_best"' "$T/moons_jem/metrics.jsonl" \
   || { echo "FAIL: moons-jem train + classify (and its Gaussian-classifier baseline, early stopping)"; fails=$((fails + 1)); }
+# Ctrl-C ends training at the step with a checkpoint there (exit 130), which
+# --resume continues; --resume with another seed (another data split) is 78.
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/intr" --set train.steps=1000000 \
+  --set train.checkpoint_every=1000000 --set train.log_every=20 >/dev/null 2>"$T/intr.err" &
+intr_pid=$!
+for _ in $(seq 1 600); do [ -s "$T/intr/metrics.jsonl" ] && break; sleep 0.1; done
+kill -INT "$intr_pid"
+wait "$intr_pid"
+intr_rc=$?
+[ "$intr_rc" = 130 ] && [ -s "$T/intr/checkpoint.pt" ] && grep -q "interrupted at step" "$T/intr.err" \
+  || { echo "FAIL: Ctrl-C leaves a checkpoint (rc $intr_rc)"; fails=$((fails + 1)); }
+expect 78 "which made its data split" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/intr" \
+  --resume --seed 5 --set train.steps=1000000 --set train.checkpoint_every=1000000 --set train.log_every=20
 # train.calibrate: 150 validation rows fit p(y | x)'s temperature, which
 # classify applies (--temperature 1: the softmax as trained) and eval reports.
 awk 'BEGIN { srand(3); for (i = 0; i < 50; i++) printf "%.4f,%.4f\n", 3 * rand() - 1, 2 * rand() - 1 }' >"$T/mj_in.csv"

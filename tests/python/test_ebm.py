@@ -92,6 +92,13 @@ class Training(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             r = ebm.train(config, os.path.join(d, "run"), callback=lambda step, m: step >= 7, every=1)
             self.assertEqual(r["steps"], 7)
+            # the stop left a checkpoint: resume goes on; a new run there needs force
+            r = ebm.train(config, os.path.join(d, "run"), resume=True)
+            self.assertEqual(r["steps"], 50)
+            with self.assertRaisesRegex(ebm.Error, "already holds a run"):
+                ebm.train(config, os.path.join(d, "run"))
+            r = ebm.train(config, os.path.join(d, "run"), sets="train.steps=5", force=True)
+            self.assertEqual(r["steps"], 5)
 
     def test_an_exception_in_the_callback_reaches_the_caller(self):
         config = {"data": {"name": "8gaussians", "n": 500}, "energy": {"name": "mlp", "hidden": [16]},

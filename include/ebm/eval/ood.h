@@ -115,6 +115,7 @@ struct OodSetResult {
   int64_t n = 0;                    // rows scored
   std::vector<OodMetrics> metrics;  // one per OodResult::scores
   std::optional<OodMetrics> baseline;  // the Gaussian fit's, when there is one
+  std::vector<bool> constant;          // per score: one value on every row of both sets
 };
 struct OodResult {
   std::string in;
@@ -124,9 +125,13 @@ struct OodResult {
   std::string baseline_reference;  // the rows the baseline was fitted to, or ""
   std::string baseline_why;        // why there is none
   // {task, in, n_in, sets: [{name, n, scores: {NAME: {auroc, auroc_se, aupr_in, aupr_out, fpr95}},
-  //  baseline: {the same for the Gaussian fit}}], baseline: {kind, reference} or {none: why}}
+  //  baseline: {the same for the Gaussian fit}}], baseline: {kind, reference} or {none: why},
+  //  warnings: [...] when there are any}
   nlohmann::json json() const;
   std::string table() const;  // one row per set x score
+  // Sets too small for the AUROC's +- (under 30 rows), scores of one value
+  // on every row.
+  std::vector<std::string> warnings() const;
 };
 // Subsets (--n) and uniform noise from `gen`: the in set first, then each OOD
 // set in order.

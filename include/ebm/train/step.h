@@ -100,6 +100,9 @@ struct StepResult {
 
 // Uniform rows (with replacement) of data, labels following.
 Batch draw_batch(const Dataset& data, int64_t n, at::Generator& gen);
+// The same with every class equally often: each row drawn with weight
+// 1 / (its class's count) (data.balance); `data` must have labels.
+Batch draw_balanced_batch(const Dataset& data, int64_t n, at::Generator& gen);
 // The rows the step after parts.step draws from: its task's, or all.
 const Dataset& step_rows(const TrainParts& parts);
 

@@ -100,3 +100,22 @@ TEST(Dequantize, ConfigErrorsNameTheKindOfData) {
   EXPECT_FALSE(build_data(run_on(pngs, "dequantize = \"none\"\n")).pixels->dequantize);
   fs::remove_all(root);
 }
+
+// data.standardize: a column constant in the training rows takes the other
+// columns' geometric-mean scale, so the map follows the data into other
+// units (km for m: every scale 1e-3 times), where scale 1 did not.
+TEST(Standardize, ConstantColumnsFollowTheDatasUnits) {
+  const std::string root = fresh_dir("standardize_constant");
+  fs::create_directories(root);
+  auto x = mixed_columns();
+  x.select(1, 1).zero_();  // (a dead feature)
+  write_csv(root + "/m.csv", x);
+  write_csv(root + "/km.csv", x * 1e-3);
+  const DataSplit m = build_data(run_on(root + "/m.csv", "")), km = build_data(run_on(root + "/km.csv", ""));
+  ASSERT_TRUE(m.transform.defined());
+  EXPECT_TRUE(torch::allclose(km.transform.scale, m.transform.scale * 1e-3, 1e-5, 0.0))  // (CSV digits)
+      << km.transform.scale << m.transform.scale;
+  const auto s = m.transform.scale;
+  EXPECT_NEAR(s[1].item<double>(), std::sqrt(s[0].item<double>() * s[2].item<double>()), 1e-12);
+  fs::remove_all(root);
+}
