@@ -16,7 +16,7 @@ namespace ebm::cli {
 Runner add_eval(CLI::App& app) {
   struct Args {
     Common common;
-    std::string model, task, data, dataset, out, features, reference, samples, sampler, from;
+    std::string model, task, data, dataset, out, features, reference, samples, sampler, from, rows;
     int64_t steps = 200;
     int64_t n = 10000;
     double tol = 1e-3;
@@ -83,6 +83,10 @@ Runner add_eval(CLI::App& app) {
                                 "ood: energy, grad_norm, max_logit, logsumexp, max_softmax (repeatable or comma-separated; "
                                 "default: all that apply)")
                     ->delimiter(',');
+  auto* rows = cmd->add_option("--rows", a->rows,
+                               "ood: write every row's scores to this CSV or NPY (float64) file (set: 0 = the in set, k = the "
+                               "k-th --out-data; row; one column per score and the Gaussian baseline's; higher = more "
+                               "in-distribution)");
   auto* labels =
       cmd->add_option("--labels", a->labels, "continual, calibration, classify, robustness: one label per row of a --data file (as the model was "
                       "trained: class indices, label values or words)");
@@ -120,7 +124,7 @@ Runner add_eval(CLI::App& app) {
                     ->capture_default_str();
   add_common(cmd, a->common);
   return [a, &tasks, nproc, block, spread, clusters, z, min_diff, features, reference, samples, steps, sampler, from, n, in_data, out_data,
-          score, labels, n_tasks, bins, plot, eps, norm, restarts, attack_step, purify, temps, chains, schedule,
+          score, rows, labels, n_tasks, bins, plot, eps, norm, restarts, attack_step, purify, temps, chains, schedule,
           transition, leapfrog, moves, step, base, reverse]() -> int {
     EBM_CHECK_USAGE(a->nproc >= 1 && a->nproc <= 256, "--nproc must be in 1 .. 256, got ", a->nproc);
     EBM_CHECK_USAGE(a->block >= 1, "--block must be >= 1, got ", a->block);
@@ -188,6 +192,7 @@ Runner add_eval(CLI::App& app) {
     if (in_data->count()) cfg.set_value("task.in_data", a->in_data);
     if (out_data->count()) cfg.set_value("task.out_data", joined(a->out_data, "\n"));  // (one SPEC per line)
     if (score->count()) cfg.set_value("task.score", joined(a->score, ","));
+    if (rows->count()) cfg.set_value("task.rows", a->rows);
     if (blocked) cfg.set_value("task.block", a->block);
     try {
       cfg.validate();

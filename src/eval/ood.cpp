@@ -1,4 +1,5 @@
 #include "ebm/eval/ood.h"
+#include "ebm/io/io.h"
 
 #include <algorithm>
 #include <cmath>
@@ -411,6 +412,7 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
       }
     }
   }
+  r.in_scores = g_in.defined() ? torch::cat({s_in, g_in.to(torch::kCPU, torch::kDouble).view({-1, 1})}, 1) : s_in;
   for (size_t k = 0; k < outs.size(); ++k) {
     OodSetResult set;
     set.name = o.out_data()[k];
@@ -423,9 +425,13 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
       const auto both = torch::cat({a, b});
       set.constant.push_back(both.numel() > 1 && (both == both[0]).all().item<bool>());
     }
-    if (gauss)
-      set.baseline = ood_metrics(g_in, gauss->score(outs[k]), o.in_data() + " (Gaussian baseline scores)",
+    set.row_scores = s_out;
+    if (gauss) {
+      const auto g_out = gauss->score(outs[k]);
+      set.baseline = ood_metrics(g_in, g_out, o.in_data() + " (Gaussian baseline scores)",
                                  set.name + " (Gaussian baseline scores)");
+      set.row_scores = torch::cat({s_out, g_out.to(torch::kCPU, torch::kDouble).view({-1, 1})}, 1);
+    }
     r.sets.push_back(std::move(set));
   }
   return r;
@@ -538,7 +544,11 @@ std::vector<ConfigKey> ood_task_keys() {
           {"reference", std::string(""),
            "training rows for the Gaussian baseline (default: the model's own training data, when known); none = "
            "no baseline"},
-          {"model", std::string(""), "the model file's path (named in messages)"}};
+          {"model", std::string(""), "the model file's path (named in messages)"},
+          {"rows", std::string(""),
+           "write every row's scores to this CSV (9 significant digits) or NPY (float64): set (0 = the in set, k = "
+           "the k-th OOD set), row (0-based, in its set's order), one column per score (and gaussian, the "
+           "baseline's); higher = more in-distribution; not with n (a random subset)"}};
 }
 
 EvalReport ood_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
@@ -559,8 +569,34 @@ EvalReport ood_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     why = "--reference none";
   }
   o.reference(ref).reference_rows(rows).baseline_why(why);
+  const std::string rows_out = c.get_string("task.rows");
+  EBM_CHECK_USAGE(rows_out.empty() || file_extension(rows_out) == ".csv" || file_extension(rows_out) == ".npy",
+                  "--rows ", rows_out, ": the per-row scores are a CSV or an NPY file (give a .csv or .npy path)");
+  EBM_CHECK_USAGE(rows_out.empty() || c.get_int("task.n") == 0,
+                  "--rows writes every row of each set: not with --n (a random subset)");
+  if (!rows_out.empty()) check_writable(rows_out);
   auto gen = make_generator(uint64_t(c.get_int("task.seed")), kStreamEval);
   auto r = evaluate_ood(energy, info, o, gen);
+  if (!rows_out.empty()) {
+    std::vector<std::string> header = {"set", "row"};
+    for (const auto& name : r.scores) header.push_back(name);
+    if (r.in_scores.size(1) > int64_t(r.scores.size())) header.push_back("gaussian");
+    std::vector<torch::Tensor> parts;
+    auto block = [&](const torch::Tensor& scores, int64_t set) {
+      const int64_t n = scores.size(0);
+      parts.push_back(torch::cat({torch::full({n, 1}, double(set), torch::kDouble),
+                                  torch::arange(n, torch::kDouble).view({-1, 1}), scores.to(torch::kDouble)},
+                                 1));
+    };
+    block(r.in_scores, 0);
+    for (size_t k = 0; k < r.sets.size(); ++k) block(r.sets[k].row_scores, int64_t(k) + 1);
+    // (CSV keeps 9 significant digits: max_softmax near 1 ties there; NPY
+    // keeps every bit, its columns in the CSV header's order)
+    if (file_extension(rows_out) == ".npy")
+      write_npy(rows_out, torch::cat(parts));
+    else
+      write_csv(rows_out, torch::cat(parts), header);
+  }
   return {r.json(), r.table()};
 }
 

@@ -296,6 +296,13 @@ expect 64 "give --out-data" -- "$EBM" "${OOD[@]}" --out "$T/ood.json"
 expect 64 "flips need an image model" -- "$EBM" "${OOD[@]}" --out-data "vflip:$T/good.csv"
 "$EBM" "${OOD[@]}" --out-data uniform --out-data "$T/good.csv" --out "$T/ood.json" >"$T/ood.txt" 2>/dev/null \
   && grep -q '"fpr95"' "$T/ood.json" && grep -q "grad_norm" "$T/ood.txt" || { echo "FAIL: ood"; fails=$((fails + 1)); }
+# --rows: every row's scores (set 0 = in, k = k-th --out-data), as many rows as the sets have.
+n_good=$(wc -l <"$T/good.csv")
+"$EBM" "${OOD[@]}" --out-data "$T/good.csv" --score energy --rows "$T/ood_rows.csv" >/dev/null 2>&1 \
+  && [ "$(head -1 "$T/ood_rows.csv")" = "set,row,energy,gaussian" ] \
+  && [ "$(grep -c '^1,' "$T/ood_rows.csv")" = "$n_good" ] && [ "$(grep -c '^0,' "$T/ood_rows.csv")" = "$n_good" ] \
+  || { echo "FAIL: ood --rows"; fails=$((fails + 1)); }
+expect 64 "not with --n" -- "$EBM" "${OOD[@]}" --out-data uniform --rows "$T/ood_rows2.csv" --n 5
 # The Gaussian baseline: fitted to the run's own training split (rebuilt,
 # here a generated set), or to --reference rows; none with --reference none.
 grep -q "Gaussian fitted to the run's training split" "$T/ood.txt" || { echo "FAIL: ood baseline"; fails=$((fails + 1)); }

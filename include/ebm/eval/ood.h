@@ -116,12 +116,14 @@ struct OodSetResult {
   std::vector<OodMetrics> metrics;  // one per OodResult::scores
   std::optional<OodMetrics> baseline;  // the Gaussian fit's, when there is one
   std::vector<bool> constant;          // per score: one value on every row of both sets
+  torch::Tensor row_scores;            // [n, S (+1: the baseline's, when there is one)], float64
 };
 struct OodResult {
   std::string in;
   int64_t n_in = 0;
   std::vector<std::string> scores;
   std::vector<OodSetResult> sets;
+  torch::Tensor in_scores;         // the in set's rows, as OodSetResult::row_scores
   std::string baseline_reference;  // the rows the baseline was fitted to, or ""
   std::string baseline_why;        // why there is none
   // {task, in, n_in, sets: [{name, n, scores: {NAME: {auroc, auroc_se, aupr_in, aupr_out, fpr95}},
