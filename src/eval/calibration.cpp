@@ -162,6 +162,15 @@ std::pair<torch::Tensor, Dataset> class_probabilities(const Config& c, EnergyImp
   *spec_out = spec;
   return {probs, data};
 }
+
+// The text beside a model's own temperature: `figures` are the scores of
+// the softmax as trained (T = 1).
+std::string untempered_note(double t, const std::string& figures) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(4) << "  (p(y | x) at the model's temperature " << t
+     << ", fitted on its training run's validation rows; at T = 1: " << figures << ")\n";
+  return os.str();
+}
 }  // namespace
 
 std::vector<ConfigKey> classify_task_keys() { return labelled_data_keys(); }
@@ -182,8 +191,9 @@ EvalReport classify_task(const Config& c, EnergyImpl& energy, const ModelInfo& i
   if (info.temperature) {
     const double nll = calibration(raw, data.y, 1).nll;
     j["untempered"] = {{"nll", nll}};
-    t << "  (p(y | x) at the model's temperature " << *info.temperature << ", fitted on its training run's "
-      << "validation rows; at T = 1: NLL " << nll << ")\n";
+    std::ostringstream f;
+    f << std::fixed << std::setprecision(4) << "NLL " << nll;
+    t << untempered_note(*info.temperature, f.str());
   }
   std::string base;
   auto b = classifier_baseline(info, data, std::move(split), energy.num_classes(), 15, &base);
@@ -218,8 +228,9 @@ EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo
   if (info.temperature) {  // (the model's own scaling, and the softmax as trained)
     const auto u = calibration(raw, data.y, bins);
     j["untempered"] = {{"accuracy", u.accuracy}, {"nll", u.nll}, {"ece", u.ece}, {"mce", u.mce}};
-    t << "  (p(y | x) at the model's temperature " << *info.temperature << ", fitted on its training run's "
-      << "validation rows; at T = 1: NLL " << u.nll << ", ECE " << u.ece << ", MCE " << u.mce << ")\n";
+    std::ostringstream f;
+    f << std::fixed << std::setprecision(4) << "NLL " << u.nll << ", ECE " << u.ece << ", MCE " << u.mce;
+    t << untempered_note(*info.temperature, f.str());
   }
   t << pc.text;
   if (r.n >= 4) {  // the post-hoc fix a reader compares against

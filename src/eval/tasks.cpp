@@ -389,11 +389,18 @@ std::vector<int64_t> model_trained_classes(const ModelInfo& info) {
   return named_classes(d.get_string_list("data.classes"), info.class_names, "the model");
 }
 
-int64_t rows_outside_classes(const torch::Tensor& y, const std::vector<int64_t>& classes) {
-  if (classes.empty() || !y.defined()) return 0;
+namespace {
+// Which labels y [N] are among `classes` ([N] bool, on the CPU).
+torch::Tensor in_classes(const torch::Tensor& y, const std::vector<int64_t>& classes) {
   auto in = torch::zeros(y.sizes(), torch::kBool);
   for (int64_t k : classes) in |= y.to(torch::kCPU) == k;
-  return y.numel() - in.sum().item<int64_t>();
+  return in;
+}
+}  // namespace
+
+int64_t rows_outside_classes(const torch::Tensor& y, const std::vector<int64_t>& classes) {
+  if (classes.empty() || !y.defined()) return 0;
+  return y.numel() - in_classes(y, classes).sum().item<int64_t>();
 }
 
 Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::string& task, std::string* spec,
@@ -439,8 +446,7 @@ Dataset labelled_task_data(const Config& c, const ModelInfo& info, const std::st
   data = read_model_dataset(*spec, info, "test", c.get_string("task.labels"));
   EBM_CHECK_DATA(data.has_labels(), *spec, ": no labels (give --labels)");
   if (!keep.empty()) {
-    auto in = torch::zeros({data.size()}, torch::kBool);
-    for (int64_t k : keep) in |= data.y == k;
+    const auto in = in_classes(data.y, keep);
     if (const int64_t out = data.size() - in.sum().item<int64_t>(); out > 0)
       notes() << "ebm eval: note: " << *spec << ": " << out << " of " << data.size() << " rows belong to classes "
               << "the model was not trained on (its data.classes) and are left out: the scores are over the other "
