@@ -45,6 +45,9 @@ Section train_section() {
             "(standardisation, value map) and classes, so the weights mean what they did; a learned sampler's "
             "network starts from the model's too when it keeps one; empty = fresh weights"},
            {"checkpoint_every", int64_t(1000), "checkpoint period"},
+           {"snapshot_every", int64_t(0),
+            "period of the in-memory copies of the run that a divergence rolls back to (a second divergence "
+            "before the next copy rolls back to the last checkpoint); 0 = auto: checkpoint_every / 10"},
            {"sample_every", int64_t(0),
             "image runs: samples/step-NNNNNN.png grids of fresh chains (and -buffer.png) at this period; 0 = off"},
            {"max_retries", int64_t(3), "divergence rollbacks before giving up"},

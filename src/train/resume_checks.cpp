@@ -78,7 +78,7 @@ void check_resumed_settings(const Config& cfg, const std::string& out) {
     EBM_CHECK_CONFIG(old.get_int("seed") == cfg.get_int("seed"), "--resume: the run in ", out, " was seeded ",
                      old.get_int("seed"), " (", old_cfg, "), which made its data split; this config says ",
                      cfg.get_int("seed"), ": a checkpoint continues with its own (drop --seed, or train a new run)");
-  static const std::set<std::string> free_keys = {"steps", "log_every", "checkpoint_every", "sample_every",
+  static const std::set<std::string> free_keys = {"steps", "log_every", "checkpoint_every", "snapshot_every", "sample_every",
                                                   "max_retries", "retry_lr_factor", "energy_limit", "keep_best",
                                                   "calibrate"};
   std::vector<std::string> changed;

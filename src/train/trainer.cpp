@@ -53,6 +53,7 @@ void check_run_config(const Config& c) {
   EBM_CHECK_CONFIG(lr > 0 && std::isfinite(lr), "train.lr must be > 0, got ", lr);
   EBM_CHECK_CONFIG(c.get_int("train.log_every") > 0, "train.log_every must be > 0");
   EBM_CHECK_CONFIG(c.get_int("train.checkpoint_every") > 0, "train.checkpoint_every must be > 0");
+  EBM_CHECK_CONFIG(c.get_int("train.snapshot_every") >= 0, "train.snapshot_every must be >= 0 (0 = auto)");
   EBM_CHECK_CONFIG(c.get_int("train.max_retries") >= 0, "train.max_retries must be >= 0");
   const double f = c.get_float("train.retry_lr_factor");
   EBM_CHECK_CONFIG(f > 0 && f < 1, "train.retry_lr_factor must be in (0, 1), got ", f);
@@ -615,8 +616,16 @@ int64_t Trainer::run(bool resume) {
   if (keep_best && parts_.step == 0 && val_.size() > 0 && cfg_.has_key("energy.base") &&
       cfg_.get_string("energy.base") == "classes")
     validate_step(0, true);
-  std::string good = snapshot(parts_);
+  // Rollback points: `good`, copied every snapshot_every steps, and
+  // `ckpt_good`, the last checkpoint's, for a divergence that comes back
+  // before the next copy (the copy itself may hold its seeds). A resumed run
+  // starts from a checkpoint, which is a copy of both kinds: it rolls back
+  // where the uninterrupted run would.
   const int64_t ckpt_every = cfg_.get_int("train.checkpoint_every");
+  const int64_t snap_every = cfg_.get_int("train.snapshot_every") > 0 ? cfg_.get_int("train.snapshot_every")
+                                                                       : std::max<int64_t>(1, ckpt_every / 10);
+  std::string good = snapshot(parts_), ckpt_good = good;
+  bool back_again = false;  // (the last rollback went to `good`, and no copy since)
   const auto options = StepOptions(cfg_.get_int("train.batch_size"))
                            .energy_limit(cfg_.get_float("train.energy_limit"))
                            .collective(coll_.get());
@@ -649,7 +658,9 @@ int64_t Trainer::run(bool resume) {
       EBM_CHECK_CODE(tries <= max, ExitCode::kInternal, "training diverged at step ", at_step,
                      " (loss ", r.loss, ") after ", max,
                      " rollbacks with smaller learning rates; see ", metrics_path);
+      if (back_again) good = ckpt_good;
       restore(parts_, good);
+      back_again = true;
       acc.clear();  // (the next metrics line averages the steps after the rollback only)
       parts_.retries = tries;
       parts_.lr_scale = scale;
@@ -687,7 +698,11 @@ int64_t Trainer::run(bool resume) {
     }
     if (step % ckpt_every == 0 || step == steps) {
       save_checkpoint(ckpt);
+      ckpt_good = good = snapshot(parts_);
+      back_again = false;
+    } else if (step % snap_every == 0) {
       good = snapshot(parts_);
+      back_again = false;
     }
     if (sample_every > 0 && (step % sample_every == 0 || step == steps)) write_sample_grids(step);
     if (!parts_.tasks.empty() && lead) {

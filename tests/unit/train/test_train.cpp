@@ -2,6 +2,7 @@
 // FusedAdam against torch::optim::Adam (image runs: test_train_images.cpp).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -164,6 +165,43 @@ TEST(Trainer, DivergenceRollsBackThenFailsClearly) {
   EXPECT_EQ(events, 3u);  // two rollbacks logged, then the final failure
   EXPECT_NE(all.find("\"lr_scale\":0.25"), std::string::npos);
   fs::remove_all(d);
+}
+
+// A divergence rolls back to the last in-memory copy (train.snapshot_every),
+// not to the last checkpoint; one that comes back before the next copy rolls
+// back to the checkpoint. Weights made NaN by the step callback at chosen
+// steps make the next step diverge.
+TEST(Trainer, DivergenceRollsBackToTheLastCopyThenTheCheckpoint) {
+  for (const int poisonings : {1, 2}) {
+    const std::string d = fresh_dir("copies");
+    Config c = small_config(40);
+    c.set("train.checkpoint_every=20");
+    c.set("train.snapshot_every=5");
+    Trainer t(c, d);
+    std::vector<int64_t> seen;
+    int left = poisonings;
+    t.on_step([&](int64_t step, const std::map<std::string, double>&) {
+      seen.push_back(step);
+      if (left > 0 && (step == 27 || (step == 26 && left < poisonings))) {
+        --left;
+        torch::NoGradGuard ng;
+        for (auto& p : t.energy().parameters()) p.fill_(std::numeric_limits<float>::quiet_NaN());
+      }
+      return false;
+    });
+    EXPECT_EQ(t.run(false), poisonings);
+    // after step 27 the next step is 26 (rolled back to the copy at 25); a
+    // second poisoning there sends it to the checkpoint at 20 (next step 21)
+    const auto at = std::find(seen.begin(), seen.end(), 27);
+    ASSERT_NE(at, seen.end());
+    ASSERT_GE(seen.end() - at, 3);
+    EXPECT_EQ(at[1], 26);
+    if (poisonings == 2) {
+      EXPECT_EQ(at[2], 21);
+    }
+    EXPECT_EQ(seen.back(), 40);
+    fs::remove_all(d);
+  }
 }
 
 TEST(Trainer, BadConfigValuesNameTheKey) {
