@@ -64,10 +64,12 @@ void keep_freed_memory() {
 // wanted when the message says ("tried to allocate N bytes" or "N GiB").
 std::optional<std::string> out_of_memory(const std::string& what) {
   if (what.find("can't allocate memory") == std::string::npos && what.find("out of memory") == std::string::npos &&
-      what.find("bad_alloc") == std::string::npos)
+      what.find("bad_alloc") == std::string::npos && what.find("size calculation overflowed") == std::string::npos)
     return std::nullopt;
   std::ostringstream o;
   o << "out of memory";
+  // (a size beyond any memory: its byte count overflows 64 bits)
+  if (what.find("size calculation overflowed") != std::string::npos) o << ": an allocation's size overflows 64 bits";
   const auto at = what.find("tried to allocate ");
   if (at != std::string::npos) {
     std::istringstream in(what.substr(at + 18));

@@ -206,6 +206,8 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
       .leapfrog(c.get_int("task.leapfrog"))
       .step(c.get_float("task.step"))
       .spread(c.get_float("task.spread"));
+  // (the +- is the chains' spread: one chain has none, and printed inf)
+  EBM_CHECK_USAGE(o.chains() >= 2, "ais: --chains must be >= 2 (the error bar is their spread), got ", o.chains());
   const int64_t block = c.get_int("task.block");
   EBM_CHECK_USAGE(block >= 0, "ais: block must be >= 0, got ", block);
   const uint64_t seed = uint64_t(c.get_int("task.seed"));

@@ -35,7 +35,7 @@ Box2d box_to_model(const Box2d& b, const AffineMap& units) {
 Nll2dResult nll2d(EnergyImpl& energy, const torch::Tensor& test, double tol, int64_t max_grid) {
   EBM_CHECK_DATA(test.dim() == 2 && test.size(1) == 2, "nll2d needs [N, 2] test data, got ",
                  test.sizes());
-  EBM_CHECK_DATA(test.size(0) >= 2, "nll2d needs at least 2 test points");
+  EBM_CHECK_DATA(test.size(0) >= 1, "nll2d needs at least 1 test point");
   Nll2dResult r;
   // The quadrature runs in the model's units (data.standardize): the same
   // Z as the user's energy, whose Jacobian term makes up the difference, on
@@ -110,7 +110,8 @@ Nll2dResult nll2d(EnergyImpl& energy, const torch::Tensor& test, double tol, int
     parts.push_back(model.energy(u.narrow(0, s, std::min(kChunk, u.size(0) - s)).to(dtype)).to(torch::kDouble));
   auto nll = torch::cat(parts) + units.log_det() + lz;
   r.mean_nll = nll.mean().item<double>();
-  r.nll_se = nll.std().item<double>() / std::sqrt(double(test.size(0)));
+  // (one row: its NLL has no sampling error, only the grid's)
+  r.nll_se = test.size(0) > 1 ? nll.std().item<double>() / std::sqrt(double(test.size(0))) : 0.0;
   EBM_CHECK_DATA(std::isfinite(r.mean_nll), "nll2d: non-finite energy on the test data");
   return r;
 }

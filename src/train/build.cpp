@@ -517,6 +517,14 @@ void note_shared_rows(const DataSplit& split) {
              "train.keep_best's choice) measure memory more than generalisation; drop duplicate rows before training\n";
 }
 
+void note_batch_size(const DataSplit& split, int64_t batch_size) {
+  const int64_t n = split.train.size();
+  if (n == 0 || batch_size < 2 * n) return;  // (a batch a little over the rows is a small data set's norm)
+  notes() << "ebm: note: train.batch_size " << batch_size << " is more than the " << n
+          << " training rows: drawn with replacement, each batch holds every row about " << (batch_size + n / 2) / n
+          << " times over, for that many times the time and memory of the data itself\n";
+}
+
 void note_mirrored_classes(const DataSplit& split) {
   const Dataset& d = split.train;
   const auto shape = d.event_shape();

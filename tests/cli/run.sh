@@ -164,7 +164,12 @@ expect 65 "closed-form density" -- "$EBM" eval --model "$T/vera/model.pt" --task
   || { echo "FAIL: eval --task ais --energy-script"; fails=$((fails + 1)); }
 expect 64 "to fit the base to" -- "$EBM" eval --task ais --energy-script "$SRC/tests/data/double_well.pt"
 expect 64 "temps must be >= 1" -- "$EBM" eval --task ais --target gaussian --temps 0
-expect 64 "chains must be >= 1" -- "$EBM" eval --task ais --target gaussian --chains 0
+expect 64 "chains must be >= 2" -- "$EBM" eval --task ais --target gaussian --chains 0
+expect 64 "chains must be >= 2" -- "$EBM" eval --task ais --target gaussian --chains 1
+head -1 "$T/good.csv" >"$T/one_row.csv"
+expect 0 "over 1 points" -- bash -c "'$EBM' eval --task nll2d --model '$M' --data '$T/one_row.csv' | head -1 >&2"
+expect 0 "each batch holds every row about 4 times over" -- "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" \
+  --set data.n=100 --set train.batch_size=360 --set train.steps=2 --out "$T/big_batch"
 expect 64 "schedule must be" -- "$EBM" eval --task ais --target gaussian --schedule cubic
 expect 64 "only with --task ais" -- "$EBM" eval --task nll2d --target gaussian
 printf '1,2,3\n4,5,6\n' >"$T/three.csv"

@@ -24,6 +24,11 @@ void note_constant_columns(const DataSplit& split);
 // held-out scores then reward memory. One note; nothing otherwise.
 void note_shared_rows(const DataSplit& split);
 
+// A batch twice the training set or more: rows are drawn with replacement, so
+// every batch repeats rows (a batch of 1e8 took 11.6 GB before anything was
+// said). One note; nothing otherwise.
+void note_batch_size(const DataSplit& split, int64_t batch_size);
+
 // Labelled images under data.flip (half of every batch mirrored): a class
 // whose mean image, mirrored, is within half its distance to its own mean
 // of another class's mean, and within half the unmirrored distance to it
