@@ -7,12 +7,14 @@
 // fitted to the run's training trajectories, as JSON on stdout.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <optional>
 
 #include "commands.h"
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
 #include "ebm/data/trajectories.h"
 #include "ebm/energy/standardized.h"
@@ -131,9 +133,18 @@ Runner add_predict(CLI::App& app) {
     if (truth.defined()) {
       auto model_mse = per_step_mse(future, truth, f);
       auto cv_mse = per_step_mse(constant_velocity(past, f, a->horizon), truth, f);
-      nlohmann::json mse = {{"model", model_mse},
-                            {"constant_velocity", cv_mse},
-                            {"last_position", per_step_mse(last_position(past, f, a->horizon), truth, f)}};
+      auto held_mse = per_step_mse(last_position(past, f, a->horizon), truth, f);
+      nlohmann::json mse = {{"model", model_mse}, {"constant_velocity", cv_mse}, {"last_position", held_mse}};
+      // (a model behind both trivial predictors at every step has learned
+      // nothing usable of the motion: say so beside the numbers)
+      bool behind = true;
+      for (size_t h = 0; h < model_mse.size(); ++h) behind = behind && model_mse[h] > std::min(cv_mse[h], held_mse[h]);
+      if (behind)
+        notes() << "ebm predict: warning: the model's error is above both constant velocity's and the last position "
+                   "held's at every step (step 1: "
+                << model_mse[0] << " against " << std::min(cv_mse[0], held_mse[0])
+                << "): it has not learned the motion; train longer, or, where trajectories start far apart for how "
+                   "far they move, on positions relative to each one's first step (docs/trajectories.md)\n";
       if (split && split->train.size() >= 2)
         mse["gaussian"] = per_step_mse(gaussian_prediction(split->train.x.flatten(1), past, f, a->horizon), truth, f);
       nlohmann::json j = {{"n", past.size(0)}, {"past_steps", tp},  {"horizon", a->horizon}, {"step_dim", f},

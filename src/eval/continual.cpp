@@ -6,8 +6,11 @@
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/data/tasks.h"
+#include "ebm/eval/tasks.h"
 #include "ebm/model/inputs.h"
+#include "ebm/train/train.h"
 #include "ebm/train/continual.h"
 
 namespace ebm {
@@ -26,12 +29,34 @@ EvalReport continual_task(const Config& c, EnergyImpl& energy, const ModelInfo& 
                   "continual: the model is not class-conditional (energy.conditional = true): it cannot classify");
   int64_t tasks = c.get_int("task.tasks");
   EBM_CHECK_USAGE(tasks >= 0, "--tasks must be >= 0, got ", tasks);
-  if (tasks == 0 && !info.data_toml.empty())
-    tasks = data_config(info.data_toml, "the model's [data] table").get_int("data.tasks");
+  const int64_t run_tasks =
+      info.data_toml.empty() ? 0 : data_config(info.data_toml, "the model's [data] table").get_int("data.tasks");
+  if (tasks == 0) tasks = run_tasks;
   std::string spec;
-  Dataset data = labelled_task_data(c, info, "continual", &spec);
+  std::optional<DataSplit> split;
+  Dataset data = labelled_task_data(c, info, "continual", &spec, &split);
   EBM_CHECK_USAGE(tasks >= 1, "continual: give --tasks (the model file does not say how many tasks it learned)");
-  const auto groups = task_classes(data.y, tasks);
+  // The tasks are cut from the model's classes (its data.classes, else all
+  // it has), as its run cut them, not from the classes --data happens to
+  // hold: test rows of three of six classes were re-cut into one-class
+  // tasks and scored 0.994 against tasks the model never had.
+  // (its training rows' classes, the run's data rebuilt; where that cannot
+  // be, the classes of --data, with a note)
+  std::vector<int64_t> trained = model_trained_classes(info);
+  if (trained.empty()) {
+    std::string why;
+    if (!split) split = model_data_split(info, "the model", &why);
+    torch::Tensor y = split && split->train.has_labels() ? split->train.y : data.y;
+    if (!split)
+      notes() << "ebm eval: note: the tasks are cut from the classes of " << spec << " (" << why
+              << "): test rows lacking some of the model's classes make other tasks than its run's\n";
+    const auto u = std::get<0>(at::_unique(y.to(torch::kCPU, torch::kLong)));
+    trained.assign(u.data_ptr<int64_t>(), u.data_ptr<int64_t>() + u.numel());
+  }
+  const int64_t n_classes = int64_t(trained.size());
+  EBM_CHECK_USAGE(n_classes >= tasks && n_classes % tasks == 0, "continual: ", tasks,
+                  " tasks do not split the model's ", n_classes, " classes into tasks of equal size");
+  const auto groups = task_classes(torch::tensor(trained, torch::kLong), tasks);
   auto r = continual_accuracy(energy, data, groups);
   auto j = r.json();
   j["data"] = spec;
@@ -43,7 +68,13 @@ EvalReport continual_task(const Config& c, EnergyImpl& energy, const ModelInfo& 
   const auto slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? std::string(".") : path.substr(0, slash);
   std::vector<ContinualReport> after;
-  for (int64_t k = 1; k <= tasks; ++k) {
+  // (the snapshots are of the run's own tasks: scored against another cut,
+  // their rows contradicted the final model's)
+  const bool own_cut = tasks == run_tasks;
+  if (!own_cut && !path.empty() && std::filesystem::exists(dir + "/model-task-1.pt"))
+    notes() << "ebm eval: note: the snapshots model-task-k.pt beside the model are of its run's " << run_tasks
+            << " tasks, not scored against --tasks " << tasks << "\n";
+  for (int64_t k = 1; own_cut && k <= tasks; ++k) {
     const std::string snap = dir + "/model-task-" + std::to_string(k) + ".pt";
     if (path.empty() || !std::filesystem::exists(snap)) break;
     ModelInfo sinfo;

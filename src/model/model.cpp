@@ -4,6 +4,7 @@
 #include <c10/util/accumulate.h>
 #include <toml++/toml.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -87,7 +88,17 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
     ar.write("sampler_config", c10::IValue(cfg.section_toml("sampler")));
   if (!sampler_ran) ar.write("sampler_untried", c10::IValue(true));
   if (temperature) ar.write("temperature", c10::IValue(*temperature));
-  if (cfg.schema().section("data") != nullptr) ar.write("data_config", c10::IValue(cfg.section_toml("data")));
+  if (cfg.schema().section("data") != nullptr) {
+    // (data.path and data.labels made absolute: the commands that rebuild the
+    // run's rows from here run in other directories, where a relative path
+    // found nothing, or another file of that name)
+    Config data = cfg;
+    for (const char* key : {"data.path", "data.labels"})
+      if (data.has_key(key))
+        if (const std::string p = data.get_string(key); !p.empty() && std::filesystem::path(p).is_relative())
+          data.set_value(key, std::filesystem::absolute(p).lexically_normal().string());
+    ar.write("data_config", c10::IValue(data.section_toml("data")));
+  }
   if (generator != nullptr && cfg.schema().section("generator") != nullptr) {
     torch::serialize::OutputArchive gw;
     const c10::Device gd = generator->parameters().front().device();

@@ -370,7 +370,16 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
     const int64_t steps = cfg.get_int("train.steps");
     EBM_CHECK_CONFIG(steps >= tasks, "data.tasks = ", tasks, " needs train.steps >= ", tasks, " (one share per task), got ",
                      steps);
-    for (const auto& classes : task_classes(p.data.y, tasks)) p.tasks.push_back(task_rows(p.data, classes));
+    const auto groups = task_classes(p.data.y, tasks);
+    // (p(y | x) normalised over the batch's classes is 1 for a task of one
+    // class, whatever the energy: a probe's run of six one-class tasks
+    // logged loss 0 at every step and left the weights as they started)
+    EBM_CHECK_CONFIG(groups[0].size() >= 2 || !cfg.has_key("objective.normalize") ||
+                         cfg.get_string("objective.normalize") != "batch",
+                     "data.tasks = ", tasks, " over ", tasks * int64_t(groups[0].size()),
+                     " classes makes tasks of one class, and objective.normalize = batch contrasts only the classes of "
+                     "a batch: nothing would be learned; use tasks of 2 or more classes, or objective.normalize = all");
+    for (const auto& classes : groups) p.tasks.push_back(task_rows(p.data, classes));
     p.total_steps = steps;
   }
   return p;
@@ -523,6 +532,26 @@ void note_batch_size(const DataSplit& split, int64_t batch_size) {
   notes() << "ebm: note: train.batch_size " << batch_size << " is more than the " << n
           << " training rows: drawn with replacement, each batch holds every row about " << (batch_size + n / 2) / n
           << " times over, for that many times the time and memory of the data itself\n";
+}
+
+void note_trajectory_offsets(const DataSplit& split, int64_t step_values) {
+  const auto& x = split.train.x;
+  if (step_values < 1 || !x.defined() || x.dim() != 2 || x.size(0) < 2 || x.size(1) % step_values != 0 ||
+      x.size(1) < 2 * step_values)
+    return;
+  const int64_t f = step_values, t = x.size(1) / f;
+  const auto steps = x.to(torch::kCPU, torch::kDouble).view({x.size(0), t, f});
+  const auto first = steps.select(1, 0);                                                // [N, F]
+  const auto moved = (steps - first.unsqueeze(1)).square().mean(at::IntArrayRef{0, 1}).sqrt();  // [F]
+  const auto ratio = first.std(0) / moved.clamp_min(1e-300);
+  const int64_t worst = ratio.argmax().item<int64_t>();
+  const double r = ratio[worst].item<double>();
+  if (!(r > 10)) return;
+  notes() << "ebm: note: " << split.train.description << ": the trajectories' first steps spread " << std::lround(r)
+          << "x wider than they move from them (value " << worst + 1 << " of a step): standardised by the spread of "
+          << "positions, their motion is a small fraction of the model's units, and predictions suffer; train on each "
+             "trajectory relative to its first step (subtract it from every step; add the past's back to what "
+             "ebm predict returns) (docs/trajectories.md)\n";
 }
 
 void note_mirrored_classes(const DataSplit& split) {

@@ -595,6 +595,7 @@ int64_t Trainer::run(bool resume) {
   note_constant_columns(data_);
   note_shared_rows(data_);
   note_batch_size(data_, cfg_.get_int("train.batch_size"));
+  if (cfg_.has_key("data.step_values")) note_trajectory_offsets(data_, cfg_.get_int("data.step_values"));
   if (cfg_.get_bool("data.flip")) note_mirrored_classes(data_);
   note_label_columns(data_);
   if (lead) {

@@ -491,19 +491,30 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     --out "$T/ood_fit.json" >/dev/null 2>&1 && grep -q "\"fit:$T/mixed/b.png\"" "$T/ood_fit.json" \
     || { echo "FAIL: ood of a resized image (fit:)"; fails=$((fails + 1)); }
   # Class-incremental training (3 classes, 3 tasks) and its evaluation.
-  CONT=(--config "$SRC/configs/mnist-continual.toml" --set data.path="$T/pix.npy" --set data.labels="$T/pix_labels.csv"
+  # (six classes, two per task: objective.normalize = batch needs two a task;
+  # paths relative to the run's directory, which model.pt keeps absolute)
+  for i in $(seq 0 39); do echo $((i % 6)); done >"$T/pix_labels6.csv"
+  head -n 39 "$T/pix_labels6.csv" >"$T/pix_labels6_39.csv"
+  CONT=(--config "$SRC/configs/mnist-continual.toml" --set data.path="$T/pix.npy" --set data.labels="$T/pix_labels6.csv"
         --set "energy.channels=[4,8]" --set "energy.kernels=[3,3]" --set "energy.strides=[2,2]"
         --set "energy.paddings=[1,1]" --set "energy.hidden=[16]" --set data.tasks=3 --set train.steps=3
         --set train.batch_size=8 --set data.test_fraction=0.25)
-  if "$EBM" train "${CONT[@]}" --out "$T/cont_run" >/dev/null 2>"$T/cont.err"; then
+  expect 78 "makes tasks of one class" -- "$EBM" train "${CONT[@]}" --set data.labels="$T/pix_labels.csv" --out "$T/one_class"
+  if (cd "$T" && "$EBM" train "${CONT[@]}" --set data.path=pix.npy --set data.labels=pix_labels6.csv --out cont_run \
+        >/dev/null 2>"$T/cont.err"); then
     [ -s "$T/cont_run/model-task-3.pt" ] && [ "$(grep -c task_end "$T/cont_run/metrics.jsonl")" -eq 3 ] \
       || { echo "FAIL: continual run snapshots"; fails=$((fails + 1)); }
-    "$EBM" eval --model "$T/cont_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels.csv" \
+    "$EBM" eval --model "$T/cont_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels6.csv" \
       --out "$T/cont.json" >/dev/null 2>&1 && grep -q '"average_accuracy"' "$T/cont.json" \
       || { echo "FAIL: eval --task continual"; fails=$((fails + 1)); }
-    expect 65 "pix_labels39.csv" -- "$EBM" eval --model "$T/cont_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels39.csv"
-    # (no --data: the run's own held-out rows, the split rebuilt)
-    "$EBM" eval --model "$T/cont_run/model.pt" --task continual >"$T/cont_self.txt" 2>&1 \
+    expect 65 "pix_labels6_39.csv" -- "$EBM" eval --model "$T/cont_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels6_39.csv"
+    # (test rows of one class: scored in the run's tasks of two, not re-cut)
+    for i in $(seq 0 39); do echo 2; done >"$T/pix_labels_all2.csv"
+    "$EBM" eval --model "$T/cont_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels_all2.csv" \
+      --out "$T/cont2.json" >/dev/null 2>"$T/cont2.err"; grep -q "no rows of task classes \[0, 1\]" "$T/cont2.err" \
+      || { echo "FAIL: continual tasks cut from the model's classes"; fails=$((fails + 1)); }
+    # (no --data, from another directory: the run's own held-out rows, the split rebuilt)
+    (cd / && "$EBM" eval --model "$T/cont_run/model.pt" --task continual) >"$T/cont_self.txt" 2>&1 \
       || { echo "FAIL: continual on the run's held-out split"; sed 's/^/    /' "$T/cont_self.txt"; fails=$((fails + 1)); }
   else
     echo "FAIL: continual training run"; sed 's/^/    /' "$T/cont.err"; fails=$((fails + 1))
@@ -549,7 +560,7 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
     && [ "$(wc -l <"$T/jem_probs.csv")" -eq 41 ] || { echo "FAIL: jem energy train + classify"; fails=$((fails + 1)); }
   expect 65 "label 2 outside the model's 2 classes" -- "$EBM" train "${JEM[@]}" --set energy.classes=2 --out "$T/r27"
   expect 78 "energy.blocks does not apply" -- "$EBM" train "${JEM[@]}" --set "energy.blocks=[1]" --out "$T/r28"
-  expect 78 "do not split into 2 tasks" -- "$EBM" train "${CONT[@]}" --set data.tasks=2 --out "$T/r26"
+  expect 78 "do not split into 4 tasks" -- "$EBM" train "${CONT[@]}" --set data.tasks=4 --out "$T/r26"
   expect 64 "not class-conditional" -- "$EBM" eval --model "$T/img_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels.csv"
 else
   echo "FAIL: pixel training run"; sed 's/^/    /' "$T/pix.err"; fails=$((fails + 1))

@@ -4,6 +4,7 @@
 # stderr that names the problem; no crash, no hang.
 set -u
 EBM=${1:?usage: run.sh path/to/ebm}
+EBM=$(cd "$(dirname "$EBM")" && pwd)/$(basename "$EBM")  # (absolute: some tests run from other directories)
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT

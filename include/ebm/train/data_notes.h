@@ -29,6 +29,16 @@ void note_shared_rows(const DataSplit& split);
 // said). One note; nothing otherwise.
 void note_batch_size(const DataSplit& split, int64_t batch_size);
 
+// Trajectory rows (T steps of F values, data.step_values = F) whose first
+// steps spread over 10x more than the trajectories move from them (tracks
+// that start far apart): standardised per column by the spread of
+// positions, a step of motion is a small fraction of the model's units,
+// below what denoising resolves (a probe's tracks 4,000-6,000 km apart
+// moving 1.5 km a step: predictions 9x worse than the last position held;
+// the same tracks relative to their starts 1e6x better). One note naming
+// the worst value of a step; nothing otherwise.
+void note_trajectory_offsets(const DataSplit& split, int64_t step_values);
+
 // Labelled images under data.flip (half of every batch mirrored): a class
 // whose mean image, mirrored, is within half its distance to its own mean
 // of another class's mean, and within half the unmirrored distance to it
