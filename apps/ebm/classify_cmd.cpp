@@ -1,11 +1,13 @@
 // ebm classify --model model.pt --input FILE --out probs.csv [--labels FILE]:
-// class probabilities softmax(-E(x, y)) of every input row, in input order.
+// class probabilities softmax(-E(x, y)) of every input row, in input order (a
+// folder's images in the byte order of their names).
 #include <cmath>
 #include <cstdlib>
 #include <optional>
 #include <iostream>
 
 #include "commands.h"
+#include "named_rows.h"
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
 #include "ebm/eval/images.h"
@@ -30,7 +32,8 @@ Runner add_classify(CLI::App& app) {
   auto* cmd = app.add_subcommand("classify", "class probabilities of every input row (a class-conditional model)");
   cmd->add_option("--model", a->model, "model.pt of a classifier or conditional energy")->required();
   cmd->add_option("--input", a->input,
-                  "rows: CSV, NPY, IDX, an image, a folder of images (class sub-folders: also print the accuracy), or "
+                  "rows: CSV, NPY, IDX, an image, a folder of images (rows in the byte order of the file names, class sub-folders "
+                  "in label order; class sub-folders: also print the accuracy), or "
                   "fashion_mnist / mnist (their test split) for an image model")
       ->required();
   cmd->add_option("--out", a->out,
@@ -105,7 +108,11 @@ Runner add_classify(CLI::App& app) {
         if (ch == ',' || ch == '"' || ch == '\n' || ch == '\r') ch = '_';
       header.push_back(name);
     }
-    write_csv(a->out, p, header);
+    // (a folder's rows carry their files' names: its order is byte order)
+    if (const auto names = folder_row_names(a->input); int64_t(names.size()) == p.size(0))
+      write_named_csv(a->out, "file", names, p, header);
+    else
+      write_csv(a->out, p, header);
     if (y.defined()) {
       const double acc = (p.argmax(1) == y).to(torch::kDouble).mean().item<double>();
       const double nll = -p.gather(1, y.unsqueeze(1)).clamp_min(1e-300).log().mean().item<double>();

@@ -2,6 +2,7 @@
 #include <c10/util/accumulate.h>
 
 #include "commands.h"
+#include "named_rows.h"
 #include "ebm/core/error.h"
 #include "ebm/eval/images.h"
 #include "ebm/io/io.h"
@@ -22,7 +23,8 @@ Runner add_energy(CLI::App& app) {
   cmd->add_option("--model", a->model, "model.pt from ebm train")->required();
   cmd->add_option("--input", a->input,
                   "CSV, NPY, IDX or IDX.gz rows: samples of the model's shape, or flattened; image models also "
-                  "take an image (PNG, JPEG, BMP), a folder of them, or fashion_mnist / mnist (test split; NAME:train for the other)")
+                  "take an image (PNG, JPEG, BMP), a folder of them (rows in the byte order of the file names), or fashion_mnist "
+                  "/ mnist (test split; NAME:train for the other)")
       ->required();
   cmd->add_option("--out", a->out, "output CSV (column 'energy')")->required();
   add_common(cmd, a->common);
@@ -51,7 +53,10 @@ Runner add_energy(CLI::App& app) {
     auto e = batch_energies(*energy, x.to(device), 1024).to(torch::kCPU);
     // (finite inputs can still overflow the energy, e.g. rows near 1e20)
     check_finite_rows(e.unsqueeze(1), a->input + ": energy of the input");
-    write_csv(a->out, e.unsqueeze(1), {"energy"});
+    if (const auto names = folder_row_names(a->input); int64_t(names.size()) == e.size(0))
+      write_named_csv(a->out, "file", names, e.unsqueeze(1), {"energy"});
+    else
+      write_csv(a->out, e.unsqueeze(1), {"energy"});
     return 0;
   };
 }

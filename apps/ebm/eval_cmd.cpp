@@ -112,8 +112,10 @@ Runner add_eval(CLI::App& app) {
   auto* step = cmd->add_option("--step", a->step, "ais: the first step size, adapted per temperature (default 0.05)");
   auto* spread = cmd->add_option("--spread", a->spread, "ais, hmc: each chain's step in each transition times "
                                  "exp(U(-S, S)), independent of the state (default 1; 2 for funnels; 0: +-20% jitter)");
-  auto* base = cmd->add_option("--base", a->base, "ais: gaussian (fitted to --data, --dataset, a target's draws or "
-                               "the model's toy set), uniform (the pixel box of an image model) or auto (default)");
+  auto* base = cmd->add_option("--base", a->base, "ais: gaussian (fitted to a target's draws, the model's training "
+                               "rows or --data), mixture (a Gaussian per k-means cell of those rows, with its share), "
+                               "uniform (the pixel box of an image model) or auto (default: uniform for images, else "
+                               "mixture)");
   auto* reverse = cmd->add_flag("--reverse,--bidirectional", a->reverse, "ais: also reverse AIS from samples (a target's exact "
                                 "draws: the two bracket log Z; a model's --steps sampler draws)");
   auto* n = cmd->get_option("--n");

@@ -455,6 +455,20 @@ Runner add_sample(CLI::App& app) {
                 << "\n";
       }
     }
+    // The energy's own draws of one unlabelled model against its training
+    // rows' shares of their k-means cells, in any dimension (a probe's 20-d
+    // PCD model drew 0.002 of a mode that holds 0.1 of the data, silently:
+    // the 2D mode check had nothing above two dimensions).
+    if (a->from == "noise" && a->steps > 0 && a->init.empty() && train_rows.defined() && a->models.size() == 1 &&
+        a->labels.empty() && !labelled) {
+      auto cgen = make_generator(a->common.seed, kStreamEval);
+      const CellShares s = cell_shares(run.x, train_rows, 8, 4.0, 0.02, 2.0, cgen);
+      if (s.flagged_count() > 0)
+        notes() << "ebm sample: warning: the draws differ from the training rows' shares in " << s.flagged_count()
+                << " of " << s.centers.size(0) << " cells (" << s.worst()
+                << "): the model misweights its modes, or the chains have not reached them (more --steps tells "
+                   "which; docs/own-data.md, 'Mode masses')\n";
+    }
     auto x = units.to_user(run.x).to(torch::kCPU, torch::kFloat);
     const auto shown_as = display_map(info);
     if (shown_as && (ext == ".png" || ext == ".idx" || (ext == ".npy" && a->thin == 0))) {

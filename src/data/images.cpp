@@ -184,12 +184,19 @@ int64_t class_folder_number(const std::string& name) {
   return std::stoll(name);
 }
 
-// load_image_folder, every image read as `reading` says (alpha, channels, size).
-static Dataset image_folder(const std::string& dir, const ImageReading& reading) {
-  if (!is_dir(dir)) fail(ExitCode::kMissingInput, dir, ": cannot open for reading: not a directory");
+namespace {
+// A folder's image files in row order, with their labels when it has class
+// sub-folders.
+struct FolderListing {
   std::vector<std::string> files, classes;
   std::vector<std::pair<std::string, int64_t>> named;  // (sub-folder, its label)
   std::vector<int64_t> labels;
+};
+
+FolderListing list_image_folder(const std::string& dir) {
+  if (!is_dir(dir)) fail(ExitCode::kMissingInput, dir, ": cannot open for reading: not a directory");
+  FolderListing l;
+  auto& [files, classes, named, labels] = l;
   try {
     const auto top = images_in(dir);
     std::vector<std::string> subdirs;
@@ -241,6 +248,15 @@ static Dataset image_folder(const std::string& dir, const ImageReading& reading)
   }
   EBM_CHECK_DATA(!files.empty(), dir,
                  ": no image files (want *.png, *.jpg, *.jpeg or *.bmp, or one sub-folder of them per class)");
+  return l;
+}
+}  // namespace
+
+std::vector<std::string> image_folder_files(const std::string& dir) { return list_image_folder(dir).files; }
+
+// load_image_folder, every image read as `reading` says (alpha, channels, size).
+static Dataset image_folder(const std::string& dir, const ImageReading& reading) {
+  const auto [files, classes, named, labels] = list_image_folder(dir);
 
   // Grey images stored as RGB (JPEGs often are) are grey: a folder of them,
   // or of them among one-channel files, is one of grey images.

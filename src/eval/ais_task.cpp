@@ -30,7 +30,9 @@ std::vector<ConfigKey> ais_task_keys() {
           {"leapfrog", int64_t(10), "HMC leapfrog steps per transition"},
           {"step", 0.05, "the first step size"},
           {"spread", 1.0, "hmc: each chain's step times exp(U(-spread, spread)), state-independent (funnels)"},
-          {"base", std::string("auto"), "gaussian, uniform or auto (images: the pixel box; else a Gaussian)"},
+          {"base", std::string("auto"),
+           "gaussian, mixture (of Gaussians on the k-means cells of the rows), uniform or auto (images: the pixel "
+           "box; else a mixture, one Gaussian under 100 rows)"},
           {"reverse", false, "also run reverse AIS from samples of the model (an estimate from above)"},
           {"model", std::string(""), "the model file (set by --model)"},
           {"data", std::string(""), "test points: their log-likelihood"},
@@ -161,11 +163,15 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   EnergyImpl& model = sampling_view(energy, &units);
   // The base: the pixel box of an image model; else a Gaussian fitted to a
   // target's exact draws, the model's own training rows or the test points.
+  // (the +- is the chains' spread: one chain has none, and printed inf;
+  // refused before the base's rows are rebuilt)
+  EBM_CHECK_USAGE(c.get_int("task.chains") >= 2, "ais: --chains must be >= 2 (the error bar is their spread), got ",
+                  c.get_int("task.chains"));
   std::string kind = c.get_string("task.base");
-  EBM_CHECK_USAGE(kind == "auto" || kind == "gaussian" || kind == "uniform",
-                  "ais: --base must be auto, gaussian or uniform, got '", kind, "'");
+  EBM_CHECK_USAGE(kind == "auto" || kind == "gaussian" || kind == "mixture" || kind == "uniform",
+                  "ais: --base must be auto, gaussian, mixture or uniform, got '", kind, "'");
   const auto box = display_map(info);  // (pixels, or float images' value map: data.scale)
-  if (kind == "auto") kind = box ? "uniform" : "gaussian";
+  if (kind == "auto") kind = box ? "uniform" : "mixture";
   AisBase base;
   std::string base_rows = "over the model's pixel range";
   if (box && kind == "uniform") {
@@ -206,8 +212,6 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
       .leapfrog(c.get_int("task.leapfrog"))
       .step(c.get_float("task.step"))
       .spread(c.get_float("task.spread"));
-  // (the +- is the chains' spread: one chain has none, and printed inf)
-  EBM_CHECK_USAGE(o.chains() >= 2, "ais: --chains must be >= 2 (the error bar is their spread), got ", o.chains());
   const int64_t block = c.get_int("task.block");
   EBM_CHECK_USAGE(block >= 0, "ais: block must be >= 0, got ", block);
   const uint64_t seed = uint64_t(c.get_int("task.seed"));
@@ -230,7 +234,9 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   if (block > 0) out.json["block"] = block;
   std::ostringstream os;
   os << "AIS (" << o.temps() << " temperatures, " << o.chains() << " chains, " << o.schedule() << " schedule, "
-     << o.transition() << ", " << base.kind() << " base " << base_rows << "):\n"
+     << o.transition() << ", " << base.kind()
+     << (base.components() > 1 ? " base of " + std::to_string(base.components()) + " Gaussians " : " base ")
+     << base_rows << "):\n"
      << "  log Z " << fwd.log_z << " +- " << fwd.se << " (bootstrap " << fwd.se_bootstrap << "), ESS " << fwd.ess
      << " of " << o.chains() << ", acceptance " << fwd.accept << "\n"
      << "  mean log w " << out.json["forward"]["bound"].get<double>()

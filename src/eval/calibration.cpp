@@ -221,7 +221,7 @@ EvalReport calibration_task(const Config& c, EnergyImpl& energy, const ModelInfo
   j["per_class"] = pc.json["per_class"];
   std::ostringstream t;
   t << std::fixed << std::setprecision(4) << spec << ": accuracy " << r.accuracy << ", NLL " << r.nll << ", ECE "
-    << r.ece << ", MCE " << r.mce << " (" << bins << " bins, " << r.n << " rows)\n";
+    << r.ece << ", MCE " << r.mce << " (" << bins << (bins == 1 ? " bin, " : " bins, ") << r.n << " rows)\n";
   if (r.mce_rows < 30)  // (a bin's accuracy over a few rows is mostly noise)
     t << "  (the MCE comes from a bin of " << r.mce_rows << " row" << (r.mce_rows == 1 ? "" : "s")
       << ": read it as noise, or use fewer --bins)\n";

@@ -42,7 +42,7 @@ EvalReport generator_task(const Config& c, EnergyImpl& energy, const ModelInfo& 
     EBM_CHECK_DATA(dc.get_string("data.path").empty(), "generator: ", model, " was trained on ",
                    dc.get_string("data.path"), ", which has no closed-form density to score draws under (give "
                    "--dataset 8gaussians or 25gaussians for a model of one of those; compare the model with "
-                   "--task nll2d instead)");
+                   "--task ", info.event_shape == std::vector<int64_t>{2} ? "nll2d" : "ais", " instead)");
     dataset = dc.get_string("data.name");
   }
   auto mixture = toy2d_mixture(dataset);

@@ -185,7 +185,12 @@ CellShares cell_shares(const torch::Tensor& draws, const torch::Tensor& data, in
   s.draw_fraction = cells.shares(draws.to(torch::kCPU, torch::kDouble));
   const auto& f = s.data_fraction;
   const auto& g = s.draw_fraction;
-  auto se = (f * (1 - f) / double(raw.size(0)) + g * (1 - g) / double(draws.size(0))).sqrt();
+  // (the two-proportion test's pooled standard error: with each share's own
+  // variance, no draw in a cell made its se the data's alone, and 10 draws
+  // flagged a cell of 12%)
+  const double n_data = double(raw.size(0)), n_draws = double(draws.size(0));
+  const auto pooled = (f * n_data + g * n_draws) / (n_data + n_draws);
+  auto se = (pooled * (1 - pooled) * (1 / n_data + 1 / n_draws)).sqrt();
   auto diff = (g - f).abs();
   s.flagged = (diff > z * se) & (diff > min_diff) & ((g * ratio < f) | (g > ratio * f));
   return s;

@@ -333,7 +333,16 @@ torch::Tensor ood_data(const std::string& spec, const ModelInfo& info, const tor
     auto lo = images ? in.min() : std::get<0>(in.min(0)), hi = images ? in.max() : std::get<0>(in.max(0));
     return (lo + (hi - lo) * at::rand(shape, gen, torch::TensorOptions(torch::kFloat))).to(torch::kFloat);
   }
-  return read_model_data(spec, info, "test");
+  try {
+    return read_model_data(spec, info, "test");
+  } catch (const Error& e) {
+    // (images of another size or channel count: name the spec that takes them)
+    const std::string what = e.what();
+    if (e.code() != ExitCode::kBadData || info.event_shape.size() != 3 ||
+        what.find("for a model whose samples are") == std::string::npos)
+      throw;
+    fail(ExitCode::kBadData, what, "; fit:", spec, " resizes such images and converts their channels to the model's");
+  }
 }
 
 GaussianFit GaussianFit::fit(const torch::Tensor& rows, int64_t max_rows) {
@@ -381,12 +390,21 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
   OodResult r;
   r.in = o.in_data();
   r.scores = resolve_ood_scores(energy, o.scores());
-  // (every set read before any is scored: a bad file fails fast)
-  auto in = at_most(ood_data(o.in_data(), info, torch::Tensor(), gen), o.n(), gen);
+  // (every set read before any is scored: a bad file fails fast; --n's
+  // subset of each from the same stream, so a set of N rows keeps the same
+  // rows whatever sets come before it or what form it is in: drawn from one
+  // running stream, a PNG folder and its NPY gave 0.5062 and 0.5231)
+  const auto subsets = gen.clone();
+  auto subset = [&](const torch::Tensor& x) {
+    auto g = subsets.clone();
+    return at_most(x, o.n(), g);
+  };
+  auto in = subset(ood_data(o.in_data(), info, torch::Tensor(), gen));
   warn_if_far_from_training(energy, info, in, o.in_data());  // (rows in other units than the training data's)
   std::vector<torch::Tensor> outs;
-  for (const auto& spec : o.out_data()) outs.push_back(at_most(ood_data(spec, info, in, gen), o.n(), gen));
+  for (const auto& spec : o.out_data()) outs.push_back(subset(ood_data(spec, info, in, gen)));
   r.n_in = in.size(0);
+  r.dim = in[0].numel();
   auto s_in = ood_scores(energy, in, r.scores, o.batch());
   // The baseline a user would otherwise reach for: a Gaussian fitted to the
   // training rows (read after the sets, so a bad set is named first).
@@ -400,9 +418,11 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
       r.baseline_why = "more than " + std::to_string(kMaxDim) + " values per row";
     } else {
       try {
-        gauss = GaussianFit::fit(o.reference_rows().defined() ? o.reference_rows()
-                                                               : read_model_data(o.reference(), info, "train"));
+        const auto ref = o.reference_rows().defined() ? o.reference_rows()
+                                                       : read_model_data(o.reference(), info, "train");
+        gauss = GaussianFit::fit(ref);
         r.baseline_reference = o.reference();
+        r.reference_rows = ref.size(0);
         g_in = gauss->score(in);
       } catch (const Error& e) {
         // (a --reference the user named that cannot serve is their error;
@@ -449,7 +469,11 @@ nlohmann::json OodResult::json() const {
                        {"aupr_out", m.aupr_out},
                        {"fpr95", m.fpr95}};
     }
-    nlohmann::json set = {{"name", s.name}, {"n", s.n}, {"scores", sc}};
+    nlohmann::json set = {{"name", s.name},
+                          {"n", s.n},
+                          {"scores", sc},
+                          {"aupr_in_chance", double(n_in) / double(n_in + s.n)},
+                          {"aupr_out_chance", double(s.n) / double(n_in + s.n)}};
     if (s.baseline)
       set["baseline"] = {{"auroc", s.baseline->auroc},
                          {"auroc_se", s.baseline->auroc_se},
@@ -460,7 +484,8 @@ nlohmann::json OodResult::json() const {
   }
   nlohmann::json baseline = baseline_reference.empty()
                                 ? nlohmann::json{{"none", baseline_why}}
-                                : nlohmann::json{{"kind", "gaussian"}, {"reference", baseline_reference}};
+                                : nlohmann::json{{"kind", "gaussian"}, {"reference", baseline_reference},
+                                                 {"rows", reference_rows}};
   nlohmann::json j = {{"task", "ood"}, {"in", in}, {"n_in", n_in}, {"sets", sets_json}, {"baseline", baseline}};
   if (const auto w = warnings(); !w.empty()) j["warnings"] = w;
   return j;
@@ -485,11 +510,25 @@ std::vector<std::string> OodResult::warnings() const {
   }
   // (a score of one value on every row ranks nothing: max_softmax of a
   // classifier whose margins pass float precision is 1 everywhere)
-  for (size_t j = 0; j < scores.size(); ++j)
-    if (!sets.empty() && std::all_of(sets.begin(), sets.end(), [&](const OodSetResult& s) {
-          return j < s.constant.size() && s.constant[j];
-        }))
+  // (per set: constant images of two values made every score one value
+  // against one set and not the other, and the all-sets check said nothing)
+  for (size_t j = 0; j < scores.size(); ++j) {
+    std::string flat;
+    int64_t count = 0;
+    for (const auto& s : sets)
+      if (j < s.constant.size() && s.constant[j]) flat += (count++ ? ", " : "") + s.name;
+    if (count == int64_t(sets.size()) && count > 0)
       out.push_back(scores[j] + " is one value on every row: it carries no information here (AUROC 0.5 by ties)");
+    else if (count > 0)
+      out.push_back(scores[j] + " is one value on every row of " + in + " and " + flat +
+                    ": it tells them apart not at all (AUROC 0.5 by ties)");
+  }
+  // (a 784-value Gaussian fitted to 10 rows is its ridge: AUROC 0.85 against
+  // MNIST with no word)
+  if (!baseline_reference.empty() && reference_rows <= dim)  // (rank N - 1 < D: singular)
+    out.push_back("the Gaussian baseline is fitted to " + std::to_string(reference_rows) + " rows of " +
+                  std::to_string(dim) + " values: its covariance is mostly the regularisation added to it, not the "
+                  "data's; give --reference more rows than a row has values");
   return out;
 }
 
@@ -518,10 +557,10 @@ std::string OodResult::table() const {
   // (AUPR's chance level is the share of the positive side, far from 0.5
   // when the sets' sizes differ: 0.9989 at AUROC 0.65 was nearly chance)
   os << "AUPR by chance: AUPR-in = n_in / (n_in + n), AUPR-out = n / (n_in + n)";
-  for (size_t i = 0; i < sets.size() && i < 8; ++i)
+  for (size_t i = 0; i < sets.size(); ++i)
     os << (i == 0 ? " (" : ", ") << sets[i].name << " " << double(n_in) / double(n_in + sets[i].n) << " / "
        << double(sets[i].n) / double(n_in + sets[i].n);
-  os << (sets.empty() ? "" : sets.size() > 8 ? ", ...)" : ")") << "\n";
+  os << (sets.empty() ? "" : ")") << "\n";
   for (const auto& w : warnings()) os << "warning: " << w << "\n";
   if (!baseline_reference.empty())
     os << "gaussian*: baseline without the model, the log-density of a Gaussian fitted to " << baseline_reference

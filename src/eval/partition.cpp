@@ -8,6 +8,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/eval/eval.h"
 #include "ebm/sampling/sampling.h"
 
 namespace ebm {
@@ -66,8 +67,23 @@ double bootstrap_se(const torch::Tensor& log_w, int64_t resamples, at::Generator
 }
 }  // namespace
 
-AisBase::AisBase(std::string kind, torch::Tensor a, torch::Tensor b)
-    : kind_(std::move(kind)), a_(a.to(torch::kDouble)), b_(b.to(torch::kDouble)) {}
+AisBase::AisBase(std::string kind, torch::Tensor a, torch::Tensor b, torch::Tensor log_w)
+    : kind_(std::move(kind)), a_(a.to(torch::kDouble)), b_(b.to(torch::kDouble)), log_w_(std::move(log_w)) {}
+
+AisBase AisBase::mixture(torch::Tensor weights, torch::Tensor means, torch::Tensor stds) {
+  EBM_CHECK_CONFIG(weights.dim() == 1 && means.dim() == 2 && means.size(0) == weights.size(0) &&
+                       stds.sizes() == means.sizes() && (stds > 0).all().item<bool>() &&
+                       (weights > 0).all().item<bool>(),
+                   "ais: a mixture base needs K positive weights and K means and positive stds of one dimension");
+  const auto w = weights.to(torch::kDouble);
+  return AisBase("mixture", means, stds, (w / w.sum()).log());
+}
+
+torch::Tensor AisBase::joint(const torch::Tensor& flat) const {
+  const auto z = (flat.unsqueeze(1) - a_.unsqueeze(0)) / b_.unsqueeze(0);  // [N, K, D]
+  const auto c = 0.5 * double(dim()) * std::log(2 * M_PI) + b_.log().sum(1);  // [K]
+  return log_w_.unsqueeze(0) - 0.5 * z.pow(2).sum(2) - c.unsqueeze(0);
+}
 
 AisBase AisBase::gaussian(torch::Tensor mean, torch::Tensor std) {
   EBM_CHECK_CONFIG(mean.dim() == 1 && std.sizes() == mean.sizes() && (std > 0).all().item<bool>(),
@@ -84,11 +100,27 @@ AisBase AisBase::uniform(torch::Tensor lo, torch::Tensor hi) {
 AisBase AisBase::fit(const std::string& kind, const torch::Tensor& x) {
   EBM_CHECK_DATA(x.size(0) >= 2, "ais: fitting the base needs at least 2 rows, got ", x.size(0));
   auto f = x.flatten(1).to(torch::kDouble);
-  if (kind == "gaussian") {
-    auto sd = f.std(0);
-    return gaussian(f.mean(0), sd.clamp_min(1e-3 * sd.max().item<double>() + 1e-12));
+  const auto sd = f.std(0);
+  const double floor = 1e-3 * sd.max().item<double>() + 1e-12;
+  if (kind == "gaussian") return gaussian(f.mean(0), sd.clamp_min(floor));
+  if (kind == "mixture") {
+    const int64_t k = std::min<int64_t>(8, f.size(0) / 50);
+    if (k < 2) return gaussian(f.mean(0), sd.clamp_min(floor));
+    auto gen = make_generator(0, kStreamEval);  // (the same base every call)
+    const auto centers = kmeans(f, k, gen);
+    const auto cell = torch::cdist(f, centers).argmin(1);
+    std::vector<torch::Tensor> w, mean, std;
+    for (int64_t j = 0; j < k; ++j) {
+      const auto rows = f.index_select(0, (cell == j).nonzero().reshape({-1}));
+      if (rows.size(0) < 2) continue;  // (a cell of one row has no spread: its row's share is left out)
+      w.push_back(torch::tensor(double(rows.size(0)), torch::kDouble));
+      mean.push_back(rows.mean(0));
+      std.push_back(rows.std(0).clamp_min(floor));
+    }
+    if (w.size() < 2) return gaussian(f.mean(0), sd.clamp_min(floor));
+    return mixture(torch::stack(w), torch::stack(mean), torch::stack(std));
   }
-  EBM_CHECK_CONFIG(kind == "uniform", "ais: --base must be gaussian or uniform, got '", kind, "'");
+  EBM_CHECK_CONFIG(kind == "uniform", "ais: --base must be gaussian, mixture or uniform, got '", kind, "'");
   auto lo = std::get<0>(f.min(0)), hi = std::get<0>(f.max(0));
   auto pad = 0.05 * (hi - lo) + 1e-6;
   return uniform(lo - pad, hi + pad);
@@ -101,6 +133,7 @@ torch::Tensor AisBase::energy(const torch::Tensor& x) const {
     const double c = 0.5 * double(dim()) * std::log(2 * M_PI) + b_.log().sum().item<double>();
     return 0.5 * ((f - a_) / b_).pow(2).sum(1) + c;
   }
+  if (kind_ == "mixture") return -torch::logsumexp(joint(f), 1);
   const double logv = (b_ - a_).log().sum().item<double>();
   auto inside = ((f >= a_) & (f <= b_)).all(1);
   return torch::where(inside, torch::full({f.size(0)}, logv, kF64),
@@ -110,6 +143,11 @@ torch::Tensor AisBase::energy(const torch::Tensor& x) const {
 torch::Tensor AisBase::grad(const torch::Tensor& x) const {
   if (kind_ == "uniform") return torch::zeros_like(x);
   auto f = x.flatten(1).to(torch::kDouble);
+  if (kind_ == "mixture") {  // (each component's gradient, weighted by its responsibility)
+    const auto r = torch::softmax(joint(f), 1);                                        // [N, K]
+    const auto g = (f.unsqueeze(1) - a_.unsqueeze(0)) / b_.pow(2).unsqueeze(0);         // [N, K, D]
+    return (r.unsqueeze(2) * g).sum(1).view(x.sizes()).to(x.scalar_type());
+  }
   return ((f - a_) / b_.pow(2)).view(x.sizes()).to(x.scalar_type());
 }
 
@@ -117,10 +155,14 @@ torch::Tensor AisBase::sample(int64_t n, const std::vector<int64_t>& event_shape
   std::vector<int64_t> shape = event_shape;
   shape.insert(shape.begin(), n);
   torch::Tensor f;
-  if (kind_ == "gaussian")
+  if (kind_ == "gaussian") {
     f = a_ + b_ * standard_normal({n, dim()}, gen, kF64);
-  else
+  } else if (kind_ == "mixture") {
+    const auto k = at::multinomial(log_w_.exp(), n, /*replacement=*/true, gen);
+    f = a_.index_select(0, k) + b_.index_select(0, k) * standard_normal({n, dim()}, gen, kF64);
+  } else {
     f = a_ + (b_ - a_) * at::rand({n, dim()}, gen, kF64);
+  }
   return f.view(shape);
 }
 

@@ -89,7 +89,23 @@ std::string report_samples(EnergyImpl& energy, const Config& cfg, const DataSpli
     const double lo = train.x.min().item<double>(), hi = train.x.max().item<double>();
     write_image_grid(out + "/samples/samples.png", x, lo, hi > lo ? hi : lo + 1);
   }
-  return "samples in " + out + "/samples\n" + generator_cells(energy, cfg, data, out, nullptr);
+  // (vectors of any dimension: the draws' shares of the training rows'
+  // k-means cells, the check the 2D runs' mode masses make exactly)
+  std::string cells;
+  // (not a ce classifier, which fits no p(x), nor a class-conditional energy
+  // of p(x | y) alone, whose classes' normalisers, and so their shares in
+  // the marginal, nothing fixes; JEM fits the marginal)
+  const std::string objective = cfg.get_string("objective.name");
+  if (shape.size() == 1 && objective != "ce" && (energy.num_classes() == 0 || objective == "jem")) {
+    auto gen = run_generator(cfg, kStreamEval);
+    const CellShares s = cell_shares(x, train.x, 8, 4.0, 0.02, 2.0, gen);
+    if (s.flagged_count() > 0)
+      cells = "warning: the model's draws differ from the training rows' shares in " +
+              std::to_string(s.flagged_count()) + " of " + std::to_string(s.centers.size(0)) + " cells (" +
+              s.worst() + "): the model misweights its modes, or its sampler does not reach them "
+              "(docs/own-data.md, 'Mode masses')\n";
+  }
+  return "samples in " + out + "/samples\n" + cells + generator_cells(energy, cfg, data, out, nullptr);
 }
 }  // namespace
 

@@ -4,10 +4,12 @@
 
 #include <stb/stb_image.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/io/io.h"
 #include "ebm/io/file_bytes.h"
 
@@ -19,8 +21,26 @@ namespace {
 torch::Tensor decode_image(const std::string& bytes, const std::string& path, const char* format, Alpha alpha) {
   EBM_CHECK_DATA(bytes.size() <= size_t(std::numeric_limits<int>::max()), path, ": ", format, " file too large");
   int w = 0, h = 0, comp = 0;
-  unsigned char* px = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
-                                            static_cast<int>(bytes.size()), &w, &h, &comp, 0);
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int size = static_cast<int>(bytes.size());
+  // 16-bit files are read at 8 bits (the top byte) like every image; data
+  // of fewer bits stored in 16 (a 12-bit sensor's 0..4095) then keep only
+  // 0..15 of 0-255: a probe's such classifier trained at chance, 0.50
+  // (warned once a process, naming the first file).
+  static bool warned = false;
+  if (!warned && stbi_is_16_bit_from_memory(data, size)) {
+    if (stbi_us* wide = stbi_load_16_from_memory(data, size, &w, &h, &comp, 0)) {
+      const auto peak = *std::max_element(wide, wide + size_t(w) * size_t(h) * size_t(comp));
+      stbi_image_free(wide);
+      if (peak < 4096) {
+        warned = true;
+        notes() << "ebm: warning: " << path << ": a 16-bit PNG whose values reach only " << peak
+                << " of 65535: read at 8 bits (value / 256), as every image is, they keep only 0.." << (peak >> 8)
+                << " of 0-255; scale such images to the full 16 bits (or to 8) first\n";
+      }
+    }
+  }
+  unsigned char* px = stbi_load_from_memory(data, size, &w, &h, &comp, 0);
   if (!px) {
     const char* why = stbi_failure_reason();
     fail(ExitCode::kBadData, path, ": cannot decode ", format, ": ", why ? why : "unknown error");

@@ -595,6 +595,8 @@ int64_t Trainer::run(bool resume) {
   note_constant_columns(data_);
   note_shared_rows(data_);
   note_batch_size(data_, cfg_.get_int("train.batch_size"));
+  if (cfg_.get_string("objective.name") != "ce")  // (a classifier fits no density of its features)
+    note_discrete_columns(data_, cfg_.get_string("data.dequantize"));
   if (cfg_.has_key("data.step_values")) note_trajectory_offsets(data_, cfg_.get_int("data.step_values"));
   if (cfg_.get_bool("data.flip")) note_mirrored_classes(data_);
   note_label_columns(data_);
@@ -620,9 +622,10 @@ int64_t Trainer::run(bool resume) {
     validate_step(0, true);
   // Rollback points: `good`, copied every snapshot_every steps, and
   // `ckpt_good`, the last checkpoint's, for a divergence that comes back
-  // before the next copy (the copy itself may hold its seeds). A resumed run
-  // starts from a checkpoint, which is a copy of both kinds: it rolls back
-  // where the uninterrupted run would.
+  // before the next copy (the copy itself may hold its seeds). A run resumed
+  // from a periodic checkpoint starts from a copy of both kinds: it rolls
+  // back where the uninterrupted run would (from a checkpoint written at a
+  // stop, Ctrl-C, it rolls back to that step instead).
   const int64_t ckpt_every = cfg_.get_int("train.checkpoint_every");
   const int64_t snap_every = cfg_.get_int("train.snapshot_every") > 0 ? cfg_.get_int("train.snapshot_every")
                                                                        : std::max<int64_t>(1, ckpt_every / 10);

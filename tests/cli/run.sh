@@ -227,7 +227,7 @@ expect 65 "named_swap.csv: its header names the model's columns in another order
 "$EBM" sample --model "$T/named_run/model.pt" --n 3 --steps 2 --out "$T/named_s.csv" >/dev/null 2>&1 \
   && [ "$(head -1 "$T/named_s.csv")" = "u,v,w" ] \
   && "$EBM" eval --task ais --model "$T/named_run/model.pt" --temps 5 --chains 4 2>/dev/null \
-    | grep -q "gaussian base fitted to the model's [0-9]* training rows" \
+    | grep -Eq "(gaussian|mixture) base (of [0-9]+ Gaussians )?fitted to the model's [0-9]+ training rows" \
   || { echo "FAIL: samples named as the training columns; AIS base from the model's rows"; fails=$((fails + 1)); }
 awk -F, '{ print $1 "," $2 }' "$T/named.csv" >"$T/named2.csv"
 awk -F, 'NR == 1 { print "v,u"; next } { print $2 "," $1 }' "$T/named2.csv" >"$T/named2_swap.csv"

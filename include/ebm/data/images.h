@@ -34,6 +34,9 @@ Dataset load_mnist(const std::string& split);
 // class). Every image must have the first one's [C, H, W] (grey stored as RGB
 // is grey). Hidden entries (".x") are skipped.
 Dataset load_image_folder(const std::string& dir);
+// The files load_image_folder reads, in its row order (dir/name, or
+// dir/class/name).
+std::vector<std::string> image_folder_files(const std::string& dir);
 // A class sub-folder's name as its label number (digits only, below
 // 100,000), or -1 for a name that is not one.
 int64_t class_folder_number(const std::string& name);

@@ -126,13 +126,17 @@ struct OodResult {
   torch::Tensor in_scores;         // the in set's rows, as OodSetResult::row_scores
   std::string baseline_reference;  // the rows the baseline was fitted to, or ""
   std::string baseline_why;        // why there is none
+  int64_t reference_rows = 0;      // the rows the baseline was fitted to
+  int64_t dim = 0;                 // values per row
   // {task, in, n_in, sets: [{name, n, scores: {NAME: {auroc, auroc_se, aupr_in, aupr_out, fpr95}},
-  //  baseline: {the same for the Gaussian fit}}], baseline: {kind, reference} or {none: why},
+  //  baseline: {the same for the Gaussian fit}, aupr_in_chance, aupr_out_chance}],
+  //  baseline: {kind, reference, rows} or {none: why},
   //  warnings: [...] when there are any}
   nlohmann::json json() const;
   std::string table() const;  // one row per set x score
   // Sets too small for the AUROC's +- (under 30 rows), scores of one value
-  // on every row.
+  // on every row of the in set and an out set, a baseline fitted to fewer
+  // rows than a row has values.
   std::vector<std::string> warnings() const;
 };
 // Subsets (--n) and uniform noise from `gen`: the in set first, then each OOD

@@ -24,6 +24,13 @@ void note_constant_columns(const DataSplit& split);
 // held-out scores then reward memory. One note; nothing otherwise.
 void note_shared_rows(const DataSplit& split);
 
+// Vector data with a column of a few distinct values (2 to 20 among 100
+// rows or more; data.dequantize not gaussian): point masses, on which a continuous
+// energy sharpens without end (a probe's column of 0, 1, 2: test NLL -0.67
+// at 3,000 steps, -1.65 at 10,000). One note naming the columns (at most 10),
+// pointing to data.dequantize = gaussian; nothing otherwise.
+void note_discrete_columns(const DataSplit& split, const std::string& dequantize);
+
 // A batch twice the training set or more: rows are drawn with replacement, so
 // every batch repeats rows (a batch of 1e8 took 11.6 GB before anything was
 // said). One note; nothing otherwise.

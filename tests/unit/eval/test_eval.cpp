@@ -444,6 +444,10 @@ TEST(CellShares, PassesTheDataAndModestErrorsAndFlagsADroppedMode) {
   const auto collapsed = cell_shares(mixture(4000, 1.0, 1.0), data, 8, 4.0, 0.02, 2.0, gen);
   EXPECT_GE(collapsed.flagged_count(), 2);
   EXPECT_NE(collapsed.worst().find("0.000 of the draws"), std::string::npos) << collapsed.worst();
+  // Ten draws of the data's own distribution: too few to flag a cell of
+  // 10% that none of them hit (the pooled standard error is 0.095 there).
+  const auto ten = cell_shares(mixture(10, 0.7, 0.9), data, 8, 4.0, 0.02, 2.0, gen);
+  EXPECT_EQ(ten.flagged_count(), 0) << ten.worst();
   // Too few rows for two cells: none.
   EXPECT_FALSE(cell_shares(mixture(10, 0.7, 0.9), data.narrow(0, 0, 15), 8, 4.0, 0.02, 2.0, gen).centers.defined());
 }

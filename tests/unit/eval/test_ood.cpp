@@ -414,6 +414,21 @@ TEST(OodTask, ReportsEverySetAndScoreThroughTheRegistry) {
   EXPECT_NE(r.text.find("shifted.npy"), std::string::npos);
   EXPECT_NE(r.text.find("grad_norm"), std::string::npos);
   EXPECT_EQ(run().json, r.json);
+  // AUPR's chance levels in the JSON: n_in / (n_in + n) and n / (n_in + n).
+  EXPECT_DOUBLE_EQ(r.json["sets"][0]["aupr_in_chance"].get<double>(), 0.5);
+  // A set's --n rows do not depend on the sets before it: shifted.npy after
+  // another copy of itself (read from a second file) scores as it did first.
+  std::filesystem::copy_file(dir + "/shifted.npy", dir + "/shifted2.npy");
+  Config two(eval_task_schema());
+  two.set_value("task.name", std::string("ood"));
+  two.set_value("task.in_data", dir + "/in.npy");
+  two.set_value("task.out_data", dir + "/shifted2.npy\nuniform\n" + dir + "/shifted.npy");
+  two.set_value("task.n", int64_t(400));
+  two.set_value("task.seed", int64_t(3));
+  two.validate();
+  const auto r2 = eval_task_registry().make(two, *target, info);
+  EXPECT_EQ(r2.json["sets"][2]["scores"], r.json["sets"][0]["scores"]);
+  EXPECT_EQ(r2.json["sets"][0]["scores"], r.json["sets"][0]["scores"]);
   // No in-data: a usage error.
   Config bare(eval_task_schema());
   bare.set_value("task.name", std::string("ood"));
@@ -505,6 +520,14 @@ TEST(OodTask, GaussianBaselineBesideTheScores) {
   EXPECT_GT(energy, 0.6);
   EXPECT_NEAR(base, energy, 0.01);
   EXPECT_NE(r.text.find("gaussian*"), std::string::npos);
+  // A baseline of fewer rows than values per row (here 1 of 2) is warned of.
+  write_npy(dir + "/one.npy", x.index({torch::indexing::Slice(0, 1)}).repeat({2, 1}) +
+                                  torch::tensor({{0.0f, 0.0f}, {1.0f, 0.0f}}));
+  EXPECT_EQ(run(dir + "/train.npy").json.count("warnings"), 0u);
+  const auto thin = run(dir + "/one.npy");
+  ASSERT_TRUE(thin.json.contains("warnings"));
+  EXPECT_NE(thin.json["warnings"].dump().find("fitted to 2 rows of 2 values"), std::string::npos)
+      << thin.json["warnings"].dump();
   auto off = run("none");
   EXPECT_FALSE(off.json["sets"][0].contains("baseline"));
   EXPECT_TRUE(off.json["baseline"].contains("none"));
@@ -516,4 +539,26 @@ TEST(OodTask, GaussianBaselineBesideTheScores) {
   EXPECT_EQ(test_helpers::code_of([&] { run(dir + "/no_such.npy"); }, &msg), ExitCode::kMissingInput);
   EXPECT_NE(msg.find("no_such.npy"), std::string::npos) << msg;
   std::filesystem::remove_all(dir);
+}
+
+// A score of one value on every row of the in set and one out set is named
+// for that set, not only when it is so for every set (constant images of
+// value 0 in and out beside ones of 128 printed 0.5000 +- 0 without a word).
+TEST(OodResult, ConstantScoresWarnPerSet) {
+  OodResult r;
+  r.in = "in";
+  r.n_in = 100;
+  r.scores = {"energy"};
+  for (const auto& [name, flat] : std::vector<std::pair<std::string, bool>>{{"zeros", true}, {"grey", false}}) {
+    OodSetResult s;
+    s.name = name;
+    s.n = 100;
+    s.constant = {flat};
+    r.sets.push_back(s);
+  }
+  const auto w = r.warnings();
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("one value on every row of in and zeros"), std::string::npos) << w[0];
+  r.sets[1].constant = {true};
+  EXPECT_NE(r.warnings().at(0).find("one value on every row: it carries no information"), std::string::npos);
 }

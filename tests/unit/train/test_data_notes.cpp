@@ -62,3 +62,49 @@ TEST(LabelColumns, NotedWhenAColumnNamesTheLabel) {
   EXPECT_NE(out.find("column 4 (counting from 1)"), std::string::npos) << out;
   EXPECT_NE(out.find("the label itself"), std::string::npos) << out;
 }
+
+// A column of three values among 300 rows is named; continuous columns are
+// not, nor is the column once data.dequantize = gaussian smooths it.
+TEST(DiscreteColumns, NotedUnlessDequantized) {
+  auto gen = make_generator(5, kStreamTestData);
+  const int64_t n = 300;
+  auto level = torch::arange(n, torch::kLong).remainder(3).to(torch::kFloat);
+  DataSplit s;
+  s.train.x = at::normal(0.0, 1.0, {n, 2}, gen, torch::TensorOptions(torch::kFloat));
+  s.train.description = "rows";
+  testing::internal::CaptureStderr();
+  note_discrete_columns(s, "none");
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  s.train.x = torch::cat({s.train.x, level.unsqueeze(1)}, 1);
+  testing::internal::CaptureStderr();
+  note_discrete_columns(s, "none");
+  const std::string out = testing::internal::GetCapturedStderr();
+  EXPECT_NE(out.find("column 3 (3 values)"), std::string::npos) << out;
+  testing::internal::CaptureStderr();
+  note_discrete_columns(s, "gaussian");
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+}
+
+// Constant-velocity tracks (T = 10 steps of 2 values) starting 1,000 apart
+// and moving 1 a step are noted; the same tracks started within 1 are not.
+TEST(TrajectoryOffsets, NotedWhenStartsSpreadFarWiderThanTheMotion) {
+  auto gen = make_generator(6, kStreamTestData);
+  const int64_t n = 200, t = 10;
+  const auto opts = torch::TensorOptions(torch::kDouble);
+  auto v = at::normal(0.0, 1.0, {n, 1, 2}, gen, opts);
+  auto steps = torch::arange(t, opts).view({1, t, 1});
+  auto make = [&](double spread) {
+    auto start = spread * at::rand({n, 1, 2}, gen, opts);
+    DataSplit s;
+    s.train.x = (start + steps * v).reshape({n, t * 2}).to(torch::kFloat);
+    s.train.description = "tracks";
+    return s;
+  };
+  testing::internal::CaptureStderr();
+  note_trajectory_offsets(make(1000.0), 2);
+  const std::string far = testing::internal::GetCapturedStderr();
+  EXPECT_NE(far.find("relative to its first step"), std::string::npos) << far;
+  testing::internal::CaptureStderr();
+  note_trajectory_offsets(make(1.0), 2);
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+}
