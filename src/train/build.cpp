@@ -3,6 +3,7 @@
 #include <unordered_set>
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
@@ -480,6 +481,20 @@ void note_far_values(const DataSplit& split) {
              "outliers, remove them or clip them (--set \"data.clip=[0.01, 0.99]\"; docs/own-data.md)\n";
 }
 
+namespace {
+// "2 (detail), 5 (detail), ... (12 in all)": the first 10 of the 0-based
+// column indices `columns` [K], counted from 1.
+std::string column_list(const torch::Tensor& columns, const std::function<std::string(int64_t)>& detail) {
+  std::string list;
+  for (int64_t i = 0; i < columns.numel() && i < 10; ++i) {
+    const int64_t j = columns[i].item<int64_t>();
+    list += c10::str(i ? ", " : "", j + 1, " (", detail(j), ")");
+  }
+  if (columns.numel() > 10) list += c10::str(", ... (", columns.numel(), " in all)");
+  return list;
+}
+}  // namespace
+
 void note_constant_columns(const DataSplit& split) {
   const auto& x = split.train.x;
   if (split.train.pixels || !x.defined() || x.dim() != 2 || x.size(0) < 2) return;
@@ -487,12 +502,7 @@ void note_constant_columns(const DataSplit& split) {
   const auto flat = (lo == hi).nonzero().reshape({-1});
   if (flat.numel() == 0) return;
   const auto user = lo.to(torch::kDouble);  // (the split's rows are in the user's units)
-  std::string list;
-  for (int64_t i = 0; i < flat.numel() && i < 10; ++i) {
-    const int64_t j = flat[i].item<int64_t>();
-    list += c10::str(i ? ", " : "", j + 1, " (", user[j].item<double>(), ")");
-  }
-  if (flat.numel() > 10) list += c10::str(", ... (", flat.numel(), " in all)");
+  const std::string list = column_list(flat, [&](int64_t j) { return c10::str(user[j].item<double>()); });
   notes() << "ebm: note: " << split.train.description << ": column" << (flat.numel() > 1 ? "s " : " ") << list
           << (flat.numel() > 1 ? " hold" : " holds") << " one value in every training row: a point mass, which no "
           << "density fits (the energy sharpens there without end and the NLL means little); drop "
@@ -549,12 +559,8 @@ void note_discrete_columns(const DataSplit& split, const std::string& dequantize
   const auto distinct = (sorted.narrow(0, 1, x.size(0) - 1) != sorted.narrow(0, 0, x.size(0) - 1)).sum(0) + 1;
   const auto few = ((distinct >= 2) & (distinct <= 20)).nonzero().reshape({-1});
   if (few.numel() == 0) return;
-  std::string list;
-  for (int64_t i = 0; i < few.numel() && i < 10; ++i) {
-    const int64_t j = few[i].item<int64_t>();
-    list += c10::str(i ? ", " : "", j + 1, " (", distinct[j].item<int64_t>(), " values)");
-  }
-  if (few.numel() > 10) list += c10::str(", ... (", few.numel(), " in all)");
+  const std::string list =
+      column_list(few, [&](int64_t j) { return c10::str(distinct[j].item<int64_t>(), " values"); });
   notes() << "ebm: note: " << split.train.description << ": column" << (few.numel() > 1 ? "s " : " ") << list
           << " take only a few distinct values in " << x.size(0) << " training rows: point masses, on which a "
           << "continuous energy sharpens without end (the NLL keeps falling as training goes on and means little); "
