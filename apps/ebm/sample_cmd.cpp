@@ -573,7 +573,7 @@ Runner add_sample(CLI::App& app) {
       r = r.masked_fill(torch::isfinite(r).logical_not(), 0.0);
       const int64_t at = r.argmax().item<int64_t>();
       if (const double worst = r[at].item<double>(); worst > 1.1)
-        notes() << "ebm sample: warning: the chains have not mixed (R-hat " << fmt(worst, 3) << " in dimension " << at
+        notes() << "ebm sample: warning: the chains have not mixed (R-hat " << fmt(worst, 4) << " in dimension " << at
                 << ", over 1.1): the draws still depend on where the chains started; run more --steps, a --warmup "
                    "that adapts the step size, or another --sampler\n";
     }

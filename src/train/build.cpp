@@ -536,18 +536,23 @@ void note_shared_rows(const DataSplit& split) {
     total += d->size();
   }
   if (shared == 0 || 100 * shared < total) return;  // (under 1%: a few coincidences)
-  // (values far from zero held in float32 coincide by rounding: a probe's
-  // mixture offset by 1e6, in steps of 0.0625 there, had 90% of its held-out
-  // rows "copied" without a record repeated)
+  // Vectors of coarse values (rounded to 2 decimals, whole units, a large
+  // offset's float32 steps) coincide without any record repeated: every
+  // column then holds far fewer distinct values than there are distinct
+  // rows, while in repeated records a column's value repeats with its row.
+  // (A probe's i.i.d. 2-d mixture saved with 2 decimals had 9% of its
+  // held-out rows "copied", whole-unit heights and weights 96%, an offset of
+  // 1e6 90%.)
   const auto& x = split.train.x;
-  const bool rounded = !split.train.pixels && x.dim() == 2 && x.size(0) >= 2 &&
-                       (float_step_ratios(x.to(torch::kCPU, torch::kDouble)) > 0.01).any().item<bool>();
+  if (!split.train.pixels && x.dim() == 2 && x.size(0) >= 2) {
+    const auto sorted = std::get<0>(x.to(torch::kCPU, torch::kFloat).sort(0));
+    const auto distinct = (sorted.narrow(0, 1, x.size(0) - 1) != sorted.narrow(0, 0, x.size(0) - 1)).sum(0) + 1;
+    if (2 * distinct.max().item<int64_t>() < int64_t(seen.size())) return;
+  }
   notes() << "ebm: note: " << split.train.description << ": " << shared << " of the " << total << " held-out rows ("
           << std::lround(100.0 * double(shared) / double(total)) << "%, test" << (split.val.size() > 0 ? " and validation" : "")
           << ") are exact copies of training rows: if the data repeat records, held-out scores (test NLL, accuracy, "
-             "train.keep_best's choice) measure memory more than generalisation; drop duplicate rows before training"
-          << (rounded ? " (or, as the note on 32-bit floats says, subtract the offset that rounds them alike)" : "")
-          << "\n";
+             "train.keep_best's choice) measure memory more than generalisation; drop duplicate rows before training\n";
 }
 
 void note_discrete_columns(const DataSplit& split, const std::string& dequantize) {
@@ -585,7 +590,9 @@ void note_trajectory_offsets(const DataSplit& split, int64_t step_values) {
   const auto steps = x.to(torch::kCPU, torch::kDouble).view({x.size(0), t, f});
   const auto first = steps.select(1, 0);                                                // [N, F]
   const auto moved = (steps - first.unsqueeze(1)).square().mean(at::IntArrayRef{0, 1}).sqrt();  // [F]
-  const auto ratio = first.std(0) / moved.clamp_min(1e-300);
+  // (a value fixed within each trajectory, a size or a kind, does not move:
+  // no ratio for it)
+  const auto ratio = torch::where(moved > 0, first.std(0) / moved.clamp_min(1e-300), torch::zeros_like(moved));
   const int64_t worst = ratio.argmax().item<int64_t>();
   const double r = ratio[worst].item<double>();
   if (!(r > 10)) return;

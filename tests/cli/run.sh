@@ -420,6 +420,13 @@ for k in 1 2 3 4 5; do cat "$T/near_rows.csv"; done >"$T/repeated.csv"
 "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/repeated.csv" --set train.steps=2 \
   --out "$T/rep_run" >/dev/null 2>"$T/rep.err" && grep -q "repeated.csv: .* held-out rows (.*) are exact copies of training rows" "$T/rep.err" \
   || { echo "FAIL: the note on held-out rows copied from training"; sed 's/^/    /' "$T/rep.err"; fails=$((fails + 1)); }
+# The same rows rounded to one decimal coincide without a record repeated
+# (every column holds far fewer values than there are distinct rows): no
+# such note.
+awk -F, '{ printf "%.1f,%.1f\n", $1, $2 }' "$T/near_rows.csv" >"$T/rounded.csv"
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/rounded.csv" --set train.steps=2 \
+  --out "$T/round_run" >/dev/null 2>"$T/round.err" && ! grep -q "exact copies" "$T/round.err" \
+  || { echo "FAIL: the copied-rows note on rounded rows"; sed 's/^/    /' "$T/round.err"; fails=$((fails + 1)); }
 # A column of one value is a point mass: training says so.
 awk -F, '{ print $1 ",3.5," $2 }' "$T/near_rows.csv" >"$T/const_col.csv"
 "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --set data.path="$T/const_col.csv" --set train.steps=2 \

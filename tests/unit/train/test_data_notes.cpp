@@ -107,4 +107,12 @@ TEST(TrajectoryOffsets, NotedWhenStartsSpreadFarWiderThanTheMotion) {
   testing::internal::CaptureStderr();
   note_trajectory_offsets(make(1.0), 2);
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  // A third value fixed within each trajectory (a size, spread over 1,000)
+  // does not move, and is no offset to note (its ratio was infinite).
+  auto near = make(1.0);
+  auto size = (1000.0 * at::rand({n, 1, 1}, gen, opts)).expand({n, t, 1});
+  near.train.x = torch::cat({near.train.x.view({n, t, 2}).to(torch::kDouble), size}, 2).reshape({n, t * 3}).to(torch::kFloat);
+  testing::internal::CaptureStderr();
+  note_trajectory_offsets(near, 3);
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
 }
