@@ -85,8 +85,8 @@ Runner add_eval(CLI::App& app) {
                     ->delimiter(',');
   auto* rows = cmd->add_option("--rows", a->rows,
                                "ood: write every row's scores to this CSV or NPY (float64) file (set: 0 = the in set, k = the "
-                               "k-th --out-data; row; one column per score and the Gaussian baseline's; higher = more "
-                               "in-distribution)");
+                               "k-th --out-data; row: its index in its set, with --n among all of the set's rows; one column per "
+                               "score and the Gaussian baseline's; higher = more in-distribution)");
   auto* labels =
       cmd->add_option("--labels", a->labels, "continual, calibration, classify, robustness: one label per row of a --data file (as the model was "
                       "trained: class indices, label values or words)");

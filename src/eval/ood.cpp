@@ -135,10 +135,12 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return parts;
 }
 
-// At most n rows (0 = all) of x, a random subset from gen.
-torch::Tensor at_most(const torch::Tensor& x, int64_t n, at::Generator& gen) {
-  if (n <= 0 || x.size(0) <= n) return x;
-  return x.index_select(0, torch::randperm(x.size(0), gen, torch::kLong).narrow(0, 0, n));
+// At most n rows (0 = all) of x, a random subset from gen, and their
+// indices in x.
+std::pair<torch::Tensor, torch::Tensor> at_most(const torch::Tensor& x, int64_t n, at::Generator& gen) {
+  if (n <= 0 || x.size(0) <= n) return {x, torch::arange(x.size(0), torch::kLong)};
+  const auto idx = torch::randperm(x.size(0), gen, torch::kLong).narrow(0, 0, n);
+  return {x.index_select(0, idx.to(x.device())), idx};
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
@@ -399,10 +401,15 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
     auto g = subsets.clone();
     return at_most(x, o.n(), g);
   };
-  auto in = subset(ood_data(o.in_data(), info, torch::Tensor(), gen));
+  torch::Tensor in;
+  std::tie(in, r.in_rows) = subset(ood_data(o.in_data(), info, torch::Tensor(), gen));
   warn_if_far_from_training(energy, info, in, o.in_data());  // (rows in other units than the training data's)
-  std::vector<torch::Tensor> outs;
-  for (const auto& spec : o.out_data()) outs.push_back(subset(ood_data(spec, info, in, gen)));
+  std::vector<torch::Tensor> outs, out_rows;
+  for (const auto& spec : o.out_data()) {
+    auto [x, idx] = subset(ood_data(spec, info, in, gen));
+    outs.push_back(x);
+    out_rows.push_back(idx);
+  }
   r.n_in = in.size(0);
   r.dim = in[0].numel();
   auto s_in = ood_scores(energy, in, r.scores, o.batch());
@@ -446,6 +453,7 @@ OodResult evaluate_ood(EnergyImpl& energy, const ModelInfo& info, const OodOptio
       set.constant.push_back(both.numel() > 1 && (both == both[0]).all().item<bool>());
     }
     set.row_scores = s_out;
+    set.rows = out_rows[k];
     if (gauss) {
       const auto g_out = gauss->score(outs[k]);
       set.baseline = ood_metrics(g_in, g_out, o.in_data() + " (Gaussian baseline scores)",
@@ -611,8 +619,6 @@ EvalReport ood_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   const std::string rows_out = c.get_string("task.rows");
   EBM_CHECK_USAGE(rows_out.empty() || file_extension(rows_out) == ".csv" || file_extension(rows_out) == ".npy",
                   "--rows ", rows_out, ": the per-row scores are a CSV or an NPY file (give a .csv or .npy path)");
-  EBM_CHECK_USAGE(rows_out.empty() || c.get_int("task.n") == 0,
-                  "--rows writes every row of each set: not with --n (a random subset)");
   if (!rows_out.empty()) check_writable(rows_out);
   auto gen = make_generator(uint64_t(c.get_int("task.seed")), kStreamEval);
   auto r = evaluate_ood(energy, info, o, gen);
@@ -621,14 +627,15 @@ EvalReport ood_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     for (const auto& name : r.scores) header.push_back(name);
     if (r.in_scores.size(1) > int64_t(r.scores.size())) header.push_back("gaussian");
     std::vector<torch::Tensor> parts;
-    auto block = [&](const torch::Tensor& scores, int64_t set) {
+    // (row: its index in its set, the --n subset's rows among all)
+    auto block = [&](const torch::Tensor& scores, const torch::Tensor& rows, int64_t set) {
       const int64_t n = scores.size(0);
       parts.push_back(torch::cat({torch::full({n, 1}, double(set), torch::kDouble),
-                                  torch::arange(n, torch::kDouble).view({-1, 1}), scores.to(torch::kDouble)},
+                                  rows.to(torch::kCPU, torch::kDouble).view({-1, 1}), scores.to(torch::kDouble)},
                                  1));
     };
-    block(r.in_scores, 0);
-    for (size_t k = 0; k < r.sets.size(); ++k) block(r.sets[k].row_scores, int64_t(k) + 1);
+    block(r.in_scores, r.in_rows, 0);
+    for (size_t k = 0; k < r.sets.size(); ++k) block(r.sets[k].row_scores, r.sets[k].rows, int64_t(k) + 1);
     // (CSV keeps 9 significant digits: max_softmax near 1 ties there; NPY
     // keeps every bit, its columns in the CSV header's order)
     if (file_extension(rows_out) == ".npy")

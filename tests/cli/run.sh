@@ -307,7 +307,12 @@ n_good=$(wc -l <"$T/good.csv")
   && [ "$(head -1 "$T/ood_rows.csv")" = "set,row,energy,gaussian" ] \
   && [ "$(grep -c '^1,' "$T/ood_rows.csv")" = "$n_good" ] && [ "$(grep -c '^0,' "$T/ood_rows.csv")" = "$n_good" ] \
   || { echo "FAIL: ood --rows"; fails=$((fails + 1)); }
-expect 64 "not with --n" -- "$EBM" "${OOD[@]}" --out-data uniform --rows "$T/ood_rows2.csv" --n 5
+# With --n, the subset's rows by their index in the set: the same file as in
+# and out set gives the same subset.
+"$EBM" "${OOD[@]}" --out-data "$T/good.csv" --score energy --rows "$T/ood_rows2.csv" --n 1 >/dev/null 2>&1 \
+  && [ "$(grep -c '^[01],' "$T/ood_rows2.csv")" = 2 ] \
+  && [ "$(awk -F, 'NR > 1 { print $2 }' "$T/ood_rows2.csv" | sort -u | wc -l)" = 1 ] \
+  || { echo "FAIL: ood --rows with --n"; fails=$((fails + 1)); }
 # The Gaussian baseline: fitted to the run's own training split (rebuilt,
 # here a generated set), or to --reference rows; none with --reference none.
 grep -q "Gaussian fitted to the run's training split" "$T/ood.txt" || { echo "FAIL: ood baseline"; fails=$((fails + 1)); }

@@ -117,6 +117,7 @@ struct OodSetResult {
   std::optional<OodMetrics> baseline;  // the Gaussian fit's, when there is one
   std::vector<bool> constant;          // per score: one value on every row of both sets
   torch::Tensor row_scores;            // [n, S (+1: the baseline's, when there is one)], float64
+  torch::Tensor rows;                  // [n]: the scored rows' indices in the set (its --n subset's)
 };
 struct OodResult {
   std::string in;
@@ -124,6 +125,7 @@ struct OodResult {
   std::vector<std::string> scores;
   std::vector<OodSetResult> sets;
   torch::Tensor in_scores;         // the in set's rows, as OodSetResult::row_scores
+  torch::Tensor in_rows;           // their indices, as OodSetResult::rows
   std::string baseline_reference;  // the rows the baseline was fitted to, or ""
   std::string baseline_why;        // why there is none
   int64_t reference_rows = 0;      // the rows the baseline was fitted to
