@@ -482,6 +482,13 @@ void note_far_values(const DataSplit& split) {
 }
 
 namespace {
+// Each column's number of distinct values in rows x [N >= 2, D]: [D] (one
+// sort down the rows).
+torch::Tensor distinct_values(const torch::Tensor& x) {
+  const auto sorted = std::get<0>(x.to(torch::kCPU, torch::kFloat).sort(0));
+  return (sorted.narrow(0, 1, x.size(0) - 1) != sorted.narrow(0, 0, x.size(0) - 1)).sum(0) + 1;
+}
+
 // "2 (detail), 5 (detail), ... (12 in all)": the first 10 of the 0-based
 // column indices `columns` [K], counted from 1.
 std::string column_list(const torch::Tensor& columns, const std::function<std::string(int64_t)>& detail) {
@@ -545,9 +552,7 @@ void note_shared_rows(const DataSplit& split) {
   // 1e6 90%.)
   const auto& x = split.train.x;
   if (!split.train.pixels && x.dim() == 2 && x.size(0) >= 2) {
-    const auto sorted = std::get<0>(x.to(torch::kCPU, torch::kFloat).sort(0));
-    const auto distinct = (sorted.narrow(0, 1, x.size(0) - 1) != sorted.narrow(0, 0, x.size(0) - 1)).sum(0) + 1;
-    if (2 * distinct.max().item<int64_t>() < int64_t(seen.size())) return;
+    if (2 * distinct_values(x).max().item<int64_t>() < int64_t(seen.size())) return;
   }
   notes() << "ebm: note: " << split.train.description << ": " << shared << " of the " << total << " held-out rows ("
           << std::lround(100.0 * double(shared) / double(total)) << "%, test" << (split.val.size() > 0 ? " and validation" : "")
@@ -560,8 +565,7 @@ void note_discrete_columns(const DataSplit& split, const std::string& dequantize
   if (split.train.pixels || dequantize == "gaussian" || !x.defined() || x.dim() != 2 || x.size(0) < 100) return;
   // (distinct values per column: one sort down the rows; a column label-like
   // enough for note_label_columns is named there too)
-  const auto sorted = std::get<0>(x.to(torch::kCPU, torch::kFloat).sort(0));
-  const auto distinct = (sorted.narrow(0, 1, x.size(0) - 1) != sorted.narrow(0, 0, x.size(0) - 1)).sum(0) + 1;
+  const auto distinct = distinct_values(x);
   const auto few = ((distinct >= 2) & (distinct <= 20)).nonzero().reshape({-1});
   if (few.numel() == 0) return;
   const std::string list =
