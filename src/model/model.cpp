@@ -12,10 +12,18 @@
 #include "ebm/data/data.h"
 #include "ebm/energy/registry.h"
 #include "ebm/energy/standardized.h"
+#include "ebm/io/file_bytes.h"
 #include "ebm/io/io.h"
 
 namespace ebm {
 namespace {
+
+// A model file's archive, its seal checked (file_bytes.h).
+void read_archive(torch::serialize::InputArchive& ar, const std::string& path) {
+  std::istringstream is(read_sealed_file(path));
+  ar.load_from(is);
+}
+
 constexpr const char* kFormat = "ebm-model-3";     // + the change of units, when there is one
 constexpr const char* kFormatV2 = "ebm-model-2";   // event_shape: int64 [rank]
 constexpr const char* kFormatV1 = "ebm-model-1";   // in_dim: a scalar
@@ -119,13 +127,15 @@ void save_model(const std::string& path, EnergyImpl& energy, const Config& cfg,
     ar.write("start_basis", start->basis.to(torch::kCPU));
   }
   ar.write("format", c10::IValue(std::string(kFormat)));
-  atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
+  std::ostringstream os;
+  ar.save_to(os);
+  atomic_write_text(path, seal(os.str()));  // (checked when read: read_archive)
 }
 
 bool has_generator(const std::string& path) {
   load_model(path);  // (checks the file)
   torch::serialize::InputArchive ar;
-  ar.load_from(path);
+  read_archive(ar, path);
   c10::IValue text;
   return ar.try_read("generator_config", text) && text.isString();
 }
@@ -134,7 +144,7 @@ Generator load_generator(const std::string& path) {
   ModelInfo info;
   load_model(path, &info);  // (checks the file and reads the shape)
   torch::serialize::InputArchive ar;
-  ar.load_from(path);
+  read_archive(ar, path);
   c10::IValue text;
   EBM_CHECK_DATA(ar.try_read("generator_config", text) && text.isString(), path,
                  ": the model has no generator (train one with objective.name = \"vera\")");
@@ -212,8 +222,9 @@ Energy load_model(const std::string& path, ModelInfo* info) {
   torch::serialize::InputArchive ar;
   c10::IValue cfg_text, format;
   torch::Tensor shape;
+  std::istringstream sealed(read_sealed_file(path));  // (kBadData when damaged since it was written)
   try {
-    ar.load_from(path);
+    ar.load_from(sealed);
     ar.read("format", format);
     ar.read("energy_config", cfg_text);
   } catch (const std::exception&) {  // (a checkpoint or a TorchScript module: no such fields)

@@ -17,6 +17,7 @@
 #include "ebm/energy/grid2d.h"
 #include "ebm/energy/registry.h"
 #include "ebm/energy/standardized.h"
+#include "ebm/io/file_bytes.h"
 #include "ebm/io/io.h"
 #include "ebm/model/columns.h"
 #include "ebm/model/input_units.h"
@@ -504,7 +505,7 @@ void Trainer::save_checkpoint(const std::string& path) {
     if (!lead()) return;
     bytes = pack_ranks(all);
   }
-  atomic_write_text(path, bytes);  // (every write checked: a full disk is exit 66 with its reason)
+  atomic_write_text(path, seal(std::move(bytes)));  // (every write checked: a full disk is exit 66 with its reason)
 }
 
 void Trainer::load_checkpoint(const std::string& path) {
@@ -514,9 +515,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   if (lead()) {
     std::ifstream in(path, std::ios::binary);
     EBM_CHECK_CODE(in.good(), ExitCode::kMissingInput, path, ": cannot open checkpoint (nothing to resume)");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    bytes = ss.str();
+    bytes = read_sealed_file(path);  // (kBadData when damaged since it was written)
   }
   if (coll_) bytes = coll_->broadcast(bytes);
   try {

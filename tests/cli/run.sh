@@ -338,6 +338,16 @@ cp "$T/run_config.toml" "$T/run/config.toml"
 expect 78 "below the step" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set train.steps=1 --set data.n=500
 cp "$T/run/checkpoint.pt" "$T/ckpt.bak" && head -c 300 "$T/ckpt.bak" >"$T/run/checkpoint.pt"
 expect 65 "not a readable checkpoint" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set data.n=500
+# (one byte changed in the middle of a checkpoint and of a model: their seals)
+flip_byte() {
+  local b
+  b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+  printf "\\$(printf %03o $(((b + 1) % 256)))" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null
+}
+cp "$T/ckpt.bak" "$T/run/checkpoint.pt" && flip_byte "$T/run/checkpoint.pt" $(($(stat -c %s "$T/ckpt.bak") / 2))
+expect 65 "checkpoint.pt: corrupt file" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set data.n=500
+cp "$M" "$T/flipped.pt" && flip_byte "$T/flipped.pt" $(($(stat -c %s "$M") / 2))
+expect 65 "flipped.pt: corrupt file" -- "$EBM" energy --model "$T/flipped.pt" --input "$T/good.csv" --out "$T/e.csv"
 cp "$T/ckpt.bak" "$T/run/checkpoint.pt"
 expect 66 "nothing to resume" -- "$EBM" train "${T4[@]}" --out "$T/absent/run" --resume
 [ ! -e "$T/absent" ] || { echo "FAIL: --resume created a directory"; fails=$((fails + 1)); }

@@ -18,6 +18,7 @@
 
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
+#include "ebm/io/file_bytes.h"
 #include "ebm/io/image_files.h"
 #include "ebm/io/io.h"
 #include "ebm/io/missing.h"
@@ -642,6 +643,42 @@ TEST_F(IoTest, CheckFiniteRowsAndExtension) {
   EXPECT_EQ(ebm::file_extension("dir.v1/data.CSV"), ".csv");
   EXPECT_EQ(ebm::file_extension("dir.v1/train-images-idx3-ubyte"), "");
   EXPECT_EQ(ebm::file_extension("x.npy"), ".npy");
+}
+
+// The seal of model.pt and checkpoint.pt: every single flipped bit and every
+// cut is caught (CRC-32 catches all single-bit errors), unsealed bytes (files
+// written before seals) pass as they are.
+TEST_F(IoTest, SealCatchesEveryFlippedBit) {
+  std::string payload(300, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = char((i * 131 + 7) & 0xff);
+  const std::string sealed = ebm::seal(payload);
+  ASSERT_EQ(sealed.size(), payload.size() + 24);
+  EXPECT_EQ(ebm::unseal(sealed, "m.pt"), payload);
+  EXPECT_EQ(ebm::unseal(payload, "m.pt"), payload);
+  EXPECT_EQ(ebm::unseal("", "m.pt"), "");
+  EXPECT_EQ(ebm::read_sealed_file(write_bytes("ok.pt", sealed)), payload);
+  int caught = 0, tried = 0;
+  for (size_t i = 0; i < sealed.size(); ++i) {
+    if (i >= payload.size() && i < payload.size() + 8) continue;  // (the magic word: then no seal at all)
+    for (int b = 0; b < 8; ++b) {
+      std::string bad = sealed;
+      bad[i] = char(bad[i] ^ (1 << b));
+      ++tried;
+      try {
+        ebm::unseal(bad, "m.pt");
+      } catch (const ebm::Error& e) {
+        caught += e.code() == ebm::ExitCode::kBadData && std::string(e.what()).find("m.pt: corrupt file") == 0;
+      }
+    }
+  }
+  EXPECT_EQ(caught, tried);
+  // (a copy padded to its length by zeros, and one with bytes cut from the middle)
+  std::string padded = sealed;
+  std::fill(padded.begin() + 100, padded.begin() + 200, '\0');
+  EXPECT_THROW(ebm::unseal(padded, "m.pt"), ebm::Error);
+  std::string cut = sealed;
+  cut.erase(50, 10);
+  EXPECT_THROW(ebm::unseal(cut, "m.pt"), ebm::Error);
 }
 
 }  // namespace
