@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ebm/core/covariance.h"
 #include "ebm/core/error.h"
 #include "ebm/energy/conv.h"
 
@@ -34,7 +35,7 @@ ClassifierMLPImpl::ClassifierMLPImpl(const ClassifierMLPOptions& o) : options_(o
   }
 }
 
-void ClassifierMLPImpl::fit_base(const torch::Tensor& rows, const torch::Tensor& labels) {
+double ClassifierMLPImpl::fit_base(const torch::Tensor& rows, const torch::Tensor& labels) {
   EBM_CHECK_CONFIG(options_.base() != "none", "fit_base: the network has no base (energy.base)");
   const int64_t k = options_.classes();
   EBM_CHECK_DATA(rows.dim() == 2 && rows.size(1) == options_.in_dim() && rows.size(0) >= 2,
@@ -86,10 +87,15 @@ void ClassifierMLPImpl::fit_base(const torch::Tensor& rows, const torch::Tensor&
     cov.index_fill_(1, idx, 0.0);
     cov.diagonal().index_fill_(0, idx, mean_var);
   }
-  const double ridge = 1e-4 * std::max(mean_var, 1e-12);
-  cov = cov + ridge * torch::eye(d, torch::kDouble);
+  // (the ridge the rows choose, core/covariance.h, but no finer than the
+  // earlier fixed 1e-4: a denoising p(x) sees no detail finer than its
+  // noise, and a sharper base is one its network must undo)
+  const auto target = cov.diagonal().clamp_min(1e-12 * std::max(mean_var, 1e-300));
+  const double a = std::max(held_out_ridge(xc, target), 1e-4);
+  cov = cov + torch::diag(a * target);
   auto [values, vectors] = torch::linalg_eigh(cov);
-  const auto w = vectors * values.clamp_min(ridge).rsqrt().unsqueeze(0);  // (x - m) W: whitened
+  const double floor = a * target.min().item<double>();
+  const auto w = vectors * values.clamp_min(floor).rsqrt().unsqueeze(0);  // (x - m) W: whitened
   base_mean_.copy_((classes ? means : mean).to(base_mean_.options()));
   base_w_.copy_(w.to(base_w_.options()));
   if (classes) {
@@ -100,6 +106,7 @@ void ClassifierMLPImpl::fit_base(const torch::Tensor& rows, const torch::Tensor&
       layers_.back()->bias.zero_();
     }
   }
+  return a;
 }
 
 torch::Tensor ClassifierMLPImpl::weight(size_t i) {

@@ -61,7 +61,7 @@ EvalReport continual_task(const Config& c, EnergyImpl& energy, const ModelInfo& 
   auto j = r.json();
   j["data"] = spec;
   j["tasks"] = tasks;
-  std::string text = r.table();
+  std::string text = r.table(info.class_names);
   // The run's snapshots, when they lie beside the model: the accuracy on
   // every task after each task (the forgetting matrix).
   const std::string path = c.get_string("task.model");

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "ebm/core/covariance.h"
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
 #include "ebm/core/rng.h"
@@ -360,12 +361,14 @@ GaussianFit GaussianFit::fit(const torch::Tensor& rows, int64_t max_rows) {
   const auto var = cov.diagonal();
   torch::Tensor ridge;
   if (rows.dim() == 2) {
-    // Vectors: each column's own 1e-3 of its variance (the same fit in any
-    // units: a column in 1e-4 beside one in 1e4 keeps its shape); a
-    // constant column takes the finest column's.
+    // Vectors: a multiple of each column's own variance (the same fit in
+    // any units: a column in 1e-4 beside one in 1e4 keeps its shape), the
+    // one the rows choose (core/covariance.h; a constant column takes the
+    // finest column's variance)
     const auto positive = var.masked_select(var > 0);
     const double finest = positive.numel() > 0 ? positive.min().item<double>() : 1.0;
-    ridge = 1e-3 * torch::where(var > 0, var, torch::full_like(var, finest));
+    const auto target = torch::where(var > 0, var, torch::full_like(var, finest));
+    ridge = (x.size(1) <= 2048 ? held_out_ridge(xc, target) : 1e-3) * target;
   } else {
     // Images: pixels share their units; one ridge for all (a border pixel
     // that never changes does not make every other image's border an outlier).

@@ -361,8 +361,15 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
   p.data = train.to(device);
   p.objective->fit_data(p.data.x);
   if (cfg.has_key("energy.base") && cfg.get_string("energy.base") != "none" && cfg.get_string("energy.base") != "auto")
-    if (auto* m = dynamic_cast<ClassifierMLPImpl*>(p.energy.get()))
-      m->fit_base(p.data.x, p.data.has_labels() ? p.data.y : torch::Tensor());
+    if (auto* m = dynamic_cast<ClassifierMLPImpl*>(p.energy.get())) {
+      const double a = m->fit_base(p.data.x, p.data.has_labels() ? p.data.y : torch::Tensor());
+      // (too few rows to fix every direction of the covariance: the user
+      // should know the base is a guess along some of them)
+      if (p.data.size() <= 2 * p.data.x.size(1))
+        notes() << "ebm train: note: energy.base = " << cfg.get_string("energy.base") << " fitted to " << p.data.size()
+                << " rows of " << p.data.x.size(1) << " values, too few to fit every direction of its covariance: "
+                << "shrunk by " << a << " of each column's variance (the ridge held-out rows choose)\n";
+    }
   p.gen = run_generator(cfg, kStreamTrain, 0, device);
   p.draw = augmented_draw(cfg, p.data, pixels);
   const int64_t tasks = cfg.get_int("data.tasks");

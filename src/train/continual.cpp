@@ -16,13 +16,18 @@ nlohmann::json ContinualReport::json() const {
           {"average_accuracy", average}, {"overall_accuracy", overall}};
 }
 
-std::string ContinualReport::table() const {
+std::string ContinualReport::table(const std::vector<std::string>& names) const {
   std::ostringstream s;
   s << std::fixed << std::setprecision(4);
   s << "task  classes       n      accuracy\n";
   for (size_t k = 0; k < accuracy.size(); ++k) {
     std::ostringstream c;
-    for (size_t i = 0; i < classes[k].size(); ++i) c << (i ? "," : "") << classes[k][i];
+    for (size_t i = 0; i < classes[k].size(); ++i) {
+      const int64_t y = classes[k][i];
+      c << (i ? "," : "");
+      if (y >= 0 && y < int64_t(names.size())) c << names[size_t(y)];
+      else c << y;
+    }
     s << std::setw(4) << k + 1 << "  " << std::left << std::setw(12) << c.str() << std::right << std::setw(7)
       << n[k] << "  " << accuracy[k] << "\n";
   }

@@ -60,7 +60,9 @@ class ClassifierMLPImpl : public EnergyImpl {
   // classes (JEM, p(x) by DSM at 0.1) that smoothed one-Gaussian base ranked
   // a shift along the low-variance directions at AUROC 0.844, this one at
   // 0.882 (test NLL 46.0 against 44.5, truth 43.0). kBadConfig without a base.
-  void fit_base(const torch::Tensor& rows, const torch::Tensor& labels = {});
+  // Returns the covariance's ridge, a multiple of each column's variance
+  // (core/covariance.h; at least 1e-4).
+  double fit_base(const torch::Tensor& rows, const torch::Tensor& labels = {});
 
  private:
   torch::Tensor weight(size_t i);

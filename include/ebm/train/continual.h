@@ -24,7 +24,8 @@ struct ContinualReport {
   double average = 0;                         // mean of accuracy over the seen tasks
   double overall = 0;                         // over the seen tasks' rows
   nlohmann::json json() const;
-  std::string table() const;
+  // (classes by their names where `names` has them: a model's class_names)
+  std::string table(const std::vector<std::string>& names = {}) const;
 };
 
 // Accuracy per task on the labelled rows `data` (the model's units) of a

@@ -1,0 +1,41 @@
+// held_out_ridge (core/covariance.h).
+#include "ebm/core/covariance.h"
+
+#include <array>
+#include <cmath>
+#include <vector>
+
+namespace ebm {
+
+double held_out_ridge(const torch::Tensor& xc, const torch::Tensor& target) {
+  TORCH_CHECK(xc.dim() == 2 && target.dim() == 1 && target.size(0) == xc.size(1),
+              "held_out_ridge: rows [N, D] and a target [D], got ", xc.sizes(), " and ", target.sizes());
+  const int64_t n = xc.size(0);
+  if (n < 4) return 0.1;
+  torch::NoGradGuard ng;
+  // (in the target's units every column's ridge is the same a)
+  const auto z = xc.to(torch::kCPU, torch::kDouble) / target.to(torch::kCPU, torch::kDouble).sqrt().unsqueeze(0);
+  const std::array<torch::Tensor, 2> folds = {z.slice(0, 0, n, 2), z.slice(0, 1, n, 2)};
+  std::vector<double> grid;
+  for (int q = -36; q <= 4; ++q) grid.push_back(std::pow(10.0, q / 4.0));
+  std::vector<double> score(grid.size(), 0.0);
+  for (size_t f = 0; f < 2; ++f) {
+    const auto& fit = folds[f];
+    const auto& held = folds[1 - f];
+    const auto cov = fit.t().mm(fit) / double(fit.size(0));
+    auto [values, vectors] = torch::linalg_eigh(cov);
+    const auto lam = values.clamp_min(0.0);
+    // (the held-out rows' mean square along each eigenvector)
+    const auto s = held.mm(vectors).square().mean(0);
+    for (size_t g = 0; g < grid.size(); ++g) {
+      const auto v = lam + grid[g];
+      score[g] += double(held.size(0)) * -0.5 * (s / v + v.log()).sum().item<double>();
+    }
+  }
+  size_t best = 0;
+  for (size_t g = 1; g < grid.size(); ++g)
+    if (score[g] > score[best]) best = g;
+  return grid[best];
+}
+
+}  // namespace ebm
