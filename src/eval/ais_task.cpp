@@ -10,6 +10,7 @@
 #include "ebm/core/rng.h"
 #include "ebm/data/data.h"
 #include "ebm/energy/standardized.h"
+#include "ebm/eval/far_energy.h"
 #include "ebm/eval/images.h"
 #include "ebm/eval/partition.h"
 #include "ebm/eval/tasks.h"
@@ -173,6 +174,7 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   const auto box = display_map(info);  // (pixels, or float images' value map: data.scale)
   if (kind == "auto") kind = box ? "uniform" : "mixture";
   AisBase base;
+  torch::Tensor base_fit;  // (the base's rows in the model's units)
   std::string base_rows = "over the model's pixel range";
   if (box && kind == "uniform") {
     base = AisBase::uniform(torch::full({dim}, box->lo, torch::kDouble), torch::full({dim}, box->hi, torch::kDouble));
@@ -199,7 +201,17 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
     }
     EBM_CHECK_USAGE(fit.defined(), "ais: give --data FILE or --dataset NAME to fit the base to (or --base uniform "
                     "for an image model)", why.empty() ? "" : "; " + why);
-    base = AisBase::fit(kind, units.to_model(fit.to(torch::kDouble)));
+    base_fit = units.to_model(fit.to(torch::kDouble));
+    base = AisBase::fit(kind, base_fit);
+  }
+  // (an energy that falls without bound has log Z = +inf: no number of
+  // temperatures finds it, and a finite "estimate" is noise)
+  if (!box && base_fit.defined() && target == nullptr && base_fit.dim() == 2) {
+    const FarEnergy far = far_energy(model, base_fit);
+    EBM_CHECK_DATA(!far.unbounded, "ais: ", far.describe(), ": exp(-E) has no normaliser, log Z is infinite",
+                   energy.num_classes() > 0 ? " (a classifier trained by cross entropy alone, objective ce, models no "
+                                              "p(x): train p(x) too, objective jem)"
+                                            : " (energy.prior_std bounds E)");
   }
   EBM_CHECK_DATA(base.dim() == dim, "ais: a base of ", base.dim(), " dimensions for samples of ",
                  c10::IntArrayRef(shape));
@@ -249,8 +261,10 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   std::vector<std::string> warnings;
   if (fwd.ess < std::max(2.0, 0.05 * double(o.chains())))
     warnings.push_back("ESS " + std::to_string(fwd.ess) + " of " + std::to_string(o.chains()) +
-                       " chains: a few chains carry the estimate and its +- understates the error (bootstrap " +
-                       std::to_string(fwd.se_bootstrap) + "); use more --temps");
+                       " chains: a few chains carry the estimate, which is then most likely too low (AIS "
+                       "underestimates log Z where its chains miss the model's mass; the test NLL with it), and its "
+                       "+- understates the error (bootstrap " + std::to_string(fwd.se_bootstrap) +
+                       "); use more --temps");
   if (target != nullptr) {
     out.json["truth"] = target->log_z();
     os << "  exact log Z " << target->log_z() << " (error " << fwd.log_z - target->log_z() << ")\n";

@@ -6,6 +6,7 @@
 #include <limits>
 #include <tuple>
 
+#include "ebm/core/covariance.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/eval/eval.h"
@@ -100,6 +101,31 @@ AisBase AisBase::uniform(torch::Tensor lo, torch::Tensor hi) {
 AisBase AisBase::fit(const std::string& kind, const torch::Tensor& x) {
   EBM_CHECK_DATA(x.size(0) >= 2, "ais: fitting the base needs at least 2 rows, got ", x.size(0));
   auto f = x.flatten(1).to(torch::kDouble);
+  // Gaussians in the rows' principal axes, scaled to unit spread: the
+  // covariance's ridge chosen by held-out rows (core/covariance.h). Axis by
+  // axis a base misses correlated rows' shape: a probe's 256-d features on a
+  // 16-d subspace (noise sd 0.01) were 1,000 nats from such a base, and AIS
+  // from it came out 86 nats low with ESS 1 (29 low at 5,000 temperatures).
+  if (kind != "uniform" && f.size(0) >= 4 && f.size(1) >= 2 && f.size(1) <= kMaxWhitened) {
+    const auto m = f.mean(0), xc = f - m;
+    const auto var = xc.square().mean(0);
+    const auto positive = var.masked_select(var > 0);
+    const double finest = positive.numel() > 0 ? positive.min().item<double>() : 1.0;
+    const auto target = torch::where(var > 0, var, torch::full_like(var, finest));
+    const double a = held_out_ridge(xc, target);
+    auto [values, vectors] = torch::linalg_eigh(xc.t().mm(xc) / double(f.size(0) - 1) + torch::diag(a * target));
+    const auto s = values.clamp_min(1e-12 * values.max().item<double>() + 1e-300).sqrt();
+    AisBase b = fit_axes(kind, xc.mm(vectors) / s);
+    b.shift_ = m;
+    b.rot_ = vectors;
+    b.scale_ = s;
+    b.log_jac_ = s.log().sum().item<double>();
+    return b;
+  }
+  return fit_axes(kind, f);
+}
+
+AisBase AisBase::fit_axes(const std::string& kind, const torch::Tensor& f) {
   const auto sd = f.std(0);
   const double floor = 1e-3 * sd.max().item<double>() + 1e-12;
   if (kind == "gaussian") return gaussian(f.mean(0), sd.clamp_min(floor));
@@ -126,9 +152,18 @@ AisBase AisBase::fit(const std::string& kind, const torch::Tensor& x) {
   return uniform(lo - pad, hi + pad);
 }
 
-torch::Tensor AisBase::energy(const torch::Tensor& x) const {
+torch::Tensor AisBase::to_axes(const torch::Tensor& x) const {
   auto f = x.flatten(1).to(torch::kDouble);
   EBM_CHECK_DATA(f.size(1) == dim(), "ais: the base has ", dim(), " dimensions, the points ", f.size(1));
+  return rot_.defined() ? (f - shift_).mm(rot_) / scale_ : f;
+}
+
+torch::Tensor AisBase::energy(const torch::Tensor& x) const {
+  const auto f = to_axes(x);
+  return rot_.defined() ? axes_energy(f) + log_jac_ : axes_energy(f);
+}
+
+torch::Tensor AisBase::axes_energy(const torch::Tensor& f) const {
   if (kind_ == "gaussian") {
     const double c = 0.5 * double(dim()) * std::log(2 * M_PI) + b_.log().sum().item<double>();
     return 0.5 * ((f - a_) / b_).pow(2).sum(1) + c;
@@ -142,13 +177,17 @@ torch::Tensor AisBase::energy(const torch::Tensor& x) const {
 
 torch::Tensor AisBase::grad(const torch::Tensor& x) const {
   if (kind_ == "uniform") return torch::zeros_like(x);
-  auto f = x.flatten(1).to(torch::kDouble);
+  const auto f = to_axes(x);
+  torch::Tensor g;
   if (kind_ == "mixture") {  // (each component's gradient, weighted by its responsibility)
     const auto r = torch::softmax(joint(f), 1);                                        // [N, K]
-    const auto g = (f.unsqueeze(1) - a_.unsqueeze(0)) / b_.pow(2).unsqueeze(0);         // [N, K, D]
-    return (r.unsqueeze(2) * g).sum(1).view(x.sizes()).to(x.scalar_type());
+    const auto gk = (f.unsqueeze(1) - a_.unsqueeze(0)) / b_.pow(2).unsqueeze(0);        // [N, K, D]
+    g = (r.unsqueeze(2) * gk).sum(1);
+  } else {
+    g = (f - a_) / b_.pow(2);
   }
-  return ((f - a_) / b_.pow(2)).view(x.sizes()).to(x.scalar_type());
+  if (rot_.defined()) g = (g / scale_).mm(rot_.t());  // (z = (x - m) V / s: dE/dx = (dE/dz / s) V^T)
+  return g.view(x.sizes()).to(x.scalar_type());
 }
 
 torch::Tensor AisBase::sample(int64_t n, const std::vector<int64_t>& event_shape, at::Generator& gen) const {
@@ -163,6 +202,7 @@ torch::Tensor AisBase::sample(int64_t n, const std::vector<int64_t>& event_shape
   } else {
     f = a_ + (b_ - a_) * at::rand({n, dim()}, gen, kF64);
   }
+  if (rot_.defined()) f = (f * scale_).mm(rot_.t()) + shift_;
   return f.view(shape);
 }
 

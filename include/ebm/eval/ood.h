@@ -130,6 +130,7 @@ struct OodResult {
   std::string baseline_why;        // why there is none
   int64_t reference_rows = 0;      // the rows the baseline was fitted to
   int64_t dim = 0;                 // values per row
+  std::string far_energy;          // vectors: far_energy's description when E falls without bound, else ""
   // {task, in, n_in, sets: [{name, n, scores: {NAME: {auroc, auroc_se, aupr_in, aupr_out, fpr95}},
   //  baseline: {the same for the Gaussian fit}, aupr_in_chance, aupr_out_chance}],
   //  baseline: {kind, reference, rows} or {none: why},
@@ -138,7 +139,7 @@ struct OodResult {
   std::string table() const;  // one row per set x score
   // Sets too small for the AUROC's +- (under 30 rows), scores of one value
   // on every row of the in set and an out set, a baseline fitted to fewer
-  // rows than a row has values.
+  // rows than a row has values, an energy that falls without bound.
   std::vector<std::string> warnings() const;
 };
 // Subsets (--n) and uniform noise from `gen`: the in set first, then each OOD

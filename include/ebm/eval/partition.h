@@ -33,18 +33,22 @@ class AisBase {
   static AisBase uniform(torch::Tensor lo, torch::Tensor hi);      // [D] each
   // weights [K] (> 0, summing to 1), means and stds [K, D]
   static AisBase mixture(torch::Tensor weights, torch::Tensor means, torch::Tensor stds);
-  // Fitted to rows x [N, ...]: their mean and standard deviation per
-  // coordinate (floored at 1e-3 of the largest), their box widened by 10%,
-  // or (mixture) the k-means cells of the rows, K = min(8, N / 50), each
-  // with its share, mean and standard deviations (floored likewise): a
-  // narrow mode of 10% that one Gaussian's chains never found (20-d, log Z
-  // 0.3 nats low, forward and reverse agreeing) starts 10% of the chains.
+  // Fitted to rows x [N, ...]: their box widened by 10% (uniform); else in
+  // the rows' principal axes scaled to unit spread (their covariance, its
+  // ridge chosen on held-out rows; up to kMaxWhitened dimensions, above it
+  // the coordinates as they are): one Gaussian, or (mixture) the k-means
+  // cells of the rows, K = min(8, N / 50), each with its share, mean and
+  // standard deviations (floored at 1e-3 of the largest): a narrow mode of
+  // 10% that one Gaussian's chains never found (20-d, log Z 0.3 nats low,
+  // forward and reverse agreeing) starts 10% of the chains.
   static AisBase fit(const std::string& kind, const torch::Tensor& x);
+  static constexpr int64_t kMaxWhitened = 2048;
   torch::Tensor energy(const torch::Tensor& x) const;  // [N]: -log p0(x)
   torch::Tensor grad(const torch::Tensor& x) const;    // dE0/dx (0 inside the box for uniform)
   torch::Tensor sample(int64_t n, const std::vector<int64_t>& event_shape, at::Generator& gen) const;
   const std::string& kind() const { return kind_; }
   int64_t dim() const { return a_.size(-1); }
+  bool whitened() const { return rot_.defined(); }
   int64_t components() const { return kind_ == "mixture" ? a_.size(0) : 1; }
 
  private:
@@ -52,9 +56,15 @@ class AisBase {
   // the mixture's log density of each row under each component, plus its
   // log weight: [N, K]
   torch::Tensor joint(const torch::Tensor& flat) const;
+  static AisBase fit_axes(const std::string& kind, const torch::Tensor& f);  // (fit's, on given axes)
+  torch::Tensor to_axes(const torch::Tensor& x) const;       // [N, D] in the base's axes
+  torch::Tensor axes_energy(const torch::Tensor& f) const;   // -log p0 there, without the Jacobian
   std::string kind_;  // gaussian | mixture | uniform
   torch::Tensor a_, b_;  // mean, std ([K, D] for a mixture) | lo, hi
   torch::Tensor log_w_;  // mixture: [K]
+  // principal axes (fit): z = (x - shift) rot / scale, log_jac = sum log scale
+  torch::Tensor shift_, rot_, scale_;
+  double log_jac_ = 0;
 };
 
 // The K + 1 inverse temperatures b_0 = 0 .. b_K = 1 of a schedule: linear,
