@@ -208,10 +208,9 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
   // temperatures finds it, and a finite "estimate" is noise)
   if (!box && base_fit.defined() && target == nullptr && base_fit.dim() == 2) {
     const FarEnergy far = far_energy(model, base_fit);
-    EBM_CHECK_DATA(!far.unbounded, "ais: ", far.describe(), ": exp(-E) has no normaliser, log Z is infinite",
-                   energy.num_classes() > 0 ? " (a classifier trained by cross entropy alone, objective ce, models no "
-                                              "p(x): train p(x) too, objective jem)"
-                                            : " (energy.prior_std bounds E)");
+    EBM_CHECK_DATA(!far.unbounded, "ais: ", far.describe(), ": exp(-E) has no normaliser, log Z is infinite (a "
+                   "classifier trained by cross entropy alone, objective ce, models no p(x); in other models "
+                   "energy.prior_std bounds E)");
   }
   EBM_CHECK_DATA(base.dim() == dim, "ais: a base of ", base.dim(), " dimensions for samples of ",
                  c10::IntArrayRef(shape));

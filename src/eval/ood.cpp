@@ -366,10 +366,8 @@ GaussianFit GaussianFit::fit(const torch::Tensor& rows, int64_t max_rows) {
     // any units: a column in 1e-4 beside one in 1e4 keeps its shape), the
     // one the rows choose (core/covariance.h; a constant column takes the
     // finest column's variance)
-    const auto positive = var.masked_select(var > 0);
-    const double finest = positive.numel() > 0 ? positive.min().item<double>() : 1.0;
-    const auto target = torch::where(var > 0, var, torch::full_like(var, finest));
-    ridge = (x.size(1) <= 2048 ? held_out_ridge(xc, target) : 1e-3) * target;
+    const auto target = ridge_target(var);
+    ridge = (x.size(1) <= kMaxHeldOutRidgeDim ? held_out_ridge(xc, target) : 1e-3) * target;
   } else {
     // Images: pixels share their units; one ridge for all (a border pixel
     // that never changes does not make every other image's border an outlier).
@@ -540,8 +538,9 @@ std::vector<std::string> OodResult::warnings() const {
   // (a classifier trained by cross entropy alone: rows shifted 20 sd
   // ranked at AUROC 0.17 by its energy, the Gaussian baseline's 1.000)
   if (!far_energy.empty())
-    out.push_back(far_energy + ": the energy (and logsumexp) scores rank rows far from the data as in-distribution; "
-                  "a classifier trained by cross entropy alone models no p(x)");
+    out.push_back(far_energy + ": the energy (and logsumexp) scores rank rows far from the data as in-distribution "
+                  "(a classifier trained by cross entropy alone models no p(x); in other models energy.prior_std "
+                  "bounds E)");
   // (a 784-value Gaussian fitted to 10 rows is its ridge: AUROC 0.85 against
   // MNIST with no word)
   if (!baseline_reference.empty() && reference_rows <= dim)  // (rank N - 1 < D: singular)

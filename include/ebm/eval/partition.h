@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "ebm/core/covariance.h"
 #include "ebm/energy/energy.h"
 
 namespace ebm {
@@ -36,13 +37,15 @@ class AisBase {
   // Fitted to rows x [N, ...]: their box widened by 10% (uniform); else in
   // the rows' principal axes scaled to unit spread (their covariance, its
   // ridge chosen on held-out rows; up to kMaxWhitened dimensions, above it
-  // the coordinates as they are): one Gaussian, or (mixture) the k-means
-  // cells of the rows, K = min(8, N / 50), each with its share, mean and
-  // standard deviations (floored at 1e-3 of the largest): a narrow mode of
+  // the coordinates as they are): one Gaussian (the covariance itself), or
+  // (mixture) the k-means cells of the rows (cut in the axes),
+  // K = min(8, N / 50), each with its share, mean and standard deviations
+  // (floored at 1e-3 of the largest, and in the axes at the ridge's share of
+  // the spread, all of it where the rows have none): a narrow mode of
   // 10% that one Gaussian's chains never found (20-d, log Z 0.3 nats low,
   // forward and reverse agreeing) starts 10% of the chains.
   static AisBase fit(const std::string& kind, const torch::Tensor& x);
-  static constexpr int64_t kMaxWhitened = 2048;
+  static constexpr int64_t kMaxWhitened = kMaxHeldOutRidgeDim;
   torch::Tensor energy(const torch::Tensor& x) const;  // [N]: -log p0(x)
   torch::Tensor grad(const torch::Tensor& x) const;    // dE0/dx (0 inside the box for uniform)
   torch::Tensor sample(int64_t n, const std::vector<int64_t>& event_shape, at::Generator& gen) const;
@@ -56,7 +59,10 @@ class AisBase {
   // the mixture's log density of each row under each component, plus its
   // log weight: [N, K]
   torch::Tensor joint(const torch::Tensor& flat) const;
-  static AisBase fit_axes(const std::string& kind, const torch::Tensor& f);  // (fit's, on given axes)
+  // (fit's, on given axes: rows f, k-means cells cut on the rows cells_of,
+  // standard deviations floored at floor [D])
+  static AisBase fit_axes(const std::string& kind, const torch::Tensor& f, const torch::Tensor& cells_of,
+                          const torch::Tensor& floor);
   torch::Tensor to_axes(const torch::Tensor& x) const;       // [N, D] in the base's axes
   torch::Tensor axes_energy(const torch::Tensor& f) const;   // -log p0 there, without the Jacobian
   std::string kind_;  // gaussian | mixture | uniform

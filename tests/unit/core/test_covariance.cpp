@@ -33,8 +33,20 @@ TEST(HeldOutRidge, ManyRowsKeepFineDirections) {
   const auto var = xc.square().mean(0);
   const double a = ebm::held_out_ridge(xc, var);
   EXPECT_LT(a * var.max().item<double>(), 0.5 * 1e-6);
-  // (deterministic: the folds are the even and the odd rows)
-  EXPECT_EQ(a, ebm::held_out_ridge(xc, var));
+}
+
+// A constant column (or a repeated one) has no spread in either fold: left
+// out of the score, it does not pull the ridge to the grid's end (1e-9),
+// which each such direction's -1/2 log a per row did.
+TEST(HeldOutRidge, DirectionsWithoutSpreadAreLeftOut) {
+  torch::manual_seed(4);
+  auto x = centred(torch::randn({2000, 20}, torch::kDouble));
+  const double plain = ebm::held_out_ridge(x, torch::ones({20}, torch::kDouble));
+  auto with = torch::cat({x, torch::zeros({2000, 1}, torch::kDouble), x.narrow(1, 0, 1)}, 1);
+  const double a = ebm::held_out_ridge(with, torch::ones({22}, torch::kDouble));
+  EXPECT_EQ(a, plain);
+  EXPECT_GT(a, 1e-6);
+  EXPECT_EQ(ebm::ridge_target(torch::tensor({0.0, 2.0, 0.5}, torch::kDouble)).min().item<double>(), 0.5);
 }
 
 // Isotropic rows, many of them: a ridge of about d / n or more shrinks the
