@@ -6,7 +6,9 @@
 #include <pybind11/stl.h>
 #include <torch/extension.h>
 
+#include <chrono>
 #include <filesystem>
+#include <optional>
 
 #include "ebm/core/config.h"
 #include "ebm/core/error.h"
@@ -24,6 +26,51 @@ namespace py = pybind11;
 using namespace ebm;
 
 namespace {
+// Rows as the energy takes them: integers (plain Python ints make int64
+// tensors, which gave E = 7 where 4.67 is right, or NaN) and another float
+// width (float64 rows for a float32 network: a raw "mat1 and mat2" error)
+// become the energy's own floating type (its parameters', else float32).
+at::Tensor as_rows(EnergyImpl& e, const at::Tensor& x) {
+  auto p = e.parameters();
+  if (p.empty()) {
+    auto b = e.buffers();
+    for (const auto& t : b)
+      if (t.is_floating_point()) return x.is_floating_point() ? x : x.to(t.scalar_type());
+    return x.is_floating_point() ? x : x.to(torch::kFloat);
+  }
+  return x.scalar_type() == p[0].scalar_type() ? x : x.to(p[0].scalar_type());
+}
+
+// Ctrl-C while the interpreter's lock is released: Python sees the signal
+// only when its lock is taken; a loop that never takes it ran to its end
+// (8.7 s of sampling, 200,000 training steps) before KeyboardInterrupt.
+// raised(): true when a signal's handler raised a Python exception, left
+// set on this thread for the caller; looked at every 0.2 s at most, the
+// lock taken only then. (Signals reach the main thread alone.)
+class SignalPoll {
+ public:
+  bool raised() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(200)) return false;
+    last_ = now;
+    py::gil_scoped_acquire acquire;
+    return PyErr_CheckSignals() != 0;
+  }
+  // raised(), the exception taken into `into` under the same lock.
+  bool raised(std::optional<py::error_already_set>& into) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(200)) return false;
+    last_ = now;
+    py::gil_scoped_acquire acquire;
+    if (PyErr_CheckSignals() == 0) return false;
+    into.emplace();
+    return true;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
 py::dict stats_dict(double accept, double step_size, int64_t divergent, double energy_mean, double n_grad) {
   py::dict d;
   d["accept_rate"] = accept;
@@ -38,7 +85,12 @@ py::dict stats_dict(double accept, double step_size, int64_t divergent, double e
 Config train_config(const std::string& config, const std::vector<std::string>& sets) {
   Config cfg = make_train_config();
   std::error_code ec;
-  if (config.find('\n') == std::string::npos && std::filesystem::is_regular_file(config, ec))
+  // (one line naming a .toml file, or no '=' in it: a path, which must exist;
+  // parsed as TOML text it failed with "saw '/'")
+  const bool one_line = config.find('\n') == std::string::npos;
+  const bool path_like = one_line && (config.find('=') == std::string::npos ||
+                                      (config.size() > 5 && config.compare(config.size() - 5, 5, ".toml") == 0));
+  if (one_line && (std::filesystem::is_regular_file(config, ec) || path_like))
     cfg.load_file(config);
   else
     cfg.load_string(config, "<python config>");
@@ -52,19 +104,21 @@ py::dict sample(const Energy& energy, const at::Tensor& x0, const std::string& s
   EBM_CHECK_USAGE(steps >= 0 && warmup >= 0, "sample: steps and warmup must be >= 0");
   auto sampler = make_sampler(spec);
   auto gen = make_generator(seed, kStreamSample, x0.device());
-  ChainState chains(x0.detach().clone());
+  ChainState chains(as_rows(*energy, x0.detach()).clone());
   std::vector<at::Tensor> draws;
   double accept = 0, energy_mean = 0, n_grad = 0;
   int64_t divergent = 0;
+  bool interrupted = false;
   {
     py::gil_scoped_release release;
+    SignalPoll poll;
     if (warmup > 0 && sampler->target_accept() > 0) {
       WarmupAdapter adapter(*sampler, WarmupOptions(warmup).target_accept(target_accept));
-      while (!adapter.done()) adapter.step(*energy, chains, gen);
+      while (!adapter.done() && !(interrupted = poll.raised())) adapter.step(*energy, chains, gen);
     } else {
-      for (int64_t t = 0; t < warmup; ++t) sampler->step(*energy, chains, gen);
+      for (int64_t t = 0; t < warmup && !(interrupted = poll.raised()); ++t) sampler->step(*energy, chains, gen);
     }
-    for (int64_t t = 0; t < steps; ++t) {
+    for (int64_t t = 0; t < steps && !interrupted && !(interrupted = poll.raised()); ++t) {
       Stats s = sampler->step(*energy, chains, gen);
       accept += s.accept_rate / double(steps);
       energy_mean += s.energy_mean / double(steps);
@@ -73,6 +127,7 @@ py::dict sample(const Energy& energy, const at::Tensor& x0, const std::string& s
       if (keep) draws.push_back(chains.x.detach().clone());
     }
   }
+  if (interrupted) throw py::error_already_set();  // (KeyboardInterrupt, as the signal's handler set it)
   py::dict d = stats_dict(steps > 0 ? accept : 0.0, sampler->step_size(), divergent, energy_mean, n_grad);
   d["x"] = chains.x.detach();
   d["sampler"] = sampler->name();
@@ -93,20 +148,35 @@ py::dict train(const std::string& config, const std::string& out, const std::vec
   if (every <= 0) every = cfg.get_int("train.log_every");
   const int64_t last = cfg.get_int("train.steps");
   Trainer trainer(cfg, out);
-  if (!callback.is_none()) {
-    trainer.on_step([callback, every, last](int64_t step, const std::map<std::string, double>& metrics) {
-      if (step % every != 0 && step != last) return false;
-      py::gil_scoped_acquire acquire;
+  // Ctrl-C, or an exception the callback raised (KeyboardInterrupt among
+  // them), stops at the step with a checkpoint there, as `ebm train` does,
+  // and is raised once the run has stopped (before, the steps since the last
+  // checkpoint were lost and resume=True found none).
+  std::optional<py::error_already_set> raised;
+  SignalPoll poll;
+  trainer.on_step([&, every, last](int64_t step, const std::map<std::string, double>& metrics) {
+    if (poll.raised(raised)) return true;
+    if (callback.is_none() || (step % every != 0 && step != last)) return false;
+    py::gil_scoped_acquire acquire;
+    try {
       py::dict m;
       for (const auto& [k, v] : metrics) m[py::str(k)] = v;
       py::object r = callback(step, m);
-      return !r.is_none() && r.cast<bool>();
-    });
-  }
+      return !r.is_none() && PyObject_IsTrue(r.ptr()) == 1;  // (Python's truth: "stop", 1, ...)
+    } catch (py::error_already_set& e) {
+      raised.emplace(std::move(e));
+      return true;
+    }
+  });
   int64_t rollbacks = 0;
   {
     py::gil_scoped_release release;
     rollbacks = trainer.run(resume);
+  }
+  if (raised) {
+    raised->restore();
+    raised.reset();
+    throw py::error_already_set();
   }
   py::dict d;
   d["steps"] = trainer.step();
@@ -150,14 +220,21 @@ PYBIND11_MODULE(_ebm, m) {
   });
 
   py::class_<EnergyImpl, std::shared_ptr<EnergyImpl>>(m, "Energy", "an energy function E(x); p(x) = exp(-E(x)) / Z")
-      .def("energy", [](EnergyImpl& e, const at::Tensor& x) { return e.energy(x); }, py::arg("x"),
+      .def("energy", [](EnergyImpl& e, const at::Tensor& x) { return e.energy(as_rows(e, x)); }, py::arg("x"),
            "E(x) for a batch x [B, ...] -> [B] (differentiable)")
-      .def("__call__", [](EnergyImpl& e, const at::Tensor& x) { return e.energy(x); }, py::arg("x"))
-      .def("grad", [](EnergyImpl& e, const at::Tensor& x) { return e.grad(x.detach()).detach(); }, py::arg("x"),
-           "dE/dx [B, ...]")
+      .def("__call__", [](EnergyImpl& e, const at::Tensor& x) { return e.energy(as_rows(e, x)); }, py::arg("x"))
+      .def(
+          "grad",
+          [](EnergyImpl& e, const at::Tensor& x) {
+            const auto rows = as_rows(e, x.detach());
+            // (autograd's engine refuses to run under the interpreter's lock)
+            py::gil_scoped_release release;
+            return e.grad(rows).detach();
+          },
+          py::arg("x"), "dE/dx [B, ...]")
       .def_property_readonly("event_shape", &EnergyImpl::event_shape)
       .def_property_readonly("num_classes", &EnergyImpl::num_classes)
-      .def("class_energies", [](EnergyImpl& e, const at::Tensor& x) { return e.class_energies(x); }, py::arg("x"),
+      .def("class_energies", [](EnergyImpl& e, const at::Tensor& x) { return e.class_energies(as_rows(e, x)); }, py::arg("x"),
            "E(x, y) for every class y [B, K] (class-conditional energies)")
       .def("parameters", [](EnergyImpl& e) { return e.parameters(); })
       .def("train_mode", [](EnergyImpl& e, bool on) { e.train(on); }, py::arg("on") = true);
@@ -170,6 +247,7 @@ PYBIND11_MODULE(_ebm, m) {
       .def(
           "sample",
           [](AnalyticEnergyImpl& t, int64_t n, uint64_t seed) {
+            EBM_CHECK_USAGE(n >= 0, "Target.sample: n must be >= 0, got ", n);
             auto gen = make_generator(seed, kStreamSample);
             return t.sample(n, gen);
           },
@@ -227,5 +305,8 @@ PYBIND11_MODULE(_ebm, m) {
         "or every `every` steps) and the last, True stops");
   m.def("evaluate_json", &evaluate, py::arg("task"), py::arg("model") = "", py::arg("target") = "",
         py::arg("script") = "", py::arg("dim") = 0, py::arg("sets") = std::vector<std::string>{});
-  m.def("set_num_threads", [](int n) { torch::set_num_threads(n); }, py::arg("n"));
+  m.def("set_num_threads", [](int n) {
+    EBM_CHECK_USAGE(n >= 1, "set_num_threads: n must be >= 1, got ", n);
+    torch::set_num_threads(n);
+  }, py::arg("n"));
 }

@@ -108,6 +108,10 @@ int launch_local(int64_t nproc, double grace_s) {
       // (a rank dies with its launcher, never orphaned)
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(int(ExitCode::kInternal));
+      // (a launcher started from a script in the background ignores SIGINT,
+      // and its ranks inherited that: a forwarded Ctrl-C never reached them)
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
       ::execve("/proc/self/exe", cargs.data(), envps[r].data());
       static const char msg[] = "ebm: --nproc: cannot start a rank (execve failed)\n";
       [[maybe_unused]] auto w = ::write(2, msg, sizeof(msg) - 1);

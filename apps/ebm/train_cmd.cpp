@@ -23,8 +23,8 @@
 
 namespace ebm::cli {
 namespace {
-// Ctrl-C or SIGTERM of a lone training process (not a rank of a
-// data-parallel run, whose launcher forwards signals): both are blocked in
+// Ctrl-C or SIGTERM of a training process (a lone one or a rank of a
+// data-parallel run; its launcher forwards them and waits): both are blocked in
 // every thread from the command's start (threads inherit the mask; no
 // handler runs inside a numerical kernel, where an asynchronous one was
 // followed by a corrupted heap in 2 of 8 tries) and polled after each step:
@@ -110,9 +110,10 @@ Runner add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "train an energy-based model from a TOML config");
   cmd->add_option("--config", args->config, "TOML recipe (see configs/)");
   cmd->add_option("--set", args->sets, "override a config key: key=value (repeatable)");
-  cmd->add_option("--out", args->out, "run directory (default runs/<config name>)");
+  cmd->add_option("--out", args->out, "run directory (default runs/<config name>)")
+      ->check([](const std::string& v) { return v.empty() ? std::string("an empty directory name") : std::string(); });
   cmd->add_flag("--resume", args->resume, "continue from <out>/checkpoint.pt");
-  cmd->add_flag("--force", args->force, "start over in an <out> that already holds a run");
+  cmd->add_flag("--force", args->force, "start over in an <out> that already holds a run")->excludes("--resume");
   cmd->add_flag("--help-config", args->help_config, "list every config key and exit");
   cmd->add_option("--nproc", args->nproc,
                   "data-parallel: start N local ranks (or run as one rank of torchrun's RANK, WORLD_SIZE, "
@@ -129,7 +130,8 @@ Runner add_train(CLI::App& app) {
     EBM_CHECK_USAGE(args->nproc >= 1 && args->nproc <= 256, "--nproc must be in 1 .. 256, got ", args->nproc);
     const DistConfig dist = dist_config_from_env();
     // (before any thread starts, so that every one inherits the mask)
-    StopSignals stop_signals(args->nproc <= 1 && std::getenv("WORLD_SIZE") == nullptr);
+    // (not in a launcher of ranks, which forwards them)
+    StopSignals stop_signals(args->nproc <= 1 || std::getenv("WORLD_SIZE") != nullptr);
     set_notes(dist.rank == 0);  // (rank 0 says the notes)
     EBM_CHECK_USAGE(args->nproc == 1 || std::getenv("WORLD_SIZE") == nullptr || args->nproc == dist.world,
                     "--nproc ", args->nproc, " disagrees with WORLD_SIZE=", dist.world);
@@ -173,16 +175,23 @@ Runner add_train(CLI::App& app) {
     if (trainer.lead()) report_classes(trainer);
     auto t0 = std::chrono::steady_clock::now();
     int interrupted = 0;
-    if (dist.world <= 1)  // (ranks would agree on a stop by a collective each step)
-      trainer.on_step([&](int64_t, const std::map<std::string, double>&) {
-        interrupted = stop_signals.take();
-        return interrupted != 0;
-      });
+    // (the ranks agree on a stop by a collective each step, Trainer::run:
+    // every one stops at the step where any was signalled, rank 0 writes the
+    // checkpoint; before, a Ctrl-C killed the ranks with the run's steps since
+    // its last checkpoint, exit 70)
+    trainer.on_step([&](int64_t, const std::map<std::string, double>&) {
+      if (const int sig = stop_signals.take(); sig != 0) interrupted = sig;
+      return interrupted != 0;
+    });
     int64_t rollbacks = trainer.run(args->resume);
     stop_signals.release();
+    // (a rank that was not signalled itself stopped with the others)
+    if (interrupted == 0 && dist.world > 1 && trainer.step() < trainer.config().get_int("train.steps"))
+      interrupted = SIGINT;
     if (interrupted != 0) {
-      std::cerr << "ebm: interrupted at step " << trainer.step() << "; checkpoint saved in " << out
-                << "/checkpoint.pt: --resume continues from there\n";
+      if (trainer.lead())
+        std::cerr << "ebm: interrupted at step " << trainer.step() << "; checkpoint saved in " << out
+                  << "/checkpoint.pt: --resume continues from there\n";
       return 128 + interrupted;
     }
     if (!trainer.lead()) return 0;  // (rank 0 reports)

@@ -28,6 +28,8 @@ __all__ = ["Energy", "Error", "Target", "diagnostics", "energy_from_config", "ev
 
 
 def _toml_value(v):
+    if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 0) == 0:
+        v = v.item()  # (numpy and torch scalars: np.int64(5), np.float32(0.1))
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -78,6 +80,8 @@ def train(config, out, sets=(), resume=False, callback=None, every=None, force=F
     steps, rollbacks, out and the model's path."""
     if isinstance(sets, str):
         sets = [sets]
+    if resume and force:
+        raise Error("train: resume=True continues the run in out, force=True starts it over: give one")
     return _ebm.train(_config_text(config), _os.fspath(out), list(sets), resume, callback, int(every or 0),
                       bool(force))
 

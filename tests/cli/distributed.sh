@@ -88,7 +88,18 @@ alive=""
 for p in $ranks; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
 if [ -n "$ranks" ] && [ -z "$alive" ]; then echo "ok:   SIGTERM to the launcher stopped ranks $ranks"
 else fail "ranks still alive after SIGTERM to the launcher:$alive (ranks: $ranks)"; kill -9 $alive 2>/dev/null; fi
-wait $launcher 2>/dev/null
+wait $launcher
+code=$?
+# (every rank stops at one step, rank 0 writes the checkpoint there, exit
+# 128 + 15; --resume goes on: before, the ranks died with exit 70 and the
+# steps since the last checkpoint)
+if [ $code -eq 143 ] && grep -q "interrupted at step" "$T/terr" && [ -s "$T/t/checkpoint.pt" ] \
+   && timeout 120 "$EBM" train --config "$T/pcd.toml" --nproc 2 --out "$T/t" --resume --set train.steps=1 \
+        >/dev/null 2>"$T/terr2"; [ $? -eq 78 ] && grep -q "below the step" "$T/terr2"; then
+  echo "ok:   SIGTERM: exit 143 with a checkpoint ($(grep -o 'interrupted at step [0-9]*' "$T/terr"))"
+else
+  fail "SIGTERM to the launcher -> exit $code"; cat "$T/terr"
+fi
 
 # Sampling and AIS split their chains into blocks over the ranks: the output
 # is the same for 1 and 2 ranks.

@@ -40,6 +40,41 @@ class Samplers(unittest.TestCase):
                 se = math.sqrt((1 + rho ** 2) / min(ess[i], ess[j])) * math.sqrt(cov[i, i] * cov[j, j])
                 self.assertLess(abs(emp[i, j] - cov[i, j]), 4.5 * se, f"cov[{i},{j}]")
 
+    def test_integer_and_other_width_rows_are_the_energys_floats(self):
+        # int64 rows (plain Python ints) gave E = 7 where 4.67 is right
+        target = ebm.target("gaussian:dim=3,rho=0.5")
+        xi = torch.tensor([[1, 2, 3], [0, 1, 0]])
+        # (as float32 rows: agreeing to float32's precision)
+        torch.testing.assert_close(target.energy(xi).double(), target.energy(xi.double()), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(target.grad(xi).double(), target.grad(xi.double()), rtol=1e-5, atol=1e-5)
+        # float64 rows for a float32 network, and a gradient through autograd
+        net = ebm.energy_from_config('[energy]\nname = "mlp"\nhidden = [8]\n', [3])
+        self.assertEqual(net.energy(torch.ones(2, 3, dtype=torch.float64)).dtype, torch.float32)
+        self.assertEqual(tuple(net.grad(torch.ones(2, 3, dtype=torch.float64)).shape), (2, 3))
+        conv = ebm.energy_from_config('[energy]\nname = "conv"\n', [1, 8, 8])
+        self.assertEqual(tuple(conv.grad(torch.rand(2, 1, 8, 8)).shape), (2, 1, 8, 8))
+
+        class Square(torch.nn.Module):
+            def forward(self, x):
+                return (x ** 2).sum(dim=1) + torch.sin(x).sum(dim=1)
+
+        module_energy = ebm.from_module(Square(), dim=2)
+        x = torch.tensor([[0.5, -1.0]])
+        torch.testing.assert_close(module_energy.grad(x), 2 * x + torch.cos(x))
+
+    def test_ctrl_c_stops_sampling(self):
+        import signal
+        import threading
+        import time
+        target = ebm.target("gaussian:dim=2")
+        timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+        t0 = time.monotonic()
+        timer.start()
+        with self.assertRaises(KeyboardInterrupt):
+            ebm.sample(target, torch.zeros(4, 2), sampler="mala:step=0.5", steps=100000000)
+        timer.join()
+        self.assertLess(time.monotonic() - t0, 30.0)
+
     def test_energy_and_grad_of_a_target(self):
         target = ebm.target("gaussian:dim=2,rho=0.3")
         x = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
@@ -111,6 +146,29 @@ class Training(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             with self.assertRaisesRegex(ValueError, "stop at 3"):
                 ebm.train(config, os.path.join(d, "run"), callback=boom, every=1)
+            # (the run stopped at that step with a checkpoint: resume goes on)
+            r = ebm.train(config, os.path.join(d, "run"), resume=True)
+            self.assertEqual(r["steps"], 20)
+            with self.assertRaisesRegex(ebm.Error, "give one"):
+                ebm.train(config, os.path.join(d, "run"), resume=True, force=True)
+
+    def test_ctrl_c_stops_training_with_a_checkpoint(self):
+        # SIGINT to this process while the run's lock is released: the run stops
+        # within a poll (0.2 s) at a step with a checkpoint there, and
+        # KeyboardInterrupt reaches the caller (before: after all its steps).
+        import signal
+        import threading
+        config = {"data": {"name": "8gaussians", "n": 500}, "energy": {"name": "mlp", "hidden": [16]},
+                  "objective": {"name": "dsm", "sigma": 0.1}, "train": {"steps": 10000000, "batch_size": 32}}
+        with tempfile.TemporaryDirectory() as d:
+            timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+            timer.start()
+            with self.assertRaises(KeyboardInterrupt):
+                ebm.train(config, os.path.join(d, "run"))
+            timer.join()
+            self.assertTrue(os.path.exists(os.path.join(d, "run", "checkpoint.pt")))
+            r = ebm.train(config, os.path.join(d, "run"), sets="train.steps=1", resume=False, force=True)
+            self.assertEqual(r["steps"], 1)
 
     def test_model_info_says_how_float_images_are_mapped(self):
         import numpy as np
@@ -143,6 +201,12 @@ class Training(unittest.TestCase):
                       "train": {"steps": 2, "batch_size": 8}}
             r = ebm.train(config, os.path.join(d, "run"))
             self.assertEqual(ebm.model_info(r["model"])["class_names"], ["setosa", "virginica"])
+
+    def test_bad_counts_raise_ebm_error(self):
+        with self.assertRaisesRegex(ebm.Error, "n must be >= 0"):
+            ebm.target("gaussian:dim=2").sample(-1)
+        with self.assertRaisesRegex(ebm.Error, "n must be >= 1"):
+            ebm.set_num_threads(0)
 
     def test_bad_config_raises_ebm_error(self):
         with tempfile.TemporaryDirectory() as d:
