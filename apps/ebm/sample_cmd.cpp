@@ -176,7 +176,8 @@ Runner add_sample(CLI::App& app) {
                   "composition weights (comma-separated): and w_i (default 1), or pi_i (default equal), not w "
                   "(default 1)")
       ->delimiter(',');
-  cmd->add_option("--n", a->n, "number of chains")->capture_default_str();
+  auto* n_opt = cmd->add_option("--n", a->n, "number of chains (with --init and without --n: its rows)")
+                   ->capture_default_str();
   cmd->add_option("--jumps", a->jumps,
                   "a vector model's moves between modes: independence Metropolis jumps proposed from its training "
                   "rows (rebuilt from model.pt; every model's, for --compose), this many every sampler.steps transitions, so that the draws hold "
@@ -217,7 +218,7 @@ Runner add_sample(CLI::App& app) {
       ->capture_default_str();
   add_common(cmd, a->common);
   auto* block_opt = cmd->get_option("--block");
-  return [a, steps_opt, nproc_opt, block_opt, warmup_opt]() -> int {
+  return [a, steps_opt, nproc_opt, block_opt, warmup_opt, n_opt]() -> int {
     EBM_CHECK_USAGE(a->nproc >= 1 && a->nproc <= 256, "--nproc must be in 1 .. 256, got ", a->nproc);
     EBM_CHECK_USAGE(a->block >= 1, "--block must be >= 1, got ", a->block);
     const DistConfig dist = dist_config_from_env();
@@ -346,6 +347,13 @@ Runner add_sample(CLI::App& app) {
       as.event_shape = shape;
       if (!info.pixels && !image) check_csv_columns(a->init, info);  // (read_model_input checks its own)
       x0 = info.pixels || image ? read_model_input(a->init, as) : read_array(a->init);
+      // (no --n: a chain from every row; --n below the rows: the first n)
+      if (n_opt->count() == 0) a->n = batch_shape[0] = x0.size(0);
+      if (x0.size(0) > a->n && x0[0].numel() == dim) {
+        notes() << "ebm sample: note: " << a->init << " holds " << x0.size(0) << " rows: the chains start from the "
+                << "first " << a->n << " (--n)\n";
+        x0 = x0.narrow(0, 0, a->n);
+      }
       EBM_CHECK_DATA(x0.size(0) == a->n && x0[0].numel() == dim, a->init, ": expected ", a->n,
                      " rows of ", c10::IntArrayRef(shape), " (", dim, " values), got ", x0.sizes());
       x0 = units.to_model(x0.reshape(batch_shape)).to(device);
@@ -468,6 +476,21 @@ Runner add_sample(CLI::App& app) {
                 << " of " << s.centers.size(0) << " cells (" << s.worst()
                 << "): the model misweights its modes, or the chains have not reached them (more --steps tells "
                    "which; docs/own-data.md, 'Mode masses')\n";
+    }
+    // (chains that left for infinity are no draws: a step of 1e9 wrote
+    // rows of -inf, inf with exit 0, which every reader then refused)
+    {
+      // (as written: in 32-bit floats, where 1e157 is inf; every kept draw
+      // of a chain, --thin, as well as its last)
+      auto finite = torch::isfinite(units.to_user(run.x.detach()).to(torch::kFloat).flatten(1)).all(1);
+      if (run.kept.defined() && run.kept.dim() >= 2 && run.kept.size(0) == finite.size(0))
+        finite = finite & torch::isfinite(run.kept.to(torch::kFloat).flatten(1)).all(1).to(finite.device());
+      const int64_t bad = finite.numel() - finite.sum().item<int64_t>();
+      EBM_CHECK_CODE(bad == 0, ExitCode::kInternal, "sample: ", bad, " of ", a->n,
+                     " chains went to non-finite values (the sampler diverged: ", run.divergent, " of ",
+                     a->n * (a->steps + a->warmup),
+                     " transitions met a non-finite energy or gradient); nothing written: use a step that suits the "
+                     "energy's scale (--sampler mala:step=S with a smaller S), or --warmup 200 with mala or hmc");
     }
     auto x = units.to_user(run.x).to(torch::kCPU, torch::kFloat);
     const auto shown_as = display_map(info);

@@ -138,6 +138,11 @@ std::string format_config_value(const ConfigValue& v) {
   return std::visit(Visitor{}, v);
 }
 
+// "a number", "an integer": the type's name after its article.
+std::string with_article(const std::string& name) {
+  return (name.empty() || std::string("aeiou").find(name[0]) == std::string::npos ? "a " : "an ") + name;
+}
+
 std::string config_type_name(const ConfigValue& v) {
   switch (v.index()) {
     case 0: return "integer";
@@ -275,8 +280,8 @@ void Config::assign(const std::string& key, ConfigValue v, const std::string& or
       if (const auto* one = std::get_if<std::string>(&v)) names.push_back(*one);
       v = std::move(names);
     } else {
-      fail(ExitCode::kBadConfig, "config ", origin, ": key '", key, "' must be a ",
-           config_type_name(want), ", got ", config_type_name(v), " ", format_config_value(v));
+      fail(ExitCode::kBadConfig, "config ", origin, ": key '", key, "' must be ",
+           with_article(config_type_name(want)), ", got ", config_type_name(v), " ", format_config_value(v));
     }
   }
   values_[key] = std::move(v);
@@ -312,8 +317,8 @@ class ConfigLoader {
       if (arr != nullptr && !arr->empty() && arr->is_array_of_tables()) {
         const auto p = cfg_.place(key, at);
         const auto* want = std::get_if<TableList>(&p.spec->value);
-        EBM_CHECK_CONFIG(want != nullptr, "config ", at, ": key '", key, "' must be a ",
-                         config_type_name(p.spec->value), ", got a list of tables");
+        EBM_CHECK_CONFIG(want != nullptr, "config ", at, ": key '", key, "' must be ",
+                         with_article(config_type_name(p.spec->value)), ", got a list of tables");
         TableList list{want->section, {}};
         for (const auto& item : *arr) {
           auto c = std::make_shared<Config>(cfg_.schema_);
@@ -347,7 +352,13 @@ void Config::load_string(const std::string& text, const std::string& origin) {
 void Config::set(const std::string& assignment) {
   auto eq = assignment.find('=');
   EBM_CHECK_USAGE(eq != std::string::npos && eq > 0, "--set '", assignment, "': expected key=value");
-  const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  // (spaces around the key and the value are no part of them: 'train.steps = 5')
+  auto trim = [](const std::string& t) {
+    const auto b = t.find_first_not_of(" \t"), e = t.find_last_not_of(" \t");
+    return b == std::string::npos ? std::string() : t.substr(b, e - b + 1);
+  };
+  const std::string key = trim(assignment.substr(0, eq)), text = trim(assignment.substr(eq + 1));
+  EBM_CHECK_USAGE(!key.empty(), "--set '", assignment, "': expected key=value");
   const auto p = place(key, "--set");
   EBM_CHECK_CONFIG(!std::holds_alternative<TableList>(p.spec->value), "--set ", key,
                    ": a list of tables is written in the config file ([[", key, "]])");
@@ -375,7 +386,26 @@ void Config::set(const std::string& assignment) {
     v = std::move(names);
     parsed = true;
   }
+  if (!parsed && (std::holds_alternative<double>(p.spec->value) || std::holds_alternative<int64_t>(p.spec->value))) {
+    // (numbers TOML does not write: ".001", "5.", or integers past int64)
+    char* end = nullptr;
+    const double d = std::strtod(text.c_str(), &end);
+    if (!text.empty() && end == text.c_str() + text.size()) {
+      if (std::holds_alternative<double>(p.spec->value)) {
+        v = d;
+      } else {
+        EBM_CHECK_CONFIG(std::isfinite(d) && d == std::floor(d) && std::abs(d) < 9.2e18, "--set ", key, "=", text,
+                         ": must be an integer from -9.2e18 to 9.2e18");
+        v = int64_t(d);
+      }
+      parsed = true;
+    }
+  }
   if (!parsed) v = text;  // bare word: a string
+  // (train.steps=1e5: a whole number written as a float)
+  if (const auto* d = std::get_if<double>(&v); d != nullptr && std::holds_alternative<int64_t>(p.spec->value) &&
+                                               *d == std::floor(*d) && std::abs(*d) < 9.2e18)
+    v = int64_t(*d);
   assign(key, std::move(v), "--set");
 }
 

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/io/image_files.h"
 #include "ebm/io/io.h"
 
@@ -291,7 +292,22 @@ static Dataset image_folder(const std::string& dir, const ImageReading& reading)
     }
   }
   auto x = torch::stack(imgs);  // uint8 [N, C, H, W]
-  if (const auto grey = grey_of_rgb(x); grey.defined() && reading.channels == 0) x = grey;
+  if (const auto grey = grey_of_rgb(x); grey.defined() && reading.channels == 0) {
+    // (channels within 2 levels of each other are grey saved as RGB; where
+    // they are not equal, the tint may be the signal: a probe's warm and
+    // cool classes, 2 levels apart, classified at 0.58 read as grey, 1.0 in
+    // colour)
+    // (a mean difference over a level: a grey JPEG's chroma rounding moves
+    // scattered pixels by one, a tint moves every pixel)
+    const auto v = x.to(torch::kFloat);
+    const double apart = std::max({(v.select(1, 0) - v.select(1, 1)).abs().mean().item<double>(),
+                                   (v.select(1, 1) - v.select(1, 2)).abs().mean().item<double>(),
+                                   (v.select(1, 0) - v.select(1, 2)).abs().mean().item<double>()});
+    if (apart > 1.0)
+      notes() << "ebm: note: " << dir << ": RGB images whose channels differ by at most 2 levels are read as grey "
+              << "(data.channels = 3 keeps their colour)\n";
+    x = grey;
+  }
   Dataset d{x.to(torch::kFloat32), {}, dir};
   d.pixels = true;
   if (!classes.empty()) {

@@ -87,9 +87,10 @@ double ClassifierMLPImpl::fit_base(const torch::Tensor& rows, const torch::Tenso
     cov.index_fill_(1, idx, 0.0);
     cov.diagonal().index_fill_(0, idx, mean_var);
   }
-  // (the ridge the rows choose, core/covariance.h, but no finer than the
-  // earlier fixed 1e-4: a denoising p(x) sees no detail finer than its
-  // noise, and a sharper base is one its network must undo)
+  // (the ridge the rows choose, core/covariance.h, but no finer than 1e-4
+  // of each column's variance (earlier: 1e-4 of the mean variance, for every
+  // column): a denoising p(x) sees no detail finer than its noise, and a
+  // sharper base is one its network must undo)
   const auto target = cov.diagonal().clamp_min(1e-12 * std::max(mean_var, 1e-300));
   const double a = std::max(held_out_ridge(xc, target), 1e-4);
   cov = cov + torch::diag(a * target);

@@ -38,7 +38,7 @@ Calibration calibration(const torch::Tensor& probs, const torch::Tensor& labels,
   Calibration c;
   c.n = p.size(0);
   c.accuracy = right.mean().item<double>();
-  c.nll = -p.gather(1, y.unsqueeze(1)).clamp_min(1e-300).log().mean().item<double>();
+  c.nll = std::max(0.0, -p.gather(1, y.unsqueeze(1)).clamp_min(1e-300).log().mean().item<double>());  // (p rounds to 1: never "-0.0000")
   // bin b holds (b/B, (b+1)/B]: ceil(conf B) - 1, 0 at conf = 0
   auto bin = (conf * double(bins)).ceil().sub(1).clamp(0, double(bins - 1)).to(torch::kLong);
   c.count.assign(size_t(bins), 0);

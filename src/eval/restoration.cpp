@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/eval/ood.h"
 #include "ebm/sampling/conditional.h"
 
@@ -90,7 +91,14 @@ torch::Tensor mask_from_values(const torch::Tensor& given, const std::vector<int
   const bool image = shape.size() == 3;
   // (a 2-D array [H, W], as numpy saves one plane: that plane, for every image)
   const bool one_plane = image && given.dim() == 2 && given.size(0) == shape[1] && given.size(1) == shape[2];
-  const auto values = one_plane ? given.unsqueeze(0) : given;
+  // (an array of the model's own shape [C, H, W]: one mask, channel by
+  // channel, for every image; read as C rows of [H, W], a red-channel mask
+  // masked all channels of the first image alone where --n was C)
+  const bool one_image = image && given.dim() == 3 && given.sizes() == c10::IntArrayRef(shape) && shape[0] > 1;
+  if (one_image && n == shape[0])
+    notes() << "ebm: note: " << file << ": read as one mask of the model's shape " << c10::IntArrayRef(shape)
+            << " for every image (one [H, W] plane per image: give [N, 1, H, W])\n";
+  const auto values = one_plane || one_image ? given.unsqueeze(0) : given;
   const int64_t hw = image ? shape[1] * shape[2] : d;
   const std::string want = image ? " (or [H, W] = [" + std::to_string(shape[1]) + ", " + std::to_string(shape[2]) +
                                        "] for every channel)"
@@ -145,7 +153,9 @@ torch::Tensor corrupt(const torch::Tensor& x, const std::string& spec, const Pix
 
 torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at::Generator& gen, double* std) {
   EBM_CHECK_USAGE(starts_with(spec, "gaussian:"), "--corrupt ", spec,
-                  ": salt is for image models; vectors take gaussian:STD (STD in the data's units)");
+                  starts_with(spec, "salt") ? ": salt is for image models; vectors take gaussian:STD (STD in the "
+                                              "data's units)"
+                                            : ": vectors take gaussian:STD (STD in the data's units)");
   const double s = parse_number(spec, spec.substr(9));
   EBM_CHECK_USAGE(s > 0 && std::isfinite(s), spec, ": the noise std must be > 0");
   if (std) *std = s;

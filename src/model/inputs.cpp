@@ -233,9 +233,15 @@ torch::Tensor read_model_input(const std::string& path, const ModelInfo& info) {
       x.sizes().slice(2) == c10::IntArrayRef(shape).slice(1))
     x = x.expand({-1, 3, -1, -1}).contiguous();
   const int64_t d = c10::multiply_integers(shape);
+  // (colour images for a model of grey ones: name the way out)
+  const bool colour_for_grey = shape.size() == 3 && shape[0] == 1 && x.dim() == 4 && x.size(1) == 3 &&
+                               x.sizes().slice(2) == c10::IntArrayRef(shape).slice(1);
   EBM_CHECK_DATA(x.dim() >= 1 && x.size(0) >= 1 && x[0].numel() == d, path, ": rows of ",
                  x.dim() >= 1 && x.size(0) >= 1 ? x[0].numel() : 0, " values (", x.sizes(),
-                 ") for a model whose samples are ", c10::IntArrayRef(shape), " (", d, " values)");
+                 ") for a model whose samples are ", c10::IntArrayRef(shape), " (", d, " values)",
+                 colour_for_grey ? ": colour images for a model of grey ones (convert them to grey, or train on "
+                                   "colour with data.channels = 3)"
+                                 : "");
   check_image_rows(x, shape, path);
   x = into_model_units(x, pixels, info, path);
   auto full = shape;

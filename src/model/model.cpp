@@ -255,6 +255,12 @@ Energy load_model(const std::string& path, ModelInfo* info) {
   } catch (const c10::Error&) {
     fail(ExitCode::kBadData, path, ": weights do not match the stored energy config");
   }
+  // (NaN weights made every energy NaN, and `ebm energy` blamed the input)
+  for (const auto& items : {energy->named_parameters(), energy->named_buffers()})
+    for (const auto& t : items)
+      if (t.value().is_floating_point())
+        EBM_CHECK_DATA(torch::isfinite(t.value()).all().item<bool>(), path, ": ", t.key(),
+                       " holds non-finite values: the weights are no model (written by a run that diverged?)");
   energy->to(c10::kCPU);
   energy->eval();
   if (info != nullptr) {

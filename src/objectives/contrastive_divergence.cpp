@@ -123,7 +123,11 @@ void ContrastiveDivergence::load(torch::serialize::InputArchive& archive) {
   torch::serialize::InputArchive sampler;
   if (archive.try_read("sampler", sampler)) sampler_->load(sampler);
   torch::Tensor step;
-  if (options_.adapt_step() && archive.try_read("adapted_step", step)) sampler_->set_step_size(step.item<double>());
+  // (only a sampler whose step adapts takes it: a run of mala resumed with
+  // langevin, which has no acceptance to aim at, was refused)
+  const double aim = options_.target_accept() > 0 ? options_.target_accept() : sampler_->target_accept();
+  if (options_.adapt_step() && aim > 0 && archive.try_read("adapted_step", step))
+    sampler_->set_step_size(step.item<double>());
 }
 
 }  // namespace ebm

@@ -63,7 +63,7 @@ std::map<std::string, std::string> section_lines(const Config& c, const std::str
 // change the run from the step on ([objective], [sampler], [buffer],
 // [generator], [train] but its length and logging) are allowed with a note:
 // the run is then not the one an uninterrupted run would have made.
-void check_resumed_settings(const Config& cfg, const std::string& out) {
+void check_resumed_settings(const Config& cfg, const std::string& out, bool refuse_only) {
   const std::string old_cfg = out + "/config.toml", text = run_config_text(out);
   if (text.empty()) return;
   Config old = make_train_config();
@@ -81,23 +81,43 @@ void check_resumed_settings(const Config& cfg, const std::string& out) {
   static const std::set<std::string> free_keys = {"steps", "log_every", "checkpoint_every", "snapshot_every", "sample_every",
                                                   "max_retries", "retry_lr_factor", "energy_limit", "keep_best",
                                                   "calibrate"};
+  static const std::set<std::string> structural = {"objective.name", "objective.px", "buffer.capacity"};
   std::vector<std::string> changed;
   for (const std::string section : {"data", "objective", "sampler", "buffer", "generator", "train"}) {
     const auto was = section_lines(old, section), now = section_lines(cfg, section);
-    std::set<std::string> keys;
-    for (const auto& [k, v] : was) keys.insert(k);
-    for (const auto& [k, v] : now) keys.insert(k);
+    // (another component: its name first, and not the keys one has and the
+    // other lacks, which listed "sampler.clamp_max = inf (was none)" and
+    // left the name out)
+    const bool renamed = was.count("name") && now.count("name") && was.at("name") != now.at("name");
+    std::vector<std::string> keys = {"name"};
+    for (const auto& [k, v] : was)
+      if (k != "name") keys.push_back(k);
+    for (const auto& [k, v] : now)
+      if (k != "name" && !was.count(k)) keys.push_back(k);
     for (const auto& k : keys) {
+      if (!was.count(k) && !now.count(k)) continue;
+      if (renamed && (!was.count(k) || !now.count(k))) continue;
       const auto a = was.count(k) ? was.at(k) : k + " (none)", b = now.count(k) ? now.at(k) : k + " (none)";
-      if (a == b || (section == "train" && free_keys.count(k))) continue;
+      if (a == b || (section == "train" && free_keys.count(k)) || (refuse_only && section == "data")) continue;
       EBM_CHECK_CONFIG(section != "data", "--resume: the run in ", out, " trained on data setting '", a, "' (",
                        old_cfg, "), this config '", b, "': a checkpoint continues on its own data (to start from "
                        "its weights on other data, train a new run with train.init = ", out, "/model.pt)");
+      // (settings whose state the checkpoint holds: another objective or
+      // sampler loaded as "checkpoint does not match this config", exit 65,
+      // after a note that the run goes on with it)
+      // (of the samplers parallel tempering alone keeps state: its hot replicas)
+      const bool tempering = section == "sampler" && k == "name" &&
+                             (a.find("\"pt\"") != std::string::npos || b.find("\"pt\"") != std::string::npos);
+      EBM_CHECK_CONFIG(!structural.count(section + "." + k) && !tempering, "--resume: the run in ", out,
+                       " trained with ", section, ".", a, " (", old_cfg, "), this config has ", section, ".", b,
+                       ": a checkpoint holds its own objective's and buffer's state, and parallel tempering's "
+                       "replicas (to start from its weights with other ones, train a new run with train.init = ",
+                       out, "/model.pt)");
       const auto eq = a.find(" = ");
       changed.push_back(section + "." + b + " (was " + (eq == std::string::npos ? "none" : a.substr(eq + 3)) + ")");
     }
   }
-  if (changed.empty()) return;
+  if (changed.empty() || refuse_only) return;
   std::string list;
   for (size_t i = 0; i < changed.size() && i < 4; ++i) list += (i ? "; " : "") + changed[i];
   if (changed.size() > 4) list += "; and " + std::to_string(changed.size() - 4) + " more";
@@ -131,9 +151,12 @@ void check_same_units(const DataSplit& data, const std::string& out) {
 }  // namespace
 
 void check_resume_matches(const Config& cfg, const DataSplit& data, const std::string& out) {
+  // (another objective first: objective.px = dsm resolves energy.base and
+  // prior_std otherwise, and the refusal named those)
+  check_resumed_settings(cfg, out, /*refuse_only=*/true);
   check_same_energy(cfg, out);
   check_same_units(data, out);
-  check_resumed_settings(cfg, out);
+  check_resumed_settings(cfg, out, /*refuse_only=*/false);
 }
 
 bool holds_run(const std::string& out) {

@@ -190,6 +190,20 @@ std::string snapshot(const TrainParts& parts) {
   ar.write("step", torch::tensor(parts.step));
   ar.write("lr_scale", torch::tensor(parts.lr_scale, torch::kDouble));
   ar.write("retries", torch::tensor(parts.retries));
+  if (!parts.window.empty()) {  // (names joined by newlines; sums and counts in that order)
+    std::string names;
+    std::vector<double> sums, counts;
+    for (const auto& [k, v] : parts.window) {
+      names += k + "\n";
+      sums.push_back(v.first);
+      counts.push_back(double(v.second));
+    }
+    torch::serialize::OutputArchive w;
+    w.write("names", c10::IValue(names));
+    w.write("sums", torch::tensor(sums, torch::kDouble));
+    w.write("counts", torch::tensor(counts, torch::kDouble));
+    ar.write("metrics_window", w);
+  }
   if (parts.best.step >= 0) {
     torch::serialize::OutputArchive best;
     best.write("score", torch::tensor(parts.best.score, torch::kDouble));
@@ -258,6 +272,19 @@ void restore(TrainParts& parts, const std::string& bytes) {
   parts.step = step.item<int64_t>();
   parts.lr_scale = scale.item<double>();
   parts.retries = retries.item<int64_t>();
+  parts.window.clear();
+  torch::serialize::InputArchive w;
+  if (ar.try_read("metrics_window", w)) {  // (none: written at a metrics line, or before windows were kept)
+    c10::IValue names;
+    torch::Tensor sums, counts;
+    w.read("names", names);
+    w.read("sums", sums);
+    w.read("counts", counts);
+    std::istringstream in(names.toStringRef());
+    int64_t i = 0;
+    for (std::string k; std::getline(in, k) && i < sums.numel(); ++i)
+      parts.window[k] = {sums[i].item<double>(), int64_t(counts[i].item<double>())};
+  }
   parts.best = TrainParts::Best();
   torch::serialize::InputArchive best;
   if (ar.try_read("best", best)) {

@@ -77,7 +77,9 @@ void check_run_config(const Config& c) {
   }
 }
 
-// Drops metrics lines logged after `step` (they will be logged again).
+// Drops metrics lines logged after `step` (they will be logged again), and
+// the events of a run's end, which an interrupted run wrote too (the resumed
+// run writes them at its own end).
 void truncate_metrics(const std::string& path, int64_t step) {
   std::ifstream in(path);
   if (!in.good()) return;
@@ -86,6 +88,7 @@ void truncate_metrics(const std::string& path, int64_t step) {
     auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded()) continue;
     if (j.contains("step") && j["step"].get<int64_t>() > step) continue;
+    if (j.contains("event") && (j["event"] == "keep_best" || j["event"] == "calibrate")) continue;
     kept += line + "\n";
   }
   in.close();
@@ -577,6 +580,16 @@ int64_t Trainer::run(bool resume) {
     EBM_CHECK_CODE(!ec, ExitCode::kMissingInput, out_, ": cannot create the run directory: ", ec.message());
   }
   keep_init_copy(cfg_, out_, resume, lead);  // (train.init: a resume reads the run's copy when the file is gone)
+  if (lead) {  // (the temporary files of writes a killed run left half done: checkpoint.pt.tmp.PID, ...)
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(out_, ec)) {
+      const std::string name = e.path().filename().string();
+      const auto at = name.rfind(".tmp.");
+      if (at != std::string::npos && at + 5 < name.size() && e.is_regular_file(ec) &&
+          name.find_first_not_of("0123456789", at + 5) == std::string::npos)
+        fs::remove(e.path(), ec);
+    }
+  }
   if (resume) {
     if (lead) {
       check_resume_matches(cfg_, data_, out_);
@@ -638,8 +651,9 @@ int64_t Trainer::run(bool resume) {
   // (data-parallel runs log the share of the period spent in collectives)
   double comm0 = coll_ ? coll_->seconds() : 0.0, wall0 = 0.0;
   // metrics averaged over the log period, each over the steps that reported it
-  // (an objective's metrics may change between phases, e.g. JEM's ce_steps)
-  std::map<std::string, std::pair<double, int64_t>> acc;
+  // (an objective's metrics may change between phases, e.g. JEM's ce_steps;
+  // in checkpoints, TrainParts::window)
+  auto& acc = parts_.window;
   double last_gap = 0;  // (the last log period's mean e_neg - e_pos, when reported)
 
   while (parts_.step < steps) {
@@ -719,14 +733,15 @@ int64_t Trainer::run(bool resume) {
     if (out.metrics.count("e_pos")) extra << "  E+ " << metric("e_pos") << "  E- " << metric("e_neg");
     if (lead) progress.update(step, extra.str());
     // (a data-parallel run stops where every rank's callback is asked: the
-    // ranks must stop together)
+    // ranks must stop together; they agree every 10 steps, one small
+    // collective then rather than at every step)
     bool stop = false;
     if (callback_) {
       auto m = out.metrics;
       m["loss"] = r.loss;
       stop = callback_(step, m);
     }
-    if (coll_ && callback_) stop = coll_->any(stop);
+    if (coll_ && callback_) stop = step % 10 == 0 || step == steps ? coll_->any(stop) : false;
     if (stop) {  // (a checkpoint at the step it stopped at: --resume goes on from there)
       if (step % ckpt_every != 0 && step != steps) save_checkpoint(ckpt);
       break;

@@ -114,6 +114,16 @@ expect 64 "unknown"        -- "$EBM" bench --workload nope
 expect 70 "out of memory: one allocation of [0-9.]* GiB failed" -- "$EBM" sample --target gaussian --n 1000000000000 --steps 1 --out "$T/s.csv"
 expect 78 "hmmc"           -- "$EBM" sample --target gaussian --sampler hmmc --n 4 --steps 1 --out "$T/s.csv"
 expect 78 "step"           -- "$EBM" sample --target gaussian --sampler "langevin:step=-1" --n 4 --steps 1 --out "$T/s.csv"
+# --init without --n: a chain from every row; --n below its rows: the first n
+"$EBM" sample --model "$M" --init "$T/good.csv" --steps 1 --out "$T/init_all.csv" >/dev/null 2>&1 \
+  && "$EBM" sample --model "$M" --init "$T/good.csv" --n 1 --steps 1 --out "$T/init_one.csv" >/dev/null 2>"$T/init_one.err" \
+  && grep -q "the chains start from the first 1" "$T/init_one.err" \
+  && [ "$(wc -l <"$T/init_all.csv")" -eq $(($(wc -l <"$T/init_one.csv") + 1)) ] \
+  || { echo "FAIL: sample --init with and without --n"; fails=$((fails + 1)); }
+# (chains that diverged to infinity are no draws: nothing is written)
+rm -f "$T/inf.csv"
+expect 70 "chains went to non-finite values (the sampler diverged" -- "$EBM" sample --target gaussian:dim=2 --sampler "langevin:step=1e9" --n 5 --steps 50 --out "$T/inf.csv"
+[ ! -e "$T/inf.csv" ] || { echo "FAIL: diverged draws were written"; fails=$((fails + 1)); }
 expect 78 "nosuch"         -- "$EBM" sample --target nosuch --n 4 --steps 1 --out "$T/s.csv"
 expect 64 "extension"      -- "$EBM" sample --target gaussian --n 4 --steps 1 --out "$T/s.txt"
 expect 64 "--target"       -- "$EBM" sample --n 4 --steps 1 --out "$T/s.csv"
@@ -342,6 +352,17 @@ cp "$T/run/config.toml" "$T/run_config.toml" && rm "$T/run/config.toml"
 expect 65 "fc0.weight"     -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set "energy.hidden=[16,16]"
 cp "$T/run_config.toml" "$T/run/config.toml"
 expect 78 "below the step" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set train.steps=1 --set data.n=500
+expect 78 "buffer.capacity = 500: a checkpoint holds its own objective" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set data.n=500 --set buffer.capacity=500
+# (a run of mala with sampler.adapt resumed with langevin, whose step does not
+# adapt: the note, not "sampler langevin has no step size to adapt")
+"$EBM" train "${T4[@]}" --out "$T/r_ml" >/dev/null 2>&1 \
+  && "$EBM" train "${T4[@]}" --out "$T/r_ml" --resume --set train.steps=3 --set sampler.name=langevin >/dev/null 2>"$T/r_ml.err" \
+  || { echo "FAIL: resume of a mala run with langevin"; cat "$T/r_ml.err"; fails=$((fails + 1)); }
+expect 64 "excludes"       -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --force
+expect 64 "empty directory name" -- "$EBM" train "${T4[@]}" --out ""
+"$EBM" train "${T4[@]}" --out "$T/r_gen" --set generator.latent_dim=5 >/dev/null 2>"$T/r_gen.err" \
+  && grep -q "generator.latent_dim is set, but objective.name = \"cd\" trains no generator" "$T/r_gen.err" \
+  || { echo "FAIL: a [generator] key under cd is noted"; fails=$((fails + 1)); }
 cp "$T/run/checkpoint.pt" "$T/ckpt.bak" && head -c 300 "$T/ckpt.bak" >"$T/run/checkpoint.pt"
 expect 65 "not a readable checkpoint" -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --set data.n=500
 # (one byte changed in the middle of a checkpoint and of a model: their seals)

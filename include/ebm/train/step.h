@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
 #include <limits>
 #include <memory>
 #include <string>
@@ -59,6 +60,10 @@ struct TrainParts {
   int64_t step = 0;                       // completed steps
   double lr_scale = 1.0;                  // shrunk by each divergence rollback
   int64_t retries = 0;                    // rollbacks so far
+  // The metrics of the steps since the last metrics line, per name their sum
+  // and count (in checkpoints too: a resumed run's next line averages the
+  // same steps an uninterrupted run's does).
+  std::map<std::string, std::pair<double, int64_t>> window;
   // train.keep_best: the energy's state (parameters and buffers) at the best
   // validation score so far, in checkpoints too; step -1 = none yet.
   struct Best {

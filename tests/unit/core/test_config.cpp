@@ -48,7 +48,21 @@ TEST(Config, ErrorsNameKeyAndPlace) {
   e = error_of([&] { c.set("seed=abc"); });
   EXPECT_EQ(e.first, ExitCode::kBadConfig);
   EXPECT_NE(e.second.find("seed"), std::string::npos);
+  EXPECT_NE(e.second.find("must be an integer"), std::string::npos) << e.second;
   EXPECT_EQ(error_of([&] { c.set("noequals"); }).first, ExitCode::kUsage);
+  // --set: spaces around key and value, numbers TOML does not write, and
+  // integers past int64 named as such
+  c.set("seed = 7");
+  EXPECT_EQ(c.get_int("seed"), 7);
+  c.set("train.lr=.001");
+  EXPECT_DOUBLE_EQ(c.get_float("train.lr"), 0.001);
+  c.set("seed=1e3");
+  EXPECT_EQ(c.get_int("seed"), 1000);
+  e = error_of([&] { c.set("seed=99999999999999999999"); });
+  EXPECT_EQ(e.first, ExitCode::kBadConfig);
+  EXPECT_NE(e.second.find("must be an integer from"), std::string::npos) << e.second;
+  EXPECT_EQ(error_of([&] { c.set("seed=2.5"); }).first, ExitCode::kBadConfig);
+  EXPECT_EQ(error_of([&] { c.set(" =3"); }).first, ExitCode::kUsage);
   EXPECT_EQ(error_of([&] { c.load_file("/nonexistent.toml"); }).first, ExitCode::kMissingInput);
 }
 

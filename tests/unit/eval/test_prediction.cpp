@@ -137,5 +137,13 @@ TEST(ModelFile, KeepsTheDataTable) {
   ModelInfo old;
   load_model(dir + "/old.pt", &old);
   EXPECT_TRUE(old.data_toml.empty());
+  // (NaN weights are no model: every energy was NaN, and `ebm energy` blamed
+  // its input rows)
+  {
+    torch::NoGradGuard ng;
+    e->parameters()[0].view(-1)[3] = std::nan("");
+  }
+  save_model(dir + "/nan.pt", *e, ec, {24});
+  EXPECT_EQ(code_of([&] { load_model(dir + "/nan.pt"); }), ExitCode::kBadData);
   std::filesystem::remove_all(dir);
 }

@@ -80,6 +80,18 @@ TEST(Masks, FromValuesBroadcastsOneAndChecksShapes) {
             ExitCode::kBadData);
   EXPECT_EQ(test_helpers::code_of([&] { mask_from_values(torch::zeros({1, 6, 4}), {3, 4, 6}, 2, "t.npy"); }),
             ExitCode::kBadData);
+  // An array of the model's shape [C, H, W] is one mask, channel by channel,
+  // for every image, also where --n is C (read as C rows of [H, W] it
+  // masked all channels of the first image alone).
+  auto red = torch::zeros({3, 4, 6});
+  red[0].narrow(1, 0, 2).fill_(1.0);
+  for (int64_t n : {3, 5}) {
+    const auto r = mask_from_values(red, {3, 4, 6}, n, "red.npy");
+    ASSERT_EQ(r.sizes(), (c10::IntArrayRef{n, 3, 4, 6}));
+    EXPECT_EQ(r.sum().item<int64_t>(), n * 8) << n;
+    EXPECT_TRUE(r[n - 1][0][3][1].item<bool>());
+    EXPECT_FALSE(r[n - 1][1][3][1].item<bool>());
+  }
 }
 
 TEST(Corrupt, GaussianAndSaltInPixelUnits) {
