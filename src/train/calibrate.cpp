@@ -68,9 +68,10 @@ void Trainer::calibrate(std::ostream& metrics) {
       nlohmann::json j = {{"event", "calibrate"}, {"temperature", 1.0}, {"val_rows", n}, {"fitted", t},
                           {"held_out_gain", gain}, {"held_out_gain_se", se}};
       metrics << j.dump() << "\n" << std::flush;
-      notes() << "ebm: note: p(y | x)'s temperature left at 1: fitted on half of the " << n << " validation rows, "
-              << "T = " << t << " lowers the other half's NLL by " << gain << " +- " << se
-              << ", no more than chance (train.calibrate = temperature applies it anyway)\n";
+      notes() << "ebm: note: p(y | x)'s temperature left at 1: a T fitted on one half of the " << n
+              << " validation rows lowers the other half's NLL by " << gain << " +- " << se
+              << ", no more than chance (on all of them T = " << t
+              << "; train.calibrate = temperature applies it anyway)\n";
       return;
     }
   }

@@ -617,7 +617,7 @@ int64_t Trainer::run(bool resume) {
     // (a fresh run writes its own split over whatever test.csv was there;
     // images are re-read from their set, data.split and the seed)
     if (data_.test.event_shape().size() == 1 && (!resume || !fs::exists(out_ + "/test.csv")))
-      write_csv(out_ + "/test.csv", data_.test.x.reshape({data_.test.size(), -1}));
+      write_csv(out_ + "/test.csv", data_.test.x.flatten(1));  // (flatten: a split of no rows, data.test_fraction = 0)
   }
   const int64_t sample_every = lead ? cfg_.get_int("train.sample_every") : 0;
 

@@ -120,6 +120,11 @@ expect 78 "step"           -- "$EBM" sample --target gaussian --sampler "langevi
   && grep -q "the chains start from the first 1" "$T/init_one.err" \
   && [ "$(wc -l <"$T/init_all.csv")" -eq $(($(wc -l <"$T/init_one.csv") + 1)) ] \
   || { echo "FAIL: sample --init with and without --n"; fails=$((fails + 1)); }
+# data.test_fraction = 0 on vectors of a file: no test split, no internal error
+awk 'BEGIN { srand(3); for (i = 0; i < 60; i++) printf "%f,%f,%f,%f,%f\n", rand(), rand(), rand(), rand(), rand() }' >"$T/five.csv"
+"$EBM" train --config "$SRC/configs/toy2d-dsm.toml" --set data.path="$T/five.csv" --set data.test_fraction=0 \
+  --set train.steps=3 --out "$T/tf0" >/dev/null 2>"$T/tf0.err" \
+  || { echo "FAIL: data.test_fraction = 0 on a file"; cat "$T/tf0.err"; fails=$((fails + 1)); }
 # (chains that diverged to infinity are no draws: nothing is written)
 rm -f "$T/inf.csv"
 expect 70 "chains went to non-finite values (the sampler diverged" -- "$EBM" sample --target gaussian:dim=2 --sampler "langevin:step=1e9" --n 5 --steps 50 --out "$T/inf.csv"
