@@ -2,6 +2,7 @@
 // read_csv's dialects (a header, pandas' and R's row names, savetxt's
 // comments and spaces, quotes), each problem one line naming the file and
 // line. Split from io.cpp, which keeps the binary formats and the writers.
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -103,7 +104,10 @@ torch::Tensor read_csv_missing(const std::string& path) { return read_csv_impl(p
 
 namespace {
 torch::Tensor read_csv_impl(const std::string& path, bool missing) {
-  const auto text = read_file_bytes(path);
+  auto text = read_file_bytes(path);
+  // (classic Mac line endings, CR alone: read as one line, their rows ran
+  // together, "non-numeric value '23'")
+  if (text.find('\n') == std::string::npos) std::replace(text.begin(), text.end(), '\r', '\n');
   std::vector<std::string> lines;
   {
     size_t start = 0;

@@ -134,6 +134,9 @@ TEST_F(IoTest, CsvAcceptsSpacesCrlfAndTrailingBlankLines) {
   const auto p = write_bytes("c.csv", "x, y\r\n1, 2\r\n 3 ,+4e0\r\n\r\n\n");
   const auto y = ebm::read_csv(p);
   EXPECT_TRUE(torch::equal(y, torch::tensor({{1.f, 2.f}, {3.f, 4.f}})));
+  // (classic Mac line endings, CR alone, read "2\r3" as one cell)
+  const auto mac = ebm::read_csv(write_bytes("mac.csv", "1,2\r3,4\r"));
+  EXPECT_TRUE(torch::equal(mac, torch::tensor({{1.f, 2.f}, {3.f, 4.f}})));
 }
 
 TEST_F(IoTest, CsvNonNumericCell) {
