@@ -49,25 +49,20 @@ at::Tensor as_rows(EnergyImpl& e, const at::Tensor& x) {
 // lock taken only then. (Signals reach the main thread alone.)
 class SignalPoll {
  public:
-  bool raised() {
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_ < std::chrono::milliseconds(200)) return false;
-    last_ = now;
-    py::gil_scoped_acquire acquire;
-    return PyErr_CheckSignals() != 0;
-  }
+  bool raised() { return check(nullptr); }
   // raised(), the exception taken into `into` under the same lock.
-  bool raised(std::optional<py::error_already_set>& into) {
+  bool raised(std::optional<py::error_already_set>& into) { return check(&into); }
+
+ private:
+  bool check(std::optional<py::error_already_set>* into) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_ < std::chrono::milliseconds(200)) return false;
     last_ = now;
     py::gil_scoped_acquire acquire;
     if (PyErr_CheckSignals() == 0) return false;
-    into.emplace();
+    if (into != nullptr) into->emplace();
     return true;
   }
-
- private:
   std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
 };
 

@@ -1,5 +1,6 @@
 // held_out_ridge (core/covariance.h).
 #include "ebm/core/covariance.h"
+#include "ebm/core/subsample.h"
 
 #include <algorithm>
 #include <array>
@@ -13,9 +14,7 @@ double held_out_ridge(const torch::Tensor& xc, const torch::Tensor& target) {
               "held_out_ridge: rows [N, D] and a target [D], got ", xc.sizes(), " and ", target.sizes());
   if (xc.size(0) < 4) return 0.1;
   torch::NoGradGuard ng;
-  auto rows = xc.to(torch::kCPU, torch::kDouble);
-  if (rows.size(0) > 20000)
-    rows = rows.index_select(0, torch::linspace(0, double(rows.size(0) - 1), 20000, torch::kDouble).round().to(torch::kLong));
+  const auto rows = evenly_spaced_rows(xc.to(torch::kCPU, torch::kDouble), 20000);
   const int64_t n = rows.size(0);
   // (in the target's units every column's ridge is the same a)
   const auto z = rows / target.to(torch::kCPU, torch::kDouble).sqrt().unsqueeze(0);

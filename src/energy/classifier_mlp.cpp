@@ -5,6 +5,7 @@
 
 #include "ebm/core/covariance.h"
 #include "ebm/core/error.h"
+#include "ebm/core/subsample.h"
 #include "ebm/energy/conv.h"
 
 namespace ebm {
@@ -49,7 +50,7 @@ double ClassifierMLPImpl::fit_base(const torch::Tensor& rows, const torch::Tenso
                                                    : torch::full({n}, int64_t(-1), torch::kLong);
   y = torch::where((y >= 0) & (y < k), y, torch::full_like(y, -1));
   if (n > 20000) {  // (evenly spaced rows: the covariance of 20,000 is as good)
-    const auto pick = torch::linspace(0, double(n - 1), 20000, torch::kDouble).round().to(torch::kLong);
+    const auto pick = evenly_spaced(n, 20000);
     x = x.index_select(0, pick);
     y = y.index_select(0, pick);
   }

@@ -1,5 +1,6 @@
 // Expected and maximum calibration error, NLL, and the reliability diagram.
 #include "ebm/eval/calibration.h"
+#include "ebm/model/cross_fit.h"
 
 #include <algorithm>
 #include <cmath>
@@ -73,14 +74,7 @@ Calibration cross_fitted_temperature(const torch::Tensor& probs, const torch::Te
   TORCH_CHECK(n >= 4, "cross_fitted_temperature: needs 4 rows or more, got ", n);
   auto p = probs.detach().to(torch::kCPU, torch::kDouble);
   auto y = labels.to(torch::kCPU, torch::kLong).reshape({-1});
-  auto even = torch::arange(0, n, 2, torch::kLong), odd = torch::arange(1, n, 2, torch::kLong);
-  const double t_even = fit_temperature(p.index_select(0, even), y.index_select(0, even));
-  const double t_odd = fit_temperature(p.index_select(0, odd), y.index_select(0, odd));
-  auto scaled = p.clone();
-  scaled.index_copy_(0, odd, temperature_scale(p.index_select(0, odd), t_even));
-  scaled.index_copy_(0, even, temperature_scale(p.index_select(0, even), t_odd));
-  if (temperatures) *temperatures = {t_even, t_odd};
-  return calibration(scaled, y, bins);
+  return calibration(cross_fitted_scale(p, y, temperatures), y, bins);
 }
 
 void write_reliability_diagram(const std::string& path, const Calibration& c) {

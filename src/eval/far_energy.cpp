@@ -1,5 +1,6 @@
 // far_energy (eval/far_energy.h).
 #include "ebm/eval/far_energy.h"
+#include "ebm/core/subsample.h"
 
 #include <cmath>
 #include <sstream>
@@ -27,9 +28,7 @@ FarEnergy far_energy(EnergyImpl& energy, const torch::Tensor& rows) {
     return p.empty() ? rows.device() : p[0].device();
   }();
   // (256 rows evenly spaced: a file sorted by class or time starts with one cluster)
-  const int64_t n = std::min<int64_t>(256, rows.size(0));
-  const auto pick = torch::linspace(0, double(rows.size(0) - 1), n, torch::kDouble).round().to(torch::kLong);
-  const auto x = rows.index_select(0, pick.to(rows.device())).to(torch::kCPU, torch::kDouble);
+  const auto x = evenly_spaced_rows(rows, 256).to(torch::kCPU, torch::kDouble);
   const auto m = x.mean(0);
   const auto d = x - m;
   const double radius = d.square().sum(1).mean().sqrt().item<double>();

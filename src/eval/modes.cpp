@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "ebm/core/error.h"
+#include "ebm/core/subsample.h"
 #include "ebm/energy/standardized.h"
 #include "ebm/eval/box_units.h"
 #include "ebm/eval/cell_shares.h"
@@ -177,8 +178,7 @@ CellShares cell_shares(const torch::Tensor& draws, const torch::Tensor& data, in
   auto raw = data.to(torch::kCPU, torch::kDouble);
   const int64_t k = std::min<int64_t>(clusters, raw.size(0) / 10);
   if (k < 2 || draws.size(0) < 1) return s;
-  if (raw.size(0) > 20000)
-    raw = raw.index_select(0, torch::linspace(0, double(raw.size(0) - 1), 20000, torch::kDouble).round().to(torch::kLong));
+  raw = evenly_spaced_rows(raw, 20000);
   const DataCells cells(raw, k, gen);
   s.centers = cells.map.to_user(cells.centers);
   s.data_fraction = cells.shares(raw);

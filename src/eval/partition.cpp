@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "ebm/core/covariance.h"
+#include "ebm/core/subsample.h"
 #include "ebm/core/error.h"
 #include "ebm/core/rng.h"
 #include "ebm/eval/eval.h"
@@ -109,9 +110,7 @@ AisBase AisBase::fit(const std::string& kind, const torch::Tensor& x) {
   if (kind != "uniform" && f.size(0) >= 4 && f.size(1) >= 2 && f.size(1) <= kMaxWhitened) {
     // (the covariance of at most 20,000 evenly spaced rows: as good, and
     // N D^2 stays bounded)
-    const auto sub = f.size(0) <= 20000 ? f
-                                        : f.index_select(0, torch::linspace(0, double(f.size(0) - 1), 20000,
-                                                                            torch::kDouble).round().to(torch::kLong));
+    const auto sub = evenly_spaced_rows(f, 20000);
     const auto m = sub.mean(0), xs = sub - m, xc = f - m;
     const auto target = ridge_target(xs.square().mean(0));
     const auto ridge = held_out_ridge(xs, target) * target;

@@ -1,5 +1,6 @@
 // Temperature scaling of class probabilities and its maximum-likelihood fit.
 #include "ebm/model/temperature.h"
+#include "ebm/model/cross_fit.h"
 
 #include <algorithm>
 #include <cmath>
@@ -54,6 +55,20 @@ torch::Tensor softmax_class_probabilities(EnergyImpl& energy, const torch::Tenso
   }
   energy.train(was_training);
   return parts.empty() ? torch::empty({0, energy.num_classes()}, torch::kDouble) : torch::cat(parts);
+}
+
+torch::Tensor cross_fitted_scale(const torch::Tensor& probs, const torch::Tensor& labels,
+                                 std::pair<double, double>* temperatures) {
+  const int64_t n = probs.size(0);
+  const auto even = torch::arange(0, n, 2, torch::kLong), odd = torch::arange(1, n, 2, torch::kLong);
+  const auto p = probs.to(torch::kCPU), y = labels.to(torch::kCPU, torch::kLong).reshape({-1});
+  const double t_even = fit_temperature(p.index_select(0, even), y.index_select(0, even));
+  const double t_odd = fit_temperature(p.index_select(0, odd), y.index_select(0, odd));
+  auto scaled = p.clone();
+  scaled.index_copy_(0, odd, temperature_scale(p.index_select(0, odd), t_even));
+  scaled.index_copy_(0, even, temperature_scale(p.index_select(0, even), t_odd));
+  if (temperatures) *temperatures = {t_even, t_odd};
+  return scaled;
 }
 
 }  // namespace ebm

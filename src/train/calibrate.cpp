@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "ebm/core/progress.h"
+#include "ebm/model/cross_fit.h"
 #include "ebm/model/temperature.h"
 #include "ebm/train/train.h"
 
@@ -16,27 +17,18 @@ namespace {
 // (fewer rows give a T too noisy to trust over T = 1: auto fits none)
 constexpr int64_t kAutoCalibrationRows = 100;
 
-double mean_nll(const torch::Tensor& p, const torch::Tensor& y) {
-  return -p.gather(1, y.view({-1, 1})).clamp_min(1e-300).log().mean().item<double>();
-}
-
 torch::Tensor row_nll(const torch::Tensor& p, const torch::Tensor& y) {
   return -p.gather(1, y.view({-1, 1})).squeeze(1).clamp_min(1e-300).log();
 }
 
-// What a temperature gains on rows it was not fitted to: T fitted on the
-// even rows scores the odd ones and the reverse; the mean per-row NLL gain
-// over T = 1 and its standard error.
+double mean_nll(const torch::Tensor& p, const torch::Tensor& y) { return row_nll(p, y).mean().item<double>(); }
+
+// What a temperature gains on rows it was not fitted to (cross-fitted,
+// model/cross_fit.h): the mean per-row NLL gain over T = 1 and its
+// standard error.
 std::pair<double, double> held_out_gain(const torch::Tensor& p, const torch::Tensor& y) {
-  const int64_t n = p.size(0);
-  const auto even = torch::arange(0, n, 2, torch::kLong), odd = torch::arange(1, n, 2, torch::kLong);
-  const double t_even = fit_temperature(p.index_select(0, even), y.index_select(0, even));
-  const double t_odd = fit_temperature(p.index_select(0, odd), y.index_select(0, odd));
-  auto scaled = p.clone();
-  scaled.index_copy_(0, odd, temperature_scale(p.index_select(0, odd), t_even));
-  scaled.index_copy_(0, even, temperature_scale(p.index_select(0, even), t_odd));
-  const auto d = row_nll(p, y) - row_nll(scaled, y);
-  return {d.mean().item<double>(), d.std().item<double>() / std::sqrt(double(n))};
+  const auto d = row_nll(p, y) - row_nll(cross_fitted_scale(p, y), y);
+  return {d.mean().item<double>(), d.std().item<double>() / std::sqrt(double(p.size(0)))};
 }
 }  // namespace
 
