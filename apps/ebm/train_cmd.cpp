@@ -184,6 +184,10 @@ Runner add_train(CLI::App& app) {
       return interrupted != 0;
     });
     int64_t rollbacks = trainer.run(args->resume);
+    // (a rank that stopped with the others at their vote may hold its own
+    // forwarded signal still pending: taken here, unblocking would kill it)
+    if (trainer.step() < trainer.config().get_int("train.steps"))
+      if (const int sig = stop_signals.take(); sig != 0 && interrupted == 0) interrupted = sig;
     stop_signals.release();
     // (a rank that was not signalled itself stopped with the others)
     if (interrupted == 0 && dist.world > 1 && trainer.step() < trainer.config().get_int("train.steps"))

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <iostream>
 #include <streambuf>
 
@@ -23,7 +25,13 @@ std::ostream& notes() {
 
 void set_notes(bool on) { notes_on = on; }
 
-bool Progress::interactive() { return isatty(STDERR_FILENO) == 1; }
+// (rank 0 of `--nproc N` writes through its launcher, which says when its own
+// stderr is a terminal)
+bool Progress::interactive() {
+  if (isatty(STDERR_FILENO) == 1) return true;
+  const char* via = std::getenv("EBM_STDERR_TTY");
+  return via != nullptr && std::string(via) == "1";
+}
 
 Progress::Progress(std::string label, int64_t total, int64_t start)
     : label_(std::move(label)), total_(total), start_(start), enabled_(interactive()) {

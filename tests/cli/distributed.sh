@@ -36,6 +36,19 @@ timeout 120 "$EBM" train "${S[@]}" --nproc 2 --out "$T/w" --set train.steps=2 --
 n=$(grep -c "val_fraction" "$T/err")
 [ "$n" -eq 1 ] && echo "ok:   one warning from 2 ranks" || { fail "the warning came $n times"; cat "$T/err"; }
 
+# An error every rank meets (a bad data file, a bad key) is one line, not one
+# per rank, and never two ranks' lines run together ("ebm: ebm: ...").
+printf 'x,y\n1,2\n3,nan\n' >"$T/nan.csv"
+for set in "data.path=$T/nan.csv" "train.lr=-1"; do
+  timeout 120 "$EBM" train "${S[@]}" --nproc 2 --out "$T/e" --set "$set" >/dev/null 2>"$T/err"
+  code=$?
+  if [ $code -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && [ "$(grep -o 'ebm:' "$T/err" | wc -l)" -eq 1 ]; then
+    echo "ok:   exit $code, one error line from 2 ranks  $(cat "$T/err")"
+  else
+    fail "--set $set on 2 ranks: exit $code"; cat "$T/err"
+  fi
+done
+
 # Resuming with another world size is refused.
 timeout 60 "$EBM" train "${S[@]}" --out "$T/b" --resume >/dev/null 2>"$T/err"
 code=$?
