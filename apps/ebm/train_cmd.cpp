@@ -179,7 +179,9 @@ Runner add_train(CLI::App& app) {
     // every one stops at the step where any was signalled, rank 0 writes the
     // checkpoint; before, a Ctrl-C killed the ranks with the run's steps since
     // its last checkpoint, exit 70)
-    trainer.on_step([&](int64_t, const std::map<std::string, double>&) {
+    int64_t first_step = -1;  // (the step a resumed run started from)
+    trainer.on_step([&](int64_t step, const std::map<std::string, double>&) {
+      if (first_step < 0) first_step = step - 1;
       if (const int sig = stop_signals.take(); sig != 0) interrupted = sig;
       return interrupted != 0;
     });
@@ -201,8 +203,14 @@ Runner add_train(CLI::App& app) {
     if (!trainer.lead()) return 0;  // (rank 0 reports)
     trainer.energy().to(torch::kCPU);  // (the report's pictures and quadrature run on the CPU)
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::cout << "trained " << trainer.step() << " steps in " << secs << " s ("
-              << rollbacks << " divergence rollbacks); outputs in " << out << "\n";
+    // (a resumed run's time is this run's: its steps are counted apart)
+    if (first_step > 0)
+      std::cout << "trained to step " << trainer.step() << " (" << trainer.step() - first_step
+                << (trainer.step() - first_step == 1 ? " step" : " steps") << " in this run, "
+                << secs << " s; ";
+    else
+      std::cout << "trained " << trainer.step() << " steps in " << secs << " s (";
+    std::cout << rollbacks << " divergence rollbacks); outputs in " << out << "\n";
     if (trainer.config().get_bool("train.keep_best") && trainer.best_step() >= 0)
       std::cout << "model.pt: the weights of step " << trainer.best_step() << ", the lowest " << trainer.best_criterion() << " ("
                 << trainer.best_score() << ", train.keep_best)\n";

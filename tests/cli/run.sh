@@ -361,8 +361,11 @@ expect 78 "buffer.capacity = 500: a checkpoint holds its own objective" -- "$EBM
 # (a run of mala with sampler.adapt resumed with langevin, whose step does not
 # adapt: the note, not "sampler langevin has no step size to adapt")
 "$EBM" train "${T4[@]}" --out "$T/r_ml" >/dev/null 2>&1 \
-  && "$EBM" train "${T4[@]}" --out "$T/r_ml" --resume --set train.steps=3 --set sampler.name=langevin >/dev/null 2>"$T/r_ml.err" \
+  && "$EBM" train "${T4[@]}" --out "$T/r_ml" --resume --set train.steps=3 --set sampler.name=langevin >"$T/r_ml.out" 2>"$T/r_ml.err" \
   || { echo "FAIL: resume of a mala run with langevin"; cat "$T/r_ml.err"; fails=$((fails + 1)); }
+# (a resumed run's summary counts this run's steps apart from the run's total)
+grep -q "trained to step 3 (1 step in this run" "$T/r_ml.out" \
+  || { echo "FAIL: a resumed run's summary line: $(head -1 "$T/r_ml.out")"; fails=$((fails + 1)); }
 expect 64 "excludes"       -- "$EBM" train "${T4[@]}" --out "$T/run" --resume --force
 expect 64 "empty directory name" -- "$EBM" train "${T4[@]}" --out ""
 "$EBM" train "${T4[@]}" --out "$T/r_gen" --set generator.latent_dim=5 >/dev/null 2>"$T/r_gen.err" \
