@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iomanip>
 #include <iostream>
 #include <optional>
+#include <sstream>
 
 #include "commands.h"
 #include "ebm/core/error.h"
@@ -150,6 +152,28 @@ Runner add_predict(CLI::App& app) {
                    "far they move, on positions relative to each one's first step (docs/trajectories.md)\n";
       if (split && split->train.size() >= 2)
         mse["gaussian"] = per_step_mse(gaussian_prediction(split->train.x.flatten(1), past, f, a->horizon), truth, f);
+      // (a model behind a baseline over the horizon, named beside the numbers:
+      // with 2 past steps of 20 a probe's model averaged 102 against constant
+      // velocity's 14 and the Gaussian's 13, without a word)
+      if (!behind) {
+        auto mean_of = [](const std::vector<double>& v) {
+          double m = 0;
+          for (double e : v) m += e / double(v.size());
+          return m;
+        };
+        const double model = mean_of(model_mse);
+        std::ostringstream better;
+        better.precision(4);
+        for (const char* k : {"gaussian", "constant_velocity", "last_position"})
+          if (mse.contains(k) && mean_of(mse[k].get<std::vector<double>>()) < model)
+            better << (better.tellp() > 0 ? ", " : "") << k << " " << mean_of(mse[k].get<std::vector<double>>());
+        if (better.tellp() > 0)
+          notes() << "ebm predict: note: baselines with a lower mean squared error over the " << a->horizon
+                  << " steps than the model's " << std::setprecision(4) << model << ": " << better.str()
+                  << (method == "mode" ? " (--method sample draws from the model's conditional in place of its mode)"
+                                       : "")
+                  << "\n";
+      }
       nlohmann::json j = {{"n", past.size(0)}, {"past_steps", tp},  {"horizon", a->horizon}, {"step_dim", f},
                           {"model_steps", t},  {"method", method},  {"steps", a->steps},     {"mse", mse}};
       if (method == "sample") j["chains"] = a->chains;

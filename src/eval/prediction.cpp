@@ -89,10 +89,20 @@ torch::Tensor predict_mode(EnergyImpl& energy, const AffineMap& units, const tor
   TORCH_CHECK(data_var > 0 && std::isfinite(data_var), "predict_mode: data_var must be > 0, got ", data_var);
   const int64_t n = past.size(0);
   auto x = past.is_floating_point() ? past : past.to(torch::kFloat);
-  auto u = units.to_model(torch::cat({x, last_position(x, f, t - tp)}, 1));  // [N, T * F]
+  // (each row starts from whichever of the last position held and the
+  // constant-velocity extrapolation the model finds likelier)
+  auto held = units.to_model(torch::cat({x, last_position(x, f, t - tp)}, 1));  // [N, T * F]
+  auto moving = units.to_model(torch::cat({x, constant_velocity(x, f, t - tp)}, 1));
   auto free = torch::zeros({1, t * f}, torch::kBool);
   free.narrow(1, tp * f, (t - tp) * f).fill_(true);
   FreezeParameters frozen(energy);
+  torch::Tensor e_held, e_moving;
+  {
+    torch::NoGradGuard ng;
+    e_held = energy.energy(held).detach();
+    e_moving = energy.energy(moving).detach();
+  }
+  auto u = torch::where((e_moving < e_held).unsqueeze(1), moving, held);
   auto mode = conditional_mode(energy, u, free, u, steps, torch::tensor(data_var, torch::kDouble));
   auto out = units.to_user(mode.reshape({n, t * f}));
   return out.narrow(1, tp * f, horizon * f).contiguous();

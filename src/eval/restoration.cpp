@@ -3,6 +3,7 @@
 #include <c10/util/accumulate.h>
 
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <sstream>
 
@@ -187,25 +188,68 @@ torch::Tensor posterior_mode(EnergyImpl& energy, const torch::Tensor& y, const t
     auto d = x - y;
     return std::make_pair(e + (d.square() / (2 * var)).flatten(1).sum(1), g + d / var);
   };
-  auto x = y.detach().clone();
-  auto [f, g] = post(x);
-  auto eta = torch::full({n}, 0.5, y.options());
+  // Limited-memory BFGS, row by row, its initial inverse Hessian gamma P.
+  // (Diagonally preconditioned descent needed as many iterations as the
+  // posterior's condition number: 20 correlated columns whose variances
+  // span 6,500 stopped at 1.31x the posterior mean's MSE after the default
+  // 200 steps, at 1.01x after 1,000; trajectories with 18 future steps
+  // given 2 were 64x off.)
+  const int64_t d = y[0].numel();
+  auto flat = [&](const torch::Tensor& v) { return v.reshape({n, d}); };
   auto rows = [&](const torch::Tensor& v) {  // [N] -> [N, 1, ...] to broadcast over the event
     std::vector<int64_t> shape(size_t(y.dim()), 1);
     shape[0] = n;
     return v.reshape(shape);
   };
-  for (int64_t t = 0; t < steps; ++t) {
-    auto step = rows(eta) * precond * g;
-    auto cand = x - step;
+  const auto pc = precond.reshape({1, d});
+  constexpr size_t kMemory = 8;
+  std::deque<torch::Tensor> hs, hy, hrho;  // ([N, D], [N, D], [N]; a row's pair is zeros where it was not kept)
+  auto gamma = torch::full({n}, 0.5, y.options());  // (the first step: half the preconditioned gradient)
+  auto direction = [&](const torch::Tensor& grad) {  // -H grad, [N, D]
+    auto q = flat(grad).clone();
+    std::vector<torch::Tensor> alpha(hs.size());
+    for (size_t i = hs.size(); i-- > 0;) {
+      alpha[i] = hrho[i] * (hs[i] * q).sum(1);
+      q -= alpha[i].unsqueeze(1) * hy[i];
+    }
+    auto r = gamma.unsqueeze(1) * pc * q;
+    for (size_t i = 0; i < hs.size(); ++i) r += (alpha[i] - hrho[i] * (hy[i] * r).sum(1)).unsqueeze(1) * hs[i];
+    return -r;
+  };
+  auto x = y.detach().clone();
+  auto [f, g] = post(x);
+  auto p = direction(g);
+  auto t = torch::ones({n}, y.options());
+  for (int64_t it = 0; it < steps; ++it) {
+    auto gp = (flat(g) * p).sum(1);
+    // (not a descent direction, on a non-convex E: the preconditioned gradient)
+    const auto uphill = ~(gp < 0);
+    if (uphill.any().item<bool>()) {
+      p = torch::where(uphill.unsqueeze(1), -gamma.unsqueeze(1) * pc * flat(g), p);
+      gp = (flat(g) * p).sum(1);
+    }
+    auto cand = x + rows(t) * p.view_as(x);
     auto [fc, gc] = post(cand);
-    // (Armijo's sufficient decrease with constant 1/2: on a quadratic a step
-    // past the minimum fails it, so the rows do not zigzag across a valley)
-    auto ok = torch::isfinite(fc) & (fc <= f - 0.5 * (step * g).flatten(1).sum(1));
+    // (Armijo's sufficient decrease; a row that fails halves its step)
+    const auto ok = torch::isfinite(fc) & (fc <= f + 1e-4 * t * gp);
+    auto sv = flat(cand - x), yv = flat(gc - g);
+    const auto sy = (sv * yv).sum(1);
+    const auto keep = ok & torch::isfinite(sy) & (sy > 1e-10 * sv.norm(2, 1) * yv.norm(2, 1)) & (sy > 0);
+    const auto k1 = keep.unsqueeze(1);
+    hs.push_back(torch::where(k1, sv, torch::zeros_like(sv)));
+    hy.push_back(torch::where(k1, yv, torch::zeros_like(yv)));
+    hrho.push_back(torch::where(keep, 1.0 / sy, torch::zeros_like(sy)));
+    if (hs.size() > kMemory) {
+      hs.pop_front();
+      hy.pop_front();
+      hrho.pop_front();
+    }
+    gamma = torch::where(keep, sy / (yv * pc * yv).sum(1).clamp_min(1e-30), gamma);
     x = torch::where(rows(ok), cand, x);
     g = torch::where(rows(ok), gc, g);
     f = torch::where(ok, fc, f);
-    eta = torch::where(ok, (eta * 1.25).clamp_max(1.0), eta * 0.5);
+    t = torch::where(ok, torch::ones_like(t), (t * 0.5).clamp_min(1e-30));
+    p = torch::where(ok.unsqueeze(1), direction(g), p);
   }
   return x;
 }
@@ -225,11 +269,21 @@ torch::Tensor gaussian_fill(const torch::Tensor& x, const torch::Tensor& mask, c
   const int64_t n = x.size(0), d = x[0].numel();
   TORCH_CHECK(reference.dim() >= 2 && reference[0].numel() == d && reference.size(0) >= 2,
               "gaussian_fill: want reference rows of ", d, " values, got ", reference.sizes());
-  auto r = reference.to(torch::kCPU, torch::kDouble).reshape({reference.size(0), d});
-  auto mu = r.mean(0);
-  auto c = r - mu;
-  auto cov = c.t().mm(c) / double(r.size(0) - 1);
-  cov = cov + 1e-6 * std::max(cov.diagonal().mean().item<double>(), 1e-12) * torch::eye(d, torch::kDouble);
+  torch::Tensor mu, cov;
+  if (reference.dim() == 2) {
+    // Vectors: the ridge the rows choose (GaussianFit). A fixed 1e-6 of the
+    // mean variance was 838 where trajectories starting 3e4 apart move by
+    // steps of sd 1: their predicted next step was off by 28 (optimum 1.1).
+    const auto fit = GaussianFit::fit(reference);
+    mu = fit.mean;
+    cov = fit.chol.mm(fit.chol.t());
+  } else {
+    auto r = reference.to(torch::kCPU, torch::kDouble).reshape({reference.size(0), d});
+    mu = r.mean(0);
+    auto c = r - mu;
+    cov = c.t().mm(c) / double(r.size(0) - 1);
+    cov = cov + 1e-6 * std::max(cov.diagonal().mean().item<double>(), 1e-12) * torch::eye(d, torch::kDouble);
+  }
   auto xd = x.to(torch::kCPU, torch::kDouble).reshape({n, d});
   auto m = mask.to(torch::kCPU, torch::kBool).reshape({-1, d}).expand({n, d});
   auto out = torch::where(m, mu.expand({n, d}), xd);

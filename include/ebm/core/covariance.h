@@ -19,7 +19,7 @@ inline constexpr int64_t kMaxHeldOutRidgeDim = 2048;
 // The ridge as a multiple a of `target` (per column, > 0: add a * diag(target)
 // to the rows' covariance) that maximises the held-out Gaussian
 // log-likelihood, two folds (even and odd rows, each fitted on the other),
-// over a = 10^-9 .. 10 in quarter decades. `xc` [N, D]: rows already centred
+// over a = 10^-12 .. 10 in quarter decades. `xc` [N, D]: rows already centred
 // (by their mean, or each by its class's). Fewer than 4 rows: 0.1.
 // Directions without spread in both folds (a constant column, a column
 // repeated) are left out: each would add -1/2 log a a row and drive a to

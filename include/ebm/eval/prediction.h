@@ -47,7 +47,8 @@ torch::Tensor predict_trajectories(EnergyImpl& energy, const AffineMap& units, S
                                    at::Generator& gen);
 
 // The conditional mode instead of a draw: the future coordinates descend
-// E([x_past, x_future]) from the last position held still, by
+// E([x_past, x_future]) from the last position held still or the
+// constant-velocity extrapolation, whichever E finds likelier, by
 // posterior_mode's backtracking descent (eval/restoration.h) preconditioned
 // by `data_var`, the data's variance in the model's units; `steps`
 // iterations. Where the conditional is close to Gaussian, its mode is its

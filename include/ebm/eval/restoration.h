@@ -49,11 +49,12 @@ torch::Tensor corrupt_values(const torch::Tensor& x, const std::string& spec, at
 // The posterior mode of a Gaussian corruption: argmin over x of
 //   E(x) + sum_j (x_j - y_j)^2 / (2 sigma_j^2)
 // for observed rows y [N, ...event] with noise std sigma (a scalar or one per
-// coordinate, broadcast over the event), from y by gradient descent
-// preconditioned by P = 1 / (1 / sigma^2 + 1 / prior_var) (x <- x - eta P
-// grad), each row's eta halved when its posterior energy would not fall by
-// half the first-order decrease (Armijo) and grown (to at most 1) when it
-// does; `steps` iterations. The energy's units are y's. prior_var (a scalar
+// coordinate, broadcast over the event), from y by limited-memory BFGS (8
+// pairs) row by row, its initial inverse Hessian gamma P with
+// P = 1 / (1 / sigma^2 + 1 / prior_var) (the first step half of P grad), a
+// row's step halved while its posterior energy would not fall by 1e-4 of the
+// first-order decrease (Armijo); `steps` energy evaluations. The energy's
+// units are y's. prior_var (a scalar
 // or one per coordinate; undefined: P = sigma^2) is the data's variance,
 // the scale of E's curvature: with coordinates whose noise is small beside
 // their spread and others whose noise is large, sigma^2 alone spans their
@@ -74,8 +75,9 @@ torch::Tensor conditional_mode(EnergyImpl& energy, const torch::Tensor& known, c
                                const torch::Tensor& start, int64_t steps, const torch::Tensor& data_var);
 
 // The conditional mean of the masked values given the others under a
-// Gaussian fitted to `reference` rows [M, D] (a ridge of 1e-6 of the mean
-// variance): vector rows x [N, D], mask [N or 1, D] (true = missing). A
+// Gaussian fitted to `reference` rows [M, ...] (vectors [M, D]: GaussianFit's
+// ridge, chosen by the rows; images: 1e-6 of the mean variance): rows x
+// [N, ...], mask [N or 1, ...] (true = missing). A
 // linear imputation any model should beat. Rows with nothing known get the
 // mean.
 torch::Tensor gaussian_fill(const torch::Tensor& x, const torch::Tensor& mask, const torch::Tensor& reference);

@@ -101,7 +101,17 @@ TEST(PredictMode, ReachesTheGaussianConditionalMean) {
   auto got = predict_mode(*target, units, past, 2, 2, 200, 1.0);
   ASSERT_EQ(got.sizes(), (c10::IntArrayRef{20, 4}));
   EXPECT_LT((got - cm).abs().max().item<double>(), 1e-4);
-  EXPECT_TRUE(torch::allclose(predict_mode(*target, units, past, 2, 2, 0, 1.0), last_position(past, 2, 2), 1e-9, 1e-9));
+  // (zero steps: each row's start, the last position held or the
+  // constant-velocity extrapolation, whichever has the lower energy)
+  auto start = predict_mode(*target, units, past, 2, 3, 0, 1.0);
+  auto held = last_position(past, 2, 3), moving = constant_velocity(past, 2, 3);
+  auto e_held = target->energy(units.to_model(torch::cat({past, held}, 1)));
+  auto e_moving = target->energy(units.to_model(torch::cat({past, moving}, 1)));
+  auto want_start = torch::where((e_moving < e_held).unsqueeze(1), moving, held);
+  EXPECT_TRUE(torch::allclose(start, want_start, 1e-9, 1e-9));
+  const auto picked_moving = (e_moving < e_held).sum().item<int64_t>();
+  EXPECT_GT(picked_moving, 0);
+  EXPECT_LT(picked_moving, 20);
   auto draws = at::normal(0.0, 1.0, {50000, 10}, gen, torch::kDouble).mm(torch::linalg_cholesky(cov).t()) + mean;
   auto train = units.shift + units.scale * draws;
   auto g = gaussian_prediction(train, past, 2, 2);

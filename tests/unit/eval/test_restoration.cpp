@@ -198,6 +198,39 @@ TEST(PosteriorMode, ReachesTheGaussianPosteriorsModeAndAStationaryPointElsewhere
   EXPECT_TRUE((post <= e0 + 1e-12).all().item<bool>());
 }
 
+// A 20-d prior whose covariance's eigenvalues span 1e4 (every column's
+// variance 1): diagonally preconditioned descent needs on the order of 1e4
+// iterations; the limited-memory BFGS of posterior_mode reaches the
+// closed-form mode in 100 (a probe's 20 correlated columns stopped at 1.31x
+// the posterior mean's MSE after 200 steps of the diagonal descent).
+TEST(PosteriorMode, ReachesTheModeOfAnIllConditionedPriorInFewSteps) {
+  const int64_t d = 20;
+  auto gen = make_generator(6, kStreamTestData);
+  auto q = std::get<0>(torch::linalg_qr(at::normal(0.0, 1.0, {d, d}, gen, torch::TensorOptions(torch::kDouble))));
+  auto lam = torch::logspace(-4, 0, d, 10, torch::kDouble);
+  auto cov = q.mm(torch::diag(lam)).mm(q.t());
+  auto sd = cov.diagonal().sqrt();
+  cov = cov / sd.outer(sd);
+  auto mu = torch::zeros({d}, torch::kDouble);
+  auto prior = std::make_shared<GaussianEnergyImpl>(mu, cov);
+  auto y = at::normal(0.0, 1.0, {30, d}, gen, torch::TensorOptions(torch::kDouble));
+  const double s = 0.1;
+  auto p = torch::linalg_inv(cov), dinv = torch::eye(d, torch::kDouble) / (s * s);
+  auto want = torch::linalg_solve(p + dinv, dinv.mm(y.t()), true).t();
+  auto got = posterior_mode(*prior, y, torch::tensor(s), 100, torch::tensor(1.0, torch::kDouble));
+  EXPECT_LT((got - want).abs().max().item<double>(), 1e-6);
+  // (the conditional mode of half the columns given the others: the
+  // Gaussian conditional mean, the same descent without an observation term)
+  auto free = torch::zeros({1, d}, torch::kBool);
+  free.narrow(1, 0, d / 2).fill_(true);
+  auto known = y.clone();
+  auto mode = conditional_mode(*prior, known, free, known, 100, torch::tensor(1.0, torch::kDouble));
+  auto sf = cov.slice(0, 0, d / 2).slice(1, d / 2, d), sk = cov.slice(0, d / 2, d).slice(1, d / 2, d);
+  auto cond = torch::linalg_solve(sk, known.narrow(1, d / 2, d / 2).t(), true).t().mm(sf.t());
+  EXPECT_LT((mode.narrow(1, 0, d / 2) - cond).abs().max().item<double>(), 1e-4);  // (sds >= 0.01)
+  EXPECT_TRUE(torch::equal(mode.narrow(1, d / 2, d / 2), known.narrow(1, d / 2, d / 2)));
+}
+
 // A standardised model's columns (data sd 2 in its units) under one noise std
 // in the user's units whose columns' scales span 0.005 to 50: the noise's
 // stds in the model's units span 1e4. With the prior's variance in the
