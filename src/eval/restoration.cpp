@@ -99,7 +99,10 @@ torch::Tensor mask_from_values(const torch::Tensor& given, const std::vector<int
   if (one_image && n == shape[0])
     notes() << "ebm: note: " << file << ": read as one mask of the model's shape " << c10::IntArrayRef(shape)
             << " for every image (one [H, W] plane per image: give [N, 1, H, W])\n";
-  const auto values = one_plane || one_image ? given.unsqueeze(0) : given;
+  // (vectors: a 1-D array of the row's D values, read as D rows of one
+  // value, is one mask for every row; D rows of one value cannot be rows)
+  const bool one_row = !image && d > 1 && given.dim() == 2 && given.size(0) == d && given.size(1) == 1;
+  const auto values = one_plane || one_image ? given.unsqueeze(0) : one_row ? given.t() : given;
   const int64_t hw = image ? shape[1] * shape[2] : d;
   const std::string want = image ? " (or [H, W] = [" + std::to_string(shape[1]) + ", " + std::to_string(shape[2]) +
                                        "] for every channel)"
@@ -329,7 +332,9 @@ RestorationScore restoration_score(const torch::Tensor& x, const torch::Tensor& 
   s.n = keep.sum().item<int64_t>();
   if (s.n == 0) return s;
   auto mse = ((d * w).sum(1) / count.clamp_min(1)).masked_select(keep);
-  s.mse = mse.mean().item<double>();
+  // (pooled over every scored value, as the docs say: the mean of per-row
+  // MSEs weighed a row with one missing value as one with all of them)
+  s.mse = ((d * w).sum() / count.sum()).item<double>();
   s.psnr = (-10.0 * torch::log10(mse.clamp_min(1e-10))).mean().item<double>();
   return s;
 }

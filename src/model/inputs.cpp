@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 
 #include "ebm/core/error.h"
@@ -104,8 +105,27 @@ void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, cons
   const double typical = std::get<0>(u.abs().max(1)).median().item<double>();
   if (typical > 10.0)
     notes() << "ebm: warning: " << what << ": values lie far outside the model's training data (the median row is "
-             << std::lround(typical) << " training standard deviations from the mean in some column); are they "
-                "in the training data's units?\n";
+            << std::lround(typical) << " training standard deviations from the mean in some column); are they "
+               "in the training data's units?\n";
+}
+
+void warn_of_far_rows(const AffineMap& map, const ModelInfo& info, const torch::Tensor& x, const std::string& what,
+                      const torch::Tensor& ignore) {
+  if (!map.defined() || x.dim() < 1 || x.size(0) == 0 || x[0].numel() != map.scale.numel()) return;
+  const double sd = model_standardize_sd(info);
+  auto u = (x.detach().to(torch::kCPU, torch::kDouble).flatten(1) - map.shift) / (map.scale * sd);
+  if (ignore.defined()) u = torch::where(ignore.to(torch::kCPU).flatten(1).expand_as(u), torch::zeros_like(u), u);
+  const auto far = std::get<0>(u.abs().max(1));  // [N]
+  // (the median row far out is warn_if_far_from_training's)
+  if (far.median().item<double>() > 10.0) return;
+  const auto outliers = (far > 100.0).nonzero();
+  if (outliers.size(0) == 0) return;
+  const int64_t r = outliers[0][0].item<int64_t>();
+  const int64_t c = u[r].abs().argmax().item<int64_t>();
+  notes() << "ebm: warning: " << what << ": " << outliers.size(0) << " row(s) lie over 100 training standard "
+          << "deviations from the mean in some column (the first: row " << r + 1 << " counting from 1, column "
+          << c + 1 << ", " << std::setprecision(3) << far[r].item<double>() << std::setprecision(6)
+          << " sds); the model knows nothing there\n";
 }
 
 void warn_if_far_from_training(EnergyImpl& energy, const ModelInfo& info, const torch::Tensor& x,

@@ -88,10 +88,11 @@ torch::Tensor gaussian_fill(const torch::Tensor& x, const torch::Tensor& mask, c
 // y - sigma^2 (Sigma + sigma^2 I)^-1 (y - mean) (Wiener's filter); float64.
 torch::Tensor gaussian_denoise(const torch::Tensor& y, const torch::Tensor& train, double sigma);
 
-// Mean squared error per image over the pixels of `where` (all when
-// undefined), in [0, 1] pixel units; images with no such pixel are skipped.
+// Mean squared error over the pixels of `where` (all when undefined) of all
+// images, and the mean PSNR of each image's, in [0, 1] pixel units; images
+// with no such pixel are skipped.
 struct RestorationScore {
-  double mse = 0;   // mean over images of the per-image MSE
+  double mse = 0;   // mean squared error over every scored value of every image
   double psnr = 0;  // mean over images of 10 log10(1 / MSE_i), dB (MSE_i floored at 1e-10)
   int64_t n = 0;    // images scored
 };

@@ -45,6 +45,13 @@ torch::Tensor chain_start(const ModelInfo& info, int64_t n, at::Generator& gen,
 void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, const torch::Tensor& x,
                                const std::string& what);
 
+// One line on stderr when, the median row being near, some rows lie over 100
+// training standard deviations from the mean in some column (values in
+// `ignore`, a bool mask broadcastable to x, left out): the model knows nothing
+// there (a typo's 1e6 among values of 1e4 went through denoising unchanged).
+void warn_of_far_rows(const AffineMap& map, const ModelInfo& info, const torch::Tensor& x, const std::string& what,
+                      const torch::Tensor& ignore = {});
+
 // Rows of `path` as a batch [N, ...event_shape] in the model's range
 // (float32). A PNG file is one image, a directory every PNG in it (sorted).
 // kBadData naming the file when the rows do not make the model's samples, or

@@ -92,6 +92,18 @@ TEST(Masks, FromValuesBroadcastsOneAndChecksShapes) {
     EXPECT_TRUE(r[n - 1][0][3][1].item<bool>());
     EXPECT_FALSE(r[n - 1][1][3][1].item<bool>());
   }
+  // Vectors of 8 values: a 1-D array of 8, which files give as 8 rows of one
+  // value, is one mask for every row (it was refused: "got [8, 1]"), also
+  // where there are 8 rows; rows of one value are still refused.
+  auto dims = torch::tensor({1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0}).view({8, 1});
+  for (int64_t n : {3, 8}) {
+    const auto v = mask_from_values(dims, {8}, n, "one.npy");
+    ASSERT_EQ(v.sizes(), (c10::IntArrayRef{n, 8}));
+    EXPECT_EQ(v.sum().item<int64_t>(), 2 * n);
+    EXPECT_TRUE(v[n - 1][3].item<bool>());
+  }
+  EXPECT_EQ(test_helpers::code_of([&] { mask_from_values(torch::zeros({3, 1}), {8}, 3, "t.npy"); }),
+            ExitCode::kBadData);
 }
 
 TEST(Corrupt, GaussianAndSaltInPixelUnits) {
@@ -129,6 +141,13 @@ TEST(Score, MseAndPsnrInZeroOneUnitsOverTheMask) {
   auto one = restoration_score(x, truth, map, where);
   EXPECT_EQ(one.n, 1);
   EXPECT_NEAR(one.mse, 0.25, 1e-7);
+  // (masks of unequal size: the MSE pools every scored pixel, 1 + 3 here,
+  // (0.25 + 0.01) / 4, not the mean of the images' 0.25 and 0.01 / 3)
+  where[1].fill_(true);
+  where[1][0][0][0] = false;
+  auto pooled = restoration_score(x, truth, map, where);
+  EXPECT_EQ(pooled.n, 2);
+  EXPECT_NEAR(pooled.mse, (0.25 + 0.01) / 4, 1e-7);
 }
 
 TEST(Baselines, MeanNearestAndBlur) {
