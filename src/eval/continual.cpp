@@ -91,10 +91,30 @@ EvalReport continual_task(const Config& c, EnergyImpl& energy, const ModelInfo& 
     for (size_t k = 0; k < after.size(); ++k) {
       rows.push_back(after[k].json());
       t << "after " << std::setw(2) << k + 1 << ":";
-      for (double a : after[k].accuracy) t << "  " << a;
+      for (size_t i = 0; i < after[k].accuracy.size(); ++i)
+        if (int64_t(i) < after[k].seen) t << "  " << after[k].accuracy[i];
+        else t << "    -  ";
       t << "   average " << after[k].average << "\n";
     }
     j["after_task"] = rows;
+    // Forgetting (Chaudhry et al. 2018): per earlier task, its best accuracy
+    // after any task before the last less its accuracy at the end; backward
+    // transfer (Lopez-Paz & Ranzato 2017): the mean of its accuracy at the
+    // end less its accuracy just after it was learned.
+    if (int64_t(after.size()) == tasks && tasks > 1) {
+      const auto& last = after.back().accuracy;
+      double forgetting = 0, bwt = 0;
+      for (int64_t i = 0; i + 1 < tasks; ++i) {
+        double best = 0;
+        for (int64_t k = i; k + 1 < tasks; ++k) best = std::max(best, after[size_t(k)].accuracy[size_t(i)]);
+        forgetting += (best - last[size_t(i)]) / double(tasks - 1);
+        bwt += (last[size_t(i)] - after[size_t(i)].accuracy[size_t(i)]) / double(tasks - 1);
+      }
+      j["forgetting"] = forgetting;
+      j["backward_transfer"] = bwt;
+      t << "forgetting " << forgetting << " (mean over the first " << tasks - 1
+        << " tasks of their best accuracy less their last), backward transfer " << bwt << "\n";
+    }
     text = t.str() + text;
   }
   return {j, text};

@@ -11,8 +11,12 @@
 namespace ebm {
 
 nlohmann::json ContinualReport::json() const {
+  // (tasks not yet learned have no accuracy: null, not 0, which a reader of
+  // the forgetting matrix would take for one)
+  nlohmann::json acc = nlohmann::json::array();
+  for (size_t t = 0; t < accuracy.size(); ++t) acc.push_back(int64_t(t) < seen ? nlohmann::json(accuracy[t]) : nullptr);
   return {{"classes", classes},          {"n", n},
-          {"tasks_seen", seen},          {"accuracy", accuracy},
+          {"tasks_seen", seen},          {"accuracy", acc},
           {"average_accuracy", average}, {"overall_accuracy", overall}};
 }
 
@@ -29,7 +33,9 @@ std::string ContinualReport::table(const std::vector<std::string>& names) const 
       else c << y;
     }
     s << std::setw(4) << k + 1 << "  " << std::left << std::setw(12) << c.str() << std::right << std::setw(7)
-      << n[k] << "  " << accuracy[k] << "\n";
+      << n[k] << "  ";
+    if (int64_t(k) < seen) s << accuracy[k] << "\n";
+    else s << "     -   (not yet learned)\n";
   }
   s << "after " << seen << " of " << accuracy.size() << " tasks: average over them " << average << ", over their rows "
     << overall << "\n";

@@ -14,6 +14,7 @@
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
 #include "ebm/data/tasks.h"
+#include "ebm/data/trajectories.h"
 #include "ebm/energy/grid2d.h"
 #include "ebm/energy/registry.h"
 #include "ebm/energy/standardized.h"
@@ -493,7 +494,7 @@ void Trainer::end_task(int64_t k, std::ostream& metrics) {
     }
     if (complete) {
       auto r = continual_accuracy(*user, test, groups, k + 1);
-      j["test_accuracy"] = r.accuracy;
+      j["test_accuracy"] = r.json()["accuracy"];  // (null for tasks not yet learned)
       j["test_average"] = r.average;
     }
   }
@@ -607,8 +608,11 @@ int64_t Trainer::run(bool resume) {
   note_constant_columns(data_);
   note_shared_rows(data_);
   note_batch_size(data_, cfg_.get_int("train.batch_size"));
-  if (cfg_.get_string("objective.name") != "ce")  // (a classifier fits no density of its features)
+  if (cfg_.get_string("objective.name") != "ce") {  // (a classifier fits no density of its features)
     note_discrete_columns(data_, cfg_.get_string("data.dequantize"));
+    // (trajectories follow their dynamics exactly in some columns: known)
+    if (trajectory_step_dim(cfg_) == 0) note_collinear_columns(data_);
+  }
   if (cfg_.has_key("data.step_values")) note_trajectory_offsets(data_, cfg_.get_int("data.step_values"));
   if (cfg_.get_bool("data.flip")) note_mirrored_classes(data_);
   note_label_columns(data_);

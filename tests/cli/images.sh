@@ -507,7 +507,10 @@ if "$EBM" train "${PIX[@]}" --out "$T/pix_run" >"$T/pix.out" 2>"$T/pix.err"; the
       || { echo "FAIL: continual run snapshots"; fails=$((fails + 1)); }
     "$EBM" eval --model "$T/cont_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels6.csv" \
       --out "$T/cont.json" >/dev/null 2>&1 && grep -q '"average_accuracy"' "$T/cont.json" \
-      || { echo "FAIL: eval --task continual"; fails=$((fails + 1)); }
+      && grep -q '"forgetting"' "$T/cont.json" && grep -q '"backward_transfer"' "$T/cont.json" \
+      && python3 -c "import json, sys; j = json.load(open(sys.argv[1])); a = j['after_task'][0]['accuracy']
+sys.exit(0 if a[1] is None and a[2] is None and a[0] is not None else 1)" "$T/cont.json" \
+      || { echo "FAIL: eval --task continual"; cat "$T/cont.json"; fails=$((fails + 1)); }
     expect 65 "pix_labels6_39.csv" -- "$EBM" eval --model "$T/cont_run/model.pt" --task continual --data "$T/pix.npy" --labels "$T/pix_labels6_39.csv"
     # (test rows of one class: scored in the run's tasks of two, not re-cut)
     for i in $(seq 0 39); do echo 2; done >"$T/pix_labels_all2.csv"

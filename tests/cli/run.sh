@@ -250,6 +250,16 @@ awk 'BEGIN { srand(11); for (i = 0; i < 10000; i++) { u = rand(); v = rand(); w 
   && awk -v s="$share" 'BEGIN { exit !(s > 0.05 && s < 0.16) }' \
   && echo "ok:   inpaint --method sample: the second mode's share $share (10% in the data)" \
   || { echo "FAIL: inpaint --method sample: the second mode's share ${share:-?}"; cat "$T/bim.err"; fails=$((fails + 1)); }
+# Columns that are a linear function of one another (a length in metres and
+# in feet) have no density: a note names them; independent ones draw none.
+awk 'BEGIN { srand(4); for (i = 0; i < 300; i++) { a = int(rand() * 100000) / 1000; printf "%.3f,%.3f,%.6f\n", a, 2 * a, rand() } }' \
+  >"$T/feet.csv"
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/feet" --set data.path="$T/feet.csv" --set train.steps=1 \
+  >/dev/null 2>"$T/feet.err"
+"$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/nofeet" --set data.path="$T/bim.csv" --set train.steps=1 \
+  >/dev/null 2>"$T/nofeet.err"
+grep -q "columns 1, 2 are a linear function of one another" "$T/feet.err" && ! grep -q "linear function" "$T/nofeet.err" \
+  || { echo "FAIL: the note of collinear columns"; cat "$T/feet.err" "$T/nofeet.err"; fails=$((fails + 1)); }
 # A CSV header's names are kept: a later file naming them in another order is
 # refused (its values would feed the wrong inputs), the same order passes.
 awk 'BEGIN { srand(7); print "u,v,w"; for (i = 0; i < 200; i++) printf "%.4f,%.4f,%.4f\n", rand(), 10 * rand(), rand() - 5 }' >"$T/named.csv"

@@ -151,6 +151,7 @@ TEST(Trainer, ClassIncrementalRunLearnsTasksInOrder) {
   EXPECT_EQ(lines[1]["step"], 40);
   ASSERT_EQ(lines[0]["test_accuracy"].size(), 2u);
   EXPECT_GT(lines[0]["test_accuracy"][0].get<double>(), 0.95);
+  EXPECT_TRUE(lines[0]["test_accuracy"][1].is_null());
   EXPECT_GT(lines[1]["test_accuracy"][1].get<double>(), 0.95);
   // The snapshot of task 1 is the energy at step 20: it scores as the line says.
   ModelInfo info;
@@ -272,6 +273,11 @@ TEST(ContinualAccuracy, CountsEachTasksRows) {
   EXPECT_DOUBLE_EQ(r1.accuracy[1], 0.0);
   EXPECT_DOUBLE_EQ(r1.average, 3.0 / 4);
   EXPECT_DOUBLE_EQ(r1.overall, 3.0 / 4);
+  // (a task not yet learned has no accuracy in the JSON or the table: null
+  // and "-", not 0, which a forgetting matrix's reader takes for one)
+  EXPECT_TRUE(r1.json()["accuracy"][1].is_null());
+  EXPECT_DOUBLE_EQ(r1.json()["accuracy"][0].get<double>(), 0.75);
+  EXPECT_NE(r1.table().find("not yet learned"), std::string::npos);
   // x = 1.9 of class 1: over all classes it is a 2, among those seen after
   // task 1 a 1 (classes of unseen tasks never win).
   Dataset two{torch::tensor({1.9f, 2.1f}).unsqueeze(1), torch::tensor({1, 2}, torch::kLong), "two"};

@@ -1,0 +1,45 @@
+// note_collinear_columns (train/data_notes.h).
+#include <c10/util/StringUtil.h>
+
+#include <iomanip>
+#include <sstream>
+
+#include "ebm/core/progress.h"
+#include "ebm/core/subsample.h"
+#include "ebm/train/data_notes.h"
+
+namespace ebm {
+
+void note_collinear_columns(const DataSplit& split) {
+  const auto& x = split.train.x;
+  if (split.train.pixels || !x.defined() || x.dim() != 2 || x.size(1) < 2 || x.size(1) > 2048 ||
+      x.size(0) <= x.size(1))
+    return;
+  torch::NoGradGuard ng;
+  const auto rows = evenly_spaced_rows(x.to(torch::kCPU, torch::kDouble), 20000);
+  auto c = rows - rows.mean(0);
+  const auto sd = c.square().mean(0).sqrt();
+  const auto spread = (sd > 0).nonzero().reshape({-1});  // (constant columns: note_constant_columns's)
+  if (spread.numel() < 2) return;
+  c = c.index_select(1, spread) / sd.index_select(0, spread);
+  const auto corr = c.t().mm(c) / double(c.size(0));
+  auto [values, vectors] = torch::linalg_eigh(corr);
+  // (float32's rounding leaves a combination that is exactly constant in
+  // the file with a variance near 1e-15 of the columns'; a column equal to
+  // another plus noise of 1e-5 of its sd, near float32's resolution at an
+  // offset of 50 sds, 2.5e-11)
+  if (values[0].item<double>() > 1e-12 * values[-1].item<double>()) return;
+  const auto v = vectors.select(1, 0);
+  const auto involved = (v.abs() > 0.05).nonzero().reshape({-1});
+  std::ostringstream list;
+  for (int64_t i = 0; i < involved.numel() && i < 10; ++i)
+    list << (i ? ", " : "") << spread[involved[i].item<int64_t>()].item<int64_t>() + 1;
+  if (involved.numel() > 10) list << ", ... (" << involved.numel() << " in all)";
+  notes() << "ebm: note: " << split.train.description << ": columns " << list.str()
+          << " are a linear function of one another in every training row (one a multiple of another, say the "
+             "same length in two units): the rows lie on a thinner set than the columns span, where no density "
+             "exists (the energy sharpens there without end and the NLL means nothing); drop the redundant "
+             "column(s)\n";
+}
+
+}  // namespace ebm
