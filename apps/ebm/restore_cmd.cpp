@@ -202,9 +202,19 @@ torch::Tensor restore(Setup& s, Sampler& sampler, const torch::Tensor& known, co
 // whose conditional holds 10% in a second mode: 60 steps from the mean drew
 // 0.2% there from a DSM model, 4.6% from a PCD one.) Chains are [n * chains]
 // rows, row i's at i * chains ..; the lowest-energy chain of each row is kept.
+// Denoising's draws (ebm denoise --method sample) are the same chains on the
+// posterior: every coordinate free, anchored to the observation by `anchor`.
+struct VectorChainOptions {
+  std::string command = "inpaint";
+  double anchor_std = 0;                               // > 0: the observation's noise std (CompletionOptions)
+  torch::Tensor anchor_scale;                          // [D] or undefined
+  std::function<void(Sampler&, bool chosen)> configure;  // (chosen: the sampler is the one --sampler named)
+};
+
 torch::Tensor sample_vector_fill(Setup& s, const std::string& sampler_spec, const torch::Tensor& x,
                                  const torch::Tensor& mask, const torch::Tensor& init, int64_t steps, int64_t chains,
-                                 const torch::Tensor& ref, at::Generator& gen) {
+                                 const torch::Tensor& ref, at::Generator& gen,
+                                 const VectorChainOptions& vo = VectorChainOptions()) {
   std::string spec = sampler_spec;
   int64_t warmup = 0;
   if (spec.empty() && !s.info.sampler_ran && steps > 0) {
@@ -216,7 +226,7 @@ torch::Tensor sample_vector_fill(Setup& s, const std::string& sampler_spec, cons
       os << step;
       if (trained->target_accept() == 0) spec = "mala:step=" + os.str();
       warmup = std::clamp<int64_t>(steps, 100, 500);
-      notes() << "ebm inpaint: the model was trained without chains, so its sampler's step (" << os.str()
+      notes() << "ebm " << vo.command << ": the model was trained without chains, so its sampler's step (" << os.str()
               << ") was never tried on it: " << warmup << " warm-up transitions of "
               << (spec.empty() ? trained->name() : std::string("MALA")) << " adapt it first (--sampler to choose)\n";
     }
@@ -225,8 +235,6 @@ torch::Tensor sample_vector_fill(Setup& s, const std::string& sampler_spec, cons
   auto patterns_of = mask.expand({n, d}).to(torch::kLong);
   auto [patterns, inverse, counts] = torch::unique_dim(patterns_of, 0, true, true, false);
   auto out = x.clone();
-  double jump_accept = 0;
-  int64_t jump_groups = 0;
   for (int64_t p = 0; p < patterns.size(0); ++p) {
     const auto free = patterns[p].to(torch::kBool);
     const auto rows = (inverse == p).nonzero().squeeze(1);
@@ -235,8 +243,10 @@ torch::Tensor sample_vector_fill(Setup& s, const std::string& sampler_spec, cons
     const auto index = free.nonzero().squeeze(1);
     if (index.numel() == 0) continue;  // (rows with nothing to fill)
     const auto known = x.index_select(0, rows).repeat_interleave(chains, 0);
-    ClampedEnergyImpl clamped(s.energy, known, free.unsqueeze(0).expand_as(known));
+    ClampedEnergyImpl clamped(s.energy, known, free.unsqueeze(0).expand_as(known),
+                              vo.anchor_std > 0 ? known : torch::Tensor(), vo.anchor_std, vo.anchor_scale);
     auto sampler = model_sampler(s.info, spec);
+    if (vo.configure) vo.configure(*sampler, !sampler_spec.empty());
     ChainRunOptions ro;
     ro.warmup = warmup;
     ro.steps = steps;
@@ -262,10 +272,6 @@ torch::Tensor sample_vector_fill(Setup& s, const std::string& sampler_spec, cons
     }
     auto run = run_chains(clamped, *sampler, clamped.fill(init.index_select(0, chain_rows)), gen, ro,
                           patterns.size(0) == 1);
-    if (run.jump_rounds > 0) {
-      jump_accept += run.jump_accept;
-      ++jump_groups;
-    }
     auto filled = clamped.fill(run.x);
     torch::Tensor e;
     {
@@ -276,10 +282,6 @@ torch::Tensor sample_vector_fill(Setup& s, const std::string& sampler_spec, cons
     auto best = torch::nan_to_num(e, INFINITY, INFINITY, INFINITY).view({-1, chains}).argmin(1);
     out.index_copy_(0, rows, filled.index_select(0, torch::arange(rows.size(0), rows.options()) * chains + best));
   }
-  if (jump_groups > 0 && jump_accept / double(jump_groups) < 0.01)
-    notes() << "ebm inpaint: note: jumps between the conditional's modes were accepted at a rate of "
-            << jump_accept / double(jump_groups) << ": draws may hold each mode's basin rather than its mass "
-            << "(more --steps help)\n";
   return out;
 }
 
@@ -665,21 +667,38 @@ Runner add_denoise(CLI::App& app) {
       opt.anchor_std(anchor);
       if (!s.image && s.units.defined() && anchor > 0)
         opt.anchor_scale((1.0 / s.units.scale).to(torch::kFloat).reshape(s.info.event_shape));
-      auto sampler = model_sampler(s.info, a->sampler);
       // (a standardised model's columns under one noise std in the data's
       // units: the likelihood's curvature 1 / s_j^2 can be 1e8 times the
       // energy's in one column and nothing beside it in another, and a step
       // fitted to the model then rejects every move (a probe's rows came
       // back unchanged); a diagonal inverse mass 1 / (1 + v / s_j^2), v the
       // data's variance, gives every column the model's own curvature)
-      if (const auto v = model_data_var(s); v.defined() && anchor > 0 && sampler->has_mass() &&
-                                            a->sampler.empty()) {
-        const auto s2 = (anchor / s.units.scale).square();
-        sampler->set_inv_mass((1.0 / (1.0 + v / s2)).to(noisy.scalar_type()));
-      }
+      auto configure = [&](Sampler& sampler, bool chosen) {
+        if (const auto v = model_data_var(s); v.defined() && anchor > 0 && sampler.has_mass() && !chosen) {
+          const auto s2 = (anchor / s.units.scale).square();
+          sampler.set_inv_mass((1.0 / (1.0 + v / s2)).to(noisy.scalar_type()));
+        }
+      };
       auto all = torch::ones_like(noisy.narrow(0, 0, 1), torch::kBool);
       auto start = init == "blur" ? gaussian_blur(noisy, a->blur) : noisy.clone();
-      done = restore(s, *sampler, noisy, all, start, opt, gen, "denoise");
+      if (!s.image) {
+        // (vectors: as inpainting's draws, a warm-up for an untried step and
+        // jumps from the training rows; a DSM model's posterior draws spread
+        // 0.68 to 1.18 times the posterior's without)
+        VectorChainOptions vo;
+        vo.command = "denoise";
+        vo.anchor_std = anchor;
+        if (opt.anchor_scale().defined()) vo.anchor_scale = opt.anchor_scale();
+        vo.configure = configure;
+        torch::Tensor rows;
+        if (const auto& split = run_split(s); split)
+          rows = s.units.defined() ? s.units.to_model(split->train.x.flatten(1)) : split->train.x;
+        done = sample_vector_fill(s, a->sampler, noisy, all, start, steps, 1, rows, gen, vo);
+      } else {
+        auto sampler = model_sampler(s.info, a->sampler);
+        configure(*sampler, !a->sampler.empty());
+        done = restore(s, *sampler, noisy, all, start, opt, gen, "denoise");
+      }
     }
     check_finite_energy(s, done, a->input);
     if (truth.defined())
