@@ -30,6 +30,7 @@
 #include "ebm/eval/restoration.h"
 #include "ebm/io/io.h"
 #include "ebm/io/missing.h"
+#include "ebm/model/columns.h"
 #include "ebm/model/input_units.h"
 #include "ebm/model/inputs.h"
 #include "ebm/train/train.h"
@@ -302,7 +303,13 @@ void write_output(const std::string& path, const Setup& s, const std::vector<tor
   } else if (s.image) {
     write_images(path, result, s.map, 0, s.info.values);
   } else if (ext == ".csv") {
-    write_csv(path, to_user(s, result).flatten(1).to(torch::kDouble));
+    // (a model trained on a CSV with a header: its column names, so the rows
+    // read back by name; none otherwise, as the input had)
+    const int64_t d = result[0].numel();
+    auto names = model_column_names(s.info, d);
+    bool named = false;
+    for (int64_t j = 0; j < d; ++j) named = named || names[size_t(j)] != "x" + std::to_string(j);
+    write_csv(path, to_user(s, result).flatten(1).to(torch::kDouble), named ? names : std::vector<std::string>{});
   } else {
     write_npy(path, to_user(s, result).to(torch::kFloat));
   }

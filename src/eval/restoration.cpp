@@ -50,6 +50,7 @@ torch::Tensor named_mask(const std::string& spec, const std::vector<int64_t>& sh
     while (std::getline(ss, item, ',')) {
       const double v = parse_number(spec, item);
       EBM_CHECK_USAGE(v == std::floor(v) && v >= 0 && v < d, spec, ": coordinate ", item, " outside 0 to ", d - 1);
+      EBM_CHECK_USAGE(n == 0 || !flat[0][int64_t(v)].item<bool>(), spec, ": coordinate ", int64_t(v), " given twice");
       flat.select(1, int64_t(v)).fill_(true);
       ++count;
     }

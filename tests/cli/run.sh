@@ -287,6 +287,12 @@ expect 65 "named_swap.csv: its header names the model's columns in another order
   && "$EBM" eval --task ais --model "$T/named_run/model.pt" --temps 5 --chains 4 2>/dev/null \
     | grep -Eq "(gaussian|mixture) base (of [0-9]+ Gaussians )?fitted to the model's [0-9]+ training rows" \
   || { echo "FAIL: samples named as the training columns; AIS base from the model's rows"; fails=$((fails + 1)); }
+# ... and so do inpainted and denoised rows (an unnamed model's have no header, as before)
+"$EBM" inpaint --model "$T/named_run/model.pt" --input "$T/named.csv" --mask dims:1 --out "$T/named_i.csv" >/dev/null 2>&1 \
+  && [ "$(head -1 "$T/named_i.csv")" = "u,v,w" ] && [ "$(wc -l <"$T/named_i.csv")" -eq 201 ] \
+  && "$EBM" denoise --model "$M" --input "$T/good.csv" --noise-std 0.1 --out "$T/good_d.csv" >/dev/null 2>&1 \
+  && [ "$(wc -l <"$T/good_d.csv")" -eq 2 ] \
+  || { echo "FAIL: inpainted rows named as the training columns"; head -2 "$T/named_i.csv"; fails=$((fails + 1)); }
 awk -F, '{ print $1 "," $2 }' "$T/named.csv" >"$T/named2.csv"
 awk -F, 'NR == 1 { print "v,u"; next } { print $2 "," $1 }' "$T/named2.csv" >"$T/named2_swap.csv"
 "$EBM" train --config "$SRC/configs/toy2d-pcd.toml" --out "$T/named2_run" --set data.path="$T/named2.csv" \

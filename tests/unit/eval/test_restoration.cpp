@@ -40,7 +40,7 @@ TEST(Masks, NamedMasksCoverTheirPixels) {
   EXPECT_TRUE(torch::equal(d, torch::tensor({true, false, true, false}).expand({2, 4})));
   EXPECT_TRUE(is_named_mask("center:3"));
   EXPECT_FALSE(is_named_mask("mask.png"));
-  for (const char* bad : {"center:7", "center:0", "random:1.5", "middle", "dims:5"})
+  for (const char* bad : {"center:7", "center:0", "random:1.5", "middle", "dims:5", "dims:1,1"})
     EXPECT_EQ(test_helpers::code_of([&] { named_mask(bad, bad[0] == 'd' ? std::vector<int64_t>{4} : img, 1, gen); }),
               ExitCode::kUsage)
         << bad;
