@@ -36,7 +36,7 @@ std::vector<ConfigKey> ais_task_keys() {
            "box; else a mixture, one Gaussian under 100 rows)"},
           {"reverse", false, "also run reverse AIS from samples of the model (an estimate from above)"},
           {"model", std::string(""), "the model file (set by --model)"},
-          {"data", std::string(""), "test points: their log-likelihood"},
+          {"data", std::string(""), "test points: their log-likelihood (default: the run's own test split, when model.pt can rebuild it)"},
           {"dataset", std::string(""), "test points: a built-in set (toy sets: --n fresh points)"},
           {"n", int64_t(10000), "points drawn for a toy --dataset"},
           {"steps", int64_t(200), "reverse: sampler transitions per model sample (not exact: the gap is a check)"},
@@ -193,6 +193,12 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
       if (auto split = model_data_split(info, c.get_string("task.model"), &why); split && split->train.size() >= 2) {
         fit = split->train.x;
         base_rows = "fitted to the model's " + std::to_string(fit.size(0)) + " training rows";
+        // (no --data or --dataset: the test NLL of the run's own held-out
+        // split, as nll2d scores by default; it printed log Z alone)
+        if (!test.x.defined() && split->test.size() > 0) {
+          test.name = "the model's test split";
+          test.x = split->test.x;
+        }
       }
     }
     if (!fit.defined() && test.x.defined()) {

@@ -250,7 +250,8 @@ namespace {
 // each class's density, which the classes' shares do not enter: drawn in
 // the data's shares a class of 5% got 5% of the updates, and its samples
 // (--label) were mostly other classes' shapes. A classifier's p(y | x)
-// learns the shares as its prior, so ce and jem keep them under auto.
+// learns the shares as its prior, so ce and jem (the objective, or the
+// energy under another objective, as JEM-VERA) keep them under auto.
 bool balanced_classes(const Config& cfg, const Dataset& data) {
   const std::string mode = cfg.get_string("data.balance");
   EBM_CHECK_CONFIG(mode == "auto" || mode == "on" || mode == "off", "data.balance must be auto, on or off, got '",
@@ -263,7 +264,10 @@ bool balanced_classes(const Config& cfg, const Dataset& data) {
   const int64_t most = present.max().item<int64_t>(), fewest = present.min().item<int64_t>();
   if (mode == "auto") {
     const std::string objective = cfg.get_string("objective.name");
-    if (objective == "ce" || objective == "jem" || !energy_is_conditional(cfg) || most < 2 * fewest) return false;
+    // (a jem energy is a classifier whatever trains its p(x): VERA's too)
+    if (objective == "ce" || objective == "jem" || cfg.get_string("energy.name") == "jem" ||
+        !energy_is_conditional(cfg) || most < 2 * fewest)
+      return false;
   }
   notes() << "ebm: note: batches draw the " << present.numel() << " classes equally often (data.balance = " << mode
           << "; their rows run from " << fewest << " to " << most << ")\n";

@@ -339,6 +339,14 @@ expect 64 "eps is an option of eval task robustness, not of --task calibration" 
   && "$EBM" sample --model "$M" --n 20 --steps 5 --out "$T/pcds.csv" 2>"$T/pcds.err" >/dev/null \
   && ! grep -q "never tried" "$T/pcds.err" \
   || { echo "FAIL: sampling a model trained without chains warms a MALA step up"; fails=$((fails + 1)); }
+# (with a --warmup of the user's too, and from --init rows: the DSM recipe's
+# Langevin, its noise far below sqrt(2 step), samples a colder density)
+head -20 "$T/dsm5/test.csv" >"$T/dsm5_init.csv"
+"$EBM" sample --model "$T/dsm5/model.pt" --steps 20 --warmup 50 --init "$T/dsm5_init.csv" --out "$T/dsm5w.csv" \
+  2>"$T/dsm5w.err" >"$T/dsm5w.out" \
+  && grep -q "never tried on it: 50 warm-up transitions of MALA" "$T/dsm5w.err" \
+  && grep -q "^sampler mala: 20 chains, 50 warm-up + 20 steps" "$T/dsm5w.out" \
+  || { echo "FAIL: a user's --warmup on a model trained without chains"; cat "$T/dsm5w.err"; fails=$((fails + 1)); }
 expect 78 "objective.px must be auto, cd or dsm" -- "$EBM" train --config "$SRC/configs/moons-jem.toml" \
   --out "$T/r_px" --set objective.px=sm
 expect 78 "objective.sigma_floor must be" -- "$EBM" train --config "$SRC/configs/toy2d-dsm.toml" \
