@@ -153,8 +153,15 @@ torch::Tensor labels_as_trained(const LabelFile& file, const std::vector<std::st
                                 const std::string& path) {
   if (file.words.empty()) return labels_as_trained(file.values, names, k, path);
   static_cast<void>(k);  // (the names are the model's classes)
-  EBM_CHECK_DATA(!names.empty(), path, ": labels are words (", file.words[0],
-                 ", ...), but the model keeps no class names; give class indices");
+  if (names.empty()) {
+    // (the first label that is not a class index: a typo among indices
+    // named the first label, '0', as the word)
+    size_t bad = 0;
+    int64_t v = 0;
+    while (bad + 1 < file.words.size() && integer_text(file.words[bad], &v)) ++bad;
+    fail(ExitCode::kBadData, path, ": label '", file.words[bad], "' (row ", bad + 1,
+         ") is a word, but the model keeps no class names; give class indices");
+  }
   std::vector<int64_t> index;
   for (size_t i = 0; i < file.words.size(); ++i) {
     const auto it = std::find(names.begin(), names.end(), file.words[i]);

@@ -153,6 +153,7 @@ EvalReport robustness_task(const Config& c, EnergyImpl& energy, const ModelInfo&
   Dataset data = labelled_task_data(c, info, "robustness", &spec);
   warn_if_far_from_training(energy, info, data.x, spec);  // (rows in other units than the training data's)
   auto gen = make_generator(c.get_int("task.seed"), kStreamEval);
+  const int64_t given = data.size();
   if (n > 0 && n < data.size()) data = data.rows(torch::randperm(data.size(), gen, torch::kLong).narrow(0, 0, n));
   const auto y = data.y.to(torch::kLong);
   // Radii in the model's units: image models' in [0, 1] pixel units; float
@@ -209,7 +210,16 @@ EvalReport robustness_task(const Config& c, EnergyImpl& energy, const ModelInfo&
                                     : standardised ? "training standard deviations (each column's)"
                                                    : "input units"}};
   std::ostringstream t;
-  t << std::fixed << std::setprecision(4) << "robustness of " << spec << " (" << data.size() << " rows, PGD "
+  // (which rows: a random subset says so, with its seed, so the result can
+  // be paired with the user's own scores of those rows)
+  if (data.size() < given) {
+    j["rows_given"] = given;
+    j["subset"] = "random, --seed " + std::to_string(c.get_int("task.seed"));
+  }
+  t << std::fixed << std::setprecision(4) << "robustness of " << spec << " ("
+    << (data.size() < given ? "a random " + std::to_string(data.size()) + " of " + std::to_string(given) + " rows (--n 0: all)"
+                            : std::to_string(data.size()) + " rows")
+    << ", PGD "
     << base.steps << " steps x " << base.restarts << " restart(s)"
     << (info.pixels ? ", eps in [0, 1] pixel units" : standardised ? ", eps in training standard deviations" : "")
     << "): clean accuracy " << clean;

@@ -233,6 +233,10 @@ awk 'BEGIN { srand(3); for (i = 0; i < 50; i++) printf "%.4f,%.4f\n", 3 * rand()
   || { echo "FAIL: train.calibrate fits a temperature that classify and eval apply"; fails=$((fails + 1)); }
 expect 64 "--temperature must be 'model' or a number > 0" -- "$EBM" classify --model "$T/mj_cal/model.pt" \
   --input "$T/mj_in.csv" --out "$T/mj_t0.csv" --temperature 0
+# (a word among class indices: named with its row, not the first label)
+awk '{ print (NR == 5 ? "abc" : NR % 2) }' "$T/mj_in.csv" >"$T/mj_word.csv"
+expect 65 "mj_word.csv: label 'abc' (row 5) is a word" -- "$EBM" classify --model "$T/mj_cal/model.pt" \
+  --input "$T/mj_in.csv" --labels "$T/mj_word.csv" --out "$T/mj_tw.csv"
 # Inpainting a vector by sampling draws from the conditional: x0 holds 10%
 # of its mass in a second mode whatever x1 is, so about 10% of the filled x0
 # lie there (jumps from the training rows' x0 between the modes; the DSM
