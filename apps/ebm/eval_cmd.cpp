@@ -95,7 +95,8 @@ Runner add_eval(CLI::App& app) {
   auto* n_tasks = cmd->add_option("--tasks", a->n_tasks,
                                   "continual: tasks the classes are cut into (default: the model's data.tasks)");
   auto* eps = cmd->add_option("--eps", a->eps,
-                              "robustness: attack radii, comma-separated (image models: [0, 1] pixel units)")
+                              "robustness: attack radii, comma-separated (image models: [0, 1] pixel units; standardised "
+                              "vectors: training standard deviations, each column's; else the data's units)")
                   ->delimiter(',');
   auto* norm = cmd->add_option("--norm", a->norm, "robustness: linf, l2 or linf,l2 (default both)");
   auto* restarts = cmd->add_option("--restarts", a->restarts, "robustness: PGD restarts (default 1: from the input)");

@@ -385,7 +385,7 @@ Runner add_inpaint(CLI::App& app) {
                   "masked values are never read")
       ->required();
   cmd->add_option("--mask", a->mask,
-                  "center:K, random:P, left-half, right-half, top-half, bottom-half, dims:i,j (vectors), missing "
+                  "center:K, random:P, left-half, right-half, top-half, bottom-half, dims:i,j (vectors; random:P too), missing "
                   "(vectors: the CSV's empty or NA cells), or a file of 1 or N masks (nonzero = missing)")
       ->required();
   cmd->add_option("--out", a->out, "completed rows: .png (original | masked | completed), .npy, .idx, .csv")->required();

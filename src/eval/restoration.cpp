@@ -57,8 +57,15 @@ torch::Tensor named_mask(const std::string& spec, const std::vector<int64_t>& sh
     EBM_CHECK_USAGE(count > 0, spec, ": no coordinates");
     return mask;
   }
+  if (shape.size() != 3 && starts_with(spec, "random:")) {
+    // (vectors: each value missing with probability P, each row its own
+    // pattern; a row with none masked is scored on nothing, as images are)
+    const double p = parse_number(spec, spec.substr(7));
+    EBM_CHECK_USAGE(p > 0 && p < 1, spec, ": the missing fraction must be in (0, 1)");
+    return at::empty(full, torch::kDouble).uniform_(0, 1, gen) < p;
+  }
   EBM_CHECK_USAGE(shape.size() == 3, "--mask ", spec, ": a named image mask, but the model's samples are ",
-                  c10::IntArrayRef(shape), " (not images); use dims:i,j or a mask file");
+                  c10::IntArrayRef(shape), " (not images); use dims:i,j, random:P or a mask file");
   const int64_t h = shape[1], w = shape[2];
   if (starts_with(spec, "center:")) {
     const double k = parse_number(spec, spec.substr(7));

@@ -18,7 +18,7 @@ namespace ebm {
 
 // A mask [n, ...event] (bool, true = missing: to be filled) from a spec:
 //   center:K        a K x K square in the middle of every image
-//   random:P        each pixel (all channels together) missing with probability P, per image
+//   random:P        each pixel (all channels together) missing with probability P, per image (vectors: each value)
 //   left-half, right-half, top-half, bottom-half
 //   dims:i,j,...    those coordinates of a vector
 // kUsage naming the spec when it is not one of these or does not fit the

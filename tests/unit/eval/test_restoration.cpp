@@ -38,6 +38,12 @@ TEST(Masks, NamedMasksCoverTheirPixels) {
   EXPECT_NEAR(m.to(torch::kDouble).mean().item<double>(), 0.3, 0.01);
   auto d = named_mask("dims:0,2", {4}, 2, gen);
   EXPECT_TRUE(torch::equal(d, torch::tensor({true, false, true, false}).expand({2, 4})));
+  // (random:P on vectors: each value on its own; 600 values at P = 0.3,
+  // sd of the share 0.019)
+  auto rv = named_mask("random:0.3", {6}, 100, gen);
+  ASSERT_EQ(rv.sizes(), (c10::IntArrayRef{100, 6}));
+  EXPECT_NEAR(rv.to(torch::kDouble).mean().item<double>(), 0.3, 0.08);
+  EXPECT_FALSE(torch::equal(rv[0], rv[1]) && torch::equal(rv[1], rv[2]) && torch::equal(rv[2], rv[3]));
   EXPECT_TRUE(is_named_mask("center:3"));
   EXPECT_FALSE(is_named_mask("mask.png"));
   for (const char* bad : {"center:7", "center:0", "random:1.5", "middle", "dims:5", "dims:1,1"})
