@@ -127,9 +127,15 @@ class StderrMerge {
     std::string line;
     std::chrono::steady_clock::time_point at;
   };
+  // (what a line says: after its last carriage return, and after a progress
+  // line's text where a message followed it without one, "\033[Ktrain 10/100
+  // ...ebm: X" then being "ebm: X")
   static std::string last_segment(const std::string& line) {
     const size_t cr = line.rfind('\r');
-    return cr == std::string::npos ? line : line.substr(cr + 1);
+    std::string seg = cr == std::string::npos ? line : line.substr(cr + 1);
+    if (seg.rfind("\033[K", 0) == 0)
+      if (const size_t at = seg.find("ebm"); at != std::string::npos && at > 0) seg = seg.substr(at);
+    return seg;
   }
   void take(int64_t r, const char* p, size_t n) {
     if (r == 0) write_all(p, n);
@@ -158,6 +164,8 @@ class StderrMerge {
       if (seen_.count(line) != 0) continue;
       seen_.insert(line);
       line.push_back('\n');
+      // (on a line of its own, not after rank 0's unfinished progress line)
+      if (!partial_[0].empty()) line.insert(line.begin(), '\n');
       write_all(line.data(), line.size());
     }
   }

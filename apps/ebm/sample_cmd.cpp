@@ -8,6 +8,7 @@
 #include <c10/util/accumulate.h>
 
 #include "chain_blocks.h"
+#include "untried_step.h"
 #include "commands.h"
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
@@ -44,18 +45,20 @@ std::string fmt(double v, int precision = 4) {
 // command reads back), or with --thin every kept draw, chain-major
 // [n * draws, D] with the chain (and draw) index beside them: as columns in
 // CSV, as a sidecar FILE.chain.npy in NPY.
+// (f64: draws of a float64 energy script, written in float64: in float32 a
+// chain around 1e7 with sd 1 came out as 9 distinct values)
 void write_draws(const std::string& out, const torch::Tensor& draws /* [n, k, ...event] */, bool indexed,
-                 const ModelInfo& info) {
+                 const ModelInfo& info, bool f64 = false) {
   const int64_t n = draws.size(0), k = draws.size(1), d = draws[0][0].numel();
-  auto flat = draws.reshape({n * k, d}).to(torch::kFloat);
-  auto chain = torch::arange(n, torch::kFloat).repeat_interleave(k);
+  auto flat = draws.reshape({n * k, d}).to(f64 ? torch::kDouble : torch::kFloat);
+  auto chain = torch::arange(n, flat.scalar_type()).repeat_interleave(k);
   if (file_extension(out) == ".csv") {
     // (a model trained on a CSV with a header: its column names)
     std::vector<std::string> header = model_column_names(info, d);
     if (indexed) {
       header.push_back("chain");
       header.push_back("draw");
-      flat = torch::cat({flat, chain.unsqueeze(1), torch::arange(k, torch::kFloat).repeat(n).unsqueeze(1)}, 1);
+      flat = torch::cat({flat, chain.unsqueeze(1), torch::arange(k, flat.scalar_type()).repeat(n).unsqueeze(1)}, 1);
     }
     write_csv(out, flat, header);
     return;
@@ -306,24 +309,21 @@ Runner add_sample(CLI::App& app) {
     // probe's VERA model, whose recipe's Langevin noise 0.005 is far below
     // sqrt(2 step), drew a test NLL of 8.30 (truth 9.09) from its generator's
     // draws refined by that sampler, 9.63 by MALA)
+    std::string untried_note;  // (said once the inputs are read: a bad --init is its one line)
     if (spec.empty() && !chains_tried && !image && !a->latent && !a->no_adapt && a->steps > 0) {
-      const auto trained = model_sampler(info, "");
-      const auto* langevin = dynamic_cast<const LangevinSampler*>(trained.get());
-      const double step = langevin ? langevin->options().step_size() : trained->step_size();
-      if (step > 0) {
-        const bool to_mala = trained->target_accept() == 0;
-        if (to_mala) spec = "mala:step=" + fmt(step);
+      if (const UntriedStep u = untried_step(info, a->steps); u.step > 0) {
+        const bool to_mala = !u.spec.empty();
+        spec = u.spec;
         const bool own_warmup = warmup_opt->count() > 0;
-        if (!own_warmup) a->warmup = std::clamp<int64_t>(a->steps, 100, 500);
+        if (!own_warmup) a->warmup = u.warmup;
         const std::string who = a->models.size() > 1 ? "a model of the composition" : "the model";
         if (!own_warmup || (to_mala && a->warmup > 0))
-          notes() << "ebm sample: " << who << " was trained without chains, so its sampler's step (" << fmt(step)
-                  << ") was never tried on it: " << a->warmup << " warm-up transitions of "
-                  << (spec.empty() ? trained->name() : std::string("MALA"))
-                  << " adapt it first (--sampler to choose another)\n";
+          untried_note = "ebm sample: " + who + " was trained without chains, so its sampler's step (" + fmt(u.step) +
+                         ") was never tried on it: " + std::to_string(a->warmup) + " warm-up transitions of " +
+                         u.sampler + " adapt it first (--sampler to choose another)\n";
         else if (to_mala)
-          notes() << "ebm sample: " << who << " was trained without chains: MALA at its sampler's step ("
-                  << fmt(step) << ") samples it, in place of " << trained->name() << " (--sampler to choose another)\n";
+          untried_note = "ebm sample: " + who + " was trained without chains: MALA at its sampler's step (" +
+                         fmt(u.step) + ") samples it, in place of the trained sampler (--sampler to choose another)\n";
       }
     }
     auto sampler = model_sampler(info, spec);
@@ -383,8 +383,14 @@ Runner add_sample(CLI::App& app) {
       as.event_shape = shape;  // (a script's or target's info is empty)
       x0 = chain_start(as, a->n, gen, device);
     }
-    if (target) x0 = x0.to(torch::kDouble);
+    // (targets, and energy scripts whose parameters are float64, run their
+    // chains in float64: a script's Gaussian of sd 1e-3 around 1e5 drew sd 0
+    // in float32)
+    const auto* script = dynamic_cast<const ScriptEnergyImpl*>(energy.get());
+    const bool script_f64 = script != nullptr && script->dtype() == torch::kDouble;
+    if (target || script_f64) x0 = x0.to(torch::kDouble);
     x0 = x0.to(device);
+    notes() << untried_note;
 
     // Warm-up (adapted where the sampler can be, plain burn-in otherwise),
     // then sampling: the first dimensions of every draw feed the summary;
@@ -501,6 +507,14 @@ Runner add_sample(CLI::App& app) {
                      " transitions met a non-finite energy or gradient); nothing written: use a step that suits the "
                      "energy's scale (--sampler mala:step=S with a smaller S), or --warmup 200 with mala or hmc");
     }
+    // (an energy finite nowhere the chains went, NaN everywhere: the chains
+    // never moved and their starts were written as draws, exit 0)
+    {
+      torch::NoGradGuard ng;
+      const auto e = drawn.energy(run.x.narrow(0, 0, std::min<int64_t>(run.x.size(0), 4096)));
+      EBM_CHECK_DATA(torch::isfinite(e).any().item<bool>(), "sample: the energy is not finite at any chain's state (E = ",
+                     e[0].item<double>(), "): nothing to sample and nothing written; check the energy");
+    }
     auto x = units.to_user(run.x).to(torch::kCPU, torch::kFloat);
     const auto shown_as = display_map(info);
     if (shown_as && (ext == ".png" || ext == ".idx" || (ext == ".npy" && a->thin == 0))) {
@@ -531,7 +545,7 @@ Runner add_sample(CLI::App& app) {
       scatter_png(a->out, x, backdrop, bounding_box(backdrop.defined() ? backdrop : x, 0.1));
     } else {
       write_draws(a->out, run.kept.defined() ? run.kept : ro.to_user(run.x).to(torch::kCPU, torch::kDouble).unsqueeze(1),
-                  run.kept.defined(), info);
+                  run.kept.defined(), info, script_f64);
     }
 
     // Summary: sampler statistics, then mean, sd, MCSE, ESS and R-hat of the
@@ -602,9 +616,18 @@ Runner add_sample(CLI::App& app) {
     // rather than leave it to a table column.
     if (summary) {
       auto r = rhat(run.summary);
+      // (an R-hat of inf or NaN: chains whose draws never changed, each at
+      // its own value or all at one; it was set to 0, and frozen chains
+      // passed without a word)
+      const auto frozen = (~torch::isfinite(r)).nonzero();
+      if (frozen.size(0) > 0)
+        notes() << "ebm sample: warning: the chains did not move in " << frozen.size(0) << " of " << r.numel()
+                << " tracked dimension(s) (the first: " << frozen[0][0].item<int64_t>()
+                << "; R-hat undefined): these are not draws of the energy; a step that suits its scale "
+                   "(--warmup 200 to adapt one, or --sampler nuts), or float64 rows for values far from zero\n";
       r = r.masked_fill(torch::isfinite(r).logical_not(), 0.0);
       const int64_t at = r.argmax().item<int64_t>();
-      if (const double worst = r[at].item<double>(); worst > 1.1)
+      if (const double worst = r[at].item<double>(); frozen.size(0) == 0 && worst > 1.1)
         notes() << "ebm sample: warning: the chains have not mixed (R-hat " << fmt(worst, 4) << " in dimension " << at
                 << ", over 1.1): the draws still depend on where the chains started; run more --steps, a --warmup "
                    "that adapts the step size, or another --sampler\n";
@@ -612,9 +635,10 @@ Runner add_sample(CLI::App& app) {
     // (a step too large for the energy's scale: the chains leave for where
     // E or its gradient overflows, and the draws are no longer the model's)
     if (const int64_t moves = a->n * a->steps; moves > 0 && run.divergent > moves / 100)
-      notes() << "ebm sample: warning: " << run.divergent << " of " << moves << " transitions met a non-finite energy "
-              << "or gradient: the chains blew up and the draws are not the model's; use a step that suits its scale "
-                 "(--sampler mala:step=S with a smaller S), or --warmup 200 with mala or hmc to adapt it\n";
+      notes() << "ebm sample: warning: " << run.divergent << " of " << moves << " transitions diverged (a non-finite "
+              << "energy or gradient, or an energy error over 1000 nats in a trajectory): a step too large for the "
+                 "energy's scale leaves the draws unreliable (or the energy has regions of zero density); use a smaller "
+                 "step (--sampler mala:step=S), or --warmup 200 with mala or hmc to adapt it\n";
     if (proposal && run.jump_rounds > 0 && run.jump_accept < 0.01)
       notes() << "ebm sample: note: jumps between modes were accepted at a rate of " << fmt(run.jump_accept, 3)
               << ": in " << dim << " dimensions the proposal seldom lands where the model has mass, so the draws' "

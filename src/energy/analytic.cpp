@@ -242,7 +242,13 @@ AnalyticEnergy make_target(const std::string& text, int64_t default_dim) {
   // Each target's own default dimension applies when neither the spec nor the
   // caller gives one.
   auto dim_or = [&](int64_t fallback) {
-    int64_t d = spec.integer("dim").value_or(default_dim > 0 ? default_dim : fallback);
+    // (the spec's dim= and the caller's --dim must agree: 3 was taken
+    // silently for gaussian:dim=3 with --dim 4)
+    // (a spec's key is read once: reading takes it)
+    const auto own = spec.integer("dim");
+    if (own && default_dim > 0)
+      EBM_CHECK_USAGE(*own == default_dim, "target '", text, "': dim=", *own, " disagrees with --dim ", default_dim);
+    int64_t d = own.value_or(default_dim > 0 ? default_dim : fallback);
     EBM_CHECK_CONFIG(d >= 1, "target '", text, "': dim must be >= 1, got ", d);
     return d;
   };

@@ -4,6 +4,8 @@
 
 #include "ebm/energy/energy.h"
 
+#include "ebm/core/error.h"
+
 namespace ebm {
 
 torch::Tensor EnergyImpl::grad(const torch::Tensor& x) {
@@ -14,6 +16,10 @@ std::pair<torch::Tensor, torch::Tensor> EnergyImpl::energy_and_grad(const torch:
   torch::AutoGradMode enable(true);
   auto xr = x.detach().requires_grad_(true);
   auto e = energy(xr);                                         // [B]
+  // (an energy computed off the graph, detached or through numpy: no dE/dx
+  // to sample or train with; it was an internal error, exit 70)
+  EBM_CHECK_DATA(e.requires_grad(), "the energy's output does not depend differentiably on its input (it has no "
+                 "gradient path to x: detached, or computed outside autograd); samplers need dE/dx");
   auto g = torch::autograd::grad({e.sum()}, {xr}, {}, false, false)[0];
   return {e.detach(), g.detach()};
 }

@@ -9,15 +9,23 @@
 namespace ebm {
 namespace {
 // LibTorch messages span many lines (backtraces, TorchScript tracebacks): keep
-// the line that says what went wrong -- the interpreter's final
-// "RuntimeError: ..." when there is one, else the first line.
+// the line that says what went wrong -- the last "SomeError: ..." (or
+// "...Exception: ...") line when there is one, else the first line.
 std::string one_line(const std::string& message) {
-  const std::string tag = "RuntimeError: ";
   std::string best;
   std::istringstream in(message);
   for (std::string line; std::getline(in, line);) {
     if (best.empty() && !line.empty()) best = line;
-    if (line.rfind(tag, 0) == 0) best = line.substr(tag.size());
+    // (the interpreter's last "RuntimeError: ...", or a script's own raise,
+    // "builtins.ValueError: ...": the user's message, not "The following
+    // operation failed in the TorchScript interpreter.")
+    const size_t colon = line.find(": ");
+    if (colon == std::string::npos || colon == 0 || line[0] == ' ') continue;
+    const std::string kind = line.substr(0, colon);
+    const bool error_kind = kind.find(' ') == std::string::npos &&
+                            (kind.size() >= 5 && (kind.compare(kind.size() - 5, 5, "Error") == 0 ||
+                                                  kind.compare(kind.size() - 5, 5, "ption") == 0));
+    if (error_kind) best = line.substr(colon + 2);
   }
   return best;
 }

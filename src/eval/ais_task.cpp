@@ -3,6 +3,7 @@
 // log-likelihood of given points.
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <sstream>
 
 #include "ebm/core/error.h"
@@ -173,6 +174,17 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
                   "ais: --base must be auto, gaussian, mixture or uniform, got '", kind, "'");
   const auto box = display_map(info);  // (pixels, or float images' value map: data.scale)
   if (kind == "auto") kind = box ? "uniform" : "mixture";
+  // (no --data or --dataset: the test NLL of the run's own held-out split,
+  // as nll2d scores by default; it printed log Z alone)
+  std::optional<DataSplit> split;
+  std::string split_why;
+  if (target == nullptr && !info.data_toml.empty()) {
+    split = model_data_split(info, c.get_string("task.model"), &split_why);
+    if (!test.x.defined() && split && split->test.size() > 0) {
+      test.name = "the model's test split";
+      test.x = split->test.x;
+    }
+  }
   AisBase base;
   torch::Tensor base_fit;  // (the base's rows in the model's units)
   std::string base_rows = "over the model's pixel range";
@@ -190,15 +202,10 @@ EvalReport ais_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
       fit = target->sample(2000, gen);
       base_rows = "fitted to 2000 exact draws of the target";
     } else if (!info.data_toml.empty()) {
-      if (auto split = model_data_split(info, c.get_string("task.model"), &why); split && split->train.size() >= 2) {
+      why = split_why;
+      if (split && split->train.size() >= 2) {
         fit = split->train.x;
         base_rows = "fitted to the model's " + std::to_string(fit.size(0)) + " training rows";
-        // (no --data or --dataset: the test NLL of the run's own held-out
-        // split, as nll2d scores by default; it printed log Z alone)
-        if (!test.x.defined() && split->test.size() > 0) {
-          test.name = "the model's test split";
-          test.x = split->test.x;
-        }
       }
     }
     if (!fit.defined() && test.x.defined()) {

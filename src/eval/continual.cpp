@@ -57,16 +57,28 @@ EvalReport continual_task(const Config& c, EnergyImpl& energy, const ModelInfo& 
   EBM_CHECK_USAGE(n_classes >= tasks && n_classes % tasks == 0, "continual: ", tasks,
                   " tasks do not split the model's ", n_classes, " classes into tasks of equal size");
   const auto groups = task_classes(torch::tensor(trained, torch::kLong), tasks);
-  auto r = continual_accuracy(energy, data, groups);
+  // (a snapshot, model-task-K.pt, has learned the first K tasks alone: the
+  // others are scored as not yet learned, and the run's matrix, of its
+  // final model, is not this file's)
+  const std::string path = c.get_string("task.model");
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? std::string(".") : path.substr(0, slash);
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  int64_t snapshot = 0;
+  if (base.rfind("model-task-", 0) == 0 && base.size() > 14 && base.compare(base.size() - 3, 3, ".pt") == 0) {
+    const std::string k = base.substr(11, base.size() - 14);
+    if (!k.empty() && k.find_first_not_of("0123456789") == std::string::npos && k.size() < 10)
+      snapshot = std::stoll(k);
+  }
+  const int64_t seen = snapshot >= 1 && snapshot <= tasks ? snapshot : 0;
+  auto r = continual_accuracy(energy, data, groups, seen);
   auto j = r.json();
   j["data"] = spec;
   j["tasks"] = tasks;
   std::string text = r.table(info.class_names);
+  if (seen > 0) return {j, text};
   // The run's snapshots, when they lie beside the model: the accuracy on
   // every task after each task (the forgetting matrix).
-  const std::string path = c.get_string("task.model");
-  const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? std::string(".") : path.substr(0, slash);
   std::vector<ContinualReport> after;
   // (the snapshots are of the run's own tasks: scored against another cut,
   // their rows contradicted the final model's)

@@ -28,16 +28,18 @@ void note_collinear_columns(const DataSplit& split) {
   // the file with a variance near 1e-15 of the columns'; a column equal to
   // another plus noise of 1e-5 of its sd, near float32's resolution at an
   // offset of 50 sds, 2.5e-11)
-  if (values[0].item<double>() > 1e-12 * values[-1].item<double>()) return;
-  const auto v = vectors.select(1, 0);
-  const auto involved = (v.abs() > 0.05).nonzero().reshape({-1});
+  const auto flat = values < 1e-12 * values[-1];
+  if (!flat.any().item<bool>()) return;
+  // (every such combination's columns: A, 2A beside C, 3C names all four)
+  const auto involved =
+      (vectors.index_select(1, flat.nonzero().reshape({-1})).abs() > 0.05).any(1).nonzero().reshape({-1});
   std::ostringstream list;
   for (int64_t i = 0; i < involved.numel() && i < 10; ++i)
     list << (i ? ", " : "") << spread[involved[i].item<int64_t>()].item<int64_t>() + 1;
   if (involved.numel() > 10) list << ", ... (" << involved.numel() << " in all)";
   notes() << "ebm: note: " << split.train.description << ": columns " << list.str()
           << " are a linear function of one another in every training row (one a multiple of another, say the "
-             "same length in two units): the rows lie on a thinner set than the columns span, where no density "
+             "same length in two units, or indicator columns that sum to one): the rows lie on a thinner set than the columns span, where no density "
              "exists (the energy sharpens there without end and the NLL means nothing); drop the redundant "
              "column(s)\n";
 }

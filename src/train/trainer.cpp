@@ -610,9 +610,12 @@ int64_t Trainer::run(bool resume) {
   note_batch_size(data_, cfg_.get_int("train.batch_size"));
   if (cfg_.get_string("objective.name") != "ce") {  // (a classifier fits no density of its features)
     note_discrete_columns(data_, cfg_.get_string("data.dequantize"));
-    // (trajectories follow their dynamics exactly in some columns: known)
-    if (trajectory_step_dim(cfg_) == 0) note_collinear_columns(data_);
-    if (cfg_.get_string("objective.name") == "dsm") note_thin_direction(data_, cfg_.get_float("objective.sigma"));
+    // (trajectories follow their dynamics exactly or nearly in some
+    // columns: known, and their recipes' sigma is chosen for reach)
+    if (trajectory_step_dim(cfg_) == 0) {
+      note_collinear_columns(data_);
+      if (cfg_.get_string("objective.name") == "dsm") note_thin_direction(data_, cfg_.get_float("objective.sigma"));
+    }
   }
   if (cfg_.has_key("data.step_values")) note_trajectory_offsets(data_, cfg_.get_int("data.step_values"));
   if (cfg_.get_bool("data.flip")) note_mirrored_classes(data_);

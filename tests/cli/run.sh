@@ -485,6 +485,18 @@ printf 'keep me\n' >"$T/pair.npy" && mkdir -p "$T/pair.chain.npy"
 "$EBM" sample --target gaussian --n 4 --steps 2 --thin 1 --out "$T/pair.npy" >/dev/null 2>&1
 grep -q "keep me" "$T/pair.npy" || { echo "FAIL: failed sample clobbered its output"; fails=$((fails + 1)); }
 
+# Sampling diagnostics that do not hide a failed run: chains that never
+# move (R-hat undefined was read as 0: no word); too few draws a chain half
+# for an ESS (it was total x log10(total)); a target's dim= against --dim.
+"$EBM" sample --target gaussian --sampler "mh:step=1e-300" --n 8 --steps 20 --out "$T/frozen.csv" \
+  >"$T/frozen.out" 2>"$T/frozen.err"
+grep -q "the chains did not move in 2 of 2 tracked dimension" "$T/frozen.err" \
+  || { echo "FAIL: frozen chains without a warning"; cat "$T/frozen.err"; fails=$((fails + 1)); }
+"$EBM" sample --target gaussian:dim=1 --sampler "mala:step=0.0001" --n 64 --steps 11 --out "$T/short.csv" >"$T/short.out" 2>&1
+awk '$1 == "0" { exit !($5 == "nan") }' "$T/short.out" \
+  || { echo "FAIL: an ESS from 5 draws a chain half"; cat "$T/short.out"; fails=$((fails + 1)); }
+expect 64 "dim=3 disagrees with --dim 4" -- "$EBM" sample --target gaussian:dim=3 --dim 4 --n 4 --steps 2 --out "$T/dd.csv"
+
 # Successful commands produce what they promise.
 "$EBM" sample --model "$M" --n 5 --steps 2 --out "$T/final.csv" >/dev/null 2>&1 \
   && [ "$(head -1 "$T/final.csv")" = "x0,x1" ] && "$EBM" energy --model "$M" --input "$T/final.csv" --out "$T/fe.csv" 2>/dev/null \
