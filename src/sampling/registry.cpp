@@ -55,7 +55,10 @@ const SamplerRegistry& sampler_registry() {
     r.add({"hmc", "Hamiltonian Monte Carlo",
            {step_key(0.05, "leapfrog step eps"),
             {"leapfrog", int64_t(10), "leapfrog steps per transition"},
-            {"jitter", 0.0, "step-size jitter fraction in [0, 1)"}}},
+            // (0.5 by default: with a fixed step the adapted trajectory can
+            // go near-periodic, neal100's min ESS 16 and R-hat 7.8 in 1,000
+            // draws of 16 chains at jitter 0; 1,336 at 0.2, 7,216 at 0.5)
+            {"jitter", 0.5, "step-size jitter fraction in [0, 1): each transition's step is eps x U(1 - j, 1 + j)"}}},
           [](const Config& c) -> std::shared_ptr<Sampler> {
             return std::make_shared<HMCSampler>(HMCOptions(c.get_float("sampler.step_size"))
                                                     .n_leapfrog(c.get_int("sampler.leapfrog"))
