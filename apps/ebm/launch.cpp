@@ -127,12 +127,11 @@ class StderrMerge {
     std::string line;
     std::chrono::steady_clock::time_point at;
   };
-  // (what a line says: after its last carriage return, and after a progress
-  // line's text where a message followed it without one, "\033[Ktrain 10/100
-  // ...ebm: X" then being "ebm: X")
+  // (what a line says: after a progress line's text where a message followed
+  // it without a newline, "\033[Ktrain 10/100 ...ebm: X" then being "ebm: X";
+  // take() keeps a line from its last carriage return)
   static std::string last_segment(const std::string& line) {
-    const size_t cr = line.rfind('\r');
-    std::string seg = cr == std::string::npos ? line : line.substr(cr + 1);
+    std::string seg = line;
     if (seg.rfind("\033[K", 0) == 0)
       if (const size_t at = seg.find("ebm"); at != std::string::npos && at > 0) seg = seg.substr(at);
     return seg;
@@ -141,6 +140,12 @@ class StderrMerge {
     if (r == 0) write_all(p, n);
     std::string& part = partial_[r];
     for (size_t i = 0; i < n; ++i) {
+      // (a progress line redrawn after each carriage return: only its last
+      // drawing is kept, not hours of them)
+      if (p[i] == '\r') {
+        part.clear();
+        continue;
+      }
       if (p[i] != '\n') {
         part.push_back(p[i]);
         continue;
