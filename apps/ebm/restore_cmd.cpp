@@ -282,7 +282,7 @@ torch::Tensor sample_vector_fill(Setup& s, const std::string& sampler_spec, cons
       auto cols = ref.flatten(1).index_select(1, index.to(ref.device()));
       cols = cols.index_select(0, torch::randperm(cols.size(0), pick, torch::kLong)).to(torch::kFloat);
       const auto [lo, hi] = data_box(cols);
-      j.proposal = std::make_unique<DataProposal>(DataProposalOptions().centers(256).neighbours(3), cols, lo, hi);
+      j.proposal = std::make_unique<DataProposal>(sampling_jump_options(), cols, lo, hi);
       jumps.push_back(std::move(j));
     }
   }

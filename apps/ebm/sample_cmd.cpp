@@ -446,7 +446,7 @@ Runner add_sample(CLI::App& app) {
         const auto shuffled = rows.to(device);
         train_rows = rows;
         const auto [lo, hi] = data_box(shuffled);
-        proposal.emplace(DataProposalOptions().centers(256).neighbours(3), shuffled, lo, hi);
+        proposal.emplace(sampling_jump_options(), shuffled, lo, hi);
         Config sc = make_train_config();
         if (!info.sampler_toml.empty()) sc.load_string(info.sampler_toml, "model sampler_config");
         ro.jump_every = std::max<int64_t>(1, sc.get_int("sampler.steps"));

@@ -43,7 +43,7 @@ torch::Tensor model_samples(EnergyImpl& energy, const Config& cfg, const DataSpl
   // (vectors: jumps between modes whatever the objective, as ebm sample's:
   // a DSM model's plot of a 95 / 5 mixture drew 44% in the small mode, the
   // basins' shares, while its own masses were right)
-  if (jumps.moves == 0) jumps = {2, DataProposalOptions().centers(256).neighbours(3)};
+  if (jumps.moves == 0) jumps = {2, sampling_jump_options()};
   if (data.train.event_shape().size() != 1) {
     sampler->run(view, chains, steps, gen);
     return map.to_user(chains.x);

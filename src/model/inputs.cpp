@@ -96,12 +96,20 @@ double model_standardize_sd(const ModelInfo& info) {
   return info.data_toml.empty() ? 2.0 : data_config(info.data_toml, "model").get_float("data.standardize_sd");
 }
 
+namespace {
+// Rows x in training standard deviations from the training mean, [N, D]
+// float64; undefined when the map does not apply (none, or another width).
+// (the map's scale is the training sd / data.standardize_sd)
+torch::Tensor in_training_sds(const AffineMap& map, const ModelInfo& info, const torch::Tensor& x) {
+  if (!map.defined() || x.dim() < 1 || x.size(0) == 0 || x[0].numel() != map.scale.numel()) return {};
+  return (x.detach().to(torch::kCPU, torch::kDouble).flatten(1) - map.shift) / (map.scale * model_standardize_sd(info));
+}
+}  // namespace
+
 void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, const torch::Tensor& x,
                                const std::string& what) {
-  if (!map.defined() || x.dim() < 1 || x.size(0) == 0 || x[0].numel() != map.scale.numel()) return;
-  // (the map's scale is the training sd / data.standardize_sd)
-  const double sd = model_standardize_sd(info);
-  auto u = (x.detach().to(torch::kCPU, torch::kDouble).flatten(1) - map.shift) / (map.scale * sd);
+  const auto u = in_training_sds(map, info, x);
+  if (!u.defined()) return;
   const double typical = std::get<0>(u.abs().max(1)).median().item<double>();
   if (typical > 10.0)
     notes() << "ebm: warning: " << what << ": values lie far outside the model's training data (the median row is "
@@ -111,9 +119,8 @@ void warn_if_far_from_training(const AffineMap& map, const ModelInfo& info, cons
 
 void warn_of_far_rows(const AffineMap& map, const ModelInfo& info, const torch::Tensor& x, const std::string& what,
                       const torch::Tensor& ignore) {
-  if (!map.defined() || x.dim() < 1 || x.size(0) == 0 || x[0].numel() != map.scale.numel()) return;
-  const double sd = model_standardize_sd(info);
-  auto u = (x.detach().to(torch::kCPU, torch::kDouble).flatten(1) - map.shift) / (map.scale * sd);
+  auto u = in_training_sds(map, info, x);
+  if (!u.defined()) return;
   if (ignore.defined()) u = torch::where(ignore.to(torch::kCPU).flatten(1).expand_as(u), torch::zeros_like(u), u);
   const auto far = std::get<0>(u.abs().max(1));  // [N]
   // (the median row far out is warn_if_far_from_training's)

@@ -10,14 +10,22 @@
 
 namespace ebm {
 
-void note_collinear_columns(const DataSplit& split) {
-  const auto& x = split.train.x;
+namespace {
+// Vector rows x of 2 to 2,048 columns and more rows than columns, centred
+// (float64, at most 20,000 evenly spaced rows); undefined otherwise.
+torch::Tensor centred_rows(const DataSplit& split, const torch::Tensor& x) {
   if (split.train.pixels || !x.defined() || x.dim() != 2 || x.size(1) < 2 || x.size(1) > 2048 ||
       x.size(0) <= x.size(1))
-    return;
-  torch::NoGradGuard ng;
+    return {};
   const auto rows = evenly_spaced_rows(x.to(torch::kCPU, torch::kDouble), 20000);
-  auto c = rows - rows.mean(0);
+  return rows - rows.mean(0);
+}
+}  // namespace
+
+void note_collinear_columns(const DataSplit& split) {
+  torch::NoGradGuard ng;
+  auto c = centred_rows(split, split.train.x);
+  if (!c.defined()) return;
   const auto sd = c.square().mean(0).sqrt();
   const auto spread = (sd > 0).nonzero().reshape({-1});  // (constant columns: note_constant_columns's)
   if (spread.numel() < 2) return;
@@ -45,13 +53,10 @@ void note_collinear_columns(const DataSplit& split) {
 }
 
 void note_thin_direction(const DataSplit& split, double sigma) {
-  const auto& x = split.train.x;
-  if (split.train.pixels || !x.defined() || x.dim() != 2 || x.size(1) < 2 || x.size(1) > 2048 ||
-      x.size(0) <= x.size(1) || !(sigma > 0))
-    return;
+  if (!(sigma > 0) || split.train.pixels || !split.train.x.defined()) return;
   torch::NoGradGuard ng;
-  const auto rows = evenly_spaced_rows(split.model_train().x.to(torch::kCPU, torch::kDouble), 20000);
-  const auto c = rows - rows.mean(0);
+  const auto c = centred_rows(split, split.model_train().x);
+  if (!c.defined()) return;
   const auto values = torch::linalg_eigvalsh(c.t().mm(c) / double(c.size(0)));
   const double thin = values[0].clamp_min(0).sqrt().item<double>(), wide = values[-1].sqrt().item<double>();
   // (columns that are functions of one another: note_collinear_columns's)

@@ -38,6 +38,11 @@ struct DataProposalOptions {
   TORCH_ARG(double, cluster_weight) = 0.5;  // g above 2 dimensions, in [0, 1)
 };
 
+// The proposal jumps use when sampling a model (ebm sample, inpainting's and
+// denoising's chains, a run's sample plot): 256 centres, widths to the 3rd
+// nearest centre.
+inline DataProposalOptions sampling_jump_options() { return DataProposalOptions().centers(256).neighbours(3); }
+
 class DataProposal {
  public:
   // data [N, D] (its first `centers` rows are the centres: pass shuffled
