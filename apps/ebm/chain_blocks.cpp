@@ -38,7 +38,9 @@ ChainRun run_chains(EnergyImpl& energy, Sampler& sampler, const torch::Tensor& x
   }
   if (auto* pt = dynamic_cast<ParallelTempering*>(&sampler)) pt->reset_swap_counts();
   std::unique_ptr<DrawRecorder> summary, kept;
+  std::unique_ptr<SplitMoments> moments;
   if (o.tracked > 0) summary = std::make_unique<DrawRecorder>(n, o.tracked, o.steps);
+  if (o.split_all && o.steps >= 4) moments = std::make_unique<SplitMoments>(n, dim, o.steps);
   if (o.thin > 0) kept = std::make_unique<DrawRecorder>(n, dim, o.steps / o.thin, o.thin);
   double last_step = 0;
   Progress progress("sample", show ? o.steps : 0);
@@ -50,8 +52,12 @@ ChainRun run_chains(EnergyImpl& energy, Sampler& sampler, const torch::Tensor& x
     r.n_grad += st.n_grad;
     last_step = st.step_size;
     // (the change of units takes whole rows; then the tracked dimensions)
-    if (summary) summary->record(o.to_user(chains.x.flatten(1)).narrow(1, 0, o.tracked));
-    if (kept) kept->record(o.to_user(chains.x.flatten(1)));
+    if (summary || kept || moments) {
+      const auto u = o.to_user(chains.x.flatten(1));
+      if (summary) summary->record(u.narrow(1, 0, o.tracked));
+      if (kept) kept->record(u);
+      if (moments) moments->record(u);
+    }
     if (show) progress.update(k + 1, "accept " + std::to_string(r.accept / double(k + 1)));
   }
   progress.finish();
@@ -62,6 +68,7 @@ ChainRun run_chains(EnergyImpl& energy, Sampler& sampler, const torch::Tensor& x
   r.x = chains.x;
   if (summary) r.summary = summary->draws();
   if (kept) r.kept = kept->draws();
+  if (moments) r.halves = moments->halves();
   return r;
 }
 
@@ -71,6 +78,7 @@ std::string pack(const ChainRun& r, int64_t chains) {
   ar.write("x", r.x.detach().cpu());
   ar.write("summary", r.summary.defined() ? r.summary : torch::empty({0}));
   ar.write("kept", r.kept.defined() ? r.kept : torch::empty({0}));
+  ar.write("halves", r.halves.defined() ? r.halves : torch::empty({0}));
   ar.write("stats", torch::tensor({double(chains), r.accept, r.n_grad, r.step_size, double(r.divergent),
                                    double(r.warm_divergent)},
                                   torch::kDouble));
@@ -82,7 +90,7 @@ std::string pack(const ChainRun& r, int64_t chains) {
 // Chain-weighted merge of block results, in order.
 ChainRun merge(const std::vector<ChainRun>& runs, const std::vector<int64_t>& counts, c10::Device device) {
   ChainRun m;
-  std::vector<torch::Tensor> xs, ss, ks;
+  std::vector<torch::Tensor> xs, ss, ks, hs;
   int64_t n = 0;
   for (size_t i = 0; i < runs.size(); ++i) {
     const auto& r = runs[i];
@@ -90,6 +98,7 @@ ChainRun merge(const std::vector<ChainRun>& runs, const std::vector<int64_t>& co
     xs.push_back(r.x.to(device));
     if (r.summary.defined() && r.summary.numel()) ss.push_back(r.summary);
     if (r.kept.defined() && r.kept.numel()) ks.push_back(r.kept);
+    if (r.halves.defined() && r.halves.numel()) hs.push_back(r.halves);
     m.accept += r.accept * double(counts[i]);
     m.n_grad += r.n_grad * double(counts[i]);
     m.step_size += r.step_size * double(counts[i]);
@@ -100,6 +109,7 @@ ChainRun merge(const std::vector<ChainRun>& runs, const std::vector<int64_t>& co
   m.x = torch::cat(xs);
   if (!ss.empty()) m.summary = torch::cat(ss);
   if (!ks.empty()) m.kept = torch::cat(ks);
+  if (!hs.empty()) m.halves = torch::cat(hs);
   m.accept /= double(n);
   m.n_grad /= double(n);
   m.step_size /= double(n);
@@ -141,6 +151,7 @@ ChainRun run_chain_blocks(EnergyImpl& energy, const std::function<std::shared_pt
     ar.read("x", r.x);
     ar.read("summary", r.summary);
     ar.read("kept", r.kept);
+    ar.read("halves", r.halves);
     ar.read("stats", stats);
     auto s = stats.accessor<double, 1>();
     all_counts.push_back(int64_t(s[0]));

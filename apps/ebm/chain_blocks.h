@@ -22,6 +22,7 @@ namespace ebm::cli {
 struct ChainRunOptions {
   int64_t warmup = 0, steps = 0, thin = 0;
   int64_t tracked = 0;  // leading dimensions recorded for the summary (0 = none)
+  bool split_all = false;  // every dimension's split-half moments, for R-hat beyond the tracked ones
   double target_accept = 0;
   bool adapt = true, adapt_mass = true;
   std::function<torch::Tensor(const torch::Tensor&)> to_user;  // model units -> the user's
@@ -35,6 +36,7 @@ struct ChainRun {
   torch::Tensor x;        // final states [n, ...event] (model units)
   torch::Tensor summary;  // [n, steps, tracked] float64 in the user's units, or undefined
   torch::Tensor kept;     // [n, steps / thin, dim] float64 in the user's units, or undefined
+  torch::Tensor halves;   // [n, 2, 2, dim] split-half means and variances (SplitMoments), or undefined
   double accept = 0;      // mean acceptance over the steps and chains
   double n_grad = 0;      // gradient evaluations per chain
   double step_size = 0;   // the final step size (chain-weighted mean over blocks)

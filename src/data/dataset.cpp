@@ -154,7 +154,8 @@ Section data_section() {
             "auto | on | off: training batches draw every class equally often (each labelled row with weight 1 / "
             "its class's rows); auto: on for a class-conditional energy trained on p(x | y) alone (cd, dsm, ...) "
             "when the largest class has twice the rows of the smallest; off for classifiers (ce, jem), whose "
-            "p(y | x) learns the classes' shares"},
+            "p(y | x) learns the classes' shares; on for a classifier: p(y | x) for equal class shares, which its "
+            "validation (train.keep_best, train.calibrate) and a jem class base share"},
            {"image_size", std::vector<int64_t>{},
             "[H, W] or [S]: every image resized to it as it is read (a folder of images of mixed sizes; "
             "fashion_mnist at [32, 32]), and so are the images every command reads for the model; empty = "

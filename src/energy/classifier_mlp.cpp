@@ -36,7 +36,7 @@ ClassifierMLPImpl::ClassifierMLPImpl(const ClassifierMLPOptions& o) : options_(o
   }
 }
 
-double ClassifierMLPImpl::fit_base(const torch::Tensor& rows, const torch::Tensor& labels) {
+double ClassifierMLPImpl::fit_base(const torch::Tensor& rows, const torch::Tensor& labels, bool equal_shares) {
   EBM_CHECK_CONFIG(options_.base() != "none", "fit_base: the network has no base (energy.base)");
   const int64_t k = options_.classes();
   EBM_CHECK_DATA(rows.dim() == 2 && rows.size(1) == options_.in_dim() && rows.size(0) >= 2,
@@ -69,7 +69,7 @@ double ClassifierMLPImpl::fit_base(const torch::Tensor& rows, const torch::Tenso
     const auto sums = torch::zeros({k, d}, torch::kDouble).index_add_(0, yl, xl);
     // (a class without labelled rows sits at the rows' mean)
     means = torch::where(counts.unsqueeze(1) > 0, sums / counts.clamp_min(1).unsqueeze(1), means);
-    logp = ((counts + 1) / double(n_lab + k)).log();
+    if (!equal_shares) logp = ((counts + 1) / double(n_lab + k)).log();
     xc = xl - means.index_select(0, yl);
     dof = n_lab - (counts > 0).sum().item<int64_t>();
   }

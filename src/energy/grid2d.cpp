@@ -30,6 +30,20 @@ double log_z_grid(EnergyImpl& energy, const Box2d& box, int64_t n) {
   return torch::logsumexp(-e, 0).item<double>() + std::log(cell);
 }
 
+Box2d trimmed_bounding_box(const torch::Tensor& points, double margin, double min_extent) {
+  const auto p = points.to(torch::kDouble);
+  const int64_t n = p.size(0), trim = n / 500;
+  Box2d b;
+  for (int i = 0; i < 2; ++i) {
+    const auto c = p.select(1, i);
+    const double lo = std::get<0>(c.kthvalue(trim + 1)).item<double>(),
+                 hi = std::get<0>(c.kthvalue(n - trim)).item<double>(), ext = std::max(hi - lo, min_extent);
+    b.lo[i] = lo - margin * ext;
+    b.hi[i] = hi + margin * ext;
+  }
+  return b;
+}
+
 Box2d bounding_box(const torch::Tensor& points, double margin) {
   auto p = points.to(torch::kDouble);
   auto lo = std::get<0>(p.min(0)), hi = std::get<0>(p.max(0));

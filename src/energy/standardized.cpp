@@ -18,20 +18,33 @@ StandardizedEnergyImpl::StandardizedEnergyImpl(Energy inner, AffineMap map)
   log_det_ = map_.log_det();
 }
 
+namespace {
+// (before the change of units, which broadcasts: rows [B, 1] of a 2-D model
+// were read as (v, v), and Python's m(x) returned their energies)
+void check_rows(const torch::Tensor& x, int64_t d) {
+  EBM_CHECK_DATA(x.dim() == 2 && x.size(1) == d, "the energy expects rows [B, ", d, "] (", d,
+                 " values each), got ", x.sizes());
+}
+}  // namespace
+
 torch::Tensor StandardizedEnergyImpl::energy(const torch::Tensor& x) {
+  check_rows(x, map_.shift.numel());
   return inner_->energy(map_.to_model(x)) + log_det_;
 }
 
 torch::Tensor StandardizedEnergyImpl::class_energies(const torch::Tensor& x) {
+  check_rows(x, map_.shift.numel());
   auto e = inner_->class_energies(map_.to_model(x));
   return e.defined() ? e + log_det_ : e;
 }
 
 torch::Tensor StandardizedEnergyImpl::grad(const torch::Tensor& x) {
+  check_rows(x, map_.shift.numel());
   return map_.grad_to_user(inner_->grad(map_.to_model(x)));
 }
 
 std::pair<torch::Tensor, torch::Tensor> StandardizedEnergyImpl::energy_and_grad(const torch::Tensor& x) {
+  check_rows(x, map_.shift.numel());
   auto [e, g] = inner_->energy_and_grad(map_.to_model(x));
   return {e + log_det_, map_.grad_to_user(g)};
 }

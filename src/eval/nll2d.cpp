@@ -48,17 +48,7 @@ Nll2dResult nll2d(EnergyImpl& energy, const torch::Tensor& test, double tol, int
   // never converged (log Z 0.04 nats off for every row). A row outside
   // still gets its NLL (E(x) + log Z needs no grid there), and the
   // enlargement below finds any mass the box misses.
-  const int64_t trim = u.size(0) / 500;
-  Box2d box = bounding_box(u, 0.5);
-  if (trim > 0) {
-    for (int i = 0; i < 2; ++i) {
-      auto c = u.select(1, i);
-      const double lo = std::get<0>(c.kthvalue(trim + 1)).item<double>(),
-                   hi = std::get<0>(c.kthvalue(u.size(0) - trim)).item<double>(), m = 0.5 * std::max(hi - lo, 1e-12);
-      box.lo[i] = lo - m;
-      box.hi[i] = hi + m;
-    }
-  }
+  Box2d box = u.size(0) >= 500 ? trimmed_bounding_box(u, 0.5, 1e-12) : bounding_box(u, 0.5);
   // A standardised model's training rows have sd 1 (or data.standardize_sd)
   // in its units: the box holds [-5, 5]^2 there whatever the test rows are
   // (two test rows of a 20-row run missed a mode: log Z 0.3 nats low).
@@ -122,7 +112,8 @@ namespace {
 std::array<uint8_t, 3> ramp(double t) {
   static const double stops[5][3] = {
       {68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
-  t = std::min(std::max(t, 0.0), 1.0) * 4;
+  if (!(t >= 0)) t = 0;  // (NaN: no density; int(NaN) indexed far outside the stops)
+  t = std::min(t, 1.0) * 4;
   int i = std::min(int(t), 3);
   double f = t - i;
   std::array<uint8_t, 3> c;
@@ -133,8 +124,14 @@ std::array<uint8_t, 3> ramp(double t) {
 
 void density_png(const std::string& path, EnergyImpl& energy, const Box2d& box, int64_t px) {
   auto e = grid_energy(energy, box, px);  // y slowest
-  auto p = torch::exp(-(e - e.min()));
-  auto t = (p / p.max()).contiguous();
+  // (grid points of non-finite energy draw as no density: a training row at
+  // 3e38 gave a box where every energy overflowed, and the NaN ratios
+  // crashed the picture)
+  const auto finite = torch::isfinite(e);
+  const double lowest = finite.any().item<bool>() ? e.masked_select(finite).min().item<double>() : 0.0;
+  auto p = torch::where(finite, torch::exp(-(e - lowest)), torch::zeros_like(e));
+  const double top = p.max().item<double>();
+  auto t = (top > 0 ? p / top : p).contiguous();
   auto img = torch::empty({px, px, 3}, torch::kUInt8);
   auto* d = img.data_ptr<uint8_t>();
   const double* tp = t.data_ptr<double>();

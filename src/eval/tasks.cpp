@@ -30,14 +30,24 @@
 
 namespace ebm {
 namespace {
-// The test points of a 2D task: --data FILE or --n fresh points of --dataset.
+// The test points of a 2D task: --data FILE, --n fresh points of --dataset,
+// or else the run's own test split (as ais scores; nll2d asked for --data).
 torch::Tensor test_points_2d(const Config& c, EnergyImpl& energy, const ModelInfo& info) {
   const std::string task = c.get_string("task.name"), data = c.get_string("task.data"),
                     dataset = c.get_string("task.dataset");
-  EBM_CHECK_USAGE(!data.empty() || !dataset.empty(), "eval: give --data FILE or --dataset NAME");
   EBM_CHECK_USAGE(c.get_float("task.tol") > 0, "--tol must be > 0, got ", c.get_float("task.tol"));
   torch::Tensor test;
-  if (!data.empty()) {
+  if (data.empty() && dataset.empty()) {
+    std::string why;
+    const auto split = info.data_toml.empty() ? std::nullopt : model_data_split(info, c.get_string("task.model"), &why);
+    EBM_CHECK_USAGE(split && split->test.size() > 0, "eval: give --data FILE or --dataset NAME",
+                    why.empty() ? std::string(" (the model keeps no test split of its run)") : " (" + why + ")");
+    EBM_CHECK_DATA(split->test.x.dim() == 2 && split->test.x.size(1) == 2, task,
+                   " needs a 2D model, got rows of ", c10::IntArrayRef(split->test.x.sizes()).slice(1));
+    test = split->test.x.to(torch::kDouble);
+    notes() << "ebm eval: " << task << " of the run's own test split (" << test.size(0) << " rows; --data FILE for "
+            << "others)\n";
+  } else if (!data.empty()) {
     check_csv_columns(data, info);  // (a header naming the model's columns in another order)
     test = read_matrix(data);
   } else {
@@ -376,7 +386,7 @@ EvalReport fid_task(const Config& c, EnergyImpl& energy, const ModelInfo& info) 
 }
 
 std::vector<ConfigKey> points_keys() {
-  return {{"data", std::string(""), "test points (CSV/NPY)"},
+  return {{"data", std::string(""), "test points (CSV/NPY); empty, without --dataset: the run's own test split"},
           {"dataset", std::string(""), "fresh points from a built-in toy set"},
           {"n", int64_t(10000), "points drawn for --dataset"},
           {"tol", 1e-3, "quadrature tolerance on log Z"},

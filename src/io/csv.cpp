@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ebm/core/error.h"
+#include "ebm/core/progress.h"
 #include "ebm/io/file_bytes.h"
 #include "ebm/io/io.h"
 #include "ebm/io/missing.h"
@@ -86,6 +87,28 @@ bool header_fields(const std::vector<std::string>& fields) {
   return true;
 }
 
+// pandas' default column names: "0,1,...,D-1" (to_csv of a frame made from
+// an array), or ",0,1,..." with its row index. A header only when a later
+// line holds a fraction or an exponent: a row of whole numbers that reads
+// 0, 1, ... stays data in a file of whole numbers. (It was read as the
+// data row (0, 1): one row too many, and every energy one row off.)
+// (the names 0 .. k-1 may be followed by words: a --thin draws file of such a
+// model adds chain and draw; ",0" is pandas' index and one column)
+bool range_header(const std::vector<std::string>& fields, const std::vector<std::string>& later, char sep) {
+  const size_t from = fields.size() >= 2 && fields[0].empty() ? 1 : 0;
+  size_t k = 0;
+  while (from + k < fields.size() && fields[from + k] == std::to_string(k)) ++k;
+  const std::vector<std::string> rest(fields.begin() + from + k, fields.end());
+  if (k == 0 || (!rest.empty() && !header_fields(rest)) || (k == 1 && from == 0 && rest.empty())) return false;
+  for (const auto& line : later)
+    for (const auto& f : split_fields(line, sep)) {
+      double v;
+      if (parse_double(f, &v) == Parse::kOk && f.find_first_of(".eE") != std::string::npos) return true;
+    }
+  return false;
+}
+constexpr size_t kRangeHeaderLines = 200;  // (later lines range_header looks at)
+
 // A missing value's spellings (read_csv_missing): empty, NA, N/A, NaN, null,
 // None, ? (case aside).
 bool missing_field(const std::string& field) {
@@ -142,7 +165,13 @@ torch::Tensor read_csv_impl(const std::string& path, bool missing) {
   bool short_header = false;  // (then the dropped column must look like row names)
   {
     const auto fields = split_fields(lines[top], sep);
-    if (header_fields(fields)) {
+    const std::vector<std::string> later(lines.begin() + top + 1,
+                                         lines.begin() + std::min(n_lines, top + 1 + kRangeHeaderLines));
+    const bool range = range_header(fields, later, sep);
+    if (range)
+      notes() << "ebm: note: " << path << ": its first line, " << lines[top]
+              << ", is read as column names (pandas' default header), not a data row\n";
+    if (header_fields(fields) || (range && !fields[0].empty())) {
       first = top + 1;  // header line
       cols = static_cast<int64_t>(fields.size());
       if (first < n_lines && split_fields(lines[first], sep).size() == fields.size() + 1) {
@@ -151,7 +180,7 @@ torch::Tensor read_csv_impl(const std::string& path, bool missing) {
         short_header = true;
       }
     } else if (fields.size() >= 2 && fields[0].empty() &&
-               header_fields(std::vector<std::string>(fields.begin() + 1, fields.end()))) {
+               (range || header_fields(std::vector<std::string>(fields.begin() + 1, fields.end())))) {
       first = top + 1;
       cols = static_cast<int64_t>(fields.size());
       skip = 1;
@@ -212,7 +241,11 @@ torch::Tensor read_csv_impl(const std::string& path, bool missing) {
 }  // namespace
 
 std::vector<std::string> csv_header(const std::string& path) {
-  if (path.size() < 4 || path.substr(path.size() - 4) != ".csv") return {};
+  // (every text format read_csv reads, any case: a swapped header in
+  // rows.CSV or rows.tsv went unchecked, and a model trained on them kept
+  // no column names)
+  const auto ext = file_extension(path);
+  if (ext != ".csv" && ext != ".tsv" && ext != ".txt") return {};
   std::ifstream in(path);
   std::string line;
   auto get = [&in](std::string* l) {
@@ -226,11 +259,17 @@ std::vector<std::string> csv_header(const std::string& path) {
   if (!get(&line)) return {};
   const char sep = field_separator(line);
   auto fields = split_fields(line, sep);
+  std::vector<std::string> later;
+  for (std::string l; later.size() < kRangeHeaderLines && std::getline(in, l);) {
+    if (!l.empty() && l.back() == '\r') l.pop_back();
+    later.push_back(l);
+  }
+  const bool range = range_header(fields, later, sep);
   // (a header one name short of the rows names the data columns too: R's
   // row names are the unnamed column read_csv drops)
-  if (header_fields(fields)) return fields;
+  if (header_fields(fields) || (range && !fields[0].empty())) return fields;
   if (fields.size() >= 2 && fields[0].empty() &&
-      header_fields(std::vector<std::string>(fields.begin() + 1, fields.end())))
+      (range || header_fields(std::vector<std::string>(fields.begin() + 1, fields.end()))))
     return std::vector<std::string>(fields.begin() + 1, fields.end());
   return {};
 }

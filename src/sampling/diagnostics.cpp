@@ -45,14 +45,15 @@ torch::Tensor quantile_of_sorted(const torch::Tensor& sorted, double q) {
   return a + (h - lo) * (b - a);  // [D]
 }
 
-// Split R-hat of already split (and normalised) chains [C, N, D] -> [D].
-torch::Tensor rhat_basic(const torch::Tensor& x) {
-  const double n = x.size(1);
-  auto within = x.var(1).mean(0);                       // W
-  auto between_n = x.size(0) > 1 ? x.mean(1).var(0)      // B / n
-                                 : torch::zeros_like(within);
+// R-hat sqrt(((n-1)/n W + B/n) / W) of C chains of n draws from their
+// means [C, D] and mean within-chain variance W [D].
+torch::Tensor rhat_of(const torch::Tensor& means, const torch::Tensor& within, double n) {
+  auto between_n = means.size(0) > 1 ? means.var(0) : torch::zeros_like(within);  // B / n
   return torch::sqrt(((n - 1) / n * within + between_n) / within);
 }
+
+// Split R-hat of already split (and normalised) chains [C, N, D] -> [D].
+torch::Tensor rhat_basic(const torch::Tensor& x) { return rhat_of(x.mean(1), x.var(1).mean(0), double(x.size(1))); }
 
 // Geyer's initial monotone sequence on the combined autocorrelations rho
 // [N] of one dimension; returns tau (Stan's form) before the cap.
@@ -269,5 +270,49 @@ void DrawRecorder::record(const torch::Tensor& x) {
 }
 
 torch::Tensor DrawRecorder::draws() const { return buffer_.narrow(1, 0, kept_); }
+
+SplitMoments::SplitMoments(int64_t chains, int64_t dim, int64_t n_draws) : half_(n_draws / 2), n_(n_draws) {
+  EBM_CHECK_USAGE(chains >= 1 && dim >= 1 && n_draws >= 4,
+                  "SplitMoments needs chains and dim >= 1 and n_draws >= 4, got ", chains, ", ", dim, ", ", n_draws);
+  chains_ = chains;
+  dim_ = dim;
+}
+
+void SplitMoments::record(const torch::Tensor& x) {
+  const int64_t chains = chains_, dim = dim_;
+  EBM_CHECK_USAGE(x.dim() >= 1 && x.size(0) == chains && x.numel() == chains * dim,
+                  "SplitMoments expects states [", chains, ", ", dim, "], got ", x.sizes());
+  EBM_CHECK_USAGE(calls_ < n_, "SplitMoments is full: ", n_, " draws recorded");
+  const int64_t k = calls_++;
+  // (the sums stay on the chains' device: one copy to the CPU, in halves())
+  auto v = x.detach().reshape({chains, dim}).to(torch::kDouble);
+  if (k == 0) {
+    shift_ = v.clone();
+    sums_ = torch::zeros({chains, 2, 2, dim}, v.options());
+  }
+  // (an odd count's middle draw, index half_, belongs to neither half)
+  const int64_t h = k < half_ ? 0 : k >= n_ - half_ ? 1 : -1;
+  if (h < 0) return;
+  auto d = v - shift_;
+  sums_.select(1, h).select(1, 0).add_(d);
+  sums_.select(1, h).select(1, 1).addcmul_(d, d);
+}
+
+torch::Tensor SplitMoments::halves() const {
+  EBM_CHECK_USAGE(calls_ == n_, "SplitMoments: ", calls_, " of ", n_, " draws recorded");
+  const double m = double(half_);
+  const auto sums = sums_.cpu();
+  auto s1 = sums.select(2, 0), s2 = sums.select(2, 1);             // [chains, 2, D]
+  auto mean = s1 / m;
+  auto var = ((s2 - s1 * mean) / (m - 1)).clamp_min(0);             // (rounding below 0)
+  return torch::stack({mean + shift_.cpu().unsqueeze(1), var}, 2);  // [chains, 2, 2, D]
+}
+
+torch::Tensor split_rhat(const torch::Tensor& halves, int64_t half_length) {
+  EBM_CHECK_USAGE(halves.dim() == 4 && halves.size(1) == 2 && halves.size(2) == 2,
+                  "split_rhat expects [chains, 2, 2, D], got ", halves.sizes());
+  auto h = halves.to(torch::kCPU, torch::kDouble).flatten(0, 1);  // [2 chains, 2, D]
+  return rhat_of(h.select(1, 0), h.select(1, 1).mean(0), double(half_length));
+}
 
 }  // namespace ebm

@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <iomanip>
+#include <sstream>
+
+#include <c10/util/accumulate.h>
 
 #include "ebm/core/error.h"
 #include "ebm/core/progress.h"
@@ -252,7 +256,9 @@ namespace {
 // (--label) were mostly other classes' shapes. A classifier's p(y | x)
 // learns the shares as its prior, so ce and jem (the objective, or the
 // energy under another objective, as JEM-VERA) keep them under auto.
-bool balanced_classes(const Config& cfg, const Dataset& data) {
+}  // namespace
+
+bool balanced_classes(const Config& cfg, const Dataset& data, bool quiet) {
   const std::string mode = cfg.get_string("data.balance");
   EBM_CHECK_CONFIG(mode == "auto" || mode == "on" || mode == "off", "data.balance must be auto, on or off, got '",
                    mode, "'");
@@ -269,11 +275,25 @@ bool balanced_classes(const Config& cfg, const Dataset& data) {
         !energy_is_conditional(cfg) || most < 2 * fewest)
       return false;
   }
-  notes() << "ebm: note: batches draw the " << present.numel() << " classes equally often (data.balance = " << mode
-          << "; their rows run from " << fewest << " to " << most << ")\n";
+  if (!quiet)
+    notes() << "ebm: note: batches draw the " << present.numel() << " classes equally often (data.balance = " << mode
+            << "; their rows run from " << fewest << " to " << most << ")"
+            << (energy_is_conditional(cfg) || cfg.get_string("energy.name") == "jem"
+                    ? ": p(y | x) is learned for equal class shares, and validation (train.keep_best, "
+                      "train.calibrate) weighs the classes equally"
+                    : "")
+            << (cfg.get_string("energy.name") == "jem" ? " (p(x), the sum over classes, holds them equally too)" : "")
+            << "\n";
   return true;
 }
-}  // namespace
+
+torch::Tensor class_weights(const torch::Tensor& y, bool balanced) {
+  if (!balanced || !y.defined() || y.numel() == 0) return {};
+  const auto yl = y.to(torch::kCPU, torch::kLong);
+  const auto counts = torch::bincount(yl).to(torch::kDouble);
+  const double present = (counts > 0).sum().item<double>();
+  return double(yl.numel()) / (present * counts.index_select(0, yl));
+}
 
 std::function<Batch(const Dataset&, int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
                                                               const std::optional<PixelMap>& pixels) {
@@ -322,6 +342,32 @@ void resolve_energy_base(Config& cfg, const std::vector<int64_t>& shape) {
   // ranked 0.841 against 0.870 (exact 0.874); only a far ring of ReLU
   // features ranked better with it, 0.957 against 0.930)
   if (base && cfg.has_key("energy.prior_std")) cfg.set_value("energy.prior_std", 0.0);
+}
+
+void resolve_buffer_capacity(Config& cfg, const std::vector<int64_t>& shape) {
+  // (the objectives that keep a replay buffer; score matching's runs have none)
+  if (!cfg.has_key("buffer.capacity") || !cfg.has_key("objective.name")) return;
+  if (const std::string o = cfg.get_string("objective.name"); o != "cd" && o != "jem") return;
+  const int64_t capacity = cfg.get_int("buffer.capacity");
+  const int64_t row = 4 * c10::multiply_integers(shape);  // (float32 chains)
+  if (capacity <= 0 || row <= 0 || capacity * row <= kBufferBytes) return;
+  const auto gib = [](double bytes) {
+    std::ostringstream os;
+    os << std::setprecision(2) << bytes / double(int64_t(1) << 30) << " GiB";
+    return os.str();
+  };
+  if (cfg.is_set("buffer.capacity")) {
+    notes() << "ebm: note: buffer.capacity = " << capacity << " chains of " << c10::IntArrayRef(shape) << " hold "
+            << gib(double(capacity) * double(row)) << " in memory and in every checkpoint\n";
+    return;
+  }
+  // (the default's 10,000 chains of 128 x 128 colour images: 2 GiB in
+  // memory and in every checkpoint, a minute to write each, for 80 images)
+  const int64_t fits = std::max<int64_t>({kBufferBytes / row, cfg.get_int("train.batch_size"), int64_t(1)});
+  cfg.set_value("buffer.capacity", fits);
+  notes() << "ebm: note: buffer.capacity = " << fits << " (not the default " << capacity << "): that many chains of "
+          << c10::IntArrayRef(shape) << " fill " << gib(double(fits) * double(row))
+          << " of memory and of every checkpoint; --set buffer.capacity=N to choose\n";
 }
 
 TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device device,
@@ -390,7 +436,11 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
   p.objective->fit_data(p.data.x);
   if (cfg.has_key("energy.base") && cfg.get_string("energy.base") != "none" && cfg.get_string("energy.base") != "auto")
     if (auto* m = dynamic_cast<ClassifierMLPImpl*>(p.energy.get())) {
-      const double a = m->fit_base(p.data.x, p.data.has_labels() ? p.data.y : torch::Tensor());
+      // (batches that draw the classes equally often: the base's class
+      // shares equal too; with the data's it kept a 95/4/1 prior that
+      // data.balance = on was asked to drop, and keep_best kept the base)
+      const double a = m->fit_base(p.data.x, p.data.has_labels() ? p.data.y : torch::Tensor(),
+                                   balanced_classes(cfg, p.data, /*quiet=*/true));
       // (too few rows to fix every direction of the covariance: the user
       // should know the base is a guess along some of them)
       if (p.data.size() <= 2 * p.data.x.size(1))
@@ -400,6 +450,7 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
     }
   p.gen = run_generator(cfg, kStreamTrain, 0, device);
   p.draw = augmented_draw(cfg, p.data, pixels);
+  p.balanced = balanced_classes(cfg, p.data, /*quiet=*/true);
   const int64_t tasks = cfg.get_int("data.tasks");
   EBM_CHECK_CONFIG(tasks >= 1, "data.tasks must be >= 1, got ", tasks);
   if (tasks > 1) {
@@ -517,8 +568,11 @@ void note_far_values(const DataSplit& split) {
   const int64_t j = ratio.argmax().item<int64_t>();
   const double r = ratio[j].item<double>();
   if (!(r > 10) || core_sd[j].item<double>() <= 0) return;
+  std::ostringstream times;  // (a ratio of 1e28 overflowed lround: -9223372036854775808x)
+  if (r < 1e9) times << std::lround(r);
+  else times << std::setprecision(3) << r;
   notes() << "ebm: note: " << split.train.description << ": column " << j + 1 << "'s standard deviation ("
-          << sd[j].item<double>() << ") is " << std::lround(r) << "x that of its central 98% of rows ("
+          << sd[j].item<double>() << ") is " << times.str() << "x that of its central 98% of rows ("
           << core_sd[j].item<double>()
           << "): a few far values set the scale of data.standardize and squeeze the other rows into a small part "
              "of the model's units, where the sampler and the network resolve them poorly; if they are errors or "

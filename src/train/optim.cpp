@@ -154,6 +154,10 @@ const ScheduleRegistry& schedule_registry() {
            {{"lr_min", 0.0, "final learning rate"}}},
           [](const Config& c, int64_t steps) -> Schedule {
             const double lr = c.get_float("train.lr"), lo = c.get_float("train.lr_min");
+            // (a floor above the start made the rate rise: lr_min 0.1 over lr
+            // 1e-3 trained to 100x the rate asked for, exit 0)
+            EBM_CHECK_CONFIG(lo >= 0 && lo <= lr, "train.lr_min = ", lo, " must be in [0, ", lr,
+                             "], the learning rate the cosine schedule decays from");
             const int64_t n = std::max<int64_t>(steps, 1);
             return with_warmup(c, [=](int64_t step) {
               return lo + 0.5 * (lr - lo) * (1 + std::cos(M_PI * double(step) / n));

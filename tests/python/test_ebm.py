@@ -115,6 +115,10 @@ class Training(unittest.TestCase):
             self.assertTrue(all(math.isfinite(l) for _, l in seen))
             model = ebm.load(r["model"])
             self.assertEqual(model.event_shape, [2])
+            # (rows of another width: ebm.Error, not a broadcast of [B, 1] to (v, v))
+            for wrong in (torch.ones(3, 1), torch.ones(3, 3)):
+                with self.assertRaisesRegex(ebm.Error, r"expects rows \[B, 2\]"):
+                    model(wrong)
             # The model's exact 2D NLL on its test split, as `ebm eval --task nll2d`.
             nll = ebm.evaluate("nll2d", model=r["model"], data=os.path.join(d, "run", "test.csv"))
             self.assertTrue(math.isfinite(nll["mean_nll"]))

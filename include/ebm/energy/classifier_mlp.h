@@ -61,8 +61,9 @@ class ClassifierMLPImpl : public EnergyImpl {
   // a shift along the low-variance directions at AUROC 0.844, this one at
   // 0.882 (test NLL 46.0 against 44.5, truth 43.0). kBadConfig without a base.
   // Returns the covariance's ridge, a multiple of each column's variance
-  // (core/covariance.h; at least 1e-4).
-  double fit_base(const torch::Tensor& rows, const torch::Tensor& labels = {});
+  // (core/covariance.h; at least 1e-4). equal_shares: pi_y = 1 / K (a run
+  // whose batches draw the classes equally often, data.balance).
+  double fit_base(const torch::Tensor& rows, const torch::Tensor& labels = {}, bool equal_shares = false);
 
  private:
   torch::Tensor weight(size_t i);

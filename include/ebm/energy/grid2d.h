@@ -24,5 +24,9 @@ double log_z_grid(EnergyImpl& energy, const Box2d& box, int64_t n);
 
 // Box around points: bounding box widened by `margin` times its extent.
 Box2d bounding_box(const torch::Tensor& points, double margin);
+// The same, less the farthest 0.2% of points on each side of each axis (500
+// points or more): one stray row at 1,000 sd stretched a box over which a
+// grid never converged. Extents below min_extent count as min_extent.
+Box2d trimmed_bounding_box(const torch::Tensor& points, double margin, double min_extent = 1e-3);
 
 }  // namespace ebm

@@ -10,8 +10,9 @@
 namespace ebm {
 
 // probs [N, K] (N >= 2) scaled so; `temperatures` gets (T of the even rows,
-// T of the odd rows) when given.
+// T of the odd rows) when given; `weights` as fit_temperature's.
 torch::Tensor cross_fitted_scale(const torch::Tensor& probs, const torch::Tensor& labels,
-                                 std::pair<double, double>* temperatures = nullptr);
+                                 std::pair<double, double>* temperatures = nullptr,
+                                 const torch::Tensor& weights = {});
 
 }  // namespace ebm

@@ -15,8 +15,9 @@ namespace ebm {
 
 // T > 0 minimising the NLL of `labels` under p_T, a MAP fit with a N(0, 1)
 // prior on log T (golden section over log T in [-4, 4]; the NLL is convex
-// in 1 / T). `probs` [N, K], N >= 1.
-double fit_temperature(const torch::Tensor& probs, const torch::Tensor& labels);
+// in 1 / T). `probs` [N, K], N >= 1; `weights` [N] (mean 1) weigh the rows'
+// NLL (train/train.h's class_weights), all 1 when undefined.
+double fit_temperature(const torch::Tensor& probs, const torch::Tensor& labels, const torch::Tensor& weights = {});
 
 // softmax(log probs / t) [N, K] in float64; t > 0.
 torch::Tensor temperature_scale(const torch::Tensor& probs, double t);

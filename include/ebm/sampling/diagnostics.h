@@ -51,8 +51,8 @@ torch::Tensor ess_bulk(const torch::Tensor& draws);
 torch::Tensor ess_tail(const torch::Tensor& draws);
 // Rank-normalised split R-hat = max(bulk R-hat, folded tail R-hat).
 torch::Tensor rhat(const torch::Tensor& draws);
-// The two components separately (the classic split R-hat on raw draws is
-// not offered: the rank-normalised bulk version replaces it).
+// The two components separately (the classic split R-hat of raw draws is
+// split_rhat below, for draws that are not kept).
 torch::Tensor rhat_bulk(const torch::Tensor& draws);
 torch::Tensor rhat_tail(const torch::Tensor& draws);
 
@@ -89,5 +89,29 @@ class DrawRecorder {
   int64_t calls_ = 0;
   int64_t kept_ = 0;
 };
+
+// Split R-hat over every dimension without keeping the draws: each chain's
+// n_draws states (the middle one of an odd count dropped, as above) go into
+// float64 running sums of its two halves, shifted by the chain's first state
+// (no cancellation for values far from zero). halves() is [chains, 2, 2, D]:
+// per half its mean and sample variance; chains of several recorders merge by
+// concatenating halves() along dim 0. split_rhat() of it is the classic split
+// R-hat sqrt(((n-1)/n W + B/n) / W) on the raw draws (not rank-normalised:
+// `ebm sample` uses it where it keeps no draws, beyond the dimensions whose
+// draws it keeps); NaN or inf where W is 0, as rhat() gives.
+class SplitMoments {
+ public:
+  SplitMoments(int64_t chains, int64_t dim, int64_t n_draws);
+  void record(const torch::Tensor& x);  // x [chains, ...] of D values per chain
+  torch::Tensor halves() const;         // [chains, 2, 2, D] float64: (mean, variance) per half
+  int64_t size() const { return calls_; }
+  int64_t half_length() const { return half_; }
+
+ private:
+  torch::Tensor shift_, sums_;  // [chains, D]; [chains, 2 halves, 2 (sum, sum of squares), D]
+  int64_t chains_, dim_, half_, n_, calls_ = 0;
+};
+// [chains, 2, 2, D] of halves of half_length draws each -> [D]
+torch::Tensor split_rhat(const torch::Tensor& halves, int64_t half_length);
 
 }  // namespace ebm

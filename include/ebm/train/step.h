@@ -56,6 +56,7 @@ struct TrainParts {
   // Draws a batch of n rows of `from` (data, or the step's task); empty =
   // uniformly with replacement.
   std::function<Batch(const Dataset& from, int64_t n, at::Generator& gen)> draw;
+  bool balanced = false;                  // batches draw the classes equally often (balanced_classes)
   at::Generator gen;                      // the step's stream: batches, sampler noise
   int64_t step = 0;                       // completed steps
   double lr_scale = 1.0;                  // shrunk by each divergence rollback

@@ -66,10 +66,25 @@ TrainParts build_parts(const Config& cfg, const Dataset& train, c10::Device devi
 // runs (data.tasks > 1), either with energy.prior_std = 0 (the base bounds
 // E); "none" otherwise.
 void resolve_energy_base(Config& cfg, const std::vector<int64_t>& event_shape);
+// buffer.capacity left at its default is cut to the chains that fit in
+// kBufferBytes (the buffer is in memory and in every checkpoint), at least
+// train.batch_size; a capacity the user set over it is noted.
+constexpr int64_t kBufferBytes = int64_t(512) << 20;
+void resolve_buffer_capacity(Config& cfg, const std::vector<int64_t>& event_shape);
 // data.dequantize = gaussian: vector rows (not pixels) get fresh Gaussian
 // noise in every training batch; its std per column [D] in data's units
 // (data.dequantize_std x the column's sd); undefined when it does not apply.
 torch::Tensor vector_jitter(const Config& cfg, const Dataset& data, bool pixels);
+// Whether batches draw the labelled classes equally often (data.balance:
+// on; auto for conditional energies that are no classifier, when the
+// classes' rows differ twice or more); notes it unless quiet. A classifier
+// trained so has p(y | x) for equal class shares: its validation (keep_best,
+// calibrate) and a JEM class base weigh the classes equally too.
+bool balanced_classes(const Config& cfg, const Dataset& data, bool quiet = false);
+// Row weights [N] (float64, CPU) under which every class present in labels
+// y [N] weighs alike and all rows sum to N: n / (K n_y); undefined when not
+// balanced or without labels (then rows weigh 1).
+torch::Tensor class_weights(const torch::Tensor& y, bool balanced);
 // The batch drawer of those augmentations; empty when none applies.
 std::function<Batch(const Dataset&, int64_t, at::Generator&)> augmented_draw(const Config& cfg, const Dataset& data,
                                                               const std::optional<PixelMap>& pixels);

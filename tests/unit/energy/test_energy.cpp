@@ -416,6 +416,13 @@ TEST(StandardizedEnergy, UnitsAndJacobian) {
   EXPECT_FALSE(none.defined());
   // (the weights are the inner energy's: one set of parameters)
   EXPECT_EQ(outer->parameters().size(), inner->parameters().size());
+  // rows of another width: one error, not a broadcast ([B, 1] was read as (v, v))
+  for (const auto& wrong : {torch::ones({3, 1}, torch::kDouble), torch::ones({3, 3}, torch::kDouble),
+                            torch::ones({2}, torch::kDouble)}) {
+    EXPECT_THROW(outer->energy(wrong), Error);
+    EXPECT_THROW(outer->grad(wrong), Error);
+    EXPECT_THROW(outer->energy_and_grad(wrong), Error);
+  }
   AffineMap bad{torch::tensor({0.0, 0.0}, torch::kDouble), torch::tensor({1.0, 0.0}, torch::kDouble)};
   EXPECT_THROW(StandardizedEnergyImpl(inner, bad), Error);
   AffineMap fit = AffineMap::standardize(torch::tensor({{1.0, 5.0}, {3.0, 5.0}}));

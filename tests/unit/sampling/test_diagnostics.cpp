@@ -212,3 +212,33 @@ TEST(DrawRecorder, ThinsAndRejectsOverflow) {
   img.record(torch::ones({2, 1, 2, 2}));
   EXPECT_EQ(img.draws().sizes(), (std::vector<int64_t>{2, 1, 4}));
 }
+
+// The streamed split R-hat against the classic split R-hat computed from
+// the kept draws by hand: an odd number of draws (the middle one dropped),
+// values near 1e6 (the shift), chains merged from two recorders.
+TEST(SplitMoments, MatchesSplitRhatOfKeptDraws) {
+  auto gen = make_generator(24, kStreamTestData);
+  const int64_t chains = 6, n = 201, d = 3, m = n / 2;
+  auto x = at::normal(0.0, 1.0, {chains, n, d}, gen, torch::kDouble) + 1e6;
+  x.select(2, 2).narrow(0, 0, 2).add_(3.0);  // (two chains off in dimension 2: R-hat about 1.8)
+  SplitMoments a(4, d, n), b(2, d, n);
+  for (int64_t t = 0; t < n; ++t) {
+    a.record(x.narrow(0, 0, 4).select(1, t));
+    b.record(x.narrow(0, 4, 2).select(1, t));
+  }
+  const auto r = split_rhat(torch::cat({a.halves(), b.halves()}), m);
+  auto halves = torch::cat({x.narrow(1, 0, m), x.narrow(1, n - m, m)}, 0);  // [2 chains, m, d]
+  const auto w = halves.var(1).mean(0), bn = halves.mean(1).var(0);
+  const auto want = torch::sqrt(((m - 1.0) / m * w + bn) / w);
+  EXPECT_TRUE(torch::allclose(r, want, 1e-9, 1e-9)) << r << want;
+  EXPECT_LT(r[0].item<double>(), 1.1);
+  EXPECT_GT(r[2].item<double>(), 1.1);
+  EXPECT_EQ(code_of([&] { a.record(torch::zeros({4, d})); }), ExitCode::kUsage);  // full
+  SplitMoments short_run(2, d, 10);
+  short_run.record(torch::zeros({2, d}));
+  EXPECT_EQ(code_of([&] { short_run.halves(); }), ExitCode::kUsage);  // 1 of 10 draws
+  // Chains that never moved: within-half variance 0, R-hat not finite.
+  SplitMoments still(2, 1, 4);
+  for (int t = 0; t < 4; ++t) still.record(torch::tensor({{1.0}, {2.0}}, torch::kDouble));
+  EXPECT_FALSE(std::isfinite(split_rhat(still.halves(), 2)[0].item<double>()));
+}

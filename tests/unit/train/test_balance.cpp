@@ -74,3 +74,19 @@ TEST(Balance, AutoBalancesConditionalGenerativeModelsOnly) {
   EXPECT_EQ(code_of([&] { augmented_draw(config("", "on"), unlabelled, std::nullopt); }, &why),
             ExitCode::kBadConfig);
 }
+
+// Validation under balanced batches weighs every class alike: 900/90/10 rows
+// get weights whose class totals are equal and whose sum is the row count.
+TEST(Balance, ClassWeightsWeighClassesAlike) {
+  const Dataset d = imbalanced();
+  EXPECT_FALSE(class_weights(d.y, false).defined());
+  EXPECT_FALSE(class_weights(torch::Tensor(), true).defined());
+  const auto w = class_weights(d.y, true);
+  ASSERT_EQ(w.numel(), 1000);
+  EXPECT_NEAR(w.sum().item<double>(), 1000.0, 1e-9);
+  for (int64_t k = 0; k < 3; ++k)
+    EXPECT_NEAR(w.index({d.y == k}).sum().item<double>(), 1000.0 / 3.0, 1e-9) << k;
+  // (a label with no rows, 1 of {0, 2}: two classes present)
+  const auto w2 = class_weights(torch::tensor({0, 0, 0, 2}, torch::kLong), true);
+  EXPECT_TRUE(torch::allclose(w2, torch::tensor({2.0 / 3, 2.0 / 3, 2.0 / 3, 2.0}, torch::kDouble)));
+}

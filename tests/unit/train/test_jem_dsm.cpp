@@ -258,6 +258,13 @@ TEST(GaussianBase, ClassesIsLinearDiscriminantAnalysis) {
   // (a batch too large for the [B, K, D] form takes the expanded one: the same energies)
   auto big = torch::cat({x, x.repeat({20000, 1})});
   EXPECT_TRUE(torch::allclose(m->class_energies(big).narrow(0, 0, 64).to(torch::kDouble), got, 1e-3, 1e-3));
+  // equal_shares (balanced batches): pi_y = 1 / K, the same Gaussians
+  ClassifierMLP equal(ClassifierMLPOptions(d, {16}, k).base("classes"));
+  equal->fit_base(rows, labels, /*equal_shares=*/true);
+  auto got_eq = equal->class_energies(x).to(torch::kDouble);
+  for (int64_t c = 0; c < k; ++c)
+    EXPECT_TRUE(torch::allclose(got_eq.select(1, c), got.select(1, c) + logp[c] + std::log(double(k)), 2e-3, 2e-3))
+        << c;
   // too few labelled rows: one Gaussian, equal shares
   ClassifierMLP one(ClassifierMLPOptions(d, {16}, k).base("classes"));
   one->fit_base(rows, torch::full({n}, int64_t(-1), torch::kLong));

@@ -508,3 +508,23 @@ TEST(Trainer, PixelRunWritesSampleGridsAndKeepsItsPixelMap) {
 // calibration, the training rows for baselines): the same rows, labels
 // following, as the run had; a model without the seed has none, and says so.
 
+
+// The replay buffer's default capacity fits in kBufferBytes: 10,000 chains
+// of 128 x 128 colour images were 2 GiB in memory and in every checkpoint.
+TEST(BufferCapacity, DefaultFitsTheMemoryBudget) {
+  Config small = make_train_config();
+  resolve_buffer_capacity(small, {1, 28, 28});  // (31 MB: the default stays)
+  EXPECT_EQ(small.get_int("buffer.capacity"), 10000);
+  Config big = make_train_config();
+  resolve_buffer_capacity(big, {3, 128, 128});
+  const int64_t row = 4 * 3 * 128 * 128;
+  EXPECT_EQ(big.get_int("buffer.capacity"), kBufferBytes / row);  // (2730)
+  Config set = make_train_config();
+  set.set_value("buffer.capacity", int64_t(20000));
+  resolve_buffer_capacity(set, {3, 128, 128});  // (the user's choice stays, noted)
+  EXPECT_EQ(set.get_int("buffer.capacity"), 20000);
+  Config huge = make_train_config();
+  huge.set_value("train.batch_size", int64_t(64));
+  resolve_buffer_capacity(huge, {3, 1024, 1024});  // (not below a batch)
+  EXPECT_EQ(huge.get_int("buffer.capacity"), 64);
+}
