@@ -369,9 +369,9 @@ Runner add_sample(CLI::App& app) {
       as.event_shape = shape;
       if (!info.pixels && !image) check_csv_columns(a->init, info);  // (read_model_input checks its own)
       x0 = info.pixels || image ? read_model_input(a->init, as) : read_array(a->init);
-      // (a --thin CSV of an earlier run, chain and draw columns beside the
+      // (a --thin text file of an earlier run, chain and draw columns beside the
       // values: each chain resumes from its last kept draw)
-      if (!info.pixels && !image && file_extension(a->init) == ".csv" && x0.dim() == 2 && x0.size(1) == dim + 2) {
+      if (!info.pixels && !image && x0.dim() == 2 && x0.size(1) == dim + 2) {
         const auto header = csv_header(a->init);
         if (header.size() == size_t(dim + 2) && header[dim] == "chain" && header[dim + 1] == "draw") {
           const auto chain = x0.select(1, dim), draw = x0.select(1, dim + 1);
